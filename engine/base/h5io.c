@@ -1,0 +1,434 @@
+// h5io.c: atomic HDF5 files, shape-checked datasets and typed attributes.
+#include "engine/base/h5io.h"
+
+#include "engine/base/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// HDF5 prints its own error stack by default; we report one line instead.
+static void h5_quiet(void) {
+    static int done = 0;
+    if (!done) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
+}
+
+static void tmp_name(char *buf, size_t cap, const char *path) { snprintf(buf, cap, "%s.tmp", path); }
+
+hid_t h5_create(const char *path) {
+    h5_quiet();
+    char tmp[4096];
+    tmp_name(tmp, sizeof tmp, path);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        mo_errorf("%s: cannot create (%s); check that the folder exists and is writable", tmp,
+                  errno ? strerror(errno) : "HDF5 error");
+        return -1;
+    }
+    return f;
+}
+
+static int fsync_path(const char *path, int dir) {
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int h5_finish(hid_t f, const char *path) {
+    char tmp[4096];
+    tmp_name(tmp, sizeof tmp, path);
+    herr_t fl = H5Fflush(f, H5F_SCOPE_GLOBAL);
+    herr_t cl = H5Fclose(f);
+    if (fl < 0 || cl < 0) {
+        unlink(tmp);
+        return mo_errorf("%s: write failed (disk full?); the previous %s is untouched", tmp, path);
+    }
+    if (fsync_path(tmp, 0) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return mo_errorf("%s: fsync failed (%s); the previous %s is untouched", tmp, strerror(e), path);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return mo_errorf("%s: cannot rename to %s (%s)", tmp, path, strerror(e));
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    fsync_path(dirname(dir), 1);  // best effort: makes the rename durable
+    return 0;
+}
+
+void h5_abort(hid_t f, const char *path) {
+    char tmp[4096];
+    tmp_name(tmp, sizeof tmp, path);
+    if (f >= 0) H5Fclose(f);
+    unlink(tmp);
+}
+
+hid_t h5_open(const char *path, const char *format, int64_t max_version) {
+    h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        mo_errorf("%s: no such file", path);
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        mo_errorf("%s: not a readable HDF5 file (truncated or corrupt?)", path);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        mo_errorf("%s: cannot open as HDF5 (truncated or corrupt?)", path);
+        return -1;
+    }
+    if (!format) return f;
+    char got[128];
+    if (!h5_attr_exists(f, ".", "format") || h5_attr_get_str(f, ".", "format", got, sizeof got) != 0) {
+        mo_errorf("%s: not a %s file (no 'format' attribute)", path, format);
+        H5Fclose(f);
+        return -1;
+    }
+    if (strcmp(got, format) != 0) {
+        mo_errorf("%s: is a '%s' file, expected '%s'", path, got, format);
+        H5Fclose(f);
+        return -1;
+    }
+    int64_t version = 0;
+    if (h5_attr_get_i64(f, ".", "format_version", &version) != 0) {
+        H5Fclose(f);
+        return -1;
+    }
+    if (version < 1 || version > max_version) {
+        mo_errorf("%s: %s format_version %lld is not supported (this monolith reads 1..%lld); upgrade monolith",
+                  path, format, (long long)version, (long long)max_version);
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+int h5_set_format(hid_t f, const char *format, int64_t version) {
+    if (h5_attr_set_str(f, ".", "format", format) || h5_attr_set_i64(f, ".", "format_version", version) ||
+        h5_attr_set_str(f, ".", "created_by", "monolith " MONOLITH_VERSION))
+        return -1;
+    return 0;
+}
+
+void h5_close(hid_t f) {
+    if (f >= 0) H5Fclose(f);
+}
+
+const char *h5_name(hid_t loc) {
+    static _Thread_local char buf[4096];
+    if (H5Fget_name(loc, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "(hdf5 file)");
+    return buf;
+}
+
+int h5_exists(hid_t loc, const char *path) {
+    // Check each prefix: H5Lexists fails (rather than returning 0) on a missing parent.
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf; *p; p++) {
+        if (*p == '/' && p != buf) {
+            *p = '\0';
+            int e = H5Lexists(loc, buf, H5P_DEFAULT) > 0;
+            *p = '/';
+            if (!e) return 0;
+        }
+    }
+    return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
+}
+
+static hid_t lcpl_with_parents(void) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    return lcpl;
+}
+
+// The little-endian file type for a native memory type.
+static hid_t file_type(hid_t memtype) {
+    if (H5Tequal(memtype, H5T_NATIVE_FLOAT) > 0) return H5T_IEEE_F32LE;
+    if (H5Tequal(memtype, H5T_NATIVE_DOUBLE) > 0) return H5T_IEEE_F64LE;
+    if (H5Tequal(memtype, H5T_NATIVE_INT64) > 0) return H5T_STD_I64LE;
+    if (H5Tequal(memtype, H5T_NATIVE_INT32) > 0) return H5T_STD_I32LE;
+    if (H5Tequal(memtype, H5T_NATIVE_UINT16) > 0) return H5T_STD_U16LE;
+    if (H5Tequal(memtype, H5T_NATIVE_UINT32) > 0) return H5T_STD_U32LE;
+    if (H5Tequal(memtype, H5T_NATIVE_UINT64) > 0) return H5T_STD_U64LE;
+    if (H5Tequal(memtype, H5T_NATIVE_UINT8) > 0) return H5T_STD_U8LE;
+    return memtype;
+}
+
+int h5_write(hid_t loc, const char *path, hid_t memtype, const void *data, int rank, const hsize_t *dims) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t lcpl = lcpl_with_parents();
+    hid_t ds = H5Dcreate2(loc, path, file_type(memtype), space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = -1;
+    if (ds >= 0) rc = H5Dwrite(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write dataset %s (disk full?)", h5_name(loc), path);
+    return 0;
+}
+
+int h5_write_f32(hid_t loc, const char *path, const float *data, int rank, const hsize_t *dims) {
+    return h5_write(loc, path, H5T_NATIVE_FLOAT, data, rank, dims);
+}
+
+int h5_write_i64(hid_t loc, const char *path, const int64_t *data, int rank, const hsize_t *dims) {
+    return h5_write(loc, path, H5T_NATIVE_INT64, data, rank, dims);
+}
+
+int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
+    if (!h5_exists(loc, path)) return mo_errorf("%s: missing dataset %s", h5_name(loc), path);
+    hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+    if (ds < 0) return mo_errorf("%s: %s is not a dataset", h5_name(loc), path);
+    hid_t space = H5Dget_space(ds);
+    int r = H5Sget_simple_extent_ndims(space);
+    int ok = r >= 0 && r <= H5IO_MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0;
+    H5Sclose(space);
+    H5Dclose(ds);
+    if (!ok) return mo_errorf("%s: dataset %s has an unreadable shape", h5_name(loc), path);
+    *rank = r;
+    return 0;
+}
+
+static void shape_str(char *buf, size_t cap, int rank, const hsize_t *dims) {
+    size_t n = 0;
+    n += snprintf(buf + n, cap - n, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+int h5_read(hid_t loc, const char *path, hid_t memtype, void *data, int rank, const hsize_t *dims) {
+    int r;
+    hsize_t got[H5IO_MAX_RANK];
+    if (h5_shape(loc, path, &r, got)) return -1;
+    int same = r == rank;
+    for (int i = 0; same && i < rank; i++) same = got[i] == dims[i];
+    if (!same) {
+        char a[128], b[128];
+        shape_str(a, sizeof a, r, got);
+        shape_str(b, sizeof b, rank, dims);
+        return mo_errorf("%s: dataset %s has shape %s, expected %s", h5_name(loc), path, a, b);
+    }
+    hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+    herr_t rc = H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(ds);
+    if (rc < 0) return mo_errorf("%s: cannot read dataset %s (corrupt file or wrong type)", h5_name(loc), path);
+    return 0;
+}
+
+int h5_read_f32(hid_t loc, const char *path, float *data, int rank, const hsize_t *dims) {
+    return h5_read(loc, path, H5T_NATIVE_FLOAT, data, rank, dims);
+}
+
+static hid_t vlen_str_type(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+int h5_write_strings(hid_t loc, const char *path, const char *const *strs, int n) {
+    hid_t t = vlen_str_type();
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t lcpl = lcpl_with_parents();
+    hid_t ds = H5Dcreate2(loc, path, t, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = -1;
+    if (ds >= 0) rc = H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, strs);
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    H5Tclose(t);
+    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write strings %s", h5_name(loc), path);
+    return 0;
+}
+
+int h5_read_strings(hid_t loc, const char *path, char **out, int n) {
+    int r;
+    hsize_t dims[H5IO_MAX_RANK];
+    if (h5_shape(loc, path, &r, dims)) return -1;
+    if (r != 1 || dims[0] != (hsize_t)n)
+        return mo_errorf("%s: %s should hold %d strings", h5_name(loc), path, n);
+    hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+    hid_t ft = H5Dget_type(ds);
+    int ok = H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0;
+    H5Tclose(ft);
+    if (!ok) {
+        H5Dclose(ds);
+        return mo_errorf("%s: %s is not a variable-length string dataset", h5_name(loc), path);
+    }
+    hid_t t = vlen_str_type();
+    char **tmp = calloc((size_t)n ? (size_t)n : 1, sizeof *tmp);
+    herr_t rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
+    for (int i = 0; i < n; i++) {
+        out[i] = strdup(rc >= 0 && tmp[i] ? tmp[i] : "");
+        if (rc >= 0) H5free_memory(tmp[i]);
+    }
+    free(tmp);
+    H5Tclose(t);
+    H5Dclose(ds);
+    if (rc < 0) return mo_errorf("%s: cannot read strings %s", h5_name(loc), path);
+    return 0;
+}
+
+// Opens (creating groups if `create`) the object an attribute lives on.
+static hid_t attr_owner(hid_t loc, const char *obj, int create) {
+    if (!obj || strcmp(obj, ".") == 0) return H5Oopen(loc, ".", H5P_DEFAULT);
+    if (!h5_exists(loc, obj)) {
+        if (!create) return -1;
+        hid_t lcpl = lcpl_with_parents();
+        hid_t g = H5Gcreate2(loc, obj, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        H5Pclose(lcpl);
+        return g;
+    }
+    return H5Oopen(loc, obj, H5P_DEFAULT);
+}
+
+static int attr_set(hid_t loc, const char *obj, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                    int n) {
+    hid_t o = attr_owner(loc, obj, 1);
+    if (o < 0) return mo_errorf("%s: cannot create group %s", h5_name(loc), obj);
+    if (H5Aexists(o, name) > 0) H5Adelete(o, name);
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Awrite(a, mtype, v) : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    H5Oclose(o);
+    if (rc < 0) return mo_errorf("%s: cannot write attribute %s of %s", h5_name(loc), name, obj);
+    return 0;
+}
+
+int h5_attr_set_i64(hid_t loc, const char *obj, const char *name, int64_t v) {
+    return attr_set(loc, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, -1);
+}
+
+int h5_attr_set_f64(hid_t loc, const char *obj, const char *name, double v) {
+    return attr_set(loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, -1);
+}
+
+int h5_attr_set_i64s(hid_t loc, const char *obj, const char *name, const int64_t *v, int n) {
+    return attr_set(loc, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n);
+}
+
+int h5_attr_set_u64s(hid_t loc, const char *obj, const char *name, const uint64_t *v, int n) {
+    return attr_set(loc, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, v, n);
+}
+
+int h5_attr_set_str(hid_t loc, const char *obj, const char *name, const char *v) {
+    hid_t t = vlen_str_type();
+    int rc = attr_set(loc, obj, name, t, t, &v, -1);
+    H5Tclose(t);
+    return rc;
+}
+
+int h5_attr_exists(hid_t loc, const char *obj, const char *name) {
+    hid_t o = attr_owner(loc, obj, 0);
+    if (o < 0) return 0;
+    int e = H5Aexists(o, name) > 0;
+    H5Oclose(o);
+    return e;
+}
+
+// Opens attribute `name` and checks it has `n` elements (-1: scalar or 1 element).
+static hid_t attr_open(hid_t loc, const char *obj, const char *name, int n, hid_t *owner) {
+    hid_t o = attr_owner(loc, obj, 0);
+    if (o < 0 || H5Aexists(o, name) <= 0) {
+        if (o >= 0) H5Oclose(o);
+        mo_errorf("%s: missing attribute %s%s%s", h5_name(loc), obj && strcmp(obj, ".") ? obj : "",
+                  obj && strcmp(obj, ".") ? "/" : "/", name);
+        return -1;
+    }
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    hid_t space = H5Aget_space(a);
+    hssize_t count = H5Sget_simple_extent_npoints(space);
+    H5Sclose(space);
+    if ((n < 0 && count != 1) || (n >= 0 && count != n)) {
+        H5Aclose(a);
+        H5Oclose(o);
+        mo_errorf("%s: attribute %s has %lld elements, expected %d", h5_name(loc), name, (long long)count,
+                  n < 0 ? 1 : n);
+        return -1;
+    }
+    *owner = o;
+    return a;
+}
+
+static int attr_get(hid_t loc, const char *obj, const char *name, hid_t mtype, void *v, int n) {
+    hid_t o;
+    hid_t a = attr_open(loc, obj, name, n, &o);
+    if (a < 0) return -1;
+    herr_t rc = H5Aread(a, mtype, v);
+    H5Aclose(a);
+    H5Oclose(o);
+    if (rc < 0) return mo_errorf("%s: attribute %s has the wrong type", h5_name(loc), name);
+    return 0;
+}
+
+int h5_attr_get_i64(hid_t loc, const char *obj, const char *name, int64_t *v) {
+    return attr_get(loc, obj, name, H5T_NATIVE_INT64, v, -1);
+}
+
+int h5_attr_get_f64(hid_t loc, const char *obj, const char *name, double *v) {
+    return attr_get(loc, obj, name, H5T_NATIVE_DOUBLE, v, -1);
+}
+
+int h5_attr_get_i64s(hid_t loc, const char *obj, const char *name, int64_t *v, int n) {
+    return attr_get(loc, obj, name, H5T_NATIVE_INT64, v, n);
+}
+
+int h5_attr_get_u64s(hid_t loc, const char *obj, const char *name, uint64_t *v, int n) {
+    return attr_get(loc, obj, name, H5T_NATIVE_UINT64, v, n);
+}
+
+int h5_attr_get_str(hid_t loc, const char *obj, const char *name, char *buf, size_t cap) {
+    hid_t o;
+    hid_t a = attr_open(loc, obj, name, -1, &o);
+    if (a < 0) return -1;
+    hid_t ft = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ft) == H5T_STRING) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t t = vlen_str_type();
+            char *s = NULL;
+            if (H5Aread(a, t, &s) >= 0 && s) {
+                snprintf(buf, cap, "%s", s);
+                H5free_memory(s);
+                rc = 0;
+            }
+            H5Tclose(t);
+        } else {
+            size_t sz = H5Tget_size(ft);
+            char *s = calloc(sz + 1, 1);
+            hid_t t = H5Tcopy(H5T_C_S1);
+            H5Tset_size(t, sz + 1);
+            if (s && H5Aread(a, t, s) >= 0) {
+                snprintf(buf, cap, "%s", s);
+                rc = 0;
+            }
+            H5Tclose(t);
+            free(s);
+        }
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    H5Oclose(o);
+    if (rc) return mo_errorf("%s: attribute %s is not a string", h5_name(loc), name);
+    return 0;
+}

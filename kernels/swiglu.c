@@ -1,0 +1,150 @@
+// swiglu.c: SiLU and SwiGLU, scalar and SIMD (AVX2, AVX-512), forward and backward.
+// Each SIMD version handles whole vectors and hands the tail to the scalar version.
+#include "kernels/swiglu.h"
+
+#include "kernels/simd_math.h"
+
+#include <math.h>
+
+// ---------------------------------------------------------------------------- scalar
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void silu_fwd_scalar(float *out, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(x[i]);
+}
+
+static void silu_bwd_scalar(float *dx, const float *dout, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = sigmoidf(x[i]);
+        dx[i] = dout[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+static void swiglu_fwd_scalar(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] * sigmoidf(a[i]) * b[i];
+}
+
+static void swiglu_bwd_scalar(float *da, float *db, const float *dout, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = sigmoidf(a[i]);
+        float dai = dout[i] * b[i] * s * (1.0f + a[i] * (1.0f - s));
+        float dbi = dout[i] * a[i] * s;
+        da[i] = dai;
+        db[i] = dbi;
+    }
+}
+
+#if MO_HAVE_X86
+// ---------------------------------------------------------------------------- AVX-512
+
+static inline MO_TARGET_AVX512 __m512 sigmoid512(__m512 x) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, mo_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+static MO_TARGET_AVX512 void silu_fwd_avx512(float *out, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(v, sigmoid512(v)));
+    }
+    silu_fwd_scalar(out + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX512 void silu_bwd_avx512(float *dx, const float *dout, const float *x, size_t n) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i), s = sigmoid512(v);
+        __m512 d = _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one));
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(dout + i), d));
+    }
+    silu_bwd_scalar(dx + i, dout + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX512 void swiglu_fwd_avx512(float *out, const float *a, const float *b, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 va = _mm512_loadu_ps(a + i);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(va, sigmoid512(va)), _mm512_loadu_ps(b + i)));
+    }
+    swiglu_fwd_scalar(out + i, a + i, b + i, n - i);
+}
+
+static MO_TARGET_AVX512 void swiglu_bwd_avx512(float *da, float *db, const float *dout, const float *a,
+                                               const float *b, size_t n) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 va = _mm512_loadu_ps(a + i), vb = _mm512_loadu_ps(b + i), g = _mm512_loadu_ps(dout + i);
+        __m512 s = sigmoid512(va);
+        __m512 dsilu = _mm512_mul_ps(s, _mm512_fmadd_ps(va, _mm512_sub_ps(one, s), one));
+        _mm512_storeu_ps(da + i, _mm512_mul_ps(_mm512_mul_ps(g, vb), dsilu));
+        _mm512_storeu_ps(db + i, _mm512_mul_ps(g, _mm512_mul_ps(va, s)));
+    }
+    swiglu_bwd_scalar(da + i, db + i, dout + i, a + i, b + i, n - i);
+}
+
+// ---------------------------------------------------------------------------- AVX2
+
+static inline MO_TARGET_AVX2 __m256 sigmoid256(__m256 x) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, mo_exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+static MO_TARGET_AVX2 void silu_fwd_avx2(float *out, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(v, sigmoid256(v)));
+    }
+    silu_fwd_scalar(out + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX2 void silu_bwd_avx2(float *dx, const float *dout, const float *x, size_t n) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), s = sigmoid256(v);
+        __m256 d = _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dout + i), d));
+    }
+    silu_bwd_scalar(dx + i, dout + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX2 void swiglu_fwd_avx2(float *out, const float *a, const float *b, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 va = _mm256_loadu_ps(a + i);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(va, sigmoid256(va)), _mm256_loadu_ps(b + i)));
+    }
+    swiglu_fwd_scalar(out + i, a + i, b + i, n - i);
+}
+
+static MO_TARGET_AVX2 void swiglu_bwd_avx2(float *da, float *db, const float *dout, const float *a, const float *b,
+                                           size_t n) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i), g = _mm256_loadu_ps(dout + i);
+        __m256 s = sigmoid256(va);
+        __m256 dsilu = _mm256_mul_ps(s, _mm256_fmadd_ps(va, _mm256_sub_ps(one, s), one));
+        _mm256_storeu_ps(da + i, _mm256_mul_ps(_mm256_mul_ps(g, vb), dsilu));
+        _mm256_storeu_ps(db + i, _mm256_mul_ps(g, _mm256_mul_ps(va, s)));
+    }
+    swiglu_bwd_scalar(da + i, db + i, dout + i, a + i, b + i, n - i);
+}
+#endif
+
+// ---------------------------------------------------------------------------- dispatch
+
+void silu_forward(float *out, const float *x, size_t n) { MO_SIMD_DISPATCH(silu_fwd, out, x, n); }
+
+void silu_backward(float *dx, const float *dout, const float *x, size_t n) { MO_SIMD_DISPATCH(silu_bwd, dx, dout, x, n); }
+
+void swiglu_forward(float *out, const float *a, const float *b, size_t n) { MO_SIMD_DISPATCH(swiglu_fwd, out, a, b, n); }
+
+void swiglu_backward(float *da, float *db, const float *dout, const float *a, const float *b, size_t n) {
+    MO_SIMD_DISPATCH(swiglu_bwd, da, db, dout, a, b, n);
+}

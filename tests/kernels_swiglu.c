@@ -1,0 +1,131 @@
+// kernels_swiglu.c: SiLU and SwiGLU against kernels/ref at every SIMD level, and the
+// reference backward against central finite differences in double.
+#include "kernels/ref/ref.h"
+#include "kernels/simd.h"
+#include "kernels/swiglu.h"
+#include "tests/testutil.h"
+
+// Sizes around every vector width so the SIMD tails run.
+static const size_t sizes[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000, 4099};
+#define N_SIZES (sizeof sizes / sizeof sizes[0])
+#define TOL_F32 2e-6  // normalized error of a float kernel against the double oracle
+
+typedef struct {
+    float *a, *b, *g, *out, *da, *db;
+    double *a64, *b64, *g64, *out64, *da64, *db64;
+} bufs;
+
+static bufs alloc_bufs(size_t n, uint64_t seed) {
+    bufs B;
+    float **f[] = {&B.a, &B.b, &B.g, &B.out, &B.da, &B.db};
+    double **d[] = {&B.a64, &B.b64, &B.g64, &B.out64, &B.da64, &B.db64};
+    for (int i = 0; i < 6; i++) *f[i] = calloc(n, sizeof(float)), *d[i] = calloc(n, sizeof(double));
+    tu_fill(B.a, n, seed, 6.0f);  // wide enough to reach the flat parts of the sigmoid
+    tu_fill(B.b, n, seed + 1, 2.0f);
+    tu_fill(B.g, n, seed + 2, 1.0f);
+    tu_to_f64(B.a64, B.a, n), tu_to_f64(B.b64, B.b, n), tu_to_f64(B.g64, B.g, n);
+    return B;
+}
+
+static void free_bufs(bufs *B) {
+    float *f[] = {B->a, B->b, B->g, B->out, B->da, B->db};
+    double *d[] = {B->a64, B->b64, B->g64, B->out64, B->da64, B->db64};
+    for (int i = 0; i < 6; i++) free(f[i]), free(d[i]);
+}
+
+START_TEST(test_matches_ref_every_level) {
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (size_t s = 0; s < N_SIZES; s++) {
+            size_t n = sizes[s];
+            bufs B = alloc_bufs(n, 100 + s);
+            const char *lv = simd_name((simd_level)level);
+
+            silu_forward(B.out, B.a, n);
+            ref_silu_forward(B.out64, B.a64, n);
+            ck_assert_msg(tu_rel_err_f64(B.out, B.out64, n) < TOL_F32, "silu fwd %s n=%zu", lv, n);
+            silu_backward(B.da, B.g, B.a, n);
+            ref_silu_backward(B.da64, B.g64, B.a64, n);
+            ck_assert_msg(tu_rel_err_f64(B.da, B.da64, n) < TOL_F32, "silu bwd %s n=%zu", lv, n);
+
+            swiglu_forward(B.out, B.a, B.b, n);
+            ref_swiglu_forward(B.out64, B.a64, B.b64, n);
+            ck_assert_msg(tu_rel_err_f64(B.out, B.out64, n) < TOL_F32, "swiglu fwd %s n=%zu", lv, n);
+            swiglu_backward(B.da, B.db, B.g, B.a, B.b, n);
+            ref_swiglu_backward(B.da64, B.db64, B.g64, B.a64, B.b64, n);
+            ck_assert_msg(tu_rel_err_f64(B.da, B.da64, n) < TOL_F32, "swiglu bwd da %s n=%zu", lv, n);
+            ck_assert_msg(tu_rel_err_f64(B.db, B.db64, n) < TOL_F32, "swiglu bwd db %s n=%zu", lv, n);
+            free_bufs(&B);
+        }
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
+START_TEST(test_in_place) {
+    // The model runs swiglu in place over the gate buffer and its backward over both.
+    size_t n = 77;
+    bufs B = alloc_bufs(n, 7);
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    memcpy(a, B.a, n * sizeof *a);
+    memcpy(b, B.b, n * sizeof *b);
+    swiglu_forward(B.out, B.a, B.b, n);
+    swiglu_forward(a, a, b, n);
+    ck_assert(memcmp(a, B.out, n * sizeof *a) == 0);
+    memcpy(a, B.a, n * sizeof *a);
+    swiglu_backward(B.da, B.db, B.g, B.a, B.b, n);
+    swiglu_backward(a, b, B.g, a, b, n);
+    ck_assert(memcmp(a, B.da, n * sizeof *a) == 0 && memcmp(b, B.db, n * sizeof *b) == 0);
+    free(a), free(b);
+    free_bufs(&B);
+}
+END_TEST
+
+// Finite differences of L = sum_i w_i * swiglu(a, b)_i with respect to a and b.
+typedef struct {
+    double *a, *b, *w, *out;
+    size_t n;
+} fd_ctx;
+
+static double swiglu_loss(void *p) {
+    fd_ctx *c = p;
+    ref_swiglu_forward(c->out, c->a, c->b, c->n);
+    double L = 0;
+    for (size_t i = 0; i < c->n; i++) L += c->w[i] * c->out[i];
+    return L;
+}
+
+static double silu_loss(void *p) {
+    fd_ctx *c = p;
+    ref_silu_forward(c->out, c->a, c->n);
+    double L = 0;
+    for (size_t i = 0; i < c->n; i++) L += c->w[i] * c->out[i];
+    return L;
+}
+
+START_TEST(test_ref_backward_finite_differences) {
+    size_t n = 257;
+    bufs B = alloc_bufs(n, 42);
+    fd_ctx c = {B.a64, B.b64, B.g64, B.out64, n};
+    ref_swiglu_backward(B.da64, B.db64, B.g64, B.a64, B.b64, n);
+    tu_fd_check("swiglu da", swiglu_loss, &c, B.a64, B.da64, n, n, 1e-5, 1e-8);
+    tu_fd_check("swiglu db", swiglu_loss, &c, B.b64, B.db64, n, n, 1e-5, 1e-8);
+    ref_silu_backward(B.da64, B.g64, B.a64, n);
+    tu_fd_check("silu dx", silu_loss, &c, B.a64, B.da64, n, n, 1e-5, 1e-8);
+    free_bufs(&B);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_swiglu");
+    TCase *tc = tcase_create("swiglu");
+    tcase_add_test(tc, test_matches_ref_every_level);
+    tcase_add_test(tc, test_in_place);
+    tcase_add_test(tc, test_ref_backward_finite_differences);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

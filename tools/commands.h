@@ -1,0 +1,24 @@
+// commands.h: the subcommand table. One line per subcommand; each family lives in its
+// own tools/cmd_*.c file and receives argv starting at its own name.
+#ifndef MONOLITH_COMMANDS_H
+#define MONOLITH_COMMANDS_H
+
+typedef int (*command_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    command_fn fn;
+    const char *help;  // one line for `monolith help`
+} command;
+
+// Shared by every command: prints "monolith: <mo_error()>" and returns 1.
+int cmd_fail(void);
+
+#define MONOLITH_COMMANDS(X) \
+    X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates")
+
+#define X(name, help) int cmd_##name(int argc, char **argv);
+MONOLITH_COMMANDS(X)
+#undef X
+
+#endif

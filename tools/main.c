@@ -1,0 +1,46 @@
+// main.c: `monolith <command> [flags]`, dispatched from the table in commands.h.
+#include "tools/commands.h"
+
+#include "engine/base/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const command commands[] = {
+#define X(n, h) {#n, cmd_##n, h},
+    MONOLITH_COMMANDS(X)
+#undef X
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+int cmd_fail(void) {
+    fprintf(stderr, "monolith: %s\n", mo_error());
+    return 1;
+}
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: monolith <command> [flags]   (monolith <command> --help for its flags)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "  %-12s %s\n", "help", "this list");
+    fprintf(out, "  %-12s %s\n", "--version", "print the version");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("monolith %s\n", MONOLITH_VERSION);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "monolith: unknown command '%s'; run 'monolith help' for the list\n", name);
+    return 2;
+}

@@ -1,17 +1,62 @@
 // ref.h: the oracles. Plain, obviously-correct versions of every kernel, in double,
-// written from the math and nothing else: no SIMD, no blocking, no tricks. Tests compare
-// the optimized float kernels against these and check these against finite differences.
-// Never deleted, never optimized. Same argument order and accumulate/assign rules as the
-// optimized kernel of the same name (see that kernel's header).
+// written from the math and nothing else: no SIMD, no blocking, no BLAS, no tricks.
+// Tests compare the optimized float kernels against these and check these against
+// finite differences. Never deleted, never optimized. Same argument order, shapes and
+// accumulate/assign rules as the optimized kernel of the same name (see its header).
 #ifndef MONOLITH_REF_H
 #define MONOLITH_REF_H
 
 #include <stddef.h>
+
+// matmul.h
+void ref_matmul_nn(double *C, const double *A, const double *B, int M, int N, int K, int acc);
+void ref_matmul_nt(double *C, const double *A, const double *B, int M, int N, int K, int acc);
+void ref_matmul_tn(double *C, const double *A, const double *B, int M, int N, int K, int acc);
+void ref_matmul_grouped_nt(double *C, const double *A, const double *B, const int *offs, int G, int N, int K, int acc);
+void ref_matmul_grouped_nn(double *C, const double *A, const double *B, const int *offs, int G, int N, int K, int acc);
+void ref_matmul_grouped_tn(double *C, const double *A, const double *B, const int *offs, int G, int M, int N, int acc);
+
+// embedding.h
+void ref_embedding_forward(double *out, const int *tokens, const double *table, int n, int d);
+void ref_embedding_backward(double *dtable, const double *dout, const int *tokens, int n, int d);
+
+// rmsnorm.h
+void ref_rmsnorm_forward(double *out, double *rstd, const double *x, const double *w, int n, int d, double eps);
+void ref_rmsnorm_backward(double *dx, double *dw, const double *dout, const double *x, const double *w,
+                          const double *rstd, int n, int d);
+
+// rope.h (angles computed directly, no tables)
+void ref_rope_forward(double *x, const int *pos, int n, int n_heads, int head_dim, double theta);
+void ref_rope_backward(double *dx, const int *pos, int n, int n_heads, int head_dim, double theta);
 
 // swiglu.h
 void ref_silu_forward(double *out, const double *x, size_t n);
 void ref_silu_backward(double *dx, const double *dout, const double *x, size_t n);
 void ref_swiglu_forward(double *out, const double *a, const double *b, size_t n);
 void ref_swiglu_backward(double *da, double *db, const double *dout, const double *a, const double *b, size_t n);
+
+// softmax.h
+void ref_softmax_forward(double *out, const double *x, int rows, int cols);
+void ref_softmax_backward(double *dx, const double *dout, const double *out, int rows, int cols);
+void ref_logsumexp_rows(double *lse, const double *x, int rows, int cols);
+
+// cross_entropy.h
+void ref_cross_entropy_forward(double *losses, const double *logits, const int *targets, int n, int V);
+void ref_cross_entropy_backward(double *dlogits, const double *logits, const int *targets, const double *dloss, int n,
+                                int V);
+
+// topk.h
+void ref_topk_forward(int *idx, double *val, const double *x, int n, int E, int k);
+void ref_topk_backward(double *dx, const double *dval, const int *idx, int n, int E, int k);
+
+// residual.h
+void ref_residual_forward(double *out, const double *a, const double *b, size_t n);
+void ref_residual_backward(double *da, double *db, const double *dout, size_t n);
+
+// attention.h (the oracle materializes scores plainly and needs no scratch)
+void ref_attention_forward(double *out, double *att, const double *q, const double *k, const double *v, int B, int T,
+                           int nh, int nkv, int hd);
+void ref_attention_backward(double *dq, double *dk, double *dv, const double *dout, const double *att,
+                            const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd);
 
 #endif

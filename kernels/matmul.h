@@ -1,0 +1,32 @@
+// matmul.h: dense and grouped (per-expert) matrix products over cblas_sgemm.
+//
+// All matrices are row-major float32. `acc` = 1 adds the product into C, 0 overwrites C.
+// The three forms are the three products of a linear layer y = x W^T with W stored
+// [out, in] like PyTorch's nn.Linear.weight:
+//   forward          y[T,out]  = x[T,in]   W[out,in]^T     matmul_nt
+//   input gradient   dx[T,in]  = dy[T,out] W[out,in]       matmul_nn
+//   weight gradient  dW[out,in] += dy[T,out]^T x[T,in]     matmul_tn (acc = 1)
+#ifndef MONOLITH_MATMUL_H
+#define MONOLITH_MATMUL_H
+
+// C[M,N] (+)= A[M,K] B[K,N]
+void matmul_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
+// C[M,N] (+)= A[M,K] B[N,K]^T
+void matmul_nt(float *C, const float *A, const float *B, int M, int N, int K, int acc);
+// C[M,N] (+)= A[K,M]^T B[K,N]
+void matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
+
+// Grouped products for the experts (DESIGN section 3). The rows of A and C are split
+// into G contiguous blocks: block g is rows offs[g] .. offs[g+1]-1 (offs has G+1
+// entries, offs[0] = 0; a block may be empty). Block g is multiplied by its own matrix
+// B_g, the g-th slice of a stacked [G, ...] tensor: one GEMM per non-empty block.
+//
+// C_g[n_g,N] (+)= A_g[n_g,K] B_g[N,K]^T, B is [G,N,K]    (expert forward: x w1^T)
+void matmul_grouped_nt(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc);
+// C_g[n_g,N] (+)= A_g[n_g,K] B_g[K,N], B is [G,K,N]      (expert input gradient)
+void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc);
+// C_g[M,N] (+)= A_g[n_g,M]^T B_g[n_g,N], C is [G,M,N]    (expert weight gradient)
+// A block with no rows leaves C_g as it was (acc = 1) or zero (acc = 0).
+void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc);
+
+#endif

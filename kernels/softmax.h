@@ -1,0 +1,14 @@
+// softmax.h: row softmax and log-sum-exp (router probabilities, router z-loss).
+//
+// Forward caches its output (backward needs only that). Backward assigns.
+#ifndef MONOLITH_SOFTMAX_H
+#define MONOLITH_SOFTMAX_H
+
+// out[rows, cols] = softmax of each row of x, max-subtracted. out may alias x.
+void softmax_forward(float *out, const float *x, int rows, int cols);
+// dx = out * (dout - sum_j dout_j out_j), per row. dx may alias dout.
+void softmax_backward(float *dx, const float *dout, const float *out, int rows, int cols);
+// lse[rows] = log sum_j exp(x[r, j]), max-subtracted.
+void logsumexp_rows(float *lse, const float *x, int rows, int cols);
+
+#endif

@@ -1,5 +1,5 @@
-// cmd_bench.c: `monolith bench machine|...`: throughput reported beside this machine's
-// own sgemm rate and memory bandwidth, measured in the same run.
+// cmd_bench.c: `monolith bench <what>`, dispatched from MONOLITH_BENCHES in bench.h.
+#include "tools/bench.h"
 #include "tools/commands.h"
 
 #include "kernels/roofline.h"
@@ -10,12 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    int threads;
-    int json;
-} bench_opts;
-
-static int parse_opts(int argc, char **argv, bench_opts *o) {
+int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
     static const struct option longopts[] = {
         {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0}};
     o->threads = 0;
@@ -24,22 +19,32 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 't': o->threads = atoi(optarg); break;
-        case 'j': o->json = 1; break;
-        case 'h': return 1;
-        default: return -1;
+        case 't': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 0 || n > 1024) {
+                fprintf(stderr, "monolith: --threads takes a whole number (0 = one per core), not '%s'\n", optarg);
+                return -1;
+            }
+            o->threads = (int)n;
+            break;
         }
+        case 'j': o->json = 1; break;
+        case 'h': printf("%s", usage); return 1;
+        default: fprintf(stderr, "%s", usage); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "monolith: unexpected argument '%s'\n%s", argv[optind], usage);
+        return -1;
     }
     return 0;
 }
 
-static int bench_machine(int argc, char **argv) {
+int bench_machine(int argc, char **argv) {
     bench_opts o;
-    int rc = parse_opts(argc, argv, &o);
-    if (rc) {
-        fprintf(rc > 0 ? stdout : stderr, "usage: monolith bench machine [--threads N] [--json]\n");
-        return rc > 0 ? 0 : 2;
-    }
+    int rc = bench_parse_opts(argc, argv, &o, "usage: monolith bench machine [--threads N] [--json]\n");
+    if (rc) return rc > 0 ? 0 : 2;
     threads_init(o.threads);
     double gf = roofline_sgemm_gflops(1024, 1.0);
     double bw = roofline_membw_gbs(1.0);
@@ -55,7 +60,9 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } benches[] = {
-    {"machine", bench_machine, "this machine's sgemm GFLOP/s and memory GB/s"},
+#define X(n, h) {#n, bench_##n, h},
+    MONOLITH_BENCHES(X)
+#undef X
 };
 
 int cmd_bench(int argc, char **argv) {
@@ -63,9 +70,10 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2)
         for (int i = 0; i < n; i++)
             if (!strcmp(argv[1], benches[i].name)) return benches[i].fn(argc - 1, argv + 1);
-    FILE *out = argc >= 2 && strcmp(argv[1], "--help") ? stderr : stdout;
-    if (argc >= 2 && strcmp(argv[1], "--help")) fprintf(stderr, "monolith: unknown benchmark '%s'\n", argv[1]);
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"));
+    if (argc >= 2 && !help) fprintf(stderr, "monolith: unknown benchmark '%s'\n", argv[1]);
+    FILE *out = help ? stdout : stderr;
     fprintf(out, "usage: monolith bench <what> [--threads N] [--json]\n");
     for (int i = 0; i < n; i++) fprintf(out, "  %-10s %s\n", benches[i].name, benches[i].help);
-    return out == stdout ? 0 : 2;
+    return help ? 0 : 2;
 }

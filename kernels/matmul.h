@@ -29,4 +29,15 @@ void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs
 // A block with no rows leaves C_g as it was (acc = 1) or zero (acc = 0).
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc);
 
+// How the grouped products use the threads (docs/threading.md). AUTO (the default) picks
+// per call from the block sizes; the other two force one way, for benchmarks and tests.
+// Called outside a parallel region, both ways use every thread; inside one, the blocks
+// run one after the other with single-threaded BLAS. Results are the same either way.
+typedef enum {
+    MATMUL_GROUPED_AUTO = 0,
+    MATMUL_GROUPED_BLAS_PARALLEL,   // one BLAS call per block in turn, each using all threads
+    MATMUL_GROUPED_BLOCK_PARALLEL,  // blocks spread over the threads, serial BLAS per block
+} matmul_grouped_strategy;
+void matmul_grouped_set_strategy(matmul_grouped_strategy s);
+
 #endif

@@ -1,0 +1,183 @@
+// kernels_matmul.c: dense and grouped matmul against kernels/ref over a sweep of shapes
+// (ones, zeros, odd sizes; empty and skewed groups; acc 0 and 1; both grouped threading
+// strategies), and the three forms checked as the gradients of a linear layer by central
+// finite differences of the reference in double.
+#include "kernels/matmul.h"
+#include "kernels/ref/ref.h"
+#include "tests/testutil.h"
+
+#define TOL_F32 1e-5  // normalized error of float sgemm against the double oracle
+
+typedef void (*dense_fn)(float *, const float *, const float *, int, int, int, int);
+typedef void (*dense_ref)(double *, const double *, const double *, int, int, int, int);
+
+static const struct {
+    const char *name;
+    dense_fn f;
+    dense_ref r;
+} dense[] = {{"nn", matmul_nn, ref_matmul_nn}, {"nt", matmul_nt, ref_matmul_nt}, {"tn", matmul_tn, ref_matmul_tn}};
+
+// {M, N, K}
+static const int shapes[][3] = {{1, 1, 1},  {1, 7, 3},   {5, 1, 9},    {4, 6, 1},    {17, 33, 65},
+                                {64, 64, 64}, {3, 129, 31}, {100, 37, 250}, {0, 5, 7},  {5, 0, 7},
+                                {5, 7, 0},  {0, 0, 0}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+// C is prefilled with NaN for acc = 0 (assign must not read it) and random for acc = 1.
+static void prefill(float *C, double *C64, size_t n, int acc, uint64_t seed) {
+    if (acc) {
+        tu_fill(C, n, seed, 1.0f);
+        tu_to_f64(C64, C, n);
+    } else {
+        for (size_t i = 0; i < n; i++) C[i] = NAN, C64[i] = NAN;
+    }
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+START_TEST(test_dense_matches_ref) {
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+        // +1 so that zero-sized shapes still get valid pointers
+        float *A = malloc((na + 1) * 4), *B = malloc((nb + 1) * 4), *C = malloc((nc + 1) * 4);
+        double *A64 = malloc((na + 1) * 8), *B64 = malloc((nb + 1) * 8), *C64 = malloc((nc + 1) * 8);
+        tu_fill(A, na, 10 + s, 1.0f), tu_fill(B, nb, 20 + s, 1.0f);
+        tu_to_f64(A64, A, na), tu_to_f64(B64, B, nb);
+        for (size_t f = 0; f < 3; f++)
+            for (int acc = 0; acc <= 1; acc++) {
+                prefill(C, C64, nc, acc, 30 + s);
+                dense[f].f(C, A, B, M, N, K, acc);
+                dense[f].r(C64, A64, B64, M, N, K, acc);
+                ck_assert_msg(all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite output", dense[f].name, M, N,
+                              K, acc);
+                double e = nc ? tu_rel_err_f64(C, C64, nc) : 0;
+                ck_assert_msg(e < TOL_F32, "%s M=%d N=%d K=%d acc=%d: err %.3g", dense[f].name, M, N, K, acc, e);
+            }
+        free(A), free(B), free(C), free(A64), free(B64), free(C64);
+    }
+}
+END_TEST
+
+// Block boundaries for G = 5 groups over the rows: even, skewed, empty at the ends and
+// in the middle, all empty, one row each.
+static const int offsets[][6] = {
+    {0, 20, 40, 60, 80, 100}, {0, 91, 93, 97, 98, 100}, {0, 0, 30, 30, 77, 77},
+    {0, 0, 0, 0, 0, 0},       {0, 1, 2, 3, 4, 5},       {0, 0, 0, 0, 0, 64},
+};
+#define N_OFFS (sizeof offsets / sizeof offsets[0])
+#define G 5
+
+static const matmul_grouped_strategy strategies[] = {MATMUL_GROUPED_AUTO, MATMUL_GROUPED_BLAS_PARALLEL,
+                                                     MATMUL_GROUPED_BLOCK_PARALLEL};
+static const char *strategy_names[] = {"auto", "blas-parallel", "block-parallel"};
+
+START_TEST(test_grouped_matches_ref) {
+    const int dims[][2] = {{7, 13}, {32, 17}, {1, 1}};  // {N, K} (for tn: {M, N})
+    for (size_t o = 0; o < N_OFFS; o++)
+        for (size_t d = 0; d < 3; d++) {
+            const int *offs = offsets[o], rows = offs[G], N = dims[d][0], K = dims[d][1];
+            size_t big = (size_t)G * N * K + (size_t)(rows + 1) * (N + K) + 1;  // room for any operand
+            float *A = malloc(big * 4), *B = malloc(big * 4), *C = malloc(big * 4);
+            double *A64 = malloc(big * 8), *B64 = malloc(big * 8), *C64 = malloc(big * 8);
+            tu_fill(A, big, 40 + o, 1.0f), tu_fill(B, big, 50 + d, 1.0f);
+            tu_to_f64(A64, A, big), tu_to_f64(B64, B, big);
+            for (size_t st = 0; st < 3; st++) {
+                matmul_grouped_set_strategy(strategies[st]);
+                const char *sn = strategy_names[st];
+                for (int acc = 0; acc <= 1; acc++) {
+                    size_t nc = (size_t)rows * N;
+                    prefill(C, C64, nc, acc, 60);
+                    matmul_grouped_nt(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
+                                  "grouped nt offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
+
+                    prefill(C, C64, nc, acc, 61);
+                    matmul_grouped_nn(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
+                                  "grouped nn offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
+
+                    // tn: C is [G, M=N, N=K]; an empty block must give zeros (acc 0) or
+                    // keep C_g (acc 1): the NaN prefill catches a block left unwritten.
+                    nc = (size_t)G * N * K;
+                    prefill(C, C64, nc, acc, 62);
+                    matmul_grouped_tn(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc), "grouped tn offs#%zu acc=%d %s: non-finite", o, acc, sn);
+                    double e = tu_rel_err_f64(C, C64, nc);
+                    ck_assert_msg(e < TOL_F32, "grouped tn offs#%zu M=%d N=%d acc=%d %s: err %.3g", o, N, K, acc, sn, e);
+                }
+            }
+            free(A), free(B), free(C), free(A64), free(B64), free(C64);
+        }
+    matmul_grouped_set_strategy(MATMUL_GROUPED_AUTO);
+}
+END_TEST
+
+// The grouped forms called from inside our own parallel region (the expert layer may
+// be), where BLAS must run serially per thread and the result must not change.
+START_TEST(test_grouped_inside_parallel_region) {
+    const int offs[G + 1] = {0, 40, 41, 41, 100, 130}, N = 24, K = 40, R = 4;
+    size_t na = (size_t)130 * K, nb = (size_t)G * N * K, nc = (size_t)130 * N;
+    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(R * nc * 4), *C1 = malloc(nc * 4);
+    tu_fill(A, na, 70, 1.0f), tu_fill(B, nb, 71, 1.0f);
+    matmul_grouped_nt(C1, A, B, offs, G, N, K, 0);
+#pragma omp parallel for
+    for (int r = 0; r < R; r++) matmul_grouped_nt(C + r * nc, A, B, offs, G, N, K, 0);
+    for (int r = 0; r < R; r++) ck_assert_msg(tu_rel_err(C + r * nc, C1, nc) < 1e-6, "copy %d differs", r);
+    free(A), free(B), free(C), free(C1);
+}
+END_TEST
+
+// y = x W^T (nt) with L = sum w_ij y_ij: dL/dx = w W (nn), dL/dW = w^T x (tn).
+typedef struct {
+    double *x, *W, *wt, *y;
+    int T, in, out;
+} lin_ctx;
+
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    ref_matmul_nt(c->y, c->x, c->W, c->T, c->out, c->in, 0);
+    double L = 0;
+    for (int i = 0; i < c->T * c->out; i++) L += c->wt[i] * c->y[i];
+    return L;
+}
+
+START_TEST(test_ref_linear_layer_finite_differences) {
+    int T = 5, in = 7, out = 3;
+    double *x = malloc(T * in * 8), *W = malloc(out * in * 8), *wt = malloc(T * out * 8), *y = malloc(T * out * 8);
+    double *dx = malloc(T * in * 8), *dW = malloc(out * in * 8);
+    tu_fill_f64(x, T * in, 1, 1.0), tu_fill_f64(W, out * in, 2, 1.0), tu_fill_f64(wt, T * out, 3, 1.0);
+    lin_ctx c = {x, W, wt, y, T, in, out};
+    ref_matmul_nn(dx, wt, W, T, in, out, 0);
+    tu_fill_f64(dW, out * in, 4, 1.0);  // acc = 1 onto a known start: subtract it after
+    double *dW0 = malloc(out * in * 8);
+    memcpy(dW0, dW, out * in * 8);
+    ref_matmul_tn(dW, wt, x, out, in, T, 1);
+    for (int i = 0; i < out * in; i++) dW[i] -= dW0[i];
+    tu_fd_check("linear dx", lin_loss, &c, x, dx, T * in, T * in, 1e-5, 1e-8);
+    tu_fd_check("linear dW", lin_loss, &c, W, dW, out * in, out * in, 1e-5, 1e-8);
+    free(x), free(W), free(wt), free(y), free(dx), free(dW), free(dW0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_matmul");
+    TCase *tc = tcase_create("matmul");
+    tcase_add_test(tc, test_dense_matches_ref);
+    tcase_add_test(tc, test_grouped_matches_ref);
+    tcase_add_test(tc, test_grouped_inside_parallel_region);
+    tcase_add_test(tc, test_ref_linear_layer_finite_differences);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -6,7 +6,9 @@
 //
 // Forward caches the probabilities att[B, nh, T, T] (row t holds the weights of query t
 // over keys 0..t; the rest are zero). Backward assigns dq, dk and dv, and needs a
-// scratch buffer of attention_scratch_floats(...) floats (no allocation inside).
+// scratch buffer of attention_scratch_floats(...) floats (no allocation inside): one
+// block of query rows x T per thread, so size it after threads_init() and again if the
+// thread count changes. Both run the (batch, head) pairs in parallel with OpenMP.
 #ifndef MONOLITH_ATTENTION_H
 #define MONOLITH_ATTENTION_H
 

@@ -1,0 +1,166 @@
+// kernels_attention.c: causal GQA attention against kernels/ref (forward output and
+// probabilities, backward dq, dk, dv) over GQA ratios 1, 2 and all-to-one, T = 1, odd T
+// and T past one query block, at every SIMD level; the reference backward against
+// central finite differences in double; causality; assign semantics; scratch bounds.
+#include "kernels/attention.h"
+#include "kernels/ref/ref.h"
+#include "kernels/simd.h"
+#include "tests/testutil.h"
+
+#define TOL_F32 2e-5  // normalized error of the float kernel against the double oracle
+
+typedef struct {
+    int B, T, nh, nkv, hd;
+} shape;
+
+// nh = nkv, nh = 2 nkv, nh = 4 nkv and nkv = 1; T = 1, odd, and past the 64-row block.
+static const shape shapes[] = {{1, 1, 1, 1, 4},  {2, 7, 4, 4, 8},   {2, 13, 4, 2, 6},  {1, 33, 4, 1, 16},
+                               {2, 70, 2, 1, 8}, {1, 130, 3, 3, 5}, {1, 1, 4, 1, 3},   {3, 65, 8, 2, 32},
+                               {1, 200, 2, 2, 64}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+typedef struct {
+    size_t nq, nkv, natt, nscr;
+    float *q, *k, *v, *out, *att, *dout, *dq, *dk, *dv, *scratch;
+    double *q64, *k64, *v64, *out64, *att64, *dout64, *dq64, *dk64, *dv64, *w64;
+} bufs;
+
+static bufs alloc_bufs(shape s, uint64_t seed) {
+    bufs X;
+    X.nq = (size_t)s.B * s.T * s.nh * s.hd;
+    X.nkv = (size_t)s.B * s.T * s.nkv * s.hd;
+    X.natt = (size_t)s.B * s.nh * s.T * s.T;
+    X.nscr = attention_scratch_floats(s.B, s.T, s.nh, s.nkv, s.hd);
+    size_t n[] = {X.nq, X.nkv, X.nkv, X.nq, X.natt, X.nq, X.nq, X.nkv, X.nkv, X.nq};
+    float **f[] = {&X.q, &X.k, &X.v, &X.out, &X.att, &X.dout, &X.dq, &X.dk, &X.dv};
+    double **d[] = {&X.q64, &X.k64, &X.v64, &X.out64, &X.att64, &X.dout64, &X.dq64, &X.dk64, &X.dv64, &X.w64};
+    for (int i = 0; i < 9; i++) *f[i] = malloc(n[i] * sizeof(float));
+    for (int i = 0; i < 10; i++) *d[i] = malloc(n[i] * sizeof(double));
+    X.scratch = malloc((X.nscr + 16) * sizeof(float));
+    for (int i = 0; i < 16; i++) X.scratch[X.nscr + i] = 12345.0f;  // guard: backward must not write here
+    tu_fill(X.q, X.nq, seed, 2.0f);  // wide enough that the softmax is far from uniform
+    tu_fill(X.k, X.nkv, seed + 1, 2.0f);
+    tu_fill(X.v, X.nkv, seed + 2, 1.0f);
+    tu_fill(X.dout, X.nq, seed + 3, 1.0f);
+    tu_to_f64(X.q64, X.q, X.nq), tu_to_f64(X.k64, X.k, X.nkv), tu_to_f64(X.v64, X.v, X.nkv);
+    tu_to_f64(X.dout64, X.dout, X.nq);
+    return X;
+}
+
+static void free_bufs(bufs *X) {
+    float *f[] = {X->q, X->k, X->v, X->out, X->att, X->dout, X->dq, X->dk, X->dv, X->scratch};
+    double *d[] = {X->q64, X->k64, X->v64, X->out64, X->att64, X->dout64, X->dq64, X->dk64, X->dv64, X->w64};
+    for (int i = 0; i < 10; i++) free(f[i]), free(d[i]);
+}
+
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+START_TEST(test_matches_ref_every_level) {
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        const char *lv = simd_name((simd_level)level);
+        for (size_t i = 0; i < N_SHAPES; i++) {
+            shape s = shapes[i];
+            bufs X = alloc_bufs(s, 100 + i);
+            // Outputs start as NaN: forward and backward assign every element.
+            fill_nan(X.out, X.nq), fill_nan(X.att, X.natt);
+            fill_nan(X.dq, X.nq), fill_nan(X.dk, X.nkv), fill_nan(X.dv, X.nkv), fill_nan(X.scratch, X.nscr);
+            attention_forward(X.out, X.att, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+            ref_attention_forward(X.out64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh, s.nkv, s.hd);
+            attention_backward(X.dq, X.dk, X.dv, X.scratch, X.dout, X.att, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv,
+                               s.hd);
+            ref_attention_backward(X.dq64, X.dk64, X.dv64, X.dout64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh,
+                                   s.nkv, s.hd);
+            const char *fmt = "%s %s B=%d T=%d nh=%d nkv=%d hd=%d: err %.3g";
+            double e;
+            e = tu_rel_err_f64(X.out, X.out64, X.nq);
+            ck_assert_msg(e < TOL_F32, fmt, "out", lv, s.B, s.T, s.nh, s.nkv, s.hd, e);
+            e = tu_rel_err_f64(X.att, X.att64, X.natt);
+            ck_assert_msg(e < TOL_F32, fmt, "att", lv, s.B, s.T, s.nh, s.nkv, s.hd, e);
+            e = tu_rel_err_f64(X.dq, X.dq64, X.nq);
+            ck_assert_msg(e < TOL_F32, fmt, "dq", lv, s.B, s.T, s.nh, s.nkv, s.hd, e);
+            e = tu_rel_err_f64(X.dk, X.dk64, X.nkv);
+            ck_assert_msg(e < TOL_F32, fmt, "dk", lv, s.B, s.T, s.nh, s.nkv, s.hd, e);
+            e = tu_rel_err_f64(X.dv, X.dv64, X.nkv);
+            ck_assert_msg(e < TOL_F32, fmt, "dv", lv, s.B, s.T, s.nh, s.nkv, s.hd, e);
+            for (int g = 0; g < 16; g++) ck_assert_msg(X.scratch[X.nscr + g] == 12345.0f, "scratch overrun");
+            free_bufs(&X);
+        }
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
+// Changing k and v at position t0 leaves every output and probability of the queries
+// before t0 bit-identical, and changes the ones at t0 and after.
+START_TEST(test_causal) {
+    shape s = {2, 80, 4, 2, 8};
+    const int t0 = 37;
+    bufs X = alloc_bufs(s, 7);
+    float *out0 = malloc(X.nq * sizeof(float));
+    attention_forward(out0, X.att, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+    for (int b = 0; b < s.B; b++)
+        for (int j = 0; j < s.nkv * s.hd; j++) {
+            size_t at = ((size_t)b * s.T + t0) * s.nkv * s.hd + j;
+            X.k[at] += 0.5f, X.v[at] -= 0.5f;
+        }
+    attention_forward(X.out, X.att, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+    size_t row = (size_t)s.nh * s.hd;
+    for (int b = 0; b < s.B; b++) {
+        const float *o0 = out0 + (size_t)b * s.T * row, *o1 = X.out + (size_t)b * s.T * row;
+        ck_assert_msg(memcmp(o0, o1, t0 * row * sizeof(float)) == 0, "batch %d: output before t0 changed", b);
+        ck_assert_msg(memcmp(o0 + t0 * row, o1 + t0 * row, row * sizeof(float)) != 0, "batch %d: t0 unchanged", b);
+    }
+    free(out0);
+    free_bufs(&X);
+}
+END_TEST
+
+// Finite differences of L = sum w * out (random weights) through the reference.
+typedef struct {
+    bufs *X;
+    shape s;
+} fd_ctx;
+
+static double attention_loss(void *p) {
+    fd_ctx *c = p;
+    bufs *X = c->X;
+    ref_attention_forward(X->out64, X->att64, X->q64, X->k64, X->v64, c->s.B, c->s.T, c->s.nh, c->s.nkv, c->s.hd);
+    double L = 0;
+    for (size_t i = 0; i < X->nq; i++) L += X->w64[i] * X->out64[i];
+    return L;
+}
+
+START_TEST(test_ref_backward_finite_differences) {
+    const shape fs[] = {{2, 5, 4, 2, 3}, {1, 6, 2, 1, 4}, {1, 4, 3, 3, 2}, {1, 1, 2, 1, 2}};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+        shape s = fs[i];
+        bufs X = alloc_bufs(s, 300 + i);
+        tu_fill_f64(X.w64, X.nq, 400 + i, 1.0);
+        fd_ctx c = {&X, s};
+        attention_loss(&c);  // att64 of the unperturbed inputs
+        ref_attention_backward(X.dq64, X.dk64, X.dv64, X.w64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh, s.nkv,
+                               s.hd);
+        tu_fd_check("attention dq", attention_loss, &c, X.q64, X.dq64, X.nq, X.nq, 1e-5, 1e-7);
+        tu_fd_check("attention dk", attention_loss, &c, X.k64, X.dk64, X.nkv, X.nkv, 1e-5, 1e-7);
+        tu_fd_check("attention dv", attention_loss, &c, X.v64, X.dv64, X.nkv, X.nkv, 1e-5, 1e-7);
+        free_bufs(&X);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_attention");
+    TCase *tc = tcase_create("attention");
+    tcase_add_test(tc, test_matches_ref_every_level);
+    tcase_add_test(tc, test_causal);
+    tcase_add_test(tc, test_ref_backward_finite_differences);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

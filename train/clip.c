@@ -1,0 +1,29 @@
+// clip.c: global-norm gradient clipping, deterministic for any thread count.
+#include "train/clip.h"
+
+#include <math.h>
+
+double grad_global_norm(const float *grads, const adamw_range *ranges, size_t n_ranges, double *partial) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t r = 0; r < n_ranges; r++) {
+        const float *g = grads + ranges[r].offset;
+        double s = 0;
+        for (size_t i = 0; i < ranges[r].length; i++) s += (double)g[i] * (double)g[i];
+        partial[r] = s;
+    }
+    double total = 0;
+    for (size_t r = 0; r < n_ranges; r++) total += partial[r];
+    return sqrt(total);
+}
+
+double grad_clip(float *grads, const adamw_range *ranges, size_t n_ranges, double max_norm, double *partial) {
+    double norm = grad_global_norm(grads, ranges, n_ranges, partial);
+    if (!(max_norm > 0) || !isfinite(norm) || norm <= max_norm) return norm;
+    float scale = (float)(max_norm / (norm + 1e-6));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t r = 0; r < n_ranges; r++) {
+        float *g = grads + ranges[r].offset;
+        for (size_t i = 0; i < ranges[r].length; i++) g[i] *= scale;
+    }
+    return norm;
+}

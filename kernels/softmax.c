@@ -1,0 +1,98 @@
+// softmax.c: row softmax, its backward and row log-sum-exp, scalar and SIMD (AVX2,
+// AVX-512), built from the row primitives of kernels/simd_rows.h. Rows run on OpenMP
+// threads when the call is large (MO_ROWS_PAR_MIN); each row is independent, so the
+// result does not depend on the thread count.
+#include "kernels/softmax.h"
+
+#include "kernels/simd_rows.h"
+
+// One version of each row loop per SIMD level, from the same body: L is the level suffix.
+#define SOFTMAX_FWD_BODY(L)                                                     \
+    _Pragma("omp parallel for schedule(static) if ((size_t)rows * cols >= MO_ROWS_PAR_MIN)") \
+    for (int r = 0; r < rows; r++) {                                            \
+        const float *xr = x + (size_t)r * cols;                                 \
+        float *o = out + (size_t)r * cols;                                      \
+        float m = row_max_##L(xr, (size_t)cols);                                \
+        float s = row_exp_##L(o, xr, (size_t)cols, m);                          \
+        row_scale_##L(o, o, (size_t)cols, 1.0f / s);                            \
+    }
+
+// dx = out * (dout - <dout, out>): the dot is taken before dx (which may be dout) is written.
+#define SOFTMAX_BWD_BODY(L)                                                     \
+    _Pragma("omp parallel for schedule(static) if ((size_t)rows * cols >= MO_ROWS_PAR_MIN)") \
+    for (int r = 0; r < rows; r++) {                                            \
+        const float *g = dout + (size_t)r * cols, *y = out + (size_t)r * cols;  \
+        float *d = dx + (size_t)r * cols;                                       \
+        softmax_bwd_row_##L(d, g, y, (size_t)cols, row_dot_##L(g, y, (size_t)cols)); \
+    }
+
+#define LSE_BODY(L)                                                             \
+    _Pragma("omp parallel for schedule(static) if ((size_t)rows * cols >= MO_ROWS_PAR_MIN)") \
+    for (int r = 0; r < rows; r++) {                                            \
+        const float *xr = x + (size_t)r * cols;                                 \
+        float m = row_max_##L(xr, (size_t)cols);                                \
+        lse[r] = m + logf(row_sumexp_##L(xr, (size_t)cols, m));                 \
+    }
+
+// ---------------------------------------------------------------------------- scalar
+
+// d_i = y_i * (g_i - dot)
+static inline void softmax_bwd_row_scalar(float *d, const float *g, const float *y, size_t n, float dot) {
+    for (size_t i = 0; i < n; i++) d[i] = y[i] * (g[i] - dot);
+}
+
+static void softmax_fwd_scalar(float *out, const float *x, int rows, int cols) { SOFTMAX_FWD_BODY(scalar) }
+static void softmax_bwd_scalar(float *dx, const float *dout, const float *out, int rows, int cols) {
+    SOFTMAX_BWD_BODY(scalar)
+}
+static void lse_scalar(float *lse, const float *x, int rows, int cols) { LSE_BODY(scalar) }
+
+#if MO_HAVE_X86
+// ---------------------------------------------------------------------------- AVX-512
+
+static inline MO_TARGET_AVX512 void softmax_bwd_row_avx512(float *d, const float *g, const float *y, size_t n,
+                                                           float dot) {
+    __m512 vdot = _mm512_set1_ps(dot);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), _mm512_sub_ps(_mm512_loadu_ps(g + i), vdot)));
+    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
+}
+
+static MO_TARGET_AVX512 void softmax_fwd_avx512(float *out, const float *x, int rows, int cols) {
+    SOFTMAX_FWD_BODY(avx512)
+}
+static MO_TARGET_AVX512 void softmax_bwd_avx512(float *dx, const float *dout, const float *out, int rows, int cols) {
+    SOFTMAX_BWD_BODY(avx512)
+}
+static MO_TARGET_AVX512 void lse_avx512(float *lse, const float *x, int rows, int cols) { LSE_BODY(avx512) }
+
+// ---------------------------------------------------------------------------- AVX2
+
+static inline MO_TARGET_AVX2 void softmax_bwd_row_avx2(float *d, const float *g, const float *y, size_t n,
+                                                       float dot) {
+    __m256 vdot = _mm256_set1_ps(dot);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(g + i), vdot)));
+    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
+}
+
+static MO_TARGET_AVX2 void softmax_fwd_avx2(float *out, const float *x, int rows, int cols) { SOFTMAX_FWD_BODY(avx2) }
+static MO_TARGET_AVX2 void softmax_bwd_avx2(float *dx, const float *dout, const float *out, int rows, int cols) {
+    SOFTMAX_BWD_BODY(avx2)
+}
+static MO_TARGET_AVX2 void lse_avx2(float *lse, const float *x, int rows, int cols) { LSE_BODY(avx2) }
+#endif
+
+// ---------------------------------------------------------------------------- dispatch
+
+void softmax_forward(float *out, const float *x, int rows, int cols) {
+    MO_SIMD_DISPATCH(softmax_fwd, out, x, rows, cols);
+}
+
+void softmax_backward(float *dx, const float *dout, const float *out, int rows, int cols) {
+    MO_SIMD_DISPATCH(softmax_bwd, dx, dout, out, rows, cols);
+}
+
+void logsumexp_rows(float *lse, const float *x, int rows, int cols) { MO_SIMD_DISPATCH(lse, lse, x, rows, cols); }

@@ -1,0 +1,129 @@
+// kernels_cross_entropy.c: fused cross-entropy against kernels/ref at every SIMD level
+// over odd vocabulary sizes with ignored targets, the in-place backward over the
+// logits, and the reference backward against central finite differences in double on
+// a random-weighted sum of the losses (the weights play dloss).
+#include "kernels/cross_entropy.h"
+#include "kernels/ref/ref.h"
+#include "kernels/simd.h"
+#include "tests/testutil.h"
+
+// (n, V): V around every vector width, one shape large enough for the OpenMP row loop.
+static const int shapes[][2] = {{1, 1}, {3, 2},  {4, 7},   {5, 8},   {3, 9},    {4, 15},
+                                {4, 16}, {3, 17}, {6, 33}, {9, 100}, {3, 1001}, {24, 4099}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+#define TOL_F32 2e-6  // normalized error against the double oracle
+
+// Targets in [0, V), every third one ignored (-1); row 0 always has a real target.
+static void fill_targets(int *t, int n, int V, uint64_t seed) {
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) t[i] = (i % 3 == 2) ? -1 : (int)mo_rng_below(&r, (uint64_t)V);
+}
+
+START_TEST(test_matches_ref_every_level) {
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        const char *lv = simd_name((simd_level)level);
+        for (size_t s = 0; s < N_SHAPES; s++) {
+            int n = shapes[s][0], V = shapes[s][1];
+            size_t nv = (size_t)n * V;
+            int *t = malloc(n * sizeof *t);
+            float *x = malloc(nv * 4), *dx = malloc(nv * 4), *loss = malloc(n * 4), *dl = malloc(n * 4);
+            double *x64 = malloc(nv * 8), *dx64 = malloc(nv * 8), *loss64 = malloc(n * 8), *dl64 = malloc(n * 8);
+            fill_targets(t, n, V, 7 + s);
+            tu_fill(x, nv, 10 + s, 10.0f), tu_fill(dl, n, 20 + s, 1.0f);
+            tu_to_f64(x64, x, nv), tu_to_f64(dl64, dl, n);
+
+            cross_entropy_forward(loss, x, t, n, V);
+            ref_cross_entropy_forward(loss64, x64, t, n, V);
+            ck_assert_msg(tu_rel_err_f64(loss, loss64, n) < TOL_F32, "fwd %s %dx%d: %g", lv, n, V,
+                          tu_rel_err_f64(loss, loss64, n));
+            for (int i = 0; i < n; i++)
+                if (t[i] < 0) ck_assert_msg(loss[i] == 0.0f, "ignored target has loss %g", loss[i]);
+            cross_entropy_backward(dx, x, t, dl, n, V);
+            ref_cross_entropy_backward(dx64, x64, t, dl64, n, V);
+            ck_assert_msg(tu_rel_err_f64(dx, dx64, nv) < TOL_F32, "bwd %s %dx%d: %g", lv, n, V,
+                          tu_rel_err_f64(dx, dx64, nv));
+            for (int i = 0; i < n; i++)
+                for (int j = 0; t[i] < 0 && j < V; j++) ck_assert_msg(dx[(size_t)i * V + j] == 0.0f, "ignored row grad");
+            // In place over the logits: same bits as the out-of-place call.
+            cross_entropy_backward(x, x, t, dl, n, V);
+            ck_assert_msg(memcmp(x, dx, nv * 4) == 0, "in-place bwd %s %dx%d", lv, n, V);
+            free(t), free(x), free(dx), free(loss), free(dl), free(x64), free(dx64), free(loss64), free(dl64);
+        }
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
+START_TEST(test_edges) {
+    // V = 1: loss 0 and gradient 0 whatever the logit.
+    float x1 = 42.0f, l1, d1, one = 1.0f;
+    int t0 = 0;
+    cross_entropy_forward(&l1, &x1, &t0, 1, 1);
+    cross_entropy_backward(&d1, &x1, &t0, &one, 1, 1);
+    ck_assert_float_eq_tol(l1, 0.0f, 1e-6f);
+    ck_assert_float_eq_tol(d1, 0.0f, 1e-6f);
+    // Uniform logits: loss = log V, rows of the gradient sum to 0.
+    enum { V = 50 };
+    float x[V], d[V], l;
+    for (int j = 0; j < V; j++) x[j] = 3.0f;
+    int t = 17;
+    cross_entropy_forward(&l, x, &t, 1, V);
+    ck_assert_float_eq_tol(l, logf((float)V), 1e-5f);
+    cross_entropy_backward(d, x, &t, &one, 1, V);
+    double s = 0;
+    for (int j = 0; j < V; j++) s += d[j];
+    ck_assert_double_eq_tol(s, 0.0, 1e-6);
+    ck_assert_float_eq_tol(d[17], 1.0f / V - 1.0f, 1e-6f);
+    // Huge logits stay finite (max subtraction).
+    for (int j = 0; j < V; j++) x[j] = 1e4f * (float)j;
+    t = 0;
+    cross_entropy_forward(&l, x, &t, 1, V);
+    ck_assert_float_eq_tol(l, 1e4f * (V - 1), 1.0f);
+    cross_entropy_backward(d, x, &t, &one, 1, V);
+    ck_assert_float_eq_tol(d[0], -1.0f, 1e-6f);
+    ck_assert_float_eq_tol(d[V - 1], 1.0f, 1e-6f);
+}
+END_TEST
+
+// L = sum_i w_i * loss_i
+typedef struct {
+    double *x, *w, *loss;
+    const int *t;
+    int n, V;
+} fd_ctx;
+
+static double ce_loss(void *p) {
+    fd_ctx *c = p;
+    ref_cross_entropy_forward(c->loss, c->x, c->t, c->n, c->V);
+    double L = 0;
+    for (int i = 0; i < c->n; i++) L += c->w[i] * c->loss[i];
+    return L;
+}
+
+START_TEST(test_ref_backward_finite_differences) {
+    enum { N = 5, V = 19 };
+    int t[N];
+    double x[N * V], w[N], loss[N], dx[N * V];
+    fill_targets(t, N, V, 3);
+    tu_fill_f64(x, N * V, 1, 4.0), tu_fill_f64(w, N, 2, 1.0);
+    fd_ctx c = {x, w, loss, t, N, V};
+    ref_cross_entropy_backward(dx, x, t, w, N, V);
+    tu_fd_check("cross-entropy dlogits", ce_loss, &c, x, dx, N * V, N * V, 1e-5, 1e-8);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_cross_entropy");
+    TCase *tc = tcase_create("cross_entropy");
+    tcase_add_test(tc, test_matches_ref_every_level);
+    tcase_add_test(tc, test_edges);
+    tcase_add_test(tc, test_ref_backward_finite_differences);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -15,7 +15,9 @@ typedef struct {
 int cmd_fail(void);
 
 #define MONOLITH_COMMANDS(X) \
-    X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates")
+    X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \
+    X(init, "a randomly initialized checkpoint from a preset and config overrides")                         \
+    X(inspect, "config, total and active parameters, tensor shapes and experts of a checkpoint")
 
 #define X(name, help) int cmd_##name(int argc, char **argv);
 MONOLITH_COMMANDS(X)

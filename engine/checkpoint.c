@@ -1,0 +1,278 @@
+// checkpoint.c: writing and reading the monolith checkpoint (DESIGN section 4).
+#include "engine/checkpoint.h"
+
+#include "engine/base/error.h"
+#include "engine/base/h5io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------- tensors
+
+static void tensor_dims(const mo_tensor *t, hsize_t *dims) {
+    for (int k = 0; k < t->rank; k++) dims[k] = (hsize_t)t->shape[k];
+}
+
+int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena) {
+    char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        hsize_t dims[3];
+        tensor_dims(&pt->t[i], dims);
+        snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
+        if (h5_write_f32(f, path, arena + pt->t[i].offset, pt->t[i].rank, dims)) return -1;
+    }
+    return 0;
+}
+
+int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena) {
+    char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        hsize_t dims[3];
+        tensor_dims(t, dims);
+        snprintf(path, sizeof path, "%s/%s", group, t->name);
+        if (!h5_exists(f, path))
+            return mo_errorf("%s: missing tensor /%s (the config asks for it)", h5_name(f), path);
+        int rank;
+        hsize_t got[H5IO_MAX_RANK];
+        if (h5_shape(f, path, &rank, got)) return -1;
+        int same = rank == t->rank;
+        for (int k = 0; same && k < rank; k++) same = got[k] == dims[k];
+        if (!same) {
+            char want[96];
+            params_shape_str(pt, i, want, sizeof want);
+            return mo_errorf("%s: tensor /%s has a shape that disagrees with /config (which asks for %s)",
+                             h5_name(f), path, want);
+        }
+        float *x = arena + t->offset;
+        if (h5_read_f32(f, path, x, t->rank, dims)) return -1;
+        for (size_t j = 0; j < t->numel; j++)
+            if (!isfinite(x[j]))
+                return mo_errorf("%s: tensor /%s holds %s at flat index %zu; the checkpoint is corrupt or "
+                                 "training diverged",
+                                 h5_name(f), path, isnan(x[j]) ? "NaN" : "Inf", j);
+    }
+    return 0;
+}
+
+// A MoE layer has moe/ and no ffn/, a dense layer the reverse, and shared_* exist only
+// with shared experts: a tensor the config does not explain means the two disagree.
+static int check_no_extra(hid_t f, const char *group, const mo_param_table *pt) {
+    const mo_config *c = &pt->cfg;
+    char path[256];
+    for (int l = 0; l < c->n_layers; l++) {
+        const char *extra[2] = {NULL, NULL};
+        if (c->moe_layers[l]) {
+            extra[0] = "ffn";
+            if (!c->n_shared_experts) extra[1] = "moe/shared_w1";
+        } else {
+            extra[0] = "moe";
+        }
+        for (int k = 0; k < 2; k++) {
+            if (!extra[k]) continue;
+            snprintf(path, sizeof path, "%s/layers/%d/%s", group, l, extra[k]);
+            if (h5_exists(f, path))
+                return mo_errorf("%s: /%s exists but /config says layer %d is %s; the tensors and the config "
+                                 "disagree",
+                                 h5_name(f), path, l,
+                                 c->moe_layers[l] ? (k ? "MoE without shared experts" : "MoE") : "dense");
+        }
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- experts
+
+void ckpt_experts_free(mo_experts_meta *m) {
+    char **lists[3] = {m->name, m->domain, m->provenance};
+    for (int k = 0; k < 3; k++) {
+        if (!lists[k]) continue;
+        for (int e = 0; e < m->n; e++) free(lists[k][e]);
+        free(lists[k]);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+static int experts_alloc(mo_experts_meta *m, int n) {
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    size_t cap = n > 0 ? (size_t)n : 1;
+    m->name = calloc(cap, sizeof(char *));
+    m->domain = calloc(cap, sizeof(char *));
+    m->provenance = calloc(cap, sizeof(char *));
+    if (!m->name || !m->domain || !m->provenance) {
+        ckpt_experts_free(m);
+        return mo_errorf("out of memory for expert metadata");
+    }
+    return 0;
+}
+
+static int replace_str(char **slot, const char *s) {
+    if (!s) return 0;
+    char *c = strdup(s);
+    if (!c) return mo_errorf("out of memory for expert metadata");
+    free(*slot);
+    *slot = c;
+    return 0;
+}
+
+int ckpt_experts_set(mo_experts_meta *m, int e, const char *name, const char *domain, const char *provenance) {
+    if (e < 0 || e >= m->n) return mo_errorf("expert %d does not exist (the model has %d)", e, m->n);
+    if (replace_str(&m->name[e], name) || replace_str(&m->domain[e], domain) ||
+        replace_str(&m->provenance[e], provenance))
+        return -1;
+    return 0;
+}
+
+int ckpt_write_experts(hid_t f, const mo_experts_meta *m) {
+    const char *paths[3] = {"experts/name", "experts/domain", "experts/provenance"};
+    char **lists[3] = {m->name, m->domain, m->provenance};
+    for (int k = 0; k < 3; k++) {
+        // NULL entries are written as "".
+        const char **s = calloc(m->n > 0 ? (size_t)m->n : 1, sizeof *s);
+        if (!s) return mo_errorf("out of memory writing %s", paths[k]);
+        for (int e = 0; e < m->n; e++) s[e] = lists[k][e] ? lists[k][e] : "";
+        int rc = h5_write_strings(f, paths[k], s, m->n);
+        free(s);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int ckpt_read_experts(hid_t f, mo_experts_meta *m, int n_experts) {
+    if (experts_alloc(m, n_experts)) return -1;
+    if (h5_read_strings(f, "experts/name", m->name, n_experts) ||
+        h5_read_strings(f, "experts/domain", m->domain, n_experts) ||
+        h5_read_strings(f, "experts/provenance", m->provenance, n_experts)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", mo_error());
+        ckpt_experts_free(m);
+        return mo_errorf("%s (n_experts is %d)", why, n_experts);
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- tokenizer
+
+void ckpt_tokenizer_free(mo_tokenizer_blob *t) {
+    free(t->tiktoken);
+    for (int i = 0; i < t->n_special; i++) free(t->special_names ? t->special_names[i] : NULL);
+    free(t->special_names);
+    free(t->special_ids);
+    memset(t, 0, sizeof *t);
+}
+
+int ckpt_write_tokenizer(hid_t f, const mo_tokenizer_blob *t) {
+    if (!t->present) return 0;
+    hsize_t n = (hsize_t)t->tiktoken_len, ns = (hsize_t)t->n_special;
+    const uint8_t empty = 0;
+    if (h5_write(f, "tokenizer/tiktoken", H5T_NATIVE_UINT8, n ? t->tiktoken : &empty, 1, &n) ||
+        h5_write_strings(f, "tokenizer/special_names", (const char *const *)t->special_names, t->n_special) ||
+        h5_write_i64(f, "tokenizer/special_ids", t->special_ids, 1, &ns))
+        return -1;
+    return 0;
+}
+
+int ckpt_read_tokenizer(hid_t f, mo_tokenizer_blob *t) {
+    memset(t, 0, sizeof *t);
+    if (!h5_exists(f, "tokenizer")) return 0;
+    int rank;
+    hsize_t dims[H5IO_MAX_RANK], sdims[H5IO_MAX_RANK];
+    if (h5_shape(f, "tokenizer/tiktoken", &rank, dims)) return -1;
+    if (rank != 1) return mo_errorf("%s: /tokenizer/tiktoken must be 1-D bytes", h5_name(f));
+    if (h5_shape(f, "tokenizer/special_ids", &rank, sdims)) return -1;
+    if (rank != 1 || sdims[0] > 1000000)
+        return mo_errorf("%s: /tokenizer/special_ids must be a 1-D int64 list", h5_name(f));
+    t->present = 1;
+    t->tiktoken_len = (size_t)dims[0];
+    t->n_special = (int)sdims[0];
+    t->tiktoken = malloc(t->tiktoken_len ? t->tiktoken_len : 1);
+    t->special_names = calloc(t->n_special ? (size_t)t->n_special : 1, sizeof(char *));
+    t->special_ids = calloc(t->n_special ? (size_t)t->n_special : 1, sizeof(int64_t));
+    if (!t->tiktoken || !t->special_names || !t->special_ids) {
+        ckpt_tokenizer_free(t);
+        return mo_errorf("%s: out of memory reading /tokenizer", h5_name(f));
+    }
+    if (h5_read(f, "tokenizer/tiktoken", H5T_NATIVE_UINT8, t->tiktoken, 1, dims) ||
+        h5_read(f, "tokenizer/special_ids", H5T_NATIVE_INT64, t->special_ids, 1, sdims) ||
+        h5_read_strings(f, "tokenizer/special_names", t->special_names, t->n_special)) {
+        ckpt_tokenizer_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- whole file
+
+int ckpt_new(mo_checkpoint *ck, const mo_config *c, uint64_t seed, const char *provenance) {
+    memset(ck, 0, sizeof *ck);
+    if (params_table_build(&ck->table, c)) return -1;
+    ck->params = params_arena_alloc(&ck->table);
+    if (!ck->params) goto err;
+    params_init(&ck->table, ck->params, seed);
+    if (experts_alloc(&ck->experts, c->n_experts)) goto err;
+    for (int e = 0; e < c->n_experts; e++) {
+        char name[32];
+        snprintf(name, sizeof name, "expert%d", e);
+        if (ckpt_experts_set(&ck->experts, e, name, "", provenance ? provenance : "{}")) goto err;
+    }
+    return 0;
+err:
+    ckpt_free(ck);
+    return -1;
+}
+
+void ckpt_free(mo_checkpoint *ck) {
+    params_table_free(&ck->table);
+    free(ck->params);
+    ckpt_experts_free(&ck->experts);
+    ckpt_tokenizer_free(&ck->tokenizer);
+    memset(ck, 0, sizeof *ck);
+}
+
+hid_t ckpt_create(const char *path, const mo_checkpoint *ck) {
+    hid_t f = h5_create(path);
+    if (f < 0) return -1;
+    if (h5_set_format(f, MO_CKPT_FORMAT, MO_CKPT_VERSION) || config_write(f, "config", &ck->table.cfg) ||
+        ckpt_write_tensors(f, "model", &ck->table, ck->params) || ckpt_write_experts(f, &ck->experts) ||
+        ckpt_write_tokenizer(f, &ck->tokenizer)) {
+        h5_abort(f, path);
+        return -1;
+    }
+    return f;
+}
+
+int ckpt_save(const char *path, const mo_checkpoint *ck) {
+    hid_t f = ckpt_create(path, ck);
+    if (f < 0) return -1;
+    return h5_finish(f, path);
+}
+
+hid_t ckpt_open(const char *path) { return h5_open(path, MO_CKPT_FORMAT, MO_CKPT_VERSION); }
+
+int ckpt_load_from(hid_t f, mo_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    mo_config c;
+    if (!h5_exists(f, "config")) return mo_errorf("%s: no /config group; not a complete checkpoint", h5_name(f));
+    if (config_read(f, "config", &c)) return -1;
+    if (params_table_build(&ck->table, &c)) return -1;
+    ck->params = params_arena_alloc(&ck->table);
+    if (!ck->params || ckpt_read_tensors(f, "model", &ck->table, ck->params) ||
+        check_no_extra(f, "model", &ck->table) ||
+        ckpt_read_experts(f, &ck->experts, c.n_experts) || ckpt_read_tokenizer(f, &ck->tokenizer)) {
+        ckpt_free(ck);
+        return -1;
+    }
+    return 0;
+}
+
+int ckpt_load(const char *path, mo_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    hid_t f = ckpt_open(path);
+    if (f < 0) return -1;
+    int rc = ckpt_load_from(f, ck);
+    h5_close(f);
+    return rc;
+}

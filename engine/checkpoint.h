@@ -1,0 +1,91 @@
+// checkpoint.h: the HDF5 checkpoint of DESIGN section 4 (format "monolith-checkpoint",
+// format_version 1): root attributes, /config, /model/<tensor>, /experts and an optional
+// /tokenizer.
+//
+// The pieces are exposed so that the training issue adds /optim/m, /optim/v and /train
+// the same way: ckpt_create() writes everything a model needs and returns the open file;
+// the caller writes more groups (ckpt_write_tensors(f, "optim/m", ...)) and calls
+// h5_finish() (atomic rename) or h5_abort().
+//
+// Reads refuse, with one line naming the file and the tensor or attribute: a missing
+// file, a truncated or non-HDF5 file, another format, a newer format_version, a tensor
+// whose shape disagrees with /config, and NaN or Inf weights.
+#ifndef MONOLITH_CHECKPOINT_H
+#define MONOLITH_CHECKPOINT_H
+
+#include "engine/config.h"
+#include "engine/params.h"
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MO_CKPT_FORMAT "monolith-checkpoint"
+#define MO_CKPT_VERSION 1
+
+// /experts: three strings per expert index (E of them). provenance is free text, by
+// convention one JSON object.
+typedef struct {
+    int n;
+    char **name, **domain, **provenance;
+} mo_experts_meta;
+
+// /tokenizer, stored and loaded verbatim (the data layer parses it): the exact bytes of
+// the .tiktoken file and the special tokens.
+typedef struct {
+    int present;
+    uint8_t *tiktoken;
+    size_t tiktoken_len;
+    int n_special;
+    char **special_names;
+    int64_t *special_ids;
+} mo_tokenizer_blob;
+
+// A loaded model: config, its parameter table and arena, and the metadata groups.
+typedef struct {
+    mo_param_table table;  // table.cfg is the config
+    float *params;         // arena of table.numel floats
+    mo_experts_meta experts;
+    mo_tokenizer_blob tokenizer;
+} mo_checkpoint;
+
+// A new model from a finalized config: table built, parameters initialized with
+// params_init(seed), experts named "expert<e>" with empty domain and `provenance` (may
+// be NULL: "{}"). Returns 0, or -1 (out of memory).
+int ckpt_new(mo_checkpoint *ck, const mo_config *c, uint64_t seed, const char *provenance);
+void ckpt_free(mo_checkpoint *ck);
+
+// Writes the whole checkpoint atomically to `path`. Returns 0 or -1.
+int ckpt_save(const char *path, const mo_checkpoint *ck);
+// Creates PATH.tmp and writes root attributes, /config, /model, /experts and /tokenizer
+// (if present). Returns the open file for the caller to add groups and h5_finish(), or
+// -1 (PATH.tmp removed).
+hid_t ckpt_create(const char *path, const mo_checkpoint *ck);
+
+// Loads `path` into `ck` (zeroed first; free with ckpt_free). Returns 0, or -1 with a
+// one-line message naming the file and what is wrong.
+int ckpt_load(const char *path, mo_checkpoint *ck);
+// Opens `path` with the format and version checks, for callers that read more groups
+// (e.g. /optim). Returns a file id or -1.
+hid_t ckpt_open(const char *path);
+// Loads from an open checkpoint file.
+int ckpt_load_from(hid_t f, mo_checkpoint *ck);
+
+// Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`.
+int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);
+// Reads every tensor `<group>/<name>` of `pt` into `arena`, each with exactly the table's
+// shape, and refuses NaN/Inf. Returns 0, or -1 naming the file and the tensor.
+int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena);
+
+int ckpt_write_experts(hid_t f, const mo_experts_meta *m);
+int ckpt_read_experts(hid_t f, mo_experts_meta *m, int n_experts);
+void ckpt_experts_free(mo_experts_meta *m);
+// Sets expert e's strings (copies them; NULL leaves a field as it is). Returns 0 or -1.
+int ckpt_experts_set(mo_experts_meta *m, int e, const char *name, const char *domain, const char *provenance);
+
+int ckpt_write_tokenizer(hid_t f, const mo_tokenizer_blob *t);
+// Reads /tokenizer if the file has one (t->present = 0 if not).
+int ckpt_read_tokenizer(hid_t f, mo_tokenizer_blob *t);
+void ckpt_tokenizer_free(mo_tokenizer_blob *t);
+
+#endif

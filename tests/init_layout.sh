@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# init_layout.sh: `monolith init` with several presets and overrides writes checkpoints
+# in which h5py (Debian's python3-h5py) sees every path, shape and dtype of DESIGN
+# section 4, and `monolith inspect` reads them back. Fails (never skips) without h5py.
+set -euo pipefail
+bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
+py=python3
+/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
+$py -c 'import h5py, numpy' || { echo "init_layout: needs python3-h5py (scripts/setup.sh installs it)"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+run() {  # name, then init flags
+    local name=$1; shift
+    "$bin" init "$@" -o "$tmp/$name.h5" >/dev/null
+    "$bin" inspect "$tmp/$name.h5" >"$tmp/$name.txt"
+}
+run tiny --preset tiny
+run gqa1 --preset tiny --n-kv-heads 1 --top-k 1 --norm-topk 0 --seed 9
+run mixed --preset tiny --moe-layers 1,0 --d-ff-dense 96 --n-shared-experts 1 --d-ff-shared 64
+run wide --preset tiny --n-experts 16 --vocab-size 300 --rope-theta 500 --norm-eps 1e-3 --n-layers 3
+run dense --preset tiny --moe-layers 0,0
+run small --preset small
+
+# Bad overrides are refused with one line naming the field.
+if "$bin" init --preset tiny --top-k 9 -o "$tmp/bad.h5" 2>"$tmp/err"; then echo "top-k 9 accepted"; exit 1; fi
+grep -q "top_k" "$tmp/err" || { echo "error does not name top_k: $(cat "$tmp/err")"; exit 1; }
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "error is not one line"; exit 1; }
+[ ! -e "$tmp/bad.h5" ] && [ ! -e "$tmp/bad.h5.tmp" ] || { echo "a refused init left a file"; exit 1; }
+
+$py - "$tmp" <<'EOF'
+import sys, h5py, numpy as np
+tmp = sys.argv[1]
+
+def check(name, want_cfg):
+    f = h5py.File(f"{tmp}/{name}.h5", "r")
+    assert f.attrs["format"] == "monolith-checkpoint", f.attrs["format"]
+    assert f.attrs["format_version"] == 1 and f.attrs["format_version"].dtype == np.int64
+    assert isinstance(f.attrs["created_by"], str)
+    c = f["config"].attrs
+    ints = ["vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "n_experts", "top_k", "d_ff",
+            "n_shared_experts", "d_ff_shared", "d_ff_dense", "max_seq_len", "norm_topk"]
+    reals = ["rope_theta", "norm_eps", "aux_coef", "z_coef"]
+    for k in ints:
+        assert np.asarray(c[k]).shape == () and c[k].dtype == np.int64, (name, k, c[k])
+    for k in reals:
+        assert np.asarray(c[k]).shape == () and c[k].dtype == np.float64, (name, k, c[k])
+    L = int(c["n_layers"])
+    ml = c["moe_layers"]
+    assert ml.dtype == np.int64 and ml.shape == (L,), (name, ml)
+    for k, v in want_cfg.items():
+        got = list(c[k]) if k == "moe_layers" else c[k]
+        assert got == v, (name, k, got, v)
+    V, d, nh, nkv, hd = (int(c[k]) for k in ["vocab_size", "d_model", "n_heads", "n_kv_heads", "head_dim"])
+    E, ff, ns, ffs, ffd = (int(c[k]) for k in ["n_experts", "d_ff", "n_shared_experts", "d_ff_shared", "d_ff_dense"])
+    if not any(ml): assert ffd > 0
+    if all(ml): assert ffd == 0
+    if ns == 0: assert ffs == 0
+    want = {"tok_embeddings": (V, d), "norm": (d,), "output": (V, d)}
+    for l in range(L):
+        p = f"layers/{l}/"
+        want.update({p + "attn_norm": (d,), p + "attn/wq": (nh * hd, d), p + "attn/wk": (nkv * hd, d),
+                     p + "attn/wv": (nkv * hd, d), p + "attn/wo": (d, nh * hd), p + "ffn_norm": (d,)})
+        if ml[l]:
+            want.update({p + "moe/router": (E, d), p + "moe/w1": (E, ff, d), p + "moe/w3": (E, ff, d),
+                         p + "moe/w2": (E, d, ff)})
+            if ns:
+                want.update({p + "moe/shared_w1": (ns * ffs, d), p + "moe/shared_w3": (ns * ffs, d),
+                             p + "moe/shared_w2": (d, ns * ffs)})
+            assert "ffn" not in f["model/" + p], (name, l)
+        else:
+            want.update({p + "ffn/w1": (ffd, d), p + "ffn/w3": (ffd, d), p + "ffn/w2": (d, ffd)})
+            assert "moe" not in f["model/" + p], (name, l)
+    got = {}
+    f["model"].visititems(lambda k, o: got.__setitem__(k, o) if isinstance(o, h5py.Dataset) else None)
+    assert set(got) == set(want), (name, set(got) ^ set(want))
+    for k, shape in want.items():
+        ds = got[k]
+        assert ds.shape == shape and ds.dtype == np.float32, (name, k, ds.shape, shape, ds.dtype)
+        x = ds[()]
+        assert np.isfinite(x).all()
+        if k.endswith("norm"):
+            assert (x == 1).all(), (name, k)
+        else:
+            out = k.endswith("wo") or k.endswith("w2")
+            std = 0.02 / np.sqrt(2 * L) if out else 0.02
+            assert abs(x.std() - std) < 0.25 * std, (name, k, x.std(), std)
+    for k in ["name", "domain", "provenance"]:
+        ds = f["experts/" + k]
+        assert ds.shape == (E,), (name, k, ds.shape)
+        assert h5py.check_string_dtype(ds.dtype) is not None
+    assert [s.decode() for s in f["experts/name"][()]] == [f"expert{e}" for e in range(E)]
+    assert "tokenizer" not in f  # init writes none; the data layer adds it
+    f.close()
+
+check("tiny", {"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16,
+               "n_experts": 4, "top_k": 2, "d_ff": 128, "n_shared_experts": 0, "moe_layers": [1, 1]})
+check("gqa1", {"n_kv_heads": 1, "top_k": 1, "norm_topk": 0})
+check("mixed", {"moe_layers": [1, 0], "d_ff_dense": 96, "n_shared_experts": 1, "d_ff_shared": 64})
+check("wide", {"n_experts": 16, "vocab_size": 300, "rope_theta": 500.0, "norm_eps": 1e-3, "n_layers": 3,
+               "moe_layers": [1, 1, 1]})
+check("dense", {"moe_layers": [0, 0], "d_ff_dense": 128})
+check("small", {"vocab_size": 4096, "n_experts": 8, "top_k": 2})
+print("init_layout: ok")
+EOF
+grep -q "active per token" "$tmp/small.txt"
+grep -q "layers/0/moe/w1 *\[8, 512, 256\]" "$tmp/small.txt"

@@ -7,16 +7,14 @@
 //
 // Threading (docs/threading.md): a dense product is one BLAS call, which uses every
 // thread when made outside a parallel region and one thread inside. The grouped products
-// pick between one BLAS call per block made one after the other (BLAS-parallel) and the
-// blocks spread over the threads with a serial BLAS call each (block-parallel), by the
-// rule in grouped_use_blocks() below, which was chosen by `monolith bench kernels`.
+// choose between one BLAS call per block made one after the other (BLAS-parallel) and the
+// blocks spread over the threads with a serial BLAS call each (block-parallel), or mix
+// the two (AUTO, grouped_run() below), as measured by `monolith bench kernels`.
 #include "kernels/matmul.h"
 
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
-
-#define GROUPED_SKEW_LIMIT 1.5
 
 static matmul_grouped_strategy grouped_strategy = MATMUL_GROUPED_AUTO;
 
@@ -48,47 +46,63 @@ void matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, in
 
 // ---------------------------------------------------------------------------- grouped
 
-// Block-parallel when there are threads to spread over and no block is so large that it
-// alone would leave the other threads idle for most of the call: the largest block must
-// be at most 1/threads + 1/8 of all rows... (see docs/threading.md for the measurements).
-static int grouped_use_blocks(const int *offs, int G) {
-    if (grouped_strategy != MATMUL_GROUPED_AUTO) return grouped_strategy == MATMUL_GROUPED_BLOCK_PARALLEL;
-    int nt = omp_get_max_threads();
-    if (nt <= 1 || omp_in_parallel()) return 0;
-    int total = offs[G] - offs[0], largest = 0, nonempty = 0;
-    for (int g = 0; g < G; g++) {
-        int n = offs[g + 1] - offs[g];
-        if (n > largest) largest = n;
-        nonempty += n > 0;
+typedef enum { GROUPED_NT, GROUPED_NN, GROUPED_TN } grouped_kind;
+
+typedef struct {
+    grouped_kind kind;
+    float *C;
+    const float *A, *B;
+    const int *offs;
+    int N, K;  // for TN: M and N of each C_g
+    int acc;
+} grouped_args;
+
+// The product of block g alone.
+static void grouped_block(const grouped_args *a, int g) {
+    const size_t n = (size_t)a->N, k = (size_t)a->K, r0 = (size_t)a->offs[g];
+    const int rows = a->offs[g + 1] - a->offs[g];
+    switch (a->kind) {
+    case GROUPED_NT: matmul_nt(a->C + r0 * n, a->A + r0 * k, a->B + g * n * k, rows, a->N, a->K, a->acc); break;
+    case GROUPED_NN: matmul_nn(a->C + r0 * n, a->A + r0 * k, a->B + g * k * n, rows, a->N, a->K, a->acc); break;
+    // C_g[M,N] with M = a->N, N = a->K; an empty block has K = 0: gemm() zeroes C_g
+    // (acc = 0) or leaves it (acc = 1).
+    case GROUPED_TN: matmul_tn(a->C + g * n * k, a->A + r0 * n, a->B + r0 * k, a->N, a->K, rows, a->acc); break;
     }
-    if (nonempty < nt) return 0;
-    return (double)largest * nt <= GROUPED_SKEW_LIMIT * (double)total;
+}
+
+// AUTO: a block with more than its share (1/threads) of the rows runs alone with every
+// thread inside BLAS, so that one big expert cannot leave the other threads idle; the
+// rest are spread over the threads, one serial BLAS call each, which avoids BLAS's
+// per-call thread start-up on many small blocks. Measured in docs/threading.md.
+static void grouped_run(const grouped_args *a, int G) {
+    matmul_grouped_strategy s = grouped_strategy;
+    const int nt = omp_get_max_threads(), total = a->offs[G] - a->offs[0];
+    if (nt <= 1 || omp_in_parallel()) s = MATMUL_GROUPED_BLAS_PARALLEL;  // a plain loop either way
+    if (s == MATMUL_GROUPED_BLAS_PARALLEL) {
+        for (int g = 0; g < G; g++) grouped_block(a, g);
+        return;
+    }
+    const int auto_split = s == MATMUL_GROUPED_AUTO;
+#define GROUPED_BIG(g) (auto_split && (long long)(a->offs[(g) + 1] - a->offs[(g)]) * nt > total)
+    for (int g = 0; g < G; g++)
+        if (GROUPED_BIG(g)) grouped_block(a, g);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int g = 0; g < G; g++)
+        if (!GROUPED_BIG(g)) grouped_block(a, g);
+#undef GROUPED_BIG
 }
 
 void matmul_grouped_nt(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc) {
-    const size_t n = (size_t)N, k = (size_t)K;
-#pragma omp parallel for schedule(dynamic, 1) if (grouped_use_blocks(offs, G))
-    for (int g = 0; g < G; g++) {
-        size_t r0 = (size_t)offs[g];
-        matmul_nt(C + r0 * n, A + r0 * k, B + (size_t)g * n * k, offs[g + 1] - offs[g], N, K, acc);
-    }
+    grouped_args a = {GROUPED_NT, C, A, B, offs, N, K, acc};
+    grouped_run(&a, G);
 }
 
 void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc) {
-    const size_t n = (size_t)N, k = (size_t)K;
-#pragma omp parallel for schedule(dynamic, 1) if (grouped_use_blocks(offs, G))
-    for (int g = 0; g < G; g++) {
-        size_t r0 = (size_t)offs[g];
-        matmul_nn(C + r0 * n, A + r0 * k, B + (size_t)g * k * n, offs[g + 1] - offs[g], N, K, acc);
-    }
+    grouped_args a = {GROUPED_NN, C, A, B, offs, N, K, acc};
+    grouped_run(&a, G);
 }
 
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc) {
-    const size_t m = (size_t)M, n = (size_t)N;
-#pragma omp parallel for schedule(dynamic, 1) if (grouped_use_blocks(offs, G))
-    for (int g = 0; g < G; g++) {
-        size_t r0 = (size_t)offs[g];
-        // An empty block has K = 0: gemm() zeroes C_g (acc = 0) or leaves it (acc = 1).
-        matmul_tn(C + (size_t)g * m * n, A + r0 * m, B + r0 * n, M, N, offs[g + 1] - offs[g], acc);
-    }
+    grouped_args a = {GROUPED_TN, C, A, B, offs, M, N, acc};
+    grouped_run(&a, G);
 }

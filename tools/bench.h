@@ -5,7 +5,9 @@
 #ifndef MONOLITH_BENCH_H
 #define MONOLITH_BENCH_H
 
-#define MONOLITH_BENCHES(X) X(machine, "this machine's sgemm GFLOP/s and memory GB/s")
+#define MONOLITH_BENCHES(X)                                        \
+    X(machine, "this machine's sgemm GFLOP/s and memory GB/s")     \
+    X(kernels, "grouped GEMM vs one sgemm, attention, elementwise GB/s")
 
 #define X(name, help) int bench_##name(int argc, char **argv);
 MONOLITH_BENCHES(X)

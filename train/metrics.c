@@ -1,0 +1,91 @@
+// metrics.c: metrics.jsonl writer.
+#include "train/metrics.h"
+
+#include "engine/base/error.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// JSON has no NaN or Inf: write null.
+static void put_num(FILE *f, const char *key, double v, int last) {
+    if (isfinite(v)) fprintf(f, "\"%s\": %.9g%s", key, v, last ? "" : ", ");
+    else fprintf(f, "\"%s\": null%s", key, last ? "" : ", ");
+}
+
+// Rewrites `path` keeping the lines whose "step" is <= keep_until.
+static int cut_after(const char *path, int64_t keep_until) {
+    FILE *in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? 0 : mo_errorf("%s: cannot read: %s", path, strerror(errno));
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return mo_errorf("%s: cannot write: %s", tmp, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, in) > 0) {
+        const char *s = strstr(line, "\"step\": ");
+        if (!s || strtoll(s + 8, NULL, 10) > keep_until || !strchr(line, '\n')) continue;
+        fputs(line, out);
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) || rename(tmp, path)) return mo_errorf("%s: cannot rewrite: %s", path, strerror(errno));
+    return 0;
+}
+
+int metrics_open(metrics_log *m, const char *dir, int64_t keep_until) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (keep_until >= 0 && cut_after(path, keep_until)) return -1;
+    m->f = fopen(path, keep_until >= 0 ? "a" : "w");
+    if (!m->f) return mo_errorf("%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+int metrics_write_step(metrics_log *m, const metrics_step *s) {
+    FILE *f = m->f;
+    fprintf(f, "{\"type\": \"train\", \"step\": %lld, \"tokens_seen\": %lld, ", (long long)s->step,
+            (long long)s->tokens_seen);
+    put_num(f, "loss", s->loss, 0);
+    put_num(f, "ce", s->ce, 0);
+    put_num(f, "aux", s->aux, 0);
+    put_num(f, "z", s->z, 0);
+    put_num(f, "lr", s->lr, 0);
+    put_num(f, "grad_norm", s->grad_norm, 0);
+    put_num(f, "tokens_per_s", s->tokens_per_s, 0);
+    put_num(f, "elapsed_s", s->elapsed_s, 0);
+    fprintf(f, "\"expert_tokens\": {");
+    for (int l = 0; l < s->n_moe; l++) {
+        fprintf(f, "%s\"%d\": [", l ? ", " : "", s->moe_layer[l]);
+        for (int e = 0; e < s->n_experts; e++)
+            fprintf(f, "%s%lld", e ? ", " : "", (long long)s->counts[(size_t)l * s->n_experts + e]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "}}\n");
+    if (fflush(f) || ferror(f)) return mo_errorf("metrics.jsonl: write failed: %s", strerror(errno));
+    return 0;
+}
+
+int metrics_write_eval(metrics_log *m, int64_t step, int n, const char *const *names, const double *loss) {
+    FILE *f = m->f;
+    fprintf(f, "{\"type\": \"eval\", \"step\": %lld, \"val\": {", (long long)step);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s\"%s\": {", i ? ", " : "", names[i]);
+        put_num(f, "loss", loss[i], 0);
+        put_num(f, "ppl", exp(loss[i]), 1);
+        fprintf(f, "}");
+    }
+    fprintf(f, "}}\n");
+    if (fflush(f) || ferror(f)) return mo_errorf("metrics.jsonl: write failed: %s", strerror(errno));
+    return 0;
+}
+
+void metrics_close(metrics_log *m) {
+    if (m->f) fclose(m->f);
+    m->f = NULL;
+}

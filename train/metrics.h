@@ -1,0 +1,38 @@
+// metrics.h: the run folder's metrics.jsonl, one JSON object per line, flushed as written
+// so a plot or `tail -f` sees every step.
+//
+//   {"type": "train", "step": 12, "loss": .., "ce": .., "aux": .., "z": .., "lr": ..,
+//    "grad_norm": .., "tokens_per_s": .., "tokens_seen": .., "elapsed_s": ..,
+//    "expert_tokens": {"0": [n_0, .., n_E-1], "1": [...]}}     (key: MoE layer index)
+//   {"type": "eval", "step": 100, "val": {"code": {"loss": .., "ppl": ..}, ...}}
+//
+// `step` counts completed optimizer steps (1 after the first update). A resumed run first
+// drops the lines after its checkpoint's step, so the file never shows a step twice.
+#ifndef MONOLITH_METRICS_H
+#define MONOLITH_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    FILE *f;
+} metrics_log;
+
+typedef struct {
+    int64_t step, tokens_seen;
+    double loss, ce, aux, z, lr, grad_norm, tokens_per_s, elapsed_s;
+    int n_moe;               // MoE layers reported
+    const int *moe_layer;    // [n_moe] their layer indices
+    int n_experts;
+    const int64_t *counts;   // [n_moe, n_experts] routed slots per expert in this step
+} metrics_step;
+
+// Opens DIR/metrics.jsonl: a new file when keep_until < 0, else the existing one cut
+// after the last line whose step is <= keep_until. Returns 0 or -1.
+int metrics_open(metrics_log *m, const char *dir, int64_t keep_until);
+int metrics_write_step(metrics_log *m, const metrics_step *s);
+// Per-domain validation loss (mean ce in nats); ppl = exp(loss).
+int metrics_write_eval(metrics_log *m, int64_t step, int n, const char *const *names, const double *loss);
+void metrics_close(metrics_log *m);
+
+#endif

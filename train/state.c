@@ -1,0 +1,83 @@
+// state.c: /optim and /train of a training checkpoint.
+#include "train/state.h"
+
+#include "engine/base/error.h"
+#include "engine/base/h5io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
+                     const train_state *st, const char *options_ini) {
+    hid_t f = ckpt_create(path, ck);
+    if (f < 0) return -1;
+    const mo_param_table *pt = &ck->table;
+    if (ckpt_write_tensors(f, "optim/m", pt, m) || ckpt_write_tensors(f, "optim/v", pt, v)) goto err;
+    const char *g = "train";
+    if (h5_attr_set_i64(f, g, "step", st->step) || h5_attr_set_i64(f, g, "tokens_seen", st->tokens_seen) ||
+        h5_attr_set_u64s(f, g, "rng_state", st->rng, 4) || h5_attr_set_i64(f, g, "loader_state_len", st->n_loader) ||
+        (st->n_loader && h5_attr_set_u64s(f, g, "loader_state", st->loader, st->n_loader)) ||
+        h5_attr_set_str(f, g, "schedule", schedule_kind_name(st->sched.kind)) ||
+        h5_attr_set_f64(f, g, "lr", st->sched.lr) || h5_attr_set_f64(f, g, "lr_floor", st->sched.floor_frac) ||
+        h5_attr_set_i64(f, g, "warmup", st->sched.warmup) || h5_attr_set_i64(f, g, "total_steps", st->sched.total) ||
+        h5_attr_set_f64(f, g, "beta1", st->opt.beta1) || h5_attr_set_f64(f, g, "beta2", st->opt.beta2) ||
+        h5_attr_set_f64(f, g, "eps", st->opt.eps) || h5_attr_set_f64(f, g, "weight_decay", st->opt.weight_decay) ||
+        h5_attr_set_f64(f, g, "clip", st->clip) || h5_attr_set_u64s(f, g, "seed", &st->seed, 1) ||
+        h5_attr_set_str(f, g, "train_mask", st->mask) ||
+        (options_ini && h5_attr_set_str(f, g, "options", options_ini)))
+        goto err;
+    return h5_finish(f, path);
+err:
+    h5_abort(f, path);
+    return -1;
+}
+
+int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st) {
+    memset(st, 0, sizeof *st);
+    *m = *v = NULL;
+    memset(ck, 0, sizeof *ck);
+    hid_t f = ckpt_open(path);
+    if (f < 0) return -1;
+    if (ckpt_load_from(f, ck)) goto err;
+    if (!h5_exists(f, "train") || !h5_exists(f, "optim")) {
+        mo_errorf("%s: not a training checkpoint (no /train or /optim); start a new run from it with --init", path);
+        goto err;
+    }
+    *m = params_arena_alloc(&ck->table);
+    *v = params_arena_alloc(&ck->table);
+    if (!*m || !*v) goto err;
+    if (ckpt_read_tensors(f, "optim/m", &ck->table, *m) || ckpt_read_tensors(f, "optim/v", &ck->table, *v)) goto err;
+    const char *g = "train";
+    int64_t nl = 0;
+    char kind[32];
+    if (h5_attr_get_i64(f, g, "step", &st->step) || h5_attr_get_i64(f, g, "tokens_seen", &st->tokens_seen) ||
+        h5_attr_get_u64s(f, g, "rng_state", st->rng, 4) || h5_attr_get_i64(f, g, "loader_state_len", &nl))
+        goto err;
+    if (nl < 0 || nl > TRAIN_LOADER_STATE_MAX) {
+        mo_errorf("%s: /train loader_state_len %lld is out of range", path, (long long)nl);
+        goto err;
+    }
+    st->n_loader = (int)nl;
+    if ((nl && h5_attr_get_u64s(f, g, "loader_state", st->loader, (int)nl)) ||
+        h5_attr_get_str(f, g, "schedule", kind, sizeof kind) || schedule_parse_kind(kind, &st->sched.kind) ||
+        h5_attr_get_f64(f, g, "lr", &st->sched.lr) || h5_attr_get_f64(f, g, "lr_floor", &st->sched.floor_frac) ||
+        h5_attr_get_i64(f, g, "warmup", &st->sched.warmup) ||
+        h5_attr_get_i64(f, g, "total_steps", &st->sched.total) || h5_attr_get_f64(f, g, "beta1", &st->opt.beta1) ||
+        h5_attr_get_f64(f, g, "beta2", &st->opt.beta2) || h5_attr_get_f64(f, g, "eps", &st->opt.eps) ||
+        h5_attr_get_f64(f, g, "weight_decay", &st->opt.weight_decay) || h5_attr_get_f64(f, g, "clip", &st->clip) ||
+        h5_attr_get_u64s(f, g, "seed", &st->seed, 1) || h5_attr_get_str(f, g, "train_mask", st->mask, sizeof st->mask))
+        goto err;
+    if (st->step < 0 || st->step > st->sched.total) {
+        mo_errorf("%s: /train step %lld is outside the run's %lld steps", path, (long long)st->step,
+                  (long long)st->sched.total);
+        goto err;
+    }
+    h5_close(f);
+    return 0;
+err:
+    h5_close(f);
+    free(*m), free(*v);
+    *m = *v = NULL;
+    ckpt_free(ck);
+    return -1;
+}

@@ -1,0 +1,39 @@
+// state.h: a training checkpoint: the model checkpoint of DESIGN section 4 plus
+//   /optim/m/<path>, /optim/v/<path>   Adam moments, same paths and shapes as /model
+//   /train                             attrs: what --resume needs to continue exactly
+#ifndef MONOLITH_TRAIN_STATE_H
+#define MONOLITH_TRAIN_STATE_H
+
+#include "engine/checkpoint.h"
+#include "train/adamw.h"
+#include "train/schedule.h"
+
+#include <stdint.h>
+
+#define TRAIN_LOADER_STATE_MAX 64
+
+typedef struct {
+    int64_t step;           // completed optimizer steps
+    int64_t tokens_seen;    // training tokens consumed (targets counted)
+    uint64_t rng[4];        // the loop's RNG (engine/base/rng.h)
+    uint64_t loader[TRAIN_LOADER_STATE_MAX];  // the data loader's saved state
+    int n_loader;
+    schedule sched;
+    adamw_step opt;         // betas, eps, weight decay (lr and t are per step)
+    double clip;
+    uint64_t seed;
+    char mask[256];         // --train
+} train_state;
+
+// Writes ck (model, config, experts, tokenizer), m and v (arenas of ck's table) and `st`
+// atomically to `path` (PATH.tmp, fsync, rename). `options_ini` (may be NULL) is stored
+// as the /train attribute `options`, the run.ini text, for provenance. Returns 0 or -1.
+int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
+                     const train_state *st, const char *options_ini);
+
+// Loads a training checkpoint: ck as ckpt_load does, *m and *v newly allocated arenas
+// (free with free()) and `st`. Fails naming the file when /optim or /train is missing (a
+// checkpoint written by `monolith init` or extracted cannot be resumed: use --init).
+int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st);
+
+#endif

@@ -1,12 +1,16 @@
 // residual.c: the residual add and its backward, scalar and SIMD (AVX2, AVX-512).
-// Memory-bound: one pass, whole vectors, scalar tail.
+// Memory-bound: one pass, whole vectors, scalar tail; large calls on every OpenMP thread.
 #include "kernels/residual.h"
 
 #include "kernels/simd.h"
 
+#include <omp.h>
+
 #if MO_HAVE_X86
 #include <immintrin.h>
 #endif
+
+#define ADD_PAR_MIN ((size_t)1 << 17)  // below this the fork/join costs more than a core saves
 
 // ---------------------------------------------------------------------------- scalar
 
@@ -36,7 +40,24 @@ static MO_TARGET_AVX2 void add_avx2(float *out, const float *a, const float *b, 
 
 // ---------------------------------------------------------------------------- dispatch
 
-static void add(float *out, const float *a, const float *b, size_t n) { MO_SIMD_DISPATCH(add, out, a, b, n); }
+static void add_range(float *out, const float *a, const float *b, size_t n) { MO_SIMD_DISPATCH(add, out, a, b, n); }
+
+// Large adds (the [tokens, d] residual stream) split into one contiguous range per
+// OpenMP thread, each a multiple of 16 elements so that only the last has a tail.
+static void add(float *out, const float *a, const float *b, size_t n) {
+    if (n < ADD_PAR_MIN) {
+        add_range(out, a, b, n);
+        return;
+    }
+    simd_active();  // decide the level before the threads read it
+#pragma omp parallel
+    {
+        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
+        size_t lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+        if (hi > lo) add_range(out + lo, a + lo, b + lo, hi - lo);
+    }
+}
 
 void residual_forward(float *out, const float *a, const float *b, size_t n) { add(out, a, b, n); }
 

@@ -4,14 +4,14 @@
 // Backward, with c = sum_j dout_j w_j x_j:
 //   dx_j += r * dout_j * w_j - (r^3 c / d) * x_j
 //   dw_j += sum over rows of dout_j * x_j * r
-// dx runs row-parallel; dw runs parallel over blocks of columns, each thread summing
-// its columns over all rows in row order, so dw needs no per-thread scratch and its
-// sums do not depend on the thread count.
+// dx runs row-parallel; dw runs parallel over columns, each thread summing its range of
+// columns over all rows in row order (contiguous within a row, so the prefetchers follow),
+// so dw needs no per-thread scratch and its sums do not depend on the thread count.
 #include "kernels/rmsnorm.h"
 
 #include "kernels/simd_rows.h"
 
-#define DW_BLOCK 64  // columns per dw task: four AVX-512 vectors of accumulators in L1
+#include <omp.h>
 
 #define RMS_FWD_BODY(L)                                                          \
     _Pragma("omp parallel for schedule(static) if ((size_t)n * d >= MO_ROWS_PAR_MIN)") \
@@ -31,13 +31,22 @@
         rms_dx_row_##L(dx + o, dout + o, x + o, w, (size_t)d, r, r * r * r * c / (float)d); \
     }                                                                            \
     if (!dw) return;                                                             \
-    int nblk = (d + DW_BLOCK - 1) / DW_BLOCK;                                    \
-    _Pragma("omp parallel for schedule(static) if ((size_t)n * d >= MO_ROWS_PAR_MIN)") \
-    for (int b = 0; b < nblk; b++) {                                             \
-        size_t j0 = (size_t)b * DW_BLOCK, nj = (size_t)(d - (int)j0 < DW_BLOCK ? d - (int)j0 : DW_BLOCK); \
-        for (int i = 0; i < n; i++)                                              \
+    _Pragma("omp parallel if ((size_t)n * d >= MO_ROWS_PAR_MIN)")                \
+    {                                                                            \
+        size_t j0, nj;                                                           \
+        dw_columns((size_t)d, &j0, &nj);                                         \
+        for (int i = 0; nj && i < n; i++)                                        \
             rms_dw_row_##L(dw + j0, dout + (size_t)i * d + j0, x + (size_t)i * d + j0, nj, rstd[i]); \
     }
+
+// This thread's share of the d columns of dw: a contiguous range, a multiple of 16 wide
+// (whole vectors), that it walks row after row in row order.
+static inline void dw_columns(size_t d, size_t *j0, size_t *nj) {
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t per = ((d + nt - 1) / nt + 15) / 16 * 16;
+    size_t lo = t * per < d ? t * per : d, hi = lo + per < d ? lo + per : d;
+    *j0 = lo, *nj = hi - lo;
+}
 
 // ---------------------------------------------------------------------------- scalar
 

@@ -3,9 +3,12 @@
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
+#include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
+#include "engine/model.h"
 #include "engine/params.h"
+#include "kernels/threads.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -142,4 +145,154 @@ int cmd_inspect(int argc, char **argv) {
         printf("\ntokenizer   none\n");
     ckpt_free(&ck);
     return 0;
+}
+
+// ---------------------------------------------------------------------------- dump
+
+// Reads /tokens [B, T+1] of `path` into inputs and targets [B*T], checking every id
+// against the vocabulary. Returns 0 or -1 with a message naming the file.
+static int read_tokens(const char *path, int vocab, int max_T, int **inputs, int **targets, int *B, int *T) {
+    hid_t f = h5_open(path, NULL, 0);
+    if (f < 0) return -1;
+    int rank, rc = -1;
+    hsize_t dims[H5IO_MAX_RANK];
+    int64_t *raw = NULL;
+    *inputs = *targets = NULL;
+    if (h5_shape(f, "tokens", &rank, dims)) goto out;
+    if (rank != 2 || dims[0] < 1 || dims[1] < 2) {
+        mo_errorf("%s: /tokens must be integers [B, T+1] with B >= 1 and T >= 1", path);
+        goto out;
+    }
+    if ((int64_t)dims[1] - 1 > max_T) {
+        mo_errorf("%s: /tokens holds sequences of %llu tokens, longer than the model's max_seq_len %d", path,
+                  (unsigned long long)dims[1] - 1, max_T);
+        goto out;
+    }
+    if (dims[0] * dims[1] > (hsize_t)1 << 28) {
+        mo_errorf("%s: /tokens is too large for one batch", path);
+        goto out;
+    }
+    *B = (int)dims[0], *T = (int)dims[1] - 1;
+    raw = malloc(dims[0] * dims[1] * sizeof *raw);
+    *inputs = malloc((size_t)*B * *T * sizeof(int));
+    *targets = malloc((size_t)*B * *T * sizeof(int));
+    if (!raw || !*inputs || !*targets) {
+        mo_errorf("%s: out of memory", path);
+        goto out;
+    }
+    if (h5_read(f, "tokens", H5T_NATIVE_INT64, raw, 2, dims)) goto out;
+    for (int b = 0; b < *B; b++)
+        for (int t = 0; t <= *T; t++) {
+            int64_t v = raw[(size_t)b * (*T + 1) + t];
+            if (v < 0 || v >= vocab) {
+                mo_errorf("%s: /tokens[%d, %d] = %lld is outside the model's vocabulary [0, %d)", path, b, t,
+                          (long long)v, vocab);
+                goto out;
+            }
+            if (t < *T) (*inputs)[(size_t)b * *T + t] = (int)v;
+            if (t > 0) (*targets)[(size_t)b * *T + t - 1] = (int)v;
+        }
+    rc = 0;
+out:
+    free(raw);
+    if (rc) {
+        free(*inputs);
+        free(*targets);
+        *inputs = *targets = NULL;
+    }
+    h5_close(f);
+    return rc;
+}
+
+static int write_dump(const char *path, const mo_model *m, const float *grads, hid_t f) {
+    const mo_param_table *pt = m->pt;
+    const mo_config *c = &pt->cfg;
+    const int N = m->N, k = c->top_k;
+    if (h5_set_format(f, "monolith-dump", 1) || h5_attr_set_f64(f, ".", "ce", m->ce) ||
+        h5_attr_set_f64(f, ".", "aux", m->aux) || h5_attr_set_f64(f, ".", "z", m->z) ||
+        h5_attr_set_f64(f, ".", "loss", m->loss))
+        return -1;
+    int64_t *ex = malloc((size_t)N * (k > 0 ? k : 1) * sizeof *ex);
+    if (!ex) return mo_errorf("%s: out of memory", path);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!c->moe_layers[l]) continue;
+        const mo_layer_acts *L = &m->layer[l];
+        for (size_t i = 0; i < (size_t)N * k; i++) ex[i] = L->r.experts[i];
+        hsize_t dims[2] = {(hsize_t)N, (hsize_t)k};
+        char p[64];
+        snprintf(p, sizeof p, "routing/%d/experts", l);
+        int rc = h5_write_i64(f, p, ex, 2, dims);
+        snprintf(p, sizeof p, "routing/%d/weights", l);
+        if (rc || h5_write_f32(f, p, L->r.gates, 2, dims)) {
+            free(ex);
+            return -1;
+        }
+    }
+    free(ex);
+    return ckpt_write_tensors(f, "grads", pt, grads);
+}
+
+int cmd_dump(int argc, char **argv) {
+    static const struct option opts[] = {{"checkpoint", required_argument, 0, 'c'},
+                                         {"tokens", required_argument, 0, 't'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *usage =
+        "usage: monolith dump --checkpoint CKPT.h5 --tokens TOKENS.h5 -o OUT.h5 [--threads N]\n"
+        "\n"
+        "One batch (/tokens [B, T+1]: inputs [:, :-1], targets [:, 1:]) through forward and backward:\n"
+        "writes /logits [B, T, V], root attrs ce, aux, z, loss, /routing/L/experts and /routing/L/weights\n"
+        "[B*T, k] per MoE layer, and /grads/<path> for every parameter (docs/formats.md).\n";
+    const char *ckpt = NULL, *tok = NULL, *out = NULL;
+    int threads = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': ckpt = optarg; break;
+        case 't': tok = optarg; break;
+        case 'o': out = optarg; break;
+        case 'j': threads = atoi(optarg); break;
+        case 'h': printf("%s", usage); return 0;
+        default: fprintf(stderr, "%s", usage); return 2;
+        }
+    }
+    if (!ckpt || !tok || !out || optind < argc) {
+        fprintf(stderr, "monolith: dump needs --checkpoint, --tokens and -o\n%s", usage);
+        return 2;
+    }
+    threads_init(threads);
+    mo_checkpoint ck;
+    if (ckpt_load(ckpt, &ck)) return cmd_fail();
+    int *inputs = NULL, *targets = NULL, B = 0, T = 0, rc = 1;
+    mo_model m = {0};
+    float *grads = NULL;
+    hid_t f = -1;
+    if (read_tokens(tok, ck.table.cfg.vocab_size, ck.table.cfg.max_seq_len, &inputs, &targets, &B, &T)) goto err;
+    if (model_alloc(&m, &ck.table, B, T)) goto err;
+    if (!(grads = params_arena_alloc(&ck.table))) goto err;
+    if (model_forward(&m, ck.params, inputs, targets)) goto err;
+    f = h5_create(out);
+    if (f < 0) goto err;
+    // Logits before backward, which turns them into their gradient.
+    hsize_t ldims[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)ck.table.cfg.vocab_size};
+    if (h5_write_f32(f, "logits", m.logits, 3, ldims)) goto err;
+    if (model_backward(&m, ck.params, grads, 1.0f)) goto err;
+    if (write_dump(out, &m, grads, f)) goto err;
+    rc = h5_finish(f, out);
+    f = -1;
+    if (rc) goto err;
+    printf("%s: B=%d T=%d  ce %.6f  aux %.6f  z %.6f  loss %.6f\n", out, B, T, m.ce, m.aux, m.z, m.loss);
+    rc = 0;
+err:
+    if (f >= 0) h5_abort(f, out);
+    if (rc) cmd_fail();
+    free(inputs);
+    free(targets);
+    free(grads);
+    model_free(&m);
+    ckpt_free(&ck);
+    return rc;
 }

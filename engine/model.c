@@ -1,0 +1,307 @@
+// model.c: activation arena, forward and backward of the MoE transformer (model.h).
+#include "engine/model.h"
+
+#include "engine/base/error.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------- arena
+
+// Carves 64-byte aligned buffers out of one block. With base NULL it only measures.
+typedef struct {
+    char *base;
+    size_t off;
+} carver;
+
+static void *take(carver *c, size_t bytes) {
+    size_t o = (c->off + 63) & ~(size_t)63;
+    c->off = o + bytes;
+    return c->base ? c->base + o : NULL;
+}
+#define TAKE_F(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
+#define TAKE_I(c, n) ((int *)take(c, (size_t)(n) * sizeof(int)))
+
+static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+// Assigns every pointer of `m` inside c->base (or just measures).
+static void carve(mo_model *m, carver *c) {
+    const mo_config *cf = &m->pt->cfg;
+    const size_t N = (size_t)m->N, d = (size_t)cf->d_model, V = (size_t)cf->vocab_size;
+    const size_t qd = (size_t)cf->n_heads * cf->head_dim, kvd = (size_t)cf->n_kv_heads * cf->head_dim;
+    const size_t E = (size_t)cf->n_experts, k = (size_t)cf->top_k, f = (size_t)cf->d_ff;
+    const size_t sh = (size_t)cf->n_shared_experts * cf->d_ff_shared, fd = (size_t)cf->d_ff_dense;
+    const size_t att = (size_t)m->B * cf->n_heads * m->T * m->T;
+    size_t act_rows = 0;  // largest [rows x width] of any FFN's hidden layer
+    m->tokens = TAKE_I(c, N);
+    m->targets = TAKE_I(c, N);
+    m->pos = TAKE_I(c, N);
+    m->rope_cos = TAKE_F(c, (size_t)m->T * cf->head_dim / 2);
+    m->rope_sin = TAKE_F(c, (size_t)m->T * cf->head_dim / 2);
+    for (int l = 0; l <= cf->n_layers; l++) {
+        mo_layer_acts *L = &m->layer[l];
+        memset(L, 0, sizeof *L);
+        L->x_attn = TAKE_F(c, N * d);  // layer n_layers holds only this: the final stream
+        if (l == cf->n_layers) break;
+        L->a = TAKE_F(c, N * d);
+        L->a_rstd = TAKE_F(c, N);
+        L->q = TAKE_F(c, N * qd);
+        L->k = TAKE_F(c, N * kvd);
+        L->v = TAKE_F(c, N * kvd);
+        L->att = TAKE_F(c, att);
+        L->o = TAKE_F(c, N * qd);
+        L->x_ffn = TAKE_F(c, N * d);
+        L->m = TAKE_F(c, N * d);
+        L->m_rstd = TAKE_F(c, N);
+        if (cf->moe_layers[l]) {
+            L->h1 = TAKE_F(c, N * k * f);
+            L->h3 = TAKE_F(c, N * k * f);
+            L->ys = TAKE_F(c, N * k * d);
+            if (sh) {
+                L->sh1 = TAKE_F(c, N * sh);
+                L->sh3 = TAKE_F(c, N * sh);
+            }
+            L->r.logits = TAKE_F(c, N * E);
+            L->r.probs = TAKE_F(c, N * E);
+            L->r.lse = TAKE_F(c, N);
+            L->r.experts = TAKE_I(c, N * k);
+            L->r.topv = TAKE_F(c, N * k);
+            L->r.gates = TAKE_F(c, N * k);
+            L->stats.counts = (int64_t *)take(c, E * sizeof(int64_t));
+            L->disp.offs = TAKE_I(c, E + 1);
+            L->disp.perm = TAKE_I(c, N * k);
+            L->disp.pos = TAKE_I(c, N * k);
+            act_rows = max3(act_rows, N * k * f, N * sh);
+        } else {
+            L->h1 = TAKE_F(c, N * fd);
+            L->h3 = TAKE_F(c, N * fd);
+            act_rows = max3(act_rows, N * fd, 0);
+        }
+    }
+    m->x_final = m->layer[cf->n_layers].x_attn;
+    m->hf = TAKE_F(c, N * d);
+    m->hf_rstd = TAKE_F(c, N);
+    m->logits = TAKE_F(c, N * V);
+    m->losses = TAKE_F(c, N);
+    size_t kk = k > 0 ? k : 1;
+    m->xs = TAKE_F(c, N * kk * d);
+    m->dxs = TAKE_F(c, N * kk * d);
+    m->act = TAKE_F(c, act_rows);
+    m->dact = TAKE_F(c, act_rows);
+    m->dres = TAKE_F(c, N * d);
+    m->dnorm = TAKE_F(c, N * d);
+    m->dq = TAKE_F(c, N * qd);
+    m->dout = TAKE_F(c, N * qd);
+    m->dk = TAKE_F(c, N * kvd);
+    m->dv = TAKE_F(c, N * kvd);
+    m->att_scratch_n = attention_scratch_floats(m->B, m->T, cf->n_heads, cf->n_kv_heads, cf->head_dim);
+    m->att_scratch = TAKE_F(c, m->att_scratch_n);
+    m->drouter = TAKE_F(c, N * (E ? E : 1));
+    m->dgates = TAKE_F(c, N * kk);
+    m->dloss = TAKE_F(c, N);
+}
+
+int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) {
+    memset(m, 0, sizeof *m);
+    const mo_config *c = &pt->cfg;
+    if (B < 1 || T < 1) return mo_errorf("batch %d x %d: both must be positive", B, T);
+    if (T > c->max_seq_len)
+        return mo_errorf("sequence length %d is longer than the model's max_seq_len %d", T, c->max_seq_len);
+    if ((double)B * T * c->vocab_size > 4e9 || (double)B * T > 2e9 / (c->top_k > 0 ? c->top_k : 1))
+        return mo_errorf("batch %d x %d is too large for one activation arena", B, T);
+    m->pt = pt;
+    m->B = B, m->T = T, m->N = B * T;
+    m->n_moe = config_n_moe_layers(c);
+    carver cv = {NULL, 0};
+    carve(m, &cv);
+    m->arena_bytes = (cv.off + 63) & ~(size_t)63;
+    m->arena = aligned_alloc(64, m->arena_bytes);
+    if (!m->arena) {
+        size_t mb = m->arena_bytes >> 20;
+        memset(m, 0, sizeof *m);
+        return mo_errorf("out of memory: %zu MB of activations for batch %d x %d; use a smaller batch", mb, B, T);
+    }
+    memset(m->arena, 0, m->arena_bytes);  // touch every page now, not in the first step
+    cv = (carver){m->arena, 0};
+    carve(m, &cv);
+    for (int i = 0; i < m->N; i++) m->pos[i] = i % T;
+    rope_tables(m->rope_cos, m->rope_sin, T, c->head_dim, c->rope_theta);
+    return 0;
+}
+
+void model_free(mo_model *m) {
+    free(m->arena);
+    memset(m, 0, sizeof *m);
+}
+
+void model_set_forced_experts(mo_model *m, const int *forced) { m->forced = forced; }
+
+// ---------------------------------------------------------------------------- forward
+
+#define P(id) params_at_c(m->pt, params, (id))
+
+static void attention_block_forward(mo_model *m, const float *params, int l) {
+    const mo_config *c = &m->pt->cfg;
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    rmsnorm_forward(L->a, L->a_rstd, L->x_attn, P(id->attn_norm), N, d, (float)c->norm_eps);
+    matmul_nt(L->q, L->a, P(id->wq), N, nh * hd, d, 0);   // [N, nh*hd]
+    matmul_nt(L->k, L->a, P(id->wk), N, nkv * hd, d, 0);  // [N, nkv*hd]
+    matmul_nt(L->v, L->a, P(id->wv), N, nkv * hd, d, 0);
+    rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
+    rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
+    attention_forward(L->o, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
+    memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
+    matmul_nt(L->x_ffn, L->o, P(id->wo), N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
+}
+
+static void ffn_block_forward(mo_model *m, const float *params, int l) {
+    const mo_config *c = &m->pt->cfg;
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int N = m->N, d = c->d_model, E = c->n_experts, k = c->top_k;
+    const int sh = c->n_shared_experts * c->d_ff_shared;
+    const int all_rows[2] = {0, N};  // one group holding every row: a dense FFN
+    float *out = m->layer[l + 1].x_attn;
+    rmsnorm_forward(L->m, L->m_rstd, L->x_ffn, P(id->ffn_norm), N, d, (float)c->norm_eps);
+    memcpy(out, L->x_ffn, (size_t)N * d * sizeof(float));
+    if (!id->is_moe) {
+        ffn_forward(out, L->h1, L->h3, m->act, L->m, P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1,
+                    c->d_ff_dense, d, 1);
+        return;
+    }
+    router_forward(c, &L->r, &L->stats, L->m, P(id->router), N, m->forced);
+    moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
+    moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
+    ffn_forward(L->ys, L->h1, L->h3, m->act, m->xs, P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d,
+                0);
+    moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys
+    if (sh)
+        ffn_forward(out, L->sh1, L->sh3, m->act, L->m, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2),
+                    all_rows, 1, sh, d, 1);
+}
+
+int model_forward(mo_model *m, const float *params, const int *tokens, const int *targets) {
+    const mo_config *c = &m->pt->cfg;
+    const int N = m->N, d = c->d_model, V = c->vocab_size;
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return mo_errorf("token id %d at row %d, position %d is outside the vocabulary [0, %d)", tokens[i],
+                             i / m->T, i % m->T, V);
+        if (targets && targets[i] >= V)
+            return mo_errorf("target id %d at row %d, position %d is outside the vocabulary [0, %d)", targets[i],
+                             i / m->T, i % m->T, V);
+    }
+    memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
+    if (targets) memcpy(m->targets, targets, (size_t)N * sizeof(int));
+    else
+        for (int i = 0; i < N; i++) m->targets[i] = -1;
+
+    embedding_forward(m->layer[0].x_attn, m->tokens, P(m->pt->tok_embeddings), N, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        attention_block_forward(m, params, l);
+        ffn_block_forward(m, params, l);
+    }
+    rmsnorm_forward(m->hf, m->hf_rstd, m->x_final, P(m->pt->norm), N, d, (float)c->norm_eps);
+    matmul_nt(m->logits, m->hf, P(m->pt->output), N, V, d, 0);  // [N, V]
+
+    m->ce = m->aux = m->z = 0;
+    m->n_targets = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->moe_layers[l]) m->aux += m->layer[l].stats.aux, m->z += m->layer[l].stats.z;
+    if (m->n_moe) m->aux /= m->n_moe, m->z /= m->n_moe;
+    if (targets) {
+        cross_entropy_forward(m->losses, m->logits, m->targets, N, V);
+        double s = 0;
+        for (int i = 0; i < N; i++)
+            if (m->targets[i] >= 0) s += m->losses[i], m->n_targets++;
+        m->ce = m->n_targets ? s / m->n_targets : 0.0;
+    }
+    m->loss = m->ce + c->aux_coef * m->aux + c->z_coef * m->z;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- backward
+
+#define G(id) params_at(m->pt, grads, (id))
+
+// dres holds d loss / d (the layer's output); on return, d loss / d x_ffn.
+static void ffn_block_backward(mo_model *m, const float *params, float *grads, int l, float loss_scale) {
+    const mo_config *c = &m->pt->cfg;
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int N = m->N, d = c->d_model, E = c->n_experts, k = c->top_k;
+    const int sh = c->n_shared_experts * c->d_ff_shared;
+    const int all_rows[2] = {0, N};
+    float *dy = m->dres, *dm = m->dnorm;
+    if (!id->is_moe) {
+        ffn_backward(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
+                     P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1, c->d_ff_dense, d, 0);
+    } else {
+        // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
+        moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
+        moe_gather(m->xs, L->m, &L->disp, E, k, d);  // regathered instead of kept per layer
+        ffn_backward(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
+                     P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0);
+        moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
+        if (sh)
+            ffn_backward(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3, m->act,
+                         m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1);
+        double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
+        router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, m->drouter, L->m, P(id->router), G(id->router), dm,
+                        N);
+    }
+    rmsnorm_backward(m->dres, G(id->ffn_norm), dm, L->x_ffn, P(id->ffn_norm), L->m_rstd, N, d);
+}
+
+// dres holds d loss / d x_ffn; on return, d loss / d x_attn.
+static void attention_block_backward(mo_model *m, const float *params, float *grads, int l) {
+    const mo_config *c = &m->pt->cfg;
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const int qd = nh * hd, kvd = nkv * hd;
+    float *dy = m->dres;
+    matmul_tn(G(id->wo), dy, L->o, d, qd, N, 1);  // dwo [d, qd] += dy^T o
+    matmul_nn(m->dout, dy, P(id->wo), N, qd, d, 0);  // do [N, qd] = dy wo
+    attention_backward(m->dq, m->dk, m->dv, m->att_scratch, m->dout, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv,
+                       hd);
+    rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
+    rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
+    matmul_tn(G(id->wq), m->dq, L->a, qd, d, N, 1);  // dwq [qd, d] += dq^T a
+    matmul_tn(G(id->wk), m->dk, L->a, kvd, d, N, 1);
+    matmul_tn(G(id->wv), m->dv, L->a, kvd, d, N, 1);
+    float *da = m->dnorm;
+    matmul_nn(da, m->dq, P(id->wq), N, d, qd, 0);  // da = dq wq + dk wk + dv wv
+    matmul_nn(da, m->dk, P(id->wk), N, d, kvd, 1);
+    matmul_nn(da, m->dv, P(id->wv), N, d, kvd, 1);
+    rmsnorm_backward(m->dres, G(id->attn_norm), da, L->x_attn, P(id->attn_norm), L->a_rstd, N, d);
+}
+
+int model_backward(mo_model *m, const float *params, float *grads, float loss_scale) {
+    const mo_config *c = &m->pt->cfg;
+    const int N = m->N, d = c->d_model, V = c->vocab_size;
+    if (attention_scratch_floats(m->B, m->T, c->n_heads, c->n_kv_heads, c->head_dim) > m->att_scratch_n)
+        return mo_errorf("the thread count grew after model_alloc; call threads_init() before model_alloc()");
+    for (int i = 0; i < N; i++)
+        m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
+    cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
+    matmul_tn(G(m->pt->output), m->logits, m->hf, V, d, N, 1);                 // doutput [V, d] += dl^T hf
+    matmul_nn(m->dnorm, m->logits, P(m->pt->output), N, d, V, 0);              // dhf = dl output
+    memset(m->dres, 0, (size_t)N * d * sizeof(float));
+    rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        ffn_block_backward(m, params, grads, l, loss_scale);
+        attention_block_backward(m, params, grads, l);
+    }
+    embedding_backward(G(m->pt->tok_embeddings), m->dres, m->tokens, N, d);
+    return 0;
+}

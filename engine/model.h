@@ -1,0 +1,106 @@
+// model.h: the MoE transformer of DESIGN section 1, forward and backward over a batch of
+// B sequences of T tokens (N = B*T rows).
+//
+// model_alloc() sizes one activation arena from (config, B, T) and carves every buffer
+// out of it; forward and backward never allocate. Parameters, gradients (and the
+// optimizer's state) are arenas laid out by the parameter table (params.h); the model
+// reads parameters from, and accumulates gradients into, whatever arenas it is given.
+//
+// Per layer l (shapes per row; x_attn of layer l+1 is the output of layer l):
+//   a = rmsnorm(x_attn, attn_norm); q, k, v = a wq^T, a wk^T, a wv^T; rope(q), rope(k)
+//   o = attention(q, k, v); x_ffn = x_attn + o wo^T
+//   m = rmsnorm(x_ffn, ffn_norm); x_attn[l+1] = x_ffn + ffn(m)
+// where ffn is the routed experts (router.h, moe.h) plus shared experts in a MoE layer,
+// or one SwiGLU FFN in a dense layer. Then logits = rmsnorm(x_attn[L], norm) output^T.
+//
+// Losses: ce (mean over rows with a target >= 0), aux and z (averaged over MoE layers),
+// loss = ce + aux_coef aux + z_coef z.
+#ifndef MONOLITH_MODEL_H
+#define MONOLITH_MODEL_H
+
+#include "engine/moe.h"
+#include "engine/params.h"
+#include "engine/router.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+// One layer's activations: what backward needs, kept from forward.
+typedef struct {
+    float *x_attn;   // [N, d] residual stream entering the layer
+    float *a;        // [N, d] attn_norm output
+    float *a_rstd;   // [N]
+    float *q;        // [N, nh*hd] after RoPE
+    float *k, *v;    // [N, nkv*hd] (k after RoPE)
+    float *att;      // [B, nh, T, T] attention probabilities
+    float *o;        // [N, nh*hd] attention output, before wo
+    float *x_ffn;    // [N, d] residual stream after attention
+    float *m;        // [N, d] ffn_norm output
+    float *m_rstd;   // [N]
+    float *h1, *h3;  // [R, f] expert hidden pre-activations: R = N*k rows sorted by expert, f = d_ff
+                     //   (MoE), or R = N, f = d_ff_dense (dense)
+    float *ys;       // [N*k, d] routed expert outputs before the gates (MoE)
+    float *sh1, *sh3;  // [N, n_shared*d_ff_shared] shared experts' hidden pre-activations
+    mo_router_acts r;  // MoE
+    mo_router_stats stats;
+    mo_dispatch disp;
+} mo_layer_acts;
+
+typedef struct {
+    const mo_param_table *pt;  // not owned; its config is the model's
+    int B, T, N;
+    int n_moe;                 // MoE layers
+
+    int *tokens, *targets, *pos;  // [N] inputs, targets (-1: no target), positions t in 0..T-1
+    const int *forced;            // [N] forced expert per row (route-by-domain), or NULL
+    float *rope_cos, *rope_sin;   // [T, hd/2]
+    mo_layer_acts layer[MO_MAX_LAYERS + 1];  // layer[n_layers] holds only x_attn: the final stream
+    float *x_final;               // [N, d] x_attn[L], the last residual stream (alias)
+    float *hf;                    // [N, d] final rmsnorm output
+    float *hf_rstd;               // [N]
+    float *logits;                // [N, V]; model_backward overwrites it with d loss / d logits
+    float *losses;                // [N] per-row cross-entropy
+
+    // Scratch shared by the layers.
+    float *xs, *dxs;      // [N*k, d] gathered rows, their gradient (also d ys)
+    float *act, *dact;    // [max rows x width of any FFN] SwiGLU outputs and their gradient
+    float *dres;          // [N, d] gradient of the residual stream
+    float *dnorm;         // [N, d] gradient of a norm's output
+    float *dq, *dk, *dv, *dout;  // [N, nh*hd], [N, nkv*hd] x2, [N, nh*hd]
+    float *att_scratch;   // attention_scratch_floats(...) at model_alloc's thread count
+    size_t att_scratch_n;
+    float *drouter;       // [N, E]
+    float *dgates;        // [N, k]
+    float *dloss;         // [N]
+
+    double ce, aux, z, loss;  // of the last forward
+    int n_targets;            // rows with a target in the last forward
+
+    void *arena;
+    size_t arena_bytes;
+} mo_model;
+
+// Sizes and allocates the activations for batches of B sequences of T tokens (T <=
+// max_seq_len). `pt` must outlive the model. Returns 0, or -1 with a message.
+int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T);
+void model_free(mo_model *m);
+
+// Forces the expert of each row (route-by-domain, DEMix): forced[N], -1 = route normally;
+// NULL turns it off. The array is read by every later forward and must stay alive.
+void model_set_forced_experts(mo_model *m, const int *forced);
+
+// Forward for tokens[B*T] (ids < vocab_size) and targets[B*T] (next tokens; < 0 means no
+// target; NULL: no losses). Fills logits, the losses (m->ce, aux, z, loss) and each MoE
+// layer's routing and statistics. Returns 0, or -1 naming the first token id that is out
+// of range.
+int model_forward(mo_model *m, const float *params, const int *tokens, const int *targets);
+
+// Backward of the last forward (which must have had targets): ACCUMULATES
+// loss_scale * d loss / d params into `grads` (an arena of the parameter table), so
+// gradient accumulation over micro-batches is forward/backward with loss_scale
+// 1/n_micro and zeroing is one memset. Overwrites m->logits and the h1/h3 caches.
+// Returns 0, or -1 if the OpenMP thread count grew since model_alloc (the attention
+// scratch is sized per thread: call threads_init() first).
+int model_backward(mo_model *m, const float *params, float *grads, float loss_scale);
+
+#endif

@@ -1,0 +1,115 @@
+// moe.c: route-sort-gather-GEMM-scatter for the experts, and the SwiGLU FFN over groups
+// of rows (see moe.h).
+#include "engine/moe.h"
+
+#include "kernels/matmul.h"
+#include "kernels/swiglu.h"
+
+#include <string.h>
+
+// Row loops fork threads only when they move enough data to pay for it.
+#define MOE_PAR_MIN ((size_t)1 << 15)
+
+void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E) {
+    const int S = N * k;
+    memset(d->offs, 0, (size_t)(E + 1) * sizeof *d->offs);
+    for (int s = 0; s < S; s++)
+        if (experts[s] >= 0) d->offs[experts[s] + 1]++;
+    for (int e = 0; e < E; e++) d->offs[e + 1] += d->offs[e];
+    // Positions in slot order with a running cursor per expert: token order within an expert.
+    int cur[E > 0 ? E : 1];
+    memcpy(cur, d->offs, (size_t)E * sizeof *cur);
+    for (int s = 0; s < S; s++) {
+        int e = experts[s];
+        if (e < 0) {
+            d->pos[s] = -1;
+            continue;
+        }
+        int p = cur[e]++;
+        d->pos[s] = p;
+        d->perm[p] = s;
+    }
+}
+
+void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm) {
+    const int R = d->offs[E];
+    const size_t row = (size_t)dm * sizeof(float);
+#pragma omp parallel for schedule(static) if ((size_t)R * dm >= MOE_PAR_MIN)
+    for (int p = 0; p < R; p++) memcpy(xs + (size_t)p * dm, x + (size_t)(d->perm[p] / k) * dm, row);
+}
+
+void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatch *d, int N, int k, int dm) {
+#pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        float *yi = y + (size_t)i * dm;
+        for (int j = 0; j < k; j++) {
+            int p = d->pos[(size_t)i * k + j];
+            if (p < 0) continue;
+            const float g = gates[(size_t)i * k + j], *yr = ys + (size_t)p * dm;
+            for (int c = 0; c < dm; c++) yi[c] += g * yr[c];
+        }
+    }
+}
+
+void moe_combine_backward(float *dys, float *dgates, const float *dy, const float *ys, const float *gates,
+                          const mo_dispatch *d, int N, int k, int dm) {
+#pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        const float *dyi = dy + (size_t)i * dm;
+        for (int j = 0; j < k; j++) {
+            int p = d->pos[(size_t)i * k + j];
+            if (p < 0) {
+                dgates[(size_t)i * k + j] = 0;
+                continue;
+            }
+            const float g = gates[(size_t)i * k + j], *yr = ys + (size_t)p * dm;
+            float *dr = dys + (size_t)p * dm, dot = 0;
+            for (int c = 0; c < dm; c++) {
+                dot += dyi[c] * yr[c];
+                dr[c] = g * dyi[c];
+            }
+            dgates[(size_t)i * k + j] = dot;
+        }
+    }
+}
+
+void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm) {
+#pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        float *dxi = dx + (size_t)i * dm;
+        memset(dxi, 0, (size_t)dm * sizeof *dxi);
+        for (int j = 0; j < k; j++) {
+            int p = d->pos[(size_t)i * k + j];
+            if (p < 0) continue;
+            const float *r = dxs + (size_t)p * dm;
+            for (int c = 0; c < dm; c++) dxi[c] += r[c];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------- SwiGLU FFN
+
+void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, const float *w1, const float *w3,
+                 const float *w2, const int *offs, int G, int f, int dm, int acc) {
+    const size_t R = (size_t)offs[G];
+    matmul_grouped_nt(h1, xs, w1, offs, G, f, dm, 0);   // [R, f] = xs w1_g^T
+    matmul_grouped_nt(h3, xs, w3, offs, G, f, dm, 0);   // [R, f] = xs w3_g^T
+    swiglu_forward(act, h1, h3, R * (size_t)f);         // silu(h1) * h3
+    matmul_grouped_nt(ys, act, w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
+}
+
+void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
+                  float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
+                  const int *offs, int G, int f, int dm, int acc) {
+    const size_t R = (size_t)offs[G];
+    matmul_grouped_nn(dact, dys, w2, offs, G, f, dm, 0);  // d act [R, f] = dys w2_g
+    if (dw2) {
+        swiglu_forward(act, h1, h3, R * (size_t)f);       // recomputed instead of kept per layer
+        matmul_grouped_tn(dw2, dys, act, offs, G, dm, f, 1);  // dw2_g [dm, f] += dys_g^T act_g
+    }
+    swiglu_backward(h1, h3, dact, h1, h3, R * (size_t)f);  // h1, h3 <- dh1, dh3
+    if (dw1) matmul_grouped_tn(dw1, h1, xs, offs, G, f, dm, 1);  // dw1_g [f, dm] += dh1_g^T xs_g
+    if (dw3) matmul_grouped_tn(dw3, h3, xs, offs, G, f, dm, 1);
+    matmul_grouped_nn(dxs, h1, w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
+    matmul_grouped_nn(dxs, h3, w3, offs, G, dm, f, 1);
+}

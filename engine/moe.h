@@ -1,0 +1,55 @@
+// moe.h: the dropless MoE data path (DESIGN section 3, the megablocks way on a CPU) and
+// the SwiGLU feed-forward it runs per expert.
+//
+// Forward, for N tokens routed to k slots each (router.h):
+//   moe_dispatch_build   counting-sort the N*k (token, slot) pairs by expert: expert e's
+//                        rows are sorted positions offs[e] .. offs[e+1]-1, in token order
+//   moe_gather           xs[p] = x[token of p]                             [R, d]
+//   ffn_forward          h1 = xs w1_e^T, h3 = xs w3_e^T, ys = swiglu(h1, h3) w2_e^T, one
+//                        GEMM per expert and weight (matmul_grouped_*)     [R, d_ff], [R, d]
+//   moe_combine          y[i] += sum_j g_ij ys[pos(i, j)]                  [N, d]
+// Backward mirrors it: moe_combine_backward gives dys and the gate gradients,
+// ffn_backward the expert weight gradients and dxs, moe_scatter sums dxs back per token.
+//
+// A dense FFN (dense layers, shared experts) is the same ffn_forward/ffn_backward with
+// one group holding every row (offs = {0, N}).
+//
+// Sorted positions are assigned in (token, slot) order, so the result does not depend on
+// the thread count. Dropped slots (expert -1) get no position.
+#ifndef MONOLITH_MOE_H
+#define MONOLITH_MOE_H
+
+// Where each (token, slot) pair sits in expert-sorted order. Arrays are caller-owned
+// (activation arena): offs[E+1], perm[N*k], pos[N*k].
+typedef struct {
+    int *offs;  // [E+1] expert e's rows are offs[e] .. offs[e+1]-1; offs[E] = live slots R
+    int *perm;  // [N*k] sorted position -> slot id (token*k + j); entries >= R unused
+    int *pos;   // [N*k] slot id -> sorted position, -1 for a dropped slot
+} mo_dispatch;
+
+// Counting sort of experts[N, k] (-1 = dropped) into `d`.
+void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E);
+
+// xs[p, :] = x[perm[p] / k, :] for the R = offs[E] live rows.
+void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm);
+// y[i, :] += sum_j gates[i, j] * ys[pos[i*k+j], :], over live slots.
+void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatch *d, int N, int k, int dm);
+// dys[pos, :] = gates[i, j] * dy[i, :]; dgates[i, j] = dy[i, :] . ys[pos, :] (0 for a dropped slot).
+void moe_combine_backward(float *dys, float *dgates, const float *dy, const float *ys, const float *gates,
+                          const mo_dispatch *d, int N, int k, int dm);
+// dx[i, :] = sum_j dxs[pos[i*k+j], :] (assigns; 0 for a token with no live slot).
+void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm);
+
+// SwiGLU FFN over G groups of rows (offs[G+1]); group g uses expert g of the stacked
+// weights w1, w3 [G, f, dm] and w2 [G, dm, f]. Keeps h1, h3 [R, f] for backward; act
+// [R, f] is scratch. Writes ys[R, dm] (acc = 0) or adds into it (acc = 1).
+void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, const float *w1, const float *w3,
+                 const float *w2, const int *offs, int G, int f, int dm, int acc);
+// Backward from dys[R, dm]: ACCUMULATES dw1, dw3, dw2 (any may be NULL: frozen), writes
+// dxs[R, dm] (acc = 0) or adds into it (acc = 1). Overwrites h1, h3 with their gradients
+// (forward's caches are used up); act and dact [R, f] are scratch. dxs may alias dys.
+void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
+                  float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
+                  const int *offs, int G, int f, int dm, int acc);
+
+#endif

@@ -1,0 +1,91 @@
+// router.c: softmax top-k routing with Switch load balance and z-loss, forward and
+// backward (see router.h for the math).
+#include "engine/router.h"
+
+#include "kernels/matmul.h"
+#include "kernels/softmax.h"
+#include "kernels/topk.h"
+
+#include <math.h>
+#include <string.h>
+
+void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
+                    int N, const int *forced) {
+    const int E = c->n_experts, k = c->top_k, d = c->d_model;
+    matmul_nt(a->logits, x, w, N, E, d, 0);
+    logsumexp_rows(a->lse, a->logits, N, E);
+    softmax_forward(a->probs, a->logits, N, E);
+    topk_forward(a->experts, a->topv, a->probs, N, E, k);
+    a->forced = forced;
+
+    memset(st->counts, 0, (size_t)E * sizeof *st->counts);
+    double ent = 0, z = 0;
+    for (int i = 0; i < N; i++) {
+        int *ei = a->experts + (size_t)i * k;
+        float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k;
+        if (forced && forced[i] >= 0) {
+            ei[0] = forced[i], vi[0] = a->probs[(size_t)i * E + forced[i]], gi[0] = 1.0f;
+            for (int j = 1; j < k; j++) ei[j] = -1, vi[j] = 0.0f, gi[j] = 0.0f;
+        } else {
+            float s = 0;
+            for (int j = 0; j < k; j++) s += vi[j];
+            for (int j = 0; j < k; j++) gi[j] = c->norm_topk ? vi[j] / s : vi[j];
+        }
+        for (int j = 0; j < k; j++)
+            if (ei[j] >= 0) st->counts[ei[j]]++;
+        const float *pi = a->probs + (size_t)i * E;
+        for (int e = 0; e < E; e++)
+            if (pi[e] > 0) ent -= (double)pi[e] * log((double)pi[e]);
+        z += (double)a->lse[i] * a->lse[i];
+    }
+    // aux = E * sum_e f_e P_e with f_e = counts_e / (N k) and P_e = mean_i p_ie.
+    double aux = 0;
+    for (int e = 0; e < E; e++) {
+        double P = 0;
+        for (int i = 0; i < N; i++) P += a->probs[(size_t)i * E + e];
+        aux += (double)st->counts[e] / ((double)N * k) * (P / N);
+    }
+    st->aux = E * aux;
+    st->z = z / N;
+    st->entropy = ent / N;
+}
+
+void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
+                     double daux, double dz, float *dlogits, const float *x, const float *w, float *dw, float *dx,
+                     int N) {
+    const int E = c->n_experts, k = c->top_k, d = c->d_model;
+    // d loss / d p into dlogits first (softmax backward then runs in place).
+    // aux: d/dp_ie of E * sum_e f_e P_e = E f_e / N, the same for every row.
+    float daux_e[E > 0 ? E : 1];
+    for (int e = 0; e < E; e++) daux_e[e] = (float)(daux * E * ((double)st->counts[e] / ((double)N * k)) / N);
+    for (int i = 0; i < N; i++) {
+        float *dp = dlogits + (size_t)i * E;
+        memcpy(dp, daux_e, (size_t)E * sizeof *dp);
+        const int *ei = a->experts + (size_t)i * k;
+        const float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k, *dg = dgates + (size_t)i * k;
+        if (a->forced && a->forced[i] >= 0) continue;  // a forced gate is the constant 1: nothing flows
+        // Gates from probabilities over the live slots: g_j = v_j / S (norm_topk) or v_j.
+        if (c->norm_topk) {
+            float s = 0, dot = 0;
+            for (int j = 0; j < k; j++)
+                if (ei[j] >= 0) s += vi[j], dot += dg[j] * gi[j];
+            for (int j = 0; j < k; j++)
+                if (ei[j] >= 0) dp[ei[j]] += (dg[j] - dot) / s;
+        } else {
+            for (int j = 0; j < k; j++)
+                if (ei[j] >= 0) dp[ei[j]] += dg[j];
+        }
+    }
+    softmax_backward(dlogits, dlogits, a->probs, N, E);
+    if (dz != 0) {
+        // d/dlogit_ie of mean_i lse_i^2 = 2 lse_i p_ie / N
+        for (int i = 0; i < N; i++) {
+            float s = (float)(dz * 2.0 * a->lse[i] / N);
+            float *dl = dlogits + (size_t)i * E;
+            const float *pi = a->probs + (size_t)i * E;
+            for (int e = 0; e < E; e++) dl[e] += s * pi[e];
+        }
+    }
+    matmul_tn(dw, dlogits, x, E, d, N, 1);
+    matmul_nn(dx, dlogits, w, N, d, E, 1);
+}

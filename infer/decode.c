@@ -1,0 +1,418 @@
+// decode.c: prefill and single-token decode over the KV cache.
+//
+// Both run the same layer loop over a block of `rows` token rows (run_layers); only
+// attention differs: prefill runs the causal attention kernel over whole prompts and
+// stores K and V in the cache, decode appends one K and V per sequence and attends over
+// the cache with two matrix-vector products per head.
+#include "infer/decode.h"
+
+#include "engine/base/error.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/softmax.h"
+#include "kernels/swiglu.h"
+#include "kernels/topk.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct infer_ctx {
+    const mo_param_table *pt;
+    const float *params;
+    mo_config c;
+    int max_batch, max_seq, max_rows;  // max_rows = max(max_seq, max_batch): rows of one block
+    int hidden;                        // widest FFN hidden row: max(k*d_ff, shared, dense)
+    kv_cache kv;
+
+    float *rope_cos, *rope_sin;  // [max_seq, head_dim/2]
+    int *pos;                    // [rows] position of each row
+    int *seq_of_row;             // [rows] sequence of each decode row
+    float *x;                    // [rows, d] residual stream
+    float *a;                    // [rows, d] normed input of attention / FFN
+    float *rstd;                 // [rows]
+    float *q, *o;                // [rows, n_heads*head_dim]
+    float *k, *v;                // [rows, n_kv_heads*head_dim]
+    float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
+    float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
+    float *probs;                // [rows, E] router probabilities
+    int *tk_idx;                 // [rows, k] chosen experts
+    float *tk_val;               // [rows, k] their probabilities, then gates
+    int *offs, *fill;            // [E+1], [E] counting sort of the routing slots by expert
+    int *slot_row;               // [rows*k] row of each slot, grouped by expert
+    float *slot_gate;            // [rows*k]
+    float *xs, *ys;              // [rows*k, d] gathered inputs, expert outputs
+    float *h1, *h3;              // [rows, hidden] FFN hidden (gate, up)
+    float *last, *lastn;         // [max_batch, d] last rows, normed
+    unsigned char *allowed;      // [E] 1 = the router may choose this expert
+    int n_allowed;
+    int *route_idx;              // [rows, n_layers, k] routing of the last decode call
+    float *route_gate;
+    int route_rows, route_k;
+};
+
+// ---------------------------------------------------------------------------- products
+
+// y[rows, out] (+)= x[rows, in] W[out, in]^T. One row is a matrix-vector product: sgemv
+// streams W once, where an sgemm of one row would pack it first.
+static void linear(float *y, const float *x, const float *W, int rows, int out, int in, int acc) {
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, acc ? 1.0f : 0.0f, y, 1);
+    else
+        matmul_nt(y, x, W, rows, out, in, acc);
+}
+
+// Per-expert products over the slots grouped by expert (offs[E+1]); W is [E, out, in].
+// Few slots (decode): one product per chosen expert, sgemv for an expert with one
+// token; many (prefill): the grouped kernel of training, which spreads the experts
+// over the threads.
+static void expert_linear(float *y, const float *x, const float *W, const int *offs, int E, int out, int in) {
+    if (offs[E] > 4 * E) {
+        matmul_grouped_nt(y, x, W, offs, E, out, in, 0);
+        return;
+    }
+    size_t wsz = (size_t)out * in;
+    for (int e = 0; e < E; e++) {
+        int n = offs[e + 1] - offs[e];
+        if (n > 0) linear(y + (size_t)offs[e] * out, x + (size_t)offs[e] * in, W + e * wsz, n, out, in, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------- layers
+
+static const float *P(const infer_ctx *s, int id) { return params_at_c(s->pt, s->params, id); }
+
+// Routed experts (and shared ones) of MoE layer l over rows: x += y, from s->a.
+static void moe_rows(infer_ctx *s, int l, int rows, int record) {
+    const mo_config *c = &s->c;
+    const mo_layer_ids *L = &s->pt->layer[l];
+    const int d = c->d_model, E = c->n_experts, dff = c->d_ff;
+    const int k = c->top_k < s->n_allowed ? c->top_k : s->n_allowed;
+
+    linear(s->probs, s->a, P(s, L->router), rows, E, d, 0);
+    softmax_forward(s->probs, s->probs, rows, E);
+    if (s->n_allowed < E) {
+        // Renormalize over the allowed experts; the others get -1 so top-k never picks them.
+        for (int r = 0; r < rows; r++) {
+            float *p = s->probs + (size_t)r * E, sum = 0;
+            for (int e = 0; e < E; e++) sum += s->allowed[e] ? p[e] : 0.0f;
+            for (int e = 0; e < E; e++)
+                p[e] = !s->allowed[e] ? -1.0f : sum > 0 ? p[e] / sum : 1.0f / s->n_allowed;
+        }
+    }
+    topk_forward(s->tk_idx, s->tk_val, s->probs, rows, E, k);
+    for (int r = 0; r < rows; r++) {
+        float *g = s->tk_val + (size_t)r * k, sum = 0;
+        for (int j = 0; j < k; j++) sum += g[j];
+        if (c->norm_topk)
+            for (int j = 0; j < k; j++) g[j] /= sum;
+        if (record) {
+            size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
+            memcpy(s->route_idx + at, s->tk_idx + (size_t)r * k, (size_t)k * sizeof(int));
+            memcpy(s->route_gate + at, g, (size_t)k * sizeof(float));
+        }
+    }
+
+    // Counting sort of the rows*k slots by expert (stable: row order within an expert).
+    memset(s->fill, 0, (size_t)E * sizeof *s->fill);
+    for (int i = 0; i < rows * k; i++) s->fill[s->tk_idx[i]]++;
+    s->offs[0] = 0;
+    for (int e = 0; e < E; e++) s->offs[e + 1] = s->offs[e] + s->fill[e], s->fill[e] = s->offs[e];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < k; j++) {
+            int at = s->fill[s->tk_idx[r * k + j]]++;
+            s->slot_row[at] = r;
+            s->slot_gate[at] = s->tk_val[r * k + j];
+        }
+    const int n = rows * k;
+    for (int i = 0; i < n; i++)
+        memcpy(s->xs + (size_t)i * d, s->a + (size_t)s->slot_row[i] * d, (size_t)d * sizeof(float));
+
+    expert_linear(s->h1, s->xs, P(s, L->w1), s->offs, E, dff, d);  // [n, dff] gate
+    expert_linear(s->h3, s->xs, P(s, L->w3), s->offs, E, dff, d);  // [n, dff] up
+    swiglu_forward(s->h1, s->h1, s->h3, (size_t)n * dff);
+    expert_linear(s->ys, s->h1, P(s, L->w2), s->offs, E, d, dff);  // [n, d]
+    for (int i = 0; i < n; i++) {
+        float *xr = s->x + (size_t)s->slot_row[i] * d;
+        const float *yr = s->ys + (size_t)i * d, g = s->slot_gate[i];
+        for (int j = 0; j < d; j++) xr[j] += g * yr[j];
+    }
+
+    if (c->n_shared_experts > 0) {
+        int hs = c->n_shared_experts * c->d_ff_shared;
+        linear(s->h1, s->a, P(s, L->shared_w1), rows, hs, d, 0);
+        linear(s->h3, s->a, P(s, L->shared_w3), rows, hs, d, 0);
+        swiglu_forward(s->h1, s->h1, s->h3, (size_t)rows * hs);
+        linear(s->x, s->h1, P(s, L->shared_w2), rows, d, hs, 1);
+    }
+}
+
+// The FFN of dense layer l over rows: x += expert(a).
+static void dense_rows(infer_ctx *s, int l, int rows) {
+    const mo_layer_ids *L = &s->pt->layer[l];
+    const int d = s->c.d_model, h = s->c.d_ff_dense;
+    linear(s->h1, s->a, P(s, L->ffn_w1), rows, h, d, 0);
+    linear(s->h3, s->a, P(s, L->ffn_w3), rows, h, d, 0);
+    swiglu_forward(s->h1, s->h1, s->h3, (size_t)rows * h);
+    linear(s->x, s->h1, P(s, L->ffn_w2), rows, d, h, 1);
+}
+
+// Attention of a decode block: row i is sequence seqs[i] at position pos[i]. Appends K
+// and V to the cache, then per head: scores = K q / sqrt(hd), softmax, o = V^T p.
+static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs) {
+    const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim, S = s->max_seq;
+    const int group = nh / nkv;
+    for (int i = 0; i < rows; i++) {
+        float *K = kvcache_k(&s->kv, l, seqs[i]), *V = kvcache_v(&s->kv, l, seqs[i]);
+        for (int g = 0; g < nkv; g++) {
+            size_t at = ((size_t)g * S + s->pos[i]) * hd;
+            memcpy(K + at, s->k + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
+            memcpy(V + at, s->v + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
+        }
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(static) if (rows * nh > 1)
+    for (int ih = 0; ih < rows * nh; ih++) {
+        int i = ih / nh, h = ih % nh, g = h / group, n = s->pos[i] + 1;
+        const float *K = kvcache_k(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
+        const float *V = kvcache_v(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
+        const float *q = s->q + ((size_t)i * nh + h) * hd;
+        float *p = s->scores + (size_t)ih * S, *out = s->o + ((size_t)i * nh + h) * hd;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, hd, scale, K, hd, q, 1, 0.0f, p, 1);
+        softmax_forward(p, p, 1, n);
+        cblas_sgemv(CblasRowMajor, CblasTrans, n, hd, 1.0f, V, hd, p, 1, 0.0f, out, 1);
+    }
+}
+
+// Attention of a prefill block: g sequences (first ..) of T rows each, at positions
+// 0..T-1. Stores K and V in the cache, then the causal attention kernel.
+static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
+    const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim, S = s->max_seq;
+    for (int b = 0; b < g; b++) {
+        float *K = kvcache_k(&s->kv, l, first + b), *V = kvcache_v(&s->kv, l, first + b);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nkv; h++) {
+                size_t src = (((size_t)b * T + t) * nkv + h) * hd, dst = ((size_t)h * S + t) * hd;
+                memcpy(K + dst, s->k + src, (size_t)hd * sizeof(float));
+                memcpy(V + dst, s->v + src, (size_t)hd * sizeof(float));
+            }
+    }
+    attention_forward(s->o, s->att, s->q, s->k, s->v, g, T, nh, nkv, hd);
+}
+
+// Every layer over s->x[rows, d] (embedded, positions in s->pos). prefill_T > 0: the
+// rows are prefill_g sequences of prefill_T tokens starting at sequence `first`;
+// otherwise a decode block of sequences seqs[rows].
+static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int prefill_T, const int *seqs) {
+    const mo_config *c = &s->c;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const float eps = (float)c->norm_eps;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &s->pt->layer[l];
+        rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->attn_norm), rows, d, eps);
+        linear(s->q, s->a, P(s, L->wq), rows, nh * hd, d, 0);
+        linear(s->k, s->a, P(s, L->wk), rows, nkv * hd, d, 0);
+        linear(s->v, s->a, P(s, L->wv), rows, nkv * hd, d, 0);
+        rope_forward(s->q, s->pos, s->rope_cos, s->rope_sin, rows, nh, hd);
+        rope_forward(s->k, s->pos, s->rope_cos, s->rope_sin, rows, nkv, hd);
+        if (prefill_T > 0)
+            attend_prefill(s, l, first, prefill_g, prefill_T);
+        else
+            attend_cached(s, l, rows, seqs);
+        linear(s->x, s->o, P(s, L->wo), rows, d, nh * hd, 1);
+        rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->ffn_norm), rows, d, eps);
+        if (L->is_moe)
+            moe_rows(s, l, rows, prefill_T == 0);
+        else
+            dense_rows(s, l, rows);
+    }
+}
+
+// logits[n, V] from the residual rows src[n, d] (final norm, output projection).
+static void head(infer_ctx *s, const float *src, int n, float *logits) {
+    const mo_config *c = &s->c;
+    rmsnorm_forward(s->lastn, s->rstd, src, P(s, s->pt->norm), n, c->d_model, (float)c->norm_eps);
+    linear(logits, s->lastn, P(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
+}
+
+static int check_tokens(const infer_ctx *s, const int *tokens, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->c.vocab_size)
+            return mo_errorf("token id %d at index %zu is outside the model's vocabulary [0, %d)", tokens[i], i,
+                             s->c.vocab_size);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- API
+
+int infer_prefill(infer_ctx *s, int first, int B, int T, const int *tokens, float *logits) {
+    if (T < 1) return mo_errorf("prefill: a prompt needs at least one token");
+    if (T > s->max_seq)
+        return mo_errorf("prompt of %d tokens is longer than the context of %d positions (max_seq_len); shorten it",
+                         T, s->max_seq);
+    if (first < 0 || B < 1 || first + B > s->max_batch)
+        return mo_errorf("prefill: sequences %d..%d are outside the batch of %d", first, first + B - 1, s->max_batch);
+    if (check_tokens(s, tokens, (size_t)B * T)) return -1;
+    const int d = s->c.d_model, V = s->c.vocab_size;
+    s->route_rows = 0;
+    // Groups of whole prompts that fit max_seq rows (the size of the attention buffer).
+    int per = s->max_seq / T;
+    for (int b0 = 0; b0 < B; b0 += per) {
+        int g = B - b0 < per ? B - b0 : per, rows = g * T;
+        for (int r = 0; r < rows; r++) s->pos[r] = r % T;
+        embedding_forward(s->x, tokens + (size_t)b0 * T, P(s, s->pt->tok_embeddings), rows, d);
+        run_layers(s, rows, first + b0, g, T, NULL);
+        for (int b = 0; b < g; b++) {
+            memcpy(s->last + (size_t)b * d, s->x + ((size_t)b * T + T - 1) * d, (size_t)d * sizeof(float));
+            s->kv.len[first + b0 + b] = T;
+        }
+        head(s, s->last, g, logits + (size_t)b0 * V);
+    }
+    return 0;
+}
+
+int infer_decode(infer_ctx *s, int B, const int *seqs, const int *tokens, float *logits) {
+    if (B < 1 || B > s->max_batch) return mo_errorf("decode: %d sequences, the batch holds 1..%d", B, s->max_batch);
+    int *sq = s->seq_of_row;
+    for (int i = 0; i < B; i++) {
+        int b = seqs ? seqs[i] : i;
+        if (b < 0 || b >= s->max_batch)
+            return mo_errorf("decode: sequence %d is outside the batch of %d", b, s->max_batch);
+        for (int j = 0; j < i; j++)
+            if (sq[j] == b) return mo_errorf("decode: sequence %d given twice in one step", b);
+        if (s->kv.len[b] >= s->max_seq)
+            return mo_errorf("sequence %d is full: %d positions (max_seq_len); start a new one", b, s->max_seq);
+        sq[i] = b;
+        s->pos[i] = s->kv.len[b];
+    }
+    if (check_tokens(s, tokens, (size_t)B)) return -1;
+    embedding_forward(s->x, tokens, P(s, s->pt->tok_embeddings), B, s->c.d_model);
+    run_layers(s, B, 0, 0, 0, sq);
+    for (int i = 0; i < B; i++) s->kv.len[sq[i]]++;
+    head(s, s->x, B, logits);
+    s->route_rows = B;
+    return 0;
+}
+
+int infer_routing(const infer_ctx *s, int row, int layer, const int **experts, const float **gates) {
+    if (row < 0 || row >= s->route_rows || layer < 0 || layer >= s->c.n_layers || !s->c.moe_layers[layer]) return 0;
+    size_t at = ((size_t)row * s->c.n_layers + layer) * s->c.top_k;
+    if (experts) *experts = s->route_idx + at;
+    if (gates) *gates = s->route_gate + at;
+    return s->route_k;
+}
+
+int infer_restrict_experts(infer_ctx *s, const int *experts, int n) {
+    const int E = s->c.n_experts;
+    if (config_n_moe_layers(&s->c) == 0) return mo_errorf("--experts-only: this model has no MoE layer to restrict");
+    for (int i = 0; i < n; i++)
+        if (experts[i] < 0 || experts[i] >= E)
+            return mo_errorf("--experts-only: expert %d does not exist; this model's experts are 0..%d", experts[i],
+                             E - 1);
+    memset(s->allowed, n > 0 ? 0 : 1, (size_t)E);
+    for (int i = 0; i < n; i++) s->allowed[experts[i]] = 1;
+    s->n_allowed = 0;
+    for (int e = 0; e < E; e++) s->n_allowed += s->allowed[e];
+    s->route_k = s->c.top_k < s->n_allowed ? s->c.top_k : s->n_allowed;
+    return 0;
+}
+
+int infer_max_seq(const infer_ctx *s) { return s->max_seq; }
+int infer_max_batch(const infer_ctx *s) { return s->max_batch; }
+int infer_seq_len(const infer_ctx *s, int b) { return b >= 0 && b < s->max_batch ? s->kv.len[b] : 0; }
+const kv_cache *infer_kv(const infer_ctx *s) { return &s->kv; }
+
+// ---------------------------------------------------------------------------- lifetime
+
+// n elements of `size` bytes; sets *fail when out of memory.
+static void *alloc_n(size_t n, size_t size, int *fail) {
+    void *p = malloc((n ? n : 1) * size);
+    if (!p) *fail = 1;
+    return p;
+}
+#define ALLOC(ptr, n) ((ptr) = alloc_n((n), sizeof *(ptr), &fail))
+
+infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batch, int max_seq) {
+    const mo_config *c = &pt->cfg;
+    if (max_seq == 0) max_seq = c->max_seq_len;
+    if (max_batch < 1 || max_seq < 1 || max_seq > c->max_seq_len) {
+        mo_errorf("inference: batch %d must be >= 1 and max_seq %d in 1..%d (the model's max_seq_len)", max_batch,
+                  max_seq, c->max_seq_len);
+        return NULL;
+    }
+    infer_ctx *s = calloc(1, sizeof *s);
+    if (!s) {
+        mo_errorf("inference: out of memory");
+        return NULL;
+    }
+    s->pt = pt, s->params = params, s->c = *c;
+    s->max_batch = max_batch, s->max_seq = max_seq;
+    s->max_rows = max_seq > max_batch ? max_seq : max_batch;
+    if (kvcache_init(&s->kv, c, max_batch, max_seq)) {
+        free(s);
+        return NULL;
+    }
+    const size_t R = (size_t)s->max_rows, d = c->d_model, E = c->n_experts, k = c->top_k;
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t hidden = k * c->d_ff;
+    if ((size_t)c->n_shared_experts * c->d_ff_shared > hidden) hidden = (size_t)c->n_shared_experts * c->d_ff_shared;
+    if ((size_t)c->d_ff_dense > hidden) hidden = c->d_ff_dense;
+    s->hidden = (int)hidden;
+    int fail = 0;
+    ALLOC(s->rope_cos, (size_t)max_seq * c->head_dim / 2);
+    ALLOC(s->rope_sin, (size_t)max_seq * c->head_dim / 2);
+    ALLOC(s->pos, R);
+    ALLOC(s->seq_of_row, R);
+    ALLOC(s->x, R * d);
+    ALLOC(s->a, R * d);
+    ALLOC(s->rstd, R);
+    ALLOC(s->q, R * qd);
+    ALLOC(s->o, R * qd);
+    ALLOC(s->k, R * kd);
+    ALLOC(s->v, R * kd);
+    ALLOC(s->att, (size_t)c->n_heads * max_seq * max_seq);
+    ALLOC(s->scores, (size_t)max_batch * c->n_heads * max_seq);
+    ALLOC(s->probs, R * E);
+    ALLOC(s->tk_idx, R * k);
+    ALLOC(s->tk_val, R * k);
+    ALLOC(s->offs, E + 1);
+    ALLOC(s->fill, E);
+    ALLOC(s->slot_row, R * k);
+    ALLOC(s->slot_gate, R * k);
+    ALLOC(s->xs, R * k * d);
+    ALLOC(s->ys, R * k * d);
+    ALLOC(s->h1, R * hidden);
+    ALLOC(s->h3, R * hidden);
+    ALLOC(s->last, (size_t)max_batch * d);
+    ALLOC(s->lastn, (size_t)max_batch * d);
+    s->allowed = malloc(E ? E : 1);
+    ALLOC(s->route_idx, R * c->n_layers * k);
+    ALLOC(s->route_gate, R * c->n_layers * k);
+    if (fail || !s->allowed) {
+        infer_free(s);
+        mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",
+                  max_batch, max_seq);
+        return NULL;
+    }
+    rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
+    memset(s->allowed, 1, E);
+    s->n_allowed = (int)E;
+    s->route_k = (int)k;
+    return s;
+}
+
+void infer_free(infer_ctx *s) {
+    if (!s) return;
+    kvcache_free(&s->kv);
+    void *bufs[] = {s->rope_cos, s->rope_sin, s->pos,      s->seq_of_row,      s->x,        s->a,        s->rstd,
+                    s->q,        s->o,        s->k,        s->v,        s->att,      s->scores,   s->probs,
+                    s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
+                    s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
+                    s->route_gate};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s);
+}

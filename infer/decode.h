@@ -1,0 +1,68 @@
+// decode.h: inference over a loaded model: batched prefill, then one token at a time.
+//
+// An infer_ctx borrows a model (parameter table and arena, e.g. an mo_checkpoint's) and
+// owns a KV cache for up to `max_batch` sequences of `max_seq` positions plus every
+// scratch buffer it will need, all allocated by infer_new: prefill and decode allocate
+// nothing.
+//
+// - Prefill runs B prompts of T tokens each through the training kernels (one GEMM per
+//   weight over all B*T rows, the causal attention kernel, the grouped per-expert GEMMs
+//   over the tokens routed to each expert), stores K and V of every position in the
+//   cache and returns the logits of each prompt's last position.
+// - Decode feeds one token to each of several sequences, each at its own position: the
+//   products become matrix-vector ones for a single sequence (sgemv), attention reads
+//   the cache, and only the experts the tokens chose are computed.
+//
+// The math is DESIGN section 1's exactly (tests compare it with the training forward).
+// `infer_restrict_experts` limits routing to a subset of experts, to probe what an
+// expert learned: the router's probabilities are renormalized over the allowed experts
+// before the top-k.
+#ifndef MONOLITH_DECODE_H
+#define MONOLITH_DECODE_H
+
+#include "engine/params.h"
+#include "infer/kvcache.h"
+
+typedef struct infer_ctx infer_ctx;
+
+// A context for the model (pt, params), both borrowed and left unchanged, for up to
+// max_batch sequences of up to max_seq positions (0: the model's max_seq_len, which
+// is also the upper limit). Returns NULL with a one-line message for bad sizes or out
+// of memory.
+infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batch, int max_seq);
+void infer_free(infer_ctx *s);
+
+int infer_max_seq(const infer_ctx *s);
+int infer_max_batch(const infer_ctx *s);
+// Positions filled in sequence b (its prompt and the tokens decoded so far).
+int infer_seq_len(const infer_ctx *s, int b);
+// The KV cache (for tests and tools that inspect it).
+const kv_cache *infer_kv(const infer_ctx *s);
+
+// Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A
+// token then takes the top min(k, allowed) of the allowed experts, with the router's
+// probabilities renormalized over them. Returns 0, or -1 naming an expert id outside
+// [0, n_experts) or a model without MoE layers.
+int infer_restrict_experts(infer_ctx *s, const int *experts, int n);
+
+// Prefills sequences first .. first+B-1 with tokens[B, T] (T >= 1 tokens each; the
+// sequences restart at position 0) and writes the logits of each one's last position to
+// logits[B, vocab_size]. Returns 0, or -1 with a one-line message: T longer than
+// max_seq ("prompt of N tokens is longer than ..."), sequences outside the batch, or a
+// token id outside the vocabulary.
+int infer_prefill(infer_ctx *s, int first, int B, int T, const int *tokens, float *logits);
+
+// Feeds tokens[i] to sequence seqs[i] (seqs NULL: sequence i) for i < B, each at the
+// next position of its own sequence, and writes logits[B, vocab_size]. The B sequences
+// must be distinct. Returns 0, or -1 with a message if a sequence is full (max_seq
+// positions), a sequence index is out of range or repeated, or a token id is outside
+// the vocabulary.
+int infer_decode(infer_ctx *s, int B, const int *seqs, const int *tokens, float *logits);
+
+// Routing of row `row` of the last infer_decode call (the row-th sequence fed) in layer
+// `layer`: sets *experts and *gates (may be NULL) to its choices, best first, and
+// returns how many there are (min(k, allowed experts)), or 0 for a dense layer or a row
+// that the last call did not have.
+int infer_routing(const infer_ctx *s, int row, int layer, const int **experts, const float **gates);
+
+#endif

@@ -1,0 +1,395 @@
+// infer_decode.c: prefill and KV-cache decode against a plain double-precision forward
+// pass over the whole sequence (written here from DESIGN section 1 with the kernels/ref
+// oracles), for the tiny, small and bench-S-shaped presets, GQA, dense layers, shared
+// experts, norm_topk 0, batched prefill and decode, restricted routing, and the errors.
+//
+// Tolerance: the normalized error ||logits - oracle|| / ||oracle|| of every compared row
+// must stay below TOL. Float32 inference against a float64 oracle on these models gives
+// errors around 1e-6; a wrong position, head, expert or gate gives 1e-2 and more.
+#include "engine/base/error.h"
+#include "engine/config.h"
+#include "engine/params.h"
+#include "infer/decode.h"
+#include "kernels/ref/ref.h"
+#include "tests/testutil.h"
+
+#define TOL 2e-5
+
+// ---------------------------------------------------------------------------- model
+
+typedef struct {
+    mo_config c;
+    mo_param_table pt;
+    float *w;    // parameters
+    double *wd;  // the same in double, for the oracle
+} model;
+
+// A model of preset `preset` with overrides ("name=value" pairs, NULL-terminated) and
+// router weights scaled up so that routing margins are clear (float and double then
+// choose the same experts).
+static void model_make(model *m, const char *preset, const char *const *overrides, uint64_t seed) {
+    ck_assert_int_eq(config_preset(&m->c, preset), 0);
+    for (int i = 0; overrides && overrides[i]; i++) {
+        char name[64];
+        const char *eq = strchr(overrides[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - overrides[i]), overrides[i]);
+        ck_assert_msg(config_set(&m->c, name, eq + 1) == 0, "%s", mo_error());
+    }
+    ck_assert_msg(config_finalize(&m->c) == 0, "%s", mo_error());
+    ck_assert_int_eq(params_table_build(&m->pt, &m->c), 0);
+    m->w = params_arena_alloc(&m->pt);
+    ck_assert_ptr_nonnull(m->w);
+    params_init(&m->pt, m->w, seed);
+    for (int i = 0; i < m->pt.n; i++)
+        if (m->pt.t[i].kind == PK_ROUTER)
+            for (size_t j = 0; j < m->pt.t[i].numel; j++) m->w[m->pt.t[i].offset + j] *= 30.0f;
+    m->wd = malloc(m->pt.numel * sizeof *m->wd);
+    tu_to_f64(m->wd, m->w, m->pt.numel);
+}
+
+static void model_free(model *m) {
+    free(m->w);
+    free(m->wd);
+    params_table_free(&m->pt);
+}
+
+// ---------------------------------------------------------------------------- oracle
+
+static const double *W(const model *m, int id) { return m->wd + m->pt.t[id].offset; }
+
+// y[d] += g * expert(x), expert(x) = (silu(x w1^T) * (x w3^T)) w2^T with hidden width h.
+static void oracle_expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h,
+                          int d, double g, double *scratch) {
+    double *a = scratch, *b = scratch + h, *out = scratch + 2 * h;
+    ref_matmul_nt(a, x, w1, 1, h, d, 0);
+    ref_matmul_nt(b, x, w3, 1, h, d, 0);
+    ref_swiglu_forward(a, a, b, (size_t)h);
+    ref_matmul_nt(out, a, w2, 1, d, h, 0);
+    for (int j = 0; j < d; j++) y[j] += g * out[j];
+}
+
+// logits[T, V] of one sequence tokens[T]; allowed[E] (NULL: all) restricts routing,
+// renormalizing the router's probabilities over the allowed experts.
+static void oracle_forward(const model *m, const int *tokens, int T, const unsigned char *allowed, double *logits) {
+    const mo_config *c = &m->c;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
+    int hmax = c->d_ff;
+    if (c->d_ff_dense > hmax) hmax = c->d_ff_dense;
+    if (c->n_shared_experts * c->d_ff_shared > hmax) hmax = c->n_shared_experts * c->d_ff_shared;
+    double *h = malloc(sizeof(double) * T * d), *a = malloc(sizeof(double) * T * d), *rstd = malloc(sizeof(double) * T);
+    double *q = malloc(sizeof(double) * T * nh * hd), *o = malloc(sizeof(double) * T * nh * hd);
+    double *k = malloc(sizeof(double) * T * nkv * hd), *v = malloc(sizeof(double) * T * nkv * hd);
+    double *att = malloc(sizeof(double) * nh * T * T), *p = malloc(sizeof(double) * E);
+    double *scratch = malloc(sizeof(double) * (2 * hmax + d));
+    int *pos = malloc(sizeof(int) * T);
+    for (int t = 0; t < T; t++) pos[t] = t;
+    ref_embedding_forward(h, tokens, W(m, m->pt.tok_embeddings), T, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &m->pt.layer[l];
+        ref_rmsnorm_forward(a, rstd, h, W(m, L->attn_norm), T, d, c->norm_eps);
+        ref_matmul_nt(q, a, W(m, L->wq), T, nh * hd, d, 0);
+        ref_matmul_nt(k, a, W(m, L->wk), T, nkv * hd, d, 0);
+        ref_matmul_nt(v, a, W(m, L->wv), T, nkv * hd, d, 0);
+        ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
+        ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
+        ref_attention_forward(o, att, q, k, v, 1, T, nh, nkv, hd);
+        ref_matmul_nt(h, o, W(m, L->wo), T, d, nh * hd, 1);
+        ref_rmsnorm_forward(a, rstd, h, W(m, L->ffn_norm), T, d, c->norm_eps);
+        for (int t = 0; t < T; t++) {
+            const double *x = a + (size_t)t * d;
+            double *y = h + (size_t)t * d;
+            if (!L->is_moe) {
+                oracle_expert(y, x, W(m, L->ffn_w1), W(m, L->ffn_w3), W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch);
+                continue;
+            }
+            ref_matmul_nt(p, x, W(m, L->router), 1, E, d, 0);
+            ref_softmax_forward(p, p, 1, E);
+            if (allowed) {
+                double s = 0;
+                for (int e = 0; e < E; e++) s += allowed[e] ? p[e] : 0;
+                for (int e = 0; e < E; e++) p[e] = allowed[e] ? p[e] / s : -1;
+            }
+            int n_allowed = 0;
+            for (int e = 0; e < E; e++) n_allowed += !allowed || allowed[e];
+            int kk = c->top_k < n_allowed ? c->top_k : n_allowed, chosen[64];
+            double g[64], gs = 0;
+            ref_topk_forward(chosen, g, p, 1, E, kk);
+            for (int j = 0; j < kk; j++) gs += g[j];
+            for (int j = 0; j < kk; j++) {
+                size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
+                oracle_expert(y, x, W(m, L->w1) + e * h1, W(m, L->w3) + e * h1, W(m, L->w2) + e * h1, c->d_ff, d,
+                              c->norm_topk ? g[j] / gs : g[j], scratch);
+            }
+            if (c->n_shared_experts)
+                oracle_expert(y, x, W(m, L->shared_w1), W(m, L->shared_w3), W(m, L->shared_w2),
+                              c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch);
+        }
+    }
+    ref_rmsnorm_forward(a, rstd, h, W(m, m->pt.norm), T, d, c->norm_eps);
+    ref_matmul_nt(logits, a, W(m, m->pt.output), T, c->vocab_size, d, 0);
+    free(h), free(a), free(rstd), free(q), free(o), free(k), free(v), free(att), free(p), free(scratch), free(pos);
+}
+
+// ---------------------------------------------------------------------------- checks
+
+static void random_tokens(int *t, int n, int V, uint64_t seed) {
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) t[i] = (int)mo_rng_below(&r, (uint64_t)V);
+}
+
+static double check_row(const char *what, int step, const float *got, const double *want, int V) {
+    double err = tu_rel_err_f64(got, want, (size_t)V);
+    ck_assert_msg(err < TOL, "%s: step %d: logits differ from the full forward pass by %.3g (tol %.1g)", what, step,
+                  err, TOL);
+    return err;
+}
+
+// Prefills n_prompt tokens, then decodes the rest one by one (feeding the given tokens,
+// teacher-forced), comparing every step's logits with the oracle over the whole sequence.
+static double prefill_then_decode(const model *m, const char *what, int n_prompt, int n_total, uint64_t seed) {
+    const int V = m->c.vocab_size;
+    int *tok = malloc(sizeof(int) * n_total);
+    random_tokens(tok, n_total, V, seed);
+    double *want = malloc(sizeof(double) * n_total * V);
+    oracle_forward(m, tok, n_total, NULL, want);
+    infer_ctx *s = infer_new(&m->pt, m->w, 1, n_total + 3);
+    ck_assert_msg(s != NULL, "%s", mo_error());
+    float *logits = malloc(sizeof(float) * V);
+    double worst = 0;
+    ck_assert_msg(infer_prefill(s, 0, 1, n_prompt, tok, logits) == 0, "%s", mo_error());
+    worst = fmax(worst, check_row(what, n_prompt - 1, logits, want + (size_t)(n_prompt - 1) * V, V));
+    for (int t = n_prompt; t < n_total; t++) {
+        ck_assert_msg(infer_decode(s, 1, NULL, tok + t, logits) == 0, "%s", mo_error());
+        ck_assert_int_eq(infer_seq_len(s, 0), t + 1);
+        worst = fmax(worst, check_row(what, t, logits, want + (size_t)t * V, V));
+    }
+    infer_free(s);
+    free(tok), free(want), free(logits);
+    return worst;
+}
+
+START_TEST(test_tiny_gqa) {
+    model m;
+    model_make(&m, "tiny", NULL, 1);
+    ck_assert_int_lt(m.c.n_kv_heads, m.c.n_heads);  // GQA
+    double e = prefill_then_decode(&m, "tiny", 7, 20, 2);
+    // Decoding from the very first token (an empty cache) works too.
+    prefill_then_decode(&m, "tiny from one token", 1, 9, 3);
+    printf("tiny (GQA 4 heads / 2 kv): worst normalized logit error %.2g\n", e);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_small) {
+    model m;
+    model_make(&m, "small", NULL, 4);
+    double e = prefill_then_decode(&m, "small", 12, 20, 5);
+    printf("small: worst normalized logit error %.2g\n", e);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_bench_s_shaped) {
+    // bench-S's widths (d 512, 8 heads, 8 experts of 1024, vocab 8192) on 2 of its 8 layers.
+    model m;
+    model_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 6);
+    double e = prefill_then_decode(&m, "bench-S (2 layers)", 10, 14, 7);
+    printf("bench-S shaped: worst normalized logit error %.2g\n", e);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_dense_shared_norm_topk) {
+    model m;
+    // Layer 0 MoE with a shared expert, layer 1 dense, layer 2 MoE; multi-query (1 kv head).
+    model_make(&m, "tiny",
+               (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                                     "d_ff_dense=160", "n_kv_heads=1", NULL},
+               8);
+    ck_assert_int_eq(m.pt.layer[1].is_moe, 0);
+    ck_assert_int_ge(m.pt.layer[0].shared_w1, 0);
+    prefill_then_decode(&m, "dense + shared + MQA", 5, 12, 9);
+    model_free(&m);
+    model_make(&m, "tiny", (const char *const[]){"norm_topk=0", "top_k=3", NULL}, 10);
+    prefill_then_decode(&m, "norm_topk 0, top-3", 6, 12, 11);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_batched) {
+    // Three sequences with prompts of different lengths, decoded together, one of them
+    // paused for a step: each must match its own full forward pass.
+    model m;
+    model_make(&m, "tiny", NULL, 12);
+    const int V = m.c.vocab_size, n_prompt[3] = {4, 9, 1}, n_total = 16;
+    int tok[3][16];
+    double *want[3];
+    for (int b = 0; b < 3; b++) {
+        random_tokens(tok[b], n_total, V, 100 + (uint64_t)b);
+        want[b] = malloc(sizeof(double) * n_total * V);
+        oracle_forward(&m, tok[b], n_total, NULL, want[b]);
+    }
+    infer_ctx *s = infer_new(&m.pt, m.w, 3, 32);
+    ck_assert_ptr_nonnull(s);
+    float *logits = malloc(sizeof(float) * 3 * V);
+    for (int b = 0; b < 3; b++) {
+        ck_assert_int_eq(infer_prefill(s, b, 1, n_prompt[b], tok[b], logits), 0);
+        check_row("batched prefill", b, logits, want[b] + (size_t)(n_prompt[b] - 1) * V, V);
+    }
+    for (int step = 0; step < 6; step++) {
+        // Step 2 skips sequence 1 (given in a different order the rest of the time).
+        int seqs[3], in[3], B = 0;
+        for (int j = 0; j < 3; j++) {
+            int b = step % 2 ? 2 - j : j;
+            if (step == 2 && b == 1) continue;
+            seqs[B] = b;
+            in[B++] = tok[b][infer_seq_len(s, b)];
+        }
+        ck_assert_int_eq(infer_decode(s, B, seqs, in, logits), 0);
+        for (int i = 0; i < B; i++) {
+            int b = seqs[i], t = infer_seq_len(s, b) - 1;
+            check_row("batched decode", step, logits + (size_t)i * V, want[b] + (size_t)t * V, V);
+        }
+    }
+    // Prefill of two equal-length prompts in one call equals one at a time.
+    int two[2 * 5];
+    memcpy(two, tok[0], sizeof(int) * 5);
+    memcpy(two + 5, tok[1], sizeof(int) * 5);
+    ck_assert_int_eq(infer_prefill(s, 1, 2, 5, two, logits), 0);
+    check_row("prefill B=2 seq 0", 0, logits, want[0] + 4 * V, V);
+    check_row("prefill B=2 seq 1", 1, logits + V, want[1] + 4 * V, V);
+    ck_assert_int_eq(infer_seq_len(s, 2), 5);
+    infer_free(s);
+    for (int b = 0; b < 3; b++) free(want[b]);
+    free(logits);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_restricted_experts) {
+    model m;
+    model_make(&m, "tiny", NULL, 13);
+    const int V = m.c.vocab_size, T = 10;
+    int tok[10];
+    random_tokens(tok, T, V, 14);
+    double *want = malloc(sizeof(double) * T * V);
+    float *logits = malloc(sizeof(float) * V);
+    infer_ctx *s = infer_new(&m.pt, m.w, 1, 0);
+    ck_assert_int_eq(infer_max_seq(s), m.c.max_seq_len);
+    const int subsets[3][3] = {{1, 3, -1}, {2, -1, -1}, {0, 1, 2}};
+    for (int i = 0; i < 3; i++) {
+        unsigned char allowed[4] = {0};
+        int ids[3], n = 0;
+        for (int j = 0; j < 3 && subsets[i][j] >= 0; j++) ids[n++] = subsets[i][j], allowed[subsets[i][j]] = 1;
+        oracle_forward(&m, tok, T, allowed, want);
+        ck_assert_int_eq(infer_restrict_experts(s, ids, n), 0);
+        ck_assert_int_eq(infer_prefill(s, 0, 1, 6, tok, logits), 0);
+        check_row("restricted prefill", i, logits, want + 5 * V, V);
+        for (int t = 6; t < T; t++) {
+            ck_assert_int_eq(infer_decode(s, 1, NULL, tok + t, logits), 0);
+            check_row("restricted decode", t, logits, want + (size_t)t * V, V);
+            // The recorded routing uses only allowed experts, best first, gates summing to 1.
+            for (int l = 0; l < m.c.n_layers; l++) {
+                const int *ex;
+                const float *g;
+                int k = infer_routing(s, 0, l, &ex, &g);
+                ck_assert_int_eq(k, n < m.c.top_k ? n : m.c.top_k);
+                float sum = 0;
+                for (int j = 0; j < k; j++) ck_assert(allowed[ex[j]]), sum += g[j];
+                ck_assert_float_eq_tol(sum, 1.0f, 1e-6f);
+                if (k == 2) ck_assert(g[0] >= g[1]);
+            }
+        }
+    }
+    // With norm_topk 0 the gates are the renormalized probabilities themselves.
+    model m0;
+    model_make(&m0, "tiny", (const char *const[]){"norm_topk=0", NULL}, 17);
+    infer_ctx *s0 = infer_new(&m0.pt, m0.w, 1, 16);
+    unsigned char allowed[4] = {1, 0, 1, 1};
+    oracle_forward(&m0, tok, T, allowed, want);
+    ck_assert_int_eq(infer_restrict_experts(s0, (const int[]){3, 0, 2}, 3), 0);
+    ck_assert_int_eq(infer_prefill(s0, 0, 1, T - 1, tok, logits), 0);
+    check_row("restricted, norm_topk 0, prefill", T - 2, logits, want + (size_t)(T - 2) * V, V);
+    ck_assert_int_eq(infer_decode(s0, 1, NULL, tok + T - 1, logits), 0);
+    check_row("restricted, norm_topk 0, decode", T - 1, logits, want + (size_t)(T - 1) * V, V);
+    infer_free(s0);
+    model_free(&m0);
+
+    // Back to all experts: equals the unrestricted oracle.
+    ck_assert_int_eq(infer_restrict_experts(s, NULL, 0), 0);
+    oracle_forward(&m, tok, T, NULL, want);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok, logits), 0);
+    check_row("unrestricted again", T - 1, logits, want + (size_t)(T - 1) * V, V);
+    ck_assert_int_eq(infer_routing(s, 0, 0, NULL, NULL), 0);  // prefill records no routing
+    // Bad ids are refused.
+    ck_assert_int_eq(infer_restrict_experts(s, (const int[]){0, 4}, 2), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "expert 4"));
+    infer_free(s);
+    free(want), free(logits);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_errors) {
+    model m;
+    model_make(&m, "tiny", NULL, 15);
+    const int V = m.c.vocab_size;
+    float *logits = malloc(sizeof(float) * 2 * V);
+    int tok[40] = {0};
+    ck_assert_ptr_null(infer_new(&m.pt, m.w, 1, m.c.max_seq_len + 1));
+    ck_assert_ptr_nonnull(strstr(mo_error(), "max_seq"));
+    infer_ctx *s = infer_new(&m.pt, m.w, 2, 32);
+    ck_assert_ptr_nonnull(s);
+    // A prompt longer than the context: one line naming both lengths.
+    int long_prompt[33] = {0};
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 33, long_prompt, logits), -1);
+    ck_assert_msg(strstr(mo_error(), "prompt of 33 tokens is longer than the context of 32") != NULL, "%s",
+                  mo_error());
+    ck_assert_ptr_null(strchr(mo_error(), '\n'));
+    // Token ids outside the vocabulary.
+    tok[3] = V;
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 5, tok, logits), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "outside the model's vocabulary"));
+    tok[3] = 0;
+    // Sequences outside the batch, twice in a step.
+    ck_assert_int_eq(infer_prefill(s, 1, 2, 5, tok, logits), -1);
+    ck_assert_int_eq(infer_decode(s, 2, (const int[]){1, 1}, tok, logits), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "twice"));
+    // Filling the context exactly works; one more token is refused.
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 30, tok, logits), 0);
+    ck_assert_int_eq(infer_decode(s, 1, NULL, tok, logits), 0);
+    ck_assert_int_eq(infer_decode(s, 1, NULL, tok, logits), 0);
+    ck_assert_int_eq(infer_seq_len(s, 0), 32);
+    ck_assert_int_eq(infer_decode(s, 1, NULL, tok, logits), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "is full"));
+    infer_free(s);
+    // A dense-only model has nothing to restrict.
+    model_free(&m);
+    model_make(&m, "tiny", (const char *const[]){"moe_layers=0,0", NULL}, 16);
+    s = infer_new(&m.pt, m.w, 1, 8);
+    ck_assert_int_eq(infer_restrict_experts(s, (const int[]){0}, 1), -1);
+    infer_free(s);
+    free(logits);
+    model_free(&m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("infer_decode");
+    TCase *tc = tcase_create("decode");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_tiny_gqa);
+    tcase_add_test(tc, test_small);
+    tcase_add_test(tc, test_bench_s_shaped);
+    tcase_add_test(tc, test_dense_shared_norm_topk);
+    tcase_add_test(tc, test_batched);
+    tcase_add_test(tc, test_restricted_experts);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

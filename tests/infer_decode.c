@@ -1,13 +1,17 @@
-// infer_decode.c: prefill and KV-cache decode against a plain double-precision forward
-// pass over the whole sequence (written here from DESIGN section 1 with the kernels/ref
-// oracles), for the tiny, small and bench-S-shaped presets, GQA, dense layers, shared
-// experts, norm_topk 0, batched prefill and decode, restricted routing, and the errors.
+// infer_decode.c: prefill and KV-cache decode against full forward passes over the whole
+// sequence: the training forward (engine/model.h) and a plain double-precision one
+// written here from DESIGN section 1 with the kernels/ref oracles. For the tiny, small
+// and bench-S-shaped presets, GQA and MQA, dense layers, shared experts, norm_topk 0,
+// batched prefill and decode, restricted routing, and the errors.
 //
-// Tolerance: the normalized error ||logits - oracle|| / ||oracle|| of every compared row
-// must stay below TOL. Float32 inference against a float64 oracle on these models gives
-// errors around 1e-6; a wrong position, head, expert or gate gives 1e-2 and more.
+// Tolerance: the normalized error ||logits - full|| / ||full|| of every compared row
+// must stay below TOL, against either full pass. Float32 inference against the float64
+// oracle gives errors around 1e-6 on these models, against the float32 training forward
+// (other summation orders) similar; a wrong position, head, expert or gate gives 1e-2
+// and more.
 #include "engine/base/error.h"
 #include "engine/config.h"
+#include "engine/model.h"
 #include "engine/params.h"
 #include "infer/decode.h"
 #include "kernels/ref/ref.h"
@@ -22,12 +26,12 @@ typedef struct {
     mo_param_table pt;
     float *w;    // parameters
     double *wd;  // the same in double, for the oracle
-} model;
+} test_model;
 
 // A model of preset `preset` with overrides ("name=value" pairs, NULL-terminated) and
 // router weights scaled up so that routing margins are clear (float and double then
 // choose the same experts).
-static void model_make(model *m, const char *preset, const char *const *overrides, uint64_t seed) {
+static void tm_make(test_model *m, const char *preset, const char *const *overrides, uint64_t seed) {
     ck_assert_int_eq(config_preset(&m->c, preset), 0);
     for (int i = 0; overrides && overrides[i]; i++) {
         char name[64];
@@ -47,7 +51,7 @@ static void model_make(model *m, const char *preset, const char *const *override
     tu_to_f64(m->wd, m->w, m->pt.numel);
 }
 
-static void model_free(model *m) {
+static void tm_free(test_model *m) {
     free(m->w);
     free(m->wd);
     params_table_free(&m->pt);
@@ -55,7 +59,7 @@ static void model_free(model *m) {
 
 // ---------------------------------------------------------------------------- oracle
 
-static const double *W(const model *m, int id) { return m->wd + m->pt.t[id].offset; }
+static const double *W(const test_model *m, int id) { return m->wd + m->pt.t[id].offset; }
 
 // y[d] += g * expert(x), expert(x) = (silu(x w1^T) * (x w3^T)) w2^T with hidden width h.
 static void oracle_expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h,
@@ -70,7 +74,7 @@ static void oracle_expert(double *y, const double *x, const double *w1, const do
 
 // logits[T, V] of one sequence tokens[T]; allowed[E] (NULL: all) restricts routing,
 // renormalizing the router's probabilities over the allowed experts.
-static void oracle_forward(const model *m, const int *tokens, int T, const unsigned char *allowed, double *logits) {
+static void oracle_forward(const test_model *m, const int *tokens, int T, const unsigned char *allowed, double *logits) {
     const mo_config *c = &m->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
     int hmax = c->d_ff;
@@ -147,81 +151,91 @@ static double check_row(const char *what, int step, const float *got, const doub
 
 // Prefills n_prompt tokens, then decodes the rest one by one (feeding the given tokens,
 // teacher-forced), comparing every step's logits with the oracle over the whole sequence.
-static double prefill_then_decode(const model *m, const char *what, int n_prompt, int n_total, uint64_t seed) {
+static double prefill_then_decode(const test_model *m, const char *what, int n_prompt, int n_total, uint64_t seed) {
     const int V = m->c.vocab_size;
     int *tok = malloc(sizeof(int) * n_total);
     random_tokens(tok, n_total, V, seed);
     double *want = malloc(sizeof(double) * n_total * V);
     oracle_forward(m, tok, n_total, NULL, want);
+    // The training forward over the same tokens, B = 1, T = n_total.
+    mo_model fw;
+    ck_assert_msg(model_alloc(&fw, &m->pt, 1, n_total) == 0, "%s", mo_error());
+    ck_assert_msg(model_forward(&fw, m->w, tok, NULL) == 0, "%s", mo_error());
+    double *train = malloc(sizeof(double) * n_total * V);
+    tu_to_f64(train, fw.logits, (size_t)n_total * V);
+    model_free(&fw);
+
     infer_ctx *s = infer_new(&m->pt, m->w, 1, n_total + 3);
     ck_assert_msg(s != NULL, "%s", mo_error());
     float *logits = malloc(sizeof(float) * V);
     double worst = 0;
     ck_assert_msg(infer_prefill(s, 0, 1, n_prompt, tok, logits) == 0, "%s", mo_error());
     worst = fmax(worst, check_row(what, n_prompt - 1, logits, want + (size_t)(n_prompt - 1) * V, V));
+    worst = fmax(worst, check_row(what, n_prompt - 1, logits, train + (size_t)(n_prompt - 1) * V, V));
     for (int t = n_prompt; t < n_total; t++) {
         ck_assert_msg(infer_decode(s, 1, NULL, tok + t, logits) == 0, "%s", mo_error());
         ck_assert_int_eq(infer_seq_len(s, 0), t + 1);
         worst = fmax(worst, check_row(what, t, logits, want + (size_t)t * V, V));
+        worst = fmax(worst, check_row(what, t, logits, train + (size_t)t * V, V));
     }
     infer_free(s);
-    free(tok), free(want), free(logits);
+    free(tok), free(want), free(train), free(logits);
     return worst;
 }
 
 START_TEST(test_tiny_gqa) {
-    model m;
-    model_make(&m, "tiny", NULL, 1);
+    test_model m;
+    tm_make(&m, "tiny", NULL, 1);
     ck_assert_int_lt(m.c.n_kv_heads, m.c.n_heads);  // GQA
     double e = prefill_then_decode(&m, "tiny", 7, 20, 2);
     // Decoding from the very first token (an empty cache) works too.
     prefill_then_decode(&m, "tiny from one token", 1, 9, 3);
     printf("tiny (GQA 4 heads / 2 kv): worst normalized logit error %.2g\n", e);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_small) {
-    model m;
-    model_make(&m, "small", NULL, 4);
+    test_model m;
+    tm_make(&m, "small", NULL, 4);
     double e = prefill_then_decode(&m, "small", 12, 20, 5);
     printf("small: worst normalized logit error %.2g\n", e);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_bench_s_shaped) {
     // bench-S's widths (d 512, 8 heads, 8 experts of 1024, vocab 8192) on 2 of its 8 layers.
-    model m;
-    model_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 6);
+    test_model m;
+    tm_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 6);
     double e = prefill_then_decode(&m, "bench-S (2 layers)", 10, 14, 7);
     printf("bench-S shaped: worst normalized logit error %.2g\n", e);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_dense_shared_norm_topk) {
-    model m;
+    test_model m;
     // Layer 0 MoE with a shared expert, layer 1 dense, layer 2 MoE; multi-query (1 kv head).
-    model_make(&m, "tiny",
+    tm_make(&m, "tiny",
                (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
                                      "d_ff_dense=160", "n_kv_heads=1", NULL},
                8);
     ck_assert_int_eq(m.pt.layer[1].is_moe, 0);
     ck_assert_int_ge(m.pt.layer[0].shared_w1, 0);
     prefill_then_decode(&m, "dense + shared + MQA", 5, 12, 9);
-    model_free(&m);
-    model_make(&m, "tiny", (const char *const[]){"norm_topk=0", "top_k=3", NULL}, 10);
+    tm_free(&m);
+    tm_make(&m, "tiny", (const char *const[]){"norm_topk=0", "top_k=3", NULL}, 10);
     prefill_then_decode(&m, "norm_topk 0, top-3", 6, 12, 11);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_batched) {
     // Three sequences with prompts of different lengths, decoded together, one of them
     // paused for a step: each must match its own full forward pass.
-    model m;
-    model_make(&m, "tiny", NULL, 12);
+    test_model m;
+    tm_make(&m, "tiny", NULL, 12);
     const int V = m.c.vocab_size, n_prompt[3] = {4, 9, 1}, n_total = 16;
     int tok[3][16];
     double *want[3];
@@ -263,13 +277,13 @@ START_TEST(test_batched) {
     infer_free(s);
     for (int b = 0; b < 3; b++) free(want[b]);
     free(logits);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_restricted_experts) {
-    model m;
-    model_make(&m, "tiny", NULL, 13);
+    test_model m;
+    tm_make(&m, "tiny", NULL, 13);
     const int V = m.c.vocab_size, T = 10;
     int tok[10];
     random_tokens(tok, T, V, 14);
@@ -303,8 +317,8 @@ START_TEST(test_restricted_experts) {
         }
     }
     // With norm_topk 0 the gates are the renormalized probabilities themselves.
-    model m0;
-    model_make(&m0, "tiny", (const char *const[]){"norm_topk=0", NULL}, 17);
+    test_model m0;
+    tm_make(&m0, "tiny", (const char *const[]){"norm_topk=0", NULL}, 17);
     infer_ctx *s0 = infer_new(&m0.pt, m0.w, 1, 16);
     unsigned char allowed[4] = {1, 0, 1, 1};
     oracle_forward(&m0, tok, T, allowed, want);
@@ -314,7 +328,7 @@ START_TEST(test_restricted_experts) {
     ck_assert_int_eq(infer_decode(s0, 1, NULL, tok + T - 1, logits), 0);
     check_row("restricted, norm_topk 0, decode", T - 1, logits, want + (size_t)(T - 1) * V, V);
     infer_free(s0);
-    model_free(&m0);
+    tm_free(&m0);
 
     // Back to all experts: equals the unrestricted oracle.
     ck_assert_int_eq(infer_restrict_experts(s, NULL, 0), 0);
@@ -327,13 +341,13 @@ START_TEST(test_restricted_experts) {
     ck_assert_ptr_nonnull(strstr(mo_error(), "expert 4"));
     infer_free(s);
     free(want), free(logits);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 
 START_TEST(test_errors) {
-    model m;
-    model_make(&m, "tiny", NULL, 15);
+    test_model m;
+    tm_make(&m, "tiny", NULL, 15);
     const int V = m.c.vocab_size;
     float *logits = malloc(sizeof(float) * 2 * V);
     int tok[40] = {0};
@@ -365,13 +379,13 @@ START_TEST(test_errors) {
     ck_assert_ptr_nonnull(strstr(mo_error(), "is full"));
     infer_free(s);
     // A dense-only model has nothing to restrict.
-    model_free(&m);
-    model_make(&m, "tiny", (const char *const[]){"moe_layers=0,0", NULL}, 16);
+    tm_free(&m);
+    tm_make(&m, "tiny", (const char *const[]){"moe_layers=0,0", NULL}, 16);
     s = infer_new(&m.pt, m.w, 1, 8);
     ck_assert_int_eq(infer_restrict_experts(s, (const int[]){0}, 1), -1);
     infer_free(s);
     free(logits);
-    model_free(&m);
+    tm_free(&m);
 }
 END_TEST
 

@@ -94,6 +94,8 @@ class Config:
             bad("d_ff_shared", "n_shared_experts and d_ff_shared must both be 0 or both be > 0")
         if not all(self.moe_layers) and self.d_ff_dense < 1:
             bad("d_ff_dense", "dense layers (moe_layers 0) need d_ff_dense >= 1")
+        if all(self.moe_layers) and self.d_ff_dense != 0:
+            bad("d_ff_dense", "must be 0 when no layer is dense (DESIGN section 4)")
         if self.rope_theta <= 0 or self.norm_eps <= 0:
             bad("rope_theta", "rope_theta and norm_eps must be > 0")
         return self
@@ -610,7 +612,7 @@ def _selftest_routing():
     ok = True
     p = torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.4, 0.1, 0.4, 0.1]], dtype=torch.float64)
     ok &= _check(select_topk(p, 2).tolist() == [[1, 2], [0, 2]], "top-k: ties go to the lower expert index")
-    # Losses by hand: one MoE layer, E = 2, k = 1, router zero except as set below.
+    # Losses by hand: one MoE layer, E = 2, k = 1.
     cfg = _small_cfg(n_layers=1, moe_layers=(1,), n_experts=2, top_k=1, n_shared_experts=0, d_ff_shared=0,
                      d_ff_dense=0)
     params = init_params(cfg, 5, std=0.3)
@@ -662,7 +664,7 @@ def selftest():
     ok &= _selftest_gqa()
     ok &= _selftest_fd(_small_cfg(), 21)
     ok &= _selftest_fd(_small_cfg(top_k=1, norm_topk=0, moe_layers=(0, 1), n_kv_heads=1), 22)
-    ok &= _selftest_fd(_small_cfg(top_k=3, norm_topk=0, moe_layers=(1, 1), n_shared_experts=2), 23)
+    ok &= _selftest_fd(_small_cfg(top_k=3, norm_topk=0, moe_layers=(1, 1), n_shared_experts=2, d_ff_dense=0), 23)
     with tempfile.TemporaryDirectory() as d:
         ok &= _selftest_files(d)
     print("selftest: " + ("all passed" if ok else "FAILED"))

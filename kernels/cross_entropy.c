@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+// loss = (max - x_t) + log sum exp(x - max): the difference first, which is exact when
+// the target is near the max, rather than rounding a large max + log sum first.
 #define CE_FWD_BODY(L)                                                          \
     _Pragma("omp parallel for schedule(static) if ((size_t)n * V >= MO_ROWS_PAR_MIN)") \
     for (int i = 0; i < n; i++) {                                               \
@@ -18,7 +20,7 @@
             continue;                                                           \
         }                                                                       \
         float m = row_max_##L(x, (size_t)V);                                    \
-        losses[i] = m + logf(row_sumexp_##L(x, (size_t)V, m)) - x[t];           \
+        losses[i] = (m - x[t]) + logf(row_sumexp_##L(x, (size_t)V, m));         \
     }
 
 // The target's logit is read before the row is overwritten (dlogits may be logits).

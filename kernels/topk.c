@@ -9,7 +9,7 @@
 
 void topk_forward(int *idx, float *val, const float *x, int n, int E, int k) {
     if (k <= 0) return;
-    _Pragma("omp parallel for schedule(static) if ((size_t)n * E >= ((size_t)1 << 16))")
+#pragma omp parallel for schedule(static) if ((size_t)n * E >= ((size_t)1 << 16))
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * E;
         int *ir = idx + (size_t)r * k;

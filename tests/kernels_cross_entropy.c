@@ -86,6 +86,25 @@ START_TEST(test_edges) {
     cross_entropy_backward(d, x, &t, &one, 1, V);
     ck_assert_float_eq_tol(d[0], -1.0f, 1e-6f);
     ck_assert_float_eq_tol(d[V - 1], 1.0f, 1e-6f);
+
+    // Logits near 1000 with an O(1) spread: the loss is O(1) and must keep float
+    // precision (max + log sum rounded at 1000 first would lose ~3e-5 of it).
+    enum { N = 8, W = 37 };
+    float xs[N * W], ls[N];
+    double xs64[N * W], ls64[N];
+    int ts[N];
+    tu_fill(xs, N * W, 9, 2.0f);
+    for (int i = 0; i < N * W; i++) xs[i] += 1000.0f;
+    for (int i = 0; i < N; i++) ts[i] = (5 * i) % W;
+    tu_to_f64(xs64, xs, N * W);
+    ref_cross_entropy_forward(ls64, xs64, ts, N, W);
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        cross_entropy_forward(ls, xs, ts, N, W);
+        ck_assert_msg(tu_rel_err_f64(ls, ls64, N) < TOL_F32, "offset logits %s: %g", simd_name((simd_level)level),
+                      tu_rel_err_f64(ls, ls64, N));
+    }
+    simd_set(simd_best());
 }
 END_TEST
 

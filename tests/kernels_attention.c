@@ -7,7 +7,7 @@
 #include "kernels/simd.h"
 #include "tests/testutil.h"
 
-#define TOL_F32 2e-5  // normalized error of the float kernel against the double oracle
+#define TOL_F32 2e-6  // normalized error of the float kernel against the double oracle (worst seen 3.6e-7)
 
 typedef struct {
     int B, T, nh, nkv, hd;

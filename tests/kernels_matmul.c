@@ -6,7 +6,7 @@
 #include "kernels/ref/ref.h"
 #include "tests/testutil.h"
 
-#define TOL_F32 1e-5  // normalized error of float sgemm against the double oracle
+#define TOL_F32 2e-6  // normalized error of float sgemm against the double oracle (worst seen 2.9e-7)
 
 typedef void (*dense_fn)(float *, const float *, const float *, int, int, int, int);
 typedef void (*dense_ref)(double *, const double *, const double *, int, int, int, int);

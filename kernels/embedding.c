@@ -1,17 +1,22 @@
 // embedding.c: token embedding lookup and its scatter-add backward.
 //
-// Forward is a row copy (memcpy is already vectorized). Backward adds rows of dout into
-// rows of dtable with SIMD; it stays serial because repeated tokens write the same row,
-// and the summation order (token order) is then the same on every run.
+// Forward is a row copy (memcpy is already vectorized), rows split over OpenMP threads
+// when large. Backward adds rows of dout into rows of dtable with SIMD; repeated tokens
+// write the same row, so threads split the d columns instead of the tokens: each thread
+// adds its column range of every token in token order, which needs no locks and gives
+// the same sums on any thread count.
 #include "kernels/embedding.h"
 
 #include "kernels/simd.h"
 
+#include <omp.h>
 #include <string.h>
 
 #if MO_HAVE_X86
 #include <immintrin.h>
 #endif
+
+#define EMB_PAR_MIN ((size_t)1 << 17)  // elements moved below which threads cost more than they save
 
 // ---------------------------------------------------------------------------- scalar
 
@@ -43,10 +48,21 @@ static MO_TARGET_AVX2 void row_acc_avx2(float *y, const float *x, size_t d) {
 static void row_acc(float *y, const float *x, size_t d) { MO_SIMD_DISPATCH(row_acc, y, x, d); }
 
 void embedding_forward(float *out, const int *tokens, const float *table, int n, int d) {
+#pragma omp parallel for schedule(static) if ((size_t)n * d >= EMB_PAR_MIN)
     for (int i = 0; i < n; i++)
         memcpy(out + (size_t)i * d, table + (size_t)tokens[i] * d, (size_t)d * sizeof *out);
 }
 
 void embedding_backward(float *dtable, const float *dout, const int *tokens, int n, int d) {
-    for (int i = 0; i < n; i++) row_acc(dtable + (size_t)tokens[i] * d, dout + (size_t)i * d, (size_t)d);
+    simd_active();  // decide the level before the threads read it
+#pragma omp parallel if ((size_t)n * d >= EMB_PAR_MIN && d >= 64)
+    {
+        // This thread's columns: a contiguous range, a multiple of 16 wide, so that
+        // only the last range has a SIMD tail whatever the thread count.
+        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num(), D = (size_t)d;
+        size_t per = ((D + nt - 1) / nt + 15) / 16 * 16;
+        size_t lo = t * per < D ? t * per : D, hi = lo + per < D ? lo + per : D;
+        for (int i = 0; hi > lo && i < n; i++)
+            row_acc(dtable + (size_t)tokens[i] * D + lo, dout + (size_t)i * D + lo, hi - lo);
+    }
 }

@@ -47,7 +47,8 @@ START_TEST(test_matches_ref_every_level) {
             ck_assert_msg(tu_rel_err_f64(dx, dx64, nv) < TOL_F32, "bwd %s %dx%d: %g", lv, n, V,
                           tu_rel_err_f64(dx, dx64, nv));
             for (int i = 0; i < n; i++)
-                for (int j = 0; t[i] < 0 && j < V; j++) ck_assert_msg(dx[(size_t)i * V + j] == 0.0f, "ignored row grad");
+                for (int j = 0; t[i] < 0 && j < V; j++)
+                    ck_assert_msg(dx[(size_t)i * V + j] == 0.0f, "ignored row has a gradient");
             // In place over the logits: same bits as the out-of-place call.
             cross_entropy_backward(x, x, t, dl, n, V);
             ck_assert_msg(memcmp(x, dx, nv * 4) == 0, "in-place bwd %s %dx%d", lv, n, V);

@@ -6,8 +6,11 @@
 #include "kernels/simd.h"
 #include "tests/testutil.h"
 
+#include <omp.h>
+
 // Widths around every vector width so the SIMD tails of the scatter-add run.
-static const int dims[] = {1, 7, 8, 9, 15, 16, 17, 33, 100, 515};
+// The last width with n = 37 tokens moves >= 2^17 elements: the threaded paths run.
+static const int dims[] = {1, 7, 8, 9, 15, 16, 17, 33, 100, 515, 3547};
 #define N_DIMS (sizeof dims / sizeof dims[0])
 #define TOL_F32 2e-7  // sums of a few float rows, normalized
 
@@ -28,7 +31,8 @@ START_TEST(test_matches_ref_every_level) {
             int d = dims[s];
             size_t nt = (size_t)V * d, no = (size_t)n * d;
             float *table = malloc(nt * 4), *dtable = malloc(nt * 4), *out = malloc(no * 4), *g = malloc(no * 4);
-            double *table64 = malloc(nt * 8), *dtable64 = malloc(nt * 8), *out64 = malloc(no * 8), *g64 = malloc(no * 8);
+            double *table64 = malloc(nt * 8), *dtable64 = malloc(nt * 8);
+            double *out64 = malloc(no * 8), *g64 = malloc(no * 8);
             fill_tokens(tok, n, V, 5 + s);
             tu_fill(table, nt, 10 + s, 1.0f), tu_fill(g, no, 20 + s, 1.0f);
             tu_fill(dtable, nt, 30 + s, 1.0f);  // backward accumulates into what is there
@@ -63,6 +67,25 @@ START_TEST(test_repeats_accumulate) {
 }
 END_TEST
 
+START_TEST(test_thread_count_independent) {
+    // Columns split over threads: the same bits on 1 and 2 threads.
+    enum { V = 5, N = 64, D = 2063 };  // N * D >= 2^17
+    int tok[N];
+    float *g = malloc((size_t)N * D * 4), *dt[2];
+    fill_tokens(tok, N, V, 9);
+    tu_fill(g, (size_t)N * D, 4, 1.0f);
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        dt[t] = calloc((size_t)V * D, 4);
+        embedding_backward(dt[t], g, tok, N, D);
+    }
+    omp_set_num_threads(saved);
+    ck_assert(memcmp(dt[0], dt[1], (size_t)V * D * 4) == 0);
+    free(g), free(dt[0]), free(dt[1]);
+}
+END_TEST
+
 typedef struct {
     double *table, *w, *out;
     const int *tok;
@@ -94,6 +117,7 @@ int main(void) {
     TCase *tc = tcase_create("embedding");
     tcase_add_test(tc, test_matches_ref_every_level);
     tcase_add_test(tc, test_repeats_accumulate);
+    tcase_add_test(tc, test_thread_count_independent);
     tcase_add_test(tc, test_ref_backward_finite_differences);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

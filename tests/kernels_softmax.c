@@ -21,7 +21,8 @@ START_TEST(test_matches_ref_every_level) {
         for (size_t s = 0; s < N_SHAPES; s++) {
             int rows = shapes[s][0], cols = shapes[s][1];
             size_t n = (size_t)rows * cols;
-            float *x = malloc(n * 4), *y = malloc(n * 4), *g = malloc(n * 4), *dx = malloc(n * 4), *lse = malloc(rows * 4);
+            float *x = malloc(n * 4), *y = malloc(n * 4), *g = malloc(n * 4), *dx = malloc(n * 4);
+            float *lse = malloc(rows * 4);
             double *x64 = malloc(n * 8), *y64 = malloc(n * 8), *g64 = malloc(n * 8), *dx64 = malloc(n * 8);
             double *lse64 = malloc(rows * 8);
             // Every other shape spreads its logits over 1000: exp overflows unless the shift

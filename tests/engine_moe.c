@@ -1,0 +1,207 @@
+// engine_moe.c: the sorted MoE path (dispatch, gather, grouped SwiGLU experts, weighted
+// combine, and their backward) against a plain per-token loop in double, with dropped
+// slots and empty experts; and the router's forced-expert hook.
+#include "engine/moe.h"
+#include "engine/router.h"
+#include "tests/testutil.h"
+
+#define TOL 2e-6  // float32 path against the double loop, normalized per tensor
+
+static double silu(double x) { return x / (1.0 + exp(-x)); }
+static double dsilu(double x) {
+    double s = 1.0 / (1.0 + exp(-x));
+    return s * (1.0 + x * (1.0 - s));
+}
+
+// One token through expert e in double: y = (silu(x w1^T) * (x w3^T)) w2^T. With dy, also
+// accumulates the weight gradients (scaled by g) and returns dx (scaled by g) in dx.
+static void expert_naive(double *y, const float *x, const float *w1, const float *w3, const float *w2, int f,
+                         int d, const float *dy, double g, double *dx, double *dw1, double *dw3, double *dw2) {
+    double *h1 = calloc((size_t)f, sizeof *h1), *h3 = calloc((size_t)f, sizeof *h3);
+    for (int r = 0; r < f; r++)
+        for (int c = 0; c < d; c++) h1[r] += (double)x[c] * w1[r * d + c], h3[r] += (double)x[c] * w3[r * d + c];
+    for (int o = 0; o < d; o++) {
+        y[o] = 0;
+        for (int r = 0; r < f; r++) y[o] += silu(h1[r]) * h3[r] * w2[o * f + r];
+    }
+    if (dy) {
+        for (int r = 0; r < f; r++) {
+            double da = 0;  // d(act_r), act = silu(h1) h3, scaled by g
+            for (int o = 0; o < d; o++) {
+                da += g * dy[o] * w2[o * f + r];
+                dw2[o * f + r] += g * dy[o] * silu(h1[r]) * h3[r];
+            }
+            double dh1 = da * h3[r] * dsilu(h1[r]), dh3 = da * silu(h1[r]);
+            for (int c = 0; c < d; c++) {
+                dw1[r * d + c] += dh1 * x[c];
+                dw3[r * d + c] += dh3 * x[c];
+                dx[c] += dh1 * w1[r * d + c] + dh3 * w3[r * d + c];
+            }
+        }
+    }
+    free(h1);
+    free(h3);
+}
+
+START_TEST(test_sorted_path_matches_per_token_loop) {
+    const int N = 37, k = 3, E = 5, d = 24, f = 16;
+    size_t S = (size_t)N * k;
+    float *x = malloc(N * d * sizeof(float)), *gates = malloc(S * sizeof(float));
+    float *w1 = malloc((size_t)E * f * d * sizeof(float)), *w3 = malloc((size_t)E * f * d * sizeof(float));
+    float *w2 = malloc((size_t)E * d * f * sizeof(float)), *dy = malloc(N * d * sizeof(float));
+    tu_fill(x, (size_t)N * d, 1, 1.0f);
+    tu_fill(gates, S, 2, 1.0f);
+    tu_fill(w1, (size_t)E * f * d, 3, 0.3f);
+    tu_fill(w3, (size_t)E * f * d, 4, 0.3f);
+    tu_fill(w2, (size_t)E * d * f, 5, 0.3f);
+    tu_fill(dy, (size_t)N * d, 6, 1.0f);
+    // Distinct experts per token, expert 3 never chosen (an empty block), some slots dropped.
+    int *experts = malloc(S * sizeof(int));
+    mo_rng r;
+    mo_rng_seed(&r, 7);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < k; j++) {
+            int e;
+            int again;
+            do {
+                e = (int)mo_rng_below(&r, E);
+                again = e == 3;
+                for (int q = 0; q < j; q++) again |= experts[i * k + q] == e;
+            } while (again);
+            experts[i * k + j] = (i % 7 == 0 && j == 2) || i == 11 ? -1 : e;
+        }
+    for (size_t s = 0; s < S; s++)
+        if (experts[s] < 0) gates[s] = 0;
+
+    // Sorted path.
+    int offs[E + 1], *perm = malloc(S * sizeof(int)), *pos = malloc(S * sizeof(int));
+    mo_dispatch disp = {offs, perm, pos};
+    moe_dispatch_build(&disp, experts, N, k, E);
+    const int R = offs[E];
+    float *xs = malloc(S * d * sizeof(float)), *ys = malloc(S * d * sizeof(float));
+    float *h1 = malloc(S * f * sizeof(float)), *h3 = malloc(S * f * sizeof(float));
+    float *act = malloc(S * f * sizeof(float)), *dact = malloc(S * f * sizeof(float));
+    float *y = calloc((size_t)N * d, sizeof(float)), *dgates = malloc(S * sizeof(float));
+    float *dxs = malloc(S * d * sizeof(float)), *dx = malloc(N * d * sizeof(float));
+    float *dw1 = calloc((size_t)E * f * d, sizeof(float)), *dw3 = calloc((size_t)E * f * d, sizeof(float));
+    float *dw2 = calloc((size_t)E * d * f, sizeof(float));
+    moe_gather(xs, x, &disp, E, k, d);
+    ffn_forward(ys, h1, h3, act, xs, w1, w3, w2, offs, E, f, d, 0);
+    moe_combine(y, ys, gates, &disp, N, k, d);
+    moe_combine_backward(dxs, dgates, dy, ys, gates, &disp, N, k, d);
+    ffn_backward(dxs, dw1, dw3, dw2, dxs, xs, h1, h3, act, dact, w1, w3, w2, offs, E, f, d, 0);
+    moe_scatter(dx, dxs, &disp, N, k, d);
+
+    // Dispatch invariants: blocks in expert order, token order inside, every live slot once.
+    int live = 0;
+    for (size_t s = 0; s < S; s++) live += experts[s] >= 0;
+    ck_assert_int_eq(R, live);
+    ck_assert_int_eq(offs[3], offs[4]);  // expert 3 is empty
+    for (int e = 0; e < E; e++)
+        for (int p = offs[e]; p < offs[e + 1]; p++) {
+            ck_assert_int_eq(experts[perm[p]], e);
+            ck_assert_int_eq(pos[perm[p]], p);
+            if (p > offs[e]) ck_assert_int_lt(perm[p - 1], perm[p]);
+        }
+    for (size_t s = 0; s < S; s++) ck_assert_int_eq(pos[s] < 0, experts[s] < 0);
+
+    // Per-token loop in double.
+    double *yn = calloc((size_t)N * d, sizeof(double)), *dxn = calloc((size_t)N * d, sizeof(double));
+    double *dgn = calloc(S, sizeof(double)), *ye = malloc(d * sizeof(double));
+    double *dw1n = calloc((size_t)E * f * d, sizeof(double)), *dw3n = calloc((size_t)E * f * d, sizeof(double));
+    double *dw2n = calloc((size_t)E * d * f, sizeof(double));
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < k; j++) {
+            int e = experts[i * k + j];
+            if (e < 0) continue;
+            size_t we = (size_t)e * f * d;
+            expert_naive(ye, x + i * d, w1 + we, w3 + we, w2 + we, f, d, dy + i * d, gates[i * k + j], dxn + i * d,
+                         dw1n + we, dw3n + we, dw2n + we);
+            for (int c = 0; c < d; c++) {
+                yn[i * d + c] += gates[i * k + j] * ye[c];
+                dgn[i * k + j] += (double)dy[i * d + c] * ye[c];
+            }
+        }
+    ck_assert_msg(tu_rel_err_f64(y, yn, (size_t)N * d) < TOL, "y");
+    ck_assert_msg(tu_rel_err_f64(dgates, dgn, S) < TOL, "dgates");
+    ck_assert_msg(tu_rel_err_f64(dx, dxn, (size_t)N * d) < TOL, "dx");
+    ck_assert_msg(tu_rel_err_f64(dw1, dw1n, (size_t)E * f * d) < TOL, "dw1");
+    ck_assert_msg(tu_rel_err_f64(dw3, dw3n, (size_t)E * f * d) < TOL, "dw3");
+    ck_assert_msg(tu_rel_err_f64(dw2, dw2n, (size_t)E * d * f) < TOL, "dw2");
+    for (int c = 0; c < d; c++) ck_assert_float_eq(dx[11 * d + c], 0.0f);  // token 11 has no live slot
+    void *bufs[] = {x, gates, w1, w3, w2, dy, experts, perm, pos, xs, ys, h1, h3, act, dact, y, dgates, dxs, dx,
+                    dw1, dw3, dw2, yn, dxn, dgn, ye, dw1n, dw3n, dw2n};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+END_TEST
+
+// Forced rows go to their expert alone with gate 1 and pass no gate gradient back;
+// the other rows route as usual.
+START_TEST(test_router_forced_rows) {
+    mo_config c;
+    ck_assert_int_eq(config_preset(&c, "tiny"), 0);
+    ck_assert_int_eq(config_finalize(&c), 0);
+    const int N = 12, E = c.n_experts, k = c.top_k, d = c.d_model;
+    float *x = malloc(N * d * sizeof(float)), *w = malloc(E * d * sizeof(float));
+    tu_fill(x, (size_t)N * d, 1, 1.0f);
+    tu_fill(w, (size_t)E * d, 2, 0.5f);
+    float logits[N * E], probs[N * E], lse[N], topv[N * k], gates[N * k], dl[N * E];
+    int experts[N * k], forced[N];
+    int64_t counts[E];
+    mo_router_acts a = {logits, probs, lse, experts, topv, gates, NULL};
+    mo_router_stats st = {counts, 0, 0, 0};
+    for (int i = 0; i < N; i++) forced[i] = i % 3 == 0 ? i % E : -1;
+    router_forward(&c, &a, &st, x, w, N, forced);
+    int64_t slots = 0;
+    for (int i = 0; i < N; i++) {
+        if (forced[i] >= 0) {
+            ck_assert_int_eq(experts[i * k], forced[i]);
+            ck_assert_float_eq(gates[i * k], 1.0f);
+            for (int j = 1; j < k; j++) ck_assert_int_eq(experts[i * k + j], -1);
+            slots += 1;
+        } else {
+            float s = 0;
+            for (int j = 0; j < k; j++) s += gates[i * k + j];
+            ck_assert_float_eq_tol(s, 1.0f, 1e-6f);  // norm_topk 1
+            ck_assert_int_ge(experts[i * k + k - 1], 0);
+            slots += k;
+        }
+    }
+    int64_t total = 0;
+    for (int e = 0; e < E; e++) total += counts[e];
+    ck_assert_int_eq(total, slots);
+
+    // Gate gradients of forced rows are ignored: two different dgates there, same result.
+    float dg1[N * k], dg2[N * k];
+    tu_fill(dg1, (size_t)N * k, 3, 1.0f);
+    memcpy(dg2, dg1, sizeof dg1);
+    for (int i = 0; i < N; i++)
+        if (forced[i] >= 0)
+            for (int j = 0; j < k; j++) dg2[i * k + j] = 5.0f;
+    float *dw1 = calloc((size_t)E * d, sizeof(float)), *dw2 = calloc((size_t)E * d, sizeof(float));
+    float *dx1 = calloc((size_t)N * d, sizeof(float)), *dx2 = calloc((size_t)N * d, sizeof(float));
+    router_backward(&c, &a, &st, dg1, 0.01, 0.001, dl, x, w, dw1, dx1, N);
+    router_backward(&c, &a, &st, dg2, 0.01, 0.001, dl, x, w, dw2, dx2, N);
+    ck_assert_int_eq(memcmp(dw1, dw2, (size_t)E * d * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(dx1, dx2, (size_t)N * d * sizeof(float)), 0);
+    // ... but a non-forced row's gate gradient does flow.
+    dg2[1 * k] += 1.0f;
+    memset(dw2, 0, (size_t)E * d * sizeof(float));
+    router_backward(&c, &a, &st, dg2, 0.01, 0.001, dl, x, w, dw2, dx2, N);
+    ck_assert(memcmp(dw1, dw2, (size_t)E * d * sizeof(float)) != 0);
+    free(x), free(w), free(dw1), free(dw2), free(dx1), free(dx2);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("engine_moe");
+    TCase *tc = tcase_create("moe");
+    tcase_add_test(tc, test_sorted_path_matches_per_token_loop);
+    tcase_add_test(tc, test_router_forced_rows);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -18,7 +18,9 @@ int cmd_fail(void);
     X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \
     X(init, "a randomly initialized checkpoint from a preset and config overrides")                         \
     X(inspect, "config, total and active parameters, tensor shapes and experts of a checkpoint") \
-    X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")
+    X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")                    \
+    X(tokenizer, "train a byte-level BPE vocabulary; encode text to ids and decode ids to bytes")  \
+    X(data, "prepare: text files -> a token data set (train/val split by document)")
 
 #define X(name, help) int cmd_##name(int argc, char **argv);
 MONOLITH_COMMANDS(X)

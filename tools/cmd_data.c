@@ -1,0 +1,280 @@
+// cmd_data.c: `monolith data prepare`: text files -> one monolith-tokens file per domain.
+//
+// One input file is one document. A directory given as input stands for every regular
+// file under it (recursively, in byte order of the paths), so a domain can be a folder.
+// Documents go to val or train whole: round(F * n) of the n non-empty documents (at
+// least one when F > 0 and n >= 2, never all of them) chosen by a shuffle seeded with
+// --seed, so the same inputs and seed always give the same split.
+#include "tools/commands.h"
+
+#include "data/tokenizer.h"
+#include "data/tokenizer_h5.h"
+#include "data/tokens.h"
+#include "engine/base/error.h"
+#include "engine/base/rng.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *usage =
+    "usage: monolith data prepare --tokenizer T --domain NAME [--val-fraction F] [--seed S]\n"
+    "                             --input FILE|DIR... -o NAME.h5\n"
+    "\n"
+    "  Encodes every input file as one document (a directory: every file under it) and writes\n"
+    "  a monolith-tokens file: /train/tokens and /val/tokens, each document preceded by\n"
+    "  <|endoftext|>, split into train/val by document (default F = 0.05, S = 1).\n"
+    "  T is a .tiktoken file or a checkpoint (.h5) that stores its tokenizer.\n";
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} path_list;
+
+static int list_push(path_list *l, const char *p) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (!v) return mo_errorf("out of memory listing inputs");
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->n] = strdup(p);
+    if (!l->v[l->n]) return mo_errorf("out of memory listing inputs");
+    l->n++;
+    return 0;
+}
+
+static void list_free(path_list *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Adds a file, or every regular non-empty file under a directory (sorted, so the order
+// never depends on the file system).
+static int add_input(path_list *l, const char *path, int depth) {
+    struct stat st;
+    if (stat(path, &st) != 0) return mo_errorf("%s: no such --input file or directory", path);
+    if (S_ISREG(st.st_mode)) return st.st_size > 0 ? list_push(l, path) : 0;
+    if (!S_ISDIR(st.st_mode)) return mo_errorf("%s: --input must be a regular file or a directory", path);
+    if (depth > 64) return mo_errorf("%s: directories nested too deep (a symlink loop?)", path);
+    DIR *d = opendir(path);
+    if (!d) return mo_errorf("%s: cannot read directory (%s)", path, strerror(errno));
+    path_list names = {0};
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)))
+        if (e->d_name[0] != '.') rc = list_push(&names, e->d_name);
+    closedir(d);
+    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
+    for (size_t i = 0; i < names.n && !rc; i++) {
+        size_t len = strlen(path) + strlen(names.v[i]) + 2;
+        char *full = malloc(len);
+        if (!full) {
+            rc = mo_errorf("out of memory");
+            break;
+        }
+        snprintf(full, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names.v[i]);
+        rc = add_input(l, full, depth + 1);
+        free(full);
+    }
+    list_free(&names);
+    return rc;
+}
+
+// Where to cut a long document so that encoding the parts separately gives the same ids
+// as encoding it whole: just before a '\n' that follows a printable ASCII byte. No
+// pre-split piece crosses such a point (the piece before it ends at the '\n', and the
+// pattern has no look-behind). Returns n if there is none in [from, n).
+static size_t safe_cut(const uint8_t *t, size_t from, size_t n) {
+    for (size_t i = from ? from : 1; i < n; i++)
+        if (t[i] == '\n' && t[i - 1] > 0x20 && t[i - 1] < 0x7f) return i;
+    return n;
+}
+
+#define SEGMENT ((size_t)8 << 20)  // encode at most ~8 MB at a time: bounded memory
+
+static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int split, tok_ids *ids) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return mo_errorf("%s: cannot stat", path);
+    }
+    size_t n = (size_t)st.st_size;
+    const uint8_t *text = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (n && text == MAP_FAILED) return mo_errorf("%s: cannot map (%s)", path, strerror(errno));
+    int rc = tokset_begin_document(w, split);
+    for (size_t pos = 0; pos < n && !rc;) {
+        size_t end = n - pos > SEGMENT ? safe_cut(text, pos + SEGMENT, n) : n;
+        ids->n = 0;
+        rc = tok_encode(tok, text + pos, end - pos, 0, ids);
+        if (!rc) rc = tokset_append(w, ids->v, ids->n);
+        pos = end;
+    }
+    if (n) munmap((void *)text, n);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mo_error());
+        return strstr(msg, path) ? -1 : mo_errorf("%s: %s", path, msg);
+    }
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int prepare(int argc, char **argv) {
+    static const struct option longopts[] = {{"tokenizer", required_argument, 0, 't'},
+                                             {"domain", required_argument, 0, 'd'},
+                                             {"val-fraction", required_argument, 0, 'f'},
+                                             {"seed", required_argument, 0, 's'},
+                                             {"input", required_argument, 0, 'i'},
+                                             {"output", required_argument, 0, 'o'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0}};
+    const char *tok_path = NULL, *domain = NULL, *out = NULL;
+    double frac = 0.05;
+    unsigned long long seed = 1;
+    path_list inputs = {0};
+    const char **raw = calloc((size_t)argc + 1, sizeof *raw);
+    int n_raw = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 't': tok_path = optarg; break;
+        case 'd': domain = optarg; break;
+        case 'o': out = optarg; break;
+        case 'i': raw[n_raw++] = optarg; break;
+        case 'f':
+            frac = strtod(optarg, &end);
+            if (*end || !(frac >= 0 && frac < 1)) {
+                fprintf(stderr, "monolith: --val-fraction takes a number in [0, 1) such as 0.05, not '%s'\n", optarg);
+                free(raw);
+                return 2;
+            }
+            break;
+        case 's':
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (*end || errno) {
+                fprintf(stderr, "monolith: --seed takes a whole number, not '%s'\n", optarg);
+                free(raw);
+                return 2;
+            }
+            break;
+        case 'h': printf("%s", usage); free(raw); return 0;
+        default: fprintf(stderr, "%s", usage); free(raw); return 2;
+        }
+    }
+    while (optind < argc) raw[n_raw++] = argv[optind++];  // --input a b c
+    const char *missing = !tok_path ? "--tokenizer T" : !domain ? "--domain NAME" : !out ? "-o NAME.h5"
+                          : !n_raw  ? "--input FILE..." : NULL;
+    if (missing) {
+        fprintf(stderr, "monolith: data prepare needs %s\n%s", missing, usage);
+        free(raw);
+        return 2;
+    }
+    int rc = 0;
+    for (int i = 0; i < n_raw && !rc; i++) rc = add_input(&inputs, raw[i], 0);
+    free(raw);
+    if (!rc && inputs.n == 0) rc = mo_errorf("the inputs hold no text (every file is empty): nothing to prepare");
+    tokenizer *tok = rc ? NULL : tok_open(tok_path);
+    if (!rc && !tok) rc = -1;
+    if (!rc && tok_eot(tok) < 0)
+        rc = mo_errorf("%s: the tokenizer has no <|endoftext|> token to separate documents", tok_path);
+    if (rc) {
+        tok_free(tok);
+        list_free(&inputs);
+        return cmd_fail();
+    }
+
+    // Which documents go to val: a seeded shuffle, the first n_val of it.
+    size_t n = inputs.n, n_val = (size_t)llround(frac * (double)n);
+    if (frac > 0 && n >= 2 && n_val == 0) n_val = 1;
+    if (n_val >= n) n_val = n - 1;
+    uint8_t *is_val = calloc(n, 1);
+    size_t *perm = malloc(n * sizeof *perm);
+    if (!is_val || !perm) {
+        free(is_val), free(perm), tok_free(tok), list_free(&inputs);
+        mo_errorf("out of memory");
+        return cmd_fail();
+    }
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)mo_rng_below(&r, i);
+        size_t t = perm[i - 1];
+        perm[i - 1] = perm[j], perm[j] = t;
+    }
+    for (size_t i = 0; i < n_val; i++) is_val[perm[i]] = 1;
+    free(perm);
+
+    size_t src_len = 1;
+    for (size_t i = 0; i < n; i++) src_len += strlen(inputs.v[i]) + 1;
+    char *sources = malloc(src_len);
+    size_t k = 0;
+    for (size_t i = 0; sources && i < n; i++) k += (size_t)sprintf(sources + k, "%s%s", i ? "\n" : "", inputs.v[i]);
+    if (sources) sources[k] = 0;
+
+    tokset_writer *w = sources ? tokset_create(out, domain, tok_hash(tok), tok_vocab_size(tok), tok_eot(tok), sources)
+                               : NULL;
+    free(sources);
+    if (!w) rc = -1;
+    tok_ids ids = {0};
+    double t0 = now_s(), last = t0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = encode_file(tok, w, inputs.v[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids);
+        struct stat st;
+        if (stat(inputs.v[i], &st) == 0) bytes += (uint64_t)st.st_size;
+        double t = now_s();
+        if (t - last > 0.5 || i + 1 == n) {
+            fprintf(stderr, "\rdata prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain, i + 1, n,
+                    (double)bytes / 1e6, (double)bytes / 1e6 / (t - t0 > 1e-9 ? t - t0 : 1e-9));
+            last = t;
+        }
+    }
+    fprintf(stderr, "\n");
+    tok_ids_free(&ids);
+    uint64_t tr = w ? tokset_written(w, TOKSET_TRAIN) : 0, va = w ? tokset_written(w, TOKSET_VAL) : 0;
+    uint64_t dtr = w ? tokset_documents(w, TOKSET_TRAIN) : 0, dva = w ? tokset_documents(w, TOKSET_VAL) : 0;
+    if (rc) {
+        tokset_abort(w);
+    } else {
+        rc = tokset_finish(w);
+    }
+    if (!rc)
+        printf("%s: domain %s, train %llu tokens (%llu documents), val %llu tokens (%llu documents), "
+               "vocab %d, tokenizer %s\n", out, domain, (unsigned long long)tr, (unsigned long long)dtr,
+               (unsigned long long)va, (unsigned long long)dva, tok_vocab_size(tok), tok_hash(tok));
+    free(is_val);
+    tok_free(tok);
+    list_free(&inputs);
+    return rc ? cmd_fail() : 0;
+}
+
+int cmd_data(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "prepare")) return prepare(argc - 1, argv + 1);
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"));
+    if (argc >= 2 && !help) fprintf(stderr, "monolith: unknown data action '%s'\n", argv[1]);
+    fprintf(help ? stdout : stderr, "%s", usage);
+    return help ? 0 : 2;
+}

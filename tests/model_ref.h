@@ -1,0 +1,121 @@
+// model_ref.h: a double-precision reference forward of the whole model (DESIGN section
+// 1), composed from the kernels/ref oracles and plain loops, for tests only.
+//
+// It shares nothing with engine/model.c but the parameter table (so both read the same
+// arena layout): no activation arena, no sorting, no grouped GEMMs; each token visits
+// its k experts one by one. It returns the loss, and the smallest top-k margin of any
+// token in any MoE layer (p of the k-th choice minus p of the best unchosen expert), so
+// a finite-difference test can assert it sits far from a routing kink.
+#ifndef MONOLITH_MODEL_REF_H
+#define MONOLITH_MODEL_REF_H
+
+#include "engine/params.h"
+#include "kernels/ref/ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    double loss, ce, aux, z;
+    double min_margin;  // smallest top-k boundary gap in probability over MoE layers (inf if none)
+} ref_model_result;
+
+// y[n, dm] (+)= swiglu FFN of x[n, dm] with w1, w3 [f, dm], w2 [dm, f] (all double).
+static void ref_model_ffn(double *y, const double *x, const double *w1, const double *w3, const double *w2, int n,
+                          int f, int dm, double scale) {
+    double *h1 = malloc((size_t)n * f * sizeof *h1), *h3 = malloc((size_t)n * f * sizeof *h3);
+    double *o = malloc((size_t)n * dm * sizeof *o);
+    ref_matmul_nt(h1, x, w1, n, f, dm, 0);
+    ref_matmul_nt(h3, x, w3, n, f, dm, 0);
+    ref_swiglu_forward(h1, h1, h3, (size_t)n * f);
+    ref_matmul_nt(o, h1, w2, n, dm, f, 0);
+    for (size_t i = 0; i < (size_t)n * dm; i++) y[i] += scale * o[i];
+    free(h1), free(h3), free(o);
+}
+
+// Loss of tokens/targets [B*T] under parameters `p` (a double arena laid out by `pt`).
+static ref_model_result ref_model_forward(const mo_param_table *pt, const double *p, const int *tokens,
+                                          const int *targets, int B, int T) {
+    const mo_config *c = &pt->cfg;
+    const int N = B * T, d = c->d_model, V = c->vocab_size, nh = c->n_heads, nkv = c->n_kv_heads;
+    const int hd = c->head_dim, qd = nh * hd, kvd = nkv * hd, E = c->n_experts, k = c->top_k;
+    const double eps = c->norm_eps;
+#define RP(id) (p + pt->t[(id)].offset)
+    ref_model_result res = {0, 0, 0, 0, INFINITY};
+    double *h = malloc((size_t)N * d * sizeof *h), *a = malloc((size_t)N * d * sizeof *a);
+    double *rstd = malloc((size_t)N * sizeof *rstd), *q = malloc((size_t)N * qd * sizeof *q);
+    double *kk = malloc((size_t)N * kvd * sizeof *kk), *v = malloc((size_t)N * kvd * sizeof *v);
+    double *o = malloc((size_t)N * qd * sizeof *o), *att = malloc((size_t)B * nh * T * T * sizeof *att);
+    double *y = malloc((size_t)N * d * sizeof *y), *ye = malloc((size_t)d * sizeof *ye);
+    double *logits = malloc((size_t)N * (V > E ? V : E) * sizeof *logits);
+    double *probs = malloc((size_t)N * (E > 0 ? E : 1) * sizeof *probs), *lse = malloc((size_t)N * sizeof *lse);
+    double *losses = malloc((size_t)N * sizeof *losses), *val = malloc((size_t)(E > 0 ? E : 1) * sizeof *val);
+    int *pos = malloc((size_t)N * sizeof *pos), *idx = malloc((size_t)(E > 0 ? E : 1) * sizeof *idx);
+    double *counts = calloc((size_t)(E > 0 ? E : 1), sizeof *counts), *pmean = calloc((size_t)(E > 0 ? E : 1), 8);
+    for (int i = 0; i < N; i++) pos[i] = i % T;
+    ref_embedding_forward(h, tokens, RP(pt->tok_embeddings), N, d);
+    int n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *id = &pt->layer[l];
+        ref_rmsnorm_forward(a, rstd, h, RP(id->attn_norm), N, d, eps);
+        ref_matmul_nt(q, a, RP(id->wq), N, qd, d, 0);
+        ref_matmul_nt(kk, a, RP(id->wk), N, kvd, d, 0);
+        ref_matmul_nt(v, a, RP(id->wv), N, kvd, d, 0);
+        ref_rope_forward(q, pos, N, nh, hd, c->rope_theta);
+        ref_rope_forward(kk, pos, N, nkv, hd, c->rope_theta);
+        ref_attention_forward(o, att, q, kk, v, B, T, nh, nkv, hd);
+        ref_matmul_nt(h, o, RP(id->wo), N, d, qd, 1);  // h += o wo^T
+        ref_rmsnorm_forward(a, rstd, h, RP(id->ffn_norm), N, d, eps);  // a = m
+        memset(y, 0, (size_t)N * d * sizeof *y);
+        if (!id->is_moe) {
+            ref_model_ffn(y, a, RP(id->ffn_w1), RP(id->ffn_w3), RP(id->ffn_w2), N, c->d_ff_dense, d, 1.0);
+        } else {
+            n_moe++;
+            ref_matmul_nt(logits, a, RP(id->router), N, E, d, 0);
+            ref_logsumexp_rows(lse, logits, N, E);
+            ref_softmax_forward(probs, logits, N, E);
+            memset(counts, 0, (size_t)E * sizeof *counts);
+            memset(pmean, 0, (size_t)E * sizeof *pmean);
+            double z = 0;
+            for (int i = 0; i < N; i++) {
+                const double *pi = probs + (size_t)i * E;
+                ref_topk_forward(idx, val, pi, 1, E, E);  // every expert, by descending p
+                if (k < E) res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
+                double s = 0;
+                for (int j = 0; j < k; j++) s += val[j];
+                for (int j = 0; j < k; j++) {
+                    int e = idx[j];
+                    double g = c->norm_topk ? val[j] / s : val[j];
+                    size_t w13 = (size_t)e * c->d_ff * d;
+                    memset(ye, 0, (size_t)d * sizeof *ye);
+                    ref_model_ffn(ye, a + (size_t)i * d, RP(id->w1) + w13, RP(id->w3) + w13, RP(id->w2) + w13, 1,
+                                  c->d_ff, d, 1.0);
+                    for (int cc = 0; cc < d; cc++) y[(size_t)i * d + cc] += g * ye[cc];
+                    counts[e] += 1;
+                }
+                for (int e = 0; e < E; e++) pmean[e] += pi[e] / N;
+                z += lse[i] * lse[i] / N;
+            }
+            double aux = 0;
+            for (int e = 0; e < E; e++) aux += counts[e] / ((double)N * k) * pmean[e];
+            res.aux += E * aux;
+            res.z += z;
+            int sh = c->n_shared_experts * c->d_ff_shared;
+            if (sh) ref_model_ffn(y, a, RP(id->shared_w1), RP(id->shared_w3), RP(id->shared_w2), N, sh, d, 1.0);
+        }
+        for (size_t i = 0; i < (size_t)N * d; i++) h[i] += y[i];
+    }
+    ref_rmsnorm_forward(a, rstd, h, RP(pt->norm), N, d, eps);
+    ref_matmul_nt(logits, a, RP(pt->output), N, V, d, 0);
+    ref_cross_entropy_forward(losses, logits, targets, N, V);
+    for (int i = 0; i < N; i++) res.ce += losses[i] / N;
+    if (n_moe) res.aux /= n_moe, res.z /= n_moe;
+    res.loss = res.ce + c->aux_coef * res.aux + c->z_coef * res.z;
+#undef RP
+    void *bufs[] = {h, a, rstd, q, kk, v, o, att, y, ye, logits, probs, lse, losses, val, pos, idx, counts, pmean};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    return res;
+}
+
+#endif

@@ -5,9 +5,15 @@
 #ifndef MONOLITH_BENCH_H
 #define MONOLITH_BENCH_H
 
+#include "engine/params.h"
+
+#include <stddef.h>
+
 #define MONOLITH_BENCHES(X)                                        \
     X(machine, "this machine's sgemm GFLOP/s and memory GB/s")     \
-    X(kernels, "grouped GEMM vs one sgemm, attention, elementwise GB/s")
+    X(kernels, "grouped GEMM vs one sgemm, attention, elementwise GB/s") \
+    X(train, "tokens/s and GFLOP/s of a training step (fwd+bwd+AdamW) of a preset, batch 8 x seq 256") \
+    X(infer, "prefill 256 and decode 128 tokens/s of a preset (batch 1) vs sgemm and memory rates")
 
 #define X(name, help) int bench_##name(int argc, char **argv);
 MONOLITH_BENCHES(X)
@@ -22,5 +28,14 @@ typedef struct {
 // Parses the common flags. Returns 0 to go on, 1 after printing `usage` for --help (the
 // caller returns 0), or -1 after printing the error and usage (the caller returns 2).
 int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage);
+
+// The same for benchmarks of a model: also takes --preset NAME (*preset, default
+// "bench-S"; the name is checked by config_preset).
+int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **preset, const char *usage);
+
+// Parameters whose FLOPs count (2 per multiply-add per token), as the PyTorch peer
+// counts them: the active parameters without the embedding table (a lookup) and the
+// final norm. Defined in bench_train.c.
+size_t bench_flop_params(const mo_param_table *pt);
 
 #endif

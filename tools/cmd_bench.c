@@ -41,6 +41,31 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
     return 0;
 }
 
+int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **preset, const char *usage) {
+    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
+    if (!rest) return -1;
+    int n = 0;
+    *preset = "bench-S";
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--preset")) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "monolith: --preset needs a name (tiny, small, bench-S)\n%s", usage);
+                free(rest);
+                return -1;
+            }
+            *preset = argv[++i];
+        } else if (i > 0 && !strncmp(argv[i], "--preset=", 9)) {
+            *preset = argv[i] + 9;
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    rest[n] = NULL;
+    int rc = bench_parse_opts(n, rest, o, usage);
+    free(rest);
+    return rc;
+}
+
 int bench_machine(int argc, char **argv) {
     bench_opts o;
     int rc = bench_parse_opts(argc, argv, &o, "usage: monolith bench machine [--threads N] [--json]\n");

@@ -16,6 +16,7 @@ int cmd_fail(void);
 
 #define MONOLITH_COMMANDS(X) \
     X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \
+    X(generate, "text from a checkpoint and a prompt: sampling, streaming, per-token expert routing")       \
     X(init, "a randomly initialized checkpoint from a preset and config overrides")                         \
     X(inspect, "config, total and active parameters, tensor shapes and experts of a checkpoint") \
     X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")                    \

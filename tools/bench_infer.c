@@ -1,0 +1,141 @@
+// bench_infer.c: `monolith bench infer`, prefill and decode throughput at batch 1.
+//
+// A randomly initialized model of a preset (bench-S by default) prefills a prompt of 256
+// random tokens, then decodes 128 tokens greedily one at a time with the KV cache
+// (infer/decode.h), as the PyTorch peer does (../shared/peers: the first new token
+// comes from the prefill logits, then 128 single-token steps). One warm-up run, then the
+// median of REPEATS. Prefill is compute-bound: its GFLOP/s (forward = 2 x active
+// parameters + 4 x n_layers x T x d_model per token) is set beside the sgemm rate.
+// Decode at batch 1 is memory-bound: every step reads the weights a token passes
+// through (4 bytes x the active parameters, the embedding table aside) once, so those
+// bytes per second are set beside the memory bandwidth. Both machine rates are measured
+// in the same run.
+#include "tools/bench.h"
+#include "tools/commands.h"
+
+#include "engine/base/rng.h"
+#include "engine/config.h"
+#include "engine/params.h"
+#include "infer/decode.h"
+#include "infer/sample.h"
+#include "kernels/roofline.h"
+#include "kernels/threads.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREFILL 256
+#define DECODE 128
+#define REPEATS 3
+
+static const char usage[] =
+    "usage: monolith bench infer [--preset NAME] [--threads N] [--json]\n"
+    "\n"
+    "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
+    "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
+    "and memory rates measured in the same run.\n"
+    "  --preset NAME   tiny, small or bench-S (default)\n"
+    "  --threads N     threads (default: one per core)\n"
+    "  --json          one JSON object instead of the table\n";
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+int bench_infer(int argc, char **argv) {
+    bench_opts o;
+    const char *preset;
+    int prc = bench_parse_model_opts(argc, argv, &o, &preset, usage);
+    if (prc) return prc > 0 ? 0 : 2;
+    threads_init(o.threads);
+
+    mo_config c;
+    if (config_preset(&c, preset) || config_finalize(&c)) return cmd_fail();
+    // Prompt and generated tokens must fit the context: shrink both for a short one.
+    int P = PREFILL, D = DECODE;
+    if (P + D > c.max_seq_len) P = c.max_seq_len * 2 / 3, D = c.max_seq_len - P;
+
+    int rc = 1;
+    mo_param_table pt = {0};
+    float *params = NULL, *logits = NULL;
+    int *prompt = NULL;
+    infer_ctx *s = NULL;
+    if (params_table_build(&pt, &c)) goto out;
+    if (!(params = params_arena_alloc(&pt))) goto out;
+    params_init(&pt, params, 1);
+    if (!(s = infer_new(&pt, params, 1, P + D))) goto out;
+    prompt = malloc(sizeof(int) * P);
+    logits = malloc(sizeof(float) * c.vocab_size);
+    if (!prompt || !logits) goto out;
+    mo_rng r;
+    mo_rng_seed(&r, 3);
+    for (int i = 0; i < P; i++) prompt[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
+
+    if (!o.json)
+        fprintf(stderr, "bench infer: %s, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
+                preset, P, D, threads_count(), REPEATS);
+    double pre[REPEATS], dec[REPEATS];
+    for (int rep = 0; rep <= REPEATS; rep++) {
+        double t0 = now_seconds();
+        if (infer_prefill(s, 0, 1, P, prompt, logits)) goto out;
+        int next = sample_argmax(logits, c.vocab_size);
+        double t1 = now_seconds();
+        for (int i = 0; i < D; i++) {
+            if (infer_decode(s, 1, NULL, &next, logits)) goto out;
+            next = sample_argmax(logits, c.vocab_size);
+        }
+        double t2 = now_seconds();
+        if (!o.json)
+            fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (t1 - t0), D / (t2 - t1),
+                    rep ? "" : "  (warm-up)");
+        if (rep) pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);
+    }
+    double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
+
+    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw = roofline_membw_gbs(1.0);
+
+    size_t active = bench_flop_params(&pt);
+    // Prefill: forward FLOPs per token, attention at the prompt's length (the same count
+    // as training's 12 L T d, divided by three for forward only).
+    double prefill_flops_tok = 2.0 * (double)active + 4.0 * c.n_layers * P * c.d_model;
+    double prefill_gflops = prefill_flops_tok * prefill_tok_s / 1e9;
+    double weight_bytes = 4.0 * (double)active;  // read once per decode step
+    double decode_gbs = weight_bytes * decode_tok_s / 1e9;
+    // The KV cache read per step, on average over the decode (positions P .. P+D-1).
+    double kv_bytes = 2.0 * 4.0 * c.n_layers * c.n_kv_heads * c.head_dim * (P + (D - 1) / 2.0);
+    if (o.json) {
+        printf("{\"bench\": \"infer\", \"preset\": \"%s\", \"threads\": %d, \"batch\": 1, \"prefill_tokens\": %d, "
+               "\"decode_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.2f, \"prefill_all\": [",
+               preset, threads_count(), P, D, prefill_tok_s, decode_tok_s);
+        for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", pre[i]);
+        printf("], \"decode_all\": [");
+        for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
+        printf("], \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
+               "\"decode_kv_bytes_per_token\": %.0f, \"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, "
+               "\"prefill_sgemm_share\": %.3f, \"decode_membw_share\": %.3f}\n",
+               prefill_gflops, weight_bytes, decode_gbs, kv_bytes, sgemm, membw, prefill_gflops / sgemm,
+               decode_gbs / membw);
+    } else {
+        printf("bench infer  %s  batch 1  threads %d\n", preset, threads_count());
+        printf("  prefill %d tokens      %.1f tok/s  %.1f GFLOP/s: %.0f%% of sgemm\n", P, prefill_tok_s,
+               prefill_gflops, 100 * prefill_gflops / sgemm);
+        printf("  decode %d tokens       %.1f tok/s  %.1f GB/s of weights (%.1f MB/token): %.0f%% of memory bandwidth\n",
+               D, decode_tok_s, decode_gbs, weight_bytes / 1e6, 100 * decode_gbs / membw);
+        printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);
+        printf("  memory, same run      %.1f GB/s\n", membw);
+    }
+    rc = 0;
+out:
+    if (rc) cmd_fail();
+    infer_free(s);
+    free(prompt), free(logits), free(params);
+    params_table_free(&pt);
+    return rc;
+}

@@ -13,7 +13,8 @@
     X(machine, "this machine's sgemm GFLOP/s and memory GB/s")     \
     X(kernels, "grouped GEMM vs one sgemm, attention, elementwise GB/s") \
     X(train, "tokens/s and GFLOP/s of a training step (fwd+bwd+AdamW) of a preset, batch 8 x seq 256") \
-    X(infer, "prefill 256 and decode 128 tokens/s of a preset (batch 1) vs sgemm and memory rates")
+    X(infer, "prefill 256 and decode 128 tokens/s of a preset (batch 1) vs sgemm and memory rates") \
+    X(tokenizer, "BPE encoding MB/s (GPT-2 vocabulary, the fetched corpora; compare scripts/bench_gpt_tokenizer.mjs)")
 
 #define X(name, help) int bench_##name(int argc, char **argv);
 MONOLITH_BENCHES(X)

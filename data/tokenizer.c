@@ -40,8 +40,9 @@ static inline uint64_t bytes_hash(const uint8_t *p, size_t n) {
 #define CACHE_IDS_CAP (CACHE_MAX_USED * 8u)
 
 typedef struct {
-    uint32_t tag;  // high bits of the hash; 0 with rank < 0 means empty
+    uint32_t tag;  // high bits of the hash
     int32_t rank;  // -1: empty
+    uint32_t off, len;  // the token's bytes in blob, here to save a lookup in off[]
 } rank_slot;
 
 typedef struct {
@@ -91,16 +92,26 @@ size_t tok_set_heap_threshold(size_t bytes) {
     return old;
 }
 
-static int rank_of(const tokenizer *t, const uint8_t *p, size_t n) {
+// memcmp(a, b, n) == 0 for the short strings of token lookups, without a libc call.
+static inline int bytes_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    while (n--)
+        if (*a++ != *b++) return 0;
+    return 1;
+}
+
+static inline int rank_of(const tokenizer *t, const uint8_t *p, size_t n) {
     uint64_t h = bytes_hash(p, n);
     uint32_t tag = (uint32_t)(h >> 32), i = (uint32_t)h & t->map_mask;
     for (;; i = (i + 1) & t->map_mask) {
         const rank_slot *s = &t->map[i];
         if (s->rank < 0) return -1;
-        if (s->tag == tag) {
-            uint32_t a = t->off[s->rank], len = t->off[s->rank + 1] - a;
-            if (len == n && memcmp(t->blob + a, p, n) == 0) return s->rank;
-        }
+        if (s->tag == tag && s->len == n && bytes_eq(t->blob + s->off, p, n)) return s->rank;
     }
 }
 
@@ -113,7 +124,7 @@ static int map_insert(tokenizer *t, int r) {
     for (;; i = (i + 1) & t->map_mask) {
         rank_slot *s = &t->map[i];
         if (s->rank < 0) {
-            s->rank = r, s->tag = tag;
+            *s = (rank_slot){tag, r, t->off[r], (uint32_t)n};
             return -1;
         }
         if (s->tag == tag) {
@@ -314,7 +325,7 @@ tokenizer *tok_from_bytes(const void *data, size_t n, const char *origin, const 
     while (cap < 2u * (uint32_t)count) cap <<= 1;
     t->map = malloc(cap * sizeof *t->map);
     if (!t->map) goto oom;
-    for (uint32_t i = 0; i < cap; i++) t->map[i] = (rank_slot){0, -1};
+    for (uint32_t i = 0; i < cap; i++) t->map[i] = (rank_slot){0, -1, 0, 0};
     t->map_mask = cap - 1;
     for (int r = 0; r < count; r++) {
         int dup = map_insert(t, r);

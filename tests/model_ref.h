@@ -6,6 +6,9 @@
 // its k experts one by one. It returns the loss, and the smallest top-k margin of any
 // token in any MoE layer (p of the k-th choice minus p of the best unchosen expert), so
 // a finite-difference test can assert it sits far from a routing kink.
+//
+// `forced` (may be NULL) is the route-by-domain hook of engine/router.h: a row with
+// forced[i] >= 0 goes to that expert alone with gate 1 and counts one routed slot.
 #ifndef MONOLITH_MODEL_REF_H
 #define MONOLITH_MODEL_REF_H
 
@@ -36,7 +39,7 @@ static void ref_model_ffn(double *y, const double *x, const double *w1, const do
 
 // Loss of tokens/targets [B*T] under parameters `p` (a double arena laid out by `pt`).
 static ref_model_result ref_model_forward(const mo_param_table *pt, const double *p, const int *tokens,
-                                          const int *targets, int B, int T) {
+                                          const int *targets, const int *forced, int B, int T) {
     const mo_config *c = &pt->cfg;
     const int N = B * T, d = c->d_model, V = c->vocab_size, nh = c->n_heads, nkv = c->n_kv_heads;
     const int hd = c->head_dim, qd = nh * hd, kvd = nkv * hd, E = c->n_experts, k = c->top_k;
@@ -81,12 +84,17 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
             for (int i = 0; i < N; i++) {
                 const double *pi = probs + (size_t)i * E;
                 ref_topk_forward(idx, val, pi, 1, E, E);  // every expert, by descending p
-                if (k < E) res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
+                int kf = k;
+                if (forced && forced[i] >= 0) {
+                    idx[0] = forced[i], kf = 1;
+                } else if (k < E) {
+                    res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
+                }
                 double s = 0;
-                for (int j = 0; j < k; j++) s += val[j];
-                for (int j = 0; j < k; j++) {
+                for (int j = 0; j < kf; j++) s += val[j];
+                for (int j = 0; j < kf; j++) {
                     int e = idx[j];
-                    double g = c->norm_topk ? val[j] / s : val[j];
+                    double g = kf < k ? 1.0 : c->norm_topk ? val[j] / s : val[j];
                     size_t w13 = (size_t)e * c->d_ff * d;
                     memset(ye, 0, (size_t)d * sizeof *ye);
                     ref_model_ffn(ye, a + (size_t)i * d, RP(id->w1) + w13, RP(id->w3) + w13, RP(id->w2) + w13, 1,

@@ -51,6 +51,18 @@ typedef struct {
     uint16_t key_len, n_ids;
 } cache_slot;
 
+// A small direct-mapped cache of short pieces and their ids, checked before anything
+// else: text repeats its common words (Zipf), and this table stays in L2 where the rank
+// map (megabytes) does not.
+#define HOT_SLOTS 4096  // power of two
+#define HOT_KEY 16
+#define HOT_IDS 6
+typedef struct {
+    uint8_t key[HOT_KEY];
+    uint8_t len, n_ids;  // len 0: empty
+    uint32_t ids[HOT_IDS];
+} hot_slot;
+
 typedef struct {
     uint32_t rank;
     size_t start, end;  // the pair is bytes [start, end) of the piece
@@ -71,6 +83,7 @@ struct tokenizer {
     size_t raw_len;
     pretok *pre;
 
+    hot_slot *hot;
     cache_slot *cache;
     uint32_t cache_used, cache_key_used, cache_ids_used;
     uint8_t *cache_keys;
@@ -189,7 +202,7 @@ void tok_free(tokenizer *t) {
     for (int i = 0; i < t->n_specials; i++) free(t->specials[i]);
     free(t->specials), free(t->special_len);
     pretok_free(t->pre);
-    free(t->cache), free(t->cache_keys), free(t->cache_ids);
+    free(t->hot), free(t->cache), free(t->cache_keys), free(t->cache_ids);
     free(t->starts), free(t->next), free(t->prev), free(t->ranks), free(t->alive), free(t->heap);
     free(t);
 }
@@ -377,10 +390,11 @@ tokenizer *tok_from_bytes(const void *data, size_t n, const char *origin, const 
 
     t->pre = pretok_new();
     if (!t->pre) goto err;
+    t->hot = calloc(HOT_SLOTS, sizeof *t->hot);
     t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
     t->cache_keys = malloc(CACHE_KEY_CAP);
     t->cache_ids = malloc(CACHE_IDS_CAP * sizeof *t->cache_ids);
-    if (!t->cache || !t->cache_keys || !t->cache_ids) goto oom;
+    if (!t->hot || !t->cache || !t->cache_keys || !t->cache_ids) goto oom;
     free(lines), free(dec), free(by_rank);
     return t;
 oom:
@@ -631,9 +645,8 @@ static void cache_put(tokenizer *t, const uint8_t *p, size_t n, uint64_t h, cons
     t->cache_used++;
 }
 
-// Appends the ids of one pre-split piece.
-static int encode_piece(tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) {
-    if (n == 1) return tok_ids_push(out, (uint32_t)t->byte_rank[p[0]]);
+// Appends the ids of one pre-split piece (no hot-cache lookup).
+static int encode_piece_slow(tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) {
     int whole = rank_of(t, p, n);
     if (whole >= 0) return tok_ids_push(out, (uint32_t)whole);
     uint64_t h = 0;
@@ -663,6 +676,27 @@ static int encode_piece(tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) 
     }
     out->n += parts;
     if (h) cache_put(t, p, n, h, dst, parts);
+    return 0;
+}
+
+// Appends the ids of one pre-split piece.
+static int encode_piece(tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) {
+    if (n == 1) return tok_ids_push(out, (uint32_t)t->byte_rank[p[0]]);
+    if (n > HOT_KEY) return encode_piece_slow(t, p, n, out);
+    hot_slot *e = &t->hot[(bytes_hash(p, n) >> 40) & (HOT_SLOTS - 1)];
+    if (e->len == n && bytes_eq(e->key, p, n)) {
+        if (ids_reserve(out, e->n_ids)) return -1;
+        for (int i = 0; i < e->n_ids; i++) out->v[out->n++] = e->ids[i];
+        return 0;
+    }
+    size_t before = out->n;
+    if (encode_piece_slow(t, p, n, out)) return -1;
+    size_t k = out->n - before;
+    if (k <= HOT_IDS) {
+        memcpy(e->key, p, n);
+        e->len = (uint8_t)n, e->n_ids = (uint8_t)k;
+        memcpy(e->ids, out->v + before, k * sizeof *e->ids);
+    }
     return 0;
 }
 

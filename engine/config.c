@@ -248,6 +248,17 @@ int config_write(hid_t loc, const char *group, const mo_config *c) {
     return 0;
 }
 
+// The HDF5 type class of attribute `name` of `group`, or H5T_NO_CLASS.
+static H5T_class_t attr_class(hid_t loc, const char *group, const char *name) {
+    hid_t a = H5Aopen_by_name(loc, group, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return H5T_NO_CLASS;
+    hid_t t = H5Aget_type(a);
+    H5T_class_t cl = H5Tget_class(t);
+    H5Tclose(t);
+    H5Aclose(a);
+    return cl;
+}
+
 int config_read(hid_t loc, const char *group, mo_config *c) {
     defaults(c);
     const char *file = h5_name(loc);
@@ -256,6 +267,12 @@ int config_read(hid_t loc, const char *group, mo_config *c) {
         if (!h5_attr_exists(loc, group, f->name))
             return mo_errorf("%s: /%s has no attribute %s (every config attribute must be present)", file, group,
                              f->name);
+        H5T_class_t cl = attr_class(loc, group, f->name);
+        if (f->type != F_REAL && cl != H5T_INTEGER)
+            return mo_errorf("%s: /%s/%s must be an integer attribute (int64), not a %s", file, group, f->name,
+                             cl == H5T_FLOAT ? "real" : "non-number");
+        if (f->type == F_REAL && cl != H5T_FLOAT && cl != H5T_INTEGER)
+            return mo_errorf("%s: /%s/%s must be a real attribute (float64)", file, group, f->name);
         if (f->type == F_INT) {
             int64_t v;
             if (h5_attr_get_i64(loc, group, f->name, &v)) return -1;

@@ -166,6 +166,13 @@ START_TEST(test_refuse_missing_tensor_and_attr) {
     ck_assert_int_eq(h5_attr_set_i64(f, "config", "top_k", 9), 0);
     H5Fclose(f);
     assert_refused(p, (const char *const[]){"badcfg.h5", "top_k", NULL});
+
+    // An integer field stored as a real is refused rather than truncated.
+    p = saved("realint.h5", NULL);
+    f = open_rw(p);
+    ck_assert_int_eq(h5_attr_set_f64(f, "config", "d_ff", 128.5), 0);
+    H5Fclose(f);
+    assert_refused(p, (const char *const[]){"realint.h5", "d_ff", "int64", NULL});
 }
 END_TEST
 

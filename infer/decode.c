@@ -37,6 +37,8 @@ struct infer_ctx {
     float *rstd;                 // [rows]
     float *q, *o;                // [rows, n_heads*head_dim]
     float *k, *v;                // [rows, n_kv_heads*head_dim]
+    float *qkv1;                 // [(n_heads + 2*n_kv_heads) * head_dim] q, k, v of one row
+    int qkv_adjacent;            // every layer's wq, wk, wv are contiguous in the arena
     float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
     float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
     float *probs;                // [rows, E] router probabilities
@@ -163,24 +165,28 @@ static void dense_rows(infer_ctx *s, int l, int rows) {
 
 // Attention of a decode block: row i is sequence seqs[i] at position pos[i]. Appends K
 // and V to the cache, then per head: scores = K q / sqrt(hd), softmax, o = V^T p.
-static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs) {
+static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs, const float *q_rows, const float *k_rows,
+                          const float *v_rows) {
     const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim, S = s->max_seq;
     const int group = nh / nkv;
     for (int i = 0; i < rows; i++) {
         float *K = kvcache_k(&s->kv, l, seqs[i]), *V = kvcache_v(&s->kv, l, seqs[i]);
         for (int g = 0; g < nkv; g++) {
             size_t at = ((size_t)g * S + s->pos[i]) * hd;
-            memcpy(K + at, s->k + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
-            memcpy(V + at, s->v + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
+            memcpy(K + at, k_rows + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
+            memcpy(V + at, v_rows + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
         }
     }
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for schedule(static) if (rows * nh > 1)
+    // Threads only pay off once the heads have some keys to read.
+    size_t work = 0;
+    for (int i = 0; i < rows; i++) work += (size_t)(s->pos[i] + 1) * nh * hd;
+#pragma omp parallel for schedule(static) if (work >= ((size_t)1 << 15))
     for (int ih = 0; ih < rows * nh; ih++) {
         int i = ih / nh, h = ih % nh, g = h / group, n = s->pos[i] + 1;
         const float *K = kvcache_k(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
         const float *V = kvcache_v(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
-        const float *q = s->q + ((size_t)i * nh + h) * hd;
+        const float *q = q_rows + ((size_t)i * nh + h) * hd;
         float *p = s->scores + (size_t)ih * S, *out = s->o + ((size_t)i * nh + h) * hd;
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n, hd, scale, K, hd, q, 1, 0.0f, p, 1);
         softmax_forward(p, p, 1, n);
@@ -214,15 +220,22 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->attn_norm), rows, d, eps);
-        linear(s->q, s->a, P(s, L->wq), rows, nh * hd, d, 0);
-        linear(s->k, s->a, P(s, L->wk), rows, nkv * hd, d, 0);
-        linear(s->v, s->a, P(s, L->wv), rows, nkv * hd, d, 0);
-        rope_forward(s->q, s->pos, s->rope_cos, s->rope_sin, rows, nh, hd);
-        rope_forward(s->k, s->pos, s->rope_cos, s->rope_sin, rows, nkv, hd);
+        float *q = s->q, *k = s->k, *v = s->v;
+        if (rows == 1 && prefill_T == 0 && s->qkv_adjacent) {
+            // wq, wk, wv lie one after the other in the arena: one matrix-vector product.
+            q = s->qkv1, k = q + nh * hd, v = k + nkv * hd;
+            linear(q, s->a, P(s, L->wq), 1, (nh + 2 * nkv) * hd, d, 0);
+        } else {
+            linear(q, s->a, P(s, L->wq), rows, nh * hd, d, 0);
+            linear(k, s->a, P(s, L->wk), rows, nkv * hd, d, 0);
+            linear(v, s->a, P(s, L->wv), rows, nkv * hd, d, 0);
+        }
+        rope_forward(q, s->pos, s->rope_cos, s->rope_sin, rows, nh, hd);
+        rope_forward(k, s->pos, s->rope_cos, s->rope_sin, rows, nkv, hd);
         if (prefill_T > 0)
             attend_prefill(s, l, first, prefill_g, prefill_T);
         else
-            attend_cached(s, l, rows, seqs);
+            attend_cached(s, l, rows, seqs, q, k, v);
         linear(s->x, s->o, P(s, L->wo), rows, d, nh * hd, 1);
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->ffn_norm), rows, d, eps);
         if (L->is_moe)
@@ -374,6 +387,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->o, R * qd);
     ALLOC(s->k, R * kd);
     ALLOC(s->v, R * kd);
+    ALLOC(s->qkv1, qd + 2 * kd);
     ALLOC(s->att, (size_t)c->n_heads * max_seq * max_seq);
     ALLOC(s->scores, (size_t)max_batch * c->n_heads * max_seq);
     ALLOC(s->probs, R * E);
@@ -399,6 +413,12 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
         return NULL;
     }
     rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
+    s->qkv_adjacent = 1;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &pt->layer[l];
+        s->qkv_adjacent &= pt->t[L->wk].offset == pt->t[L->wq].offset + pt->t[L->wq].numel &&
+                           pt->t[L->wv].offset == pt->t[L->wk].offset + pt->t[L->wk].numel;
+    }
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;
     s->route_k = (int)k;
@@ -409,7 +429,7 @@ void infer_free(infer_ctx *s) {
     if (!s) return;
     kvcache_free(&s->kv);
     void *bufs[] = {s->rope_cos, s->rope_sin, s->pos,      s->seq_of_row,      s->x,        s->a,        s->rstd,
-                    s->q,        s->o,        s->k,        s->v,        s->att,      s->scores,   s->probs,
+                    s->q,        s->o,        s->k,        s->v,        s->qkv1,        s->att,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
                     s->route_gate};

@@ -254,7 +254,16 @@ int cmd_dump(int argc, char **argv) {
         case 'c': ckpt = optarg; break;
         case 't': tok = optarg; break;
         case 'o': out = optarg; break;
-        case 'j': threads = atoi(optarg); break;
+        case 'j': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || !optarg[0] || n < 0 || n > 1024) {
+                fprintf(stderr, "monolith: --threads takes a whole number (0 = one per core), not '%s'\n", optarg);
+                return 2;
+            }
+            threads = (int)n;
+            break;
+        }
         case 'h': printf("%s", usage); return 0;
         default: fprintf(stderr, "%s", usage); return 2;
         }

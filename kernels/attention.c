@@ -143,6 +143,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
+    simd_active();  // decide the SIMD level before the threads read it
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {

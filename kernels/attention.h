@@ -8,7 +8,8 @@
 // over keys 0..t; the rest are zero). Backward assigns dq, dk and dv, and needs a
 // scratch buffer of attention_scratch_floats(...) floats (no allocation inside): one
 // block of query rows x T per thread, so size it after threads_init() and again if the
-// thread count changes. Both run the (batch, head) pairs in parallel with OpenMP.
+// thread count changes. Both run the (batch, head) pairs in parallel with OpenMP; call
+// them from serial code (inside a parallel region the threads would share one scratch).
 #ifndef MONOLITH_ATTENTION_H
 #define MONOLITH_ATTENTION_H
 

@@ -21,7 +21,10 @@ int cmd_fail(void);
     X(inspect, "config, total and active parameters, tensor shapes and experts of a checkpoint") \
     X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")                    \
     X(tokenizer, "train a byte-level BPE vocabulary; encode text to ids and decode ids to bytes")  \
-    X(data, "prepare: text files -> a token data set (train/val split by document)")
+    X(data, "prepare: text files -> a token data set (train/val split by document)")               \
+    X(expert, "experts as modules: list, extract, insert, add, remove")                            \
+    X(compose, "experts from several module files + a base (or averaged bases) -> one MoE")       \
+    X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")
 
 #define X(name, help) int cmd_##name(int argc, char **argv);
 MONOLITH_COMMANDS(X)

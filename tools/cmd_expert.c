@@ -1,0 +1,412 @@
+// cmd_expert.c: `monolith expert list|extract|insert|add|remove`: experts as modules
+// (engine/expert_module.h).
+#include "tools/commands.h"
+
+#include "engine/base/error.h"
+#include "engine/base/h5io.h"
+#include "engine/checkpoint.h"
+#include "engine/expert_module.h"
+#include "train/freeze.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char expert_usage[] =
+    "usage: monolith expert <action> ...\n"
+    "\n"
+    "  list CKPT                                  index, name, domain, steps, tokens routed, provenance\n"
+    "  extract CKPT --expert E -o MOD.h5          expert E (index or name) as a monolith-expert module,\n"
+    "                                             with its slices of Adam's m and v if CKPT has /optim\n"
+    "  insert CKPT MOD.h5 --slot E -o OUT.h5      overwrite expert E with the module (same shape key)\n"
+    "  add CKPT [MOD.h5 | --init copy:E | --init random] -o OUT.h5\n"
+    "                                             one more expert in every MoE layer and the router\n"
+    "                                             (n_experts + 1, top_k unchanged): the module, a copy of\n"
+    "                                             expert E, or a random one (--seed S)\n"
+    "  remove CKPT --expert E -o OUT.h5           drop expert E from every MoE layer and the router\n"
+    "\n"
+    "  --name N, --domain D    (extract, add) set the expert's name and domain\n"
+    "\n"
+    "An expert's name, domain and provenance travel with it (/experts in a checkpoint, root\n"
+    "attributes in a module). insert keeps /optim and /train, so its output can be resumed;\n"
+    "add and remove change shapes and write a model checkpoint (train it with --init).\n";
+
+// ---------------------------------------------------------------------------- helpers
+
+// Expert by index or by name. Returns the index, or -1 with a message.
+static int resolve_expert(const mo_checkpoint *ck, const char *path, const char *s) {
+    char *end;
+    errno = 0;
+    long e = strtol(s, &end, 10);
+    int n = ck->experts.n ? ck->experts.n : 1;
+    if (*s && !*end && !errno) {
+        if (e < 0 || e >= n) return mo_errorf("--expert %ld is out of range: %s has experts 0..%d", e, path, n - 1);
+        return (int)e;
+    }
+    for (int i = 0; i < ck->experts.n; i++)
+        if (!strcmp(ck->experts.name[i], s)) return i;
+    return mo_errorf("--expert %s: %s has no expert of that name (monolith expert list %s shows them)", s, path, path);
+}
+
+static void fnv1a(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ b[i]) * 0x100000001b3ull;
+}
+
+// The run options stored in a training checkpoint's /train (NULL when absent; free()).
+static char *train_options(hid_t f) {
+    if (!h5_attr_exists(f, "train", "options")) return NULL;
+    size_t cap = 1 << 20;
+    char *s = malloc(cap);
+    if (s && h5_attr_get_str(f, "train", "options", s, cap)) free(s), s = NULL;
+    return s;
+}
+
+// data_hash: FNV-1a 64 over the bytes of every token set of the run's `data = ...` lines,
+// in order (a file that is gone counts by its line). "" for a checkpoint without a run.
+static void data_hash(const char *options, char out[MO_HASH_HEX]) {
+    out[0] = 0;
+    if (!options) return;
+    uint64_t h = 0xcbf29ce484222325ull;
+    int any = 0;
+    for (const char *p = options; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[8192];
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = 0;
+            char *eq = strchr(line, '=');
+            if (!strncmp(line, "data", 4) && eq && strspn(line + 4, " \t") == (size_t)(eq - line - 4)) {
+                char *spec = eq + 1 + strspn(eq + 1, " \t");
+                char *path = strchr(spec, '=') ? strchr(spec, '=') + 1 : spec;
+                char *colon = strrchr(path, ':');
+                if (colon && strspn(colon + 1, "0123456789.eE+-") == strlen(colon + 1)) *colon = 0;
+                FILE *f = fopen(path, "rb");
+                if (f) {
+                    char buf[1 << 16];
+                    size_t got;
+                    while ((got = fread(buf, 1, sizeof buf, f)) > 0) fnv1a(&h, buf, got);
+                    fclose(f);
+                } else {
+                    fnv1a(&h, line, n);
+                }
+                any = 1;
+            }
+        }
+        p += n + (nl ? 1 : 0);
+    }
+    if (any) snprintf(out, MO_HASH_HEX, "%016llx", (unsigned long long)h);
+}
+
+// Steps expert e was trained in the run that wrote the checkpoint: /train step when the
+// run's --train mask covers expert e's first slice, else 0.
+static int64_t steps_trained(hid_t f, const mo_checkpoint *ck, int e) {
+    int64_t step = 0;
+    char mask[256];
+    if (!h5_exists(f, "train") || h5_attr_get_i64(f, "train", "step", &step) ||
+        h5_attr_get_str(f, "train", "train_mask", mask, sizeof mask)) {
+        mo_error_clear();
+        return 0;
+    }
+    const mo_param_table *pt = &ck->table;
+    int w1 = -1;
+    for (int l = 0; l < pt->cfg.n_layers && w1 < 0; l++)
+        w1 = pt->layer[l].is_moe ? pt->layer[l].w1 : pt->layer[l].ffn_w1;
+    train_mask tm;
+    if (w1 < 0 || freeze_parse(pt, mask, &tm)) {
+        mo_error_clear();
+        return 0;
+    }
+    size_t n = pt->t[w1].expert_numel ? pt->t[w1].expert_numel : 0;
+    int has = train_mask_has(&tm, pt->t[w1].offset + (size_t)e * n);
+    train_mask_free(&tm);
+    return has ? step : 0;
+}
+
+// Tokens routed to each expert in the last evaluation, from the run folder's
+// metrics.jsonl next to the checkpoint (the newest "eval" line at or before the
+// checkpoint's step): slots summed over domains and MoE layers, divided by the layers.
+// Returns 1 when found.
+static int routed_tokens(const char *ckpt, int64_t step, int E, int64_t *out) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", ckpt);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dirname(dir));
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char *line = NULL, *best = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (!strstr(line, "\"type\": \"eval\"") && !strstr(line, "\"type\":\"eval\"")) continue;
+        const char *s = strstr(line, "\"step\"");
+        long long st = s ? strtoll(strchr(s, ':') + 1, NULL, 10) : -1;
+        if (st <= step || step < 0) {
+            free(best);
+            best = strdup(line);
+        }
+    }
+    free(line);
+    fclose(f);
+    if (!best) return 0;
+    int found = 0;
+    const char *r = strstr(best, "\"routing\"");
+    memset(out, 0, (size_t)E * sizeof *out);
+    int layers = 0;
+    // Every "[a, b, ...]" list after "routing" is one (domain, layer) row of E counts.
+    for (const char *p = r ? strchr(r, '[') : NULL; p; p = strchr(p, '[')) {
+        p++;
+        for (int e = 0; e < E; e++) {
+            char *end;
+            long long v = strtoll(p, &end, 10);
+            if (end == p) break;
+            out[e] += v;
+            p = end + strspn(end, ", ");
+        }
+        layers++;
+        found = 1;
+    }
+    // Rows = domains x layers; a token makes k slots per layer: report slots per layer.
+    int n_moe = 0;
+    const char *q = r ? strchr(r, '{') : NULL;
+    if (q && (q = strchr(q + 1, '{'))) {
+        const char *close = strchr(q, '}');
+        for (const char *p = q; p && p < close; p = strchr(p + 1, '[')) n_moe += *p == '[';
+    }
+    if (found && n_moe > 0)
+        for (int e = 0; e < E; e++) out[e] /= n_moe;
+    free(best);
+    return found;
+}
+
+// ---------------------------------------------------------------------------- actions
+
+static int do_list(const char *path) {
+    mo_checkpoint ck;
+    if (ckpt_load(path, &ck)) return cmd_fail();
+    hid_t f = ckpt_open(path);
+    int64_t step = -1;
+    if (f >= 0 && h5_exists(f, "train")) h5_attr_get_i64(f, "train", "step", &step);
+    const mo_config *c = &ck.table.cfg;
+    int E = c->n_experts;
+    int64_t *routed = calloc((size_t)E + 1, sizeof *routed);
+    int have_routed = routed && E > 0 && routed_tokens(path, step, E, routed);
+    printf("%s: %d expert%s per MoE layer, top_k %d, %d of %d layers MoE\n", path, E, E == 1 ? "" : "s", c->top_k,
+           config_n_moe_layers(c), c->n_layers);
+    printf("%-5s %-16s %-12s %8s %14s  %s\n", "index", "name", "domain", "steps", "tokens_routed", "provenance");
+    for (int e = 0; e < ck.experts.n; e++) {
+        char routed_s[32] = "-";
+        if (have_routed) snprintf(routed_s, sizeof routed_s, "%lld", (long long)routed[e]);
+        printf("%-5d %-16s %-12s %8lld %14s  %s\n", e, ck.experts.name[e],
+               ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", (long long)(f >= 0 ? steps_trained(f, &ck, e) : 0),
+               routed_s, ck.experts.provenance[e]);
+    }
+    if (have_routed) printf("(tokens_routed: the last evaluation in the run folder's metrics.jsonl, per MoE layer)\n");
+    h5_close(f);
+    free(routed);
+    ckpt_free(&ck);
+    return 0;
+}
+
+static int do_extract(const char *path, const char *which, const char *name, const char *domain, const char *out) {
+    mo_checkpoint ck;
+    float *m, *v;
+    mo_expert x = {0};
+    if (expert_ckpt_load(path, &ck, &m, &v)) return cmd_fail();
+    int rc = 1;
+    int e = resolve_expert(&ck, path, which);
+    if (e < 0 || expert_extract(&ck, m, v, e, &x)) goto done;
+    hid_t f = ckpt_open(path);
+    if (f >= 0) {
+        x.steps_trained = steps_trained(f, &ck, e);
+        char *opts = train_options(f);
+        data_hash(opts, x.data_hash);
+        free(opts);
+        h5_close(f);
+    }
+    if (name) free(x.name), x.name = strdup(name);
+    if (domain) free(x.domain), x.domain = strdup(domain);
+    if (expert_save(out, &x)) goto done;
+    printf("%s: expert %d (%s, domain %s) of %s, %d MoE layer%s%s\n", out, e, x.name, x.domain[0] ? x.domain : "-",
+           path, x.n_moe, x.n_moe == 1 ? "" : "s", x.m ? ", with optimizer state" : "");
+    rc = 0;
+done:
+    if (rc) cmd_fail();
+    expert_free(&x);
+    ckpt_free(&ck);
+    free(m), free(v);
+    return rc;
+}
+
+static int do_insert(const char *path, const char *mod, int slot, const char *out) {
+    mo_checkpoint ck;
+    float *m, *v;
+    mo_expert x = {0};
+    if (expert_ckpt_load(path, &ck, &m, &v)) return cmd_fail();
+    int rc = 1;
+    if (expert_load(mod, &x) || expert_insert(&ck, m, v, slot, &x, path, mod) ||
+        expert_ckpt_save(out, &ck, m, v, m ? path : NULL))
+        goto done;
+    printf("%s: %s with expert %d replaced by %s (%s)%s\n", out, path, slot, mod, x.name,
+           m ? (x.m ? ", optimizer state from the module" : ", optimizer state of the slot reset") : "");
+    rc = 0;
+done:
+    if (rc) cmd_fail();
+    expert_free(&x);
+    ckpt_free(&ck);
+    free(m), free(v);
+    return rc;
+}
+
+static int do_add(const char *path, const char *mod, const char *init, uint64_t seed, const char *name,
+                  const char *domain, const char *out) {
+    mo_checkpoint ck, nk = {0};
+    mo_expert x = {0};
+    if (ckpt_load(path, &ck)) return cmd_fail();
+    int rc = 1, E = ck.table.cfg.n_experts, copy = -1;
+    int *map = calloc((size_t)E + 1, sizeof *map);
+    if (!map) {
+        mo_errorf("out of memory");
+        goto done;
+    }
+    if (init && !strncmp(init, "copy:", 5)) {
+        copy = resolve_expert(&ck, path, init + 5);
+        if (copy < 0) goto done;
+    } else if (init && strcmp(init, "random")) {
+        mo_errorf("--init %s: use copy:E (a copy of expert E) or random", init);
+        goto done;
+    }
+    if (mod && expert_load(mod, &x)) goto done;
+    for (int j = 0; j < E; j++) map[j] = j;
+    map[E] = copy;
+    if (expert_remap(&ck, NULL, NULL, map, E + 1, &nk, NULL, NULL)) goto done;
+    char prov[512];
+    if (mod) {
+        if (expert_insert(&nk, NULL, NULL, E, &x, path, mod)) goto done;
+    } else if (copy >= 0) {
+        snprintf(prov, sizeof prov, "{\"copy_of\": %d, \"copied_from\": \"%s\"}", copy, ck.experts.name[copy]);
+        char nm[160];
+        snprintf(nm, sizeof nm, "%s-copy", ck.experts.name[copy]);
+        if (ckpt_experts_set(&nk.experts, E, nm, NULL, prov)) goto done;
+    } else {
+        expert_init_random(&nk, E, seed);
+        snprintf(prov, sizeof prov, "{\"init\": \"random\", \"seed\": %llu}", (unsigned long long)seed);
+        if (ckpt_experts_set(&nk.experts, E, NULL, "", prov)) goto done;
+    }
+    if ((name || domain) && ckpt_experts_set(&nk.experts, E, name, domain, NULL)) goto done;
+    if (ckpt_save(out, &nk)) goto done;
+    printf("%s: %s plus expert %d (%s, from %s); %d experts, top_k %d\n", out, path, E, nk.experts.name[E],
+           mod ? mod : copy >= 0 ? "a copy" : "random init", E + 1, nk.table.cfg.top_k);
+    rc = 0;
+done:
+    if (rc) cmd_fail();
+    free(map);
+    expert_free(&x);
+    ckpt_free(&ck);
+    ckpt_free(&nk);
+    return rc;
+}
+
+static int do_remove(const char *path, const char *which, const char *out) {
+    mo_checkpoint ck, nk = {0};
+    if (ckpt_load(path, &ck)) return cmd_fail();
+    int rc = 1, E = ck.table.cfg.n_experts;
+    int *map = calloc((size_t)E + 1, sizeof *map);
+    int e = resolve_expert(&ck, path, which);
+    if (!map || e < 0) goto done;
+    for (int j = 0, k = 0; j < E; j++)
+        if (j != e) map[k++] = j;
+    if (expert_remap(&ck, NULL, NULL, map, E - 1, &nk, NULL, NULL) || ckpt_save(out, &nk)) goto done;
+    printf("%s: %s without expert %d (%s); %d experts, top_k %d\n", out, path, e, ck.experts.name[e], E - 1,
+           nk.table.cfg.top_k);
+    rc = 0;
+done:
+    if (rc) cmd_fail();
+    free(map);
+    ckpt_free(&ck);
+    ckpt_free(&nk);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------- dispatch
+
+int cmd_expert(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        int asked = argc >= 2;
+        fputs(expert_usage, asked ? stdout : stderr);
+        return asked ? 0 : 2;
+    }
+    const char *action = argv[1];
+    static const struct option lo[] = {{"expert", required_argument, 0, 'e'}, {"slot", required_argument, 0, 's'},
+                                       {"init", required_argument, 0, 'i'},   {"seed", required_argument, 0, 'S'},
+                                       {"name", required_argument, 0, 'n'},   {"domain", required_argument, 0, 'd'},
+                                       {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+                                       {0}};
+    const char *which = NULL, *init = NULL, *name = NULL, *domain = NULL, *out = NULL;
+    long slot = -1;
+    unsigned long long seed = 1;
+    optind = 1;
+    opterr = 0;
+    int c;
+    // argv[1] is the action: parse from it on so getopt sees the flags after it.
+    while ((c = getopt_long(argc - 1, argv + 1, ":o:", lo, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'e': which = optarg; break;
+        case 's':
+            slot = strtol(optarg, &end, 10);
+            if (!*optarg || *end || slot < 0) {
+                fprintf(stderr, "monolith: --slot takes an expert index >= 0, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'i': init = optarg; break;
+        case 'S':
+            seed = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || optarg[0] == '-') {
+                fprintf(stderr, "monolith: --seed takes a whole number >= 0, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'n': name = optarg; break;
+        case 'd': domain = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(expert_usage, stdout); return 0;
+        case ':': fprintf(stderr, "monolith: expert %s: flag %s needs a value\n", action, argv[optind]); return 2;
+        default: fprintf(stderr, "monolith: expert %s: unknown flag '%s'\n", action, argv[optind]); return 2;
+        }
+    }
+    char **pos = argv + 1 + optind;
+    int npos = argc - 1 - optind;
+#define NEED(cond, msg)                                                        \
+    if (!(cond)) {                                                             \
+        fprintf(stderr, "monolith: expert %s: %s\n%s", action, msg, expert_usage); \
+        return 2;                                                              \
+    }
+    if (!strcmp(action, "list")) {
+        NEED(npos == 1, "give one checkpoint: monolith expert list CKPT");
+        return do_list(pos[0]);
+    }
+    if (!strcmp(action, "extract")) {
+        NEED(npos == 1 && which && out, "give CKPT --expert E -o MOD.h5");
+        return do_extract(pos[0], which, name, domain, out);
+    }
+    if (!strcmp(action, "insert")) {
+        NEED(npos == 2 && slot >= 0 && out, "give CKPT MOD.h5 --slot E -o OUT.h5");
+        return do_insert(pos[0], pos[1], (int)slot, out);
+    }
+    if (!strcmp(action, "add")) {
+        NEED((npos == 2) + !!init == 1 && npos >= 1 && out,
+             "give CKPT and one of MOD.h5, --init copy:E or --init random, and -o OUT.h5");
+        return do_add(pos[0], npos == 2 ? pos[1] : NULL, init, seed, name, domain, out);
+    }
+    if (!strcmp(action, "remove")) {
+        NEED(npos == 1 && which && out, "give CKPT --expert E -o OUT.h5");
+        return do_remove(pos[0], which, out);
+    }
+#undef NEED
+    fprintf(stderr, "monolith: expert: unknown action '%s'; use list, extract, insert, add or remove\n", action);
+    return 2;
+}

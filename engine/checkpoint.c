@@ -26,26 +26,49 @@ int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, con
     return 0;
 }
 
+// Tensor i of `pt` exists under `group` with the table's shape and has its data stored
+// (a header alone can claim any shape: nothing is allocated for it before this check).
+static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int i) {
+    const mo_tensor *t = &pt->t[i];
+    if (!h5_exists(f, path)) return mo_errorf("%s: missing tensor /%s (the config asks for it)", h5_name(f), path);
+    int rank;
+    hsize_t got[H5IO_MAX_RANK], dims[3];
+    tensor_dims(t, dims);
+    if (h5_shape(f, path, &rank, got)) return -1;
+    int same = rank == t->rank;
+    for (int k = 0; same && k < rank; k++) same = got[k] == dims[k];
+    if (!same) {
+        char want[96];
+        params_shape_str(pt, i, want, sizeof want);
+        return mo_errorf("%s: tensor /%s has a shape that disagrees with /config (which asks for %s)", h5_name(f),
+                         path, want);
+    }
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0) return mo_errorf("%s: /%s is not a dataset", h5_name(f), path);
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    herr_t rc = H5Dget_space_status(ds, &status);
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int contiguous = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    hsize_t stored = H5Dget_storage_size(ds);
+    H5Dclose(ds);
+    if (rc < 0 || status != H5D_SPACE_STATUS_ALLOCATED || (contiguous && stored < t->numel * sizeof(float)))
+        return mo_errorf("%s: tensor /%s has no (or not all) data stored; the file is truncated or corrupt",
+                         h5_name(f), path);
+    return 0;
+}
+
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena) {
     char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
+        if (check_tensor(f, path, pt, i)) return -1;
+    }
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
         hsize_t dims[3];
         tensor_dims(t, dims);
         snprintf(path, sizeof path, "%s/%s", group, t->name);
-        if (!h5_exists(f, path))
-            return mo_errorf("%s: missing tensor /%s (the config asks for it)", h5_name(f), path);
-        int rank;
-        hsize_t got[H5IO_MAX_RANK];
-        if (h5_shape(f, path, &rank, got)) return -1;
-        int same = rank == t->rank;
-        for (int k = 0; same && k < rank; k++) same = got[k] == dims[k];
-        if (!same) {
-            char want[96];
-            params_shape_str(pt, i, want, sizeof want);
-            return mo_errorf("%s: tensor /%s has a shape that disagrees with /config (which asks for %s)",
-                             h5_name(f), path, want);
-        }
         float *x = arena + t->offset;
         if (h5_read_f32(f, path, x, t->rank, dims)) return -1;
         for (size_t j = 0; j < t->numel; j++)
@@ -53,6 +76,15 @@ int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, floa
                 return mo_errorf("%s: tensor /%s holds %s at flat index %zu; the checkpoint is corrupt or "
                                  "training diverged",
                                  h5_name(f), path, isnan(x[j]) ? "NaN" : "Inf", j);
+    }
+    return 0;
+}
+
+int ckpt_check_tensors(hid_t f, const char *group, const mo_param_table *pt) {
+    char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
+        if (check_tensor(f, path, pt, i)) return -1;
     }
     return 0;
 }
@@ -258,6 +290,11 @@ int ckpt_load_from(hid_t f, mo_checkpoint *ck) {
     if (!h5_exists(f, "config")) return mo_errorf("%s: no /config group; not a complete checkpoint", h5_name(f));
     if (config_read(f, "config", &c)) return -1;
     if (params_table_build(&ck->table, &c)) return -1;
+    // Shapes and stored data first: the arena is allocated only for a file that holds it.
+    if (ckpt_check_tensors(f, "model", &ck->table)) {
+        ckpt_free(ck);
+        return -1;
+    }
     ck->params = params_arena_alloc(&ck->table);
     if (!ck->params || ckpt_read_tensors(f, "model", &ck->table, ck->params) ||
         check_no_extra(f, "model", &ck->table) ||

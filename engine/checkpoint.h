@@ -73,8 +73,13 @@ int ckpt_load_from(hid_t f, mo_checkpoint *ck);
 
 // Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`.
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);
-// Reads every tensor `<group>/<name>` of `pt` into `arena`, each with exactly the table's
-// shape, and refuses NaN/Inf. Returns 0, or -1 naming the file and the tensor.
+// Checks, reading no data, that every tensor `<group>/<name>` of `pt` exists with exactly
+// the table's shape and has its data stored: call it before allocating arenas for a
+// file, so a corrupt header never makes us allocate what it claims. Returns 0 or -1.
+int ckpt_check_tensors(hid_t f, const char *group, const mo_param_table *pt);
+// Reads every tensor `<group>/<name>` of `pt` into `arena` (checking them first as
+// ckpt_check_tensors does) and refuses NaN/Inf. Returns 0, or -1 naming the file and
+// the tensor.
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena);
 
 int ckpt_write_experts(hid_t f, const mo_experts_meta *m);

@@ -176,6 +176,27 @@ START_TEST(test_refuse_missing_tensor_and_attr) {
 }
 END_TEST
 
+// A header may claim any shape: a config of 20M x 64 embeddings with datasets that claim
+// that shape but store nothing is refused before anything that size is allocated.
+START_TEST(test_refuse_claimed_but_unstored) {
+    const char *p = saved("claims.h5", NULL);
+    hid_t f = open_rw(p);
+    ck_assert_int_eq(h5_attr_set_i64(f, "config", "vocab_size", 20000000), 0);
+    const char *names[2] = {"model/tok_embeddings", "model/output"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_ge(H5Ldelete(f, names[i], H5P_DEFAULT), 0);
+        hsize_t dims[2] = {20000000, 64};
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t ds = H5Dcreate2(f, names[i], H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert_int_ge(ds, 0);
+        H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    assert_refused(p, (const char *const[]){"claims.h5", "tok_embeddings", "no (or not all) data", NULL});
+}
+END_TEST
+
 START_TEST(test_refuse_extra_group) {
     const char *p = saved("extra.h5", NULL);
     hid_t f = open_rw(p);
@@ -225,6 +246,7 @@ int main(void) {
     tcase_add_test(tc, test_refuse_newer_version);
     tcase_add_test(tc, test_refuse_wrong_shape);
     tcase_add_test(tc, test_refuse_missing_tensor_and_attr);
+    tcase_add_test(tc, test_refuse_claimed_but_unstored);
     tcase_add_test(tc, test_refuse_extra_group);
     tcase_add_test(tc, test_refuse_nan_and_inf);
     tcase_add_test(tc, test_failed_write_keeps_old_file);

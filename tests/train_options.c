@@ -102,12 +102,14 @@ START_TEST(test_errors) {
     expect_error(a1, 3, "unknown flag '--stepz'");
     const char *a2[] = {"train", "--steps", "many"};
     expect_error(a2, 3, "--steps: expected a whole number");
-    const char *a3[] = {"train", "--data", "code"};
-    expect_error(a3, 3, "NAME=FILE");
+    const char *a3[] = {"train", "--data", "=x.h5"};
+    expect_error(a3, 3, "--data '=x.h5'");
     const char *a4[] = {"train", "--data", "a=x.h5", "--data", "a=y.h5"};
     expect_error(a4, 5, "given twice");
     const char *a5[] = {"train", "--data", "a=x.h5:-1"};
-    expect_error(a5, 3, "weight must be a positive");
+    expect_error(a5, 3, "weight after ':' must be a positive");
+    const char *a10[] = {"train", "--data", "a b=x.h5"};
+    expect_error(a10, 3, "domain name 'a b'");
     const char *a6[] = {"train", "--n-experts", "lots"};
     expect_error(a6, 3, "--n-experts");
     const char *a7[] = {"train", "--steps"};

@@ -22,6 +22,8 @@ int cmd_fail(void);
     X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")                    \
     X(tokenizer, "train a byte-level BPE vocabulary; encode text to ids and decode ids to bytes")  \
     X(data, "prepare: text files -> a token data set (train/val split by document)")               \
+    X(train, "train a model on token sets: AdamW, freeze masks, checkpoints with exact --resume")  \
+    X(eval, "per-domain validation loss and perplexity, domain x expert routing matrix")           \
     X(expert, "experts as modules: list, extract, insert, add, remove")                            \
     X(compose, "experts from several module files + a base (or averaged bases) -> one MoE")       \
     X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")

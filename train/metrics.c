@@ -71,16 +71,31 @@ int metrics_write_step(metrics_log *m, const metrics_step *s) {
     return 0;
 }
 
-int metrics_write_eval(metrics_log *m, int64_t step, int n, const char *const *names, const double *loss) {
+int metrics_write_eval(metrics_log *m, const metrics_eval *e) {
     FILE *f = m->f;
-    fprintf(f, "{\"type\": \"eval\", \"step\": %lld, \"val\": {", (long long)step);
-    for (int i = 0; i < n; i++) {
-        fprintf(f, "%s\"%s\": {", i ? ", " : "", names[i]);
-        put_num(f, "loss", loss[i], 0);
-        put_num(f, "ppl", exp(loss[i]), 1);
+    fprintf(f, "{\"type\": \"eval\", \"step\": %lld, \"val\": {", (long long)e->step);
+    for (int i = 0; i < e->n; i++) {
+        fprintf(f, "%s\"%s\": {", i ? ", " : "", e->names[i]);
+        put_num(f, "loss", e->loss[i], 0);
+        put_num(f, "ppl", exp(e->loss[i]), 0);
+        fprintf(f, "\"tokens\": %lld}", (long long)e->tokens[i]);
+    }
+    fprintf(f, "}");
+    if (e->counts && e->n_moe) {
+        fprintf(f, ", \"routing\": {");
+        for (int i = 0; i < e->n; i++) {
+            fprintf(f, "%s\"%s\": {", i ? ", " : "", e->names[i]);
+            for (int l = 0; l < e->n_moe; l++) {
+                fprintf(f, "%s\"%d\": [", l ? ", " : "", e->moe_layer[l]);
+                const int64_t *c = e->counts + ((size_t)i * e->n_moe + l) * e->n_experts;
+                for (int x = 0; x < e->n_experts; x++) fprintf(f, "%s%lld", x ? ", " : "", (long long)c[x]);
+                fprintf(f, "]");
+            }
+            fprintf(f, "}");
+        }
         fprintf(f, "}");
     }
-    fprintf(f, "}}\n");
+    fprintf(f, "}\n");
     if (fflush(f) || ferror(f)) return mo_errorf("metrics.jsonl: write failed: %s", strerror(errno));
     return 0;
 }

@@ -4,7 +4,8 @@
 //   {"type": "train", "step": 12, "loss": .., "ce": .., "aux": .., "z": .., "lr": ..,
 //    "grad_norm": .., "tokens_per_s": .., "tokens_seen": .., "elapsed_s": ..,
 //    "expert_tokens": {"0": [n_0, .., n_E-1], "1": [...]}}     (key: MoE layer index)
-//   {"type": "eval", "step": 100, "val": {"code": {"loss": .., "ppl": ..}, ...}}
+//   {"type": "eval", "step": 100, "val": {"code": {"loss": .., "ppl": .., "tokens": ..}, ...},
+//    "routing": {"code": {"0": [slots per expert], ...}, ...}}   (key: MoE layer index)
 //
 // `step` counts completed optimizer steps (1 after the first update). A resumed run first
 // drops the lines after its checkpoint's step, so the file never shows a step twice.
@@ -31,8 +32,19 @@ typedef struct {
 // after the last line whose step is <= keep_until. Returns 0 or -1.
 int metrics_open(metrics_log *m, const char *dir, int64_t keep_until);
 int metrics_write_step(metrics_log *m, const metrics_step *s);
-// Per-domain validation loss (mean ce in nats); ppl = exp(loss).
-int metrics_write_eval(metrics_log *m, int64_t step, int n, const char *const *names, const double *loss);
+// Per-domain validation loss (mean ce in nats; ppl = exp(loss)), tokens scored, and the
+// routed slots counts[n, n_moe, n_experts] (NULL: no "routing").
+typedef struct {
+    int64_t step;
+    int n;
+    const char *const *names;
+    const double *loss;
+    const int64_t *tokens;
+    int n_moe, n_experts;
+    const int *moe_layer;
+    const int64_t *counts;
+} metrics_eval;
+int metrics_write_eval(metrics_log *m, const metrics_eval *e);
 void metrics_close(metrics_log *m);
 
 #endif

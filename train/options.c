@@ -93,39 +93,6 @@ static const opt_def *find_opt(const char *name) {
     return NULL;
 }
 
-int train_parse_data_spec(const char *text, train_data_spec *d) {
-    memset(d, 0, sizeof *d);
-    const char *eq = strchr(text, '=');
-    if (!eq || eq == text || !eq[1])
-        return mo_errorf("--data '%s': expected NAME=FILE.h5[:WEIGHT], e.g. code=tokens/code.h5:2", text);
-    size_t nlen = (size_t)(eq - text);
-    if (nlen >= sizeof d->name) return mo_errorf("--data '%s': the domain name is too long", text);
-    for (size_t i = 0; i < nlen; i++) {
-        char c = text[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return mo_errorf("--data '%s': domain names use letters, digits, '_' and '-'", text);
-    }
-    memcpy(d->name, text, nlen);
-    const char *path = eq + 1, *colon = strrchr(path, ':');
-    size_t plen = strlen(path);
-    d->weight = 1.0;
-    if (colon) {
-        char *end;
-        errno = 0;
-        double w = strtod(colon + 1, &end);
-        if (colon[1] && !*end && !errno) {
-            if (!(w > 0) || !isfinite(w))
-                return mo_errorf("--data '%s': the weight must be a positive number, not '%s'", text, colon + 1);
-            d->weight = w;
-            plen = (size_t)(colon - path);
-        }
-    }
-    if (!plen) return mo_errorf("--data '%s': no file given", text);
-    if (plen >= sizeof d->path) return mo_errorf("--data '%s': the path is too long", text);
-    memcpy(d->path, path, plen);
-    return 0;
-}
-
 static int set_override(train_opts *o, const char *name, const char *value, const char *origin) {
     mo_config probe;  // check the value parses now, so the error points at its origin
     config_preset(&probe, "tiny");
@@ -192,9 +159,16 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
     case OT_DATA: {
         if (o->n_data == TRAIN_MAX_DOMAINS) return mo_errorf("%s: at most %d domains", origin, TRAIN_MAX_DOMAINS);
         train_data_spec ds;
-        if (train_parse_data_spec(value, &ds)) return mo_errorf("%s: %s", origin, mo_error());
+        if (loader_parse_spec(value, &ds)) {
+            if (!strncmp(origin, "--", 2)) return -1;  // its message already names --data
+            return mo_errorf("%s: %s", origin, mo_error());
+        }
+        for (const char *p = ds.name; *p; p++)  // names become JSON keys and file names
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                  *p == '-' || *p == '.'))
+                return mo_errorf("%s: domain name '%s': use letters, digits, '.', '_' and '-'", origin, ds.name);
         for (int i = 0; i < o->n_data; i++)
-            if (!strcmp(o->data[i].name, ds.name))
+            if (*ds.name && !strcmp(o->data[i].name, ds.name))
                 return mo_errorf("%s: domain '%s' is given twice", origin, ds.name);
         o->data[o->n_data++] = ds;
         return 0;
@@ -282,7 +256,8 @@ int train_opts_write_ini(const train_opts *o, const char *path) {
         case OT_F64: fprintf(f, "%s = %.17g\n", d->name, *(const double *)at); break;
         case OT_DATA:
             for (int k = 0; k < o->n_data; k++)
-                fprintf(f, "data = %s=%s:%.17g\n", o->data[k].name, o->data[k].path, o->data[k].weight);
+                fprintf(f, "data = %s%s%s:%.17g\n", o->data[k].name, *o->data[k].name ? "=" : "", o->data[k].path,
+                        o->data[k].weight);
             break;
         }
     }

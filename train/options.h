@@ -10,18 +10,17 @@
 #ifndef MONOLITH_TRAIN_OPTIONS_H
 #define MONOLITH_TRAIN_OPTIONS_H
 
+#include "data/loader.h"
+
 #include <stdint.h>
 #include <stdio.h>
 
 #define TRAIN_MAX_DOMAINS 16
 #define TRAIN_MAX_OVERRIDES 32
-#define TRAIN_PATH_MAX 1024
+#define TRAIN_PATH_MAX 4096
 
-typedef struct {
-    char name[64];
-    char path[TRAIN_PATH_MAX];
-    double weight;  // sampling weight, > 0 (default 1)
-} train_data_spec;
+// One --data NAME=FILE[:WEIGHT] (data/loader.h; NAME may be left out: the file's domain).
+typedef loader_spec train_data_spec;
 
 typedef struct {
     char name[64], value[256];
@@ -77,8 +76,5 @@ int train_opts_write_ini(const train_opts *o, const char *path);
 
 // The flag list with defaults and help, for --help.
 void train_opts_usage(FILE *out);
-
-// Parses "name=file.h5[:weight]". Returns 0, or -1 naming --data.
-int train_parse_data_spec(const char *text, train_data_spec *d);
 
 #endif

@@ -1,0 +1,555 @@
+// trainer.c: setup (every check before any work), the step loop, evaluation, saving.
+#include "train/trainer.h"
+
+#include "data/loader.h"
+#include "data/tokenizer_h5.h"
+#include "data/tokens.h"
+#include "engine/base/error.h"
+#include "engine/base/rng.h"
+#include "engine/checkpoint.h"
+#include "engine/model.h"
+#include "kernels/roofline.h"
+#include "kernels/threads.h"
+#include "train/clip.h"
+#include "train/evaluate.h"
+#include "train/freeze.h"
+#include "train/metrics.h"
+#include "train/rundir.h"
+#include "train/state.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct trainer {
+    train_opts o;
+    mo_checkpoint ck;        // config, table, parameters, experts, tokenizer
+    float *grads, *m, *v;    // arenas of ck.table
+    double *partial;         // [mask.n] clip scratch
+    train_mask mask;
+    schedule sched;
+    adamw_step opt;
+    train_state st;
+    tokenizer *tok;
+    loader *ld;
+    mo_model model;
+    int *tokens, *targets;   // [B*T] one micro-batch
+    int *window;             // [B*(T+1)] from the loader
+    int *domain;             // [B]
+    int *forced;             // [B*T] route-by-domain, else NULL
+    int n_moe, moe_layer[MO_MAX_LAYERS];
+    int64_t *counts;         // [n_moe, E] routed slots this step
+    const char *names[TRAIN_MAX_DOMAINS];
+    double *val_loss;        // [n_data]
+    int64_t *val_tokens;     // [n_data]
+    int64_t *val_counts;     // [n_data, n_moe, E] routed slots in the last evaluation
+    metrics_log metrics;
+    char *options_ini;       // run.ini text, stored in each checkpoint's /train
+    char summary[TRAIN_PATH_MAX + 1024];
+};
+
+// The loader's state as the u64 list /train stores: rng[4], batches.
+static void get_loader_state(const loader *l, uint64_t *v, int *n) {
+    loader_state s;
+    loader_get_state(l, &s);
+    memcpy(v, s.rng, sizeof s.rng);
+    v[4] = s.batches;
+    *n = 5;
+}
+
+static int set_loader_state(loader *l, const uint64_t *v, int n) {
+    if (n != 5) return mo_errorf("the checkpoint's /train loader_state has %d values, expected 5", n);
+    loader_state s;
+    memcpy(s.rng, v, sizeof s.rng);
+    s.batches = v[4];
+    loader_set_state(l, &s);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- setup
+
+static int validate_numbers(const train_opts *o) {
+    if (o->batch < 1) return mo_errorf("--batch must be at least 1, not %d", o->batch);
+    if (o->seq < 2) return mo_errorf("--seq must be at least 2, not %d", o->seq);
+    if (o->grad_accum < 1) return mo_errorf("--grad-accum must be at least 1, not %d", o->grad_accum);
+    if ((int64_t)o->batch * o->seq > INT_MAX / 16)
+        return mo_errorf("--batch %d x --seq %d is too many tokens for one micro-batch; use --grad-accum", o->batch,
+                         o->seq);
+    if (o->weight_decay < 0) return mo_errorf("--weight-decay must be >= 0, not %g", o->weight_decay);
+    if (!(o->beta1 >= 0 && o->beta1 < 1)) return mo_errorf("--beta1 must be in [0, 1), not %g", o->beta1);
+    if (!(o->beta2 >= 0 && o->beta2 < 1)) return mo_errorf("--beta2 must be in [0, 1), not %g", o->beta2);
+    if (!(o->eps > 0)) return mo_errorf("--eps must be positive, not %g", o->eps);
+    if (o->clip < 0) return mo_errorf("--clip must be >= 0 (0: off), not %g", o->clip);
+    if (o->keep < 1) return mo_errorf("--keep must be at least 1, not %d", o->keep);
+    if (o->eval_every < 0) return mo_errorf("--eval-every must be >= 0, not %lld", (long long)o->eval_every);
+    if (o->eval_batches < 1) return mo_errorf("--eval-batches must be at least 1, not %lld", (long long)o->eval_batches);
+    if (o->save_every < 0) return mo_errorf("--save-every must be >= 0, not %lld", (long long)o->save_every);
+    if (o->log_every < 1) return mo_errorf("--log-every must be at least 1, not %lld", (long long)o->log_every);
+    if (o->threads < 0) return mo_errorf("--threads must be >= 0 (0: one per core), not %d", o->threads);
+    if (!*o->out) return mo_errorf("--out is empty");
+    if (o->n_data == 0) return mo_errorf("no training data: give --data NAME=FILE.h5 (a token set from monolith data prepare)");
+    if (!!*o->preset + !!*o->init != 1)
+        return mo_errorf("give exactly one of --preset NAME (a new model) and --init CKPT (start from a checkpoint)");
+    return 0;
+}
+
+// The tokenizer blob for checkpoints, from the loaded tokenizer.
+static int tokenizer_blob(const tokenizer *tok, mo_tokenizer_blob *b) {
+    ckpt_tokenizer_free(b);
+    size_t n;
+    const uint8_t *bytes = tok_tiktoken_bytes(tok, &n);
+    int ns = tok_n_specials(tok);
+    b->tiktoken = malloc(n ? n : 1);
+    b->special_names = calloc((size_t)ns + 1, sizeof *b->special_names);
+    b->special_ids = calloc((size_t)ns + 1, sizeof *b->special_ids);
+    if (!b->tiktoken || !b->special_names || !b->special_ids) return mo_errorf("out of memory");
+    memcpy(b->tiktoken, bytes, n);
+    b->tiktoken_len = n;
+    b->n_special = ns;
+    for (int i = 0; i < ns; i++) {
+        b->special_names[i] = strdup(tok_special_name(tok, i));
+        if (!b->special_names[i]) return mo_errorf("out of memory");
+        b->special_ids[i] = tok_n_ranks(tok) + i;
+    }
+    b->present = 1;
+    return 0;
+}
+
+// The tokenizer: --tokenizer, or the --init checkpoint's /tokenizer; both must agree.
+static int open_tokenizer(trainer *t) {
+    const train_opts *o = &t->o;
+    tokenizer *from_ckpt = NULL;
+    if (t->ck.tokenizer.present) {
+        char origin[TRAIN_PATH_MAX + 16];
+        snprintf(origin, sizeof origin, "%s:/tokenizer", *o->init ? o->init : "checkpoint");
+        from_ckpt = tok_from_bytes(t->ck.tokenizer.tiktoken, t->ck.tokenizer.tiktoken_len, origin,
+                                   (const char *const *)t->ck.tokenizer.special_names, t->ck.tokenizer.special_ids,
+                                   t->ck.tokenizer.n_special);
+        if (!from_ckpt) return -1;
+    }
+    if (*o->tokenizer) {
+        t->tok = tok_open(o->tokenizer);
+        if (!t->tok) {
+            tok_free(from_ckpt);
+            return mo_errorf("--tokenizer: %s", mo_error());
+        }
+        if (from_ckpt && strcmp(tok_hash(from_ckpt), tok_hash(t->tok))) {
+            mo_errorf("--tokenizer %s (hash %s) differs from the one inside %s (hash %s); drop --tokenizer to use "
+                      "the checkpoint's",
+                      o->tokenizer, tok_hash(t->tok), o->init, tok_hash(from_ckpt));
+            tok_free(from_ckpt);
+            return -1;
+        }
+        tok_free(from_ckpt);
+    } else if (from_ckpt) {
+        t->tok = from_ckpt;
+    } else {
+        return mo_errorf("no tokenizer: give --tokenizer FILE.tiktoken (the one the token sets were made with)");
+    }
+    return 0;
+}
+
+// Every token set: readable, made with this tokenizer, long enough for one window.
+static int check_token_sets(trainer *t) {
+    const train_opts *o = &t->o;
+    for (int i = 0; i < o->n_data; i++) {
+        tokset_info info;
+        const char *label = *o->data[i].name ? o->data[i].name : o->data[i].path;
+        if (tokset_info_read(o->data[i].path, &info)) return mo_errorf("--data %s: %s", label, mo_error());
+        if (strcmp(info.tokenizer_hash, tok_hash(t->tok)))
+            return mo_errorf("--data %s: %s was made with another tokenizer (hash %s, this run's is %s); prepare it "
+                             "again with this tokenizer",
+                             label, o->data[i].path, info.tokenizer_hash, tok_hash(t->tok));
+        if (info.vocab_size > t->ck.table.cfg.vocab_size)
+            return mo_errorf("--data %s: token ids go up to %lld but the model's vocab_size is %d", label,
+                             (long long)info.vocab_size - 1, t->ck.table.cfg.vocab_size);
+        for (int s = 0; s < 2; s++)
+            if (info.n_tokens[s] < (uint64_t)o->seq + 1)
+                return mo_errorf("--data %s: the %s split of %s has %llu tokens, fewer than one window of --seq %d "
+                                 "+ 1; lower --seq or prepare more text",
+                                 label, s ? "val" : "train", o->data[i].path,
+                                 (unsigned long long)info.n_tokens[s], o->seq);
+    }
+    return 0;
+}
+
+// Same tensors and shapes in two tables.
+static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
+    if (a->n != b->n || a->numel != b->numel) return 0;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->t[i].name, b->t[i].name) || memcmp(a->t[i].shape, b->t[i].shape, sizeof a->t[i].shape))
+            return 0;
+    return 1;
+}
+
+// The model of a new run: --preset + overrides, or --init + overrides that keep shapes.
+static int build_model(trainer *t) {
+    const train_opts *o = &t->o;
+    mo_config c;
+    int vocab_given = 0;
+    for (int i = 0; i < o->n_overrides; i++) vocab_given |= !strcmp(o->overrides[i].name, "vocab_size");
+    if (*o->preset) {
+        if (config_preset(&c, o->preset)) return mo_errorf("--preset: %s", mo_error());
+        // The preset's vocabulary follows the tokenizer unless overridden.
+        c.vocab_size = tok_vocab_size(t->tok);
+    } else {
+        if (ckpt_load(o->init, &t->ck)) return mo_errorf("--init: %s", mo_error());
+        c = t->ck.table.cfg;
+    }
+    for (int i = 0; i < o->n_overrides; i++)
+        if (config_set(&c, o->overrides[i].name, o->overrides[i].value)) return mo_errorf("--%s: %s", o->overrides[i].name, mo_error());
+    if (config_finalize(&c)) return mo_errorf("model config: %s", mo_error());
+    if (t->tok && c.vocab_size < tok_vocab_size(t->tok))  // --init checks after reading its tokenizer
+        return mo_errorf("vocab_size %d is smaller than the tokenizer's %d tokens", c.vocab_size, tok_vocab_size(t->tok));
+    if (*o->preset) return ckpt_new(&t->ck, &c, o->seed, NULL);
+    mo_param_table nt;
+    if (params_table_build(&nt, &c)) return -1;
+    int same = same_shapes(&nt, &t->ck.table);
+    params_table_free(&nt);
+    if (!same)
+        return mo_errorf("the model overrides change tensor shapes of --init %s; only shape-free fields (aux_coef, "
+                         "z_coef, top_k, norm_topk, rope_theta, max_seq_len, ...) can change",
+                         o->init);
+    t->ck.table.cfg = c;
+    return 0;
+}
+
+// Allocates the arenas, the model and the batch buffers; checks memory.
+static int allocate(trainer *t) {
+    const train_opts *o = &t->o;
+    const mo_param_table *pt = &t->ck.table;
+    const size_t N = (size_t)o->batch * o->seq;
+    if (!t->grads) t->grads = params_arena_alloc(pt);
+    if (!t->m) t->m = params_arena_alloc(pt);
+    if (!t->v) t->v = params_arena_alloc(pt);
+    t->partial = calloc(t->mask.n + 1, sizeof *t->partial);
+    t->tokens = malloc(N * sizeof *t->tokens);
+    t->targets = malloc(N * sizeof *t->targets);
+    t->window = malloc((size_t)o->batch * (o->seq + 1) * sizeof *t->window);
+    t->domain = calloc((size_t)o->batch, sizeof *t->domain);
+    t->val_loss = calloc((size_t)o->n_data, sizeof *t->val_loss);
+    t->val_tokens = calloc((size_t)o->n_data, sizeof *t->val_tokens);
+    t->val_counts = calloc((size_t)o->n_data * (t->n_moe + 1) * pt->cfg.n_experts, sizeof *t->val_counts);
+    t->counts = calloc((size_t)(t->n_moe + 1) * (size_t)pt->cfg.n_experts, sizeof *t->counts);
+    if (o->route_by_domain) t->forced = malloc(N * sizeof *t->forced);
+    if (!t->grads || !t->m || !t->v || !t->partial || !t->tokens || !t->targets || !t->window || !t->domain ||
+        !t->val_loss || !t->val_tokens || !t->val_counts || !t->counts || (o->route_by_domain && !t->forced))
+        return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
+                         4 * pt->numel * sizeof(float) >> 20);
+    if (model_alloc(&t->model, pt, o->batch, o->seq)) return -1;
+    double need = (double)t->model.arena_bytes + 4.0 * (double)pt->numel * sizeof(float);
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > 0.9 * have)
+        return mo_errorf("--batch %d --seq %d needs %.1f GB (activations %.1f GB + parameters, gradients, Adam "
+                         "state), more than this machine's %.1f GB; lower --batch or --seq and use --grad-accum",
+                         o->batch, o->seq, need / 1e9, (double)t->model.arena_bytes / 1e9, have / 1e9);
+    if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced);
+    return 0;
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+// --resume DIR: the folder's options and its newest checkpoint.
+static int open_resume(trainer *t, const train_opts *cli) {
+    char ini[TRAIN_PATH_MAX + 16], dir[TRAIN_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", cli->resume);
+    snprintf(ini, sizeof ini, "%s/run.ini", dir);
+    if (access(ini, R_OK))
+        return mo_errorf("--resume %s: no run.ini there (not a run folder of monolith train)", dir);
+    train_opts_defaults(&t->o);
+    if (train_opts_load_ini(&t->o, ini)) return -1;
+    snprintf(t->o.out, sizeof t->o.out, "%s", dir);
+    t->o.threads = cli->threads;
+    if (rundir_prepare(dir, 1)) return -1;
+    int64_t *steps;
+    int n;
+    if (rundir_steps(dir, &steps, &n)) return -1;
+    if (!n) return mo_errorf("--resume %s: no checkpoint to resume from; start the run again without --resume", dir);
+    char path[TRAIN_PATH_MAX + 32];
+    rundir_ckpt_path(dir, steps[n - 1], path, sizeof path);
+    free(steps);
+    if (train_state_load(path, &t->ck, &t->m, &t->v, &t->st))
+        return mo_errorf("--resume: %s (delete that file to resume from the checkpoint before it)", mo_error());
+    if (t->st.sched.total != t->o.steps)
+        return mo_errorf("--resume: %s is from a run of %lld steps but %s says %lld", path,
+                         (long long)t->st.sched.total, ini, (long long)t->o.steps);
+    return 0;
+}
+
+trainer *trainer_open(const train_opts *cli) {
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) {
+        mo_errorf("out of memory");
+        return NULL;
+    }
+    int resume = *cli->resume != 0;
+    if (resume) {
+        if (open_resume(t, cli)) goto err;
+    } else {
+        t->o = *cli;
+    }
+    train_opts *o = &t->o;
+    if (validate_numbers(o)) goto err;
+    schedule_kind kind;
+    if (schedule_parse_kind(o->schedule, &kind)) goto err;
+    t->sched = (schedule){.kind = kind, .lr = o->lr, .floor_frac = o->lr_floor, .warmup = o->warmup, .total = o->steps};
+    if (schedule_validate(&t->sched)) goto err;
+    t->opt = adamw_defaults();
+    t->opt.beta1 = o->beta1, t->opt.beta2 = o->beta2, t->opt.eps = o->eps, t->opt.weight_decay = o->weight_decay;
+    threads_init(o->threads);
+
+    if (resume) {
+        if (open_tokenizer(t)) goto err;
+    } else {
+        // A new run: the tokenizer first (a preset's vocab follows it), --init's checkpoint
+        // may carry one too, so load the model first when --init.
+        if (*o->init) {
+            if (build_model(t) || open_tokenizer(t)) goto err;
+            if (t->ck.table.cfg.vocab_size < tok_vocab_size(t->tok)) {
+                mo_errorf("--init %s: vocab_size %d is smaller than the tokenizer's %d tokens", o->init,
+                          t->ck.table.cfg.vocab_size, tok_vocab_size(t->tok));
+                goto err;
+            }
+        } else {
+            if (open_tokenizer(t) || build_model(t)) goto err;
+        }
+        if (tokenizer_blob(t->tok, &t->ck.tokenizer)) goto err;  // the checkpoint alone can generate
+    }
+    const mo_config *c = &t->ck.table.cfg;
+    if (o->seq > c->max_seq_len) {
+        mo_errorf("--seq %d is longer than the model's max_seq_len %d", o->seq, c->max_seq_len);
+        goto err;
+    }
+    t->n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->moe_layers[l]) t->moe_layer[t->n_moe++] = l;
+    if (o->route_by_domain) {
+        if (!t->n_moe) {
+            mo_errorf("--route-by-domain needs MoE layers; this model has none");
+            goto err;
+        }
+        if (o->n_data > c->n_experts) {
+            mo_errorf("--route-by-domain sends domain d to expert d: %d domains but only %d experts", o->n_data,
+                      c->n_experts);
+            goto err;
+        }
+    }
+    if (check_token_sets(t)) goto err;
+    if (freeze_parse(&t->ck.table, o->train, &t->mask)) goto err;
+    if (resume && strcmp(t->st.mask, o->train)) {
+        mo_errorf("--resume: the checkpoint was trained with --train %s but run.ini says %s", t->st.mask, o->train);
+        goto err;
+    }
+    if (!resume && rundir_prepare(o->out, 0)) goto err;
+
+    // Work starts here: loading data and allocating.
+    loader_opts lo = {.batch = o->batch, .seq_len = o->seq, .seed = o->seed, .expected_hash = tok_hash(t->tok),
+                      .expected_from = "the run's tokenizer", .vocab_size = c->vocab_size};
+    t->ld = loader_open(o->data, o->n_data, &lo);
+    if (!t->ld) goto err;
+    for (int i = 0; i < o->n_data; i++) t->names[i] = loader_domain(t->ld, i);
+    if (allocate(t)) goto err;
+    if (resume) {
+        if (set_loader_state(t->ld, t->st.loader, t->st.n_loader)) goto err;
+    } else {
+        t->st = (train_state){.step = 0, .clip = o->clip, .seed = o->seed};
+        mo_rng r;
+        mo_rng_seed(&r, o->seed ^ 0x7472616e);  // "tran": the loop's own stream
+        memcpy(t->st.rng, r.s, sizeof r.s);
+        snprintf(t->st.mask, sizeof t->st.mask, "%s", o->train);
+        if (o->route_by_domain)
+            for (int i = 0; i < o->n_data; i++)
+                if (ckpt_experts_set(&t->ck.experts, i, NULL, t->names[i], NULL)) goto err;
+    }
+    t->st.sched = t->sched;
+    t->st.opt = t->opt;
+
+    char ini[TRAIN_PATH_MAX + 16];
+    snprintf(ini, sizeof ini, "%s/run.ini", o->out);
+    if (!resume) {
+        // Absolute paths, so that --resume works from any folder.
+        train_opts abs = *o;
+        char buf[PATH_MAX];
+        for (int i = 0; i < abs.n_data; i++)
+            if (realpath(abs.data[i].path, buf)) snprintf(abs.data[i].path, sizeof abs.data[i].path, "%s", buf);
+        if (*abs.init && realpath(abs.init, buf)) snprintf(abs.init, sizeof abs.init, "%s", buf);
+        if (*abs.tokenizer && realpath(abs.tokenizer, buf)) snprintf(abs.tokenizer, sizeof abs.tokenizer, "%s", buf);
+        abs.threads = 0;
+        if (train_opts_write_ini(&abs, ini)) goto err;
+    }
+    t->options_ini = read_text(ini);
+    if (metrics_open(&t->metrics, o->out, resume ? t->st.step : -1)) goto err;
+
+    size_t tps = (size_t)o->grad_accum * o->batch * o->seq;
+    snprintf(t->summary, sizeof t->summary,
+             "%s: %zu parameters (%zu active per token), training %zu (%s); %d domain%s; %zu tokens/step "
+             "(%d x %d x %d); %s step %lld of %lld; %d threads; run folder %s",
+             *o->preset ? o->preset : "init", params_count_total(&t->ck.table), params_count_active(&t->ck.table),
+             t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, o->grad_accum, o->batch, o->seq,
+             resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, threads_count(), o->out);
+    return t;
+err:
+    trainer_close(t);
+    return NULL;
+}
+
+const char *trainer_summary(const trainer *t) { return t->summary; }
+const char *trainer_out(const trainer *t) { return t->o.out; }
+
+void trainer_close(trainer *t) {
+    if (!t) return;
+    metrics_close(&t->metrics);
+    if (t->model.arena) model_free(&t->model);
+    loader_free(t->ld);
+    tok_free(t->tok);
+    train_mask_free(&t->mask);
+    ckpt_free(&t->ck);
+    free(t->grads), free(t->m), free(t->v), free(t->partial), free(t->tokens), free(t->targets), free(t->window);
+    free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
+    free(t);
+}
+
+// ---------------------------------------------------------------------------- steps
+
+// Inputs and targets of a [B, T+1] window batch; the forced expert of each row.
+static void split_window(trainer *t) {
+    const int B = t->o.batch, T = t->o.seq;
+    for (int b = 0; b < B; b++) {
+        const int *w = t->window + (size_t)b * (T + 1);
+        for (int i = 0; i < T; i++) {
+            t->tokens[(size_t)b * T + i] = w[i];
+            t->targets[(size_t)b * T + i] = w[i + 1];
+            if (t->forced) t->forced[(size_t)b * T + i] = t->domain[b];
+        }
+    }
+}
+
+static int save(trainer *t, const train_hooks *h) {
+    char path[TRAIN_PATH_MAX + 32];
+    rundir_ckpt_path(t->o.out, t->st.step, path, sizeof path);
+    get_loader_state(t->ld, t->st.loader, &t->st.n_loader);
+    if (train_state_save(path, &t->ck, t->m, t->v, &t->st, t->options_ini)) return -1;
+    if (rundir_link_latest(t->o.out, t->st.step) || rundir_prune(t->o.out, t->o.keep)) return -1;
+    if (h && h->on_save) h->on_save(h->ctx, path, t->st.step);
+    return 0;
+}
+
+// Validation loss and routing of every domain (train/evaluate.h).
+static int evaluate(trainer *t, const train_hooks *h) {
+    const int nd = t->o.n_data, E = t->ck.table.cfg.n_experts;
+    eval_bufs b = {.model = &t->model, .params = t->ck.params, .ld = t->ld, .window = t->window,
+                   .tokens = t->tokens, .targets = t->targets, .forced = t->forced};
+    memset(t->val_counts, 0, (size_t)nd * t->n_moe * E * sizeof *t->val_counts);
+    for (int d = 0; d < nd; d++)
+        if (eval_domain(&b, d, t->o.eval_batches, &t->val_loss[d], &t->val_tokens[d],
+                        t->val_counts + (size_t)d * t->n_moe * E))
+            return -1;
+    metrics_eval me = {.step = t->st.step, .n = nd, .names = t->names, .loss = t->val_loss, .tokens = t->val_tokens,
+                       .n_moe = t->n_moe, .n_experts = E, .moe_layer = t->moe_layer, .counts = t->val_counts};
+    if (metrics_write_eval(&t->metrics, &me)) return -1;
+    if (h && h->on_eval) h->on_eval(h->ctx, t->st.step, nd, t->names, t->val_loss);
+    return 0;
+}
+
+static int all_finite(const float *x, size_t n) {
+    int ok = 1;
+#pragma omp parallel for reduction(&& : ok)
+    for (size_t i = 0; i < n; i++) ok = ok && isfinite(x[i]);
+    return ok;
+}
+
+// Test hook (SQLite-style fault injection): MONOLITH_FAULT_NAN_STEP=N poisons the
+// gradients of step N, to exercise the NaN/Inf guard.
+static int64_t fault_nan_step(void) {
+    const char *s = getenv("MONOLITH_FAULT_NAN_STEP");
+    return s ? strtoll(s, NULL, 10) : -1;
+}
+
+int trainer_run(trainer *t, const train_hooks *h) {
+    const train_opts *o = &t->o;
+    const int A = o->grad_accum, E = t->ck.table.cfg.n_experts;
+    const size_t numel = t->ck.table.numel;
+    const int64_t tokens_per_step = (int64_t)A * o->batch * o->seq;
+    const int64_t fault = fault_nan_step();
+    uint64_t loader_before[TRAIN_LOADER_STATE_MAX];
+    int n_before = 0;
+    double t0 = now_seconds();
+    int64_t first = t->st.step;
+
+    while (t->st.step < o->steps) {
+        if (h && h->stop && *h->stop) return save(t, h) ? -1 : 1;
+        double ts = now_seconds();
+        get_loader_state(t->ld, loader_before, &n_before);
+        double lr = schedule_lr(&t->sched, t->st.step);
+        memset(t->grads, 0, numel * sizeof(float));
+        memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
+        double loss = 0, ce = 0, aux = 0, z = 0;
+        for (int a = 0; a < A; a++) {
+            loader_next(t->ld, t->window, t->domain);
+            split_window(t);
+            if (model_forward(&t->model, t->ck.params, t->tokens, t->targets)) return -1;
+            loss += t->model.loss / A, ce += t->model.ce / A, aux += t->model.aux / A, z += t->model.z / A;
+            if (!isfinite(t->model.loss)) break;
+            if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)A)) return -1;
+            for (int l = 0; l < t->n_moe; l++)
+                for (int e = 0; e < E; e++)
+                    t->counts[(size_t)l * E + e] += t->model.layer[t->moe_layer[l]].stats.counts[e];
+        }
+        if (t->st.step + 1 == fault) t->grads[0] = NAN;
+        double norm = grad_clip(t->grads, t->mask.r, t->mask.n, o->clip, t->partial);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            // Nothing of this step has been applied: the state is step `step`'s.
+            const char *what = !isfinite(loss) ? "loss" : "gradient norm";
+            double bad = !isfinite(loss) ? loss : norm;
+            if (!all_finite(t->ck.params, numel))
+                return mo_errorf("step %lld: the %s is %s and the parameters are no longer finite; nothing saved; "
+                                 "resume from the newest checkpoint in %s with a lower --lr",
+                                 (long long)t->st.step + 1, what, isnan(bad) ? "NaN" : "Inf", o->out);
+            if (set_loader_state(t->ld, loader_before, n_before)) return -1;
+            char path[TRAIN_PATH_MAX + 32];
+            rundir_ckpt_path(o->out, t->st.step, path, sizeof path);
+            if (save(t, h)) return -1;
+            return mo_errorf("step %lld: the %s is %s; stopped and saved the last good state (step %lld) to %s; "
+                             "lower --lr, raise --warmup or --clip less, and start again from it with --init",
+                             (long long)t->st.step + 1, what, isnan(bad) ? "NaN" : "Inf", (long long)t->st.step, path);
+        }
+        t->opt.lr = lr;
+        t->opt.t = t->st.step + 1;
+        adamw_apply(t->ck.params, t->grads, t->m, t->v, t->mask.r, t->mask.n, &t->opt);
+        t->st.step++;
+        t->st.tokens_seen += tokens_per_step;
+
+        double now = now_seconds(), dt = now - ts, el = now - t0;
+        train_progress p = {.step = t->st.step, .total = o->steps, .tokens_seen = t->st.tokens_seen, .loss = loss,
+                            .ce = ce, .aux = aux, .z = z, .lr = lr, .grad_norm = norm,
+                            .tokens_per_s = dt > 0 ? tokens_per_step / dt : 0, .elapsed_s = el};
+        p.eta_s = el / (double)(t->st.step - first) * (double)(o->steps - t->st.step);
+        metrics_step ms = {.step = t->st.step, .tokens_seen = t->st.tokens_seen, .loss = loss, .ce = ce, .aux = aux,
+                           .z = z, .lr = lr, .grad_norm = norm, .tokens_per_s = p.tokens_per_s, .elapsed_s = el,
+                           .n_moe = t->n_moe, .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts};
+        if (metrics_write_step(&t->metrics, &ms)) return -1;
+        if (h && h->on_step) h->on_step(h->ctx, &p);
+        int last = t->st.step == o->steps;
+        if ((o->eval_every && t->st.step % o->eval_every == 0) || last)
+            if (evaluate(t, h)) return -1;
+        if ((o->save_every && t->st.step % o->save_every == 0) || last)
+            if (save(t, h)) return -1;
+    }
+    return 0;
+}

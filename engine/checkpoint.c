@@ -26,6 +26,24 @@ int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, con
     return 0;
 }
 
+// 0 if dataset `path` has its data in the file (at least `bytes` of it when stored
+// contiguously), else -1 with a message: what a header claims is not trusted until then.
+static int data_stored(hid_t f, const char *path, size_t bytes) {
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0) return mo_errorf("%s: /%s is not a dataset", h5_name(f), path);
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    herr_t rc = H5Dget_space_status(ds, &status);
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int contiguous = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    hsize_t stored = H5Dget_storage_size(ds);
+    H5Dclose(ds);
+    if (bytes && (rc < 0 || status != H5D_SPACE_STATUS_ALLOCATED || (contiguous && stored < bytes)))
+        return mo_errorf("%s: tensor /%s has no (or not all) data stored; the file is truncated or corrupt",
+                         h5_name(f), path);
+    return 0;
+}
+
 // Tensor i of `pt` exists under `group` with the table's shape and has its data stored
 // (a header alone can claim any shape: nothing is allocated for it before this check).
 static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int i) {
@@ -43,19 +61,7 @@ static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int
         return mo_errorf("%s: tensor /%s has a shape that disagrees with /config (which asks for %s)", h5_name(f),
                          path, want);
     }
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    if (ds < 0) return mo_errorf("%s: /%s is not a dataset", h5_name(f), path);
-    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
-    herr_t rc = H5Dget_space_status(ds, &status);
-    hid_t dcpl = H5Dget_create_plist(ds);
-    int contiguous = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS;
-    if (dcpl >= 0) H5Pclose(dcpl);
-    hsize_t stored = H5Dget_storage_size(ds);
-    H5Dclose(ds);
-    if (rc < 0 || status != H5D_SPACE_STATUS_ALLOCATED || (contiguous && stored < t->numel * sizeof(float)))
-        return mo_errorf("%s: tensor /%s has no (or not all) data stored; the file is truncated or corrupt",
-                         h5_name(f), path);
-    return 0;
+    return data_stored(f, path, t->numel * sizeof(float));
 }
 
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena) {
@@ -217,6 +223,9 @@ int ckpt_read_tokenizer(hid_t f, mo_tokenizer_blob *t) {
     if (h5_shape(f, "tokenizer/special_ids", &rank, sdims)) return -1;
     if (rank != 1 || sdims[0] > 1000000)
         return mo_errorf("%s: /tokenizer/special_ids must be a 1-D int64 list", h5_name(f));
+    if (data_stored(f, "tokenizer/tiktoken", (size_t)dims[0]) ||
+        data_stored(f, "tokenizer/special_ids", (size_t)sdims[0] * sizeof(int64_t)))
+        return -1;
     t->present = 1;
     t->tiktoken_len = (size_t)dims[0];
     t->n_special = (int)sdims[0];

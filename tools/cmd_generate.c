@@ -346,6 +346,7 @@ int cmd_generate(int argc, char **argv) {
     }
     double t2 = now_seconds();
     if (!o.show_routing) fputc('\n', stdout);
+    fflush(stdout);  // the text before the statistics on stderr
     if (full)
         fprintf(stderr, "monolith: stopped: the context is full (%d positions, the model's max_seq_len)\n",
                 infer_max_seq(s));

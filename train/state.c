@@ -4,15 +4,26 @@
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+// Test hook: MONOLITH_FAULT_KILL_IN_SAVE=N kills the process (SIGKILL, as kill -9 does)
+// half way through writing the checkpoint of step N, after /model and /optim/m.
+static void fault_kill_in_save(int64_t step) {
+    const char *s = getenv("MONOLITH_FAULT_KILL_IN_SAVE");
+    if (s && strtoll(s, NULL, 10) == step) raise(SIGKILL);
+}
 
 int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
                      const train_state *st, const char *options_ini) {
     hid_t f = ckpt_create(path, ck);
     if (f < 0) return -1;
     const mo_param_table *pt = &ck->table;
-    if (ckpt_write_tensors(f, "optim/m", pt, m) || ckpt_write_tensors(f, "optim/v", pt, v)) goto err;
+    if (ckpt_write_tensors(f, "optim/m", pt, m)) goto err;
+    H5Fflush(f, H5F_SCOPE_GLOBAL);  // so the half-written .tmp really is on disk
+    fault_kill_in_save(st->step);
+    if (ckpt_write_tensors(f, "optim/v", pt, v)) goto err;
     const char *g = "train";
     if (h5_attr_set_i64(f, g, "step", st->step) || h5_attr_set_i64(f, g, "tokens_seen", st->tokens_seen) ||
         h5_attr_set_u64s(f, g, "rng_state", st->rng, 4) || h5_attr_set_i64(f, g, "loader_state_len", st->n_loader) ||

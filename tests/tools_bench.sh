@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# tools_bench.sh: `monolith bench train` and `bench infer` run (tiny preset, to stay
+# quick) and print one JSON object with every rate and the in-run machine rates they are
+# measured against; a bad preset or flag is one line of error.
+set -euo pipefail
+bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$bin" bench train --preset tiny --threads 1 --json >"$tmp/train.json"
+"$bin" bench infer --preset tiny --threads 1 --json >"$tmp/infer.json"
+python3 - "$tmp" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+t = json.load(open(f"{tmp}/train.json"))
+i = json.load(open(f"{tmp}/infer.json"))
+for k in ("train_tok_s", "gflops", "sgemm_gflops", "membw_gbs", "sgemm_share", "flops_per_token", "step_s_median"):
+    assert t[k] > 0, (k, t)
+assert t["bench"] == "train" and t["preset"] == "tiny" and t["batch"] == 8 and t["threads"] == 1, t
+assert len(t["step_s_all"]) == 3 and t["optimizer"] == "adamw", t
+assert abs(t["gflops"] / t["sgemm_gflops"] - t["sgemm_share"]) < 2e-3, t
+# tiny: 2 MoE layers, d 64, 4 heads and 2 kv heads of 16, 4 experts of 128, top-2, vocab 512, T 256.
+attn = 2 * 64 * 64 + 2 * 32 * 64
+active = 2 * (attn + 4 * 64 + 2 * 3 * 64 * 128 + 2 * 64) + 512 * 64
+assert t["params_active"] == active, (t["params_active"], active)
+assert t["flops_per_token"] == 6 * active + 12 * 2 * 256 * 64, t
+assert t["loss_last"] < t["loss_first"], t  # AdamW steps do train
+for k in ("prefill_tok_s", "decode_tok_s", "prefill_gflops", "decode_weight_gbs", "sgemm_gflops", "membw_gbs",
+          "prefill_sgemm_share", "decode_membw_share"):
+    assert i[k] > 0, (k, i)
+assert i["bench"] == "infer" and i["batch"] == 1 and i["decode_weight_bytes_per_token"] == 4 * active, i
+assert i["prefill_tokens"] + i["decode_tokens"] <= 256, i  # tiny's max_seq_len
+PY
+
+if "$bin" bench infer --preset huge 2>"$tmp/err"; then echo "preset huge accepted"; exit 1; fi
+grep -q "unknown preset 'huge'" "$tmp/err" || { echo "error: $(cat "$tmp/err")"; exit 1; }
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "error is not one line: $(cat "$tmp/err")"; exit 1; }
+if "$bin" bench train --steps 3 2>"$tmp/err"; then echo "unknown flag accepted"; exit 1; fi
+echo "tools_bench: ok"

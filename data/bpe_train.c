@@ -136,9 +136,24 @@ static int wmap_rehash(bpe_trainer *tr) {
     return 0;
 }
 
+// Pieces are counted in chunks of at most this many bytes. A merge scans every word
+// that holds its pair, so one 100 KB piece (a base64 blob, a run of '=') would be
+// rescanned by nearly every merge; in chunks only the chunks holding the pair are. No
+// learned token is longer than this, which costs nothing: such tokens never recur.
+#define TRAIN_MAX_PIECE 256
+
+static int count_one(bpe_trainer *tr, const uint8_t *p, size_t n);
+
 static int count_piece(const uint8_t *p, size_t n, void *ctx) {
     bpe_trainer *tr = ctx;
-    if (n > UINT32_MAX / 2) return mo_errorf("a single pre-split piece of %zu bytes is too long to train on", n);
+    for (size_t o = 0; o < n; o += TRAIN_MAX_PIECE) {
+        int rc = count_one(tr, p + o, n - o < TRAIN_MAX_PIECE ? n - o : TRAIN_MAX_PIECE);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int count_one(bpe_trainer *tr, const uint8_t *p, size_t n) {
     size_t mask = tr->wmap_cap - 1, i = hash_bytes(p, n) & mask;
     word *W = tr->words.v;
     const uint8_t *B = tr->piece_bytes.v;
@@ -327,7 +342,10 @@ static int flush_dirty(bpe_trainer *tr) {
 }
 
 // Rewrites every occurrence of (a, b) into `nt` in the words that hold it, keeping all
-// pair counts exact.
+// pair counts exact. Only the neighbours of each occurrence change: with x before and y
+// after, (x, a) and (b, y) lose the word's count and (x, nt), (nt, y) gain it. Walking
+// left to right with the output written in place, x is the last symbol written, which
+// is nt itself when two occurrences touch ("a b a b"), so chains come out right.
 static int apply_merge(bpe_trainer *tr, uint32_t pk, uint32_t nt) {
     pair *P = tr->pairs.v;
     uint32_t a = P[pk].a, b = P[pk].b;
@@ -338,23 +356,28 @@ static int apply_merge(bpe_trainer *tr, uint32_t pk, uint32_t nt) {
     for (uint32_t k = 0; k < n_occ && !rc; k++) {
         uint32_t w = occ[k];
         uint32_t *s = tr->syms + W[w].sym_off, len = W[w].len;
-        int found = 0;
-        for (uint32_t i = 0; i + 1 < len && !found; i++) found = s[i] == a && s[i + 1] == b;
-        if (!found) continue;  // a stale entry: an earlier merge already took it
         int64_t c = W[w].count;
-        for (uint32_t i = 0; i + 1 < len && !rc; i++) rc = pair_add(tr, s[i], s[i + 1], -c, -1);
-        uint32_t j = 0;
-        for (uint32_t i = 0; i < len; j++) {
+        uint32_t i = 0, j = 0;
+        while (i + 1 < len && !(s[i] == a && s[i + 1] == b)) i++;  // the first occurrence, if any
+        if (i + 1 >= len) continue;  // a stale entry: an earlier merge already took it
+        j = i;
+        while (i < len && !rc) {
             if (i + 1 < len && s[i] == a && s[i + 1] == b) {
-                s[j] = nt, i += 2;
+                rc = pair_add(tr, a, b, -c, -1);
+                if (!rc && j > 0) {
+                    rc = pair_add(tr, s[j - 1], a, -c, -1);
+                    if (!rc) rc = pair_add(tr, s[j - 1], nt, c, (long)w);
+                }
+                if (!rc && i + 2 < len) {
+                    rc = pair_add(tr, b, s[i + 2], -c, -1);
+                    if (!rc) rc = pair_add(tr, nt, s[i + 2], c, (long)w);
+                }
+                s[j++] = nt, i += 2;
             } else {
-                s[j] = s[i], i++;
+                s[j++] = s[i++];
             }
         }
         W[w].len = j;
-        // Pairs without nt were adjacent before too, so w is already in their lists.
-        for (uint32_t i = 0; i + 1 < j && !rc; i++)
-            rc = pair_add(tr, s[i], s[i + 1], c, s[i] == nt || s[i + 1] == nt ? (long)w : -1);
     }
     free(occ);
     return rc ? rc : flush_dirty(tr);

@@ -2,7 +2,8 @@
 //
 // Ranks 0..255 are the single bytes 0x00..0xff in byte order. Text is pre-split with
 // GPT-2's pattern (data/pretok.h), so merges never cross piece boundaries, exactly as
-// the encoder sees them; unique pieces are counted once (with their multiplicity). Each
+// the encoder sees them (pieces over 256 bytes are counted as 256-byte chunks, so no
+// token is longer); unique pieces are counted once (with their multiplicity). Each
 // step merges the most frequent adjacent pair; ties go to the pair of lower ids (left id
 // first), so the result depends only on the corpus and the sizes. Pair counts are kept
 // up to date incrementally: a max-heap of pairs by count (stale entries skipped) and, per

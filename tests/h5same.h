@@ -26,8 +26,14 @@ static char *h5same_read(hid_t obj, int is_attr, size_t *len) {
     if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ft));  // libhdf5 converts no UTF-8 <-> ASCII
         char **s = calloc((size_t)n + 1, sizeof *s);
         herr_t rc = is_attr ? H5Aread(obj, mt, s) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, s);
+        if (rc < 0) {  // unreadable: never equal to anything
+            free(s);
+            H5Tclose(mt), H5Sclose(sp), H5Tclose(ft);
+            return NULL;
+        }
         size_t cap = 1;
         for (hssize_t i = 0; rc >= 0 && i < n; i++) cap += (s[i] ? strlen(s[i]) : 0) + 1;
         out = calloc(cap, 1);
@@ -44,8 +50,8 @@ static char *h5same_read(hid_t obj, int is_attr, size_t *len) {
         hid_t mt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
         size_t sz = H5Tget_size(mt) * (size_t)n;
         out = calloc(sz + 1, 1);
-        if (is_attr) H5Aread(obj, mt, out);
-        else H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+        herr_t rc = is_attr ? H5Aread(obj, mt, out) : H5Dread(obj, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+        if (rc < 0) free(out), out = NULL;
         *len = sz;
         H5Tclose(mt);
     }
@@ -75,7 +81,7 @@ static int h5same_attrs(hid_t a, hid_t b, const char *name, h5same_ctx *c) {
         hid_t y = H5Aopen(b, an, H5P_DEFAULT);
         size_t la, lb;
         char *va = h5same_read(x, 1, &la), *vb = h5same_read(y, 1, &lb);
-        int diff = la != lb || memcmp(va, vb, la);
+        int diff = !va || !vb || la != lb || memcmp(va, vb, la);
         free(va), free(vb);
         H5Aclose(x), H5Aclose(y);
         if (diff) {
@@ -109,7 +115,7 @@ static herr_t h5same_visit(hid_t loc, const char *name, const H5O_info_t *info, 
             bad = 1;
         } else {
             char *va = h5same_read(a, 0, &la), *vb = h5same_read(b, 0, &lb);
-            if (la != lb || memcmp(va, vb, la)) {
+            if (!va || !vb || la != lb || memcmp(va, vb, la)) {
                 snprintf(c->msg, sizeof c->msg, "/%s: values differ", name);
                 bad = 1;
             }

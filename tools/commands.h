@@ -26,7 +26,8 @@ int cmd_fail(void);
     X(eval, "per-domain validation loss and perplexity, domain x expert routing matrix")           \
     X(expert, "experts as modules: list, extract, insert, add, remove")                            \
     X(compose, "experts from several module files + a base (or averaged bases) -> one MoE")       \
-    X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")
+    X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")                  \
+    X(pipeline, "btx: dense seed -> branch per domain -> train each -> mix -> train router/all")
 
 #define X(name, help) int cmd_##name(int argc, char **argv);
 MONOLITH_COMMANDS(X)

@@ -1,0 +1,291 @@
+// tools_expert.c: experts as modules through the monolith binary, and the BTX pipeline:
+//   - fine-tuning expert E (`monolith train --init MOE.h5 --train experts=E`) on a new
+//     domain changes no other parameter by a single bit, and E's slices do move;
+//   - `expert extract` then `expert insert` on a training checkpoint (with /optim and
+//     /train) writes a file whose every dataset and attribute equals the original's;
+//   - `expert add` then `expert remove` of the new expert gives back the same file;
+//   - a shape-key mismatch is refused naming both files and the field;
+//   - `pipeline btx` on tiny: end to end, then stopped in a branch and run again, ends
+//     bit-identical to an uninterrupted run, and a finished pipeline skips every stage.
+#include "data/tokenizer.h"
+#include "data/tokens.h"
+#include "engine/base/error.h"
+#include "engine/checkpoint.h"
+#include "tests/h5same.h"
+#include "tests/testutil.h"
+#include "train/pipeline_btx.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/mono_texpert_XXXXXX";
+static char tok_path[512], set_a[512], set_b[512], set_c[512];
+
+static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+
+static void write_tokenizer(const char *path) {
+    uint8_t bytes[256];
+    const uint8_t *toks[256];
+    size_t lens[256];
+    for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i, toks[i] = &bytes[i], lens[i] = 1;
+    ck_assert_msg(tok_write_tiktoken(path, toks, lens, 256) == 0, "%s", mo_error());
+}
+
+// A learnable synthetic domain of 64 token ids from `base`: the next token is
+// base + (x * mult + 3) % 64 most of the time.
+static void write_set(const char *path, const char *domain, int mult, uint32_t base) {
+    tokenizer *t = tok_load(tok_path);
+    ck_assert_msg(t != NULL, "%s", mo_error());
+    tokset_writer *w = tokset_create(path, domain, tok_hash(t), tok_vocab_size(t), tok_eot(t), "synthetic");
+    ck_assert_msg(w != NULL, "%s", mo_error());
+    mo_rng r;
+    mo_rng_seed(&r, (uint64_t)mult);
+    uint32_t ids[400];
+    for (int d = 0; d <= 10; d++) {
+        int n = d == 10 ? 300 : 400;
+        uint32_t x = (uint32_t)mo_rng_below(&r, 64);
+        for (int i = 0; i < n; i++) {
+            x = mo_rng_uniform(&r) < 0.8 ? (x * (uint32_t)mult + 3) % 64 : (uint32_t)mo_rng_below(&r, 64);
+            ids[i] = base + x;
+        }
+        ck_assert_int_eq(tokset_begin_document(w, d == 10 ? TOKSET_VAL : TOKSET_TRAIN), 0);
+        ck_assert_int_eq(tokset_append(w, ids, (size_t)n), 0);
+    }
+    ck_assert_msg(tokset_finish(w) == 0, "%s", mo_error());
+    tok_free(t);
+}
+
+// Runs `monolith ARGS` in the test folder; stderr into *err (malloc'd). Returns the exit code.
+static int sh(char **err, const char *fmt, ...) {
+    const char *bin = getenv("MONOLITH_BIN");
+    ck_assert_msg(bin != NULL, "MONOLITH_BIN is not set (run through ctest)");
+    char args[4096], cmd[8192], ef[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    path_in(ef, "stderr.txt");
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null 2>%s", dir, bin, args, ef);
+    int st = system(cmd);
+    FILE *f = fopen(ef, "r");
+    char *e = calloc(1, 8192);
+    if (f) {
+        size_t n = fread(e, 1, 8191, f);
+        e[n] = 0;
+        fclose(f);
+    }
+    if (err) *err = e;
+    else free(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void setup(void) {
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    path_in(tok_path, "bytes.tiktoken");
+    path_in(set_a, "alpha.h5");
+    path_in(set_b, "beta.h5");
+    path_in(set_c, "gamma.h5");
+    write_tokenizer(tok_path);
+    write_set(set_a, "alpha", 5, 32);
+    write_set(set_b, "beta", 7, 128);
+    write_set(set_c, "gamma", 11, 192);
+}
+
+static void teardown(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) {}
+}
+
+// 1 if arena element j of `pt` lies in expert e's slice of a MoE tensor or router row e.
+static int in_expert(const mo_param_table *pt, size_t j, int e) {
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        if (j < t->offset || j >= t->offset + t->numel) continue;
+        size_t n = t->kind == PK_ROUTER ? (size_t)t->shape[1] : t->expert_numel;
+        if (!n || (t->kind != PK_ROUTER && !t->n_experts)) return 0;
+        return (j - t->offset) / n == (size_t)e;
+    }
+    return 0;
+}
+
+START_TEST(fine_tune_one_expert_and_roundtrips) {
+    char *err;
+    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --seed 4 -o moe.h5"), 0);
+    // Fine-tune expert 2 on a new domain.
+    int rc = sh(&err, "train --init moe.h5 --tokenizer %s --data gamma=%s --train experts=2 --steps 4 --batch 2 --seq 32 "
+                      "--warmup 1 --lr 1e-2 --eval-every 0 --eval-batches 1 --save-every 0 --threads 2 --out ft",
+                tok_path, set_c);
+    ck_assert_msg(rc == 0, "train failed: %s", err);
+    free(err);
+    mo_checkpoint before, after;
+    char p[512];
+    path_in(p, "moe.h5");
+    ck_assert_int_eq(ckpt_load(p, &before), 0);
+    path_in(p, "ft/ckpt-00000004.h5");
+    ck_assert_msg(ckpt_load(p, &after) == 0, "%s", mo_error());
+    size_t changed = 0, other_changed = 0;
+    for (size_t j = 0; j < before.table.numel; j++) {
+        int differs = memcmp(&before.params[j], &after.params[j], sizeof(float)) != 0;
+        if (in_expert(&before.table, j, 2)) changed += differs;
+        else other_changed += differs;
+    }
+    ck_assert_msg(other_changed == 0, "fine-tuning expert 2 changed %zu other parameters", other_changed);
+    ck_assert_msg(changed > 1000, "expert 2 barely moved (%zu values)", changed);
+    ckpt_free(&before), ckpt_free(&after);
+
+    // extract + insert on the training checkpoint: the same file.
+    ck_assert_int_eq(sh(&err, "expert extract ft/ckpt-00000004.h5 --expert 2 -o e2.h5"), 0);
+    free(err);
+    rc = sh(&err, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 2 -o back.h5");
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    char a[512], b[512];
+    path_in(a, "ft/ckpt-00000004.h5");
+    path_in(b, "back.h5");
+    const char *diff = h5same(a, b);
+    ck_assert_msg(diff == NULL, "extract + insert changed the checkpoint: %s", diff);
+    // ... and the comparison sees a different slot.
+    ck_assert_int_eq(sh(NULL, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 1 -o other.h5"), 0);
+    path_in(b, "other.h5");
+    ck_assert_ptr_nonnull(h5same(a, b));
+
+    // add + remove: the same file.
+    ck_assert_int_eq(sh(NULL, "expert add moe.h5 --init random --seed 3 -o grown.h5"), 0);
+    ck_assert_int_eq(sh(NULL, "expert remove grown.h5 --expert 4 -o shrunk.h5"), 0);
+    path_in(a, "moe.h5");
+    path_in(b, "shrunk.h5");
+    diff = h5same(a, b);
+    ck_assert_msg(diff == NULL, "add + remove changed the checkpoint: %s", diff);
+    // A module goes into a grown model as its new expert.
+    ck_assert_int_eq(sh(&err, "expert add moe.h5 e2.h5 --name gamma -o with_gamma.h5"), 0);
+    free(err);
+    path_in(p, "with_gamma.h5");
+    ck_assert_int_eq(ckpt_load(p, &after), 0);
+    ck_assert_int_eq(after.table.cfg.n_experts, 5);
+    ck_assert_str_eq(after.experts.name[4], "gamma");
+    ckpt_free(&after);
+
+    // Shape keys: refused naming both files and the field.
+    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --d-ff 64 -o narrow.h5"), 0);
+    rc = sh(&err, "expert insert narrow.h5 e2.h5 --slot 0 -o x.h5");
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "narrow.h5") && strstr(err, "e2.h5") && strstr(err, "d_ff"), "%s", err);
+    free(err);
+    ck_assert_int_eq(sh(NULL, "expert extract narrow.h5 --expert 0 -o narrow_e0.h5"), 0);
+    rc = sh(&err, "compose --base moe.h5 --expert e2.h5 --expert narrow_e0.h5 -o x.h5");
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "narrow_e0.h5") && strstr(err, "e2.h5") && strstr(err, "d_ff"), "%s", err);
+    free(err);
+    path_in(p, "x.h5");
+    ck_assert_int_ne(access(p, F_OK), 0);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------- BTX
+
+static volatile sig_atomic_t stop_flag;
+static char stop_stage[64];
+static int64_t stop_step;
+typedef struct {
+    char stage[160];
+} btx_ui;
+static void on_stage(void *ctx, int i, int n, const char *name, const char *what) {
+    (void)i, (void)n, (void)what;
+    snprintf(((btx_ui *)ctx)->stage, 160, "%s", name);
+}
+static void on_step(void *ctx, const train_progress *p) {
+    if (!strcmp(((btx_ui *)ctx)->stage, stop_stage) && p->step == stop_step) stop_flag = 1;
+}
+
+static void write_ini(const char *path, const char *out) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "[pipeline]\nout = %s\n\n[train]\ntokenizer = %s\ndata = alpha=%s\ndata = beta=%s\nbatch = 2\nseq = 32\n"
+            "lr = 1e-2\nwarmup = 1\neval-every = 0\neval-batches = 1\nsave-every = 0\nthreads = 2\n\n"
+            "[seed]\npreset = tiny\nvocab_size = 257\nmoe_layers = 0,0\nsteps = 4\n\n[branch]\nsteps = 8\n\n"
+            "[mix]\ntop_k = 2\n\n[router]\nsteps = 3\n\n[all]\nsteps = 2\n",
+            out, tok_path, set_a, set_b);
+    fclose(f);
+}
+
+static int run_btx(const char *ini, btx_summary *s) {
+    btx_config *c = malloc(sizeof *c);
+    ck_assert_msg(btx_load(ini, c) == 0, "%s", mo_error());
+    btx_ui ui = {{0}};
+    btx_hooks h = {.on_stage = on_stage, .ctx = &ui, .train = {.on_step = on_step, .ctx = &ui, .stop = &stop_flag}};
+    stop_flag = 0;
+    int rc = btx_run(c, &h, s);
+    ck_assert_msg(rc >= 0, "%s", mo_error());
+    free(c);
+    return rc;
+}
+
+START_TEST(btx_end_to_end_and_resumed) {
+    btx_summary *s = malloc(sizeof *s);
+    char ini_a[512], ini_b[512], out_a[512], out_b[512];
+    path_in(ini_a, "a.ini"), path_in(ini_b, "b.ini"), path_in(out_a, "btxA"), path_in(out_b, "btxB");
+    write_ini(ini_a, out_a);
+    write_ini(ini_b, out_b);
+    stop_stage[0] = 0;
+    ck_assert_int_eq(run_btx(ini_a, s), 0);
+    ck_assert_int_eq(s->n, 6);  // seed, 2 branches, mix, router, all
+    ck_assert_str_eq(s->s[1].name, "branch-alpha");
+    ck_assert_str_eq(s->s[3].name, "mix");
+    for (int i = 0; i < s->n; i++) {
+        ck_assert_int_eq(s->s[i].n_domains, 2);
+        ck_assert_msg(isfinite(s->s[i].val_loss[0]) && isfinite(s->s[i].val_loss[1]), "stage %s", s->s[i].name);
+    }
+    // Each branch is better on its own domain than the other branch.
+    ck_assert_msg(s->s[1].val_loss[0] < s->s[2].val_loss[0] && s->s[2].val_loss[1] < s->s[1].val_loss[1],
+                  "branch losses (alpha, beta): alpha branch %.4f %.4f, beta branch %.4f %.4f", s->s[1].val_loss[0],
+                  s->s[1].val_loss[1], s->s[2].val_loss[0], s->s[2].val_loss[1]);
+    // The mix holds each branch's FFN as an expert named after its domain.
+    mo_checkpoint mix;
+    ck_assert_int_eq(ckpt_load(s->s[3].ckpt, &mix), 0);
+    ck_assert_int_eq(mix.table.cfg.n_experts, 2);
+    ck_assert_str_eq(mix.experts.name[1], "beta");
+    ckpt_free(&mix);
+    char final_a[sizeof s->s[0].ckpt];
+    snprintf(final_a, sizeof final_a, "%s", s->s[s->n - 1].ckpt);
+
+    // Stopped in the middle of branch-beta, then run again: the same final model.
+    snprintf(stop_stage, sizeof stop_stage, "branch-beta");
+    stop_step = 2;
+    ck_assert_int_eq(run_btx(ini_b, s), 1);
+    stop_stage[0] = 0;
+    ck_assert_int_eq(run_btx(ini_b, s), 0);
+    ck_assert_str_eq(s->s[1].status, "skipped (output exists)");
+    ck_assert_str_eq(s->s[2].status, "resumed");
+    ck_assert_str_eq(s->s[5].status, "trained");
+    const char *diff = h5same(final_a, s->s[s->n - 1].ckpt);
+    // The files differ in /train options (paths), so compare the models.
+    mo_checkpoint ca, cb;
+    ck_assert_int_eq(ckpt_load(final_a, &ca), 0);
+    ck_assert_int_eq(ckpt_load(s->s[s->n - 1].ckpt, &cb), 0);
+    ck_assert_msg(!memcmp(ca.params, cb.params, ca.table.numel * sizeof(float)),
+                  "the resumed pipeline ended with other parameters (%s)", diff ? diff : "");
+    ckpt_free(&ca), ckpt_free(&cb);
+    // A finished pipeline skips everything.
+    ck_assert_int_eq(run_btx(ini_b, s), 0);
+    for (int i = 0; i < s->n; i++) ck_assert_str_eq(s->s[i].status, "skipped (output exists)");
+    free(s);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("tools_expert");
+    TCase *tc = tcase_create("cli");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, fine_tune_one_expert_and_roundtrips);
+    tcase_add_test(tc, btx_end_to_end_and_resumed);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);  // OpenMP's thread pool does not survive fork
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

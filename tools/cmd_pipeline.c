@@ -1,0 +1,146 @@
+// cmd_pipeline.c: `monolith pipeline btx --config btx.ini` (train/pipeline_btx.h).
+#include "tools/commands.h"
+
+#include "engine/base/error.h"
+#include "train/pipeline_btx.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char pipeline_usage[] =
+    "usage: monolith pipeline btx --config btx.ini [--threads N]\n"
+    "\n"
+    "Branch-Train-MiX: a dense seed (trained on every domain, or [seed] init = FILE), one\n"
+    "branch per domain trained on that domain alone, a mix (branch FFNs -> experts, other\n"
+    "weights averaged, fresh router), then the router (and optionally everything) trained on\n"
+    "the mixture. Each stage has its own run folder under [pipeline] out; running the same\n"
+    "command again skips finished stages and resumes an interrupted one. docs/modules.md\n"
+    "documents every key of the INI file.\n"
+    "\n"
+    "  --config FILE    the pipeline's INI file\n"
+    "  --threads N      threads of every stage (0: one per core; default: the file's)\n";
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct {
+    char stage[160];
+} ui;
+
+static void ui_stage(void *ctx, int index, int n, const char *name, const char *what) {
+    ui *u = ctx;
+    snprintf(u->stage, sizeof u->stage, "%s", name);
+    fprintf(stderr, "[%d/%d] %s: %s\n", index + 1, n, name, what);
+}
+
+static void ui_step(void *ctx, const train_progress *p) {
+    ui *u = ctx;
+    int64_t every = p->total >= 10 ? p->total / 10 : 1;
+    if (p->step % every == 0 || p->step == p->total || p->step == 1)
+        fprintf(stderr, "  %s step %lld/%lld loss %.4f lr %.2e %.0f tok/s\n", u->stage, (long long)p->step,
+                (long long)p->total, p->loss, p->lr, p->tokens_per_s);
+}
+
+static void ui_eval(void *ctx, int64_t step, int n, const char *const *names, const double *loss) {
+    ui *u = ctx;
+    fprintf(stderr, "  %s eval step %lld:", u->stage, (long long)step);
+    for (int i = 0; i < n; i++) fprintf(stderr, " %s %.4f", names[i], loss[i]);
+    fprintf(stderr, "\n");
+}
+
+static void print_summary(const btx_summary *s) {
+    if (!s->n) return;
+    const btx_stage_result *last = &s->s[s->n - 1];
+    printf("\nBTX summary (validation loss per domain of each stage's output)\n");
+    printf("%-20s %-24s %7s %8s", "stage", "status", "steps", "seconds");
+    for (int d = 0; d < last->n_domains; d++) printf(" %10.10s", last->domains[d]);
+    printf(" %10s\n", "mean");
+    for (int i = 0; i < s->n; i++) {
+        const btx_stage_result *r = &s->s[i];
+        printf("%-20s %-24s %7lld %8.1f", r->name, r->status ? r->status : "-", (long long)r->steps, r->seconds);
+        double sum = 0;
+        for (int d = 0; d < r->n_domains; d++) printf(" %10.4f", r->val_loss[d]), sum += r->val_loss[d];
+        printf(" %10.4f\n", r->n_domains ? sum / r->n_domains : NAN);
+    }
+    printf("final model: %s\n", last->ckpt);
+}
+
+int cmd_pipeline(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "btx")) {
+        int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+        if (!help && argc >= 2) fprintf(stderr, "monolith: pipeline: unknown pipeline '%s' (there is: btx)\n", argv[1]);
+        fputs(pipeline_usage, help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    static const struct option lo[] = {{"config", required_argument, 0, 'c'}, {"threads", required_argument, 0, 't'},
+                                       {"help", no_argument, 0, 'h'},          {0}};
+    const char *config = NULL;
+    long threads = -1;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc - 1, argv + 1, ":", lo, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 't':
+            threads = strtol(optarg, &end, 10);
+            if (!*optarg || *end || threads < 0 || threads > 1024) {
+                fprintf(stderr, "monolith: --threads takes a whole number from 0 to 1024, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': fputs(pipeline_usage, stdout); return 0;
+        case ':': fprintf(stderr, "monolith: pipeline btx: flag %s needs a value\n", argv[optind]); return 2;
+        default: fprintf(stderr, "monolith: pipeline btx: unknown flag '%s'\n%s", argv[optind], pipeline_usage); return 2;
+        }
+    }
+    if (!config || optind < argc - 1) {
+        fprintf(stderr, "monolith: pipeline btx needs --config FILE and nothing else\n%s", pipeline_usage);
+        return 2;
+    }
+    btx_config *cfg = malloc(sizeof *cfg);
+    btx_summary *sum = malloc(sizeof *sum);
+    if (!cfg || !sum) {
+        free(cfg), free(sum);
+        mo_errorf("out of memory");
+        return cmd_fail();
+    }
+    int rc = 1;
+    if (btx_load(config, cfg)) {
+        cmd_fail();
+        goto done;
+    }
+    if (threads >= 0) cfg->threads = threads == 0 ? 0 : (int)threads;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    ui u = {{0}};
+    btx_hooks h = {.on_stage = ui_stage, .ctx = &u,
+                   .train = {.on_step = ui_step, .on_eval = ui_eval, .ctx = &u, .stop = &stop_requested}};
+    int r = btx_run(cfg, &h, sum);
+    if (r < 0) {
+        cmd_fail();
+        goto done;
+    }
+    if (r == 1) {
+        fprintf(stderr, "stopped by a signal; run the same command again to continue\n");
+        rc = 130;
+        goto done;
+    }
+    print_summary(sum);
+    rc = 0;
+done:
+    free(cfg), free(sum);
+    return rc;
+}

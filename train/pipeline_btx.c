@@ -1,0 +1,394 @@
+// pipeline_btx.c: the Branch-Train-MiX pipeline over the trainer library.
+#include "train/pipeline_btx.h"
+
+#include "engine/base/error.h"
+#include "engine/checkpoint.h"
+#include "engine/compose.h"
+#include "engine/expert_module.h"
+#include "kernels/roofline.h"
+#include "train/evaluate.h"
+#include "train/rundir.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// snprintf that fails (with a message) instead of cutting a path short.
+static int fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static int fmt(char *buf, size_t cap, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(buf, cap, f, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) return mo_errorf("path too long: %.80s...", buf);
+    return 0;
+}
+
+static const char *const section_names[BTX_N_SECTIONS] = {"seed", "branch", "mix", "router", "all"};
+
+// ---------------------------------------------------------------------------- the INI file
+
+typedef struct {
+    btx_config *c;
+    FILE *f;
+    int line, failed;
+} ini_ctx;
+
+static char *line_reader(char *str, int num, void *stream) {
+    ini_ctx *x = stream;
+    char *r = fgets(str, num, x->f);
+    if (r) x->line++;
+    return r;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+    ini_ctx *x = user;
+    btx_config *c = x->c;
+    char origin[320];
+    const char *base = strrchr(c->path, '/') ? strrchr(c->path, '/') + 1 : c->path;
+    fmt(origin, sizeof origin, "%s:%d", base, x->line);
+    if (x->failed) return 0;
+    if (!strcmp(section, "pipeline")) {
+        if (!strcmp(name, "out")) {
+            snprintf(c->out, sizeof c->out, "%s", value);
+            return 1;
+        }
+        x->failed = 1;
+        mo_errorf("%s: unknown key '%s' in [pipeline] (it has: out)", origin, name);
+        return 0;
+    }
+    int sec = -1;
+    if (strcmp(section, "train")) {
+        for (int s = 0; s < BTX_N_SECTIONS; s++)
+            if (!strcmp(section, section_names[s])) sec = s;
+        if (sec < 0) {
+            x->failed = 1;
+            mo_errorf("%s: unknown section [%s]; the sections are pipeline, train, seed, branch, mix, router, all",
+                      origin, section);
+            return 0;
+        }
+    }
+    if (sec == BTX_MIX) {
+        char *end;
+        errno = 0;
+        if (!strcmp(name, "top_k") || !strcmp(name, "top-k")) {
+            long v = strtol(value, &end, 10);
+            if (!*value || *end || v < 1 || v > 1 << 16) {
+                x->failed = 1;
+                mo_errorf("%s: top_k takes a whole number >= 1, not '%s'", origin, value);
+                return 0;
+            }
+            c->top_k = (int)v;
+        } else if (!strcmp(name, "seed")) {
+            unsigned long long v = strtoull(value, &end, 10);
+            if (!*value || *end || *value == '-') {
+                x->failed = 1;
+                mo_errorf("%s: seed takes a whole number >= 0, not '%s'", origin, value);
+                return 0;
+            }
+            c->mix_seed = v;
+        } else {
+            x->failed = 1;
+            mo_errorf("%s: unknown key '%s' in [mix] (it has: top_k, seed)", origin, name);
+            return 0;
+        }
+        return 1;
+    }
+    if (c->n == BTX_MAX_ENTRIES) {
+        x->failed = 1;
+        mo_errorf("%s: more than %d entries", origin, BTX_MAX_ENTRIES);
+        return 0;
+    }
+    // Checked now against a scratch set of options, so a typo is reported before any work.
+    static train_opts scratch;
+    train_opts_defaults(&scratch);
+    char key[64];
+    snprintf(key, sizeof key, "%s", name);
+    if (strcmp(key, "out") == 0 || strcmp(key, "resume") == 0 || strcmp(key, "config") == 0) {
+        x->failed = 1;
+        mo_errorf("%s: '%s' is set by the pipeline for each stage; use [pipeline] out = DIR for the folder", origin,
+                  key);
+        return 0;
+    }
+    if (!(sec == BTX_SEED && !strcmp(key, "init")) && train_opts_set(&scratch, key, value, origin)) {
+        x->failed = 1;
+        return 0;
+    }
+    btx_entry *e = &c->e[c->n++];
+    e->section = sec;
+    snprintf(e->key, sizeof e->key, "%s", key);
+    snprintf(e->value, sizeof e->value, "%s", value);
+    snprintf(e->origin, sizeof e->origin, "%s", origin);
+    return 1;
+}
+
+int btx_load(const char *path, btx_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->out, sizeof c->out, "btx");
+    c->top_k = 2;
+    c->mix_seed = 1;
+    ini_ctx x = {.c = c};
+    x.f = fopen(path, "r");
+    if (!x.f) return mo_errorf("--config %s: cannot open (%s)", path, strerror(errno));
+    int rc = ini_parse_stream(line_reader, &x, on_ini, &x);
+    fclose(x.f);
+    if (x.failed) return -1;
+    if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", path, rc);
+    if (rc < 0) return mo_errorf("%s: cannot read", path);
+    int n_data = 0;
+    for (int i = 0; i < c->n; i++) n_data += c->e[i].section == -1 && !strcmp(c->e[i].key, "data");
+    if (n_data < 2)
+        return mo_errorf("%s: [train] needs at least two data = NAME=FILE.h5 lines, one per domain (BTX branches "
+                         "per domain)",
+                         path);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- stages
+
+// The options of a training stage: defaults, then [train], then [section]. A data line in
+// [section] replaces [train]'s list.
+static int stage_opts(const btx_config *c, int sec, train_opts *o) {
+    train_opts_defaults(o);
+    int sec_has_data = 0;
+    for (int i = 0; i < c->n; i++) sec_has_data |= c->e[i].section == sec && !strcmp(c->e[i].key, "data");
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < c->n; i++) {
+            const btx_entry *e = &c->e[i];
+            if (e->section != (pass ? sec : -1)) continue;
+            if (!pass && sec_has_data && !strcmp(e->key, "data")) continue;
+            if (pass && sec == BTX_SEED && !strcmp(e->key, "init")) continue;
+            if (train_opts_set(o, e->key, e->value, e->origin)) return -1;
+        }
+    }
+    if (c->threads > 0) o->threads = c->threads;
+    return 0;
+}
+
+static const char *seed_init(const btx_config *c) {
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].section == BTX_SEED && !strcmp(c->e[i].key, "init")) return c->e[i].value;
+    return NULL;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+// Trains (or resumes, or skips) one stage in `dir`; its final checkpoint goes to `final`.
+static int run_stage(train_opts *o, const char *dir, const btx_hooks *h, int index, int n_stages,
+                     const char *name, btx_stage_result *r) {
+    snprintf(o->out, sizeof o->out, "%s", dir);
+    rundir_ckpt_path(dir, o->steps, r->ckpt, sizeof r->ckpt);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->steps = o->steps;
+    char what[TRAIN_PATH_MAX + 128];
+    if (file_exists(r->ckpt)) {
+        r->status = "skipped (output exists)";
+        snprintf(what, sizeof what, "skip: %s exists", r->ckpt);
+        if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, name, what);
+        return 0;
+    }
+    int64_t *steps = NULL;
+    int n = 0;
+    char ini[TRAIN_PATH_MAX + 16];
+    snprintf(ini, sizeof ini, "%s/run.ini", dir);
+    if (file_exists(dir) && rundir_steps(dir, &steps, &n)) return -1;
+    free(steps);
+    train_opts run = *o;
+    if (n > 0 && file_exists(ini)) {
+        train_opts_defaults(&run);
+        snprintf(run.resume, sizeof run.resume, "%s", dir);
+        run.threads = o->threads;
+        r->status = "resumed";
+        snprintf(what, sizeof what, "resume %s", dir);
+    } else {
+        // A folder with a run.ini but no checkpoint was stopped before its first save:
+        // start it again.
+        if (file_exists(ini)) unlink(ini);
+        char metrics[TRAIN_PATH_MAX + 32];
+        snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
+        unlink(metrics);
+        r->status = "trained";
+        snprintf(what, sizeof what, "train %lld steps (--train %s) in %s", (long long)o->steps, o->train, dir);
+    }
+    if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, name, what);
+    double t0 = now_seconds();
+    trainer *t = trainer_open(&run);
+    if (!t) return mo_errorf("stage %s: %s", name, mo_error());
+    int rc = trainer_run(t, h ? &h->train : NULL);
+    trainer_close(t);
+    r->seconds = now_seconds() - t0;
+    if (rc < 0) return mo_errorf("stage %s: %s", name, mo_error());
+    return rc;  // 1: stopped
+}
+
+// Mixes the branches into dir/mix.h5.
+static int mix(const btx_config *c, const train_opts *common, btx_stage_result *branches, int nb, const char *path,
+               const btx_hooks *h, int index, int n_stages, btx_stage_result *r) {
+    snprintf(r->name, sizeof r->name, "mix");
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
+    char what[TRAIN_PATH_MAX + 128];
+    if (file_exists(path)) {
+        r->status = "skipped (output exists)";
+        snprintf(what, sizeof what, "skip: %s exists", path);
+        if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "mix", what);
+        return 0;
+    }
+    snprintf(what, sizeof what, "%d branch FFNs -> experts, other weights averaged, fresh router, top_k %d", nb,
+             c->top_k);
+    if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "mix", what);
+    double t0 = now_seconds();
+    mo_checkpoint *bk = calloc((size_t)nb, sizeof *bk), out = {0};
+    mo_expert *mods = calloc((size_t)nb, sizeof *mods);
+    const char **names = calloc((size_t)nb, sizeof *names);
+    int rc = -1;
+    if (!bk || !mods || !names) {
+        mo_errorf("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nb; i++) {
+        names[i] = branches[i].ckpt;
+        if (ckpt_load(branches[i].ckpt, &bk[i])) goto done;
+        if (config_n_moe_layers(&bk[i].table.cfg)) {
+            mo_errorf("stage mix: %s has MoE layers; BTX branches from a dense seed: set moe_layers = 0,...,0 in [seed] "
+                      "(or [seed] init = a dense checkpoint)",
+                      branches[i].ckpt);
+            goto done;
+        }
+        if (expert_extract(&bk[i], NULL, NULL, 0, &mods[i])) goto done;
+        const char *dom = common->data[i].name;
+        char prov[TRAIN_PATH_MAX + 256];
+        snprintf(prov, sizeof prov, "{\"btx_branch\": \"%s\", \"steps\": %lld, \"domain\": \"%s\"}", branches[i].ckpt,
+                 (long long)branches[i].steps, dom);
+        free(mods[i].name), free(mods[i].domain), free(mods[i].provenance);
+        mods[i].name = strdup(dom), mods[i].domain = strdup(dom), mods[i].provenance = strdup(prov);
+        mods[i].steps_trained = branches[i].steps;
+        if (!mods[i].name || !mods[i].domain || !mods[i].provenance) {
+            mo_errorf("out of memory");
+            goto done;
+        }
+    }
+    compose_opts co = {.fresh_router = 1, .top_k = c->top_k, .seed = c->mix_seed};
+    if (compose_checkpoint(bk, names, nb, mods, names, nb, &co, &out) || ckpt_save(path, &out)) {
+        mo_errorf("stage mix: %s", mo_error());
+        goto done;
+    }
+    r->status = "mixed";
+    rc = 0;
+done:
+    r->seconds = now_seconds() - t0;
+    for (int i = 0; bk && i < nb; i++) ckpt_free(&bk[i]);
+    for (int i = 0; mods && i < nb; i++) expert_free(&mods[i]);
+    free(bk), free(mods), free(names);
+    ckpt_free(&out);
+    return rc;
+}
+
+// Validation loss of each stage's output on every domain.
+static int evaluate_all(const train_opts *common, btx_summary *s) {
+    for (int i = 0; i < s->n; i++) {
+        btx_stage_result *r = &s->s[i];
+        eval_opts eo = {.checkpoint = r->ckpt, .data = common->data, .n_data = common->n_data, .batch = common->batch,
+                        .seq = common->seq, .max_batches = common->eval_batches};
+        eval_report rep;
+        if (eval_checkpoint(&eo, &rep)) return mo_errorf("summary: evaluating %s: %s", r->ckpt, mo_error());
+        r->n_domains = rep.n_domains;
+        for (int d = 0; d < rep.n_domains && d < TRAIN_MAX_DOMAINS; d++) {
+            snprintf(r->domains[d], sizeof r->domains[d], "%s", rep.names[d]);
+            r->val_loss[d] = rep.loss[d];
+        }
+        eval_report_free(&rep);
+    }
+    return 0;
+}
+
+static int make_dir(const char *p) {
+    if (mkdir(p, 0777) && errno != EEXIST) return mo_errorf("%s: cannot create (%s)", p, strerror(errno));
+    return 0;
+}
+
+int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
+    memset(sum, 0, sizeof *sum);
+    train_opts common, o;
+    if (stage_opts(c, -2, &common)) return -1;  // [train] alone
+    int nd = common.n_data;
+    for (int i = 0; i < nd; i++)
+        if (!*common.data[i].name)
+            return mo_errorf("%s: data = %s: give each domain a name (data = NAME=FILE.h5); branches and experts are "
+                             "named after it",
+                             c->path, common.data[i].path);
+    int64_t all_steps = 0;
+    if (stage_opts(c, BTX_ALL, &o)) return -1;
+    int has_all = 0;
+    for (int i = 0; i < c->n; i++) has_all |= c->e[i].section == BTX_ALL && !strcmp(c->e[i].key, "steps");
+    all_steps = has_all ? o.steps : 0;
+    const int n_stages = 1 + nd + 1 + 1 + (all_steps > 0);
+    if (make_dir(c->out)) return -1;
+    char dir[TRAIN_PATH_MAX + 64];
+    int k = 0, rc;
+
+    // seed
+    btx_stage_result *seed = &sum->s[k];
+    const char *init = seed_init(c);
+    if (init) {
+        snprintf(seed->name, sizeof seed->name, "seed");
+        snprintf(seed->ckpt, sizeof seed->ckpt, "%s", init);
+        seed->status = "taken";
+        if (!file_exists(init)) return mo_errorf("stage seed: [seed] init = %s: no such file", init);
+        char what[TRAIN_PATH_MAX + 32];
+        snprintf(what, sizeof what, "take %s", init);
+        if (h && h->on_stage) h->on_stage(h->ctx, k, n_stages, "seed", what);
+    } else {
+        if (stage_opts(c, BTX_SEED, &o)) return -1;
+        snprintf(dir, sizeof dir, "%s/seed", c->out);
+        if ((rc = run_stage(&o, dir, h, k, n_stages, "seed", seed))) return rc;
+    }
+    sum->n = ++k;
+
+    // branches
+    int first_branch = k;
+    for (int d = 0; d < nd; d++) {
+        if (stage_opts(c, BTX_BRANCH, &o)) return -1;
+        if (fmt(o.init, sizeof o.init, "%s", seed->ckpt)) return -1;
+        *o.preset = 0;
+        o.n_overrides = 0;  // the seed fixes the model
+        o.data[0] = common.data[d];
+        o.data[0].weight = 1;
+        o.n_data = 1;
+        char name[160];
+        snprintf(name, sizeof name, "branch-%s", common.data[d].name);
+        if (fmt(dir, sizeof dir, "%s/%s", c->out, name)) return -1;
+        if ((rc = run_stage(&o, dir, h, k, n_stages, name, &sum->s[k]))) return rc;
+        sum->n = ++k;
+    }
+
+    // mix
+    char mix_path[TRAIN_PATH_MAX + 16];
+    snprintf(mix_path, sizeof mix_path, "%s/mix.h5", c->out);
+    if (mix(c, &common, &sum->s[first_branch], nd, mix_path, h, k, n_stages, &sum->s[k])) return -1;
+    sum->n = ++k;
+
+    // router, then optionally all
+    for (int sec = BTX_ROUTER; sec <= BTX_ALL; sec++) {
+        if (sec == BTX_ALL && all_steps <= 0) break;
+        if (stage_opts(c, sec, &o)) return -1;
+        int has_train = 0;
+        for (int i = 0; i < c->n; i++) has_train |= c->e[i].section == sec && !strcmp(c->e[i].key, "train");
+        if (!has_train) snprintf(o.train, sizeof o.train, "%s", sec == BTX_ROUTER ? "router" : "all");
+        if (fmt(o.init, sizeof o.init, "%s", sum->s[k - 1].ckpt)) return -1;
+        *o.preset = 0;
+        o.n_overrides = 0;
+        snprintf(dir, sizeof dir, "%s/%s", c->out, section_names[sec]);
+        if ((rc = run_stage(&o, dir, h, k, n_stages, section_names[sec], &sum->s[k]))) return rc;
+        sum->n = ++k;
+    }
+    return evaluate_all(&common, sum);
+}

@@ -1,0 +1,86 @@
+// pipeline_btx.h: Branch-Train-MiX (Sukhbaatar et al. 2024) as one resumable pipeline,
+// `monolith pipeline btx --config btx.ini`.
+//
+// Stages, each in its own folder under `out` (docs/modules.md has the whole file format):
+//   seed     a dense model (moe_layers all 0) trained on the mixture of every domain, or
+//            taken as is from [seed] init = FILE
+//   branch   one copy of the seed per domain, each trained on its own domain alone
+//            (folders branch-<domain>)
+//   mix      mix.h5: expert d of every layer = branch d's FFN; embeddings, attention, norms
+//            and output = the mean over the branches; a fresh router
+//   router   the mix trained on the mixture with only the router learning ([router] train,
+//            default "router")
+//   all      optional ([all] steps > 0): then everything trained on the mixture
+// Training stages run the library behind `monolith train` (train/trainer.h) in run
+// folders of their own, so each is resumable with the same exactness: a stage whose final
+// checkpoint exists is skipped, one with earlier checkpoints is resumed, and mix.h5 is
+// written atomically and skipped when present. Killing the pipeline and starting it again
+// with the same file continues where it stopped.
+//
+// The INI file: [train] holds `monolith train` options shared by every stage (tokenizer,
+// data = NAME=FILE lines, batch, seq, lr, ...); [seed], [branch], [router], [all] add
+// options of their own over it (steps, lr, train, model fields such as moe_layers);
+// [pipeline] holds out; [mix] holds top_k and seed.
+#ifndef MONOLITH_PIPELINE_BTX_H
+#define MONOLITH_PIPELINE_BTX_H
+
+#include "train/options.h"
+#include "train/trainer.h"
+
+#include <stdint.h>
+
+#define BTX_MAX_ENTRIES 256
+#define BTX_MAX_STAGES (TRAIN_MAX_DOMAINS + 4)
+
+typedef enum { BTX_SEED, BTX_BRANCH, BTX_MIX, BTX_ROUTER, BTX_ALL, BTX_N_SECTIONS } btx_section;
+
+typedef struct {
+    int section;  // btx_section, or -1 for [train]
+    char key[64], value[TRAIN_PATH_MAX];
+    char origin[320];  // "btx.ini:12" for messages
+} btx_entry;
+
+typedef struct {
+    char path[TRAIN_PATH_MAX];  // the INI file
+    char out[TRAIN_PATH_MAX];   // [pipeline] out
+    btx_entry e[BTX_MAX_ENTRIES];
+    int n;
+    int top_k;                  // [mix] top_k (default 2)
+    uint64_t mix_seed;          // [mix] seed (default 1)
+    int threads;                // overrides every stage's threads when > 0 (CLI --threads)
+} btx_config;
+
+// Reads and checks the INI file: unknown sections or keys, bad values and a stage whose
+// options do not parse are reported (file:line) before any work. Returns 0 or -1.
+int btx_load(const char *path, btx_config *c);
+
+typedef struct {
+    char name[160];     // "seed", "branch-code", "mix", "router", "all"
+    char ckpt[TRAIN_PATH_MAX + 64];  // its output checkpoint
+    const char *status; // "trained", "resumed", "skipped (output exists)", "taken", "mixed"
+    int64_t steps;
+    double seconds;     // wall time spent in this invocation
+    int n_domains;
+    char domains[TRAIN_MAX_DOMAINS][128];
+    double val_loss[TRAIN_MAX_DOMAINS];  // of its output checkpoint, per domain
+} btx_stage_result;
+
+typedef struct {
+    int n;
+    btx_stage_result s[BTX_MAX_STAGES];
+} btx_summary;
+
+typedef struct {
+    // Called when a stage starts: its name, what will happen ("train 200 steps",
+    // "resume", "skip: FILE exists"), and its index / the number of stages.
+    void (*on_stage)(void *ctx, int index, int n_stages, const char *name, const char *what);
+    void *ctx;
+    train_hooks train;  // forwarded to every training stage (progress, evals, saves, stop)
+} btx_hooks;
+
+// Runs (or continues) the pipeline, filling `sum` (each stage's output evaluated on every
+// domain). Returns 0 when complete, 1 when stopped by hooks->train.stop (resumable), -1
+// with a one-line message naming the stage at fault.
+int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum);
+
+#endif

@@ -16,19 +16,20 @@ void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E)
     for (int s = 0; s < S; s++)
         if (experts[s] >= 0) d->offs[experts[s] + 1]++;
     for (int e = 0; e < E; e++) d->offs[e + 1] += d->offs[e];
-    // Positions in slot order with a running cursor per expert: token order within an expert.
-    int cur[E > 0 ? E : 1];
-    memcpy(cur, d->offs, (size_t)E * sizeof *cur);
+    // Positions in slot order, so token order within an expert: offs[e] serves as expert
+    // e's cursor (ending at the start of e+1), then shifts back by one.
     for (int s = 0; s < S; s++) {
         int e = experts[s];
         if (e < 0) {
             d->pos[s] = -1;
             continue;
         }
-        int p = cur[e]++;
+        int p = d->offs[e]++;
         d->pos[s] = p;
         d->perm[p] = s;
     }
+    for (int e = E; e > 0; e--) d->offs[e] = d->offs[e - 1];
+    d->offs[0] = 0;
 }
 
 void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm) {

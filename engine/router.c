@@ -55,12 +55,11 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
                      int N) {
     const int E = c->n_experts, k = c->top_k, d = c->d_model;
     // d loss / d p into dlogits first (softmax backward then runs in place).
-    // aux: d/dp_ie of E * sum_e f_e P_e = E f_e / N, the same for every row.
-    float daux_e[E > 0 ? E : 1];
-    for (int e = 0; e < E; e++) daux_e[e] = (float)(daux * E * ((double)st->counts[e] / ((double)N * k)) / N);
+    // aux: d/dp_ie of E * sum_e f_e P_e = E f_e / N = E counts_e / (N k N), the same for every row.
+    const double aux_scale = daux * E / ((double)N * k * N);
     for (int i = 0; i < N; i++) {
         float *dp = dlogits + (size_t)i * E;
-        memcpy(dp, daux_e, (size_t)E * sizeof *dp);
+        for (int e = 0; e < E; e++) dp[e] = (float)(aux_scale * (double)st->counts[e]);
         const int *ei = a->experts + (size_t)i * k;
         const float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k, *dg = dgates + (size_t)i * k;
         if (a->forced && a->forced[i] >= 0) continue;  // a forced gate is the constant 1: nothing flows

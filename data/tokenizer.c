@@ -293,6 +293,10 @@ tokenizer *tok_from_bytes(const void *data, size_t n, const char *origin, const 
                 }
                 rank = rank * 10 + (s[k] - '0');
             }
+            if (dec_used + (size_t)len > UINT32_MAX) {
+                mo_errorf("%s:%d: the vocabulary holds more than 4 GB of token bytes", origin, line_no);
+                goto err;
+            }
             lines[count++] = (parsed_line){rank, line_no, (uint32_t)dec_used, (uint32_t)len};
             dec_used += (size_t)len;
         }
@@ -660,6 +664,11 @@ static int encode_piece_slow(tokenizer *t, const uint8_t *p, size_t n, tok_ids *
             out->n += k;
             return 0;
         }
+    }
+    if (n > TOK_MERGE_WINDOW) {  // see tokenizer.h: merged window by window
+        for (size_t o = 0; o < n; o += TOK_MERGE_WINDOW)
+            if (encode_piece_slow(t, p + o, n - o < TOK_MERGE_WINDOW ? n - o : TOK_MERGE_WINDOW, out)) return -1;
+        return 0;
     }
     if (scratch_reserve(t, n)) return -1;
     size_t parts = 0;

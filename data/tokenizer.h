@@ -9,6 +9,12 @@
 // Every byte string encodes (all 256 single bytes must be tokens) and decodes back to
 // itself, ill-formed UTF-8 included.
 //
+// A single pre-split piece longer than TOK_MERGE_WINDOW bytes (a million letters without
+// a space, a megabyte of ill-formed bytes) is merged window by window, so memory stays
+// bounded (about 100 bytes of scratch per byte of window): the bytes still round-trip
+// exactly, only ids at a window edge may differ from a whole-piece merge. Pieces of real
+// text are words and runs of spaces, far below it.
+//
 // A tokenizer is not safe for concurrent encode calls (it keeps scratch space and a
 // cache of recent pieces); use one per thread.
 #ifndef MONOLITH_TOKENIZER_H
@@ -27,6 +33,7 @@ typedef struct {
 
 #define TOK_EOT_NAME "<|endoftext|>"
 #define TOK_HASH_HEX 17  // 16 hex digits and the terminator
+#define TOK_MERGE_WINDOW ((size_t)1 << 19)
 
 // Loads a .tiktoken file with the default special tokens. Returns NULL with a one-line
 // mo_error() for a missing file, bad base64, a bad or duplicate rank, a gap in the ranks,

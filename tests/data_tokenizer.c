@@ -170,6 +170,12 @@ START_TEST(test_roundtrip_random_bytes) {
         assert_roundtrip(t, L, big, 0);
     }
     free(L);
+    // One piece longer than TOK_MERGE_WINDOW: merged window by window, still exact bytes.
+    size_t huge = TOK_MERGE_WINDOW + 12345;
+    L = malloc(huge);
+    for (size_t i = 0; i < huge; i++) L[i] = "ACGT"[(i * 7 + i / 3) % 4];
+    assert_roundtrip(t, L, huge, 0);
+    free(L);
 }
 END_TEST
 

@@ -38,14 +38,16 @@ static const char *usage =
 // Where to cut a long document so that encoding the parts separately gives the same ids
 // as encoding it whole: just before a '\n' that follows a printable ASCII byte. No
 // pre-split piece crosses such a point (the piece before it ends at the '\n', and the
-// pattern has no look-behind). Returns n if there is none in [from, n).
-static size_t safe_cut(const uint8_t *t, size_t from, size_t n) {
-    for (size_t i = from ? from : 1; i < n; i++)
+// pattern has no look-behind). Searches [from, limit); returns limit if there is none
+// there (a document without such lines: cut anyway, so memory stays bounded; only the
+// ids right at that cut can differ from a whole-file encode, the bytes never do).
+static size_t safe_cut(const uint8_t *t, size_t from, size_t limit) {
+    for (size_t i = from ? from : 1; i < limit; i++)
         if (t[i] == '\n' && t[i - 1] > 0x20 && t[i - 1] < 0x7f) return i;
-    return n;
+    return limit;
 }
 
-#define SEGMENT ((size_t)8 << 20)  // encode at most ~8 MB at a time: bounded memory
+#define SEGMENT ((size_t)8 << 20)  // encode about 8 MB at a time (at most 32 MB): bounded memory
 
 static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int split, tok_ids *ids) {
     int fd = open(path, O_RDONLY);
@@ -61,7 +63,7 @@ static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int s
     if (n && text == MAP_FAILED) return mo_errorf("%s: cannot map (%s)", path, strerror(errno));
     int rc = tokset_begin_document(w, split);
     for (size_t pos = 0; pos < n && !rc;) {
-        size_t end = n - pos > SEGMENT ? safe_cut(text, pos + SEGMENT, n) : n;
+        size_t end = n - pos > SEGMENT ? safe_cut(text, pos + SEGMENT, n - pos > 4 * SEGMENT ? pos + 4 * SEGMENT : n) : n;
         ids->n = 0;
         rc = tok_encode(tok, text + pos, end - pos, 0, ids);
         if (!rc) rc = tokset_append(w, ids->v, ids->n);

@@ -164,6 +164,26 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ck_assert_int_eq(ckpt_load(p, &after), 0);
     ck_assert_int_eq(after.table.cfg.n_experts, 5);
     ck_assert_str_eq(after.experts.name[4], "gamma");
+    // A new domain trained into its new expert alone: --route-by-domain finds the expert
+    // by name (gamma is expert 4, not the position of the only --data), nothing else moves.
+    rc = sh(&err, "train --init with_gamma.h5 --tokenizer %s --data gamma=%s --route-by-domain --train experts=4 "
+                  "--steps 3 --batch 2 --seq 32 --warmup 1 --lr 1e-2 --eval-every 0 --eval-batches 1 --threads 2 "
+                  "--out ft_gamma",
+            tok_path, set_c);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    path_in(p, "ft_gamma/ckpt-00000003.h5");
+    ck_assert_int_eq(ckpt_load(p, &before), 0);
+    changed = other_changed = 0;
+    for (size_t j = 0; j < before.table.numel; j++) {
+        int differs = memcmp(&before.params[j], &after.params[j], sizeof(float)) != 0;
+        if (in_expert(&before.table, j, 4)) changed += differs;
+        else other_changed += differs;
+    }
+    ck_assert_msg(other_changed == 0 && changed > 1000, "route-by-domain fine-tune: %zu other values changed, %zu of "
+                  "expert 4", other_changed, changed);
+    ck_assert_str_eq(before.experts.domain[4], "gamma");
+    ckpt_free(&before);
     ckpt_free(&after);
 
     // Shape keys: refused naming both files and the field.

@@ -133,7 +133,7 @@ static const char eval_usage[] =
     "  --batch B            sequences per forward [8]\n"
     "  --seq T              tokens per sequence [the model's max_seq_len, at most 256]\n"
     "  --batches N          batches per domain, 0 = the whole val split [16]\n"
-    "  --route-by-domain    domain d's tokens go to expert d (DEMix evaluation)\n"
+    "  --route-by-domain    each domain's tokens go to its expert (by /experts domain or name, else by position)\n"
     "  --threads N          threads (0: one per core) [0]\n"
     "  --json               one JSON object on stdout instead of tables\n";
 

@@ -4,6 +4,7 @@
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
+#include "train/route_map.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, in
                 const int *w = b->window + (size_t)r * (T + 1);
                 b->tokens[at] = r < rows ? w[j] : 0;
                 b->targets[at] = r < rows ? w[j + 1] : -1;  // a short last batch: padding rows score nothing
-                if (b->forced) b->forced[at] = d;
+                if (b->forced) b->forced[at] = b->expert_of ? b->expert_of[d] : d;
             }
         if (model_forward(m, b->params, b->tokens, b->targets)) return -1;
         sum += m->ce * m->n_targets;
@@ -104,8 +105,14 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
     }
     if (model_alloc(&model, &ck.table, o->batch, T)) goto err;
     if (forced) model_set_forced_experts(&model, forced);
+    int expert_of[LOADER_MAX_DOMAINS];
+    if (o->route_by_domain) {
+        const char *names[LOADER_MAX_DOMAINS];
+        for (int d = 0; d < r->n_domains; d++) names[d] = r->names[d];
+        if (route_map(&ck.experts, c->n_experts, r->n_domains, names, expert_of)) goto err;
+    }
     eval_bufs b = {.model = &model, .params = ck.params, .ld = ld, .window = window, .tokens = tokens,
-                   .targets = targets, .forced = forced};
+                   .targets = targets, .forced = forced, .expert_of = o->route_by_domain ? expert_of : NULL};
     for (int d = 0; d < r->n_domains; d++)
         if (eval_domain(&b, d, o->max_batches, &r->loss[d], &r->tokens[d],
                         r->counts + (size_t)d * r->n_moe * r->n_experts))

@@ -20,7 +20,8 @@ typedef struct {
     const loader *ld;
     int *window;         // [B*(T+1)]
     int *tokens, *targets;
-    int *forced;         // [B*T] or NULL: route-by-domain (rows of domain d go to expert d)
+    int *forced;         // [B*T] or NULL: route-by-domain (rows of domain d go to expert expert_of[d])
+    const int *expert_of;  // [n_domains] (train/route_map.h), or NULL: domain d -> expert d
 } eval_bufs;
 
 // Evaluates domain d. Writes the mean loss (NaN if the val split has no window) and the

@@ -34,7 +34,7 @@ static const opt_def opts[] = {
     {"init", OT_STR, S(init), 0, "CKPT", "start from this checkpoint's weights (fresh optimizer)"},
     {"tokenizer", OT_STR, S(tokenizer), 0, "FILE", ".tiktoken the token sets were made with (--init: optional)"},
     {"data", OT_DATA, F(data), 0, 0, "NAME=FILE[:W]", "a domain's token set and sampling weight (repeat)"},
-    {"route-by-domain", OT_FLAG, F(route_by_domain), 0, 0, 0, "DEMix: domain d's tokens go to expert d"},
+    {"route-by-domain", OT_FLAG, F(route_by_domain), 0, 0, 0, "DEMix: each domain's tokens go to its expert (by /experts domain or name, else domain i to expert i)"},
     {"steps", OT_I64, F(steps), 0, 0, "N", "optimizer steps of the run"},
     {"batch", OT_INT, F(batch), 0, 0, "B", "sequences per micro-batch"},
     {"seq", OT_INT, F(seq), 0, 0, "T", "tokens per sequence (<= the model's max_seq_len)"},

@@ -14,6 +14,7 @@
 #include "train/evaluate.h"
 #include "train/freeze.h"
 #include "train/metrics.h"
+#include "train/route_map.h"
 #include "train/rundir.h"
 #include "train/state.h"
 
@@ -42,6 +43,7 @@ struct trainer {
     int *window;             // [B*(T+1)] from the loader
     int *domain;             // [B]
     int *forced;             // [B*T] route-by-domain, else NULL
+    int expert_of[TRAIN_MAX_DOMAINS];  // route-by-domain: domain -> expert (train/route_map.h)
     int n_moe, moe_layer[MO_MAX_LAYERS];
     int64_t *counts;         // [n_moe, E] routed slots this step
     const char *names[TRAIN_MAX_DOMAINS];
@@ -364,6 +366,7 @@ trainer *trainer_open(const train_opts *cli) {
     t->ld = loader_open(o->data, o->n_data, &lo);
     if (!t->ld) goto err;
     for (int i = 0; i < o->n_data; i++) t->names[i] = loader_domain(t->ld, i);
+    if (o->route_by_domain && route_map(&t->ck.experts, c->n_experts, o->n_data, t->names, t->expert_of)) goto err;
     if (allocate(t)) goto err;
     if (resume) {
         if (set_loader_state(t->ld, t->st.loader, t->st.n_loader)) goto err;
@@ -375,7 +378,7 @@ trainer *trainer_open(const train_opts *cli) {
         snprintf(t->st.mask, sizeof t->st.mask, "%s", o->train);
         if (o->route_by_domain)
             for (int i = 0; i < o->n_data; i++)
-                if (ckpt_experts_set(&t->ck.experts, i, NULL, t->names[i], NULL)) goto err;
+                if (ckpt_experts_set(&t->ck.experts, t->expert_of[i], NULL, t->names[i], NULL)) goto err;
     }
     t->st.sched = t->sched;
     t->st.opt = t->opt;
@@ -435,7 +438,7 @@ static void split_window(trainer *t) {
         for (int i = 0; i < T; i++) {
             t->tokens[(size_t)b * T + i] = w[i];
             t->targets[(size_t)b * T + i] = w[i + 1];
-            if (t->forced) t->forced[(size_t)b * T + i] = t->domain[b];
+            if (t->forced) t->forced[(size_t)b * T + i] = t->expert_of[t->domain[b]];
         }
     }
 }
@@ -454,7 +457,7 @@ static int save(trainer *t, const train_hooks *h) {
 static int evaluate(trainer *t, const train_hooks *h) {
     const int nd = t->o.n_data, E = t->ck.table.cfg.n_experts;
     eval_bufs b = {.model = &t->model, .params = t->ck.params, .ld = t->ld, .window = t->window,
-                   .tokens = t->tokens, .targets = t->targets, .forced = t->forced};
+                   .tokens = t->tokens, .targets = t->targets, .forced = t->forced, .expert_of = t->expert_of};
     memset(t->val_counts, 0, (size_t)nd * t->n_moe * E * sizeof *t->val_counts);
     for (int d = 0; d < nd; d++)
         if (eval_domain(&b, d, t->o.eval_batches, &t->val_loss[d], &t->val_tokens[d],

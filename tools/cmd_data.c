@@ -154,6 +154,9 @@ static int prepare(int argc, char **argv) {
     size_t n = inputs.n, n_val = (size_t)llround(frac * (double)n);
     if (frac > 0 && n >= 2 && n_val == 0) n_val = 1;
     if (n_val >= n) n_val = n - 1;
+    if (frac > 0 && n_val == 0)
+        fprintf(stderr, "data prepare: note: one document only, so the val split is empty (one file is one "
+                        "document: cut big files into several to get a val split)\n");
     uint8_t *is_val = calloc(n, 1);
     size_t *perm = malloc(n * sizeof *perm);
     if (!is_val || !perm) {

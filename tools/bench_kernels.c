@@ -279,6 +279,10 @@ int bench_kernels(int argc, char **argv) {
     } else {
         printf("threads %d   simd %s   OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", threads_count(),
                simd_name(simd_active()), core, ct ? ct : "unset");
+        if (ct && *ct)
+            printf("note: OPENBLAS_CORETYPE=%s overrides OpenBLAS's choice of kernels for this CPU (Haswell, for\n"
+                   "      one, means AVX2 kernels on an AVX-512 CPU); run again with it unset to compare\n",
+                   ct);
         printf("machine: sgemm %.1f GFLOP/s (n=1024)   memory %.1f GB/s\n\n", sgemm_gf, membw);
         printf("grouped expert GEMM, %d experts, d %d, d_ff %d, %d rows; GFLOP/s (%% of one dense sgemm)\n", E, D,
                DFF, ROWS);

@@ -443,8 +443,14 @@ static void split_window(trainer *t) {
     }
 }
 
+static int all_finite(const float *x, size_t n);
+
 static int save(trainer *t, const train_hooks *h) {
     char path[TRAIN_PATH_MAX + 32];
+    if (!all_finite(t->ck.params, t->ck.table.numel))  // never write a checkpoint no reader would take
+        return mo_errorf("step %lld: a parameter is NaN or Inf; not saved; resume from the newest checkpoint in %s "
+                         "with a lower --lr",
+                         (long long)t->st.step, t->o.out);
     rundir_ckpt_path(t->o.out, t->st.step, path, sizeof path);
     get_loader_state(t->ld, t->st.loader, &t->st.n_loader);
     if (train_state_save(path, &t->ck, t->m, t->v, &t->st, t->options_ini)) return -1;

@@ -444,6 +444,11 @@ tokenizer *tok_load(const char *path) {
     return t;
 }
 
+tokenizer *tok_clone(const tokenizer *t) {
+    return tok_from_bytes(t->raw, t->raw_len, "tokenizer copy", (const char *const *)t->specials, NULL,
+                          t->n_specials);
+}
+
 int tok_vocab_size(const tokenizer *t) { return t->n_ranks + t->n_specials; }
 int tok_n_ranks(const tokenizer *t) { return t->n_ranks; }
 int tok_n_specials(const tokenizer *t) { return t->n_specials; }

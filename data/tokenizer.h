@@ -51,6 +51,10 @@ tokenizer *tok_from_bytes(const void *data, size_t n, const char *origin, const 
 
 void tok_free(tokenizer *t);
 
+// A second tokenizer with the same vocabulary and special tokens (one per thread: encode
+// is not thread-safe). Returns NULL with mo_error() set (out of memory).
+tokenizer *tok_clone(const tokenizer *t);
+
 // Ranks plus special tokens: the smallest vocab_size a model needs.
 int tok_vocab_size(const tokenizer *t);
 // Number of ranked (mergeable) byte strings R.

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,8 @@ static size_t safe_cut(const uint8_t *t, size_t from, size_t limit) {
 
 #define SEGMENT ((size_t)8 << 20)  // encode about 8 MB at a time (at most 32 MB): bounded memory
 
-static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int split, tok_ids *ids) {
+// Maps a file read-only (NULL with *n = 0 for an empty file). Returns 0 or -1.
+static int map_file(const char *path, const uint8_t **text, size_t *n) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
@@ -57,10 +59,25 @@ static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int s
         close(fd);
         return mo_errorf("%s: cannot stat", path);
     }
-    size_t n = (size_t)st.st_size;
-    const uint8_t *text = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    *n = (size_t)st.st_size;
+    *text = *n ? mmap(NULL, *n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     close(fd);
-    if (n && text == MAP_FAILED) return mo_errorf("%s: cannot map (%s)", path, strerror(errno));
+    if (*n && *text == MAP_FAILED) return mo_errorf("%s: cannot map (%s)", path, strerror(errno));
+    return 0;
+}
+
+// Prefixes the current error with the path unless it already names it.
+static int path_error(const char *path) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mo_error());
+    return strstr(msg, path) ? -1 : mo_errorf("%s: %s", path, msg);
+}
+
+// Streams one (large) document into the token set segment by segment.
+static int encode_file_streaming(tokenizer *tok, tokset_writer *w, const char *path, int split, tok_ids *ids) {
+    const uint8_t *text;
+    size_t n;
+    if (map_file(path, &text, &n)) return -1;
     int rc = tokset_begin_document(w, split);
     for (size_t pos = 0; pos < n && !rc;) {
         size_t end = n - pos > SEGMENT ? safe_cut(text, pos + SEGMENT, n - pos > 4 * SEGMENT ? pos + 4 * SEGMENT : n) : n;
@@ -70,10 +87,43 @@ static int encode_file(tokenizer *tok, tokset_writer *w, const char *path, int s
         pos = end;
     }
     if (n) munmap((void *)text, n);
-    if (rc) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", mo_error());
-        return strstr(msg, path) ? -1 : mo_errorf("%s: %s", path, msg);
+    return rc ? path_error(path) : 0;
+}
+
+// Encodes one small document whole into ids (ids->n reset). Returns 0 or -1.
+static int encode_file_whole(tokenizer *tok, const char *path, tok_ids *ids) {
+    const uint8_t *text;
+    size_t n;
+    if (map_file(path, &text, &n)) return -1;
+    ids->n = 0;
+    int rc = n ? tok_encode(tok, text, n, 0, ids) : 0;
+    if (n) munmap((void *)text, n);
+    return rc ? path_error(path) : 0;
+}
+
+#define BATCH_DOCS 256
+#define BATCH_BYTES ((uint64_t)64 << 20)
+
+// Encodes documents [first, end) in parallel, one tokenizer per thread, then writes them
+// in input order, so the file never depends on the thread count. Returns 0 or -1.
+static int encode_batch(tokenizer **toks, tokset_writer *w, char *const *paths, const uint8_t *is_val, size_t first,
+                        size_t end, tok_ids *ids, char (*errs)[512]) {
+    int failed = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
+    for (size_t i = first; i < end; i++) {
+        size_t b = i - first;
+        if (encode_file_whole(toks[omp_get_thread_num()], paths[i], &ids[b])) {
+            snprintf(errs[b], 512, "%s", mo_error());
+            failed = 1;
+        } else {
+            errs[b][0] = 0;
+        }
+    }
+    for (size_t i = first; i < end; i++) {
+        size_t b = i - first;
+        if (failed && errs[b][0]) return mo_errorf("%s", errs[b]);
+        if (tokset_begin_document(w, is_val[i] ? TOKSET_VAL : TOKSET_TRAIN) || tokset_append(w, ids[b].v, ids[b].n))
+            return -1;
     }
     return 0;
 }
@@ -186,22 +236,47 @@ static int prepare(int argc, char **argv) {
                                : NULL;
     free(sources);
     if (!w) rc = -1;
-    tok_ids ids = {0};
+    // One tokenizer per thread; documents up to SEGMENT bytes are encoded in parallel
+    // batches, larger ones stream alone.
+    int nth = omp_get_max_threads();
+    tokenizer **toks = calloc((size_t)nth, sizeof *toks);
+    tok_ids *ids = calloc(BATCH_DOCS, sizeof *ids);
+    char(*errs)[512] = calloc(BATCH_DOCS, sizeof *errs);
+    uint64_t *sizes = calloc(n, sizeof *sizes);
+    if (!toks || !ids || !errs || !sizes) rc = mo_errorf("out of memory");
+    if (toks) toks[0] = tok;
+    for (int i = 1; i < nth && !rc; i++)
+        if (!(toks[i] = tok_clone(tok))) rc = -1;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct stat st;
+        sizes[i] = stat(inputs.paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+    }
     double t0 = now_s(), last = t0;
     uint64_t bytes = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        rc = encode_file(tok, w, inputs.paths[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids);
-        struct stat st;
-        if (stat(inputs.paths[i], &st) == 0) bytes += (uint64_t)st.st_size;
+    for (size_t i = 0; i < n && !rc;) {
+        size_t j = i;
+        uint64_t batch_bytes = 0;
+        while (j < n && j - i < BATCH_DOCS && sizes[j] <= SEGMENT && batch_bytes + sizes[j] <= BATCH_BYTES)
+            batch_bytes += sizes[j++];
+        if (j > i) {
+            rc = encode_batch(toks, w, inputs.paths, is_val, i, j, ids, errs);
+        } else {  // a large document
+            rc = encode_file_streaming(tok, w, inputs.paths[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids[0]);
+            j = i + 1;
+        }
+        for (size_t k2 = i; k2 < j; k2++) bytes += sizes[k2];
+        i = j;
         double t = now_s();
-        if (t - last > 0.5 || i + 1 == n) {
-            fprintf(stderr, "\rdata prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain, i + 1, n,
+        if (t - last > 0.5 || i == n) {
+            fprintf(stderr, "\rdata prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain, i, n,
                     (double)bytes / 1e6, (double)bytes / 1e6 / (t - t0 > 1e-9 ? t - t0 : 1e-9));
             last = t;
         }
     }
     fprintf(stderr, "\n");
-    tok_ids_free(&ids);
+    for (int i = 1; toks && i < nth; i++) tok_free(toks[i]);
+    for (int b = 0; ids && b < BATCH_DOCS; b++) tok_ids_free(&ids[b]);
+    free(toks), free(ids), free(errs), free(sizes);
     uint64_t tr = w ? tokset_written(w, TOKSET_TRAIN) : 0, va = w ? tokset_written(w, TOKSET_VAL) : 0;
     uint64_t dtr = w ? tokset_documents(w, TOKSET_TRAIN) : 0, dva = w ? tokset_documents(w, TOKSET_VAL) : 0;
     if (rc) {

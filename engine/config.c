@@ -171,6 +171,7 @@ int config_validate(const mo_config *c) {
         n_moe += c->moe_layers[l], n_dense += !c->moe_layers[l];
     }
     NEED(c->n_experts >= 0 && c->top_k >= 0, "n_experts %d, top_k %d: must not be negative", c->n_experts, c->top_k);
+    NEED(c->n_experts <= 65536, "n_experts %d: at most 65536", c->n_experts);
     if (n_moe) {
         NEED(c->n_experts >= 1, "n_experts %d: a MoE layer needs at least one expert", c->n_experts);
         NEED(c->top_k >= 1, "top_k %d: must be at least 1", c->top_k);

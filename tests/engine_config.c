@@ -134,6 +134,7 @@ START_TEST(test_validation_names_field) {
         {"top-k", "5", "top_k"},              // > 4 experts
         {"top-k", "0", "top_k"},
         {"n-experts", "0", "n_experts"},
+        {"n-experts", "100000", "n_experts"},
         {"head-dim", "7", "head_dim"},        // odd: RoPE pairs
         {"moe-layers", "1,0,1", "moe_layers"},  // 3 entries, 2 layers
         {"moe-layers", "1,2", "moe_layers"},

@@ -27,7 +27,14 @@ hid_t h5_create(const char *path) {
     h5_quiet();
     char tmp[4096];
     tmp_name(tmp, sizeof tmp, path);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // The 1.8 file format: superblock v2 and object headers v2 carry checksums, so a
+    // bit flip in a header or attribute is refused on open instead of sending libhdf5
+    // after garbage (docs/reliability.md: a corrupted vlen-string heap ID makes libhdf5
+    // 1.10 loop forever). HDF5 1.8 (2008) and every h5py read it.
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f < 0) {
         mo_errorf("%s: cannot create (%s); check that the folder exists and is writable", tmp,
                   errno ? strerror(errno) : "HDF5 error");
@@ -190,6 +197,31 @@ int h5_write_i64(hid_t loc, const char *path, const int64_t *data, int rank, con
     return h5_write(loc, path, H5T_NATIVE_INT64, data, rank, dims);
 }
 
+// 1 if the file really stores the data the dataset's header announces. HDF5 reads
+// never-written space as fill values, so a corrupt or hostile header can claim 2^40
+// elements in a file of a few KB; every reader sizes its buffers from h5_shape, so the
+// claim is checked here, before anyone allocates. Uncompressed data must be stored in
+// full; filtered data may be at most 1100 times smaller (deflate cannot beat 1032:1).
+// Variable-length elements count one byte each (their heap IDs take 16).
+static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored) {
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    hid_t t = H5Dget_type(ds);
+    hid_t dcpl = H5Dget_create_plist(ds);
+    if (n < 0 || t < 0 || dcpl < 0) {
+        if (t >= 0) H5Tclose(t);
+        if (dcpl >= 0) H5Pclose(dcpl);
+        return 0;
+    }
+    int vlen = H5Tget_class(t) == H5T_VLEN || H5Tis_variable_str(t) > 0;
+    double elem = vlen ? 1.0 : (double)H5Tget_size(t);
+    int filtered = H5Pget_nfilters(dcpl) > 0;
+    H5Tclose(t);
+    H5Pclose(dcpl);
+    *claimed = (double)n * elem;
+    *stored = (double)H5Dget_storage_size(ds);
+    return *claimed <= *stored * (filtered ? 1100.0 : 1.0);
+}
+
 int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (!h5_exists(loc, path)) return mo_errorf("%s: missing dataset %s", h5_name(loc), path);
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
@@ -197,9 +229,20 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     hid_t space = H5Dget_space(ds);
     int r = H5Sget_simple_extent_ndims(space);
     int ok = r >= 0 && r <= H5IO_MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0;
+    double claimed = 0, stored = 0;
+    int full = ok && stored_in_full(ds, space, &claimed, &stored);
     H5Sclose(space);
     H5Dclose(ds);
     if (!ok) return mo_errorf("%s: dataset %s has an unreadable shape", h5_name(loc), path);
+    if (!full) {
+        char sh[128];
+        size_t k = 0;
+        for (int i = 0; i < r && k < sizeof sh; i++)
+            k += (size_t)snprintf(sh + k, sizeof sh - k, "%s%llu", i ? " x " : "", (unsigned long long)dims[i]);
+        return mo_errorf("%s: dataset %s has no (or not all) data stored: it claims %s elements (%.3g bytes), "
+                         "the file holds %.3g bytes of it; the file is truncated or corrupt",
+                         h5_name(loc), path, r ? sh : "scalar", claimed, stored);
+    }
     *rank = r;
     return 0;
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make_corpus.sh: regenerates the HDF5 seeds of tests/fuzz/corpus/{checkpoint,tokens}
+# (the text seeds are written by hand). Run from anywhere with a built monolith:
+#
+#   MONOLITH_BIN=build/monolith tests/fuzz/make_corpus.sh
+#
+# The files are kept small (a few tens of KB): libFuzzer mutates every byte of them.
+set -euo pipefail
+bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+out=$src/tests/fuzz/corpus
+py=python3
+/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# A checkpoint as `monolith init` writes it: one MoE layer with a shared expert, one dense.
+"$bin" init --preset tiny --vocab-size 512 --d-model 8 --n-layers 2 --moe-layers 1,0 --d-ff-dense 8 \
+    --n-heads 2 --n-kv-heads 1 --head-dim 4 --n-experts 2 --top-k 1 --d-ff 8 --n-shared-experts 1 \
+    --d-ff-shared 4 --max-seq-len 16 -o "$out/checkpoint/init.h5" >/dev/null
+"$bin" init --preset tiny --vocab-size 300 --d-model 4 --n-layers 1 --n-heads 1 --n-kv-heads 1 --head-dim 4 \
+    --n-experts 2 --top-k 2 --d-ff 4 --max-seq-len 8 -o "$out/checkpoint/init_min.h5" >/dev/null
+
+$py - "$src" "$out" <<'PY'
+import sys, h5py, numpy as np
+src, out = sys.argv[1], sys.argv[2]
+vocab = open(f"{src}/tests/fuzz/vocab.tiktoken", "rb").read()
+# The same model with a /tokenizer group (what `monolith train` stores).
+import shutil
+shutil.copy(f"{out}/checkpoint/init.h5", f"{out}/checkpoint/with_tokenizer.h5")
+with h5py.File(f"{out}/checkpoint/with_tokenizer.h5", "a", libver=("v108", "v108")) as f:
+    g = f.create_group("tokenizer")
+    g["tiktoken"] = np.frombuffer(vocab, dtype=np.uint8)
+    g.create_dataset("special_names", data=["<|endoftext|>"], dtype=h5py.string_dtype())
+    g["special_ids"] = np.array([511], dtype=np.int64)
+
+# A token set as data/tokens.c lays it out, with small chunks so the file stays small
+# (monolith's writer uses 2^18-token chunks).
+rng = np.random.default_rng(1)
+def tokset(name, vocab_size, dtype, n_train, n_val):
+    # libver v108: the file format monolith writes (engine/base/h5io.c), with checksums.
+    with h5py.File(f"{out}/tokens/{name}.h5", "w", libver=("v108", "v108")) as f:
+        f.attrs["format"] = "monolith-tokens"
+        f.attrs["format_version"] = np.int64(1)
+        f.attrs["created_by"] = "monolith 0.1.0"
+        f.attrs["domain"] = "fuzz"
+        f.attrs["tokenizer_hash"] = "868d8a9f286a6d62"
+        f.attrs["vocab_size"] = np.int64(vocab_size)
+        f.attrs["sources"] = "tests/fuzz/make_corpus.sh"
+        f.attrs["eot_id"] = np.int64(vocab_size - 1)
+        f.attrs["n_documents_train"] = np.int64(2)
+        f.attrs["n_documents_val"] = np.int64(1)
+        for split, n in (("train", n_train), ("val", n_val)):
+            t = rng.integers(0, vocab_size - 1, n).astype(dtype)
+            t[0] = vocab_size - 1
+            f.create_dataset(f"{split}/tokens", data=t, chunks=(64,), maxshape=(None,))
+tokset("u16", 512, np.uint16, 300, 70)
+tokset("u32", 70000, np.uint32, 200, 40)
+PY
+ls -la "$out/checkpoint" "$out/tokens"

@@ -199,6 +199,9 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
         if (targets && targets[i] >= V)
             return mo_errorf("target id %d at row %d, position %d is outside the vocabulary [0, %d)", targets[i],
                              i / m->T, i % m->T, V);
+        if (m->forced && m->n_moe && m->forced[i] >= c->n_experts)
+            return mo_errorf("forced expert %d at row %d, position %d: the model has %d experts", m->forced[i],
+                             i / m->T, i % m->T, c->n_experts);
     }
     memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
     if (targets) memcpy(m->targets, targets, (size_t)N * sizeof(int));

@@ -91,8 +91,8 @@ void model_set_forced_experts(mo_model *m, const int *forced);
 
 // Forward for tokens[B*T] (ids < vocab_size) and targets[B*T] (next tokens; < 0 means no
 // target; NULL: no losses). Fills logits, the losses (m->ce, aux, z, loss) and each MoE
-// layer's routing and statistics. Returns 0, or -1 naming the first token id that is out
-// of range.
+// layer's routing and statistics. Returns 0, or -1 naming the first token id (or forced
+// expert) that is out of range.
 int model_forward(mo_model *m, const float *params, const int *tokens, const int *targets);
 
 // Backward of the last forward (which must have had targets): ACCUMULATES

@@ -185,6 +185,19 @@ START_TEST(test_bad_token_refused) {
     ck_assert_ptr_nonnull(strstr(mo_error(), "512"));
     fc.inputs[5] = -3;
     ck_assert_int_eq(model_forward(&m, fc.ck.params, fc.inputs, fc.targets), -1);
+    fc.inputs[5] = 1;
+    int *forced = malloc((size_t)fc.B * fc.T * sizeof(int));
+    for (int i = 0; i < fc.B * fc.T; i++) forced[i] = -1;
+    forced[7] = 4;  // the model has 4 experts
+    model_set_forced_experts(&m, forced);
+    ck_assert_int_eq(model_forward(&m, fc.ck.params, fc.inputs, fc.targets), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "forced expert 4"));
+    forced[7] = 3;
+    ck_assert_int_eq(model_forward(&m, fc.ck.params, fc.inputs, fc.targets), 0);
+    ck_assert_int_eq(m.layer[0].r.experts[7 * 2], 3);
+    ck_assert_int_eq(m.layer[0].r.experts[7 * 2 + 1], -1);
+    model_set_forced_experts(&m, NULL);
+    free(forced);
     // Longer than max_seq_len (128 for this fixture) is refused at allocation.
     mo_model big;
     ck_assert_int_eq(model_alloc(&big, &fc.ck.table, 1, 129), -1);

@@ -273,13 +273,23 @@ START_TEST(test_batched) {
         }
     }
     // Prefill of two equal-length prompts in one call equals one at a time.
-    int two[2 * 5];
+    int two[2 * 5], in_next[3];
     memcpy(two, tok[0], sizeof(int) * 5);
     memcpy(two + 5, tok[1], sizeof(int) * 5);
     ck_assert_int_eq(infer_prefill(s, 1, 2, 5, two, logits), 0);
     check_row("prefill B=2 seq 0", 0, logits, want[0] + 4 * V, V);
     check_row("prefill B=2 seq 1", 1, logits + V, want[1] + 4 * V, V);
     ck_assert_int_eq(infer_seq_len(s, 2), 5);
+    infer_free(s);
+    // Three prompts of 5 in a context of 8: the prefill runs them one group at a time.
+    s = infer_new(&m.pt, m.w, 3, 8);
+    int three[3 * 5];
+    for (int b = 0; b < 3; b++) memcpy(three + 5 * b, tok[b], sizeof(int) * 5);
+    ck_assert_int_eq(infer_prefill(s, 0, 3, 5, three, logits), 0);
+    for (int b = 0; b < 3; b++) check_row("prefill in groups", b, logits + (size_t)b * V, want[b] + 4 * V, V);
+    for (int b = 0; b < 3; b++) in_next[b] = tok[b][5];
+    ck_assert_int_eq(infer_decode(s, 3, NULL, in_next, logits), 0);
+    for (int b = 0; b < 3; b++) check_row("decode after groups", b, logits + (size_t)b * V, want[b] + 5 * V, V);
     infer_free(s);
     for (int b = 0; b < 3; b++) free(want[b]);
     free(logits);

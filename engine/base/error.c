@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 

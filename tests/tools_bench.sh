@@ -18,7 +18,8 @@ for k in ("train_tok_s", "gflops", "sgemm_gflops", "membw_gbs", "sgemm_share", "
     assert t[k] > 0, (k, t)
 assert t["bench"] == "train" and t["preset"] == "tiny" and t["batch"] == 8 and t["threads"] == 1, t
 assert len(t["step_s_all"]) == 3 and t["optimizer"] == "adamw", t
-assert abs(t["gflops"] / t["sgemm_gflops"] - t["sgemm_share"]) < 2e-3, t
+# gflops and sgemm_gflops are printed to 0.1, so their ratio carries that rounding.
+assert abs(t["gflops"] / t["sgemm_gflops"] - t["sgemm_share"]) < 0.06 / t["sgemm_gflops"] + 2e-3, t
 # tiny: 2 MoE layers, d 64, 4 heads and 2 kv heads of 16, 4 experts of 128, top-2, vocab 512, T 256.
 attn = 2 * 64 * 64 + 2 * 32 * 64
 active = 2 * (attn + 4 * 64 + 2 * 3 * 64 * 128 + 2 * 64) + 512 * 64

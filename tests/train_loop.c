@@ -243,6 +243,32 @@ START_TEST(test_nan_guard) {
 }
 END_TEST
 
+static double seen_loss, seen_norm;
+static void capture_hook(void *ctx, const train_progress *p) {
+    (void)ctx;
+    seen_loss = p->loss, seen_norm = p->grad_norm;
+}
+
+// One step of --grad-accum 2 --batch 2 sees the same 4 windows as --batch 4 (the loader
+// draws rows in the same order): same loss, same gradient up to summation order.
+START_TEST(test_grad_accum_matches_big_batch) {
+    double loss[2], norm[2];
+    for (int i = 0; i < 2; i++) {
+        train_opts o = base_opts(i ? "G2" : "G1");
+        o.steps = 1, o.warmup = 0, o.clip = 0;
+        o.batch = i ? 2 : 4, o.grad_accum = i ? 2 : 1;
+        trainer *t = trainer_open(&o);
+        ck_assert_msg(t != NULL, "%s", mo_error());
+        train_hooks h = {.on_step = capture_hook};
+        ck_assert_int_eq(trainer_run(t, &h), 0);
+        trainer_close(t);
+        loss[i] = seen_loss, norm[i] = seen_norm;
+    }
+    ck_assert_msg(fabs(loss[0] - loss[1]) < 1e-5 * loss[0], "loss %.8f vs %.8f", loss[0], loss[1]);
+    ck_assert_msg(fabs(norm[0] - norm[1]) < 1e-4 * norm[0], "grad norm %.8f vs %.8f", norm[0], norm[1]);
+}
+END_TEST
+
 START_TEST(test_loss_goes_down) {
     train_opts o = base_opts("L");
     o.steps = 60, o.eval_every = 0, o.lr = 1e-2;
@@ -328,6 +354,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_exact);
     tcase_add_test(tc, test_frozen_slice_unchanged);
     tcase_add_test(tc, test_nan_guard);
+    tcase_add_test(tc, test_grad_accum_matches_big_batch);
     tcase_add_test(tc, test_loss_goes_down);
     tcase_add_test(tc, test_setup_errors);
     suite_add_tcase(s, tc);

@@ -278,6 +278,7 @@ static int open_resume(trainer *t, const train_opts *cli) {
     if (train_opts_load_ini(&t->o, ini)) return -1;
     snprintf(t->o.out, sizeof t->o.out, "%s", dir);
     t->o.threads = cli->threads;
+    t->o.tokenizer[0] = 0;  // the checkpoint's own /tokenizer (the file may be gone by now)
     if (rundir_prepare(dir, 1)) return -1;
     int64_t *steps;
     int n;

@@ -142,17 +142,7 @@ static int wmap_rehash(bpe_trainer *tr) {
 // learned token is longer than this, which costs nothing: such tokens never recur.
 #define TRAIN_MAX_PIECE 256
 
-static int count_one(bpe_trainer *tr, const uint8_t *p, size_t n);
-
-static int count_piece(const uint8_t *p, size_t n, void *ctx) {
-    bpe_trainer *tr = ctx;
-    for (size_t o = 0; o < n; o += TRAIN_MAX_PIECE) {
-        int rc = count_one(tr, p + o, n - o < TRAIN_MAX_PIECE ? n - o : TRAIN_MAX_PIECE);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
+// Counts one piece (at most TRAIN_MAX_PIECE bytes).
 static int count_one(bpe_trainer *tr, const uint8_t *p, size_t n) {
     size_t mask = tr->wmap_cap - 1, i = hash_bytes(p, n) & mask;
     word *W = tr->words.v;
@@ -174,6 +164,15 @@ static int count_one(bpe_trainer *tr, const uint8_t *p, size_t n) {
     tr->piece_bytes.n += n;
     tr->wmap[i] = (uint32_t)++tr->words.n;
     if (tr->words.n * 2 > tr->wmap_cap) return wmap_rehash(tr);
+    return 0;
+}
+
+static int count_piece(const uint8_t *p, size_t n, void *ctx) {
+    bpe_trainer *tr = ctx;
+    for (size_t o = 0; o < n; o += TRAIN_MAX_PIECE) {
+        int rc = count_one(tr, p + o, n - o < TRAIN_MAX_PIECE ? n - o : TRAIN_MAX_PIECE);
+        if (rc) return rc;
+    }
     return 0;
 }
 

@@ -257,6 +257,31 @@ START_TEST(test_deterministic_size_roundtrip) {
 }
 END_TEST
 
+// A piece of 3000 letters is counted in 256-byte chunks: no token is longer than that.
+START_TEST(test_long_pieces_chunked) {
+    size_t n = 3000;
+    uint8_t *text = malloc(n);
+    memset(text, 'x', n);
+    int n_ranks;
+    tokenizer *t = train_to(text, n, 300, "long.tiktoken", &n_ranks);
+    size_t longest = 0;
+    for (int r = 0; r < n_ranks; r++) {
+        size_t l;
+        tok_token_bytes(t, (uint32_t)r, &l);
+        if (l > longest) longest = l;
+    }
+    ck_assert_uint_eq(longest, 256);  // x, xx, xxxx, ..., x^256: doubling up to the chunk
+    tok_ids ids = {0};
+    ck_assert(tok_encode(t, text, n, 0, &ids) == 0);
+    uint8_t *back;
+    size_t bl;
+    ck_assert(tok_decode(t, ids.v, ids.n, &back, &bl) == 0 && bl == n && !memcmp(back, text, n));
+    free(back), free(text);
+    tok_ids_free(&ids);
+    tok_free(t);
+}
+END_TEST
+
 START_TEST(test_refusals) {
     bpe_trainer *tr = bpe_trainer_new();
     int nr;
@@ -279,6 +304,7 @@ int main(void) {
     tcase_add_test(tc, test_matches_naive_trainer);
     tcase_add_test(tc, test_small_case_by_hand);
     tcase_add_test(tc, test_deterministic_size_roundtrip);
+    tcase_add_test(tc, test_long_pieces_chunked);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -34,6 +34,11 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage);
 // "bench-S"; the name is checked by config_preset).
 int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **preset, const char *usage);
 
+// CPU seconds used by this process (all threads). On a machine shared with other jobs
+// wall time stretches whenever another job holds a core; CPU time much less, so the
+// model benchmarks report both.
+double bench_cpu_seconds(void);
+
 // Parameters whose FLOPs count (2 per multiply-add per token), as the PyTorch peer
 // counts them: the active parameters without the embedding table (a lookup) and the
 // final norm. Defined in bench_train.c.

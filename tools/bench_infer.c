@@ -44,9 +44,12 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
+// Median of v[n] (n <= REPEATS), v left in run order.
+static double median(const double *v, int n) {
+    double t[REPEATS];
+    memcpy(t, v, (size_t)n * sizeof *t);
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
 }
 
 int bench_infer(int argc, char **argv) {
@@ -81,23 +84,27 @@ int bench_infer(int argc, char **argv) {
     if (!o.json)
         fprintf(stderr, "bench infer: %s, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
                 preset, P, D, threads_count(), REPEATS);
-    double pre[REPEATS], dec[REPEATS];
+    double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS];
     for (int rep = 0; rep <= REPEATS; rep++) {
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = bench_cpu_seconds();
         if (infer_prefill(s, 0, 1, P, prompt, logits)) goto out;
         int next = sample_argmax(logits, c.vocab_size);
-        double t1 = now_seconds();
+        double t1 = now_seconds(), c1 = bench_cpu_seconds();
         for (int i = 0; i < D; i++) {
             if (infer_decode(s, 1, NULL, &next, logits)) goto out;
             next = sample_argmax(logits, c.vocab_size);
         }
-        double t2 = now_seconds();
+        double t2 = now_seconds(), c2 = bench_cpu_seconds();
         if (!o.json)
             fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (t1 - t0), D / (t2 - t1),
                     rep ? "" : "  (warm-up)");
-        if (rep) pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);
+        if (rep) {
+            pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);
+            pre_cpu[rep - 1] = P / (c1 - c0), dec_cpu[rep - 1] = D / (c2 - c1);
+        }
     }
     double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
+    double prefill_tok_cpu = median(pre_cpu, REPEATS), decode_tok_cpu = median(dec_cpu, REPEATS);
 
     double sgemm = roofline_sgemm_gflops(1024, 1.0), membw = roofline_membw_gbs(1.0);
 
@@ -117,7 +124,9 @@ int bench_infer(int argc, char **argv) {
         for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", pre[i]);
         printf("], \"decode_all\": [");
         for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
-        printf("], \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
+        printf("], \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
+               decode_tok_cpu);
+        printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
                "\"decode_kv_bytes_per_token\": %.0f, \"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, "
                "\"prefill_sgemm_share\": %.3f, \"decode_membw_share\": %.3f}\n",
                prefill_gflops, weight_bytes, decode_gbs, kv_bytes, sgemm, membw, prefill_gflops / sgemm,
@@ -128,6 +137,8 @@ int bench_infer(int argc, char **argv) {
                prefill_gflops, 100 * prefill_gflops / sgemm);
         printf("  decode %d tokens       %.1f tok/s  %.1f GB/s of weights (%.1f MB/token): %.0f%% of memory bandwidth\n",
                D, decode_tok_s, decode_gbs, weight_bytes / 1e6, 100 * decode_gbs / membw);
+        printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
+               prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);
         printf("  memory, same run      %.1f GB/s\n", membw);
     }

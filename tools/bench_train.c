@@ -86,22 +86,28 @@ int bench_train(int argc, char **argv) {
                 threads_count(), STEPS);
     adamw_step st = adamw_defaults();
     st.lr = 3e-4;
-    double dt[STEPS + 1], loss_first = 0, loss_last = 0;
+    double dt[STEPS + 1], cpu[STEPS + 1], loss_first = 0, loss_last = 0;
     for (int s = 0; s <= STEPS; s++) {
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = bench_cpu_seconds();
         memset(grads, 0, pt.numel * sizeof *grads);
         if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f)) goto out;
         st.t = s + 1;
         adamw_apply(params, grads, mom, var, mask.r, mask.n, &st);
         dt[s] = now_seconds() - t0;
+        cpu[s] = bench_cpu_seconds() - c0;
         if (s == 0) loss_first = m.loss;
         loss_last = m.loss;
-        if (!o.json) fprintf(stderr, "  step %d  %.3f s  loss %.4f%s\n", s, dt[s], m.loss, s ? "" : "  (warm-up)");
+        if (!o.json)
+            fprintf(stderr, "  step %d  %.3f s  (%.3f CPU-s)  loss %.4f%s\n", s, dt[s], cpu[s], m.loss,
+                    s ? "" : "  (warm-up)");
     }
     double sorted[STEPS];
     memcpy(sorted, dt + 1, sizeof sorted);
     qsort(sorted, STEPS, sizeof *sorted, cmp_double);
     double med = sorted[STEPS / 2];
+    memcpy(sorted, cpu + 1, sizeof sorted);
+    qsort(sorted, STEPS, sizeof *sorted, cmp_double);
+    double cpu_med = sorted[STEPS / 2];
 
     // The machine's own rates, right after the steps, with the same threads.
     double sgemm = roofline_sgemm_gflops(1024, 1.0), membw = roofline_membw_gbs(1.0);
@@ -114,14 +120,15 @@ int bench_train(int argc, char **argv) {
                "\"optimizer\": \"adamw\", \"step_s_median\": %.4f, \"step_s_all\": [",
                preset, threads_count(), B, T, med);
         for (int s = 1; s <= STEPS; s++) printf("%s%.4f", s > 1 ? ", " : "", dt[s]);
-        printf("], \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
+        printf("], \"cpu_s_median\": %.4f, \"train_tok_per_cpu_s\": %.1f", cpu_med, N / cpu_med);
+        printf(", \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
                "\"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, \"sgemm_share\": %.3f, \"loss_first\": %.4f, "
                "\"loss_last\": %.4f}\n",
                tok_s, flops_tok, active, gflops, sgemm, membw, gflops / sgemm, loss_first, loss_last);
     } else {
         printf("bench train  %s  batch %d x seq %d  threads %d\n", preset, B, T, threads_count());
-        printf("  step (fwd+bwd+AdamW)  %.3f s median of %d\n", med, STEPS);
-        printf("  tokens/s              %.1f\n", tok_s);
+        printf("  step (fwd+bwd+AdamW)  %.3f s median of %d (%.3f CPU-s)\n", med, STEPS, cpu_med);
+        printf("  tokens/s              %.1f  (%.1f per CPU-second)\n", tok_s, N / cpu_med);
         printf("  GFLOP/s               %.1f  (%.1f MFLOP/token = 6 x %.2fM active + 12 x %d x %d x %d)\n", gflops,
                flops_tok / 1e6, active / 1e6, c.n_layers, T, c.d_model);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024): training at %.0f%% of it\n", sgemm,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
     static const struct option longopts[] = {
@@ -39,6 +40,12 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
         return -1;
     }
     return 0;
+}
+
+double bench_cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **preset, const char *usage) {

@@ -98,6 +98,46 @@ static int check_inputs(const mo_checkpoint *bases, const char *const *bn, int n
     return 0;
 }
 
+// Appends the JSON string form of `s` to buf (quotes and escapes).
+static size_t json_str(char *buf, size_t at, size_t cap, const char *s) {
+    if (at < cap) buf[at] = '"';
+    at++;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8] = {0};
+        if (ch == '"' || ch == '\\') snprintf(esc, sizeof esc, "\\%c", ch);
+        else if (ch < 0x20) snprintf(esc, sizeof esc, "\\u%04x", ch);
+        else esc[0] = (char)ch;
+        for (char *p = esc; *p; p++, at++)
+            if (at < cap) buf[at] = *p;
+    }
+    if (at < cap) buf[at] = '"';
+    return at + 1;
+}
+
+// The /experts provenance of a composed expert: where the module came from, wrapping
+// the module's own provenance (kept as JSON when it is a JSON object, else as a string).
+// malloc'd, or NULL (out of memory).
+static char *module_provenance(const mo_expert *x, const char *file) {
+    size_t cap = strlen(x->provenance) * 6 + strlen(file) * 6 + 256;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    size_t n = (size_t)snprintf(buf, cap, "{\"module\": ");
+    n = json_str(buf, n, cap, file);
+    n += (size_t)snprintf(buf + n, cap - n, ", \"parent_hash\": \"%s\", \"data_hash\": \"%s\", \"steps_trained\": %lld, "
+                                             "\"provenance\": ",
+                          x->parent_hash, x->data_hash, (long long)x->steps_trained);
+    size_t len = strlen(x->provenance);
+    if (len >= 2 && x->provenance[0] == '{' && x->provenance[len - 1] == '}') {
+        memcpy(buf + n, x->provenance, len);
+        n += len;
+    } else {
+        n = json_str(buf, n, cap, x->provenance);
+    }
+    snprintf(buf + n, cap - n, "}");
+    return buf;
+}
+
 int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb, const mo_expert *mods,
                        const char *const *mn, int nm, const compose_opts *o, mo_checkpoint *out) {
     memset(out, 0, sizeof *out);
@@ -151,8 +191,12 @@ int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb
                 for (int k = 0; k < c.d_model; k++) row[k] = (float)(0.02 * mo_rng_normal(&r));
         }
     }
-    for (int e = 0; e < nm; e++)
-        if (ckpt_experts_set(&out->experts, e, mods[e].name, mods[e].domain, mods[e].provenance)) goto err;
+    for (int e = 0; e < nm; e++) {
+        char *prov = module_provenance(&mods[e], mn[e]);
+        int rc = prov ? ckpt_experts_set(&out->experts, e, mods[e].name, mods[e].domain, prov) : -1;
+        free(prov);
+        if (rc) goto err;
+    }
     if (copy_tokenizer(&bases[0].tokenizer, &out->tokenizer)) goto err;
     return 0;
 err:

@@ -5,7 +5,9 @@
 // FFN of layers that stay dense, shared experts) comes from one base checkpoint, or is the
 // element-wise mean of several bases of identical shapes; expert j of every MoE layer is
 // module j, with the module's router rows or fresh ones. The output's MoE layers, d_ff and
-// n_experts are the modules'; the rest of the config is the base's.
+// n_experts are the modules'; the rest of the config is the base's. Expert j's /experts
+// name and domain are module j's; its provenance is {"module": FILE, "parent_hash",
+// "data_hash", "steps_trained", "provenance": the module's own}.
 //
 // upcycle (sparse upcycling): a model without MoE layers becomes a MoE whose E experts
 // are all copies of each layer's FFN (plus optional noise) with a fresh router. With no

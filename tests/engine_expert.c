@@ -213,6 +213,10 @@ START_TEST(compose_puts_modules_at_their_index) {
                                 pt->t[L->wq].numel * 4), 0);
     }
     ck_assert_str_eq(out.experts.name[1], "expert1");
+    char want[256];
+    snprintf(want, sizeof want, "{\"module\": \"%s\", \"parent_hash\": \"%s\"", mn[1], mods[1].parent_hash);
+    ck_assert_msg(strncmp(out.experts.provenance[1], want, strlen(want)) == 0, "%s", out.experts.provenance[1]);
+    ck_assert_ptr_nonnull(strstr(out.experts.provenance[1], "\"provenance\": {\"test\": 1}}"));
     ckpt_free(&out);
 
     // --average: non-expert tensors are the mean of the bases.

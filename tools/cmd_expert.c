@@ -19,7 +19,7 @@ static const char expert_usage[] =
     "usage: monolith expert <action> ...\n"
     "\n"
     "  list CKPT                                  index, name, domain, steps, tokens routed, provenance\n"
-    "  extract CKPT --expert E -o MOD.h5          expert E (index or name) as a monolith-expert module,\n"
+    "  extract CKPT --expert E -o MOD.h5          expert E (index, name or domain) as a monolith-expert module,\n"
     "                                             with its slices of Adam's m and v if CKPT has /optim\n"
     "  insert CKPT MOD.h5 --slot E -o OUT.h5      overwrite expert E with the module (same shape key)\n"
     "  add CKPT [MOD.h5 | --init copy:E | --init random] -o OUT.h5\n"
@@ -36,7 +36,7 @@ static const char expert_usage[] =
 
 // ---------------------------------------------------------------------------- helpers
 
-// Expert by index or by name. Returns the index, or -1 with a message.
+// Expert by index, name or domain (first match). Returns the index, or -1 with a message.
 static int resolve_expert(const mo_checkpoint *ck, const char *path, const char *s) {
     char *end;
     errno = 0;
@@ -48,7 +48,10 @@ static int resolve_expert(const mo_checkpoint *ck, const char *path, const char 
     }
     for (int i = 0; i < ck->experts.n; i++)
         if (!strcmp(ck->experts.name[i], s)) return i;
-    return mo_errorf("--expert %s: %s has no expert of that name (monolith expert list %s shows them)", s, path, path);
+    for (int i = 0; i < ck->experts.n; i++)
+        if (!strcmp(ck->experts.domain[i], s)) return i;
+    return mo_errorf("--expert %s: %s has no expert of that name or domain (monolith expert list %s shows them)", s,
+                     path, path);
 }
 
 static void fnv1a(uint64_t *h, const void *p, size_t n) {

@@ -106,6 +106,27 @@ a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
 assert all(np.array_equal(a[s][:], b[s][:]) for s in ('train/tokens', 'val/tokens')), 'not deterministic'
 " "$tmp/mixed.h5" "$tmp/again.h5"
 
+# A document over 8 MB is encoded in segments cut at safe line ends: the same ids as the
+# whole file encoded at once.
+"$py" -c "
+import random, sys
+r = random.Random(5)
+words = ['the', 'caf\u00e9', ' x', '  ', 'int', '(', ')', ';', \"'s\", '12', '\u65e5', '\t', '==']
+lines = [''.join(r.choice(words) for _ in range(r.randrange(1, 40))) for _ in range(20000)]
+block = '\n'.join(lines) + '\n'
+open(sys.argv[1], 'w', encoding='utf-8').write(block * (9000000 // len(block.encode()) + 1))
+" "$tmp/big.txt"
+[ "$(stat -c %s "$tmp/big.txt")" -gt 9000000 ] || fail "big.txt is not over 8 MB"
+"$bin" data prepare --tokenizer "$gpt2" --domain big --val-fraction 0 --input "$tmp/big.txt" \
+  -o "$tmp/big.h5" >/dev/null 2>&1
+"$bin" tokenizer encode --tokenizer "$gpt2" --input "$tmp/big.txt" >"$tmp/big.ids"
+"$py" -c "
+import h5py, numpy as np, sys
+t = h5py.File(sys.argv[1])['train/tokens'][:]
+whole = np.fromstring(open(sys.argv[2]).read(), dtype=np.int64, sep=' ')
+assert t[0] == 50256 and np.array_equal(t[1:], whole), 'segmented encode differs from the whole-file encode'
+" "$tmp/big.h5" "$tmp/big.ids"
+
 # Bad inputs: one line each, naming the file or flag.
 expect_error "nope.tiktoken" "$bin" tokenizer encode --tokenizer "$tmp/nope.tiktoken" --input "$tmp/mixed.txt"
 expect_error "nope.txt" "$bin" tokenizer encode --tokenizer "$gpt2" --input "$tmp/nope.txt"

@@ -32,6 +32,7 @@ static hid_t create_extendible(hid_t f, const char *path, hid_t filetype) {
     hid_t space = H5Screate_simple(1, dims, maxdims);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, 1, chunk);
+    H5Pset_fletcher32(dcpl);  // a flipped bit in stored tokens is refused on read (h5io.h)
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t ds = H5Dcreate2(f, path, filetype, space, lcpl, dcpl, H5P_DEFAULT);

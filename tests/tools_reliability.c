@@ -6,7 +6,8 @@
 //   claims more elements than the file stores: 2^40 elements in a small file, a
 //   contiguous dataset never written, and a chunked one with only its first chunk.
 // - files monolith writes use the 1.8 format (object headers with checksums), so a
-//   flipped byte in a header is refused at open.
+//   flipped byte in a header is refused at open, and every dataset carries a Fletcher32
+//   checksum, so a flipped bit in stored data is refused by h5_read.
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "tests/testutil.h"
@@ -126,6 +127,35 @@ START_TEST(test_written_files_have_checksums) {
 }
 END_TEST
 
+START_TEST(test_flipped_data_refused) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/data.h5", dir);
+    enum { N = 1000 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = 0.001f * (float)i + 0.5f;
+    hsize_t n = N;
+    hid_t f = h5_create(path);
+    ck_assert(f >= 0 && h5_write_f32(f, "w", x, 1, &n) == 0 && h5_finish(f, path) == 0);
+    FILE *fp = fopen(path, "rb");
+    static uint8_t buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    uint8_t *at = memmem(buf, len, &x[500], 4 * sizeof(float));  // the stored floats
+    ck_assert_ptr_nonnull(at);
+    at[1] ^= 0x01;  // one bit of x[500]: still a finite float, a different weight
+    fp = fopen(path, "wb");
+    fwrite(buf, 1, len, fp);
+    fclose(fp);
+    f = h5_open(path, NULL, 0);
+    ck_assert(f >= 0);
+    float y[N];
+    ck_assert_int_eq(h5_read_f32(f, "w", y, 1, &n), -1);
+    ck_assert_msg(strstr(mo_error(), "checksum"), "%s", mo_error());
+    h5_close(f);
+    unlink(path);
+}
+END_TEST
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     Suite *s = suite_create("tools_reliability");
@@ -133,6 +163,7 @@ int main(void) {
     tcase_add_test(tc, test_error_rewrap_and_one_line);
     tcase_add_test(tc, test_claimed_but_not_stored);
     tcase_add_test(tc, test_written_files_have_checksums);
+    tcase_add_test(tc, test_flipped_data_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -176,13 +176,29 @@ static hid_t file_type(hid_t memtype) {
     return memtype;
 }
 
+hid_t h5_checksummed_dcpl(int rank, const hsize_t *dims, size_t elem_size) {
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk[H5IO_MAX_RANK], n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    if (rank < 1 || n == 0) return dcpl;  // nothing to checksum (HDF5 cannot chunk these)
+    // As few chunks as possible (reads stay one contiguous chunk per tensor), each under
+    // HDF5's 4 GB chunk limit.
+    for (int i = 0; i < rank; i++) chunk[i] = dims[i];
+    while (chunk[0] > 1 && (double)n / dims[0] * chunk[0] * elem_size > (double)(1u << 30)) chunk[0] = (chunk[0] + 1) / 2;
+    H5Pset_chunk(dcpl, rank, chunk);
+    H5Pset_fletcher32(dcpl);
+    return dcpl;
+}
+
 int h5_write(hid_t loc, const char *path, hid_t memtype, const void *data, int rank, const hsize_t *dims) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t lcpl = lcpl_with_parents();
-    hid_t ds = H5Dcreate2(loc, path, file_type(memtype), space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = h5_checksummed_dcpl(rank, dims, H5Tget_size(memtype));
+    hid_t ds = H5Dcreate2(loc, path, file_type(memtype), space, lcpl, dcpl, H5P_DEFAULT);
     herr_t rc = -1;
     if (ds >= 0) rc = H5Dwrite(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
     if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write dataset %s (disk full?)", h5_name(loc), path);
@@ -214,7 +230,14 @@ static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored
     }
     int vlen = H5Tget_class(t) == H5T_VLEN || H5Tis_variable_str(t) > 0;
     double elem = vlen ? 1.0 : (double)H5Tget_size(t);
-    int filtered = H5Pget_nfilters(dcpl) > 0;
+    // Only a compression filter makes stored data smaller (Fletcher32 adds 4 bytes).
+    int filtered = 0;
+    for (int i = 0, nf = H5Pget_nfilters(dcpl); i < nf; i++) {
+        unsigned flags;
+        size_t nv = 0;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, NULL, 0, NULL, NULL);
+        filtered |= id != H5Z_FILTER_FLETCHER32 && id != H5Z_FILTER_SHUFFLE;
+    }
     H5Tclose(t);
     H5Pclose(dcpl);
     *claimed = (double)n * elem;
@@ -270,7 +293,9 @@ int h5_read(hid_t loc, const char *path, hid_t memtype, void *data, int rank, co
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
     herr_t rc = H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     H5Dclose(ds);
-    if (rc < 0) return mo_errorf("%s: cannot read dataset %s (corrupt file or wrong type)", h5_name(loc), path);
+    if (rc < 0)
+        return mo_errorf("%s: cannot read dataset %s (corrupt file: checksum mismatch or damaged data, or wrong "
+                         "type)", h5_name(loc), path);
     return 0;
 }
 

@@ -108,6 +108,21 @@ static void carve(mo_model *m, carver *c) {
     m->dloss = TAKE_F(c, N);
 }
 
+size_t model_arena_bytes(const mo_param_table *pt, int B, int T) {
+    const mo_config *c = &pt->cfg;
+    if (B < 1 || T < 1 || T > c->max_seq_len || (double)B * T * c->vocab_size > 4e9 ||
+        (double)B * T > 2e9 / (c->top_k > 0 ? c->top_k : 1))
+        return 0;
+    mo_model m;
+    memset(&m, 0, sizeof m);
+    m.pt = pt;
+    m.B = B, m.T = T, m.N = B * T;
+    m.n_moe = config_n_moe_layers(c);
+    carver cv = {NULL, 0};
+    carve(&m, &cv);
+    return (cv.off + 63) & ~(size_t)63;
+}
+
 int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) {
     memset(m, 0, sizeof *m);
     const mo_config *c = &pt->cfg;

@@ -83,6 +83,10 @@ typedef struct {
 // Sizes and allocates the activations for batches of B sequences of T tokens (T <=
 // max_seq_len). `pt` must outlive the model. Returns 0, or -1 with a message.
 int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T);
+// The bytes model_alloc(pt, B, T) would allocate, computed without allocating (so a
+// caller can refuse a run this machine cannot hold before touching any memory). Returns
+// 0 when model_alloc would refuse (B, T) anyway.
+size_t model_arena_bytes(const mo_param_table *pt, int B, int T);
 void model_free(mo_model *m);
 
 // Forces the expert of each row (route-by-domain, DEMix): forced[N], -1 = route normally;

@@ -5,11 +5,14 @@
 // - h5_shape (every reader sizes its buffers from it) refuses a dataset whose header
 //   claims more elements than the file stores: 2^40 elements in a small file, a
 //   contiguous dataset never written, and a chunked one with only its first chunk.
+// - model_arena_bytes (what train checks against the machine's memory before allocating
+//   anything) is exactly what model_alloc then allocates.
 // - files monolith writes use the 1.8 format (object headers with checksums), so a
 //   flipped byte in a header is refused at open, and every dataset carries a Fletcher32
 //   checksum, so a flipped bit in stored data is refused by h5_read.
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
+#include "engine/model.h"
 #include "tests/testutil.h"
 
 #include <unistd.h>
@@ -156,6 +159,26 @@ START_TEST(test_flipped_data_refused) {
 }
 END_TEST
 
+START_TEST(test_arena_estimate_is_exact) {
+    const char *presets[] = {"tiny", "small"};
+    const int shapes[][2] = {{1, 1}, {2, 16}, {3, 37}, {8, 128}};
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 4; k++) {
+            mo_config c;
+            mo_param_table pt;
+            ck_assert(config_preset(&c, presets[p]) == 0 && config_finalize(&c) == 0);
+            ck_assert(params_table_build(&pt, &c) == 0);
+            mo_model m;
+            size_t est = model_arena_bytes(&pt, shapes[k][0], shapes[k][1]);
+            ck_assert_msg(model_alloc(&m, &pt, shapes[k][0], shapes[k][1]) == 0, "%s", mo_error());
+            ck_assert_uint_eq(est, m.arena_bytes);
+            model_free(&m);
+            ck_assert_uint_eq(model_arena_bytes(&pt, 1, c.max_seq_len + 1), 0);  // model_alloc refuses it
+            params_table_free(&pt);
+        }
+}
+END_TEST
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     Suite *s = suite_create("tools_reliability");
@@ -164,6 +187,7 @@ int main(void) {
     tcase_add_test(tc, test_claimed_but_not_stored);
     tcase_add_test(tc, test_written_files_have_checksums);
     tcase_add_test(tc, test_flipped_data_refused);
+    tcase_add_test(tc, test_arena_estimate_is_exact);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

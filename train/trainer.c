@@ -190,6 +190,25 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
 }
 
 // The model of a new run: --preset + overrides, or --init + overrides that keep shapes.
+// Refuses, before anything is allocated, a run whose parameters, gradients, Adam state
+// and activations (model_arena_bytes) do not fit in 90% of this machine's memory, with
+// the estimate.
+static int check_memory(const mo_config *c, const train_opts *o) {
+    mo_param_table pt;
+    if (params_table_build(&pt, c)) return -1;
+    double act = (double)model_arena_bytes(&pt, o->batch, o->seq);
+    double params = 4.0 * (double)pt.numel * sizeof(float);
+    params_table_free(&pt);
+    if (act == 0) return 0;  // an impossible batch: model_alloc says why
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && act + params > 0.9 * have)
+        return mo_errorf("this run needs %.3g GB (parameters, gradients and Adam state %.3g GB + activations %.3g GB "
+                         "for --batch %d --seq %d), more than 90%% of this machine's %.3g GB; use a smaller model, or "
+                         "lower --batch/--seq and raise --grad-accum",
+                         (act + params) / 1e9, params / 1e9, act / 1e9, o->batch, o->seq, have / 1e9);
+    return 0;
+}
+
 static int build_model(trainer *t) {
     const train_opts *o = &t->o;
     mo_config c;
@@ -208,6 +227,7 @@ static int build_model(trainer *t) {
     if (config_finalize(&c)) return mo_errorf("model config: %s", mo_error());
     if (t->tok && c.vocab_size < tok_vocab_size(t->tok))  // --init checks after reading its tokenizer
         return mo_errorf("vocab_size %d is smaller than the tokenizer's %d tokens", c.vocab_size, tok_vocab_size(t->tok));
+    if (check_memory(&c, o)) return -1;
     if (*o->preset) return ckpt_new(&t->ck, &c, o->seed, NULL);
     mo_param_table nt;
     if (params_table_build(&nt, &c)) return -1;
@@ -225,6 +245,7 @@ static int build_model(trainer *t) {
 static int allocate(trainer *t) {
     const train_opts *o = &t->o;
     const mo_param_table *pt = &t->ck.table;
+    if (check_memory(&pt->cfg, o)) return -1;  // --resume and --init reach here first
     const size_t N = (size_t)o->batch * o->seq;
     if (!t->grads) t->grads = params_arena_alloc(pt);
     if (!t->m) t->m = params_arena_alloc(pt);
@@ -244,12 +265,6 @@ static int allocate(trainer *t) {
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
     if (model_alloc(&t->model, pt, o->batch, o->seq)) return -1;
-    double need = (double)t->model.arena_bytes + 4.0 * (double)pt->numel * sizeof(float);
-    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    if (have > 0 && need > 0.9 * have)
-        return mo_errorf("--batch %d --seq %d needs %.1f GB (activations %.1f GB + parameters, gradients, Adam "
-                         "state), more than this machine's %.1f GB; lower --batch or --seq and use --grad-accum",
-                         o->batch, o->seq, need / 1e9, (double)t->model.arena_bytes / 1e9, have / 1e9);
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced);
     return 0;
 }

@@ -96,7 +96,7 @@ main (int argc, char **argv)
 : >"$out/samples.txt"
 for i in 0 1 2 3; do
   {
-    printf -- '---- %s\n' "${domains[$i]}"
+    printf -- '---- %s (the prompt, then 80 generated tokens)\n%s' "${domains[$i]}" "${prompts[$i]}"
     "$bin" generate --checkpoint "$ckpt" --prompt "${prompts[$i]}" --max-tokens 80 --temperature 0.8 --seed 1 \
       --threads "$threads" 2>/dev/null
     printf '\n\n'

@@ -16,6 +16,10 @@ void ref_matmul_grouped_nt(double *C, const double *A, const double *B, const in
 void ref_matmul_grouped_nn(double *C, const double *A, const double *B, const int *offs, int G, int N, int K, int acc);
 void ref_matmul_grouped_tn(double *C, const double *A, const double *B, const int *offs, int G, int M, int N, int acc);
 
+// bf16.h: x rounded to the nearest bfloat16 (ties to even), as a double. The bf16
+// products are checked as ref_matmul_* of the rounded inputs.
+double ref_bf16_round(double x);
+
 // embedding.h
 void ref_embedding_forward(double *out, const int *tokens, const double *table, int n, int d);
 void ref_embedding_backward(double *dtable, const double *dout, const int *tokens, int n, int d);
@@ -58,5 +62,14 @@ void ref_attention_forward(double *out, double *att, const double *q, const doub
                            int nh, int nkv, int hd);
 void ref_attention_backward(double *dq, double *dk, double *dv, const double *dout, const double *att,
                             const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd);
+
+// gemv.h: y[r] = (acc ? y[r] : 0) + alpha * W[r, :] . x; the 8-bit form takes int8 q and
+// per-block scales (blocks of Q8_BLOCK columns) and multiplies the weights they stand for.
+void ref_gemv(double *y, const double *W, const double *x, int rows, int cols, double alpha, int acc);
+void ref_gemv_q8(double *y, const signed char *q, const float *scale, const double *x, int rows, int cols,
+                 double alpha, int acc);
+
+// attention_decode.h: one query head over n cached keys and values [n, hd].
+void ref_attention_decode_head(double *out, const double *q, const double *K, const double *V, int n, int hd);
 
 #endif

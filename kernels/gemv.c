@@ -1,0 +1,279 @@
+// gemv.c: matrix-vector products (fp32 and 8-bit weights), scalar / AVX2 / AVX-512,
+// and the threaded runner of several products at once.
+//
+// Every level computes a row the same way whether it runs in a group of four rows or
+// alone (one accumulator per row, columns in order, the same final reduction), so a
+// row's result does not depend on how the rows are split over threads.
+#include "kernels/gemv.h"
+
+#include "kernels/simd.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------- quantize
+
+void q8_quantize(int8_t *q, float *scale, const float *W, size_t rows, int cols) {
+    const int nb = q8_blocks(cols);
+#pragma omp parallel for schedule(static) if (rows * (size_t)cols >= ((size_t)1 << 18))
+    for (size_t r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            const int c0 = b * Q8_BLOCK, c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
+            const float *w = W + r * cols;
+            float amax = 0;
+            for (int c = c0; c < c1; c++) amax = fabsf(w[c]) > amax ? fabsf(w[c]) : amax;
+            float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+            scale[r * nb + b] = s;
+            for (int c = c0; c < c1; c++) {
+                long v = lrintf(w[c] * inv);
+                q[r * cols + c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+            }
+        }
+}
+
+void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, int cols) {
+    const int nb = q8_blocks(cols);
+#pragma omp parallel for schedule(static) if (rows * (size_t)cols >= ((size_t)1 << 18))
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) W[r * cols + c] = scale[r * nb + c / Q8_BLOCK] * (float)q[r * cols + c];
+}
+
+// ---------------------------------------------------------------------------- scalar
+
+// Scalar rows accumulate in double: one float accumulator over a long row loses more
+// than the SIMD lanes do (as in simd_rows.h).
+static void gemv_f32_scalar(float *y, const float *W, const float *x, int rows, int cols, float alpha, int acc) {
+    for (int r = 0; r < rows; r++) {
+        const float *w = W + (size_t)r * cols;
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += (double)w[c] * x[c];
+        y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
+    }
+}
+
+static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, float alpha,
+                           int acc) {
+    const int nb = q8_blocks(cols);
+    for (int r = 0; r < rows; r++) {
+        const int8_t *q = Q + (size_t)r * cols;
+        double s = 0;
+        for (int b = 0; b < nb; b++) {
+            const int c0 = b * Q8_BLOCK, c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
+            double t = 0;
+            for (int c = c0; c < c1; c++) t += (double)q[c] * x[c];
+            s += S[(size_t)r * nb + b] * t;
+        }
+        y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
+    }
+}
+
+#if MO_HAVE_X86
+#include <immintrin.h>
+
+// ---------------------------------------------------------------------------- AVX-512
+
+// Rows r .. r+R-1 (R = 1 or 4) of an fp32 matrix: one 16-lane accumulator per row,
+// the column tail through a masked load.
+#define GEMV_F32_512(R)                                                                              \
+    static MO_TARGET_AVX512 void gemv_f32_512_##R(float *y, const float *W, const float *x, int cols, \
+                                                  float alpha, int acc) {                          \
+        __m512 a[R];                                                                               \
+        for (int i = 0; i < R; i++) a[i] = _mm512_setzero_ps();                                    \
+        int c = 0;                                                                                 \
+        for (; c + 16 <= cols; c += 16) {                                                          \
+            __m512 xv = _mm512_loadu_ps(x + c);                                                    \
+            for (int i = 0; i < R; i++)                                                            \
+                a[i] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (size_t)i * cols + c), xv, a[i]);       \
+        }                                                                                          \
+        if (c < cols) {                                                                            \
+            __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);                                     \
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + c);                                           \
+            for (int i = 0; i < R; i++)                                                            \
+                a[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, W + (size_t)i * cols + c), xv, a[i]); \
+        }                                                                                          \
+        for (int i = 0; i < R; i++) {                                                              \
+            float s = alpha * _mm512_reduce_add_ps(a[i]);                                          \
+            y[i] = acc ? y[i] + s : s;                                                             \
+        }                                                                                          \
+    }
+GEMV_F32_512(1)
+GEMV_F32_512(4)
+
+static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
+                                             float alpha, int acc) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) gemv_f32_512_4(y + r, W + (size_t)r * cols, x, cols, alpha, acc);
+    for (; r < rows; r++) gemv_f32_512_1(y + r, W + (size_t)r * cols, x, cols, alpha, acc);
+}
+
+// 16 int8 weights at q (the first `m` of them under a mask) as floats.
+static inline MO_TARGET_AVX512 __m512 q8_load16(const int8_t *q, __mmask16 m) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, q)));
+}
+
+// 8-bit rows: per block of 32 columns, the int8 x fp32 products of the block in one
+// accumulator, then added to the row's accumulator times the block's scale.
+#define GEMV_Q8_512(R)                                                                                         \
+    static MO_TARGET_AVX512 void gemv_q8_512_##R(float *y, const int8_t *Q, const float *S, const float *x,   \
+                                                 int cols, float alpha, int acc) {                           \
+        const int nb = q8_blocks(cols);                                                                      \
+        __m512 a[R];                                                                                         \
+        for (int i = 0; i < R; i++) a[i] = _mm512_setzero_ps();                                              \
+        for (int b = 0; b < nb; b++) {                                                                       \
+            const int c = b * Q8_BLOCK, n = cols - c < Q8_BLOCK ? cols - c : Q8_BLOCK;                       \
+            const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);                              \
+            const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;           \
+            const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + c), x1 = _mm512_maskz_loadu_ps(m1, x + c + 16);  \
+            for (int i = 0; i < R; i++) {                                                                    \
+                const int8_t *q = Q + (size_t)i * cols + c;                                                  \
+                __m512 t = _mm512_mul_ps(q8_load16(q, m0), x0);                                              \
+                t = _mm512_fmadd_ps(q8_load16(q + 16, m1), x1, t);                                           \
+                a[i] = _mm512_fmadd_ps(_mm512_set1_ps(S[(size_t)i * nb + b]), t, a[i]);                      \
+            }                                                                                                \
+        }                                                                                                    \
+        for (int i = 0; i < R; i++) {                                                                        \
+            float s = alpha * _mm512_reduce_add_ps(a[i]);                                                    \
+            y[i] = acc ? y[i] + s : s;                                                                       \
+        }                                                                                                    \
+    }
+GEMV_Q8_512(1)
+GEMV_Q8_512(4)
+
+static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const float *x, int rows,
+                                            int cols, float alpha, int acc) {
+    const size_t nb = (size_t)q8_blocks(cols);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) gemv_q8_512_4(y + r, Q + (size_t)r * cols, S + r * nb, x, cols, alpha, acc);
+    for (; r < rows; r++) gemv_q8_512_1(y + r, Q + (size_t)r * cols, S + r * nb, x, cols, alpha, acc);
+}
+
+// ---------------------------------------------------------------------------- AVX2
+
+static inline MO_TARGET_AVX2 float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// One row: 8 lanes over whole vectors, the tail added in double after the reduction.
+static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *x, int rows, int cols, float alpha,
+                                         int acc) {
+    for (int r = 0; r < rows; r++) {
+        const float *w = W + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps();
+        int c = 0;
+        for (; c + 8 <= cols; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a);
+        double s = hsum256(a);
+        for (; c < cols; c++) s += (double)w[c] * x[c];
+        y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
+    }
+}
+
+static inline MO_TARGET_AVX2 __m256 q8_load8(const int8_t *q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+// One row: whole blocks in 8 lanes, a short last block in scalar code.
+static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols,
+                                        float alpha, int acc) {
+    const int nb = q8_blocks(cols), full = cols / Q8_BLOCK;
+    for (int r = 0; r < rows; r++) {
+        const int8_t *q = Q + (size_t)r * cols;
+        const float *sc = S + (size_t)r * nb;
+        __m256 a = _mm256_setzero_ps();
+        for (int b = 0; b < full; b++) {
+            const int c = b * Q8_BLOCK;
+            __m256 t = _mm256_mul_ps(q8_load8(q + c), _mm256_loadu_ps(x + c));
+            t = _mm256_fmadd_ps(q8_load8(q + c + 8), _mm256_loadu_ps(x + c + 8), t);
+            t = _mm256_fmadd_ps(q8_load8(q + c + 16), _mm256_loadu_ps(x + c + 16), t);
+            t = _mm256_fmadd_ps(q8_load8(q + c + 24), _mm256_loadu_ps(x + c + 24), t);
+            a = _mm256_fmadd_ps(_mm256_set1_ps(sc[b]), t, a);
+        }
+        double s = hsum256(a);
+        if (full < nb) {
+            double t = 0;
+            for (int c = full * Q8_BLOCK; c < cols; c++) t += (double)q[c] * x[c];
+            s += sc[full] * t;
+        }
+        y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
+    }
+}
+#endif
+
+// ---------------------------------------------------------------------------- dispatch
+
+static void gemv_f32(float *y, const float *W, const float *x, int rows, int cols, float alpha, int acc) {
+    MO_SIMD_DISPATCH(gemv_f32, y, W, x, rows, cols, alpha, acc);
+}
+
+static void gemv_q8(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, float alpha,
+                    int acc) {
+    MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x, rows, cols, alpha, acc);
+}
+
+void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc) {
+    if (rows <= 0) return;
+    if (cols <= 0) {  // an empty sum
+        for (int r = 0; r < rows; r++) y[r] = acc ? y[r] : 0.0f;
+        return;
+    }
+    if (W.f) gemv_f32(y, W.f, x, rows, cols, alpha, acc);
+    else gemv_q8(y, W.q, W.scale, x, rows, cols, alpha, acc);
+}
+
+// ---------------------------------------------------------------------------- runner
+
+// Bytes of weights one row of a task reads.
+static double task_row_bytes(const gemv_task *t) {
+    double b = 0;
+    for (int i = 0; i < t->n_terms; i++)
+        b += t->t[i].w.f ? 4.0 * t->t[i].cols : t->t[i].cols * (1.0 + 4.0 / Q8_BLOCK);
+    return b;
+}
+
+// Rows [r0, r1) of one task.
+static void task_rows(const gemv_task *t, int r0, int r1) {
+    if (r1 <= r0) return;
+    for (int i = 0; i < t->n_terms; i++) {
+        const gemv_term *u = &t->t[i];
+        gemv(t->y + r0, gemv_w_rows(u->w, (size_t)r0, u->cols), u->x, r1 - r0, u->cols, u->alpha,
+             i > 0 || t->acc);
+    }
+}
+
+#define GEMV_PAR_MIN_BYTES 65536.0
+
+void gemv_run(const gemv_task *tasks, int n_tasks) {
+    double total = 0;
+    for (int i = 0; i < n_tasks; i++) total += task_row_bytes(&tasks[i]) * tasks[i].rows;
+    int nt = omp_in_parallel() || total < GEMV_PAR_MIN_BYTES ? 1 : omp_get_max_threads();
+    if (nt <= 1) {
+        for (int i = 0; i < n_tasks; i++) task_rows(&tasks[i], 0, tasks[i].rows);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        // Thread `me` owns the bytes [me, me+1) * total / n of the concatenated tasks, cut
+        // at multiples of 4 rows; both neighbours compute a shared cut the same way.
+        const int n = omp_get_num_threads(), me = omp_get_thread_num();
+        const double lo = total * me / n, hi = total * (me + 1) / n;
+        double start = 0;
+        for (int i = 0; i < n_tasks; i++) {
+            const gemv_task *t = &tasks[i];
+            const double rb = task_row_bytes(t), end = start + rb * t->rows;
+            if (rb == 0) {  // no columns: the rows are zeroed (or kept) by thread 0
+                if (me == 0) task_rows(t, 0, t->rows);
+            } else if (end > lo && start < hi) {
+                int r0 = lo <= start ? 0 : ((int)((lo - start) / rb) + 2) / 4 * 4;
+                int r1 = hi >= end ? t->rows : ((int)((hi - start) / rb) + 2) / 4 * 4;
+                if (me == n - 1) r1 = t->rows;
+                if (r0 > t->rows) r0 = t->rows;
+                if (r1 > t->rows) r1 = t->rows;
+                task_rows(t, r0, r1);
+            }
+            start = end;
+        }
+    }
+}

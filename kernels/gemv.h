@@ -1,0 +1,76 @@
+// gemv.h: matrix-vector products for single-token decode, with fp32 or 8-bit weights.
+//
+// A decode step at batch 1 multiplies each weight matrix W[rows, cols] (row-major, the
+// `[out, in]` layout of every linear weight) by one vector: the time is the time to
+// stream W from memory once. These kernels read each weight once, in order, with
+// SIMD accumulators over the columns and four rows at a time (x stays in L1), and
+// gemv_run splits the rows of several products over the threads in ONE parallel
+// region, so that e.g. the gate and up projections of both chosen experts cost one
+// fork/join.
+//
+// 8-bit weights (q8): each row is cut into blocks of Q8_BLOCK columns (the last one may
+// be shorter); a block stores int8 values q and one float scale s = max|w| / 127, and
+// stands for w ~= s * q (round to nearest; an all-zero block has s = 0). The product
+// converts q to float in registers, so x stays fp32 and the only error is the rounding
+// of the weights (at most s/2 per weight). Memory per weight: 1 + 4/32 bytes.
+#ifndef MONOLITH_GEMV_H
+#define MONOLITH_GEMV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define Q8_BLOCK 32
+
+// Blocks per row of `cols` columns.
+static inline int q8_blocks(int cols) { return (cols + Q8_BLOCK - 1) / Q8_BLOCK; }
+
+// A weight matrix: fp32 `f`, or (f NULL) 8-bit `q[rows, cols]` with `scale[rows,
+// q8_blocks(cols)]`. Rows are contiguous, so rows r0.. of a matrix is gemv_w_rows().
+typedef struct {
+    const float *f;
+    const int8_t *q;
+    const float *scale;
+} gemv_w;
+
+// The view of W starting at row r0 (cols columns per row).
+static inline gemv_w gemv_w_rows(gemv_w w, size_t r0, int cols) {
+    gemv_w o = w;
+    if (w.f) o.f = w.f + r0 * (size_t)cols;
+    else o.q = w.q + r0 * (size_t)cols, o.scale = w.scale + r0 * (size_t)q8_blocks(cols);
+    return o;
+}
+
+// Quantizes W[rows, cols] to q[rows, cols], scale[rows, q8_blocks(cols)] as above.
+void q8_quantize(int8_t *q, float *scale, const float *W, size_t rows, int cols);
+// W[rows, cols] = scale * q, the fp32 matrix the 8-bit one stands for.
+void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, int cols);
+
+// y[r] = (acc ? y[r] : 0) + alpha * sum_c W[r, c] x[c] for r < rows, on the calling
+// thread. y must not overlap W or x.
+void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc);
+
+// One term of a gemv_task: alpha * W[rows, cols] x.
+typedef struct {
+    gemv_w w;
+    const float *x;
+    int cols;
+    float alpha;
+} gemv_term;
+
+#define GEMV_MAX_TERMS 4
+// y[rows] (+)= the sum of n_terms products (1 <= n_terms <= GEMV_MAX_TERMS), e.g. the
+// down projections of the chosen experts, each weighted by its gate.
+typedef struct {
+    float *y;
+    int rows, acc, n_terms;
+    gemv_term t[GEMV_MAX_TERMS];
+} gemv_task;
+
+// Runs the tasks, their rows split over the threads in proportion to the bytes of
+// weights each row reads (one parallel region; serial below 64 KiB of weights, or when
+// called from inside a parallel region). Each y row is written by one thread, so the
+// outputs of different tasks must not overlap. Results do not depend on the thread
+// count (each row is computed the same way wherever it runs).
+void gemv_run(const gemv_task *tasks, int n_tasks);
+
+#endif

@@ -74,23 +74,27 @@ static void grouped_block(const grouped_args *a, int g) {
 // thread inside BLAS, so that one big expert cannot leave the other threads idle; the
 // rest are spread over the threads, one serial BLAS call each, which avoids BLAS's
 // per-call thread start-up on many small blocks. Measured in docs/threading.md.
-static void grouped_run(const grouped_args *a, int G) {
+void matmul_grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx) {
     matmul_grouped_strategy s = grouped_strategy;
-    const int nt = omp_get_max_threads(), total = a->offs[G] - a->offs[0];
+    const int nt = omp_get_max_threads(), total = offs[G] - offs[0];
     if (nt <= 1 || omp_in_parallel()) s = MATMUL_GROUPED_BLAS_PARALLEL;  // a plain loop either way
     if (s == MATMUL_GROUPED_BLAS_PARALLEL) {
-        for (int g = 0; g < G; g++) grouped_block(a, g);
+        for (int g = 0; g < G; g++) block(ctx, g);
         return;
     }
     const int auto_split = s == MATMUL_GROUPED_AUTO;
-#define GROUPED_BIG(g) (auto_split && (long long)(a->offs[(g) + 1] - a->offs[(g)]) * nt > total)
+#define GROUPED_BIG(g) (auto_split && (long long)(offs[(g) + 1] - offs[(g)]) * nt > total)
     for (int g = 0; g < G; g++)
-        if (GROUPED_BIG(g)) grouped_block(a, g);
+        if (GROUPED_BIG(g)) block(ctx, g);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int g = 0; g < G; g++)
-        if (!GROUPED_BIG(g)) grouped_block(a, g);
+        if (!GROUPED_BIG(g)) block(ctx, g);
 #undef GROUPED_BIG
 }
+
+static void grouped_block_cb(const void *ctx, int g) { grouped_block(ctx, g); }
+
+static void grouped_run(const grouped_args *a, int G) { matmul_grouped_schedule(a->offs, G, grouped_block_cb, a); }
 
 void matmul_grouped_nt(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc) {
     grouped_args a = {GROUPED_NT, C, A, B, offs, N, K, acc};

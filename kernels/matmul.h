@@ -40,4 +40,9 @@ typedef enum {
 } matmul_grouped_strategy;
 void matmul_grouped_set_strategy(matmul_grouped_strategy s);
 
+// Runs block(ctx, g) for g = 0 .. G-1 under the policy above, for the blocks given by
+// offs[G+1]: the grouped products here and the bf16 ones of bf16.h share it. `block`
+// must make each BLAS call itself (it runs inside a parallel region for some g).
+void matmul_grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx);
+
 #endif

@@ -8,7 +8,7 @@
 #   scripts/setup.sh --plots    also matplotlib, for scripts/plot_run.py
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev check libpcre2-dev
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libdnnl-dev libhdf5-dev check libpcre2-dev
       libinih-dev python3 python3-h5py python3-numpy nodejs
       clang libclang-rt-14-dev)  # clang + compiler-rt: the libFuzzer targets (tests/fuzz)
 for arg in "$@"; do

@@ -1,0 +1,211 @@
+// bf16.c: float32 <-> bfloat16 conversion (scalar, AVX2, AVX-512) and bf16 GEMMs over
+// oneDNN's dnnl_gemm_bf16bf16f32 (see bf16.h).
+//
+// The rounding is done on the bit patterns (add 0x7FFF plus the lowest kept bit, drop
+// the low 16 bits), the same at every level, rather than with AVX512_BF16's
+// vcvtneps2bf16, which flushes subnormal inputs to zero: conversion is memory bound,
+// so the integer form costs nothing and the result never depends on the CPU.
+#include "kernels/bf16.h"
+
+#include "kernels/matmul.h"
+#include "kernels/simd.h"
+
+#include <dnnl.h>
+#include <omp.h>
+#include <string.h>
+
+#if MO_HAVE_X86
+#include <immintrin.h>
+#endif
+
+// oneDNN exports this row-major bf16 GEMM (C API, DNNL_API) but its 2.x headers do not
+// declare it; oneDNN's own tests declare it the same way.
+dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K, float alpha,
+                                    const mo_bf16 *A, dnnl_dim_t lda, const mo_bf16 *B, dnnl_dim_t ldb, float beta,
+                                    float *C, dnnl_dim_t ldc);
+
+int bf16_supported(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        cached = ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    }
+    return cached;
+}
+
+// ---------------------------------------------------------------------------- conversion
+
+#define BF16_PAR_MIN ((size_t)1 << 16)  // elements below which one thread converts
+#define BF16_CHUNK ((size_t)1 << 14)    // elements per parallel chunk
+
+static inline mo_bf16 round_one(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (mo_bf16)((u >> 16) | 0x40);  // NaN: keep it quiet
+    return (mo_bf16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void from_f32_scalar(mo_bf16 *dst, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = round_one(x[i]);
+}
+
+static void to_f32_scalar(float *dst, const mo_bf16 *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)x[i] << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
+#if MO_HAVE_X86
+static MO_TARGET_AVX512 void from_f32_avx512(mo_bf16 *dst, const float *x, size_t n) {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512((const void *)(x + i));
+        __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(r));
+    }
+    from_f32_scalar(dst + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX512 void to_f32_avx512(float *dst, const mo_bf16 *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i)));
+        _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(w, 16));
+    }
+    to_f32_scalar(dst + i, x + i, n - i);
+}
+
+static inline MO_TARGET_AVX2 __m256i round8_avx2(__m256i u) {
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+    const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    __m256i hi = _mm256_srli_epi32(u, 16);
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(hi, one))), 16);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);  // both sides are non-negative
+    return _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), nan);
+}
+
+static MO_TARGET_AVX2 void from_f32_avx2(mo_bf16 *dst, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = round8_avx2(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m256i b = round8_avx2(_mm256_loadu_si256((const __m256i *)(x + i + 8)));
+        // packus works per 128-bit lane: a0 b0 a1 b1 -> reorder the 64-bit quarters to a0 a1 b0 b1
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+        _mm256_storeu_si256((__m256i *)(dst + i), p);
+    }
+    from_f32_scalar(dst + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX2 void to_f32_avx2(float *dst, const mo_bf16 *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(w, 16));
+    }
+    to_f32_scalar(dst + i, x + i, n - i);
+}
+#endif
+
+static void from_f32_run(mo_bf16 *dst, const float *x, size_t n) { MO_SIMD_DISPATCH(from_f32, dst, x, n); }
+static void to_f32_run(float *dst, const mo_bf16 *x, size_t n) { MO_SIMD_DISPATCH(to_f32, dst, x, n); }
+
+void bf16_from_f32(mo_bf16 *dst, const float *x, size_t n) {
+    if (n < BF16_PAR_MIN || omp_in_parallel()) {
+        from_f32_run(dst, x, n);
+        return;
+    }
+    simd_active();  // decide the level before the threads read it
+    const long long chunks = (long long)((n + BF16_CHUNK - 1) / BF16_CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long long c = 0; c < chunks; c++) {
+        size_t o = (size_t)c * BF16_CHUNK;
+        from_f32_run(dst + o, x + o, n - o < BF16_CHUNK ? n - o : BF16_CHUNK);
+    }
+}
+
+void bf16_to_f32(float *dst, const mo_bf16 *x, size_t n) {
+    if (n < BF16_PAR_MIN || omp_in_parallel()) {
+        to_f32_run(dst, x, n);
+        return;
+    }
+    simd_active();
+    const long long chunks = (long long)((n + BF16_CHUNK - 1) / BF16_CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long long c = 0; c < chunks; c++) {
+        size_t o = (size_t)c * BF16_CHUNK;
+        to_f32_run(dst + o, x + o, n - o < BF16_CHUNK ? n - o : BF16_CHUNK);
+    }
+}
+
+// ---------------------------------------------------------------------------- products
+
+// C[M,N] (+)= op(A) op(B), row-major; an empty inner dimension zeroes C (acc = 0) or
+// leaves it, as matmul.c does. oneDNN threads the call over OpenMP unless it is made
+// inside a parallel region, where it runs on the calling thread alone.
+static void gemm_bf16(char ta, char tb, float *C, const mo_bf16 *A, int lda, const mo_bf16 *B, int ldb, int M, int N,
+                      int K, int acc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!acc) memset(C, 0, (size_t)M * (size_t)N * sizeof *C);
+        return;
+    }
+    dnnl_gemm_bf16bf16f32(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, N);
+}
+
+void matmul_bf16_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc) {
+    gemm_bf16('N', 'N', C, A, K, B, N, M, N, K, acc);
+}
+
+void matmul_bf16_nt(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc) {
+    gemm_bf16('N', 'T', C, A, K, B, K, M, N, K, acc);
+}
+
+void matmul_bf16_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc) {
+    gemm_bf16('T', 'N', C, A, M, B, N, M, N, K, acc);
+}
+
+typedef enum { BF_NT, BF_NN, BF_TN } bf_kind;
+
+typedef struct {
+    bf_kind kind;
+    float *C;
+    const mo_bf16 *A, *B;
+    const int *offs;
+    int N, K;  // for TN: M and N of each C_g
+    int acc;
+} bf_grouped;
+
+static void bf_block(const void *ctx, int g) {
+    const bf_grouped *a = ctx;
+    const size_t n = (size_t)a->N, k = (size_t)a->K, r0 = (size_t)a->offs[g];
+    const int rows = a->offs[g + 1] - a->offs[g];
+    switch (a->kind) {
+    case BF_NT: matmul_bf16_nt(a->C + r0 * n, a->A + r0 * k, a->B + g * n * k, rows, a->N, a->K, a->acc); break;
+    case BF_NN: matmul_bf16_nn(a->C + r0 * n, a->A + r0 * k, a->B + g * k * n, rows, a->N, a->K, a->acc); break;
+    case BF_TN: matmul_bf16_tn(a->C + g * n * k, a->A + r0 * n, a->B + r0 * k, a->N, a->K, rows, a->acc); break;
+    }
+}
+
+void matmul_bf16_grouped_nt(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                            int acc) {
+    bf_grouped a = {BF_NT, C, A, B, offs, N, K, acc};
+    matmul_grouped_schedule(offs, G, bf_block, &a);
+}
+
+void matmul_bf16_grouped_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                            int acc) {
+    bf_grouped a = {BF_NN, C, A, B, offs, N, K, acc};
+    matmul_grouped_schedule(offs, G, bf_block, &a);
+}
+
+void matmul_bf16_grouped_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
+                            int acc) {
+    bf_grouped a = {BF_TN, C, A, B, offs, M, N, acc};
+    matmul_grouped_schedule(offs, G, bf_block, &a);
+}

@@ -1,0 +1,44 @@
+// bf16.h: bfloat16 storage and bf16 x bf16 -> fp32 matrix products (--precision bf16).
+//
+// bfloat16 is the top half of an IEEE float32: same exponent range, 8 bits of mantissa
+// (relative rounding error 2^-9). The model keeps fp32 master weights and fp32
+// activations; for bf16 compute each GEMM's inputs are rounded to bf16 (weights once per
+// forward, activations right before their product) and the products accumulate and are
+// stored in fp32.
+//
+// The products run on oneDNN's bf16 GEMM (Debian's libdnnl, its AVX512_BF16 `vdpbf16ps`
+// kernels; OpenBLAS 0.3.21 declares cblas_sbgemm in its header, but Debian builds it
+// without bf16, so the symbol is absent). Same shapes, forms and acc rules as matmul.h;
+// the grouped forms share its thread policy (matmul_grouped_schedule).
+#ifndef MONOLITH_BF16_H
+#define MONOLITH_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint16_t mo_bf16;
+
+// 1 when this CPU runs bf16 products natively (AVX512_BF16, as oneDNN sees it), else 0.
+// Without it oneDNN would emulate them at a fraction of the fp32 rate: callers refuse
+// bf16 compute instead (see model_set_precision).
+int bf16_supported(void);
+
+// dst[i] = x[i] rounded to the nearest bf16, ties to even (NaN stays a quiet NaN,
+// overflow rounds to infinity, subnormals round like any other value). Every SIMD level
+// gives the same bits. Threads over large arrays.
+void bf16_from_f32(mo_bf16 *dst, const float *x, size_t n);
+// dst[i] = the float of x[i] (exact).
+void bf16_to_f32(float *dst, const mo_bf16 *x, size_t n);
+
+// The products of matmul.h with bf16 inputs and fp32 C: C[M,N] (+)= op(A) op(B).
+void matmul_bf16_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc);
+void matmul_bf16_nt(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc);
+void matmul_bf16_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, int K, int acc);
+void matmul_bf16_grouped_nt(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                            int acc);
+void matmul_bf16_grouped_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                            int acc);
+void matmul_bf16_grouped_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
+                            int acc);
+
+#endif

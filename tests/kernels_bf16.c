@@ -1,0 +1,231 @@
+// kernels_bf16.c: bf16 rounding bit for bit against kernels/ref at every SIMD level
+// (ties, subnormals, overflow, NaN, odd lengths, the threaded path), the exact way back,
+// and the bf16 products (dense and grouped, every form, acc 0 and 1, empty shapes and
+// blocks, each grouped strategy, inside a parallel region) against ref_matmul_* of the
+// rounded inputs in double.
+#include "kernels/bf16.h"
+#include "kernels/matmul.h"
+#include "kernels/ref/ref.h"
+#include "kernels/simd.h"
+#include "tests/testutil.h"
+
+#define TOL_BF16 2e-6  // normalized error against double of the same bf16 inputs (fp32 accumulation)
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// The bf16 the oracle gives for x (NaN: any quiet NaN with x's sign).
+static void check_round(const float *x, const mo_bf16 *got, size_t n, const char *lvl) {
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(x[i])) {
+            uint32_t g = (uint32_t)got[i] << 16;
+            ck_assert_msg(isnan(from_bits(g)) && (g & 0x00400000u), "%s: NaN %08x -> %04x not a quiet NaN", lvl,
+                          bits(x[i]), got[i]);
+            continue;
+        }
+        float want = (float)ref_bf16_round((double)x[i]);
+        ck_assert_msg((bits(want) & 0xffffu) == 0, "oracle gave a non-bf16 value for %08x", bits(x[i]));
+        ck_assert_msg(got[i] == (mo_bf16)(bits(want) >> 16), "%s: x=%08x (%g) element %zu: got %04x, want %04x", lvl,
+                      bits(x[i]), x[i], i, got[i], bits(want) >> 16);
+    }
+}
+
+static const uint32_t specials[] = {
+    0x00000000, 0x80000000, 0x3f800000, 0x3f808000 /* tie, even below */, 0x3f818000 /* tie, odd below */,
+    0x3f808001, 0x3f80ffff, 0xbf818000, 0x00000001 /* smallest subnormal */, 0x00008000, 0x00018000,
+    0x007fffff, 0x00800000, 0x7f7fffff /* FLT_MAX: rounds to inf */, 0x7f7f7fff, 0x7f7f8000 /* tie to inf */,
+    0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001 /* signalling NaN */, 0xffffffff, 0x47ffff80,
+};
+#define N_SPECIALS (sizeof specials / sizeof specials[0])
+
+START_TEST(test_round_matches_ref_every_level) {
+    const size_t n_big = ((size_t)1 << 17) + 13;  // past the threading threshold, odd tail
+    float *x = malloc(n_big * 4);
+    mo_bf16 *b = malloc(n_big * 2);
+    // random magnitudes over the whole exponent range, plus raw random bit patterns
+    uint64_t st = 12345;
+    for (size_t i = 0; i < n_big; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r = (uint32_t)(st >> 32);
+        x[i] = (i & 1) ? from_bits(r) : ldexpf((float)(r & 0xffff) / 65536.0f - 0.5f, (int)(r >> 24) % 260 - 140);
+    }
+    for (size_t i = 0; i < N_SPECIALS; i++) x[i] = from_bits(specials[i]);
+    for (int lvl = SIMD_SCALAR; lvl <= (int)simd_best(); lvl++) {
+        ck_assert_int_eq(simd_set((simd_level)lvl), 0);
+        const char *ln = simd_name((simd_level)lvl);
+        for (size_t n = 0; n <= 67; n++) {  // every tail length of every level
+            memset(b, 0xab, 70 * 2);
+            bf16_from_f32(b, x, n);
+            check_round(x, b, n, ln);
+            ck_assert_msg(b[n] == 0xabab, "%s: wrote past n = %zu", ln, n);
+        }
+        bf16_from_f32(b, x, n_big);
+        check_round(x, b, n_big, ln);
+    }
+    simd_set(simd_best());
+    free(x), free(b);
+}
+END_TEST
+
+START_TEST(test_to_f32_is_exact) {
+    const size_t n = 65536 + 5;  // every bf16 pattern, then a tail
+    mo_bf16 *b = malloc(n * 2);
+    float *f = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) b[i] = (mo_bf16)i;
+    for (int lvl = SIMD_SCALAR; lvl <= (int)simd_best(); lvl++) {
+        ck_assert_int_eq(simd_set((simd_level)lvl), 0);
+        bf16_to_f32(f, b, n);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(bits(f[i]) == (uint32_t)b[i] << 16, "%s: %04x -> %08x", simd_name((simd_level)lvl), b[i],
+                          bits(f[i]));
+    }
+    simd_set(simd_best());
+    free(b), free(f);
+}
+END_TEST
+
+// x rounded to bf16, as bf16 and as the double the oracle multiplies.
+static void make_operand(mo_bf16 *b, double *d, size_t n, uint64_t seed) {
+    float *x = malloc((n + 1) * 4);
+    tu_fill(x, n, seed, 1.0f);
+    bf16_from_f32(b, x, n);
+    for (size_t i = 0; i < n; i++) d[i] = ref_bf16_round(x[i]);
+    free(x);
+}
+
+static void prefill(float *C, double *C64, size_t n, int acc, uint64_t seed) {
+    if (acc) {
+        tu_fill(C, n, seed, 1.0f);
+        tu_to_f64(C64, C, n);
+    } else {
+        for (size_t i = 0; i < n; i++) C[i] = NAN, C64[i] = NAN;
+    }
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+typedef void (*bf_fn)(float *, const mo_bf16 *, const mo_bf16 *, int, int, int, int);
+typedef void (*ref_fn)(double *, const double *, const double *, int, int, int, int);
+
+START_TEST(test_dense_matches_ref) {
+    static const int shapes[][3] = {{1, 1, 1},     {1, 7, 3},     {5, 1, 9},  {4, 6, 1},  {17, 33, 65},
+                                    {64, 64, 64},  {3, 129, 31},  {100, 37, 250}, {0, 5, 7}, {5, 0, 7},
+                                    {5, 7, 0},     {200, 96, 512}};
+    static const struct {
+        const char *name;
+        bf_fn f;
+        ref_fn r;
+    } forms[] = {{"nn", matmul_bf16_nn, ref_matmul_nn}, {"nt", matmul_bf16_nt, ref_matmul_nt},
+                 {"tn", matmul_bf16_tn, ref_matmul_tn}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+        mo_bf16 *A = malloc((na + 1) * 2), *B = malloc((nb + 1) * 2);
+        double *A64 = malloc((na + 1) * 8), *B64 = malloc((nb + 1) * 8), *C64 = malloc((nc + 1) * 8);
+        float *C = malloc((nc + 1) * 4);
+        make_operand(A, A64, na, 10 + s), make_operand(B, B64, nb, 20 + s);
+        for (size_t f = 0; f < 3; f++)
+            for (int acc = 0; acc <= 1; acc++) {
+                prefill(C, C64, nc, acc, 30 + s);
+                forms[f].f(C, A, B, M, N, K, acc);
+                forms[f].r(C64, A64, B64, M, N, K, acc);
+                ck_assert_msg(all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite", forms[f].name, M, N, K, acc);
+                double e = nc ? tu_rel_err_f64(C, C64, nc) : 0;
+                ck_assert_msg(e < TOL_BF16, "%s M=%d N=%d K=%d acc=%d: err %.3g", forms[f].name, M, N, K, acc, e);
+            }
+        free(A), free(B), free(C), free(A64), free(B64), free(C64);
+    }
+}
+END_TEST
+
+#define G 5
+START_TEST(test_grouped_matches_ref) {
+    static const int offsets[][G + 1] = {{0, 20, 40, 60, 80, 100}, {0, 91, 93, 97, 98, 100},
+                                         {0, 0, 30, 30, 77, 77},   {0, 0, 0, 0, 0, 0},
+                                         {0, 1, 2, 3, 4, 5},       {0, 0, 0, 0, 0, 300}};
+    static const matmul_grouped_strategy strategies[] = {MATMUL_GROUPED_AUTO, MATMUL_GROUPED_BLAS_PARALLEL,
+                                                         MATMUL_GROUPED_BLOCK_PARALLEL};
+    const int dims[][2] = {{7, 13}, {64, 96}, {1, 1}};
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++)
+        for (size_t d = 0; d < 3; d++) {
+            const int *offs = offsets[o], rows = offs[G], N = dims[d][0], K = dims[d][1];
+            size_t big = (size_t)G * N * K + (size_t)(rows + 1) * (N + K) + 1;
+            mo_bf16 *A = malloc(big * 2), *B = malloc(big * 2);
+            double *A64 = malloc(big * 8), *B64 = malloc(big * 8), *C64 = malloc(big * 8);
+            float *C = malloc(big * 4);
+            make_operand(A, A64, big, 40 + o), make_operand(B, B64, big, 50 + d);
+            for (size_t st = 0; st < 3; st++) {
+                matmul_grouped_set_strategy(strategies[st]);
+                for (int acc = 0; acc <= 1; acc++) {
+                    size_t nc = (size_t)rows * N;
+                    prefill(C, C64, nc, acc, 60);
+                    matmul_bf16_grouped_nt(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
+                                  "grouped nt offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
+                    prefill(C, C64, nc, acc, 61);
+                    matmul_bf16_grouped_nn(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
+                                  "grouped nn offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
+                    nc = (size_t)G * N * K;
+                    prefill(C, C64, nc, acc, 62);
+                    matmul_bf16_grouped_tn(C, A, B, offs, G, N, K, acc);
+                    ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
+                    ck_assert_msg(all_finite(C, nc), "grouped tn offs#%zu acc=%d: non-finite", o, acc);
+                    double e = tu_rel_err_f64(C, C64, nc);
+                    ck_assert_msg(e < TOL_BF16, "grouped tn offs#%zu M=%d N=%d acc=%d strategy %zu: err %.3g", o, N,
+                                  K, acc, st, e);
+                }
+            }
+            free(A), free(B), free(C), free(A64), free(B64), free(C64);
+        }
+    matmul_grouped_set_strategy(MATMUL_GROUPED_AUTO);
+}
+END_TEST
+
+// Called from inside our own parallel region (oneDNN must then run on the calling thread).
+START_TEST(test_grouped_inside_parallel_region) {
+    const int offs[G + 1] = {0, 40, 41, 41, 100, 130}, N = 24, K = 40, R = 4;
+    size_t na = (size_t)130 * K, nb = (size_t)G * N * K, nc = (size_t)130 * N;
+    mo_bf16 *A = malloc(na * 2), *B = malloc(nb * 2);
+    double *A64 = malloc(na * 8), *B64 = malloc(nb * 8), *C64 = malloc(nc * 8);
+    float *C = malloc(R * nc * 4);
+    make_operand(A, A64, na, 70), make_operand(B, B64, nb, 71);
+    ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, 0);
+#pragma omp parallel for
+    for (int r = 0; r < R; r++) matmul_bf16_grouped_nt(C + r * nc, A, B, offs, G, N, K, 0);
+    for (int r = 0; r < R; r++)
+        ck_assert_msg(tu_rel_err_f64(C + r * nc, C64, nc) < TOL_BF16, "copy %d differs from the oracle", r);
+    free(A), free(B), free(C), free(A64), free(B64), free(C64);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_bf16");
+    TCase *tc = tcase_create("bf16");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_round_matches_ref_every_level);
+    tcase_add_test(tc, test_to_f32_is_exact);
+    tcase_add_test(tc, test_dense_matches_ref);
+    tcase_add_test(tc, test_grouped_matches_ref);
+    tcase_add_test(tc, test_grouped_inside_parallel_region);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

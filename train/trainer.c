@@ -189,7 +189,6 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
     return 1;
 }
 
-// The model of a new run: --preset + overrides, or --init + overrides that keep shapes.
 // Refuses, before anything is allocated, a run whose parameters, gradients, Adam state
 // and activations (model_arena_bytes) do not fit in 90% of this machine's memory, with
 // the estimate.
@@ -209,6 +208,7 @@ static int check_memory(const mo_config *c, const train_opts *o) {
     return 0;
 }
 
+// The model of a new run: --preset + overrides, or --init + overrides that keep shapes.
 static int build_model(trainer *t) {
     const train_opts *o = &t->o;
     mo_config c;
@@ -469,7 +469,26 @@ static int save(trainer *t, const train_hooks *h) {
                          (long long)t->st.step, t->o.out);
     rundir_ckpt_path(t->o.out, t->st.step, path, sizeof path);
     get_loader_state(t->ld, t->st.loader, &t->st.n_loader);
-    if (train_state_save(path, &t->ck, t->m, t->v, &t->st, t->options_ini)) return -1;
+    if (train_state_save(path, &t->ck, t->m, t->v, &t->st, t->options_ini)) {
+        // Disk full, quota, I/O error: the save left nothing behind (h5_finish), so say
+        // which checkpoint the run can go on from.
+        char why[1024];
+        snprintf(why, sizeof why, "%s", mo_error());
+        int64_t *steps = NULL;
+        int n = 0;
+        if (rundir_steps(t->o.out, &steps, &n) == 0 && n > 0) {
+            char last[TRAIN_PATH_MAX + 32];
+            rundir_ckpt_path(t->o.out, steps[n - 1], last, sizeof last);
+            mo_errorf("saving step %lld failed: %s; the last complete checkpoint %s (step %lld) is intact: free "
+                      "space, then monolith train --resume %s",
+                      (long long)t->st.step, why, last, (long long)steps[n - 1], t->o.out);
+        } else {
+            mo_errorf("saving step %lld failed: %s; no checkpoint of this run was saved before", (long long)t->st.step,
+                      why);
+        }
+        free(steps);
+        return -1;
+    }
     if (rundir_link_latest(t->o.out, t->st.step) || rundir_prune(t->o.out, t->o.keep)) return -1;
     if (h && h->on_save) h->on_save(h->ctx, path, t->st.step);
     return 0;

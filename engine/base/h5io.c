@@ -12,6 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+// libhdf5 1.10 closes every open file when the process exits; a file whose H5Fclose
+// failed (disk full during a save: h5_finish) stays in its table half-closed, and that
+// exit-time close then crashes inside libhdf5 (tests/reliability_train.sh). monolith
+// closes every file it opens itself, so the library's exit hook is turned off; this
+// runs before main, ahead of any HDF5 call.
+__attribute__((constructor)) static void h5_no_atexit(void) { H5dont_atexit(); }
+
 // HDF5 prints its own error stack by default; we report one line instead.
 static void h5_quiet(void) {
     static int done = 0;
@@ -58,12 +65,12 @@ int h5_finish(hid_t f, const char *path) {
     herr_t cl = H5Fclose(f);
     if (fl < 0 || cl < 0) {
         unlink(tmp);
-        return mo_errorf("%s: write failed (disk full?); the previous %s is untouched", tmp, path);
+        return mo_errorf("%s: write failed (disk full?) and was removed; %s was not written", tmp, path);
     }
     if (fsync_path(tmp, 0) != 0) {
         int e = errno;
         unlink(tmp);
-        return mo_errorf("%s: fsync failed (%s); the previous %s is untouched", tmp, strerror(e), path);
+        return mo_errorf("%s: fsync failed (%s) and was removed; %s was not written", tmp, strerror(e), path);
     }
     if (rename(tmp, path) != 0) {
         int e = errno;

@@ -11,6 +11,7 @@
 #include "data/tokens.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
+#include "engine/expert_module.h"
 #include "tests/h5same.h"
 #include "tests/testutil.h"
 #include "train/pipeline_btx.h"
@@ -137,6 +138,42 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     // extract + insert on the training checkpoint: the same file.
     ck_assert_int_eq(sh(&err, "expert extract ft/ckpt-00000004.h5 --expert 2 -o e2.h5"), 0);
     free(err);
+    ck_assert_int_eq(sh(NULL, "expert extract ft/ckpt-00000004.h5 --expert 1 -o e1.h5"), 0);
+    // Provenance the module carries: steps in the run that trained it (expert 2 was in the
+    // --train mask, expert 1 was not), the data's hash, the parent's hash.
+    mo_expert m1, m2;
+    path_in(p, "e2.h5");
+    ck_assert_msg(expert_load(p, &m2) == 0, "%s", mo_error());
+    path_in(p, "e1.h5");
+    ck_assert_msg(expert_load(p, &m1) == 0, "%s", mo_error());
+    ck_assert_int_eq(m2.steps_trained, 4);
+    ck_assert_int_eq(m1.steps_trained, 0);
+    ck_assert_int_eq((int)strlen(m2.data_hash), 16);
+    ck_assert_str_eq(m1.data_hash, m2.data_hash);
+    ck_assert_str_eq(m1.parent_hash, m2.parent_hash);
+    ck_assert_ptr_nonnull(m2.m);
+    expert_free(&m1), expert_free(&m2);
+    // expert list: the tokens each expert got in the run's last evaluation (all of gamma's
+    // val slots, k = 2 per token, over the 4 experts).
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s expert list %s/ft/ckpt-00000004.h5", getenv("MONOLITH_BIN"), dir);
+    FILE *pl = popen(cmd, "r");
+    char line[512];
+    double routed = 0;
+    int rows = 0;
+    while (fgets(line, sizeof line, pl)) {
+        int idx;
+        char name[64], dom[64];
+        long long steps;
+        double r;
+        if (sscanf(line, "%d %63s %63s %lld %lf", &idx, name, dom, &steps, &r) == 5) {
+            routed += r, rows++;
+            ck_assert_int_eq(steps, idx == 2 ? 4 : 0);
+        }
+    }
+    ck_assert_int_eq(pclose(pl), 0);
+    ck_assert_int_eq(rows, 4);
+    ck_assert_double_eq_tol(routed, 2 * 32 * 2, 1e-9);  // 1 eval batch of 2 x 32 tokens, top_k 2 slots, per layer
     rc = sh(&err, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 2 -o back.h5");
     ck_assert_msg(rc == 0, "%s", err);
     free(err);

@@ -134,7 +134,7 @@ static int64_t steps_trained(hid_t f, const mo_checkpoint *ck, int e) {
 // metrics.jsonl next to the checkpoint (the newest "eval" line at or before the
 // checkpoint's step): slots summed over domains and MoE layers, divided by the layers.
 // Returns 1 when found.
-static int routed_tokens(const char *ckpt, int64_t step, int E, int64_t *out) {
+static int routed_tokens(const char *ckpt, int64_t step, int E, double *out) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s", ckpt);
     snprintf(path, sizeof path, "%s/metrics.jsonl", dirname(dir));
@@ -165,7 +165,7 @@ static int routed_tokens(const char *ckpt, int64_t step, int E, int64_t *out) {
             char *end;
             long long v = strtoll(p, &end, 10);
             if (end == p) break;
-            out[e] += v;
+            out[e] += (double)v;
             p = end + strspn(end, ", ");
         }
         layers++;
@@ -179,7 +179,7 @@ static int routed_tokens(const char *ckpt, int64_t step, int E, int64_t *out) {
         for (const char *p = q; p && p < close; p = strchr(p + 1, '[')) n_moe += *p == '[';
     }
     if (found && n_moe > 0)
-        for (int e = 0; e < E; e++) out[e] /= n_moe;
+        for (int e = 0; e < E; e++) out[e] /= n_moe;  // per layer: a token counts k slots in each
     free(best);
     return found;
 }
@@ -194,14 +194,14 @@ static int do_list(const char *path) {
     if (f >= 0 && h5_exists(f, "train")) h5_attr_get_i64(f, "train", "step", &step);
     const mo_config *c = &ck.table.cfg;
     int E = c->n_experts;
-    int64_t *routed = calloc((size_t)E + 1, sizeof *routed);
+    double *routed = calloc((size_t)E + 1, sizeof *routed);
     int have_routed = routed && E > 0 && routed_tokens(path, step, E, routed);
     printf("%s: %d expert%s per MoE layer, top_k %d, %d of %d layers MoE\n", path, E, E == 1 ? "" : "s", c->top_k,
            config_n_moe_layers(c), c->n_layers);
     printf("%-5s %-16s %-12s %8s %14s  %s\n", "index", "name", "domain", "steps", "tokens_routed", "provenance");
     for (int e = 0; e < ck.experts.n; e++) {
         char routed_s[32] = "-";
-        if (have_routed) snprintf(routed_s, sizeof routed_s, "%lld", (long long)routed[e]);
+        if (have_routed) snprintf(routed_s, sizeof routed_s, "%.1f", routed[e]);
         printf("%-5d %-16s %-12s %8lld %14s  %s\n", e, ck.experts.name[e],
                ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", (long long)(f >= 0 ? steps_trained(f, &ck, e) : 0),
                routed_s, ck.experts.provenance[e]);

@@ -17,25 +17,6 @@ static int first_difference(const mo_param_table *a, const mo_param_table *b) {
     return a->n == b->n ? -1 : n;
 }
 
-static int copy_tokenizer(const mo_tokenizer_blob *t, mo_tokenizer_blob *o) {
-    memset(o, 0, sizeof *o);
-    if (!t->present) return 0;
-    o->tiktoken = malloc(t->tiktoken_len ? t->tiktoken_len : 1);
-    o->special_names = calloc((size_t)t->n_special + 1, sizeof(char *));
-    o->special_ids = calloc((size_t)t->n_special + 1, sizeof(int64_t));
-    if (!o->tiktoken || !o->special_names || !o->special_ids) return mo_errorf("out of memory");
-    memcpy(o->tiktoken, t->tiktoken, t->tiktoken_len);
-    o->tiktoken_len = t->tiktoken_len;
-    o->n_special = t->n_special;
-    o->present = 1;
-    for (int i = 0; i < t->n_special; i++) {
-        o->special_names[i] = strdup(t->special_names[i]);
-        o->special_ids[i] = t->special_ids[i];
-        if (!o->special_names[i]) return mo_errorf("out of memory");
-    }
-    return 0;
-}
-
 // Checks what compose needs of its inputs; fills the output config.
 static int check_inputs(const mo_checkpoint *bases, const char *const *bn, int nb, const mo_expert *mods,
                         const char *const *mn, int nm, const compose_opts *o, mo_config *out) {
@@ -143,9 +124,7 @@ int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb
     memset(out, 0, sizeof *out);
     mo_config c;
     if (check_inputs(bases, bn, nb, mods, mn, nm, o, &c)) return -1;
-    mo_checkpoint tmp;
-    if (ckpt_new(&tmp, &c, o->seed, "{}")) return -1;  // table, arena and /experts of the right sizes
-    *out = tmp;
+    if (expert_ckpt_alloc(out, &c)) return -1;
     const mo_param_table *pt = &out->table;
     mo_rng r;
     mo_rng_seed(&r, o->seed ^ 0x726f75746572ull);  // "router": fresh rows of their own stream
@@ -197,7 +176,7 @@ int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb
         free(prov);
         if (rc) goto err;
     }
-    if (copy_tokenizer(&bases[0].tokenizer, &out->tokenizer)) goto err;
+    if (expert_tokenizer_copy(&bases[0].tokenizer, &out->tokenizer)) goto err;
     return 0;
 err:
     ckpt_free(out);

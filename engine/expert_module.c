@@ -210,6 +210,51 @@ int expert_insert(mo_checkpoint *ck, float *m, float *v, int e, const mo_expert 
 
 // ---------------------------------------------------------------------------- re-indexing
 
+int expert_ckpt_alloc(mo_checkpoint *ck, const mo_config *c) {
+    memset(ck, 0, sizeof *ck);
+    if (params_table_build(&ck->table, c)) return -1;
+    ck->params = params_arena_alloc(&ck->table);
+    mo_experts_meta *m = &ck->experts;
+    int n = c->n_experts;
+    m->n = n;
+    m->name = calloc((size_t)n + 1, sizeof(char *));
+    m->domain = calloc((size_t)n + 1, sizeof(char *));
+    m->provenance = calloc((size_t)n + 1, sizeof(char *));
+    if (!ck->params || !m->name || !m->domain || !m->provenance) goto err;
+    for (int e = 0; e < n; e++) {
+        char name[32];
+        snprintf(name, sizeof name, "expert%d", e);
+        if (ckpt_experts_set(m, e, name, "", "{}")) goto err;
+    }
+    return 0;
+err:;
+    size_t numel = ck->table.numel;
+    ckpt_free(ck);
+    return mo_errorf("out of memory for a checkpoint of %zu parameters", numel);
+}
+
+int expert_tokenizer_copy(const mo_tokenizer_blob *t, mo_tokenizer_blob *o) {
+    memset(o, 0, sizeof *o);
+    if (!t->present) return 0;
+    o->tiktoken = malloc(t->tiktoken_len ? t->tiktoken_len : 1);
+    o->special_names = calloc((size_t)t->n_special + 1, sizeof(char *));
+    o->special_ids = calloc((size_t)t->n_special + 1, sizeof(int64_t));
+    o->n_special = t->n_special;
+    if (!o->tiktoken || !o->special_names || !o->special_ids) goto err;
+    memcpy(o->tiktoken, t->tiktoken, t->tiktoken_len);
+    o->tiktoken_len = t->tiktoken_len;
+    o->present = 1;
+    for (int i = 0; i < t->n_special; i++) {
+        o->special_names[i] = strdup(t->special_names[i]);
+        o->special_ids[i] = t->special_ids[i];
+        if (!o->special_names[i]) goto err;
+    }
+    return 0;
+err:
+    ckpt_tokenizer_free(o);
+    return mo_errorf("out of memory copying a tokenizer");
+}
+
 static void copy_tensor_remap(const mo_param_table *sp, const float *sa, int si, const mo_param_table *dp, float *da,
                               int di, const int *map, int E_new) {
     const mo_tensor *s = &sp->t[si], *d = &dp->t[di];
@@ -239,9 +284,7 @@ int expert_remap(const mo_checkpoint *src, const float *sm, const float *sv, con
     for (int j = 0; j < E_new; j++)
         if (map[j] >= c.n_experts) return mo_errorf("expert %d does not exist (the model has %d)", map[j], c.n_experts);
     c.n_experts = E_new;
-    if (params_table_build(&dst->table, &c)) return -1;
-    dst->params = params_arena_alloc(&dst->table);
-    if (!dst->params) goto err;
+    if (expert_ckpt_alloc(dst, &c)) return -1;
     int optim = sm && sv && dm && dv;
     if (optim) {
         *dm = params_arena_alloc(&dst->table);
@@ -260,42 +303,14 @@ int expert_remap(const mo_checkpoint *src, const float *sm, const float *sv, con
             copy_tensor_remap(&src->table, sv, si, &dst->table, *dv, i, map, E_new);
         }
     }
-    // /experts strings follow their experts; new slots get default names.
-    mo_checkpoint tmp;
-    if (ckpt_new(&tmp, &c, 0, "{}")) goto err;
-    dst->experts = tmp.experts;
-    memset(&tmp.experts, 0, sizeof tmp.experts);
-    ckpt_free(&tmp);
+    // /experts strings follow their experts; new slots keep their default names.
     for (int j = 0; j < E_new; j++) {
         if (map[j] < 0 || map[j] >= src->experts.n) continue;
         if (ckpt_experts_set(&dst->experts, j, src->experts.name[map[j]], src->experts.domain[map[j]],
                              src->experts.provenance[map[j]]))
             goto err;
     }
-    // The tokenizer, copied.
-    const mo_tokenizer_blob *t = &src->tokenizer;
-    if (t->present) {
-        mo_tokenizer_blob *o = &dst->tokenizer;
-        o->tiktoken = malloc(t->tiktoken_len ? t->tiktoken_len : 1);
-        o->special_names = calloc((size_t)t->n_special + 1, sizeof(char *));
-        o->special_ids = calloc((size_t)t->n_special + 1, sizeof(int64_t));
-        if (!o->tiktoken || !o->special_names || !o->special_ids) {
-            mo_errorf("out of memory");
-            goto err;
-        }
-        memcpy(o->tiktoken, t->tiktoken, t->tiktoken_len);
-        o->tiktoken_len = t->tiktoken_len;
-        o->n_special = t->n_special;
-        o->present = 1;
-        for (int i = 0; i < t->n_special; i++) {
-            o->special_names[i] = strdup(t->special_names[i]);
-            o->special_ids[i] = t->special_ids[i];
-            if (!o->special_names[i]) {
-                mo_errorf("out of memory");
-                goto err;
-            }
-        }
-    }
+    if (expert_tokenizer_copy(&src->tokenizer, &dst->tokenizer)) goto err;
     return 0;
 err:
     ckpt_free(dst);

@@ -103,6 +103,12 @@ int expert_insert(mo_checkpoint *ck, float *m, float *v, int e, const mo_expert 
 int expert_remap(const mo_checkpoint *src, const float *sm, const float *sv, const int *map, int E_new,
                  mo_checkpoint *dst, float **dm, float **dv);
 
+// A checkpoint of config `c` (finalized) with all parameters zero, experts named
+// "expert<e>" with provenance "{}" and no tokenizer. Returns 0, or -1 (out of memory).
+int expert_ckpt_alloc(mo_checkpoint *ck, const mo_config *c);
+// A deep copy of a tokenizer blob (`o` empty when `t` is absent). Returns 0 or -1.
+int expert_tokenizer_copy(const mo_tokenizer_blob *t, mo_tokenizer_blob *o);
+
 // Fills expert e of `ck` with DESIGN's initialization (normal std 0.02, w2 std
 // 0.02/sqrt(2 n_layers), router row std 0.02) drawn from `seed`.
 void expert_init_random(mo_checkpoint *ck, int e, uint64_t seed);

@@ -246,8 +246,8 @@ int train_opts_write_ini(const train_opts *o, const char *path) {
         const void *at = (const char *)o + d->off;
         if (d->cli_only) continue;
         switch (d->type) {
-        case OT_STR:
-            if (*(const char *)at) fprintf(f, "%s = %s\n", d->name, (const char *)at);
+        case OT_STR:  // empty values too: "train =" must not come back as the default "all"
+            fprintf(f, "%s = %s\n", d->name, (const char *)at);
             break;
         case OT_INT: fprintf(f, "%s = %d\n", d->name, *(const int *)at); break;
         case OT_FLAG: fprintf(f, "%s = %s\n", d->name, *(const int *)at ? "true" : "false"); break;

@@ -53,7 +53,7 @@ def tokset(name, vocab_size, dtype, n_train, n_val):
         for split, n in (("train", n_train), ("val", n_val)):
             t = rng.integers(0, vocab_size - 1, n).astype(dtype)
             t[0] = vocab_size - 1
-            f.create_dataset(f"{split}/tokens", data=t, chunks=(64,), maxshape=(None,))
+            f.create_dataset(f"{split}/tokens", data=t, chunks=(64,), maxshape=(None,), fletcher32=True)
 tokset("u16", 512, np.uint16, 300, 70)
 tokset("u32", 70000, np.uint32, 200, 40)
 PY

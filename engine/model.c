@@ -153,10 +153,100 @@ int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) {
 
 void model_free(mo_model *m) {
     free(m->arena);
+    free(m->bf16_arena);
     memset(m, 0, sizeof *m);
 }
 
 void model_set_forced_experts(mo_model *m, const int *forced) { m->forced = forced; }
+
+// ---------------------------------------------------------------------------- precision
+
+int model_precision_parse(const char *s, const char *flag, mo_precision *p) {
+    if (!strcmp(s, "fp32")) *p = MO_PRECISION_FP32;
+    else if (!strcmp(s, "bf16")) *p = MO_PRECISION_BF16;
+    else return mo_errorf("%s '%s': use fp32 or bf16", flag, s);
+    return 0;
+}
+
+// The tensors whose products run in bf16: every matrix that enters a GEMM, except the
+// router (routing stays fp32; its E outputs cost nothing).
+static int bf16_kind(mo_param_kind k) {
+    return k == PK_WQ || k == PK_WK || k == PK_WV || k == PK_WO || k == PK_W1 || k == PK_W3 || k == PK_W2 ||
+           k == PK_SHARED_W1 || k == PK_SHARED_W3 || k == PK_SHARED_W2 || k == PK_DENSE_W1 || k == PK_DENSE_W3 ||
+           k == PK_DENSE_W2 || k == PK_OUTPUT;
+}
+
+int model_set_precision(mo_model *m, mo_precision p) {
+    free(m->bf16_arena);
+    m->bf16_arena = NULL, m->bf16_bytes = 0, m->bf16 = 0, m->wb = m->bx = m->bg = NULL;
+    if (p == MO_PRECISION_FP32) return 0;
+    if (!bf16_supported())
+        return mo_errorf("--precision bf16: this CPU has no AVX512_BF16 (bf16 products would run slower than fp32); "
+                         "use --precision fp32");
+    const mo_config *c = &m->pt->cfg;
+    const size_t N = (size_t)m->N, d = (size_t)c->d_model, V = (size_t)c->vocab_size;
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kk = c->top_k > 0 ? (size_t)c->top_k : 1;
+    const size_t wide = (size_t)c->d_ff * kk > (size_t)c->d_ff_dense ? (size_t)c->d_ff * kk : (size_t)c->d_ff_dense;
+    const size_t sh = (size_t)c->n_shared_experts * c->d_ff_shared;
+    size_t nx = N * kk * (d > qd ? d : qd), ng = N * max3(V, d > qd ? d : qd, wide > sh ? wide : sh);
+    size_t nw = (m->pt->numel + 31) & ~(size_t)31;
+    nx = (nx + 31) & ~(size_t)31;
+    m->bf16_bytes = (nw + nx + ng) * sizeof(mo_bf16);
+    m->bf16_arena = aligned_alloc(64, (m->bf16_bytes + 63) & ~(size_t)63);
+    if (!m->bf16_arena) {
+        size_t mb = m->bf16_bytes >> 20;
+        m->bf16_bytes = 0;
+        return mo_errorf("out of memory: %zu MB for the bf16 weights and scratch; use --precision fp32", mb);
+    }
+    memset(m->bf16_arena, 0, m->bf16_bytes);  // touch the pages now, not in the first step
+    m->wb = m->bf16_arena;
+    m->bx = m->wb + nw;
+    m->bg = m->bx + nx;
+    m->bf16 = 1;
+    return 0;
+}
+
+// Rounds the GEMM weights into m->wb (same offsets as the fp32 arena).
+static void refresh_bf16_weights(mo_model *m, const float *params) {
+    const mo_param_table *pt = m->pt;
+    for (int i = 0; i < pt->n; i++)
+        if (bf16_kind(pt->t[i].kind))
+            bf16_from_f32(m->wb + pt->t[i].offset, params + pt->t[i].offset, pt->t[i].numel);
+}
+
+// x rounded into scratch (bf16 compute), or NULL (fp32: the products read x itself).
+static const mo_bf16 *to_bf16(const mo_model *m, mo_bf16 *scratch, const float *x, size_t n) {
+    if (!m->bf16) return NULL;
+    bf16_from_f32(scratch, x, n);
+    return scratch;
+}
+
+#define WB(id) (m->wb + m->pt->t[(id)].offset)
+
+// y[M,N] (+)= x[M,K] W^T, W the parameter of table index w ([N, K]); xb is x in bf16
+// (bf16 compute) or NULL.
+static void lin_forward(const mo_model *m, const float *params, float *y, const float *x, const mo_bf16 *xb, int w,
+                        int M, int N, int K, int acc) {
+    if (xb) matmul_bf16_nt(y, xb, WB(w), M, N, K, acc);
+    else matmul_nt(y, x, params_at_c(m->pt, params, w), M, N, K, acc);
+}
+
+// dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
+static void lin_backward(const mo_model *m, const float *params, float *dx, float *dW, const float *dy,
+                         const mo_bf16 *dyb, const float *x, const mo_bf16 *xb, int w, int M, int N, int K, int acc) {
+    if (dyb) {
+        if (dW) matmul_bf16_tn(dW, dyb, xb, N, K, M, 1);
+        matmul_bf16_nn(dx, dyb, WB(w), M, K, N, acc);
+    } else {
+        if (dW) matmul_tn(dW, dy, x, N, K, M, 1);
+        matmul_nn(dx, dy, params_at_c(m->pt, params, w), M, K, N, acc);
+    }
+}
+
+// The FFN weights of table indices w1, w3, w2 in bf16, with the model's scratch.
+static mo_ffn_bf16 ffn_bf16(const mo_model *m, int w1, int w3, int w2) {
+    return (mo_ffn_bf16){WB(w1), WB(w3), WB(w2), m->bx, m->bg};
+}
 
 // ---------------------------------------------------------------------------- forward
 
@@ -168,14 +258,16 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     mo_layer_acts *L = &m->layer[l];
     const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     rmsnorm_forward(L->a, L->a_rstd, L->x_attn, P(id->attn_norm), N, d, (float)c->norm_eps);
-    matmul_nt(L->q, L->a, P(id->wq), N, nh * hd, d, 0);   // [N, nh*hd]
-    matmul_nt(L->k, L->a, P(id->wk), N, nkv * hd, d, 0);  // [N, nkv*hd]
-    matmul_nt(L->v, L->a, P(id->wv), N, nkv * hd, d, 0);
+    const mo_bf16 *ab = to_bf16(m, m->bx, L->a, (size_t)N * d);
+    lin_forward(m, params, L->q, L->a, ab, id->wq, N, nh * hd, d, 0);   // [N, nh*hd]
+    lin_forward(m, params, L->k, L->a, ab, id->wk, N, nkv * hd, d, 0);  // [N, nkv*hd]
+    lin_forward(m, params, L->v, L->a, ab, id->wv, N, nkv * hd, d, 0);
     rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     attention_forward(L->o, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
-    matmul_nt(L->x_ffn, L->o, P(id->wo), N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
+    const mo_bf16 *ob = to_bf16(m, m->bx, L->o, (size_t)N * nh * hd);
+    lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
 
 static void ffn_block_forward(mo_model *m, const float *params, int l) {
@@ -189,19 +281,33 @@ static void ffn_block_forward(mo_model *m, const float *params, int l) {
     rmsnorm_forward(L->m, L->m_rstd, L->x_ffn, P(id->ffn_norm), N, d, (float)c->norm_eps);
     memcpy(out, L->x_ffn, (size_t)N * d * sizeof(float));
     if (!id->is_moe) {
-        ffn_forward(out, L->h1, L->h3, m->act, L->m, P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1,
-                    c->d_ff_dense, d, 1);
+        if (m->bf16) {
+            mo_ffn_bf16 w = ffn_bf16(m, id->ffn_w1, id->ffn_w3, id->ffn_w2);
+            ffn_forward_bf16(out, L->h1, L->h3, m->act, L->m, &w, all_rows, 1, c->d_ff_dense, d, 1);
+        } else {
+            ffn_forward(out, L->h1, L->h3, m->act, L->m, P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1,
+                        c->d_ff_dense, d, 1);
+        }
         return;
     }
     router_forward(c, &L->r, &L->stats, L->m, P(id->router), N, m->forced);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
     moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
-    ffn_forward(L->ys, L->h1, L->h3, m->act, m->xs, P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d,
-                0);
+    if (m->bf16) {
+        mo_ffn_bf16 w = ffn_bf16(m, id->w1, id->w3, id->w2);
+        ffn_forward_bf16(L->ys, L->h1, L->h3, m->act, m->xs, &w, L->disp.offs, E, c->d_ff, d, 0);
+    } else {
+        ffn_forward(L->ys, L->h1, L->h3, m->act, m->xs, P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff,
+                    d, 0);
+    }
     moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys
-    if (sh)
+    if (sh && m->bf16) {
+        mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
+        ffn_forward_bf16(out, L->sh1, L->sh3, m->act, L->m, &w, all_rows, 1, sh, d, 1);
+    } else if (sh) {
         ffn_forward(out, L->sh1, L->sh3, m->act, L->m, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2),
                     all_rows, 1, sh, d, 1);
+    }
 }
 
 int model_forward(mo_model *m, const float *params, const int *tokens, const int *targets) {
@@ -223,13 +329,15 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     else
         for (int i = 0; i < N; i++) m->targets[i] = -1;
 
+    if (m->bf16) refresh_bf16_weights(m, params);
     embedding_forward(m->layer[0].x_attn, m->tokens, P(m->pt->tok_embeddings), N, d);
     for (int l = 0; l < c->n_layers; l++) {
         attention_block_forward(m, params, l);
         ffn_block_forward(m, params, l);
     }
     rmsnorm_forward(m->hf, m->hf_rstd, m->x_final, P(m->pt->norm), N, d, (float)c->norm_eps);
-    matmul_nt(m->logits, m->hf, P(m->pt->output), N, V, d, 0);  // [N, V]
+    const mo_bf16 *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
+    lin_forward(m, params, m->logits, m->hf, hb, m->pt->output, N, V, d, 0);  // [N, V]
 
     m->ce = m->aux = m->z = 0;
     m->n_targets = 0;
@@ -260,19 +368,34 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
     const int sh = c->n_shared_experts * c->d_ff_shared;
     const int all_rows[2] = {0, N};
     float *dy = m->dres, *dm = m->dnorm;
-    if (!id->is_moe) {
+    if (!id->is_moe && m->bf16) {
+        mo_ffn_bf16 w = ffn_bf16(m, id->ffn_w1, id->ffn_w3, id->ffn_w2);
+        ffn_backward_bf16(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
+                          &w, all_rows, 1, c->d_ff_dense, d, 0);
+    } else if (!id->is_moe) {
         ffn_backward(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
                      P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1, c->d_ff_dense, d, 0);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
         moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
         moe_gather(m->xs, L->m, &L->disp, E, k, d);  // regathered instead of kept per layer
-        ffn_backward(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
-                     P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0);
+        if (m->bf16) {
+            mo_ffn_bf16 w = ffn_bf16(m, id->w1, id->w3, id->w2);
+            ffn_backward_bf16(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
+                              &w, L->disp.offs, E, c->d_ff, d, 0);
+        } else {
+            ffn_backward(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
+                         P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0);
+        }
         moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
-        if (sh)
+        if (sh && m->bf16) {
+            mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
+            ffn_backward_bf16(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3,
+                              m->act, m->dact, &w, all_rows, 1, sh, d, 1);
+        } else if (sh) {
             ffn_backward(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3, m->act,
                          m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1);
+        }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
         router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, m->drouter, L->m, P(id->router), G(id->router), dm,
                         N);
@@ -288,19 +411,22 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const int qd = nh * hd, kvd = nkv * hd;
     float *dy = m->dres;
-    matmul_tn(G(id->wo), dy, L->o, d, qd, N, 1);  // dwo [d, qd] += dy^T o
-    matmul_nn(m->dout, dy, P(id->wo), N, qd, d, 0);  // do [N, qd] = dy wo
+    const mo_bf16 *dyb = to_bf16(m, m->bg, dy, (size_t)N * d), *ob = to_bf16(m, m->bx, L->o, (size_t)N * qd);
+    // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
+    lin_backward(m, params, m->dout, G(id->wo), dy, dyb, L->o, ob, id->wo, N, d, qd, 0);
     attention_backward(m->dq, m->dk, m->dv, m->att_scratch, m->dout, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv,
                        hd);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
-    matmul_tn(G(id->wq), m->dq, L->a, qd, d, N, 1);  // dwq [qd, d] += dq^T a
-    matmul_tn(G(id->wk), m->dk, L->a, kvd, d, N, 1);
-    matmul_tn(G(id->wv), m->dv, L->a, kvd, d, N, 1);
+    // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv
     float *da = m->dnorm;
-    matmul_nn(da, m->dq, P(id->wq), N, d, qd, 0);  // da = dq wq + dk wk + dv wv
-    matmul_nn(da, m->dk, P(id->wk), N, d, kvd, 1);
-    matmul_nn(da, m->dv, P(id->wv), N, d, kvd, 1);
+    const mo_bf16 *ab = to_bf16(m, m->bx, L->a, (size_t)N * d);
+    lin_backward(m, params, da, G(id->wq), m->dq, to_bf16(m, m->bg, m->dq, (size_t)N * qd), L->a, ab, id->wq, N, qd,
+                 d, 0);
+    lin_backward(m, params, da, G(id->wk), m->dk, to_bf16(m, m->bg, m->dk, (size_t)N * kvd), L->a, ab, id->wk, N,
+                 kvd, d, 1);
+    lin_backward(m, params, da, G(id->wv), m->dv, to_bf16(m, m->bg, m->dv, (size_t)N * kvd), L->a, ab, id->wv, N,
+                 kvd, d, 1);
     rmsnorm_backward(m->dres, G(id->attn_norm), da, L->x_attn, P(id->attn_norm), L->a_rstd, N, d);
 }
 
@@ -312,8 +438,9 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     for (int i = 0; i < N; i++)
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
     cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
-    matmul_tn(G(m->pt->output), m->logits, m->hf, V, d, N, 1);                 // doutput [V, d] += dl^T hf
-    matmul_nn(m->dnorm, m->logits, P(m->pt->output), N, d, V, 0);              // dhf = dl output
+    // doutput [V, d] += dl^T hf; dhf = dl output
+    const mo_bf16 *dlb = to_bf16(m, m->bg, m->logits, (size_t)N * V), *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
+    lin_backward(m, params, m->dnorm, G(m->pt->output), m->logits, dlb, m->hf, hb, m->pt->output, N, V, d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {

@@ -78,7 +78,31 @@ typedef struct {
 
     void *arena;
     size_t arena_bytes;
+
+    // bf16 compute (model_set_precision): NULL/0 in fp32.
+    int bf16;
+    mo_bf16 *wb;         // [pt->numel] bf16 copy of the parameters used in GEMMs, refreshed by each forward
+    mo_bf16 *bx, *bg;    // GEMM inputs rounded to bf16: activations [N*max(k,1)*max(d, nh*hd)],
+                         //   gradients and FFN hidden rows [N*max(V, d, nh*hd, widest FFN hidden)]
+    void *bf16_arena;
+    size_t bf16_bytes;
 } mo_model;
+
+typedef enum { MO_PRECISION_FP32 = 0, MO_PRECISION_BF16 = 1 } mo_precision;
+
+// Parses "fp32" or "bf16". Returns 0, or -1 with a message naming `flag` and the choices.
+int model_precision_parse(const char *s, const char *flag, mo_precision *p);
+
+// Chooses the precision of the model's big GEMMs (attention projections, experts, dense
+// and shared FFNs, the output layer). fp32 (the default) is the reference. bf16 rounds
+// both inputs of each of those GEMMs to bf16 and accumulates in fp32: the parameters
+// stay fp32 (the optimizer's master weights) and each forward rounds them into a bf16
+// copy, so a forward after an optimizer step always sees the new weights. Norms, router,
+// attention scores, softmax, losses and every gradient buffer stay fp32. Allocates
+// pt->numel bf16 + scratch (freed by model_free). Returns 0, or -1 with a message when
+// this CPU has no AVX512_BF16 (the products would be emulated, slower than fp32) or
+// memory runs out.
+int model_set_precision(mo_model *m, mo_precision p);
 
 // Sizes and allocates the activations for batches of B sequences of T tokens (T <=
 // max_seq_len). `pt` must outlive the model. Returns 0, or -1 with a message.

@@ -19,6 +19,8 @@
 #ifndef MONOLITH_MOE_H
 #define MONOLITH_MOE_H
 
+#include "kernels/bf16.h"
+
 // Where each (token, slot) pair sits in expert-sorted order. Arrays are caller-owned
 // (activation arena): offs[E+1], perm[N*k], pos[N*k].
 typedef struct {
@@ -51,5 +53,21 @@ void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, c
 void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
                   float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
                   const int *offs, int G, int f, int dm, int acc);
+
+// bf16 compute (model_set_precision): the bf16 copies of w1, w3 [G, f, dm] and w2
+// [G, dm, f], and scratch for the GEMM inputs, s0 [R, dm] and s1 [R, f].
+typedef struct {
+    const mo_bf16 *w1, *w3, *w2;
+    mo_bf16 *s0, *s1;
+} mo_ffn_bf16;
+
+// ffn_forward and ffn_backward with every GEMM in bf16 (inputs rounded to bf16 into
+// w->s0, w->s1, fp32 accumulation and outputs); same arguments, caches and rules
+// otherwise. The weight gradients accumulate into the fp32 dw1, dw3, dw2.
+void ffn_forward_bf16(float *ys, float *h1, float *h3, float *act, const float *xs, const mo_ffn_bf16 *w,
+                      const int *offs, int G, int f, int dm, int acc);
+void ffn_backward_bf16(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
+                       float *h3, float *act, float *dact, const mo_ffn_bf16 *w, const int *offs, int G, int f, int dm,
+                       int acc);
 
 #endif

@@ -36,5 +36,29 @@ PY
 if "$bin" bench infer --preset huge 2>"$tmp/err"; then echo "preset huge accepted"; exit 1; fi
 grep -q "unknown preset 'huge'" "$tmp/err" || { echo "error: $(cat "$tmp/err")"; exit 1; }
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "error is not one line: $(cat "$tmp/err")"; exit 1; }
-if "$bin" bench train --steps 3 2>"$tmp/err"; then echo "unknown flag accepted"; exit 1; fi
+if "$bin" bench train --bogus 3 2>"$tmp/err"; then echo "unknown flag accepted"; exit 1; fi
+for bad in "--precision fp16" "--steps 0" "--set n-experts" "--set no-such-field=3"; do
+  # shellcheck disable=SC2086
+  if "$bin" bench train --preset tiny $bad 2>"$tmp/err"; then echo "bench train $bad accepted"; exit 1; fi
+  grep -q "^monolith: " "$tmp/err" || { echo "bench train $bad: $(cat "$tmp/err")"; exit 1; }
+done
+grep -q "unknown\|no-such-field" "$tmp/err" || { echo "--set of an unknown field: $(cat "$tmp/err")"; exit 1; }
+
+# --precision bf16 (refused with one line where the CPU has no AVX512_BF16), --steps,
+# --set, and the step memory: computed arenas against the peak RSS.
+if "$bin" bench train --preset tiny --threads 1 --precision bf16 --steps 2 --set n-experts=8 --json \
+    >"$tmp/bf16.json" 2>"$tmp/err"; then
+  python3 - "$tmp" <<'PY'
+import json, sys
+t = json.load(open(f"{sys.argv[1]}/bf16.json"))
+assert t["precision"] == "bf16" and t["n_experts"] == 8 and len(t["step_s_all"]) == 2, t
+assert t["loss_last"] < t["loss_first"], t
+assert t["mem_bf16_mb"] > 0 and abs(t["mem_adam_mb"] - 2 * t["mem_params_mb"]) < 0.11, t  # printed to 0.1
+parts = t["mem_params_mb"] + t["mem_grads_mb"] + t["mem_adam_mb"] + t["mem_activations_mb"] + t["mem_bf16_mb"]
+assert abs(parts - t["mem_computed_mb"]) < 0.5, t
+assert t["peak_rss_mb"] > 0.8 * t["mem_computed_mb"], t  # the arenas are touched at allocation
+PY
+else
+  grep -q "AVX512_BF16" "$tmp/err" || { echo "bench train --precision bf16: $(cat "$tmp/err")"; exit 1; }
+fi
 echo "tools_bench: ok"

@@ -303,7 +303,7 @@ int cmd_generate(int argc, char **argv) {
     if (!(s = infer_new(&ck.table, ck.params, 1, ctx))) goto out;
     if (o.n_experts && infer_restrict_experts(s, o.experts, o.n_experts)) goto out;
     if (sampler_init(&smp, &o.sp, V)) goto out;
-    hist = malloc(((size_t)n_prompt + o.max_tokens + 1) * sizeof *hist);
+    hist = malloc(((size_t)ctx + 1) * sizeof *hist);  // at most ctx tokens are fed, plus the last one
     logits = malloc((size_t)V * sizeof *logits);
     if (!hist || !logits) {
         mo_errorf("out of memory");

@@ -57,6 +57,7 @@ static const opt_def opts[] = {
     {"keep", OT_INT, F(keep), 0, 0, "K", "keep the newest K checkpoints"},
     {"out", OT_STR, S(out), 0, "DIR", "run folder: checkpoints, metrics.jsonl, run.ini"},
     {"threads", OT_INT, F(threads), 0, 0, "N", "threads (0: one per core)"},
+    {"precision", OT_STR, S(precision), 0, "P", "GEMM compute: fp32, or bf16 (fp32 master weights and accumulation; needs AVX512_BF16)"},
 };
 #undef F
 #undef S
@@ -75,6 +76,7 @@ void train_opts_defaults(train_opts *o) {
     o->eval_every = 100, o->eval_batches = 8, o->save_every = 500, o->log_every = 10;
     o->keep = 3;
     snprintf(o->out, sizeof o->out, "run");
+    snprintf(o->precision, sizeof o->precision, "fp32");
 }
 
 // `name` with underscores turned into dashes, into buf.

@@ -54,6 +54,7 @@ typedef struct {
     int keep;
     char out[TRAIN_PATH_MAX];
     int threads;
+    char precision[8];  // fp32 or bf16 (engine/model.h model_set_precision)
 } train_opts;
 
 void train_opts_defaults(train_opts *o);

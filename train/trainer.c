@@ -265,6 +265,8 @@ static int allocate(trainer *t) {
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
     if (model_alloc(&t->model, pt, o->batch, o->seq)) return -1;
+    mo_precision prec;
+    if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced);
     return 0;
 }

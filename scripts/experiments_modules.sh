@@ -97,6 +97,22 @@ train $OUT/demix $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train
     $(echo $COMMON | sed 's/--warmup 50//') $DATA
 DEMIX=$(ckpt $OUT/demix $S8)
 
+# Run-to-run spread of (a) and (b), and two variants of DEMix's router stage: lr 3e-2, and
+# the router trained at top_k 4 (every expert gets gradient) then used at top_k 2 (the
+# experts re-assembled by expert extract + compose --top-k 2).
+train $OUT/dense_s2 $STEPS --preset tiny --moe-layers 0,0 $COMMON $DATA --seed 2
+train $OUT/moe_s2 $STEPS --preset tiny $COMMON $DATA --seed 2
+NOWARM=$(echo $COMMON | sed 's/--warmup 50//')
+train $OUT/demix_lr30 $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train router --warmup 20 $NOWARM \
+    --lr 3e-2 $DATA
+train $OUT/demix_r4 $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train router --warmup 20 $NOWARM \
+    --top-k 4 $DATA
+if [ ! -e $OUT/demix_r4_k2.h5 ]; then
+    for e in 0 1 2 3; do "$M" expert extract $(ckpt $OUT/demix_r4 $S8) --expert $e -o $OUT/r4_e$e.h5; done
+    "$M" compose --base $(ckpt $OUT/demix_r4 $S8) --expert $OUT/r4_e0.h5 --expert $OUT/r4_e1.h5 \
+        --expert $OUT/r4_e2.h5 --expert $OUT/r4_e3.h5 --top-k 2 -o $OUT/demix_r4_k2.h5
+fi
+
 # Evaluations: 50 val batches of 8 x 64 tokens per domain (25,600 tokens), normal routing;
 # DEMix also with the oracle domain -> expert routing.
 ev() { "$M" eval --checkpoint "$1" $DATA --batch 8 --seq 64 --batches 50 --threads $THREADS --json; }
@@ -104,6 +120,10 @@ ev $(ckpt $OUT/dense $STEPS) > $OUT/eval_dense.json
 ev $(ckpt $OUT/moe $STEPS) > $OUT/eval_moe.json
 ev $BTX > $OUT/eval_btx.json
 ev $DEMIX > $OUT/eval_demix.json
+ev $(ckpt $OUT/dense_s2 $STEPS) > $OUT/eval_dense_s2.json
+ev $(ckpt $OUT/moe_s2 $STEPS) > $OUT/eval_moe_s2.json
+ev $(ckpt $OUT/demix_lr30 $S8) > $OUT/eval_demix_lr30.json
+ev $OUT/demix_r4_k2.h5 > $OUT/eval_demix_r4.json
 "$M" eval --checkpoint $DEMIX $DATA --batch 8 --seq 64 --batches 50 --threads $THREADS --json --route-by-domain \
     > $OUT/eval_demix_oracle.json
 
@@ -138,14 +158,16 @@ def load(name):
     return json.load(open(f"{out}/{name}.json"))
 doms = ["code", "math", "legal", "speeches"]
 rows = [("(a) dense", "eval_dense"), ("(b) MoE from scratch", "eval_moe"), ("(c) BTX", "eval_btx"),
-        ("(d) DEMix, learned router", "eval_demix"), ("(d) DEMix, oracle domain routing", "eval_demix_oracle")]
+        ("(d) DEMix, learned router", "eval_demix"), ("(d) DEMix, oracle domain routing", "eval_demix_oracle"),
+        ("(a) dense, seed 2", "eval_dense_s2"), ("(b) MoE, seed 2", "eval_moe_s2"),
+        ("(d) DEMix, router lr 3e-2", "eval_demix_lr30"), ("(d) DEMix, router trained at top_k 4", "eval_demix_r4")]
 print("| model | " + " | ".join(doms) + " | mean |")
 print("|---|" + "---:|" * (len(doms) + 1))
 for label, f in rows:
     v = load(f)["val"]
     xs = [v[d]["loss"] for d in doms]
     print(f"| {label} | " + " | ".join(f"{x:.3f}" for x in xs) + f" | {sum(xs) / len(xs):.3f} |")
-for label, f in rows[1:4]:
+for label, f in [rows[1], rows[2], rows[3]]:
     r = load(f)["routing_share"]
     print(f"\nrouting share, {label} (rows: domain, columns: expert, mean over the MoE layers)\n")
     n = len(r[doms[0]]["mean"])

@@ -65,6 +65,7 @@ cat "$src"/engine/*.c >"$tmp/corpus.txt"
 good=$tmp/good.ckpt.h5
 cp "$tmp/run/ckpt-00000002.h5" "$good"
 "$bin" init --preset tiny --vocab-size 512 -o "$tmp/notok.ckpt.h5" >/dev/null 2>&1
+"$bin" init --preset tiny --vocab-size 300 -o "$tmp/v300.ckpt.h5" >/dev/null 2>&1  # smaller than the vocabulary
 "$bin" inspect "$good" >/dev/null 2>&1 || { echo "setup: the good checkpoint does not load"; exit 1; }
 
 # ---------------------------------------------------------------- hostile variants
@@ -123,6 +124,11 @@ with copy(good, "absurd_optim.ckpt.h5") as f:
 with copy(good, "nan_optim.ckpt.h5") as f:
     x = f["optim/v/norm"][()]; x[1] = np.nan; f["optim/v/norm"][...] = x
 
+# A model whose vocab_size (300) is smaller than the tokenizer it carries (512 ids).
+shutil.copy(f"{tmp}/v300.ckpt.h5", f"{tmp}/v300tok.ckpt.h5")
+with h5py.File(f"{tmp}/v300tok.ckpt.h5", "a") as f, h5py.File(good, "r") as g:
+    g.copy("tokenizer", f)
+
 # Token sets.
 with copy(goodt, "version.tokens.h5") as f: f.attrs["format_version"] = np.int64(7)
 with copy(goodt, "oov.tokens.h5") as f:
@@ -143,6 +149,7 @@ with h5py.File(f"{tmp}/absurd.batch.h5", "w") as f:
     f.create_dataset("tokens", shape=(1 << 20, 1 << 20), dtype=np.int64, chunks=(1, 1024))
 with h5py.File(f"{tmp}/long.batch.h5", "w") as f: f["tokens"] = np.ones((1, 4096), np.int64)  # > max_seq_len
 with h5py.File(f"{tmp}/good.batch.h5", "w") as f: f["tokens"] = np.ones((2, 9), np.int64)
+with h5py.File(f"{tmp}/vocab400.batch.h5", "w") as f: f["tokens"] = np.array([[1, 2, 400, 3]], np.int64)
 
 # Vocabularies.
 lines = open(tok, "rb").read().split(b"\n")
@@ -179,6 +186,15 @@ for c in "${ckpts[@]}"; do
   esac
 done
 refuse "generate without /tokenizer" "$bin" generate --checkpoint "$tmp/notok.ckpt.h5" --prompt hi --threads 1
+# Ids the model has no row for: a tokenizer, token set or batch with a larger vocabulary.
+refuse "generate, tokenizer larger than the model" "$bin" generate --checkpoint "$tmp/v300tok.ckpt.h5" \
+  --prompt "int main(void) { return 0; }" --max-tokens 4 --threads 1
+refuse "train --init, tokenizer larger than the model" "$bin" train --init "$tmp/v300tok.ckpt.h5" \
+  --data "code=$tmp/good.tokens.h5" --steps 1 --warmup 0 --batch 2 --seq 16 --threads 1 --out "$tmp/v300run"
+refuse "eval, token set vocabulary larger than the model" "$bin" eval --checkpoint "$tmp/v300.ckpt.h5" \
+  --data "code=$tmp/good.tokens.h5" --batch 2 --seq 16 --batches 1 --threads 1
+refuse "dump, batch ids beyond the model" "$bin" dump --checkpoint "$tmp/v300.ckpt.h5" --tokens "$tmp/vocab400.batch.h5" \
+  -o "$tmp/dump.h5" --threads 1
 
 # train --resume: a run folder whose newest checkpoint is hostile.
 for c in absurd_optim.ckpt.h5 nan_optim.ckpt.h5 trunc.ckpt.h5 flip_spread.ckpt.h5 notok.ckpt.h5; do

@@ -109,38 +109,39 @@ int sampler_next(sampler *s, float *logits, const int *history, int n_history) {
     if (p->repetition_penalty != 1.0f && n_history > 0) apply_repetition_penalty(s, logits, history, n_history);
     if (p->temperature == 0.0f || p->top_p == 0.0f || p->top_k == 1) return sample_argmax(logits, V);
 
-    // softmax(logits / T), unnormalized, in double (a tiny T would overflow 1/T in float).
+    // Probabilities are softmax(logits / T), unnormalized, in double (a tiny T would
+    // overflow 1/T in float). NaN logits never win.
     int amax = sample_argmax(logits, V);
     double mx = logits[amax], inv_t = 1.0 / p->temperature, total = 0;
-    for (int v = 0; v < V; v++) {
-        double e = exp(((double)logits[v] - mx) * inv_t);
-        if (!(e >= 0)) e = 0;  // NaN logits never win
-        s->cand[v] = (sample_cand){e, v};
-        total += e;
-    }
-    if (!(total > 0) || isinf(total)) return amax;
-
     sample_cand *c = s->cand;
     int n = V;
-    if (p->top_k > 0 && p->top_k < n) {
-        keep_top_k(c, n, p->top_k);
+    if (p->top_k > 0 && p->top_k < V) {
+        // The k most likely tokens are the k largest logits: select on the logits, then
+        // exponentiate only those (top-p below is relative to their mass, as in Hugging
+        // Face's warpers, top-k first).
+        for (int v = 0; v < V; v++) c[v] = (sample_cand){isnan(logits[v]) ? -INFINITY : logits[v], v};
+        keep_top_k(c, V, p->top_k);
         n = p->top_k;
-    } else if (p->top_p < 1.0f) {
+        for (int i = 0; i < n; i++) total += c[i].p = exp((c[i].p - mx) * inv_t);
+    } else {
+        for (int v = 0; v < V; v++) {
+            double e = exp(((double)logits[v] - mx) * inv_t);
+            if (!(e >= 0)) e = 0;
+            c[v] = (sample_cand){e, v};
+            total += e;
+        }
+    }
+    if (!(total > 0) || isinf(total)) return amax;
+    if (n == V && p->top_p < 1.0f) {
         // Only tokens with p >= (1 - top_p) / (V - 1) can be in the nucleus: all the others
         // together hold less than 1 - top_p (llama2.c's trick). Drops most of a large
-        // vocabulary before the sort.
+        // vocabulary before the sort; `total` stays the whole mass.
         double cut = V > 1 ? (1.0 - p->top_p) / (V - 1) * total : 0;
         int m = 0;
         for (int i = 0; i < n; i++)
             if (c[i].p >= cut) c[m++] = c[i];
         if (m > 0) n = m;
         qsort(c, (size_t)n, sizeof *c, cand_cmp);
-    }
-    if (n < V && p->top_k > 0) {
-        // top-p is relative to what top-k kept (top-k first, then top-p, as Hugging
-        // Face's warpers do). The prefilter above keeps `total` whole instead.
-        total = 0;
-        for (int i = 0; i < n; i++) total += c[i].p;
     }
     if (p->top_p < 1.0f) {
         double target = p->top_p * total, cum = 0;

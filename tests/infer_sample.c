@@ -237,6 +237,21 @@ START_TEST(test_repetition_penalty) {
 }
 END_TEST
 
+START_TEST(test_nan_and_masked_logits) {
+    // NaN logits are never drawn; -inf ones (ids a caller masks out) neither, with or
+    // without top-k.
+    const float L[6] = {NAN, 1.0f, 2.0f, NAN, 0.0f, -INFINITY};
+    double e1 = exp(1.0), e2 = exp(2.0), e0 = 1.0, z = e1 + e2 + e0;
+    sample_params p = sample_params_default();
+    p.seed = 31;
+    check_frequencies("NaN, -inf, no top-k", &p, L, 6, (double[]){0, e1 / z, e2 / z, 0, e0 / z, 0});
+    p.top_k = 2;
+    check_frequencies("NaN, -inf, top-k 2", &p, L, 6, (double[]){0, e1 / (e1 + e2), e2 / (e1 + e2), 0, 0, 0});
+    p.top_k = 5, p.top_p = 0.9f;  // 0.665 + 0.245 = 0.91 >= 0.9: ids 2 and 1
+    check_frequencies("NaN, -inf, top-k 5 top-p 0.9", &p, L, 6, (double[]){0, e1 / (e1 + e2), e2 / (e1 + e2), 0, 0, 0});
+}
+END_TEST
+
 static void draw_sequence(int *out, int n, uint64_t seed, const sample_params *base) {
     sample_params p = *base;
     p.seed = seed;
@@ -297,6 +312,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("infer_sample");
     TCase *tc = tcase_create("sample");
+    tcase_set_timeout(tc, 120);  // the statistical tests draw 10^5 tokens; slow on a busy machine
     tcase_add_test(tc, test_temperature_distribution);
     tcase_add_test(tc, test_top_k_distribution);
     tcase_add_test(tc, test_top_p_distribution);
@@ -304,6 +320,7 @@ int main(void) {
     tcase_add_test(tc, test_top_p_uniform_tiny);
     tcase_add_test(tc, test_greedy);
     tcase_add_test(tc, test_repetition_penalty);
+    tcase_add_test(tc, test_nan_and_masked_logits);
     tcase_add_test(tc, test_same_seed_same_tokens);
     tcase_add_test(tc, test_bad_values);
     suite_add_tcase(s, tc);

@@ -8,7 +8,9 @@
 
 #include "engine/base/error.h"
 #include "kernels/attention.h"
+#include "kernels/attention_decode.h"
 #include "kernels/embedding.h"
+#include "kernels/gemv.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -18,6 +20,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,47 +58,75 @@ struct infer_ctx {
     int *route_idx;              // [rows, n_layers, k] routing of the last decode call
     float *route_gate;
     int route_rows, route_k;
+
+    // Weights of the products, by tensor id: fp32 views of `params`, or 8-bit copies
+    // (infer_set_weights) in q8/q8_scale, laid out in table order so that wq, wk, wv
+    // stay adjacent. deq: one tensor dequantized for the GEMMs of prefill.
+    infer_weights weights;
+    gemv_w *w;                   // [pt->n]
+    int8_t *q8;
+    float *q8_scale;
+    float *deq;
+    gemv_task *tasks;            // [2 * E + 2] products of one decode step
+    gemv_term *down;             // [E + 1] down products of one decode step
 };
 
 // ---------------------------------------------------------------------------- products
 
-// y[rows, out] (+)= x[rows, in] W[out, in]^T. One row is a matrix-vector product: sgemv
-// streams W once, where an sgemm of one row would pack it first.
-static void linear(float *y, const float *x, const float *W, int rows, int out, int in, int acc) {
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, x, 1, acc ? 1.0f : 0.0f, y, 1);
-    else
-        matmul_nt(y, x, W, rows, out, in, acc);
+// The fp32 matrix of W[rows, cols] for a GEMM: W itself, or an 8-bit one dequantized
+// into s->deq.
+static const float *as_f32(infer_ctx *s, gemv_w W, size_t rows, int cols) {
+    if (W.f) return W.f;
+    q8_dequantize(s->deq, W.q, W.scale, rows, cols);
+    return s->deq;
+}
+
+// y[rows, out] (+)= x[rows, in] W[out, in]^T. A few rows are matrix-vector products that
+// stream W once per row (no packing); more rows go through sgemm.
+static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, int out, int in, int acc) {
+    if (rows <= (W.f ? 1 : 4)) {
+        for (int r = 0; r < rows; r++) {
+            gemv_task t = {.y = y + (size_t)r * out, .rows = out, .acc = acc, .n_terms = 1,
+                           .t = {{W, x + (size_t)r * in, in, 1.0f}}};
+            gemv_run(&t, 1);
+        }
+        return;
+    }
+    matmul_nt(y, x, as_f32(s, W, (size_t)out, in), rows, out, in, acc);
 }
 
 // Per-expert products over the slots grouped by expert (offs[E+1]); W is [E, out, in].
-// Few slots (decode): one product per chosen expert, sgemv for an expert with one
-// token; many (prefill): the grouped kernel of training, which spreads the experts
-// over the threads.
-static void expert_linear(float *y, const float *x, const float *W, const int *offs, int E, int out, int in) {
+// Few slots (batched decode): one product per chosen expert; many (prefill): the
+// grouped kernel of training, which spreads the experts over the threads.
+static void expert_linear(infer_ctx *s, float *y, const float *x, gemv_w W, const int *offs, int E, int out,
+                          int in) {
     if (offs[E] > 4 * E) {
-        matmul_grouped_nt(y, x, W, offs, E, out, in, 0);
+        matmul_grouped_nt(y, x, as_f32(s, W, (size_t)E * out, in), offs, E, out, in, 0);
         return;
     }
-    size_t wsz = (size_t)out * in;
     for (int e = 0; e < E; e++) {
         int n = offs[e + 1] - offs[e];
-        if (n > 0) linear(y + (size_t)offs[e] * out, x + (size_t)offs[e] * in, W + e * wsz, n, out, in, 0);
+        if (n > 0)
+            linear(s, y + (size_t)offs[e] * out, x + (size_t)offs[e] * in, gemv_w_rows(W, (size_t)e * out, in), n,
+                   out, in, 0);
     }
 }
 
 // ---------------------------------------------------------------------------- layers
 
 static const float *P(const infer_ctx *s, int id) { return params_at_c(s->pt, s->params, id); }
+// The weights of tensor `id` for the products (fp32 or 8-bit).
+static gemv_w Wt(const infer_ctx *s, int id) { return s->w[id]; }
 
-// Routed experts (and shared ones) of MoE layer l over rows: x += y, from s->a.
-static void moe_rows(infer_ctx *s, int l, int rows, int record) {
+// Router of MoE layer l over rows (from s->a): probabilities, top-k, gates in s->tk_idx,
+// s->tk_val; recorded for infer_routing when `record`. Returns k.
+static int route_rows(infer_ctx *s, int l, int rows, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
-    const int d = c->d_model, E = c->n_experts, dff = c->d_ff;
+    const int d = c->d_model, E = c->n_experts;
     const int k = c->top_k < s->n_allowed ? c->top_k : s->n_allowed;
 
-    linear(s->probs, s->a, P(s, L->router), rows, E, d, 0);
+    linear(s, s->probs, s->a, (gemv_w){.f = P(s, L->router)}, rows, E, d, 0);
     softmax_forward(s->probs, s->probs, rows, E);
     if (s->n_allowed < E) {
         // Renormalize over the allowed experts; the others get -1 so top-k never picks them.
@@ -118,6 +149,15 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
             memcpy(s->route_gate + at, g, (size_t)k * sizeof(float));
         }
     }
+    return k;
+}
+
+// Routed experts (and shared ones) of MoE layer l over rows: x += y, from s->a.
+static void moe_rows(infer_ctx *s, int l, int rows, int record) {
+    const mo_config *c = &s->c;
+    const mo_layer_ids *L = &s->pt->layer[l];
+    const int d = c->d_model, E = c->n_experts, dff = c->d_ff;
+    const int k = route_rows(s, l, rows, record);
 
     // Counting sort of the rows*k slots by expert (stable: row order within an expert).
     memset(s->fill, 0, (size_t)E * sizeof *s->fill);
@@ -134,10 +174,10 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
     for (int i = 0; i < n; i++)
         memcpy(s->xs + (size_t)i * d, s->a + (size_t)s->slot_row[i] * d, (size_t)d * sizeof(float));
 
-    expert_linear(s->h1, s->xs, P(s, L->w1), s->offs, E, dff, d);  // [n, dff] gate
-    expert_linear(s->h3, s->xs, P(s, L->w3), s->offs, E, dff, d);  // [n, dff] up
+    expert_linear(s, s->h1, s->xs, Wt(s, L->w1), s->offs, E, dff, d);  // [n, dff] gate
+    expert_linear(s, s->h3, s->xs, Wt(s, L->w3), s->offs, E, dff, d);  // [n, dff] up
     swiglu_forward(s->h1, s->h1, s->h3, (size_t)n * dff);
-    expert_linear(s->ys, s->h1, P(s, L->w2), s->offs, E, d, dff);  // [n, d]
+    expert_linear(s, s->ys, s->h1, Wt(s, L->w2), s->offs, E, d, dff);  // [n, d]
     for (int i = 0; i < n; i++) {
         float *xr = s->x + (size_t)s->slot_row[i] * d;
         const float *yr = s->ys + (size_t)i * d, g = s->slot_gate[i];
@@ -146,10 +186,10 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
 
     if (c->n_shared_experts > 0) {
         int hs = c->n_shared_experts * c->d_ff_shared;
-        linear(s->h1, s->a, P(s, L->shared_w1), rows, hs, d, 0);
-        linear(s->h3, s->a, P(s, L->shared_w3), rows, hs, d, 0);
+        linear(s, s->h1, s->a, Wt(s, L->shared_w1), rows, hs, d, 0);
+        linear(s, s->h3, s->a, Wt(s, L->shared_w3), rows, hs, d, 0);
         swiglu_forward(s->h1, s->h1, s->h3, (size_t)rows * hs);
-        linear(s->x, s->h1, P(s, L->shared_w2), rows, d, hs, 1);
+        linear(s, s->x, s->h1, Wt(s, L->shared_w2), rows, d, hs, 1);
     }
 }
 
@@ -157,10 +197,10 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
 static void dense_rows(infer_ctx *s, int l, int rows) {
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = s->c.d_model, h = s->c.d_ff_dense;
-    linear(s->h1, s->a, P(s, L->ffn_w1), rows, h, d, 0);
-    linear(s->h3, s->a, P(s, L->ffn_w3), rows, h, d, 0);
+    linear(s, s->h1, s->a, Wt(s, L->ffn_w1), rows, h, d, 0);
+    linear(s, s->h3, s->a, Wt(s, L->ffn_w3), rows, h, d, 0);
     swiglu_forward(s->h1, s->h1, s->h3, (size_t)rows * h);
-    linear(s->x, s->h1, P(s, L->ffn_w2), rows, d, h, 1);
+    linear(s, s->x, s->h1, Wt(s, L->ffn_w2), rows, d, h, 1);
 }
 
 // Attention of a decode block: row i is sequence seqs[i] at position pos[i]. Appends K
@@ -177,7 +217,6 @@ static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs, const 
             memcpy(V + at, v_rows + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
         }
     }
-    const float scale = 1.0f / sqrtf((float)hd);
     // Threads only pay off once the heads have some keys to read.
     size_t work = 0;
     for (int i = 0; i < rows; i++) work += (size_t)(s->pos[i] + 1) * nh * hd;
@@ -186,11 +225,8 @@ static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs, const 
         int i = ih / nh, h = ih % nh, g = h / group, n = s->pos[i] + 1;
         const float *K = kvcache_k(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
         const float *V = kvcache_v(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
-        const float *q = q_rows + ((size_t)i * nh + h) * hd;
-        float *p = s->scores + (size_t)ih * S, *out = s->o + ((size_t)i * nh + h) * hd;
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, hd, scale, K, hd, q, 1, 0.0f, p, 1);
-        softmax_forward(p, p, 1, n);
-        cblas_sgemv(CblasRowMajor, CblasTrans, n, hd, 1.0f, V, hd, p, 1, 0.0f, out, 1);
+        attention_decode_head(s->o + ((size_t)i * nh + h) * hd, s->scores + (size_t)ih * S,
+                              q_rows + ((size_t)i * nh + h) * hd, K, V, n, hd);
     }
 }
 
@@ -210,6 +246,53 @@ static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
     attention_forward(s->o, s->att, s->q, s->k, s->v, g, T, nh, nkv, hd);
 }
 
+// The FFN of layer l for ONE decode row (s->a -> s->x += ...): the gate and up
+// products of every chosen expert (and the shared or dense FFN) in one threaded run,
+// SwiGLU, then all the down products summed into x, each weighted by its gate, in
+// another: two fork/joins for the whole FFN, each weight read once.
+static void ffn_one(infer_ctx *s, int l) {
+    const mo_config *c = &s->c;
+    const mo_layer_ids *L = &s->pt->layer[l];
+    const int d = c->d_model;
+    gemv_task *t = s->tasks;
+    int nt = 0, k = 0, hidden = 0;
+    gemv_term *down = s->down;
+    int n_down = 0;
+    // up: (w1 -> h1, w3 -> h3) per FFN, side by side in the hidden rows
+    const int dff = c->d_ff;
+    if (L->is_moe) {
+        k = route_rows(s, l, 1, 1);
+        for (int j = 0; j < k; j++) {
+            int e = s->tk_idx[j];
+            float *h1 = s->h1 + (size_t)hidden, *h3 = s->h3 + (size_t)hidden;
+            t[nt++] = (gemv_task){.y = h1, .rows = dff, .n_terms = 1,
+                                  .t = {{gemv_w_rows(Wt(s, L->w1), (size_t)e * dff, d), s->a, d, 1.0f}}};
+            t[nt++] = (gemv_task){.y = h3, .rows = dff, .n_terms = 1,
+                                  .t = {{gemv_w_rows(Wt(s, L->w3), (size_t)e * dff, d), s->a, d, 1.0f}}};
+            down[n_down++] = (gemv_term){gemv_w_rows(Wt(s, L->w2), (size_t)e * d, dff), h1, dff, s->tk_val[j]};
+            hidden += dff;
+        }
+    }
+    int w1 = L->is_moe ? L->shared_w1 : L->ffn_w1, w3 = L->is_moe ? L->shared_w3 : L->ffn_w3;
+    int w2 = L->is_moe ? L->shared_w2 : L->ffn_w2;
+    if (w1 >= 0) {
+        int h = L->is_moe ? c->n_shared_experts * c->d_ff_shared : c->d_ff_dense;
+        float *h1 = s->h1 + (size_t)hidden, *h3 = s->h3 + (size_t)hidden;
+        t[nt++] = (gemv_task){.y = h1, .rows = h, .n_terms = 1, .t = {{Wt(s, w1), s->a, d, 1.0f}}};
+        t[nt++] = (gemv_task){.y = h3, .rows = h, .n_terms = 1, .t = {{Wt(s, w3), s->a, d, 1.0f}}};
+        down[n_down++] = (gemv_term){Wt(s, w2), h1, h, 1.0f};
+        hidden += h;
+    }
+    gemv_run(t, nt);
+    swiglu_forward(s->h1, s->h1, s->h3, (size_t)hidden);
+    // down: x += sum of the terms, GEMV_MAX_TERMS at a time
+    for (int i = 0; i < n_down; i += GEMV_MAX_TERMS) {
+        gemv_task dt = {.y = s->x, .rows = d, .acc = 1, .n_terms = 0};
+        for (int j = i; j < n_down && j < i + GEMV_MAX_TERMS; j++) dt.t[dt.n_terms++] = down[j];
+        gemv_run(&dt, 1);
+    }
+}
+
 // Every layer over s->x[rows, d] (embedded, positions in s->pos). prefill_T > 0: the
 // rows are prefill_g sequences of prefill_T tokens starting at sequence `first`;
 // otherwise a decode block of sequences seqs[rows].
@@ -217,18 +300,27 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
     const mo_config *c = &s->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const float eps = (float)c->norm_eps;
+    const int one = rows == 1 && prefill_T == 0;  // single-token decode: matrix-vector products only
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->attn_norm), rows, d, eps);
         float *q = s->q, *k = s->k, *v = s->v;
-        if (rows == 1 && prefill_T == 0 && s->qkv_adjacent) {
-            // wq, wk, wv lie one after the other in the arena: one matrix-vector product.
+        if (one) {
             q = s->qkv1, k = q + nh * hd, v = k + nkv * hd;
-            linear(q, s->a, P(s, L->wq), 1, (nh + 2 * nkv) * hd, d, 0);
+            gemv_task t[3] = {{.y = q, .rows = nh * hd, .n_terms = 1, .t = {{Wt(s, L->wq), s->a, d, 1.0f}}},
+                              {.y = k, .rows = nkv * hd, .n_terms = 1, .t = {{Wt(s, L->wk), s->a, d, 1.0f}}},
+                              {.y = v, .rows = nkv * hd, .n_terms = 1, .t = {{Wt(s, L->wv), s->a, d, 1.0f}}}};
+            if (s->qkv_adjacent) {
+                // wq, wk, wv lie one after the other: one product of all their rows.
+                t[0].rows = (nh + 2 * nkv) * hd;
+                gemv_run(t, 1);
+            } else {
+                gemv_run(t, 3);
+            }
         } else {
-            linear(q, s->a, P(s, L->wq), rows, nh * hd, d, 0);
-            linear(k, s->a, P(s, L->wk), rows, nkv * hd, d, 0);
-            linear(v, s->a, P(s, L->wv), rows, nkv * hd, d, 0);
+            linear(s, q, s->a, Wt(s, L->wq), rows, nh * hd, d, 0);
+            linear(s, k, s->a, Wt(s, L->wk), rows, nkv * hd, d, 0);
+            linear(s, v, s->a, Wt(s, L->wv), rows, nkv * hd, d, 0);
         }
         rope_forward(q, s->pos, s->rope_cos, s->rope_sin, rows, nh, hd);
         rope_forward(k, s->pos, s->rope_cos, s->rope_sin, rows, nkv, hd);
@@ -236,9 +328,11 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
             attend_prefill(s, l, first, prefill_g, prefill_T);
         else
             attend_cached(s, l, rows, seqs, q, k, v);
-        linear(s->x, s->o, P(s, L->wo), rows, d, nh * hd, 1);
+        linear(s, s->x, s->o, Wt(s, L->wo), rows, d, nh * hd, 1);
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->ffn_norm), rows, d, eps);
-        if (L->is_moe)
+        if (one)
+            ffn_one(s, l);
+        else if (L->is_moe)
             moe_rows(s, l, rows, prefill_T == 0);
         else
             dense_rows(s, l, rows);
@@ -249,7 +343,7 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
 static void head(infer_ctx *s, const float *src, int n, float *logits) {
     const mo_config *c = &s->c;
     rmsnorm_forward(s->lastn, s->rstd, src, P(s, s->pt->norm), n, c->d_model, (float)c->norm_eps);
-    linear(logits, s->lastn, P(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
+    linear(s, logits, s->lastn, Wt(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
 }
 
 static int check_tokens(const infer_ctx *s, const int *tokens, size_t n) {
@@ -334,6 +428,81 @@ int infer_restrict_experts(infer_ctx *s, const int *experts, int n) {
     return 0;
 }
 
+// Tensors that get 8-bit copies: every matrix of a product, not the embedding table
+// (a lookup), the norms or the routers (few weights, and the routing decision is the
+// most sensitive to rounding).
+static int quantized_kind(mo_param_kind k) {
+    return k != PK_TOK_EMBEDDINGS && k != PK_NORM && k != PK_ATTN_NORM && k != PK_FFN_NORM && k != PK_ROUTER;
+}
+
+// Columns of tensor t as a stack of [rows, cols] matrices: its last dimension.
+static int tensor_cols(const mo_tensor *t) { return (int)t->shape[t->rank - 1]; }
+
+int infer_set_weights(infer_ctx *s, infer_weights w) {
+    const mo_param_table *pt = s->pt;
+    free(s->q8), free(s->q8_scale), free(s->deq);
+    s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL;
+    for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = s->params + pt->t[i].offset};
+    s->weights = INFER_WEIGHTS_F32;
+    if (w == INFER_WEIGHTS_F32) return 0;
+    // Table order, so wq, wk, wv (same width) stay adjacent rows for the fused product.
+    size_t nq = 0, ns = 0, most = 0;
+    for (int i = 0; i < pt->n; i++)
+        if (quantized_kind(pt->t[i].kind)) {
+            nq += pt->t[i].numel;
+            ns += pt->t[i].numel / tensor_cols(&pt->t[i]) * q8_blocks(tensor_cols(&pt->t[i]));
+            if (pt->t[i].kind != PK_OUTPUT && pt->t[i].numel > most) most = pt->t[i].numel;
+        }
+    s->q8 = malloc(nq ? nq : 1);
+    s->q8_scale = malloc((ns ? ns : 1) * sizeof(float));
+    s->deq = malloc((most ? most : 1) * sizeof(float));
+    if (!s->q8 || !s->q8_scale || !s->deq) {
+        free(s->q8), free(s->q8_scale), free(s->deq);
+        s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL;
+        return mo_errorf("--weights int8: out of memory for %.0f MB of 8-bit weights", (nq + 4.0 * ns) / 1e6);
+    }
+    size_t at = 0, at_s = 0;
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        if (!quantized_kind(t->kind)) continue;
+        const int cols = tensor_cols(t);
+        const size_t rows = t->numel / cols;
+        q8_quantize(s->q8 + at, s->q8_scale + at_s, s->params + t->offset, rows, cols);
+        s->w[i] = (gemv_w){.q = s->q8 + at, .scale = s->q8_scale + at_s};
+        at += t->numel, at_s += rows * q8_blocks(cols);
+    }
+    s->weights = INFER_WEIGHTS_INT8;
+    return 0;
+}
+
+infer_weights infer_get_weights(const infer_ctx *s) { return s->weights; }
+
+// Bytes of `rows` rows of tensor id at its current precision.
+static double rows_bytes(const infer_ctx *s, int id, double rows) {
+    const mo_tensor *t = &s->pt->t[id];
+    const int cols = tensor_cols(t);
+    return s->w[id].f ? 4.0 * rows * cols : rows * (cols + 4.0 * q8_blocks(cols));
+}
+
+double infer_decode_weight_bytes(const infer_ctx *s) {
+    const mo_config *c = &s->c;
+    const mo_param_table *pt = s->pt;
+    const int d = c->d_model, k = s->route_k;
+    double b = 4.0 * d * (1 + 2 * c->n_layers + 1);  // embedding row, norms
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &pt->layer[l];
+        const int ids[] = {L->wq, L->wk, L->wv, L->wo, L->router, L->shared_w1, L->shared_w3, L->shared_w2,
+                           L->ffn_w1, L->ffn_w3, L->ffn_w2};
+        for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+            if (ids[i] >= 0) b += rows_bytes(s, ids[i], (double)pt->t[ids[i]].numel / tensor_cols(&pt->t[ids[i]]));
+        if (L->is_moe) {  // k of the E experts
+            b += k * rows_bytes(s, L->w1, c->d_ff) + k * rows_bytes(s, L->w3, c->d_ff);
+            b += k * rows_bytes(s, L->w2, d);
+        }
+    }
+    return b + rows_bytes(s, pt->output, c->vocab_size);
+}
+
 int infer_max_seq(const infer_ctx *s) { return s->max_seq; }
 int infer_max_batch(const infer_ctx *s) { return s->max_batch; }
 int infer_seq_len(const infer_ctx *s, int b) { return b >= 0 && b < s->max_batch ? s->kv.len[b] : 0; }
@@ -371,8 +540,8 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     }
     const size_t R = (size_t)s->max_rows, d = c->d_model, E = c->n_experts, k = c->top_k;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t hidden = k * c->d_ff;
-    if ((size_t)c->n_shared_experts * c->d_ff_shared > hidden) hidden = (size_t)c->n_shared_experts * c->d_ff_shared;
+    // A decode row keeps the hidden rows of its k experts and the shared ones side by side.
+    size_t hidden = k * c->d_ff + (size_t)c->n_shared_experts * c->d_ff_shared;
     if ((size_t)c->d_ff_dense > hidden) hidden = c->d_ff_dense;
     s->hidden = (int)hidden;
     int fail = 0;
@@ -406,6 +575,9 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     s->allowed = malloc(E ? E : 1);
     ALLOC(s->route_idx, R * c->n_layers * k);
     ALLOC(s->route_gate, R * c->n_layers * k);
+    ALLOC(s->w, (size_t)pt->n);
+    ALLOC(s->tasks, 2 * E + 2);
+    ALLOC(s->down, E + 1);
     if (fail || !s->allowed) {
         infer_free(s);
         mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",
@@ -419,6 +591,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
         s->qkv_adjacent &= pt->t[L->wk].offset == pt->t[L->wq].offset + pt->t[L->wq].numel &&
                            pt->t[L->wv].offset == pt->t[L->wk].offset + pt->t[L->wk].numel;
     }
+    for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = params + pt->t[i].offset};
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;
     s->route_k = (int)k;
@@ -432,7 +605,7 @@ void infer_free(infer_ctx *s) {
                     s->q,        s->o,        s->k,        s->v,        s->qkv1,        s->att,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
-                    s->route_gate};
+                    s->route_gate, s->w, s->tasks, s->down, s->q8, s->q8_scale, s->deq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }

@@ -39,6 +39,29 @@ int infer_seq_len(const infer_ctx *s, int b);
 // The KV cache (for tests and tools that inspect it).
 const kv_cache *infer_kv(const infer_ctx *s);
 
+// The weights the products of prefill and decode use.
+typedef enum {
+    INFER_WEIGHTS_F32 = 0,  // the model's float32 parameters, as borrowed (the default)
+    INFER_WEIGHTS_INT8 = 1, // 8-bit copies, quantized from them (kernels/gemv.h: blocks of 32 columns,
+                            // one float scale each); the embedding table, norms and routers stay fp32
+} infer_weights;
+
+// Switches the weights of every matrix product: INT8 quantizes the model's weights
+// (attention, routed, shared and dense FFNs, output) into buffers the context owns
+// (about 0.28x the float32 size, made once here), F32 frees them. Decode then streams
+// 1.125 bytes per weight instead of 4; prefill multiplies by the weights the 8-bit ones
+// stand for (dequantized one tensor at a time), so both compute the same model. Returns
+// 0, or -1 with a message when out of memory. The KV cache is kept (call it before a
+// prefill).
+int infer_set_weights(infer_ctx *s, infer_weights w);
+infer_weights infer_get_weights(const infer_ctx *s);
+
+// Bytes of weights one single-token decode step reads: the matrices a token passes
+// through (attention, router, its k routed experts, shared or dense FFN, output) at
+// their current precision, plus its embedding row and the norms; for the memory
+// roofline of the benchmark.
+double infer_decode_weight_bytes(const infer_ctx *s);
+
 // Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A
 // token then takes the top min(k, allowed) of the allowed experts, with the router's
 // probabilities renormalized over them. Returns 0, or -1 naming an expert id outside

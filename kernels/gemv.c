@@ -32,11 +32,8 @@ void q8_quantize(int8_t *q, float *scale, const float *W, size_t rows, int cols)
         }
 }
 
-void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, int cols) {
-    const int nb = q8_blocks(cols);
-#pragma omp parallel for schedule(static) if (rows * (size_t)cols >= ((size_t)1 << 18))
-    for (size_t r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) W[r * cols + c] = scale[r * nb + c / Q8_BLOCK] * (float)q[r * cols + c];
+static void dequant_row_scalar(float *w, const int8_t *q, const float *scale, int cols) {
+    for (int c = 0; c < cols; c++) w[c] = scale[c / Q8_BLOCK] * (float)q[c];
 }
 
 // ---------------------------------------------------------------------------- scalar
@@ -148,6 +145,14 @@ static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const flo
     for (; r < rows; r++) gemv_q8_512_1(y + r, Q + (size_t)r * cols, S + r * nb, x, cols, alpha, acc);
 }
 
+// One row: 16 weights at a time, the short last block under a mask.
+static MO_TARGET_AVX512 void dequant_row_avx512(float *w, const int8_t *q, const float *scale, int cols) {
+    for (int c = 0; c < cols; c += 16) {
+        const __mmask16 m = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+        _mm512_mask_storeu_ps(w + c, m, _mm512_mul_ps(_mm512_set1_ps(scale[c / Q8_BLOCK]), q8_load16(q + c, m)));
+    }
+}
+
 // ---------------------------------------------------------------------------- AVX2
 
 static inline MO_TARGET_AVX2 float hsum256(__m256 v) {
@@ -173,6 +178,13 @@ static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *
 
 static inline MO_TARGET_AVX2 __m256 q8_load8(const int8_t *q) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+static MO_TARGET_AVX2 void dequant_row_avx2(float *w, const int8_t *q, const float *scale, int cols) {
+    int c = 0;
+    for (; c + 8 <= cols; c += 8)
+        _mm256_storeu_ps(w + c, _mm256_mul_ps(_mm256_set1_ps(scale[c / Q8_BLOCK]), q8_load8(q + c)));
+    for (; c < cols; c++) w[c] = scale[c / Q8_BLOCK] * (float)q[c];
 }
 
 // One row: whole blocks in 8 lanes, a short last block in scalar code.
@@ -211,6 +223,16 @@ static void gemv_f32(float *y, const float *W, const float *x, int rows, int col
 static void gemv_q8(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, float alpha,
                     int acc) {
     MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x, rows, cols, alpha, acc);
+}
+
+static void dequant_row(float *w, const int8_t *q, const float *scale, int cols) {
+    MO_SIMD_DISPATCH(dequant_row, w, q, scale, cols);
+}
+
+void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, int cols) {
+    const int nb = q8_blocks(cols);
+#pragma omp parallel for schedule(static) if (rows * (size_t)cols >= ((size_t)1 << 18))
+    for (size_t r = 0; r < rows; r++) dequant_row(W + r * cols, q + r * cols, scale + r * nb, cols);
 }
 
 void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc) {

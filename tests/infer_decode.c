@@ -14,10 +14,15 @@
 #include "engine/model.h"
 #include "engine/params.h"
 #include "infer/decode.h"
+#include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
 #include "tests/testutil.h"
 
 #define TOL 2e-5
+// 8-bit weights against float32 (test_int8_accuracy_vs_f32): the normalized logit error
+// and the largest absolute logit difference as a multiple of the logits' RMS.
+#define INT8_TOL 4e-2  // measured 1.9e-2 (max |diff| 0.08 x RMS, top-1 24 of 24)
+#define INT8_MAX_ABS_TOL 0.25
 
 // ---------------------------------------------------------------------------- model
 
@@ -55,6 +60,30 @@ static void tm_make(test_model *m, const char *preset, const char *const *overri
     }
     m->wd = malloc(m->pt.numel * sizeof *m->wd);
     tu_to_f64(m->wd, m->w, m->pt.numel);
+}
+
+// dst = src with every weight infer_set_weights(INT8) quantizes replaced by the value its
+// 8-bit form stands for: the model that 8-bit inference computes exactly (up to float
+// rounding), so the float64 oracle over dst checks it as tightly as float32 inference.
+static void tm_q8_round_trip(test_model *dst, const test_model *src) {
+    dst->c = src->c;
+    ck_assert_int_eq(params_table_build(&dst->pt, &dst->c), 0);
+    dst->w = params_arena_alloc(&dst->pt);
+    memcpy(dst->w, src->w, sizeof(float) * src->pt.numel);
+    for (int i = 0; i < dst->pt.n; i++) {
+        const mo_tensor *t = &dst->pt.t[i];
+        mo_param_kind k = t->kind;
+        if (k == PK_TOK_EMBEDDINGS || t->is_norm || k == PK_ROUTER) continue;
+        int cols = (int)t->shape[t->rank - 1];
+        size_t rows = t->numel / cols;
+        int8_t *q = malloc(t->numel);
+        float *sc = malloc(sizeof(float) * rows * q8_blocks(cols));
+        q8_quantize(q, sc, dst->w + t->offset, rows, cols);
+        q8_dequantize(dst->w + t->offset, q, sc, rows, cols);
+        free(q), free(sc);
+    }
+    dst->wd = malloc(dst->pt.numel * sizeof *dst->wd);
+    tu_to_f64(dst->wd, dst->w, dst->pt.numel);
 }
 
 static void tm_free(test_model *m) {
@@ -157,22 +186,27 @@ static double check_row(const char *what, int step, const float *got, const doub
 
 // Prefills n_prompt tokens, then decodes the rest one by one (feeding the given tokens,
 // teacher-forced), comparing every step's logits with the oracle over the whole sequence.
-static double prefill_then_decode(const test_model *m, const char *what, int n_prompt, int n_total, uint64_t seed) {
+// Inference runs on m's weights at precision `w`; the full passes run on `ref` (m, or
+// its 8-bit round trip for INT8).
+static double prefill_then_decode_w(const test_model *m, const test_model *ref, infer_weights w, const char *what,
+                                    int n_prompt, int n_total, uint64_t seed) {
     const int V = m->c.vocab_size;
     int *tok = malloc(sizeof(int) * n_total);
     random_tokens(tok, n_total, V, seed);
     double *want = malloc(sizeof(double) * n_total * V);
-    oracle_forward(m, tok, n_total, NULL, want);
+    oracle_forward(ref, tok, n_total, NULL, want);
     // The training forward over the same tokens, B = 1, T = n_total.
     mo_model fw;
-    ck_assert_msg(model_alloc(&fw, &m->pt, 1, n_total) == 0, "%s", mo_error());
-    ck_assert_msg(model_forward(&fw, m->w, tok, NULL) == 0, "%s", mo_error());
+    ck_assert_msg(model_alloc(&fw, &ref->pt, 1, n_total) == 0, "%s", mo_error());
+    ck_assert_msg(model_forward(&fw, ref->w, tok, NULL) == 0, "%s", mo_error());
     double *train = malloc(sizeof(double) * n_total * V);
     tu_to_f64(train, fw.logits, (size_t)n_total * V);
     model_free(&fw);
 
     infer_ctx *s = infer_new(&m->pt, m->w, 1, n_total + 3);
     ck_assert_msg(s != NULL, "%s", mo_error());
+    ck_assert_msg(infer_set_weights(s, w) == 0, "%s", mo_error());
+    ck_assert_int_eq(infer_get_weights(s), w);
     float *logits = malloc(sizeof(float) * V);
     double worst = 0;
     ck_assert_msg(infer_prefill(s, 0, 1, n_prompt, tok, logits) == 0, "%s", mo_error());
@@ -187,6 +221,10 @@ static double prefill_then_decode(const test_model *m, const char *what, int n_p
     infer_free(s);
     free(tok), free(want), free(train), free(logits);
     return worst;
+}
+
+static double prefill_then_decode(const test_model *m, const char *what, int n_prompt, int n_total, uint64_t seed) {
+    return prefill_then_decode_w(m, m, INFER_WEIGHTS_F32, what, n_prompt, n_total, seed);
 }
 
 START_TEST(test_tiny_gqa) {
@@ -361,6 +399,112 @@ START_TEST(test_restricted_experts) {
 }
 END_TEST
 
+START_TEST(test_int8_is_its_model) {
+    // 8-bit prefill (dequantized GEMMs) and decode (8-bit matrix-vector products) compute
+    // the round-tripped model to float32 accuracy: GQA, bench-S's widths, dense + shared
+    // + MQA, top-3 without renormalization.
+    const char *const *cfgs[] = {
+        NULL,
+        (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                              "d_ff_dense=160", "n_kv_heads=1", NULL},
+        (const char *const[]){"norm_topk=0", "top_k=3", NULL},
+    };
+    for (int i = 0; i < 4; i++) {
+        test_model m, q;
+        if (i < 3) tm_make(&m, "tiny", cfgs[i], 30 + (uint64_t)i);
+        else tm_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 33);
+        tm_q8_round_trip(&q, &m);
+        double e = prefill_then_decode_w(&m, &q, INFER_WEIGHTS_INT8, "int8", 6, 13, 40 + (uint64_t)i);
+        printf("int8 model %d: worst normalized logit error against its round-tripped model %.2g\n", i, e);
+        tm_free(&m), tm_free(&q);
+    }
+}
+END_TEST
+
+START_TEST(test_int8_batched_and_switch) {
+    // Several sequences decoded together on 8-bit weights (the batched path: per-row
+    // 8-bit products, experts with several tokens), then back to float32.
+    test_model m, q;
+    tm_make(&m, "tiny", NULL, 50);
+    tm_q8_round_trip(&q, &m);
+    const int V = m.c.vocab_size, T = 12;
+    int tok[3][12];
+    double *want[3], *want32 = malloc(sizeof(double) * T * V);
+    for (int b = 0; b < 3; b++) {
+        random_tokens(tok[b], T, V, 60 + (uint64_t)b);
+        want[b] = malloc(sizeof(double) * T * V);
+        oracle_forward(&q, tok[b], T, NULL, want[b]);
+    }
+    infer_ctx *s = infer_new(&m.pt, m.w, 3, 16);
+    ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_INT8), 0);
+    float *logits = malloc(sizeof(float) * 3 * V);
+    for (int b = 0; b < 3; b++) ck_assert_int_eq(infer_prefill(s, b, 1, 3 + b, tok[b], logits), 0);
+    for (int step = 0; step < 5; step++) {
+        int in[3];
+        for (int b = 0; b < 3; b++) in[b] = tok[b][infer_seq_len(s, b)];
+        ck_assert_int_eq(infer_decode(s, 3, NULL, in, logits), 0);
+        for (int b = 0; b < 3; b++) {
+            int t = infer_seq_len(s, b) - 1;
+            check_row("int8 batched decode", step, logits + (size_t)b * V, want[b] + (size_t)t * V, V);
+        }
+    }
+    ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_F32), 0);
+    oracle_forward(&m, tok[0], T, NULL, want32);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok[0], logits), 0);
+    check_row("float32 again", T - 1, logits, want32 + (size_t)(T - 1) * V, V);
+    infer_free(s);
+    for (int b = 0; b < 3; b++) free(want[b]);
+    free(want32), free(logits);
+    tm_free(&m), tm_free(&q);
+}
+END_TEST
+
+START_TEST(test_int8_accuracy_vs_f32) {
+    // The accuracy cost of 8-bit weights on bench-S's widths (4 layers, uniform weights
+    // of std 0.02, clear routing margins): normalized logit error against the float32
+    // model, the largest absolute difference relative to the logits' RMS, and whether
+    // the most likely token stays the same, over 24 positions.
+    test_model m;
+    tm_make(&m, "bench-S", (const char *const[]){"n_layers=4", NULL}, 70);
+    const int V = m.c.vocab_size, T = 24;
+    int tok[24];
+    random_tokens(tok, T, V, 71);
+    infer_ctx *s32 = infer_new(&m.pt, m.w, 1, T), *s8 = infer_new(&m.pt, m.w, 1, T);
+    ck_assert_int_eq(infer_set_weights(s8, INFER_WEIGHTS_INT8), 0);
+    float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    double worst = 0, max_abs = 0, rms = 0;
+    int agree = 0;
+    for (int t = 0; t < T; t++) {
+        if (t == 0) {
+            ck_assert_int_eq(infer_prefill(s32, 0, 1, 1, tok, a), 0);
+            ck_assert_int_eq(infer_prefill(s8, 0, 1, 1, tok, b), 0);
+        } else {
+            ck_assert_int_eq(infer_decode(s32, 1, NULL, tok + t, a), 0);
+            ck_assert_int_eq(infer_decode(s8, 1, NULL, tok + t, b), 0);
+        }
+        worst = fmax(worst, tu_rel_err(b, a, (size_t)V));
+        int ia = 0, ib = 0;
+        for (int j = 0; j < V; j++) {
+            max_abs = fmax(max_abs, fabs((double)a[j] - b[j]));
+            rms += (double)a[j] * a[j];
+            ia = a[j] > a[ia] ? j : ia, ib = b[j] > b[ib] ? j : ib;
+        }
+        agree += ia == ib;
+    }
+    rms = sqrt(rms / ((double)T * V));
+    printf("int8 vs float32 (bench-S widths, 4 layers): normalized logit error %.3g, max |diff| %.3g = %.3g x the "
+           "logits' RMS, top-1 agreement %d/%d\n",
+           worst, max_abs, max_abs / rms, agree, T);
+    ck_assert_msg(worst < INT8_TOL, "int8 logits differ from float32 by %.3g (tol %.2g)", worst, INT8_TOL);
+    ck_assert_msg(max_abs < INT8_MAX_ABS_TOL * rms, "max |diff| %.3g is more than %.2g x the RMS %.3g", max_abs,
+                  INT8_MAX_ABS_TOL, rms);
+    ck_assert_int_ge(agree, T - 1);
+    infer_free(s32), infer_free(s8);
+    free(a), free(b);
+    tm_free(&m);
+}
+END_TEST
+
 START_TEST(test_errors) {
     test_model m;
     tm_make(&m, "tiny", NULL, 15);
@@ -415,6 +559,9 @@ int main(void) {
     tcase_add_test(tc, test_dense_shared_norm_topk);
     tcase_add_test(tc, test_batched);
     tcase_add_test(tc, test_restricted_experts);
+    tcase_add_test(tc, test_int8_is_its_model);
+    tcase_add_test(tc, test_int8_batched_and_switch);
+    tcase_add_test(tc, test_int8_accuracy_vs_f32);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -100,6 +100,17 @@ START_TEST(test_q8_quantize_error_bound) {
             ck_assert_int_eq(qmax, amax > 0 ? 127 : 0);
         }
     ck_assert_float_eq(B.s[2 * nb + 1], 0.0f);
+    // dequantize: the same bits at every level (one multiply per weight)
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (int i = 0; i < rows * cols; i++) D[i] = NAN;
+        q8_dequantize(D, B.q, B.s, rows, cols);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                ck_assert_msg(D[r * cols + c] == B.s[r * nb + c / 32] * (float)B.q[r * cols + c], "%s r %d c %d",
+                              simd_name((simd_level)level), r, c);
+    }
+    simd_set(simd_best());
     free(D);
     unmake(&B);
 }

@@ -29,9 +29,26 @@ assert t["loss_last"] < t["loss_first"], t  # AdamW steps do train
 for k in ("prefill_tok_s", "decode_tok_s", "prefill_gflops", "decode_weight_gbs", "sgemm_gflops", "membw_gbs",
           "prefill_sgemm_share", "decode_membw_share"):
     assert i[k] > 0, (k, i)
-assert i["bench"] == "infer" and i["batch"] == 1 and i["decode_weight_bytes_per_token"] == 4 * active, i
+# decode reads the active weights, its embedding row and the final norm
+assert i["bench"] == "infer" and i["batch"] == 1 and i["decode_weight_bytes_per_token"] == 4 * (active + 2 * 64), i
 assert i["prefill_tokens"] + i["decode_tokens"] <= 256, i  # tiny's max_seq_len
+assert i["weights"] == "f32" and 0 < i["decode_roofline_share"], i
 PY
+
+# 8-bit weights: 1 + 4/32 bytes per quantized weight (routers, norms, embedding stay fp32),
+# and the accuracy against f32 along the same tokens.
+"$bin" bench infer --preset tiny --threads 1 --weights int8 --json >"$tmp/int8.json"
+python3 - "$tmp" <<'PY'
+import json, sys
+i = json.load(open(f"{sys.argv[1]}/int8.json"))
+attn = 2 * 64 * 64 + 2 * 32 * 64
+q = 2 * (attn + 2 * 3 * 64 * 128) + 512 * 64  # quantized weights a token reads
+f = 2 * (4 * 64 + 2 * 64) + 2 * 64            # routers, norms, embedding row
+assert i["weights"] == "int8" and i["decode_weight_bytes_per_token"] == q * 1.125 + 4 * f, i
+assert 0 < i["int8_logit_mean_abs"] <= i["int8_logit_max_abs"] and i["int8_top1_agreement"] > 0.5, i
+PY
+if "$bin" bench infer --preset tiny --weights int4 2>"$tmp/err"; then echo "--weights int4 accepted"; exit 1; fi
+grep -q "^monolith: --weights int4" "$tmp/err" || { echo "--weights int4: $(cat "$tmp/err")"; exit 1; }
 
 if "$bin" bench infer --preset huge 2>"$tmp/err"; then echo "preset huge accepted"; exit 1; fi
 grep -q "unknown preset 'huge'" "$tmp/err" || { echo "error: $(cat "$tmp/err")"; exit 1; }

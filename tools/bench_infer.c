@@ -21,6 +21,7 @@
 #include "kernels/roofline.h"
 #include "kernels/threads.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,14 @@
 #define REPEATS 3
 
 static const char usage[] =
-    "usage: monolith bench infer [--preset NAME] [--threads N] [--json]\n"
+    "usage: monolith bench infer [--preset NAME] [--weights f32|int8] [--threads N] [--json]\n"
     "\n"
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
     "and memory rates measured in the same run.\n"
     "  --preset NAME   tiny, small or bench-S (default)\n"
+    "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
+    "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
     "  --threads N     threads (default: one per core)\n"
     "  --json          one JSON object instead of the table\n";
 
@@ -52,10 +55,67 @@ static double median(const double *v, int n) {
     return t[n / 2];
 }
 
+// The int8 model's accuracy along the f32 model's greedy continuation of the prompt:
+// both read the same tokens (teacher forcing), and at each of the D+1 positions the
+// logits are compared. Leaves s on int8 weights.
+typedef struct {
+    double max_abs, mean_abs, logit_rms;  // |int8 - f32| max and mean, RMS of the f32 logits
+    double top1;                          // share of positions where both pick the same token
+} int8_accuracy;
+
+static int measure_int8_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, int8_accuracy *a) {
+    int rc = -1;
+    float *ref = malloc(sizeof(float) * (size_t)(D + 1) * V), *lg = malloc(sizeof(float) * V);
+    int *toks = malloc(sizeof(int) * (D + 1));
+    if (!ref || !lg || !toks) goto out;
+    if (infer_set_weights(s, INFER_WEIGHTS_F32) || infer_prefill(s, 0, 1, P, prompt, ref)) goto out;
+    for (int i = 0; i < D; i++) {
+        toks[i] = sample_argmax(ref + (size_t)i * V, V);
+        if (infer_decode(s, 1, NULL, &toks[i], ref + (size_t)(i + 1) * V)) goto out;
+    }
+    if (infer_set_weights(s, INFER_WEIGHTS_INT8)) goto out;
+    double sum = 0, sq = 0, mx = 0;
+    int agree = 0;
+    for (int i = 0; i <= D; i++) {
+        if (i == 0 ? infer_prefill(s, 0, 1, P, prompt, lg) : infer_decode(s, 1, NULL, &toks[i - 1], lg)) goto out;
+        const float *r = ref + (size_t)i * V;
+        for (int j = 0; j < V; j++) {
+            double dd = fabs((double)lg[j] - r[j]);
+            sum += dd, sq += (double)r[j] * r[j], mx = dd > mx ? dd : mx;
+        }
+        agree += sample_argmax(lg, V) == sample_argmax(r, V);
+    }
+    a->max_abs = mx, a->mean_abs = sum / ((double)(D + 1) * V), a->logit_rms = sqrt(sq / ((double)(D + 1) * V));
+    a->top1 = (double)agree / (D + 1);
+    rc = 0;
+out:
+    free(ref), free(lg), free(toks);
+    return rc;
+}
+
 int bench_infer(int argc, char **argv) {
     bench_opts o;
     const char *preset;
-    int prc = bench_parse_model_opts(argc, argv, &o, &preset, usage);
+    // --weights is ours; the rest are the common model flags.
+    infer_weights weights = INFER_WEIGHTS_F32;
+    char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+    if (!rest) return 1;
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *w = NULL;
+        if (i > 0 && !strcmp(argv[i], "--weights") && i + 1 < argc) w = argv[++i];
+        else if (i > 0 && !strncmp(argv[i], "--weights=", 10)) w = argv[i] + 10;
+        else rest[nrest++] = argv[i];
+        if (w && strcmp(w, "f32") && strcmp(w, "int8")) {
+            fprintf(stderr, "monolith: --weights %s: use f32 or int8\n%s", w, usage);
+            free(rest);
+            return 2;
+        }
+        if (w) weights = !strcmp(w, "int8") ? INFER_WEIGHTS_INT8 : INFER_WEIGHTS_F32;
+    }
+    rest[nrest] = NULL;
+    int prc = bench_parse_model_opts(nrest, rest, &o, &preset, usage);
+    free(rest);
     if (prc) return prc > 0 ? 0 : 2;
     threads_init(o.threads);
 
@@ -74,6 +134,7 @@ int bench_infer(int argc, char **argv) {
     if (!(params = params_arena_alloc(&pt))) goto out;
     params_init(&pt, params, 1);
     if (!(s = infer_new(&pt, params, 1, P + D))) goto out;
+    if (infer_set_weights(s, weights)) goto out;
     prompt = malloc(sizeof(int) * P);
     logits = malloc(sizeof(float) * c.vocab_size);
     if (!prompt || !logits) goto out;
@@ -82,8 +143,8 @@ int bench_infer(int argc, char **argv) {
     for (int i = 0; i < P; i++) prompt[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
 
     if (!o.json)
-        fprintf(stderr, "bench infer: %s, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
-                preset, P, D, threads_count(), REPEATS);
+        fprintf(stderr, "bench infer: %s, %s weights, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
+                preset, weights ? "int8" : "f32", P, D, threads_count(), REPEATS);
     double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS];
     for (int rep = 0; rep <= REPEATS; rep++) {
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
@@ -113,10 +174,16 @@ int bench_infer(int argc, char **argv) {
     // as training's 12 L T d, divided by three for forward only).
     double prefill_flops_tok = 2.0 * (double)active + 4.0 * c.n_layers * P * c.d_model;
     double prefill_gflops = prefill_flops_tok * prefill_tok_s / 1e9;
-    double weight_bytes = 4.0 * (double)active;  // read once per decode step
+    // Decode reads the weights a token passes through once per step (its k experts
+    // only, at the weights' precision) and the KV cache of its position.
+    double weight_bytes = infer_decode_weight_bytes(s);
     double decode_gbs = weight_bytes * decode_tok_s / 1e9;
     // The KV cache read per step, on average over the decode (positions P .. P+D-1).
     double kv_bytes = 2.0 * 4.0 * c.n_layers * c.n_kv_heads * c.head_dim * (P + (D - 1) / 2.0);
+    // The memory roofline: every byte above streamed once at the measured bandwidth.
+    double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes);
+    int8_accuracy acc = {0};
+    if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, &acc)) goto out;
     if (o.json) {
         printf("{\"bench\": \"infer\", \"preset\": \"%s\", \"threads\": %d, \"batch\": 1, \"prefill_tokens\": %d, "
                "\"decode_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.2f, \"prefill_all\": [",
@@ -124,7 +191,13 @@ int bench_infer(int argc, char **argv) {
         for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", pre[i]);
         printf("], \"decode_all\": [");
         for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
-        printf("], \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
+        printf("], \"weights\": \"%s\", \"decode_roofline_tok_s\": %.1f, \"decode_roofline_share\": %.3f",
+               weights ? "int8" : "f32", roof_tok_s, decode_tok_s / roof_tok_s);
+        if (weights == INFER_WEIGHTS_INT8)
+            printf(", \"int8_logit_max_abs\": %.5f, \"int8_logit_mean_abs\": %.6f, \"f32_logit_rms\": %.5f, "
+                   "\"int8_top1_agreement\": %.4f",
+                   acc.max_abs, acc.mean_abs, acc.logit_rms, acc.top1);
+        printf(", \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
                decode_tok_cpu);
         printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
                "\"decode_kv_bytes_per_token\": %.0f, \"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, "
@@ -132,11 +205,19 @@ int bench_infer(int argc, char **argv) {
                prefill_gflops, weight_bytes, decode_gbs, kv_bytes, sgemm, membw, prefill_gflops / sgemm,
                decode_gbs / membw);
     } else {
-        printf("bench infer  %s  batch 1  threads %d\n", preset, threads_count());
+        printf("bench infer  %s  %s weights  batch 1  threads %d\n", preset, weights ? "int8" : "f32",
+               threads_count());
         printf("  prefill %d tokens      %.1f tok/s  %.1f GFLOP/s: %.0f%% of sgemm\n", P, prefill_tok_s,
                prefill_gflops, 100 * prefill_gflops / sgemm);
         printf("  decode %d tokens       %.1f tok/s  %.1f GB/s of weights (%.1f MB/token): %.0f%% of memory bandwidth\n",
                D, decode_tok_s, decode_gbs, weight_bytes / 1e6, 100 * decode_gbs / membw);
+        printf("  decode roofline       %.1f tok/s (weights + %.1f MB of KV cache per token at the memory rate): "
+               "%.0f%% of it\n",
+               roof_tok_s, kv_bytes / 1e6, 100 * decode_tok_s / roof_tok_s);
+        if (weights == INFER_WEIGHTS_INT8)
+            printf("  int8 vs f32 logits    max |diff| %.4f, mean %.5f (f32 logits RMS %.4f); top-1 agreement %.1f%% "
+                   "over %d positions\n",
+                   acc.max_abs, acc.mean_abs, acc.logit_rms, 100 * acc.top1, D + 1);
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);

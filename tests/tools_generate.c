@@ -160,6 +160,18 @@ START_TEST(test_greedy_is_top_p_zero) {
 }
 END_TEST
 
+START_TEST(test_int8_weights) {
+    // --weights int8 generates (the same seed gives the same text) and reports its speed.
+    char args[1024], *o1, *e1, *o2, *e2;
+    snprintf(args, sizeof args, "--checkpoint %s --prompt 'the cat' --max-tokens 20 --seed 4 --weights int8", model);
+    ck_assert_int_eq(RUN(args, o1, e1), 0);
+    ck_assert_int_eq(RUN(args, o2, e2), 0);
+    ck_assert_str_eq(o1, o2);
+    ck_assert_msg(strstr(e1, "20 tokens generated") != NULL, "stderr: %s", e1);
+    free(o1), free(e1), free(o2), free(e2);
+}
+END_TEST
+
 START_TEST(test_routing_and_restriction) {
     char args[1024], *o, *e;
     snprintf(args, sizeof args, "--checkpoint %s --prompt 'hello' --max-tokens 6 --show-routing --seed 3", model);
@@ -232,6 +244,7 @@ START_TEST(test_errors) {
         {"--max-tokens many", "--max-tokens", 2},
         {"--prompt a --prompt-file b", "not both", 2},
         {"--prompt-file /nonexistent/p.txt", "/nonexistent/p.txt", 1},
+        {"--weights int4", "--weights 'int4'", 2},
     };
     char args[1024], *o, *e;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -265,6 +278,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_same_seed_same_text);
     tcase_add_test(tc, test_greedy_is_top_p_zero);
+    tcase_add_test(tc, test_int8_weights);
     tcase_add_test(tc, test_routing_and_restriction);
     tcase_add_test(tc, test_stops);
     tcase_add_test(tc, test_errors);

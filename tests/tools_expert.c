@@ -327,6 +327,41 @@ START_TEST(btx_end_to_end_and_resumed) {
     // A finished pipeline skips everything.
     ck_assert_int_eq(run_btx(ini_b, s), 0);
     for (int i = 0; i < s->n; i++) ck_assert_str_eq(s->s[i].status, "skipped (output exists)");
+
+    // [seed] init = a dense checkpoint is taken as it is; no [all] stage.
+    char ini_c[512], out_c[512];
+    path_in(ini_c, "c.ini"), path_in(out_c, "btxC");
+    FILE *f = fopen(ini_c, "w");
+    fprintf(f,
+            "[pipeline]\nout = %s\n[train]\ntokenizer = %s\ndata = alpha=%s\ndata = beta=%s\nbatch = 2\nseq = 32\n"
+            "warmup = 1\neval-every = 0\neval-batches = 1\nsave-every = 0\nthreads = 2\n[seed]\ninit = %s/seed/ckpt-00000004.h5\n"
+            "[branch]\nsteps = 2\n[mix]\ntop_k = 1\n[router]\nsteps = 2\n",
+            out_c, tok_path, set_a, set_b, out_a);
+    fclose(f);
+    ck_assert_int_eq(run_btx(ini_c, s), 0);
+    ck_assert_int_eq(s->n, 5);
+    ck_assert_str_eq(s->s[0].status, "taken");
+    ck_assert_str_eq(s->s[4].name, "router");
+    ck_assert_int_eq(ckpt_load(s->s[3].ckpt, &mix), 0);
+    ck_assert_int_eq(mix.table.cfg.top_k, 1);
+    ckpt_free(&mix);
+
+    // Mistakes in the file are reported with file:line before any work.
+    const char *bad[4][2] = {{"[train]\nstpes = 3\n", "bad.ini:2"},
+                             {"[pipeline]\nout = x\n[brnach]\nsteps = 1\n", "[brnach]"},
+                             {"[train]\ndata = a=x.h5\ndata = b=y.h5\n[router]\nout = z\n", "[pipeline] out"},
+                             {"[train]\ndata = a=x.h5\n", "at least two data"}};
+    btx_config *cfg = malloc(sizeof *cfg);
+    char ini_bad[512];
+    path_in(ini_bad, "bad.ini");
+    for (int i = 0; i < 4; i++) {
+        f = fopen(ini_bad, "w");
+        fputs(bad[i][0], f);
+        fclose(f);
+        ck_assert_int_eq(btx_load(ini_bad, cfg), -1);
+        ck_assert_msg(strstr(mo_error(), bad[i][1]) != NULL, "case %d: %s", i, mo_error());
+    }
+    free(cfg);
     free(s);
 }
 END_TEST

@@ -118,7 +118,7 @@ int cmd_pipeline(int argc, char **argv) {
         cmd_fail();
         goto done;
     }
-    if (threads >= 0) cfg->threads = threads == 0 ? 0 : (int)threads;
+    if (threads >= 0) cfg->threads = (int)threads;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

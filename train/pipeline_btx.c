@@ -133,6 +133,7 @@ int btx_load(const char *path, btx_config *c) {
     snprintf(c->out, sizeof c->out, "btx");
     c->top_k = 2;
     c->mix_seed = 1;
+    c->threads = -1;
     ini_ctx x = {.c = c};
     x.f = fopen(path, "r");
     if (!x.f) return mo_errorf("--config %s: cannot open (%s)", path, strerror(errno));
@@ -167,7 +168,7 @@ static int stage_opts(const btx_config *c, int sec, train_opts *o) {
             if (train_opts_set(o, e->key, e->value, e->origin)) return -1;
         }
     }
-    if (c->threads > 0) o->threads = c->threads;
+    if (c->threads >= 0) o->threads = c->threads;
     return 0;
 }
 

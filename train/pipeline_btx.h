@@ -47,7 +47,7 @@ typedef struct {
     int n;
     int top_k;                  // [mix] top_k (default 2)
     uint64_t mix_seed;          // [mix] seed (default 1)
-    int threads;                // overrides every stage's threads when > 0 (CLI --threads)
+    int threads;                // every stage's threads when >= 0 (CLI --threads; 0: one per core), else -1
 } btx_config;
 
 // Reads and checks the INI file: unknown sections or keys, bad values and a stage whose

@@ -269,6 +269,46 @@ START_TEST(test_grad_accum_matches_big_batch) {
 }
 END_TEST
 
+// --route-by-domain: every evaluated token of domain d goes to expert d alone, and the
+// checkpoint names each expert's domain.
+START_TEST(test_route_by_domain) {
+    train_opts o = base_opts("R");
+    o.steps = 2, o.warmup = 1, o.route_by_domain = 1;
+    stop_at = die_at = -1;
+    ck_assert_int_eq(run(&o), 0);
+    char p[600];
+    snprintf(p, sizeof p, "%s/R/metrics.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[8192], last[8192] = "";
+    long to_beta = 0;
+    while (fgets(line, sizeof line, f)) {
+        snprintf(last, sizeof last, "%s", line);
+        const char *e = strstr(line, "\"expert_tokens\": {\"0\": [");
+        if (!e) continue;
+        // Training rows: one slot per token, to expert 0 (alpha) or 1 (beta), never 2 or 3.
+        long c[4];
+        ck_assert_int_eq(sscanf(e + strlen("\"expert_tokens\": {\"0\": ["), "%ld, %ld, %ld, %ld", &c[0], &c[1], &c[2],
+                                &c[3]), 4);
+        ck_assert_msg(c[2] == 0 && c[3] == 0 && c[0] + c[1] == 4 * 32, "%s", line);
+        to_beta += c[1];
+    }
+    fclose(f);
+    ck_assert_msg(to_beta > 0, "no training token of beta went to expert 1");
+    // 2 eval batches of 4 rows x 32 tokens per domain, one slot each, both MoE layers.
+    ck_assert_msg(strstr(last, "\"alpha\": {\"0\": [256, 0, 0, 0], \"1\": [256, 0, 0, 0]}"), "%s", last);
+    ck_assert_msg(strstr(last, "\"beta\": {\"0\": [0, 256, 0, 0], \"1\": [0, 256, 0, 0]}"), "%s", last);
+    mo_checkpoint ck;
+    float *m, *v;
+    train_state st;
+    load_step("R", 2, &ck, &m, &v, &st);
+    ck_assert_str_eq(ck.experts.domain[0], "alpha");
+    ck_assert_str_eq(ck.experts.domain[1], "beta");
+    free(m), free(v);
+    ckpt_free(&ck);
+}
+END_TEST
+
 START_TEST(test_loss_goes_down) {
     train_opts o = base_opts("L");
     o.steps = 60, o.eval_every = 0, o.lr = 1e-2;
@@ -355,6 +395,7 @@ int main(void) {
     tcase_add_test(tc, test_frozen_slice_unchanged);
     tcase_add_test(tc, test_nan_guard);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
+    tcase_add_test(tc, test_route_by_domain);
     tcase_add_test(tc, test_loss_goes_down);
     tcase_add_test(tc, test_setup_errors);
     suite_add_tcase(s, tc);

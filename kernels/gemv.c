@@ -1,9 +1,8 @@
 // gemv.c: matrix-vector products (fp32 and 8-bit weights), scalar / AVX2 / AVX-512,
 // and the threaded runner of several products at once.
 //
-// Every level computes a row the same way whether it runs in a group of four rows or
-// alone (one accumulator per row, columns in order, the same final reduction), so a
-// row's result does not depend on how the rows are split over threads.
+// Every level computes each row on its own, the same way wherever it runs, so a row's
+// result does not depend on how the rows are split over threads.
 #include "kernels/gemv.h"
 
 #include "kernels/simd.h"
@@ -70,38 +69,32 @@ static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const floa
 
 // ---------------------------------------------------------------------------- AVX-512
 
-// Rows r .. r+R-1 (R = 1 or 4) of an fp32 matrix: one 16-lane accumulator per row,
-// the column tail through a masked load.
-#define GEMV_F32_512(R)                                                                              \
-    static MO_TARGET_AVX512 void gemv_f32_512_##R(float *y, const float *W, const float *x, int cols, \
-                                                  float alpha, int acc) {                          \
-        __m512 a[R];                                                                               \
-        for (int i = 0; i < R; i++) a[i] = _mm512_setzero_ps();                                    \
-        int c = 0;                                                                                 \
-        for (; c + 16 <= cols; c += 16) {                                                          \
-            __m512 xv = _mm512_loadu_ps(x + c);                                                    \
-            for (int i = 0; i < R; i++)                                                            \
-                a[i] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (size_t)i * cols + c), xv, a[i]);       \
-        }                                                                                          \
-        if (c < cols) {                                                                            \
-            __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);                                     \
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + c);                                           \
-            for (int i = 0; i < R; i++)                                                            \
-                a[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, W + (size_t)i * cols + c), xv, a[i]); \
-        }                                                                                          \
-        for (int i = 0; i < R; i++) {                                                              \
-            float s = alpha * _mm512_reduce_add_ps(a[i]);                                          \
-            y[i] = acc ? y[i] + s : s;                                                             \
-        }                                                                                          \
+// One row at a time, read as one sequential stream: four 16-lane accumulators over
+// 64 columns per step, then 16 at a time, the tail under a mask. (Four rows at once,
+// sharing the loads of x, read four streams 2 KB apart and ran at half the bandwidth.)
+static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x, int cols) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int c = 0;
+    for (; c + 64 <= cols; c += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 32), _mm512_loadu_ps(x + c + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 48), _mm512_loadu_ps(x + c + 48), a3);
     }
-GEMV_F32_512(1)
-GEMV_F32_512(4)
+    for (; c + 16 <= cols; c += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+    if (c < cols) {
+        __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + c), _mm512_maskz_loadu_ps(m, x + c), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
 
 static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
                                              float alpha, int acc) {
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) gemv_f32_512_4(y + r, W + (size_t)r * cols, x, cols, alpha, acc);
-    for (; r < rows; r++) gemv_f32_512_1(y + r, W + (size_t)r * cols, x, cols, alpha, acc);
+    for (int r = 0; r < rows; r++) {
+        float s = alpha * dot_f32_512(W + (size_t)r * cols, x, cols);
+        y[r] = acc ? y[r] + s : s;
+    }
 }
 
 // 16 int8 weights at q (the first `m` of them under a mask) as floats.
@@ -109,40 +102,30 @@ static inline MO_TARGET_AVX512 __m512 q8_load16(const int8_t *q, __mmask16 m) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, q)));
 }
 
-// 8-bit rows: per block of 32 columns, the int8 x fp32 products of the block in one
-// accumulator, then added to the row's accumulator times the block's scale.
-#define GEMV_Q8_512(R)                                                                                         \
-    static MO_TARGET_AVX512 void gemv_q8_512_##R(float *y, const int8_t *Q, const float *S, const float *x,   \
-                                                 int cols, float alpha, int acc) {                           \
-        const int nb = q8_blocks(cols);                                                                      \
-        __m512 a[R];                                                                                         \
-        for (int i = 0; i < R; i++) a[i] = _mm512_setzero_ps();                                              \
-        for (int b = 0; b < nb; b++) {                                                                       \
-            const int c = b * Q8_BLOCK, n = cols - c < Q8_BLOCK ? cols - c : Q8_BLOCK;                       \
-            const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);                              \
-            const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;           \
-            const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + c), x1 = _mm512_maskz_loadu_ps(m1, x + c + 16);  \
-            for (int i = 0; i < R; i++) {                                                                    \
-                const int8_t *q = Q + (size_t)i * cols + c;                                                  \
-                __m512 t = _mm512_mul_ps(q8_load16(q, m0), x0);                                              \
-                t = _mm512_fmadd_ps(q8_load16(q + 16, m1), x1, t);                                           \
-                a[i] = _mm512_fmadd_ps(_mm512_set1_ps(S[(size_t)i * nb + b]), t, a[i]);                      \
-            }                                                                                                \
-        }                                                                                                    \
-        for (int i = 0; i < R; i++) {                                                                        \
-            float s = alpha * _mm512_reduce_add_ps(a[i]);                                                    \
-            y[i] = acc ? y[i] + s : s;                                                                       \
-        }                                                                                                    \
+// One 8-bit row: per block of 32 columns, its int8 x fp32 products in one register,
+// added to the row's accumulator times the block's scale (two accumulators, even and
+// odd blocks); a short last block under masks.
+static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc, const float *x, int cols) {
+    const int nb = q8_blocks(cols);
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        const int c = b * Q8_BLOCK, n = cols - c < Q8_BLOCK ? cols - c : Q8_BLOCK;
+        const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+        const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+        __m512 t = _mm512_mul_ps(q8_load16(q + c, m0), _mm512_maskz_loadu_ps(m0, x + c));
+        t = _mm512_fmadd_ps(q8_load16(q + c + 16, m1), _mm512_maskz_loadu_ps(m1, x + c + 16), t);
+        acc[b & 1] = _mm512_fmadd_ps(_mm512_set1_ps(sc[b]), t, acc[b & 1]);
     }
-GEMV_Q8_512(1)
-GEMV_Q8_512(4)
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
 
 static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const float *x, int rows,
                                             int cols, float alpha, int acc) {
     const size_t nb = (size_t)q8_blocks(cols);
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) gemv_q8_512_4(y + r, Q + (size_t)r * cols, S + r * nb, x, cols, alpha, acc);
-    for (; r < rows; r++) gemv_q8_512_1(y + r, Q + (size_t)r * cols, S + r * nb, x, cols, alpha, acc);
+    for (int r = 0; r < rows; r++) {
+        float s = alpha * dot_q8_512(Q + (size_t)r * cols, S + r * nb, x, cols);
+        y[r] = acc ? y[r] + s : s;
+    }
 }
 
 // One row: 16 weights at a time, the short last block under a mask.
@@ -278,7 +261,7 @@ void gemv_run(const gemv_task *tasks, int n_tasks) {
 #pragma omp parallel num_threads(nt)
     {
         // Thread `me` owns the bytes [me, me+1) * total / n of the concatenated tasks, cut
-        // at multiples of 4 rows; both neighbours compute a shared cut the same way.
+        // at the nearest row; both neighbours compute a shared cut the same way.
         const int n = omp_get_num_threads(), me = omp_get_thread_num();
         const double lo = total * me / n, hi = total * (me + 1) / n;
         double start = 0;
@@ -288,8 +271,8 @@ void gemv_run(const gemv_task *tasks, int n_tasks) {
             if (rb == 0) {  // no columns: the rows are zeroed (or kept) by thread 0
                 if (me == 0) task_rows(t, 0, t->rows);
             } else if (end > lo && start < hi) {
-                int r0 = lo <= start ? 0 : ((int)((lo - start) / rb) + 2) / 4 * 4;
-                int r1 = hi >= end ? t->rows : ((int)((hi - start) / rb) + 2) / 4 * 4;
+                int r0 = lo <= start ? 0 : (int)((lo - start) / rb + 0.5);
+                int r1 = hi >= end ? t->rows : (int)((hi - start) / rb + 0.5);
                 if (me == n - 1) r1 = t->rows;
                 if (r0 > t->rows) r0 = t->rows;
                 if (r1 > t->rows) r1 = t->rows;

@@ -3,7 +3,7 @@
 // A decode step at batch 1 multiplies each weight matrix W[rows, cols] (row-major, the
 // `[out, in]` layout of every linear weight) by one vector: the time is the time to
 // stream W from memory once. These kernels read each weight once, in order, with
-// SIMD accumulators over the columns and four rows at a time (x stays in L1), and
+// SIMD accumulators over the columns, one row after the other (x stays in L1), and
 // gemv_run splits the rows of several products over the threads in ONE parallel
 // region, so that e.g. the gate and up projections of both chosen experts cost one
 // fork/join.

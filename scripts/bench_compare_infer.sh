@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# bench_compare_infer.sh: inference side by side: the PyTorch peer
+# (../shared/peers/torch_moe.py --mode infer) and `monolith bench infer` on the same
+# bench-S shapes (prefill 256 tokens, then 128 greedy single-token decode steps with a KV
+# cache, batch 1), in alternating rounds under the same OPENBLAS_CORETYPE, and the ratios
+# monolith / peer.
+#
+#   scripts/bench_compare_infer.sh [--threads N] [--coretype NAME] [--rounds R] [--weights W]...
+#
+#   --threads N      threads for both programs (default 2)
+#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice on
+#                    this CPU; the shell environment here exports Haswell)
+#   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
+#   --weights W      monolith's weights, f32 and/or int8 (repeatable; default both); the peer
+#                    always runs fp32
+#
+# The peer runs with OMP_WAIT_POLICY=PASSIVE (Debian's torch oversubscribes two threads
+# otherwise); monolith with libgomp's default (threads spin briefly between the ~40
+# parallel regions of a decode step instead of sleeping). Each figure is given as
+# wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the process's
+# threads: on a machine shared with other jobs the steadier one). The peer's CPU time is
+# read around the same perf_counter() calls it times itself with (three per run: start,
+# after prefill, after decode). llama.cpp is not installed here: its figures in the peers
+# README are quoted, not re-measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=2 coretype=Cooperlake rounds=1 weights=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=$2; shift 2 ;;
+    --coretype) coretype=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --weights) weights+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#weights[@]} -gt 0 ] || weights=(f32 int8)
+bin=${MONOLITH_BIN:-build/monolith}
+peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
+[ -f "$peer" ] || peer=/work/shared/peers/torch_moe.py
+[ -x "$bin" ] || { echo "bench_compare_infer.sh: $bin not found; build first (scripts/test.sh)" >&2; exit 1; }
+[ -f "$peer" ] || { echo "bench_compare_infer.sh: the peer torch_moe.py not found (set MONOLITH_PEER)" >&2; exit 1; }
+/usr/bin/python3 -c 'import torch' 2>/dev/null || {
+  echo "bench_compare_infer.sh: the peer needs PyTorch: apt-get install python3-torch" >&2; exit 1; }
+export OPENBLAS_CORETYPE=$coretype
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The peer, its perf_counter() also reading the process CPU time: generate() calls it
+# exactly three times per run (start, after prefill, after decode).
+cat >"$tmp/peer.py" <<PY
+import json, statistics, sys, time
+sys.path.insert(0, "$(dirname "$peer")")
+wall, cpu = time.perf_counter, []
+def timer():
+    cpu.append(time.process_time())
+    return wall()
+time.perf_counter = timer
+import torch_moe
+sys.argv = ["torch_moe.py"] + sys.argv[1:]
+torch_moe.main()
+runs = [cpu[i:i + 3] for i in range(0, len(cpu) - 2, 3)][1:]  # the peer's one warm-up run dropped
+print("CPU " + json.dumps({"prefill_cpu_s": statistics.median(r[1] - r[0] for r in runs),
+                           "decode_cpu_s": statistics.median(r[2] - r[1] for r in runs)}), flush=True)
+PY
+
+for r in $(seq 1 "$rounds"); do
+  echo "round $r/$rounds: peer (infer, $threads threads)" >&2
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$tmp/peer.py" --mode infer --threads "$threads" \
+    >"$tmp/peer_$r.out" 2>/dev/null
+  for w in "${weights[@]}"; do
+    echo "round $r/$rounds: monolith (infer, $w, $threads threads)" >&2
+    "$bin" bench infer --threads "$threads" --weights "$w" --json >"$tmp/mono_${w}_$r.json" 2>/dev/null
+  done
+done
+
+/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "${weights[@]}" <<'PY'
+import json, sys
+tmp, rounds, threads, coretype, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+def peer(r):
+    res = cpu = None
+    for line in open(f"{tmp}/peer_{r}.out"):
+        if line.startswith("RESULT "): res = json.loads(line[7:])
+        if line.startswith("CPU "): cpu = json.loads(line[4:])
+    return dict(pre=res["prefill_tok_s"], dec=res["decode_tok_s"],
+                pre_cpu=res["prefill_tokens"] / cpu["prefill_cpu_s"],
+                dec_cpu=(res["decode_tokens"] - 1) / cpu["decode_cpu_s"])
+def mono(w, r):
+    t = json.load(open(f"{tmp}/mono_{w}_{r}.json"))
+    return dict(pre=t["prefill_tok_s"], dec=t["decode_tok_s"], pre_cpu=t["prefill_tok_per_cpu_s"],
+                dec_cpu=t["decode_tok_per_cpu_s"], roof=t["decode_roofline_share"], sg=t["prefill_sgemm_share"],
+                acc=t.get("int8_top1_agreement"), dmax=t.get("int8_logit_max_abs"), dmean=t.get("int8_logit_mean_abs"))
+rs = range(1, rounds + 1)
+best = lambda rows, k: max(x[k] for x in rows)
+P = [peer(r) for r in rs]
+pp = {k: best(P, k) for k in ("pre", "dec", "pre_cpu", "dec_cpu")}
+print(f"bench-S inference, batch 1, prefill 256 + decode 128, {threads} threads, OPENBLAS_CORETYPE={coretype}, "
+      f"best of {rounds} round(s)")
+print(f"{'program':<22}{'prefill tok/s':>14}{'tok/CPU-s':>11}{'ratio':>7}{'decode tok/s':>14}{'tok/CPU-s':>11}"
+      f"{'ratio':>7}{'ratio CPU':>10}{'% roofline':>11}")
+print(f"{'pytorch peer fp32':<22}{pp['pre']:>14.1f}{pp['pre_cpu']:>11.1f}{'1.00':>7}{pp['dec']:>14.1f}"
+      f"{pp['dec_cpu']:>11.1f}{'1.00':>7}{'1.00':>10}{'':>11}")
+for w in weights:
+    M = [mono(w, r) for r in rs]
+    m = {k: best(M, k) for k in ("pre", "dec", "pre_cpu", "dec_cpu", "roof")}
+    print(f"{'monolith ' + w:<22}{m['pre']:>14.1f}{m['pre_cpu']:>11.1f}{m['pre'] / pp['pre']:>7.2f}{m['dec']:>14.1f}"
+          f"{m['dec_cpu']:>11.1f}{m['dec'] / pp['dec']:>7.2f}{m['dec_cpu'] / pp['dec_cpu']:>10.2f}"
+          f"{100 * m['roof']:>10.0f}%")
+    if M[0]["acc"] is not None:
+        print(f"  {w} vs f32 logits: max |diff| {M[0]['dmax']:.4f}, mean {M[0]['dmean']:.5f}, "
+              f"top-1 agreement {100 * M[0]['acc']:.1f}%")
+print("llama.cpp (not installed here; the peers README's figures, Zen 5, 2 threads): prefill F32 ~2070 tok/s, "
+      "decode F32 ~268, Q8_0 ~465 tok/s")
+PY

@@ -14,9 +14,10 @@
 #   --weights W      monolith's weights, f32 and/or int8 (repeatable; default both); the peer
 #                    always runs fp32
 #
-# The peer runs with OMP_WAIT_POLICY=PASSIVE (Debian's torch oversubscribes two threads
-# otherwise); monolith with libgomp's default (threads spin briefly between the ~40
-# parallel regions of a decode step instead of sleeping). Each figure is given as
+# Both run with OMP_WAIT_POLICY=PASSIVE: Debian's torch oversubscribes two threads
+# otherwise, and on a machine shared with other jobs monolith's decode (about 40 short
+# parallel regions per token) is several times faster with sleeping than with spinning
+# threads (measured at load average 11-19: 77 against 3-20 tokens/s). Each figure is given as
 # wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the process's
 # threads: on a machine shared with other jobs the steadier one). The peer's CPU time is
 # read around the same perf_counter() calls it times itself with (three per run: start,
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --coretype) coretype=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --weights) weights+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +44,7 @@ peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
 [ -f "$peer" ] || { echo "bench_compare_infer.sh: the peer torch_moe.py not found (set MONOLITH_PEER)" >&2; exit 1; }
 /usr/bin/python3 -c 'import torch' 2>/dev/null || {
   echo "bench_compare_infer.sh: the peer needs PyTorch: apt-get install python3-torch" >&2; exit 1; }
-export OPENBLAS_CORETYPE=$coretype
+export OPENBLAS_CORETYPE=$coretype OMP_WAIT_POLICY=PASSIVE
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -67,7 +68,7 @@ PY
 
 for r in $(seq 1 "$rounds"); do
   echo "round $r/$rounds: peer (infer, $threads threads)" >&2
-  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$tmp/peer.py" --mode infer --threads "$threads" \
+  /usr/bin/python3 "$tmp/peer.py" --mode infer --threads "$threads" \
     >"$tmp/peer_$r.out" 2>/dev/null
   for w in "${weights[@]}"; do
     echo "round $r/$rounds: monolith (infer, $w, $threads threads)" >&2

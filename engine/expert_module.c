@@ -356,6 +356,31 @@ static int write_layers(hid_t f, const char *group, const mo_expert *x, const fl
     return 0;
 }
 
+// Every slice the header announces must be stored with the header's shape before
+// anything is allocated for it: a module whose attributes claim a huge expert over a small
+// file is refused here (h5_shape checks the stored data), not by the allocator.
+static int check_layers(hid_t f, const char *group, const mo_shape_key *key) {
+    const hsize_t d = (hsize_t)key->d_model, ff = (hsize_t)key->d_ff;
+    const char *names[4] = {"w1", "w3", "w2", "router_row"};
+    const hsize_t want[4][2] = {{ff, d}, {ff, d}, {d, ff}, {d, 0}};
+    char path[256];
+    for (int l = 0; l < key->n_layers; l++) {
+        if (!key->moe_layers[l]) continue;
+        for (int k = 0; k < 4; k++) {
+            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", l, names[k]);
+            if (!h5_exists(f, path))
+                return mo_errorf("%s: missing /%s (moe_layers says layer %d has a slice)", h5_name(f), path, l);
+            int rank;
+            hsize_t got[H5IO_MAX_RANK];
+            if (h5_shape(f, path, &rank, got)) return -1;
+            if (rank != (k == 3 ? 1 : 2) || got[0] != want[k][0] || (k < 3 && got[1] != want[k][1]))
+                return mo_errorf("%s: /%s does not have the shape the module's d_model %d and d_ff %d give",
+                                 h5_name(f), path, key->d_model, key->d_ff);
+        }
+    }
+    return 0;
+}
+
 static int read_layers(hid_t f, const char *group, const mo_expert *x, float *a) {
     const int d = x->key.d_model, ff = x->key.d_ff;
     char path[256];
@@ -453,6 +478,8 @@ int expert_load(const char *path, mo_expert *x) {
     if (get_str(f, "name", &x->name) || get_str(f, "domain", &x->domain) || get_str(f, "provenance", &x->provenance))
         goto err;
     int optim = h5_exists(f, "optim");
+    if (check_layers(f, "", k) || (optim && (check_layers(f, "optim/m", k) || check_layers(f, "optim/v", k))))
+        goto err;
     if (expert_alloc(x, optim)) goto err;
     if (read_layers(f, "", x, x->w) || (optim && (read_layers(f, "optim/m", x, x->m) || read_layers(f, "optim/v", x, x->v))))
         goto err;

@@ -17,7 +17,7 @@ root=$(pwd)
 san=${SANITIZE_BUILD_DIR:-build-sanitize}
 cmake -S . -B "$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMONOLITH_WERROR=ON -DMONOLITH_SANITIZE=ON >/dev/null
 cmake --build "$san" -j"$(nproc)"
-(cd "$san" && LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp" \
+(cd "$san" && LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0" \
   ctest --output-on-failure -j"$(nproc)" "$@")
 # Each libFuzzer target for a few seconds from its committed corpus (clang; only the
 # fuzz targets are built in this folder).

@@ -26,7 +26,7 @@ sanitized=0
 ldd "$bin" 2>/dev/null | grep -q libasan && sanitized=1
 if [ $sanitized = 1 ]; then
   # Full malloc stacks so the libhdf5 leak suppression matches (tests/sanitizers/lsan.supp).
-  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp
+  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0
 fi
 
 # refuse WHAT CMD...: CMD must fail cleanly. WHAT names the case in failure messages; a
@@ -67,6 +67,8 @@ cp "$tmp/run/ckpt-00000002.h5" "$good"
 "$bin" init --preset tiny --vocab-size 512 -o "$tmp/notok.ckpt.h5" >/dev/null 2>&1
 "$bin" init --preset tiny --vocab-size 300 -o "$tmp/v300.ckpt.h5" >/dev/null 2>&1  # smaller than the vocabulary
 "$bin" inspect "$good" >/dev/null 2>&1 || { echo "setup: the good checkpoint does not load"; exit 1; }
+"$bin" expert extract "$good" --expert 1 -o "$tmp/good.mod.h5" >/dev/null 2>&1 ||
+  { echo "setup: expert extract failed"; exit 1; }
 
 # ---------------------------------------------------------------- hostile variants
 : >"$tmp/empty"
@@ -123,6 +125,20 @@ with copy(good, "absurd_optim.ckpt.h5") as f:
     del f["optim/m/norm"]; f.create_dataset("optim/m/norm", shape=(1 << 40,), dtype=np.float32, chunks=(4096,))
 with copy(good, "nan_optim.ckpt.h5") as f:
     x = f["optim/v/norm"][()]; x[1] = np.nan; f["optim/v/norm"][...] = x
+
+# Expert modules.
+goodm = f"{tmp}/good.mod.h5"
+m = bytearray(open(goodm, "rb").read())
+open(f"{tmp}/trunc.mod.h5", "wb").write(m[: len(m) // 2])
+for o in random.Random(11).sample(range(len(m)), 40): m[o] ^= 0x3C
+open(f"{tmp}/flip.mod.h5", "wb").write(m)
+with copy(goodm, "version.mod.h5") as f: f.attrs["format_version"] = np.int64(9)
+with copy(goodm, "nan.mod.h5") as f:
+    x = f["layers/0/w2"][()]; x[0, 0] = np.nan; f["layers/0/w2"][...] = x
+with copy(goodm, "absurd_attrs.mod.h5") as f: f.attrs["d_ff"] = np.int64(1 << 24)   # 12 GB per layer
+with copy(goodm, "absurd_slice.mod.h5") as f:
+    del f["layers/0/w1"]; f.create_dataset("layers/0/w1", shape=(1 << 20, 1 << 20), dtype=np.float32, chunks=(64, 1024))
+with copy(goodm, "key.mod.h5") as f: f.attrs["d_model"] = np.int64(48)
 
 # A model whose vocab_size (300) is smaller than the tokenizer it carries (512 ids).
 shutil.copy(f"{tmp}/v300.ckpt.h5", f"{tmp}/v300tok.ckpt.h5")
@@ -208,6 +224,14 @@ rm -rf "$tmp/res"; cp -r "$tmp/run" "$tmp/res"; printf '[train]\nsteps = banana\
 refuse "resume with a corrupt run.ini" "$bin" train --resume "$tmp/res" --threads 1
 rm -rf "$tmp/res"; mkdir "$tmp/res"
 refuse "resume of an empty folder" "$bin" train --resume "$tmp/res" --threads 1
+
+# ---------------------------------------------------------------- expert modules
+for mod in missing.h5 empty trunc.mod.h5 flip.mod.h5 version.mod.h5 nan.mod.h5 absurd_attrs.mod.h5 \
+           absurd_slice.mod.h5 key.mod.h5 good.ckpt.h5; do
+  what="module-$mod"; [[ $mod == absurd* ]] && what=$mod
+  refuse "$what expert insert" "$bin" expert insert "$good" "$tmp/$mod" --slot 0 -o "$tmp/ins.h5"
+  refuse "$what expert add" "$bin" expert add "$good" "$tmp/$mod" -o "$tmp/add.h5"
+done
 
 # ---------------------------------------------------------------- token set readers
 toks=(missing.h5 empty text trunc.tokens.h5 flip.tokens.h5 version.tokens.h5 oov.tokens.h5 vocab_attr.tokens.h5

@@ -26,7 +26,7 @@ fail() { echo "reliability_longrun: FAIL: $*" >&2; exit 1; }
 sanitized=0
 if ldd "$bin" 2>/dev/null | grep -q libasan; then
   sanitized=1  # ASan's quarantine holds freed memory back: RSS is not a leak measure there
-  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp
+  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0
 fi
 
 tok=$src/tests/fuzz/vocab.tiktoken

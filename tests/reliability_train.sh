@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "reliability_train: FAIL: $*" >&2; exit 1; }
 if ldd "$bin" 2>/dev/null | grep -q libasan; then
-  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp
+  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0
 fi
 
 tok=$src/tests/fuzz/vocab.tiktoken

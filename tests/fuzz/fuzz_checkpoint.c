@@ -1,6 +1,7 @@
 // fuzz_checkpoint.c: the HDF5 checkpoint readers on mutated real files: ckpt_load (what
-// inspect, generate, dump and train --init use), train_state_load (train --resume) and
-// tok_open (a checkpoint's /tokenizer).
+// inspect, generate, dump and train --init use), train_state_load (train --resume),
+// tok_open (a checkpoint's /tokenizer) and expert_load (monolith-expert modules: expert
+// insert/add, compose).
 //
 // The input is written to a scratch file and read back. Every call must either succeed
 // with a model that matches its own config (finite weights, table of the right size) or
@@ -12,6 +13,7 @@
 #include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
+#include "engine/expert_module.h"
 #include "train/state.h"
 
 #include <math.h>
@@ -48,6 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         check_message();
     }
+    mo_expert x;
+    if (expert_load(path, &x) == 0) expert_free(&x);
+    else check_message();
     tokenizer *t = tok_open(path);
     if (t) tok_free(t);
     else check_message();

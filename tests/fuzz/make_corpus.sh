@@ -21,6 +21,10 @@ trap 'rm -rf "$tmp"' EXIT
 "$bin" init --preset tiny --vocab-size 300 --d-model 4 --n-layers 1 --n-heads 1 --n-kv-heads 1 --head-dim 4 \
     --n-experts 2 --top-k 2 --d-ff 4 --max-seq-len 8 -o "$out/checkpoint/init_min.h5" >/dev/null
 
+# An expert module (monolith-expert) cut from it: fuzz_checkpoint feeds every input to
+# expert_load too.
+"$bin" expert extract "$out/checkpoint/init.h5" --expert 1 -o "$out/checkpoint/expert.h5" >/dev/null
+
 $py - "$src" "$out" <<'PY'
 import sys, h5py, numpy as np
 src, out = sys.argv[1], sys.argv[2]

@@ -104,7 +104,8 @@ print(f"{'pytorch peer fp32':<22}{pp['pre']:>14.1f}{pp['pre_cpu']:>11.1f}{'1.00'
       f"{pp['dec_cpu']:>11.1f}{'1.00':>7}{'1.00':>10}{'':>11}")
 for w in weights:
     M = [mono(w, r) for r in rs]
-    m = {k: best(M, k) for k in ("pre", "dec", "pre_cpu", "dec_cpu", "roof")}
+    m = {k: best(M, k) for k in ("pre", "dec", "pre_cpu", "dec_cpu")}
+    m["roof"] = max(M, key=lambda x: x["dec"])["roof"]  # the roofline share of the fastest decode round
     print(f"{'monolith ' + w:<22}{m['pre']:>14.1f}{m['pre_cpu']:>11.1f}{m['pre'] / pp['pre']:>7.2f}{m['dec']:>14.1f}"
           f"{m['dec_cpu']:>11.1f}{m['dec'] / pp['dec']:>7.2f}{m['dec_cpu'] / pp['dec_cpu']:>10.2f}"
           f"{100 * m['roof']:>10.0f}%")

@@ -93,6 +93,26 @@ out:
     return rc;
 }
 
+// Read bandwidth in GB/s: every thread sums its part of a buffer far larger than the
+// caches (64-bit integer sums, so the compiler may vectorize them exactly), best of
+// `reps` passes. Decode only reads its weights, so this, not STREAM's read-plus-write
+// rate, is its roofline; the larger of the two is used.
+static double read_gbs(const uint64_t *buf, size_t n, int reps) {
+    double best = 0;
+    volatile uint64_t sink = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        uint64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+        for (size_t i = 0; i < n; i += 4) total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3];
+        double dt = now_seconds() - t0;
+        sink += total;
+        if (8.0 * n / dt / 1e9 > best) best = 8.0 * n / dt / 1e9;
+    }
+    (void)sink;
+    return best;
+}
+
 int bench_infer(int argc, char **argv) {
     bench_opts o;
     const char *preset;
@@ -167,7 +187,16 @@ int bench_infer(int argc, char **argv) {
     double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
     double prefill_tok_cpu = median(pre_cpu, REPEATS), decode_tok_cpu = median(dec_cpu, REPEATS);
 
-    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw = roofline_membw_gbs(1.0);
+    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw_stream = roofline_membw_gbs(1.0), membw_read = 0;
+    {
+        const size_t n = (size_t)32 << 20;  // 256 MB
+        uint64_t *buf = malloc(n * sizeof *buf);
+        if (!buf) goto out;
+        for (size_t i = 0; i < n; i++) buf[i] = i;
+        membw_read = read_gbs(buf, n, 5);
+        free(buf);
+    }
+    double membw = membw_read > membw_stream ? membw_read : membw_stream;
 
     size_t active = bench_flop_params(&pt);
     // Prefill: forward FLOPs per token, attention at the prompt's length (the same count
@@ -201,8 +230,10 @@ int bench_infer(int argc, char **argv) {
                decode_tok_cpu);
         printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
                "\"decode_kv_bytes_per_token\": %.0f, \"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, "
+               "\"membw_stream_gbs\": %.1f, \"membw_read_gbs\": %.1f, "
                "\"prefill_sgemm_share\": %.3f, \"decode_membw_share\": %.3f}\n",
-               prefill_gflops, weight_bytes, decode_gbs, kv_bytes, sgemm, membw, prefill_gflops / sgemm,
+               prefill_gflops, weight_bytes, decode_gbs, kv_bytes, sgemm, membw, membw_stream, membw_read,
+               prefill_gflops / sgemm,
                decode_gbs / membw);
     } else {
         printf("bench infer  %s  %s weights  batch 1  threads %d\n", preset, weights ? "int8" : "f32",
@@ -221,7 +252,8 @@ int bench_infer(int argc, char **argv) {
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);
-        printf("  memory, same run      %.1f GB/s\n", membw);
+        printf("  memory, same run      %.1f GB/s read, %.1f GB/s STREAM scale (read + write)\n", membw_read,
+               membw_stream);
     }
     rc = 0;
 out:

@@ -193,6 +193,8 @@ for c in "${ckpts[@]}"; do
   refuse "$what eval" "$bin" eval --checkpoint "$p" --data "code=$tmp/good.tokens.h5" --batch 2 --seq 16 \
     --batches 1 --threads 1
   refuse "$what expert list" "$bin" expert list "$p"
+  refuse "$what compose --base" "$bin" compose --base "$p" --expert "$tmp/good.mod.h5" -o "$tmp/comp.h5"
+  refuse "$what upcycle" "$bin" upcycle "$p" --n-experts 2 --top-k 1 -o "$tmp/up.h5"
   refuse "$what train --init" "$bin" train --init "$p" --data "code=$tmp/good.tokens.h5" --steps 1 --warmup 0 \
     --batch 2 --seq 16 --threads 1 --out "$tmp/init-$c"
   # As a tokenizer only /tokenizer matters: damage elsewhere (NaN weights, a bad config,
@@ -231,6 +233,8 @@ for mod in missing.h5 empty trunc.mod.h5 flip.mod.h5 version.mod.h5 nan.mod.h5 a
   what="module-$mod"; [[ $mod == absurd* ]] && what=$mod
   refuse "$what expert insert" "$bin" expert insert "$good" "$tmp/$mod" --slot 0 -o "$tmp/ins.h5"
   refuse "$what expert add" "$bin" expert add "$good" "$tmp/$mod" -o "$tmp/add.h5"
+  refuse "$what compose --expert" "$bin" compose --base "$good" --expert "$tmp/good.mod.h5" --expert "$tmp/$mod" \
+    -o "$tmp/comp.h5"
 done
 
 # ---------------------------------------------------------------- token set readers

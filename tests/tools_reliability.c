@@ -19,6 +19,14 @@
 
 static char dir[] = "/tmp/mono_reliab_XXXXXX";
 
+// Under -DMONOLITH_SANITIZE: opening 512 corrupt files makes libhdf5 leak the headers it
+// fails to load (tests/sanitizers/lsan.supp), and through its free lists a leaked block
+// can carry the malloc stack of an earlier, healthy allocation, so no suppression can
+// tell. Leak checking is off for this one suite (ASan still checks every access); our
+// own leaks are checked by every other suite. Unused in other builds.
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=0"; }
+
 START_TEST(test_error_rewrap_and_one_line) {
     mo_errorf("inner %s", "problem");
     mo_errorf("%s: %s", "outer", mo_error());

@@ -1,8 +1,8 @@
 // fuzz_options.c: the parsers of `monolith train` settings: the INI config reader (inih
 // + train/options.c), the flag parser (getopt_long over the same table), the --train
-// freeze mask, the --data spec and model config overrides.
+// freeze mask, the --data spec, model config overrides, and the pipeline btx INI file.
 //
-// Input: byte 0 % 5 picks the parser, the rest is the payload.
+// Input: byte 0 % 6 picks the parser, the rest is the payload.
 //   0 INI file: if it loads, writing the options out and reading them back (what --resume
 //     does with run.ini) must give the same options.
 //   1 flags: NUL-separated arguments after "train".
@@ -11,6 +11,7 @@
 //   3 --data spec: on success the path is non-empty and the weight positive and finite.
 //   4 model overrides: NUL-separated name, value pairs over the tiny preset; a config
 //     that finalizes must validate and build its parameter table.
+//   5 a `monolith pipeline btx --config` file (btx_load: every stage's options checked).
 // Every refusal must leave a one-line, non-empty message.
 #include "tests/fuzz/fuzz.h"
 
@@ -20,6 +21,7 @@
 #include "engine/params.h"
 #include "train/freeze.h"
 #include "train/options.h"
+#include "train/pipeline_btx.h"
 
 #include <math.h>
 
@@ -62,6 +64,16 @@ static void ini_mode(const uint8_t *p, size_t n) {
         check_message();
         return;
     }
+    // INI has no quoting: a value holding inih's comment characters cannot be written
+    // back verbatim (such values are invalid for every option that could hold one, so a
+    // run never starts with them). docs/reliability.md notes it.
+    const char *strs[] = {o.preset, o.init, o.tokenizer, o.schedule, o.train, o.out};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        if (strpbrk(strs[i], ";#")) return;
+    for (int i = 0; i < o.n_data; i++)
+        if (strpbrk(o.data[i].name, ";#") || strpbrk(o.data[i].path, ";#")) return;
+    for (int i = 0; i < o.n_overrides; i++)
+        if (strpbrk(o.overrides[i].value, ";#")) return;
     if (!ini_back_path[0]) {
         snprintf(ini_back_path, sizeof ini_back_path, "%s.back", path);
         atexit(ini_back_cleanup);
@@ -160,6 +172,17 @@ static void config_mode(const uint8_t *p, size_t n) {
     free(s);
 }
 
+static void btx_mode(const uint8_t *p, size_t n) {
+    const char *path = fuzz_write_file(p, n, ".ini");
+    if (!path) return;
+    static btx_config c;  // 1 MB: not on the stack
+    if (btx_load(path, &c)) {
+        check_message();
+        return;
+    }
+    FUZZ_CHECK(c.n >= 0 && c.n <= BTX_MAX_ENTRIES);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     mo_config c;
@@ -172,12 +195,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: ini_mode(data + 1, size - 1); break;
     case 1: flags_mode(data + 1, size - 1); break;
     case 2: mask_mode(data + 1, size - 1); break;
     case 3: spec_mode(data + 1, size - 1); break;
-    default: config_mode(data + 1, size - 1); break;
+    case 4: config_mode(data + 1, size - 1); break;
+    default: btx_mode(data + 1, size - 1); break;
     }
     return 0;
 }

@@ -39,26 +39,28 @@ static void dequant_row_scalar(float *w, const int8_t *q, const float *scale, in
 
 // Scalar rows accumulate in double: one float accumulator over a long row loses more
 // than the SIMD lanes do (as in simd_rows.h).
-static void gemv_f32_scalar(float *y, const float *W, const float *x, int rows, int cols, float alpha, int acc) {
+static void gemv_f32_scalar(float *y, const float *W, const float *x, int rows, int cols, size_t ld, float alpha,
+                            int acc) {
     for (int r = 0; r < rows; r++) {
-        const float *w = W + (size_t)r * cols;
+        const float *w = W + r * ld;
         double s = 0;
         for (int c = 0; c < cols; c++) s += (double)w[c] * x[c];
         y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
     }
 }
 
-static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, float alpha,
-                           int acc) {
+static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, size_t ld,
+                           float alpha, int acc) {
     const int nb = q8_blocks(cols);
+    const size_t nbl = (size_t)q8_blocks((int)ld);
     for (int r = 0; r < rows; r++) {
-        const int8_t *q = Q + (size_t)r * cols;
+        const int8_t *q = Q + r * ld;
         double s = 0;
         for (int b = 0; b < nb; b++) {
             const int c0 = b * Q8_BLOCK, c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
             double t = 0;
             for (int c = c0; c < c1; c++) t += (double)q[c] * x[c];
-            s += S[(size_t)r * nb + b] * t;
+            s += S[r * nbl + b] * t;
         }
         y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
     }
@@ -90,9 +92,9 @@ static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x,
 }
 
 static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
-                                             float alpha, int acc) {
+                                             size_t ld, float alpha, int acc) {
     for (int r = 0; r < rows; r++) {
-        float s = alpha * dot_f32_512(W + (size_t)r * cols, x, cols);
+        float s = alpha * dot_f32_512(W + r * ld, x, cols);
         y[r] = acc ? y[r] + s : s;
     }
 }
@@ -120,10 +122,10 @@ static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc
 }
 
 static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const float *x, int rows,
-                                            int cols, float alpha, int acc) {
-    const size_t nb = (size_t)q8_blocks(cols);
+                                            int cols, size_t ld, float alpha, int acc) {
+    const size_t nbl = (size_t)q8_blocks((int)ld);
     for (int r = 0; r < rows; r++) {
-        float s = alpha * dot_q8_512(Q + (size_t)r * cols, S + r * nb, x, cols);
+        float s = alpha * dot_q8_512(Q + r * ld, S + r * nbl, x, cols);
         y[r] = acc ? y[r] + s : s;
     }
 }
@@ -146,10 +148,10 @@ static inline MO_TARGET_AVX2 float hsum256(__m256 v) {
 }
 
 // One row: 8 lanes over whole vectors, the tail added in double after the reduction.
-static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *x, int rows, int cols, float alpha,
-                                         int acc) {
+static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *x, int rows, int cols, size_t ld,
+                                         float alpha, int acc) {
     for (int r = 0; r < rows; r++) {
-        const float *w = W + (size_t)r * cols;
+        const float *w = W + r * ld;
         __m256 a = _mm256_setzero_ps();
         int c = 0;
         for (; c + 8 <= cols; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a);
@@ -172,11 +174,12 @@ static MO_TARGET_AVX2 void dequant_row_avx2(float *w, const int8_t *q, const flo
 
 // One row: whole blocks in 8 lanes, a short last block in scalar code.
 static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols,
-                                        float alpha, int acc) {
+                                        size_t ld, float alpha, int acc) {
     const int nb = q8_blocks(cols), full = cols / Q8_BLOCK;
+    const size_t nbl = (size_t)q8_blocks((int)ld);
     for (int r = 0; r < rows; r++) {
-        const int8_t *q = Q + (size_t)r * cols;
-        const float *sc = S + (size_t)r * nb;
+        const int8_t *q = Q + r * ld;
+        const float *sc = S + r * nbl;
         __m256 a = _mm256_setzero_ps();
         for (int b = 0; b < full; b++) {
             const int c = b * Q8_BLOCK;
@@ -199,13 +202,13 @@ static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *
 
 // ---------------------------------------------------------------------------- dispatch
 
-static void gemv_f32(float *y, const float *W, const float *x, int rows, int cols, float alpha, int acc) {
-    MO_SIMD_DISPATCH(gemv_f32, y, W, x, rows, cols, alpha, acc);
+static void gemv_f32(float *y, const float *W, const float *x, int rows, int cols, size_t ld, float alpha, int acc) {
+    MO_SIMD_DISPATCH(gemv_f32, y, W, x, rows, cols, ld, alpha, acc);
 }
 
-static void gemv_q8(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, float alpha,
-                    int acc) {
-    MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x, rows, cols, alpha, acc);
+static void gemv_q8(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, size_t ld,
+                    float alpha, int acc) {
+    MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x, rows, cols, ld, alpha, acc);
 }
 
 static void dequant_row(float *w, const int8_t *q, const float *scale, int cols) {
@@ -218,14 +221,18 @@ void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, i
     for (size_t r = 0; r < rows; r++) dequant_row(W + r * cols, q + r * cols, scale + r * nb, cols);
 }
 
-void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc) {
+void gemv_ld(float *y, gemv_w W, size_t ld, const float *x, int rows, int cols, float alpha, int acc) {
     if (rows <= 0) return;
     if (cols <= 0) {  // an empty sum
         for (int r = 0; r < rows; r++) y[r] = acc ? y[r] : 0.0f;
         return;
     }
-    if (W.f) gemv_f32(y, W.f, x, rows, cols, alpha, acc);
-    else gemv_q8(y, W.q, W.scale, x, rows, cols, alpha, acc);
+    if (W.f) gemv_f32(y, W.f, x, rows, cols, ld, alpha, acc);
+    else gemv_q8(y, W.q, W.scale, x, rows, cols, ld, alpha, acc);
+}
+
+void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc) {
+    gemv_ld(y, W, (size_t)cols, x, rows, cols, alpha, acc);
 }
 
 // ---------------------------------------------------------------------------- runner

@@ -49,6 +49,20 @@ void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, i
 // thread. y must not overlap W or x.
 void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc);
 
+// The same over a column slice: rows r of W start ld elements apart (ld >= cols), as
+// W = gemv_w_cols(M, c0, ld) views columns c0 .. c0+cols-1 of a matrix M[rows, ld]. For
+// 8-bit weights c0 must be a multiple of Q8_BLOCK, and cols too unless the slice ends
+// the row (blocks are not split).
+void gemv_ld(float *y, gemv_w W, size_t ld, const float *x, int rows, int cols, float alpha, int acc);
+
+// The view of W[rows, ld] starting at column c0 of row 0 (for gemv_ld).
+static inline gemv_w gemv_w_cols(gemv_w w, int c0) {
+    gemv_w o = w;
+    if (w.f) o.f = w.f + c0;
+    else o.q = w.q + c0, o.scale = w.scale + c0 / Q8_BLOCK;
+    return o;
+}
+
 // One term of a gemv_task: alpha * W[rows, cols] x.
 typedef struct {
     gemv_w w;

@@ -16,6 +16,7 @@
 #include "infer/decode.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
+#include "kernels/threads.h"
 #include "tests/testutil.h"
 
 #define TOL 2e-5
@@ -399,6 +400,27 @@ START_TEST(test_restricted_experts) {
 }
 END_TEST
 
+START_TEST(test_thread_counts) {
+    // One, two and four threads (rows of each product split over them, attention heads
+    // spread), on GQA, on MQA with a dense layer and shared expert, and on 8-bit weights.
+    const char *const mqa[] = {"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                               "d_ff_dense=160", "n_kv_heads=1", NULL};
+    for (int nt = 1; nt <= 4; nt *= 2) {
+        threads_init(nt);
+        test_model m, q;
+        tm_make(&m, "tiny", NULL, 80);
+        prefill_then_decode(&m, "tiny, threads", 3, 10, 81);
+        tm_q8_round_trip(&q, &m);
+        prefill_then_decode_w(&m, &q, INFER_WEIGHTS_INT8, "tiny int8, threads", 3, 10, 82);
+        tm_free(&m), tm_free(&q);
+        tm_make(&m, "tiny", mqa, 83);
+        prefill_then_decode(&m, "MQA + dense + shared, threads", 3, 10, 84);
+        tm_free(&m);
+    }
+    threads_init(0);
+}
+END_TEST
+
 START_TEST(test_int8_is_its_model) {
     // 8-bit prefill (dequantized GEMMs) and decode (8-bit matrix-vector products) compute
     // the round-tripped model to float32 accuracy: GQA, bench-S's widths, dense + shared
@@ -559,6 +581,7 @@ int main(void) {
     tcase_add_test(tc, test_dense_shared_norm_topk);
     tcase_add_test(tc, test_batched);
     tcase_add_test(tc, test_restricted_experts);
+    tcase_add_test(tc, test_thread_counts);
     tcase_add_test(tc, test_int8_is_its_model);
     tcase_add_test(tc, test_int8_batched_and_switch);
     tcase_add_test(tc, test_int8_accuracy_vs_f32);

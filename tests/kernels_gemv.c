@@ -116,6 +116,41 @@ START_TEST(test_q8_quantize_error_bound) {
 }
 END_TEST
 
+// gemv_ld over column slices of a wider matrix, against the oracle on the slice copied
+// out: fp32 at any column, 8-bit on block boundaries (a slice inside the row, and one
+// that ends it with a short last block), every level.
+START_TEST(test_gemv_column_slices) {
+    const int rows = 13, ld = 100, nbl = q8_blocks(ld);
+    bufs B = make(rows, ld, 21);
+    const int slices[][2] = {{0, 100}, {7, 50}, {32, 64}, {64, 36}, {96, 4}};
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (int i = 0; i < 5; i++) {
+            const int c0 = slices[i][0], cols = slices[i][1], nb = q8_blocks(cols);
+            float *y = malloc(sizeof(float) * rows), *sc = malloc(sizeof(float) * rows * nb);
+            double *W = malloc(sizeof(double) * rows * cols), *y64 = malloc(sizeof(double) * rows);
+            signed char *q = malloc((size_t)rows * cols);
+            for (int r = 0; r < rows; r++) {
+                for (int c = 0; c < cols; c++) W[r * cols + c] = B.W64[r * ld + c0 + c], q[r * cols + c] = B.q[r * ld + c0 + c];
+                for (int b = 0; b < nb; b++) sc[r * nb + b] = B.s[r * nbl + c0 / 32 + b];
+            }
+            gemv_ld(y, gemv_w_cols((gemv_w){.f = B.W}, c0), ld, B.x, rows, cols, 1.0f, 0);
+            ref_gemv(y64, W, B.x64, rows, cols, 1.0, 0);
+            ck_assert_msg(tu_rel_err_f64(y, y64, rows) < TOL_F32, "fp32 slice %d+%d", c0, cols);
+            if (c0 % 32 == 0) {
+                gemv_ld(y, gemv_w_cols((gemv_w){.q = B.q, .scale = B.s}, c0), ld, B.x, rows, cols, 1.0f, 0);
+                ref_gemv_q8(y64, q, sc, B.x64, rows, cols, 1.0, 0);
+                ck_assert_msg(tu_rel_err_f64(y, y64, rows) < TOL_F32, "q8 slice %d+%d %s", c0, cols,
+                              simd_name((simd_level)level));
+            }
+            free(y), free(sc), free(W), free(y64), free(q);
+        }
+    }
+    simd_set(simd_best());
+    unmake(&B);
+}
+END_TEST
+
 // Three tasks (fp32, 8-bit, and a three-term sum mixing both with different widths) run
 // together: against the oracle, and the same bits on 1, 2 and 3 threads.
 START_TEST(test_gemv_run_tasks_and_threads) {
@@ -188,6 +223,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gemv_matches_ref_every_level);
     tcase_add_test(tc, test_q8_quantize_error_bound);
+    tcase_add_test(tc, test_gemv_column_slices);
     tcase_add_test(tc, test_gemv_run_tasks_and_threads);
     tcase_add_test(tc, test_attention_decode_every_level);
     suite_add_tcase(s, tc);

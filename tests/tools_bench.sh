@@ -47,6 +47,20 @@ f = 2 * (4 * 64 + 2 * 64) + 2 * 64            # routers, norms, embedding row
 assert i["weights"] == "int8" and i["decode_weight_bytes_per_token"] == q * 1.125 + 4 * f, i
 assert 0 < i["int8_logit_mean_abs"] <= i["int8_logit_max_abs"] and i["int8_top1_agreement"] > 0.5, i
 PY
+# A checkpoint instead of a preset (a tiny one with 3 layers and 3 experts, so that it is
+# not the preset's model): its shapes show in the byte count.
+"$bin" init --preset tiny --n-layers 3 --n-experts 3 -o "$tmp/m.h5" >/dev/null
+"$bin" bench infer --checkpoint "$tmp/m.h5" --threads 1 --weights int8 --json >"$tmp/ck.json"
+python3 - "$tmp" <<'PY'
+import json, sys
+i = json.load(open(f"{sys.argv[1]}/ck.json"))
+attn = 2 * 64 * 64 + 2 * 32 * 64
+q = 3 * (attn + 2 * 3 * 64 * 128) + 512 * 64
+f = 3 * (3 * 64 + 2 * 64) + 2 * 64
+assert i["decode_weight_bytes_per_token"] == q * 1.125 + 4 * f and i["int8_top1_agreement"] > 0.5, i
+PY
+if "$bin" bench infer --checkpoint "$tmp/none.h5" 2>"$tmp/err"; then echo "missing checkpoint accepted"; exit 1; fi
+grep -q "none.h5" "$tmp/err" || { echo "missing checkpoint: $(cat "$tmp/err")"; exit 1; }
 if "$bin" bench infer --preset tiny --weights int4 2>"$tmp/err"; then echo "--weights int4 accepted"; exit 1; fi
 grep -q "^monolith: --weights int4" "$tmp/err" || { echo "--weights int4: $(cat "$tmp/err")"; exit 1; }
 

@@ -13,7 +13,10 @@
 #include "tools/bench.h"
 #include "tools/commands.h"
 
+#include "data/tokens.h"
+#include "engine/base/error.h"
 #include "engine/base/rng.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/params.h"
 #include "infer/decode.h"
@@ -39,6 +42,10 @@ static const char usage[] =
     "  --preset NAME   tiny, small or bench-S (default)\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
+    "  --checkpoint F  a trained model instead of the preset's random one\n"
+    "  --data F.h5     a token set (monolith data prepare) of the model's vocabulary: the prompt is\n"
+    "                  the start of its validation split, and int8 is compared with f32 along the\n"
+    "                  text that follows (teacher-forced) instead of the greedy continuation\n"
     "  --threads N     threads (default: one per core)\n"
     "  --json          one JSON object instead of the table\n";
 
@@ -55,7 +62,8 @@ static double median(const double *v, int n) {
     return t[n / 2];
 }
 
-// The int8 model's accuracy along the f32 model's greedy continuation of the prompt:
+// The int8 model's accuracy along `text` (D tokens after the prompt) or, when NULL, the
+// f32 model's greedy continuation of the prompt:
 // both read the same tokens (teacher forcing), and at each of the D+1 positions the
 // logits are compared. Leaves s on int8 weights.
 typedef struct {
@@ -63,14 +71,15 @@ typedef struct {
     double top1;                          // share of positions where both pick the same token
 } int8_accuracy;
 
-static int measure_int8_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, int8_accuracy *a) {
+static int measure_int8_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, const int *text,
+                                 int8_accuracy *a) {
     int rc = -1;
     float *ref = malloc(sizeof(float) * (size_t)(D + 1) * V), *lg = malloc(sizeof(float) * V);
     int *toks = malloc(sizeof(int) * (D + 1));
     if (!ref || !lg || !toks) goto out;
     if (infer_set_weights(s, INFER_WEIGHTS_F32) || infer_prefill(s, 0, 1, P, prompt, ref)) goto out;
     for (int i = 0; i < D; i++) {
-        toks[i] = sample_argmax(ref + (size_t)i * V, V);
+        toks[i] = text ? text[i] : sample_argmax(ref + (size_t)i * V, V);
         if (infer_decode(s, 1, NULL, &toks[i], ref + (size_t)(i + 1) * V)) goto out;
     }
     if (infer_set_weights(s, INFER_WEIGHTS_INT8)) goto out;
@@ -118,12 +127,15 @@ int bench_infer(int argc, char **argv) {
     const char *preset;
     // --weights is ours; the rest are the common model flags.
     infer_weights weights = INFER_WEIGHTS_F32;
+    const char *ckpt_path = NULL, *data_path = NULL;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     if (!rest) return 1;
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
         const char *w = NULL;
-        if (i > 0 && !strcmp(argv[i], "--weights") && i + 1 < argc) w = argv[++i];
+        if (i > 0 && !strcmp(argv[i], "--checkpoint") && i + 1 < argc) ckpt_path = argv[++i];
+        else if (i > 0 && !strcmp(argv[i], "--data") && i + 1 < argc) data_path = argv[++i];
+        else if (i > 0 && !strcmp(argv[i], "--weights") && i + 1 < argc) w = argv[++i];
         else if (i > 0 && !strncmp(argv[i], "--weights=", 10)) w = argv[i] + 10;
         else rest[nrest++] = argv[i];
         if (w && strcmp(w, "f32") && strcmp(w, "int8")) {
@@ -139,28 +151,57 @@ int bench_infer(int argc, char **argv) {
     if (prc) return prc > 0 ? 0 : 2;
     threads_init(o.threads);
 
+    int rc = 1;
+    mo_checkpoint ck = {0};
+    mo_param_table pt = {0};
+    float *params = NULL, *logits = NULL;
+    int *prompt = NULL, *text = NULL;
+    infer_ctx *s = NULL;
+    tokset_split split = {0};
     mo_config c;
-    if (config_preset(&c, preset) || config_finalize(&c)) return cmd_fail();
+    if (ckpt_path) {
+        if (ckpt_load(ckpt_path, &ck)) goto out;
+        c = ck.table.cfg;
+        preset = ckpt_path;
+    } else if (config_preset(&c, preset) || config_finalize(&c)) {
+        goto out;
+    }
     // Prompt and generated tokens must fit the context: shrink both for a short one.
     int P = PREFILL, D = DECODE;
     if (P + D > c.max_seq_len) P = c.max_seq_len * 2 / 3, D = c.max_seq_len - P;
-
-    int rc = 1;
-    mo_param_table pt = {0};
-    float *params = NULL, *logits = NULL;
-    int *prompt = NULL;
-    infer_ctx *s = NULL;
-    if (params_table_build(&pt, &c)) goto out;
-    if (!(params = params_arena_alloc(&pt))) goto out;
-    params_init(&pt, params, 1);
-    if (!(s = infer_new(&pt, params, 1, P + D))) goto out;
+    if (data_path) {
+        tokset_info info;
+        if (tokset_info_read(data_path, &info)) goto out;
+        if (info.vocab_size != c.vocab_size) {
+            mo_errorf("--data %s: its vocabulary has %lld ids, the model's %d; prepare it with the model's tokenizer",
+                      data_path, (long long)info.vocab_size, c.vocab_size);
+            goto out;
+        }
+        if (tokset_load_split(data_path, &info, TOKSET_VAL, (uint64_t)1 << 30, &split)) goto out;
+        if (split.n < (uint64_t)(P + D)) {
+            mo_errorf("--data %s: its validation split has %llu tokens, %d needed", data_path,
+                      (unsigned long long)split.n, P + D);
+            goto out;
+        }
+        if (!(text = malloc(sizeof(int) * (P + D)))) goto out;
+        for (int i = 0; i < P + D; i++) text[i] = (int)tokset_at(&split, (uint64_t)i);
+    }
+    if (ckpt_path) {
+        params = ck.params;
+        if (!(s = infer_new(&ck.table, params, 1, P + D))) goto out;
+    } else {
+        if (params_table_build(&pt, &c)) goto out;
+        if (!(params = params_arena_alloc(&pt))) goto out;
+        params_init(&pt, params, 1);
+    }
+    if (!s && !(s = infer_new(&pt, params, 1, P + D))) goto out;
     if (infer_set_weights(s, weights)) goto out;
     prompt = malloc(sizeof(int) * P);
     logits = malloc(sizeof(float) * c.vocab_size);
     if (!prompt || !logits) goto out;
     mo_rng r;
     mo_rng_seed(&r, 3);
-    for (int i = 0; i < P; i++) prompt[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
+    for (int i = 0; i < P; i++) prompt[i] = text ? text[i] : (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
 
     if (!o.json)
         fprintf(stderr, "bench infer: %s, %s weights, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
@@ -198,7 +239,7 @@ int bench_infer(int argc, char **argv) {
     }
     double membw = membw_read > membw_stream ? membw_read : membw_stream;
 
-    size_t active = bench_flop_params(&pt);
+    size_t active = bench_flop_params(ckpt_path ? &ck.table : &pt);
     // Prefill: forward FLOPs per token, attention at the prompt's length (the same count
     // as training's 12 L T d, divided by three for forward only).
     double prefill_flops_tok = 2.0 * (double)active + 4.0 * c.n_layers * P * c.d_model;
@@ -212,7 +253,7 @@ int bench_infer(int argc, char **argv) {
     // The memory roofline: every byte above streamed once at the measured bandwidth.
     double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes);
     int8_accuracy acc = {0};
-    if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, &acc)) goto out;
+    if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, text ? text + P : NULL, &acc)) goto out;
     if (o.json) {
         printf("{\"bench\": \"infer\", \"preset\": \"%s\", \"threads\": %d, \"batch\": 1, \"prefill_tokens\": %d, "
                "\"decode_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.2f, \"prefill_all\": [",
@@ -259,7 +300,13 @@ int bench_infer(int argc, char **argv) {
 out:
     if (rc) cmd_fail();
     infer_free(s);
-    free(prompt), free(logits), free(params);
-    params_table_free(&pt);
+    free(prompt), free(logits), free(text);
+    tokset_split_free(&split);
+    if (ckpt_path) {
+        ckpt_free(&ck);
+    } else {
+        free(params);
+        params_table_free(&pt);
+    }
     return rc;
 }

@@ -9,7 +9,7 @@
 # included: a leak of 10 KB per step, or of a fraction of a checkpoint per save, fails.
 # Under AddressSanitizer (whose quarantine holds freed memory) only LeakSanitizer judges.
 #
-# CI: STEPS=200, a save and an evaluation every 25. The documented long run
+# CI: STEPS=120, a save and an evaluation every 20. The documented long run
 # (docs/reliability.md): STEPS=20000 SAVE_EVERY=1000 GROWTH_KB=1024 tests/reliability_longrun.sh
 set -euo pipefail
 bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
@@ -18,8 +18,8 @@ sanitized=0
 ldd "$bin" 2>/dev/null | grep -q libasan && sanitized=1
 # Under AddressSanitizer (about 10x slower) the run is shorter: there LeakSanitizer, not
 # the RSS samples, judges memory.
-steps=${STEPS:-$((sanitized ? 60 : 200))}
-every=${SAVE_EVERY:-$((sanitized ? 10 : 25))}
+steps=${STEPS:-$((sanitized ? 60 : 120))}
+every=${SAVE_EVERY:-$((sanitized ? 10 : 20))}
 growth_kb=${GROWTH_KB:-2048}
 py=python3
 /usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# bench_compare.sh: the PyTorch peer (../shared/peers/torch_moe.py) and monolith on the
+# same bench-S shapes, one after the other in alternating rounds, under the same
+# OPENBLAS_CORETYPE and OMP_WAIT_POLICY, and the ratios monolith / peer.
+#
+#   scripts/bench_compare.sh [--threads N] [--coretype NAME] [--rounds R] [--precision P]...
+#
+#   --threads N      threads for both programs (default 2)
+#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice
+#                    on this CPU; the shell environment here exports Haswell)
+#   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
+#   --precision P    monolith's precision, fp32 and/or bf16 (repeatable; default both);
+#                    the peer always runs fp32, the reference
+#
+# Training: tokens/s of a full step (forward, backward, AdamW), batch 8 x 256, each
+# program's median step, as wall-clock tokens/s and as tokens per CPU-second (the CPU time
+# of all the process's threads: on a machine shared with other jobs the steadier one).
+# The peer's CPU time per step is read around the same step timer it uses for wall time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=2 coretype=Cooperlake rounds=1 precs=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=$2; shift 2 ;;
+    --coretype) coretype=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --precision) precs+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench_compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#precs[@]} -gt 0 ] || precs=(fp32 bf16)
+bin=${MONOLITH_BIN:-build/monolith}
+peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
+[ -f "$peer" ] || peer=/work/shared/peers/torch_moe.py
+[ -x "$bin" ] || { echo "bench_compare.sh: $bin not found; build first (scripts/test.sh)" >&2; exit 1; }
+[ -f "$peer" ] || { echo "bench_compare.sh: the peer torch_moe.py not found (set MONOLITH_PEER)" >&2; exit 1; }
+/usr/bin/python3 -c 'import torch' 2>/dev/null || {
+  echo "bench_compare.sh: the peer needs PyTorch: apt-get install python3-torch (scripts/setup.sh --torch)" >&2; exit 1; }
+export OPENBLAS_CORETYPE=$coretype OMP_WAIT_POLICY=PASSIVE
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The peer with its step timer also reading the process CPU time: bench_train calls
+# time.perf_counter() exactly twice per step (start, end), so the pairs give CPU per step.
+cat >"$tmp/peer.py" <<PY
+import json, statistics, sys, time
+sys.path.insert(0, "$(dirname "$peer")")
+wall, cpu = time.perf_counter, []
+def timer():
+    cpu.append(time.process_time())
+    return wall()
+time.perf_counter = timer
+import torch_moe
+sys.argv = ["torch_moe.py"] + sys.argv[1:]
+torch_moe.main()
+steps = [b - a for a, b in zip(cpu[0::2], cpu[1::2])]
+warm = 2  # the peer's default --warmup
+print("CPU " + json.dumps({"cpu_s_median": statistics.median(steps[warm:])}), flush=True)
+PY
+
+for r in $(seq 1 "$rounds"); do
+  echo "round $r/$rounds: peer (train, $threads threads)" >&2
+  /usr/bin/python3 "$tmp/peer.py" --mode train --threads "$threads" >"$tmp/peer_train_$r.out" 2>/dev/null
+  for p in "${precs[@]}"; do
+    echo "round $r/$rounds: monolith (train, $p, $threads threads)" >&2
+    "$bin" bench train --threads "$threads" --precision "$p" --json >"$tmp/mono_train_${p}_$r.json" 2>/dev/null
+  done
+done
+
+/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "${precs[@]}" <<'PY'
+import glob, json, sys
+tmp, rounds, threads, coretype, precs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+def peer(r):
+    res = cpu = None
+    for line in open(f"{tmp}/peer_train_{r}.out"):
+        if line.startswith("RESULT "): res = json.loads(line[7:])
+        if line.startswith("CPU "): cpu = json.loads(line[4:])
+    return res["train_tok_s"], res["tokens_per_step"] / cpu["cpu_s_median"]
+def mono(p, r):
+    t = json.load(open(f"{tmp}/mono_train_{p}_{r}.json"))
+    return t["train_tok_s"], t["train_tok_per_cpu_s"], t["sgemm_gflops"], t["gflops"]
+rs = range(1, rounds + 1)
+pw = max(peer(r)[0] for r in rs); pc = max(peer(r)[1] for r in rs)
+print(f"bench-S training, batch 8 x 256, {threads} threads, OPENBLAS_CORETYPE={coretype}, "
+      f"OMP_WAIT_POLICY=PASSIVE, best of {rounds} round(s)")
+print(f"{'program':<28}{'tokens/s':>10}{'tok/CPU-s':>11}{'ratio':>8}{'ratio CPU':>11}{'% sgemm':>9}")
+print(f"{'pytorch peer fp32':<28}{pw:>10.1f}{pc:>11.1f}{'1.00':>8}{'1.00':>11}{'':>9}")
+for p in precs:
+    best = max((mono(p, r) for r in rs), key=lambda x: x[0])
+    bc = max(mono(p, r)[1] for r in rs)
+    print(f"{'monolith ' + p:<28}{best[0]:>10.1f}{bc:>11.1f}{best[0] / pw:>8.2f}{bc / pc:>11.2f}"
+          f"{100 * best[3] / best[2]:>8.0f}%")
+PY

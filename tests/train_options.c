@@ -116,6 +116,8 @@ START_TEST(test_errors) {
     expect_error(a7, 2, "needs a value");
     const char *a8[] = {"train", "stray"};
     expect_error(a8, 2, "unexpected argument 'stray'");
+    const char *a11[] = {"train", "--precision", "fp16"};
+    expect_error(a11, 3, "--precision: 'fp16': use fp32 or bf16");
     const char *a9[] = {"train", "--config", "/nonexistent/run.ini"};
     expect_error(a9, 3, "/nonexistent/run.ini: cannot open");
     const char *bad[][2] = {{"b1.ini", "[train]\nstepz = 3\n"},

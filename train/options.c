@@ -125,6 +125,8 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
     switch (d->type) {
     case OT_STR:
         if (strlen(value) >= d->cap) return mo_errorf("%s: value too long (at most %zu bytes)", origin, d->cap - 1);
+        if (d->off == offsetof(train_opts, precision) && strcmp(value, "fp32") && strcmp(value, "bf16"))
+            return mo_errorf("%s: '%s': use fp32 or bf16", origin, value);
         snprintf((char *)at, d->cap, "%s", value);
         return 0;
     case OT_INT: {

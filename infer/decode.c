@@ -3,7 +3,9 @@
 // Both run the same layer loop over a block of `rows` token rows (run_layers); only
 // attention differs: prefill runs the causal attention kernel over whole prompts and
 // stores K and V in the cache, decode appends one K and V per sequence and attends over
-// the cache with two matrix-vector products per head.
+// the cache (kernels/attention_decode.h). A single decode row takes the matrix-vector
+// path (kernels/gemv.h): q, k, v in one product, and the FFN in two threaded runs
+// (ffn_one). Weights are fp32 views of the model or 8-bit copies (infer_set_weights).
 #include "infer/decode.h"
 
 #include "engine/base/error.h"

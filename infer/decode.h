@@ -10,8 +10,8 @@
 //   over the tokens routed to each expert), stores K and V of every position in the
 //   cache and returns the logits of each prompt's last position.
 // - Decode feeds one token to each of several sequences, each at its own position: the
-//   products become matrix-vector ones for a single sequence (sgemv), attention reads
-//   the cache, and only the experts the tokens chose are computed.
+//   products become matrix-vector ones for a single sequence (kernels/gemv.h),
+//   attention reads the cache, and only the experts the tokens chose are computed.
 //
 // The math is DESIGN section 1's exactly (tests compare it with the training forward).
 // `infer_restrict_experts` limits routing to a subset of experts, to probe what an

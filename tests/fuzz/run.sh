@@ -14,12 +14,27 @@ shift 2
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # -seed=1: reruns start the same way (with a time bound the run count still varies).
-# -timeout=60: only real hangs (infinite loops) count, not a slow input on a busy machine.
-exec_opts=(-seed=1 -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=60
+# -timeout=20: only real hangs (infinite loops) count, not a slow input on a busy machine.
+exec_opts=(-seed=1 -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=20
            -print_final_stats=1 -artifact_prefix="./$(basename "$bin")-")
 # Leak checking is off in these short runs: telling libhdf5's own leaks on corrupt files
 # from ours (tests/sanitizers/lsan.supp) needs full malloc stacks, which cut the input rate
 # tenfold. The sanitized build's fuzz_replay_* tests check leaks on every committed input,
 # and docs/reliability.md's long run turns them on.
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$bin" "${exec_opts[@]}" "$scratch" "$@" 2>&1 | tail -n 25
-exit "${PIPESTATUS[0]}"
+log=$scratch.log
+set +e
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$bin" "${exec_opts[@]}" "$scratch" "$@" >"$log" 2>&1
+rc=$?
+set -e
+tail -n 25 "$log"
+# The one known third-party failure (docs/reliability.md, "Known and not ours"): libhdf5
+# 1.10 never returns from H5HG_read when a mutation lands inside a global heap collection
+# (which no HDF5 format checksums). Reported, not failed; any other timeout or crash fails.
+if [ $rc -ne 0 ] && grep -q "ERROR: libFuzzer: timeout" "$log" && grep -q "in H5HG_read" "$log" &&
+   ! grep -q "ERROR: AddressSanitizer\|runtime error\|invariant broken" "$log"; then
+  echo "run.sh: known libhdf5 hang in H5HG_read (docs/reliability.md); not a monolith failure"
+  rm -f "$log"
+  exit 0
+fi
+rm -f "$log"
+exit $rc

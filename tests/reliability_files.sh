@@ -23,7 +23,7 @@ fails=0 runs=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 sanitized=0
-ldd "$bin" 2>/dev/null | grep -q libasan && sanitized=1
+ldd "$bin" 2>/dev/null | grep libasan >/dev/null && sanitized=1  # not -q: SIGPIPE under pipefail
 if [ $sanitized = 1 ]; then
   # Memory errors and UB are what ASan checks here. Leaks on corrupt input are libhdf5's
   # (tests/sanitizers/lsan.supp) and telling them apart needs slow full malloc stacks:

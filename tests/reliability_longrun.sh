@@ -15,7 +15,7 @@ set -euo pipefail
 bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
 src=${MONOLITH_SOURCE_DIR:?}
 sanitized=0
-ldd "$bin" 2>/dev/null | grep -q libasan && sanitized=1
+ldd "$bin" 2>/dev/null | grep libasan >/dev/null && sanitized=1  # not -q: SIGPIPE under pipefail
 # Under AddressSanitizer (about 10x slower) the run is shorter: there LeakSanitizer, not
 # the RSS samples, judges memory.
 steps=${STEPS:-$((sanitized ? 60 : 120))}

@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "reliability_train: FAIL: $*" >&2; exit 1; }
 vlimit=(ulimit -v 4000000)
-if ldd "$bin" 2>/dev/null | grep -q libasan; then
+if ldd "$bin" 2>/dev/null | grep libasan >/dev/null; then  # not -q: an early exit SIGPIPEs ldd under pipefail
   export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0
   vlimit=(true)  # ASan's shadow memory needs terabytes of address space
 fi

@@ -11,6 +11,8 @@
 #   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
 #   --precision P    monolith's precision, fp32 and/or bf16 (repeatable; default both);
 #                    the peer always runs fp32, the reference
+#   --mode M         train, infer or both (default): infer runs scripts/bench_compare_infer.sh
+#                    (prefill 256 + decode 128, monolith f32 and int8) with the same settings
 #
 # Training: tokens/s of a full step (forward, backward, AdamW), batch 8 x 256, each
 # program's median step, as wall-clock tokens/s and as tokens per CPU-second (the CPU time
@@ -18,18 +20,24 @@
 # The peer's CPU time per step is read around the same step timer it uses for wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 coretype=Cooperlake rounds=1 precs=()
+threads=2 coretype=Cooperlake rounds=1 precs=() mode=both
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
     --coretype) coretype=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --precision) precs+=("$2"); shift 2 ;;
+    --mode) mode=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench_compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [ ${#precs[@]} -gt 0 ] || precs=(fp32 bf16)
+case "$mode" in
+  train|both) ;;
+  infer) exec scripts/bench_compare_infer.sh --threads "$threads" --coretype "$coretype" --rounds "$rounds" ;;
+  *) echo "bench_compare.sh: --mode $mode: use train, infer or both" >&2; exit 2 ;;
+esac
 bin=${MONOLITH_BIN:-build/monolith}
 peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
 [ -f "$peer" ] || peer=/work/shared/peers/torch_moe.py
@@ -92,3 +100,8 @@ for p in precs:
     print(f"{'monolith ' + p:<28}{best[0]:>10.1f}{bc:>11.1f}{best[0] / pw:>8.2f}{bc / pc:>11.2f}"
           f"{100 * best[3] / best[2]:>8.0f}%")
 PY
+
+if [ "$mode" = both ]; then
+  echo
+  scripts/bench_compare_infer.sh --threads "$threads" --coretype "$coretype" --rounds "$rounds"
+fi

@@ -38,30 +38,12 @@ case "$mode" in
   infer) exec scripts/bench_compare_infer.sh --threads "$threads" --coretype "$coretype" --rounds "$rounds" ;;
   *) echo "bench_compare.sh: --mode $mode: use train, infer or both" >&2; exit 2 ;;
 esac
-bin=${MONOLITH_BIN:-build/monolith}
-peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
-[ -f "$peer" ] || peer=/work/shared/peers/torch_moe.py
-[ -x "$bin" ] || { echo "bench_compare.sh: $bin not found; build first (scripts/test.sh)" >&2; exit 1; }
-[ -f "$peer" ] || { echo "bench_compare.sh: the peer torch_moe.py not found (set MONOLITH_PEER)" >&2; exit 1; }
-/usr/bin/python3 -c 'import torch' 2>/dev/null || {
-  echo "bench_compare.sh: the peer needs PyTorch: apt-get install python3-torch (scripts/setup.sh --torch)" >&2; exit 1; }
-export OPENBLAS_CORETYPE=$coretype OMP_WAIT_POLICY=PASSIVE
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. scripts/bench_peer_common.sh
+bench_peer_setup bench_compare.sh "$coretype"
 
 # The peer with its step timer also reading the process CPU time: bench_train calls
 # time.perf_counter() exactly twice per step (start, end), so the pairs give CPU per step.
-cat >"$tmp/peer.py" <<PY
-import json, statistics, sys, time
-sys.path.insert(0, "$(dirname "$peer")")
-wall, cpu = time.perf_counter, []
-def timer():
-    cpu.append(time.process_time())
-    return wall()
-time.perf_counter = timer
-import torch_moe
-sys.argv = ["torch_moe.py"] + sys.argv[1:]
-torch_moe.main()
+cat >>"$tmp/peer.py" <<'PY'
 steps = [b - a for a, b in zip(cpu[0::2], cpu[1::2])]
 warm = 2  # the peer's default --warmup
 print("CPU " + json.dumps({"cpu_s_median": statistics.median(steps[warm:])}), flush=True)

@@ -37,30 +37,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#weights[@]} -gt 0 ] || weights=(f32 int8)
-bin=${MONOLITH_BIN:-build/monolith}
-peer=${MONOLITH_PEER:-../shared/peers/torch_moe.py}
-[ -f "$peer" ] || peer=/work/shared/peers/torch_moe.py
-[ -x "$bin" ] || { echo "bench_compare_infer.sh: $bin not found; build first (scripts/test.sh)" >&2; exit 1; }
-[ -f "$peer" ] || { echo "bench_compare_infer.sh: the peer torch_moe.py not found (set MONOLITH_PEER)" >&2; exit 1; }
-/usr/bin/python3 -c 'import torch' 2>/dev/null || {
-  echo "bench_compare_infer.sh: the peer needs PyTorch: apt-get install python3-torch" >&2; exit 1; }
-export OPENBLAS_CORETYPE=$coretype OMP_WAIT_POLICY=PASSIVE
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. scripts/bench_peer_common.sh
+bench_peer_setup bench_compare_infer.sh "$coretype"
 
 # The peer, its perf_counter() also reading the process CPU time: generate() calls it
 # exactly three times per run (start, after prefill, after decode).
-cat >"$tmp/peer.py" <<PY
-import json, statistics, sys, time
-sys.path.insert(0, "$(dirname "$peer")")
-wall, cpu = time.perf_counter, []
-def timer():
-    cpu.append(time.process_time())
-    return wall()
-time.perf_counter = timer
-import torch_moe
-sys.argv = ["torch_moe.py"] + sys.argv[1:]
-torch_moe.main()
+cat >>"$tmp/peer.py" <<'PY'
 runs = [cpu[i:i + 3] for i in range(0, len(cpu) - 2, 3)][1:]  # the peer's one warm-up run dropped
 print("CPU " + json.dumps({"prefill_cpu_s": statistics.median(r[1] - r[0] for r in runs),
                            "decode_cpu_s": statistics.median(r[2] - r[1] for r in runs)}), flush=True)

@@ -4,6 +4,7 @@
 # the two loss curves step by step and the final validation losses.
 #
 #   scripts/compare_precision.sh [STEPS] [THREADS]     defaults: 1000 steps, 1 thread per run
+#   EVAL_EVERY=N evaluates every N steps as well (default: only at the end)
 #
 # The two runs go side by side (one thread each by default), so that load from other jobs
 # falls on both alike. Data: the quickstart's token sets (runs/quickstart/data; run
@@ -33,7 +34,7 @@ for p in fp32 bf16; do
   rm -rf "${out:?}/$p"
   "$bin" train --preset small --tokenizer "$data/tok4096.tiktoken" "${data_flags[@]}" --precision "$p" \
     --steps "$steps" --batch 8 --seq 256 --lr 2e-3 --warmup $(( steps / 10 )) --seed 1 \
-    --eval-every "$steps" --eval-batches 8 --save-every 0 --log-every 50 --threads "$threads" \
+    --eval-every "${EVAL_EVERY:-$steps}" --eval-batches 8 --save-every 0 --log-every 50 --threads "$threads" \
     --out "$out/$p" >"$out/$p.log" 2>&1 &
   pids+=($!)
 done

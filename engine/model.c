@@ -159,6 +159,8 @@ void model_free(mo_model *m) {
 
 void model_set_forced_experts(mo_model *m, const int *forced) { m->forced = forced; }
 
+void model_set_router_ce(mo_model *m, double coef) { m->router_ce_coef = coef; }
+
 // ---------------------------------------------------------------------------- precision
 
 int model_precision_parse(const char *s, const char *flag, mo_precision *p) {
@@ -339,11 +341,14 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     const mo_bf16 *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
     lin_forward(m, params, m->logits, m->hf, hb, m->pt->output, N, V, d, 0);  // [N, V]
 
-    m->ce = m->aux = m->z = 0;
+    m->ce = m->aux = m->z = m->router_ce = 0;
     m->n_targets = 0;
     for (int l = 0; l < c->n_layers; l++)
-        if (c->moe_layers[l]) m->aux += m->layer[l].stats.aux, m->z += m->layer[l].stats.z;
-    if (m->n_moe) m->aux /= m->n_moe, m->z /= m->n_moe;
+        if (c->moe_layers[l]) {
+            const mo_router_stats *st = &m->layer[l].stats;
+            m->aux += st->aux, m->z += st->z, m->router_ce += st->router_ce;
+        }
+    if (m->n_moe) m->aux /= m->n_moe, m->z /= m->n_moe, m->router_ce /= m->n_moe;
     if (targets) {
         cross_entropy_forward(m->losses, m->logits, m->targets, N, V);
         double s = 0;
@@ -352,6 +357,7 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
         m->ce = m->n_targets ? s / m->n_targets : 0.0;
     }
     m->loss = m->ce + c->aux_coef * m->aux + c->z_coef * m->z;
+    if (m->forced) m->loss += m->router_ce_coef * m->router_ce;  // 0 when no row is forced
     return 0;
 }
 
@@ -397,8 +403,9 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
                          m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1);
         }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
-        router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, m->drouter, L->m, P(id->router), G(id->router), dm,
-                        N);
+        double dce = m->forced ? (double)loss_scale * m->router_ce_coef / m->n_moe : 0.0;
+        router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, dce, m->drouter, L->m, P(id->router),
+                        G(id->router), dm, N);
     }
     rmsnorm_backward(m->dres, G(id->ffn_norm), dm, L->x_ffn, P(id->ffn_norm), L->m_rstd, N, d);
 }

@@ -14,7 +14,11 @@
 // or one SwiGLU FFN in a dense layer. Then logits = rmsnorm(x_attn[L], norm) output^T.
 //
 // Losses: ce (mean over rows with a target >= 0), aux and z (averaged over MoE layers),
-// loss = ce + aux_coef aux + z_coef z.
+// loss = ce + aux_coef aux + z_coef z. Under forced routing (model_set_forced_experts)
+// with a router cross-entropy weight (model_set_router_ce), also + router_ce_coef
+// router_ce: the router's cross-entropy against the forced experts (engine/router.h),
+// averaged over MoE layers. A forced gate is the constant 1, so without it the router
+// learns nothing about the forced tokens; with normal routing the loss is DESIGN's.
 #ifndef MONOLITH_MODEL_H
 #define MONOLITH_MODEL_H
 
@@ -53,6 +57,7 @@ typedef struct {
 
     int *tokens, *targets, *pos;  // [N] inputs, targets (-1: no target), positions t in 0..T-1
     const int *forced;            // [N] forced expert per row (route-by-domain), or NULL
+    double router_ce_coef;        // weight of router_ce in the loss under forced routing (0: off)
     float *rope_cos, *rope_sin;   // [T, hd/2]
     mo_layer_acts layer[MO_MAX_LAYERS + 1];  // layer[n_layers] holds only x_attn: the final stream
     float *x_final;               // [N, d] x_attn[L], the last residual stream (alias)
@@ -74,6 +79,7 @@ typedef struct {
     float *dloss;         // [N]
 
     double ce, aux, z, loss;  // of the last forward
+    double router_ce;         // of the last forward: mean over MoE layers of router_ce (0: none forced)
     int n_targets;            // rows with a target in the last forward
 
     void *arena;
@@ -116,6 +122,12 @@ void model_free(mo_model *m);
 // Forces the expert of each row (route-by-domain, DEMix): forced[N], -1 = route normally;
 // NULL turns it off. The array is read by every later forward and must stay alive.
 void model_set_forced_experts(mo_model *m, const int *forced);
+
+// Weight of the router supervision term under forced routing: loss += coef * router_ce,
+// the mean over MoE layers of each layer's mean -log p_{i, forced[i]} over the forced rows
+// (engine/router.h). 0 (the default after model_alloc) leaves DESIGN's loss; rows that
+// are not forced, and models without forced routing, never see it. coef >= 0.
+void model_set_router_ce(mo_model *m, double coef);
 
 // Forward for tokens[B*T] (ids < vocab_size) and targets[B*T] (next tokens; < 0 means no
 // target; NULL: no losses). Fills logits, the losses (m->ce, aux, z, loss) and each MoE

@@ -19,13 +19,17 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
     a->forced = forced;
 
     memset(st->counts, 0, (size_t)E * sizeof *st->counts);
-    double ent = 0, z = 0;
+    double ent = 0, z = 0, rce = 0;
+    int n_forced = 0;
     for (int i = 0; i < N; i++) {
         int *ei = a->experts + (size_t)i * k;
         float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k;
         if (forced && forced[i] >= 0) {
             ei[0] = forced[i], vi[0] = a->probs[(size_t)i * E + forced[i]], gi[0] = 1.0f;
             for (int j = 1; j < k; j++) ei[j] = -1, vi[j] = 0.0f, gi[j] = 0.0f;
+            // -log p from the logits (finite even where p underflows to 0).
+            rce += (double)a->lse[i] - (double)a->logits[(size_t)i * E + forced[i]];
+            n_forced++;
         } else {
             float s = 0;
             for (int j = 0; j < k; j++) s += vi[j];
@@ -48,11 +52,13 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
     st->aux = E * aux;
     st->z = z / N;
     st->entropy = ent / N;
+    st->router_ce = n_forced ? rce / n_forced : 0.0;
+    st->n_forced = n_forced;
 }
 
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
-                     double daux, double dz, float *dlogits, const float *x, const float *w, float *dw, float *dx,
-                     int N) {
+                     double daux, double dz, double dce, float *dlogits, const float *x, const float *w, float *dw,
+                     float *dx, int N) {
     const int E = c->n_experts, k = c->top_k, d = c->d_model;
     // d loss / d p into dlogits first (softmax backward then runs in place).
     // aux: d/dp_ie of E * sum_e f_e P_e = E f_e / N = E counts_e / (N k N), the same for every row.
@@ -83,6 +89,18 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
             float *dl = dlogits + (size_t)i * E;
             const float *pi = a->probs + (size_t)i * E;
             for (int e = 0; e < E; e++) dl[e] += s * pi[e];
+        }
+    }
+    if (dce != 0 && a->forced && st->n_forced) {
+        // d/dlogit_ie of mean over forced rows of (lse_i - logit_i,f) = (p_ie - [e == f]) / n_forced
+        const float s = (float)(dce / st->n_forced);
+        for (int i = 0; i < N; i++) {
+            const int f = a->forced[i];
+            if (f < 0) continue;
+            float *dl = dlogits + (size_t)i * E;
+            const float *pi = a->probs + (size_t)i * E;
+            for (int e = 0; e < E; e++) dl[e] += s * pi[e];
+            dl[f] -= s;
         }
     }
     matmul_tn(dw, dlogits, x, E, d, N, 1);

@@ -15,7 +15,13 @@
 //
 // Forced routing (DEMix, `monolith train --route-by-domain`): when `forced` is given and
 // forced[i] >= 0, token i goes to expert forced[i] alone with gate 1 (its other k-1 slots
-// are dropped); the router still computes p, aux and z, and learns only from those.
+// are dropped). A forced gate is a constant, so the language-model loss teaches the
+// router nothing about such tokens; the router is taught by a supervision term instead,
+//   router_ce = mean over the forced rows F of -log p_{i, forced[i]}
+//             = mean_{i in F} (lse_i - logit_{i, forced[i]})
+// (0 when no row is forced), with d/dlogit_ie = (p_ie - [e == forced[i]]) / |F|. It is a
+// loss term only under forced routing (engine/model.h weighs it); p, aux and z are
+// computed as usual.
 #ifndef MONOLITH_ROUTER_H
 #define MONOLITH_ROUTER_H
 
@@ -40,6 +46,8 @@ typedef struct {
     double entropy;   // mean over tokens of -sum_e p_e log p_e, in nats
     double aux;       // E * sum_e f_e P_e
     double z;         // mean logsumexp^2
+    double router_ce; // forced routing: mean over forced rows of -log p_forced (0: none forced)
+    int n_forced;     // rows with forced[i] >= 0 in the last forward
 } mo_router_stats;
 
 // Forward for N rows x[N, d] with router weights w[E, d]. Fills `a` and `st`. `forced`
@@ -47,11 +55,12 @@ typedef struct {
 void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
                     int N, const int *forced);
 
-// Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux and dz are the
-// weights of this layer's aux and z in the loss (aux_coef / n_moe_layers times the loss
-// scale, likewise z). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] and dx[N, d].
+// Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux, dz and dce
+// are the weights of this layer's aux, z and router_ce in the loss (aux_coef /
+// n_moe_layers times the loss scale, likewise z and the router cross-entropy; dce acts
+// only on forced rows). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] and dx[N, d].
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
-                     double daux, double dz, float *dlogits, const float *x, const float *w, float *dw, float *dx,
-                     int N);
+                     double daux, double dz, double dce, float *dlogits, const float *x, const float *w, float *dw,
+                     float *dx, int N);
 
 #endif

@@ -1,7 +1,8 @@
 // engine_model_fd.c: the float model's analytic gradients against central finite
 // differences of an independent double-precision reference forward (tests/model_ref.h),
 // for a sample of every parameter tensor, on the tiny preset and on variants covering a
-// dense layer, a shared expert, norm_topk 0, top-1, one kv head, and forced routing.
+// dense layer, a shared expert, norm_topk 0, top-1, one kv head, and forced routing with
+// and without the router cross-entropy term (model_set_router_ce).
 //
 // Routing has kinks where a token's top-k set changes. Weights are drawn (std 0.1, norms
 // 1 + 0.1 N(0,1), so every gradient is sizeable) with seeds tried in order until every
@@ -29,11 +30,12 @@ typedef struct {
     double *p;
     int *tokens, *targets;
     const int *forced;
+    double router_ce;
 } fd_ctx;
 
 static double loss_fn(void *ctx) {
     fd_ctx *c = ctx;
-    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, B_, T_).loss;
+    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, c->router_ce, B_, T_).loss;
 }
 
 static void draw(const mo_param_table *pt, float *params, int *tokens, int *targets, uint64_t seed) {
@@ -56,7 +58,7 @@ static void draw(const mo_param_table *pt, float *params, int *tokens, int *targ
     }
 }
 
-static void run_config(const char *what, const char *const *overrides, const int *forced) {
+static void run_config(const char *what, const char *const *overrides, const int *forced, double router_ce) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
     for (int i = 0; overrides[i]; i += 2) ck_assert_int_eq(config_set(&c, overrides[i], overrides[i + 1]), 0);
@@ -74,7 +76,7 @@ static void run_config(const char *what, const char *const *overrides, const int
         ck_assert_msg(seed < 200, "%s: no seed in 100..199 keeps every token %g from a top-k tie", what, MARGIN);
         draw(&pt, params, tokens, targets, seed);
         tu_to_f64(p64, params, pt.numel);
-        ref = ref_model_forward(&pt, p64, tokens, targets, forced, B_, T_);
+        ref = ref_model_forward(&pt, p64, tokens, targets, forced, router_ce, B_, T_);
         if (ref.min_margin >= MARGIN) break;
     }
     ck_assert(ref.min_margin >= MARGIN);
@@ -82,13 +84,17 @@ static void run_config(const char *what, const char *const *overrides, const int
     mo_model m;
     ck_assert_msg(model_alloc(&m, &pt, B_, T_) == 0, "%s", mo_error());
     model_set_forced_experts(&m, forced);
+    model_set_router_ce(&m, router_ce);
     ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
     double le = fabs(m.loss - ref.loss) / fabs(ref.loss);
     ck_assert_msg(le < 1e-5, "%s: float loss %.9g vs reference %.9g", what, m.loss, ref.loss);
     ck_assert_msg(fabs(m.aux - ref.aux) < 1e-5 && fabs(m.z - ref.z) < 1e-5 * fmax(1, ref.z), "%s: aux/z", what);
+    ck_assert_msg(fabs(m.router_ce - ref.router_ce) < 1e-5 * fmax(1, ref.router_ce), "%s: router_ce %.9g vs %.9g",
+                  what, m.router_ce, ref.router_ce);
+    ck_assert_msg((ref.router_ce > 0) == (forced != NULL), "%s: router_ce %g", what, ref.router_ce);
     ck_assert_int_eq(model_backward(&m, params, grads, 1.0f), 0);
 
-    fd_ctx ctx = {&pt, p64, tokens, targets, forced};
+    fd_ctx ctx = {&pt, p64, tokens, targets, forced, router_ce};
     double worst = 0;
     for (int i = 0; i < pt.n; i++) {
         const mo_tensor *t = &pt.t[i];
@@ -129,7 +135,7 @@ static void run_config(const char *what, const char *const *overrides, const int
     params_table_free(&pt);
 }
 
-START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}, NULL); }
+START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}, NULL, 0); }
 END_TEST
 
 START_TEST(test_fd_dense_shared_norm0) {
@@ -137,14 +143,14 @@ START_TEST(test_fd_dense_shared_norm0) {
                (const char *const[]){"moe-layers", "0,1", "d-ff-dense", "48", "n-shared-experts", "2", "d-ff-shared",
                                      "16", "norm-topk", "0", "n-kv-heads", "1", "aux-coef", "0.1", "z-coef", "0.01",
                                      NULL},
-               NULL);
+               NULL, 0);
 }
 END_TEST
 
 START_TEST(test_fd_top1) {
     run_config("tiny top-1 of 6, norm_topk 0", (const char *const[]){"top-k", "1", "n-experts", "6", "norm-topk", "0",
                                                                      "aux-coef", "0.1", NULL},
-               NULL);
+               NULL, 0);
 }
 
 // Route-by-domain: rows of the first sequence forced to experts 0..3 in turn (to 3 and
@@ -154,7 +160,21 @@ START_TEST(test_fd_forced_rows) {
     int forced[B_ * T_];
     for (int i = 0; i < B_ * T_; i++) forced[i] = i < T_ ? i % 4 : (i % 2 ? -1 : (i % 4 == 0 ? 3 : 1));
     run_config("tiny, forced experts on 3/4 of the rows", (const char *const[]){"aux-coef", "0.1", "z-coef", "0.01", NULL},
-               forced);
+               forced, 0);
+}
+END_TEST
+
+// The same with the router cross-entropy against the forced experts in the loss: its
+// gradient reaches the router (and through the router input, every earlier tensor).
+// Weight 0.7 so that the term is not hidden behind a coefficient of 1; top-1 of 6 with
+// norm_topk 0 as well, where a forced row's gate must still be exactly 1.
+START_TEST(test_fd_forced_router_ce) {
+    int forced[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) forced[i] = i < T_ ? i % 4 : (i % 2 ? -1 : (i % 4 == 0 ? 3 : 1));
+    run_config("tiny, forced rows, router_ce 0.7", (const char *const[]){"aux-coef", "0.1", "z-coef", "0.01", NULL},
+               forced, 0.7);
+    run_config("top-1 of 6, forced rows, router_ce 0.7",
+               (const char *const[]){"top-k", "1", "n-experts", "6", "norm-topk", "0", NULL}, forced, 0.7);
 }
 END_TEST
 
@@ -166,6 +186,7 @@ int main(void) {
     tcase_add_test(tc, test_fd_dense_shared_norm0);
     tcase_add_test(tc, test_fd_top1);
     tcase_add_test(tc, test_fd_forced_rows);
+    tcase_add_test(tc, test_fd_forced_router_ce);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

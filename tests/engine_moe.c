@@ -149,7 +149,7 @@ START_TEST(test_router_forced_rows) {
     int experts[N * k], forced[N];
     int64_t counts[E];
     mo_router_acts a = {logits, probs, lse, experts, topv, gates, NULL};
-    mo_router_stats st = {counts, 0, 0, 0};
+    mo_router_stats st = {counts, 0, 0, 0, 0, 0};
     for (int i = 0; i < N; i++) forced[i] = i % 3 == 0 ? i % E : -1;
     router_forward(&c, &a, &st, x, w, N, forced);
     int64_t slots = 0;
@@ -180,14 +180,14 @@ START_TEST(test_router_forced_rows) {
             for (int j = 0; j < k; j++) dg2[i * k + j] = 5.0f;
     float *dw1 = calloc((size_t)E * d, sizeof(float)), *dw2 = calloc((size_t)E * d, sizeof(float));
     float *dx1 = calloc((size_t)N * d, sizeof(float)), *dx2 = calloc((size_t)N * d, sizeof(float));
-    router_backward(&c, &a, &st, dg1, 0.01, 0.001, dl, x, w, dw1, dx1, N);
-    router_backward(&c, &a, &st, dg2, 0.01, 0.001, dl, x, w, dw2, dx2, N);
+    router_backward(&c, &a, &st, dg1, 0.01, 0.001, 0, dl, x, w, dw1, dx1, N);
+    router_backward(&c, &a, &st, dg2, 0.01, 0.001, 0, dl, x, w, dw2, dx2, N);
     ck_assert_int_eq(memcmp(dw1, dw2, (size_t)E * d * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(dx1, dx2, (size_t)N * d * sizeof(float)), 0);
     // ... but a non-forced row's gate gradient does flow.
     dg2[1 * k] += 1.0f;
     memset(dw2, 0, (size_t)E * d * sizeof(float));
-    router_backward(&c, &a, &st, dg2, 0.01, 0.001, dl, x, w, dw2, dx2, N);
+    router_backward(&c, &a, &st, dg2, 0.01, 0.001, 0, dl, x, w, dw2, dx2, N);
     ck_assert(memcmp(dw1, dw2, (size_t)E * d * sizeof(float)) != 0);
     free(x), free(w), free(dw1), free(dw2), free(dx1), free(dx2);
 }

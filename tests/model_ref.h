@@ -8,7 +8,9 @@
 // a finite-difference test can assert it sits far from a routing kink.
 //
 // `forced` (may be NULL) is the route-by-domain hook of engine/router.h: a row with
-// forced[i] >= 0 goes to that expert alone with gate 1 and counts one routed slot.
+// forced[i] >= 0 goes to that expert alone with gate 1 and counts one routed slot, and
+// router_ce_coef weighs the router's cross-entropy against the forced experts (mean
+// -log p_forced over the forced rows of a layer, averaged over MoE layers) in the loss.
 #ifndef MONOLITH_MODEL_REF_H
 #define MONOLITH_MODEL_REF_H
 
@@ -21,6 +23,7 @@
 
 typedef struct {
     double loss, ce, aux, z;
+    double router_ce;   // 0 without forced rows
     double min_margin;  // smallest top-k boundary gap in probability over MoE layers (inf if none)
 } ref_model_result;
 
@@ -39,13 +42,14 @@ static void ref_model_ffn(double *y, const double *x, const double *w1, const do
 
 // Loss of tokens/targets [B*T] under parameters `p` (a double arena laid out by `pt`).
 static ref_model_result ref_model_forward(const mo_param_table *pt, const double *p, const int *tokens,
-                                          const int *targets, const int *forced, int B, int T) {
+                                          const int *targets, const int *forced, double router_ce_coef, int B,
+                                          int T) {
     const mo_config *c = &pt->cfg;
     const int N = B * T, d = c->d_model, V = c->vocab_size, nh = c->n_heads, nkv = c->n_kv_heads;
     const int hd = c->head_dim, qd = nh * hd, kvd = nkv * hd, E = c->n_experts, k = c->top_k;
     const double eps = c->norm_eps;
 #define RP(id) (p + pt->t[(id)].offset)
-    ref_model_result res = {0, 0, 0, 0, INFINITY};
+    ref_model_result res = {0, 0, 0, 0, 0, INFINITY};
     double *h = malloc((size_t)N * d * sizeof *h), *a = malloc((size_t)N * d * sizeof *a);
     double *rstd = malloc((size_t)N * sizeof *rstd), *q = malloc((size_t)N * qd * sizeof *q);
     double *kk = malloc((size_t)N * kvd * sizeof *kk), *v = malloc((size_t)N * kvd * sizeof *v);
@@ -80,13 +84,16 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
             ref_softmax_forward(probs, logits, N, E);
             memset(counts, 0, (size_t)E * sizeof *counts);
             memset(pmean, 0, (size_t)E * sizeof *pmean);
-            double z = 0;
+            double z = 0, rce = 0;
+            int n_forced = 0;
             for (int i = 0; i < N; i++) {
                 const double *pi = probs + (size_t)i * E;
                 ref_topk_forward(idx, val, pi, 1, E, E);  // every expert, by descending p
                 int kf = k;
                 if (forced && forced[i] >= 0) {
                     idx[0] = forced[i], kf = 1;
+                    rce -= log(pi[forced[i]]);
+                    n_forced++;
                 } else if (k < E) {
                     res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
                 }
@@ -94,7 +101,7 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
                 for (int j = 0; j < kf; j++) s += val[j];
                 for (int j = 0; j < kf; j++) {
                     int e = idx[j];
-                    double g = kf < k ? 1.0 : c->norm_topk ? val[j] / s : val[j];
+                    double g = kf < k || (forced && forced[i] >= 0) ? 1.0 : c->norm_topk ? val[j] / s : val[j];
                     size_t w13 = (size_t)e * c->d_ff * d;
                     memset(ye, 0, (size_t)d * sizeof *ye);
                     ref_model_ffn(ye, a + (size_t)i * d, RP(id->w1) + w13, RP(id->w3) + w13, RP(id->w2) + w13, 1,
@@ -109,6 +116,7 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
             for (int e = 0; e < E; e++) aux += counts[e] / ((double)N * k) * pmean[e];
             res.aux += E * aux;
             res.z += z;
+            if (n_forced) res.router_ce += rce / n_forced;
             int sh = c->n_shared_experts * c->d_ff_shared;
             if (sh) ref_model_ffn(y, a, RP(id->shared_w1), RP(id->shared_w3), RP(id->shared_w2), N, sh, d, 1.0);
         }
@@ -118,8 +126,8 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
     ref_matmul_nt(logits, a, RP(pt->output), N, V, d, 0);
     ref_cross_entropy_forward(losses, logits, targets, N, V);
     for (int i = 0; i < N; i++) res.ce += losses[i] / N;
-    if (n_moe) res.aux /= n_moe, res.z /= n_moe;
-    res.loss = res.ce + c->aux_coef * res.aux + c->z_coef * res.z;
+    if (n_moe) res.aux /= n_moe, res.z /= n_moe, res.router_ce /= n_moe;
+    res.loss = res.ce + c->aux_coef * res.aux + c->z_coef * res.z + router_ce_coef * res.router_ce;
 #undef RP
     void *bufs[] = {h, a, rstd, q, kk, v, o, att, y, ye, logits, probs, lse, losses, val, pos, idx, counts, pmean};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);

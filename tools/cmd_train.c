@@ -28,6 +28,7 @@ typedef struct {
     int tty;
     int64_t log_every;
     int line_open;  // a progress line without its newline is on the terminal
+    int router_ce;  // route-by-domain: show the router cross-entropy
 } ui;
 
 static void fmt_time(double s, char *buf, size_t cap) {
@@ -47,13 +48,18 @@ static void ui_step(void *ctx, const train_progress *p) {
     char eta[32], el[32];
     fmt_time(p->eta_s, eta, sizeof eta);
     fmt_time(p->elapsed_s, el, sizeof el);
+    // The router term is shown only where it exists (route-by-domain).
+    char rce[48] = "";
     if (u->tty) {
-        fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  ce %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %s elapsed  ETA %s",
-                (long long)p->step, (long long)p->total, p->loss, p->ce, p->lr, p->grad_norm, p->tokens_per_s, el, eta);
+        if (u->router_ce) snprintf(rce, sizeof rce, "  router_ce %.3f", p->router_ce);
+        fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  ce %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s  %s elapsed  ETA %s",
+                (long long)p->step, (long long)p->total, p->loss, p->ce, rce, p->lr, p->grad_norm, p->tokens_per_s, el,
+                eta);
         u->line_open = 1;
     } else if (p->step % u->log_every == 0 || p->step == p->total || p->step == 1) {
-        fprintf(stderr, "step %lld/%lld loss %.4f ce %.4f aux %.4f z %.3f lr %.3e grad_norm %.4f tok/s %.0f elapsed %s eta %s\n",
-                (long long)p->step, (long long)p->total, p->loss, p->ce, p->aux, p->z, p->lr, p->grad_norm,
+        if (u->router_ce) snprintf(rce, sizeof rce, " router_ce %.4f", p->router_ce);
+        fprintf(stderr, "step %lld/%lld loss %.4f ce %.4f aux %.4f z %.3f%s lr %.3e grad_norm %.4f tok/s %.0f elapsed %s eta %s\n",
+                (long long)p->step, (long long)p->total, p->loss, p->ce, p->aux, p->z, rce, p->lr, p->grad_norm,
                 p->tokens_per_s, el, eta);
     }
     fflush(stderr);
@@ -108,7 +114,8 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    ui u = {.tty = isatty(STDERR_FILENO), .log_every = o.log_every > 0 ? o.log_every : 10};
+    ui u = {.tty = isatty(STDERR_FILENO), .log_every = o.log_every > 0 ? o.log_every : 10,
+            .router_ce = trainer_route_by_domain(t)};
     train_hooks h = {.on_step = ui_step, .on_eval = ui_eval, .on_save = ui_save, .ctx = &u, .stop = &stop_requested};
     rc = trainer_run(t, &h);
     end_line(&u);

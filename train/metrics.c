@@ -55,6 +55,7 @@ int metrics_write_step(metrics_log *m, const metrics_step *s) {
     put_num(f, "ce", s->ce, 0);
     put_num(f, "aux", s->aux, 0);
     put_num(f, "z", s->z, 0);
+    put_num(f, "router_ce", s->router_ce, 0);
     put_num(f, "lr", s->lr, 0);
     put_num(f, "grad_norm", s->grad_norm, 0);
     put_num(f, "tokens_per_s", s->tokens_per_s, 0);

@@ -1,7 +1,7 @@
 // metrics.h: the run folder's metrics.jsonl, one JSON object per line, flushed as written
 // so a plot or `tail -f` sees every step.
 //
-//   {"type": "train", "step": 12, "loss": .., "ce": .., "aux": .., "z": .., "lr": ..,
+//   {"type": "train", "step": 12, "loss": .., "ce": .., "aux": .., "z": .., "router_ce": .., "lr": ..,
 //    "grad_norm": .., "tokens_per_s": .., "tokens_seen": .., "elapsed_s": ..,
 //    "expert_tokens": {"0": [n_0, .., n_E-1], "1": [...]}}     (key: MoE layer index)
 //   {"type": "eval", "step": 100, "val": {"code": {"loss": .., "ppl": .., "tokens": ..}, ...},
@@ -22,6 +22,7 @@ typedef struct {
 typedef struct {
     int64_t step, tokens_seen;
     double loss, ce, aux, z, lr, grad_norm, tokens_per_s, elapsed_s;
+    double router_ce;        // route-by-domain: router cross-entropy against the forced experts (0 otherwise)
     int n_moe;               // MoE layers reported
     const int *moe_layer;    // [n_moe] their layer indices
     int n_experts;

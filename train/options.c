@@ -35,6 +35,7 @@ static const opt_def opts[] = {
     {"tokenizer", OT_STR, S(tokenizer), 0, "FILE", ".tiktoken the token sets were made with (--init: optional)"},
     {"data", OT_DATA, F(data), 0, 0, "NAME=FILE[:W]", "a domain's token set and sampling weight (repeat)"},
     {"route-by-domain", OT_FLAG, F(route_by_domain), 0, 0, 0, "DEMix: each domain's tokens go to its expert (by /experts domain or name, else domain i to expert i)"},
+    {"router-ce", OT_F64, F(router_ce), 0, 0, "COEF", "with --route-by-domain: weight of the router's cross-entropy against the forced experts (teaches the router the domains; 0: off)"},
     {"steps", OT_I64, F(steps), 0, 0, "N", "optimizer steps of the run"},
     {"batch", OT_INT, F(batch), 0, 0, "B", "sequences per micro-batch"},
     {"seq", OT_INT, F(seq), 0, 0, "T", "tokens per sequence (<= the model's max_seq_len)"},
@@ -66,6 +67,7 @@ static const opt_def opts[] = {
 void train_opts_defaults(train_opts *o) {
     memset(o, 0, sizeof *o);
     o->steps = 1000;
+    o->router_ce = 1.0;
     o->batch = 8, o->seq = 128, o->grad_accum = 1;
     o->lr = 1e-3, o->lr_floor = 0.1;
     snprintf(o->schedule, sizeof o->schedule, "cosine");

@@ -39,6 +39,7 @@ typedef struct {
     train_data_spec data[TRAIN_MAX_DOMAINS];
     int n_data;
     int route_by_domain;
+    double router_ce;  // route-by-domain: weight of the router's cross-entropy against the forced experts
     // Steps and batches.
     int64_t steps;
     int batch, seq, grad_accum;

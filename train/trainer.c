@@ -87,6 +87,7 @@ static int validate_numbers(const train_opts *o) {
     if (!(o->beta2 >= 0 && o->beta2 < 1)) return mo_errorf("--beta2 must be in [0, 1), not %g", o->beta2);
     if (!(o->eps > 0)) return mo_errorf("--eps must be positive, not %g", o->eps);
     if (o->clip < 0) return mo_errorf("--clip must be >= 0 (0: off), not %g", o->clip);
+    if (o->router_ce < 0) return mo_errorf("--router-ce must be >= 0 (0: off), not %g", o->router_ce);
     if (o->keep < 1) return mo_errorf("--keep must be at least 1, not %d", o->keep);
     if (o->eval_every < 0) return mo_errorf("--eval-every must be >= 0, not %lld", (long long)o->eval_every);
     if (o->eval_batches < 1) return mo_errorf("--eval-batches must be at least 1, not %lld", (long long)o->eval_batches);
@@ -267,7 +268,7 @@ static int allocate(trainer *t) {
     if (model_alloc(&t->model, pt, o->batch, o->seq)) return -1;
     mo_precision prec;
     if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
-    if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced);
+    if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);
     return 0;
 }
 
@@ -432,6 +433,7 @@ err:
 
 const char *trainer_summary(const trainer *t) { return t->summary; }
 const char *trainer_out(const trainer *t) { return t->o.out; }
+int trainer_route_by_domain(const trainer *t) { return t->o.route_by_domain; }
 
 void trainer_close(trainer *t) {
     if (!t) return;
@@ -545,12 +547,13 @@ int trainer_run(trainer *t, const train_hooks *h) {
         double lr = schedule_lr(&t->sched, t->st.step);
         memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
-        double loss = 0, ce = 0, aux = 0, z = 0;
+        double loss = 0, ce = 0, aux = 0, z = 0, rce = 0;
         for (int a = 0; a < A; a++) {
             loader_next(t->ld, t->window, t->domain);
             split_window(t);
             if (model_forward(&t->model, t->ck.params, t->tokens, t->targets)) return -1;
             loss += t->model.loss / A, ce += t->model.ce / A, aux += t->model.aux / A, z += t->model.z / A;
+            rce += t->model.router_ce / A;
             if (!isfinite(t->model.loss)) break;
             if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)A)) return -1;
             for (int l = 0; l < t->n_moe; l++)
@@ -583,11 +586,12 @@ int trainer_run(trainer *t, const train_hooks *h) {
 
         double now = now_seconds(), dt = now - ts, el = now - t0;
         train_progress p = {.step = t->st.step, .total = o->steps, .tokens_seen = t->st.tokens_seen, .loss = loss,
-                            .ce = ce, .aux = aux, .z = z, .lr = lr, .grad_norm = norm,
+                            .ce = ce, .aux = aux, .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm,
                             .tokens_per_s = dt > 0 ? tokens_per_step / dt : 0, .elapsed_s = el};
         p.eta_s = el / (double)(t->st.step - first) * (double)(o->steps - t->st.step);
         metrics_step ms = {.step = t->st.step, .tokens_seen = t->st.tokens_seen, .loss = loss, .ce = ce, .aux = aux,
-                           .z = z, .lr = lr, .grad_norm = norm, .tokens_per_s = p.tokens_per_s, .elapsed_s = el,
+                           .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm, .tokens_per_s = p.tokens_per_s,
+                           .elapsed_s = el,
                            .n_moe = t->n_moe, .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts};
         if (metrics_write_step(&t->metrics, &ms)) return -1;
         if (h && h->on_step) h->on_step(h->ctx, &p);

@@ -18,6 +18,7 @@ typedef struct {
     int64_t step, total;  // completed steps of the run
     int64_t tokens_seen;
     double loss, ce, aux, z, lr, grad_norm;
+    double router_ce;     // route-by-domain: the router's cross-entropy against the forced experts (else 0)
     double tokens_per_s;  // this step
     double elapsed_s;     // wall time of this invocation's steps
     double eta_s;         // remaining steps at the average rate of this invocation
@@ -51,6 +52,9 @@ int trainer_run(trainer *t, const train_hooks *hooks);
 
 // The run folder.
 const char *trainer_out(const trainer *t);
+
+// 1 if the run routes by domain (its options or, resumed, its run.ini), else 0.
+int trainer_route_by_domain(const trainer *t);
 
 void trainer_close(trainer *t);
 

@@ -17,6 +17,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
+#include "kernels/spin_barrier.h"
 #include "kernels/swiglu.h"
 #include "kernels/topk.h"
 
@@ -42,8 +43,6 @@ struct infer_ctx {
     float *rstd;                 // [rows]
     float *q, *o;                // [rows, n_heads*head_dim]
     float *k, *v;                // [rows, n_kv_heads*head_dim]
-    float *qkv1;                 // [(n_heads + 2*n_kv_heads) * head_dim] q, k, v of one row
-    int qkv_adjacent;            // every layer's wq, wk, wv are contiguous in the arena
     float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
     float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
     float *probs;                // [rows, E] router probabilities
@@ -69,8 +68,14 @@ struct infer_ctx {
     int8_t *q8;
     float *q8_scale;
     float *deq;
-    gemv_task *tasks;            // [2 * E + 2] products of one decode step
-    gemv_term *down;             // [E + 1] down products of one decode step
+
+    // Single-token decode (decode_one): one parallel region of up to max_threads threads,
+    // each with its own normed input and routing (thread t's at t * tstride floats of
+    // tbuf and t * kstride ints of tidx, cache-line apart), meeting at `bar`.
+    int max_threads, tstride, kstride;
+    float *tbuf;                 // per thread: a [d], probs [E], gates [k], each padded
+    int *tidx;                   // per thread: chosen experts [k], padded
+    spin_barrier bar;
 };
 
 // ---------------------------------------------------------------------------- products
@@ -120,34 +125,35 @@ static const float *P(const infer_ctx *s, int id) { return params_at_c(s->pt, s-
 // The weights of tensor `id` for the products (fp32 or 8-bit).
 static gemv_w Wt(const infer_ctx *s, int id) { return s->w[id]; }
 
-// Router of MoE layer l over rows (from s->a): probabilities, top-k, gates in s->tk_idx,
-// s->tk_val; recorded for infer_routing when `record`. Returns k.
-static int route_rows(infer_ctx *s, int l, int rows, int record) {
+// Router of MoE layer l over rows a[rows, d]: probabilities in probs[rows, E], the top-k
+// experts and their gates in idx[rows, k], val[rows, k]; recorded for infer_routing when
+// `record`. Returns k.
+static int route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, E = c->n_experts;
     const int k = c->top_k < s->n_allowed ? c->top_k : s->n_allowed;
 
-    linear(s, s->probs, s->a, (gemv_w){.f = P(s, L->router)}, rows, E, d, 0);
-    softmax_forward(s->probs, s->probs, rows, E);
+    linear(s, probs, a, (gemv_w){.f = P(s, L->router)}, rows, E, d, 0);
+    softmax_forward(probs, probs, rows, E);
     if (s->n_allowed < E) {
         // Renormalize over the allowed experts; the others get -1 so top-k never picks them.
         for (int r = 0; r < rows; r++) {
-            float *p = s->probs + (size_t)r * E, sum = 0;
+            float *p = probs + (size_t)r * E, sum = 0;
             for (int e = 0; e < E; e++) sum += s->allowed[e] ? p[e] : 0.0f;
             for (int e = 0; e < E; e++)
                 p[e] = !s->allowed[e] ? -1.0f : sum > 0 ? p[e] / sum : 1.0f / s->n_allowed;
         }
     }
-    topk_forward(s->tk_idx, s->tk_val, s->probs, rows, E, k);
+    topk_forward(idx, val, probs, rows, E, k);
     for (int r = 0; r < rows; r++) {
-        float *g = s->tk_val + (size_t)r * k, sum = 0;
+        float *g = val + (size_t)r * k, sum = 0;
         for (int j = 0; j < k; j++) sum += g[j];
         if (c->norm_topk)
             for (int j = 0; j < k; j++) g[j] /= sum;
         if (record) {
             size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
-            memcpy(s->route_idx + at, s->tk_idx + (size_t)r * k, (size_t)k * sizeof(int));
+            memcpy(s->route_idx + at, idx + (size_t)r * k, (size_t)k * sizeof(int));
             memcpy(s->route_gate + at, g, (size_t)k * sizeof(float));
         }
     }
@@ -159,7 +165,7 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, E = c->n_experts, dff = c->d_ff;
-    const int k = route_rows(s, l, rows, record);
+    const int k = route(s, l, rows, s->a, s->probs, s->tk_idx, s->tk_val, record);
 
     // Counting sort of the rows*k slots by expert (stable: row order within an expert).
     memset(s->fill, 0, (size_t)E * sizeof *s->fill);
@@ -248,53 +254,6 @@ static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
     attention_forward(s->o, s->att, s->q, s->k, s->v, g, T, nh, nkv, hd);
 }
 
-// The FFN of layer l for ONE decode row (s->a -> s->x += ...): the gate and up
-// products of every chosen expert (and the shared or dense FFN) in one threaded run,
-// SwiGLU, then all the down products summed into x, each weighted by its gate, in
-// another: two fork/joins for the whole FFN, each weight read once.
-static void ffn_one(infer_ctx *s, int l) {
-    const mo_config *c = &s->c;
-    const mo_layer_ids *L = &s->pt->layer[l];
-    const int d = c->d_model;
-    gemv_task *t = s->tasks;
-    int nt = 0, k = 0, hidden = 0;
-    gemv_term *down = s->down;
-    int n_down = 0;
-    // up: (w1 -> h1, w3 -> h3) per FFN, side by side in the hidden rows
-    const int dff = c->d_ff;
-    if (L->is_moe) {
-        k = route_rows(s, l, 1, 1);
-        for (int j = 0; j < k; j++) {
-            int e = s->tk_idx[j];
-            float *h1 = s->h1 + (size_t)hidden, *h3 = s->h3 + (size_t)hidden;
-            t[nt++] = (gemv_task){.y = h1, .rows = dff, .n_terms = 1,
-                                  .t = {{gemv_w_rows(Wt(s, L->w1), (size_t)e * dff, d), s->a, d, 1.0f}}};
-            t[nt++] = (gemv_task){.y = h3, .rows = dff, .n_terms = 1,
-                                  .t = {{gemv_w_rows(Wt(s, L->w3), (size_t)e * dff, d), s->a, d, 1.0f}}};
-            down[n_down++] = (gemv_term){gemv_w_rows(Wt(s, L->w2), (size_t)e * d, dff), h1, dff, s->tk_val[j]};
-            hidden += dff;
-        }
-    }
-    int w1 = L->is_moe ? L->shared_w1 : L->ffn_w1, w3 = L->is_moe ? L->shared_w3 : L->ffn_w3;
-    int w2 = L->is_moe ? L->shared_w2 : L->ffn_w2;
-    if (w1 >= 0) {
-        int h = L->is_moe ? c->n_shared_experts * c->d_ff_shared : c->d_ff_dense;
-        float *h1 = s->h1 + (size_t)hidden, *h3 = s->h3 + (size_t)hidden;
-        t[nt++] = (gemv_task){.y = h1, .rows = h, .n_terms = 1, .t = {{Wt(s, w1), s->a, d, 1.0f}}};
-        t[nt++] = (gemv_task){.y = h3, .rows = h, .n_terms = 1, .t = {{Wt(s, w3), s->a, d, 1.0f}}};
-        down[n_down++] = (gemv_term){Wt(s, w2), h1, h, 1.0f};
-        hidden += h;
-    }
-    gemv_run(t, nt);
-    swiglu_forward(s->h1, s->h1, s->h3, (size_t)hidden);
-    // down: x += sum of the terms, GEMV_MAX_TERMS at a time
-    for (int i = 0; i < n_down; i += GEMV_MAX_TERMS) {
-        gemv_task dt = {.y = s->x, .rows = d, .acc = 1, .n_terms = 0};
-        for (int j = i; j < n_down && j < i + GEMV_MAX_TERMS; j++) dt.t[dt.n_terms++] = down[j];
-        gemv_run(&dt, 1);
-    }
-}
-
 // Every layer over s->x[rows, d] (embedded, positions in s->pos). prefill_T > 0: the
 // rows are prefill_g sequences of prefill_T tokens starting at sequence `first`;
 // otherwise a decode block of sequences seqs[rows].
@@ -302,28 +261,13 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
     const mo_config *c = &s->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const float eps = (float)c->norm_eps;
-    const int one = rows == 1 && prefill_T == 0;  // single-token decode: matrix-vector products only
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->attn_norm), rows, d, eps);
         float *q = s->q, *k = s->k, *v = s->v;
-        if (one) {
-            q = s->qkv1, k = q + nh * hd, v = k + nkv * hd;
-            gemv_task t[3] = {{.y = q, .rows = nh * hd, .n_terms = 1, .t = {{Wt(s, L->wq), s->a, d, 1.0f}}},
-                              {.y = k, .rows = nkv * hd, .n_terms = 1, .t = {{Wt(s, L->wk), s->a, d, 1.0f}}},
-                              {.y = v, .rows = nkv * hd, .n_terms = 1, .t = {{Wt(s, L->wv), s->a, d, 1.0f}}}};
-            if (s->qkv_adjacent) {
-                // wq, wk, wv lie one after the other: one product of all their rows.
-                t[0].rows = (nh + 2 * nkv) * hd;
-                gemv_run(t, 1);
-            } else {
-                gemv_run(t, 3);
-            }
-        } else {
-            linear(s, q, s->a, Wt(s, L->wq), rows, nh * hd, d, 0);
-            linear(s, k, s->a, Wt(s, L->wk), rows, nkv * hd, d, 0);
-            linear(s, v, s->a, Wt(s, L->wv), rows, nkv * hd, d, 0);
-        }
+        linear(s, q, s->a, Wt(s, L->wq), rows, nh * hd, d, 0);
+        linear(s, k, s->a, Wt(s, L->wk), rows, nkv * hd, d, 0);
+        linear(s, v, s->a, Wt(s, L->wv), rows, nkv * hd, d, 0);
         rope_forward(q, s->pos, s->rope_cos, s->rope_sin, rows, nh, hd);
         rope_forward(k, s->pos, s->rope_cos, s->rope_sin, rows, nkv, hd);
         if (prefill_T > 0)
@@ -332,9 +276,7 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
             attend_cached(s, l, rows, seqs, q, k, v);
         linear(s, s->x, s->o, Wt(s, L->wo), rows, d, nh * hd, 1);
         rmsnorm_forward(s->a, s->rstd, s->x, P(s, L->ffn_norm), rows, d, eps);
-        if (one)
-            ffn_one(s, l);
-        else if (L->is_moe)
+        if (L->is_moe)
             moe_rows(s, l, rows, prefill_T == 0);
         else
             dense_rows(s, l, rows);
@@ -346,6 +288,150 @@ static void head(infer_ctx *s, const float *src, int n, float *logits) {
     const mo_config *c = &s->c;
     rmsnorm_forward(s->lastn, s->rstd, src, P(s, s->pt->norm), n, c->d_model, (float)c->norm_eps);
     linear(s, logits, s->lastn, Wt(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
+}
+
+// ---------------------------------------------------------------------------- one token
+
+// n rounded up to a whole number of 64-byte cache lines of floats (or ints).
+static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+
+// [lo, hi) of n units for thread t of nt: contiguous, sizes within `align` of each
+// other, cut at multiples of `align` (so that threads writing neighbouring outputs do
+// not share a cache line).
+static void split(int n, int align, int t, int nt, int *lo, int *hi) {
+    const int blocks = (n + align - 1) / align;
+    *lo = (int)((long)blocks * t / nt) * align;
+    *hi = (int)((long)blocks * (t + 1) / nt) * align;
+    if (*lo > n) *lo = n;
+    if (*hi > n) *hi = n;
+}
+
+// One of the FFNs a token passes through in a layer: its weights (views of the rows of
+// the chosen expert), hidden width and gate.
+typedef struct {
+    gemv_w w1, w3, w2;
+    int width;
+    float gate;
+} token_ffn;
+
+// How many FFNs a token passes through in layer l when its router chose idx[k] with
+// gates[k]: its k routed experts, then the shared or dense FFN if the layer has one.
+static int token_ffn_count(const infer_ctx *s, int l, int k) {
+    const mo_layer_ids *L = &s->pt->layer[l];
+    return (L->is_moe ? k : 0) + ((L->is_moe ? L->shared_w1 : L->ffn_w1) >= 0);
+}
+
+// FFN f (< token_ffn_count) of that token in layer l.
+static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const float *gates, int k, int f) {
+    const mo_config *c = &s->c;
+    const mo_layer_ids *L = &s->pt->layer[l];
+    const int d = c->d_model, dff = c->d_ff;
+    if (L->is_moe && f < k) {
+        const size_t e = (size_t)idx[f];
+        return (token_ffn){gemv_w_rows(Wt(s, L->w1), e * dff, d), gemv_w_rows(Wt(s, L->w3), e * dff, d),
+                           gemv_w_rows(Wt(s, L->w2), e * d, dff), dff, gates[f]};
+    }
+    if (L->is_moe)
+        return (token_ffn){Wt(s, L->shared_w1), Wt(s, L->shared_w3), Wt(s, L->shared_w2),
+                           c->n_shared_experts * c->d_ff_shared, 1.0f};
+    return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
+}
+
+// Thread t of nt computes its share of one token's step: sequence `seq` at position
+// `pos`, s->x holding the embedded token; leaves logits[V]. Every matrix product is cut
+// into nt row ranges of (nearly) equal bytes, and each output row is computed by one
+// thread in the same way whatever nt is, so the logits do not depend on the thread
+// count. Between dependent steps the threads meet at s->bar; the small serial steps
+// (norms, router, top-k) run on every thread into its own buffers, which saves a meeting.
+static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int t, int nt) {
+    const mo_config *c = &s->c;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, S = s->max_seq;
+    const int group = nh / nkv, E = c->n_experts, qd = nh * hd;
+    const float eps = (float)c->norm_eps;
+    float *a = s->tbuf + (size_t)t * s->tstride, *probs = a + pad16(d), *gates = probs + pad16(E);
+    int *idx = s->tidx + (size_t)t * s->kstride, phase = 0, lo, hi;
+    float rstd;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &s->pt->layer[l];
+        float *K = kvcache_k(&s->kv, l, seq), *V = kvcache_v(&s->kv, l, seq);
+        rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
+        // q, k, v by heads (nh + 2 nkv of them): rotated where computed; k and v straight
+        // into their cache slots.
+        split(nh + 2 * nkv, 1, t, nt, &lo, &hi);
+        for (int h = lo; h < hi; h++) {
+            if (h < nh) {
+                float *y = s->q + (size_t)h * hd;
+                gemv(y, gemv_w_rows(Wt(s, L->wq), (size_t)h * hd, d), a, hd, d, 1.0f, 0);
+                rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
+            } else if (h < nh + nkv) {
+                const int g = h - nh;
+                float *y = K + ((size_t)g * S + pos) * hd;
+                gemv(y, gemv_w_rows(Wt(s, L->wk), (size_t)g * hd, d), a, hd, d, 1.0f, 0);
+                rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
+            } else {
+                const int g = h - nh - nkv;
+                gemv(V + ((size_t)g * S + pos) * hd, gemv_w_rows(Wt(s, L->wv), (size_t)g * hd, d), a, hd, d, 1.0f,
+                     0);
+            }
+        }
+        spin_barrier_wait(&s->bar, nt, &phase);
+        // attention by query heads (consecutive heads share a kv head)
+        split(nh, 1, t, nt, &lo, &hi);
+        for (int h = lo; h < hi; h++) {
+            const size_t kv = (size_t)(h / group) * S * hd;
+            attention_decode_head(s->o + (size_t)h * hd, s->scores + (size_t)h * S, s->q + (size_t)h * hd, K + kv,
+                                  V + kv, pos + 1, hd);
+        }
+        spin_barrier_wait(&s->bar, nt, &phase);
+        // x += wo o, by rows of x
+        split(d, 16, t, nt, &lo, &hi);
+        gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
+        spin_barrier_wait(&s->bar, nt, &phase);
+        rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
+        int k = 0;
+        if (L->is_moe) k = route(s, l, 1, a, probs, idx, gates, t == 0);
+        const int nf = token_ffn_count(s, l, k);
+        // gate and up: the hidden units of all the FFNs side by side (h1, h3), cut by units;
+        // SwiGLU on the units a thread computed.
+        int units = 0;
+        for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
+        split(units, 16, t, nt, &lo, &hi);
+        for (int f = 0, base = 0; f < nf && base < hi; f++) {
+            const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
+            const int r0 = lo > base ? lo - base : 0, r1 = hi - base < F.width ? hi - base : F.width;
+            if (r1 > r0) {
+                float *h1 = s->h1 + base + r0, *h3 = s->h3 + base + r0;
+                gemv(h1, gemv_w_rows(F.w1, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
+                gemv(h3, gemv_w_rows(F.w3, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
+                swiglu_forward(h1, h1, h3, (size_t)(r1 - r0));
+            }
+            base += F.width;
+        }
+        spin_barrier_wait(&s->bar, nt, &phase);
+        // down: x += sum over the FFNs of gate * w2 h, by rows of x
+        split(d, 16, t, nt, &lo, &hi);
+        for (int f = 0, base = 0; f < nf; f++) {
+            const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
+            gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
+            base += F.width;
+        }
+        spin_barrier_wait(&s->bar, nt, &phase);
+    }
+    rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
+    split(c->vocab_size, 16, t, nt, &lo, &hi);
+    gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
+}
+
+// One token of sequence seq: the whole step in one parallel region (see
+// decode_one_thread), instead of a fork and join per product.
+static void decode_one(infer_ctx *s, int seq, int token, float *logits) {
+    const int d = s->c.d_model, pos = s->kv.len[seq];
+    memcpy(s->x, P(s, s->pt->tok_embeddings) + (size_t)token * d, (size_t)d * sizeof(float));
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > s->max_threads) nt = s->max_threads;
+    spin_barrier_reset(&s->bar);
+#pragma omp parallel num_threads(nt)
+    decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }
 
 static int check_tokens(const infer_ctx *s, const int *tokens, size_t n) {
@@ -399,10 +485,14 @@ int infer_decode(infer_ctx *s, int B, const int *seqs, const int *tokens, float 
         s->pos[i] = s->kv.len[b];
     }
     if (check_tokens(s, tokens, (size_t)B)) return -1;
-    embedding_forward(s->x, tokens, P(s, s->pt->tok_embeddings), B, s->c.d_model);
-    run_layers(s, B, 0, 0, 0, sq);
+    if (B == 1) {
+        decode_one(s, sq[0], tokens[0], logits);
+    } else {
+        embedding_forward(s->x, tokens, P(s, s->pt->tok_embeddings), B, s->c.d_model);
+        run_layers(s, B, 0, 0, 0, sq);
+        head(s, s->x, B, logits);
+    }
     for (int i = 0; i < B; i++) s->kv.len[sq[i]]++;
-    head(s, s->x, B, logits);
     s->route_rows = B;
     return 0;
 }
@@ -558,7 +648,6 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->o, R * qd);
     ALLOC(s->k, R * kd);
     ALLOC(s->v, R * kd);
-    ALLOC(s->qkv1, qd + 2 * kd);
     ALLOC(s->att, (size_t)c->n_heads * max_seq * max_seq);
     ALLOC(s->scores, (size_t)max_batch * c->n_heads * max_seq);
     ALLOC(s->probs, R * E);
@@ -578,8 +667,11 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->route_idx, R * c->n_layers * k);
     ALLOC(s->route_gate, R * c->n_layers * k);
     ALLOC(s->w, (size_t)pt->n);
-    ALLOC(s->tasks, 2 * E + 2);
-    ALLOC(s->down, E + 1);
+    // Per-thread buffers for every thread the machine or the OpenMP setting may give.
+    s->max_threads = omp_get_max_threads() > omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
+    s->tstride = (int)(pad16(d) + pad16(E) + pad16(k)), s->kstride = (int)pad16(k);
+    ALLOC(s->tbuf, (size_t)s->max_threads * s->tstride);
+    ALLOC(s->tidx, (size_t)s->max_threads * s->kstride);
     if (fail || !s->allowed) {
         infer_free(s);
         mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",
@@ -587,12 +679,6 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
         return NULL;
     }
     rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
-    s->qkv_adjacent = 1;
-    for (int l = 0; l < c->n_layers; l++) {
-        const mo_layer_ids *L = &pt->layer[l];
-        s->qkv_adjacent &= pt->t[L->wk].offset == pt->t[L->wq].offset + pt->t[L->wq].numel &&
-                           pt->t[L->wv].offset == pt->t[L->wk].offset + pt->t[L->wk].numel;
-    }
     for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = params + pt->t[i].offset};
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;
@@ -604,10 +690,10 @@ void infer_free(infer_ctx *s) {
     if (!s) return;
     kvcache_free(&s->kv);
     void *bufs[] = {s->rope_cos, s->rope_sin, s->pos,      s->seq_of_row,      s->x,        s->a,        s->rstd,
-                    s->q,        s->o,        s->k,        s->v,        s->qkv1,        s->att,      s->scores,   s->probs,
+                    s->q,        s->o,        s->k,        s->v,        s->att,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
-                    s->route_gate, s->w, s->tasks, s->down, s->q8, s->q8_scale, s->deq};
+                    s->route_gate, s->w, s->tbuf, s->tidx, s->q8, s->q8_scale, s->deq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }

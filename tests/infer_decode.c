@@ -421,6 +421,52 @@ START_TEST(test_thread_counts) {
 }
 END_TEST
 
+// Logits of `steps` single-token decode steps after a prompt of 5 tokens, at weights w,
+// with nt threads, into out[steps, V].
+static void decode_run(const test_model *m, infer_weights w, int nt, int steps, float *out) {
+    const int V = m->c.vocab_size;
+    int tok[16];
+    random_tokens(tok, 5 + steps, V, 91);
+    threads_init(nt);
+    infer_ctx *s = infer_new(&m->pt, m->w, 1, 5 + steps);
+    ck_assert_msg(s != NULL, "%s", mo_error());
+    ck_assert_int_eq(infer_set_weights(s, w), 0);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 5, tok, out), 0);
+    for (int i = 0; i < steps; i++) ck_assert_int_eq(infer_decode(s, 1, NULL, tok + 5 + i, out + (size_t)i * V), 0);
+    infer_free(s);
+}
+
+START_TEST(test_thread_counts_bitwise) {
+    // Single-token decode gives the same bits with 1, 2 and 3 threads: every output row is
+    // computed by one thread the same way, and the serial steps run alike on every thread.
+    // bench-S's widths (2 layers) and MQA + dense + shared, fp32 and 8-bit weights.
+    const char *const *cfgs[] = {
+        (const char *const[]){"n_layers=2", NULL},
+        (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                              "d_ff_dense=160", "n_kv_heads=1", NULL},
+    };
+    const int steps = 6;
+    for (int i = 0; i < 2; i++) {
+        test_model m;
+        tm_make(&m, i == 0 ? "bench-S" : "tiny", cfgs[i], 90 + (uint64_t)i);
+        const size_t n = (size_t)steps * m.c.vocab_size;
+        float *one = malloc(sizeof(float) * n), *many = malloc(sizeof(float) * n);
+        for (int w = 0; w <= 1; w++) {
+            decode_run(&m, (infer_weights)w, 1, steps, one);
+            for (int nt = 2; nt <= 3; nt++) {
+                decode_run(&m, (infer_weights)w, nt, steps, many);
+                ck_assert_msg(!memcmp(one, many, sizeof(float) * n),
+                              "model %d, %s weights: decode logits with %d threads differ from 1 thread's", i,
+                              w ? "int8" : "f32", nt);
+            }
+        }
+        free(one), free(many);
+        tm_free(&m);
+    }
+    threads_init(0);
+}
+END_TEST
+
 START_TEST(test_int8_is_its_model) {
     // 8-bit prefill (dequantized GEMMs) and decode (8-bit matrix-vector products) compute
     // the round-tripped model to float32 accuracy: GQA, bench-S's widths, dense + shared
@@ -582,6 +628,7 @@ int main(void) {
     tcase_add_test(tc, test_batched);
     tcase_add_test(tc, test_restricted_experts);
     tcase_add_test(tc, test_thread_counts);
+    tcase_add_test(tc, test_thread_counts_bitwise);
     tcase_add_test(tc, test_int8_is_its_model);
     tcase_add_test(tc, test_int8_batched_and_switch);
     tcase_add_test(tc, test_int8_accuracy_vs_f32);

@@ -67,7 +67,7 @@ static const opt_def opts[] = {
 void train_opts_defaults(train_opts *o) {
     memset(o, 0, sizeof *o);
     o->steps = 1000;
-    o->router_ce = 1.0;
+    o->router_ce = 0.1;
     o->batch = 8, o->seq = 128, o->grad_accum = 1;
     o->lr = 1e-3, o->lr_floor = 0.1;
     snprintf(o->schedule, sizeof o->schedule, "cosine");

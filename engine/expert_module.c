@@ -521,29 +521,32 @@ static herr_t copy_one_attr(hid_t src, const char *name, const H5A_info_t *info,
     hid_t a = H5Aopen(src, name, H5P_DEFAULT);
     hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
+    // Variable-length values live in the file's global heap, which monolith never reads
+    // (libhdf5 trusts its bytes: engine/base/h5io.h); monolith writes none.
+    int vlen = H5Tis_variable_str(t) > 0 || H5Tdetect_class(t, H5T_VLEN) > 0;
     size_t sz = H5Tget_size(t) * (size_t)(n > 0 ? n : 1);
-    void *buf = calloc(1, sz);
-    herr_t rc = -1;
+    void *buf = vlen ? NULL : calloc(1, sz);
+    herr_t rc = vlen ? -2 : -1;
     if (buf && H5Aread(a, t, buf) >= 0) {
         hid_t b = H5Acreate2(*(hid_t *)dst_group, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
         if (b >= 0) rc = H5Awrite(b, t, buf), H5Aclose(b);
-        if (H5Tis_variable_str(t) > 0 || H5Tdetect_class(t, H5T_VLEN) > 0) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
     }
     free(buf);
     H5Sclose(sp), H5Tclose(t), H5Aclose(a);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? rc : 0;
 }
 
 // Copies the attributes of group `name` of `src` into a new group of the same name in
 // `dst`. (H5Ocopy would do it, but libhdf5 1.10 crashes copying a group whose many
-// attributes live in dense storage.) Returns 0 or -1.
+// attributes live in dense storage.) Returns 0, -2 for a variable-length attribute
+// (refused, not read), or -1.
 static int copy_attrs(hid_t src, const char *name, hid_t dst) {
     hid_t g = H5Gopen2(src, name, H5P_DEFAULT);
     hid_t d = H5Gcreate2(dst, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     herr_t rc = g >= 0 && d >= 0 ? H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_one_attr, &d) : -1;
     if (g >= 0) H5Gclose(g);
     if (d >= 0) H5Gclose(d);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? (int)rc : 0;  // -2: a variable-length attribute (copy_one_attr)
 }
 
 int expert_ckpt_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
@@ -558,7 +561,9 @@ int expert_ckpt_save(const char *path, const mo_checkpoint *ck, const float *m, 
         int rc = h5_exists(s, "train") ? copy_attrs(s, "train", f) : 0;
         h5_close(s);
         if (rc) {
-            mo_errorf("%s: cannot copy /train into %s", train_from, path);
+            mo_errorf("%s: cannot copy /train into %s%s", train_from, path,
+                      rc == -2 ? " (a variable-length attribute: written by an older monolith; re-create it with "
+                                 "this version)" : "");
             goto err;
         }
     }

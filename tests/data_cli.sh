@@ -72,10 +72,11 @@ import h5py, numpy as np, sys
 f = h5py.File(sys.argv[1], "r")
 tmp = sys.argv[2]
 a = f.attrs
-assert a["format"] == "monolith-tokens" and a["format_version"] == 1, dict(a)
-assert a["domain"] == "mixed" and a["vocab_size"] == 700 and a["eot_id"] == 699, dict(a)
-assert len(a["tokenizer_hash"]) == 16
-assert "doc1.txt" in a["sources"]
+# String attributes are fixed-length UTF-8: h5py gives bytes (docs/formats.md).
+assert a["format"].decode() == "monolith-tokens" and a["format_version"] == 1, dict(a)
+assert a["domain"].decode() == "mixed" and a["vocab_size"] == 700 and a["eot_id"] == 699, dict(a)
+assert len(a["tokenizer_hash"].decode()) == 16
+assert "doc1.txt" in a["sources"].decode()
 docs = {}
 for split in ("train", "val"):
     t = f[split + "/tokens"]

@@ -34,9 +34,13 @@ tmp = sys.argv[1]
 
 def check(name, want_cfg):
     f = h5py.File(f"{tmp}/{name}.h5", "r")
-    assert f.attrs["format"] == "monolith-checkpoint", f.attrs["format"]
+    # Strings are fixed-length UTF-8, NUL-padded (docs/formats.md): h5py gives bytes.
+    for k in ["format", "created_by"]:
+        t = f.attrs.get_id(k).get_type()
+        assert isinstance(f.attrs[k], bytes) and not t.is_variable_str(), (name, k, f.attrs[k])
+        assert t.get_cset() == h5py.h5t.CSET_UTF8 and t.get_strpad() == h5py.h5t.STR_NULLPAD, (name, k)
+    assert f.attrs["format"].decode() == "monolith-checkpoint", f.attrs["format"]
     assert f.attrs["format_version"] == 1 and f.attrs["format_version"].dtype == np.int64
-    assert isinstance(f.attrs["created_by"], str)
     c = f["config"].attrs
     ints = ["vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "n_experts", "top_k", "d_ff",
             "n_shared_experts", "d_ff_shared", "d_ff_dense", "max_seq_len", "norm_topk"]
@@ -88,7 +92,9 @@ def check(name, want_cfg):
     for k in ["name", "domain", "provenance"]:
         ds = f["experts/" + k]
         assert ds.shape == (E,), (name, k, ds.shape)
-        assert h5py.check_string_dtype(ds.dtype) is not None
+        sd = h5py.check_string_dtype(ds.dtype)
+        assert sd is not None and sd.length is not None and sd.encoding == "utf-8", (name, k, ds.dtype)
+        assert ds.fletcher32, (name, k)
     assert [s.decode() for s in f["experts/name"][()]] == [f"expert{e}" for e in range(E)]
     assert "tokenizer" not in f  # init writes none; the data layer adds it
     f.close()

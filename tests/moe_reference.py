@@ -387,9 +387,18 @@ def _dataset(f, path, data):
     _parent(f, path).create_dataset(path.rsplit("/", 1)[-1], data=data, track_times=False)
 
 
+def _fixed(s):
+    """A fixed-length UTF-8 string (length + 1 bytes, NUL-padded), as monolith writes every string: never
+    variable-length, which monolith refuses (docs/formats.md). h5py reads it back as bytes."""
+    b = s.encode()
+    return np.array(b, dtype=h5py.string_dtype("utf-8", len(b) + 1))
+
+
 def _strings(f, path, strs):
-    _parent(f, path).create_dataset(path.rsplit("/", 1)[-1], data=np.array(list(strs), dtype=object),
-                                    dtype=h5py.string_dtype("utf-8"), track_times=False)
+    bs = [s.encode() for s in strs]
+    width = max([len(b) for b in bs] + [0]) + 1
+    data = np.array(bs, dtype=h5py.string_dtype("utf-8", width))
+    _parent(f, path).create_dataset(path.rsplit("/", 1)[-1], data=data, track_times=False)
 
 
 def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by=CREATED_BY):
@@ -407,9 +416,9 @@ def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by
                    for e in range(E)]
 
     def write(f):
-        f.attrs["format"] = CKPT_FORMAT
+        f.attrs["format"] = _fixed(CKPT_FORMAT)
         f.attrs["format_version"] = np.int64(CKPT_VERSION)
-        f.attrs["created_by"] = created_by
+        f.attrs["created_by"] = _fixed(created_by)
         c = _group(f, "config")
         for k in INT_FIELDS:
             c.attrs[k] = np.int64(getattr(cfg, k))
@@ -503,9 +512,9 @@ def write_dump(path, cfg, res, created_by=CREATED_BY):
     Also sets format = "monolith-dump", format_version 1, created_by (attributes DESIGN does not list, so
     readers must not require them)."""
     def write(f):
-        f.attrs["format"] = "monolith-dump"
+        f.attrs["format"] = _fixed("monolith-dump")
         f.attrs["format_version"] = np.int64(1)
-        f.attrs["created_by"] = created_by
+        f.attrs["created_by"] = _fixed(created_by)
         for k in ("ce", "aux", "z", "loss"):
             f.attrs[k] = np.float64(getattr(res, k))
         _dataset(f, "logits", res.logits.astype(np.float32))
@@ -650,7 +659,8 @@ def _selftest_files(tmpdir):
         types_ok = all(a[k].dtype == np.int64 for k in INT_FIELDS) and all(a[k].dtype == np.float64 for k in REAL_FIELDS)
         types_ok &= a["moe_layers"].dtype == np.int64 and a["moe_layers"].shape == (cfg.n_layers,)
         types_ok &= f.attrs["format_version"].dtype == np.int64 and f["experts/name"].shape == (cfg.n_experts,)
-        types_ok &= h5py.check_string_dtype(f["experts/provenance"].dtype).encoding == "utf-8"
+        sd = h5py.check_string_dtype(f["experts/provenance"].dtype)
+        types_ok &= sd.encoding == "utf-8" and sd.length is not None   # fixed-length (docs/formats.md)
     ok &= _check(types_ok, "checkpoint: attribute types int64/float64, moe_layers int64[n_layers], /experts strings")
     os.remove(path)
     return ok

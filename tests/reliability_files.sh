@@ -10,7 +10,8 @@
 # --resume), token sets (train --data, eval --data), dump batches (dump --tokens),
 # vocabularies (tokenizer encode/decode, data prepare, train --tokenizer) and id lists
 # (tokenizer decode). Kinds: missing, empty, text, truncated, bit-flipped, wrong format,
-# wrong version, absurd shape (2^40 elements), NaN weights, out-of-vocab tokens.
+# wrong version, absurd shape (2^40 elements), NaN weights, out-of-vocab tokens, and
+# variable-length strings (older monolith files) over a damaged global heap.
 set -uo pipefail
 bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -54,6 +55,10 @@ refuse() {
   if [[ $what == absurd* ]] && grep -qi 'out of memory' "$tmp/err"; then
     fail "$what: tried to allocate what the header claims: $(cat "$tmp/err")"
   fi
+  # A variable-length string must be refused for what it is, by name.
+  if [[ $what == *vlen* ]] && ! grep -q 'variable-length' "$tmp/err"; then
+    fail "$what: not refused as a variable-length string: $(cat "$tmp/err")"
+  fi
 }
 
 # ---------------------------------------------------------------- good inputs
@@ -85,11 +90,33 @@ good, goodt = f"{tmp}/good.ckpt.h5", f"{tmp}/good.tokens.h5"
 def copy(src, name):
     shutil.copy(src, f"{tmp}/{name}")
     return h5py.File(f"{tmp}/{name}", "a")
+def fixed(s):  # a string as monolith writes it: fixed-length UTF-8 (docs/formats.md)
+    return np.array(s.encode(), dtype=h5py.string_dtype("utf-8", len(s.encode()) + 1))
+def vlen_copy(src, name, edit):
+    """A copy whose edit(f) stores a variable-length string (what h5py writes for a str, and
+    older monolith versions wrote), with every global heap collection then damaged: libhdf5
+    segfaults, hangs or mallocs garbage reading it, so only a reader that refuses the type
+    without reading the value passes."""
+    with copy(src, name) as f: edit(f)
+    d = bytearray(open(f"{tmp}/{name}", "rb").read())
+    i = d.find(b"GCOL")
+    assert i >= 0, name
+    while i >= 0:
+        d[i + 24:i + 32] = b"\xff" * 8  # the first heap object's size
+        i = d.find(b"GCOL", i + 4)
+    open(f"{tmp}/{name}", "wb").write(d)
+def vlen_dataset(path):
+    def edit(f):
+        x = [s.decode() for s in f[path][()]]; del f[path]
+        f.create_dataset(path, data=x, dtype=h5py.string_dtype())
+    return edit
 
-# Bit flips: a byte in the superblock, in the root group's header, and spread over the
-# first 64 KB (metadata lives there), each its own file.
+# Bit flips: a byte in the superblock, in the root group's header (the first object
+# header, right after the superblock: two bytes inside its attributes), and spread over
+# the first 64 KB (metadata lives there), each its own file.
 data = bytearray(open(good, "rb").read())
-for name, offsets in (("flip_super", [20]), ("flip_header", [300, 301]),
+root = data.find(b"OHDR")
+for name, offsets in (("flip_super", [20]), ("flip_header", [root + 100, root + 101]),
                       ("flip_spread", random.Random(7).sample(range(min(len(data), 65536)), 40))):
     d = bytearray(data)
     for o in offsets: d[o] ^= 0xA5
@@ -99,7 +126,13 @@ for o in random.Random(3).sample(range(min(len(tdata), 8192)), 40): tdata[o] ^= 
 open(f"{tmp}/flip.tokens.h5", "wb").write(tdata)
 
 with copy(good, "version.ckpt.h5") as f: f.attrs["format_version"] = np.int64(2)
-with copy(good, "format.ckpt.h5") as f: f.attrs["format"] = "monolith-expert"
+with copy(good, "format.ckpt.h5") as f: f.attrs["format"] = fixed("monolith-expert")
+# Variable-length strings (older monolith files, or h5py's default for str): refused by
+# name before any value is read.
+vlen_copy(good, "vlen_format.ckpt.h5", lambda f: f.attrs.__setitem__("format", "monolith-checkpoint"))
+vlen_copy(good, "vlen_experts.ckpt.h5", vlen_dataset("experts/provenance"))
+vlen_copy(good, "vlen_tokenizer.ckpt.h5", vlen_dataset("tokenizer/special_names"))
+vlen_copy(good, "vlen_train.ckpt.h5", lambda f: f["train"].attrs.__setitem__("schedule", "cosine"))
 with copy(good, "noformat.ckpt.h5") as f: del f.attrs["format"]
 with copy(good, "nan.ckpt.h5") as f:
     x = f["model/layers/1/attn/wo"][()]; x[3, 5] = np.nan; f["model/layers/1/attn/wo"][...] = x
@@ -141,6 +174,7 @@ with copy(goodm, "absurd_attrs.mod.h5") as f: f.attrs["d_ff"] = np.int64(1 << 24
 with copy(goodm, "absurd_slice.mod.h5") as f:
     del f["layers/0/w1"]; f.create_dataset("layers/0/w1", shape=(1 << 20, 1 << 20), dtype=np.float32, chunks=(64, 1024))
 with copy(goodm, "key.mod.h5") as f: f.attrs["d_model"] = np.int64(48)
+vlen_copy(goodm, "vlen.mod.h5", lambda f: f.attrs.__setitem__("domain", "code"))
 
 # A model whose vocab_size (300) is smaller than the tokenizer it carries (512 ids).
 shutil.copy(f"{tmp}/v300.ckpt.h5", f"{tmp}/v300tok.ckpt.h5")
@@ -152,6 +186,7 @@ with copy(goodt, "version.tokens.h5") as f: f.attrs["format_version"] = np.int64
 with copy(goodt, "oov.tokens.h5") as f:
     x = f["train/tokens"][()]; x[len(x) // 2] = 600; f["train/tokens"][...] = x  # vocab is 512
 with copy(goodt, "vocab_attr.tokens.h5") as f: f.attrs["vocab_size"] = np.int64(1 << 40)
+vlen_copy(goodt, "vlen.tokens.h5", lambda f: f.attrs.__setitem__("tokenizer_hash", f.attrs["tokenizer_hash"].decode()))
 with copy(goodt, "absurd.tokens.h5") as f:
     del f["train/tokens"]
     f.create_dataset("train/tokens", shape=(1 << 40,), dtype=np.uint16, chunks=(1 << 18,), maxshape=(None,))
@@ -185,7 +220,7 @@ PY
 ckpts=(missing.h5 empty text trunc.ckpt.h5 trunc_head.ckpt.h5 flip_super.ckpt.h5 flip_header.ckpt.h5
        flip_spread.ckpt.h5 version.ckpt.h5 format.ckpt.h5 noformat.ckpt.h5 nan.ckpt.h5 inf.ckpt.h5
        missing_tensor.ckpt.h5 shape.ckpt.h5 badconfig.ckpt.h5 absurd_config.ckpt.h5 absurd_tensor.ckpt.h5
-       absurd_tokenizer.ckpt.h5 good.tokens.h5)
+       absurd_tokenizer.ckpt.h5 vlen_format.ckpt.h5 vlen_experts.ckpt.h5 good.tokens.h5)
 for c in "${ckpts[@]}"; do
   p=$tmp/$c
   what=$c; [[ $c == absurd* ]] || what="ckpt-$c"
@@ -205,6 +240,9 @@ for c in "${ckpts[@]}"; do
     refuse "$what tokenizer encode" "$bin" tokenizer encode --tokenizer "$p" --input "$tmp/text" ;;
   esac
 done
+refuse "vlen_tokenizer tokenizer encode" "$bin" tokenizer encode --tokenizer "$tmp/vlen_tokenizer.ckpt.h5" \
+  --input "$tmp/text"
+refuse "vlen_tokenizer generate" "$bin" generate --checkpoint "$tmp/vlen_tokenizer.ckpt.h5" --prompt hi --threads 1
 refuse "generate without /tokenizer" "$bin" generate --checkpoint "$tmp/notok.ckpt.h5" --prompt hi --threads 1
 # Ids the model has no row for: a tokenizer, token set or batch with a larger vocabulary.
 refuse "generate, tokenizer larger than the model" "$bin" generate --checkpoint "$tmp/v300tok.ckpt.h5" \
@@ -217,7 +255,7 @@ refuse "dump, batch ids beyond the model" "$bin" dump --checkpoint "$tmp/v300.ck
   -o "$tmp/dump.h5" --threads 1
 
 # train --resume: a run folder whose newest checkpoint is hostile.
-for c in absurd_optim.ckpt.h5 nan_optim.ckpt.h5 trunc.ckpt.h5 flip_spread.ckpt.h5 notok.ckpt.h5; do
+for c in absurd_optim.ckpt.h5 nan_optim.ckpt.h5 trunc.ckpt.h5 flip_spread.ckpt.h5 notok.ckpt.h5 vlen_train.ckpt.h5; do
   rm -rf "$tmp/res"; cp -r "$tmp/run" "$tmp/res"
   rm -f "$tmp/res"/ckpt-*.h5; cp "$tmp/$c" "$tmp/res/ckpt-00000002.h5"
   ln -sfn ckpt-00000002.h5 "$tmp/res/latest.h5"
@@ -231,7 +269,7 @@ refuse "resume of an empty folder" "$bin" train --resume "$tmp/res" --threads 1
 
 # ---------------------------------------------------------------- expert modules
 for mod in missing.h5 empty trunc.mod.h5 flip.mod.h5 version.mod.h5 nan.mod.h5 absurd_attrs.mod.h5 \
-           absurd_slice.mod.h5 key.mod.h5 good.ckpt.h5; do
+           absurd_slice.mod.h5 key.mod.h5 vlen.mod.h5 good.ckpt.h5; do
   what="module-$mod"; [[ $mod == absurd* ]] && what=$mod
   refuse "$what expert insert" "$bin" expert insert "$good" "$tmp/$mod" --slot 0 -o "$tmp/ins.h5"
   refuse "$what expert add" "$bin" expert add "$good" "$tmp/$mod" -o "$tmp/add.h5"
@@ -241,7 +279,7 @@ done
 
 # ---------------------------------------------------------------- token set readers
 toks=(missing.h5 empty text trunc.tokens.h5 flip.tokens.h5 version.tokens.h5 oov.tokens.h5 vocab_attr.tokens.h5
-      absurd.tokens.h5 rank2.tokens.h5 float.tokens.h5 good.ckpt.h5)
+      absurd.tokens.h5 rank2.tokens.h5 float.tokens.h5 vlen.tokens.h5 good.ckpt.h5)
 for t in "${toks[@]}"; do
   p=$tmp/$t
   what=$t; [[ $t == absurd* ]] || what="tokens-$t"

@@ -35,7 +35,7 @@ set -e
 $py - "$tmp/run" <<'PY' || fail "the previous checkpoint does not load"
 import sys, h5py
 f = h5py.File(sys.argv[1] + "/ckpt-00000004.h5", "r")
-assert f.attrs["format"] == "monolith-checkpoint"
+assert f.attrs["format"].decode() == "monolith-checkpoint"
 assert int(f["train"].attrs["step"]) == 4
 assert f["optim/v/output"].shape == f["model/output"].shape
 PY

@@ -36,8 +36,8 @@ hid_t h5_create(const char *path) {
     tmp_name(tmp, sizeof tmp, path);
     // The 1.8 file format: superblock v2 and object headers v2 carry checksums, so a
     // bit flip in a header or attribute is refused on open instead of sending libhdf5
-    // after garbage (docs/reliability.md: a corrupted vlen-string heap ID makes libhdf5
-    // 1.10 loop forever). HDF5 1.8 (2008) and every h5py read it.
+    // after garbage. HDF5 1.8 (2008) and every h5py read it. (Strings are fixed-length,
+    // so nothing is stored in the unchecksummed global heap: see fixed_str_type.)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -108,8 +108,13 @@ hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     }
     if (!format) return f;
     char got[128];
-    if (!h5_attr_exists(f, ".", "format") || h5_attr_get_str(f, ".", "format", got, sizeof got) != 0) {
-        mo_errorf("%s: not a %s file (no 'format' attribute)", path, format);
+    if (!h5_attr_exists(f, ".", "format")) {
+        mo_errorf("%s: not a %s file (no readable 'format' attribute: another kind of file, or a corrupt header)",
+                  path, format);
+        H5Fclose(f);
+        return -1;
+    }
+    if (h5_attr_get_str(f, ".", "format", got, sizeof got) != 0) {  // names the file and why
         H5Fclose(f);
         return -1;
     }
@@ -220,12 +225,40 @@ int h5_write_i64(hid_t loc, const char *path, const int64_t *data, int rank, con
     return h5_write(loc, path, H5T_NATIVE_INT64, data, rank, dims);
 }
 
+// Strings are FIXED-LENGTH UTF-8, NUL-padded, `width` bytes per element (docs/formats.md).
+// Never variable-length: those live in the file's global heap, whose bytes no HDF5 format
+// checksums, and libhdf5 1.10 trusts them (a damaged heap makes H5Aread/H5Dread loop
+// forever, memcpy a negative size or malloc what it claims: docs/reliability.md).
+// NULLPAD is what h5py and numpy write for fixed-length strings (numpy 'S'), so files
+// written from Python have the same type; writers give every element one NUL or more
+// (width = longest + 1), so an element read as raw bytes is always a C string.
+static hid_t fixed_str_type(size_t width) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, width ? width : 1);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+// Refuses (-1 with the message) a file type that holds variable-length data anywhere: such
+// data lives in the global heap, which monolith never reads (see fixed_str_type). Only
+// type metadata is looked at, no value is read. `what` is "attribute" or "dataset".
+static int refuse_vlen(hid_t loc, const char *what, const char *name, hid_t t) {
+    if (H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0)
+        return mo_errorf("%s: %s %s is a variable-length string: written by an older monolith (or another "
+                         "program); re-create the file with this version", h5_name(loc), what, name);
+    if (H5Tdetect_class(t, H5T_VLEN) > 0 || H5Tis_variable_str(t) > 0)
+        return mo_errorf("%s: %s %s holds variable-length data, which no monolith file has; the file is corrupt "
+                         "or was not written by monolith", h5_name(loc), what, name);
+    return 0;
+}
+
 // 1 if the file really stores the data the dataset's header announces. HDF5 reads
 // never-written space as fill values, so a corrupt or hostile header can claim 2^40
 // elements in a file of a few KB; every reader sizes its buffers from h5_shape, so the
 // claim is checked here, before anyone allocates. Uncompressed data must be stored in
 // full; filtered data may be at most 1100 times smaller (deflate cannot beat 1032:1).
-// Variable-length elements count one byte each (their heap IDs take 16).
+// (Variable-length types are refused before this: see refuse_vlen.)
 static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored) {
     hssize_t n = H5Sget_simple_extent_npoints(space);
     hid_t t = H5Dget_type(ds);
@@ -235,8 +268,7 @@ static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored
         if (dcpl >= 0) H5Pclose(dcpl);
         return 0;
     }
-    int vlen = H5Tget_class(t) == H5T_VLEN || H5Tis_variable_str(t) > 0;
-    double elem = vlen ? 1.0 : (double)H5Tget_size(t);
+    double elem = (double)H5Tget_size(t);
     // Only a compression filter makes stored data smaller (Fletcher32 adds 4 bytes).
     int filtered = 0;
     for (int i = 0, nf = H5Pget_nfilters(dcpl); i < nf; i++) {
@@ -256,6 +288,13 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (!h5_exists(loc, path)) return mo_errorf("%s: missing dataset %s", h5_name(loc), path);
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
     if (ds < 0) return mo_errorf("%s: %s is not a dataset", h5_name(loc), path);
+    hid_t t = H5Dget_type(ds);
+    int vlen = t < 0 || refuse_vlen(loc, "dataset", path, t);
+    if (t >= 0) H5Tclose(t);
+    if (vlen) {
+        H5Dclose(ds);
+        return t < 0 ? mo_errorf("%s: dataset %s has an unreadable type", h5_name(loc), path) : -1;
+    }
     hid_t space = H5Dget_space(ds);
     int r = H5Sget_simple_extent_ndims(space);
     int ok = r >= 0 && r <= H5IO_MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0;
@@ -310,54 +349,61 @@ int h5_read_f32(hid_t loc, const char *path, float *data, int rank, const hsize_
     return h5_read(loc, path, H5T_NATIVE_FLOAT, data, rank, dims);
 }
 
-static hid_t vlen_str_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    return t;
-}
-
 int h5_write_strings(hid_t loc, const char *path, const char *const *strs, int n) {
-    hid_t t = vlen_str_type();
+    size_t width = 1;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(strs[i]) + 1;
+        if (l > width) width = l;
+    }
+    char *buf = calloc((size_t)(n > 0 ? n : 1), width);
+    if (!buf) return mo_errorf("%s: out of memory writing strings %s", h5_name(loc), path);
+    for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * width, strs[i], strlen(strs[i]));
+    hid_t t = fixed_str_type(width);
     hsize_t dims[1] = {(hsize_t)n};
     hid_t space = H5Screate_simple(1, dims, NULL);
     hid_t lcpl = lcpl_with_parents();
-    hid_t ds = H5Dcreate2(loc, path, t, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = h5_checksummed_dcpl(1, dims, width);
+    hid_t ds = H5Dcreate2(loc, path, t, space, lcpl, dcpl, H5P_DEFAULT);
     herr_t rc = -1;
-    if (ds >= 0) rc = H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, strs);
+    if (ds >= 0) rc = H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     if (ds >= 0) H5Dclose(ds);
+    H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
     H5Tclose(t);
-    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write strings %s", h5_name(loc), path);
+    free(buf);
+    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write strings %s (disk full?)", h5_name(loc), path);
     return 0;
 }
 
 int h5_read_strings(hid_t loc, const char *path, char **out, int n) {
     int r;
     hsize_t dims[H5IO_MAX_RANK];
+    // h5_shape refuses variable-length types and a width x n the file does not store,
+    // so the buffer below is never sized by an unchecked claim.
     if (h5_shape(loc, path, &r, dims)) return -1;
     if (r != 1 || dims[0] != (hsize_t)n)
         return mo_errorf("%s: %s should hold %d strings", h5_name(loc), path, n);
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
     hid_t ft = H5Dget_type(ds);
-    int ok = H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0;
-    H5Tclose(ft);
-    if (!ok) {
+    if (H5Tget_class(ft) != H5T_STRING) {
+        H5Tclose(ft);
         H5Dclose(ds);
-        return mo_errorf("%s: %s is not a variable-length string dataset", h5_name(loc), path);
+        return mo_errorf("%s: %s is not a string dataset", h5_name(loc), path);
     }
-    hid_t t = vlen_str_type();
-    char **tmp = calloc((size_t)n ? (size_t)n : 1, sizeof *tmp);
-    herr_t rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
+    // The file's own type as the memory type: the stored bytes as they are, no conversion.
+    size_t width = H5Tget_size(ft);
+    char *buf = width ? calloc((size_t)n * width + 1, 1) : NULL;
+    herr_t rc = buf ? H5Dread(ds, ft, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
     for (int i = 0; i < n; i++) {
-        out[i] = strdup(rc >= 0 && tmp[i] ? tmp[i] : "");
-        if (rc >= 0) H5free_memory(tmp[i]);
+        const char *s = rc >= 0 ? buf + (size_t)i * width : "";
+        out[i] = strndup(s, rc >= 0 ? width : 0);
     }
-    free(tmp);
-    H5Tclose(t);
+    free(buf);
+    H5Tclose(ft);
     H5Dclose(ds);
-    if (rc < 0) return mo_errorf("%s: cannot read strings %s", h5_name(loc), path);
+    if (rc < 0) return mo_errorf("%s: cannot read strings %s (corrupt file: checksum mismatch or damaged data)",
+                                 h5_name(loc), path);
     return 0;
 }
 
@@ -407,8 +453,8 @@ int h5_attr_set_u64s(hid_t loc, const char *obj, const char *name, const uint64_
 }
 
 int h5_attr_set_str(hid_t loc, const char *obj, const char *name, const char *v) {
-    hid_t t = vlen_str_type();
-    int rc = attr_set(loc, obj, name, t, t, &v, -1);
+    hid_t t = fixed_str_type(strlen(v) + 1);
+    int rc = attr_set(loc, obj, name, t, t, v, -1);
     H5Tclose(t);
     return rc;
 }
@@ -421,24 +467,43 @@ int h5_attr_exists(hid_t loc, const char *obj, const char *name) {
     return e;
 }
 
-// Opens attribute `name` and checks it has `n` elements (-1: scalar or 1 element).
+// Opens attribute `name` and checks it has `n` elements (-1: scalar or 1 element), is not
+// variable-length (refuse_vlen) and claims no more bytes than the whole file holds (its
+// value is stored in the file, so a bigger claim is a damaged header: the h5_shape rule
+// for attributes). No value is read.
 static hid_t attr_open(hid_t loc, const char *obj, const char *name, int n, hid_t *owner) {
+    char label[512];
+    snprintf(label, sizeof label, "%s/%s", obj && strcmp(obj, ".") ? obj : "", name);
     hid_t o = attr_owner(loc, obj, 0);
     if (o < 0 || H5Aexists(o, name) <= 0) {
         if (o >= 0) H5Oclose(o);
-        mo_errorf("%s: missing attribute %s%s%s", h5_name(loc), obj && strcmp(obj, ".") ? obj : "",
-                  obj && strcmp(obj, ".") ? "/" : "/", name);
+        mo_errorf("%s: missing attribute %s", h5_name(loc), label);
         return -1;
     }
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    hid_t space = H5Aget_space(a);
-    hssize_t count = H5Sget_simple_extent_npoints(space);
-    H5Sclose(space);
-    if ((n < 0 && count != 1) || (n >= 0 && count != n)) {
-        H5Aclose(a);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t space = a >= 0 ? H5Aget_space(a) : -1;
+    hssize_t count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    size_t elem = t >= 0 ? H5Tget_size(t) : 0;
+    hsize_t file_bytes = 0;
+    if (space >= 0) H5Sclose(space);
+    int bad = 0;
+    if (t < 0 || count < 0) {
+        bad = mo_errorf("%s: attribute %s is unreadable (corrupt file)", h5_name(loc), label);
+    } else if (refuse_vlen(loc, "attribute", label, t)) {
+        bad = -1;
+    } else if ((n < 0 && count != 1) || (n >= 0 && count != n)) {
+        bad = mo_errorf("%s: attribute %s has %lld elements, expected %d", h5_name(loc), label, (long long)count,
+                        n < 0 ? 1 : n);
+    } else if (H5Fget_filesize(loc, &file_bytes) < 0 || (double)count * (double)elem > (double)file_bytes) {
+        bad = mo_errorf("%s: attribute %s claims %.3g bytes, more than the file holds (%llu); the file is "
+                        "corrupt", h5_name(loc), label, (double)count * (double)elem,
+                        (unsigned long long)file_bytes);
+    }
+    if (t >= 0) H5Tclose(t);
+    if (bad) {
+        if (a >= 0) H5Aclose(a);
         H5Oclose(o);
-        mo_errorf("%s: attribute %s has %lld elements, expected %d", h5_name(loc), name, (long long)count,
-                  n < 0 ? 1 : n);
         return -1;
     }
     *owner = o;
@@ -477,33 +542,22 @@ int h5_attr_get_str(hid_t loc, const char *obj, const char *name, char *buf, siz
     hid_t a = attr_open(loc, obj, name, -1, &o);
     if (a < 0) return -1;
     hid_t ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t t = vlen_str_type();
-            char *s = NULL;
-            if (H5Aread(a, t, &s) >= 0 && s) {
-                snprintf(buf, cap, "%s", s);
-                H5free_memory(s);
-                rc = 0;
-            }
-            H5Tclose(t);
-        } else {
-            size_t sz = H5Tget_size(ft);
-            char *s = calloc(sz + 1, 1);
-            hid_t t = H5Tcopy(H5T_C_S1);
-            H5Tset_size(t, sz + 1);
-            if (s && H5Aread(a, t, s) >= 0) {
-                snprintf(buf, cap, "%s", s);
-                rc = 0;
-            }
-            H5Tclose(t);
-            free(s);
-        }
-    }
+    int is_str = H5Tget_class(ft) == H5T_STRING;
+    // A fixed-length string (attr_open refused variable-length ones) of `width` bytes:
+    // read with the file's own type, so the stored bytes come back as they are. A width
+    // over `cap` is refused before anything is allocated (writers store length + 1).
+    size_t width = is_str ? H5Tget_size(ft) : 0;
+    char *s = is_str && width <= cap ? calloc(width + 1, 1) : NULL;
+    int rc = s && H5Aread(a, ft, s) >= 0 && strlen(s) < cap ? 0 : -1;
+    if (rc == 0) memcpy(buf, s, strlen(s) + 1);
+    free(s);
     H5Tclose(ft);
     H5Aclose(a);
     H5Oclose(o);
-    if (rc) return mo_errorf("%s: attribute %s is not a string", h5_name(loc), name);
+    const char *sep = obj && strcmp(obj, ".") ? "/" : "";
+    if (!is_str) return mo_errorf("%s: attribute %s%s%s is not a string", h5_name(loc), sep[0] ? obj : "", sep, name);
+    if (rc) return mo_errorf("%s: attribute %s%s%s is a %zu-byte string, longer than the %zu bytes expected (or "
+                             "unreadable); the file is corrupt", h5_name(loc), sep[0] ? obj : "", sep, name, width,
+                             cap ? cap - 1 : 0);
     return 0;
 }

@@ -7,8 +7,10 @@
 // message names the file (and the dataset or attribute) at fault.
 //
 // Paths are relative to `loc` (a file or group id) and may contain '/': intermediate
-// groups are created on write. Strings are stored as variable-length UTF-8, which h5py
-// reads as str.
+// groups are created on write. Strings are stored as fixed-length UTF-8 (NUL-padded,
+// longest + 1 bytes), never variable-length: h5py reads them as bytes (.decode()). A
+// variable-length string or any variable-length type in a file is refused by name, before
+// any value of it is read (docs/formats.md, docs/reliability.md).
 #ifndef MONOLITH_H5IO_H
 #define MONOLITH_H5IO_H
 
@@ -58,13 +60,19 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims);
 int h5_read(hid_t loc, const char *path, hid_t memtype, void *data, int rank, const hsize_t *dims);
 int h5_read_f32(hid_t loc, const char *path, float *data, int rank, const hsize_t *dims);
 
-// Variable-length UTF-8 string datasets of length n.
+// A 1-D dataset of n fixed-length UTF-8 strings (width: the longest + 1), chunked with a
+// Fletcher32 checksum like h5_write. Returns 0 or -1.
 int h5_write_strings(hid_t loc, const char *path, const char *const *strs, int n);
-// Reads exactly n strings; each out[i] is malloc'd (free with free()).
+// Reads exactly n strings of any fixed-length string type; each out[i] is malloc'd (free
+// with free()). Fails with one line on another count, a non-string or variable-length
+// type, or a width x n the file does not store.
 int h5_read_strings(hid_t loc, const char *path, char **out, int n);
 
 // Attributes of the object at `obj` ("." for loc itself). Integers are int64 scalars,
-// reals float64 scalars, as DESIGN section 4 says.
+// reals float64 scalars, as DESIGN section 4 says; strings fixed-length UTF-8 scalars.
+// Every getter refuses a variable-length attribute and one that claims more bytes than
+// the file holds, without reading it. h5_attr_get_str also refuses a string of more than
+// cap - 1 bytes (never truncates).
 int h5_attr_set_i64(hid_t loc, const char *obj, const char *name, int64_t v);
 int h5_attr_set_f64(hid_t loc, const char *obj, const char *name, double v);
 int h5_attr_set_str(hid_t loc, const char *obj, const char *name, const char *v);

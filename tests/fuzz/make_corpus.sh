@@ -28,6 +28,10 @@ trap 'rm -rf "$tmp"' EXIT
 $py - "$src" "$out" <<'PY'
 import sys, h5py, numpy as np
 src, out = sys.argv[1], sys.argv[2]
+def fixed(s):
+    """A fixed-length UTF-8 string (length + 1 bytes, NUL-padded), as monolith writes every
+    string (docs/formats.md)."""
+    return np.array(s.encode(), dtype=h5py.string_dtype("utf-8", len(s.encode()) + 1))
 vocab = open(f"{src}/tests/fuzz/vocab.tiktoken", "rb").read()
 # The same model with a /tokenizer group (what `monolith train` stores).
 import shutil
@@ -35,7 +39,8 @@ shutil.copy(f"{out}/checkpoint/init.h5", f"{out}/checkpoint/with_tokenizer.h5")
 with h5py.File(f"{out}/checkpoint/with_tokenizer.h5", "a", libver=("v108", "v108")) as f:
     g = f.create_group("tokenizer")
     g["tiktoken"] = np.frombuffer(vocab, dtype=np.uint8)
-    g.create_dataset("special_names", data=["<|endoftext|>"], dtype=h5py.string_dtype())
+    g.create_dataset("special_names", data=np.array([b"<|endoftext|>"], dtype=h5py.string_dtype("utf-8", 14)),
+                     chunks=(1,), fletcher32=True)
     g["special_ids"] = np.array([511], dtype=np.int64)
 
 # A token set as data/tokens.c lays it out, with small chunks so the file stays small
@@ -44,13 +49,13 @@ rng = np.random.default_rng(1)
 def tokset(name, vocab_size, dtype, n_train, n_val):
     # libver v108: the file format monolith writes (engine/base/h5io.c), with checksums.
     with h5py.File(f"{out}/tokens/{name}.h5", "w", libver=("v108", "v108")) as f:
-        f.attrs["format"] = "monolith-tokens"
+        f.attrs["format"] = fixed("monolith-tokens")
         f.attrs["format_version"] = np.int64(1)
-        f.attrs["created_by"] = "monolith 0.1.0"
-        f.attrs["domain"] = "fuzz"
-        f.attrs["tokenizer_hash"] = "868d8a9f286a6d62"
+        f.attrs["created_by"] = fixed("monolith 0.1.0")
+        f.attrs["domain"] = fixed("fuzz")
+        f.attrs["tokenizer_hash"] = fixed("868d8a9f286a6d62")
         f.attrs["vocab_size"] = np.int64(vocab_size)
-        f.attrs["sources"] = "tests/fuzz/make_corpus.sh"
+        f.attrs["sources"] = fixed("tests/fuzz/make_corpus.sh")
         f.attrs["eot_id"] = np.int64(vocab_size - 1)
         f.attrs["n_documents_train"] = np.int64(2)
         f.attrs["n_documents_val"] = np.int64(1)

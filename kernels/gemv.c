@@ -49,18 +49,35 @@ static void gemv_f32_scalar(float *y, const float *W, const float *x, int rows, 
     }
 }
 
-static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, size_t ld,
-                           float alpha, int acc) {
+// x quantized for the 8-bit products (gemv.h), per block of 32: xs = max|x| / 32767,
+// x16 = round(x / xs) to nearest even (lrintf in the default mode, as cvtps2dq).
+static void quantize_x_scalar(int16_t *x16, float *xs, const float *x, int cols) {
+    for (int c0 = 0, b = 0; c0 < cols; c0 += Q8_BLOCK, b++) {
+        const int c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
+        float amax = 0;
+        for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
+        const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+        xs[b] = amax / 32767.0f;
+        for (int c = c0; c < c1; c++) {
+            long v = lrintf(x[c] * inv);
+            x16[c] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
+        }
+    }
+}
+
+// 8-bit rows against x16: per block an exact integer sum, times the weights' and x's
+// scales, summed in double.
+static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const int16_t *x16, const float *xs, int rows,
+                           int cols, size_t ld, size_t nbl, float alpha, int acc) {
     const int nb = q8_blocks(cols);
-    const size_t nbl = (size_t)q8_blocks((int)ld);
     for (int r = 0; r < rows; r++) {
         const int8_t *q = Q + r * ld;
         double s = 0;
         for (int b = 0; b < nb; b++) {
             const int c0 = b * Q8_BLOCK, c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
-            double t = 0;
-            for (int c = c0; c < c1; c++) t += (double)q[c] * x[c];
-            s += S[r * nbl + b] * t;
+            int32_t t = 0;
+            for (int c = c0; c < c1; c++) t += (int32_t)q[c] * x16[c];
+            s += (double)(S[r * nbl + b] * xs[b]) * t;
         }
         y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
     }
@@ -104,28 +121,57 @@ static inline MO_TARGET_AVX512 __m512 q8_load16(const int8_t *q, __mmask16 m) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, q)));
 }
 
-// One 8-bit row: per block of 32 columns, its int8 x fp32 products in one register,
-// added to the row's accumulator times the block's scale (two accumulators, even and
-// odd blocks); a short last block under masks.
-static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc, const float *x, int cols) {
-    const int nb = q8_blocks(cols);
-    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int b = 0; b < nb; b++) {
-        const int c = b * Q8_BLOCK, n = cols - c < Q8_BLOCK ? cols - c : Q8_BLOCK;
+static MO_TARGET_AVX512 void quantize_x_avx512(int16_t *x16, float *xs, const float *x, int cols) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int c = 0, b = 0; c < cols; c += Q8_BLOCK, b++) {
+        const int n = cols - c < Q8_BLOCK ? cols - c : Q8_BLOCK;
         const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
         const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
-        __m512 t = _mm512_mul_ps(q8_load16(q + c, m0), _mm512_maskz_loadu_ps(m0, x + c));
-        t = _mm512_fmadd_ps(q8_load16(q + c + 16, m1), _mm512_maskz_loadu_ps(m1, x + c + 16), t);
-        acc[b & 1] = _mm512_fmadd_ps(_mm512_set1_ps(sc[b]), t, acc[b & 1]);
+        const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + c), v1 = _mm512_maskz_loadu_ps(m1, x + c + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        const __m512 inv = _mm512_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        xs[b] = amax / 32767.0f;
+        _mm256_mask_storeu_epi16(x16 + c, m0, _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv))));
+        _mm256_mask_storeu_epi16(x16 + c + 16, m1, _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv))));
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
 }
 
-static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const float *x, int rows,
-                                            int cols, size_t ld, float alpha, int acc) {
-    const size_t nbl = (size_t)q8_blocks((int)ld);
+// One block of 32: int8 weights widened to int16, multiplied by x16 and added in pairs
+// (vpmaddwd): 16 exact int32 sums, as floats. The weights past n (< 32) are masked to 0.
+static inline MO_TARGET_AVX512 __m512 q8x_block(const int8_t *q, const int16_t *x16, __mmask32 m) {
+    __m512i w = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, q));
+    return _mm512_cvtepi32_ps(_mm512_madd_epi16(w, _mm512_maskz_loadu_epi16(m, x16)));
+}
+
+// One 8-bit row: each block's 16 partial sums times its scale into one of four
+// accumulators (blocks b, b+1, b+2, b+3), a short last block under a mask.
+static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc, const int16_t *x16, const float *xs,
+                                                int cols) {
+    const int full = cols / Q8_BLOCK;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int b = 0;
+    for (; b + 4 <= full; b += 4) {
+        const int8_t *w = q + b * Q8_BLOCK;
+        const int16_t *x = x16 + b * Q8_BLOCK;
+        a0 = _mm512_fmadd_ps(q8x_block(w, x, ~0u), _mm512_set1_ps(sc[b] * xs[b]), a0);
+        a1 = _mm512_fmadd_ps(q8x_block(w + 32, x + 32, ~0u), _mm512_set1_ps(sc[b + 1] * xs[b + 1]), a1);
+        a2 = _mm512_fmadd_ps(q8x_block(w + 64, x + 64, ~0u), _mm512_set1_ps(sc[b + 2] * xs[b + 2]), a2);
+        a3 = _mm512_fmadd_ps(q8x_block(w + 96, x + 96, ~0u), _mm512_set1_ps(sc[b + 3] * xs[b + 3]), a3);
+    }
+    for (; b < full; b++)
+        a0 = _mm512_fmadd_ps(q8x_block(q + b * Q8_BLOCK, x16 + b * Q8_BLOCK, ~0u), _mm512_set1_ps(sc[b] * xs[b]), a0);
+    if (full * Q8_BLOCK < cols) {
+        const __mmask32 m = (__mmask32)((1u << (cols - full * Q8_BLOCK)) - 1);
+        a1 = _mm512_fmadd_ps(q8x_block(q + b * Q8_BLOCK, x16 + b * Q8_BLOCK, m), _mm512_set1_ps(sc[b] * xs[b]), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const int16_t *x16,
+                                            const float *xs, int rows, int cols, size_t ld, size_t nbl, float alpha,
+                                            int acc) {
     for (int r = 0; r < rows; r++) {
-        float s = alpha * dot_q8_512(Q + r * ld, S + r * nbl, x, cols);
+        float s = alpha * dot_q8_512(Q + r * ld, S + r * nbl, x16, xs, cols);
         y[r] = acc ? y[r] + s : s;
     }
 }
@@ -172,28 +218,53 @@ static MO_TARGET_AVX2 void dequant_row_avx2(float *w, const int8_t *q, const flo
     for (; c < cols; c++) w[c] = scale[c / Q8_BLOCK] * (float)q[c];
 }
 
-// One row: whole blocks in 8 lanes, a short last block in scalar code.
-static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols,
-                                        size_t ld, float alpha, int acc) {
+static MO_TARGET_AVX2 void quantize_x_avx2(int16_t *x16, float *xs, const float *x, int cols) {
+    const int full = cols / Q8_BLOCK;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < full; b++) {
+        const float *v = x + b * Q8_BLOCK;
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v)),
+                                               _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 8))),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + 16)),
+                                               _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 24))));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        const __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        xs[b] = amax / 32767.0f;
+        for (int c = 0; c < Q8_BLOCK; c += 8) {
+            __m256i i = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + c), inv));
+            _mm_storeu_si128((__m128i *)(x16 + b * Q8_BLOCK + c),
+                             _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1)));
+        }
+    }
+    if (full * Q8_BLOCK < cols)
+        quantize_x_scalar(x16 + full * Q8_BLOCK, xs + full, x + full * Q8_BLOCK, cols - full * Q8_BLOCK);
+}
+
+// One row: whole blocks in 8 int32 lanes (two vpmaddwd of 16 weights, added exactly),
+// times the block's scale; a short last block in scalar code.
+static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *S, const int16_t *x16,
+                                        const float *xs, int rows, int cols, size_t ld, size_t nbl, float alpha,
+                                        int acc) {
     const int nb = q8_blocks(cols), full = cols / Q8_BLOCK;
-    const size_t nbl = (size_t)q8_blocks((int)ld);
     for (int r = 0; r < rows; r++) {
         const int8_t *q = Q + r * ld;
         const float *sc = S + r * nbl;
         __m256 a = _mm256_setzero_ps();
         for (int b = 0; b < full; b++) {
             const int c = b * Q8_BLOCK;
-            __m256 t = _mm256_mul_ps(q8_load8(q + c), _mm256_loadu_ps(x + c));
-            t = _mm256_fmadd_ps(q8_load8(q + c + 8), _mm256_loadu_ps(x + c + 8), t);
-            t = _mm256_fmadd_ps(q8_load8(q + c + 16), _mm256_loadu_ps(x + c + 16), t);
-            t = _mm256_fmadd_ps(q8_load8(q + c + 24), _mm256_loadu_ps(x + c + 24), t);
-            a = _mm256_fmadd_ps(_mm256_set1_ps(sc[b]), t, a);
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + c)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + c + 16)));
+            __m256i t = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)(x16 + c))),
+                                         _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(x16 + c + 16))));
+            a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(sc[b] * xs[b]), a);
         }
         double s = hsum256(a);
         if (full < nb) {
-            double t = 0;
-            for (int c = full * Q8_BLOCK; c < cols; c++) t += (double)q[c] * x[c];
-            s += sc[full] * t;
+            int32_t t = 0;
+            for (int c = full * Q8_BLOCK; c < cols; c++) t += (int32_t)q[c] * x16[c];
+            s += (double)(sc[full] * xs[full]) * t;
         }
         y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
     }
@@ -206,9 +277,38 @@ static void gemv_f32(float *y, const float *W, const float *x, int rows, int col
     MO_SIMD_DISPATCH(gemv_f32, y, W, x, rows, cols, ld, alpha, acc);
 }
 
+static void gemv_q8_rows(float *y, const int8_t *Q, const float *S, const int16_t *x16, const float *xs, int rows,
+                         int cols, size_t ld, size_t nbl, float alpha, int acc) {
+    MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x16, xs, rows, cols, ld, nbl, alpha, acc);
+}
+
+static void quantize_x(int16_t *x16, float *xs, const float *x, int cols) {
+    MO_SIMD_DISPATCH(quantize_x, x16, xs, x, cols);
+}
+
+int q8_quantize_x(int16_t *x16, float *xs, const float *x, int cols) {
+    if (cols <= 0) return 0;
+    quantize_x(x16, xs, x, cols);
+    for (int b = 0; b < q8_blocks(cols); b++)
+        if (!isfinite(xs[b])) return -1;
+    return 0;
+}
+
+// 8-bit rows: x quantized GEMV_X16_COLS columns at a time into buffers on the stack, each
+// chunk's products added to y.
 static void gemv_q8(float *y, const int8_t *Q, const float *S, const float *x, int rows, int cols, size_t ld,
                     float alpha, int acc) {
-    MO_SIMD_DISPATCH(gemv_q8, y, Q, S, x, rows, cols, ld, alpha, acc);
+    _Alignas(64) int16_t x16[GEMV_X16_COLS];
+    _Alignas(64) float xs[GEMV_X16_COLS / Q8_BLOCK];
+    const size_t nbl = (size_t)q8_blocks((int)ld);
+    for (int c0 = 0; c0 < cols; c0 += GEMV_X16_COLS) {
+        const int n = cols - c0 < GEMV_X16_COLS ? cols - c0 : GEMV_X16_COLS;
+        if (q8_quantize_x(x16, xs, x + c0, n)) {  // inf or NaN in x: so is the float product
+            for (int r = 0; r < rows; r++) y[r] = NAN;
+            return;
+        }
+        gemv_q8_rows(y, Q + c0, S + c0 / Q8_BLOCK, x16, xs, rows, n, ld, nbl, alpha, acc || c0 > 0);
+    }
 }
 
 static void dequant_row(float *w, const int8_t *q, const float *scale, int cols) {

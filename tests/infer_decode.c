@@ -5,7 +5,7 @@
 // batched prefill and decode, restricted routing, and the errors.
 //
 // Tolerance: the normalized error ||logits - full|| / ||full|| of every compared row
-// must stay below TOL, against either full pass. Float32 inference against the float64
+// must stay below TOL (TOL_Q8 for 8-bit weights), against either full pass. Float32 inference against the float64
 // oracle gives errors around 1e-6 on these models, against the float32 training forward
 // (other summation orders) similar; a wrong position, head, expert or gate gives 1e-2
 // and more.
@@ -20,6 +20,10 @@
 #include "tests/testutil.h"
 
 #define TOL 2e-5
+// 8-bit decode against its round-tripped model: the products also round x to 16 bits
+// per block of 32 (kernels/gemv.h), which adds 3-6e-5 on these models; a wrong expert or position still
+// gives 1e-2 and more.
+#define TOL_Q8 2e-4
 // 8-bit weights against float32 (test_int8_accuracy_vs_f32): the normalized logit error
 // and the largest absolute logit difference as a multiple of the logits' RMS.
 #define INT8_TOL 4e-2  // measured 1.9e-2 (max |diff| 0.08 x RMS, top-1 24 of 24)
@@ -178,11 +182,15 @@ static void random_tokens(int *t, int n, int V, uint64_t seed) {
     for (int i = 0; i < n; i++) t[i] = (int)mo_rng_below(&r, (uint64_t)V);
 }
 
-static double check_row(const char *what, int step, const float *got, const double *want, int V) {
+static double check_row_tol(const char *what, int step, const float *got, const double *want, int V, double tol) {
     double err = tu_rel_err_f64(got, want, (size_t)V);
-    ck_assert_msg(err < TOL, "%s: step %d: logits differ from the full forward pass by %.3g (tol %.1g)", what, step,
-                  err, TOL);
+    ck_assert_msg(err < tol, "%s: step %d: logits differ from the full forward pass by %.3g (tol %.1g)", what, step,
+                  err, tol);
     return err;
+}
+
+static double check_row(const char *what, int step, const float *got, const double *want, int V) {
+    return check_row_tol(what, step, got, want, V, TOL);
 }
 
 // Prefills n_prompt tokens, then decodes the rest one by one (feeding the given tokens,
@@ -211,13 +219,14 @@ static double prefill_then_decode_w(const test_model *m, const test_model *ref, 
     float *logits = malloc(sizeof(float) * V);
     double worst = 0;
     ck_assert_msg(infer_prefill(s, 0, 1, n_prompt, tok, logits) == 0, "%s", mo_error());
-    worst = fmax(worst, check_row(what, n_prompt - 1, logits, want + (size_t)(n_prompt - 1) * V, V));
-    worst = fmax(worst, check_row(what, n_prompt - 1, logits, train + (size_t)(n_prompt - 1) * V, V));
+    const double tol = w == INFER_WEIGHTS_INT8 ? TOL_Q8 : TOL;
+    worst = fmax(worst, check_row_tol(what, n_prompt - 1, logits, want + (size_t)(n_prompt - 1) * V, V, tol));
+    worst = fmax(worst, check_row_tol(what, n_prompt - 1, logits, train + (size_t)(n_prompt - 1) * V, V, tol));
     for (int t = n_prompt; t < n_total; t++) {
         ck_assert_msg(infer_decode(s, 1, NULL, tok + t, logits) == 0, "%s", mo_error());
         ck_assert_int_eq(infer_seq_len(s, 0), t + 1);
-        worst = fmax(worst, check_row(what, t, logits, want + (size_t)t * V, V));
-        worst = fmax(worst, check_row(what, t, logits, train + (size_t)t * V, V));
+        worst = fmax(worst, check_row_tol(what, t, logits, want + (size_t)t * V, V, tol));
+        worst = fmax(worst, check_row_tol(what, t, logits, train + (size_t)t * V, V, tol));
     }
     infer_free(s);
     free(tok), free(want), free(train), free(logits);
@@ -513,7 +522,7 @@ START_TEST(test_int8_batched_and_switch) {
         ck_assert_int_eq(infer_decode(s, 3, NULL, in, logits), 0);
         for (int b = 0; b < 3; b++) {
             int t = infer_seq_len(s, b) - 1;
-            check_row("int8 batched decode", step, logits + (size_t)b * V, want[b] + (size_t)t * V, V);
+            check_row_tol("int8 batched decode", step, logits + (size_t)b * V, want[b] + (size_t)t * V, V, TOL_Q8);
         }
     }
     ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_F32), 0);

@@ -116,6 +116,63 @@ START_TEST(test_q8_quantize_error_bound) {
 }
 END_TEST
 
+START_TEST(test_q8_x_rounding) {
+    // x as the 8-bit products round it: within half a step of its block's scale (plus the
+    // rounding of x / xs in float, under 0.004 of a step), the block's largest element at
+    // +-32767, the same bits at every level; the product then differs from the one with x
+    // unrounded by at most sum |w| * xs / 2; an inf in x gives -1 and NaN rows.
+    static const int sizes[] = {1, 31, 32, 33, 100, 512, 4097 + 32};
+    for (int i = 0; i < 7; i++) {
+        const int cols = sizes[i], nb = q8_blocks(cols), rows = 3;
+        bufs B = make(rows, cols, 40 + (uint64_t)i);
+        B.x[cols / 2] = 300.0f;  // an outlier: only its block's scale grows
+        for (int c = 0; c < cols && c < 32; c++) B.x[c] = 0;  // an all-zero block
+        int16_t *x16 = malloc(sizeof(int16_t) * cols), *first = malloc(sizeof(int16_t) * cols);
+        float *xs = malloc(sizeof(float) * nb), *xs0 = malloc(sizeof(float) * nb);
+        for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+            ck_assert_int_eq(simd_set((simd_level)level), 0);
+            ck_assert_int_eq(q8_quantize_x(x16, xs, B.x, cols), 0);
+            if (level == SIMD_SCALAR) {
+                memcpy(first, x16, sizeof(int16_t) * cols), memcpy(xs0, xs, sizeof(float) * nb);
+                for (int b = 0; b < nb; b++) {
+                    float amax = 0;
+                    int qmax = 0;
+                    for (int c = b * 32; c < cols && c < b * 32 + 32; c++) {
+                        amax = fmaxf(amax, fabsf(B.x[c])), qmax = abs(x16[c]) > qmax ? abs(x16[c]) : qmax;
+                        ck_assert_msg(fabsf(B.x[c] - xs[b] * x16[c]) <= 0.505f * xs[b], "cols %d c %d: x %g xs %g x16 %d", cols, c, B.x[c], xs[b], x16[c]);
+                    }
+                    ck_assert_int_eq(qmax, amax > 0 ? 32767 : 0);
+                }
+            }
+            ck_assert_msg(!memcmp(first, x16, sizeof(int16_t) * cols) && !memcmp(xs0, xs, sizeof(float) * nb),
+                          "%s rounds x differently from scalar code", simd_name((simd_level)level));
+            // the bound against the product with x unrounded
+            float *y = malloc(sizeof(float) * rows);
+            gemv(y, (gemv_w){.q = B.q, .scale = B.s}, B.x, rows, cols, 1.0f, 0);
+            for (int r = 0; r < rows; r++) {
+                double exact = 0, bound = 0;
+                for (int c = 0; c < cols; c++) {
+                    double w = (double)B.s[r * nb + c / 32] * B.q[(size_t)r * cols + c];
+                    exact += w * B.x[c], bound += fabs(w) * 0.5 * xs[c / 32];
+                }
+                ck_assert_msg(fabs(y[r] - exact) <= bound * 1.01 + 1e-5 * fabs(exact) + 1e-6, "%s cols %d row %d: %g",
+                              simd_name((simd_level)level), cols, r, fabs(y[r] - exact));
+            }
+            const float keep = B.x[cols - 1];
+            B.x[cols - 1] = INFINITY;
+            ck_assert_int_eq(q8_quantize_x(x16, xs, B.x, cols), -1);
+            gemv(y, (gemv_w){.q = B.q, .scale = B.s}, B.x, rows, cols, 1.0f, 0);
+            for (int r = 0; r < rows; r++) ck_assert(isnan(y[r]));
+            B.x[cols - 1] = keep;
+            free(y);
+        }
+        free(x16), free(first), free(xs), free(xs0);
+        unmake(&B);
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
 // gemv_ld over column slices of a wider matrix, against the oracle on the slice copied
 // out: fp32 at any column, 8-bit on block boundaries (a slice inside the row, and one
 // that ends it with a short last block), every level.
@@ -223,6 +280,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gemv_matches_ref_every_level);
     tcase_add_test(tc, test_q8_quantize_error_bound);
+    tcase_add_test(tc, test_q8_x_rounding);
     tcase_add_test(tc, test_gemv_column_slices);
     tcase_add_test(tc, test_gemv_run_tasks_and_threads);
     tcase_add_test(tc, test_attention_decode_every_level);

@@ -64,7 +64,8 @@ void ref_attention_backward(double *dq, double *dk, double *dv, const double *do
                             const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd);
 
 // gemv.h: y[r] = (acc ? y[r] : 0) + alpha * W[r, :] . x; the 8-bit form takes int8 q and
-// per-block scales (blocks of Q8_BLOCK columns) and multiplies the weights they stand for.
+// per-block scales (blocks of Q8_BLOCK columns) and multiplies the weights they stand for
+// by x rounded to 16 bits as the kernel rounds it (q8_quantize_x), exactly in double.
 void ref_gemv(double *y, const double *W, const double *x, int rows, int cols, double alpha, int acc);
 void ref_gemv_q8(double *y, const signed char *q, const float *scale, const double *x, int rows, int cols,
                  double alpha, int acc);

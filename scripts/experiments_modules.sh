@@ -9,22 +9,32 @@
 #   (a) dense        the tiny preset with dense layers (moe_layers 0,0)
 #   (b) moe          the tiny preset (4 experts, top-2) trained from scratch
 #   (c) btx          monolith pipeline btx: dense seed, a branch per domain, mix, router, all
-#   (d) demix        the tiny MoE trained with --route-by-domain (domain d -> expert d), then
-#                    its router alone trained on the mixture with normal routing
+#   (d) demix        the tiny MoE trained with --route-by-domain (domain d -> expert d; the
+#                    router taught the domains by --router-ce ROUTER_CE), then its router
+#                    alone trained on the mixture with normal routing
 # and then fine-tuning one new expert: a fifth, unseen domain (Python's standard library,
 # /usr/lib/python3.*/*.py) added to (d) with `expert add` and trained alone
-# (--route-by-domain --train experts=4), the rest frozen.
+# (--route-by-domain --train experts=4: its slices and router rows), the rest frozen: on
+# python alone, and on the mixture of the old domains and python (the old domains forced
+# to their experts, python to 4, so the router term gives row 4 negatives as well).
 #
 # Every method gets STEPS optimizer steps of B x T tokens in all, summed over its stages.
 # Environment: MONOLITH (binary, default build/monolith), OUT (default runs/modules),
-# STEPS (default 1200), THREADS (default 2). Each stage is skipped when its output
-# exists, so the script can be stopped and run again. Prints markdown tables at the end.
+# STEPS (default 1200), THREADS (default 2), ROUTER_CE (default 0.1), PARTS (default all of
+# "dense moe btx demix variants ft": the parts to train and evaluate; `variants` is the
+# seed-2 runs of (a) and (b) and DEMix without the router term with two router-stage
+# variants). Each stage is skipped when its output exists, so the script can be stopped
+# and run again, and PARTS="demix ft" redoes only (d) and the fifth domain. Prints
+# markdown tables at the end, leaving out the rows whose evaluation is missing.
 set -euo pipefail
 
 M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/modules}
 STEPS=${STEPS:-1200}
 THREADS=${THREADS:-2}
+RCE=${ROUTER_CE:-0.1}
+PARTS=" ${PARTS:-dense moe btx demix variants ft} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 C=data/corpora
 TOK=$C/mono8k.tiktoken
 DOMAINS="code math legal speeches"
@@ -48,10 +58,12 @@ train() {
 S8=$((STEPS / 8))
 
 # (a) dense and (b) MoE from scratch.
-train $OUT/dense $STEPS --preset tiny --moe-layers 0,0 $COMMON $DATA
-train $OUT/moe $STEPS --preset tiny $COMMON $DATA
+if part dense; then train $OUT/dense $STEPS --preset tiny --moe-layers 0,0 $COMMON $DATA; fi
+if part moe; then train $OUT/moe $STEPS --preset tiny $COMMON $DATA; fi
 
 # (c) BTX: seed 2/8 of the steps, four branches 1/8 each, router 1/8, all 1/8.
+BTX=$(ckpt $OUT/btx/all $S8)
+if part btx; then
 cat > $OUT/btx.ini <<EOF
 [pipeline]
 out = $OUT/btx
@@ -89,107 +101,146 @@ steps = $S8
 warmup = 20
 EOF
 "$M" pipeline btx --config $OUT/btx.ini | tee $OUT/btx_summary.txt
-BTX=$(ckpt $OUT/btx/all $S8)
+fi
 
-# (d) DEMix: 7/8 of the steps with forced routing, then 1/8 training the router alone.
-train $OUT/demix_experts $((STEPS - S8)) --preset tiny --route-by-domain $COMMON $DATA
-train $OUT/demix $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train router --warmup 20 \
-    $(echo $COMMON | sed 's/--warmup 50//') $DATA
-DEMIX=$(ckpt $OUT/demix $S8)
-
-# Run-to-run spread of (a) and (b), and two variants of DEMix's router stage: lr 3e-2, and
-# the router trained at top_k 4 (every expert gets gradient) then used at top_k 2 (the
-# experts re-assembled by expert extract + compose --top-k 2).
-train $OUT/dense_s2 $STEPS --preset tiny --moe-layers 0,0 $COMMON $DATA --seed 2
-train $OUT/moe_s2 $STEPS --preset tiny $COMMON $DATA --seed 2
+# (d) DEMix: 7/8 of the steps with forced routing (and the router term), then 1/8 training
+# the router alone with normal routing.
 NOWARM=$(echo $COMMON | sed 's/--warmup 50//')
-train $OUT/demix_lr30 $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train router --warmup 20 $NOWARM \
-    --lr 3e-2 $DATA
-train $OUT/demix_r4 $S8 --init "$(ckpt $OUT/demix_experts $((STEPS - S8)))" --train router --warmup 20 $NOWARM \
-    --top-k 4 $DATA
-if [ ! -e $OUT/demix_r4_k2.h5 ]; then
-    for e in 0 1 2 3; do "$M" expert extract $(ckpt $OUT/demix_r4 $S8) --expert $e -o $OUT/r4_e$e.h5; done
-    "$M" compose --base $(ckpt $OUT/demix_r4 $S8) --expert $OUT/r4_e0.h5 --expert $OUT/r4_e1.h5 \
-        --expert $OUT/r4_e2.h5 --expert $OUT/r4_e3.h5 --top-k 2 -o $OUT/demix_r4_k2.h5
+DEMIX_EXPERTS=$(ckpt $OUT/demix_experts $((STEPS - S8)))
+DEMIX=$(ckpt $OUT/demix $S8)
+if part demix; then
+    train $OUT/demix_experts $((STEPS - S8)) --preset tiny --route-by-domain --router-ce $RCE $COMMON $DATA
+    train $OUT/demix $S8 --init "$DEMIX_EXPERTS" --train router --warmup 20 $NOWARM $DATA
+fi
+
+# Run-to-run spread of (a) and (b); DEMix without the router term (--router-ce 0: the
+# router learns nothing during forced routing) and two variants of its router stage: lr
+# 3e-2, and the router trained at top_k 4 (every expert gets gradient) then used at
+# top_k 2 (the experts re-assembled by expert extract + compose --top-k 2).
+NOCE_EXPERTS=$(ckpt $OUT/demix_noce_experts $((STEPS - S8)))
+if part variants; then
+    train $OUT/dense_s2 $STEPS --preset tiny --moe-layers 0,0 $COMMON $DATA --seed 2
+    train $OUT/moe_s2 $STEPS --preset tiny $COMMON $DATA --seed 2
+    train $OUT/demix_noce_experts $((STEPS - S8)) --preset tiny --route-by-domain --router-ce 0 $COMMON $DATA
+    train $OUT/demix_noce $S8 --init "$NOCE_EXPERTS" --train router --warmup 20 $NOWARM $DATA
+    train $OUT/demix_lr30 $S8 --init "$NOCE_EXPERTS" --train router --warmup 20 $NOWARM --lr 3e-2 $DATA
+    train $OUT/demix_r4 $S8 --init "$NOCE_EXPERTS" --train router --warmup 20 $NOWARM --top-k 4 $DATA
+    if [ ! -e $OUT/demix_r4_k2.h5 ]; then
+        for e in 0 1 2 3; do "$M" expert extract $(ckpt $OUT/demix_r4 $S8) --expert $e -o $OUT/r4_e$e.h5; done
+        "$M" compose --base $(ckpt $OUT/demix_r4 $S8) --expert $OUT/r4_e0.h5 --expert $OUT/r4_e1.h5 \
+            --expert $OUT/r4_e2.h5 --expert $OUT/r4_e3.h5 --top-k 2 -o $OUT/demix_r4_k2.h5
+    fi
 fi
 
 # Evaluations: 50 val batches of 8 x 64 tokens per domain (25,600 tokens), normal routing;
-# DEMix also with the oracle domain -> expert routing.
-ev() { "$M" eval --checkpoint "$1" $DATA --batch 8 --seq 64 --batches 50 --threads $THREADS --json; }
-ev $(ckpt $OUT/dense $STEPS) > $OUT/eval_dense.json
-ev $(ckpt $OUT/moe $STEPS) > $OUT/eval_moe.json
-ev $BTX > $OUT/eval_btx.json
-ev $DEMIX > $OUT/eval_demix.json
-ev $(ckpt $OUT/dense_s2 $STEPS) > $OUT/eval_dense_s2.json
-ev $(ckpt $OUT/moe_s2 $STEPS) > $OUT/eval_moe_s2.json
-ev $(ckpt $OUT/demix_lr30 $S8) > $OUT/eval_demix_lr30.json
-ev $OUT/demix_r4_k2.h5 > $OUT/eval_demix_r4.json
-"$M" eval --checkpoint $DEMIX $DATA --batch 8 --seq 64 --batches 50 --threads $THREADS --json --route-by-domain \
-    > $OUT/eval_demix_oracle.json
-
-# Fine-tune one expert: a fifth domain as a new expert of (d).
-PY=$(ls -d /usr/lib/python3.*/ | head -1)
-if [ ! -e $OUT/python.h5 ]; then
-    mkdir -p $OUT/python_src
-    cp "$PY"*.py $OUT/python_src/
-    "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
+# DEMix also with the oracle domain -> expert routing. ev NAME CKPT [FLAGS]: writes
+# OUT/eval_NAME.json when CKPT exists.
+ev() {
+    local name=$1 ck=$2
+    shift 2
+    [ -e "$ck" ] || return 0
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 64 --batches 50 --threads $THREADS --json "$@" \
+        > $OUT/eval_$name.json
+}
+if part dense; then ev dense $(ckpt $OUT/dense $STEPS); fi
+if part moe; then ev moe $(ckpt $OUT/moe $STEPS); fi
+if part btx; then ev btx $BTX; fi
+if part demix; then
+    ev demix $DEMIX
+    ev demix_oracle $DEMIX --route-by-domain
+    ev demix_experts $DEMIX_EXPERTS
 fi
-[ -e $OUT/demix5.h5 ] || "$M" expert add $DEMIX --init random --seed 5 --name python --domain python -o $OUT/demix5.h5
+if part variants; then
+    ev dense_s2 $(ckpt $OUT/dense_s2 $STEPS)
+    ev moe_s2 $(ckpt $OUT/moe_s2 $STEPS)
+    ev demix_noce $(ckpt $OUT/demix_noce $S8)
+    ev demix_noce_oracle $(ckpt $OUT/demix_noce $S8) --route-by-domain
+    ev demix_lr30 $(ckpt $OUT/demix_lr30 $S8)
+    ev demix_r4 $OUT/demix_r4_k2.h5
+fi
+
+# Fine-tune one expert: a fifth domain as a new expert of (d), on python alone
+# (ft_python) and on the mixture of the four old domains and python, python at 4 times
+# their weight: half of the tokens (ft_mix).
 FT_STEPS=$((STEPS / 4))
-train $OUT/ft_python $FT_STEPS --init $OUT/demix5.h5 --data python=$OUT/python.h5 --route-by-domain \
-    --train experts=4 --warmup 20 $(echo $COMMON | sed 's/--warmup 50//')
-DATA5="$DATA --data python=$OUT/python.h5"
-ev5() { "$M" eval --checkpoint "$1" $DATA5 --batch 8 --seq 64 --batches 50 --threads $THREADS --json "${@:2}"; }
-ev5 $OUT/demix5.h5 > $OUT/eval_ft_before.json
-ev5 $OUT/demix5.h5 --route-by-domain > $OUT/eval_ft_before_oracle.json
-ev5 $(ckpt $OUT/ft_python $FT_STEPS) > $OUT/eval_ft_after.json
-ev5 $(ckpt $OUT/ft_python $FT_STEPS) --route-by-domain > $OUT/eval_ft_after_oracle.json
+if part ft; then
+    PY=$(ls -d /usr/lib/python3.*/ | head -1)
+    if [ ! -e $OUT/python.h5 ]; then
+        mkdir -p $OUT/python_src
+        cp "$PY"*.py $OUT/python_src/
+        "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
+    fi
+    [ -e $OUT/demix5.h5 ] || "$M" expert add $DEMIX --init random --seed 5 --name python --domain python -o $OUT/demix5.h5
+    train $OUT/ft_python $FT_STEPS --init $OUT/demix5.h5 --data python=$OUT/python.h5 --route-by-domain \
+        --router-ce $RCE --train experts=4 --warmup 20 $NOWARM
+    train $OUT/ft_mix $FT_STEPS --init $OUT/demix5.h5 $DATA --data python=$OUT/python.h5:4 --route-by-domain \
+        --router-ce $RCE --train experts=4 --warmup 20 $NOWARM
+    DATA4=$DATA
+    DATA="$DATA4 --data python=$OUT/python.h5"
+    ev ft_before $OUT/demix5.h5
+    ev ft_before_oracle $OUT/demix5.h5 --route-by-domain
+    for f in ft_python ft_mix; do
+        ev ${f}_after $(ckpt $OUT/$f $FT_STEPS)
+        ev ${f}_after_oracle $(ckpt $OUT/$f $FT_STEPS) --route-by-domain
+    done
+    DATA=$DATA4
+fi
 
 # Routing heatmaps (PNG) of the MoE runs' last evaluations, when matplotlib is there.
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-    for r in moe btx/all demix ft_python; do /usr/bin/python3 scripts/plot_run.py $OUT/$r >/dev/null || true; done
+    for r in moe btx/all demix ft_python ft_mix; do
+        if [ -e $OUT/$r/metrics.jsonl ]; then /usr/bin/python3 scripts/plot_run.py $OUT/$r >/dev/null || true; fi
+    done
 fi
 
 # Tables.
 /usr/bin/python3 - "$OUT" <<'EOF'
-import json, math, sys
+import json, os, sys
 out = sys.argv[1]
 def load(name):
-    return json.load(open(f"{out}/{name}.json"))
+    path = f"{out}/{name}.json"
+    return json.load(open(path)) if os.path.exists(path) else None
 doms = ["code", "math", "legal", "speeches"]
 rows = [("(a) dense", "eval_dense"), ("(b) MoE from scratch", "eval_moe"), ("(c) BTX", "eval_btx"),
         ("(d) DEMix, learned router", "eval_demix"), ("(d) DEMix, oracle domain routing", "eval_demix_oracle"),
+        ("(d) DEMix, forced stage only, learned router", "eval_demix_experts"),
+        ("(d) DEMix without the router term, learned router", "eval_demix_noce"),
+        ("(d) DEMix without the router term, oracle routing", "eval_demix_noce_oracle"),
         ("(a) dense, seed 2", "eval_dense_s2"), ("(b) MoE, seed 2", "eval_moe_s2"),
-        ("(d) DEMix, router lr 3e-2", "eval_demix_lr30"), ("(d) DEMix, router trained at top_k 4", "eval_demix_r4")]
+        ("(d) DEMix without the term, router lr 3e-2", "eval_demix_lr30"),
+        ("(d) DEMix without the term, router trained at top_k 4", "eval_demix_r4")]
 print("| model | " + " | ".join(doms) + " | mean |")
 print("|---|" + "---:|" * (len(doms) + 1))
 for label, f in rows:
+    if not load(f):
+        continue
     v = load(f)["val"]
     xs = [v[d]["loss"] for d in doms]
     print(f"| {label} | " + " | ".join(f"{x:.3f}" for x in xs) + f" | {sum(xs) / len(xs):.3f} |")
-for label, f in [rows[1], rows[2], rows[3]]:
-    r = load(f)["routing_share"]
+def routing(label, f, ds):
+    j = load(f)
+    if not j:
+        return
+    r = j["routing_share"]
     print(f"\nrouting share, {label} (rows: domain, columns: expert, mean over the MoE layers)\n")
-    n = len(r[doms[0]]["mean"])
+    n = len(r[ds[0]]["mean"])
     print("| domain | " + " | ".join(f"e{e}" for e in range(n)) + " |")
     print("|---|" + "---:|" * n)
-    for d in doms:
+    for d in ds:
         print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
-print("\nfine-tuning expert 4 (python) of (d), everything else frozen\n")
-print("| domain | routing | before | after | change |")
-print("|---|---|---:|---:|---:|")
-for mode, b, a in [("oracle", "eval_ft_before_oracle", "eval_ft_after_oracle"), ("learned", "eval_ft_before", "eval_ft_after")]:
-    vb, va = load(b)["val"], load(a)["val"]
-    for d in doms + ["python"]:
-        if d not in vb:
-            continue
-        x, y = vb[d]["loss"], va[d]["loss"]
-        print(f"| {d} | {mode} | {x:.3f} | {y:.3f} | {100 * (y - x) / x:+.2f}% |")
-r = load("eval_ft_after")["routing_share"]
-print("\nrouting share after the fine-tune, learned router (mean over the MoE layers)\n")
-n = len(r["python"]["mean"])
-print("| domain | " + " | ".join(f"e{e}" for e in range(n)) + " |")
-print("|---|" + "---:|" * n)
-for d in doms + ["python"]:
-    print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
+for label, f in [rows[1], rows[2], rows[3], rows[6]]:
+    routing(label, f, doms)
+for ft, what in [("ft_python", "on python alone"), ("ft_mix", "on the mixture of the five domains")]:
+    if not load(f"eval_{ft}_after"):
+        continue
+    print(f"\nfine-tuning expert 4 (python) of (d) {what}, everything else frozen\n")
+    print("| domain | routing | before | after | change |")
+    print("|---|---|---:|---:|---:|")
+    for mode, b, a in [("oracle", "eval_ft_before_oracle", f"eval_{ft}_after_oracle"),
+                       ("learned", "eval_ft_before", f"eval_{ft}_after")]:
+        vb, va = load(b)["val"], load(a)["val"]
+        for d in doms + ["python"]:
+            x, y = vb[d]["loss"], va[d]["loss"]
+            print(f"| {d} | {mode} | {x:.3f} | {y:.3f} | {100 * (y - x) / x:+.2f}% |")
+    routing(f"after the fine-tune {what}, learned router", f"eval_{ft}_after", doms + ["python"])
 EOF

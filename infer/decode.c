@@ -24,8 +24,14 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25  // Linux 6.1 (asm-generic/mman-common.h); older kernels refuse it, harmlessly
+#endif
 
 struct infer_ctx {
     const mo_param_table *pt;
@@ -77,6 +83,33 @@ struct infer_ctx {
     int *tidx;                   // per thread: chosen experts [k], padded
     spin_barrier bar;
 };
+
+// ---------------------------------------------------------------------------- huge pages
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+// Asks the kernel to back the whole 2 MiB pages inside [p, p + bytes) with huge pages:
+// decode streams ~150 MB of weights per token, and on this VM (nested paging) the TLB
+// misses of 4 KiB pages cost a large share of the memory rate (measured below in
+// docs/benchmarks.md). `collapse`: also merge pages already written (MADV_COLLAPSE,
+// Linux 6.1+, copies them, about 1 s per GB), else only pages touched later are huge.
+// Only a hint: the contents stay the same and a refusal changes nothing.
+static void advise_huge(const void *p, size_t bytes, int collapse) {
+    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t b = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
+    if (b <= a || getenv("MONOLITH_NO_HUGE")) return;
+    madvise((void *)a, b - a, MADV_HUGEPAGE);
+    if (collapse) madvise((void *)a, b - a, MADV_COLLAPSE);
+}
+
+// A buffer of `bytes` on huge pages where the kernel allows (aligned to 2 MiB, advised
+// before its first write), freed with free().
+static void *alloc_huge(size_t bytes) {
+    size_t n = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *p = aligned_alloc(HUGE_PAGE, n ? n : HUGE_PAGE);
+    if (p) advise_huge(p, n, 0);
+    return p;
+}
 
 // ---------------------------------------------------------------------------- products
 
@@ -545,7 +578,7 @@ int infer_set_weights(infer_ctx *s, infer_weights w) {
             ns += pt->t[i].numel / tensor_cols(&pt->t[i]) * q8_blocks(tensor_cols(&pt->t[i]));
             if (pt->t[i].kind != PK_OUTPUT && pt->t[i].numel > most) most = pt->t[i].numel;
         }
-    s->q8 = malloc(nq ? nq : 1);
+    s->q8 = alloc_huge(nq);
     s->q8_scale = malloc((ns ? ns : 1) * sizeof(float));
     s->deq = malloc((most ? most : 1) * sizeof(float));
     if (!s->q8 || !s->q8_scale || !s->deq) {
@@ -680,6 +713,9 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     }
     rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
     for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = params + pt->t[i].offset};
+    advise_huge(params, pt->numel * sizeof(float), 1);
+    advise_huge(s->kv.k, kvcache_bytes(&s->kv) / 2, 0);  // not written yet: huge from the first write
+    advise_huge(s->kv.v, kvcache_bytes(&s->kv) / 2, 0);
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;
     s->route_k = (int)k;

@@ -4,7 +4,8 @@
 # cross-entropy against the forced experts: ln 4 for a fresh 4-expert router, falling as
 # the router learns the domains) and the loss is ce + aux_coef aux + z_coef z +
 # COEF router_ce; --router-ce 0 leaves DESIGN's loss; without --route-by-domain
-# router_ce is 0; the value is written to run.ini; a negative value is refused before
+# router_ce is 0; the value is written to run.ini and --resume keeps it (a run.ini
+# from before the option resumes without the term); a negative value is refused before
 # any work.
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
@@ -49,5 +50,25 @@ for run, coef in (("ce", 0.5), ("off", 0.0)):
 ce = steps("ce")
 assert ce[-1]["router_ce"] < 0.5 * ce[0]["router_ce"], ("the router did not learn the domains", ce[-1]["router_ce"])
 assert all(r["router_ce"] == 0 for r in steps("normal")), "router_ce without forced routing"
+PY
+# --resume keeps the weight the run started with; a run.ini without the key (written
+# before --router-ce existed) resumes without the term, as that run trained.
+"$bin" train "${base[@]}" --steps 20 --save-every 10 --route-by-domain --router-ce 0.5 --out "$tmp/res" 2>/dev/null ||
+  fail "resume run"
+cp -r "$tmp/res" "$tmp/old"
+sed -i '/^router-ce = /d' "$tmp/old/run.ini"
+for r in res old; do
+  rm "$tmp/$r/ckpt-00000020.h5"
+  "$bin" train --resume "$tmp/$r" --threads 1 2>/dev/null || fail "--resume $r"
+done
+/usr/bin/python3 - "$tmp" <<'PY' || fail "resumed metrics"
+import json, sys
+tmp = sys.argv[1]
+for run, coef in (("res", 0.5), ("old", 0.0)):
+    s = [json.loads(l) for l in open(f"{tmp}/{run}/metrics.jsonl") if '"type": "train"' in l]
+    assert [r["step"] for r in s] == list(range(1, 21)), (run, [r["step"] for r in s])
+    for r in s[10:]:
+        want = r["ce"] + 0.01 * r["aux"] + 0.001 * r["z"] + coef * r["router_ce"]
+        assert r["router_ce"] > 0 and abs(r["loss"] - want) < 1e-6 * max(1, abs(want)), (run, r["step"], r["loss"], want)
 PY
 echo "train_router_ce_cli: ok"

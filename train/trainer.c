@@ -293,6 +293,7 @@ static int open_resume(trainer *t, const train_opts *cli) {
     if (access(ini, R_OK))
         return mo_errorf("--resume %s: no run.ini there (not a run folder of monolith train)", dir);
     train_opts_defaults(&t->o);
+    t->o.router_ce = 0;  // a run.ini without the key predates --router-ce: that run trained without it
     if (train_opts_load_ini(&t->o, ini)) return -1;
     snprintf(t->o.out, sizeof t->o.out, "%s", dir);
     t->o.threads = cli->threads;

@@ -184,6 +184,33 @@ if part ft; then
         ev ${f}_after_oracle $(ckpt $OUT/$f $FT_STEPS) --route-by-domain
     done
     DATA=$DATA4
+    # The gate of expert 4 per domain: its weight in a token's output (summed over the
+    # slots, averaged over tokens and MoE layers) in 32 val windows of 64 tokens, from
+    # monolith dump's /routing.
+    /usr/bin/python3 - "$M" "$OUT" $FT_STEPS $DOMAINS <<'EOF'
+import h5py, json, subprocess, sys
+import numpy as np
+m, out, steps, doms = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+files = {d: f"data/corpora/{d}.h5" for d in doms} | {"python": f"{out}/python.h5"}
+cks = {"after expert add": f"{out}/demix5.h5", "fine-tuned on python alone": f"{out}/ft_python/ckpt-{steps:08d}.h5",
+       "fine-tuned on the mixture": f"{out}/ft_mix/ckpt-{steps:08d}.h5"}
+res = {}
+for d, path in files.items():
+    v = h5py.File(path, "r")["val/tokens"][()]
+    starts = np.linspace(0, len(v) - 66, 32).astype(int)
+    with h5py.File(f"{out}/gates_{d}.tokens.h5", "w") as f:
+        f["tokens"] = np.stack([v[s:s + 65] for s in starts]).astype(np.int64)
+for name, ck in cks.items():
+    res[name] = {}
+    for d in files:
+        subprocess.run([m, "dump", "--checkpoint", ck, "--tokens", f"{out}/gates_{d}.tokens.h5", "-o",
+                        f"{out}/gates_dump.h5", "--threads", "1"], check=True, capture_output=True)
+        with h5py.File(f"{out}/gates_dump.h5", "r") as f:
+            r = f["routing"]
+            res[name][d] = float(np.mean([np.where(r[l]["experts"][()] == 4, r[l]["weights"][()], 0).sum(1).mean()
+                                          for l in r]))
+json.dump(res, open(f"{out}/gates_ft.json", "w"))
+EOF
 fi
 
 # Routing heatmaps (PNG) of the MoE runs' last evaluations, when matplotlib is there.
@@ -243,4 +270,12 @@ for ft, what in [("ft_python", "on python alone"), ("ft_mix", "on the mixture of
             x, y = vb[d]["loss"], va[d]["loss"]
             print(f"| {d} | {mode} | {x:.3f} | {y:.3f} | {100 * (y - x) / x:+.2f}% |")
     routing(f"after the fine-tune {what}, learned router", f"eval_{ft}_after", doms + ["python"])
+g = load("gates_ft")
+if g:
+    ds = doms + ["python"]
+    print("\nmean gate of expert 4 per token (summed over its slots, averaged over the MoE layers)\n")
+    print("| gate of expert 4 | " + " | ".join(ds) + " |")
+    print("|---|" + "---:|" * len(ds))
+    for name, row in g.items():
+        print(f"| {name} | " + " | ".join(f"{row[d]:.2f}" for d in ds) + " |")
 EOF

@@ -10,6 +10,8 @@
 //   WITHOUT reading its value: the test files have their global heap damaged, which
 //   makes libhdf5 crash or hang if anything reads it.
 // - A string longer than the reader's buffer is refused, never truncated.
+// - A dataset whose chunk index announces a short chunk, or a skipped checksum, is
+//   refused before libhdf5 reads it (a heap overflow inside libhdf5 otherwise).
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "tests/testutil.h"
@@ -201,6 +203,62 @@ START_TEST(test_variable_length_refused_unread) {
 }
 END_TEST
 
+// libhdf5 trusts the chunk index (v1 B-tree nodes have no checksum): a record that
+// announces a smaller chunk, or marks the Fletcher32 filter skipped, made H5Dread copy a
+// whole chunk out of a smaller buffer (fuzz_tokens). h5_shape checks every chunk record.
+static void damage_chunk_record(const char *path, int size_delta, uint32_t mask) {
+    FILE *fp = fopen(path, "r+b");
+    ck_assert(fp);
+    unsigned char d[1 << 16];
+    size_t n = fread(d, 1, sizeof d, fp);
+    int found = 0;
+    for (size_t i = 0; i + 32 <= n; i++) {
+        // "TREE", node type 1 (raw data chunks), level, entries used (2), siblings (2 x 8),
+        // then the first key: chunk size (4 bytes), filter mask (4 bytes), offsets.
+        if (memcmp(d + i, "TREE", 4) || d[i + 4] != 1) continue;
+        uint32_t size, m;
+        memcpy(&size, d + i + 24, 4);
+        memcpy(&m, d + i + 28, 4);
+        size = (uint32_t)((int)size + size_delta);
+        m |= mask;
+        memcpy(d + i + 24, &size, 4);
+        memcpy(d + i + 28, &m, 4);
+        found++;
+    }
+    ck_assert_int_eq(found, 1);
+    rewind(fp);
+    ck_assert_int_eq(fwrite(d, 1, n, fp), n);
+    fclose(fp);
+}
+
+START_TEST(test_damaged_chunk_record_refused) {
+    char p[256];
+    path_in(p, sizeof p, "chunk.h5");
+    float x[100], y[100];
+    for (int i = 0; i < 100; i++) x[i] = (float)i;
+    hsize_t dims[1] = {100};
+    for (int kind = 0; kind < 3; kind++) {
+        hid_t f = h5_create(p);
+        ck_assert_int_eq(h5_write_f32(f, "x", x, 1, dims), 0);
+        ck_assert_int_eq(h5_finish(f, p), 0);
+        if (kind == 1) damage_chunk_record(p, -4, 0);  // short by the checksum: passes the size total
+        if (kind == 2) damage_chunk_record(p, 0, 1);   // Fletcher32 marked skipped
+        f = h5_open(p, NULL, 0);
+        ck_assert(f >= 0);
+        int rc = h5_read_f32(f, "x", y, 1, dims);
+        if (kind == 0) {
+            ck_assert_msg(rc == 0, "%s", mo_error());
+            ck_assert_int_eq(memcmp(x, y, sizeof x), 0);
+        } else {
+            ck_assert_int_eq(rc, -1);
+            assert_error_names(p, "damaged chunk", NULL);
+        }
+        h5_close(f);
+    }
+    unlink(p);
+}
+END_TEST
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     Suite *s = suite_create("base_h5io");
@@ -210,6 +268,7 @@ int main(void) {
     tcase_add_test(tc, test_strings_are_fixed_length_utf8);
     tcase_add_test(tc, test_long_string_attribute);
     tcase_add_test(tc, test_variable_length_refused_unread);
+    tcase_add_test(tc, test_damaged_chunk_record_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -284,6 +284,57 @@ static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored
     return *claimed <= *stored * (filtered ? 1100.0 : 1.0);
 }
 
+// 0 if every stored chunk of an uncompressed chunked dataset is whole, else -1 with the
+// message. libhdf5 1.10 trusts its chunk index (the v1 B-tree, whose nodes carry no
+// checksum): a damaged record announcing a smaller chunk, or one that marks the
+// Fletcher32 filter as skipped, makes H5Dread copy a whole chunk out of the smaller
+// buffer (a heap overflow inside libhdf5, found by fuzz_tokens). So each chunk must
+// store exactly its bytes (+ 4 for Fletcher32) with no filter skipped. One index lookup
+// per chunk (h5_shape has already checked the chunks fit in the file). Compressed data,
+// which monolith never writes, cannot be checked without decompressing it: skipped.
+static int chunks_whole(hid_t loc, const char *path, hid_t ds, int rank, const hsize_t *dims) {
+    hid_t dcpl = H5Dget_create_plist(ds), t = H5Dget_type(ds);
+    int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
+    hsize_t chunk[H5IO_MAX_RANK], whole = t >= 0 ? H5Tget_size(t) : 0;
+    int ok = chunked && rank >= 1 && H5Pget_chunk(dcpl, rank, chunk) == rank;
+    int compressed = 0, fletcher = 0;
+    for (int i = 0, nf = chunked ? H5Pget_nfilters(dcpl) : 0; i < nf; i++) {
+        unsigned flags;
+        size_t nv = 0;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, NULL, 0, NULL, NULL);
+        fletcher |= id == H5Z_FILTER_FLETCHER32;
+        compressed |= id != H5Z_FILTER_FLETCHER32 && id != H5Z_FILTER_SHUFFLE;
+    }
+    if (t >= 0) H5Tclose(t);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (!chunked || compressed) return 0;
+    if (!ok) return mo_errorf("%s: dataset %s has an unreadable chunk layout (corrupt file)", h5_name(loc), path);
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0) return 0;  // nothing stored, nothing read
+        if (chunk[i] == 0) return mo_errorf("%s: dataset %s has a zero chunk size (corrupt file)", h5_name(loc), path);
+        whole *= chunk[i];
+    }
+    whole += fletcher ? 4 : 0;
+    hsize_t at[H5IO_MAX_RANK] = {0};
+    for (;;) {
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info_by_coord(ds, at, &mask, &addr, &size) < 0)
+            return mo_errorf("%s: dataset %s has an unreadable chunk index (corrupt file)", h5_name(loc), path);
+        // A chunk never written reads as fill values, not past a buffer; h5_shape's
+        // stored-size check refuses a dataset missing data.
+        if (addr != HADDR_UNDEF && (mask != 0 || size != whole))
+            return mo_errorf("%s: dataset %s has a damaged chunk at element %llu (%llu bytes stored, a whole chunk is "
+                             "%llu%s); the file is corrupt", h5_name(loc), path, (unsigned long long)at[0],
+                             (unsigned long long)size, (unsigned long long)whole,
+                             mask ? ", and its checksum is marked skipped" : "");
+        int d = rank - 1;  // next chunk, last dimension fastest
+        while (d >= 0 && (at[d] += chunk[d]) >= dims[d]) at[d--] = 0;
+        if (d < 0) return 0;
+    }
+}
+
 int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (!h5_exists(loc, path)) return mo_errorf("%s: missing dataset %s", h5_name(loc), path);
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
@@ -301,8 +352,10 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     double claimed = 0, stored = 0;
     int full = ok && stored_in_full(ds, space, &claimed, &stored);
     H5Sclose(space);
+    int whole = ok && full ? chunks_whole(loc, path, ds, r, dims) : 0;
     H5Dclose(ds);
     if (!ok) return mo_errorf("%s: dataset %s has an unreadable shape", h5_name(loc), path);
+    if (whole) return -1;
     if (!full) {
         char sh[128];
         size_t k = 0;

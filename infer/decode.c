@@ -7,6 +7,7 @@
 // path (kernels/gemv.h): q, k, v in one product, and the FFN in two threaded runs
 // (ffn_one). Weights are fp32 views of the model or 8-bit copies (infer_set_weights).
 #include "infer/decode.h"
+#include "infer/prefill_bf16.h"
 
 #include "engine/base/error.h"
 #include "kernels/attention.h"
@@ -74,6 +75,8 @@ struct infer_ctx {
     int8_t *q8;
     float *q8_scale;
     float *deq;
+    // bf16 compute of the products that would go through sgemm (infer_set_precision), or NULL.
+    pf_bf16 *bf16;
 
     // Single-token decode (decode_one): one parallel region of up to max_threads threads,
     // each with its own normed input and routing (thread t's at t * tstride floats of
@@ -132,6 +135,7 @@ static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, i
         }
         return;
     }
+    if (s->bf16 && pf_bf16_linear(s->bf16, y, x, W, rows, out, in, acc)) return;
     matmul_nt(y, x, as_f32(s, W, (size_t)out, in), rows, out, in, acc);
 }
 
@@ -141,6 +145,7 @@ static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, i
 static void expert_linear(infer_ctx *s, float *y, const float *x, gemv_w W, const int *offs, int E, int out,
                           int in) {
     if (offs[E] > 4 * E) {
+        if (s->bf16 && pf_bf16_grouped(s->bf16, y, x, W, offs, E, out, in)) return;
         matmul_grouped_nt(y, x, as_f32(s, W, (size_t)E * out, in), offs, E, out, in, 0);
         return;
     }
@@ -563,7 +568,7 @@ static int quantized_kind(mo_param_kind k) {
 // Columns of tensor t as a stack of [rows, cols] matrices: its last dimension.
 static int tensor_cols(const mo_tensor *t) { return (int)t->shape[t->rank - 1]; }
 
-int infer_set_weights(infer_ctx *s, infer_weights w) {
+static int set_weights(infer_ctx *s, infer_weights w) {
     const mo_param_table *pt = s->pt;
     free(s->q8), free(s->q8_scale), free(s->deq);
     s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL;
@@ -600,7 +605,25 @@ int infer_set_weights(infer_ctx *s, infer_weights w) {
     return 0;
 }
 
+// The bf16 copies follow the weights: made again from the new ones (also when
+// set_weights failed and fell back to the fp32 views).
+int infer_set_weights(infer_ctx *s, infer_weights w) {
+    int rc = set_weights(s, w);
+    if (s->bf16 && infer_set_precision(s, MO_PRECISION_BF16)) rc = -1;
+    return rc;
+}
+
 infer_weights infer_get_weights(const infer_ctx *s) { return s->weights; }
+
+int infer_set_precision(infer_ctx *s, mo_precision p) {
+    pf_bf16_free(s->bf16);
+    s->bf16 = NULL;
+    if (p == MO_PRECISION_FP32) return 0;
+    s->bf16 = pf_bf16_new(s->pt, s->w, s->max_rows);
+    return s->bf16 ? 0 : -1;
+}
+
+mo_precision infer_get_precision(const infer_ctx *s) { return s->bf16 ? MO_PRECISION_BF16 : MO_PRECISION_FP32; }
 
 // Bytes of `rows` rows of tensor id at its current precision.
 static double rows_bytes(const infer_ctx *s, int id, double rows) {
@@ -731,5 +754,6 @@ void infer_free(infer_ctx *s) {
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
                     s->route_gate, s->w, s->tbuf, s->tidx, s->q8, s->q8_scale, s->deq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    pf_bf16_free(s->bf16);
     free(s);
 }

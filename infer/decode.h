@@ -20,6 +20,7 @@
 #ifndef MONOLITH_DECODE_H
 #define MONOLITH_DECODE_H
 
+#include "engine/model.h"
 #include "engine/params.h"
 #include "infer/kvcache.h"
 
@@ -55,6 +56,21 @@ typedef enum {
 // prefill).
 int infer_set_weights(infer_ctx *s, infer_weights w);
 infer_weights infer_get_weights(const infer_ctx *s);
+
+// Chooses the arithmetic of the products with many rows (prefill, and decode of several
+// sequences at once): MO_PRECISION_FP32 (the default, the reference) runs them in fp32
+// (sgemm); MO_PRECISION_BF16 rounds both inputs of each to bf16 and accumulates and
+// stores in fp32 (kernels/bf16.h), at about twice the fp32 rate on CPUs with
+// AVX512_BF16. The weights are rounded once, here, into bf16 copies the context owns
+// (2 bytes per weight of the attention, FFN and output matrices; with 8-bit weights, the
+// values those stand for; infer_set_weights makes them again), the activations into
+// scratch before each product. The routers, norms, attention and the single-sequence
+// decode step (matrix-vector products, fp32 or 8-bit) are unchanged. Switching back to
+// fp32 frees the copies and gives bitwise the fp32 results again. Returns 0, or -1 with
+// a message when the CPU has no AVX512_BF16 or when out of memory (the context is then
+// left in fp32).
+int infer_set_precision(infer_ctx *s, mo_precision p);
+mo_precision infer_get_precision(const infer_ctx *s);
 
 // Bytes of weights one single-token decode step reads: the matrices a token passes
 // through (attention, router, its k routed experts, shared or dense FFN, output) at

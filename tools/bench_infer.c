@@ -35,7 +35,8 @@
 #define REPEATS 3
 
 static const char usage[] =
-    "usage: monolith bench infer [--preset NAME] [--weights f32|int8] [--threads N] [--json]\n"
+    "usage: monolith bench infer [--preset NAME] [--weights f32|int8] [--precision fp32|bf16] [--threads N]\n"
+    "                            [--json]\n"
     "\n"
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
@@ -43,6 +44,8 @@ static const char usage[] =
     "  --preset NAME   tiny, small or bench-S (default)\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
+    "  --precision P   fp32 (default) or bf16: prefill's products with bf16 inputs and fp32 sums\n"
+    "                  (needs AVX512_BF16); decode is unchanged\n"
     "  --checkpoint F  a trained model instead of the preset's random one\n"
     "  --data F.h5     a token set (monolith data prepare) of the model's vocabulary: the prompt is\n"
     "                  the start of its validation split, and int8 is compared with f32 along the\n"
@@ -128,6 +131,7 @@ int bench_infer(int argc, char **argv) {
     const char *preset;
     // --weights is ours; the rest are the common model flags.
     infer_weights weights = INFER_WEIGHTS_F32;
+    mo_precision precision = MO_PRECISION_FP32;
     const char *ckpt_path = NULL, *data_path = NULL;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     if (!rest) return 1;
@@ -138,6 +142,14 @@ int bench_infer(int argc, char **argv) {
         else if (i > 0 && !strcmp(argv[i], "--data") && i + 1 < argc) data_path = argv[++i];
         else if (i > 0 && !strcmp(argv[i], "--weights") && i + 1 < argc) w = argv[++i];
         else if (i > 0 && !strncmp(argv[i], "--weights=", 10)) w = argv[i] + 10;
+        else if (i > 0 && (!strcmp(argv[i], "--precision") || !strncmp(argv[i], "--precision=", 12))) {
+            const char *v = argv[i][11] == '=' ? argv[i] + 12 : i + 1 < argc ? argv[++i] : "";
+            if (model_precision_parse(v, "--precision", &precision)) {
+                fprintf(stderr, "monolith: %s\n%s", mo_error(), usage);
+                free(rest);
+                return 2;
+            }
+        }
         else rest[nrest++] = argv[i];
         if (w && strcmp(w, "f32") && strcmp(w, "int8")) {
             fprintf(stderr, "monolith: --weights %s: use f32 or int8\n%s", w, usage);
@@ -196,7 +208,7 @@ int bench_infer(int argc, char **argv) {
         params_init(&pt, params, 1);
     }
     if (!s && !(s = infer_new(&pt, params, 1, P + D))) goto out;
-    if (infer_set_weights(s, weights)) goto out;
+    if (infer_set_weights(s, weights) || infer_set_precision(s, precision)) goto out;
     prompt = malloc(sizeof(int) * P);
     logits = malloc(sizeof(float) * c.vocab_size);
     if (!prompt || !logits) goto out;
@@ -205,8 +217,9 @@ int bench_infer(int argc, char **argv) {
     for (int i = 0; i < P; i++) prompt[i] = text ? text[i] : (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
 
     if (!o.json)
-        fprintf(stderr, "bench infer: %s, %s weights, prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
-                preset, weights ? "int8" : "f32", P, D, threads_count(), REPEATS);
+        fprintf(stderr,
+                "bench infer: %s, %s weights, %s prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
+                preset, weights ? "int8" : "f32", precision ? "bf16" : "fp32", P, D, threads_count(), REPEATS);
     double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS];
     for (int rep = 0; rep <= REPEATS; rep++) {
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
@@ -265,8 +278,9 @@ int bench_infer(int argc, char **argv) {
         for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", pre[i]);
         printf("], \"decode_all\": [");
         for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
-        printf("], \"weights\": \"%s\", \"decode_roofline_tok_s\": %.1f, \"decode_roofline_share\": %.3f",
-               weights ? "int8" : "f32", roof_tok_s, decode_tok_s / roof_tok_s);
+        printf("], \"weights\": \"%s\", \"precision\": \"%s\", \"decode_roofline_tok_s\": %.1f, "
+               "\"decode_roofline_share\": %.3f",
+               weights ? "int8" : "f32", precision ? "bf16" : "fp32", roof_tok_s, decode_tok_s / roof_tok_s);
         if (weights == INFER_WEIGHTS_INT8)
             printf(", \"int8_logit_max_abs\": %.5f, \"int8_logit_mean_abs\": %.6f, \"f32_logit_rms\": %.5f, "
                    "\"int8_top1_agreement\": %.4f",
@@ -281,8 +295,8 @@ int bench_infer(int argc, char **argv) {
                prefill_gflops / sgemm,
                decode_gbs / membw);
     } else {
-        printf("bench infer  %s  %s weights  batch 1  threads %d\n", preset, weights ? "int8" : "f32",
-               threads_count());
+        printf("bench infer  %s  %s weights  %s prefill  batch 1  threads %d\n", preset, weights ? "int8" : "f32",
+               precision ? "bf16" : "fp32", threads_count());
         printf("  prefill %d tokens      %.1f tok/s  %.1f GFLOP/s: %.0f%% of sgemm\n", P, prefill_tok_s,
                prefill_gflops, 100 * prefill_gflops / sgemm);
         printf("  decode %d tokens       %.1f tok/s  %.1f GB/s of weights (%.1f MB/token): %.0f%% of memory bandwidth\n",

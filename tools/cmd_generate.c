@@ -39,12 +39,16 @@ static const char usage[] =
     "  --experts-only 2,5        route only to these experts (probabilities renormalized over them)\n"
     "  --weights f32|int8        weights of the matrix products: the checkpoint's float32 (default) or\n"
     "                            8-bit copies quantized at load (blocks of 32, ~3.5x less to read per token)\n"
+    "  --precision fp32|bf16     arithmetic of the prompt's products: fp32 (default) or bf16 inputs with\n"
+    "                            fp32 sums (about 2x faster prefill; needs AVX512_BF16); the token by\n"
+    "                            token steps after it are unchanged\n"
     "  --threads N               threads (default: one per core)\n";
 
 typedef struct {
     const char *checkpoint, *prompt, *prompt_file;
     int allow_special, max_tokens, show_routing, threads;
     infer_weights weights;
+    mo_precision precision;
     int experts[1024], n_experts;
     sample_params sp;
 } gen_opts;
@@ -90,7 +94,7 @@ static int parse_experts(const char *s, gen_opts *o) {
 // Returns 0 to go on, 1 after --help, -1 on a bad flag (message recorded or printed).
 static int parse_opts(int argc, char **argv, gen_opts *o) {
     enum { O_CKPT = 256, O_PROMPT, O_PFILE, O_SPECIAL, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_REP, O_SEED, O_ROUTING,
-           O_ONLY, O_THREADS, O_WEIGHTS, O_HELP };
+           O_ONLY, O_THREADS, O_WEIGHTS, O_PRECISION, O_HELP };
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, O_CKPT},
                                              {"prompt", required_argument, 0, O_PROMPT},
                                              {"prompt-file", required_argument, 0, O_PFILE},
@@ -105,6 +109,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
                                              {"experts-only", required_argument, 0, O_ONLY},
                                              {"threads", required_argument, 0, O_THREADS},
                                              {"weights", required_argument, 0, O_WEIGHTS},
+                                             {"precision", required_argument, 0, O_PRECISION},
                                              {"help", no_argument, 0, O_HELP},
                                              {0}};
     memset(o, 0, sizeof *o);
@@ -144,6 +149,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
             else
                 rc = mo_errorf("--weights '%s': use f32 or int8", optarg);
             break;
+        case O_PRECISION: rc = model_precision_parse(optarg, "--precision", &o->precision); break;
         case O_HELP: printf("%s", usage); return 1;
         default:
             if (optopt)
@@ -311,7 +317,7 @@ int cmd_generate(int argc, char **argv) {
     int ctx = want < c->max_seq_len ? (int)want : c->max_seq_len;
     const int V = c->vocab_size, V_tok = tok_vocab_size(tok);
     if (!(s = infer_new(&ck.table, ck.params, 1, ctx))) goto out;
-    if (infer_set_weights(s, o.weights)) goto out;
+    if (infer_set_weights(s, o.weights) || infer_set_precision(s, o.precision)) goto out;
     if (o.n_experts && infer_restrict_experts(s, o.experts, o.n_experts)) goto out;
     if (sampler_init(&smp, &o.sp, V)) goto out;
     hist = malloc(((size_t)ctx + 1) * sizeof *hist);  // at most ctx tokens are fed, plus the last one

@@ -10,8 +10,9 @@
 //   WITHOUT reading its value: the test files have their global heap damaged, which
 //   makes libhdf5 crash or hang if anything reads it.
 // - A string longer than the reader's buffer is refused, never truncated.
-// - A dataset whose chunk index announces a short chunk, or a skipped checksum, is
-//   refused before libhdf5 reads it (a heap overflow inside libhdf5 otherwise).
+// - A dataset whose chunk index announces a short chunk, a skipped checksum, or a chunk
+//   outside the dataset is refused before libhdf5 reads it (a heap overflow, or an
+//   allocation of what the record claims, inside libhdf5 otherwise).
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "tests/testutil.h"
@@ -231,6 +232,26 @@ static void damage_chunk_record(const char *path, int size_delta, uint32_t mask)
     fclose(fp);
 }
 
+// Moves the second chunk record of the first chunk B-tree node of `path` to element
+// 4992, outside the dataset: no lookup by coordinate reaches it any more, but libhdf5
+// still reads it (and allocates what it claims).
+static void misplace_chunk_record(const char *path) {
+    FILE *fp = fopen(path, "r+b");
+    ck_assert(fp);
+    unsigned char d[1 << 16];
+    size_t n = fread(d, 1, sizeof d, fp);
+    size_t i = 0;
+    while (i + 80 <= n && (memcmp(d + i, "TREE", 4) || d[i + 4] != 1)) i++;
+    ck_assert(i + 80 <= n);
+    // Rank-1 keys are 24 bytes (size, filter mask, 2 offsets), children 8: key 1 starts
+    // at 24 + 24 + 8, its first offset 8 bytes into it.
+    uint64_t at = 4992;
+    memcpy(d + i + 64, &at, 8);
+    rewind(fp);
+    ck_assert_int_eq(fwrite(d, 1, n, fp), n);
+    fclose(fp);
+}
+
 START_TEST(test_damaged_chunk_record_refused) {
     char p[256];
     path_in(p, sizeof p, "chunk.h5");
@@ -255,6 +276,24 @@ START_TEST(test_damaged_chunk_record_refused) {
         }
         h5_close(f);
     }
+    // Two chunks of 50, the second record moved out of the dataset.
+    hid_t f = h5_create(p);
+    hsize_t half = 50;
+    hid_t sp = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &half);
+    H5Pset_fletcher32(dcpl);
+    hid_t ds = H5Dcreate2(f, "x", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ck_assert(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds), H5Pclose(dcpl), H5Sclose(sp);
+    ck_assert_int_eq(h5_finish(f, p), 0);
+    f = h5_open(p, NULL, 0);
+    ck_assert_msg(h5_read_f32(f, "x", y, 1, dims) == 0, "%s", mo_error());
+    h5_close(f);
+    misplace_chunk_record(p);
+    f = h5_open(p, NULL, 0);
+    ck_assert_int_eq(h5_read_f32(f, "x", y, 1, dims), -1);
+    assert_error_names(p, "damaged chunk index", NULL);
+    h5_close(f);
     unlink(p);
 }
 END_TEST

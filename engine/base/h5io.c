@@ -225,6 +225,16 @@ int h5_write_i64(hid_t loc, const char *path, const int64_t *data, int rank, con
     return h5_write(loc, path, H5T_NATIVE_INT64, data, rank, dims);
 }
 
+// The size of the file `obj` (any object id) is in, in bytes: an upper bound for the data
+// any object of it may claim. 0 if unknown.
+static double file_bytes_of(hid_t obj) {
+    hid_t f = H5Iget_file_id(obj);
+    hsize_t n = 0;
+    if (f < 0 || H5Fget_filesize(f, &n) < 0) n = 0;
+    if (f >= 0) H5Fclose(f);
+    return (double)n;
+}
+
 // Strings are FIXED-LENGTH UTF-8, NUL-padded, `width` bytes per element (docs/formats.md).
 // Never variable-length: those live in the file's global heap, whose bytes no HDF5 format
 // checksums, and libhdf5 1.10 trusts them (a damaged heap makes H5Aread/H5Dread loop
@@ -281,6 +291,9 @@ static int stored_in_full(hid_t ds, hid_t space, double *claimed, double *stored
     H5Pclose(dcpl);
     *claimed = (double)n * elem;
     *stored = (double)H5Dget_storage_size(ds);
+    // The storage size is summed from the chunk index: more than the whole file means a
+    // damaged index, not data (the file size is an upper bound for both).
+    if (*stored > file_bytes_of(ds)) return 0;
     return *claimed <= *stored * (filtered ? 1100.0 : 1.0);
 }
 
@@ -315,7 +328,7 @@ static int chunks_whole(hid_t loc, const char *path, hid_t ds, int rank, const h
         whole *= chunk[i];
     }
     whole += fletcher ? 4 : 0;
-    hsize_t at[H5IO_MAX_RANK] = {0};
+    hsize_t at[H5IO_MAX_RANK] = {0}, found = 0, records = 0;
     for (;;) {
         unsigned mask = 0;
         haddr_t addr = HADDR_UNDEF;
@@ -329,10 +342,21 @@ static int chunks_whole(hid_t loc, const char *path, hid_t ds, int rank, const h
                              "%llu%s); the file is corrupt", h5_name(loc), path, (unsigned long long)at[0],
                              (unsigned long long)size, (unsigned long long)whole,
                              mask ? ", and its checksum is marked skipped" : "");
+        found += addr != HADDR_UNDEF;
         int d = rank - 1;  // next chunk, last dimension fastest
         while (d >= 0 && (at[d] += chunk[d]) >= dims[d]) at[d--] = 0;
-        if (d < 0) return 0;
+        if (d < 0) break;
     }
+    // Records the lookups above cannot reach (damaged coordinates) are still read by
+    // libhdf5, which then allocates whatever size they claim: every record must be one of
+    // the chunks just checked.
+    hid_t space = H5Dget_space(ds);  // (1.10.8 counts 0 chunks for H5S_ALL)
+    herr_t rc = space >= 0 ? H5Dget_num_chunks(ds, space, &records) : -1;
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0 || records != found)
+        return mo_errorf("%s: dataset %s has a damaged chunk index (%llu records, %llu at valid positions); the file "
+                         "is corrupt", h5_name(loc), path, (unsigned long long)records, (unsigned long long)found);
+    return 0;
 }
 
 int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
@@ -356,6 +380,9 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     H5Dclose(ds);
     if (!ok) return mo_errorf("%s: dataset %s has an unreadable shape", h5_name(loc), path);
     if (whole) return -1;
+    if (!full && stored > 0 && stored > file_bytes_of(loc))
+        return mo_errorf("%s: dataset %s has a damaged chunk index (it claims %.3g stored bytes, more than the whole "
+                         "file); the file is corrupt", h5_name(loc), path, stored);
     if (!full) {
         char sh[128];
         size_t k = 0;
@@ -538,7 +565,7 @@ static hid_t attr_open(hid_t loc, const char *obj, const char *name, int n, hid_
     hid_t space = a >= 0 ? H5Aget_space(a) : -1;
     hssize_t count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     size_t elem = t >= 0 ? H5Tget_size(t) : 0;
-    hsize_t file_bytes = 0;
+    double file_bytes = 0;
     if (space >= 0) H5Sclose(space);
     int bad = 0;
     if (t < 0 || count < 0) {
@@ -548,10 +575,9 @@ static hid_t attr_open(hid_t loc, const char *obj, const char *name, int n, hid_
     } else if ((n < 0 && count != 1) || (n >= 0 && count != n)) {
         bad = mo_errorf("%s: attribute %s has %lld elements, expected %d", h5_name(loc), label, (long long)count,
                         n < 0 ? 1 : n);
-    } else if (H5Fget_filesize(loc, &file_bytes) < 0 || (double)count * (double)elem > (double)file_bytes) {
-        bad = mo_errorf("%s: attribute %s claims %.3g bytes, more than the file holds (%llu); the file is "
-                        "corrupt", h5_name(loc), label, (double)count * (double)elem,
-                        (unsigned long long)file_bytes);
+    } else if ((double)count * (double)elem > (file_bytes = file_bytes_of(a))) {
+        bad = mo_errorf("%s: attribute %s claims %.3g bytes, more than the file holds (%.0f); the file is corrupt",
+                        h5_name(loc), label, (double)count * (double)elem, file_bytes);
     }
     if (t >= 0) H5Tclose(t);
     if (bad) {

@@ -127,6 +127,8 @@ static const float *as_f32(infer_ctx *s, gemv_w W, size_t rows, int cols) {
 // y[rows, out] (+)= x[rows, in] W[out, in]^T. A few rows are matrix-vector products that
 // stream W once per row (no packing); more rows go through sgemm.
 static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, int out, int in, int acc) {
+    // bf16 compute: every row count, so that all of a prefill is the same bf16 model.
+    if (s->bf16 && pf_bf16_linear(s->bf16, y, x, W, rows, out, in, acc)) return;
     if (rows <= (W.f ? 1 : 4)) {
         for (int r = 0; r < rows; r++) {
             gemv_task t = {.y = y + (size_t)r * out, .rows = out, .acc = acc, .n_terms = 1,
@@ -135,7 +137,6 @@ static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, i
         }
         return;
     }
-    if (s->bf16 && pf_bf16_linear(s->bf16, y, x, W, rows, out, in, acc)) return;
     matmul_nt(y, x, as_f32(s, W, (size_t)out, in), rows, out, in, acc);
 }
 

@@ -1,0 +1,493 @@
+// infer_prefill_bf16.c: inference with --precision bf16 (infer_set_precision).
+//
+// - The bf16 products compute what they claim (infer/prefill_bf16.h at bench-S's widths:
+//   whole tensors, expert row views, grouped, 8-bit weights, acc): y = bf16(x) bf16(W)^T
+//   against double products of the bf16-rounded inputs, within fp32 summation (TOL_PRODUCT;
+//   fp32 inputs would be ~3e-3 off).
+// - The same through the model: prefill logits (every prefix of a prompt, so every
+//   position; the per-expert and the grouped expert paths) against a plain
+//   double-precision forward from DESIGN section 1 that rounds both inputs of every
+//   product but the router's to bf16 (weights and activations) and multiplies in double.
+//   Float32 sums leave normalized errors around 4e-8 (below TOL_TYPICAL at most
+//   positions); now and then an activation whose float and double values round to
+//   different bf16 neighbours adds up to ~5e-4 at that position and, through attention,
+//   the later ones (TOL_MODEL bounds every position). So this runs on tiny widths, where
+//   such flips are rare. A product left in fp32, a wrong weight copy or an activation not
+//   rounded moves every position by ~1e-4 and more (the full bf16-vs-fp32 difference is
+//   3e-3 and more, which the test also requires to be FACTOR times the typical error).
+// - Accuracy against fp32 on a bench-S-shaped model: top-1 agreement and the largest
+//   logit difference (measured figures in docs/inference.md).
+// - 8-bit weights: bf16 of the dequantized weights, in either order of the two calls.
+// - Switching back to fp32 gives bitwise the fp32 logits; a CPU without AVX512_BF16
+//   (oneDNN limited by ONEDNN_MAX_CPU_ISA) is refused with one line and stays fp32.
+#include "engine/base/error.h"
+#include "engine/base/rng.h"
+#include "engine/config.h"
+#include "engine/params.h"
+#include "infer/decode.h"
+#include "infer/prefill_bf16.h"
+#include "kernels/bf16.h"
+#include "kernels/gemv.h"
+#include "kernels/ref/ref.h"
+#include "tests/testutil.h"
+
+#define TOL_PRODUCT 1e-5  // normalized, bf16 products vs double products of the rounded inputs
+#define TOL_TYPICAL 1e-6  // bf16 inference vs the bf16-rounding double oracle (normalized), at 3/4 of the positions
+#define TOL_MODEL 2e-3    // ... at every position
+#define FACTOR 100.0      // the fp32 oracle at least this many times farther than the typical error
+// bf16 vs fp32 prefill on the bench-S-shaped model (test_accuracy_vs_fp32).
+#define TOP1_MIN 0.85
+#define MAX_ABS_RMS 0.25  // max |bf16 - fp32| as a multiple of the fp32 logits' RMS
+
+typedef struct {
+    mo_config c;
+    mo_param_table pt;
+    float *w;
+    double *wd;
+} test_model;
+
+// As tests/infer_decode.c: uniform weights of std 0.02, norm gains around 1, routers 30x
+// larger so that routing margins are clear.
+static void tm_make(test_model *m, const char *preset, const char *const *overrides, uint64_t seed) {
+    ck_assert_int_eq(config_preset(&m->c, preset), 0);
+    for (int i = 0; overrides && overrides[i]; i++) {
+        char name[64];
+        const char *eq = strchr(overrides[i], '=');
+        snprintf(name, sizeof name, "%.*s", (int)(eq - overrides[i]), overrides[i]);
+        ck_assert_msg(config_set(&m->c, name, eq + 1) == 0, "%s", mo_error());
+    }
+    ck_assert_msg(config_finalize(&m->c) == 0, "%s", mo_error());
+    ck_assert_int_eq(params_table_build(&m->pt, &m->c), 0);
+    m->w = params_arena_alloc(&m->pt);
+    ck_assert_ptr_nonnull(m->w);
+    for (int i = 0; i < m->pt.n; i++) {
+        const mo_tensor *t = &m->pt.t[i];
+        float *x = m->w + t->offset;
+        tu_fill(x, t->numel, seed * 1000 + (uint64_t)i, t->is_norm ? 0.3f : t->kind == PK_ROUTER ? 1.04f : 0.0346f);
+        if (t->is_norm)
+            for (size_t j = 0; j < t->numel; j++) x[j] += 1.0f;
+    }
+    m->wd = malloc(m->pt.numel * sizeof *m->wd);
+    tu_to_f64(m->wd, m->w, m->pt.numel);
+}
+
+static void tm_free(test_model *m) {
+    free(m->w), free(m->wd);
+    params_table_free(&m->pt);
+}
+
+// Every product weight replaced by what its 8-bit form stands for (as infer_set_weights
+// INT8 quantizes: all but the embedding table, norms and routers).
+static void tm_q8_round_trip(test_model *m) {
+    for (int i = 0; i < m->pt.n; i++) {
+        const mo_tensor *t = &m->pt.t[i];
+        if (t->kind == PK_TOK_EMBEDDINGS || t->is_norm || t->kind == PK_ROUTER) continue;
+        int cols = (int)t->shape[t->rank - 1];
+        size_t rows = t->numel / cols;
+        int8_t *q = malloc(t->numel);
+        float *sc = malloc(sizeof(float) * rows * q8_blocks(cols));
+        q8_quantize(q, sc, m->w + t->offset, rows, cols);
+        q8_dequantize(m->w + t->offset, q, sc, rows, cols);
+        free(q), free(sc);
+    }
+    tu_to_f64(m->wd, m->w, m->pt.numel);
+}
+
+// ---------------------------------------------------------------------------- oracle
+
+// x rounded to bf16 (through float, as the engine's activations are float).
+static double bf(double x) {
+    float f = (float)x, r;
+    mo_bf16 b;
+    bf16_from_f32(&b, &f, 1);
+    bf16_to_f32(&r, &b, 1);
+    return r;
+}
+
+// y[M,N] (+)= x[M,K] w[N,K]^T in double; `round`: both inputs rounded to bf16 first.
+static void mm(double *y, const double *x, const double *w, int M, int N, int K, int acc, int round) {
+    if (!round) {
+        ref_matmul_nt(y, x, w, M, N, K, acc);
+        return;
+    }
+    double *xr = malloc(sizeof(double) * M * K), *wr = malloc(sizeof(double) * N * K);
+    for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = bf(x[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) wr[i] = bf(w[i]);
+    ref_matmul_nt(y, xr, wr, M, N, K, acc);
+    free(xr), free(wr);
+}
+
+static const double *W(const test_model *m, int id) { return m->wd + m->pt.t[id].offset; }
+
+// y[d] += g * (silu(x w1^T) * (x w3^T)) w2^T, hidden width h.
+static void expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h, int d,
+                   double g, double *scratch, int round) {
+    double *a = scratch, *b = scratch + h, *out = scratch + 2 * h;
+    mm(a, x, w1, 1, h, d, 0, round);
+    mm(b, x, w3, 1, h, d, 0, round);
+    ref_swiglu_forward(a, a, b, (size_t)h);
+    mm(out, a, w2, 1, d, h, 0, round);
+    for (int j = 0; j < d; j++) y[j] += g * out[j];
+}
+
+// logits[T, V] of tokens[T]; `round`: the products of inference's bf16 compute round
+// their inputs to bf16 (all but the router's).
+static void oracle(const test_model *m, const int *tokens, int T, int round, double *logits) {
+    const mo_config *c = &m->c;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
+    int hmax = c->d_ff;
+    if (c->d_ff_dense > hmax) hmax = c->d_ff_dense;
+    if (c->n_shared_experts * c->d_ff_shared > hmax) hmax = c->n_shared_experts * c->d_ff_shared;
+    double *h = malloc(sizeof(double) * T * d), *a = malloc(sizeof(double) * T * d), *rstd = malloc(sizeof(double) * T);
+    double *q = malloc(sizeof(double) * T * nh * hd), *o = malloc(sizeof(double) * T * nh * hd);
+    double *k = malloc(sizeof(double) * T * nkv * hd), *v = malloc(sizeof(double) * T * nkv * hd);
+    double *att = malloc(sizeof(double) * nh * T * T), *p = malloc(sizeof(double) * E);
+    double *scratch = malloc(sizeof(double) * (2 * hmax + d));
+    int *pos = malloc(sizeof(int) * T);
+    for (int t = 0; t < T; t++) pos[t] = t;
+    ref_embedding_forward(h, tokens, W(m, m->pt.tok_embeddings), T, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *L = &m->pt.layer[l];
+        ref_rmsnorm_forward(a, rstd, h, W(m, L->attn_norm), T, d, c->norm_eps);
+        mm(q, a, W(m, L->wq), T, nh * hd, d, 0, round);
+        mm(k, a, W(m, L->wk), T, nkv * hd, d, 0, round);
+        mm(v, a, W(m, L->wv), T, nkv * hd, d, 0, round);
+        ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
+        ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
+        ref_attention_forward(o, att, q, k, v, 1, T, nh, nkv, hd);
+        mm(h, o, W(m, L->wo), T, d, nh * hd, 1, round);
+        ref_rmsnorm_forward(a, rstd, h, W(m, L->ffn_norm), T, d, c->norm_eps);
+        for (int t = 0; t < T; t++) {
+            const double *x = a + (size_t)t * d;
+            double *y = h + (size_t)t * d;
+            if (!L->is_moe) {
+                expert(y, x, W(m, L->ffn_w1), W(m, L->ffn_w3), W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch, round);
+                continue;
+            }
+            ref_matmul_nt(p, x, W(m, L->router), 1, E, d, 0);  // the router stays fp32
+            ref_softmax_forward(p, p, 1, E);
+            int chosen[64];
+            double g[64], gs = 0;
+            ref_topk_forward(chosen, g, p, 1, E, c->top_k);
+            for (int j = 0; j < c->top_k; j++) gs += g[j];
+            for (int j = 0; j < c->top_k; j++) {
+                size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
+                expert(y, x, W(m, L->w1) + e * h1, W(m, L->w3) + e * h1, W(m, L->w2) + e * h1, c->d_ff, d,
+                       c->norm_topk ? g[j] / gs : g[j], scratch, round);
+            }
+            if (c->n_shared_experts)
+                expert(y, x, W(m, L->shared_w1), W(m, L->shared_w3), W(m, L->shared_w2),
+                       c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch, round);
+        }
+    }
+    ref_rmsnorm_forward(a, rstd, h, W(m, m->pt.norm), T, d, c->norm_eps);
+    mm(logits, a, W(m, m->pt.output), T, c->vocab_size, d, 0, round);
+    free(h), free(a), free(rstd), free(q), free(o), free(k), free(v), free(att), free(p), free(scratch), free(pos);
+}
+
+// ---------------------------------------------------------------------------- helpers
+
+static void random_tokens(int *t, int n, int V, uint64_t seed) {
+    mo_rng r;
+    mo_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) t[i] = (int)mo_rng_below(&r, (uint64_t)V);
+}
+
+// logits[T, V]: position t from a prefill of the first t+1 tokens (sizes 1 .. T, so
+// both the per-expert and the grouped expert products run).
+static void prefill_prefixes(infer_ctx *s, const int *tok, int T, int V, float *logits) {
+    for (int t = 0; t < T; t++)
+        ck_assert_msg(infer_prefill(s, 0, 1, t + 1, tok, logits + (size_t)t * V) == 0, "%s", mo_error());
+}
+
+// Every prefix of a prompt of T tokens in bf16 against both oracles; returns the worst
+// error against the bf16 one.
+static double check_model(const test_model *m, const char *what, int T, infer_weights wts, uint64_t seed) {
+    const int V = m->c.vocab_size;
+    int *tok = malloc(sizeof(int) * T);
+    random_tokens(tok, T, V, seed);
+    double *want_bf = malloc(sizeof(double) * T * V), *want_f = malloc(sizeof(double) * T * V);
+    test_model r = *m;  // the weights inference multiplies by: m's, or their 8-bit round trip
+    if (wts == INFER_WEIGHTS_INT8) {
+        r.w = malloc(sizeof(float) * m->pt.numel), r.wd = malloc(sizeof(double) * m->pt.numel);
+        memcpy(r.w, m->w, sizeof(float) * m->pt.numel);
+        tm_q8_round_trip(&r);
+    }
+    oracle(&r, tok, T, 1, want_bf);
+    oracle(&r, tok, T, 0, want_f);
+    infer_ctx *s = infer_new(&m->pt, m->w, 1, T);
+    ck_assert_msg(s != NULL, "%s", mo_error());
+    ck_assert_msg(infer_set_weights(s, wts) == 0, "%s", mo_error());
+    ck_assert_msg(infer_set_precision(s, MO_PRECISION_BF16) == 0, "%s", mo_error());
+    ck_assert_int_eq(infer_get_precision(s), MO_PRECISION_BF16);
+    float *got = malloc(sizeof(float) * T * V);
+    prefill_prefixes(s, tok, T, V, got);
+    double worst = 0, closest_f = 1e30;
+    int typical = 0;
+    for (int t = 0; t < T; t++) {
+        double e = tu_rel_err_f64(got + (size_t)t * V, want_bf + (size_t)t * V, (size_t)V);
+        double ef = tu_rel_err_f64(got + (size_t)t * V, want_f + (size_t)t * V, (size_t)V);
+        ck_assert_msg(e < TOL_MODEL, "%s: position %d: bf16 logits differ from the bf16 oracle by %.3g (tol %.1g)",
+                      what, t, e, TOL_MODEL);
+        worst = e > worst ? e : worst;
+        typical += e < TOL_TYPICAL;
+        closest_f = ef < closest_f ? ef : closest_f;
+    }
+    ck_assert_msg(typical * 4 >= T * 3, "%s: only %d of %d positions within %.0e of the bf16 oracle", what, typical, T,
+                  TOL_TYPICAL);
+    // The bf16 path is not fp32: far from the fp32 oracle everywhere.
+    ck_assert_msg(closest_f > FACTOR * TOL_TYPICAL, "%s: bf16 logits within %.3g of fp32's", what, closest_f);
+    printf("%s: bf16 vs bf16 oracle worst %.2g, %d of %d positions < %.0e; vs fp32 oracle at least %.2g\n", what,
+           worst, typical, T, TOL_TYPICAL, closest_f);
+    infer_free(s);
+    if (wts == INFER_WEIGHTS_INT8) free(r.w), free(r.wd);
+    free(tok), free(want_bf), free(want_f), free(got);
+    return worst;
+}
+
+// ---------------------------------------------------------------------------- tests
+
+// y[M,N] (+)= bf16(x) bf16(w)^T in double, w[N,K] float (rounded here).
+static void ref_bf16_product(double *y, const float *x, const float *w, int M, int N, int K, int acc) {
+    double *xd = malloc(sizeof(double) * M * K), *wd = malloc(sizeof(double) * N * K);
+    for (size_t i = 0; i < (size_t)M * K; i++) xd[i] = bf(x[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) wd[i] = bf(w[i]);
+    ref_matmul_nt(y, xd, wd, M, N, K, acc);
+    free(xd), free(wd);
+}
+
+static void check_product(const char *what, const float *got, const double *want, size_t n) {
+    double e = tu_rel_err_f64(got, want, n);
+    ck_assert_msg(e < TOL_PRODUCT, "%s: differs from the bf16 reference by %.3g (tol %.0e)", what, e, TOL_PRODUCT);
+}
+
+START_TEST(test_products) {
+    if (!bf16_supported()) return;
+    test_model m;
+    tm_make(&m, "bench-S", (const char *const[]){"n_layers=1", NULL}, 20);
+    const mo_layer_ids *L = &m.pt.layer[0];
+    const int d = m.c.d_model, dff = m.c.d_ff, E = m.c.n_experts, V = m.c.vocab_size, R = 64;
+    // The weights as infer_ctx holds them: fp32 views, and w1 as 8-bit (its dequantized
+    // values kept for the reference).
+    gemv_w *w = calloc((size_t)m.pt.n, sizeof *w);
+    for (int i = 0; i < m.pt.n; i++) w[i].f = m.w + m.pt.t[i].offset;
+    const size_t n1 = m.pt.t[L->w1].numel;
+    int8_t *q = malloc(n1);
+    float *sc = malloc(sizeof(float) * (n1 / d) * q8_blocks(d)), *w1d = malloc(sizeof(float) * n1);
+    q8_quantize(q, sc, w[L->w1].f, n1 / d, d);
+    q8_dequantize(w1d, q, sc, n1 / d, d);
+    w[L->w1] = (gemv_w){.q = q, .scale = sc};
+    pf_bf16 *b = pf_bf16_new(&m.pt, w, R);
+    ck_assert_msg(b != NULL, "%s", mo_error());
+    ck_assert_uint_gt(pf_bf16_weight_bytes(b), 2 * n1);
+
+    float *x = malloc(sizeof(float) * 2 * R * dff), *y = malloc(sizeof(float) * R * V);
+    double *want = malloc(sizeof(double) * R * V);
+    tu_fill(x, 2 * (size_t)R * dff, 21, 1.0f);
+    // Whole tensors, a few row counts (1: a single row), acc = 0 and 1.
+    const int rows[] = {1, 5, R};
+    for (int i = 0; i < 3; i++) {
+        const int M = rows[i];
+        tu_fill(y, (size_t)M * d, 22, 1.0f);
+        tu_to_f64(want, y, (size_t)M * d);
+        ck_assert_int_eq(pf_bf16_linear(b, y, x, w[L->wo], M, d, d, 1), 1);
+        ref_bf16_product(want, x, w[L->wo].f, M, d, d, 1);
+        check_product("wo, acc", y, want, (size_t)M * d);
+        ck_assert_int_eq(pf_bf16_linear(b, y, x, w[m.pt.output], M, V, d, 0), 1);
+        ref_bf16_product(want, x, w[m.pt.output].f, M, V, d, 0);
+        check_product("output", y, want, (size_t)M * V);
+    }
+    // Expert 5's rows of w2 (fp32) and of w1 (8-bit), as the per-expert path views them.
+    ck_assert_int_eq(pf_bf16_linear(b, y, x, gemv_w_rows(w[L->w2], (size_t)5 * d, dff), 7, d, dff, 0), 1);
+    ref_bf16_product(want, x, w[L->w2].f + (size_t)5 * d * dff, 7, d, dff, 0);
+    check_product("w2 of expert 5", y, want, (size_t)7 * d);
+    ck_assert_int_eq(pf_bf16_linear(b, y, x, gemv_w_rows(w[L->w1], (size_t)5 * dff, d), 7, dff, d, 0), 1);
+    ref_bf16_product(want, x, w1d + (size_t)5 * dff * d, 7, dff, d, 0);
+    check_product("w1 of expert 5, 8-bit", y, want, (size_t)7 * dff);
+    // Grouped over uneven groups, some empty: every expert's rows by its own weights.
+    int offs[9] = {0, 10, 10, 40, 41, 80, 80, 100, 128};
+    ck_assert_int_eq(E, 8);
+    ck_assert_int_eq(pf_bf16_grouped(b, y, x, w[L->w2], offs, E, d, dff), 1);
+    for (int e = 0; e < E; e++)
+        ref_bf16_product(want + (size_t)offs[e] * d, x + (size_t)offs[e] * dff, w[L->w2].f + (size_t)e * d * dff,
+                         offs[e + 1] - offs[e], d, dff, 0);
+    check_product("grouped w2", y, want, (size_t)offs[E] * d);
+    ck_assert_int_eq(pf_bf16_grouped(b, y, x, w[L->w1], offs, E, dff, d), 1);
+    for (int e = 0; e < E; e++)
+        ref_bf16_product(want + (size_t)offs[e] * dff, x + (size_t)offs[e] * d, w1d + (size_t)e * dff * d,
+                         offs[e + 1] - offs[e], dff, d, 0);
+    check_product("grouped w1, 8-bit", y, want, (size_t)offs[E] * dff);
+    // The router has no copy: left to the caller, y untouched.
+    y[0] = 123.0f;
+    ck_assert_int_eq(pf_bf16_linear(b, y, x, w[L->router], R, E, d, 0), 0);
+    ck_assert_float_eq(y[0], 123.0f);
+    pf_bf16_free(b);
+    free(w), free(q), free(sc), free(w1d), free(x), free(y), free(want);
+    tm_free(&m);
+}
+END_TEST
+
+START_TEST(test_is_its_model) {
+    if (!bf16_supported()) return;  // refused: see test_refusal
+    test_model m;
+    // tiny: 4 experts, top-2: prefixes past 8 tokens take the grouped expert path.
+    tm_make(&m, "tiny", NULL, 1);
+    check_model(&m, "tiny", 24, INFER_WEIGHTS_F32, 2);
+    tm_free(&m);
+    // Dense layer, shared expert, multi-query.
+    tm_make(&m, "tiny",
+            (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                                  "d_ff_dense=160", "n_kv_heads=1", NULL},
+            3);
+    check_model(&m, "dense + shared + MQA", 20, INFER_WEIGHTS_F32, 4);
+    tm_free(&m);
+}
+END_TEST
+
+START_TEST(test_int8_weights) {
+    if (!bf16_supported()) return;
+    test_model m;
+    tm_make(&m, "tiny", NULL, 7);
+    check_model(&m, "tiny, int8 weights", 20, INFER_WEIGHTS_INT8, 8);
+    // Either order of the two calls gives the same products.
+    const int V = m.c.vocab_size, T = 20;
+    int tok[20];
+    random_tokens(tok, T, V, 9);
+    float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    infer_ctx *s = infer_new(&m.pt, m.w, 1, T);
+    ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_INT8), 0);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), 0);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok, a), 0);
+    infer_free(s);
+    s = infer_new(&m.pt, m.w, 1, T);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), 0);
+    ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_INT8), 0);
+    ck_assert_int_eq(infer_get_precision(s), MO_PRECISION_BF16);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok, b), 0);
+    ck_assert_int_eq(memcmp(a, b, sizeof(float) * V), 0);
+    infer_free(s);
+    free(a), free(b);
+    tm_free(&m);
+}
+END_TEST
+
+// bf16 against fp32 prefill at every position of a 48-token prompt on bench-S's widths:
+// the accuracy cost the documentation states.
+START_TEST(test_accuracy_vs_fp32) {
+    if (!bf16_supported()) return;
+    test_model m;
+    tm_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 10);
+    const int V = m.c.vocab_size, T = 48;
+    int tok[48];
+    random_tokens(tok, T, V, 11);
+    float *f = malloc(sizeof(float) * T * V), *b = malloc(sizeof(float) * T * V);
+    infer_ctx *s = infer_new(&m.pt, m.w, 1, T);
+    prefill_prefixes(s, tok, T, V, f);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), 0);
+    prefill_prefixes(s, tok, T, V, b);
+    double mx = 0, sq = 0, rel = 0;
+    int agree = 0;
+    for (int t = 0; t < T; t++) {
+        const float *ft = f + (size_t)t * V, *bt = b + (size_t)t * V;
+        int fi = 0, bi = 0;
+        for (int j = 0; j < V; j++) {
+            double dd = fabs((double)bt[j] - ft[j]);
+            mx = dd > mx ? dd : mx, sq += (double)ft[j] * ft[j];
+            fi = ft[j] > ft[fi] ? j : fi, bi = bt[j] > bt[bi] ? j : bi;
+        }
+        agree += fi == bi;
+        double e = tu_rel_err(bt, ft, (size_t)V);
+        rel = e > rel ? e : rel;
+    }
+    const double rms = sqrt(sq / ((double)T * V));
+    printf("bench-S (2 layers), 48 positions: bf16 vs fp32 top-1 %d/%d, max |diff| %.4f = %.3f x RMS %.4f, worst "
+           "normalized %.2g\n",
+           agree, T, mx, mx / rms, rms, rel);
+    ck_assert_msg(agree >= TOP1_MIN * T, "top-1 agreement %d of %d", agree, T);
+    ck_assert_msg(mx <= MAX_ABS_RMS * rms, "max |diff| %.4f > %.2f x RMS %.4f", mx, MAX_ABS_RMS, rms);
+    ck_assert_msg(mx > 0, "bf16 logits equal fp32's: the bf16 path did not run");
+    infer_free(s);
+    free(f), free(b);
+    tm_free(&m);
+}
+END_TEST
+
+// fp32 after bf16 is bitwise fp32 again; batched prefill and decode of several
+// sequences use bf16 too; a single-sequence decode step is unchanged by the precision.
+START_TEST(test_switch_back) {
+    if (!bf16_supported()) return;
+    test_model m;
+    tm_make(&m, "tiny", NULL, 12);
+    const int V = m.c.vocab_size, T = 16;
+    int tok[2 * 16];
+    random_tokens(tok, 2 * T, V, 13);
+    float *f = malloc(sizeof(float) * 2 * V), *b = malloc(sizeof(float) * 2 * V), *again = malloc(sizeof(float) * 2 * V);
+    float *d1 = malloc(sizeof(float) * V), *d2 = malloc(sizeof(float) * V);
+    infer_ctx *s = infer_new(&m.pt, m.w, 2, T + 1);
+    ck_assert_int_eq(infer_get_precision(s), MO_PRECISION_FP32);
+    ck_assert_int_eq(infer_prefill(s, 0, 2, T, tok, f), 0);
+    ck_assert_int_eq(infer_decode(s, 1, NULL, tok, d1), 0);  // sequence 0, one row: the GEMV step
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), 0);
+    ck_assert_int_eq(infer_prefill(s, 0, 2, T, tok, b), 0);
+    ck_assert_msg(memcmp(f, b, sizeof(float) * 2 * V) != 0, "bf16 prefill gave the fp32 logits");
+    ck_assert_double_lt(tu_rel_err(b, f, 2 * (size_t)V), 2e-2);
+    // Back to fp32: the prefill (which refills the cache) and the single-row step after it
+    // are bitwise the first ones.
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_FP32), 0);
+    ck_assert_int_eq(infer_get_precision(s), MO_PRECISION_FP32);
+    ck_assert_int_eq(infer_prefill(s, 0, 2, T, tok, again), 0);
+    ck_assert_int_eq(memcmp(f, again, sizeof(float) * 2 * V), 0);
+    ck_assert_int_eq(infer_decode(s, 1, NULL, tok, d2), 0);
+    ck_assert_int_eq(memcmp(d1, d2, sizeof(float) * V), 0);
+    infer_free(s);
+    free(f), free(b), free(again), free(d1), free(d2);
+    tm_free(&m);
+}
+END_TEST
+
+// A CPU without AVX512_BF16 (oneDNN limited to AVX-512 without it; Check runs each test
+// in its own process, so the limit is set before oneDNN's first look at the CPU): one
+// line naming the flag and the fix, and the context stays fp32.
+START_TEST(test_refusal) {
+    if (getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no")) return;  // oneDNN may have looked already
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE", 1);
+    setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE", 1);
+    ck_assert_int_eq(bf16_supported(), 0);
+    test_model m;
+    tm_make(&m, "tiny", NULL, 14);
+    const int V = m.c.vocab_size;
+    int tok[8];
+    random_tokens(tok, 8, V, 15);
+    float *f = malloc(sizeof(float) * V), *g = malloc(sizeof(float) * V);
+    infer_ctx *s = infer_new(&m.pt, m.w, 1, 8);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 8, tok, f), 0);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), -1);
+    ck_assert_msg(strstr(mo_error(), "--precision bf16") && strstr(mo_error(), "AVX512_BF16") &&
+                      strstr(mo_error(), "--precision fp32") && !strchr(mo_error(), '\n'),
+                  "%s", mo_error());
+    ck_assert_int_eq(infer_get_precision(s), MO_PRECISION_FP32);
+    ck_assert_int_eq(infer_prefill(s, 0, 1, 8, tok, g), 0);
+    ck_assert_int_eq(memcmp(f, g, sizeof(float) * V), 0);
+    infer_free(s);
+    free(f), free(g);
+    tm_free(&m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("infer_prefill_bf16");
+    TCase *tc = tcase_create("bf16");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_products);
+    tcase_add_test(tc, test_is_its_model);
+    tcase_add_test(tc, test_int8_weights);
+    tcase_add_test(tc, test_accuracy_vs_fp32);
+    tcase_add_test(tc, test_switch_back);
+    tcase_add_test(tc, test_refusal);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

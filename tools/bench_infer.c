@@ -106,6 +106,37 @@ out:
     return rc;
 }
 
+// bf16 against fp32 prefill: the last position's logits of ACC_PROMPTS prompts of P
+// tokens (windows 8 tokens apart of `text`, which holds P + 8 * (ACC_PROMPTS - 1) tokens,
+// or random ones when NULL), compared as measure_int8_accuracy does. Leaves s in bf16.
+#define ACC_PROMPTS 8
+static int measure_bf16_accuracy(infer_ctx *s, int P, int V, const int *text, int8_accuracy *a) {
+    int rc = -1;
+    float *f = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    int *prompt = malloc(sizeof(int) * P);
+    double sum = 0, sq = 0, mx = 0;
+    int agree = 0;
+    mo_rng r;
+    mo_rng_seed(&r, 5);
+    if (!f || !b || !prompt) goto out;
+    for (int w = 0; w < ACC_PROMPTS; w++) {
+        for (int i = 0; i < P; i++) prompt[i] = text ? text[8 * w + i] : (int)mo_rng_below(&r, (uint64_t)V);
+        if (infer_set_precision(s, MO_PRECISION_FP32) || infer_prefill(s, 0, 1, P, prompt, f)) goto out;
+        if (infer_set_precision(s, MO_PRECISION_BF16) || infer_prefill(s, 0, 1, P, prompt, b)) goto out;
+        for (int j = 0; j < V; j++) {
+            double dd = fabs((double)b[j] - f[j]);
+            sum += dd, sq += (double)f[j] * f[j], mx = dd > mx ? dd : mx;
+        }
+        agree += sample_argmax(b, V) == sample_argmax(f, V);
+    }
+    a->max_abs = mx, a->mean_abs = sum / ((double)ACC_PROMPTS * V), a->logit_rms = sqrt(sq / ((double)ACC_PROMPTS * V));
+    a->top1 = (double)agree / ACC_PROMPTS;
+    rc = 0;
+out:
+    free(f), free(b), free(prompt);
+    return rc;
+}
+
 // Read bandwidth in GB/s: every thread sums its part of a buffer far larger than the
 // caches (64-bit integer sums, so the compiler may vectorize them exactly), best of
 // `reps` passes. Decode only reads its weights, so this, not STREAM's read-plus-write
@@ -271,6 +302,8 @@ int bench_infer(int argc, char **argv) {
     double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes);
     int8_accuracy acc = {0};
     if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, text ? text + P : NULL, &acc)) goto out;
+    int8_accuracy bacc = {0};
+    if (precision == MO_PRECISION_BF16 && measure_bf16_accuracy(s, P, c.vocab_size, D >= 8 * (ACC_PROMPTS - 1) ? text : NULL, &bacc)) goto out;
     if (o.json) {
         printf("{\"bench\": \"infer\", \"preset\": \"%s\", \"threads\": %d, \"batch\": 1, \"prefill_tokens\": %d, "
                "\"decode_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.2f, \"prefill_all\": [",
@@ -285,6 +318,10 @@ int bench_infer(int argc, char **argv) {
             printf(", \"int8_logit_max_abs\": %.5f, \"int8_logit_mean_abs\": %.6f, \"f32_logit_rms\": %.5f, "
                    "\"int8_top1_agreement\": %.4f",
                    acc.max_abs, acc.mean_abs, acc.logit_rms, acc.top1);
+        if (precision == MO_PRECISION_BF16)
+            printf(", \"bf16_logit_max_abs\": %.5f, \"bf16_logit_mean_abs\": %.6f, \"bf16_ref_logit_rms\": %.5f, "
+                   "\"bf16_top1_agreement\": %.4f",
+                   bacc.max_abs, bacc.mean_abs, bacc.logit_rms, bacc.top1);
         printf(", \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
                decode_tok_cpu);
         printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
@@ -308,6 +345,10 @@ int bench_infer(int argc, char **argv) {
             printf("  int8 vs f32 logits    max |diff| %.4f, mean %.5f (f32 logits RMS %.4f); top-1 agreement %.1f%% "
                    "over %d positions\n",
                    acc.max_abs, acc.mean_abs, acc.logit_rms, 100 * acc.top1, D + 1);
+        if (precision == MO_PRECISION_BF16)
+            printf("  bf16 vs fp32 prefill  max |diff| %.4f, mean %.5f (fp32 logits RMS %.4f); top-1 agreement %.0f%% "
+                   "over %d prompts\n",
+                   bacc.max_abs, bacc.mean_abs, bacc.logit_rms, 100 * bacc.top1, ACC_PROMPTS);
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);

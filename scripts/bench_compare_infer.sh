@@ -11,8 +11,8 @@
 #   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice on
 #                    this CPU; the shell environment here exports Haswell)
 #   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
-#   --weights W      monolith's weights, f32 and/or int8 (repeatable; default both); the peer
-#                    always runs fp32
+#   --weights W      monolith's variant: f32 or int8 weights, or bf16 (f32 weights, bf16 prefill)
+#                    (repeatable; default all three, bf16 where the CPU has AVX512_BF16); peer fp32
 #
 # Both run with OMP_WAIT_POLICY=PASSIVE: Debian's torch oversubscribes two threads
 # otherwise, and on a machine shared with other jobs monolith's decode (about 40 short
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#weights[@]} -gt 0 ] || weights=(f32 int8)
+[ ${#weights[@]} -gt 0 ] || { weights=(f32 int8); ! grep -q avx512_bf16 /proc/cpuinfo || weights+=(bf16); }
 . scripts/bench_peer_common.sh
 bench_peer_setup bench_compare_infer.sh "$coretype"
 
@@ -54,7 +54,9 @@ for r in $(seq 1 "$rounds"); do
     >"$tmp/peer_$r.out" 2>/dev/null
   for w in "${weights[@]}"; do
     echo "round $r/$rounds: monolith (infer, $w, $threads threads)" >&2
-    "$bin" bench infer --threads "$threads" --weights "$w" --json >"$tmp/mono_${w}_$r.json" 2>/dev/null
+    flags=(--weights "$w")
+    [ "$w" != bf16 ] || flags=(--weights f32 --precision bf16)
+    "$bin" bench infer --threads "$threads" "${flags[@]}" --json >"$tmp/mono_${w}_$r.json" 2>/dev/null
   done
 done
 
@@ -73,7 +75,8 @@ def mono(w, r):
     t = json.load(open(f"{tmp}/mono_{w}_{r}.json"))
     return dict(pre=t["prefill_tok_s"], dec=t["decode_tok_s"], pre_cpu=t["prefill_tok_per_cpu_s"],
                 dec_cpu=t["decode_tok_per_cpu_s"], roof=t["decode_roofline_share"], sg=t["prefill_sgemm_share"],
-                acc=t.get("int8_top1_agreement"), dmax=t.get("int8_logit_max_abs"), dmean=t.get("int8_logit_mean_abs"))
+                acc=t.get("int8_top1_agreement"), dmax=t.get("int8_logit_max_abs"), dmean=t.get("int8_logit_mean_abs"),
+                bacc=t.get("bf16_top1_agreement"), bmax=t.get("bf16_logit_max_abs"), bmean=t.get("bf16_logit_mean_abs"))
 rs = range(1, rounds + 1)
 best = lambda rows, k: max(x[k] for x in rows)
 P = [peer(r) for r in rs]
@@ -88,12 +91,15 @@ for w in weights:
     M = [mono(w, r) for r in rs]
     m = {k: best(M, k) for k in ("pre", "dec", "pre_cpu", "dec_cpu")}
     m["roof"] = max(M, key=lambda x: x["dec"])["roof"]  # the roofline share of the fastest decode round
-    print(f"{'monolith ' + w:<22}{m['pre']:>14.1f}{m['pre_cpu']:>11.1f}{m['pre'] / pp['pre']:>7.2f}{m['dec']:>14.1f}"
+    print(f"{'monolith ' + ('bf16 prefill' if w == 'bf16' else w):<22}{m['pre']:>14.1f}{m['pre_cpu']:>11.1f}{m['pre'] / pp['pre']:>7.2f}{m['dec']:>14.1f}"
           f"{m['dec_cpu']:>11.1f}{m['dec'] / pp['dec']:>7.2f}{m['dec_cpu'] / pp['dec_cpu']:>10.2f}"
           f"{100 * m['roof']:>10.0f}%")
     if M[0]["acc"] is not None:
         print(f"  {w} vs f32 logits: max |diff| {M[0]['dmax']:.4f}, mean {M[0]['dmean']:.5f}, "
               f"top-1 agreement {100 * M[0]['acc']:.1f}%")
+    if M[0]["bacc"] is not None:
+        print(f"  bf16 vs fp32 prefill logits (8 prompts): max |diff| {M[0]['bmax']:.4f}, mean {M[0]['bmean']:.5f}, "
+              f"top-1 agreement {100 * M[0]['bacc']:.0f}%")
 print("llama.cpp (not installed here; the peers README's figures, Zen 5, 2 threads): prefill F32 ~2070 tok/s, "
       "decode F32 ~268, Q8_0 ~465 tok/s")
 PY

@@ -376,6 +376,17 @@ static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const f
     return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
 }
 
+// The threads of decode_one meet: the spin barrier, or (MONOLITH_OMP_BARRIER set, to
+// compare) libgomp's barrier.
+static int use_omp_barrier = -1;
+static void meet(infer_ctx *s, int nt, int *phase) {
+    if (use_omp_barrier) {
+#pragma omp barrier
+    } else {
+        spin_barrier_wait(&s->bar, nt, phase);
+    }
+}
+
 // Thread t of nt computes its share of one token's step: sequence `seq` at position
 // `pos`, s->x holding the embedded token; leaves logits[V]. Every matrix product is cut
 // into nt row ranges of (nearly) equal bytes, and each output row is computed by one
@@ -413,7 +424,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
                      0);
             }
         }
-        spin_barrier_wait(&s->bar, nt, &phase);
+        meet(s, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
         split(nh, 1, t, nt, &lo, &hi);
         for (int h = lo; h < hi; h++) {
@@ -421,11 +432,11 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             attention_decode_head(s->o + (size_t)h * hd, s->scores + (size_t)h * S, s->q + (size_t)h * hd, K + kv,
                                   V + kv, pos + 1, hd);
         }
-        spin_barrier_wait(&s->bar, nt, &phase);
+        meet(s, nt, &phase);
         // x += wo o, by rows of x
         split(d, 16, t, nt, &lo, &hi);
         gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
-        spin_barrier_wait(&s->bar, nt, &phase);
+        meet(s, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
         int k = 0;
         if (L->is_moe) k = route(s, l, 1, a, probs, idx, gates, t == 0);
@@ -446,7 +457,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             }
             base += F.width;
         }
-        spin_barrier_wait(&s->bar, nt, &phase);
+        meet(s, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
         split(d, 16, t, nt, &lo, &hi);
         for (int f = 0, base = 0; f < nf; f++) {
@@ -454,7 +465,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
             base += F.width;
         }
-        spin_barrier_wait(&s->bar, nt, &phase);
+        meet(s, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
     split(c->vocab_size, 16, t, nt, &lo, &hi);
@@ -469,6 +480,7 @@ static void decode_one(infer_ctx *s, int seq, int token, float *logits) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > s->max_threads) nt = s->max_threads;
     spin_barrier_reset(&s->bar);
+    if (use_omp_barrier < 0) use_omp_barrier = getenv("MONOLITH_OMP_BARRIER") != NULL;
 #pragma omp parallel num_threads(nt)
     decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }
@@ -727,8 +739,9 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     // Per-thread buffers for every thread the machine or the OpenMP setting may give.
     s->max_threads = omp_get_max_threads() > omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
     s->tstride = (int)(pad16(d) + pad16(E) + pad16(k)), s->kstride = (int)pad16(k);
-    ALLOC(s->tbuf, (size_t)s->max_threads * s->tstride);
-    ALLOC(s->tidx, (size_t)s->max_threads * s->kstride);
+    s->tbuf = aligned_alloc(64, sizeof(float) * (size_t)s->max_threads * s->tstride);  // a cache line per thread
+    s->tidx = aligned_alloc(64, sizeof(int) * (size_t)s->max_threads * s->kstride);
+    fail |= !s->tbuf || !s->tidx;
     if (fail || !s->allowed) {
         infer_free(s);
         mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",

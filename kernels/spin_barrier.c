@@ -1,7 +1,11 @@
-// spin_barrier.c: counter + phase barrier, pause-spinning then yielding.
+// spin_barrier.c: counter + phase barrier, pause-spinning then sleeping on a futex.
 #include "kernels/spin_barrier.h"
 
-#include <sched.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -10,23 +14,42 @@ static inline void cpu_relax(void) { _mm_pause(); }
 static inline void cpu_relax(void) {}
 #endif
 
+// atomic_int has the size and representation of int (C11 7.17.6), as futex needs.
+static void futex_wait(atomic_int *addr, int expected) {
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake_all(atomic_int *addr) { syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
+
 void spin_barrier_reset(spin_barrier *b) {
-    atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-    atomic_store_explicit(&b->phase, 0, memory_order_release);
+    atomic_store(&b->arrived, 0);
+    atomic_store(&b->phase, 0);
+    atomic_store(&b->sleepers, 0);
 }
 
 void spin_barrier_wait(spin_barrier *b, int n, int *phase) {
     const int mine = (*phase)++;
     if (n <= 1) return;
-    // acq_rel: the last thread to arrive sees every other thread's writes, and its
-    // release of the next phase publishes them (and its own) to all the waiters.
+    // The last thread to arrive sees every other thread's writes (acq_rel), and its
+    // store of the next phase publishes them and its own to all the waiters.
     if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == n - 1) {
         atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->phase, mine + 1, memory_order_release);
+        atomic_store(&b->phase, mine + 1);  // seq_cst: ordered before the load of sleepers
+        if (atomic_load(&b->sleepers) > 0) futex_wake_all(&b->phase);
         return;
     }
-    for (int spins = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == mine; spins++) {
-        if (spins < SPIN_BARRIER_SPINS) cpu_relax();
-        else sched_yield();
+    static int max_spins = -1;
+    if (max_spins < 0) { const char *e = getenv("MONOLITH_SPINS"); max_spins = e ? atoi(e) : SPIN_BARRIER_SPINS; }
+    for (int spins = 0; spins < max_spins; spins++) {
+        if (atomic_load_explicit(&b->phase, memory_order_acquire) != mine) return;
+        cpu_relax();
+    }
+    // Sleep. A waker that read sleepers == 0 stored the new phase before that read, and
+    // our increment comes after it, so futex_wait sees the new phase and returns at once:
+    // no wake-up is lost.
+    while (atomic_load(&b->phase) == mine) {
+        atomic_fetch_add(&b->sleepers, 1);
+        futex_wait(&b->phase, mine);
+        atomic_fetch_sub(&b->sleepers, 1);
     }
 }

@@ -15,9 +15,10 @@
 #                    (repeatable; default all three, bf16 where the CPU has AVX512_BF16); peer fp32
 #
 # Both run with OMP_WAIT_POLICY=PASSIVE: Debian's torch oversubscribes two threads
-# otherwise, and on a machine shared with other jobs monolith's decode (about 40 short
-# parallel regions per token) is several times faster with sleeping than with spinning
-# threads (measured at load average 11-19: 77 against 3-20 tokens/s). Each figure is given as
+# otherwise, and on a machine shared with other jobs monolith's OpenMP loops (prefill)
+# degrade less with sleeping than with spinning threads. Its single-token decode runs one
+# parallel region per token, whose threads meet at their own bounded spin-then-sleep
+# barrier (docs/threading.md) whatever the policy. Each figure is given as
 # wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the process's
 # threads: on a machine shared with other jobs the steadier one). The peer's CPU time is
 # read around the same perf_counter() calls it times itself with (three per run: start,
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --coretype) coretype=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --weights) weights+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

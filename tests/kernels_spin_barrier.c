@@ -1,6 +1,6 @@
 // kernels_spin_barrier.c: the decode barrier keeps the threads of one region in step:
 // after every wait, each thread sees what every thread wrote before it, for 1 to 4
-// threads (more threads than cores included, where waiting falls back to sched_yield),
+// threads (more threads than cores included, where waiting ends asleep on the futex),
 // and a barrier can be reused after a reset.
 #include "kernels/spin_barrier.h"
 #include "tests/testutil.h"

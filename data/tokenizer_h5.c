@@ -9,7 +9,9 @@
 #include <string.h>
 
 static tokenizer *from_h5(const char *path) {
-    hid_t f = h5_open(path, NULL, 0);
+    // Any checkpoint, whatever its format attribute says, but in the checksummed 1.8 file
+    // format monolith writes (engine/base/h5io.h).
+    hid_t f = h5_require_checksummed(path) ? -1 : h5_open(path, NULL, 0);
     if (f < 0) return NULL;
     tokenizer *t = NULL;
     uint8_t *raw = NULL;

@@ -10,6 +10,7 @@
 //   WITHOUT reading its value: the test files have their global heap damaged, which
 //   makes libhdf5 crash or hang if anything reads it.
 // - A string longer than the reader's buffer is refused, never truncated.
+// - monolith's own formats are read only in the checksummed 1.8 file format it writes.
 // - A dataset whose chunk index announces a short chunk, a skipped checksum, or a chunk
 //   outside the dataset is refused before libhdf5 reads it (a heap overflow, or an
 //   allocation of what the record claims, inside libhdf5 otherwise).
@@ -137,9 +138,12 @@ static int damage_global_heap(const char *path) {
 }
 
 // A file as older monolith versions (and h5py for a str) wrote it: variable-length UTF-8
-// strings, plus a variable-length integer sequence.
+// strings, plus a variable-length integer sequence, in the 1.8 format.
 static void make_vlen_file(const char *p) {
-    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     hid_t st = H5Tcopy(H5T_C_S1);
     H5Tset_size(st, H5T_VARIABLE);
     H5Tset_cset(st, H5T_CSET_UTF8);
@@ -298,6 +302,32 @@ START_TEST(test_damaged_chunk_record_refused) {
 }
 END_TEST
 
+// monolith's own formats are read only in the 1.8 file format it writes (checksummed
+// superblock and headers); the older format (HDF5's default) is refused before libhdf5
+// parses a header of it. Files without a monolith format (dump batches) open either way.
+START_TEST(test_old_file_format_refused) {
+    char p[256];
+    path_in(p, sizeof p, "old.h5");
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);  // superblock version 0
+    ck_assert_int_eq(h5_set_format(f, "monolith-test", 1), 0);
+    H5Fclose(f);
+    ck_assert(h5_open(p, "monolith-test", 1) < 0);
+    assert_error_names(p, "before 1.8", "superblock version 0");
+    ck_assert_int_eq(h5_require_checksummed(p), -1);
+    f = h5_open(p, NULL, 0);
+    ck_assert(f >= 0);
+    h5_close(f);
+    f = h5_create(p);
+    ck_assert_int_eq(h5_set_format(f, "monolith-test", 1), 0);
+    ck_assert_int_eq(h5_finish(f, p), 0);
+    ck_assert_int_eq(h5_require_checksummed(p), 0);
+    f = h5_open(p, "monolith-test", 1);
+    ck_assert_msg(f >= 0, "%s", mo_error());
+    h5_close(f);
+    unlink(p);
+}
+END_TEST
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     Suite *s = suite_create("base_h5io");
@@ -308,6 +338,7 @@ int main(void) {
     tcase_add_test(tc, test_long_string_attribute);
     tcase_add_test(tc, test_variable_length_refused_unread);
     tcase_add_test(tc, test_damaged_chunk_record_refused);
+    tcase_add_test(tc, test_old_file_format_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

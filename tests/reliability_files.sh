@@ -10,8 +10,9 @@
 # --resume), token sets (train --data, eval --data), dump batches (dump --tokens),
 # vocabularies (tokenizer encode/decode, data prepare, train --tokenizer) and id lists
 # (tokenizer decode). Kinds: missing, empty, text, truncated, bit-flipped, wrong format,
-# wrong version, absurd shape (2^40 elements), NaN weights, out-of-vocab tokens, and
-# variable-length strings (older monolith files) over a damaged global heap.
+# wrong version, absurd shape (2^40 elements), NaN weights, out-of-vocab tokens,
+# variable-length strings (older monolith files) over a damaged global heap, and the
+# pre-1.8 (unchecksummed) HDF5 file format for monolith's own formats.
 set -uo pipefail
 bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -54,6 +55,9 @@ refuse() {
   [ -n "${VERBOSE:-}" ] && echo "$what: $(cat "$tmp/err")"
   if [[ $what == absurd* ]] && grep -qi 'out of memory' "$tmp/err"; then
     fail "$what: tried to allocate what the header claims: $(cat "$tmp/err")"
+  fi
+  if [[ $what == *old.* ]] && ! grep -q 'before 1.8' "$tmp/err"; then
+    fail "$what: not refused for its pre-1.8 file format: $(cat "$tmp/err")"
   fi
   # A variable-length string must be refused for what it is, by name.
   if [[ $what == *vlen* ]] && ! grep -q 'variable-length' "$tmp/err"; then
@@ -105,6 +109,12 @@ def vlen_copy(src, name, edit):
         d[i + 24:i + 32] = b"\xff" * 8  # the first heap object's size
         i = d.find(b"GCOL", i + 4)
     open(f"{tmp}/{name}", "wb").write(d)
+def old_copy(src, name):
+    """The same objects in HDF5's default (pre-1.8, unchecksummed) file format, which
+    monolith refuses for its own formats before libhdf5 parses a header."""
+    with h5py.File(src, "r") as a, h5py.File(f"{tmp}/{name}", "w") as b:
+        for k, v in a.attrs.items(): b.attrs.create(k, v, dtype=a.attrs.get_id(k).dtype)
+        for k in a: a.copy(k, b)
 def vlen_dataset(path):
     def edit(f):
         x = [s.decode() for s in f[path][()]]; del f[path]
@@ -132,6 +142,7 @@ with copy(good, "format.ckpt.h5") as f: f.attrs["format"] = fixed("monolith-expe
 vlen_copy(good, "vlen_format.ckpt.h5", lambda f: f.attrs.__setitem__("format", "monolith-checkpoint"))
 vlen_copy(good, "vlen_experts.ckpt.h5", vlen_dataset("experts/provenance"))
 vlen_copy(good, "vlen_tokenizer.ckpt.h5", vlen_dataset("tokenizer/special_names"))
+old_copy(good, "old.ckpt.h5")
 vlen_copy(good, "vlen_train.ckpt.h5", lambda f: f["train"].attrs.__setitem__("schedule", "cosine"))
 with copy(good, "noformat.ckpt.h5") as f: del f.attrs["format"]
 with copy(good, "nan.ckpt.h5") as f:
@@ -174,6 +185,7 @@ with copy(goodm, "absurd_attrs.mod.h5") as f: f.attrs["d_ff"] = np.int64(1 << 24
 with copy(goodm, "absurd_slice.mod.h5") as f:
     del f["layers/0/w1"]; f.create_dataset("layers/0/w1", shape=(1 << 20, 1 << 20), dtype=np.float32, chunks=(64, 1024))
 with copy(goodm, "key.mod.h5") as f: f.attrs["d_model"] = np.int64(48)
+old_copy(goodm, "old.mod.h5")
 vlen_copy(goodm, "vlen.mod.h5", lambda f: f.attrs.__setitem__("domain", "code"))
 
 # A model whose vocab_size (300) is smaller than the tokenizer it carries (512 ids).
@@ -186,6 +198,7 @@ with copy(goodt, "version.tokens.h5") as f: f.attrs["format_version"] = np.int64
 with copy(goodt, "oov.tokens.h5") as f:
     x = f["train/tokens"][()]; x[len(x) // 2] = 600; f["train/tokens"][...] = x  # vocab is 512
 with copy(goodt, "vocab_attr.tokens.h5") as f: f.attrs["vocab_size"] = np.int64(1 << 40)
+old_copy(goodt, "old.tokens.h5")
 vlen_copy(goodt, "vlen.tokens.h5", lambda f: f.attrs.__setitem__("tokenizer_hash", f.attrs["tokenizer_hash"].decode()))
 with copy(goodt, "absurd.tokens.h5") as f:
     del f["train/tokens"]
@@ -220,7 +233,7 @@ PY
 ckpts=(missing.h5 empty text trunc.ckpt.h5 trunc_head.ckpt.h5 flip_super.ckpt.h5 flip_header.ckpt.h5
        flip_spread.ckpt.h5 version.ckpt.h5 format.ckpt.h5 noformat.ckpt.h5 nan.ckpt.h5 inf.ckpt.h5
        missing_tensor.ckpt.h5 shape.ckpt.h5 badconfig.ckpt.h5 absurd_config.ckpt.h5 absurd_tensor.ckpt.h5
-       absurd_tokenizer.ckpt.h5 vlen_format.ckpt.h5 vlen_experts.ckpt.h5 good.tokens.h5)
+       absurd_tokenizer.ckpt.h5 vlen_format.ckpt.h5 vlen_experts.ckpt.h5 old.ckpt.h5 good.tokens.h5)
 for c in "${ckpts[@]}"; do
   p=$tmp/$c
   what=$c; [[ $c == absurd* ]] || what="ckpt-$c"
@@ -236,7 +249,8 @@ for c in "${ckpts[@]}"; do
     --batch 2 --seq 16 --threads 1 --out "$tmp/init-$c"
   # As a tokenizer only /tokenizer matters: damage elsewhere (NaN weights, a bad config,
   # flipped tensor data) leaves a usable vocabulary.
-  case $c in missing.h5 | empty | text | trunc* | flip_super* | flip_header* | absurd_tokenizer* | good.tokens.h5)
+  case $c in missing.h5 | empty | text | trunc* | flip_super* | flip_header* | absurd_tokenizer* | old.ckpt.h5 | \
+             good.tokens.h5)
     refuse "$what tokenizer encode" "$bin" tokenizer encode --tokenizer "$p" --input "$tmp/text" ;;
   esac
 done
@@ -269,7 +283,7 @@ refuse "resume of an empty folder" "$bin" train --resume "$tmp/res" --threads 1
 
 # ---------------------------------------------------------------- expert modules
 for mod in missing.h5 empty trunc.mod.h5 flip.mod.h5 version.mod.h5 nan.mod.h5 absurd_attrs.mod.h5 \
-           absurd_slice.mod.h5 key.mod.h5 vlen.mod.h5 good.ckpt.h5; do
+           absurd_slice.mod.h5 key.mod.h5 vlen.mod.h5 old.mod.h5 good.ckpt.h5; do
   what="module-$mod"; [[ $mod == absurd* ]] && what=$mod
   refuse "$what expert insert" "$bin" expert insert "$good" "$tmp/$mod" --slot 0 -o "$tmp/ins.h5"
   refuse "$what expert add" "$bin" expert add "$good" "$tmp/$mod" -o "$tmp/add.h5"
@@ -279,7 +293,7 @@ done
 
 # ---------------------------------------------------------------- token set readers
 toks=(missing.h5 empty text trunc.tokens.h5 flip.tokens.h5 version.tokens.h5 oov.tokens.h5 vocab_attr.tokens.h5
-      absurd.tokens.h5 rank2.tokens.h5 float.tokens.h5 vlen.tokens.h5 good.ckpt.h5)
+      absurd.tokens.h5 rank2.tokens.h5 float.tokens.h5 vlen.tokens.h5 old.tokens.h5 good.ckpt.h5)
 for t in "${toks[@]}"; do
   p=$tmp/$t
   what=$t; [[ $t == absurd* ]] || what="tokens-$t"

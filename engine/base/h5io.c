@@ -90,6 +90,32 @@ void h5_abort(hid_t f, const char *path) {
     unlink(tmp);
 }
 
+int h5_require_checksummed(const char *path) {
+    // The superblock sits at 0, 512, 1024, 2048, ... (after a user block): the 8-byte
+    // signature, then its version. Read directly, before libhdf5 parses any header.
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
+    struct stat st;
+    int version = -1;
+    if (fstat(fd, &st) == 0)
+        for (off_t at = 0; at + 9 <= st.st_size; at = at ? at * 2 : 512) {
+            unsigned char b[9];
+            if (pread(fd, b, 9, at) != 9) break;
+            if (!memcmp(b, sig, 8)) {
+                version = b[8];
+                break;
+            }
+        }
+    close(fd);
+    if (version < 0) return mo_errorf("%s: not a readable HDF5 file (truncated or corrupt?)", path);
+    if (version < 2)
+        return mo_errorf("%s: written in the HDF5 format before 1.8 (superblock version %d, no header checksums), "
+                         "which monolith does not read for its own formats; re-create it with this version (from "
+                         "h5py: h5py.File(..., libver=(\"v108\", \"v108\")))", path, version);
+    return 0;
+}
+
 hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     h5_quiet();
     struct stat st;
@@ -97,6 +123,7 @@ hid_t h5_open(const char *path, const char *format, int64_t max_version) {
         mo_errorf("%s: no such file", path);
         return -1;
     }
+    if (format && h5_require_checksummed(path)) return -1;  // before libhdf5 reads anything
     if (H5Fis_hdf5(path) <= 0) {
         mo_errorf("%s: not a readable HDF5 file (truncated or corrupt?)", path);
         return -1;

@@ -28,11 +28,20 @@ int h5_finish(hid_t f, const char *path);
 // Closes `f` and removes PATH.tmp: for error paths after h5_create().
 void h5_abort(hid_t f, const char *path);
 
-// Opens PATH read-only. If `format` is not NULL, the root attribute `format` must equal
-// it and `format_version` must be between 1 and `max_version`. Returns -1 with a
+// Opens PATH read-only. If `format` is not NULL, the file must be in the 1.8 format
+// (h5_require_checksummed), the root attribute `format` must equal it and
+// `format_version` must be between 1 and `max_version`. Returns -1 with a
 // one-line message for a missing file, a file that is not HDF5 (or is truncated), or a
 // wrong format or version.
 hid_t h5_open(const char *path, const char *format, int64_t max_version);
+// 0 if PATH is in the HDF5 1.8 file format or later (superblock version 2+), as every
+// file monolith writes (h5_create): its superblock and object headers carry checksums.
+// Else -1 with a one-line message. h5_open calls it whenever `format` is given. Why:
+// libhdf5 1.10 trusts the header bytes of the older, unchecksummed format (a damaged
+// one gave a use-after-free inside H5Aexists: docs/reliability.md), so monolith reads
+// its own formats only in the format it writes; files like dump's --tokens batch, made
+// by any h5py, are still read in any format.
+int h5_require_checksummed(const char *path);
 // Writes the root attributes `format`, `format_version` and `created_by`.
 int h5_set_format(hid_t f, const char *format, int64_t version);
 void h5_close(hid_t f);

@@ -32,20 +32,5 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$bin" "${exec_opts[@]}" "$scratch"
 rc=$?
 set -e
 tail -n 25 "$log"
-# The one known third-party failure (docs/reliability.md, "Known and not ours"): libhdf5
-# 1.10 trusts the bytes of a global heap collection (where variable-length strings, i.e.
-# our string attributes and datasets, live; no HDF5 format checksums them). A damaged one
-# makes the vlen read in H5HG_read / H5T__conv_vlen loop forever, memcpy a negative size,
-# or malloc what the damaged entry claims. Reported, not failed, when the failure is one
-# of those three and its stack is in that vlen read; any other timeout or crash fails.
-# (Which of them a run meets first varies with the binary's build path, so one filter
-# covers all three.)
-if [ $rc -ne 0 ] && grep -q "in H5HG_read\|in H5T__conv_vlen" "$log" &&
-   grep -q "ERROR: libFuzzer: timeout\|ERROR: AddressSanitizer: negative-size-param\|ERROR: libFuzzer: out-of-memory (malloc" "$log" &&
-   ! grep -q "runtime error\|invariant broken" "$log"; then
-  echo "run.sh: known libhdf5 failure reading a damaged global heap (docs/reliability.md); not a monolith failure"
-  rm -f "$log"
-  exit 0
-fi
 rm -f "$log"
 exit $rc

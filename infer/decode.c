@@ -96,7 +96,8 @@ struct infer_ctx {
 // misses of 4 KiB pages cost a large share of the memory rate (measured below in
 // docs/benchmarks.md). `collapse`: also merge pages already written (MADV_COLLAPSE,
 // Linux 6.1+, copies them, about 1 s per GB), else only pages touched later are huge.
-// Only a hint: the contents stay the same and a refusal changes nothing.
+// Only a hint: the contents stay the same and a refusal changes nothing. The environment
+// variable MONOLITH_NO_HUGE (any value) turns it off, to measure what it brings.
 static void advise_huge(const void *p, size_t bytes, int collapse) {
     uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
     uintptr_t b = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
@@ -376,17 +377,6 @@ static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const f
     return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
 }
 
-// The threads of decode_one meet: the spin barrier, or (MONOLITH_OMP_BARRIER set, to
-// compare) libgomp's barrier.
-static int use_omp_barrier = -1;
-static void meet(infer_ctx *s, int nt, int *phase) {
-    if (use_omp_barrier) {
-#pragma omp barrier
-    } else {
-        spin_barrier_wait(&s->bar, nt, phase);
-    }
-}
-
 // Thread t of nt computes its share of one token's step: sequence `seq` at position
 // `pos`, s->x holding the embedded token; leaves logits[V]. Every matrix product is cut
 // into nt row ranges of (nearly) equal bytes, and each output row is computed by one
@@ -424,7 +414,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
                      0);
             }
         }
-        meet(s, nt, &phase);
+        spin_barrier_wait(&s->bar, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
         split(nh, 1, t, nt, &lo, &hi);
         for (int h = lo; h < hi; h++) {
@@ -432,11 +422,11 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             attention_decode_head(s->o + (size_t)h * hd, s->scores + (size_t)h * S, s->q + (size_t)h * hd, K + kv,
                                   V + kv, pos + 1, hd);
         }
-        meet(s, nt, &phase);
+        spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
         split(d, 16, t, nt, &lo, &hi);
         gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
-        meet(s, nt, &phase);
+        spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
         int k = 0;
         if (L->is_moe) k = route(s, l, 1, a, probs, idx, gates, t == 0);
@@ -457,7 +447,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             }
             base += F.width;
         }
-        meet(s, nt, &phase);
+        spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
         split(d, 16, t, nt, &lo, &hi);
         for (int f = 0, base = 0; f < nf; f++) {
@@ -465,7 +455,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
             base += F.width;
         }
-        meet(s, nt, &phase);
+        spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
     split(c->vocab_size, 16, t, nt, &lo, &hi);
@@ -480,7 +470,6 @@ static void decode_one(infer_ctx *s, int seq, int token, float *logits) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > s->max_threads) nt = s->max_threads;
     spin_barrier_reset(&s->bar);
-    if (use_omp_barrier < 0) use_omp_barrier = getenv("MONOLITH_OMP_BARRIER") != NULL;
 #pragma omp parallel num_threads(nt)
     decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }

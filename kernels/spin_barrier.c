@@ -2,7 +2,6 @@
 #include "kernels/spin_barrier.h"
 
 #include <limits.h>
-#include <stdlib.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -38,9 +37,7 @@ void spin_barrier_wait(spin_barrier *b, int n, int *phase) {
         if (atomic_load(&b->sleepers) > 0) futex_wake_all(&b->phase);
         return;
     }
-    static int max_spins = -1;
-    if (max_spins < 0) { const char *e = getenv("MONOLITH_SPINS"); max_spins = e ? atoi(e) : SPIN_BARRIER_SPINS; }
-    for (int spins = 0; spins < max_spins; spins++) {
+    for (int spins = 0; spins < SPIN_BARRIER_SPINS; spins++) {
         if (atomic_load_explicit(&b->phase, memory_order_acquire) != mine) return;
         cpu_relax();
     }

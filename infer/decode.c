@@ -3,9 +3,11 @@
 // Both run the same layer loop over a block of `rows` token rows (run_layers); only
 // attention differs: prefill runs the causal attention kernel over whole prompts and
 // stores K and V in the cache, decode appends one K and V per sequence and attends over
-// the cache (kernels/attention_decode.h). A single decode row takes the matrix-vector
-// path (kernels/gemv.h): q, k, v in one product, and the FFN in two threaded runs
-// (ffn_one). Weights are fp32 views of the model or 8-bit copies (infer_set_weights).
+// the cache (kernels/attention_decode.h). A decode step of ONE sequence takes its own
+// path (decode_one): the whole token in one parallel region, matrix-vector products
+// (kernels/gemv.h) whose rows each thread owns in fixed ranges, the threads meeting at a
+// spin barrier between dependent steps. Weights are fp32 views of the model or 8-bit
+// copies (infer_set_weights), on huge pages where the kernel allows.
 #include "infer/decode.h"
 #include "infer/prefill_bf16.h"
 

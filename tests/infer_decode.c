@@ -17,6 +17,7 @@
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
 #include "kernels/threads.h"
+#include "tests/infer_model.h"
 #include "tests/testutil.h"
 
 #define TOL 2e-5
@@ -28,74 +29,6 @@
 // and the largest absolute logit difference as a multiple of the logits' RMS.
 #define INT8_TOL 4e-2  // measured 1.9e-2 (max |diff| 0.08 x RMS, top-1 24 of 24)
 #define INT8_MAX_ABS_TOL 0.25
-
-// ---------------------------------------------------------------------------- model
-
-typedef struct {
-    mo_config c;
-    mo_param_table pt;
-    float *w;    // parameters
-    double *wd;  // the same in double, for the oracle
-} test_model;
-
-// A model of preset `preset` with overrides ("name=value" pairs, NULL-terminated) and
-// router weights scaled up so that routing margins are clear (float and double then
-// choose the same experts).
-static void tm_make(test_model *m, const char *preset, const char *const *overrides, uint64_t seed) {
-    ck_assert_int_eq(config_preset(&m->c, preset), 0);
-    for (int i = 0; overrides && overrides[i]; i++) {
-        char name[64];
-        const char *eq = strchr(overrides[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - overrides[i]), overrides[i]);
-        ck_assert_msg(config_set(&m->c, name, eq + 1) == 0, "%s", mo_error());
-    }
-    ck_assert_msg(config_finalize(&m->c) == 0, "%s", mo_error());
-    ck_assert_int_eq(params_table_build(&m->pt, &m->c), 0);
-    m->w = params_arena_alloc(&m->pt);
-    ck_assert_ptr_nonnull(m->w);
-    // Uniform weights of std 0.02 (cheaper than params_init's normals on bench-S's 35M),
-    // norm gains around 1 but not 1 so that a misplaced gain shows, routers 30x larger.
-    for (int i = 0; i < m->pt.n; i++) {
-        const mo_tensor *t = &m->pt.t[i];
-        float *x = m->w + t->offset;
-        float scale = t->kind == PK_ROUTER ? 30 * 0.0346f : 0.0346f;
-        tu_fill(x, t->numel, seed * 1000 + (uint64_t)i, t->is_norm ? 0.3f : scale);
-        if (t->is_norm)
-            for (size_t j = 0; j < t->numel; j++) x[j] += 1.0f;
-    }
-    m->wd = malloc(m->pt.numel * sizeof *m->wd);
-    tu_to_f64(m->wd, m->w, m->pt.numel);
-}
-
-// dst = src with every weight infer_set_weights(INT8) quantizes replaced by the value its
-// 8-bit form stands for: the model that 8-bit inference computes exactly (up to float
-// rounding), so the float64 oracle over dst checks it as tightly as float32 inference.
-static void tm_q8_round_trip(test_model *dst, const test_model *src) {
-    dst->c = src->c;
-    ck_assert_int_eq(params_table_build(&dst->pt, &dst->c), 0);
-    dst->w = params_arena_alloc(&dst->pt);
-    memcpy(dst->w, src->w, sizeof(float) * src->pt.numel);
-    for (int i = 0; i < dst->pt.n; i++) {
-        const mo_tensor *t = &dst->pt.t[i];
-        mo_param_kind k = t->kind;
-        if (k == PK_TOK_EMBEDDINGS || t->is_norm || k == PK_ROUTER) continue;
-        int cols = (int)t->shape[t->rank - 1];
-        size_t rows = t->numel / cols;
-        int8_t *q = malloc(t->numel);
-        float *sc = malloc(sizeof(float) * rows * q8_blocks(cols));
-        q8_quantize(q, sc, dst->w + t->offset, rows, cols);
-        q8_dequantize(dst->w + t->offset, q, sc, rows, cols);
-        free(q), free(sc);
-    }
-    dst->wd = malloc(dst->pt.numel * sizeof *dst->wd);
-    tu_to_f64(dst->wd, dst->w, dst->pt.numel);
-}
-
-static void tm_free(test_model *m) {
-    free(m->w);
-    free(m->wd);
-    params_table_free(&m->pt);
-}
 
 // ---------------------------------------------------------------------------- oracle
 
@@ -419,7 +352,7 @@ START_TEST(test_thread_counts) {
         test_model m, q;
         tm_make(&m, "tiny", NULL, 80);
         prefill_then_decode(&m, "tiny, threads", 3, 10, 81);
-        tm_q8_round_trip(&q, &m);
+        tm_copy(&q, &m), tm_q8_round_trip(&q);
         prefill_then_decode_w(&m, &q, INFER_WEIGHTS_INT8, "tiny int8, threads", 3, 10, 82);
         tm_free(&m), tm_free(&q);
         tm_make(&m, "tiny", mqa, 83);
@@ -490,7 +423,7 @@ START_TEST(test_int8_is_its_model) {
         test_model m, q;
         if (i < 3) tm_make(&m, "tiny", cfgs[i], 30 + (uint64_t)i);
         else tm_make(&m, "bench-S", (const char *const[]){"n_layers=2", NULL}, 33);
-        tm_q8_round_trip(&q, &m);
+        tm_copy(&q, &m), tm_q8_round_trip(&q);
         double e = prefill_then_decode_w(&m, &q, INFER_WEIGHTS_INT8, "int8", 6, 13, 40 + (uint64_t)i);
         printf("int8 model %d: worst normalized logit error against its round-tripped model %.2g\n", i, e);
         tm_free(&m), tm_free(&q);
@@ -503,7 +436,7 @@ START_TEST(test_int8_batched_and_switch) {
     // 8-bit products, experts with several tokens), then back to float32.
     test_model m, q;
     tm_make(&m, "tiny", NULL, 50);
-    tm_q8_round_trip(&q, &m);
+    tm_copy(&q, &m), tm_q8_round_trip(&q);
     const int V = m.c.vocab_size, T = 12;
     int tok[3][12];
     double *want[3], *want32 = malloc(sizeof(double) * T * V);

@@ -29,6 +29,7 @@
 #include "kernels/bf16.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
+#include "tests/infer_model.h"
 #include "tests/testutil.h"
 
 #define TOL_PRODUCT 1e-5  // normalized, bf16 products vs double products of the rounded inputs
@@ -38,60 +39,6 @@
 // bf16 vs fp32 prefill on the bench-S-shaped model (test_accuracy_vs_fp32).
 #define TOP1_MIN 0.85
 #define MAX_ABS_RMS 0.25  // max |bf16 - fp32| as a multiple of the fp32 logits' RMS
-
-typedef struct {
-    mo_config c;
-    mo_param_table pt;
-    float *w;
-    double *wd;
-} test_model;
-
-// As tests/infer_decode.c: uniform weights of std 0.02, norm gains around 1, routers 30x
-// larger so that routing margins are clear.
-static void tm_make(test_model *m, const char *preset, const char *const *overrides, uint64_t seed) {
-    ck_assert_int_eq(config_preset(&m->c, preset), 0);
-    for (int i = 0; overrides && overrides[i]; i++) {
-        char name[64];
-        const char *eq = strchr(overrides[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - overrides[i]), overrides[i]);
-        ck_assert_msg(config_set(&m->c, name, eq + 1) == 0, "%s", mo_error());
-    }
-    ck_assert_msg(config_finalize(&m->c) == 0, "%s", mo_error());
-    ck_assert_int_eq(params_table_build(&m->pt, &m->c), 0);
-    m->w = params_arena_alloc(&m->pt);
-    ck_assert_ptr_nonnull(m->w);
-    for (int i = 0; i < m->pt.n; i++) {
-        const mo_tensor *t = &m->pt.t[i];
-        float *x = m->w + t->offset;
-        tu_fill(x, t->numel, seed * 1000 + (uint64_t)i, t->is_norm ? 0.3f : t->kind == PK_ROUTER ? 1.04f : 0.0346f);
-        if (t->is_norm)
-            for (size_t j = 0; j < t->numel; j++) x[j] += 1.0f;
-    }
-    m->wd = malloc(m->pt.numel * sizeof *m->wd);
-    tu_to_f64(m->wd, m->w, m->pt.numel);
-}
-
-static void tm_free(test_model *m) {
-    free(m->w), free(m->wd);
-    params_table_free(&m->pt);
-}
-
-// Every product weight replaced by what its 8-bit form stands for (as infer_set_weights
-// INT8 quantizes: all but the embedding table, norms and routers).
-static void tm_q8_round_trip(test_model *m) {
-    for (int i = 0; i < m->pt.n; i++) {
-        const mo_tensor *t = &m->pt.t[i];
-        if (t->kind == PK_TOK_EMBEDDINGS || t->is_norm || t->kind == PK_ROUTER) continue;
-        int cols = (int)t->shape[t->rank - 1];
-        size_t rows = t->numel / cols;
-        int8_t *q = malloc(t->numel);
-        float *sc = malloc(sizeof(float) * rows * q8_blocks(cols));
-        q8_quantize(q, sc, m->w + t->offset, rows, cols);
-        q8_dequantize(m->w + t->offset, q, sc, rows, cols);
-        free(q), free(sc);
-    }
-    tu_to_f64(m->wd, m->w, m->pt.numel);
-}
 
 // ---------------------------------------------------------------------------- oracle
 

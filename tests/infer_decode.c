@@ -1,6 +1,6 @@
 // infer_decode.c: prefill and KV-cache decode against full forward passes over the whole
 // sequence: the training forward (engine/model.h) and a plain double-precision one
-// written here from DESIGN section 1 with the kernels/ref oracles. For the tiny, small
+// (tm_oracle in tests/infer_model.h) from DESIGN section 1 with the kernels/ref oracles. For the tiny, small
 // and bench-S-shaped presets, GQA and MQA, dense layers, shared experts, norm_topk 0,
 // batched prefill and decode, restricted routing, and the errors.
 //
@@ -30,90 +30,7 @@
 #define INT8_TOL 4e-2  // measured 1.9e-2 (max |diff| 0.08 x RMS, top-1 24 of 24)
 #define INT8_MAX_ABS_TOL 0.25
 
-// ---------------------------------------------------------------------------- oracle
-
-static const double *W(const test_model *m, int id) { return m->wd + m->pt.t[id].offset; }
-
-// y[d] += g * expert(x), expert(x) = (silu(x w1^T) * (x w3^T)) w2^T with hidden width h.
-static void oracle_expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h,
-                          int d, double g, double *scratch) {
-    double *a = scratch, *b = scratch + h, *out = scratch + 2 * h;
-    ref_matmul_nt(a, x, w1, 1, h, d, 0);
-    ref_matmul_nt(b, x, w3, 1, h, d, 0);
-    ref_swiglu_forward(a, a, b, (size_t)h);
-    ref_matmul_nt(out, a, w2, 1, d, h, 0);
-    for (int j = 0; j < d; j++) y[j] += g * out[j];
-}
-
-// logits[T, V] of one sequence tokens[T]; allowed[E] (NULL: all) restricts routing,
-// renormalizing the router's probabilities over the allowed experts.
-static void oracle_forward(const test_model *m, const int *tokens, int T, const unsigned char *allowed, double *logits) {
-    const mo_config *c = &m->c;
-    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
-    int hmax = c->d_ff;
-    if (c->d_ff_dense > hmax) hmax = c->d_ff_dense;
-    if (c->n_shared_experts * c->d_ff_shared > hmax) hmax = c->n_shared_experts * c->d_ff_shared;
-    double *h = malloc(sizeof(double) * T * d), *a = malloc(sizeof(double) * T * d), *rstd = malloc(sizeof(double) * T);
-    double *q = malloc(sizeof(double) * T * nh * hd), *o = malloc(sizeof(double) * T * nh * hd);
-    double *k = malloc(sizeof(double) * T * nkv * hd), *v = malloc(sizeof(double) * T * nkv * hd);
-    double *att = malloc(sizeof(double) * nh * T * T), *p = malloc(sizeof(double) * E);
-    double *scratch = malloc(sizeof(double) * (2 * hmax + d));
-    int *pos = malloc(sizeof(int) * T);
-    for (int t = 0; t < T; t++) pos[t] = t;
-    ref_embedding_forward(h, tokens, W(m, m->pt.tok_embeddings), T, d);
-    for (int l = 0; l < c->n_layers; l++) {
-        const mo_layer_ids *L = &m->pt.layer[l];
-        ref_rmsnorm_forward(a, rstd, h, W(m, L->attn_norm), T, d, c->norm_eps);
-        ref_matmul_nt(q, a, W(m, L->wq), T, nh * hd, d, 0);
-        ref_matmul_nt(k, a, W(m, L->wk), T, nkv * hd, d, 0);
-        ref_matmul_nt(v, a, W(m, L->wv), T, nkv * hd, d, 0);
-        ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
-        ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
-        ref_attention_forward(o, att, q, k, v, 1, T, nh, nkv, hd);
-        ref_matmul_nt(h, o, W(m, L->wo), T, d, nh * hd, 1);
-        ref_rmsnorm_forward(a, rstd, h, W(m, L->ffn_norm), T, d, c->norm_eps);
-        for (int t = 0; t < T; t++) {
-            const double *x = a + (size_t)t * d;
-            double *y = h + (size_t)t * d;
-            if (!L->is_moe) {
-                oracle_expert(y, x, W(m, L->ffn_w1), W(m, L->ffn_w3), W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch);
-                continue;
-            }
-            ref_matmul_nt(p, x, W(m, L->router), 1, E, d, 0);
-            ref_softmax_forward(p, p, 1, E);
-            if (allowed) {
-                double s = 0;
-                for (int e = 0; e < E; e++) s += allowed[e] ? p[e] : 0;
-                for (int e = 0; e < E; e++) p[e] = allowed[e] ? p[e] / s : -1;
-            }
-            int n_allowed = 0;
-            for (int e = 0; e < E; e++) n_allowed += !allowed || allowed[e];
-            int kk = c->top_k < n_allowed ? c->top_k : n_allowed, chosen[64];
-            double g[64], gs = 0;
-            ref_topk_forward(chosen, g, p, 1, E, kk);
-            for (int j = 0; j < kk; j++) gs += g[j];
-            for (int j = 0; j < kk; j++) {
-                size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
-                oracle_expert(y, x, W(m, L->w1) + e * h1, W(m, L->w3) + e * h1, W(m, L->w2) + e * h1, c->d_ff, d,
-                              c->norm_topk ? g[j] / gs : g[j], scratch);
-            }
-            if (c->n_shared_experts)
-                oracle_expert(y, x, W(m, L->shared_w1), W(m, L->shared_w3), W(m, L->shared_w2),
-                              c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch);
-        }
-    }
-    ref_rmsnorm_forward(a, rstd, h, W(m, m->pt.norm), T, d, c->norm_eps);
-    ref_matmul_nt(logits, a, W(m, m->pt.output), T, c->vocab_size, d, 0);
-    free(h), free(a), free(rstd), free(q), free(o), free(k), free(v), free(att), free(p), free(scratch), free(pos);
-}
-
 // ---------------------------------------------------------------------------- checks
-
-static void random_tokens(int *t, int n, int V, uint64_t seed) {
-    mo_rng r;
-    mo_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) t[i] = (int)mo_rng_below(&r, (uint64_t)V);
-}
 
 static double check_row_tol(const char *what, int step, const float *got, const double *want, int V, double tol) {
     double err = tu_rel_err_f64(got, want, (size_t)V);
@@ -136,7 +53,7 @@ static double prefill_then_decode_w(const test_model *m, const test_model *ref, 
     int *tok = malloc(sizeof(int) * n_total);
     random_tokens(tok, n_total, V, seed);
     double *want = malloc(sizeof(double) * n_total * V);
-    oracle_forward(ref, tok, n_total, NULL, want);
+    tm_oracle(ref, tok, n_total, NULL, 0, want);
     // The training forward over the same tokens, B = 1, T = n_total.
     mo_model fw;
     ck_assert_msg(model_alloc(&fw, &ref->pt, 1, n_total) == 0, "%s", mo_error());
@@ -229,7 +146,7 @@ START_TEST(test_batched) {
     for (int b = 0; b < 3; b++) {
         random_tokens(tok[b], n_total, V, 100 + (uint64_t)b);
         want[b] = malloc(sizeof(double) * n_total * V);
-        oracle_forward(&m, tok[b], n_total, NULL, want[b]);
+        tm_oracle(&m, tok[b], n_total, NULL, 0, want[b]);
     }
     infer_ctx *s = infer_new(&m.pt, m.w, 3, 32);
     ck_assert_ptr_nonnull(s);
@@ -293,7 +210,7 @@ START_TEST(test_restricted_experts) {
         unsigned char allowed[4] = {0};
         int ids[3], n = 0;
         for (int j = 0; j < 3 && subsets[i][j] >= 0; j++) ids[n++] = subsets[i][j], allowed[subsets[i][j]] = 1;
-        oracle_forward(&m, tok, T, allowed, want);
+        tm_oracle(&m, tok, T, allowed, 0, want);
         ck_assert_int_eq(infer_restrict_experts(s, ids, n), 0);
         ck_assert_int_eq(infer_prefill(s, 0, 1, 6, tok, logits), 0);
         check_row("restricted prefill", i, logits, want + 5 * V, V);
@@ -318,7 +235,7 @@ START_TEST(test_restricted_experts) {
     tm_make(&m0, "tiny", (const char *const[]){"norm_topk=0", NULL}, 17);
     infer_ctx *s0 = infer_new(&m0.pt, m0.w, 1, 16);
     unsigned char allowed[4] = {1, 0, 1, 1};
-    oracle_forward(&m0, tok, T, allowed, want);
+    tm_oracle(&m0, tok, T, allowed, 0, want);
     ck_assert_int_eq(infer_restrict_experts(s0, (const int[]){3, 0, 2}, 3), 0);
     ck_assert_int_eq(infer_prefill(s0, 0, 1, T - 1, tok, logits), 0);
     check_row("restricted, norm_topk 0, prefill", T - 2, logits, want + (size_t)(T - 2) * V, V);
@@ -329,7 +246,7 @@ START_TEST(test_restricted_experts) {
 
     // Back to all experts: equals the unrestricted oracle.
     ck_assert_int_eq(infer_restrict_experts(s, NULL, 0), 0);
-    oracle_forward(&m, tok, T, NULL, want);
+    tm_oracle(&m, tok, T, NULL, 0, want);
     ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok, logits), 0);
     check_row("unrestricted again", T - 1, logits, want + (size_t)(T - 1) * V, V);
     ck_assert_int_eq(infer_routing(s, 0, 0, NULL, NULL), 0);  // prefill records no routing
@@ -443,7 +360,7 @@ START_TEST(test_int8_batched_and_switch) {
     for (int b = 0; b < 3; b++) {
         random_tokens(tok[b], T, V, 60 + (uint64_t)b);
         want[b] = malloc(sizeof(double) * T * V);
-        oracle_forward(&q, tok[b], T, NULL, want[b]);
+        tm_oracle(&q, tok[b], T, NULL, 0, want[b]);
     }
     infer_ctx *s = infer_new(&m.pt, m.w, 3, 16);
     ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_INT8), 0);
@@ -459,7 +376,7 @@ START_TEST(test_int8_batched_and_switch) {
         }
     }
     ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_F32), 0);
-    oracle_forward(&m, tok[0], T, NULL, want32);
+    tm_oracle(&m, tok[0], T, NULL, 0, want32);
     ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok[0], logits), 0);
     check_row("float32 again", T - 1, logits, want32 + (size_t)(T - 1) * V, V);
     infer_free(s);

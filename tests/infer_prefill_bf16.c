@@ -40,105 +40,7 @@
 #define TOP1_MIN 0.85
 #define MAX_ABS_RMS 0.25  // max |bf16 - fp32| as a multiple of the fp32 logits' RMS
 
-// ---------------------------------------------------------------------------- oracle
-
-// x rounded to bf16 (through float, as the engine's activations are float).
-static double bf(double x) {
-    float f = (float)x, r;
-    mo_bf16 b;
-    bf16_from_f32(&b, &f, 1);
-    bf16_to_f32(&r, &b, 1);
-    return r;
-}
-
-// y[M,N] (+)= x[M,K] w[N,K]^T in double; `round`: both inputs rounded to bf16 first.
-static void mm(double *y, const double *x, const double *w, int M, int N, int K, int acc, int round) {
-    if (!round) {
-        ref_matmul_nt(y, x, w, M, N, K, acc);
-        return;
-    }
-    double *xr = malloc(sizeof(double) * M * K), *wr = malloc(sizeof(double) * N * K);
-    for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = bf(x[i]);
-    for (size_t i = 0; i < (size_t)N * K; i++) wr[i] = bf(w[i]);
-    ref_matmul_nt(y, xr, wr, M, N, K, acc);
-    free(xr), free(wr);
-}
-
-static const double *W(const test_model *m, int id) { return m->wd + m->pt.t[id].offset; }
-
-// y[d] += g * (silu(x w1^T) * (x w3^T)) w2^T, hidden width h.
-static void expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h, int d,
-                   double g, double *scratch, int round) {
-    double *a = scratch, *b = scratch + h, *out = scratch + 2 * h;
-    mm(a, x, w1, 1, h, d, 0, round);
-    mm(b, x, w3, 1, h, d, 0, round);
-    ref_swiglu_forward(a, a, b, (size_t)h);
-    mm(out, a, w2, 1, d, h, 0, round);
-    for (int j = 0; j < d; j++) y[j] += g * out[j];
-}
-
-// logits[T, V] of tokens[T]; `round`: the products of inference's bf16 compute round
-// their inputs to bf16 (all but the router's).
-static void oracle(const test_model *m, const int *tokens, int T, int round, double *logits) {
-    const mo_config *c = &m->c;
-    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
-    int hmax = c->d_ff;
-    if (c->d_ff_dense > hmax) hmax = c->d_ff_dense;
-    if (c->n_shared_experts * c->d_ff_shared > hmax) hmax = c->n_shared_experts * c->d_ff_shared;
-    double *h = malloc(sizeof(double) * T * d), *a = malloc(sizeof(double) * T * d), *rstd = malloc(sizeof(double) * T);
-    double *q = malloc(sizeof(double) * T * nh * hd), *o = malloc(sizeof(double) * T * nh * hd);
-    double *k = malloc(sizeof(double) * T * nkv * hd), *v = malloc(sizeof(double) * T * nkv * hd);
-    double *att = malloc(sizeof(double) * nh * T * T), *p = malloc(sizeof(double) * E);
-    double *scratch = malloc(sizeof(double) * (2 * hmax + d));
-    int *pos = malloc(sizeof(int) * T);
-    for (int t = 0; t < T; t++) pos[t] = t;
-    ref_embedding_forward(h, tokens, W(m, m->pt.tok_embeddings), T, d);
-    for (int l = 0; l < c->n_layers; l++) {
-        const mo_layer_ids *L = &m->pt.layer[l];
-        ref_rmsnorm_forward(a, rstd, h, W(m, L->attn_norm), T, d, c->norm_eps);
-        mm(q, a, W(m, L->wq), T, nh * hd, d, 0, round);
-        mm(k, a, W(m, L->wk), T, nkv * hd, d, 0, round);
-        mm(v, a, W(m, L->wv), T, nkv * hd, d, 0, round);
-        ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
-        ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
-        ref_attention_forward(o, att, q, k, v, 1, T, nh, nkv, hd);
-        mm(h, o, W(m, L->wo), T, d, nh * hd, 1, round);
-        ref_rmsnorm_forward(a, rstd, h, W(m, L->ffn_norm), T, d, c->norm_eps);
-        for (int t = 0; t < T; t++) {
-            const double *x = a + (size_t)t * d;
-            double *y = h + (size_t)t * d;
-            if (!L->is_moe) {
-                expert(y, x, W(m, L->ffn_w1), W(m, L->ffn_w3), W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch, round);
-                continue;
-            }
-            ref_matmul_nt(p, x, W(m, L->router), 1, E, d, 0);  // the router stays fp32
-            ref_softmax_forward(p, p, 1, E);
-            int chosen[64];
-            double g[64], gs = 0;
-            ref_topk_forward(chosen, g, p, 1, E, c->top_k);
-            for (int j = 0; j < c->top_k; j++) gs += g[j];
-            for (int j = 0; j < c->top_k; j++) {
-                size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
-                expert(y, x, W(m, L->w1) + e * h1, W(m, L->w3) + e * h1, W(m, L->w2) + e * h1, c->d_ff, d,
-                       c->norm_topk ? g[j] / gs : g[j], scratch, round);
-            }
-            if (c->n_shared_experts)
-                expert(y, x, W(m, L->shared_w1), W(m, L->shared_w3), W(m, L->shared_w2),
-                       c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch, round);
-        }
-    }
-    ref_rmsnorm_forward(a, rstd, h, W(m, m->pt.norm), T, d, c->norm_eps);
-    mm(logits, a, W(m, m->pt.output), T, c->vocab_size, d, 0, round);
-    free(h), free(a), free(rstd), free(q), free(o), free(k), free(v), free(att), free(p), free(scratch), free(pos);
-}
-
 // ---------------------------------------------------------------------------- helpers
-
-static void random_tokens(int *t, int n, int V, uint64_t seed) {
-    mo_rng r;
-    mo_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) t[i] = (int)mo_rng_below(&r, (uint64_t)V);
-}
 
 // logits[T, V]: position t from a prefill of the first t+1 tokens (sizes 1 .. T, so
 // both the per-expert and the grouped expert products run).
@@ -160,8 +62,8 @@ static double check_model(const test_model *m, const char *what, int T, infer_we
         memcpy(r.w, m->w, sizeof(float) * m->pt.numel);
         tm_q8_round_trip(&r);
     }
-    oracle(&r, tok, T, 1, want_bf);
-    oracle(&r, tok, T, 0, want_f);
+    tm_oracle(&r, tok, T, NULL, 1, want_bf);
+    tm_oracle(&r, tok, T, NULL, 0, want_f);
     infer_ctx *s = infer_new(&m->pt, m->w, 1, T);
     ck_assert_msg(s != NULL, "%s", mo_error());
     ck_assert_msg(infer_set_weights(s, wts) == 0, "%s", mo_error());
@@ -197,8 +99,8 @@ static double check_model(const test_model *m, const char *what, int T, infer_we
 // y[M,N] (+)= bf16(x) bf16(w)^T in double, w[N,K] float (rounded here).
 static void ref_bf16_product(double *y, const float *x, const float *w, int M, int N, int K, int acc) {
     double *xd = malloc(sizeof(double) * M * K), *wd = malloc(sizeof(double) * N * K);
-    for (size_t i = 0; i < (size_t)M * K; i++) xd[i] = bf(x[i]);
-    for (size_t i = 0; i < (size_t)N * K; i++) wd[i] = bf(w[i]);
+    for (size_t i = 0; i < (size_t)M * K; i++) xd[i] = tm_bf(x[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) wd[i] = tm_bf(w[i]);
     ref_matmul_nt(y, xd, wd, M, N, K, acc);
     free(xd), free(wd);
 }

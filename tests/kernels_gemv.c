@@ -173,6 +173,34 @@ START_TEST(test_q8_x_rounding) {
 }
 END_TEST
 
+// A row's result has the same bits whatever rows it is computed with: all rows at once
+// (where AVX-512 reads rows r and r + rows/2 side by side), any sub-range, or one at a
+// time, at every level, fp32 and 8-bit. Decode splits rows over threads relying on it.
+START_TEST(test_gemv_rows_independent_of_range) {
+    const int rows = 37, cols = 1000;
+    bufs B = make(rows, cols, 31);
+    float *all = malloc(sizeof(float) * rows), *part = malloc(sizeof(float) * rows);
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (int w = 0; w <= 1; w++) {
+            const gemv_w W = w ? (gemv_w){.q = B.q, .scale = B.s} : (gemv_w){.f = B.W};
+            gemv(all, W, B.x, rows, cols, 0.5f, 0);
+            for (int step = 1; step <= 16; step += 5) {  // ranges of 1, 6, 11 and 16 rows
+                for (int r0 = 0; r0 < rows; r0 += step) {
+                    const int n = rows - r0 < step ? rows - r0 : step;
+                    gemv(part + r0, gemv_w_rows(W, (size_t)r0, cols), B.x, n, cols, 0.5f, 0);
+                }
+                ck_assert_msg(!memcmp(all, part, sizeof(float) * rows), "%s %s, ranges of %d: a row's bits differ",
+                              w ? "q8" : "fp32", simd_name((simd_level)level), step);
+            }
+        }
+    }
+    simd_set(simd_best());
+    free(all), free(part);
+    unmake(&B);
+}
+END_TEST
+
 // gemv_ld over column slices of a wider matrix, against the oracle on the slice copied
 // out: fp32 at any column, 8-bit on block boundaries (a slice inside the row, and one
 // that ends it with a short last block), every level.
@@ -281,6 +309,7 @@ int main(void) {
     tcase_add_test(tc, test_gemv_matches_ref_every_level);
     tcase_add_test(tc, test_q8_quantize_error_bound);
     tcase_add_test(tc, test_q8_x_rounding);
+    tcase_add_test(tc, test_gemv_rows_independent_of_range);
     tcase_add_test(tc, test_gemv_column_slices);
     tcase_add_test(tc, test_gemv_run_tasks_and_threads);
     tcase_add_test(tc, test_attention_decode_every_level);

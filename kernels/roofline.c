@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 
 double now_seconds(void) {
@@ -55,5 +56,31 @@ double roofline_membw_gbs(double min_seconds) {
         reps++;
     }
     free(x), free(y);
+    return best;
+}
+
+uint64_t *roofline_read_buffer(size_t *n) {
+    *n = (size_t)32 << 20;
+    uint64_t *buf = aligned_alloc((size_t)2 << 20, *n * sizeof *buf);
+    if (!buf) return NULL;
+    madvise(buf, *n * sizeof *buf, MADV_HUGEPAGE);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < *n; i++) buf[i] = i;  // first touch by the threads that read
+    return buf;
+}
+
+double roofline_read_gbs(const uint64_t *buf, size_t n, int reps) {
+    double best = 0;
+    volatile uint64_t sink = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        uint64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+        for (size_t i = 0; i < n; i += 4) total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3];
+        double dt = now_seconds() - t0;
+        sink += total;
+        if (8.0 * n / dt / 1e9 > best) best = 8.0 * n / dt / 1e9;
+    }
+    (void)sink;
     return best;
 }

@@ -4,6 +4,9 @@
 #ifndef MONOLITH_ROOFLINE_H
 #define MONOLITH_ROOFLINE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 // Seconds on a monotonic clock.
 double now_seconds(void);
 
@@ -15,5 +18,16 @@ double roofline_sgemm_gflops(int n, double min_seconds);
 // far larger than the caches (STREAM's "scale" kernel; bytes counted = 2 per float moved
 // in each direction, as STREAM does), best of several repetitions.
 double roofline_membw_gbs(double min_seconds);
+
+// A buffer for roofline_read_gbs: 256 MB of 64-bit integers (*n of them) on huge pages
+// where the kernel allows, as decode's weights are (on this VM 4 KiB pages cost a large
+// share of the read rate, and a roofline is the best rate). NULL when out of memory;
+// free() it.
+uint64_t *roofline_read_buffer(size_t *n);
+
+// Read bandwidth in GB/s: every thread sums its part of buf[n] (64-bit integer sums, so
+// the compiler may vectorize them exactly), best of `reps` passes. Decode only reads its
+// weights, so this, not STREAM's read-plus-write rate, is its roofline.
+double roofline_read_gbs(const uint64_t *buf, size_t n, int reps);
 
 #endif

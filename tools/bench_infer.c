@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define PREFILL 256
 #define DECODE 128
@@ -137,26 +136,6 @@ out:
     return rc;
 }
 
-// Read bandwidth in GB/s: every thread sums its part of a buffer far larger than the
-// caches (64-bit integer sums, so the compiler may vectorize them exactly), best of
-// `reps` passes. Decode only reads its weights, so this, not STREAM's read-plus-write
-// rate, is its roofline; the larger of the two is used.
-static double read_gbs(const uint64_t *buf, size_t n, int reps) {
-    double best = 0;
-    volatile uint64_t sink = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_seconds();
-        uint64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-        for (size_t i = 0; i < n; i += 4) total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3];
-        double dt = now_seconds() - t0;
-        sink += total;
-        if (8.0 * n / dt / 1e9 > best) best = 8.0 * n / dt / 1e9;
-    }
-    (void)sink;
-    return best;
-}
-
 int bench_infer(int argc, char **argv) {
     bench_opts o;
     const char *preset;
@@ -251,7 +230,16 @@ int bench_infer(int argc, char **argv) {
         fprintf(stderr,
                 "bench infer: %s, %s weights, %s prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
                 preset, weights ? "int8" : "f32", precision ? "bf16" : "fp32", P, D, threads_count(), REPEATS);
-    double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS];
+    // The read roofline is measured right after every decode run as well as once at the
+    // end: on a shared machine the rate memory gives moves by 2x within a minute, and a
+    // run is best set beside the rate of its own moment.
+    size_t nread;
+    uint64_t *rbuf = roofline_read_buffer(&nread);
+    if (!rbuf) {
+        mo_errorf("out of memory for the 256 MB read-roofline buffer; free memory or use a larger machine");
+        goto out;
+    }
+    double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS], rd[REPEATS];
     for (int rep = 0; rep <= REPEATS; rep++) {
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
         if (infer_prefill(s, 0, 1, P, prompt, logits)) goto out;
@@ -265,7 +253,9 @@ int bench_infer(int argc, char **argv) {
         if (!o.json)
             fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (t1 - t0), D / (t2 - t1),
                     rep ? "" : "  (warm-up)");
+        const double read_now = roofline_read_gbs(rbuf, nread, 2);
         if (rep) {
+            rd[rep - 1] = read_now;
             pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);
             pre_cpu[rep - 1] = P / (c1 - c0), dec_cpu[rep - 1] = D / (c2 - c1);
         }
@@ -273,18 +263,10 @@ int bench_infer(int argc, char **argv) {
     double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
     double prefill_tok_cpu = median(pre_cpu, REPEATS), decode_tok_cpu = median(dec_cpu, REPEATS);
 
-    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw_stream = roofline_membw_gbs(1.0), membw_read = 0;
-    {
-        // 256 MB on huge pages, as decode's weights are (infer/decode.c): on this VM 4 KiB
-        // pages cost a large share of the read rate, and the roofline is the best rate.
-        const size_t n = (size_t)32 << 20;
-        uint64_t *buf = aligned_alloc((size_t)2 << 20, n * sizeof *buf);
-        if (!buf) goto out;
-        madvise(buf, n * sizeof *buf, MADV_HUGEPAGE);
-        for (size_t i = 0; i < n; i++) buf[i] = i;
-        membw_read = read_gbs(buf, n, 5);
-        free(buf);
-    }
+    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw_stream = roofline_membw_gbs(1.0);
+    double membw_read = roofline_read_gbs(rbuf, nread, 5);
+    free(rbuf);
+    for (int i = 0; i < REPEATS; i++) membw_read = rd[i] > membw_read ? rd[i] : membw_read;
     double membw = membw_read > membw_stream ? membw_read : membw_stream;
 
     size_t active = bench_flop_params(ckpt_path ? &ck.table : &pt);
@@ -298,8 +280,11 @@ int bench_infer(int argc, char **argv) {
     double decode_gbs = weight_bytes * decode_tok_s / 1e9;
     // The KV cache read per step, on average over the decode (positions P .. P+D-1).
     double kv_bytes = 2.0 * 4.0 * c.n_layers * c.n_kv_heads * c.head_dim * (P + (D - 1) / 2.0);
-    // The memory roofline: every byte above streamed once at the measured bandwidth.
-    double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes);
+    // The memory roofline: every byte above streamed once at the best bandwidth of the
+    // run; and each run against the read rate measured right after it.
+    double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes), run_share[REPEATS];
+    for (int i = 0; i < REPEATS; i++) run_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd[i];
+    double run_share_med = median(run_share, REPEATS);
     int8_accuracy acc = {0};
     if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, text ? text + P : NULL, &acc)) goto out;
     int8_accuracy bacc = {0};
@@ -311,9 +296,12 @@ int bench_infer(int argc, char **argv) {
         for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", pre[i]);
         printf("], \"decode_all\": [");
         for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
+        printf("], \"read_after_run_gbs\": [");
+        for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", rd[i]);
         printf("], \"weights\": \"%s\", \"precision\": \"%s\", \"decode_roofline_tok_s\": %.1f, "
-               "\"decode_roofline_share\": %.3f",
-               weights ? "int8" : "f32", precision ? "bf16" : "fp32", roof_tok_s, decode_tok_s / roof_tok_s);
+               "\"decode_roofline_share\": %.3f, \"decode_run_roofline_share\": %.3f",
+               weights ? "int8" : "f32", precision ? "bf16" : "fp32", roof_tok_s, decode_tok_s / roof_tok_s,
+               run_share_med);
         if (weights == INFER_WEIGHTS_INT8)
             printf(", \"int8_logit_max_abs\": %.5f, \"int8_logit_mean_abs\": %.6f, \"f32_logit_rms\": %.5f, "
                    "\"int8_top1_agreement\": %.4f",
@@ -341,6 +329,10 @@ int bench_infer(int argc, char **argv) {
         printf("  decode roofline       %.1f tok/s (weights + %.1f MB of KV cache per token at the memory rate): "
                "%.0f%% of it\n",
                roof_tok_s, kv_bytes / 1e6, 100 * decode_tok_s / roof_tok_s);
+        printf("  each run vs the read  %.0f%% of the read rate measured right after it (median; %.1f",
+               100 * run_share_med, rd[0]);
+        for (int i = 1; i < REPEATS; i++) printf(", %.1f", rd[i]);
+        printf(" GB/s)\n");
         if (weights == INFER_WEIGHTS_INT8)
             printf("  int8 vs f32 logits    max |diff| %.4f, mean %.5f (f32 logits RMS %.4f); top-1 agreement %.1f%% "
                    "over %d positions\n",

@@ -5,7 +5,7 @@
 // stores K and V in the cache, decode appends one K and V per sequence and attends over
 // the cache (kernels/attention_decode.h). A decode step of ONE sequence takes its own
 // path (decode_one): the whole token in one parallel region, matrix-vector products
-// (kernels/gemv.h) whose rows each thread owns in fixed ranges, the threads meeting at a
+// (kernels/gemv.h) whose rows the threads take in chunks as they go, meeting at a
 // spin barrier between dependent steps. Weights are fp32 views of the model or 8-bit
 // copies (infer_set_weights), on huge pages where the kernel allows.
 #include "infer/decode.h"
@@ -27,6 +27,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,14 @@
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25  // Linux 6.1 (asm-generic/mman-common.h); older kernels refuse it, harmlessly
 #endif
+
+// The next chunk of a step's rows to hand out, on a cache line of its own.
+typedef struct {
+    _Alignas(64) atomic_int next;
+} work_counter;
+
+// Steps of a decode token per layer, each ended by a meeting of the threads (decode_one_thread).
+#define STEPS_PER_LAYER 5
 
 struct infer_ctx {
     const mo_param_table *pt;
@@ -87,6 +96,7 @@ struct infer_ctx {
     float *tbuf;                 // per thread: a [d], probs [E], gates [k], each padded
     int *tidx;                   // per thread: chosen experts [k], padded
     spin_barrier bar;
+    work_counter *work;          // [n_layers * STEPS_PER_LAYER + 1] one per step of a token
 };
 
 // ---------------------------------------------------------------------------- huge pages
@@ -337,15 +347,27 @@ static void head(infer_ctx *s, const float *src, int n, float *logits) {
 // n rounded up to a whole number of 64-byte cache lines of floats (or ints).
 static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 
-// [lo, hi) of n units for thread t of nt: contiguous, sizes within `align` of each
-// other, cut at multiples of `align` (so that threads writing neighbouring outputs do
-// not share a cache line).
-static void split(int n, int align, int t, int nt, int *lo, int *hi) {
-    const int blocks = (n + align - 1) / align;
-    *lo = (int)((long)blocks * t / nt) * align;
-    *hi = (int)((long)blocks * (t + 1) / nt) * align;
-    if (*lo > n) *lo = n;
-    if (*hi > n) *hi = n;
+// Rows of a product handed out at a time: about DECODE_CHUNK_BYTES of weights, a
+// multiple of 16 rows (threads writing neighbouring outputs never share a cache line).
+#define DECODE_CHUNK_BYTES 262144.0
+
+static int chunk_rows(const infer_ctx *s, int cols) {
+    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
+    const int r = (int)(DECODE_CHUNK_BYTES / row) / 16 * 16;
+    return r > 16 ? r : 16;
+}
+
+// The next chunk [*lo, *hi) of n units, `per` at a time, for the calling thread in the
+// step counted by `work`; 0 when none is left. The threads take chunks as they finish
+// the last one, so a thread slowed down (by another job on its core, or by its share of
+// memory) does less of the step instead of keeping the others waiting at the meeting.
+// Which thread computes a row changes nothing in it (kernels/gemv.h).
+static int take(work_counter *work, int n, int per, int *lo, int *hi) {
+    const int c = atomic_fetch_add_explicit(&work->next, 1, memory_order_relaxed);
+    if ((long)c * per >= n) return 0;
+    *lo = c * per;
+    *hi = n - *lo < per ? n : *lo + per;
+    return 1;
 }
 
 // One of the FFNs a token passes through in a layer: its weights (views of the rows of
@@ -379,12 +401,30 @@ static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const f
     return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
 }
 
-// Thread t of nt computes its share of one token's step: sequence `seq` at position
-// `pos`, s->x holding the embedded token; leaves logits[V]. Every matrix product is cut
-// into nt row ranges of (nearly) equal bytes, and each output row is computed by one
-// thread in the same way whatever nt is, so the logits do not depend on the thread
-// count. Between dependent steps the threads meet at s->bar; the small serial steps
-// (norms, router, top-k) run on every thread into its own buffers, which saves a meeting.
+// Gate and up of hidden units [lo, hi) of the FFNs a token passes through (their units
+// side by side in h1, h3), then SwiGLU on them.
+static void ffn_gate_up(infer_ctx *s, int l, const int *idx, const float *gates, int k, int nf, const float *a,
+                        int lo, int hi) {
+    const int d = s->c.d_model;
+    for (int f = 0, base = 0; f < nf && base < hi; f++) {
+        const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
+        const int r0 = lo > base ? lo - base : 0, r1 = hi - base < F.width ? hi - base : F.width;
+        if (r1 > r0) {
+            float *h1 = s->h1 + base + r0, *h3 = s->h3 + base + r0;
+            gemv(h1, gemv_w_rows(F.w1, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
+            gemv(h3, gemv_w_rows(F.w3, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
+            swiglu_forward(h1, h1, h3, (size_t)(r1 - r0));
+        }
+        base += F.width;
+    }
+}
+
+// Thread t computes its part of one token's step: sequence `seq` at position `pos`,
+// s->x holding the embedded token; leaves logits[V]. Every step hands out its rows (or
+// heads) in chunks (take), and each output row is computed by one thread in the same
+// way whichever it is, so the logits do not depend on the thread count. Between
+// dependent steps the threads meet at s->bar; the small serial steps (norms, router,
+// top-k) run on every thread into its own buffers, which saves a meeting.
 static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int t, int nt) {
     const mo_config *c = &s->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, S = s->max_seq;
@@ -399,8 +439,8 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
         // q, k, v by heads (nh + 2 nkv of them): rotated where computed; k and v straight
         // into their cache slots.
-        split(nh + 2 * nkv, 1, t, nt, &lo, &hi);
-        for (int h = lo; h < hi; h++) {
+        while (take(&s->work[phase], nh + 2 * nkv, 1, &lo, &hi)) {
+            const int h = lo;
             if (h < nh) {
                 float *y = s->q + (size_t)h * hd;
                 gemv(y, gemv_w_rows(Wt(s, L->wq), (size_t)h * hd, d), a, hd, d, 1.0f, 0);
@@ -418,50 +458,38 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         }
         spin_barrier_wait(&s->bar, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
-        split(nh, 1, t, nt, &lo, &hi);
-        for (int h = lo; h < hi; h++) {
-            const size_t kv = (size_t)(h / group) * S * hd;
-            attention_decode_head(s->o + (size_t)h * hd, s->scores + (size_t)h * S, s->q + (size_t)h * hd, K + kv,
-                                  V + kv, pos + 1, hd);
+        while (take(&s->work[phase], nh, 1, &lo, &hi)) {
+            const size_t kv = (size_t)(lo / group) * S * hd;
+            attention_decode_head(s->o + (size_t)lo * hd, s->scores + (size_t)lo * S, s->q + (size_t)lo * hd,
+                                  K + kv, V + kv, pos + 1, hd);
         }
         spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
-        split(d, 16, t, nt, &lo, &hi);
-        gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
+        while (take(&s->work[phase], d, chunk_rows(s, qd), &lo, &hi))
+            gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
         spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
         int k = 0;
         if (L->is_moe) k = route(s, l, 1, a, probs, idx, gates, t == 0);
         const int nf = token_ffn_count(s, l, k);
-        // gate and up: the hidden units of all the FFNs side by side (h1, h3), cut by units;
-        // SwiGLU on the units a thread computed.
+        // gate and up: the hidden units of all the FFNs side by side (h1, h3), by units
         int units = 0;
         for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
-        split(units, 16, t, nt, &lo, &hi);
-        for (int f = 0, base = 0; f < nf && base < hi; f++) {
-            const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-            const int r0 = lo > base ? lo - base : 0, r1 = hi - base < F.width ? hi - base : F.width;
-            if (r1 > r0) {
-                float *h1 = s->h1 + base + r0, *h3 = s->h3 + base + r0;
-                gemv(h1, gemv_w_rows(F.w1, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
-                gemv(h3, gemv_w_rows(F.w3, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
-                swiglu_forward(h1, h1, h3, (size_t)(r1 - r0));
-            }
-            base += F.width;
-        }
+        while (take(&s->work[phase], units, chunk_rows(s, 2 * d), &lo, &hi))
+            ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        split(d, 16, t, nt, &lo, &hi);
-        for (int f = 0, base = 0; f < nf; f++) {
-            const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-            gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
-            base += F.width;
-        }
+        while (take(&s->work[phase], d, chunk_rows(s, units), &lo, &hi))
+            for (int f = 0, base = 0; f < nf; f++) {
+                const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
+                gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
+                base += F.width;
+            }
         spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    split(c->vocab_size, 16, t, nt, &lo, &hi);
-    gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
+    while (take(&s->work[phase], c->vocab_size, chunk_rows(s, d), &lo, &hi))
+        gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
 }
 
 // One token of sequence seq: the whole step in one parallel region (see
@@ -472,6 +500,8 @@ static void decode_one(infer_ctx *s, int seq, int token, float *logits) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > s->max_threads) nt = s->max_threads;
     spin_barrier_reset(&s->bar);
+    for (int i = 0; i <= s->c.n_layers * STEPS_PER_LAYER; i++)
+        atomic_store_explicit(&s->work[i].next, 0, memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
     decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }
@@ -732,7 +762,8 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     s->tstride = (int)(pad16(d) + pad16(E) + pad16(k)), s->kstride = (int)pad16(k);
     s->tbuf = aligned_alloc(64, sizeof(float) * (size_t)s->max_threads * s->tstride);  // a cache line per thread
     s->tidx = aligned_alloc(64, sizeof(int) * (size_t)s->max_threads * s->kstride);
-    fail |= !s->tbuf || !s->tidx;
+    s->work = aligned_alloc(64, sizeof(work_counter) * (size_t)(c->n_layers * STEPS_PER_LAYER + 1));
+    fail |= !s->tbuf || !s->tidx || !s->work;
     if (fail || !s->allowed) {
         infer_free(s);
         mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",
@@ -757,7 +788,7 @@ void infer_free(infer_ctx *s) {
                     s->q,        s->o,        s->k,        s->v,        s->att,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
-                    s->route_gate, s->w, s->tbuf, s->tidx, s->q8, s->q8_scale, s->deq};
+                    s->route_gate, s->w, s->tbuf, s->tidx, s->work, s->q8, s->q8_scale, s->deq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     pf_bf16_free(s->bf16);
     free(s);

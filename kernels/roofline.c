@@ -69,18 +69,31 @@ uint64_t *roofline_read_buffer(size_t *n) {
     return buf;
 }
 
+// One read pass over buf[n]: its rate in GB/s.
+static double read_pass(const uint64_t *buf, size_t n) {
+    static volatile uint64_t sink;
+    double t0 = now_seconds();
+    uint64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (size_t i = 0; i < n; i += 4) total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3];
+    double dt = now_seconds() - t0;
+    sink += total;
+    return 8.0 * n / dt / 1e9;
+}
+
 double roofline_read_gbs(const uint64_t *buf, size_t n, int reps) {
     double best = 0;
-    volatile uint64_t sink = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_seconds();
-        uint64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-        for (size_t i = 0; i < n; i += 4) total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3];
-        double dt = now_seconds() - t0;
-        sink += total;
-        if (8.0 * n / dt / 1e9 > best) best = 8.0 * n / dt / 1e9;
+        const double g = read_pass(buf, n);
+        best = g > best ? g : best;
     }
-    (void)sink;
     return best;
+}
+
+double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds) {
+    double start = now_seconds(), dt;
+    int passes = 0;
+    do read_pass(buf, n), passes++;
+    while ((dt = now_seconds() - start) < seconds);
+    return 8.0 * n * passes / dt / 1e9;
 }

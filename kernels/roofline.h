@@ -29,5 +29,7 @@ uint64_t *roofline_read_buffer(size_t *n);
 // the compiler may vectorize them exactly), best of `reps` passes. Decode only reads its
 // weights, so this, not STREAM's read-plus-write rate, is its roofline.
 double roofline_read_gbs(const uint64_t *buf, size_t n, int reps);
+// The same read, its mean rate over passes lasting at least `seconds` in all.
+double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds);
 
 #endif

@@ -230,8 +230,9 @@ int bench_infer(int argc, char **argv) {
         fprintf(stderr,
                 "bench infer: %s, %s weights, %s prefill %d + decode %d, batch 1, %d threads: 1 warm-up + %d runs\n",
                 preset, weights ? "int8" : "f32", precision ? "bf16" : "fp32", P, D, threads_count(), REPEATS);
-    // The read roofline is measured right after every decode run as well as once at the
-    // end: on a shared machine the rate memory gives moves by 2x within a minute, and a
+    // The read roofline is measured right after every decode run (the mean rate over a
+    // quarter of a second, about half a decode run) as well as once at the end (the best
+    // pass): on a shared machine the rate memory gives moves by 2x within a minute, and a
     // run is best set beside the rate of its own moment.
     size_t nread;
     uint64_t *rbuf = roofline_read_buffer(&nread);
@@ -253,7 +254,7 @@ int bench_infer(int argc, char **argv) {
         if (!o.json)
             fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (t1 - t0), D / (t2 - t1),
                     rep ? "" : "  (warm-up)");
-        const double read_now = roofline_read_gbs(rbuf, nread, 2);
+        const double read_now = roofline_read_mean_gbs(rbuf, nread, 0.25);
         if (rep) {
             rd[rep - 1] = read_now;
             pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);

@@ -127,6 +127,12 @@ static void *alloc_huge(size_t bytes) {
     return p;
 }
 
+// The cache's K and V: not written yet, so huge from their first write.
+static void advise_huge_cache(const kv_cache *kv) {
+    advise_huge(kv->k, kvcache_bytes(kv) / 2, 0);
+    advise_huge(kv->v, kvcache_bytes(kv) / 2, 0);
+}
+
 // ---------------------------------------------------------------------------- products
 
 // The fp32 matrix of W[rows, cols] for a GEMM: W itself, or an 8-bit one dequantized
@@ -269,40 +275,34 @@ static void attend_cached(infer_ctx *s, int l, int rows, const int *seqs, const 
                           const float *v_rows) {
     const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim, S = s->max_seq;
     const int group = nh / nkv;
-    for (int i = 0; i < rows; i++) {
-        float *K = kvcache_k(&s->kv, l, seqs[i]), *V = kvcache_v(&s->kv, l, seqs[i]);
+    for (int i = 0; i < rows; i++)
         for (int g = 0; g < nkv; g++) {
-            size_t at = ((size_t)g * S + s->pos[i]) * hd;
-            memcpy(K + at, k_rows + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
-            memcpy(V + at, v_rows + ((size_t)i * nkv + g) * hd, (size_t)hd * sizeof(float));
+            kvcache_put(&s->kv, KV_K, l, seqs[i], g, s->pos[i], k_rows + ((size_t)i * nkv + g) * hd);
+            kvcache_put(&s->kv, KV_V, l, seqs[i], g, s->pos[i], v_rows + ((size_t)i * nkv + g) * hd);
         }
-    }
     // Threads only pay off once the heads have some keys to read.
     size_t work = 0;
     for (int i = 0; i < rows; i++) work += (size_t)(s->pos[i] + 1) * nh * hd;
 #pragma omp parallel for schedule(static) if (work >= ((size_t)1 << 15))
     for (int ih = 0; ih < rows * nh; ih++) {
-        int i = ih / nh, h = ih % nh, g = h / group, n = s->pos[i] + 1;
-        const float *K = kvcache_k(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
-        const float *V = kvcache_v(&s->kv, l, seqs[i]) + (size_t)g * S * hd;
-        attention_decode_head(s->o + ((size_t)i * nh + h) * hd, s->scores + (size_t)ih * S,
-                              q_rows + ((size_t)i * nh + h) * hd, K, V, n, hd);
+        int i = ih / nh, h = ih % nh;
+        kvcache_attend(&s->kv, l, seqs[i], h / group, s->pos[i] + 1, q_rows + ((size_t)i * nh + h) * hd,
+                       s->o + ((size_t)i * nh + h) * hd, s->scores + (size_t)ih * S);
     }
 }
 
 // Attention of a prefill block: g sequences (first ..) of T rows each, at positions
 // 0..T-1. Stores K and V in the cache, then the causal attention kernel.
 static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
-    const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim, S = s->max_seq;
-    for (int b = 0; b < g; b++) {
-        float *K = kvcache_k(&s->kv, l, first + b), *V = kvcache_v(&s->kv, l, first + b);
+    const int nh = s->c.n_heads, nkv = s->c.n_kv_heads, hd = s->c.head_dim;
+    for (int b = 0; b < g; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < nkv; h++) {
-                size_t src = (((size_t)b * T + t) * nkv + h) * hd, dst = ((size_t)h * S + t) * hd;
-                memcpy(K + dst, s->k + src, (size_t)hd * sizeof(float));
-                memcpy(V + dst, s->v + src, (size_t)hd * sizeof(float));
+                const size_t src = (((size_t)b * T + t) * nkv + h) * hd;
+                kvcache_put(&s->kv, KV_K, l, first + b, h, t, s->k + src);
+                kvcache_put(&s->kv, KV_V, l, first + b, h, t, s->v + src);
             }
-    }
+    // The prompt's own attention uses K and V as computed (fp32); later steps read the cache.
     attention_forward(s->o, s->att, s->q, s->k, s->v, g, T, nh, nkv, hd);
 }
 
@@ -435,10 +435,9 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
     float rstd;
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
-        float *K = kvcache_k(&s->kv, l, seq), *V = kvcache_v(&s->kv, l, seq);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
-        // q, k, v by heads (nh + 2 nkv of them): rotated where computed; k and v straight
-        // into their cache slots.
+        // q, k, v by heads (nh + 2 nkv of them): rotated where computed; k and v into
+        // their cache slots.
         while (take(&s->work[phase], nh + 2 * nkv, 1, &lo, &hi)) {
             const int h = lo;
             if (h < nh) {
@@ -447,22 +446,22 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
                 rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
             } else if (h < nh + nkv) {
                 const int g = h - nh;
-                float *y = K + ((size_t)g * S + pos) * hd;
+                float *y = s->k + (size_t)g * hd;
                 gemv(y, gemv_w_rows(Wt(s, L->wk), (size_t)g * hd, d), a, hd, d, 1.0f, 0);
                 rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
+                kvcache_put(&s->kv, KV_K, l, seq, g, pos, y);
             } else {
                 const int g = h - nh - nkv;
-                gemv(V + ((size_t)g * S + pos) * hd, gemv_w_rows(Wt(s, L->wv), (size_t)g * hd, d), a, hd, d, 1.0f,
-                     0);
+                float *y = s->v + (size_t)g * hd;
+                gemv(y, gemv_w_rows(Wt(s, L->wv), (size_t)g * hd, d), a, hd, d, 1.0f, 0);
+                kvcache_put(&s->kv, KV_V, l, seq, g, pos, y);
             }
         }
         spin_barrier_wait(&s->bar, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
-        while (take(&s->work[phase], nh, 1, &lo, &hi)) {
-            const size_t kv = (size_t)(lo / group) * S * hd;
-            attention_decode_head(s->o + (size_t)lo * hd, s->scores + (size_t)lo * S, s->q + (size_t)lo * hd,
-                                  K + kv, V + kv, pos + 1, hd);
-        }
+        while (take(&s->work[phase], nh, 1, &lo, &hi))
+            kvcache_attend(&s->kv, l, seq, lo / group, pos + 1, s->q + (size_t)lo * hd, s->o + (size_t)lo * hd,
+                           s->scores + (size_t)lo * S);
         spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
         while (take(&s->work[phase], d, chunk_rows(s, qd), &lo, &hi))
@@ -649,12 +648,29 @@ int infer_set_weights(infer_ctx *s, infer_weights w) {
 
 infer_weights infer_get_weights(const infer_ctx *s) { return s->weights; }
 
+// The KV cache in fp32 or bf16 elements: a new, empty one when the storage changes.
+static int set_cache_storage(infer_ctx *s, int bf16) {
+    if (s->kv.bf16 == bf16) return 0;
+    kv_cache kv;
+    if (kvcache_init(&kv, &s->c, s->max_batch, s->max_seq, bf16)) return -1;
+    kvcache_free(&s->kv);
+    s->kv = kv;
+    advise_huge_cache(&s->kv);
+    return 0;
+}
+
 int infer_set_precision(infer_ctx *s, mo_precision p) {
     pf_bf16_free(s->bf16);
     s->bf16 = NULL;
-    if (p == MO_PRECISION_FP32) return 0;
+    if (p == MO_PRECISION_FP32) return set_cache_storage(s, 0);
     s->bf16 = pf_bf16_new(s->pt, s->w, s->max_rows);
-    return s->bf16 ? 0 : -1;
+    if (!s->bf16 || set_cache_storage(s, 1)) {
+        pf_bf16_free(s->bf16);
+        s->bf16 = NULL;
+        (void)set_cache_storage(s, 0);  // left in fp32 (the message says what failed)
+        return -1;
+    }
+    return 0;
 }
 
 mo_precision infer_get_precision(const infer_ctx *s) { return s->bf16 ? MO_PRECISION_BF16 : MO_PRECISION_FP32; }
@@ -664,6 +680,12 @@ static double rows_bytes(const infer_ctx *s, int id, double rows) {
     const mo_tensor *t = &s->pt->t[id];
     const int cols = tensor_cols(t);
     return s->w[id].f ? 4.0 * rows * cols : rows * (cols + 4.0 * q8_blocks(cols));
+}
+
+double infer_decode_kv_bytes(const infer_ctx *s, double positions) {
+    const kv_cache *kv = &s->kv;
+    return 2.0 * (kv->bf16 ? sizeof(mo_bf16) : sizeof(float)) * kv->n_layers * kv->n_kv_heads * kv->head_dim *
+           positions;
 }
 
 double infer_decode_weight_bytes(const infer_ctx *s) {
@@ -716,7 +738,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     s->pt = pt, s->params = params, s->c = *c;
     s->max_batch = max_batch, s->max_seq = max_seq;
     s->max_rows = max_seq > max_batch ? max_seq : max_batch;
-    if (kvcache_init(&s->kv, c, max_batch, max_seq)) {
+    if (kvcache_init(&s->kv, c, max_batch, max_seq, 0)) {
         free(s);
         return NULL;
     }
@@ -773,8 +795,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
     for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = params + pt->t[i].offset};
     advise_huge(params, pt->numel * sizeof(float), 1);
-    advise_huge(s->kv.k, kvcache_bytes(&s->kv) / 2, 0);  // not written yet: huge from the first write
-    advise_huge(s->kv.v, kvcache_bytes(&s->kv) / 2, 0);
+    advise_huge_cache(&s->kv);
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;
     s->route_k = (int)k;

@@ -64,11 +64,14 @@ infer_weights infer_get_weights(const infer_ctx *s);
 // AVX512_BF16. The weights are rounded once, here, into bf16 copies the context owns
 // (2 bytes per weight of the attention, FFN and output matrices; with 8-bit weights, the
 // values those stand for; infer_set_weights makes them again), the activations into
-// scratch before each product. The routers, norms, attention and the single-sequence
-// decode step (matrix-vector products, fp32 or 8-bit) are unchanged. Switching back to
-// fp32 frees the copies and gives bitwise the fp32 results again. Returns 0, or -1 with
-// a message when the CPU has no AVX512_BF16 or when out of memory (the context is then
-// left in fp32).
+// scratch before each product. The KV cache keeps K and V in bf16 (kvcache.h: half the
+// bytes a decode step reads for attention); the prompt's own attention uses them as
+// computed. The routers, norms, the attention arithmetic and the products of the
+// single-sequence decode step (matrix-vector products, fp32 or 8-bit) are unchanged.
+// Changing the precision empties the KV cache (call it before a prefill). Switching
+// back to fp32 frees the copies and gives bitwise the fp32 results again. Returns 0, or
+// -1 with a message when the CPU has no AVX512_BF16 or when out of memory (the context
+// is then left in fp32).
 int infer_set_precision(infer_ctx *s, mo_precision p);
 mo_precision infer_get_precision(const infer_ctx *s);
 
@@ -77,6 +80,9 @@ mo_precision infer_get_precision(const infer_ctx *s);
 // their current precision, plus its embedding row and the norms; for the memory
 // roofline of the benchmark.
 double infer_decode_weight_bytes(const infer_ctx *s);
+// Bytes of K and V a step reads for `positions` cached positions of its sequence, at the
+// cache's storage (4 bytes an element, 2 with --precision bf16).
+double infer_decode_kv_bytes(const infer_ctx *s, double positions);
 
 // Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A
 // token then takes the top min(k, allowed) of the allowed experts, with the router's

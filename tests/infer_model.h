@@ -120,12 +120,18 @@ static inline void tm_expert(double *y, const double *x, const double *w1, const
     for (int j = 0; j < d; j++) y[j] += g * out[j];
 }
 
+// What tm_oracle rounds to bf16, as inference's --precision bf16 does.
+enum {
+    TM_ROUND_PRODUCTS = 1,  // both inputs of every product but the router's (prefill's bf16 products)
+    TM_ROUND_KV = 2,        // K (after RoPE) and V before attention (a bf16 KV cache)
+};
+
 // logits[T, V] of one sequence tokens[T], in double from DESIGN section 1 with the
 // kernels/ref oracles. allowed[E] (NULL: all) restricts routing, renormalizing the
-// router's probabilities over the allowed experts; `round`: the products of inference's
-// bf16 compute round their inputs to bf16 (all but the router's).
-static inline void tm_oracle(const test_model *m, const int *tokens, int T, const unsigned char *allowed, int round,
-                             double *logits) {
+// router's probabilities over the allowed experts; `rounding`: TM_ROUND_* flags (0: none).
+static inline void tm_oracle(const test_model *m, const int *tokens, int T, const unsigned char *allowed,
+                             int rounding, double *logits) {
+    const int round = rounding & TM_ROUND_PRODUCTS;
     const mo_config *c = &m->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
     int hmax = c->d_ff;
@@ -147,6 +153,8 @@ static inline void tm_oracle(const test_model *m, const int *tokens, int T, cons
         tm_mm(v, a, tm_W(m, L->wv), T, nkv * hd, d, 0, round);
         ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
         ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
+        if (rounding & TM_ROUND_KV)
+            for (size_t i = 0; i < (size_t)T * nkv * hd; i++) k[i] = tm_bf(k[i]), v[i] = tm_bf(v[i]);
         ref_attention_forward(o, att, q, k, v, 1, T, nh, nkv, hd);
         tm_mm(h, o, tm_W(m, L->wo), T, d, nh * hd, 1, round);
         ref_rmsnorm_forward(a, rstd, h, tm_W(m, L->ffn_norm), T, d, c->norm_eps);

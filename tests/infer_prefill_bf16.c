@@ -18,6 +18,8 @@
 // - Accuracy against fp32 on a bench-S-shaped model: top-1 agreement and the largest
 //   logit difference (measured figures in docs/inference.md).
 // - 8-bit weights: bf16 of the dequantized weights, in either order of the two calls.
+// - The bf16 KV cache: single-token decode against an oracle that rounds K and V to bf16
+//   before attention, the same bits on 1 and 2 threads, half the bytes.
 // - Switching back to fp32 gives bitwise the fp32 logits; a CPU without AVX512_BF16
 //   (oneDNN limited by ONEDNN_MAX_CPU_ISA) is refused with one line and stays fp32.
 #include "engine/base/error.h"
@@ -29,6 +31,7 @@
 #include "kernels/bf16.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
+#include "kernels/threads.h"
 #include "tests/infer_model.h"
 #include "tests/testutil.h"
 
@@ -39,6 +42,11 @@
 // bf16 vs fp32 prefill on the bench-S-shaped model (test_accuracy_vs_fp32).
 #define TOP1_MIN 0.85
 #define MAX_ABS_RMS 0.25  // max |bf16 - fp32| as a multiple of the fp32 logits' RMS
+// Decode with the bf16 KV cache against the oracle that rounds K and V (normalized): fp32
+// sums, and now and then a K or V element whose float and double values round to
+// different bf16 neighbours (measured: 1.5e-7 worst; the fp32 oracle is 7e-4 and more
+// away, and must be at least FACTOR x TOL_TYPICAL).
+#define TOL_CACHE 1e-4
 
 // ---------------------------------------------------------------------------- helpers
 
@@ -62,7 +70,7 @@ static double check_model(const test_model *m, const char *what, int T, infer_we
         memcpy(r.w, m->w, sizeof(float) * m->pt.numel);
         tm_q8_round_trip(&r);
     }
-    tm_oracle(&r, tok, T, NULL, 1, want_bf);
+    tm_oracle(&r, tok, T, NULL, TM_ROUND_PRODUCTS, want_bf);
     tm_oracle(&r, tok, T, NULL, 0, want_f);
     infer_ctx *s = infer_new(&m->pt, m->w, 1, T);
     ck_assert_msg(s != NULL, "%s", mo_error());
@@ -261,8 +269,71 @@ START_TEST(test_accuracy_vs_fp32) {
 }
 END_TEST
 
-// fp32 after bf16 is bitwise fp32 again; batched prefill and decode of several
-// sequences use bf16 too; a single-sequence decode step is unchanged by the precision.
+// Single-token decode with the bf16 KV cache: every position of a text fed one token
+// at a time from an empty cache (so every product is decode's fp32 one, and only K and
+// V are rounded) against the oracle that rounds K and V to bf16 before attention, and
+// clearly apart from the fp32 oracle; 1 and 2 threads give the same bits; the cache is
+// half the bytes of the fp32 one.
+static void check_bf16_cache(const test_model *m, const char *what, int T, uint64_t seed) {
+    const int V = m->c.vocab_size;
+    int *tok = malloc(sizeof(int) * T);
+    random_tokens(tok, T, V, seed);
+    double *want_kv = malloc(sizeof(double) * T * V), *want_f = malloc(sizeof(double) * T * V);
+    tm_oracle(m, tok, T, NULL, TM_ROUND_KV, want_kv);
+    tm_oracle(m, tok, T, NULL, 0, want_f);
+    float *got[2] = {malloc(sizeof(float) * T * V), malloc(sizeof(float) * T * V)};
+    for (int nt = 1; nt <= 2; nt++) {
+        threads_init(nt);
+        infer_ctx *s = infer_new(&m->pt, m->w, 1, T);
+        ck_assert_msg(s != NULL, "%s", mo_error());
+        ck_assert_msg(infer_set_precision(s, MO_PRECISION_BF16) == 0, "%s", mo_error());
+        for (int t = 0; t < T; t++)
+            ck_assert_msg(infer_decode(s, 1, NULL, tok + t, got[nt - 1] + (size_t)t * V) == 0, "%s", mo_error());
+        infer_free(s);
+    }
+    threads_init(0);
+    ck_assert_msg(!memcmp(got[0], got[1], sizeof(float) * T * V), "%s: bf16-cache decode differs on 2 threads", what);
+    double worst = 0, closest_f = 1e30;
+    for (int t = 0; t < T; t++) {
+        double e = tu_rel_err_f64(got[0] + (size_t)t * V, want_kv + (size_t)t * V, (size_t)V);
+        double ef = tu_rel_err_f64(got[0] + (size_t)t * V, want_f + (size_t)t * V, (size_t)V);
+        worst = e > worst ? e : worst;
+        closest_f = t > 0 && ef < closest_f ? ef : closest_f;  // position 0 attends to itself only
+    }
+    printf("%s: bf16-cache decode vs the K/V-rounding oracle worst %.2g; vs fp32 oracle at least %.2g\n", what, worst,
+           closest_f);
+    ck_assert_msg(worst < TOL_CACHE, "%s: bf16-cache decode %.3g from its oracle (tol %.0e)", what, worst, TOL_CACHE);
+    ck_assert_msg(closest_f > FACTOR * TOL_TYPICAL, "%s: bf16-cache decode within %.3g of fp32's", what, closest_f);
+    free(tok), free(want_kv), free(want_f), free(got[0]), free(got[1]);
+}
+
+START_TEST(test_decode_bf16_cache) {
+    if (!bf16_supported()) return;
+    test_model m;
+    tm_make(&m, "tiny", NULL, 16);
+    check_bf16_cache(&m, "tiny", 16, 17);
+    tm_free(&m);
+    tm_make(&m, "tiny",
+            (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                                  "d_ff_dense=160", "n_kv_heads=1", NULL},
+            18);
+    check_bf16_cache(&m, "dense + shared + MQA", 12, 19);
+    // Half the bytes: the decode roofline counts them (bench infer).
+    infer_ctx *s = infer_new(&m.pt, m.w, 2, 12);
+    ck_assert_ptr_nonnull(s);
+    const double f32 = infer_decode_kv_bytes(s, 10);
+    ck_assert_double_eq(f32, 2.0 * 4 * 3 * 1 * m.c.head_dim * 10);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_BF16), 0);
+    ck_assert_double_eq(infer_decode_kv_bytes(s, 10) * 2, f32);
+    ck_assert_int_eq(infer_set_precision(s, MO_PRECISION_FP32), 0);
+    ck_assert_double_eq(infer_decode_kv_bytes(s, 10), f32);
+    infer_free(s);
+    tm_free(&m);
+}
+END_TEST
+
+// fp32 after bf16 is bitwise fp32 again (the cache back in fp32); batched prefill and
+// decode of several sequences use bf16 too.
 START_TEST(test_switch_back) {
     if (!bf16_supported()) return;
     test_model m;
@@ -328,6 +399,7 @@ int main(void) {
     TCase *tc = tcase_create("bf16");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_products);
+    tcase_add_test(tc, test_decode_bf16_cache);
     tcase_add_test(tc, test_is_its_model);
     tcase_add_test(tc, test_int8_weights);
     tcase_add_test(tc, test_accuracy_vs_fp32);

@@ -1,7 +1,8 @@
 // kernels_gemv.c: the decode kernels (matrix-vector products with fp32 and 8-bit
-// weights, the threaded runner, attention of one token over the cache) against
+// weights, the threaded runner, attention of one token over an fp32 or bf16 cache) against
 // kernels/ref at every SIMD level, and the 8-bit quantization's error bound.
 #include "kernels/attention_decode.h"
+#include "kernels/bf16.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
 #include "kernels/simd.h"
@@ -295,6 +296,22 @@ START_TEST(test_attention_decode_every_level) {
                 ck_assert_msg(tu_rel_err_f64(out, o64, hd) < TOL_F32, "%s hd %d n %d: %g",
                               simd_name((simd_level)level), hd, n, tu_rel_err_f64(out, o64, hd));
                 ck_assert_float_eq(out[hd], 12345.0f);
+                // K and V stored as bf16: the oracle on the values they stand for, and
+                // clearly off the fp32 result (the rounding is there).
+                mo_bf16 *K16 = malloc(sizeof(mo_bf16) * kv), *V16 = malloc(sizeof(mo_bf16) * kv);
+                float *Kr = malloc(sizeof(float) * kv), *Vr = malloc(sizeof(float) * kv);
+                bf16_from_f32(K16, K, kv), bf16_from_f32(V16, V, kv);
+                bf16_to_f32(Kr, K16, kv), bf16_to_f32(Vr, V16, kv);
+                tu_to_f64(K64, Kr, kv), tu_to_f64(V64, Vr, kv);
+                attention_decode_head_bf16(out, p, q, K16, V16, n, hd);
+                ck_assert_float_eq(out[hd], 12345.0f);
+                const double e_f32 = tu_rel_err_f64(out, o64, hd);
+                ref_attention_decode_head(o64, q64, K64, V64, n, hd);
+                ck_assert_msg(tu_rel_err_f64(out, o64, hd) < TOL_F32, "bf16 %s hd %d n %d: %g",
+                              simd_name((simd_level)level), hd, n, tu_rel_err_f64(out, o64, hd));
+                ck_assert_msg(e_f32 > 10 * TOL_F32, "bf16 %s hd %d n %d: within %g of the fp32 result",
+                              simd_name((simd_level)level), hd, n, e_f32);
+                free(K16), free(V16), free(Kr), free(Vr);
                 free(q), free(K), free(V), free(p), free(out), free(q64), free(K64), free(V64), free(o64);
             }
     }

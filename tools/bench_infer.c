@@ -44,7 +44,8 @@ static const char usage[] =
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
     "  --precision P   fp32 (default) or bf16: prefill's products with bf16 inputs and fp32 sums\n"
-    "                  (needs AVX512_BF16); decode is unchanged\n"
+    "                  (needs AVX512_BF16), and the KV cache in bf16 (half the bytes decode\n"
+    "                  reads for attention)\n"
     "  --checkpoint F  a trained model instead of the preset's random one\n"
     "  --data F.h5     a token set (monolith data prepare) of the model's vocabulary: the prompt is\n"
     "                  the start of its validation split, and int8 is compared with f32 along the\n"
@@ -65,27 +66,28 @@ static double median(const double *v, int n) {
     return t[n / 2];
 }
 
-// The int8 model's accuracy along `text` (D tokens after the prompt) or, when NULL, the
-// f32 model's greedy continuation of the prompt:
-// both read the same tokens (teacher forcing), and at each of the D+1 positions the
-// logits are compared. Leaves s on int8 weights.
+// A fast path's accuracy along `text` (D tokens after the prompt) or, when NULL, the
+// reference's greedy continuation of the prompt: the reference setting (rw weights, rp
+// precision) and the variant (vw, vp) read the same tokens (teacher forcing), and at
+// each of the D+1 positions (the prompt's last, then D decode steps) the logits are
+// compared. Leaves s in the variant.
 typedef struct {
-    double max_abs, mean_abs, logit_rms;  // |int8 - f32| max and mean, RMS of the f32 logits
+    double max_abs, mean_abs, logit_rms;  // |variant - reference| max and mean, RMS of the reference logits
     double top1;                          // share of positions where both pick the same token
-} int8_accuracy;
+} accuracy;
 
-static int measure_int8_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, const int *text,
-                                 int8_accuracy *a) {
+static int measure_text_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, const int *text,
+                                 infer_weights rw, mo_precision rp, infer_weights vw, mo_precision vp, accuracy *a) {
     int rc = -1;
     float *ref = malloc(sizeof(float) * (size_t)(D + 1) * V), *lg = malloc(sizeof(float) * V);
     int *toks = malloc(sizeof(int) * (D + 1));
     if (!ref || !lg || !toks) goto out;
-    if (infer_set_weights(s, INFER_WEIGHTS_F32) || infer_prefill(s, 0, 1, P, prompt, ref)) goto out;
+    if (infer_set_weights(s, rw) || infer_set_precision(s, rp) || infer_prefill(s, 0, 1, P, prompt, ref)) goto out;
     for (int i = 0; i < D; i++) {
         toks[i] = text ? text[i] : sample_argmax(ref + (size_t)i * V, V);
         if (infer_decode(s, 1, NULL, &toks[i], ref + (size_t)(i + 1) * V)) goto out;
     }
-    if (infer_set_weights(s, INFER_WEIGHTS_INT8)) goto out;
+    if (infer_set_weights(s, vw) || infer_set_precision(s, vp)) goto out;
     double sum = 0, sq = 0, mx = 0;
     int agree = 0;
     for (int i = 0; i <= D; i++) {
@@ -107,9 +109,9 @@ out:
 
 // bf16 against fp32 prefill: the last position's logits of ACC_PROMPTS prompts of P
 // tokens (windows 8 tokens apart of `text`, which holds P + 8 * (ACC_PROMPTS - 1) tokens,
-// or random ones when NULL), compared as measure_int8_accuracy does. Leaves s in bf16.
+// or random ones when NULL), compared as measure_text_accuracy does. Leaves s in bf16.
 #define ACC_PROMPTS 8
-static int measure_bf16_accuracy(infer_ctx *s, int P, int V, const int *text, int8_accuracy *a) {
+static int measure_bf16_accuracy(infer_ctx *s, int P, int V, const int *text, accuracy *a) {
     int rc = -1;
     float *f = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
     int *prompt = malloc(sizeof(int) * P);
@@ -280,16 +282,25 @@ int bench_infer(int argc, char **argv) {
     double weight_bytes = infer_decode_weight_bytes(s);
     double decode_gbs = weight_bytes * decode_tok_s / 1e9;
     // The KV cache read per step, on average over the decode (positions P .. P+D-1).
-    double kv_bytes = 2.0 * 4.0 * c.n_layers * c.n_kv_heads * c.head_dim * (P + (D - 1) / 2.0);
+    double kv_bytes = infer_decode_kv_bytes(s, P + (D - 1) / 2.0);
     // The memory roofline: every byte above streamed once at the best bandwidth of the
     // run; and each run against the read rate measured right after it.
     double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes), run_share[REPEATS];
     for (int i = 0; i < REPEATS; i++) run_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd[i];
     double run_share_med = median(run_share, REPEATS);
-    int8_accuracy acc = {0};
-    if (weights == INFER_WEIGHTS_INT8 && measure_int8_accuracy(s, prompt, P, D, c.vocab_size, text ? text + P : NULL, &acc)) goto out;
-    int8_accuracy bacc = {0};
-    if (precision == MO_PRECISION_BF16 && measure_bf16_accuracy(s, P, c.vocab_size, D >= 8 * (ACC_PROMPTS - 1) ? text : NULL, &bacc)) goto out;
+    // int8 against f32 weights (fp32 arithmetic); bf16 against fp32 on the run's weights:
+    // the prefill of 8 prompts, and a text through the bf16 KV cache.
+    accuracy acc = {0}, bacc = {0}, dacc = {0};
+    const int *follow = text ? text + P : NULL;
+    if (weights == INFER_WEIGHTS_INT8 &&
+        measure_text_accuracy(s, prompt, P, D, c.vocab_size, follow, INFER_WEIGHTS_F32, MO_PRECISION_FP32,
+                              INFER_WEIGHTS_INT8, MO_PRECISION_FP32, &acc))
+        goto out;
+    if (precision == MO_PRECISION_BF16 &&
+        (measure_bf16_accuracy(s, P, c.vocab_size, D >= 8 * (ACC_PROMPTS - 1) ? text : NULL, &bacc) ||
+         measure_text_accuracy(s, prompt, P, D, c.vocab_size, follow, weights, MO_PRECISION_FP32, weights,
+                               MO_PRECISION_BF16, &dacc)))
+        goto out;
     if (o.json) {
         printf("{\"bench\": \"infer\", \"preset\": \"%s\", \"threads\": %d, \"batch\": 1, \"prefill_tokens\": %d, "
                "\"decode_tokens\": %d, \"prefill_tok_s\": %.1f, \"decode_tok_s\": %.2f, \"prefill_all\": [",
@@ -311,6 +322,10 @@ int bench_infer(int argc, char **argv) {
             printf(", \"bf16_logit_max_abs\": %.5f, \"bf16_logit_mean_abs\": %.6f, \"bf16_ref_logit_rms\": %.5f, "
                    "\"bf16_top1_agreement\": %.4f",
                    bacc.max_abs, bacc.mean_abs, bacc.logit_rms, bacc.top1);
+        if (precision == MO_PRECISION_BF16)
+            printf(", \"bf16_decode_logit_max_abs\": %.5f, \"bf16_decode_logit_mean_abs\": %.6f, "
+                   "\"bf16_decode_top1_agreement\": %.4f",
+                   dacc.max_abs, dacc.mean_abs, dacc.top1);
         printf(", \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
                decode_tok_cpu);
         printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
@@ -342,6 +357,10 @@ int bench_infer(int argc, char **argv) {
             printf("  bf16 vs fp32 prefill  max |diff| %.4f, mean %.5f (fp32 logits RMS %.4f); top-1 agreement %.0f%% "
                    "over %d prompts\n",
                    bacc.max_abs, bacc.mean_abs, bacc.logit_rms, 100 * bacc.top1, ACC_PROMPTS);
+        if (precision == MO_PRECISION_BF16)
+            printf("  bf16 vs fp32 decode   max |diff| %.4f, mean %.5f (fp32 logits RMS %.4f); top-1 agreement %.1f%% "
+                   "over %d positions (bf16 prefill, then decode through the bf16 KV cache)\n",
+                   dacc.max_abs, dacc.mean_abs, dacc.logit_rms, 100 * dacc.top1, D + 1);
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);

@@ -40,8 +40,8 @@ static const char usage[] =
     "  --weights f32|int8        weights of the matrix products: the checkpoint's float32 (default) or\n"
     "                            8-bit copies quantized at load (blocks of 32, ~3.5x less to read per token)\n"
     "  --precision fp32|bf16     arithmetic of the prompt's products: fp32 (default) or bf16 inputs with\n"
-    "                            fp32 sums (about 2x faster prefill; needs AVX512_BF16); the token by\n"
-    "                            token steps after it are unchanged\n"
+    "                            fp32 sums (about 2x faster prefill; needs AVX512_BF16), and the KV cache\n"
+    "                            in bf16 (half its memory and of what each new token reads from it)\n"
     "  --threads N               threads (default: one per core)\n";
 
 typedef struct {

@@ -347,13 +347,19 @@ static void head(infer_ctx *s, const float *src, int n, float *logits) {
 // n rounded up to a whole number of 64-byte cache lines of floats (or ints).
 static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 
-// Rows of a product handed out at a time: about DECODE_CHUNK_BYTES of weights, a
-// multiple of 16 rows (threads writing neighbouring outputs never share a cache line).
+// Rows of a product of n rows handed out at a time: about DECODE_CHUNK_BYTES of weights,
+// and at least DECODE_CHUNKS_PER_THREAD chunks a thread (a product of a few hundred KB,
+// as the 8-bit ones are, cut in two uneven chunks would keep one thread waiting for most
+// of it); a multiple of 16 rows, so that threads writing neighbouring outputs never
+// share a cache line.
 #define DECODE_CHUNK_BYTES 262144.0
+#define DECODE_CHUNKS_PER_THREAD 4
 
-static int chunk_rows(const infer_ctx *s, int cols) {
+static int chunk_rows(const infer_ctx *s, int n, int cols, int nt) {
     const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
-    const int r = (int)(DECODE_CHUNK_BYTES / row) / 16 * 16;
+    int r = (int)(DECODE_CHUNK_BYTES / row);
+    if (r > n / (DECODE_CHUNKS_PER_THREAD * nt)) r = n / (DECODE_CHUNKS_PER_THREAD * nt);
+    r = r / 16 * 16;
     return r > 16 ? r : 16;
 }
 
@@ -464,7 +470,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
                            s->scores + (size_t)lo * S);
         spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
-        while (take(&s->work[phase], d, chunk_rows(s, qd), &lo, &hi))
+        while (take(&s->work[phase], d, chunk_rows(s, d, qd, nt), &lo, &hi))
             gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
         spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
@@ -474,11 +480,11 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         // gate and up: the hidden units of all the FFNs side by side (h1, h3), by units
         int units = 0;
         for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
-        while (take(&s->work[phase], units, chunk_rows(s, 2 * d), &lo, &hi))
+        while (take(&s->work[phase], units, chunk_rows(s, units, 2 * d, nt), &lo, &hi))
             ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        while (take(&s->work[phase], d, chunk_rows(s, units), &lo, &hi))
+        while (take(&s->work[phase], d, chunk_rows(s, d, units, nt), &lo, &hi))
             for (int f = 0, base = 0; f < nf; f++) {
                 const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
                 gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
@@ -487,7 +493,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    while (take(&s->work[phase], c->vocab_size, chunk_rows(s, d), &lo, &hi))
+    while (take(&s->work[phase], c->vocab_size, chunk_rows(s, c->vocab_size, d, nt), &lo, &hi))
         gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
 }
 

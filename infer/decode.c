@@ -347,33 +347,38 @@ static void head(infer_ctx *s, const float *src, int n, float *logits) {
 // n rounded up to a whole number of 64-byte cache lines of floats (or ints).
 static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 
-// Rows of a product of n rows handed out at a time: about DECODE_CHUNK_BYTES of weights,
-// and at least DECODE_CHUNKS_PER_THREAD chunks a thread (a product of a few hundred KB,
-// as the 8-bit ones are, cut in two uneven chunks would keep one thread waiting for most
-// of it); a multiple of 16 rows, so that threads writing neighbouring outputs never
-// share a cache line.
-#define DECODE_CHUNK_BYTES 262144.0
-#define DECODE_CHUNKS_PER_THREAD 4
-
-static int chunk_rows(const infer_ctx *s, int n, int cols, int nt) {
-    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
-    int r = (int)(DECODE_CHUNK_BYTES / row);
-    if (r > n / (DECODE_CHUNKS_PER_THREAD * nt)) r = n / (DECODE_CHUNKS_PER_THREAD * nt);
-    r = r / 16 * 16;
-    return r > 16 ? r : 16;
-}
-
-// The next chunk [*lo, *hi) of n units, `per` at a time, for the calling thread in the
-// step counted by `work`; 0 when none is left. The threads take chunks as they finish
+// A step's rows (or heads) are handed out in guided chunks: each take gets 1/(2 nt) of
+// the rows still left, rounded down to a multiple of `align`, and at least `min` rows.
+// The first chunks are long (a quarter of the product each on 2 threads), the last ones
+// short: long chunks keep memory's streams going (a micro-benchmark of decode's products
+// read 47 GB/s in chunks of 128 KB against 52-56 in chunks of 512 KB-2 MB), short ones
+// end a step with the threads close together. The threads take chunks as they finish
 // the last one, so a thread slowed down (by another job on its core, or by its share of
 // memory) does less of the step instead of keeping the others waiting at the meeting.
-// Which thread computes a row changes nothing in it (kernels/gemv.h).
-static int take(work_counter *work, int n, int per, int *lo, int *hi) {
-    const int c = atomic_fetch_add_explicit(&work->next, 1, memory_order_relaxed);
-    if ((long)c * per >= n) return 0;
-    *lo = c * per;
-    *hi = n - *lo < per ? n : *lo + per;
+// Which thread computes a row changes nothing in it (kernels/gemv.h). Returns 0 when
+// none is left.
+static int take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
+    int cur = atomic_load_explicit(&work->next, memory_order_relaxed), size;
+    do {
+        if (cur >= n) return 0;
+        size = (n - cur) / (2 * nt) / align * align;
+        if (size < min) size = min;
+    } while (!atomic_compare_exchange_weak_explicit(&work->next, &cur, cur + size, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    *lo = cur;
+    *hi = n - cur < size ? n : cur + size;
     return 1;
+}
+
+// The shortest chunk of rows of `cols` columns: about DECODE_MIN_CHUNK_BYTES of weights,
+// a multiple of 16 rows (so that threads writing neighbouring outputs never share a
+// cache line).
+#define DECODE_MIN_CHUNK_BYTES 65536.0
+
+static int min_rows(const infer_ctx *s, int cols) {
+    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
+    const int r = (int)(DECODE_MIN_CHUNK_BYTES / row) / 16 * 16;
+    return r > 16 ? r : 16;
 }
 
 // One of the FFNs a token passes through in a layer: its weights (views of the rows of
@@ -442,35 +447,38 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
         rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
-        // q, k, v by heads (nh + 2 nkv of them): rotated where computed; k and v into
-        // their cache slots.
-        while (take(&s->work[phase], nh + 2 * nkv, 1, &lo, &hi)) {
-            const int h = lo;
-            if (h < nh) {
-                float *y = s->q + (size_t)h * hd;
-                gemv(y, gemv_w_rows(Wt(s, L->wq), (size_t)h * hd, d), a, hd, d, 1.0f, 0);
-                rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
-            } else if (h < nh + nkv) {
-                const int g = h - nh;
-                float *y = s->k + (size_t)g * hd;
-                gemv(y, gemv_w_rows(Wt(s, L->wk), (size_t)g * hd, d), a, hd, d, 1.0f, 0);
-                rope_forward(y, &pos, s->rope_cos, s->rope_sin, 1, 1, hd);
-                kvcache_put(&s->kv, KV_K, l, seq, g, pos, y);
-            } else {
-                const int g = h - nh - nkv;
-                float *y = s->v + (size_t)g * hd;
-                gemv(y, gemv_w_rows(Wt(s, L->wv), (size_t)g * hd, d), a, hd, d, 1.0f, 0);
-                kvcache_put(&s->kv, KV_V, l, seq, g, pos, y);
+        // q, k, v by heads (nh + 2 nkv of them, q's then k's then v's): rotated where
+        // computed; k and v into their cache slots.
+        while (take(&s->work[phase], nh + 2 * nkv, 1, 1, nt, &lo, &hi)) {
+            const int q0 = lo, q1 = hi < nh ? hi : nh;
+            const int k0 = (lo > nh ? lo : nh) - nh, k1 = (hi < nh + nkv ? hi : nh + nkv) - nh;
+            const int v0 = (lo > nh + nkv ? lo : nh + nkv) - nh - nkv, v1 = hi - nh - nkv;
+            if (q1 > q0) {
+                gemv(s->q + (size_t)q0 * hd, gemv_w_rows(Wt(s, L->wq), (size_t)q0 * hd, d), a, (q1 - q0) * hd, d,
+                     1.0f, 0);
+                rope_forward(s->q + (size_t)q0 * hd, &pos, s->rope_cos, s->rope_sin, 1, q1 - q0, hd);
+            }
+            if (k1 > k0) {
+                gemv(s->k + (size_t)k0 * hd, gemv_w_rows(Wt(s, L->wk), (size_t)k0 * hd, d), a, (k1 - k0) * hd, d,
+                     1.0f, 0);
+                rope_forward(s->k + (size_t)k0 * hd, &pos, s->rope_cos, s->rope_sin, 1, k1 - k0, hd);
+                for (int g = k0; g < k1; g++) kvcache_put(&s->kv, KV_K, l, seq, g, pos, s->k + (size_t)g * hd);
+            }
+            if (v1 > v0) {
+                gemv(s->v + (size_t)v0 * hd, gemv_w_rows(Wt(s, L->wv), (size_t)v0 * hd, d), a, (v1 - v0) * hd, d,
+                     1.0f, 0);
+                for (int g = v0; g < v1; g++) kvcache_put(&s->kv, KV_V, l, seq, g, pos, s->v + (size_t)g * hd);
             }
         }
         spin_barrier_wait(&s->bar, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
-        while (take(&s->work[phase], nh, 1, &lo, &hi))
-            kvcache_attend(&s->kv, l, seq, lo / group, pos + 1, s->q + (size_t)lo * hd, s->o + (size_t)lo * hd,
-                           s->scores + (size_t)lo * S);
+        while (take(&s->work[phase], nh, 1, 1, nt, &lo, &hi))
+            for (int h = lo; h < hi; h++)
+                kvcache_attend(&s->kv, l, seq, h / group, pos + 1, s->q + (size_t)h * hd, s->o + (size_t)h * hd,
+                               s->scores + (size_t)h * S);
         spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
-        while (take(&s->work[phase], d, chunk_rows(s, d, qd, nt), &lo, &hi))
+        while (take(&s->work[phase], d, 16, min_rows(s, qd), nt, &lo, &hi))
             gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
         spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
@@ -480,11 +488,11 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         // gate and up: the hidden units of all the FFNs side by side (h1, h3), by units
         int units = 0;
         for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
-        while (take(&s->work[phase], units, chunk_rows(s, units, 2 * d, nt), &lo, &hi))
+        while (take(&s->work[phase], units, 16, min_rows(s, 2 * d), nt, &lo, &hi))
             ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        while (take(&s->work[phase], d, chunk_rows(s, d, units, nt), &lo, &hi))
+        while (take(&s->work[phase], d, 16, min_rows(s, units), nt, &lo, &hi))
             for (int f = 0, base = 0; f < nf; f++) {
                 const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
                 gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
@@ -493,7 +501,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    while (take(&s->work[phase], c->vocab_size, chunk_rows(s, c->vocab_size, d, nt), &lo, &hi))
+    while (take(&s->work[phase], c->vocab_size, 16, min_rows(s, d), nt, &lo, &hi))
         gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
 }
 

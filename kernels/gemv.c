@@ -193,6 +193,18 @@ static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc
     const int full = cols / Q8_BLOCK;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int b = 0;
+    for (; b + 16 <= full; b += 16) {  // 16 blocks: their 16 scale products in one multiply
+        _Alignas(64) float ps[16];
+        _mm512_store_ps(ps, _mm512_mul_ps(_mm512_loadu_ps(sc + b), _mm512_loadu_ps(xs + b)));
+        for (int j = 0; j < 16; j += 4) {
+            const int8_t *w = q + (b + j) * Q8_BLOCK;
+            const int16_t *x = x16 + (b + j) * Q8_BLOCK;
+            a0 = _mm512_fmadd_ps(q8x_block(w, x, ~0u), _mm512_set1_ps(ps[j]), a0);
+            a1 = _mm512_fmadd_ps(q8x_block(w + 32, x + 32, ~0u), _mm512_set1_ps(ps[j + 1]), a1);
+            a2 = _mm512_fmadd_ps(q8x_block(w + 64, x + 64, ~0u), _mm512_set1_ps(ps[j + 2]), a2);
+            a3 = _mm512_fmadd_ps(q8x_block(w + 96, x + 96, ~0u), _mm512_set1_ps(ps[j + 3]), a3);
+        }
+    }
     for (; b + 4 <= full; b += 4) {
         const int8_t *w = q + b * Q8_BLOCK;
         const int16_t *x = x16 + b * Q8_BLOCK;
@@ -218,6 +230,23 @@ static inline MO_TARGET_AVX512 void dot2_q8_512(float *yp, float *yq, const int8
     const int full = cols / Q8_BLOCK;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     int b = 0;
+    for (; b + 16 <= full; b += 16) {  // as in dot_q8_512
+        _Alignas(64) float pp[16], pq[16];
+        const __m512 x = _mm512_loadu_ps(xs + b);
+        _mm512_store_ps(pp, _mm512_mul_ps(_mm512_loadu_ps(sp + b), x));
+        _mm512_store_ps(pq, _mm512_mul_ps(_mm512_loadu_ps(sq + b), x));
+        for (int j = 0; j < 16; j += 4) {
+            const int o = (b + j) * Q8_BLOCK;
+            a0 = _mm512_fmadd_ps(q8x_block(p + o, x16 + o, ~0u), _mm512_set1_ps(pp[j]), a0);
+            b0 = _mm512_fmadd_ps(q8x_block(q + o, x16 + o, ~0u), _mm512_set1_ps(pq[j]), b0);
+            a1 = _mm512_fmadd_ps(q8x_block(p + o + 32, x16 + o + 32, ~0u), _mm512_set1_ps(pp[j + 1]), a1);
+            b1 = _mm512_fmadd_ps(q8x_block(q + o + 32, x16 + o + 32, ~0u), _mm512_set1_ps(pq[j + 1]), b1);
+            a2 = _mm512_fmadd_ps(q8x_block(p + o + 64, x16 + o + 64, ~0u), _mm512_set1_ps(pp[j + 2]), a2);
+            b2 = _mm512_fmadd_ps(q8x_block(q + o + 64, x16 + o + 64, ~0u), _mm512_set1_ps(pq[j + 2]), b2);
+            a3 = _mm512_fmadd_ps(q8x_block(p + o + 96, x16 + o + 96, ~0u), _mm512_set1_ps(pp[j + 3]), a3);
+            b3 = _mm512_fmadd_ps(q8x_block(q + o + 96, x16 + o + 96, ~0u), _mm512_set1_ps(pq[j + 3]), b3);
+        }
+    }
     for (; b + 4 <= full; b += 4) {
         const int o = b * Q8_BLOCK;
         a0 = _mm512_fmadd_ps(q8x_block(p + o, x16 + o, ~0u), _mm512_set1_ps(sp[b] * xs[b]), a0);

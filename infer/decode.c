@@ -4,30 +4,24 @@
 // attention differs: prefill runs the causal attention kernel over whole prompts and
 // stores K and V in the cache, decode appends one K and V per sequence and attends over
 // the cache (kernels/attention_decode.h). A decode step of ONE sequence takes its own
-// path (decode_one): the whole token in one parallel region, matrix-vector products
-// (kernels/gemv.h) whose rows the threads take in chunks as they go, meeting at a
-// spin barrier between dependent steps. Weights are fp32 views of the model or 8-bit
-// copies (infer_set_weights), on huge pages where the kernel allows.
+// path (decode_one, infer/decode_one.c). Weights are fp32 views of the model or 8-bit
+// copies (infer_set_weights), on huge pages where the kernel allows. The context's
+// fields are in infer/infer_ctx.h.
 #include "infer/decode.h"
-#include "infer/prefill_bf16.h"
+#include "infer/infer_ctx.h"
 
 #include "engine/base/error.h"
 #include "kernels/attention.h"
-#include "kernels/attention_decode.h"
 #include "kernels/embedding.h"
 #include "kernels/gemv.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
-#include "kernels/spin_barrier.h"
 #include "kernels/swiglu.h"
 #include "kernels/topk.h"
 
-#include <cblas.h>
-#include <math.h>
 #include <omp.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,68 +30,6 @@
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25  // Linux 6.1 (asm-generic/mman-common.h); older kernels refuse it, harmlessly
 #endif
-
-// The next chunk of a step's rows to hand out, on a cache line of its own.
-typedef struct {
-    _Alignas(64) atomic_int next;
-} work_counter;
-
-// Steps of a decode token per layer, each ended by a meeting of the threads (decode_one_thread).
-#define STEPS_PER_LAYER 5
-
-struct infer_ctx {
-    const mo_param_table *pt;
-    const float *params;
-    mo_config c;
-    int max_batch, max_seq, max_rows;  // max_rows = max(max_seq, max_batch): rows of one block
-    int hidden;                        // widest FFN hidden row: max(k*d_ff, shared, dense)
-    kv_cache kv;
-
-    float *rope_cos, *rope_sin;  // [max_seq, head_dim/2]
-    int *pos;                    // [rows] position of each row
-    int *seq_of_row;             // [rows] sequence of each decode row
-    float *x;                    // [rows, d] residual stream
-    float *a;                    // [rows, d] normed input of attention / FFN
-    float *rstd;                 // [rows]
-    float *q, *o;                // [rows, n_heads*head_dim]
-    float *k, *v;                // [rows, n_kv_heads*head_dim]
-    float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
-    float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
-    float *probs;                // [rows, E] router probabilities
-    int *tk_idx;                 // [rows, k] chosen experts
-    float *tk_val;               // [rows, k] their probabilities, then gates
-    int *offs, *fill;            // [E+1], [E] counting sort of the routing slots by expert
-    int *slot_row;               // [rows*k] row of each slot, grouped by expert
-    float *slot_gate;            // [rows*k]
-    float *xs, *ys;              // [rows*k, d] gathered inputs, expert outputs
-    float *h1, *h3;              // [rows, hidden] FFN hidden (gate, up)
-    float *last, *lastn;         // [max_batch, d] last rows, normed
-    unsigned char *allowed;      // [E] 1 = the router may choose this expert
-    int n_allowed;
-    int *route_idx;              // [rows, n_layers, k] routing of the last decode call
-    float *route_gate;
-    int route_rows, route_k;
-
-    // Weights of the products, by tensor id: fp32 views of `params`, or 8-bit copies
-    // (infer_set_weights) in q8/q8_scale, laid out in table order so that wq, wk, wv
-    // stay adjacent. deq: one tensor dequantized for the GEMMs of prefill.
-    infer_weights weights;
-    gemv_w *w;                   // [pt->n]
-    int8_t *q8;
-    float *q8_scale;
-    float *deq;
-    // bf16 compute of the products that would go through sgemm (infer_set_precision), or NULL.
-    pf_bf16 *bf16;
-
-    // Single-token decode (decode_one): one parallel region of up to max_threads threads,
-    // each with its own normed input and routing (thread t's at t * tstride floats of
-    // tbuf and t * kstride ints of tidx, cache-line apart), meeting at `bar`.
-    int max_threads, tstride, kstride;
-    float *tbuf;                 // per thread: a [d], probs [E], gates [k], each padded
-    int *tidx;                   // per thread: chosen experts [k], padded
-    spin_barrier bar;
-    work_counter *work;          // [n_layers * STEPS_PER_LAYER + 1] one per step of a token
-};
 
 // ---------------------------------------------------------------------------- huge pages
 
@@ -179,14 +111,7 @@ static void expert_linear(infer_ctx *s, float *y, const float *x, gemv_w W, cons
 
 // ---------------------------------------------------------------------------- layers
 
-static const float *P(const infer_ctx *s, int id) { return params_at_c(s->pt, s->params, id); }
-// The weights of tensor `id` for the products (fp32 or 8-bit).
-static gemv_w Wt(const infer_ctx *s, int id) { return s->w[id]; }
-
-// Router of MoE layer l over rows a[rows, d]: probabilities in probs[rows, E], the top-k
-// experts and their gates in idx[rows, k], val[rows, k]; recorded for infer_routing when
-// `record`. Returns k.
-static int route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record) {
+int infer_route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, E = c->n_experts;
@@ -223,7 +148,7 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, E = c->n_experts, dff = c->d_ff;
-    const int k = route(s, l, rows, s->a, s->probs, s->tk_idx, s->tk_val, record);
+    const int k = infer_route(s, l, rows, s->a, s->probs, s->tk_idx, s->tk_val, record);
 
     // Counting sort of the rows*k slots by expert (stable: row order within an expert).
     memset(s->fill, 0, (size_t)E * sizeof *s->fill);
@@ -340,183 +265,6 @@ static void head(infer_ctx *s, const float *src, int n, float *logits) {
     const mo_config *c = &s->c;
     rmsnorm_forward(s->lastn, s->rstd, src, P(s, s->pt->norm), n, c->d_model, (float)c->norm_eps);
     linear(s, logits, s->lastn, Wt(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
-}
-
-// ---------------------------------------------------------------------------- one token
-
-// n rounded up to a whole number of 64-byte cache lines of floats (or ints).
-static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
-
-// A step's rows (or heads) are handed out in guided chunks: each take gets 1/(2 nt) of
-// the rows still left, rounded down to a multiple of `align`, and at least `min` rows.
-// The first chunks are long (a quarter of the product each on 2 threads), the last ones
-// short: long chunks keep memory's streams going (a micro-benchmark of decode's products
-// read 47 GB/s in chunks of 128 KB against 52-56 in chunks of 512 KB-2 MB), short ones
-// end a step with the threads close together. The threads take chunks as they finish
-// the last one, so a thread slowed down (by another job on its core, or by its share of
-// memory) does less of the step instead of keeping the others waiting at the meeting.
-// Which thread computes a row changes nothing in it (kernels/gemv.h). Returns 0 when
-// none is left.
-static int take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
-    int cur = atomic_load_explicit(&work->next, memory_order_relaxed), size;
-    do {
-        if (cur >= n) return 0;
-        size = (n - cur) / (2 * nt) / align * align;
-        if (size < min) size = min;
-    } while (!atomic_compare_exchange_weak_explicit(&work->next, &cur, cur + size, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    *lo = cur;
-    *hi = n - cur < size ? n : cur + size;
-    return 1;
-}
-
-// The shortest chunk of rows of `cols` columns: about DECODE_MIN_CHUNK_BYTES of weights,
-// a multiple of 16 rows (so that threads writing neighbouring outputs never share a
-// cache line).
-#define DECODE_MIN_CHUNK_BYTES 65536.0
-
-static int min_rows(const infer_ctx *s, int cols) {
-    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
-    const int r = (int)(DECODE_MIN_CHUNK_BYTES / row) / 16 * 16;
-    return r > 16 ? r : 16;
-}
-
-// One of the FFNs a token passes through in a layer: its weights (views of the rows of
-// the chosen expert), hidden width and gate.
-typedef struct {
-    gemv_w w1, w3, w2;
-    int width;
-    float gate;
-} token_ffn;
-
-// How many FFNs a token passes through in layer l when its router chose idx[k] with
-// gates[k]: its k routed experts, then the shared or dense FFN if the layer has one.
-static int token_ffn_count(const infer_ctx *s, int l, int k) {
-    const mo_layer_ids *L = &s->pt->layer[l];
-    return (L->is_moe ? k : 0) + ((L->is_moe ? L->shared_w1 : L->ffn_w1) >= 0);
-}
-
-// FFN f (< token_ffn_count) of that token in layer l.
-static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const float *gates, int k, int f) {
-    const mo_config *c = &s->c;
-    const mo_layer_ids *L = &s->pt->layer[l];
-    const int d = c->d_model, dff = c->d_ff;
-    if (L->is_moe && f < k) {
-        const size_t e = (size_t)idx[f];
-        return (token_ffn){gemv_w_rows(Wt(s, L->w1), e * dff, d), gemv_w_rows(Wt(s, L->w3), e * dff, d),
-                           gemv_w_rows(Wt(s, L->w2), e * d, dff), dff, gates[f]};
-    }
-    if (L->is_moe)
-        return (token_ffn){Wt(s, L->shared_w1), Wt(s, L->shared_w3), Wt(s, L->shared_w2),
-                           c->n_shared_experts * c->d_ff_shared, 1.0f};
-    return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
-}
-
-// Gate and up of hidden units [lo, hi) of the FFNs a token passes through (their units
-// side by side in h1, h3), then SwiGLU on them.
-static void ffn_gate_up(infer_ctx *s, int l, const int *idx, const float *gates, int k, int nf, const float *a,
-                        int lo, int hi) {
-    const int d = s->c.d_model;
-    for (int f = 0, base = 0; f < nf && base < hi; f++) {
-        const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-        const int r0 = lo > base ? lo - base : 0, r1 = hi - base < F.width ? hi - base : F.width;
-        if (r1 > r0) {
-            float *h1 = s->h1 + base + r0, *h3 = s->h3 + base + r0;
-            gemv(h1, gemv_w_rows(F.w1, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
-            gemv(h3, gemv_w_rows(F.w3, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
-            swiglu_forward(h1, h1, h3, (size_t)(r1 - r0));
-        }
-        base += F.width;
-    }
-}
-
-// Thread t computes its part of one token's step: sequence `seq` at position `pos`,
-// s->x holding the embedded token; leaves logits[V]. Every step hands out its rows (or
-// heads) in chunks (take), and each output row is computed by one thread in the same
-// way whichever it is, so the logits do not depend on the thread count. Between
-// dependent steps the threads meet at s->bar; the small serial steps (norms, router,
-// top-k) run on every thread into its own buffers, which saves a meeting.
-static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int t, int nt) {
-    const mo_config *c = &s->c;
-    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, S = s->max_seq;
-    const int group = nh / nkv, E = c->n_experts, qd = nh * hd;
-    const float eps = (float)c->norm_eps;
-    float *a = s->tbuf + (size_t)t * s->tstride, *probs = a + pad16(d), *gates = probs + pad16(E);
-    int *idx = s->tidx + (size_t)t * s->kstride, phase = 0, lo, hi;
-    float rstd;
-    for (int l = 0; l < c->n_layers; l++) {
-        const mo_layer_ids *L = &s->pt->layer[l];
-        rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
-        // q, k, v by heads (nh + 2 nkv of them, q's then k's then v's): rotated where
-        // computed; k and v into their cache slots.
-        while (take(&s->work[phase], nh + 2 * nkv, 1, 1, nt, &lo, &hi)) {
-            const int q0 = lo, q1 = hi < nh ? hi : nh;
-            const int k0 = (lo > nh ? lo : nh) - nh, k1 = (hi < nh + nkv ? hi : nh + nkv) - nh;
-            const int v0 = (lo > nh + nkv ? lo : nh + nkv) - nh - nkv, v1 = hi - nh - nkv;
-            if (q1 > q0) {
-                gemv(s->q + (size_t)q0 * hd, gemv_w_rows(Wt(s, L->wq), (size_t)q0 * hd, d), a, (q1 - q0) * hd, d,
-                     1.0f, 0);
-                rope_forward(s->q + (size_t)q0 * hd, &pos, s->rope_cos, s->rope_sin, 1, q1 - q0, hd);
-            }
-            if (k1 > k0) {
-                gemv(s->k + (size_t)k0 * hd, gemv_w_rows(Wt(s, L->wk), (size_t)k0 * hd, d), a, (k1 - k0) * hd, d,
-                     1.0f, 0);
-                rope_forward(s->k + (size_t)k0 * hd, &pos, s->rope_cos, s->rope_sin, 1, k1 - k0, hd);
-                for (int g = k0; g < k1; g++) kvcache_put(&s->kv, KV_K, l, seq, g, pos, s->k + (size_t)g * hd);
-            }
-            if (v1 > v0) {
-                gemv(s->v + (size_t)v0 * hd, gemv_w_rows(Wt(s, L->wv), (size_t)v0 * hd, d), a, (v1 - v0) * hd, d,
-                     1.0f, 0);
-                for (int g = v0; g < v1; g++) kvcache_put(&s->kv, KV_V, l, seq, g, pos, s->v + (size_t)g * hd);
-            }
-        }
-        spin_barrier_wait(&s->bar, nt, &phase);
-        // attention by query heads (consecutive heads share a kv head)
-        while (take(&s->work[phase], nh, 1, 1, nt, &lo, &hi))
-            for (int h = lo; h < hi; h++)
-                kvcache_attend(&s->kv, l, seq, h / group, pos + 1, s->q + (size_t)h * hd, s->o + (size_t)h * hd,
-                               s->scores + (size_t)h * S);
-        spin_barrier_wait(&s->bar, nt, &phase);
-        // x += wo o, by rows of x
-        while (take(&s->work[phase], d, 16, min_rows(s, qd), nt, &lo, &hi))
-            gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
-        spin_barrier_wait(&s->bar, nt, &phase);
-        rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
-        int k = 0;
-        if (L->is_moe) k = route(s, l, 1, a, probs, idx, gates, t == 0);
-        const int nf = token_ffn_count(s, l, k);
-        // gate and up: the hidden units of all the FFNs side by side (h1, h3), by units
-        int units = 0;
-        for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
-        while (take(&s->work[phase], units, 16, min_rows(s, 2 * d), nt, &lo, &hi))
-            ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
-        spin_barrier_wait(&s->bar, nt, &phase);
-        // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        while (take(&s->work[phase], d, 16, min_rows(s, units), nt, &lo, &hi))
-            for (int f = 0, base = 0; f < nf; f++) {
-                const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-                gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
-                base += F.width;
-            }
-        spin_barrier_wait(&s->bar, nt, &phase);
-    }
-    rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    while (take(&s->work[phase], c->vocab_size, 16, min_rows(s, d), nt, &lo, &hi))
-        gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
-}
-
-// One token of sequence seq: the whole step in one parallel region (see
-// decode_one_thread), instead of a fork and join per product.
-static void decode_one(infer_ctx *s, int seq, int token, float *logits) {
-    const int d = s->c.d_model, pos = s->kv.len[seq];
-    memcpy(s->x, P(s, s->pt->tok_embeddings) + (size_t)token * d, (size_t)d * sizeof(float));
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (nt > s->max_threads) nt = s->max_threads;
-    spin_barrier_reset(&s->bar);
-    for (int i = 0; i <= s->c.n_layers * STEPS_PER_LAYER; i++)
-        atomic_store_explicit(&s->work[i].next, 0, memory_order_relaxed);
-#pragma omp parallel num_threads(nt)
-    decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }
 
 static int check_tokens(const infer_ctx *s, const int *tokens, size_t n) {

@@ -1,0 +1,96 @@
+// infer_ctx.h: the inference context's insides, shared by infer/decode.c (prefill,
+// decode of several sequences, setup) and infer/decode_one.c (the single-token step).
+// Not part of the API: callers use infer/decode.h.
+#ifndef MONOLITH_INFER_CTX_H
+#define MONOLITH_INFER_CTX_H
+
+#include "engine/params.h"
+#include "infer/decode.h"
+#include "infer/kvcache.h"
+#include "infer/prefill_bf16.h"
+#include "kernels/gemv.h"
+#include "kernels/spin_barrier.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The next chunk of a step's rows to hand out, on a cache line of its own.
+typedef struct {
+    _Alignas(64) atomic_int next;
+} work_counter;
+
+// Steps of a decode token per layer, each ended by a meeting of the threads (decode_one_thread).
+#define STEPS_PER_LAYER 5
+
+struct infer_ctx {
+    const mo_param_table *pt;
+    const float *params;
+    mo_config c;
+    int max_batch, max_seq, max_rows;  // max_rows = max(max_seq, max_batch): rows of one block
+    int hidden;                        // widest FFN hidden row: max(k*d_ff, shared, dense)
+    kv_cache kv;
+
+    float *rope_cos, *rope_sin;  // [max_seq, head_dim/2]
+    int *pos;                    // [rows] position of each row
+    int *seq_of_row;             // [rows] sequence of each decode row
+    float *x;                    // [rows, d] residual stream
+    float *a;                    // [rows, d] normed input of attention / FFN
+    float *rstd;                 // [rows]
+    float *q, *o;                // [rows, n_heads*head_dim]
+    float *k, *v;                // [rows, n_kv_heads*head_dim]
+    float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
+    float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
+    float *probs;                // [rows, E] router probabilities
+    int *tk_idx;                 // [rows, k] chosen experts
+    float *tk_val;               // [rows, k] their probabilities, then gates
+    int *offs, *fill;            // [E+1], [E] counting sort of the routing slots by expert
+    int *slot_row;               // [rows*k] row of each slot, grouped by expert
+    float *slot_gate;            // [rows*k]
+    float *xs, *ys;              // [rows*k, d] gathered inputs, expert outputs
+    float *h1, *h3;              // [rows, hidden] FFN hidden (gate, up)
+    float *last, *lastn;         // [max_batch, d] last rows, normed
+    unsigned char *allowed;      // [E] 1 = the router may choose this expert
+    int n_allowed;
+    int *route_idx;              // [rows, n_layers, k] routing of the last decode call
+    float *route_gate;
+    int route_rows, route_k;
+
+    // Weights of the products, by tensor id: fp32 views of `params`, or 8-bit copies
+    // (infer_set_weights) in q8/q8_scale, laid out in table order so that wq, wk, wv
+    // stay adjacent. deq: one tensor dequantized for the GEMMs of prefill.
+    infer_weights weights;
+    gemv_w *w;                   // [pt->n]
+    int8_t *q8;
+    float *q8_scale;
+    float *deq;
+    // bf16 compute of the products that would go through sgemm (infer_set_precision), or NULL.
+    pf_bf16 *bf16;
+
+    // Single-token decode (decode_one): one parallel region of up to max_threads threads,
+    // each with its own normed input and routing (thread t's at t * tstride floats of
+    // tbuf and t * kstride ints of tidx, cache-line apart), meeting at `bar`.
+    int max_threads, tstride, kstride;
+    float *tbuf;                 // per thread: a [d], probs [E], gates [k], each padded
+    int *tidx;                   // per thread: chosen experts [k], padded
+    spin_barrier bar;
+    work_counter *work;          // [n_layers * STEPS_PER_LAYER + 1] one per step of a token
+};
+
+// The fp32 values of tensor `id` (norms, router, embeddings: never quantized).
+static inline const float *P(const infer_ctx *s, int id) { return params_at_c(s->pt, s->params, id); }
+// The weights of tensor `id` for the products (fp32 or 8-bit).
+static inline gemv_w Wt(const infer_ctx *s, int id) { return s->w[id]; }
+// n rounded up to a whole number of 64-byte cache lines of floats (or ints).
+static inline size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+
+// Router of MoE layer l over rows a[rows, d]: probabilities in probs[rows, E], the top-k
+// experts and their gates in idx[rows, k], val[rows, k]; recorded for infer_routing when
+// `record`. Returns k (top_k, or fewer when routing is restricted). infer/decode.c.
+int infer_route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record);
+
+// One token of sequence seq (at its next position) through the whole model, its
+// logits[V] out; the cache gets its K and V. infer/decode_one.c.
+void decode_one(infer_ctx *s, int seq, int token, float *logits);
+
+#endif

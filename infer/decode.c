@@ -422,16 +422,22 @@ static int set_cache_storage(infer_ctx *s, int bf16) {
 }
 
 int infer_set_precision(infer_ctx *s, mo_precision p) {
-    pf_bf16_free(s->bf16);
-    s->bf16 = NULL;
-    if (p == MO_PRECISION_FP32) return set_cache_storage(s, 0);
-    s->bf16 = pf_bf16_new(s->pt, s->w, s->max_rows);
-    if (!s->bf16 || set_cache_storage(s, 1)) {
+    if (p == MO_PRECISION_FP32) {
+        if (set_cache_storage(s, 0)) return -1;  // nothing changed
         pf_bf16_free(s->bf16);
         s->bf16 = NULL;
-        (void)set_cache_storage(s, 0);  // left in fp32 (the message says what failed)
+        return 0;
+    }
+    // The old copies go first: after infer_set_weights they stand for the old weights.
+    pf_bf16_free(s->bf16);
+    s->bf16 = NULL;
+    pf_bf16 *b = pf_bf16_new(s->pt, s->w, s->max_rows);
+    if (!b) return -1;  // fp32 products; the cache as it was
+    if (set_cache_storage(s, 1)) {
+        pf_bf16_free(b);
         return -1;
     }
+    s->bf16 = b;
     return 0;
 }
 

@@ -70,8 +70,9 @@ infer_weights infer_get_weights(const infer_ctx *s);
 // single-sequence decode step (matrix-vector products, fp32 or 8-bit) are unchanged.
 // Changing the precision empties the KV cache (call it before a prefill). Switching
 // back to fp32 frees the copies and gives bitwise the fp32 results again. Returns 0, or
-// -1 with a message when the CPU has no AVX512_BF16 or when out of memory (the context
-// is then left in fp32).
+// -1 with a message when the CPU has no AVX512_BF16 or when out of memory: a failed
+// switch to bf16 leaves the products in fp32 and the KV cache as it was, a failed switch
+// to fp32 (no memory for the fp32 cache) changes nothing.
 int infer_set_precision(infer_ctx *s, mo_precision p);
 mo_precision infer_get_precision(const infer_ctx *s);
 

@@ -76,21 +76,27 @@ static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const f
     return (token_ffn){Wt(s, L->ffn_w1), Wt(s, L->ffn_w3), Wt(s, L->ffn_w2), c->d_ff_dense, 1.0f};
 }
 
-// Gate and up of hidden units [lo, hi) of the FFNs a token passes through (their units
-// side by side in h1, h3), then SwiGLU on them.
+// Gate and up of hidden units [lo, hi) of the FFNs a token passes through, then SwiGLU
+// on them. The units are counted with each FFN's width rounded up to 16 (`slots`), so
+// that a chunk cut at a multiple of 16 starts at a multiple of 16 inside its FFN: SwiGLU
+// then splits every FFN into the same 16-lane groups and short tail whatever the chunks,
+// and a unit's value does not depend on the thread count. In h1, h3 the FFNs' units lie
+// side by side at their real widths.
+static int slots(int width) { return (width + 15) / 16 * 16; }
+
 static void ffn_gate_up(infer_ctx *s, int l, const int *idx, const float *gates, int k, int nf, const float *a,
                         int lo, int hi) {
     const int d = s->c.d_model;
-    for (int f = 0, base = 0; f < nf && base < hi; f++) {
+    for (int f = 0, base = 0, slot = 0; f < nf && slot < hi; f++) {
         const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-        const int r0 = lo > base ? lo - base : 0, r1 = hi - base < F.width ? hi - base : F.width;
+        const int r0 = lo > slot ? lo - slot : 0, r1 = hi - slot < F.width ? hi - slot : F.width;
         if (r1 > r0) {
             float *h1 = s->h1 + base + r0, *h3 = s->h3 + base + r0;
             gemv(h1, gemv_w_rows(F.w1, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
             gemv(h3, gemv_w_rows(F.w3, (size_t)r0, d), a, r1 - r0, d, 1.0f, 0);
             swiglu_forward(h1, h1, h3, (size_t)(r1 - r0));
         }
-        base += F.width;
+        base += F.width, slot += slots(F.width);
     }
 }
 
@@ -149,10 +155,13 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         int k = 0;
         if (L->is_moe) k = infer_route(s, l, 1, a, probs, idx, gates, t == 0);
         const int nf = token_ffn_count(s, l, k);
-        // gate and up: the hidden units of all the FFNs side by side (h1, h3), by units
-        int units = 0;
-        for (int f = 0; f < nf; f++) units += token_ffn_at(s, l, idx, gates, k, f).width;
-        while (take(&s->work[phase], units, 16, min_rows(s, 2 * d), nt, &lo, &hi))
+        // gate and up: the hidden units of all the FFNs (h1, h3), by units
+        int units = 0, unit_slots = 0;
+        for (int f = 0; f < nf; f++) {
+            const int w = token_ffn_at(s, l, idx, gates, k, f).width;
+            units += w, unit_slots += slots(w);
+        }
+        while (take(&s->work[phase], unit_slots, 16, min_rows(s, 2 * d), nt, &lo, &hi))
             ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x

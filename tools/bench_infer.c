@@ -180,6 +180,7 @@ int bench_infer(int argc, char **argv) {
     mo_checkpoint ck = {0};
     mo_param_table pt = {0};
     float *params = NULL, *logits = NULL;
+    uint64_t *rbuf = NULL;  // the read roofline's buffer
     int *prompt = NULL, *text = NULL;
     infer_ctx *s = NULL;
     tokset_split split = {0};
@@ -237,7 +238,7 @@ int bench_infer(int argc, char **argv) {
     // pass): on a shared machine the rate memory gives moves by 2x within a minute, and a
     // run is best set beside the rate of its own moment.
     size_t nread;
-    uint64_t *rbuf = roofline_read_buffer(&nread);
+    rbuf = roofline_read_buffer(&nread);
     if (!rbuf) {
         mo_errorf("out of memory for the 256 MB read-roofline buffer; free memory or use a larger machine");
         goto out;
@@ -268,7 +269,6 @@ int bench_infer(int argc, char **argv) {
 
     double sgemm = roofline_sgemm_gflops(1024, 1.0), membw_stream = roofline_membw_gbs(1.0);
     double membw_read = roofline_read_gbs(rbuf, nread, 5);
-    free(rbuf);
     for (int i = 0; i < REPEATS; i++) membw_read = rd[i] > membw_read ? rd[i] : membw_read;
     double membw = membw_read > membw_stream ? membw_read : membw_stream;
 
@@ -371,7 +371,7 @@ int bench_infer(int argc, char **argv) {
 out:
     if (rc) cmd_fail();
     infer_free(s);
-    free(prompt), free(logits), free(text);
+    free(prompt), free(logits), free(text), free(rbuf);
     tokset_split_free(&split);
     if (ckpt_path) {
         ckpt_free(&ck);

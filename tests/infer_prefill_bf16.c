@@ -19,7 +19,8 @@
 //   logit difference (measured figures in docs/inference.md).
 // - 8-bit weights: bf16 of the dequantized weights, in either order of the two calls.
 // - The bf16 KV cache: single-token decode against an oracle that rounds K and V to bf16
-//   before attention, the same bits on 1 and 2 threads, half the bytes.
+//   before attention, the same bits on 1 and 2 threads, half the bytes; two sequences
+//   decoded together (bf16 products too) against an oracle that rounds both.
 // - Switching back to fp32 gives bitwise the fp32 logits; a CPU without AVX512_BF16
 //   (oneDNN limited by ONEDNN_MAX_CPU_ISA) is refused with one line and stays fp32.
 #include "engine/base/error.h"
@@ -304,6 +305,35 @@ static void check_bf16_cache(const test_model *m, const char *what, int T, uint6
            closest_f);
     ck_assert_msg(worst < TOL_CACHE, "%s: bf16-cache decode %.3g from its oracle (tol %.0e)", what, worst, TOL_CACHE);
     ck_assert_msg(closest_f > FACTOR * TOL_TYPICAL, "%s: bf16-cache decode within %.3g of fp32's", what, closest_f);
+    // Two sequences decoded together: the batched path (bf16 products, the cache through
+    // kvcache_put / kvcache_attend) against the oracle rounding both, sequence by sequence.
+    int *tok2 = malloc(sizeof(int) * 2 * T);
+    random_tokens(tok2, 2 * T, V, seed + 1);
+    double *want2 = malloc(sizeof(double) * 2 * T * V);
+    float *got2 = malloc(sizeof(float) * 2 * T * V), *pair = malloc(sizeof(float) * 2 * V);
+    for (int b = 0; b < 2; b++) tm_oracle(m, tok2 + (size_t)b * T, T, NULL, TM_ROUND_PRODUCTS | TM_ROUND_KV, want2 + (size_t)b * T * V);
+    infer_ctx *s = infer_new(&m->pt, m->w, 2, T);
+    ck_assert_msg(s && infer_set_precision(s, MO_PRECISION_BF16) == 0, "%s", mo_error());
+    for (int t = 0; t < T; t++) {
+        const int step[2] = {tok2[t], tok2[T + t]};
+        ck_assert_msg(infer_decode(s, 2, NULL, step, pair) == 0, "%s", mo_error());
+        for (int b = 0; b < 2; b++) memcpy(got2 + ((size_t)b * T + t) * V, pair + (size_t)b * V, sizeof(float) * V);
+    }
+    infer_free(s);
+    double worst2 = 0;
+    int typical = 0;
+    for (size_t r = 0; r < 2 * (size_t)T; r++) {
+        const double e = tu_rel_err_f64(got2 + r * V, want2 + r * V, (size_t)V);
+        worst2 = e > worst2 ? e : worst2;
+        typical += e < TOL_TYPICAL;
+    }
+    printf("%s: batched bf16 decode vs the oracle rounding products and K/V worst %.2g, %d of %d positions < %.0e\n",
+           what, worst2, typical, 2 * T, TOL_TYPICAL);
+    ck_assert_msg(worst2 < TOL_MODEL, "%s: batched bf16 decode %.3g from its oracle (tol %.0e)", what, worst2, TOL_MODEL);
+    // Without the K/V rounding every position past the first would be ~1e-3 off.
+    ck_assert_msg(typical * 4 >= 2 * T * 3, "%s: batched bf16 decode: only %d of %d positions within %.0e", what,
+                  typical, 2 * T, TOL_TYPICAL);
+    free(tok2), free(want2), free(got2), free(pair);
     free(tok), free(want_kv), free(want_f), free(got[0]), free(got[1]);
 }
 

@@ -74,7 +74,25 @@ static double median(const double *v, int n) {
 typedef struct {
     double max_abs, mean_abs, logit_rms;  // |variant - reference| max and mean, RMS of the reference logits
     double top1;                          // share of positions where both pick the same token
+    double sum, sq;                       // running sums of |diff| and reference^2 (accuracy_add)
+    int positions, agree;
 } accuracy;
+
+// One position's logits, the variant's `got` against the reference's `ref`.
+static void accuracy_add(accuracy *a, const float *got, const float *ref, int V) {
+    for (int j = 0; j < V; j++) {
+        double dd = fabs((double)got[j] - ref[j]);
+        a->sum += dd, a->sq += (double)ref[j] * ref[j], a->max_abs = dd > a->max_abs ? dd : a->max_abs;
+    }
+    a->agree += sample_argmax(got, V) == sample_argmax(ref, V);
+    a->positions++;
+}
+
+// The means and shares over the positions added.
+static void accuracy_finish(accuracy *a, int V) {
+    const double n = (double)a->positions * V;
+    a->mean_abs = a->sum / n, a->logit_rms = sqrt(a->sq / n), a->top1 = (double)a->agree / a->positions;
+}
 
 static int measure_text_accuracy(infer_ctx *s, const int *prompt, int P, int D, int V, const int *text,
                                  infer_weights rw, mo_precision rp, infer_weights vw, mo_precision vp, accuracy *a) {
@@ -88,19 +106,12 @@ static int measure_text_accuracy(infer_ctx *s, const int *prompt, int P, int D, 
         if (infer_decode(s, 1, NULL, &toks[i], ref + (size_t)(i + 1) * V)) goto out;
     }
     if (infer_set_weights(s, vw) || infer_set_precision(s, vp)) goto out;
-    double sum = 0, sq = 0, mx = 0;
-    int agree = 0;
+    *a = (accuracy){0};
     for (int i = 0; i <= D; i++) {
         if (i == 0 ? infer_prefill(s, 0, 1, P, prompt, lg) : infer_decode(s, 1, NULL, &toks[i - 1], lg)) goto out;
-        const float *r = ref + (size_t)i * V;
-        for (int j = 0; j < V; j++) {
-            double dd = fabs((double)lg[j] - r[j]);
-            sum += dd, sq += (double)r[j] * r[j], mx = dd > mx ? dd : mx;
-        }
-        agree += sample_argmax(lg, V) == sample_argmax(r, V);
+        accuracy_add(a, lg, ref + (size_t)i * V, V);
     }
-    a->max_abs = mx, a->mean_abs = sum / ((double)(D + 1) * V), a->logit_rms = sqrt(sq / ((double)(D + 1) * V));
-    a->top1 = (double)agree / (D + 1);
+    accuracy_finish(a, V);
     rc = 0;
 out:
     free(ref), free(lg), free(toks);
@@ -115,8 +126,7 @@ static int measure_bf16_accuracy(infer_ctx *s, int P, int V, const int *text, ac
     int rc = -1;
     float *f = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
     int *prompt = malloc(sizeof(int) * P);
-    double sum = 0, sq = 0, mx = 0;
-    int agree = 0;
+    *a = (accuracy){0};
     mo_rng r;
     mo_rng_seed(&r, 5);
     if (!f || !b || !prompt) goto out;
@@ -124,14 +134,9 @@ static int measure_bf16_accuracy(infer_ctx *s, int P, int V, const int *text, ac
         for (int i = 0; i < P; i++) prompt[i] = text ? text[8 * w + i] : (int)mo_rng_below(&r, (uint64_t)V);
         if (infer_set_precision(s, MO_PRECISION_FP32) || infer_prefill(s, 0, 1, P, prompt, f)) goto out;
         if (infer_set_precision(s, MO_PRECISION_BF16) || infer_prefill(s, 0, 1, P, prompt, b)) goto out;
-        for (int j = 0; j < V; j++) {
-            double dd = fabs((double)b[j] - f[j]);
-            sum += dd, sq += (double)f[j] * f[j], mx = dd > mx ? dd : mx;
-        }
-        agree += sample_argmax(b, V) == sample_argmax(f, V);
+        accuracy_add(a, b, f, V);
     }
-    a->max_abs = mx, a->mean_abs = sum / ((double)ACC_PROMPTS * V), a->logit_rms = sqrt(sq / ((double)ACC_PROMPTS * V));
-    a->top1 = (double)agree / ACC_PROMPTS;
+    accuracy_finish(a, V);
     rc = 0;
 out:
     free(f), free(b), free(prompt);

@@ -769,6 +769,8 @@ const uint8_t *tok_token_bytes(const tokenizer *t, uint32_t id, size_t *len) {
     return NULL;
 }
 
+int tok_rank(const tokenizer *t, const uint8_t *p, size_t n) { return rank_of(t, p, n); }
+
 int tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t **out, size_t *out_len) {
     size_t total = 0, len;
     for (size_t i = 0; i < n; i++) {

@@ -84,6 +84,10 @@ int tok_encode(tokenizer *t, const uint8_t *text, size_t n, int allow_special, t
 // mo_error() set if id >= tok_vocab_size.
 const uint8_t *tok_token_bytes(const tokenizer *t, uint32_t id, size_t *len);
 
+// The rank of the byte string p[0..n) in the vocabulary, or -1 if it is not a ranked token
+// (special tokens are not ranked).
+int tok_rank(const tokenizer *t, const uint8_t *p, size_t n);
+
 // Decodes ids into a malloc'd buffer (*out, *out_len; *out is NUL-terminated for
 // convenience, the terminator not counted). Returns 0, or -1 with mo_error() naming the
 // first out-of-range id.

@@ -1,10 +1,11 @@
 // train_state.c: a training checkpoint round-trips (model, m, v, every /train field);
 // a model-only checkpoint is refused for resume; the run folder lists only complete
 // checkpoints (never a .tmp), prunes to --keep, refuses to start over an existing run,
-// and removes the leftovers of an interrupted save.
+// and removes the leftovers of an interrupted save; its lock has one holder at a time.
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "tests/testutil.h"
+#include "train/run_lock.h"
 #include "train/rundir.h"
 #include "train/state.h"
 
@@ -82,12 +83,16 @@ static int exists(const char *name) {
 START_TEST(test_rundir) {
     char sub[512];
     snprintf(sub, sizeof sub, "%s/run", dir);
-    ck_assert_msg(rundir_prepare(sub, 0) == 0, "%s", mo_error());  // creates it
+    ck_assert_msg(rundir_create(sub) == 0, "%s", mo_error());  // creates it
+    rundir_state st;
+    ck_assert_int_eq(rundir_state_of(sub, &st), 0);
+    ck_assert_int_eq(st, RUNDIR_EMPTY);
     ck_assert_int_eq(rmdir(sub), 0);
     touch("ckpt-00000010.h5");
     touch("ckpt-00000030.h5");
     touch("ckpt-00000020.h5");
     touch("ckpt-00000040.h5.tmp");  // a save killed half way
+    touch("run.ini.tmp");
     touch("ckpt-0000x050.h5");
     touch("notes.txt");
     int64_t *steps;
@@ -96,11 +101,11 @@ START_TEST(test_rundir) {
     ck_assert_int_eq(n, 4);  // 7 (from the round trip), 10, 20, 30: not the .tmp, not the bad name
     ck_assert(steps[0] == 7 && steps[1] == 10 && steps[2] == 20 && steps[3] == 30);
     free(steps);
-    ck_assert_int_eq(rundir_prepare(dir, 0), -1);  // a new run refuses the folder
-    ck_assert_ptr_nonnull(strstr(mo_error(), "--resume"));
-    ck_assert_int_eq(rundir_prepare(dir, 1), 0);   // resume accepts it and clears the .tmp
-    ck_assert(!exists("ckpt-00000040.h5.tmp"));
-    ck_assert(exists("notes.txt"));
+    ck_assert_int_eq(rundir_state_of(dir, &st), 0);
+    ck_assert_int_eq(st, RUNDIR_CHECKPOINTED);
+    ck_assert_int_eq(rundir_clean_tmp(dir), 0);  // the leftovers of dead writers go, nothing else
+    ck_assert(!exists("ckpt-00000040.h5.tmp") && !exists("run.ini.tmp"));
+    ck_assert(exists("notes.txt") && exists("ckpt-00000010.h5"));
     ck_assert_int_eq(rundir_prune(dir, 2), 0);
     ck_assert(!exists("ckpt-00000007.h5") && !exists("ckpt-00000010.h5"));
     ck_assert(exists("ckpt-00000020.h5") && exists("ckpt-00000030.h5"));
@@ -110,7 +115,31 @@ START_TEST(test_rundir) {
     ck_assert(readlink(link, target, sizeof target - 1) > 0);
     ck_assert_str_eq(target, "ckpt-00000030.h5");
     snprintf(sub, sizeof sub, "%s/none", dir);
-    ck_assert_int_eq(rundir_prepare(sub, 1), -1);  // resume of a folder that is not there
+    ck_assert_int_eq(rundir_state_of(sub, &st), -1);  // a folder that is not there
+}
+END_TEST
+
+// flock locks belong to an open file, so a second open in this process conflicts like
+// another process would (tests/reliability_lock.sh runs two real processes).
+START_TEST(test_run_lock) {
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/locked", dir);
+    ck_assert_int_eq(rundir_create(sub), 0);
+    run_lock a, b;
+    ck_assert_msg(run_lock_acquire(sub, &a) == 0, "%s", mo_error());
+    ck_assert_int_eq(run_lock_acquire(sub, &b), -1);
+    ck_assert_int_eq(b.fd, -1);
+    char pid[64];
+    snprintf(pid, sizeof pid, "(pid %ld)", (long)getpid());
+    ck_assert_msg(strstr(mo_error(), "in use by another monolith process") && strstr(mo_error(), pid), "%s",
+                  mo_error());
+    run_lock_release(&a);
+    run_lock_release(&a);  // twice is harmless
+    ck_assert_msg(run_lock_acquire(sub, &b) == 0, "%s", mo_error());
+    run_lock_release(&b);
+    snprintf(sub, sizeof sub, "%s/not-there", dir);
+    ck_assert_int_eq(run_lock_acquire(sub, &a), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "run.lock"));
 }
 END_TEST
 
@@ -120,6 +149,7 @@ int main(void) {
     TCase *tc = tcase_create("state");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_rundir);
+    tcase_add_test(tc, test_run_lock);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);  // the two tests share the folder, in order

@@ -105,6 +105,7 @@ int cmd_train(int argc, char **argv) {
     }
     trainer *t = trainer_open(&o);
     if (!t) return cmd_fail();
+    if (*trainer_note(t)) fprintf(stderr, "%s\n", trainer_note(t));
     fprintf(stderr, "%s\n", trainer_summary(t));
 
     struct sigaction sa;

@@ -57,7 +57,7 @@ static const opt_def opts[] = {
     {"log-every", OT_I64, F(log_every), 0, 0, "N", "plain log line every N steps when not on a terminal"},
     {"keep", OT_INT, F(keep), 0, 0, "K", "keep the newest K checkpoints"},
     {"out", OT_STR, S(out), 0, "DIR", "run folder: checkpoints, metrics.jsonl, run.ini"},
-    {"threads", OT_INT, F(threads), 0, 0, "N", "threads (0: one per core)"},
+    {"threads", OT_INT, F(threads), 0, 0, "N", "threads (0: one per core; --resume: the run's own unless given) [one per core]"},
     {"precision", OT_STR, S(precision), 0, "P", "GEMM compute: fp32, or bf16 (fp32 master weights and accumulation; needs AVX512_BF16)"},
 };
 #undef F
@@ -77,6 +77,7 @@ void train_opts_defaults(train_opts *o) {
     o->seed = 1;
     o->eval_every = 100, o->eval_batches = 8, o->save_every = 500, o->log_every = 10;
     o->keep = 3;
+    o->threads = -1;  // not given: one per core, or on --resume the count the run used
     snprintf(o->out, sizeof o->out, "run");
     snprintf(o->precision, sizeof o->precision, "fp32");
 }
@@ -135,6 +136,8 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
         long v = strtol(value, &end, 10);
         if (!*value || *end || errno || v < -1000000000L || v > 1000000000L)
             return mo_errorf("%s: expected a whole number, not '%s'", origin, value);
+        if (v < 0 && d->off == offsetof(train_opts, threads))
+            return mo_errorf("%s: expected 0 (one per core) or more threads, not '%s'", origin, value);
         *(int *)at = (int)v;
         return 0;
     }
@@ -255,7 +258,10 @@ int train_opts_write_ini(const train_opts *o, const char *path) {
         case OT_STR:  // empty values too: "train =" must not come back as the default "all"
             fprintf(f, "%s = %s\n", d->name, (const char *)at);
             break;
-        case OT_INT: fprintf(f, "%s = %d\n", d->name, *(const int *)at); break;
+        case OT_INT:  // threads -1 is "not given": left out, it reads back as such
+            if (d->off != offsetof(train_opts, threads) || *(const int *)at >= 0)
+                fprintf(f, "%s = %d\n", d->name, *(const int *)at);
+            break;
         case OT_FLAG: fprintf(f, "%s = %s\n", d->name, *(const int *)at ? "true" : "false"); break;
         case OT_I64: fprintf(f, "%s = %lld\n", d->name, (long long)*(const int64_t *)at); break;
         case OT_U64: fprintf(f, "%s = %llu\n", d->name, (unsigned long long)*(const uint64_t *)at); break;
@@ -350,7 +356,9 @@ void train_opts_usage(FILE *out) {
         case OT_STR:
             if (*(const char *)at) snprintf(def, sizeof def, " [%s]", (const char *)at);
             break;
-        case OT_INT: snprintf(def, sizeof def, " [%d]", *(const int *)at); break;
+        case OT_INT:
+            if (*(const int *)at >= 0) snprintf(def, sizeof def, " [%d]", *(const int *)at);
+            break;
         case OT_I64: snprintf(def, sizeof def, " [%lld]", (long long)*(const int64_t *)at); break;
         case OT_U64: snprintf(def, sizeof def, " [%llu]", (unsigned long long)*(const uint64_t *)at); break;
         case OT_F64: snprintf(def, sizeof def, " [%g]", *(const double *)at); break;

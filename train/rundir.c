@@ -40,26 +40,41 @@ static int mkdir_p(const char *dir) {
     return 0;
 }
 
-int rundir_prepare(const char *dir, int resume) {
-    if (!resume && mkdir_p(dir)) return -1;
+int rundir_create(const char *dir) { return mkdir_p(dir); }
+
+int rundir_state_of(const char *dir, rundir_state *st) {
+    *st = RUNDIR_EMPTY;
     DIR *d = opendir(dir);
     if (!d) return mo_errorf("%s: cannot open the run folder: %s", dir, strerror(errno));
     struct dirent *e;
-    int has_run = 0;
-    char path[4352];
     while ((e = readdir(d))) {
-        if (step_of(e->d_name, 1) >= 0) {  // a save that never finished
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        } else if (step_of(e->d_name, 0) >= 0 || !strcmp(e->d_name, "run.ini")) {
-            has_run = 1;
-        }
+        if (step_of(e->d_name, 0) >= 0) *st = RUNDIR_CHECKPOINTED;
+        else if (!strcmp(e->d_name, "run.ini") && *st == RUNDIR_EMPTY) *st = RUNDIR_STARTED;
     }
     closedir(d);
-    if (!resume && has_run)
-        return mo_errorf("--out %s already holds a run; continue it with --resume %s, or choose another --out", dir,
-                         dir);
     return 0;
+}
+
+// The names of files a writer of the folder leaves when it dies mid-write.
+static int is_tmp(const char *name) {
+    return step_of(name, 1) >= 0 || !strcmp(name, "run.ini.tmp") || !strcmp(name, "metrics.jsonl.tmp") ||
+           !strcmp(name, ".latest.h5.tmp");
+}
+
+int rundir_clean_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return mo_errorf("%s: cannot open the run folder: %s", dir, strerror(errno));
+    struct dirent *e;
+    char path[4352];
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!is_tmp(e->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) && errno != ENOENT && !rc)
+            rc = mo_errorf("%s: cannot delete what an interrupted write left: %s", path, strerror(errno));
+    }
+    closedir(d);
+    return rc;
 }
 
 static int cmp_i64(const void *a, const void *b) {

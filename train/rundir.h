@@ -4,6 +4,7 @@
 //   DIR/ckpt-00001000.h5      checkpoints by step, 8+ digits (DESIGN section 4 + /optim, /train)
 //   DIR/latest.h5             symlink to the newest checkpoint
 //   DIR/metrics.jsonl         one JSON object per step and per evaluation (train/metrics.h)
+//   DIR/run.lock              held (flock) by the one process writing the folder (train/run_lock.h)
 //
 // A checkpoint is written as ckpt-N.h5.tmp and renamed when complete (engine/base/h5io.h),
 // so a crash or kill -9 mid-write leaves a .tmp file that no reader here ever takes for
@@ -17,11 +18,18 @@
 // DIR/ckpt-<step>.h5 into buf.
 void rundir_ckpt_path(const char *dir, int64_t step, char *buf, size_t cap);
 
-// Creates DIR (and parents) if needed and removes leftover ckpt-*.h5.tmp files of an
-// interrupted save. For a new run (resume = 0) refuses a folder that already holds
-// checkpoints or a run.ini: "DIR already holds a run; use --resume DIR or another --out".
-// Returns 0 or -1.
-int rundir_prepare(const char *dir, int resume);
+// Creates DIR (and parents) if needed. Returns 0 or -1.
+int rundir_create(const char *dir);
+
+// What a run folder holds: nothing of a run, a run.ini without a complete checkpoint (a
+// run stopped before its first save), or at least one complete checkpoint.
+typedef enum { RUNDIR_EMPTY, RUNDIR_STARTED, RUNDIR_CHECKPOINTED } rundir_state;
+int rundir_state_of(const char *dir, rundir_state *st);
+
+// Deletes what writers that died mid-write left: ckpt-*.h5.tmp, run.ini.tmp,
+// metrics.jsonl.tmp, .latest.h5.tmp. Call it only while holding the folder's lock
+// (train/run_lock.h): a live writer's .tmp is its save in progress. Returns 0 or -1.
+int rundir_clean_tmp(const char *dir);
 
 // The steps of the complete checkpoints in DIR, ascending, into a malloc'd array (*steps,
 // free with free(); NULL when *n = 0). Returns 0, or -1 if DIR cannot be read.

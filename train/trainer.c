@@ -15,6 +15,7 @@
 #include "train/freeze.h"
 #include "train/metrics.h"
 #include "train/route_map.h"
+#include "train/run_lock.h"
 #include "train/rundir.h"
 #include "train/state.h"
 
@@ -52,7 +53,10 @@ struct trainer {
     int64_t *val_counts;     // [n_data, n_moe, E] routed slots in the last evaluation
     metrics_log metrics;
     char *options_ini;       // run.ini text, stored in each checkpoint's /train
+    run_lock lock;           // the run folder's, held from before its first change to the end
+    int restart;             // --resume of a run that stopped before its first checkpoint
     char summary[TRAIN_PATH_MAX + 1024];
+    char note[TRAIN_PATH_MAX + 512];
 };
 
 // The loader's state as the u64 list /train stores: rng[4], batches.
@@ -93,7 +97,7 @@ static int validate_numbers(const train_opts *o) {
     if (o->eval_batches < 1) return mo_errorf("--eval-batches must be at least 1, not %lld", (long long)o->eval_batches);
     if (o->save_every < 0) return mo_errorf("--save-every must be >= 0, not %lld", (long long)o->save_every);
     if (o->log_every < 1) return mo_errorf("--log-every must be at least 1, not %lld", (long long)o->log_every);
-    if (o->threads < 0) return mo_errorf("--threads must be >= 0 (0: one per core), not %d", o->threads);
+    if (o->threads < -1) return mo_errorf("--threads must be >= 0 (0: one per core), not %d", o->threads);
     if (!*o->out) return mo_errorf("--out is empty");
     if (o->n_data == 0) return mo_errorf("no training data: give --data NAME=FILE.h5 (a token set from monolith data prepare)");
     if (!!*o->preset + !!*o->init != 1)
@@ -292,17 +296,31 @@ static int open_resume(trainer *t, const train_opts *cli) {
     snprintf(ini, sizeof ini, "%s/run.ini", dir);
     if (access(ini, R_OK))
         return mo_errorf("--resume %s: no run.ini there (not a run folder of monolith train)", dir);
+    // Nothing in the folder changes before its lock is ours: another process may be
+    // running it (train/run_lock.h).
+    if (run_lock_acquire(dir, &t->lock)) return mo_errorf("--resume: %s", mo_error());
     train_opts_defaults(&t->o);
     t->o.router_ce = 0;  // a run.ini without the key predates --router-ce: that run trained without it
     if (train_opts_load_ini(&t->o, ini)) return -1;
     snprintf(t->o.out, sizeof t->o.out, "%s", dir);
-    t->o.threads = cli->threads;
+    if (cli->threads >= 0) t->o.threads = cli->threads;  // else the count the run used (run.ini)
+    rundir_state state;
+    if (rundir_state_of(dir, &state) || rundir_clean_tmp(dir)) return -1;
+    if (state != RUNDIR_CHECKPOINTED) {
+        // Stopped before its first save: nothing to resume, so start it again from step 0
+        // with its own settings (its tokenizer file included).
+        t->restart = 1;
+        snprintf(t->note, sizeof t->note,
+                 "note: %s has no checkpoint yet (the run stopped before its first save); starting it again from "
+                 "step 0 with its run.ini",
+                 dir);
+        return 0;
+    }
     t->o.tokenizer[0] = 0;  // the checkpoint's own /tokenizer (the file may be gone by now)
-    if (rundir_prepare(dir, 1)) return -1;
     int64_t *steps;
     int n;
     if (rundir_steps(dir, &steps, &n)) return -1;
-    if (!n) return mo_errorf("--resume %s: no checkpoint to resume from; start the run again without --resume", dir);
+    if (!n) return mo_errorf("--resume %s: no checkpoint to resume from", dir);
     char path[TRAIN_PATH_MAX + 32];
     rundir_ckpt_path(dir, steps[n - 1], path, sizeof path);
     free(steps);
@@ -314,15 +332,35 @@ static int open_resume(trainer *t, const train_opts *cli) {
     return 0;
 }
 
+// A new run's folder: created if needed, locked before anything in it changes, refused
+// when it holds checkpoints; a run.ini without any (a run stopped before its first save)
+// is started again, with a note.
+static int claim_new_folder(trainer *t) {
+    const char *out = t->o.out;
+    if (rundir_create(out) || run_lock_acquire(out, &t->lock)) return mo_errorf("--out: %s", mo_error());
+    rundir_state state;
+    if (rundir_state_of(out, &state)) return -1;
+    if (state == RUNDIR_CHECKPOINTED)
+        return mo_errorf("--out %s already holds a run; continue it with --resume %s, or choose another --out", out,
+                         out);
+    if (state == RUNDIR_STARTED)
+        snprintf(t->note, sizeof t->note,
+                 "note: %s holds a run that stopped before its first checkpoint; starting over in it from step 0",
+                 out);
+    return rundir_clean_tmp(out);
+}
+
 trainer *trainer_open(const train_opts *cli) {
     trainer *t = calloc(1, sizeof *t);
     if (!t) {
         mo_errorf("out of memory");
         return NULL;
     }
+    t->lock = RUN_LOCK_NONE;
     int resume = *cli->resume != 0;
     if (resume) {
         if (open_resume(t, cli)) goto err;
+        if (t->restart) resume = 0;  // the folder is claimed already; from here on a new run
     } else {
         t->o = *cli;
     }
@@ -378,7 +416,7 @@ trainer *trainer_open(const train_opts *cli) {
         mo_errorf("--resume: the checkpoint was trained with --train %s but run.ini says %s", t->st.mask, o->train);
         goto err;
     }
-    if (!resume && rundir_prepare(o->out, 0)) goto err;
+    if (!resume && !t->restart && claim_new_folder(t)) goto err;
 
     // Work starts here: loading data and allocating.
     loader_opts lo = {.batch = o->batch, .seq_len = o->seq, .seed = o->seed, .expected_hash = tok_hash(t->tok),
@@ -413,7 +451,7 @@ trainer *trainer_open(const train_opts *cli) {
             if (realpath(abs.data[i].path, buf)) snprintf(abs.data[i].path, sizeof abs.data[i].path, "%s", buf);
         if (*abs.init && realpath(abs.init, buf)) snprintf(abs.init, sizeof abs.init, "%s", buf);
         if (*abs.tokenizer && realpath(abs.tokenizer, buf)) snprintf(abs.tokenizer, sizeof abs.tokenizer, "%s", buf);
-        abs.threads = 0;
+        abs.threads = threads_count();  // --resume continues with the same count (same sums)
         if (train_opts_write_ini(&abs, ini)) goto err;
     }
     t->options_ini = read_text(ini);
@@ -433,6 +471,7 @@ err:
 }
 
 const char *trainer_summary(const trainer *t) { return t->summary; }
+const char *trainer_note(const trainer *t) { return t->note; }
 const char *trainer_out(const trainer *t) { return t->o.out; }
 int trainer_route_by_domain(const trainer *t) { return t->o.route_by_domain; }
 
@@ -446,6 +485,7 @@ void trainer_close(trainer *t) {
     ckpt_free(&t->ck);
     free(t->grads), free(t->m), free(t->v), free(t->partial), free(t->tokens), free(t->targets), free(t->window);
     free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
+    run_lock_release(&t->lock);  // last: everything of the run is written and closed
     free(t);
 }
 

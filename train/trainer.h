@@ -37,13 +37,19 @@ typedef struct {
 typedef struct trainer trainer;
 
 // Sets up a run from options (a new run, or --resume DIR: the folder's run.ini and its
-// newest checkpoint; only o->threads is taken from `o` then). Returns NULL with a
-// one-line message for any bad option, missing or mismatched file, or impossible size.
+// newest checkpoint; only o->threads is taken from `o` then, and only when >= 0, else
+// the count run.ini records). The run folder is locked (train/run_lock.h) before anything
+// in it changes and until trainer_close: a folder another process is running is refused.
+// Returns NULL with a one-line message for any bad option, missing or mismatched file,
+// busy folder, or impossible size.
 trainer *trainer_open(const train_opts *o);
 
 // One line saying what was set up (model, parameters, trainable share, data, tokens per
 // step, where the run goes), for the CLI to print.
 const char *trainer_summary(const trainer *t);
+// A line to show before the run starts ("note: ..."), or "": e.g. the folder held a run
+// that stopped before its first checkpoint and starts again from step 0.
+const char *trainer_note(const trainer *t);
 
 // Trains to the run's --steps. Returns 0 when done (final checkpoint saved), 1 when
 // stopped by *hooks->stop (checkpoint saved), -1 on error: for a NaN/Inf loss or

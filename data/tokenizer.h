@@ -1,4 +1,4 @@
-// tokenizer.h: byte-level BPE in the tiktoken text format (DESIGN section 4).
+// tokenizer.h: byte-level BPE in the tiktoken text format (docs/design.md sections 11.7 and 12.1).
 //
 // A vocabulary is a list of byte strings with ranks 0..R-1 (`base64(bytes) rank` per
 // line of a .tiktoken file); special tokens take the ids R, R+1, ... in order (the
@@ -44,7 +44,7 @@ tokenizer *tok_load(const char *path);
 // Builds a tokenizer from the exact bytes of a .tiktoken file (as checkpoints store them
 // in /tokenizer/tiktoken). `origin` names the source in messages (e.g. "ckpt.h5:/tokenizer").
 // `specials` (n_specials names) replaces the default set; NULL keeps the default. If
-// `special_ids` is not NULL, each must equal R + its index (what DESIGN prescribes), else
+// `special_ids` is not NULL, each must equal R + its index (docs/design.md section 12.1), else
 // the call fails. Returns NULL with mo_error() set on any problem tok_load reports.
 tokenizer *tok_from_bytes(const void *data, size_t n, const char *origin, const char *const *specials,
                           const int64_t *special_ids, int n_specials);

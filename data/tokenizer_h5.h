@@ -1,5 +1,5 @@
 // tokenizer_h5.h: a tokenizer from a .tiktoken file or from the /tokenizer group of an
-// HDF5 file (a checkpoint: /tokenizer/tiktoken, special_names, special_ids; DESIGN 4).
+// HDF5 file (a checkpoint: /tokenizer/tiktoken, special_names, special_ids; docs/design.md section 11.2).
 #ifndef MONOLITH_TOKENIZER_H5_H
 #define MONOLITH_TOKENIZER_H5_H
 

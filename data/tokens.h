@@ -1,4 +1,4 @@
-// tokens.h: the token data set file (`format = "monolith-tokens"`, DESIGN section 4).
+// tokens.h: the token data set file (`format = "monolith-tokens"`, docs/design.md section 11.6).
 //
 //   /train/tokens, /val/tokens   1-D, uint16 when vocab_size <= 65536 else uint32, chunked
 //   root attrs: format, format_version, created_by, domain, tokenizer_hash, vocab_size,

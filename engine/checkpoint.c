@@ -1,4 +1,4 @@
-// checkpoint.c: writing and reading the monolith checkpoint (DESIGN section 4).
+// checkpoint.c: writing and reading the monolith checkpoint (docs/design.md section 11.2).
 #include "engine/checkpoint.h"
 
 #include "engine/base/error.h"

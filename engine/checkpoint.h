@@ -1,4 +1,4 @@
-// checkpoint.h: the HDF5 checkpoint of DESIGN section 4 (format "monolith-checkpoint",
+// checkpoint.h: the HDF5 checkpoint of docs/design.md section 11.2 (format "monolith-checkpoint",
 // format_version 1): root attributes, /config, /model/<tensor>, /experts and an optional
 // /tokenizer.
 //

@@ -1,5 +1,5 @@
 // config.h: the model configuration, every attribute of a checkpoint's /config group
-// (DESIGN section 4), its presets, overrides by name and validation.
+// (docs/design.md section 2), its presets, overrides by name and validation.
 //
 // Lifecycle: config_preset() (or config_read() from a checkpoint), any number of
 // config_set() overrides, then config_finalize(), which fills the values left automatic

@@ -1,4 +1,4 @@
-// expert_module.h: one expert as a file of its own (DESIGN section 4, format
+// expert_module.h: one expert as a file of its own (docs/design.md section 11.5, format
 // "monolith-expert"), and the slot operations on a checkpoint that move experts in and out:
 // extract, insert, and re-indexing the expert axis (add, remove).
 //
@@ -109,7 +109,7 @@ int expert_ckpt_alloc(mo_checkpoint *ck, const mo_config *c);
 // A deep copy of a tokenizer blob (`o` empty when `t` is absent). Returns 0 or -1.
 int expert_tokenizer_copy(const mo_tokenizer_blob *t, mo_tokenizer_blob *o);
 
-// Fills expert e of `ck` with DESIGN's initialization (normal std 0.02, w2 std
+// Fills expert e of `ck` with the initialization of docs/design.md section 6 (normal std 0.02, w2 std
 // 0.02/sqrt(2 n_layers), router row std 0.02) drawn from `seed`.
 void expert_init_random(mo_checkpoint *ck, int e, uint64_t seed);
 

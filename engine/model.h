@@ -1,4 +1,4 @@
-// model.h: the MoE transformer of DESIGN section 1, forward and backward over a batch of
+// model.h: the MoE transformer of docs/design.md section 3, forward and backward over a batch of
 // B sequences of T tokens (N = B*T rows).
 //
 // model_alloc() sizes one activation arena from (config, B, T) and carves every buffer
@@ -18,7 +18,7 @@
 // with a router cross-entropy weight (model_set_router_ce), also + router_ce_coef
 // router_ce: the router's cross-entropy against the forced experts (engine/router.h),
 // averaged over MoE layers. A forced gate is the constant 1, so without it the router
-// learns nothing about the forced tokens; with normal routing the loss is DESIGN's.
+// learns nothing about the forced tokens; with normal routing the loss is ce + aux + z (docs/design.md section 5).
 #ifndef MONOLITH_MODEL_H
 #define MONOLITH_MODEL_H
 
@@ -125,7 +125,7 @@ void model_set_forced_experts(mo_model *m, const int *forced);
 
 // Weight of the router supervision term under forced routing: loss += coef * router_ce,
 // the mean over MoE layers of each layer's mean -log p_{i, forced[i]} over the forced rows
-// (engine/router.h). 0 (the default after model_alloc) leaves DESIGN's loss; rows that
+// (engine/router.h). 0 (the default after model_alloc) leaves the loss without the term; rows that
 // are not forced, and models without forced routing, never see it. coef >= 0.
 void model_set_router_ce(mo_model *m, double coef);
 

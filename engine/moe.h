@@ -1,4 +1,4 @@
-// moe.h: the dropless MoE data path (DESIGN section 3, the megablocks way on a CPU) and
+// moe.h: the dropless MoE data path (docs/design.md sections 3.5 and 10.2, the megablocks way on a CPU) and
 // the SwiGLU feed-forward it runs per expert.
 //
 // Forward, for N tokens routed to k slots each (router.h):

@@ -1,5 +1,5 @@
 // params.h: the parameter table. One float arena holds every parameter; a table of named
-// tensors says where each one lives (DESIGN section 2).
+// tensors says where each one lives (docs/design.md section 10.1).
 //
 // A tensor's name is its HDF5 path under /model ("layers/0/moe/w1"). Gradients and the
 // optimizer's m and v are arenas of the same size with the same offsets, so one table
@@ -94,7 +94,7 @@ static inline const float *params_at_c(const mo_param_table *pt, const float *ar
 // with a message.
 float *params_arena_alloc(const mo_param_table *pt);
 
-// DESIGN's initialization: normal with std 0.02 drawn from mo_rng seeded with `seed`,
+// The initialization of docs/design.md section 6: normal with std 0.02 drawn from mo_rng seeded with `seed`,
 // tensor by tensor in table order; wo, w2, shared_w2 and the dense ffn/w2 (the
 // projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1.
 void params_init(const mo_param_table *pt, float *arena, uint64_t seed);

@@ -1,4 +1,4 @@
-// router.h: the MoE router of one layer, forward and backward (DESIGN section 1).
+// router.h: the MoE router of one layer, forward and backward (docs/design.md section 4; losses section 5).
 //
 //   logits = x router^T                     [N, E]
 //   p      = softmax(logits), fp32          [N, E]

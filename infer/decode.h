@@ -13,7 +13,7 @@
 //   products become matrix-vector ones for a single sequence (kernels/gemv.h),
 //   attention reads the cache, and only the experts the tokens chose are computed.
 //
-// The math is DESIGN section 1's exactly (tests compare it with the training forward).
+// The math is docs/design.md section 3's exactly (tests compare it with the training forward).
 // `infer_restrict_experts` limits routing to a subset of experts, to probe what an
 // expert learned: the router's probabilities are renormalized over the allowed experts
 // before the top-k.

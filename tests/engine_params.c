@@ -1,4 +1,4 @@
-// engine_params.c: the parameter table (names and shapes of DESIGN section 4, contiguous
+// engine_params.c: the parameter table (names and shapes of docs/design.md section 10.1, contiguous
 // offsets, contiguous expert slices) and initialization.
 #include "engine/params.h"
 #include "tests/testutil.h"

@@ -1,6 +1,6 @@
 // infer_decode.c: prefill and KV-cache decode against full forward passes over the whole
 // sequence: the training forward (engine/model.h) and a plain double-precision one
-// (tm_oracle in tests/infer_model.h) from DESIGN section 1 with the kernels/ref oracles. For the tiny, small
+// (tm_oracle in tests/infer_model.h) from docs/design.md section 3 with the kernels/ref oracles. For the tiny, small
 // and bench-S-shaped presets, GQA and MQA, dense layers, shared experts, norm_topk 0,
 // batched prefill and decode, restricted routing, and the errors.
 //

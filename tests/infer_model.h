@@ -126,7 +126,7 @@ enum {
     TM_ROUND_KV = 2,        // K (after RoPE) and V before attention (a bf16 KV cache)
 };
 
-// logits[T, V] of one sequence tokens[T], in double from DESIGN section 1 with the
+// logits[T, V] of one sequence tokens[T], in double from docs/design.md section 3 with the
 // kernels/ref oracles. allowed[E] (NULL: all) restricts routing, renormalizing the
 // router's probabilities over the allowed experts; `rounding`: TM_ROUND_* flags (0: none).
 static inline void tm_oracle(const test_model *m, const int *tokens, int T, const unsigned char *allowed,

@@ -6,7 +6,7 @@
 //   fp32 inputs would be ~3e-3 off).
 // - The same through the model: prefill logits (every prefix of a prompt, so every
 //   position; the per-expert and the grouped expert paths) against a plain
-//   double-precision forward from DESIGN section 1 that rounds both inputs of every
+//   double-precision forward from docs/design.md section 3 that rounds both inputs of every
 //   product but the router's to bf16 (weights and activations) and multiplies in double.
 //   Float32 sums leave normalized errors around 4e-8 (below TOL_TYPICAL at most
 //   positions); now and then an activation whose float and double values round to

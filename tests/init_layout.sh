@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # init_layout.sh: `monolith init` with several presets and overrides writes checkpoints
-# in which h5py (Debian's python3-h5py) sees every path, shape and dtype of DESIGN
+# in which h5py (Debian's python3-h5py) sees every path, shape and dtype of docs/design.md section 11.2
 # section 4, and `monolith inspect` reads them back. Fails (never skips) without h5py.
 set -euo pipefail
 bin=${MONOLITH_BIN:?MONOLITH_BIN must point at the monolith binary}

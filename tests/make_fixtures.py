@@ -3,7 +3,7 @@
 
     scripts/setup.sh --torch && /usr/bin/python3 tests/make_fixtures.py [--out tests/fixtures] [--check]
 
-For each case: <case>.ckpt.h5 (a checkpoint, DESIGN section 4), <case>.tokens.h5 (/tokens int64 [B, T+1])
+For each case: <case>.ckpt.h5 (a checkpoint, docs/design.md section 11.2), <case>.tokens.h5 (/tokens int64 [B, T+1])
 and <case>.dump.h5 (what `monolith dump` must produce for them: losses, logits, routing, every gradient).
 Parameters are drawn in float64 and rounded to float32 (what the checkpoint stores); the expected results
 are computed from those float32 values in float64 and stored as float32, so a fixture is the exact math.
@@ -36,7 +36,7 @@ CASES = {
                   top_k=2, d_ff=128, moe_layers=(1, 1), n_shared_experts=0, d_ff_shared=0, d_ff_dense=0,
                   max_seq_len=128, rope_theta=10000.0, norm_eps=1e-5, norm_topk=1, aux_coef=0.01, z_coef=0.001),
              2, 16, 1000, 0.02,
-             "the `tiny` preset's shapes with DESIGN's init (std 0.02): GQA 4 heads / 2 kv heads, top-2 of 4, "
+             "the `tiny` preset's shapes with the design's init (std 0.02): GQA 4 heads / 2 kv heads, top-2 of 4, "
              "norm_topk 1, every layer MoE"),
     "gqa1_top1_norm0": (dict(vocab_size=48, d_model=24, n_layers=2, n_heads=4, n_kv_heads=1, head_dim=6,
                              n_experts=4, top_k=1, d_ff=16, moe_layers=(1, 1), norm_topk=0, max_seq_len=16,

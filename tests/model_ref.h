@@ -1,5 +1,5 @@
-// model_ref.h: a double-precision reference forward of the whole model (DESIGN section
-// 1), composed from the kernels/ref oracles and plain loops, for tests only.
+// model_ref.h: a double-precision reference forward of the whole model (docs/design.md section 3),
+// composed from the kernels/ref oracles and plain loops, for tests only.
 //
 // It shares nothing with engine/model.c but the parameter table (so both read the same
 // arena layout): no activation arena, no sorting, no grouped GEMMs; each token visits

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""moe_reference.py: an independent PyTorch implementation of monolith's model (DESIGN.md section 1)
-and of its checkpoint and dump files (DESIGN.md section 4).
+"""moe_reference.py: an independent PyTorch implementation of monolith's model (docs/design.md sections 3-6)
+and of its checkpoint and dump files (docs/design.md section 11).
 
-Written from DESIGN.md alone, as plainly as possible: every expert runs on every token and a dense
+Written from docs/design.md alone, as plainly as possible: every expert runs on every token and a dense
 gate matrix (zero outside the top-k) combines them, so there is no routing bookkeeping to get wrong.
 Gradients come from autograd. It is the oracle for monolith's C engine:
 
@@ -36,7 +36,7 @@ CKPT_FORMAT = "monolith-checkpoint"
 CKPT_VERSION = 1
 CREATED_BY = "tests/moe_reference.py"
 
-# /config attributes and their types (DESIGN section 4): integers int64, reals float64, flags int64.
+# /config attributes and their types (docs/design.md section 11.1): integers int64, reals float64, flags int64.
 INT_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "n_experts", "top_k",
               "d_ff", "n_shared_experts", "d_ff_shared", "d_ff_dense", "max_seq_len", "norm_topk")
 REAL_FIELDS = ("rope_theta", "norm_eps", "aux_coef", "z_coef")
@@ -95,7 +95,7 @@ class Config:
         if not all(self.moe_layers) and self.d_ff_dense < 1:
             bad("d_ff_dense", "dense layers (moe_layers 0) need d_ff_dense >= 1")
         if all(self.moe_layers) and self.d_ff_dense != 0:
-            bad("d_ff_dense", "must be 0 when no layer is dense (DESIGN section 4)")
+            bad("d_ff_dense", "must be 0 when no layer is dense (docs/design.md section 2)")
         if self.rope_theta <= 0 or self.norm_eps <= 0:
             bad("rope_theta", "rope_theta and norm_eps must be > 0")
         return self
@@ -130,7 +130,7 @@ def param_shapes(cfg):
 
 
 def init_params(cfg, seed, std=0.02, norm_jitter=0.0, router_std=None):
-    """Random parameters as DESIGN section 4's `monolith init`: normal(0, std), the output projections
+    """Random parameters as `monolith init` (docs/design.md section 6): normal(0, std), the output projections
     (wo, w2, shared_w2, and the dense ffn's w2) with std/sqrt(2*n_layers), norms at 1. norm_jitter > 0
     sets the norms to 1 + norm_jitter*N(0,1) instead (fixtures: so norm gradients matter); router_std
     overrides the router's std. Returns {name: float32 numpy array}; the same seed gives the same values."""
@@ -245,7 +245,7 @@ def moe(cfg, m, P, p, force=None):
 
 
 def forward(cfg, P, inputs, targets, force=None):
-    """The model of DESIGN section 1 on inputs [B, T] (int64) with next-token targets [B, T].
+    """The model of docs/design.md section 3 on inputs [B, T] (int64) with next-token targets [B, T].
     P: {name: tensor}, all of one float dtype. force: {layer: (mask, experts)} for select_topk.
     Returns a dict: logits [B, T, V], ce, aux, z, loss (0-d tensors) and layers {L: moe stats}."""
     B, T = inputs.shape
@@ -348,7 +348,7 @@ def _no_times(plist):
 
 
 def _atomic(path, write):
-    """Writes PATH.tmp with write(h5py.File), fsyncs it and renames it to PATH (DESIGN section 4)."""
+    """Writes PATH.tmp with write(h5py.File), fsyncs it and renames it to PATH (docs/design.md section 11.1)."""
     tmp = path + ".tmp"
     try:
         fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
@@ -402,7 +402,7 @@ def _strings(f, path, strs):
 
 
 def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by=CREATED_BY):
-    """Writes a DESIGN section 4 checkpoint (model and config). experts: optional list of E dicts with
+    """Writes a docs/design.md section 11.2 checkpoint (model and config). experts: optional list of E dicts with
     name/domain/provenance (defaults: expert<i>, "", a JSON object naming the writer); tokenizer: optional
     (tiktoken bytes, special names, special ids). Raises ReferenceError on a missing or misshapen tensor."""
     cfg.validate()
@@ -507,9 +507,9 @@ def load_tokens(path):
 
 
 def write_dump(path, cfg, res, created_by=CREATED_BY):
-    """Writes a Result as DESIGN section 4's dump: root attrs ce, aux, z, loss (float64), /logits float32,
+    """Writes a Result as the dump of docs/design.md section 11.4: root attrs ce, aux, z, loss (float64), /logits float32,
     /routing/L/{experts int64, weights float32} per MoE layer, /grads/<name> float32 for every parameter.
-    Also sets format = "monolith-dump", format_version 1, created_by (attributes DESIGN does not list, so
+    Also sets format = "monolith-dump", format_version 1, created_by (attributes the starting specification did not list, so
     readers must not require them)."""
     def write(f):
         f.attrs["format"] = _fixed("monolith-dump")

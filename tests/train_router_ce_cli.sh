@@ -3,7 +3,7 @@
 # --route-by-domain every step's metrics line carries router_ce (the router's
 # cross-entropy against the forced experts: ln 4 for a fresh 4-expert router, falling as
 # the router learns the domains) and the loss is ce + aux_coef aux + z_coef z +
-# COEF router_ce; --router-ce 0 leaves DESIGN's loss; without --route-by-domain
+# COEF router_ce; --router-ce 0 leaves the loss without the term (docs/design.md section 5); without --route-by-domain
 # router_ce is 0; the value is written to run.ini and --resume keeps it (a run.ini
 # from before the option resumes without the term); a negative value is refused before
 # any work.

@@ -244,7 +244,7 @@ int cmd_dump(int argc, char **argv) {
         "\n"
         "One batch (/tokens [B, T+1]: inputs [:, :-1], targets [:, 1:]) through forward and backward:\n"
         "writes /logits [B, T, V], root attrs ce, aux, z, loss, /routing/L/experts and /routing/L/weights\n"
-        "[B*T, k] per MoE layer, and /grads/<path> for every parameter (docs/formats.md).\n";
+        "[B*T, k] per MoE layer, and /grads/<path> for every parameter (docs/design.md section 11.4).\n";
     const char *ckpt = NULL, *tok = NULL, *out = NULL;
     int threads = 0;
     optind = 1;

@@ -134,7 +134,7 @@ static int parse(int argc, char **argv, tok_args *a) {
         default: fprintf(stderr, "%s", usage); return -1;
         }
     }
-    // Files after --input FILE are more inputs (--input a b c), as DESIGN's commands show.
+    // Files after --input FILE are more inputs (--input a b c), as docs/design.md section 14 shows.
     while (optind < argc) a->inputs[a->n_inputs++] = argv[optind++];
     return 0;
 }

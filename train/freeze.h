@@ -1,5 +1,5 @@
 // freeze.h: which parameters a run trains (`--train MASK`), as a list of ranges of the
-// parameter arena (DESIGN section 2: a freeze mask is a list of slices).
+// parameter arena (docs/design.md sections 7.4 and 10.1: a freeze mask is a list of slices).
 //
 // MASK is a comma-separated list of items; the union of what they select is trained and
 // everything else is frozen (no update, no change of its Adam m and v):

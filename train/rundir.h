@@ -1,7 +1,7 @@
 // rundir.h: the files of a run folder (`monolith train --out DIR`).
 //
 //   DIR/run.ini               the run's options (train/options.h), read back by --resume
-//   DIR/ckpt-00001000.h5      checkpoints by step, 8+ digits (DESIGN section 4 + /optim, /train)
+//   DIR/ckpt-00001000.h5      checkpoints by step, 8+ digits (docs/design.md section 11.3)
 //   DIR/latest.h5             symlink to the newest checkpoint
 //   DIR/metrics.jsonl         one JSON object per step and per evaluation (train/metrics.h)
 //   DIR/run.lock              held (flock) by the one process writing the folder (train/run_lock.h)

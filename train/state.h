@@ -1,4 +1,4 @@
-// state.h: a training checkpoint: the model checkpoint of DESIGN section 4 plus
+// state.h: a training checkpoint: the model checkpoint of docs/design.md section 11.2 plus
 //   /optim/m/<path>, /optim/v/<path>   Adam moments, same paths and shapes as /model
 //   /train                             attrs: what --resume needs to continue exactly
 #ifndef MONOLITH_TRAIN_STATE_H

@@ -262,7 +262,7 @@ static double file_bytes_of(hid_t obj) {
     return (double)n;
 }
 
-// Strings are FIXED-LENGTH UTF-8, NUL-padded, `width` bytes per element (docs/formats.md).
+// Strings are FIXED-LENGTH UTF-8, NUL-padded, `width` bytes per element (docs/design.md section 11.1).
 // Never variable-length: those live in the file's global heap, whose bytes no HDF5 format
 // checksums, and libhdf5 1.10 trusts them (a damaged heap makes H5Aread/H5Dread loop
 // forever, memcpy a negative size or malloc what it claims: docs/reliability.md).

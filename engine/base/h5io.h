@@ -10,7 +10,7 @@
 // groups are created on write. Strings are stored as fixed-length UTF-8 (NUL-padded,
 // longest + 1 bytes), never variable-length: h5py reads them as bytes (.decode()). A
 // variable-length string or any variable-length type in a file is refused by name, before
-// any value of it is read (docs/formats.md, docs/reliability.md).
+// any value of it is read (docs/design.md section 11.1, docs/reliability.md).
 #ifndef MONOLITH_H5IO_H
 #define MONOLITH_H5IO_H
 
@@ -78,7 +78,7 @@ int h5_write_strings(hid_t loc, const char *path, const char *const *strs, int n
 int h5_read_strings(hid_t loc, const char *path, char **out, int n);
 
 // Attributes of the object at `obj` ("." for loc itself). Integers are int64 scalars,
-// reals float64 scalars, as DESIGN section 4 says; strings fixed-length UTF-8 scalars.
+// reals float64 scalars, as docs/design.md section 11.1 says; strings fixed-length UTF-8 scalars.
 // Every getter refuses a variable-length attribute and one that claims more bytes than
 // the file holds, without reading it. h5_attr_get_str also refuses a string of more than
 // cap - 1 bytes (never truncates).

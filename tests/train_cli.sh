@@ -41,7 +41,13 @@ expect 1 "max_seq_len" "$bin" train "${base[@]}" --seq 4096 --out "$tmp/e3"
 expect 1 "--train" "$bin" train "${base[@]}" --train experts=7 --out "$tmp/e4"
 printf '[train]\nsteps = 5\nbogus = 1\n' >"$tmp/bad.ini"
 expect 2 "bad.ini:3: unknown option 'bogus'" "$bin" train --config "$tmp/bad.ini"
-for d in e1 e2 e3 e4; do [ ! -e "$tmp/$d" ] || fail "a failed setup created --out $d"; done
+expect 1 "--warmup 10 must be between 0 and --steps 6" "$bin" train "${base[@]}" --warmup 10 --out "$tmp/e5"
+for d in e1 e2 e3 e4 e5; do [ ! -e "$tmp/$d" ] || fail "a failed setup created --out $d"; done
+
+# Without --warmup any --steps works: the warmup is min(100, steps/10), recorded in run.ini.
+"$bin" train --preset tiny --tokenizer "$tmp/tok.tiktoken" --data "code=$tmp/code.h5" --steps 30 --batch 2 --seq 32 \
+  --eval-every 0 --eval-batches 1 --threads 2 --out "$tmp/w" 2>"$tmp/log" || fail "--steps 30: $(cat "$tmp/log")"
+grep -qx "warmup = 3" "$tmp/w/run.ini" || fail "run.ini: $(grep warmup "$tmp/w/run.ini")"
 
 # A short run, then the same folder again (refused) and eval.
 "$bin" train "${base[@]}" --out "$tmp/run" 2>"$tmp/log" || fail "training: $(cat "$tmp/log")"
@@ -67,6 +73,14 @@ for d, layers in r["routing_share"].items():
 PY
 "$bin" eval --checkpoint "$tmp/run/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 | grep -q "routing share" ||
   fail "eval tables"
+# Without --seq, eval scores windows of the run's own --seq (32, from /train), and says so.
+"$bin" eval --checkpoint "$tmp/run/latest.h5" --data "code=$tmp/code.h5" --batches 1 >"$tmp/eval.txt" || fail "eval"
+grep -q "^windows of 32 tokens (the run's --seq" "$tmp/eval.txt" || fail "eval seq: $(head -1 "$tmp/eval.txt")"
+"$bin" eval --checkpoint "$tmp/run/latest.h5" --data "code=$tmp/code.h5" --batches 1 --json | grep -q '"seq": 32,' ||
+  fail "eval --json has no seq 32"
+"$bin" init --preset tiny -o "$tmp/init.h5" >/dev/null
+"$bin" eval --checkpoint "$tmp/init.h5" --data "code=$tmp/code.h5" --batches 1 | grep -q "^windows of 256 tokens (the model's max_seq_len" ||
+  fail "eval of a checkpoint without /train: not the model's max_seq_len"
 
 if $py -c 'import matplotlib' 2>/dev/null; then
   $py "$src/scripts/plot_run.py" "$tmp/run" >/dev/null || fail "plot_run.py"

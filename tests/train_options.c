@@ -135,6 +135,25 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+// --warmup's default fits any --steps (min(100, steps/10)); a given value is kept as is
+// (the trainer refuses one over --steps).
+START_TEST(test_warmup_default) {
+    train_opts o;
+    const char *a[] = {"train", "--steps", "30"};
+    ck_assert_msg(parse(&o, a, 3) == 0, "%s", mo_error());
+    ck_assert_int_eq(train_opts_warmup(&o), 3);
+    o.steps = 5;
+    ck_assert_int_eq(train_opts_warmup(&o), 0);
+    o.steps = 1000;
+    ck_assert_int_eq(train_opts_warmup(&o), 100);
+    o.steps = 50000;
+    ck_assert_int_eq(train_opts_warmup(&o), 100);
+    const char *b[] = {"train", "--steps", "30", "--warmup", "50"};
+    ck_assert_msg(parse(&o, b, 5) == 0, "%s", mo_error());
+    ck_assert_int_eq(train_opts_warmup(&o), 50);
+}
+END_TEST
+
 START_TEST(test_help) {
     train_opts o;
     const char *a[] = {"train", "--help"};
@@ -150,6 +169,7 @@ int main(void) {
     tcase_add_test(tc, test_config_file_and_precedence);
     tcase_add_test(tc, test_ini_round_trip);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_warmup_default);
     tcase_add_test(tc, test_help);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -139,7 +139,8 @@ static const char eval_usage[] =
     "  --checkpoint CKPT    the model (a checkpoint of monolith train or init)\n"
     "  --data NAME=FILE     a token set (repeat); its val split is scored\n"
     "  --batch B            sequences per forward [8]\n"
-    "  --seq T              tokens per sequence [the model's max_seq_len, at most 256]\n"
+    "  --seq T              tokens per sequence [the --seq the checkpoint was trained with;\n"
+    "                       without /train: the model's max_seq_len, at most 256]\n"
     "  --batches N          batches per domain, 0 = the whole val split [16]\n"
     "  --route-by-domain    each domain's tokens go to its expert (by /experts domain or name, else by position)\n"
     "  --threads N          threads (0: one per core) [0]\n"
@@ -157,7 +158,7 @@ static int parse_int_flag(const char *flag, const char *v, long lo, long hi, lon
 }
 
 static void print_json(const eval_opts *o, const eval_report *r) {
-    printf("{\"checkpoint\": \"%s\", \"val\": {", o->checkpoint);
+    printf("{\"checkpoint\": \"%s\", \"seq\": %d, \"val\": {", o->checkpoint, r->seq);
     for (int d = 0; d < r->n_domains; d++)
         printf("%s\"%s\": {\"loss\": %.6f, \"ppl\": %.4f, \"tokens\": %lld}", d ? ", " : "", r->names[d], r->loss[d],
                exp(r->loss[d]), (long long)r->tokens[d]);
@@ -188,6 +189,7 @@ static void print_json(const eval_opts *o, const eval_report *r) {
 }
 
 static void print_tables(const eval_report *r) {
+    printf("windows of %d tokens (%s)\n", r->seq, r->seq_from);
     printf("%-16s %10s %9s %10s\n", "domain", "tokens", "loss", "ppl");
     for (int d = 0; d < r->n_domains; d++)
         printf("%-16s %10lld %9.4f %10.2f\n", r->names[d], (long long)r->tokens[d], r->loss[d], exp(r->loss[d]));

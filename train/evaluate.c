@@ -3,8 +3,11 @@
 
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
+#include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
+#include "train/options.h"
 #include "train/route_map.h"
+#include "train/state.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +50,21 @@ int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, in
     return 0;
 }
 
+// The --seq a training checkpoint was trained with (from the run options in its /train),
+// or 0 when it has none (written by init, compose, expert add, ...).
+static int trained_seq(const char *path) {
+    hid_t f = ckpt_open(path);
+    if (f < 0) return 0;
+    char *text = train_state_options(f);
+    h5_close(f);
+    if (!text) return 0;
+    train_opts t;
+    train_opts_defaults(&t);
+    int seq = train_opts_load_ini_text(&t, text, path) ? 0 : t.seq;
+    free(text);
+    return seq;
+}
+
 int eval_checkpoint(const eval_opts *o, eval_report *r) {
     memset(r, 0, sizeof *r);
     mo_checkpoint ck = {0};
@@ -59,7 +77,11 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
     if (o->max_batches < 0) return mo_errorf("--batches must be >= 0 (0: the whole val split)");
     if (ckpt_load(o->checkpoint, &ck)) return mo_errorf("--checkpoint: %s", mo_error());
     const mo_config *c = &ck.table.cfg;
-    int T = o->seq ? o->seq : (c->max_seq_len < 256 ? c->max_seq_len : 256);
+    int T = o->seq, trained = o->seq ? 0 : trained_seq(o->checkpoint);
+    r->seq_from = "--seq";
+    if (!T && trained >= 2 && trained <= c->max_seq_len) T = trained, r->seq_from = "the run's --seq (/train)";
+    if (!T) T = c->max_seq_len < 256 ? c->max_seq_len : 256, r->seq_from = "the model's max_seq_len, at most 256";
+    r->seq = T;
     if (T < 1 || T > c->max_seq_len) {
         mo_errorf("--seq %d must be between 1 and the model's max_seq_len %d", T, c->max_seq_len);
         goto err;

@@ -36,13 +36,16 @@ typedef struct {
     double loss[LOADER_MAX_DOMAINS];
     int64_t tokens[LOADER_MAX_DOMAINS];
     int64_t *counts;  // [n_domains, n_moe, n_experts]
+    int seq;              // the window length used
+    const char *seq_from; // where it came from: "--seq", "the run's --seq (/train)", "max_seq_len"
 } eval_report;
 
 typedef struct {
     const char *checkpoint;
     const loader_spec *data;
     int n_data;
-    int batch, seq;        // seq 0: the checkpoint's max_seq_len, at most 256
+    int batch, seq;        // seq 0: the --seq the checkpoint was trained with (its /train run
+                           // options), else its max_seq_len, at most 256
     int64_t max_batches;   // per domain; 0: the whole val split
     int route_by_domain;
 } eval_opts;

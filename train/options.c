@@ -43,7 +43,7 @@ static const opt_def opts[] = {
     {"lr", OT_F64, F(lr), 0, 0, "LR", "peak learning rate"},
     {"lr-floor", OT_F64, F(lr_floor), 0, 0, "F", "cosine ends at F * lr"},
     {"schedule", OT_STR, S(schedule), 0, "KIND", "cosine or constant (after warmup)"},
-    {"warmup", OT_I64, F(warmup), 0, 0, "N", "steps of linear warmup"},
+    {"warmup", OT_I64, F(warmup), 0, 0, "N", "steps of linear warmup [min(100, steps/10)]"},
     {"weight-decay", OT_F64, F(weight_decay), 0, 0, "WD", "AdamW decoupled weight decay (not on norms)"},
     {"beta1", OT_F64, F(beta1), 0, 0, "B1", "AdamW beta1"},
     {"beta2", OT_F64, F(beta2), 0, 0, "B2", "AdamW beta2"},
@@ -71,7 +71,7 @@ void train_opts_defaults(train_opts *o) {
     o->batch = 8, o->seq = 128, o->grad_accum = 1;
     o->lr = 1e-3, o->lr_floor = 0.1;
     snprintf(o->schedule, sizeof o->schedule, "cosine");
-    o->warmup = 100;
+    o->warmup = TRAIN_WARMUP_AUTO;
     o->weight_decay = 0.1, o->beta1 = 0.9, o->beta2 = 0.95, o->eps = 1e-8, o->clip = 1.0;
     snprintf(o->train, sizeof o->train, "all");
     o->seed = 1;
@@ -80,6 +80,12 @@ void train_opts_defaults(train_opts *o) {
     o->threads = -1;  // not given: one per core, or on --resume the count the run used
     snprintf(o->out, sizeof o->out, "run");
     snprintf(o->precision, sizeof o->precision, "fp32");
+}
+
+int64_t train_opts_warmup(const train_opts *o) {
+    if (o->warmup != TRAIN_WARMUP_AUTO) return o->warmup;
+    int64_t w = o->steps / 10;
+    return w < 0 ? 0 : w > 100 ? 100 : w;
 }
 
 // `name` with underscores turned into dashes, into buf.
@@ -189,17 +195,29 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
 // ---------------------------------------------------------------------------- INI
 
 // Debian's inih passes no line numbers to the handler; the reader counts them instead
-// (inih reads one line per call).
+// (inih reads one line per call), from a file or from text.
 typedef struct {
     train_opts *o;
     const char *path;
     FILE *f;
+    const char *text;  // when f is NULL: what is left of the text
     int line, failed;
 } ini_ctx;
 
 static char *line_reader(char *str, int num, void *stream) {
     ini_ctx *c = stream;
-    char *r = fgets(str, num, c->f);
+    char *r = str;
+    if (c->f) {
+        r = fgets(str, num, c->f);
+    } else {
+        if (!*c->text || num < 2) return NULL;
+        const char *nl = strchr(c->text, '\n');
+        size_t n = nl ? (size_t)(nl - c->text) + 1 : strlen(c->text);
+        if (n > (size_t)num - 1) n = (size_t)num - 1;
+        memcpy(str, c->text, n);
+        str[n] = 0;
+        c->text += n;
+    }
     if (r) c->line++;
     return r;
 }
@@ -232,16 +250,26 @@ fail:
     return 0;
 }
 
+static int parse_ini(ini_ctx *c) {
+    int rc = ini_parse_stream(line_reader, c, on_ini, c);
+    if (c->failed) return -1;
+    if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", c->path, rc);
+    if (rc < 0) return mo_errorf("%s: cannot read the config file", c->path);
+    return 0;
+}
+
 int train_opts_load_ini(train_opts *o, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return mo_errorf("%s: cannot open the config file: %s", path, strerror(errno));
-    ini_ctx c = {o, path, f, 0, 0};
-    int rc = ini_parse_stream(line_reader, &c, on_ini, &c);
+    ini_ctx c = {o, path, f, NULL, 0, 0};
+    int rc = parse_ini(&c);
     fclose(f);
-    if (c.failed) return -1;
-    if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", path, rc);
-    if (rc < 0) return mo_errorf("%s: cannot read the config file", path);
-    return 0;
+    return rc;
+}
+
+int train_opts_load_ini_text(train_opts *o, const char *text, const char *origin) {
+    ini_ctx c = {o, origin, NULL, text, 0, 0};
+    return parse_ini(&c);
 }
 
 int train_opts_write_ini(const train_opts *o, const char *path) {
@@ -359,7 +387,9 @@ void train_opts_usage(FILE *out) {
         case OT_INT:
             if (*(const int *)at >= 0) snprintf(def, sizeof def, " [%d]", *(const int *)at);
             break;
-        case OT_I64: snprintf(def, sizeof def, " [%lld]", (long long)*(const int64_t *)at); break;
+        case OT_I64:  // TRAIN_WARMUP_AUTO: the help text says the default
+            if (*(const int64_t *)at != TRAIN_WARMUP_AUTO) snprintf(def, sizeof def, " [%lld]", (long long)*(const int64_t *)at);
+            break;
         case OT_U64: snprintf(def, sizeof def, " [%llu]", (unsigned long long)*(const uint64_t *)at); break;
         case OT_F64: snprintf(def, sizeof def, " [%g]", *(const double *)at); break;
         default: break;

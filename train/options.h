@@ -60,6 +60,13 @@ typedef struct {
 
 void train_opts_defaults(train_opts *o);
 
+// --warmup's default: "fit the run", resolved by train_opts_warmup() once --steps is known.
+#define TRAIN_WARMUP_AUTO INT64_MIN
+// The warmup a run uses: o->warmup if given, else min(100, steps / 10), so that any
+// --steps works with the default (an explicit value is kept, and refused later if it
+// exceeds --steps).
+int64_t train_opts_warmup(const train_opts *o);
+
 // Sets option `name` (dashes or underscores) from text; a /config field name becomes a
 // model override. `origin` names where the value came from in messages ("--steps",
 // "run.ini:12"). Returns 0, or -1 with a one-line message (unknown name, bad value).
@@ -67,6 +74,8 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
 
 // Reads an INI file into `o`. Returns 0, or -1 naming the file and line.
 int train_opts_load_ini(train_opts *o, const char *path);
+// The same from INI text (a checkpoint's /train options); `origin` names it in messages.
+int train_opts_load_ini_text(train_opts *o, const char *text, const char *origin);
 
 // Parses `monolith train` flags (argv[0] is "train"): the --config file first, then the
 // other flags over it. Returns 0, 1 when --help was asked, or -1 with a message.

@@ -92,3 +92,11 @@ err:
     ckpt_free(ck);
     return -1;
 }
+
+char *train_state_options(hid_t f) {
+    if (!h5_exists(f, "train") || !h5_attr_exists(f, "train", "options")) return NULL;
+    size_t cap = 1 << 20;
+    char *s = malloc(cap);
+    if (s && h5_attr_get_str(f, "train", "options", s, cap)) free(s), s = NULL;
+    return s;
+}

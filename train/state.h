@@ -36,4 +36,9 @@ int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, 
 // checkpoint written by `monolith init` or extracted cannot be resumed: use --init).
 int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st);
 
+// The run.ini text stored as the /train attribute `options` of an open checkpoint file
+// (malloc'd, free()), or NULL when it has none (not written by monolith train) or it
+// cannot be read.
+char *train_state_options(hid_t f);
+
 #endif

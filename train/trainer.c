@@ -366,6 +366,7 @@ trainer *trainer_open(const train_opts *cli) {
     }
     train_opts *o = &t->o;
     if (validate_numbers(o)) goto err;
+    o->warmup = train_opts_warmup(o);  // run.ini records the number the run used
     schedule_kind kind;
     if (schedule_parse_kind(o->schedule, &kind)) goto err;
     t->sched = (schedule){.kind = kind, .lr = o->lr, .floor_frac = o->lr_floor, .warmup = o->warmup, .total = o->steps};

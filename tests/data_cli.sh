@@ -52,6 +52,7 @@ mkdir -p "$tmp/corpus"
 cp "$src"/data/*.c "$src"/data/*.h "$tmp/corpus/"
 "$bin" tokenizer train --vocab-size 700 --input "$tmp"/corpus/* -o "$tmp/a.tiktoken" 2>"$tmp/train.log"
 grep -q "merges" "$tmp/train.log" || fail "no progress line on stderr"
+grep -q $'\r' "$tmp/train.log" && fail "tokenizer train: progress written with CR into a file"
 [ "$(wc -l <"$tmp/a.tiktoken")" -eq 699 ] || fail "--vocab-size 700 must give 699 ranks + <|endoftext|>"
 "$bin" tokenizer train --vocab-size 700 --input "$tmp"/corpus/* -o "$tmp/b.tiktoken" 2>/dev/null
 cmp -s "$tmp/a.tiktoken" "$tmp/b.tiktoken" || fail "training is not deterministic"
@@ -64,9 +65,11 @@ mkdir -p "$tmp/docs/sub"
 for i in 1 2 3 4 5 6 7; do head -c $((i * 3000)) "$tmp/mixed.txt" >"$tmp/docs/doc$i.txt"; done
 cp "$tmp/random.bin" "$tmp/docs/sub/zz.bin"
 : >"$tmp/docs/empty.txt"
-"$bin" data prepare --tokenizer "$tmp/a.tiktoken" --domain mixed --val-fraction 0.25 --seed 3 \
+"$bin" data prepare --tokenizer "$tmp/a.tiktoken" --domain mixed --val-fraction 0.5 --seed 3 \
   --input "$tmp/docs" -o "$tmp/mixed.h5" >"$tmp/prep.out" 2>"$tmp/prep.err"
-grep -q "val" "$tmp/prep.out" || fail "data prepare printed no summary"
+grep -q "^val split: 4 of 8 documents, whole" "$tmp/prep.out" || fail "data prepare: $(cat "$tmp/prep.out")"
+grep -q $'\r' "$tmp/prep.err" && fail "progress written with CR into a file"
+grep -q "^data prepare mixed: 8/8 documents" "$tmp/prep.err" || fail "no final progress line: $(cat "$tmp/prep.err")"
 "$py" - "$tmp/mixed.h5" "$tmp" <<'EOF'
 import h5py, numpy as np, sys
 f = h5py.File(sys.argv[1], "r")
@@ -86,7 +89,7 @@ for split in ("train", "val"):
     cuts = list(np.flatnonzero(t == 699)) + [t.size]
     docs[split] = [t[cuts[i] + 1:cuts[i + 1]] for i in range(len(cuts) - 1)]
     assert len(docs[split]) == a["n_documents_" + split]
-assert len(docs["train"]) == 6 and len(docs["val"]) == 2, {k: len(v) for k, v in docs.items()}
+assert len(docs["train"]) == 4 and len(docs["val"]) == 4, {k: len(v) for k, v in docs.items()}
 for split in docs:
     for i, d in enumerate(docs[split]):
         open(f"{tmp}/{split}{i}.ids", "w").write(" ".join(map(str, d.tolist())))
@@ -99,13 +102,38 @@ for f in "$tmp"/train*.ids "$tmp"/val*.ids; do
   [ $found -eq 1 ] || fail "a document of mixed.h5 ($f) does not decode to any input file"
 done
 # Same seed, same file, whatever the thread count (documents are encoded in parallel).
-OMP_NUM_THREADS=1 "$bin" data prepare --tokenizer "$tmp/a.tiktoken" --domain mixed --val-fraction 0.25 --seed 3 \
+OMP_NUM_THREADS=1 "$bin" data prepare --tokenizer "$tmp/a.tiktoken" --domain mixed --val-fraction 0.5 --seed 3 \
   --input "$tmp/docs" -o "$tmp/again.h5" >/dev/null 2>&1
 "$py" -c "
 import h5py, sys, numpy as np
 a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
 assert all(np.array_equal(a[s][:], b[s][:]) for s in ('train/tokens', 'val/tokens')), 'not deterministic'
 " "$tmp/mixed.h5" "$tmp/again.h5"
+
+# Too few documents to split by document: val takes 5% of the bytes, whole documents and
+# the tail of one cut at a line end. One file: its last 5%. Every byte is in train or val.
+for n in 1 20; do
+  rm -rf "$tmp/few" && mkdir -p "$tmp/few"
+  for i in $(seq 1 $n); do
+    "$py" -c "
+import sys; n, i = int(sys.argv[2]), int(sys.argv[3])
+open(sys.argv[1], 'w').write(''.join(f'line {k} of document {i}: caf\u00e9 x = {k * i};\n' for k in range(4000 // n)))
+" "$tmp/few/d$(printf %02d "$i").txt" "$n" "$i"
+  done
+  "$bin" data prepare --tokenizer "$tmp/a.tiktoken" --domain few --input "$tmp/few" -o "$tmp/few.h5" >"$tmp/few.out" 2>/dev/null
+  grep -q "^val split: .*too few to split by document" "$tmp/few.out" || fail "$n file(s): $(cat "$tmp/few.out")"
+  [ $n -gt 1 ] || grep -q "the last .* KB of $tmp/few/d01.txt" "$tmp/few.out" || fail "one file: $(cat "$tmp/few.out")"
+  "$py" - "$tmp/few.h5" "$tmp/few.ids" <<'EOF'
+import h5py, sys
+f = h5py.File(sys.argv[1])
+tr, va = f["train/tokens"][:], f["val/tokens"][:]
+assert va.size > 0.03 * (tr.size + va.size), (tr.size, va.size)   # about 5% of the tokens
+assert va.size < 0.08 * (tr.size + va.size), (tr.size, va.size)
+open(sys.argv[2], "w").write(" ".join(str(t) for t in list(tr) + list(va) if t != f.attrs["eot_id"]))
+EOF
+  "$bin" tokenizer decode --tokenizer "$tmp/a.tiktoken" --input "$tmp/few.ids" >"$tmp/few.back"
+  [ "$(wc -c <"$tmp/few.back")" -eq "$(cat "$tmp"/few/* | wc -c)" ] || fail "$n file(s): bytes lost in the split"
+done
 
 # A document over 8 MB is encoded in segments cut at safe line ends: the same ids as the
 # whole file encoded at once.

@@ -2,17 +2,18 @@
 //
 // One input file is one document. A directory given as input stands for every regular
 // file under it (recursively, in byte order of the paths), so a domain can be a folder.
-// Documents go to val or train whole: round(F * n) of the n non-empty documents (at
-// least one when F > 0 and n >= 2, never all of them) chosen by a shuffle seeded with
-// --seed, so the same inputs and seed always give the same split.
+// The train/val split is data/split.h's: by document when there are enough, otherwise
+// by bytes (whole documents, then the tail of one cut at a line end), the same for the
+// same inputs and --seed; the command says which it did.
 #include "tools/commands.h"
 
 #include "data/corpus.h"
+#include "data/split.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
-#include "engine/base/rng.h"
+#include "tools/progress.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *usage =
@@ -33,21 +33,14 @@ static const char *usage =
     "\n"
     "  Encodes every input file as one document (a directory: every file under it) and writes\n"
     "  a monolith-tokens file: /train/tokens and /val/tokens, each document preceded by\n"
-    "  <|endoftext|>, split into train/val by document (default F = 0.05, S = 1).\n"
+    "  <|endoftext|>. F of it goes to val (default F = 0.05, S = 1): whole documents chosen by\n"
+    "  a shuffle seeded with S when that makes at least 4, otherwise F of the bytes (whole\n"
+    "  documents, then the tail of one cut at a line end), so one big file splits too.\n"
     "  T is a .tiktoken file or a checkpoint (.h5) that stores its tokenizer.\n";
 
-// Where to cut a long document so that encoding the parts separately gives the same ids
-// as encoding it whole: just before a '\n' that follows a printable ASCII byte. No
-// pre-split piece crosses such a point (the piece before it ends at the '\n', and the
-// pattern has no look-behind). Searches [from, limit); returns limit if there is none
-// there (a document without such lines: cut anyway, so memory stays bounded; only the
-// ids right at that cut can differ from a whole-file encode, the bytes never do).
-static size_t safe_cut(const uint8_t *t, size_t from, size_t limit) {
-    for (size_t i = from ? from : 1; i < limit; i++)
-        if (t[i] == '\n' && t[i - 1] > 0x20 && t[i - 1] < 0x7f) return i;
-    return limit;
-}
-
+// Long documents are encoded in segments cut where no token changes (split_safe_cut);
+// a document without such lines is cut anyway, so memory stays bounded (only the ids
+// right at that cut can differ from a whole-file encode, the bytes never do).
 #define SEGMENT ((size_t)8 << 20)  // encode about 8 MB at a time (at most 32 MB): bounded memory
 
 // Maps a file read-only (NULL with *n = 0 for an empty file). Returns 0 or -1.
@@ -73,46 +66,66 @@ static int path_error(const char *path) {
     return strstr(msg, path) ? -1 : mo_errorf("%s: %s", path, msg);
 }
 
-// Streams one (large) document into the token set segment by segment.
-static int encode_file_streaming(tokenizer *tok, tokset_writer *w, const char *path, int split, tok_ids *ids) {
+// Bytes [off, off + len) of a mapped file of n bytes, clamped to the file.
+static size_t piece_end(const split_piece *pc, size_t n) {
+    return pc->off + pc->len < n ? (size_t)(pc->off + pc->len) : n;
+}
+
+// Streams one (large) piece into the token set segment by segment.
+static int encode_piece_streaming(tokenizer *tok, tokset_writer *w, const char *path, const split_piece *pc,
+                                  tok_ids *ids) {
     const uint8_t *text;
-    size_t n;
-    if (map_file(path, &text, &n)) return -1;
-    int rc = tokset_begin_document(w, split);
-    for (size_t pos = 0; pos < n && !rc;) {
-        size_t end = n - pos > SEGMENT ? safe_cut(text, pos + SEGMENT, n - pos > 4 * SEGMENT ? pos + 4 * SEGMENT : n) : n;
+    size_t size;
+    if (map_file(path, &text, &size)) return -1;
+    size_t n = piece_end(pc, size);
+    int rc = tokset_begin_document(w, pc->val ? TOKSET_VAL : TOKSET_TRAIN);
+    for (size_t pos = pc->off; pos < n && !rc;) {
+        size_t end = n - pos > SEGMENT ? split_safe_cut(text, pos + SEGMENT, n - pos > 4 * SEGMENT ? pos + 4 * SEGMENT : n)
+                                       : n;
         ids->n = 0;
         rc = tok_encode(tok, text + pos, end - pos, 0, ids);
         if (!rc) rc = tokset_append(w, ids->v, ids->n);
         pos = end;
     }
-    if (n) munmap((void *)text, n);
+    if (size) munmap((void *)text, size);
     return rc ? path_error(path) : 0;
 }
 
-// Encodes one small document whole into ids (ids->n reset). Returns 0 or -1.
-static int encode_file_whole(tokenizer *tok, const char *path, tok_ids *ids) {
+// Encodes one small piece whole into ids (ids->n reset). Returns 0 or -1.
+static int encode_piece_whole(tokenizer *tok, const char *path, const split_piece *pc, tok_ids *ids) {
+    const uint8_t *text;
+    size_t size;
+    if (map_file(path, &text, &size)) return -1;
+    size_t n = piece_end(pc, size);
+    ids->n = 0;
+    int rc = n > pc->off ? tok_encode(tok, text + pc->off, n - pc->off, 0, ids) : 0;
+    if (size) munmap((void *)text, size);
+    return rc ? path_error(path) : 0;
+}
+
+// split_cut_fn over the input files: a cut at a line end near pos (data/split.h).
+static uint64_t cut_file(void *ctx, size_t doc, uint64_t pos, uint64_t size) {
+    const corpus_files *in = ctx;
     const uint8_t *text;
     size_t n;
-    if (map_file(path, &text, &n)) return -1;
-    ids->n = 0;
-    int rc = n ? tok_encode(tok, text, n, 0, ids) : 0;
+    if (map_file(in->paths[doc], &text, &n)) return 0;  // no cut: val keeps the whole documents it has
+    size_t c = n == size ? split_text_cut(text, n, (size_t)pos) : 0;
     if (n) munmap((void *)text, n);
-    return rc ? path_error(path) : 0;
+    return c;
 }
 
 #define BATCH_DOCS 256
 #define BATCH_BYTES ((uint64_t)64 << 20)
 
-// Encodes documents [first, end) in parallel, one tokenizer per thread, then writes them
-// in input order, so the file never depends on the thread count. Returns 0 or -1.
-static int encode_batch(tokenizer **toks, tokset_writer *w, char *const *paths, const uint8_t *is_val, size_t first,
+// Encodes pieces [first, end) in parallel, one tokenizer per thread, then writes them in
+// input order, so the file never depends on the thread count. Returns 0 or -1.
+static int encode_batch(tokenizer **toks, tokset_writer *w, char *const *paths, const split_piece *pcs, size_t first,
                         size_t end, tok_ids *ids, char (*errs)[512]) {
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
     for (size_t i = first; i < end; i++) {
         size_t b = i - first;
-        if (encode_file_whole(toks[omp_get_thread_num()], paths[i], &ids[b])) {
+        if (encode_piece_whole(toks[omp_get_thread_num()], paths[pcs[i].doc], &pcs[i], &ids[b])) {
             snprintf(errs[b], 512, "%s", mo_error());
             failed = 1;
         } else {
@@ -122,16 +135,28 @@ static int encode_batch(tokenizer **toks, tokset_writer *w, char *const *paths, 
     for (size_t i = first; i < end; i++) {
         size_t b = i - first;
         if (failed && errs[b][0]) return mo_errorf("%s", errs[b]);
-        if (tokset_begin_document(w, is_val[i] ? TOKSET_VAL : TOKSET_TRAIN) || tokset_append(w, ids[b].v, ids[b].n))
+        if (tokset_begin_document(w, pcs[i].val ? TOKSET_VAL : TOKSET_TRAIN) || tokset_append(w, ids[b].v, ids[b].n))
             return -1;
     }
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+// One line saying how the split was made.
+static void print_split(const split_plan *sp, const corpus_files *in, double frac) {
+    size_t n = in->n;
+    double kb = (double)sp->val_bytes / 1e3, share = 100.0 * (double)sp->val_bytes / (double)sp->total_bytes;
+    if (sp->val_bytes == 0) {
+        printf("val split: empty (%s)\n", frac > 0 ? "the corpus is too small for any" : "--val-fraction 0");
+    } else if (sp->by_document) {
+        printf("val split: %zu of %zu documents, whole (%.1f KB, %.1f%% of the bytes)\n", sp->n_val_docs, n, kb, share);
+    } else {
+        printf("val split: %.1f KB (%.1f%% of the bytes): ", kb, share);
+        if (sp->n_val_docs) printf("%zu of %zu documents whole%s", sp->n_val_docs, n, sp->cut_doc != SIZE_MAX ? " and " : "");
+        if (sp->cut_doc != SIZE_MAX)
+            printf("the last %.1f KB of %s (cut at a line end; its head stays in train)",
+                   (double)sp->cut_tail / 1e3, in->paths[sp->cut_doc]);
+        printf(", since %zu document%s %s too few to split by document\n", n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    }
 }
 
 static int prepare(int argc, char **argv) {
@@ -200,30 +225,20 @@ static int prepare(int argc, char **argv) {
         return cmd_fail();
     }
 
-    // Which documents go to val: a seeded shuffle, the first n_val of it.
-    size_t n = inputs.n, n_val = (size_t)llround(frac * (double)n);
-    if (frac > 0 && n >= 2 && n_val == 0) n_val = 1;
-    if (n_val >= n) n_val = n - 1;
-    if (frac > 0 && n_val == 0)
-        fprintf(stderr, "data prepare: note: one document only, so the val split is empty (one file is one "
-                        "document: cut big files into several to get a val split)\n");
-    uint8_t *is_val = calloc(n, 1);
-    size_t *perm = malloc(n * sizeof *perm);
-    if (!is_val || !perm) {
-        free(is_val), free(perm), tok_free(tok), corpus_files_free(&inputs);
-        mo_errorf("out of memory");
+    size_t n = inputs.n;
+    uint64_t *sizes = calloc(n, sizeof *sizes);
+    split_plan sp = {0};
+    if (!sizes) rc = mo_errorf("out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct stat st;
+        sizes[i] = stat(inputs.paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+    }
+    if (!rc) rc = split_make(sizes, n, frac, seed, cut_file, &inputs, &sp);
+    free(sizes);
+    if (rc) {
+        tok_free(tok), corpus_files_free(&inputs);
         return cmd_fail();
     }
-    mo_rng r;
-    mo_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) perm[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)mo_rng_below(&r, i);
-        size_t t = perm[i - 1];
-        perm[i - 1] = perm[j], perm[j] = t;
-    }
-    for (size_t i = 0; i < n_val; i++) is_val[perm[i]] = 1;
-    free(perm);
 
     size_t src_len = 1;
     for (size_t i = 0; i < n; i++) src_len += strlen(inputs.paths[i]) + 1;
@@ -242,41 +257,35 @@ static int prepare(int argc, char **argv) {
     tokenizer **toks = calloc((size_t)nth, sizeof *toks);
     tok_ids *ids = calloc(BATCH_DOCS, sizeof *ids);
     char(*errs)[512] = calloc(BATCH_DOCS, sizeof *errs);
-    uint64_t *sizes = calloc(n, sizeof *sizes);
-    if (!toks || !ids || !errs || !sizes) rc = mo_errorf("out of memory");
+    if (!toks || !ids || !errs) rc = mo_errorf("out of memory");
     if (toks) toks[0] = tok;
     for (int i = 1; i < nth && !rc; i++)
         if (!(toks[i] = tok_clone(tok))) rc = -1;
-    for (size_t i = 0; i < n && !rc; i++) {
-        struct stat st;
-        sizes[i] = stat(inputs.paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
-    }
-    double t0 = now_s(), last = t0;
+    progress pr;
+    progress_start(&pr);
     uint64_t bytes = 0;
-    for (size_t i = 0; i < n && !rc;) {
+    const split_piece *pc = sp.p;
+    for (size_t i = 0; i < sp.n && !rc;) {
         size_t j = i;
         uint64_t batch_bytes = 0;
-        while (j < n && j - i < BATCH_DOCS && sizes[j] <= SEGMENT && batch_bytes + sizes[j] <= BATCH_BYTES)
-            batch_bytes += sizes[j++];
+        while (j < sp.n && j - i < BATCH_DOCS && pc[j].len <= SEGMENT && batch_bytes + pc[j].len <= BATCH_BYTES)
+            batch_bytes += pc[j++].len;
         if (j > i) {
-            rc = encode_batch(toks, w, inputs.paths, is_val, i, j, ids, errs);
-        } else {  // a large document
-            rc = encode_file_streaming(tok, w, inputs.paths[i], is_val[i] ? TOKSET_VAL : TOKSET_TRAIN, &ids[0]);
+            rc = encode_batch(toks, w, inputs.paths, pc, i, j, ids, errs);
+        } else {  // a large piece
+            rc = encode_piece_streaming(tok, w, inputs.paths[pc[i].doc], &pc[i], &ids[0]);
             j = i + 1;
         }
-        for (size_t k2 = i; k2 < j; k2++) bytes += sizes[k2];
+        for (size_t k2 = i; k2 < j; k2++) bytes += pc[k2].len;
         i = j;
-        double t = now_s();
-        if (t - last > 0.5 || i == n) {
-            fprintf(stderr, "\rdata prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain, i, n,
-                    (double)bytes / 1e6, (double)bytes / 1e6 / (t - t0 > 1e-9 ? t - t0 : 1e-9));
-            last = t;
-        }
+        double dt = progress_elapsed(&pr);
+        progress_show(&pr, i == sp.n, "data prepare %s: %zu/%zu documents, %.1f MB, %.1f MB/s", domain,
+                      pc[i - 1].doc + 1, n, (double)bytes / 1e6, (double)bytes / 1e6 / (dt > 1e-9 ? dt : 1e-9));
     }
-    fprintf(stderr, "\n");
+    progress_end(&pr);
     for (int i = 1; toks && i < nth; i++) tok_free(toks[i]);
     for (int b = 0; ids && b < BATCH_DOCS; b++) tok_ids_free(&ids[b]);
-    free(toks), free(ids), free(errs), free(sizes);
+    free(toks), free(ids), free(errs);
     uint64_t tr = w ? tokset_written(w, TOKSET_TRAIN) : 0, va = w ? tokset_written(w, TOKSET_VAL) : 0;
     uint64_t dtr = w ? tokset_documents(w, TOKSET_TRAIN) : 0, dva = w ? tokset_documents(w, TOKSET_VAL) : 0;
     if (rc) {
@@ -284,11 +293,12 @@ static int prepare(int argc, char **argv) {
     } else {
         rc = tokset_finish(w);
     }
+    if (!rc) print_split(&sp, &inputs, frac);
     if (!rc)
         printf("%s: domain %s, train %llu tokens (%llu documents), val %llu tokens (%llu documents), "
                "vocab %d, tokenizer %s\n", out, domain, (unsigned long long)tr, (unsigned long long)dtr,
                (unsigned long long)va, (unsigned long long)dva, tok_vocab_size(tok), tok_hash(tok));
-    free(is_val);
+    split_plan_free(&sp);
     tok_free(tok);
     corpus_files_free(&inputs);
     return rc ? cmd_fail() : 0;

@@ -13,13 +13,13 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
+#include "tools/progress.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char *usage =
     "usage: monolith tokenizer train  --vocab-size N --input FILE|DIR... -o OUT.tiktoken\n"
@@ -139,19 +139,10 @@ static int parse(int argc, char **argv, tok_args *a) {
     return 0;
 }
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// ctx: {start time, time of the last line}. One line every half second, and the last.
-static void progress_line(void *ctx, int done, int wanted) {
-    double *t = ctx, now = mono_now();
-    if (done < wanted && now - t[1] < 0.5) return;
-    t[1] = now;
-    fprintf(stderr, "\rtokenizer train: merges %d/%d  %.1f s", done, wanted, now - t[0]);
-    fflush(stderr);
+// ctx: the progress of the merges (tools/progress.h).
+static void progress_merges(void *ctx, int done, int wanted) {
+    progress *p = ctx;
+    progress_show(p, done == wanted, "tokenizer train: merges %d/%d  %.1f s", done, wanted, progress_elapsed(p));
 }
 
 static int do_train(tok_args *a) {
@@ -182,33 +173,32 @@ static int do_train(tok_args *a) {
         corpus_files_free(&files);
         return cmd_fail();
     }
-    double t0 = mono_now(), shown = 0;
+    progress pr;
+    progress_start(&pr);
     for (size_t i = 0; i < files.n; i++) {
         if (bpe_trainer_add_file(tr, files.paths[i])) {
             bpe_trainer_free(tr);
             corpus_files_free(&files);
             return cmd_fail();
         }
-        if (mono_now() - shown > 0.5 || i + 1 == files.n) {
-            shown = mono_now();
-            fprintf(stderr, "\rtokenizer train: read %zu/%zu files, %.1f MB, %zu unique pieces", i + 1, files.n,
-                    (double)bpe_trainer_bytes(tr) / 1e6, bpe_trainer_pieces(tr));
-        }
+        progress_show(&pr, i + 1 == files.n, "tokenizer train: read %zu/%zu files, %.1f MB, %zu unique pieces  %.1f s",
+                      i + 1, files.n, (double)bpe_trainer_bytes(tr) / 1e6, bpe_trainer_pieces(tr),
+                      progress_elapsed(&pr));
     }
     corpus_files_free(&files);
-    double t1 = mono_now();
-    fprintf(stderr, "  (%.1f s)\n", t1 - t0);
+    progress_end(&pr);
+    double t_read = progress_elapsed(&pr);
     int n_ranks = 0;
-    double pt[2] = {t1, 0};
-    if (bpe_train_run(tr, (int)a->vocab_size, 1, progress_line, pt, &n_ranks) ||
-        bpe_trainer_write(tr, a->output)) {
-        fprintf(stderr, "\n");
+    progress pm;
+    progress_start(&pm);
+    int rc = bpe_train_run(tr, (int)a->vocab_size, 1, progress_merges, &pm, &n_ranks);
+    progress_end(&pm);
+    if (rc || bpe_trainer_write(tr, a->output)) {
         bpe_trainer_free(tr);
         return cmd_fail();
     }
-    double t2 = mono_now();
-    fprintf(stderr, "\ntokenizer train: %d ranks + <|endoftext|> = vocab size %d -> %s (%.1f s in all)\n", n_ranks,
-            n_ranks + 1, a->output, t2 - t0);
+    fprintf(stderr, "tokenizer train: %d ranks + <|endoftext|> = vocab size %d -> %s (%.1f s in all)\n", n_ranks,
+            n_ranks + 1, a->output, t_read + progress_elapsed(&pm));
     if (n_ranks + 1 < a->vocab_size)
         fprintf(stderr, "tokenizer train: note: the corpus ran out of pairs to merge before --vocab-size %ld\n",
                 a->vocab_size);

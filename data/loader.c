@@ -3,6 +3,7 @@
 
 #include "data/tokens.h"
 #include "engine/base/error.h"
+#include "engine/base/hash.h"
 #include "engine/base/rng.h"
 
 #include <errno.h>
@@ -157,18 +158,52 @@ static void copy_window(const tokset_split *s, uint64_t off, int len, int *dst) 
     }
 }
 
+// One row's draws: the domain, then the window's offset (two numbers from the rng).
+static const tokset_split *draw_row(loader *l, int *d_out, uint64_t *off) {
+    double u = mo_rng_uniform(&l->rng);
+    int d = 0;
+    while (d < l->n - 1 && u >= l->cum[d]) d++;
+    const tokset_split *s = &l->d[d].train;
+    *off = mo_rng_below(&l->rng, s->n - (uint64_t)(l->T + 1) + 1);
+    *d_out = d;
+    return s;
+}
+
 void loader_next(loader *l, int *tokens, int *domains) {
     int W = l->T + 1;
     for (int b = 0; b < l->B; b++) {
-        double u = mo_rng_uniform(&l->rng);
-        int d = 0;
-        while (d < l->n - 1 && u >= l->cum[d]) d++;
-        const tokset_split *s = &l->d[d].train;
-        uint64_t off = mo_rng_below(&l->rng, s->n - (uint64_t)W + 1);
+        int d;
+        uint64_t off;
+        const tokset_split *s = draw_row(l, &d, &off);
         copy_window(s, off, W, tokens + (size_t)b * W);
         if (domains) domains[b] = d;
     }
     l->batches++;
+}
+
+void loader_skip(loader *l, uint64_t batches) {
+    for (uint64_t k = 0; k < batches; k++) {
+        for (int b = 0; b < l->B; b++) {
+            int d;
+            uint64_t off;
+            draw_row(l, &d, &off);
+        }
+        l->batches++;
+    }
+}
+
+uint64_t loader_hash(const loader *l, uint64_t h) {
+    for (int i = 0; i < l->n; i++) {
+        const domain *d = &l->d[i];
+        h = mo_hash(h, d->name, strlen(d->name) + 1);
+        h = mo_hash(h, &d->weight, sizeof d->weight);
+        const tokset_split *sp[2] = {&d->train, &d->val};
+        for (int k = 0; k < 2; k++) {
+            h = mo_hash(h, &sp[k]->n, sizeof sp[k]->n);
+            h = mo_hash(h, sp[k]->data, sp[k]->n * (uint64_t)sp[k]->width);
+        }
+    }
+    return mo_hash(h, l->hash, strlen(l->hash));
 }
 
 void loader_get_state(const loader *l, loader_state *s) {

@@ -69,6 +69,16 @@ uint64_t loader_train_tokens(const loader *l, int d);
 // be NULL) with the next training batch. Never fails.
 void loader_next(loader *l, int *tokens, int *domains);
 
+// Advances past `batches` training batches exactly as that many loader_next calls would
+// (same draws), without copying tokens: a data-parallel rank skips the micro-batches of
+// the global batch that other ranks train on, so every rank's stream stays the one
+// stream of a single process (train/dist.h).
+void loader_skip(loader *l, uint64_t batches);
+
+// Continues hash h (engine/base/hash.h) over what the loader serves: every domain's
+// name, weight and train and val tokens, and the tokenizer hash.
+uint64_t loader_hash(const loader *l, uint64_t h);
+
 void loader_get_state(const loader *l, loader_state *s);
 void loader_set_state(loader *l, const loader_state *s);
 

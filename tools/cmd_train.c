@@ -2,6 +2,7 @@
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
+#include "engine/comm.h"
 #include "kernels/threads.h"
 #include "train/evaluate.h"
 #include "train/options.h"
@@ -105,8 +106,9 @@ int cmd_train(int argc, char **argv) {
     }
     trainer *t = trainer_open(&o);
     if (!t) return cmd_fail();
-    if (*trainer_note(t)) fprintf(stderr, "%s\n", trainer_note(t));
-    fprintf(stderr, "%s\n", trainer_summary(t));
+    const int quiet = comm_rank() != 0;  // under mpirun rank 0 reports; errors come from every rank
+    if (!quiet && *trainer_note(t)) fprintf(stderr, "%s\n", trainer_note(t));
+    if (!quiet) fprintf(stderr, "%s\n", trainer_summary(t));
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -125,8 +127,12 @@ int cmd_train(int argc, char **argv) {
         trainer_close(t);
         return 1;
     }
-    if (rc == 1) fprintf(stderr, "stopped by a signal; continue with: monolith train --resume %s\n", trainer_out(t));
-    else fprintf(stderr, "done: %s/latest.h5, metrics in %s/metrics.jsonl\n", trainer_out(t), trainer_out(t));
+    if (quiet) {
+    } else if (rc == 1) {
+        fprintf(stderr, "stopped by a signal; continue with: monolith train --resume %s\n", trainer_out(t));
+    } else {
+        fprintf(stderr, "done: %s/latest.h5, metrics in %s/metrics.jsonl\n", trainer_out(t), trainer_out(t));
+    }
     trainer_close(t);
     return rc == 1 ? 130 : 0;
 }

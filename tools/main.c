@@ -2,6 +2,7 @@
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
+#include "engine/comm.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,9 @@ static const command commands[] = {
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
 int cmd_fail(void) {
-    fprintf(stderr, "monolith: %s\n", mo_error());
+    // Under mpirun every rank's errors reach the terminal, each saying which rank it is.
+    if (comm_size() > 1) fprintf(stderr, "monolith (rank %d of %d): %s\n", comm_rank(), comm_size(), mo_error());
+    else fprintf(stderr, "monolith: %s\n", mo_error());
     return 1;
 }
 
@@ -25,7 +28,7 @@ static void usage(FILE *out) {
     fprintf(out, "  %-12s %s\n", "--version", "print the version");
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -43,4 +46,14 @@ int main(int argc, char **argv) {
         if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "monolith: unknown command '%s'; run 'monolith help' for the list\n", name);
     return 2;
+}
+
+// MPI starts only under a launcher (engine/comm.h). A rank that fails ends the whole job
+// (comm_abort), so the others never wait in a collective for it.
+int main(int argc, char **argv) {
+    if (comm_init(&argc, &argv)) return cmd_fail();
+    int rc = run(argc, argv);
+    if (rc && comm_size() > 1) comm_abort(rc);
+    comm_finalize();
+    return rc;
 }

@@ -19,6 +19,13 @@ double grad_global_norm(const float *grads, const adamw_range *ranges, size_t n_
 // gradients in the ranges by max_norm / norm (norm + 1e-6, as PyTorch's
 // clip_grad_norm_). A non-finite norm leaves the gradients as they are. Returns the norm
 // before clipping.
+// The clip factor max_norm / (norm + 1e-6) when max_norm > 0 and a finite norm exceeds
+// it, else 1.
+float grad_clip_factor(double norm, double max_norm);
+
+// Multiplies the gradients in the ranges by scale (nothing when scale is 1).
+void grad_scale(float *grads, const adamw_range *ranges, size_t n_ranges, float scale);
+
 double grad_clip(float *grads, const adamw_range *ranges, size_t n_ranges, double max_norm, double *partial);
 
 #endif

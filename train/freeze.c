@@ -182,7 +182,7 @@ int freeze_parse(const mo_param_table *pt, const char *spec, train_mask *out) {
     // Each span splits at most len/CHUNK + 1 times, plus once per tensor boundary, and the
     // spans are disjoint, so all of them cross at most pt->n boundaries together.
     size_t cap = (size_t)pt->n + 1;
-    for (size_t i = 0; i < m; i++) cap += s.v[i].len / FREEZE_CHUNK + 1;
+    for (size_t i = 0; i < m; i++) cap += s.v[i].len / FREEZE_CHUNK + 2;
     out->r = malloc(cap * sizeof *out->r);
     if (!out->r) {
         mo_errorf("out of memory building the --train mask");
@@ -193,7 +193,11 @@ int freeze_parse(const mo_param_table *pt, const char *spec, train_mask *out) {
         while (a < end) {
             const mo_tensor *t = &pt->t[tensor_of(pt, a)];
             size_t b = t->offset + t->numel < end ? t->offset + t->numel : end;
-            if (b - a > FREEZE_CHUNK) b = a + FREEZE_CHUNK;
+            // Chunks end at multiples of FREEZE_CHUNK of the arena, so a range never
+            // straddles an optimizer shard's edge (train/dist.h) and every way of
+            // splitting the arena sums the same per-range norms.
+            size_t edge = (a / FREEZE_CHUNK + 1) * FREEZE_CHUNK;
+            if (b > edge) b = edge;
             out->r[out->n++] = (adamw_range){.offset = a, .length = b - a, .decay = !t->is_norm};
             out->numel += b - a;
             a = b;

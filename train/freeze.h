@@ -28,12 +28,13 @@
 
 #include <stddef.h>
 
-// Ranges longer than this are split so that parallel loops over ranges balance.
+// Ranges are split at every multiple of this arena offset, so that parallel loops over
+// ranges balance and no range crosses a shard edge of the sharded optimizer.
 #define FREEZE_CHUNK ((size_t)1 << 15)
 
 typedef struct {
     adamw_range *r;     // sorted by offset, disjoint, each inside one tensor (decay = !is_norm)
-    size_t n;           // and at most FREEZE_CHUNK long
+    size_t n;           // and inside one FREEZE_CHUNK-aligned chunk of the arena
     size_t numel;       // trainable parameters in all
 } train_mask;
 

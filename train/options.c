@@ -59,6 +59,7 @@ static const opt_def opts[] = {
     {"out", OT_STR, S(out), 0, "DIR", "run folder: checkpoints, metrics.jsonl, run.ini"},
     {"threads", OT_INT, F(threads), 0, 0, "N", "threads (0: one per core; --resume: the run's own unless given) [one per core]"},
     {"precision", OT_STR, S(precision), 0, "P", "GEMM compute: fp32, or bf16 (fp32 master weights and accumulation; needs AVX512_BF16)"},
+    {"shard-optimizer", OT_FLAG, F(shard_optimizer), 0, 0, 0, "under mpirun: each rank keeps AdamW's m and v of 1/N of the parameters (ZeRO-1)"},
 };
 #undef F
 #undef S
@@ -272,11 +273,7 @@ int train_opts_load_ini_text(train_opts *o, const char *text, const char *origin
     return parse_ini(&c);
 }
 
-int train_opts_write_ini(const train_opts *o, const char *path) {
-    char tmp[TRAIN_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mo_errorf("%s: cannot write: %s", tmp, strerror(errno));
+void train_opts_write(const train_opts *o, FILE *f) {
     fprintf(f, "# written by monolith train; read back by --resume and usable as --config\n[train]\n");
     for (int i = 0; i < N_OPTS; i++) {
         const opt_def *d = &opts[i];
@@ -303,6 +300,14 @@ int train_opts_write_ini(const train_opts *o, const char *path) {
     }
     if (o->n_overrides) fprintf(f, "\n[model]\n");
     for (int k = 0; k < o->n_overrides; k++) fprintf(f, "%s = %s\n", o->overrides[k].name, o->overrides[k].value);
+}
+
+int train_opts_write_ini(const train_opts *o, const char *path) {
+    char tmp[TRAIN_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return mo_errorf("%s: cannot write: %s", tmp, strerror(errno));
+    train_opts_write(o, f);
     int bad = ferror(f);
     bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
     bad |= fclose(f) != 0;

@@ -56,6 +56,7 @@ typedef struct {
     char out[TRAIN_PATH_MAX];
     int threads;
     char precision[8];  // fp32 or bf16 (engine/model.h model_set_precision)
+    int shard_optimizer;  // under mpirun: AdamW's m and v sharded over the ranks (train/dist.h)
 } train_opts;
 
 void train_opts_defaults(train_opts *o);
@@ -84,6 +85,8 @@ int train_opts_parse(train_opts *o, int argc, char **argv);
 // Writes every option (but config and resume) as an INI file that train_opts_load_ini
 // reads back to the same values (reals with 17 digits). Atomic (PATH.tmp, rename).
 int train_opts_write_ini(const train_opts *o, const char *path);
+// The same text to an open stream.
+void train_opts_write(const train_opts *o, FILE *f);
 
 // The flag list with defaults and help, for --help.
 void train_opts_usage(FILE *out);

@@ -34,7 +34,8 @@ int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, 
         h5_attr_set_f64(f, g, "beta1", st->opt.beta1) || h5_attr_set_f64(f, g, "beta2", st->opt.beta2) ||
         h5_attr_set_f64(f, g, "eps", st->opt.eps) || h5_attr_set_f64(f, g, "weight_decay", st->opt.weight_decay) ||
         h5_attr_set_f64(f, g, "clip", st->clip) || h5_attr_set_u64s(f, g, "seed", &st->seed, 1) ||
-        h5_attr_set_str(f, g, "train_mask", st->mask) ||
+        h5_attr_set_str(f, g, "train_mask", st->mask) || h5_attr_set_i64(f, g, "ranks", st->ranks) ||
+        h5_attr_set_i64(f, g, "micro_batches", st->micro_batches) ||
         (options_ini && h5_attr_set_str(f, g, "options", options_ini)))
         goto err;
     return h5_finish(f, path);
@@ -77,6 +78,11 @@ int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, 
         h5_attr_get_f64(f, g, "beta2", &st->opt.beta2) || h5_attr_get_f64(f, g, "eps", &st->opt.eps) ||
         h5_attr_get_f64(f, g, "weight_decay", &st->opt.weight_decay) || h5_attr_get_f64(f, g, "clip", &st->clip) ||
         h5_attr_get_u64s(f, g, "seed", &st->seed, 1) || h5_attr_get_str(f, g, "train_mask", st->mask, sizeof st->mask))
+        goto err;
+    // Checkpoints from before distributed training: one process; micro-batches from run.ini.
+    st->ranks = 1;
+    if ((h5_attr_exists(f, g, "ranks") > 0 && h5_attr_get_i64(f, g, "ranks", &st->ranks)) ||
+        (h5_attr_exists(f, g, "micro_batches") > 0 && h5_attr_get_i64(f, g, "micro_batches", &st->micro_batches)))
         goto err;
     if (st->step < 0 || st->step > st->sched.total) {
         mo_errorf("%s: /train step %lld is outside the run's %lld steps", path, (long long)st->step,

@@ -23,6 +23,8 @@ typedef struct {
     double clip;
     uint64_t seed;
     char mask[256];         // --train
+    int64_t ranks;          // processes that trained the last step (1 without mpirun)
+    int64_t micro_batches;  // micro-batches per step over all ranks (ranks x --grad-accum); 0: not stored
 } train_state;
 
 // Writes ck (model, config, experts, tokenizer), m and v (arenas of ck's table) and `st`

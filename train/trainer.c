@@ -5,12 +5,15 @@
 #include "data/tokenizer_h5.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
+#include "engine/base/hash.h"
 #include "engine/base/rng.h"
 #include "engine/checkpoint.h"
+#include "engine/comm.h"
 #include "engine/model.h"
 #include "kernels/roofline.h"
 #include "kernels/threads.h"
 #include "train/clip.h"
+#include "train/dist.h"
 #include "train/evaluate.h"
 #include "train/freeze.h"
 #include "train/metrics.h"
@@ -31,8 +34,11 @@
 struct trainer {
     train_opts o;
     mo_checkpoint ck;        // config, table, parameters, experts, tokenizer
-    float *grads, *m, *v;    // arenas of ck.table
-    double *partial;         // [mask.n] clip scratch
+    float *grads;            // arena of ck.table
+    float *m, *v;            // resumed: the checkpoint's whole moments until allocate() hands them to dist
+    dist_opt dist;           // AdamW state and the data-parallel step (train/dist.h; one rank: plain)
+    int rank, ranks;         // engine/comm.h; only rank 0 writes files and calls the hooks
+    double *mb_loss;         // [ranks * grad_accum * 5] loss terms of every micro-batch of a step
     train_mask mask;
     schedule sched;
     adamw_step opt;
@@ -253,9 +259,13 @@ static int allocate(trainer *t) {
     if (check_memory(&pt->cfg, o)) return -1;  // --resume and --init reach here first
     const size_t N = (size_t)o->batch * o->seq;
     if (!t->grads) t->grads = params_arena_alloc(pt);
-    if (!t->m) t->m = params_arena_alloc(pt);
-    if (!t->v) t->v = params_arena_alloc(pt);
-    t->partial = calloc(t->mask.n + 1, sizeof *t->partial);
+    if (!t->grads || dist_opt_init(&t->dist, pt->numel, &t->mask, o->shard_optimizer)) return -1;
+    if (t->m) {  // resumed: keep this rank's part
+        dist_load_moments(&t->dist, t->m, t->v);
+        free(t->m), free(t->v);
+        t->m = t->v = NULL;
+    }
+    t->mb_loss = calloc((size_t)t->ranks * o->grad_accum * 5, sizeof *t->mb_loss);
     t->tokens = malloc(N * sizeof *t->tokens);
     t->targets = malloc(N * sizeof *t->targets);
     t->window = malloc((size_t)o->batch * (o->seq + 1) * sizeof *t->window);
@@ -265,7 +275,7 @@ static int allocate(trainer *t) {
     t->val_counts = calloc((size_t)o->n_data * (t->n_moe + 1) * pt->cfg.n_experts, sizeof *t->val_counts);
     t->counts = calloc((size_t)(t->n_moe + 1) * (size_t)pt->cfg.n_experts, sizeof *t->counts);
     if (o->route_by_domain) t->forced = malloc(N * sizeof *t->forced);
-    if (!t->grads || !t->m || !t->v || !t->partial || !t->tokens || !t->targets || !t->window || !t->domain ||
+    if (!t->mb_loss || !t->tokens || !t->targets || !t->window || !t->domain ||
         !t->val_loss || !t->val_tokens || !t->val_counts || !t->counts || (o->route_by_domain && !t->forced))
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
@@ -298,14 +308,16 @@ static int open_resume(trainer *t, const train_opts *cli) {
         return mo_errorf("--resume %s: no run.ini there (not a run folder of monolith train)", dir);
     // Nothing in the folder changes before its lock is ours: another process may be
     // running it (train/run_lock.h).
-    if (run_lock_acquire(dir, &t->lock)) return mo_errorf("--resume: %s", mo_error());
+    // Under MPI rank 0 alone writes the folder, so it alone takes the lock and cleans up.
+    const int owner = comm_rank() == 0;
+    if (owner && run_lock_acquire(dir, &t->lock)) return mo_errorf("--resume: %s", mo_error());
     train_opts_defaults(&t->o);
     t->o.router_ce = 0;  // a run.ini without the key predates --router-ce: that run trained without it
     if (train_opts_load_ini(&t->o, ini)) return -1;
     snprintf(t->o.out, sizeof t->o.out, "%s", dir);
     if (cli->threads >= 0) t->o.threads = cli->threads;  // else the count the run used (run.ini)
     rundir_state state;
-    if (rundir_state_of(dir, &state) || rundir_clean_tmp(dir)) return -1;
+    if (rundir_state_of(dir, &state) || (owner && rundir_clean_tmp(dir))) return -1;
     if (state != RUNDIR_CHECKPOINTED) {
         // Stopped before its first save: nothing to resume, so start it again from step 0
         // with its own settings (its tokenizer file included).
@@ -329,6 +341,57 @@ static int open_resume(trainer *t, const train_opts *cli) {
     if (t->st.sched.total != t->o.steps)
         return mo_errorf("--resume: %s is from a run of %lld steps but %s says %lld", path,
                          (long long)t->st.sched.total, ini, (long long)t->o.steps);
+    // The global batch is the same whatever the number of ranks: its micro-batches are
+    // re-split, grad_accum = micro-batches / ranks (the loader's one stream gives every
+    // micro-batch the windows it had; train/dist.h).
+    int64_t micro = t->st.micro_batches ? t->st.micro_batches : t->st.ranks * t->o.grad_accum;
+    if (micro % comm_size())
+        return mo_errorf("--resume %s: the run has %lld micro-batches per step (%lld ranks x --grad-accum %lld) and "
+                         "%d ranks cannot split them evenly; resume with a number of ranks that divides %lld",
+                         dir, (long long)micro, (long long)t->st.ranks, (long long)(micro / t->st.ranks),
+                         comm_size(), (long long)micro);
+    t->o.grad_accum = (int)(micro / comm_size());
+    return 0;
+}
+
+// Under MPI every rank must train the same model on the same data with the same
+// options; a rank started with another data file, config, tokenizer or binary would
+// silently train something else. Each rank hashes its inputs (engine/base/hash.h) and
+// all compare with rank 0's before any work.
+static int check_same_inputs(trainer *t) {
+    if (t->ranks == 1) return 0;
+    enum { K = 4 };
+    static const char *what[K] = {"options (run.ini, paths aside) and tokenizer", "initial model parameters",
+                                  "training data (names, weights and tokens of every --data)", "binary"};
+    uint64_t mine[K], *all = malloc(sizeof *all * K * (size_t)t->ranks);
+    if (!all) return mo_errorf("out of memory");
+    train_opts o = t->o;  // paths may differ between machines; the contents are compared
+    for (int i = 0; i < o.n_data; i++) o.data[i].path[0] = 0;
+    o.init[0] = o.tokenizer[0] = o.out[0] = 0;
+    o.threads = 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return free(all), mo_errorf("out of memory");
+    train_opts_write(&o, f);
+    fprintf(f, "tokenizer %s\n", tok_hash(t->tok));
+    fclose(f);
+    mine[0] = mo_hash(MO_HASH_INIT, text, len);
+    free(text);
+    mine[1] = mo_hash(MO_HASH_INIT, t->ck.params, t->ck.table.numel * sizeof *t->ck.params);
+    mine[2] = loader_hash(t->ld, MO_HASH_INIT);
+    mine[3] = mo_hash_file(MO_HASH_INIT, "/proc/self/exe");
+    if (comm_allgather_u64(mine, all, K)) return free(all), -1;
+    for (int r = 1; r < t->ranks; r++)
+        for (int k = 0; k < K; k++)
+            if (all[(size_t)r * K + k] != all[k]) {
+                mo_errorf("rank %d's %s differ from rank 0's (hash %016llx, rank 0: %016llx); every rank must run the "
+                          "same monolith with the same options and the same files",
+                          r, what[k], (unsigned long long)all[(size_t)r * K + k], (unsigned long long)all[k]);
+                free(all);
+                return -1;
+            }
+    free(all);
     return 0;
 }
 
@@ -365,6 +428,7 @@ trainer *trainer_open(const train_opts *cli) {
         t->o = *cli;
     }
     train_opts *o = &t->o;
+    t->rank = comm_rank(), t->ranks = comm_size();
     if (validate_numbers(o)) goto err;
     o->warmup = train_opts_warmup(o);  // run.ini records the number the run used
     schedule_kind kind;
@@ -417,7 +481,8 @@ trainer *trainer_open(const train_opts *cli) {
         mo_errorf("--resume: the checkpoint was trained with --train %s but run.ini says %s", t->st.mask, o->train);
         goto err;
     }
-    if (!resume && !t->restart && claim_new_folder(t)) goto err;
+    // Under MPI rank 0 claims the folder after every rank's inputs proved the same (below).
+    if (!resume && !t->restart && t->ranks == 1 && claim_new_folder(t)) goto err;
 
     // Work starts here: loading data and allocating.
     loader_opts lo = {.batch = o->batch, .seq_len = o->seq, .seed = o->seed, .expected_hash = tok_hash(t->tok),
@@ -425,6 +490,8 @@ trainer *trainer_open(const train_opts *cli) {
     t->ld = loader_open(o->data, o->n_data, &lo);
     if (!t->ld) goto err;
     for (int i = 0; i < o->n_data; i++) t->names[i] = loader_domain(t->ld, i);
+    if (check_same_inputs(t)) goto err;
+    if (!resume && !t->restart && t->ranks > 1 && t->rank == 0 && claim_new_folder(t)) goto err;
     if (o->route_by_domain && route_map(&t->ck.experts, c->n_experts, o->n_data, t->names, t->expert_of)) goto err;
     if (allocate(t)) goto err;
     if (resume) {
@@ -444,7 +511,7 @@ trainer *trainer_open(const train_opts *cli) {
 
     char ini[TRAIN_PATH_MAX + 16];
     snprintf(ini, sizeof ini, "%s/run.ini", o->out);
-    if (!resume) {
+    if (!resume && t->rank == 0) {
         // Absolute paths, so that --resume works from any folder.
         train_opts abs = *o;
         char buf[PATH_MAX];
@@ -455,16 +522,22 @@ trainer *trainer_open(const train_opts *cli) {
         abs.threads = threads_count();  // --resume continues with the same count (same sums)
         if (train_opts_write_ini(&abs, ini)) goto err;
     }
-    t->options_ini = read_text(ini);
-    if (metrics_open(&t->metrics, o->out, resume ? t->st.step : -1)) goto err;
+    if (t->rank == 0) {
+        t->options_ini = read_text(ini);
+        if (metrics_open(&t->metrics, o->out, resume ? t->st.step : -1)) goto err;
+    }
 
-    size_t tps = (size_t)o->grad_accum * o->batch * o->seq;
+    size_t tps = (size_t)t->ranks * o->grad_accum * o->batch * o->seq;
+    char ranks[160] = "";
+    if (t->ranks > 1)
+        snprintf(ranks, sizeof ranks, "%d ranks x ", t->ranks);
     snprintf(t->summary, sizeof t->summary,
              "%s: %zu parameters (%zu active per token), training %zu (%s); %d domain%s; %zu tokens/step "
-             "(%d x %d x %d); %s step %lld of %lld; %d threads; run folder %s",
+             "(%s%d x %d x %d); %s step %lld of %lld; %s%d threads%s; run folder %s",
              *o->preset ? o->preset : "init", params_count_total(&t->ck.table), params_count_active(&t->ck.table),
-             t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, o->grad_accum, o->batch, o->seq,
-             resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, threads_count(), o->out);
+             t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, ranks, o->grad_accum, o->batch,
+             o->seq, resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, ranks,
+             threads_count(), t->dist.shard ? ", optimizer sharded" : "", o->out);
     return t;
 err:
     trainer_close(t);
@@ -484,7 +557,8 @@ void trainer_close(trainer *t) {
     tok_free(t->tok);
     train_mask_free(&t->mask);
     ckpt_free(&t->ck);
-    free(t->grads), free(t->m), free(t->v), free(t->partial), free(t->tokens), free(t->targets), free(t->window);
+    dist_opt_free(&t->dist);
+    free(t->grads), free(t->m), free(t->v), free(t->mb_loss), free(t->tokens), free(t->targets), free(t->window);
     free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
     run_lock_release(&t->lock);  // last: everything of the run is written and closed
     free(t);
@@ -507,6 +581,24 @@ static void split_window(trainer *t) {
 
 static int all_finite(const float *x, size_t n);
 
+// Every rank ends each step with the same parameters (train/dist.h); before a save the
+// ranks compare a hash of them, so a divergence stops the run instead of being saved.
+static int check_same_params(trainer *t) {
+    if (t->ranks == 1) return 0;
+    uint64_t h = mo_hash(MO_HASH_INIT, t->ck.params, t->ck.table.numel * sizeof *t->ck.params), *all;
+    if (!(all = malloc(sizeof *all * (size_t)t->ranks))) return mo_errorf("out of memory");
+    if (comm_allgather_u64(&h, all, 1)) return free(all), -1;
+    for (int r = 1; r < t->ranks; r++)
+        if (all[r] != all[0]) {
+            free(all);
+            return mo_errorf("step %lld: rank %d's parameters differ from rank 0's; not saved (a bug: please report "
+                             "it with the run's options)",
+                             (long long)t->st.step, r);
+        }
+    free(all);
+    return 0;
+}
+
 static int save(trainer *t, const train_hooks *h) {
     char path[TRAIN_PATH_MAX + 32];
     if (!all_finite(t->ck.params, t->ck.table.numel))  // never write a checkpoint no reader would take
@@ -515,7 +607,23 @@ static int save(trainer *t, const train_hooks *h) {
                          (long long)t->st.step, t->o.out);
     rundir_ckpt_path(t->o.out, t->st.step, path, sizeof path);
     get_loader_state(t->ld, t->st.loader, &t->st.n_loader);
-    if (train_state_save(path, &t->ck, t->m, t->v, &t->st, t->options_ini)) {
+    t->st.ranks = t->ranks;
+    t->st.micro_batches = (int64_t)t->ranks * t->o.grad_accum;
+    if (check_same_params(t)) return -1;
+    // One file, written by rank 0: sharded moments are gathered to it first.
+    float *m = t->dist.m, *v = t->dist.v;
+    if (t->dist.shard) {
+        m = v = NULL;
+        if (t->rank == 0 && (!(m = params_arena_alloc(&t->ck.table)) || !(v = params_arena_alloc(&t->ck.table)))) {
+            free(m), free(v);
+            return mo_errorf("out of memory gathering the optimizer state for the checkpoint");
+        }
+        if (dist_gather_moments(&t->dist, m, v)) return free(m), free(v), -1;
+    }
+    if (t->rank != 0) return 0;
+    int rc = train_state_save(path, &t->ck, m, v, &t->st, t->options_ini);
+    if (t->dist.shard) free(m), free(v);
+    if (rc) {
         // Disk full, quota, I/O error: the save left nothing behind (h5_finish), so say
         // which checkpoint the run can go on from.
         char why[1024];
@@ -571,41 +679,81 @@ static int64_t fault_nan_step(void) {
     return s ? strtoll(s, NULL, 10) : -1;
 }
 
+// One step's micro-batches on this rank: the global batch is ranks x A micro-batches of
+// the loader's one stream, rank r training numbers r*A .. r*A + A - 1 and skipping the
+// rest, so every rank's loader ends the step in the same state and the windows are those
+// of one process with --grad-accum ranks x A. Loss terms of micro-batch a go to
+// t->mb_loss[(r*A + a)*5 ..]; gradients are scaled by 1 / (ranks x A).
+static int micro_batches(trainer *t) {
+    const int A = t->o.grad_accum, AG = t->ranks * A, E = t->ck.table.cfg.n_experts;
+    memset(t->mb_loss, 0, (size_t)AG * 5 * sizeof *t->mb_loss);
+    loader_skip(t->ld, (uint64_t)t->rank * A);
+    for (int a = 0; a < A; a++) {
+        loader_next(t->ld, t->window, t->domain);
+        split_window(t);
+        if (model_forward(&t->model, t->ck.params, t->tokens, t->targets)) return -1;
+        const mo_model *m = &t->model;
+        double *l = t->mb_loss + ((size_t)t->rank * A + a) * 5;
+        l[0] = m->loss / AG, l[1] = m->ce / AG, l[2] = m->aux / AG, l[3] = m->z / AG, l[4] = m->router_ce / AG;
+        if (!isfinite(m->loss)) return 0;  // the step is refused below; nothing else to compute
+        if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)AG)) return -1;
+        for (int l2 = 0; l2 < t->n_moe; l2++)
+            for (int e = 0; e < E; e++)
+                t->counts[(size_t)l2 * E + e] += t->model.layer[t->moe_layer[l2]].stats.counts[e];
+    }
+    loader_skip(t->ld, (uint64_t)(t->ranks - 1 - t->rank) * A);
+    return 0;
+}
+
 int trainer_run(trainer *t, const train_hooks *h) {
     const train_opts *o = &t->o;
-    const int A = o->grad_accum, E = t->ck.table.cfg.n_experts;
+    const int A = o->grad_accum, AG = t->ranks * A, E = t->ck.table.cfg.n_experts;
     const size_t numel = t->ck.table.numel;
-    const int64_t tokens_per_step = (int64_t)A * o->batch * o->seq;
+    const int64_t tokens_per_step = (int64_t)AG * o->batch * o->seq;
     const int64_t fault = fault_nan_step();
     uint64_t loader_before[TRAIN_LOADER_STATE_MAX];
     int n_before = 0;
     double t0 = now_seconds();
     int64_t first = t->st.step;
+    if (t->rank != 0) h = &(train_hooks){.stop = h ? h->stop : NULL};  // only rank 0 reports
+    double *mine = NULL;
+    if (t->ranks > 1 && !(mine = malloc((size_t)A * 5 * sizeof *mine))) return mo_errorf("out of memory");
 
     while (t->st.step < o->steps) {
-        if (h && h->stop && *h->stop) return save(t, h) ? -1 : 1;
+        int stop = h && h->stop && *h->stop;
+        if (t->ranks > 1 && comm_allreduce_max_int(&stop)) goto fail;  // all ranks stop at the same step
+        if (stop) {
+            free(mine);
+            return save(t, h) ? -1 : 1;
+        }
         double ts = now_seconds();
         get_loader_state(t->ld, loader_before, &n_before);
         double lr = schedule_lr(&t->sched, t->st.step);
         memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
-        double loss = 0, ce = 0, aux = 0, z = 0, rce = 0;
-        for (int a = 0; a < A; a++) {
-            loader_next(t->ld, t->window, t->domain);
-            split_window(t);
-            if (model_forward(&t->model, t->ck.params, t->tokens, t->targets)) return -1;
-            loss += t->model.loss / A, ce += t->model.ce / A, aux += t->model.aux / A, z += t->model.z / A;
-            rce += t->model.router_ce / A;
-            if (!isfinite(t->model.loss)) break;
-            if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)A)) return -1;
-            for (int l = 0; l < t->n_moe; l++)
-                for (int e = 0; e < E; e++)
-                    t->counts[(size_t)l * E + e] += t->model.layer[t->moe_layer[l]].stats.counts[e];
+        if (micro_batches(t)) goto fail;
+        if (t->ranks > 1) {  // the whole global batch's loss terms, on every rank
+            memcpy(mine, t->mb_loss + (size_t)t->rank * A * 5, (size_t)A * 5 * sizeof *mine);
+            if (comm_allgather_f64(mine, t->mb_loss, (size_t)A * 5) ||
+                comm_allreduce_i64(t->counts, (size_t)t->n_moe * E))
+                goto fail;
         }
-        if (t->st.step + 1 == fault) t->grads[0] = NAN;
-        double norm = grad_clip(t->grads, t->mask.r, t->mask.n, o->clip, t->partial);
+        // Summed in the global micro-batch order: the numbers one process with --grad-accum AG adds.
+        double loss = 0, ce = 0, aux = 0, z = 0, rce = 0, norm = 0;
+        for (int g = 0; g < AG; g++) {
+            const double *l = t->mb_loss + (size_t)g * 5;
+            loss += l[0], ce += l[1], aux += l[2], z += l[3], rce += l[4];
+        }
+        if (isfinite(loss)) {
+            if (dist_sync_grads(&t->dist, t->grads)) goto fail;
+            if (t->st.step + 1 == fault && t->dist.lo == 0) t->grads[0] = NAN;
+            int err;
+            norm = dist_clip(&t->dist, t->grads, o->clip, &err);
+            if (err) goto fail;
+        }
         if (!isfinite(loss) || !isfinite(norm)) {
             // Nothing of this step has been applied: the state is step `step`'s.
+            free(mine);
             const char *what = !isfinite(loss) ? "loss" : "gradient norm";
             double bad = !isfinite(loss) ? loss : norm;
             if (!all_finite(t->ck.params, numel))
@@ -622,26 +770,33 @@ int trainer_run(trainer *t, const train_hooks *h) {
         }
         t->opt.lr = lr;
         t->opt.t = t->st.step + 1;
-        adamw_apply(t->ck.params, t->grads, t->m, t->v, t->mask.r, t->mask.n, &t->opt);
+        if (dist_apply(&t->dist, t->ck.params, t->grads, &t->opt)) goto fail;
         t->st.step++;
         t->st.tokens_seen += tokens_per_step;
 
         double now = now_seconds(), dt = now - ts, el = now - t0;
-        train_progress p = {.step = t->st.step, .total = o->steps, .tokens_seen = t->st.tokens_seen, .loss = loss,
-                            .ce = ce, .aux = aux, .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm,
-                            .tokens_per_s = dt > 0 ? tokens_per_step / dt : 0, .elapsed_s = el};
-        p.eta_s = el / (double)(t->st.step - first) * (double)(o->steps - t->st.step);
-        metrics_step ms = {.step = t->st.step, .tokens_seen = t->st.tokens_seen, .loss = loss, .ce = ce, .aux = aux,
-                           .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm, .tokens_per_s = p.tokens_per_s,
-                           .elapsed_s = el,
-                           .n_moe = t->n_moe, .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts};
-        if (metrics_write_step(&t->metrics, &ms)) return -1;
-        if (h && h->on_step) h->on_step(h->ctx, &p);
         int last = t->st.step == o->steps;
-        if ((o->eval_every && t->st.step % o->eval_every == 0) || last)
-            if (evaluate(t, h)) return -1;
+        if (t->rank == 0) {
+            train_progress p = {.step = t->st.step, .total = o->steps, .tokens_seen = t->st.tokens_seen, .loss = loss,
+                                .ce = ce, .aux = aux, .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm,
+                                .tokens_per_s = dt > 0 ? tokens_per_step / dt : 0, .elapsed_s = el};
+            p.eta_s = el / (double)(t->st.step - first) * (double)(o->steps - t->st.step);
+            metrics_step ms = {.step = t->st.step, .tokens_seen = t->st.tokens_seen, .loss = loss, .ce = ce,
+                               .aux = aux, .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm,
+                               .tokens_per_s = p.tokens_per_s, .elapsed_s = el, .n_moe = t->n_moe,
+                               .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts};
+            if (metrics_write_step(&t->metrics, &ms)) goto fail;
+            if (h && h->on_step) h->on_step(h->ctx, &p);
+            // Evaluation runs on rank 0 alone (the others wait in the next step's first collective).
+            if ((o->eval_every && t->st.step % o->eval_every == 0) || last)
+                if (evaluate(t, h)) goto fail;
+        }
         if ((o->save_every && t->st.step % o->save_every == 0) || last)
-            if (save(t, h)) return -1;
+            if (save(t, h)) goto fail;
     }
+    free(mine);
     return 0;
+fail:
+    free(mine);
+    return -1;
 }

@@ -229,6 +229,20 @@ int config_finalize(mo_config *c) {
     return config_validate(c);
 }
 
+int config_build(mo_config *c, const char *preset, const config_override *ov, int n) {
+    if (preset && config_preset(c, preset)) return -1;
+    for (int i = 0; i < n; i++)
+        if (config_set(c, ov[i].name, ov[i].value)) {
+            char why[512], flag[64];
+            snprintf(why, sizeof why, "%s", mo_error());
+            snprintf(flag, sizeof flag, "%s", ov[i].name);
+            for (char *p = flag; *p; p++)
+                if (*p == '_') *p = '-';
+            return mo_errorf("--%s: %s", flag, why);
+        }
+    return config_finalize(c);
+}
+
 // ---------------------------------------------------------------------------- HDF5
 
 int config_write(hid_t loc, const char *group, const mo_config *c) {

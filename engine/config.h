@@ -3,8 +3,9 @@
 //
 // Lifecycle: config_preset() (or config_read() from a checkpoint), any number of
 // config_set() overrides, then config_finalize(), which fills the values left automatic
-// (head_dim, moe_layers, d_ff_dense, d_ff_shared) and validates. Everything downstream
-// (parameter table, model, checkpoint) takes a finalized config.
+// (head_dim, moe_layers, d_ff_dense, d_ff_shared) and validates; config_build() is the
+// three in one call. Everything downstream (parameter table, model, checkpoint) takes a
+// finalized config.
 //
 // Field names are the /config attribute names (`n_experts`); config_set() also takes
 // them with dashes (`n-experts`), the spelling of the CLI flags `--n-experts 16`.
@@ -62,6 +63,17 @@ extern const char *const config_field_flags[];
 int config_finalize(mo_config *c);
 // Validates a config as read from a file (no automatic values filled): same checks.
 int config_validate(const mo_config *c);
+
+// One override by field name (dashes or underscores), as config_set takes it.
+typedef struct {
+    const char *name, *value;
+} config_override;
+
+// The whole lifecycle in one call: preset `preset` (NULL: start from *c as it is, e.g. a
+// checkpoint's config), then the n overrides in order (a later one wins), then
+// config_finalize. Returns 0, or -1 with a one-line message (an override's names its
+// flag: "--n-experts: ...").
+int config_build(mo_config *c, const char *preset, const config_override *ov, int n);
 
 // Number of MoE layers (moe_layers[l] == 1).
 int config_n_moe_layers(const mo_config *c);

@@ -125,6 +125,30 @@ START_TEST(test_automatic_values) {
 END_TEST
 
 // Each bad value is refused with a message that names its field.
+// config_build: preset, overrides in order (the later wins), finalize; or a given start.
+START_TEST(test_build) {
+    mo_config c;
+    config_override ov[] = {{"vocab_size", "300"}, {"n-experts", "8"}, {"vocab-size", "700"}, {"moe_layers", "1,0"}};
+    ck_assert_msg(config_build(&c, "tiny", ov, 4) == 0, "%s", mo_error());
+    ck_assert_int_eq(c.vocab_size, 700);
+    ck_assert_int_eq(c.n_experts, 8);
+    ck_assert_int_eq(c.head_dim, 16);       // finalized: d_model / n_heads
+    ck_assert_int_eq(c.d_ff_dense, c.d_ff); // finalized: a dense layer's width
+    config_override top[] = {{"top_k", "1"}};
+    ck_assert_msg(config_build(&c, NULL, top, 1) == 0, "%s", mo_error());  // from c as it is
+    ck_assert_int_eq(c.top_k, 1);
+    ck_assert_int_eq(c.n_experts, 8);
+    config_override bad[] = {{"n_experts", "x"}};
+    ck_assert_int_eq(config_build(&c, "tiny", bad, 1), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "--n-experts: "));
+    config_override kv[] = {{"n-kv-heads", "3"}};
+    ck_assert_int_eq(config_build(&c, "tiny", kv, 1), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "n_kv_heads 3"));
+    ck_assert_int_eq(config_build(&c, "huge", NULL, 0), -1);
+    ck_assert_ptr_nonnull(strstr(mo_error(), "unknown preset 'huge'"));
+}
+END_TEST
+
 START_TEST(test_validation_names_field) {
     struct {
         const char *field, *value, *named;
@@ -175,6 +199,7 @@ int main(void) {
     tcase_add_test(tc, test_set_by_dashed_name);
     tcase_add_test(tc, test_automatic_values);
     tcase_add_test(tc, test_validation_names_field);
+    tcase_add_test(tc, test_build);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

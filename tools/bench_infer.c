@@ -194,7 +194,7 @@ int bench_infer(int argc, char **argv) {
         if (ckpt_load(ckpt_path, &ck)) goto out;
         c = ck.table.cfg;
         preset = ckpt_path;
-    } else if (config_preset(&c, preset) || config_finalize(&c)) {
+    } else if (config_build(&c, preset, NULL, 0)) {
         goto out;
     }
     // Prompt and generated tokens must fit the context: shrink both for a short one.

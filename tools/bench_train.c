@@ -118,14 +118,14 @@ int bench_train(int argc, char **argv) {
     threads_init(o.threads);
 
     mo_config c;
-    if (config_preset(&c, preset)) return cmd_fail();
+    char names[SETS_MAX][64];
+    config_override ov[SETS_MAX];
     for (int i = 0; i < n_sets; i++) {
-        char name[64];
         const char *eq = strchr(sets[i], '=');
-        snprintf(name, sizeof name, "%.*s", (int)(eq - sets[i]), sets[i]);
-        if (config_set(&c, name, eq + 1)) return cmd_fail();
+        snprintf(names[i], sizeof names[i], "%.*s", (int)(eq - sets[i]), sets[i]);
+        ov[i] = (config_override){names[i], eq + 1};
     }
-    if (config_finalize(&c)) return cmd_fail();
+    if (config_build(&c, preset, ov, n_sets)) return cmd_fail();
     const int B = BATCH, T = SEQ < c.max_seq_len ? SEQ : c.max_seq_len, N = B * T;
 
     int rc = 1;

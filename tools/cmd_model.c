@@ -50,7 +50,7 @@ int cmd_init(int argc, char **argv) {
 
     const char *preset = NULL, *out = NULL;
     uint64_t seed = 1;
-    const char *ovr_name[64], *ovr_value[64];
+    config_override ovr[64];
     int n_ovr = 0;
     optind = 1;
     int ch;
@@ -72,8 +72,7 @@ int cmd_init(int argc, char **argv) {
             init_usage(stdout);
             return 0;
         } else if (ch >= OPT_FIELD0 && n_ovr < 64) {
-            ovr_name[n_ovr] = config_field_flags[ch - OPT_FIELD0];
-            ovr_value[n_ovr++] = optarg;
+            ovr[n_ovr++] = (config_override){config_field_flags[ch - OPT_FIELD0], optarg};
         } else {
             init_usage(stderr);
             return 2;
@@ -88,16 +87,7 @@ int cmd_init(int argc, char **argv) {
         return 2;
     }
     mo_config c;
-    if (config_preset(&c, preset)) return cmd_fail();
-    for (int i = 0; i < n_ovr; i++) {
-        if (config_set(&c, ovr_name[i], ovr_value[i])) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", mo_error());
-            mo_errorf("--%s: %s", ovr_name[i], why);
-            return cmd_fail();
-        }
-    }
-    if (config_finalize(&c)) return cmd_fail();
+    if (config_build(&c, preset, ovr, n_ovr)) return cmd_fail();
 
     char prov[256];
     snprintf(prov, sizeof prov, "{\"created_by\": \"monolith init\", \"preset\": \"%s\", \"seed\": %" PRIu64 "}",

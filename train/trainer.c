@@ -223,19 +223,20 @@ static int check_memory(const mo_config *c, const train_opts *o) {
 static int build_model(trainer *t) {
     const train_opts *o = &t->o;
     mo_config c;
-    int vocab_given = 0;
-    for (int i = 0; i < o->n_overrides; i++) vocab_given |= !strcmp(o->overrides[i].name, "vocab_size");
+    // A preset's vocabulary follows the tokenizer unless overridden: an override before
+    // the run's own (a later one wins).
+    config_override ov[TRAIN_MAX_OVERRIDES + 1];
+    char vocab[16];
+    int n = 0;
     if (*o->preset) {
-        if (config_preset(&c, o->preset)) return mo_errorf("--preset: %s", mo_error());
-        // The preset's vocabulary follows the tokenizer unless overridden.
-        c.vocab_size = tok_vocab_size(t->tok);
+        snprintf(vocab, sizeof vocab, "%d", tok_vocab_size(t->tok));
+        ov[n++] = (config_override){"vocab_size", vocab};
     } else {
         if (ckpt_load(o->init, &t->ck)) return mo_errorf("--init: %s", mo_error());
         c = t->ck.table.cfg;
     }
-    for (int i = 0; i < o->n_overrides; i++)
-        if (config_set(&c, o->overrides[i].name, o->overrides[i].value)) return mo_errorf("--%s: %s", o->overrides[i].name, mo_error());
-    if (config_finalize(&c)) return mo_errorf("model config: %s", mo_error());
+    for (int i = 0; i < o->n_overrides; i++) ov[n++] = (config_override){o->overrides[i].name, o->overrides[i].value};
+    if (config_build(&c, *o->preset ? o->preset : NULL, ov, n)) return mo_errorf("model config: %s", mo_error());
     if (t->tok && c.vocab_size < tok_vocab_size(t->tok))  // --init checks after reading its tokenizer
         return mo_errorf("vocab_size %d is smaller than the tokenizer's %d tokens", c.vocab_size, tok_vocab_size(t->tok));
     if (check_memory(&c, o)) return -1;

@@ -170,42 +170,28 @@ void matmul_bf16_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, int M, int N, 
     gemm_bf16('T', 'N', C, A, M, B, N, M, N, K, acc);
 }
 
-typedef enum { BF_NT, BF_NN, BF_TN } bf_kind;
-
-typedef struct {
-    bf_kind kind;
-    float *C;
-    const mo_bf16 *A, *B;
-    const int *offs;
-    int N, K;  // for TN: M and N of each C_g
-    int acc;
-} bf_grouped;
-
-static void bf_block(const void *ctx, int g) {
-    const bf_grouped *a = ctx;
-    const size_t n = (size_t)a->N, k = (size_t)a->K, r0 = (size_t)a->offs[g];
-    const int rows = a->offs[g + 1] - a->offs[g];
-    switch (a->kind) {
-    case BF_NT: matmul_bf16_nt(a->C + r0 * n, a->A + r0 * k, a->B + g * n * k, rows, a->N, a->K, a->acc); break;
-    case BF_NN: matmul_bf16_nn(a->C + r0 * n, a->A + r0 * k, a->B + g * k * n, rows, a->N, a->K, a->acc); break;
-    case BF_TN: matmul_bf16_tn(a->C + g * n * k, a->A + r0 * n, a->B + r0 * k, a->N, a->K, rows, a->acc); break;
-    }
+static void bf_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_bf16_nt(C, A, B, M, N, K, acc);
 }
+static void bf_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_bf16_nn(C, A, B, M, N, K, acc);
+}
+static void bf_tn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_bf16_tn(C, A, B, M, N, K, acc);
+}
+static const matmul_dense_ops bf_ops = {bf_nt, bf_nn, bf_tn, sizeof(mo_bf16)};
 
 void matmul_bf16_grouped_nt(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
                             int acc) {
-    bf_grouped a = {BF_NT, C, A, B, offs, N, K, acc};
-    matmul_grouped_schedule(offs, G, bf_block, &a);
+    matmul_grouped(&bf_ops, MATMUL_NT, C, A, B, offs, G, N, K, acc);
 }
 
 void matmul_bf16_grouped_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
                             int acc) {
-    bf_grouped a = {BF_NN, C, A, B, offs, N, K, acc};
-    matmul_grouped_schedule(offs, G, bf_block, &a);
+    matmul_grouped(&bf_ops, MATMUL_NN, C, A, B, offs, G, N, K, acc);
 }
 
 void matmul_bf16_grouped_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
                             int acc) {
-    bf_grouped a = {BF_TN, C, A, B, offs, M, N, acc};
-    matmul_grouped_schedule(offs, G, bf_block, &a);
+    matmul_grouped(&bf_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc);
 }

@@ -9,7 +9,7 @@
 // The products run on oneDNN's bf16 GEMM (Debian's libdnnl, its AVX512_BF16 `vdpbf16ps`
 // kernels; OpenBLAS 0.3.21 declares cblas_sbgemm in its header, but Debian builds it
 // without bf16, so the symbol is absent). Same shapes, forms and acc rules as matmul.h;
-// the grouped forms share its thread policy (matmul_grouped_schedule).
+// the grouped forms share its thread policy (matmul_grouped in matmul.h).
 #ifndef MONOLITH_BF16_H
 #define MONOLITH_BF16_H
 

@@ -46,27 +46,27 @@ void matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, in
 
 // ---------------------------------------------------------------------------- grouped
 
-typedef enum { GROUPED_NT, GROUPED_NN, GROUPED_TN } grouped_kind;
-
 typedef struct {
-    grouped_kind kind;
+    const matmul_dense_ops *ops;
+    matmul_form form;
     float *C;
-    const float *A, *B;
+    const char *A, *B;  // bytes: elements of ops->elem
     const int *offs;
     int N, K;  // for TN: M and N of each C_g
     int acc;
 } grouped_args;
 
 // The product of block g alone.
-static void grouped_block(const grouped_args *a, int g) {
-    const size_t n = (size_t)a->N, k = (size_t)a->K, r0 = (size_t)a->offs[g];
+static void grouped_block(const void *ctx, int g) {
+    const grouped_args *a = ctx;
+    const size_t n = (size_t)a->N, k = (size_t)a->K, r0 = (size_t)a->offs[g], e = a->ops->elem;
     const int rows = a->offs[g + 1] - a->offs[g];
-    switch (a->kind) {
-    case GROUPED_NT: matmul_nt(a->C + r0 * n, a->A + r0 * k, a->B + g * n * k, rows, a->N, a->K, a->acc); break;
-    case GROUPED_NN: matmul_nn(a->C + r0 * n, a->A + r0 * k, a->B + g * k * n, rows, a->N, a->K, a->acc); break;
-    // C_g[M,N] with M = a->N, N = a->K; an empty block has K = 0: gemm() zeroes C_g
+    switch (a->form) {
+    case MATMUL_NT: a->ops->nt(a->C + r0 * n, a->A + r0 * k * e, a->B + g * n * k * e, rows, a->N, a->K, a->acc); break;
+    case MATMUL_NN: a->ops->nn(a->C + r0 * n, a->A + r0 * k * e, a->B + g * k * n * e, rows, a->N, a->K, a->acc); break;
+    // C_g[M,N] with M = a->N, N = a->K; an empty block has K = 0: the product zeroes C_g
     // (acc = 0) or leaves it (acc = 1).
-    case GROUPED_TN: matmul_tn(a->C + g * n * k, a->A + r0 * n, a->B + r0 * k, a->N, a->K, rows, a->acc); break;
+    case MATMUL_TN: a->ops->tn(a->C + g * n * k, a->A + r0 * n * e, a->B + r0 * k * e, a->N, a->K, rows, a->acc); break;
     }
 }
 
@@ -74,7 +74,7 @@ static void grouped_block(const grouped_args *a, int g) {
 // thread inside BLAS, so that one big expert cannot leave the other threads idle; the
 // rest are spread over the threads, one serial BLAS call each, which avoids BLAS's
 // per-call thread start-up on many small blocks. Measured in docs/threading.md.
-void matmul_grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx) {
+static void grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx) {
     matmul_grouped_strategy s = grouped_strategy;
     const int nt = omp_get_max_threads(), total = offs[G] - offs[0];
     if (nt <= 1 || omp_in_parallel()) s = MATMUL_GROUPED_BLAS_PARALLEL;  // a plain loop either way
@@ -92,21 +92,31 @@ void matmul_grouped_schedule(const int *offs, int G, void (*block)(const void *c
 #undef GROUPED_BIG
 }
 
-static void grouped_block_cb(const void *ctx, int g) { grouped_block(ctx, g); }
+void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
+                    const int *offs, int G, int N, int K, int acc) {
+    grouped_args a = {ops, form, C, A, B, offs, N, K, acc};
+    grouped_schedule(offs, G, grouped_block, &a);
+}
 
-static void grouped_run(const grouped_args *a, int G) { matmul_grouped_schedule(a->offs, G, grouped_block_cb, a); }
+static void f32_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_nt(C, A, B, M, N, K, acc);
+}
+static void f32_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_nn(C, A, B, M, N, K, acc);
+}
+static void f32_tn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_tn(C, A, B, M, N, K, acc);
+}
+static const matmul_dense_ops f32_ops = {f32_nt, f32_nn, f32_tn, sizeof(float)};
 
 void matmul_grouped_nt(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc) {
-    grouped_args a = {GROUPED_NT, C, A, B, offs, N, K, acc};
-    grouped_run(&a, G);
+    matmul_grouped(&f32_ops, MATMUL_NT, C, A, B, offs, G, N, K, acc);
 }
 
 void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc) {
-    grouped_args a = {GROUPED_NN, C, A, B, offs, N, K, acc};
-    grouped_run(&a, G);
+    matmul_grouped(&f32_ops, MATMUL_NN, C, A, B, offs, G, N, K, acc);
 }
 
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc) {
-    grouped_args a = {GROUPED_TN, C, A, B, offs, M, N, acc};
-    grouped_run(&a, G);
+    matmul_grouped(&f32_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc);
 }

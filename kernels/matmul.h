@@ -9,6 +9,8 @@
 #ifndef MONOLITH_MATMUL_H
 #define MONOLITH_MATMUL_H
 
+#include <stddef.h>
+
 // C[M,N] (+)= A[M,K] B[K,N]
 void matmul_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 // C[M,N] (+)= A[M,K] B[N,K]^T
@@ -40,9 +42,17 @@ typedef enum {
 } matmul_grouped_strategy;
 void matmul_grouped_set_strategy(matmul_grouped_strategy s);
 
-// Runs block(ctx, g) for g = 0 .. G-1 under the policy above, for the blocks given by
-// offs[G+1]: the grouped products here and the bf16 ones of bf16.h share it. `block`
-// must make each BLAS call itself (it runs inside a parallel region for some g).
-void matmul_grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx);
+// The grouped products of any element type (float here, bf16 in bf16.h) are one
+// scaffold: the three dense products of that type, and block g cut out of A, B and C by
+// offs[] as above, run under the policy above.
+typedef enum { MATMUL_NT, MATMUL_NN, MATMUL_TN } matmul_form;
+typedef void (*matmul_dense_fn)(float *C, const void *A, const void *B, int M, int N, int K, int acc);
+typedef struct {
+    matmul_dense_fn nt, nn, tn;
+    size_t elem;  // bytes per element of A and B
+} matmul_dense_ops;
+// The grouped product of `form` (N, K as in matmul_grouped_nt/nn; M, N for TN).
+void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
+                    const int *offs, int G, int N, int K, int acc);
 
 #endif

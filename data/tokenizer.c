@@ -793,29 +793,36 @@ int tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t **out,
 
 // ---------------------------------------------------------------- writing
 
+uint8_t *tok_tiktoken_text(const uint8_t *const *tokens, const size_t *lens, int n, size_t *out_len) {
+    size_t total = 1;
+    for (int r = 0; r < n; r++) total += (lens[r] + 2) / 3 * 4 + 16;  // base64, " rank\n"
+    char *out = malloc(total);
+    if (!out) {
+        mo_errorf("out of memory for a %d-token vocabulary", n);
+        return NULL;
+    }
+    size_t k = 0;
+    for (int r = 0; r < n; r++) {
+        k += b64_encode(tokens[r], lens[r], out + k);
+        k += (size_t)snprintf(out + k, total - k, " %d\n", r);
+    }
+    *out_len = k;
+    return (uint8_t *)out;
+}
+
 int tok_write_tiktoken(const char *path, const uint8_t *const *tokens, const size_t *lens, int n) {
+    size_t len;
+    uint8_t *text = tok_tiktoken_text(tokens, lens, n, &len);
+    if (!text) return -1;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return mo_errorf("%s: cannot create (%s)", tmp, strerror(errno));
-    char *line = NULL;
-    size_t line_cap = 0;
-    int ok = 1;
-    for (int r = 0; r < n && ok; r++) {
-        size_t need = (lens[r] + 2) / 3 * 4 + 32;
-        if (need > line_cap) {
-            char *nl = realloc(line, need);
-            if (!nl) {
-                ok = 0;
-                break;
-            }
-            line = nl, line_cap = need;
-        }
-        size_t k = b64_encode(tokens[r], lens[r], line);
-        k += (size_t)snprintf(line + k, line_cap - k, " %d\n", r);
-        ok = fwrite(line, 1, k, f) == k;
+    if (!f) {
+        free(text);
+        return mo_errorf("%s: cannot create (%s)", tmp, strerror(errno));
     }
-    free(line);
+    int ok = fwrite(text, 1, len, f) == len;
+    free(text);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
     if (fclose(f) != 0) ok = 0;
     if (!ok) {

@@ -93,6 +93,10 @@ int tok_rank(const tokenizer *t, const uint8_t *p, size_t n);
 // first out-of-range id.
 int tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t **out, size_t *out_len);
 
+// The text of a .tiktoken file whose line i is base64(tokens[i]) and rank i: malloc'd,
+// length in *out_len. NULL with mo_error() on out of memory.
+uint8_t *tok_tiktoken_text(const uint8_t *const *tokens, const size_t *lens, int n, size_t *out_len);
+
 // Writes a .tiktoken file atomically (PATH.tmp then rename): line i is base64(tokens[i])
 // and rank i. Returns 0 or -1 with mo_error() set.
 int tok_write_tiktoken(const char *path, const uint8_t *const *tokens, const size_t *lens, int n);

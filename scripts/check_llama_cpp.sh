@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# check_llama_cpp.sh: runs monolith's GGUF exports in the real llama.cpp (npm node-llama-cpp,
+# pinned 3.21.1, its prebuilt linux-x64 CPU binaries) and compares them with monolith.
+#
+#   scripts/check_llama_cpp.sh CKPT.h5 [CKPT2.h5 ...]      compare these checkpoints
+#   scripts/check_llama_cpp.sh --train                     train the four models of
+#                                                          docs/interop.md first, then compare
+#
+# For each checkpoint and each type (f32, bf16, q8_0; TYPES="f32 f16" to choose):
+#   1. monolith export gguf --type T, then monolith import gguf of that file: the model the
+#      file holds (for f32 the checkpoint itself, bit for bit; for bf16/q8_0 its rounded weights);
+#   2. llama.cpp loads the file, tokenizes each prompt (compared with monolith's ids) and
+#      continues monolith's ids greedily for STEPS tokens, reporting at each step the
+#      probability of every token (evaluateWithMetadata);
+#   3. monolith dump runs the imported model on prompt + llama.cpp's continuation: at every
+#      step monolith's most likely token must be llama.cpp's (the same greedy continuation,
+#      token for token) and max |p_llama.cpp - p_monolith| over the vocabulary must stay
+#      within TOL_F32 (default 1e-4) for f32 and TOL_Q (default 2e-2) for bf16/q8_0, where
+#      llama.cpp also rounds the activations (to bf16, or to 8 bits in blocks of 32);
+#   4. monolith generate --temperature 0 on the prompt text gives llama.cpp's continuation.
+# Prints one line per (model, type) and exits non-zero if any check fails.
+#
+# node-llama-cpp (~700 MB) is installed on first use into the git-ignored data/npm-llama/
+# (LLAMA_CPP_NPM=DIR to use another folder). Not part of ctest: run it by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+bin=${MONOLITH_BIN:-build/monolith}
+npm_dir=${LLAMA_CPP_NPM:-data/npm-llama}
+version=3.21.1
+steps=${STEPS:-8}
+types=${TYPES:-f32 bf16 q8_0}
+work=${WORK:-runs/check_llama_cpp}
+py=python3
+/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
+[ -x "$bin" ] || { echo "check_llama_cpp.sh: $bin missing: build first (cmake --build build)" >&2; exit 1; }
+
+pkg=$npm_dir/node_modules/node-llama-cpp
+if ! grep -q "\"version\": \"$version\"" "$pkg/package.json" 2>/dev/null; then
+  command -v npm >/dev/null || { echo "check_llama_cpp.sh: npm is missing; run scripts/setup.sh" >&2; exit 1; }
+  echo "check_llama_cpp.sh: npm i -E node-llama-cpp@$version into $npm_dir (about 700 MB)"
+  mkdir -p "$npm_dir"
+  (cd "$npm_dir" && npm i -E --no-audit --no-fund --loglevel=error "node-llama-cpp@$version" >/dev/null)
+fi
+export NODE_PATH=$(cd "$npm_dir" && pwd)/node_modules
+mkdir -p "$work"
+
+ckpts=()
+if [ "${1:-}" = "--train" ]; then
+  shift
+  bash scripts/check_llama_cpp_models.sh "$work"
+  ckpts=("$work"/models/*.h5)
+fi
+ckpts+=("$@")
+[ ${#ckpts[@]} -gt 0 ] || { echo "usage: scripts/check_llama_cpp.sh (--train | CKPT.h5 ...)" >&2; exit 2; }
+
+# Prompts: one per domain of the corpora, plus plain English.
+prompts=("The license is granted" "int main(int argc, char **argv)" "theorem: if a and b are" "Fellow citizens, the state of")
+fail=0
+for ck in "${ckpts[@]}"; do
+  name=$(basename "$ck" .h5)
+  for t in $types; do
+    d=$work/$name.$t
+    mkdir -p "$d"
+    "$bin" export gguf "$ck" --type "$t" -o "$d/model.gguf" > "$d/export.txt"
+    "$bin" import gguf "$d/model.gguf" -o "$d/held.h5" > /dev/null
+    # monolith's ids of each prompt, and its own greedy continuation as text.
+    : > "$d/generate.txt"
+    echo "[" > "$d/prompts.json"
+    for i in "${!prompts[@]}"; do
+      ids=$(printf '%s' "${prompts[$i]}" | "$bin" tokenizer encode --tokenizer "$d/held.h5")
+      [ "$i" -gt 0 ] && echo "," >> "$d/prompts.json"
+      $py -c 'import json,sys; print(json.dumps({"text": sys.argv[1], "ids": [int(x) for x in sys.argv[2].split()]}))' \
+        "${prompts[$i]}" "$ids" >> "$d/prompts.json"
+      "$bin" generate --checkpoint "$d/held.h5" --prompt "${prompts[$i]}" --temperature 0 --max-tokens "$steps" \
+        --threads 1 > "$d/generate.$i.txt" 2>/dev/null
+    done
+    echo "]" >> "$d/prompts.json"
+    node scripts/llama_cpp_run.mjs "$d/model.gguf" "$steps" "$d/prompts.json" > "$d/llama_cpp.json"
+    tol=${TOL_Q:-2e-2}
+    [ "$t" = f32 ] && tol=${TOL_F32:-1e-4}
+    if ! $py scripts/check_llama_cpp.py "$bin" "$d" "$tol" "$name" "$t"; then fail=1; fi
+  done
+done
+exit $fail

@@ -67,3 +67,26 @@ tokset("u16", 512, np.uint16, 300, 70)
 tokset("u32", 70000, np.uint32, 200, 40)
 PY
 ls -la "$out/checkpoint" "$out/tokens"
+
+# GGUF seeds (fuzz_gguf): small models with the fuzz vocabulary, one per mapping and a Q8_0 one,
+# exported by monolith export gguf from checkpoints given the /tokenizer group above.
+mkdir -p "$out/gguf"
+"$bin" init --preset tiny --vocab-size 512 --d-model 8 --n-layers 1 --n-heads 2 --n-kv-heads 1 --head-dim 4 \
+    --n-experts 2 --top-k 1 --d-ff 8 --max-seq-len 16 -o "$tmp/llama.h5" >/dev/null
+"$bin" init --preset tiny --vocab-size 512 --d-model 8 --n-layers 2 --moe-layers 0,1 --d-ff-dense 8 --n-heads 2 \
+    --n-kv-heads 1 --head-dim 4 --n-experts 2 --top-k 2 --norm-topk 0 --d-ff 8 --n-shared-experts 1 \
+    --d-ff-shared 4 --max-seq-len 16 -o "$tmp/deepseek.h5" >/dev/null
+"$bin" init --preset tiny --vocab-size 512 --d-model 32 --n-layers 1 --n-heads 2 --n-kv-heads 1 \
+    --n-experts 2 --top-k 2 --d-ff 32 --max-seq-len 16 -o "$tmp/q8.h5" >/dev/null
+$py - "$out" "$tmp" <<'PY'
+import sys, h5py
+out, tmp = sys.argv[1], sys.argv[2]
+with h5py.File(f"{out}/checkpoint/with_tokenizer.h5", "r") as src:
+    for name in ("llama", "deepseek", "q8"):
+        with h5py.File(f"{tmp}/{name}.h5", "a", libver=("v108", "v108")) as f:
+            src.copy(src["tokenizer"], f, "tokenizer")
+PY
+"$bin" export gguf "$tmp/llama.h5" -o "$out/gguf/llama.gguf" >/dev/null
+"$bin" export gguf "$tmp/deepseek.h5" --type bf16 -o "$out/gguf/deepseek_bf16.gguf" >/dev/null
+"$bin" export gguf "$tmp/q8.h5" --type q8_0 -o "$out/gguf/q8_0.gguf" >/dev/null
+ls -la "$out/gguf"

@@ -4,46 +4,18 @@
 #include "engine/base/error.h"
 #include "interop/gguf.h"
 #include "kernels/bf16.h"
+#include "kernels/f16.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint16_t half_from_float(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return sign | 0x7e00;   // NaN stays a (quiet) NaN
-    if (ax >= 0x477ff000u) return sign | 0x7c00;  // at or past 65520: rounds to infinity
-    if (ax < 0x38800000u) {                        // below 2^-14: a subnormal half, units of 2^-24
-        float a;
-        memcpy(&a, &ax, 4);
-        return sign | (uint16_t)lrintf(a * 16777216.0f);  // exact scaling, rint ties to even
-    }
-    uint32_t m = ax - 0x38000000u;    // exponent bias 127 -> 15
-    m += 0xfffu + ((m >> 13) & 1u);   // round the 13 dropped bits to nearest even
-    return sign | (uint16_t)(m >> 13);
-}
-
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-    if (e == 0) {
-        float v = (float)m * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    x = e == 31 ? sign | 0x7f800000u | (m << 13) : sign | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 static void q8_0_encode(uint8_t *dst, const float *x, size_t n) {
     for (size_t b = 0; b < n / 32; b++, x += 32, dst += 34) {
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t dh = half_from_float(d);
+        uint16_t dh = f16_from_f32_one(d);
         memcpy(dst, &dh, 2);
         for (int j = 0; j < 32; j++) dst[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
     }
@@ -53,7 +25,7 @@ static void q8_0_decode(float *dst, const uint8_t *src, size_t n) {
     for (size_t b = 0; b < n / 32; b++, src += 34) {
         uint16_t dh;
         memcpy(&dh, src, 2);
-        float d = half_to_float(dh);
+        float d = f16_to_f32_one(dh);
         for (int j = 0; j < 32; j++) *dst++ = d * (float)(int8_t)src[2 + j];
     }
 }
@@ -71,12 +43,7 @@ void *ggml_encode(uint32_t type, const float *x, size_t n, size_t *nbytes) {
     }
     switch (type) {
     case GGML_T_F32: memcpy(p, x, nb); break;
-    case GGML_T_F16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = half_from_float(x[i]);
-            memcpy(p + 2 * i, &h, 2);
-        }
-        break;
+    case GGML_T_F16: f16_from_f32((mo_f16 *)p, x, n); break;
     case GGML_T_BF16: bf16_from_f32((mo_bf16 *)p, x, n); break;
     case GGML_T_Q8_0: q8_0_encode(p, x, n); break;
     }
@@ -92,7 +59,7 @@ int ggml_decode(float *dst, uint32_t type, const void *src, size_t n, const char
         for (size_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, s + 2 * i, 2);
-            dst[i] = half_to_float(h);
+            dst[i] = f16_to_f32_one(h);
         }
         break;
     case GGML_T_BF16:

@@ -1,7 +1,7 @@
 // gguf_types.h: the tensor encodings of GGUF files monolith reads and writes.
 //
 //   F32   as is
-//   F16   IEEE half, rounded to nearest even (values past 65504 become infinity)
+//   F16   IEEE half, rounded to nearest even (kernels/f16.h)
 //   BF16  the top half of the float, rounded to nearest even (kernels/bf16.h)
 //   Q8_0  blocks of 32 weights: d = max|x| / 127 stored as F16, then q = round(x / d) as
 //         int8 (34 bytes a block); a weight reads back as F16(d) * q. This is ggml's

@@ -54,23 +54,11 @@ static MO_TARGET_AVX512 void softmax_row_avx512(float *p, int n, int len) {
     memset(p + n, 0, (size_t)(len - n) * sizeof *p);
 }
 
-static inline MO_TARGET_AVX2 float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-static inline MO_TARGET_AVX2 float hmax256(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
-
 static MO_TARGET_AVX2 void softmax_row_avx2(float *p, int n, int len) {
     int u = 0;
     __m256 vmx = _mm256_set1_ps(-INFINITY);
     for (; u + 8 <= n; u += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(p + u));
-    float mx = hmax256(vmx);
+    float mx = mo_hmax256(vmx);
     for (; u < n; u++) mx = fmaxf(mx, p[u]);
     __m256 vsum = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
     for (u = 0; u + 8 <= n; u += 8) {
@@ -78,7 +66,7 @@ static MO_TARGET_AVX2 void softmax_row_avx2(float *p, int n, int len) {
         _mm256_storeu_ps(p + u, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    float sum = hsum256(vsum);
+    float sum = mo_hsum256(vsum);
     for (; u < n; u++) sum += p[u] = expf(p[u] - mx);
     __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (u = 0; u + 8 <= n; u += 8) _mm256_storeu_ps(p + u, _mm256_mul_ps(_mm256_loadu_ps(p + u), inv));

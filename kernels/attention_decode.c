@@ -9,6 +9,7 @@
 #include "kernels/attention_decode.h"
 
 #include "kernels/simd.h"
+#include "kernels/simd_math.h"
 #include "kernels/softmax.h"
 
 #include <math.h>
@@ -109,13 +110,6 @@ INLINE MO_TARGET_AVX2 __m256 load8(const void *X, int i, int bf16) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-static inline MO_TARGET_AVX2 float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 INLINE MO_TARGET_AVX2 void scores_body_avx2(float *p, const float *q, const void *K, int n, int hd, float scale,
                                             int bf16) {
     for (int j = 0; j < n; j++) {
@@ -123,7 +117,7 @@ INLINE MO_TARGET_AVX2 void scores_body_avx2(float *p, const float *q, const void
         __m256 a = _mm256_setzero_ps();
         int i = 0;
         for (; i + 8 <= hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k, i, bf16), a);
-        float s = hsum8(a);
+        float s = mo_hsum256(a);
         for (; i < hd; i++) s += q[i] * kv_at(k, (size_t)i, bf16);
         p[j] = scale * s;
     }

@@ -6,6 +6,7 @@
 #include "kernels/gemv.h"
 
 #include "kernels/simd.h"
+#include "kernels/simd_math.h"
 
 #include <math.h>
 #include <omp.h>
@@ -301,13 +302,6 @@ static MO_TARGET_AVX512 void dequant_row_avx512(float *w, const int8_t *q, const
 
 // ---------------------------------------------------------------------------- AVX2
 
-static inline MO_TARGET_AVX2 float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // One row: 8 lanes over whole vectors, the tail added in double after the reduction.
 static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *x, int rows, int cols, size_t ld,
                                          float alpha, int acc) {
@@ -316,7 +310,7 @@ static MO_TARGET_AVX2 void gemv_f32_avx2(float *y, const float *W, const float *
         __m256 a = _mm256_setzero_ps();
         int c = 0;
         for (; c + 8 <= cols; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a);
-        double s = hsum256(a);
+        double s = mo_hsum256(a);
         for (; c < cols; c++) s += (double)w[c] * x[c];
         y[r] = (acc ? y[r] : 0.0f) + alpha * (float)s;
     }
@@ -342,9 +336,7 @@ static MO_TARGET_AVX2 void quantize_x_avx2(int16_t *x16, float *xs, const float 
                                                _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 8))),
                                  _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + 16)),
                                                _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 24))));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        const float amax = mo_hmax256(m);
         const __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
         xs[b] = amax / 32767.0f;
         for (int c = 0; c < Q8_BLOCK; c += 8) {
@@ -375,7 +367,7 @@ static MO_TARGET_AVX2 void gemv_q8_avx2(float *y, const int8_t *Q, const float *
                                          _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(x16 + c + 16))));
             a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(sc[b] * xs[b]), a);
         }
-        double s = hsum256(a);
+        double s = mo_hsum256(a);
         if (full < nb) {
             int32_t t = 0;
             for (int c = full * Q8_BLOCK; c < cols; c++) t += (int32_t)q[c] * x16[c];

@@ -1,4 +1,5 @@
-// simd_math.h: vector exp for the AVX2 and AVX-512 kernels (private to kernels/).
+// simd_math.h: vector exp and horizontal reductions for the AVX2 and AVX-512 kernels
+// (private to kernels/).
 //
 // exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n ln2 (ln2 split in two parts so
 // r is exact), exp(r) by the Cephes degree-6 polynomial on [-ln2/2, ln2/2]. Relative
@@ -33,6 +34,22 @@ static inline MO_TARGET_AVX512 __m512 mo_exp512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(MO_EXP_P5));
     __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(y, n);
+}
+
+// The sum and the largest of the 8 lanes (horizontal reductions; the lanes are added
+// pairwise: (0+4, 1+5, 2+6, 3+7), then halves, then the last pair).
+static inline MO_TARGET_AVX2 float mo_hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline MO_TARGET_AVX2 float mo_hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 static inline MO_TARGET_AVX2 __m256 mo_exp256(__m256 x) {

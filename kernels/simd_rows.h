@@ -96,20 +96,6 @@ static inline MO_TARGET_AVX512 float row_dot_avx512(const float *a, const float 
 
 // ---------------------------------------------------------------------------- AVX2
 
-static inline MO_TARGET_AVX2 float mo_hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline MO_TARGET_AVX2 float mo_hmax256(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 static inline MO_TARGET_AVX2 float row_max_avx2(const float *x, size_t n) {
     size_t i = 0;
     float m = -INFINITY;

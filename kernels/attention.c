@@ -10,7 +10,8 @@
 // head is a [T, hd] matrix with leading dimension heads * hd, which BLAS takes as is.
 #include "kernels/attention.h"
 
-#include "kernels/simd_math.h"
+#include "kernels/simd.h"
+#include "kernels/softmax.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -24,58 +25,10 @@
 // ---------------------------------------------------------------------------- row softmax
 
 // p[0..n) = softmax(p[0..n)), p[n..len) = 0: one causal row of scores (already scaled).
-static void softmax_row_scalar(float *p, int n, int len) {
-    float mx = -INFINITY, sum = 0.0f;
-    for (int u = 0; u < n; u++) mx = fmaxf(mx, p[u]);
-    for (int u = 0; u < n; u++) sum += p[u] = expf(p[u] - mx);
-    float inv = 1.0f / sum;
-    for (int u = 0; u < n; u++) p[u] *= inv;
+static void causal_softmax_row(float *p, int n, int len) {
+    softmax_row(p, n);
     memset(p + n, 0, (size_t)(len - n) * sizeof *p);
 }
-
-#if MO_HAVE_X86
-static MO_TARGET_AVX512 void softmax_row_avx512(float *p, int n, int len) {
-    int u = 0;
-    __m512 vmx = _mm512_set1_ps(-INFINITY);
-    for (; u + 16 <= n; u += 16) vmx = _mm512_max_ps(vmx, _mm512_loadu_ps(p + u));
-    float mx = _mm512_reduce_max_ps(vmx);
-    for (; u < n; u++) mx = fmaxf(mx, p[u]);
-    __m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
-    for (u = 0; u + 16 <= n; u += 16) {
-        __m512 e = mo_exp512(_mm512_sub_ps(_mm512_loadu_ps(p + u), m));
-        _mm512_storeu_ps(p + u, e);
-        vsum = _mm512_add_ps(vsum, e);
-    }
-    float sum = _mm512_reduce_add_ps(vsum);
-    for (; u < n; u++) sum += p[u] = expf(p[u] - mx);
-    __m512 inv = _mm512_set1_ps(1.0f / sum);
-    for (u = 0; u + 16 <= n; u += 16) _mm512_storeu_ps(p + u, _mm512_mul_ps(_mm512_loadu_ps(p + u), inv));
-    for (; u < n; u++) p[u] *= 1.0f / sum;
-    memset(p + n, 0, (size_t)(len - n) * sizeof *p);
-}
-
-static MO_TARGET_AVX2 void softmax_row_avx2(float *p, int n, int len) {
-    int u = 0;
-    __m256 vmx = _mm256_set1_ps(-INFINITY);
-    for (; u + 8 <= n; u += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(p + u));
-    float mx = mo_hmax256(vmx);
-    for (; u < n; u++) mx = fmaxf(mx, p[u]);
-    __m256 vsum = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
-    for (u = 0; u + 8 <= n; u += 8) {
-        __m256 e = mo_exp256(_mm256_sub_ps(_mm256_loadu_ps(p + u), m));
-        _mm256_storeu_ps(p + u, e);
-        vsum = _mm256_add_ps(vsum, e);
-    }
-    float sum = mo_hsum256(vsum);
-    for (; u < n; u++) sum += p[u] = expf(p[u] - mx);
-    __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (u = 0; u + 8 <= n; u += 8) _mm256_storeu_ps(p + u, _mm256_mul_ps(_mm256_loadu_ps(p + u), inv));
-    for (; u < n; u++) p[u] *= 1.0f / sum;
-    memset(p + n, 0, (size_t)(len - n) * sizeof *p);
-}
-#endif
-
-static void softmax_row(float *p, int n, int len) { MO_SIMD_DISPATCH(softmax_row, p, n, len); }
 
 // ---------------------------------------------------------------------------- one head
 
@@ -89,7 +42,7 @@ static void forward_head(float *out, float *att, const float *q, const float *k,
         // scores[r0:r1, 0:r1] = scale * q[r0:r1] k[0:r1]^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bs, r1, hd, scale, q + (size_t)r0 * ldq, ldq, k, ldkv,
                     0.0f, a, T);
-        for (int t = r0; t < r1; t++) softmax_row(att + (size_t)t * T, t + 1, T);
+        for (int t = r0; t < r1; t++) causal_softmax_row(att + (size_t)t * T, t + 1, T);
         // out[r0:r1] = att[r0:r1, 0:r1] v[0:r1]  (att is zero above the diagonal)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, hd, r1, 1.0f, a, T, v, ldkv, 0.0f,
                     out + (size_t)r0 * ldq, ldq);

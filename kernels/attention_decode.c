@@ -187,13 +187,13 @@ static void weighted_sum_bf16(float *out, const float *p, const void *V, int n, 
 
 void attention_decode_head(float *out, float *p, const float *q, const float *K, const float *V, int n, int hd) {
     scores_f32(p, q, K, n, hd, 1.0f / sqrtf((float)hd));
-    softmax_forward(p, p, 1, n);
+    softmax_row(p, n);
     weighted_sum_f32(out, p, V, n, hd);
 }
 
 void attention_decode_head_bf16(float *out, float *p, const float *q, const mo_bf16 *K, const mo_bf16 *V, int n,
                                 int hd) {
     scores_bf16(p, q, K, n, hd, 1.0f / sqrtf((float)hd));
-    softmax_forward(p, p, 1, n);
+    softmax_row(p, n);
     weighted_sum_bf16(out, p, V, n, hd);
 }

@@ -34,6 +34,10 @@ START_TEST(test_matches_ref_every_level) {
             ref_softmax_forward(y64, x64, rows, cols);
             ck_assert_msg(tu_rel_err_f64(y, y64, n) < TOL_F32, "fwd %s %dx%d: %g", lv, rows, cols,
                           tu_rel_err_f64(y, y64, n));
+            // softmax_row is the same row computation, bit for bit, in place.
+            memcpy(dx, x, n * 4);
+            for (int r = 0; r < rows; r++) softmax_row(dx + (size_t)r * cols, cols);
+            ck_assert_msg(!memcmp(dx, y, n * 4), "softmax_row %s %dx%d differs from softmax_forward", lv, rows, cols);
             // Backward on identical inputs: a float softmax of moderate logits (on peaked
             // rows g - <g, y> cancels and the true gradient is ~0, so any rounding is
             // a large relative error there).

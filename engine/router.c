@@ -15,7 +15,7 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
     matmul_nt(a->logits, x, w, N, E, d, 0);
     logsumexp_rows(a->lse, a->logits, N, E);
     softmax_forward(a->probs, a->logits, N, E);
-    topk_forward(a->experts, a->topv, a->probs, N, E, k);
+    router_select(c, a->probs, N, k, a->experts, a->topv, a->gates);
     a->forced = forced;
 
     memset(st->counts, 0, (size_t)E * sizeof *st->counts);
@@ -30,10 +30,6 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
             // -log p from the logits (finite even where p underflows to 0).
             rce += (double)a->lse[i] - (double)a->logits[(size_t)i * E + forced[i]];
             n_forced++;
-        } else {
-            float s = 0;
-            for (int j = 0; j < k; j++) s += vi[j];
-            for (int j = 0; j < k; j++) gi[j] = c->norm_topk ? vi[j] / s : vi[j];
         }
         for (int j = 0; j < k; j++)
             if (ei[j] >= 0) st->counts[ei[j]]++;
@@ -54,6 +50,16 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
     st->entropy = ent / N;
     st->router_ce = n_forced ? rce / n_forced : 0.0;
     st->n_forced = n_forced;
+}
+
+void router_select(const mo_config *c, const float *p, int N, int k, int *experts, float *topv, float *gates) {
+    topk_forward(experts, topv, p, N, c->n_experts, k);
+    for (int i = 0; i < N; i++) {
+        const float *vi = topv + (size_t)i * k;
+        float *gi = gates + (size_t)i * k, s = 0;
+        for (int j = 0; j < k; j++) s += vi[j];
+        for (int j = 0; j < k; j++) gi[j] = c->norm_topk ? vi[j] / s : vi[j];
+    }
 }
 
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,

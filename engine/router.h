@@ -55,6 +55,12 @@ typedef struct {
 void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
                     int N, const int *forced);
 
+// The choice and gate step on its own, for N rows of probabilities p[N, E] (inference
+// calls it after restricting p): experts[N, k] = the top k, descending, ties to the lower
+// index; topv[N, k] their probabilities; gates[N, k] = topv / their sum (norm_topk 1) or
+// topv. gates may be topv (computed in place). router_forward uses it for normal rows.
+void router_select(const mo_config *c, const float *p, int N, int k, int *experts, float *topv, float *gates);
+
 // Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux, dz and dce
 // are the weights of this layer's aux, z and router_ce in the loss (aux_coef /
 // n_moe_layers times the loss scale, likewise z and the router cross-entropy; dce acts

@@ -11,6 +11,7 @@
 #include "infer/infer_ctx.h"
 
 #include "engine/base/error.h"
+#include "engine/router.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
 #include "kernels/gemv.h"
@@ -19,7 +20,6 @@
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
 #include "kernels/swiglu.h"
-#include "kernels/topk.h"
 
 #include <omp.h>
 #include <stdint.h>
@@ -128,17 +128,11 @@ int infer_route(infer_ctx *s, int l, int rows, const float *a, float *probs, int
                 p[e] = !s->allowed[e] ? -1.0f : sum > 0 ? p[e] / sum : 1.0f / s->n_allowed;
         }
     }
-    topk_forward(idx, val, probs, rows, E, k);
-    for (int r = 0; r < rows; r++) {
-        float *g = val + (size_t)r * k, sum = 0;
-        for (int j = 0; j < k; j++) sum += g[j];
-        if (c->norm_topk)
-            for (int j = 0; j < k; j++) g[j] /= sum;
-        if (record) {
-            size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
-            memcpy(s->route_idx + at, idx + (size_t)r * k, (size_t)k * sizeof(int));
-            memcpy(s->route_gate + at, g, (size_t)k * sizeof(float));
-        }
+    router_select(c, probs, rows, k, idx, val, val);  // val: the gates
+    for (int r = 0; record && r < rows; r++) {
+        size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
+        memcpy(s->route_idx + at, idx + (size_t)r * k, (size_t)k * sizeof(int));
+        memcpy(s->route_gate + at, val + (size_t)r * k, (size_t)k * sizeof(float));
     }
     return k;
 }

@@ -8,17 +8,25 @@
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
 // d_model for attention. Both rates are set beside the sgemm GFLOP/s and memory GB/s
 // measured in the same run.
+//
+// Under mpirun each rank trains its own random batch and the step is data parallel
+// (train/dist.h: all-reduce, or --shard-optimizer's reduce-scatter + all-gather): rank 0
+// reports tokens/s per rank and in all, the share of the step spent inside MPI calls, the
+// bytes each rank sends per step (engine/comm.h's count) and the loopback bytes the
+// kernel counted (/proc/net/dev, all ranks; only with a TCP transport, --mca btl self,tcp).
 #include "tools/bench.h"
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
+#include "engine/comm.h"
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/params.h"
 #include "kernels/roofline.h"
 #include "kernels/threads.h"
 #include "train/adamw.h"
+#include "train/dist.h"
 #include "train/freeze.h"
 
 #include <stdio.h>
@@ -34,7 +42,7 @@
 
 static const char usage[] =
     "usage: monolith bench train [--preset NAME] [--precision fp32|bf16] [--steps N] [--set FIELD=VALUE]...\n"
-    "                            [--threads N] [--json]\n"
+    "                            [--shard-optimizer] [--threads N] [--json]\n"
     "\n"
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
     "model, batch 8 x seq 256 (seq capped at the preset's max_seq_len), median of the timed steps after\n"
@@ -45,6 +53,7 @@ static const char usage[] =
     "  --steps N       timed steps after the warm-up (default 3, at most 50)\n"
     "  --set F=V       override a config field of the preset, e.g. --set n-experts=16 --set d-ff=256\n"
     "                  (repeatable; the names of `monolith init`'s flags)\n"
+    "  --shard-optimizer  under mpirun: AdamW's m and v sharded over the ranks (ZeRO-1)\n"
     "  --threads N     threads (default: one per core)\n"
     "  --json          one JSON object instead of the table\n";
 
@@ -59,10 +68,15 @@ static int cmp_double(const void *a, const void *b) {
 
 // Takes --precision, --steps and --set out of argv (the rest goes to
 // bench_parse_model_opts). Returns 0, or -1 after printing the error.
-static int take_train_flags(int *argc, char **argv, mo_precision *prec, int *steps, const char **sets, int *n_sets) {
+static int take_train_flags(int *argc, char **argv, mo_precision *prec, int *steps, const char **sets, int *n_sets,
+                            int *shard) {
     int n = 1;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--shard-optimizer")) {
+            *shard = 1;
+            continue;
+        }
         int which = !strcmp(a, "--precision") ? 1 : !strcmp(a, "--steps") ? 2 : !strcmp(a, "--set") ? 3 : 0;
         if (!which) {
             argv[n++] = argv[i];
@@ -100,6 +114,24 @@ static int take_train_flags(int *argc, char **argv, mo_precision *prec, int *ste
 }
 
 // This process's peak resident memory so far, bytes.
+// Bytes sent over the loopback interface so far (all processes), or -1.
+static double loopback_tx_bytes(void) {
+    FILE *f = fopen("/proc/net/dev", "r");
+    if (!f) return -1;
+    char line[512];
+    double tx = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v[9];
+        const char *c = strchr(line, ':');
+        if (!c || !strstr(line, "lo:")) continue;
+        if (sscanf(c + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7], &v[8]) == 9)
+            tx = (double)v[8];
+    }
+    fclose(f);
+    return tx;
+}
+
 static double peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -110,9 +142,10 @@ int bench_train(int argc, char **argv) {
     bench_opts o;
     const char *preset;
     mo_precision prec = MO_PRECISION_FP32;
-    int steps = STEPS_DEFAULT, n_sets = 0;
+    int steps = STEPS_DEFAULT, n_sets = 0, shard = 0;
     const char *sets[SETS_MAX];
-    if (take_train_flags(&argc, argv, &prec, &steps, sets, &n_sets)) return 2;
+    if (take_train_flags(&argc, argv, &prec, &steps, sets, &n_sets, &shard)) return 2;
+    const int rank = comm_rank(), ranks = comm_size();
     int prc = bench_parse_model_opts(argc, argv, &o, &preset, usage);
     if (prc) return prc > 0 ? 0 : 2;
     threads_init(o.threads);
@@ -132,15 +165,14 @@ int bench_train(int argc, char **argv) {
     mo_param_table pt = {0};
     mo_model m;
     int model_ok = 0;
-    float *params = NULL, *grads = NULL, *mom = NULL, *var = NULL;
+    float *params = NULL, *grads = NULL;
     int *tokens = NULL, *targets = NULL;
     train_mask mask = {0};
+    dist_opt d = {0};
     if (params_table_build(&pt, &c)) goto out;
-    if (!(params = params_arena_alloc(&pt)) || !(grads = params_arena_alloc(&pt)) ||
-        !(mom = params_arena_alloc(&pt)) || !(var = params_arena_alloc(&pt)))
-        goto out;
+    if (!(params = params_arena_alloc(&pt)) || !(grads = params_arena_alloc(&pt))) goto out;
     params_init(&pt, params, 1);
-    if (freeze_parse(&pt, "all", &mask)) goto out;
+    if (freeze_parse(&pt, "all", &mask) || dist_opt_init(&d, pt.numel, &mask, shard)) goto out;
     if (model_alloc(&m, &pt, B, T)) goto out;
     model_ok = 1;
     if (model_set_precision(&m, prec)) goto out;
@@ -148,30 +180,41 @@ int bench_train(int argc, char **argv) {
     targets = malloc(sizeof(int) * N);
     if (!tokens || !targets) goto out;
     mo_rng r;
-    mo_rng_seed(&r, 2);
+    mo_rng_seed(&r, 2 + (uint64_t)rank);  // each rank its own batch
     for (int i = 0; i < N; i++) tokens[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
     for (int i = 0; i < N; i++) targets[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
 
-    if (!o.json)
-        fprintf(stderr, "bench train: %s, %s, batch %d x seq %d, %d threads: 1 warm-up + %d steps\n", preset,
-                prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, threads_count(), steps);
+    const int say = !o.json && rank == 0;
+    if (say)
+        fprintf(stderr, "bench train: %s, %s, batch %d x seq %d, %d rank%s x %d threads%s: 1 warm-up + %d steps\n",
+                preset, prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, ranks, ranks > 1 ? "s" : "",
+                threads_count(), d.shard ? ", optimizer sharded" : "", steps);
     adamw_step st = adamw_defaults();
     st.lr = 3e-4;
-    double dt[STEPS_MAX + 1], cpu[STEPS_MAX + 1], loss_first = 0, loss_last = 0;
+    double dt[STEPS_MAX + 1], cpu[STEPS_MAX + 1], comm_s[STEPS_MAX + 1], sent[STEPS_MAX + 1];
+    double loss_first = 0, loss_last = 0, lo_tx0 = 0;
     for (int s = 0; s <= steps; s++) {
+        if (s == 1) lo_tx0 = loopback_tx_bytes();
+        comm_reset_stats();
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
         memset(grads, 0, pt.numel * sizeof *grads);
-        if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f)) goto out;
+        if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f / (float)ranks))
+            goto out;
+        int err;
         st.t = s + 1;
-        adamw_apply(params, grads, mom, var, mask.r, mask.n, &st);
+        if (dist_sync_grads(&d, grads) || (dist_clip(&d, grads, 0, &err), err) || dist_apply(&d, params, grads, &st))
+            goto out;
         dt[s] = now_seconds() - t0;
         cpu[s] = bench_cpu_seconds() - c0;
+        comm_stats cs = comm_get_stats();
+        comm_s[s] = cs.seconds, sent[s] = cs.bytes_sent;
         if (s == 0) loss_first = m.loss;
         loss_last = m.loss;
-        if (!o.json)
-            fprintf(stderr, "  step %d  %.3f s  (%.3f CPU-s)  loss %.4f%s\n", s, dt[s], cpu[s], m.loss,
-                    s ? "" : "  (warm-up)");
+        if (say)
+            fprintf(stderr, "  step %d  %.3f s  (%.3f CPU-s, %.3f s in MPI)  loss %.4f%s\n", s, dt[s], cpu[s], comm_s[s],
+                    m.loss, s ? "" : "  (warm-up)");
     }
+    double lo_bytes = lo_tx0 >= 0 ? (loopback_tx_bytes() - lo_tx0) / steps : -1;
     double sorted[STEPS_MAX];
     memcpy(sorted, dt + 1, sizeof sorted);
     qsort(sorted, steps, sizeof *sorted, cmp_double);
@@ -179,21 +222,27 @@ int bench_train(int argc, char **argv) {
     memcpy(sorted, cpu + 1, sizeof sorted);
     qsort(sorted, steps, sizeof *sorted, cmp_double);
     double cpu_med = sorted[steps / 2];
+    double comm_sum = 0, step_sum = 0, sent_step = sent[steps];
+    for (int s = 1; s <= steps; s++) comm_sum += comm_s[s], step_sum += dt[s];
+    double comm_share = step_sum > 0 ? comm_sum / step_sum : 0;
 
     // Memory of a step: what the arenas take (parameters, gradients, AdamW m and v,
     // activations, bf16 copies and scratch) against the peak resident size the process
     // reached (before the rate measurements below, which allocate buffers of their own).
     const double MB = 1048576.0, p_bytes = (double)pt.numel * sizeof(float);
+    const double adam_bytes = 2.0 * (double)dist_opt_moment_numel(&d) * sizeof(float);
     const double act_bytes = (double)m.arena_bytes, bf_bytes = (double)m.bf16_bytes;
-    const double computed = 4 * p_bytes + act_bytes + bf_bytes, peak = peak_rss_bytes();
+    const double computed = 2 * p_bytes + adam_bytes + act_bytes + bf_bytes, peak = peak_rss_bytes();
 
     // The machine's own rates, right after the steps, with the same threads.
-    double sgemm = roofline_sgemm_gflops(1024, 1.0), membw = roofline_membw_gbs(1.0);
+    // (rank 0 only: the other ranks would take cores from it).
+    double sgemm = rank ? 1 : roofline_sgemm_gflops(1024, 1.0), membw = rank ? 1 : roofline_membw_gbs(1.0);
 
     size_t active = bench_flop_params(&pt);
     double flops_tok = 6.0 * (double)active + 12.0 * c.n_layers * T * c.d_model;
     double tok_s = N / med, gflops = flops_tok * N / med / 1e9;
-    if (o.json) {
+    if (rank != 0) {
+    } else if (o.json) {
         printf("{\"bench\": \"train\", \"preset\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch\": %d, "
                "\"seq\": %d, \"n_experts\": %d, \"top_k\": %d, \"d_ff\": %d, \"optimizer\": \"adamw\", "
                "\"step_s_median\": %.4f, \"step_s_all\": [",
@@ -201,34 +250,47 @@ int bench_train(int argc, char **argv) {
                med);
         for (int s = 1; s <= steps; s++) printf("%s%.4f", s > 1 ? ", " : "", dt[s]);
         printf("], \"cpu_s_median\": %.4f, \"train_tok_per_cpu_s\": %.1f", cpu_med, N / cpu_med);
+        printf(", \"ranks\": %d, \"shard_optimizer\": %s, \"tok_s_per_rank\": %.1f, \"tok_s_total\": %.1f, "
+               "\"comm_share\": %.4f, \"comm_bytes_sent_per_step\": %.0f, \"loopback_bytes_per_step\": %.0f, "
+               "\"params\": %zu",
+               ranks, d.shard ? "true" : "false", tok_s, tok_s * ranks, comm_share, sent_step, lo_bytes, pt.numel);
         printf(", \"mem_params_mb\": %.1f, \"mem_grads_mb\": %.1f, \"mem_adam_mb\": %.1f, \"mem_activations_mb\": %.1f, "
                "\"mem_bf16_mb\": %.1f, \"mem_computed_mb\": %.1f, \"peak_rss_mb\": %.1f",
-               p_bytes / MB, p_bytes / MB, 2 * p_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
+               p_bytes / MB, p_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
         printf(", \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
                "\"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, \"sgemm_share\": %.3f, \"loss_first\": %.4f, "
                "\"loss_last\": %.4f}\n",
-               tok_s, flops_tok, active, gflops, sgemm, membw, gflops / sgemm, loss_first, loss_last);
+               tok_s * ranks, flops_tok, active, gflops, sgemm, membw, gflops / sgemm, loss_first, loss_last);
     } else {
         printf("bench train  %s  %s  batch %d x seq %d  threads %d\n", preset,
                prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, threads_count());
         printf("  step (fwd+bwd+AdamW)  %.3f s median of %d (%.3f CPU-s)\n", med, steps, cpu_med);
         printf("  tokens/s              %.1f  (%.1f per CPU-second)\n", tok_s, N / cpu_med);
+        if (ranks > 1) {
+            printf("  ranks                 %d (data parallel%s): %.1f tokens/s in all, %.1f per rank\n", ranks,
+                   d.shard ? ", optimizer sharded" : "", tok_s * ranks, tok_s);
+            printf("  communication         %.1f%% of the step inside MPI; %.2f MB sent per step by each rank "
+                   "(ring count); %.2f MB per step over loopback (all ranks, TCP only)\n",
+                   100 * comm_share, sent_step / 1e6, lo_bytes / 1e6);
+        }
         printf("  GFLOP/s               %.1f  (%.1f MFLOP/token = 6 x %.2fM active + 12 x %d x %d x %d)\n", gflops,
                flops_tok / 1e6, active / 1e6, c.n_layers, T, c.d_model);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024): training at %.0f%% of it\n", sgemm,
                100 * gflops / sgemm);
         printf("  memory, same run      %.1f GB/s\n", membw);
-        printf("  step memory           %.0f MB computed = params %.0f + grads %.0f + AdamW m,v %.0f + activations %.0f"
+        printf("  step memory           %.0f MB computed = params %.0f + grads %.0f + AdamW m,v %.0f%s + activations %.0f"
                " + bf16 %.0f; peak RSS %.0f MB\n",
-               computed / MB, p_bytes / MB, p_bytes / MB, 2 * p_bytes / MB, act_bytes / MB, bf_bytes / MB, peak / MB);
+               computed / MB, p_bytes / MB, p_bytes / MB, adam_bytes / MB, d.shard ? " (this rank's shard)" : "",
+               act_bytes / MB, bf_bytes / MB, peak / MB);
     }
     rc = 0;
 out:
     if (rc) cmd_fail();
     if (model_ok) model_free(&m);
     train_mask_free(&mask);
+    dist_opt_free(&d);
     free(tokens), free(targets);
-    free(params), free(grads), free(mom), free(var);
+    free(params), free(grads);
     params_table_free(&pt);
     return rc;
 }

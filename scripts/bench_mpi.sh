@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# bench_mpi.sh: what MPI costs on one machine. In alternating rounds, `monolith bench
+# train` as 1 rank x 2 threads, 2 ranks x 1 thread (data parallel) and 2 ranks x 1 thread
+# with --shard-optimizer, then, per round and as medians: total tokens/s, the ratio
+# 2x1 / 1x2 (goal >= 0.9), tokens per CPU-second, the share of the step inside MPI and
+# the bytes each rank sends per step against the formula of docs/distributed.md
+# (ring all-reduce: 2 (N-1)/N x 4 P bytes; sharded: reduce-scatter + all-gather, the same).
+#
+#   scripts/bench_mpi.sh [--preset NAME] [--rounds R] [--steps S] [--tcp]
+#
+#   --preset NAME  the model (default small)
+#   --rounds R     rounds of the three runs (default 3)
+#   --steps S      timed steps per run (default 3)
+#   --tcp          MPI over TCP on loopback (--mca btl self,tcp) instead of shared memory,
+#                  so the kernel's loopback byte count measures what the ranks sent
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset=small rounds=3 steps=3 mca=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --preset) preset=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --tcp) mca=(--mca btl self,tcp); shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "bench_mpi.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+bin=${MONOLITH_BIN:-build/monolith}
+[ -x "$bin" ] || { echo "bench_mpi.sh: build first ($bin not found)" >&2; exit 1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+args=(bench train --preset "$preset" --steps "$steps" --json)
+for r in $(seq "$rounds"); do
+  echo "round $r/$rounds" >&2
+  "$bin" "${args[@]}" --threads 2 >"$out/one.$r.json" 2>/dev/null
+  mpirun -np 2 --bind-to none "${mca[@]}" "$bin" "${args[@]}" --threads 1 >"$out/dp.$r.json" 2>/dev/null
+  mpirun -np 2 --bind-to none "${mca[@]}" "$bin" "${args[@]}" --threads 1 --shard-optimizer \
+    >"$out/zero.$r.json" 2>/dev/null
+done
+python3 - "$out" "$rounds" <<'PY'
+import json, statistics as st, sys
+d, R = sys.argv[1], int(sys.argv[2])
+rd = lambda k, r: json.load(open(f"{d}/{k}.{r}.json"))
+runs = {k: [rd(k, r) for r in range(1, R + 1)] for k in ("one", "dp", "zero")}
+print(f"preset {runs['one'][0]['preset']}, batch {runs['one'][0]['batch']} x {runs['one'][0]['seq']} per rank, {R} rounds")
+print(f"{'run':24} {'tok/s total':>12} {'per rank':>9} {'tok/CPU-s':>10} {'in MPI':>7} {'MB sent/step':>13} {'loopback MB':>12} {'Adam MB':>8}")
+for k, name in (("one", "1 rank x 2 threads"), ("dp", "2 ranks x 1 thread"), ("zero", "2 x 1, --shard-optimizer")):
+    for j in runs[k]:
+        print(f"{name:24} {j['tok_s_total']:12.1f} {j['tok_s_per_rank']:9.1f} {j['train_tok_per_cpu_s']:10.1f} "
+              f"{100 * j['comm_share']:6.1f}% {j['comm_bytes_sent_per_step'] / 1e6:13.2f} "
+              f"{j['loopback_bytes_per_step'] / 1e6:12.2f} {j['mem_adam_mb']:8.1f}")
+ratio = [b["tok_s_total"] / a["tok_s_total"] for a, b in zip(runs["one"], runs["dp"])]
+ratio_z = [b["tok_s_total"] / a["tok_s_total"] for a, b in zip(runs["one"], runs["zero"])]
+print(f"2x1 / 1x2 tokens/s per round: {', '.join(f'{x:.3f}' for x in ratio)}; median {st.median(ratio):.3f} (goal >= 0.9)")
+print(f"sharded 2x1 / 1x2 per round: {', '.join(f'{x:.3f}' for x in ratio_z)}; median {st.median(ratio_z):.3f}")
+p = runs["dp"][0]["params"]
+print(f"formula: each rank sends 2 (N-1)/N x 4 P = {4 * p / 1e6:.2f} MB per step for P = {p} parameters, N = 2 "
+      f"(data parallel and sharded alike)")
+PY

@@ -8,7 +8,8 @@
 #    after 20 steps;
 #  - resume under MPI bit-exact; a resume on 1 process re-splits the global batch
 #    (grad-accum 2), one on 3 ranks is refused naming both numbers;
-#  - a rank killed with kill -9 ends the job within seconds with a message;
+#  - a rank killed with kill -9 ends the job within seconds with a message, and the
+#    newest checkpoint reads back whole;
 #  - a rank given another data file is refused at start, naming what differs.
 # Runs in the normal ctest pass only (CMakeLists.txt: OpenMPI's own allocations look
 # like leaks to LeakSanitizer).
@@ -100,7 +101,7 @@ set -e
 grep -q "2 micro-batches per step.*3 ranks cannot split them" "$tmp/res3.err" || fail "no message naming 2 and 3: $(cat "$tmp/res3.err")"
 
 # 4. A rank killed with kill -9 mid-run: the job ends within seconds, with a message.
-mpirun -np 2 --oversubscribe --bind-to none "$bin" train "${common[@]}" --steps 1000000 --save-every 0 \
+mpirun -np 2 --oversubscribe --bind-to none "$bin" train "${common[@]}" --steps 1000000 --save-every 2 \
   --out "$tmp/kill" >/dev/null 2>"$tmp/kill.err" &
 job=$!
 for _ in $(seq 100); do grep -q '^step 3/' "$tmp/kill.err" 2>/dev/null && break; sleep 0.2; done
@@ -119,6 +120,9 @@ dt=$(($(date +%s) - t0))
 [ "$dt" -le 10 ] || fail "the job took ${dt}s to stop after a rank was killed"
 [ $rc -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
 grep -qi "signal 9\|killed" "$tmp/kill.err" || fail "no message about the killed rank: $(tail -5 "$tmp/kill.err")"
+# The newest checkpoint is complete (every tensor's checksum read) and usable.
+"$bin" eval --checkpoint "$tmp/kill/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \
+  || fail "the last checkpoint after the kill: $(cat "$tmp/ev.err")"
 
 # 5. A rank started with another data file is refused before any step, naming it.
 set +e

@@ -325,3 +325,20 @@ int ckpt_load(const char *path, mo_checkpoint *ck) {
     h5_close(f);
     return rc;
 }
+
+int ckpt_load_optim_from(hid_t f, mo_checkpoint *ck, float **m, float **v) {
+    *m = *v = NULL;
+    if (ckpt_load_from(f, ck)) {
+        ckpt_free(ck);
+        return -1;
+    }
+    if (!h5_exists(f, "optim")) return 0;
+    *m = params_arena_alloc(&ck->table);
+    *v = params_arena_alloc(&ck->table);
+    if (*m && *v && !ckpt_read_tensors(f, "optim/m", &ck->table, *m) && !ckpt_read_tensors(f, "optim/v", &ck->table, *v))
+        return 0;
+    free(*m), free(*v);
+    *m = *v = NULL;
+    ckpt_free(ck);
+    return -1;
+}

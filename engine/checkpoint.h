@@ -70,6 +70,10 @@ int ckpt_load(const char *path, mo_checkpoint *ck);
 hid_t ckpt_open(const char *path);
 // Loads from an open checkpoint file.
 int ckpt_load_from(hid_t f, mo_checkpoint *ck);
+// ckpt_load_from plus the optimizer state of a training checkpoint: *m and *v newly
+// allocated arenas read from /optim/m and /optim/v (free with free()), or both NULL when
+// the file has no /optim. On failure nothing stays allocated. Returns 0 or -1.
+int ckpt_load_optim_from(hid_t f, mo_checkpoint *ck, float **m, float **v);
 
 // Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`.
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);

@@ -498,22 +498,9 @@ int expert_ckpt_load(const char *path, mo_checkpoint *ck, float **m, float **v) 
     memset(ck, 0, sizeof *ck);
     hid_t f = ckpt_open(path);
     if (f < 0) return -1;
-    if (ckpt_load_from(f, ck)) goto err;
-    if (h5_exists(f, "optim")) {
-        *m = params_arena_alloc(&ck->table);
-        *v = params_arena_alloc(&ck->table);
-        if (!*m || !*v || ckpt_read_tensors(f, "optim/m", &ck->table, *m) ||
-            ckpt_read_tensors(f, "optim/v", &ck->table, *v))
-            goto err;
-    }
+    int rc = ckpt_load_optim_from(f, ck, m, v);
     h5_close(f);
-    return 0;
-err:
-    h5_close(f);
-    free(*m), free(*v);
-    *m = *v = NULL;
-    ckpt_free(ck);
-    return -1;
+    return rc;
 }
 
 static herr_t copy_one_attr(hid_t src, const char *name, const H5A_info_t *info, void *dst_group) {

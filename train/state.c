@@ -50,15 +50,11 @@ int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, 
     memset(ck, 0, sizeof *ck);
     hid_t f = ckpt_open(path);
     if (f < 0) return -1;
-    if (ckpt_load_from(f, ck)) goto err;
     if (!h5_exists(f, "train") || !h5_exists(f, "optim")) {
         mo_errorf("%s: not a training checkpoint (no /train or /optim); start a new run from it with --init", path);
         goto err;
     }
-    *m = params_arena_alloc(&ck->table);
-    *v = params_arena_alloc(&ck->table);
-    if (!*m || !*v) goto err;
-    if (ckpt_read_tensors(f, "optim/m", &ck->table, *m) || ckpt_read_tensors(f, "optim/v", &ck->table, *v)) goto err;
+    if (ckpt_load_optim_from(f, ck, m, v)) goto err;
     const char *g = "train";
     int64_t nl = 0;
     char kind[32];

@@ -6,6 +6,7 @@
 #    at each save);
 #  - --shard-optimizer against plain data parallel: bit-identical parameters, m and v
 #    after 20 steps;
+#  - --init with --train experts=1 under --shard-optimizer trains expert 1 only;
 #  - resume under MPI bit-exact; a resume on 1 process re-splits the global batch
 #    (grad-accum 2), one on 3 ranks is refused naming both numbers;
 #  - a rank killed with kill -9 ends the job within seconds with a message, and the
@@ -77,6 +78,28 @@ mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --shard-optimizer -
   2>"$tmp/shard.err" || fail "sharded optimizer: $(cat "$tmp/shard.err")"
 grep -q "optimizer sharded" "$tmp/shard.err" || fail "the summary does not say the optimizer is sharded"
 compare "$tmp/plain" "$tmp/shard" 0 0 || fail "--shard-optimizer differs from plain data parallel"
+
+# --init and a freeze mask under the sharded optimizer: only expert 1 (its slices and
+# router row) changes, everything else keeps its bits.
+mpi 2 "$bin" train --init "$tmp/shard/latest.h5" --data "code=$tmp/code.h5" --data "kern=$tmp/kern.h5" --batch 2 \
+  --seq 32 --steps 3 --warmup 1 --eval-every 0 --eval-batches 1 --threads 1 --train experts=1 --shard-optimizer \
+  --out "$tmp/ft" >/dev/null 2>"$tmp/ft.err" || fail "--init --train experts=1 on 2 ranks: $(cat "$tmp/ft.err")"
+$py - "$tmp/shard/latest.h5" "$tmp/ft/latest.h5" <<'PY' || fail "--train experts=1 under --shard-optimizer changed other parameters"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["model"], h5py.File(sys.argv[2], "r")["model"]
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+changed = 0
+for n in names:
+    x, y = a[n][()], b[n][()]
+    if n.endswith(("moe/w1", "moe/w2", "moe/w3", "moe/router")):
+        keep = np.ones(x.shape[0], bool); keep[1] = False
+        assert np.array_equal(x[keep], y[keep]), (n, "an expert other than 1 changed")
+        changed += not np.array_equal(x[1], y[1])
+    else:
+        assert np.array_equal(x, y), (n, "changed")
+assert changed, "expert 1 did not train"
+PY
 
 # 3. Resume under MPI from the step-10 checkpoint of the sharded run: bit-identical at 20.
 mkdir "$tmp/res"

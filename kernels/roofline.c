@@ -4,13 +4,6 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <time.h>
-
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 double roofline_sgemm_gflops(int n, double min_seconds) {
     size_t nn = (size_t)n * n;

@@ -4,11 +4,11 @@
 #ifndef MONOLITH_ROOFLINE_H
 #define MONOLITH_ROOFLINE_H
 
+#include "engine/base/clock.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-// Seconds on a monotonic clock.
-double now_seconds(void);
 
 // GFLOP/s of cblas_sgemm on square n x n matrices with the current thread count, best
 // of several repetitions lasting at least `min_seconds` in all.

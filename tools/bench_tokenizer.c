@@ -7,9 +7,9 @@
 
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
+#include "engine/base/clock.h"
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
-#include "kernels/roofline.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -3,11 +3,11 @@
 #include "tools/commands.h"
 
 #include "data/tokenizer.h"
+#include "engine/base/clock.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
 #include "infer/decode.h"
 #include "infer/sample.h"
-#include "kernels/roofline.h"
 #include "kernels/threads.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 // progress.c: progress lines for a terminal or a log (see progress.h).
 #include "tools/progress.h"
 
-#include "kernels/roofline.h"
+#include "engine/base/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 // pipeline_btx.c: the Branch-Train-MiX pipeline over the trainer library.
 #include "train/pipeline_btx.h"
 
+#include "engine/base/clock.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
 #include "engine/expert_module.h"
-#include "kernels/roofline.h"
 #include "train/evaluate.h"
 #include "train/rundir.h"
 

@@ -30,7 +30,7 @@ START_TEST(test_round_trip) {
     for (size_t i = 0; i < ck.table.numel; i++) v[i] *= v[i];
     train_state st = {.step = 7, .tokens_seen = 12345, .rng = {1, 2, 3, UINT64_MAX}, .n_loader = 3,
                       .loader = {9, 8, 7}, .clip = 0.5, .seed = 42};
-    st.sched = (schedule){.kind = SCHEDULE_CONSTANT, .lr = 3e-4, .floor_frac = 0.2, .warmup = 2, .total = 10};
+    st.sched = (lr_schedule){.kind = LR_SCHEDULE_CONSTANT, .lr = 3e-4, .floor_frac = 0.2, .warmup = 2, .total = 10};
     st.opt = adamw_defaults();
     snprintf(st.mask, sizeof st.mask, "experts=1,router");
     char path[256];
@@ -48,7 +48,7 @@ START_TEST(test_round_trip) {
     ck_assert(!memcmp(st.rng, st2.rng, sizeof st.rng));
     ck_assert_int_eq(st2.n_loader, 3);
     ck_assert(st2.loader[2] == 7);
-    ck_assert_int_eq(st2.sched.kind, SCHEDULE_CONSTANT);
+    ck_assert_int_eq(st2.sched.kind, LR_SCHEDULE_CONSTANT);
     ck_assert(st2.sched.lr == 3e-4 && st2.sched.floor_frac == 0.2 && st2.sched.warmup == 2 && st2.sched.total == 10);
     ck_assert(st2.opt.beta2 == st.opt.beta2 && st2.opt.eps == st.opt.eps && st2.clip == 0.5 && st2.seed == 42);
     ck_assert_str_eq(st2.mask, "experts=1,router");

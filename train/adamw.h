@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 typedef struct {
-    double lr;            // learning rate of this step (from train/schedule.h)
+    double lr;            // learning rate of this step (from train/lr_schedule.h)
     double beta1, beta2;  // defaults 0.9, 0.95
     double eps;           // default 1e-8
     double weight_decay;  // default 0.1; applied only to ranges with decay = 1

@@ -28,7 +28,7 @@ int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, 
     if (h5_attr_set_i64(f, g, "step", st->step) || h5_attr_set_i64(f, g, "tokens_seen", st->tokens_seen) ||
         h5_attr_set_u64s(f, g, "rng_state", st->rng, 4) || h5_attr_set_i64(f, g, "loader_state_len", st->n_loader) ||
         (st->n_loader && h5_attr_set_u64s(f, g, "loader_state", st->loader, st->n_loader)) ||
-        h5_attr_set_str(f, g, "schedule", schedule_kind_name(st->sched.kind)) ||
+        h5_attr_set_str(f, g, "schedule", lr_schedule_kind_name(st->sched.kind)) ||
         h5_attr_set_f64(f, g, "lr", st->sched.lr) || h5_attr_set_f64(f, g, "lr_floor", st->sched.floor_frac) ||
         h5_attr_set_i64(f, g, "warmup", st->sched.warmup) || h5_attr_set_i64(f, g, "total_steps", st->sched.total) ||
         h5_attr_set_f64(f, g, "beta1", st->opt.beta1) || h5_attr_set_f64(f, g, "beta2", st->opt.beta2) ||
@@ -67,7 +67,7 @@ int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, 
     }
     st->n_loader = (int)nl;
     if ((nl && h5_attr_get_u64s(f, g, "loader_state", st->loader, (int)nl)) ||
-        h5_attr_get_str(f, g, "schedule", kind, sizeof kind) || schedule_parse_kind(kind, &st->sched.kind) ||
+        h5_attr_get_str(f, g, "schedule", kind, sizeof kind) || lr_schedule_parse_kind(kind, &st->sched.kind) ||
         h5_attr_get_f64(f, g, "lr", &st->sched.lr) || h5_attr_get_f64(f, g, "lr_floor", &st->sched.floor_frac) ||
         h5_attr_get_i64(f, g, "warmup", &st->sched.warmup) ||
         h5_attr_get_i64(f, g, "total_steps", &st->sched.total) || h5_attr_get_f64(f, g, "beta1", &st->opt.beta1) ||

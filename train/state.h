@@ -6,7 +6,7 @@
 
 #include "engine/checkpoint.h"
 #include "train/adamw.h"
-#include "train/schedule.h"
+#include "train/lr_schedule.h"
 
 #include <stdint.h>
 
@@ -18,7 +18,7 @@ typedef struct {
     uint64_t rng[4];        // the loop's RNG (engine/base/rng.h)
     uint64_t loader[TRAIN_LOADER_STATE_MAX];  // the data loader's saved state
     int n_loader;
-    schedule sched;
+    lr_schedule sched;
     adamw_step opt;         // betas, eps, weight decay (lr and t are per step)
     double clip;
     uint64_t seed;

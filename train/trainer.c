@@ -40,7 +40,7 @@ struct trainer {
     int rank, ranks;         // engine/comm.h; only rank 0 writes files and calls the hooks
     double *mb_loss;         // [ranks * grad_accum * 5] loss terms of every micro-batch of a step
     train_mask mask;
-    schedule sched;
+    lr_schedule sched;
     adamw_step opt;
     train_state st;
     tokenizer *tok;
@@ -432,10 +432,10 @@ trainer *trainer_open(const train_opts *cli) {
     t->rank = comm_rank(), t->ranks = comm_size();
     if (validate_numbers(o)) goto err;
     o->warmup = train_opts_warmup(o);  // run.ini records the number the run used
-    schedule_kind kind;
-    if (schedule_parse_kind(o->schedule, &kind)) goto err;
-    t->sched = (schedule){.kind = kind, .lr = o->lr, .floor_frac = o->lr_floor, .warmup = o->warmup, .total = o->steps};
-    if (schedule_validate(&t->sched)) goto err;
+    lr_schedule_kind kind;
+    if (lr_schedule_parse_kind(o->schedule, &kind)) goto err;
+    t->sched = (lr_schedule){.kind = kind, .lr = o->lr, .floor_frac = o->lr_floor, .warmup = o->warmup, .total = o->steps};
+    if (lr_schedule_validate(&t->sched)) goto err;
     t->opt = adamw_defaults();
     t->opt.beta1 = o->beta1, t->opt.beta2 = o->beta2, t->opt.eps = o->eps, t->opt.weight_decay = o->weight_decay;
     threads_init(o->threads);
@@ -729,7 +729,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
         }
         double ts = now_seconds();
         get_loader_state(t->ld, loader_before, &n_before);
-        double lr = schedule_lr(&t->sched, t->st.step);
+        double lr = lr_schedule_at(&t->sched, t->st.step);
         memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
         if (micro_batches(t)) goto fail;

@@ -1,12 +1,12 @@
-// schedule.c: warmup then cosine (or constant) learning rate.
-#include "train/schedule.h"
+// lr_schedule.c: warmup then cosine (or constant) learning rate.
+#include "train/lr_schedule.h"
 
 #include "engine/base/error.h"
 
 #include <math.h>
 #include <string.h>
 
-int schedule_validate(const schedule *s) {
+int lr_schedule_validate(const lr_schedule *s) {
     if (!(s->lr > 0) || !isfinite(s->lr)) return mo_errorf("--lr must be a positive number, not %g", s->lr);
     if (!(s->floor_frac >= 0 && s->floor_frac <= 1))
         return mo_errorf("--lr-floor is a fraction of --lr in [0, 1], not %g", s->floor_frac);
@@ -17,9 +17,9 @@ int schedule_validate(const schedule *s) {
     return 0;
 }
 
-double schedule_lr(const schedule *s, int64_t step) {
+double lr_schedule_at(const lr_schedule *s, int64_t step) {
     if (step < s->warmup) return s->lr * (double)(step + 1) / (double)s->warmup;
-    if (s->kind == SCHEDULE_CONSTANT) return s->lr;
+    if (s->kind == LR_SCHEDULE_CONSTANT) return s->lr;
     double floor = s->lr * s->floor_frac;
     int64_t span = s->total - s->warmup;
     if (span <= 0 || step >= s->total) return floor;
@@ -27,11 +27,11 @@ double schedule_lr(const schedule *s, int64_t step) {
     return floor + (s->lr - floor) * 0.5 * (1.0 + cos(M_PI * ratio));
 }
 
-int schedule_parse_kind(const char *name, schedule_kind *out) {
-    if (!strcmp(name, "cosine")) *out = SCHEDULE_COSINE;
-    else if (!strcmp(name, "constant")) *out = SCHEDULE_CONSTANT;
+int lr_schedule_parse_kind(const char *name, lr_schedule_kind *out) {
+    if (!strcmp(name, "cosine")) *out = LR_SCHEDULE_COSINE;
+    else if (!strcmp(name, "constant")) *out = LR_SCHEDULE_CONSTANT;
     else return mo_errorf("--schedule: unknown schedule '%s' (use cosine or constant)", name);
     return 0;
 }
 
-const char *schedule_kind_name(schedule_kind k) { return k == SCHEDULE_CONSTANT ? "constant" : "cosine"; }
+const char *lr_schedule_kind_name(lr_schedule_kind k) { return k == LR_SCHEDULE_CONSTANT ? "constant" : "cosine"; }

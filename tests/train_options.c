@@ -1,5 +1,6 @@
 // train_options.c: one option table for flags and INI: precedence (defaults < --config <
-// flags), model overrides, run.ini round trip, and one-line errors naming the origin.
+// flags), model overrides, run.ini round trip (hostile and long values included), and
+// one-line errors naming the origin and the right line.
 #include "engine/base/error.h"
 #include "tests/testutil.h"
 #include "train/options.h"
@@ -90,6 +91,53 @@ START_TEST(test_ini_round_trip) {
 }
 END_TEST
 
+// Hostile strings in every string option (and a data path) survive run.ini exactly:
+// newlines that would start new keys, inih's comment characters, brackets, '=', blanks at
+// either end, quotes, backslashes, control and high bytes, and paths longer than inih's
+// 199-byte lines with blanks where the writer splits them.
+START_TEST(test_ini_hostile_round_trip) {
+    static const char *nasty[] = {"r\nsteps = 9", "a ;b", "a;b # c", "#x", "[model]", "x=y", " lead", "trail ",
+                                  "q\"uote\\", "\"", "\\x41", "\x01\x1f\x7f\xff\t\r", "caf\xc3\xa9 \\n", "",
+                                  "   ", ";"};
+    char longp[TRAIN_PATH_MAX];
+    for (int variant = 0; variant < (int)(sizeof nasty / sizeof *nasty) + 3; variant++) {
+        train_opts o, back;
+        train_opts_defaults(&o);
+        const char *v = longp;
+        if (variant < (int)(sizeof nasty / sizeof *nasty)) v = nasty[variant];
+        else {
+            // 4095 bytes: blanks every 7th byte, or all blanks but the ends, or all ';'
+            for (int i = 0; i < TRAIN_PATH_MAX - 1; i++)
+                longp[i] = variant == 16 ? (i % 7 == 3 ? ' ' : 'a' + i % 26) : variant == 17 ? ' ' : ';';
+            longp[0] = longp[TRAIN_PATH_MAX - 2] = '/';
+            longp[TRAIN_PATH_MAX - 1] = 0;
+        }
+        snprintf(o.out, sizeof o.out, "%s", v);
+        snprintf(o.init, sizeof o.init, "%s", v);
+        snprintf(o.tokenizer, sizeof o.tokenizer, "%s", v);
+        snprintf(o.train, sizeof o.train, "%.255s", v);
+        snprintf(o.data[0].name, sizeof o.data[0].name, "code");
+        snprintf(o.data[0].path, sizeof o.data[0].path, "%.4000s", *v ? v : "x");
+        o.data[0].weight = 0.5;
+        o.n_data = 1;
+        char path[512];
+        snprintf(path, sizeof path, "%s/hostile.ini", tmpdir);
+        ck_assert_msg(train_opts_write_ini(&o, path) == 0, "%s", mo_error());
+        train_opts_defaults(&back);
+        ck_assert_msg(train_opts_load_ini(&back, path) == 0, "variant %d: %s", variant, mo_error());
+        ck_assert_msg(!strcmp(o.out, back.out), "variant %d: out '%s' came back as '%s'", variant, o.out, back.out);
+        ck_assert_msg(!strcmp(o.data[0].path, back.data[0].path), "variant %d: data path", variant);
+        ck_assert_msg(!memcmp(&o, &back, sizeof o), "variant %d: run.ini does not read back the same", variant);
+        ck_assert_int_eq(back.steps, o.steps);  // nothing injected
+        // No line of the file is longer than inih reads.
+        FILE *f = fopen(path, "r");
+        char line[4096];
+        while (fgets(line, sizeof line, f)) ck_assert_msg(strlen(line) < 199, "a %zu-byte line", strlen(line));
+        fclose(f);
+    }
+}
+END_TEST
+
 static void expect_error(const char *const *a, int n, const char *needle) {
     train_opts o;
     ck_assert_msg(parse(&o, a, n) == -1, "expected failure for %s", a[n - 1]);
@@ -124,10 +172,19 @@ START_TEST(test_errors) {
                             {"b2.ini", "[train]\nsteps = 3\nthis line is not ini\n"},
                             {"b3.ini", "[optimizer]\nlr = 1\n"},
                             {"b4.ini", "[model]\nlr = 1\n"},
-                            {"b5.ini", "resume = somewhere\n"}};
+                            {"b5.ini", "resume = somewhere\n"},
+                            {"b6.ini", "steps = 3\nout = \"abc\nlr = 1\n"},
+                            {"b7.ini", "steps = 3\n  9\n"},
+                            {"b8.ini", "out = \"a\\qb\"\n"},
+                            {"b9.ini", "out = \"a\\x4\"\n"},
+                            {"b10.ini", "out = \"ab\" c\n"},
+                            {"b11.ini", "steps = 3\nout = \"abc\n"}};
     const char *needles[] = {"b1.ini:2: unknown option 'stepz'", "b2.ini:3", "unknown section", "not a model config",
-                             "command-line flag only"};
-    for (int i = 0; i < 5; i++) {
+                             "command-line flag only", "b6.ini:2: the quoted value of 'out' has no closing quote",
+                             "b7.ini:2: an indented line continues only a quoted value", "b8.ini:1: unknown escape '\\q'",
+                             "b9.ini:1: bad escape", "b10.ini:1: text after the closing quote",
+                             "b11.ini:2: the quoted value of 'out' has no closing quote"};
+    for (int i = 0; i < 11; i++) {
         const char *p = write_file(bad[i][0], bad[i][1]);
         const char *a[] = {"train", "--config", p};
         expect_error(a, 3, needles[i]);
@@ -154,6 +211,24 @@ START_TEST(test_warmup_default) {
 }
 END_TEST
 
+// A 10 MB line is refused as one line with its own number, not as 50,000 lines of 200.
+START_TEST(test_long_line) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/long.ini", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs("steps = 3\nout = ", f);
+    for (int i = 0; i < 10 << 20; i++) fputc('a', f);
+    fputs("\nlr = 1\n", f);
+    fclose(f);
+    const char *a[] = {"train", "--config", path};
+    expect_error(a, 3, "long.ini:2: line longer than 199 bytes");
+    f = fopen(path, "w");
+    fwrite("steps = 3\nout = abc\0def\n", 1, 24, f);
+    fclose(f);
+    expect_error(a, 3, "long.ini:2: a NUL byte");
+}
+END_TEST
+
 START_TEST(test_help) {
     train_opts o;
     const char *a[] = {"train", "--help"};
@@ -168,6 +243,8 @@ int main(void) {
     tcase_add_test(tc, test_flags);
     tcase_add_test(tc, test_config_file_and_precedence);
     tcase_add_test(tc, test_ini_round_trip);
+    tcase_add_test(tc, test_ini_hostile_round_trip);
+    tcase_add_test(tc, test_long_line);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_warmup_default);
     tcase_add_test(tc, test_help);

@@ -4,6 +4,7 @@
 
 #include "engine/base/error.h"
 #include "engine/config.h"
+#include "train/ini_value.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -195,82 +196,130 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
 
 // ---------------------------------------------------------------------------- INI
 
-// Debian's inih passes no line numbers to the handler; the reader counts them instead
-// (inih reads one line per call), from a file or from text.
+// Debian's inih passes no line numbers to the handler, and takes lines of at most 199
+// bytes: the reader hands it one whole line per call, counting them, and stops at a
+// longer line or a NUL byte (which inih would cut or split silently) with that line's
+// number. It also follows what inih does with an indented line (a continuation of the
+// previous key's value once a key has been seen in the section), so that on_ini tells
+// continuations from "key = value" lines. It reads a file, or text.
 typedef struct {
     train_opts *o;
     const char *path;
     FILE *f;
-    const char *text;  // when f is NULL: what is left of the text
+    const char *text;   // when f is NULL: what is left of the text
     int line, failed;
+    int bad_line;       // 1: too long, 2: NUL byte
+    int indented;       // the current line starts with a blank
+    int prev_set;       // inih has a previous key in this section (its prev_name)
+    ini_value val;      // the value being read (quoted ones may span lines)
+    char key[64], section[32];
+    int key_line;       // where the value being read started
 } ini_ctx;
+
+static int next_byte(ini_ctx *c) {
+    if (c->f) return getc(c->f);
+    return *c->text ? (unsigned char)*c->text++ : EOF;
+}
 
 static char *line_reader(char *str, int num, void *stream) {
     ini_ctx *c = stream;
-    char *r = str;
-    if (c->f) {
-        r = fgets(str, num, c->f);
-    } else {
-        if (!*c->text || num < 2) return NULL;
-        const char *nl = strchr(c->text, '\n');
-        size_t n = nl ? (size_t)(nl - c->text) + 1 : strlen(c->text);
-        if (n > (size_t)num - 1) n = (size_t)num - 1;
-        memcpy(str, c->text, n);
-        str[n] = 0;
-        c->text += n;
+    int n = 0, ch = 0;
+    while (n < num - 1 && (ch = next_byte(c)) != EOF) {
+        if (ch == 0) c->bad_line = 2;
+        str[n++] = (char)ch;
+        if (ch == '\n') break;
     }
-    if (r) c->line++;
-    return r;
+    if (!n) return NULL;
+    c->line++;
+    if (str[n - 1] != '\n' && ch != EOF) {  // the line goes on past inih's buffer
+        ch = next_byte(c);
+        if (ch == '\n' || ch == EOF) str[n - 1 + (ch == EOF)] = 0, n = n - 1 + (ch == EOF);
+        else c->bad_line = 1;
+    }
+    if (c->bad_line) return NULL;  // inih sees the end of the file; load_ini reports the line
+    str[n] = 0;
+    const char *b = str;
+    while (*b && strchr(" \t\r\n\f\v", *b)) b++;
+    c->indented = b > str;
+    if (*b == '[' && !(c->indented && c->prev_set)) c->prev_set = 0;  // a section line
+    return str;
+}
+
+static int apply(ini_ctx *c, const char *section, const char *name, const char *value, const char *origin) {
+    if (!strcmp(section, "model")) {
+        if (!config_is_field(name))
+            return mo_errorf("%s: '%s' is not a model config field (see monolith train --help)", origin, name);
+        return set_override(c->o, name, value, origin);
+    }
+    if (*section && strcmp(section, "train")) return mo_errorf("%s: unknown section [%s] (use [train] and [model])", origin, section);
+    const opt_def *d = find_opt(name);
+    if (d && d->cli_only) return mo_errorf("%s: '%s' is a command-line flag only", origin, name);
+    return train_opts_set(c->o, name, value, origin);
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
     ini_ctx *c = user;
     char origin[TRAIN_PATH_MAX + 32];
     snprintf(origin, sizeof origin, "%s:%d", c->path, c->line);
-    if (!strcmp(section, "model")) {
-        if (!config_is_field(name)) {
-            mo_errorf("%s: '%s' is not a model config field (see monolith train --help)", origin, name);
-            goto fail;
-        }
-        if (set_override(c->o, name, value, origin)) goto fail;
-        return 1;
-    }
-    if (*section && strcmp(section, "train")) {
-        mo_errorf("%s: unknown section [%s] (use [train] and [model])", origin, section);
+    // For an indented line after a key, inih calls with that key and the whole line.
+    int continuation = c->indented && c->prev_set;
+    c->prev_set = 1;
+    if (!continuation && c->val.open) {
+        mo_errorf("%s:%d: the quoted value of '%s' has no closing quote", c->path, c->key_line, c->key);
         goto fail;
     }
-    const opt_def *d = find_opt(name);
-    if (d && d->cli_only) {
-        mo_errorf("%s: '%s' is a command-line flag only", origin, name);
+    if (!continuation) {
+        snprintf(c->key, sizeof c->key, "%s", name);
+        snprintf(c->section, sizeof c->section, "%s", section);
+        c->key_line = c->line;
+    }
+    if (ini_value_feed(&c->val, value, continuation)) {
+        mo_errorf("%s: %s", origin, mo_error());
         goto fail;
     }
-    if (train_opts_set(c->o, name, value, origin)) goto fail;
+    if (c->val.open) return 1;  // the next line goes on with it
+    snprintf(origin, sizeof origin, "%s:%d", c->path, c->key_line);
+    if (apply(c, c->section, c->key, c->val.buf, origin)) goto fail;
     return 1;
 fail:
     c->failed = 1;
     return 0;
 }
 
+// Runs inih over c's file or text. Returns 0, or -1 naming the file (or origin) and line.
 static int parse_ini(ini_ctx *c) {
     int rc = ini_parse_stream(line_reader, c, on_ini, c);
+    const char *path = c->path;
     if (c->failed) return -1;
-    if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", c->path, rc);
-    if (rc < 0) return mo_errorf("%s: cannot read the config file", c->path);
+    if (c->bad_line == 1)
+        return mo_errorf("%s:%d: line longer than 199 bytes (write a long value quoted, over indented lines)", path,
+                         c->line);
+    if (c->bad_line == 2) return mo_errorf("%s:%d: a NUL byte (not a text file)", path, c->line);
+    if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", path, rc);
+    if ((c->f && ferror(c->f)) || rc < 0) return mo_errorf("%s: cannot read the config file", path);
+    if (c->val.open) return mo_errorf("%s:%d: the quoted value of '%s' has no closing quote", path, c->key_line, c->key);
     return 0;
+}
+
+static int load(train_opts *o, const char *path, FILE *f, const char *text) {
+    ini_ctx *c = calloc(1, sizeof *c);  // holds a 16 KB value buffer
+    if (!c) return mo_errorf("out of memory");
+    *c = (ini_ctx){.o = o, .path = path, .f = f, .text = text};
+    int rc = parse_ini(c);
+    free(c);
+    return rc;
 }
 
 int train_opts_load_ini(train_opts *o, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return mo_errorf("%s: cannot open the config file: %s", path, strerror(errno));
-    ini_ctx c = {o, path, f, NULL, 0, 0};
-    int rc = parse_ini(&c);
+    int rc = load(o, path, f, NULL);
     fclose(f);
     return rc;
 }
 
 int train_opts_load_ini_text(train_opts *o, const char *text, const char *origin) {
-    ini_ctx c = {o, origin, NULL, text, 0, 0};
-    return parse_ini(&c);
+    return load(o, origin, NULL, text);
 }
 
 void train_opts_write(const train_opts *o, FILE *f) {
@@ -281,7 +330,7 @@ void train_opts_write(const train_opts *o, FILE *f) {
         if (d->cli_only) continue;
         switch (d->type) {
         case OT_STR:  // empty values too: "train =" must not come back as the default "all"
-            fprintf(f, "%s = %s\n", d->name, (const char *)at);
+            ini_value_write(f, d->name, (const char *)at);
             break;
         case OT_INT:  // threads -1 is "not given": left out, it reads back as such
             if (d->off != offsetof(train_opts, threads) || *(const int *)at >= 0)
@@ -292,14 +341,17 @@ void train_opts_write(const train_opts *o, FILE *f) {
         case OT_U64: fprintf(f, "%s = %llu\n", d->name, (unsigned long long)*(const uint64_t *)at); break;
         case OT_F64: fprintf(f, "%s = %.17g\n", d->name, *(const double *)at); break;
         case OT_DATA:
-            for (int k = 0; k < o->n_data; k++)
-                fprintf(f, "data = %s%s%s:%.17g\n", o->data[k].name, *o->data[k].name ? "=" : "", o->data[k].path,
-                        o->data[k].weight);
+            for (int k = 0; k < o->n_data; k++) {
+                char spec[TRAIN_PATH_MAX + 128];
+                snprintf(spec, sizeof spec, "%s%s%s:%.17g", o->data[k].name, *o->data[k].name ? "=" : "",
+                         o->data[k].path, o->data[k].weight);
+                ini_value_write(f, "data", spec);
+            }
             break;
         }
     }
     if (o->n_overrides) fprintf(f, "\n[model]\n");
-    for (int k = 0; k < o->n_overrides; k++) fprintf(f, "%s = %s\n", o->overrides[k].name, o->overrides[k].value);
+    for (int k = 0; k < o->n_overrides; k++) ini_value_write(f, o->overrides[k].name, o->overrides[k].value);
 }
 
 int train_opts_write_ini(const train_opts *o, const char *path) {

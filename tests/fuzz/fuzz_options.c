@@ -64,16 +64,8 @@ static void ini_mode(const uint8_t *p, size_t n) {
         check_message();
         return;
     }
-    // INI has no quoting: a value holding inih's comment characters cannot be written
-    // back verbatim (such values are invalid for every option that could hold one, so a
-    // run never starts with them). docs/reliability.md notes it.
-    const char *strs[] = {o.preset, o.init, o.tokenizer, o.schedule, o.train, o.out};
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        if (strpbrk(strs[i], ";#")) return;
-    for (int i = 0; i < o.n_data; i++)
-        if (strpbrk(o.data[i].name, ";#") || strpbrk(o.data[i].path, ";#")) return;
-    for (int i = 0; i < o.n_overrides; i++)
-        if (strpbrk(o.overrides[i].value, ";#")) return;
+    // Every value, whatever its bytes, is written so that it reads back exactly
+    // (train/ini_value.h).
     if (!ini_back_path[0]) {
         snprintf(ini_back_path, sizeof ini_back_path, "%s.back", path);
         atexit(ini_back_cleanup);

@@ -12,4 +12,20 @@ void threads_init(int n);
 // The count set by threads_init (or the OpenMP default before it).
 int threads_count(void);
 
+// The cores this process may run on (its CPU affinity).
+int threads_cores(void);
+
+// Address space one thread takes (measured, docs/reliability.md): OpenBLAS's buffer for
+// the thread (128 MB, mapped when threads_init sets the count), its buffer for BLAS
+// calls made from inside our parallel regions (128 MB, mapped on first use), the
+// thread's stack and its malloc arena.
+#define THREADS_BYTES_PER_THREAD (256.0 * 1024 * 1024)
+#define THREADS_LAZY_BYTES_PER_THREAD (128.0 * 1024 * 1024)  // the part mapped on first use
+
+// Under an address-space limit (ulimit -v), checks that `n` threads not started yet
+// (n <= 0: none) and `need` more bytes fit in what the limit leaves. OpenBLAS cannot fail
+// an allocation (it retries forever), so this must come before threads_init(n) and
+// before anything large is allocated. Returns 0 (fits, or no limit), or -1 with one line
+// naming the thread count that would fit. `what` names the `need` ("this run's arenas").
+int threads_check_memory_limit(int n, double need, const char *what);
 #endif

@@ -8,7 +8,6 @@
 #include "engine/checkpoint.h"
 #include "infer/decode.h"
 #include "infer/sample.h"
-#include "kernels/threads.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -278,7 +277,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "monolith: %s\n", mo_error());
         return 2;
     }
-    threads_init(o.threads);
+    if (cli_threads(o.threads)) return 1;
 
     int rc = 1;
     mo_checkpoint ck;

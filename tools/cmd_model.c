@@ -8,7 +8,6 @@
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/params.h"
-#include "kernels/threads.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -262,7 +261,7 @@ int cmd_dump(int argc, char **argv) {
         fprintf(stderr, "monolith: dump needs --checkpoint, --tokens and -o\n%s", usage);
         return 2;
     }
-    threads_init(threads);
+    if (cli_threads(threads)) return 1;
     mo_checkpoint ck;
     if (ckpt_load(ckpt, &ck)) return cmd_fail();
     int *inputs = NULL, *targets = NULL, B = 0, T = 0, rc = 1;

@@ -279,7 +279,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "monolith: give --checkpoint CKPT\n%s", eval_usage);
         return 2;
     }
-    threads_init((int)threads);
+    if (cli_threads((int)threads)) return 1;
     eval_report r;
     if (eval_checkpoint(&o, &r)) return cmd_fail();
     if (json) print_json(&o, &r);

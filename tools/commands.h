@@ -14,6 +14,12 @@ typedef struct {
 // Shared by every command: prints "monolith: <mo_error()>" and returns 1.
 int cmd_fail(void);
 
+// Sets the thread count of a command's --threads N (<= 0: one per core): more than the
+// cores this process may use is lowered to them with a note on stderr, and a count whose
+// OpenBLAS buffers do not fit under ulimit -v is refused (kernels/threads.h). Returns 0,
+// or -1 after printing the one-line error.
+int cli_threads(int n);
+
 #define MONOLITH_COMMANDS(X) \
     X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \
     X(generate, "text from a checkpoint and a prompt: sampling, streaming, per-token expert routing")       \

@@ -3,6 +3,7 @@
 
 #include "engine/base/error.h"
 #include "engine/comm.h"
+#include "kernels/threads.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,18 @@ int cmd_fail(void) {
     if (comm_size() > 1) fprintf(stderr, "monolith (rank %d of %d): %s\n", comm_rank(), comm_size(), mo_error());
     else fprintf(stderr, "monolith: %s\n", mo_error());
     return 1;
+}
+
+int cli_threads(int n) {
+    int cores = threads_cores();
+    if (n <= 0) n = cores;
+    if (n > cores) {
+        fprintf(stderr, "note: --threads %d is more than the %d cores this process may use; using %d\n", n, cores, cores);
+        n = cores;
+    }
+    if (threads_check_memory_limit(n, 0, NULL)) return cmd_fail(), -1;
+    threads_init(n);
+    return 0;
 }
 
 static void usage(FILE *out) {

@@ -211,6 +211,12 @@ static int check_memory(const mo_config *c, const train_opts *o) {
     params_table_free(&pt);
     if (act == 0) return 0;  // an impossible batch: model_alloc says why
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    // Under ulimit -v, OpenBLAS would spin forever on a buffer it cannot get: refuse now.
+    // (The threads' own OpenBLAS buffers were checked before threads_init; the ones for
+    // BLAS calls inside parallel regions come on first use, after the arenas.)
+    if (threads_check_memory_limit(0, act + params + threads_count() * THREADS_LAZY_BYTES_PER_THREAD,
+                                   "this run's parameters, Adam state, activations and per-thread BLAS buffers"))
+        return -1;
     if (have > 0 && act + params > 0.9 * have)
         return mo_errorf("this run needs %.3g GB (parameters, gradients and Adam state %.3g GB + activations %.3g GB "
                          "for --batch %d --seq %d), more than 90%% of this machine's %.3g GB; use a smaller model, or "
@@ -438,7 +444,15 @@ trainer *trainer_open(const train_opts *cli) {
     if (lr_schedule_validate(&t->sched)) goto err;
     t->opt = adamw_defaults();
     t->opt.beta1 = o->beta1, t->opt.beta2 = o->beta2, t->opt.eps = o->eps, t->opt.weight_decay = o->weight_decay;
-    threads_init(o->threads);
+    int n_threads = o->threads > 0 ? o->threads : threads_cores();
+    if (n_threads > threads_cores()) {  // more would only wait for each other (and cost memory)
+        size_t k = strlen(t->note);
+        snprintf(t->note + k, sizeof t->note - k, "%s--threads %d is more than the %d cores this process may use; using %d",
+                 k ? "; " : "note: ", n_threads, threads_cores(), threads_cores());
+        n_threads = threads_cores();
+    }
+    if (threads_check_memory_limit(n_threads, 0, NULL)) goto err;
+    threads_init(n_threads);
 
     if (resume) {
         if (open_tokenizer(t)) goto err;

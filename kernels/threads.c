@@ -43,7 +43,8 @@ int threads_check_memory_limit(int n, double need, const char *what) {
     else snprintf(fix, sizeof fix, "raise ulimit -v%s", need > 0 ? ", or make the run smaller" : "");
     if (n) snprintf(who, sizeof who, "%d thread%s (%.0f MB of address space each: stack, OpenBLAS buffers)", n, n == 1 ? "" : "s",
                     THREADS_BYTES_PER_THREAD / (1 << 20));
-    if (need > 0) snprintf(beside, sizeof beside, "%s%s (%.3g GB)", n ? " and " : "", what, need / 1e9);
+    if (need > 0 && n) snprintf(beside, sizeof beside, " and %s (%.3g GB)", what, need / 1e9);
+    else if (need > 0) snprintf(beside, sizeof beside, "%s", what);
     return mo_errorf("%s%s need %.3g GB, more than the %.3g GB the address-space limit (ulimit -v) leaves; %s", who,
                      beside, (n * THREADS_BYTES_PER_THREAD + need) / 1e9, left / 1e9, fix);
 }

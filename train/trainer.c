@@ -211,18 +211,16 @@ static int check_memory(const mo_config *c, const train_opts *o) {
     params_table_free(&pt);
     if (act == 0) return 0;  // an impossible batch: model_alloc says why
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    // Under ulimit -v, OpenBLAS would spin forever on a buffer it cannot get: refuse now.
-    // (The threads' own OpenBLAS buffers were checked before threads_init; the ones for
-    // BLAS calls inside parallel regions come on first use, after the arenas.)
-    if (threads_check_memory_limit(0, act + params + threads_count() * THREADS_LAZY_BYTES_PER_THREAD,
-                                   "this run's parameters, Adam state, activations and per-thread BLAS buffers"))
-        return -1;
     if (have > 0 && act + params > 0.9 * have)
         return mo_errorf("this run needs %.3g GB (parameters, gradients and Adam state %.3g GB + activations %.3g GB "
                          "for --batch %d --seq %d), more than 90%% of this machine's %.3g GB; use a smaller model, or "
                          "lower --batch/--seq and raise --grad-accum",
                          (act + params) / 1e9, params / 1e9, act / 1e9, o->batch, o->seq, have / 1e9);
-    return 0;
+    // Under ulimit -v, OpenBLAS would spin forever on a buffer it cannot get: refuse now.
+    // (The threads' own OpenBLAS buffers were checked before threads_init; the ones for
+    // BLAS calls inside parallel regions come on first use, after the arenas.)
+    return threads_check_memory_limit(0, act + params + threads_count() * THREADS_LAZY_BYTES_PER_THREAD,
+                                      "this run's parameters, Adam state, activations and per-thread BLAS buffers");
 }
 
 // The model of a new run: --preset + overrides, or --init + overrides that keep shapes.

@@ -9,7 +9,8 @@
 # For each checkpoint and each type (f32, bf16, q8_0; TYPES="f32 f16" to choose):
 #   1. monolith export gguf --type T, then monolith import gguf of that file: the model the
 #      file holds (for f32 the checkpoint itself, bit for bit; for bf16/q8_0 its rounded weights);
-#   2. llama.cpp loads the file, tokenizes each prompt (compared with monolith's ids) and
+#   2. llama.cpp loads the file (KV cache in F32; LLAMA_KV=F16 for llama.cpp's default),
+#      tokenizes each prompt (compared with monolith's ids) and
 #      continues monolith's ids greedily for STEPS tokens, reporting at each step the
 #      probability of every token (evaluateWithMetadata);
 #   3. monolith dump runs the imported model on prompt + llama.cpp's continuation: at every
@@ -79,7 +80,7 @@ for ck in "${ckpts[@]}"; do
     node scripts/llama_cpp_run.mjs "$d/model.gguf" "$steps" "$d/prompts.json" > "$d/llama_cpp.json"
     tol=${TOL_Q:-2e-2}
     [ "$t" = f32 ] && tol=${TOL_F32:-1e-4}
-    if ! $py scripts/check_llama_cpp.py "$bin" "$d" "$tol" "$name" "$t"; then fail=1; fi
+    if ! $py scripts/check_llama_cpp.py "$bin" "$d" "$tol" "$name" "$t ${LLAMA_KV:-F32}-kv"; then fail=1; fi
   done
 done
 exit $fail

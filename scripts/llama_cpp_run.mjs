@@ -7,6 +7,8 @@
 //
 // PROMPTS.json: [{"text": "...", "ids": [monolith's ids of the text]}]. The continuation
 // starts from monolith's ids, so a tokenizer difference shows in the tokens field alone.
+// LLAMA_KV=F32 (default here) or F16 (llama.cpp's own default) chooses the type of
+// llama.cpp's KV cache; flash attention is off.
 import fs from "node:fs";
 import { createRequire } from "node:module";
 
@@ -19,7 +21,9 @@ const model = await llama.loadModel({ modelPath });
 const steps = Number(stepsArg);
 const out = { model: modelPath, vocab: model.tokens.length ?? null, prompts: [] };
 for (const p of JSON.parse(fs.readFileSync(promptsPath, "utf8"))) {
-  const context = await model.createContext({ contextSize: 256, threads: 1, batchSize: 256 });
+  const kv = process.env.LLAMA_KV || "F32";
+  const context = await model.createContext({ contextSize: 256, threads: 1, batchSize: 256, flashAttention: false,
+                                              experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv });
   const seq = context.getSequence();
   const rec = { text: p.text, tokens: Array.from(model.tokenize(p.text, false)), continuation: [], probs: [] };
   const it = seq.evaluateWithMetadata(p.ids, { probabilities: true }, { temperature: 0 });

@@ -25,7 +25,7 @@ with h5py.File(os.path.join(d, "held.h5"), "r") as f:
         if "<|endoftext|>" in names:
             eot = int(f["tokenizer/special_ids"][()][names.index("<|endoftext|>")])
 
-problems, worst, steps_total, steps_same, tok_same, gen_same = [], 0.0, 0, 0, 0, 0
+problems, worst, worst_raw, steps_total, steps_same, tok_same, gen_same = [], 0.0, 0.0, 0, 0, 0, 0
 for i, (p, r) in enumerate(zip(prompts, run["prompts"])):
     ids, cont = p["ids"], r["continuation"]
     tok_same += r["tokens"] == ids
@@ -47,7 +47,11 @@ for i, (p, r) in enumerate(zip(prompts, run["prompts"])):
         pl = np.zeros(V)
         for t, q in r["probs"][j]:
             pl[t] = q
-        diff = float(np.abs(pm - pl).max())
+        # llama.cpp normalizes its softmax in float: over 50257 entries its probabilities sum
+        # to 1 +- 1e-5, a common factor on every entry. The tolerance is on its vector
+        # renormalized to sum 1; the raw difference is reported beside it.
+        worst_raw = max(worst_raw, float(np.abs(pm - pl).max()))
+        diff = float(np.abs(pm - pl / pl.sum()).max())
         worst = max(worst, diff)
         steps_total += 1
         top = int(np.argmax(pm))
@@ -73,7 +77,7 @@ n = len(prompts)
 ok = not problems
 print(f"{name} {typ}: {'ok' if ok else 'FAIL'}  prompt tokens same {tok_same}/{n}, greedy steps same "
       f"{steps_same}/{steps_total}, generate text same {gen_same}/{n}, max |p_llama.cpp - p_monolith| {worst:.2e} "
-      f"(tolerance {tol:g})")
+      f"(tolerance {tol:g}; before renormalizing llama.cpp's {worst_raw:.2e})")
 for line in problems[:10]:
     print("   ", line)
 sys.exit(0 if ok else 1)

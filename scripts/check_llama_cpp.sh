@@ -15,10 +15,15 @@
 #      probability of every token (evaluateWithMetadata);
 #   3. monolith dump runs the imported model on prompt + llama.cpp's continuation: at every
 #      step monolith's most likely token must be llama.cpp's (the same greedy continuation,
-#      token for token) and max |p_llama.cpp - p_monolith| over the vocabulary must stay
-#      within TOL_F32 (default 1e-4) for f32 and TOL_Q (default 2e-2) for bf16/q8_0, where
+#      token for token) and max |p_llama.cpp - p_monolith| over the vocabulary (llama.cpp's
+#      vector renormalized to sum 1: its float softmax sums to 1 +- 1e-5) must stay
+#      within TOL_F32 (default 1e-5) for f32 and TOL_Q (default 2e-2) for bf16/q8_0, where
 #      llama.cpp also rounds the activations (to bf16, or to 8 bits in blocks of 32);
 #   4. monolith generate --temperature 0 on the prompt text gives llama.cpp's continuation.
+# Then files written by llama.cpp itself: its quantizer (llama_model_quantize, what its
+# llama-quantize tool runs; scripts/llama_cpp_quantize.py) turns the f32 export into F16,
+# BF16 and Q8_0 files, monolith imports each, and every weight must equal the import of
+# monolith's own export of that type, bit for bit.
 # Prints one line per (model, type) and exits non-zero if any check fails.
 #
 # node-llama-cpp (~700 MB) is installed on first use into the git-ignored data/npm-llama/
@@ -79,8 +84,32 @@ for ck in "${ckpts[@]}"; do
     echo "]" >> "$d/prompts.json"
     node scripts/llama_cpp_run.mjs "$d/model.gguf" "$steps" "$d/prompts.json" > "$d/llama_cpp.json"
     tol=${TOL_Q:-2e-2}
-    [ "$t" = f32 ] && tol=${TOL_F32:-1e-4}
+    [ "$t" = f32 ] && tol=${TOL_F32:-1e-5}
     if ! $py scripts/check_llama_cpp.py "$bin" "$d" "$tol" "$name" "$t ${LLAMA_KV:-F32}-kv"; then fail=1; fi
+  done
+  for t in f16 bf16 q8_0; do
+    d=$work/$name.llama-quantize.$t
+    mkdir -p "$d"
+    [ -f "$work/$name.f32/model.gguf" ] || "$bin" export gguf "$ck" -o "$work/$name.f32/model.gguf" >/dev/null
+    "$bin" export gguf "$ck" --type $t -o "$d/monolith.gguf" >/dev/null
+    "$bin" import gguf "$d/monolith.gguf" -o "$d/monolith.h5" >/dev/null
+    $py scripts/llama_cpp_quantize.py "$NODE_PATH" "$work/$name.f32/model.gguf" "$d/llama.cpp.gguf" $t >/dev/null
+    if ! "$bin" import gguf "$d/llama.cpp.gguf" -o "$d/llama.cpp.h5" >/dev/null ||
+       ! $py - "$d" "$name" "$t" <<'PY'
+import sys, h5py, numpy as np
+d, name, t = sys.argv[1:4]
+a, b = h5py.File(f"{d}/llama.cpp.h5", "r"), h5py.File(f"{d}/monolith.h5", "r")
+names = []
+a["model"].visit(lambda n: names.append(n) if isinstance(a["model"][n], h5py.Dataset) else None)
+diff = [n for n in names if not np.array_equal(a["model"][n][()], b["model"][n][()])]
+same_tok = bytes(a["tokenizer/tiktoken"][()]) == bytes(b["tokenizer/tiktoken"][()])
+ok = not diff and same_tok
+print(f"{name} llama-quantize {t}: {'ok' if ok else 'FAIL'}  imported by monolith: {len(names) - len(diff)}/{len(names)} "
+      f"tensors equal to monolith's own {t} export bit for bit, tokenizer {'same' if same_tok else 'DIFFERENT'}"
+      + (f"; differ: {', '.join(diff[:5])}" if diff else ""))
+sys.exit(0 if ok else 1)
+PY
+    then fail=1; fi
   done
 done
 exit $fail

@@ -90,6 +90,7 @@ for ck in "${ckpts[@]}"; do
   for t in f16 bf16 q8_0; do
     d=$work/$name.llama-quantize.$t
     mkdir -p "$d"
+    mkdir -p "$work/$name.f32"
     [ -f "$work/$name.f32/model.gguf" ] || "$bin" export gguf "$ck" -o "$work/$name.f32/model.gguf" >/dev/null
     "$bin" export gguf "$ck" --type $t -o "$d/monolith.gguf" >/dev/null
     "$bin" import gguf "$d/monolith.gguf" -o "$d/monolith.h5" >/dev/null

@@ -32,6 +32,9 @@ class Params(ctypes.Structure):
 llama.llama_model_quantize_default_params.restype = Params
 llama.llama_model_quantize.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(Params)]
 llama.llama_model_quantize.restype = ctypes.c_uint32
+devnull = os.open(os.devnull, os.O_WRONLY)
+saved = os.dup(1), os.dup(2)
+os.dup2(devnull, 1), os.dup2(devnull, 2)  # llama.cpp logs its backends and every tensor
 cwd = os.getcwd()
 os.chdir(bins)  # the CPU backends are found next to the library
 ggml.ggml_backend_load_all()
@@ -40,9 +43,6 @@ os.chdir(cwd)
 p = llama.llama_model_quantize_default_params()
 ctypes.c_int32.from_buffer(p.raw, 0).value = 1      # nthread
 ctypes.c_int32.from_buffer(p.raw, 4).value = ftype  # ftype
-devnull = os.open(os.devnull, os.O_WRONLY)
-saved = os.dup(2)
-os.dup2(devnull, 2)  # llama.cpp logs every tensor to stderr
 rc = llama.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
-os.dup2(saved, 2)
+os.dup2(saved[0], 1), os.dup2(saved[1], 2)
 sys.exit(1 if rc else 0)

@@ -7,7 +7,7 @@
 // path (decode_one, infer/decode_one.c). Weights are fp32 views of the model or 8-bit
 // copies (infer_set_weights), on huge pages where the kernel allows. The context's
 // fields are in infer/infer_ctx.h.
-#include "infer/decode.h"
+#include "infer/infer.h"
 #include "infer/infer_ctx.h"
 
 #include "engine/base/error.h"

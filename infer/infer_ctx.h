@@ -1,11 +1,11 @@
 // infer_ctx.h: the inference context's insides, shared by infer/decode.c (prefill,
 // decode of several sequences, setup) and infer/decode_one.c (the single-token step).
-// Not part of the API: callers use infer/decode.h.
+// Not part of the API: callers use infer/infer.h.
 #ifndef MONOLITH_INFER_CTX_H
 #define MONOLITH_INFER_CTX_H
 
 #include "engine/params.h"
-#include "infer/decode.h"
+#include "infer/infer.h"
 #include "infer/kvcache.h"
 #include "infer/prefill_bf16.h"
 #include "kernels/gemv.h"

@@ -13,7 +13,7 @@
 #include "engine/config.h"
 #include "engine/model.h"
 #include "engine/params.h"
-#include "infer/decode.h"
+#include "infer/infer.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
 #include "kernels/threads.h"

@@ -27,7 +27,7 @@
 #include "engine/base/rng.h"
 #include "engine/config.h"
 #include "engine/params.h"
-#include "infer/decode.h"
+#include "infer/infer.h"
 #include "infer/prefill_bf16.h"
 #include "kernels/bf16.h"
 #include "kernels/gemv.h"

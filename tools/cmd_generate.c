@@ -6,7 +6,7 @@
 #include "engine/base/clock.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
-#include "infer/decode.h"
+#include "infer/infer.h"
 #include "infer/sample.h"
 
 #include <errno.h>

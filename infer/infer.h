@@ -1,4 +1,5 @@
-// decode.h: inference over a loaded model: batched prefill, then one token at a time.
+// infer.h: the inference API: a loaded model's batched prefill, then one token at a time
+// (infer/decode.c, decode_one.c, prefill_bf16.c implement it).
 //
 // An infer_ctx borrows a model (parameter table and arena, e.g. an mo_checkpoint's) and
 // owns a KV cache for up to `max_batch` sequences of `max_seq` positions plus every
@@ -17,8 +18,8 @@
 // `infer_restrict_experts` limits routing to a subset of experts, to probe what an
 // expert learned: the router's probabilities are renormalized over the allowed experts
 // before the top-k.
-#ifndef MONOLITH_DECODE_H
-#define MONOLITH_DECODE_H
+#ifndef MONOLITH_INFER_H
+#define MONOLITH_INFER_H
 
 #include "engine/model.h"
 #include "engine/params.h"

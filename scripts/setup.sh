@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libdnnl-dev libhdf5-dev check libpcre2-dev
-      libinih-dev python3 python3-h5py python3-numpy nodejs
+      libinih-dev libcjson-dev python3 python3-h5py python3-numpy nodejs
       openmpi-bin libopenmpi-dev  # MPI: distributed training (docs/distributed.md)
       clang libclang-rt-14-dev)  # clang + compiler-rt: the libFuzzer targets (tests/fuzz)
 for arg in "$@"; do

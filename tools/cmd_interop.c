@@ -1,17 +1,23 @@
 // cmd_interop.c: `monolith export FORMAT ...` and `monolith import FORMAT ...`: model files
-// of other programs (GGUF for llama.cpp), over the library in interop/.
+// of other programs (GGUF for llama.cpp, Hugging Face folders), over the library in interop/.
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
 #include "interop/gguf.h"
 #include "interop/gguf_model.h"
+#include "interop/hf_model.h"
+#include "interop/hf_tokenizer.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-static const char export_usage[] =
+static const char export_gguf_usage[] =
     "usage: monolith export gguf CKPT.h5 -o FILE.gguf [--type f32|f16|bf16|q8_0]\n"
     "\n"
     "gguf: a GGUF v3 model that llama.cpp runs with the same logits. The architecture is the\n"
@@ -24,7 +30,7 @@ static const char export_usage[] =
     "                   q8_0 keeps a matrix whose rows are not a multiple of 32 in f32)\n"
     "  -o, --output F   the file to write\n";
 
-static const char import_usage[] =
+static const char import_gguf_usage[] =
     "usage: monolith import gguf FILE.gguf -o CKPT.h5 [--no-tokenizer]\n"
     "\n"
     "gguf: a llama.cpp model of architecture llama (Mixtral-style MoE, or dense) or deepseek\n"
@@ -56,13 +62,13 @@ static int export_gguf(int argc, char **argv) {
             }
             break;
         case 'o': out = optarg; break;
-        case 'h': fputs(export_usage, stdout); return 0;
+        case 'h': fputs(export_gguf_usage, stdout); return 0;
         case ':': fprintf(stderr, "monolith: export gguf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: export gguf: unknown flag '%s'\n%s", argv[optind - 1], export_usage); return 2;
+        default: fprintf(stderr, "monolith: export gguf: unknown flag '%s'\n%s", argv[optind - 1], export_gguf_usage); return 2;
         }
     }
     if (optind + 1 != argc || !out) {
-        fprintf(stderr, "monolith: export gguf needs one checkpoint and -o\n%s", export_usage);
+        fprintf(stderr, "monolith: export gguf needs one checkpoint and -o\n%s", export_gguf_usage);
         return 2;
     }
     const char *in = argv[optind];
@@ -96,13 +102,13 @@ static int import_gguf(int argc, char **argv) {
         switch (c) {
         case 'n': no_tok = 1; break;
         case 'o': out = optarg; break;
-        case 'h': fputs(import_usage, stdout); return 0;
+        case 'h': fputs(import_gguf_usage, stdout); return 0;
         case ':': fprintf(stderr, "monolith: import gguf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: import gguf: unknown flag '%s'\n%s", argv[optind - 1], import_usage); return 2;
+        default: fprintf(stderr, "monolith: import gguf: unknown flag '%s'\n%s", argv[optind - 1], import_gguf_usage); return 2;
         }
     }
     if (optind + 1 != argc || !out) {
-        fprintf(stderr, "monolith: import gguf needs one GGUF file and -o\n%s", import_usage);
+        fprintf(stderr, "monolith: import gguf needs one GGUF file and -o\n%s", import_gguf_usage);
         return 2;
     }
     mo_checkpoint ck;
@@ -118,19 +124,205 @@ static int import_gguf(int argc, char **argv) {
     return rc ? cmd_fail() : 0;
 }
 
+static const char export_hf_usage[] =
+    "usage: monolith export hf CKPT.h5 DIR [--dtype f32|f16|bf16] [--shard-size BYTES]\n"
+    "\n"
+    "hf: a Hugging Face Mixtral folder (config.json, model.safetensors or shards with\n"
+    "model.safetensors.index.json, tokenizer.json, generation_config.json) that transformers'\n"
+    "MixtralForCausalLM loads with the same logits. The config must be Mixtral's: every layer\n"
+    "MoE, no shared experts, norm_topk 1 (else refused naming the field). The q/k rows are\n"
+    "permuted for HF's rotate-half RoPE (docs/interop.md).\n"
+    "\n"
+    "  --dtype T         tensors as f32 (default, exact), f16 or bf16 (rounded to nearest even)\n"
+    "  --shard-size N    largest safetensors file in bytes (suffix K, M, G: powers of 1000, as\n"
+    "                    transformers' max_shard_size); default 5G. A model over it is sharded.\n";
+
+static const char import_hf_usage[] =
+    "usage: monolith import hf DIR -o CKPT.h5 [--max-seq-len N] [--no-tokenizer]\n"
+    "\n"
+    "hf: a Hugging Face folder of model_type mixtral (config.json, model.safetensors or shards\n"
+    "with model.safetensors.index.json, tokenizer.json) as a monolith checkpoint with its\n"
+    "tokenizer; F32, F16 and BF16 tensors become float32. Other model types, dtypes and\n"
+    "tokenizers (not byte-level BPE with GPT-2's pre-split) are refused by name.\n"
+    "\n"
+    "  --max-seq-len N   the checkpoint's max_seq_len (default: max_position_embeddings, or the\n"
+    "                    sliding window when smaller)\n"
+    "  --no-tokenizer    import the weights without tokenizer.json (e.g. a SentencePiece model)\n"
+    "  -o, --output F    the checkpoint to write\n";
+
+// "5G", "500M", "2000000": bytes (K, M, G, T are powers of 1000). -1 if it does not parse.
+static long long parse_size(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v > 0)) return -1;
+    double mul = 1;
+    if (*end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end == 'k' ? 'K' : *end);
+        if (!u || !*u) return -1;
+        for (const char *p = units; p <= u; p++) mul *= 1000;
+        end++;
+        if (*end == 'B') end++;
+        if (*end) return -1;
+    }
+    v *= mul;
+    return v >= 1 && v < 9e18 ? (long long)v : -1;
+}
+
+static int export_hf(int argc, char **argv) {
+    static const struct option lo[] = {{"dtype", required_argument, 0, 't'},
+                                       {"shard-size", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0}};
+    st_dtype dtype = ST_F32;
+    long long shard = (long long)HF_DEFAULT_SHARD_SIZE;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (!strcmp(optarg, "f32")) dtype = ST_F32;
+            else if (!strcmp(optarg, "f16")) dtype = ST_F16;
+            else if (!strcmp(optarg, "bf16")) dtype = ST_BF16;
+            else {
+                fprintf(stderr, "monolith: export hf: --dtype takes f32, f16 or bf16, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 's':
+            if ((shard = parse_size(optarg)) < 0) {
+                fprintf(stderr, "monolith: export hf: --shard-size takes a byte count like 2000000000, 2G or 500M, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'h': fputs(export_hf_usage, stdout); return 0;
+        case ':': fprintf(stderr, "monolith: export hf: flag %s needs a value\n", argv[optind - 1]); return 2;
+        default: fprintf(stderr, "monolith: export hf: unknown flag '%s'\n%s", argv[optind - 1], export_hf_usage); return 2;
+        }
+    }
+    if (optind + 2 != argc) {
+        fprintf(stderr, "monolith: export hf needs a checkpoint and a folder\n%s", export_hf_usage);
+        return 2;
+    }
+    const char *in = argv[optind], *dir = argv[optind + 1];
+    mo_checkpoint ck;
+    if (ckpt_load(in, &ck)) return cmd_fail();
+    if (hf_check_config(&ck.table.cfg)) {
+        mo_errorf("export hf %s: %s", in, mo_error());
+        ckpt_free(&ck);
+        return cmd_fail();
+    }
+    struct stat st;
+    if (mkdir(dir, 0777) && !(errno == EEXIST && !stat(dir, &st) && S_ISDIR(st.st_mode))) {
+        mo_errorf("%s: cannot create the folder: %s", dir, strerror(errno));
+        ckpt_free(&ck);
+        return cmd_fail();
+    }
+    hf_export_info info;
+    int rc = hf_export_model(&ck, dir, dtype, (uint64_t)shard, &info);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!rc && ck.tokenizer.present) rc = hf_tokenizer_write(path, &ck.tokenizer);
+    if (rc) {
+        mo_errorf("export hf %s: %s", in, mo_error());
+        ckpt_free(&ck);
+        return cmd_fail();
+    }
+    printf("%s: mixtral, %d tensors, %.1f MB in ", dir, info.n_tensors, info.bytes / 1e6);
+    if (info.n_shards == 1) printf("model.safetensors");
+    else printf("%d shards + model.safetensors.index.json", info.n_shards);
+    printf(ck.tokenizer.present ? ", tokenizer.json\n" : "; %s has no tokenizer, so no tokenizer.json\n", in);
+    ckpt_free(&ck);
+    return 0;
+}
+
+static int import_hf(int argc, char **argv) {
+    static const struct option lo[] = {{"max-seq-len", required_argument, 0, 'm'},
+                                       {"no-tokenizer", no_argument, 0, 'n'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0}};
+    const char *out = NULL;
+    int no_tok = 0, max_seq = 0;
+    optind = 1;
+    opterr = 0;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (*end || errno || v < 1 || v > (1 << 24)) {
+                fprintf(stderr, "monolith: import hf: --max-seq-len takes a length from 1 to %d, not '%s'\n", 1 << 24,
+                        optarg);
+                return 2;
+            }
+            max_seq = (int)v;
+            break;
+        case 'n': no_tok = 1; break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(import_hf_usage, stdout); return 0;
+        case ':': fprintf(stderr, "monolith: import hf: flag %s needs a value\n", argv[optind - 1]); return 2;
+        default: fprintf(stderr, "monolith: import hf: unknown flag '%s'\n%s", argv[optind - 1], import_hf_usage); return 2;
+        }
+    }
+    if (optind + 1 != argc || !out) {
+        fprintf(stderr, "monolith: import hf needs one folder and -o\n%s", import_hf_usage);
+        return 2;
+    }
+    const char *dir = argv[optind];
+    mo_checkpoint ck;
+    if (hf_import_model(dir, max_seq, &ck)) return cmd_fail();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    int has_json = access(path, F_OK) == 0;
+    if (!no_tok && has_json) {
+        if (hf_tokenizer_read(path, &ck.tokenizer)) {
+            mo_errorf("%s (--no-tokenizer imports the weights alone)", mo_error());
+            ckpt_free(&ck);
+            return cmd_fail();
+        }
+        int64_t top = 0;
+        for (int i = 0; i < ck.tokenizer.n_special; i++)
+            if (ck.tokenizer.special_ids[i] > top) top = ck.tokenizer.special_ids[i];
+        if (top >= ck.table.cfg.vocab_size) {
+            mo_errorf("%s: token id %lld is outside the model's vocab_size %d", path, (long long)top,
+                      ck.table.cfg.vocab_size);
+            ckpt_free(&ck);
+            return cmd_fail();
+        }
+    }
+    int rc = ckpt_save(out, &ck);
+    if (!rc) {
+        const mo_config *cf = &ck.table.cfg;
+        printf("%s: %d layers, %d experts top-%d, d_model %d, vocabulary %d, max_seq_len %d, %s\n", out, cf->n_layers,
+               cf->n_experts, cf->top_k, cf->d_model, cf->vocab_size, cf->max_seq_len,
+               ck.tokenizer.present ? "with its tokenizer" : has_json ? "no tokenizer (--no-tokenizer)"
+                                                                      : "no tokenizer (the folder has no tokenizer.json)");
+    }
+    ckpt_free(&ck);
+    return rc ? cmd_fail() : 0;
+}
+
 // The formats of each direction; `monolith export FORMAT` runs the FORMAT's function with
 // argv starting at FORMAT.
 typedef struct {
     const char *name;
     command_fn fn;
+    const char *usage;
 } format_cmd;
 
-static const format_cmd exports[] = {{"gguf", export_gguf}};
-static const format_cmd imports[] = {{"gguf", import_gguf}};
+static const format_cmd exports[] = {{"gguf", export_gguf, export_gguf_usage}, {"hf", export_hf, export_hf_usage}};
+static const format_cmd imports[] = {{"gguf", import_gguf, import_gguf_usage}, {"hf", import_hf, import_hf_usage}};
 
-static int dispatch(const char *verb, const format_cmd *f, int n, const char *usage, int argc, char **argv) {
+static int dispatch(const char *verb, const format_cmd *f, int n, int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(usage, argc < 2 ? stderr : stdout);
+        FILE *out = argc < 2 ? stderr : stdout;
+        for (int i = 0; i < n; i++) fprintf(out, "%s%s", i ? "\n" : "", f[i].usage);
         return argc < 2 ? 2 : 0;
     }
     for (int i = 0; i < n; i++)
@@ -142,9 +334,9 @@ static int dispatch(const char *verb, const format_cmd *f, int n, const char *us
 }
 
 int cmd_export(int argc, char **argv) {
-    return dispatch("export", exports, (int)(sizeof exports / sizeof *exports), export_usage, argc, argv);
+    return dispatch("export", exports, (int)(sizeof exports / sizeof *exports), argc, argv);
 }
 
 int cmd_import(int argc, char **argv) {
-    return dispatch("import", imports, (int)(sizeof imports / sizeof *imports), import_usage, argc, argv);
+    return dispatch("import", imports, (int)(sizeof imports / sizeof *imports), argc, argv);
 }

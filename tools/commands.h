@@ -34,8 +34,8 @@ int cli_threads(int n);
     X(compose, "experts from several module files + a base (or averaged bases) -> one MoE")       \
     X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")                  \
     X(pipeline, "btx: dense seed -> branch per domain -> train each -> mix -> train router/all")           \
-    X(export, "a checkpoint as a model file of another program: gguf (llama.cpp)")                   \
-    X(import, "a model file of another program as a checkpoint: gguf (llama.cpp)")
+    X(export, "a checkpoint as a model file of another program: gguf (llama.cpp), hf (Hugging Face)")  \
+    X(import, "a model file of another program as a checkpoint: gguf (llama.cpp), hf (Hugging Face)")
 
 #define X(name, help) int cmd_##name(int argc, char **argv);
 MONOLITH_COMMANDS(X)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make_corpus.sh: regenerates the HDF5 seeds of tests/fuzz/corpus/{checkpoint,tokens}
+# make_corpus.sh: regenerates the HDF5 seeds of tests/fuzz/corpus/{checkpoint,tokens} and the
+# safetensors seeds of tests/fuzz/corpus/safetensors
 # (the text seeds are written by hand). Run from anywhere with a built monolith:
 #
 #   MONOLITH_BIN=build/monolith tests/fuzz/make_corpus.sh
@@ -24,6 +25,30 @@ trap 'rm -rf "$tmp"' EXIT
 # An expert module (monolith-expert) cut from it: fuzz_checkpoint feeds every input to
 # expert_load too.
 "$bin" expert extract "$out/checkpoint/init.h5" --expert 1 -o "$out/checkpoint/expert.h5" >/dev/null
+
+# Hugging Face weights (tests/fuzz/fuzz_safetensors.c's config.json is this model's): the
+# smallest Mixtral-shaped model, exported in each dtype, plus one file of other dtypes.
+"$bin" init --preset tiny --vocab-size 300 --d-model 4 --n-layers 1 --n-heads 1 --n-kv-heads 1 --head-dim 4 \
+    --n-experts 2 --top-k 2 --d-ff 4 --max-seq-len 8 -o "$tmp/st.h5" >/dev/null
+mkdir -p "$out/safetensors"
+for t in f32 f16 bf16; do
+    "$bin" export hf "$tmp/st.h5" "$tmp/hf_$t" --dtype $t >/dev/null
+    cp "$tmp/hf_$t/model.safetensors" "$out/safetensors/mixtral_$t.safetensors"
+done
+$py - "$out/safetensors/dtypes.safetensors" <<'PY'
+import sys, json, struct, numpy as np
+parts, h, off = [], {"__metadata__": {"format": "pt"}}, 0
+for name, dt, a in (("f64", "F64", np.arange(3, dtype="<f8")), ("i8", "I8", np.arange(-2, 3, dtype="i1")),
+                    ("bool", "BOOL", np.array([1, 0], dtype="u1")), ("empty", "F32", np.zeros((0, 3), dtype="<f4")),
+                    ("x", "F32", np.ones((2, 2), dtype="<f4"))):
+    b = a.tobytes()
+    h[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+    parts.append(b)
+    off += len(b)
+hb = json.dumps(h).encode()
+hb += b" " * (-len(hb) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(hb)) + hb + b"".join(parts))
+PY
 
 $py - "$src" "$out" <<'PY'
 import sys, h5py, numpy as np
@@ -66,7 +91,7 @@ def tokset(name, vocab_size, dtype, n_train, n_val):
 tokset("u16", 512, np.uint16, 300, 70)
 tokset("u32", 70000, np.uint32, 200, 40)
 PY
-ls -la "$out/checkpoint" "$out/tokens"
+ls -la "$out/checkpoint" "$out/tokens" "$out/safetensors"
 
 # GGUF seeds (fuzz_gguf): small models with the fuzz vocabulary, one per mapping and a Q8_0 one,
 # exported by monolith export gguf from checkpoints given the /tokenizer group above.

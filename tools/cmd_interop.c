@@ -170,6 +170,23 @@ static long long parse_size(const char *s) {
     return v >= 1 && v < 9e18 ? (long long)v : -1;
 }
 
+// mkdir -p: dir and its missing parents. Returns 0, or -1 with errno set.
+static int make_dirs(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    struct stat st;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(p, 0777) && !(errno == EEXIST && !stat(p, &st) && S_ISDIR(st.st_mode))) {
+            if (errno == EEXIST) errno = ENOTDIR;
+            return -1;
+        }
+        if (!(*s = c)) return 0;
+    }
+}
+
 static int export_hf(int argc, char **argv) {
     static const struct option lo[] = {{"dtype", required_argument, 0, 't'},
                                        {"shard-size", required_argument, 0, 's'},
@@ -215,8 +232,7 @@ static int export_hf(int argc, char **argv) {
         ckpt_free(&ck);
         return cmd_fail();
     }
-    struct stat st;
-    if (mkdir(dir, 0777) && !(errno == EEXIST && !stat(dir, &st) && S_ISDIR(st.st_mode))) {
+    if (make_dirs(dir)) {
         mo_errorf("%s: cannot create the folder: %s", dir, strerror(errno));
         ckpt_free(&ck);
         return cmd_fail();

@@ -28,6 +28,18 @@ struct loader {
     uint64_t batches;
 };
 
+int loader_name_check(const char *name, const char *origin) {
+    size_t n = strlen(name);
+    int ok = n >= 1 && n <= LOADER_NAME_MAX;
+    for (const char *p = name; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+             *p == '-' || *p == '.';
+    if (!ok)
+        return mo_errorf("%s: domain name '%.80s%s' (%zu bytes): use 1 to %d letters, digits, '.', '_' and '-'", origin,
+                         name, n > 80 ? "..." : "", n, LOADER_NAME_MAX);
+    return 0;
+}
+
 int loader_parse_spec(const char *spec, loader_spec *out) {
     memset(out, 0, sizeof *out);
     out->weight = 1.0;
@@ -86,7 +98,6 @@ loader *loader_open(const loader_spec *specs, int n_specs, const loader_opts *o)
     }
     l->B = o->batch, l->T = o->seq_len;
     uint64_t cap = o->max_bytes ? o->max_bytes : (uint64_t)1 << 30, used = 0;
-    double total_w = 0;
     for (int i = 0; i < n_specs; i++) {
         const loader_spec *s = &specs[i];
         domain *d = &l->d[i];
@@ -110,6 +121,7 @@ loader *loader_open(const loader_spec *specs, int n_specs, const loader_opts *o)
                       (unsigned long long)info.n_tokens[TOKSET_TRAIN], l->T + 1);
             goto err;
         }
+        if (!s->name[0] && loader_name_check(info.domain, s->path)) goto err;  // files made before the rule
         snprintf(d->name, sizeof d->name, "%s", s->name[0] ? s->name : info.domain);
         snprintf(d->path, sizeof d->path, "%s", s->path);
         for (int j = 0; j < i; j++)
@@ -123,16 +135,19 @@ loader *loader_open(const loader_spec *specs, int n_specs, const loader_opts *o)
             goto err;
         }
         d->weight = s->weight;
-        total_w += s->weight;
         l->n = i + 1;
         if (tokset_load_split(s->path, &info, TOKSET_TRAIN, cap - used, &d->train)) goto err;
         used += d->train.n * (uint64_t)d->train.width;
         if (tokset_load_split(s->path, &info, TOKSET_VAL, cap - used, &d->val)) goto err;
         used += d->val.n * (uint64_t)d->val.width;
     }
-    double c = 0;
+    // Weights relative to the largest: their sum cannot overflow (16 weights of 1e308
+    // would sum to Inf and turn every share into 0).
+    double mx = 0, total = 0, c = 0;
+    for (int i = 0; i < l->n; i++) mx = l->d[i].weight > mx ? l->d[i].weight : mx;
+    for (int i = 0; i < l->n; i++) total += l->d[i].weight / mx;
     for (int i = 0; i < l->n; i++) {
-        c += l->d[i].weight / total_w;
+        c += l->d[i].weight / mx / total;
         l->cum[i] = c;
     }
     l->cum[l->n - 1] = 1.0;  // no rounding gap at the top

@@ -34,6 +34,11 @@ typedef struct {
     double weight;
 } loader_spec;
 
+// Domain names (JSON keys in metrics, expert names, file names): 1 to LOADER_NAME_MAX
+// letters, digits, '.', '_' and '-'. Returns 0, or -1 with "<origin>: domain name ...".
+#define LOADER_NAME_MAX 63
+int loader_name_check(const char *name, const char *origin);
+
 // Parses a spec. Returns 0, or -1 with a one-line error (empty path, bad weight).
 int loader_parse_spec(const char *spec, loader_spec *out);
 

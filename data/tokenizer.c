@@ -409,6 +409,8 @@ err:
     return NULL;
 }
 
+#define TOK_FILE_MAX (256 << 20)  // o200k's .tiktoken is 3.6 MB
+
 tokenizer *tok_load(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -419,6 +421,11 @@ tokenizer *tok_load(const char *path) {
     size_t n = 0, cap = 0;
     for (;;) {
         if (n == cap) {
+            if (cap >= TOK_FILE_MAX) {  // an endless stream, or not a vocabulary
+                free(buf), fclose(f);
+                mo_errorf("%s: more than %d MB; not a tokenizer file", path, TOK_FILE_MAX >> 20);
+                return NULL;
+            }
             cap = cap ? cap * 2 : 1 << 20;
             uint8_t *nb = realloc(buf, cap);
             if (!nb) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static tokenizer *from_h5(const char *path) {
     // Any checkpoint, whatever its format attribute says, but in the checksummed 1.8 file
@@ -56,6 +57,12 @@ done:
 }
 
 tokenizer *tok_open(const char *path) {
+    // A device or FIFO (/dev/zero, a pipe) would be read forever or block.
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        mo_errorf("%s: not a regular file (a tokenizer is a .tiktoken or monolith .h5 file)", path);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) return tok_load(path);  // tok_load reports the missing file
     char magic[8] = {0};

@@ -67,6 +67,18 @@ static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int
     return data_stored(f, path, t->numel * sizeof(float));
 }
 
+int ckpt_check_moments(const char *path, const float *m, const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(m[i]))
+            return mo_errorf("%s: Adam's first moment /optim/m is %s at element %zu; the optimizer state is damaged "
+                             "(start from its weights with --init instead)", path, isnan(m[i]) ? "NaN" : "Inf", i);
+        if (!(v[i] >= 0) || isinf(v[i]))
+            return mo_errorf("%s: Adam's second moment /optim/v is %g at element %zu, not a finite value >= 0; the "
+                             "optimizer state is damaged (start from its weights with --init instead)", path, (double)v[i], i);
+    }
+    return 0;
+}
+
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena) {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
@@ -335,7 +347,8 @@ int ckpt_load_optim_from(hid_t f, mo_checkpoint *ck, float **m, float **v) {
     if (!h5_exists(f, "optim")) return 0;
     *m = params_arena_alloc(&ck->table);
     *v = params_arena_alloc(&ck->table);
-    if (*m && *v && !ckpt_read_tensors(f, "optim/m", &ck->table, *m) && !ckpt_read_tensors(f, "optim/v", &ck->table, *v))
+    if (*m && *v && !ckpt_read_tensors(f, "optim/m", &ck->table, *m) && !ckpt_read_tensors(f, "optim/v", &ck->table, *v) &&
+        !ckpt_check_moments(h5_name(f), *m, *v, ck->table.numel))
         return 0;
     free(*m), free(*v);
     *m = *v = NULL;

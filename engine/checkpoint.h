@@ -85,6 +85,10 @@ int ckpt_check_tensors(hid_t f, const char *group, const mo_param_table *pt);
 // ckpt_check_tensors does) and refuses NaN/Inf. Returns 0, or -1 naming the file and
 // the tensor.
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena);
+// Adam's moments as read from `path`: every m finite, every v finite and >= 0 (a mean of
+// squares; a negative one makes the update's sqrt NaN). Returns 0, or -1 naming the file
+// and the first bad element.
+int ckpt_check_moments(const char *path, const float *m, const float *v, size_t n);
 
 int ckpt_write_experts(hid_t f, const mo_experts_meta *m);
 int ckpt_read_experts(hid_t f, mo_experts_meta *m, int n_experts);

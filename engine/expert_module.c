@@ -483,6 +483,7 @@ int expert_load(const char *path, mo_expert *x) {
     if (expert_alloc(x, optim)) goto err;
     if (read_layers(f, "", x, x->w) || (optim && (read_layers(f, "optim/m", x, x->m) || read_layers(f, "optim/v", x, x->v))))
         goto err;
+    if (optim && ckpt_check_moments(path, x->m, x->v, (size_t)x->n_moe * x->layer_numel)) goto err;
     h5_close(f);
     return 0;
 err:

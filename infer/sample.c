@@ -3,6 +3,7 @@
 
 #include "engine/base/error.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,10 @@ static void apply_repetition_penalty(sampler *s, float *logits, const int *histo
         int t = history[i];
         if (t < 0 || t >= s->vocab || s->seen[t]) continue;
         s->seen[t] = 1;
-        logits[t] = logits[t] > 0 ? logits[t] / rp : logits[t] * rp;
+        // Kept finite (a tiny or huge penalty would overflow to Inf, and Inf - Inf is NaN
+        // in the softmax below).
+        float l = logits[t] > 0 ? logits[t] / rp : logits[t] * rp;
+        logits[t] = l > FLT_MAX ? FLT_MAX : l < -FLT_MAX ? -FLT_MAX : l;
     }
     for (int i = 0; i < n_history; i++)
         if (history[i] >= 0 && history[i] < s->vocab) s->seen[history[i]] = 0;

@@ -114,6 +114,7 @@ int cmd_compose(int argc, char **argv) {
         fprintf(stderr, "monolith: compose: %d --base given; add --average to average them, or give one\n", nb);
         return 2;
     }
+    if (cli_output_distinct(out, bases, (size_t)nb) || cli_output_distinct(out, mods, (size_t)nm)) return cmd_fail();
     mo_checkpoint *bk = calloc((size_t)nb, sizeof *bk), outk = {0};
     mo_expert *mx = calloc((size_t)nm, sizeof *mx);
     int rc = 1;
@@ -197,6 +198,7 @@ int cmd_upcycle(int argc, char **argv) {
         return 2;
     }
     const char *in = argv[optind];
+    if (cli_output_distinct(out, &in, 1)) return cmd_fail();
     mo_checkpoint dense, moe = {0};
     if (ckpt_load(in, &dense)) return cmd_fail();
     int rc = 1;

@@ -8,6 +8,7 @@
 #include "tools/commands.h"
 
 #include "data/corpus.h"
+#include "data/loader.h"
 #include "data/split.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
@@ -211,10 +212,12 @@ static int prepare(int argc, char **argv) {
         free(raw);
         return 2;
     }
-    int rc = 0;
-    rc = corpus_list(raw, n_raw, &inputs);
+    int rc = loader_name_check(domain, "--domain");
+    if (!rc) rc = corpus_list(raw, n_raw, &inputs);
     free(raw);
     if (!rc && inputs.n == 0) rc = mo_errorf("the inputs hold no text (every file is empty): nothing to prepare");
+    if (!rc) rc = cli_output_distinct(out, (const char *const *)inputs.paths, inputs.n);
+    if (!rc) rc = cli_output_distinct(out, &tok_path, 1);
     tokenizer *tok = rc ? NULL : tok_open(tok_path);
     if (!rc && !tok) rc = -1;
     if (!rc && tok_eot(tok) < 0)

@@ -202,9 +202,11 @@ static int do_list(const char *path) {
     for (int e = 0; e < ck.experts.n; e++) {
         char routed_s[32] = "-";
         if (have_routed) snprintf(routed_s, sizeof routed_s, "%.1f", routed[e]);
-        printf("%-5d %-16s %-12s %8lld %14s  %s\n", e, ck.experts.name[e],
-               ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", (long long)(f >= 0 ? steps_trained(f, &ck, e) : 0),
-               routed_s, ck.experts.provenance[e]);
+        char nm[1024], dm[1024], pv[4096];
+        printf("%-5d %-16s %-12s %8lld %14s  %s\n", e, cli_show(ck.experts.name[e], nm, sizeof nm),
+               cli_show(ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", dm, sizeof dm),
+               (long long)(f >= 0 ? steps_trained(f, &ck, e) : 0), routed_s,
+               cli_show(ck.experts.provenance[e], pv, sizeof pv));
     }
     if (have_routed) printf("(tokens_routed: the last evaluation in the run folder's metrics.jsonl, per MoE layer)\n");
     h5_close(f);
@@ -388,6 +390,7 @@ int cmd_expert(int argc, char **argv) {
         fprintf(stderr, "monolith: expert %s: %s\n%s", action, msg, expert_usage); \
         return 2;                                                              \
     }
+    if (out && cli_output_distinct(out, (const char *const *)pos, (size_t)npos)) return cmd_fail();
     if (!strcmp(action, "list")) {
         NEED(npos == 1, "give one checkpoint: monolith expert list CKPT");
         return do_list(pos[0]);

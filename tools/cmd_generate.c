@@ -10,6 +10,7 @@
 #include "infer/sample.h"
 
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,6 +70,10 @@ static int parse_float(const char *flag, const char *s, float *out) {
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end) return mo_errorf("%s '%s': expected a number", flag, s);
+    // Said here with the text given: as a float it would be 0 or Inf, and the range
+    // check after it would report that instead of what was typed.
+    if (isfinite(v) && (fabs(v) > FLT_MAX || (v != 0 && fabs(v) < FLT_MIN)))
+        return mo_errorf("%s '%s': out of range (a 32-bit float holds about 1.2e-38 to 3.4e38)", flag, s);
     *out = (float)v;
     return 0;
 }
@@ -333,6 +338,13 @@ int cmd_generate(int argc, char **argv) {
     int n_gen = 0, n_decoded = 0, full = 0;
     for (; n_gen < o.max_tokens; n_gen++) {
         // Ids the model has but the tokenizer lacks are never sampled.
+        for (int v = 0; v < V_tok; v++)
+            if (!isfinite(logits[v])) {  // sampling from them would pick a token at random or the first
+                mo_errorf("%s: the logit of token %d is %s at position %d: the model's activations overflow (its "
+                          "weights are finite but too large?); this checkpoint cannot generate",
+                          o.checkpoint, v, isnan(logits[v]) ? "NaN" : "Inf", n_prompt + n_gen);
+                goto out;
+            }
         for (int v = V_tok; v < V; v++) logits[v] = -INFINITY;
         int t = sampler_next(&smp, logits, hist, n_prompt + n_gen);
         if (t == eot) break;

@@ -124,9 +124,12 @@ int cmd_inspect(int argc, char **argv) {
         printf("  %-28s %-20s %zu\n", pt->t[i].name, shape, pt->t[i].numel);
     }
     printf("\nexperts (%d)\n", ck.experts.n);
-    for (int e = 0; e < ck.experts.n; e++)
-        printf("  %-3d %-16s domain=%s provenance=%s\n", e, ck.experts.name[e],
-               ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", ck.experts.provenance[e]);
+    for (int e = 0; e < ck.experts.n; e++) {
+        char nm[1024], dm[1024], pv[4096];
+        printf("  %-3d %-16s domain=%s provenance=%s\n", e, cli_show(ck.experts.name[e], nm, sizeof nm),
+               cli_show(ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", dm, sizeof dm),
+               cli_show(ck.experts.provenance[e], pv, sizeof pv));
+    }
     if (ck.tokenizer.present)
         printf("\ntokenizer   %zu bytes of ranks, %d special tokens\n", ck.tokenizer.tiktoken_len,
                ck.tokenizer.n_special);
@@ -261,6 +264,8 @@ int cmd_dump(int argc, char **argv) {
         fprintf(stderr, "monolith: dump needs --checkpoint, --tokens and -o\n%s", usage);
         return 2;
     }
+    const char *ins[] = {ckpt, tok};
+    if (cli_output_distinct(out, ins, 2)) return cmd_fail();
     if (cli_threads(threads)) return 1;
     mo_checkpoint ck;
     if (ckpt_load(ckpt, &ck)) return cmd_fail();

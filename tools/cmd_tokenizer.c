@@ -168,6 +168,10 @@ static int do_train(tok_args *a) {
         corpus_files_free(&files);
         return cmd_fail();
     }
+    if (cli_output_distinct(a->output, (const char *const *)files.paths, files.n)) {
+        corpus_files_free(&files);
+        return cmd_fail();
+    }
     bpe_trainer *tr = bpe_trainer_new();
     if (!tr) {
         corpus_files_free(&files);

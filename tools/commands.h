@@ -3,6 +3,8 @@
 #ifndef MONOLITH_COMMANDS_H
 #define MONOLITH_COMMANDS_H
 
+#include <stddef.h>
+
 typedef int (*command_fn)(int argc, char **argv);
 
 typedef struct {
@@ -19,6 +21,16 @@ int cmd_fail(void);
 // OpenBLAS buffers do not fit under ulimit -v is refused (kernels/threads.h). Returns 0,
 // or -1 after printing the one-line error.
 int cli_threads(int n);
+
+// `s` made safe to print on a terminal: control bytes and DEL as \xHH, a backslash as
+// \\ (a name read from a file could otherwise move the cursor, recolour or retitle the
+// terminal). Into buf; returns buf.
+const char *cli_show(const char *s, char *buf, size_t cap);
+
+// -o OUT may not be one of the n inputs (the same file, by device and inode): writing it
+// (OUT.tmp, then a rename) would replace what is being read, or what was to be kept.
+// Returns 0, or -1 with a one-line message (mo_error).
+int cli_output_distinct(const char *out, const char *const *inputs, size_t n);
 
 #define MONOLITH_COMMANDS(X) \
     X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \

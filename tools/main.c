@@ -5,8 +5,10 @@
 #include "engine/comm.h"
 #include "kernels/threads.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const command commands[] = {
 #define X(n, h) {#n, cmd_##n, h},
@@ -31,6 +33,27 @@ int cli_threads(int n) {
     }
     if (threads_check_memory_limit(n, 0, NULL)) return cmd_fail(), -1;
     threads_init(n);
+    return 0;
+}
+
+const char *cli_show(const char *s, char *buf, size_t cap) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 5 < cap; p++) {
+        if (*p < 0x20 || *p == 0x7f) n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", *p);
+        else if (*p == '\\') buf[n++] = '\\', buf[n++] = '\\';
+        else buf[n++] = (char)*p;
+    }
+    if (cap) buf[n < cap ? n : cap - 1] = 0;
+    return buf;
+}
+
+int cli_output_distinct(const char *out, const char *const *inputs, size_t n) {
+    struct stat o, i;
+    if (stat(out, &o)) return 0;  // not there yet: it cannot be an input
+    for (size_t k = 0; k < n; k++)
+        if (inputs[k] && !stat(inputs[k], &i) && i.st_dev == o.st_dev && i.st_ino == o.st_ino)
+            return mo_errorf("-o %s is also an input (%s): writing it would replace what is read; choose another -o",
+                             out, inputs[k]);
     return 0;
 }
 
@@ -61,11 +84,21 @@ static int run(int argc, char **argv) {
     return 2;
 }
 
+// Output that did not reach its destination (a full disk, /dev/full, a closed pipe) is
+// an error: the command's result is incomplete, whatever the command itself returned.
+static int check_stdout(int rc) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    fprintf(stderr, "monolith: cannot write the output (standard output): %s; it is incomplete\n",
+            errno ? strerror(errno) : "a write failed (full disk or device?)");
+    return rc ? rc : 1;
+}
+
 // MPI starts only under a launcher (engine/comm.h). A rank that fails ends the whole job
 // (comm_abort), so the others never wait in a collective for it.
 int main(int argc, char **argv) {
     if (comm_init(&argc, &argv)) return cmd_fail();
-    int rc = run(argc, argv);
+    int rc = check_stdout(run(argc, argv));
     // 130: every rank stopped at the same step on a signal (train), nothing to abort.
     if (rc && rc != 130 && comm_size() > 1) comm_abort(rc);
     comm_finalize();

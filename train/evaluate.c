@@ -135,10 +135,17 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
     }
     eval_bufs b = {.model = &model, .params = ck.params, .ld = ld, .window = window, .tokens = tokens,
                    .targets = targets, .forced = forced, .expert_of = o->route_by_domain ? expert_of : NULL};
-    for (int d = 0; d < r->n_domains; d++)
+    for (int d = 0; d < r->n_domains; d++) {
         if (eval_domain(&b, d, o->max_batches, &r->loss[d], &r->tokens[d],
                         r->counts + (size_t)d * r->n_moe * r->n_experts))
             goto err;
+        if (!isfinite(r->loss[d])) {
+            mo_errorf("%s: the validation loss on %s is %s: the model's activations or logits overflow (its weights "
+                      "are finite but too large?); this checkpoint cannot be evaluated",
+                      o->checkpoint, r->names[d], isnan(r->loss[d]) ? "NaN" : "Inf");
+            goto err;
+        }
+    }
     model_free(&model);
     loader_free(ld);
     tok_free(tok);

@@ -180,10 +180,7 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
             if (!strncmp(origin, "--", 2)) return -1;  // its message already names --data
             return mo_errorf("%s: %s", origin, mo_error());
         }
-        for (const char *p = ds.name; *p; p++)  // names become JSON keys and file names
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-                  *p == '-' || *p == '.'))
-                return mo_errorf("%s: domain name '%s': use letters, digits, '.', '_' and '-'", origin, ds.name);
+        if (*ds.name && loader_name_check(ds.name, origin)) return -1;  // names become JSON keys and file names
         for (int i = 0; i < o->n_data; i++)
             if (*ds.name && !strcmp(o->data[i].name, ds.name))
                 return mo_errorf("%s: domain '%s' is given twice", origin, ds.name);

@@ -80,6 +80,14 @@ int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, 
     if ((h5_attr_exists(f, g, "ranks") > 0 && h5_attr_get_i64(f, g, "ranks", &st->ranks)) ||
         (h5_attr_exists(f, g, "micro_batches") > 0 && h5_attr_get_i64(f, g, "micro_batches", &st->micro_batches)))
         goto err;
+    // xoshiro256** never leaves the all-zero state: a run resumed from it would draw zeros
+    // forever (the same window, the same dropout of nothing) without a word.
+    static const uint64_t zero[4];
+    if (!memcmp(st->rng, zero, sizeof zero) || (st->n_loader >= 4 && !memcmp(st->loader, zero, sizeof zero))) {
+        mo_errorf("%s: /train %s is all zeros, a state the generator never reaches; the file is damaged", path,
+                  !memcmp(st->rng, zero, sizeof zero) ? "rng_state" : "loader_state");
+        goto err;
+    }
     if (st->step < 0 || st->step > st->sched.total) {
         mo_errorf("%s: /train step %lld is outside the run's %lld steps", path, (long long)st->step,
                   (long long)st->sched.total);

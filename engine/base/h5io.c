@@ -116,6 +116,15 @@ int h5_require_checksummed(const char *path) {
     return 0;
 }
 
+// The first link that is not a hard link (soft, external, user-defined), for h5_open.
+static herr_t first_link_elsewhere(hid_t g, const char *name, const H5L_info_t *info, void *out) {
+    (void)g;
+    if (info->type == H5L_TYPE_HARD) return 0;
+    snprintf(out, 512, "/%s is %s link", name,
+             info->type == H5L_TYPE_SOFT ? "a soft" : info->type == H5L_TYPE_EXTERNAL ? "an external" : "a user-defined");
+    return 1;
+}
+
 hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     h5_quiet();
     struct stat st;
@@ -131,6 +140,16 @@ hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         mo_errorf("%s: cannot open as HDF5 (truncated or corrupt?)", path);
+        return -1;
+    }
+    // Every object must be in this file, reached by hard links: an external link would
+    // read another (unchecked) file, or block forever on a FIFO; a soft link would read
+    // an object under a second name. monolith writes neither.
+    char link[512] = "";
+    if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, first_link_elsewhere, link) != 0) {
+        if (*link) mo_errorf("%s: %s; monolith reads only objects stored in the file itself", path, link);
+        else mo_errorf("%s: cannot list its objects (corrupt file?)", path);
+        H5Fclose(f);
         return -1;
     }
     if (!format) return f;
@@ -386,6 +405,38 @@ static int chunks_whole(hid_t loc, const char *path, hid_t ds, int rank, const h
     return 0;
 }
 
+// 0 when the dataset's data is in this file and its chunks are no larger than the data:
+// a virtual dataset or external storage reads other files (or a FIFO, forever), and a
+// declared chunk larger than the dataset (and than 8 MB) makes libhdf5 allocate that
+// chunk to read it (a 5 MB file made inspect take 1 GB).
+#define H5IO_CHUNK_SLACK (8.0 * 1024 * 1024)
+
+static int layout_refused(hid_t loc, const char *path, hid_t ds, int rank, const hsize_t *dims) {
+    hid_t dcpl = H5Dget_create_plist(ds), t = H5Dget_type(ds);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : 0;
+    hsize_t chunk[H5IO_MAX_RANK];
+    int big = 0;
+    double chunk_bytes = t >= 0 ? (double)H5Tget_size(t) : 0, data_bytes = chunk_bytes;
+    if (layout == H5D_CHUNKED && rank >= 1 && H5Pget_chunk(dcpl, rank, chunk) == rank) {
+        for (int i = 0; i < rank; i++) chunk_bytes *= (double)chunk[i], data_bytes *= (double)dims[i];
+        // Growing datasets (token sets) have chunks past their data: up to 8 MB is fine.
+        big = chunk_bytes > (data_bytes > H5IO_CHUNK_SLACK ? data_bytes : H5IO_CHUNK_SLACK);
+    }
+    if (t >= 0) H5Tclose(t);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (layout == H5D_VIRTUAL)
+        return mo_errorf("%s: dataset %s is virtual (its data is in other files); monolith reads only data stored in "
+                         "the file itself", h5_name(loc), path);
+    if (external)
+        return mo_errorf("%s: dataset %s keeps its data in %d external file%s; monolith reads only data stored in the "
+                         "file itself", h5_name(loc), path, external, external == 1 ? "" : "s");
+    if (big)
+        return mo_errorf("%s: dataset %s declares chunks of %.3g bytes, larger than its %.3g bytes of data (corrupt "
+                         "or hostile file)", h5_name(loc), path, chunk_bytes, data_bytes);
+    return 0;
+}
+
 int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     if (!h5_exists(loc, path)) return mo_errorf("%s: missing dataset %s", h5_name(loc), path);
     hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
@@ -400,6 +451,11 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims) {
     hid_t space = H5Dget_space(ds);
     int r = H5Sget_simple_extent_ndims(space);
     int ok = r >= 0 && r <= H5IO_MAX_RANK && H5Sget_simple_extent_dims(space, dims, NULL) >= 0;
+    if (ok && layout_refused(loc, path, ds, r, dims)) {
+        H5Sclose(space);
+        H5Dclose(ds);
+        return -1;
+    }
     double claimed = 0, stored = 0;
     int full = ok && stored_in_full(ds, space, &claimed, &stored);
     H5Sclose(space);

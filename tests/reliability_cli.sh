@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# reliability_cli.sh: the smaller promises of docs/reliability.md, one check each.
+#
+#  - output that cannot be written (stdout on /dev/full) fails with one line, exit != 0
+#  - HDF5 soft and external links, external storage, and chunks declared larger than
+#    their dataset are refused by name (an external link to a FIFO does not hang)
+#  - Adam state (negative or non-finite v, non-finite m) and all-zero RNG states are
+#    refused on --resume and by expert insert
+#  - finite but huge weights: eval stops naming the checkpoint (generate checks its logits too)
+#  - expert names with control characters are printed escaped
+#  - data prepare refuses empty, overlong and odd --domain names; -o equal to an input is
+#    refused and the input kept; a tokenizer that is a device or FIFO is refused at once
+#  - a float flag out of float range is reported as typed (--repetition-penalty 1e-300)
+#  - domain weights whose sum overflows still train
+set -euo pipefail
+bin=${MONOLITH_BIN:?}
+src=${MONOLITH_SOURCE_DIR:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "reliability_cli: FAIL: $*" >&2; exit 1; }
+py=python3
+/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
+$py -c 'import h5py, numpy' || fail "needs python3-h5py (scripts/setup.sh)"
+if ldd "$bin" 2>/dev/null | grep libasan >/dev/null; then
+  export ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$src/tests/sanitizers/lsan.supp:print_suppressions=0
+fi
+
+# refused LABEL NEEDLE CMD...: exit 1 or 2 within 30 s, one line on stderr holding NEEDLE.
+refused() {
+  local label=$1 needle=$2 rc
+  shift 2
+  set +e
+  timeout 30 "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  set -e
+  [ $rc -eq 1 ] || [ $rc -eq 2 ] || fail "$label: exit $rc, expected a refusal: $(head -c 400 "$tmp/err")"
+  # (generate's statistics line is not an error)
+  [ "$(grep -vc '^note: \|^monolith: prompt ' "$tmp/err")" -eq 1 ] || fail "$label: not one line: $(head -c 600 "$tmp/err")"
+  grep -qF -- "$needle" "$tmp/err" || fail "$label: message lacks '$needle': $(cat "$tmp/err")"
+}
+
+tok=$src/tests/fuzz/vocab.tiktoken
+"$bin" data prepare --tokenizer "$tok" --domain code --val-fraction 0.2 --input "$src/engine" \
+  -o "$tmp/code.h5" >/dev/null 2>&1 || fail "data prepare"
+"$bin" train --preset tiny --tokenizer "$tok" --data "code=$tmp/code.h5" --batch 2 --seq 16 --warmup 1 \
+  --eval-every 0 --eval-batches 1 --threads 1 --steps 2 --save-every 1 --out "$tmp/run" >/dev/null 2>&1 || fail "train"
+ck=$tmp/run/ckpt-00000002.h5
+
+# ---------------------------------------------------------------- output errors
+refused "inspect > /dev/full" "cannot write the output" sh -c "exec '$bin' inspect '$ck' >/dev/full"
+refused "expert list > /dev/full" "cannot write the output" sh -c "exec '$bin' expert list '$ck' >/dev/full"
+refused "eval --json > /dev/full" "cannot write the output" sh -c \
+  "exec '$bin' eval --checkpoint '$ck' --data code='$tmp/code.h5' --batches 1 --batch 2 --seq 16 --json >/dev/full"
+refused "generate > /dev/full" "cannot write the output" sh -c \
+  "exec '$bin' generate --checkpoint '$ck' --prompt int --max-tokens 3 >/dev/full"
+echo "output errors: reported, exit 1"
+
+# ---------------------------------------------------------------- HDF5 links and layouts
+mkfifo "$tmp/fifo"
+for kind in soft external external_fifo storage chunk; do
+  cp "$ck" "$tmp/$kind.h5"
+  $py - "$tmp/$kind.h5" "$kind" "$tmp" <<'PY'
+import sys, h5py, numpy as np
+path, kind, tmp = sys.argv[1:]
+with h5py.File(path, "r+") as f:
+    if kind == "soft":
+        f["model/extra"] = h5py.SoftLink("/model/norm")
+    elif kind == "external":
+        f["model/extra"] = h5py.ExternalLink(tmp + "/code.h5", "/")
+    elif kind == "external_fifo":
+        f["model/extra"] = h5py.ExternalLink(tmp + "/fifo", "/x")
+    elif kind == "storage":
+        x = f["model/norm"][()]
+        del f["model/norm"]
+        open(tmp + "/raw.bin", "wb").write(x.tobytes())
+        f.create_dataset("model/norm", shape=x.shape, dtype=x.dtype, external=[(tmp + "/raw.bin", 0, x.nbytes)])
+    else:  # a 64 MB chunk declared for a few hundred bytes
+        x = f["model/norm"][()]
+        del f["model/norm"]
+        f.create_dataset("model/norm", data=x, maxshape=(None,), chunks=(1 << 24,), fletcher32=True)
+PY
+done
+refused "soft link" "/model/extra is a soft link" "$bin" inspect "$tmp/soft.h5"
+refused "external link" "/model/extra is an external link" "$bin" inspect "$tmp/external.h5"
+refused "external link to a FIFO" "/model/extra is an external link" "$bin" inspect "$tmp/external_fifo.h5"
+refused "external storage" "model/norm keeps its data in 1 external file" "$bin" inspect "$tmp/storage.h5"
+refused "chunk larger than its data" "declares chunks of" "$bin" inspect "$tmp/chunk.h5"
+refused "soft link in a token set" "is a soft link" "$bin" eval --checkpoint "$ck" --data "code=$tmp/soft.h5"
+echo "HDF5: soft, external, external-to-FIFO links, external storage and oversized chunks refused by name"
+
+# ---------------------------------------------------------------- optimizer and RNG state
+"$bin" expert extract "$ck" --expert 0 -o "$tmp/mod.h5" >/dev/null 2>&1 || fail "expert extract"
+for what in negv nanm zerorng zeroloader; do
+  rm -rf "$tmp/r_$what" && cp -r "$tmp/run" "$tmp/r_$what"
+  $py - "$tmp/r_$what/ckpt-00000002.h5" "$what" <<'PY'
+import sys, h5py, numpy as np
+path, what = sys.argv[1:]
+with h5py.File(path, "r+") as f:
+    if what == "negv":
+        d = f["optim/v/norm"]; x = d[()]; x[0] = -1.0; d[...] = x
+    elif what == "nanm":
+        d = f["optim/m/norm"]; x = d[()]; x[0] = np.nan; d[...] = x
+    elif what == "zerorng":
+        f["train"].attrs.modify("rng_state", np.zeros(4, dtype=f["train"].attrs["rng_state"].dtype))
+    else:
+        a = f["train"].attrs["loader_state"].copy(); a[:4] = 0
+        f["train"].attrs.modify("loader_state", a)
+PY
+done
+rm -f "$tmp"/r_*/ckpt-00000001.h5  # resume takes the newest; keep only the damaged one
+refused "resume, v < 0" "/optim/v is -1 at element" "$bin" train --resume "$tmp/r_negv"
+refused "resume, m NaN" "/optim/m/norm holds NaN" "$bin" train --resume "$tmp/r_nanm"
+refused "resume, rng all zero" "rng_state is all zeros" "$bin" train --resume "$tmp/r_zerorng"
+refused "resume, loader rng all zero" "loader_state is all zeros" "$bin" train --resume "$tmp/r_zeroloader"
+$py - "$tmp/mod.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    names = []
+    f["optim/v"].visit(lambda n: names.append(n) if isinstance(f["optim/v"][n], h5py.Dataset) else None)
+    d = f["optim/v"][names[0]]; x = d[()]; x.flat[0] = -2.0; d[...] = x
+PY
+refused "expert insert, module v < 0" "/optim/v is -2" "$bin" expert insert "$ck" "$tmp/mod.h5" --slot 0 -o "$tmp/ins.h5"
+[ ! -e "$tmp/ins.h5" ] || fail "expert insert wrote its output after refusing"
+echo "optimizer and RNG state: negative v, NaN m, all-zero RNG states refused (resume, expert insert)"
+
+# ---------------------------------------------------------------- non-finite activations
+cp "$ck" "$tmp/huge.h5"
+$py - "$tmp/huge.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["model/output"]; d[...] = (np.random.default_rng(0).standard_normal(d.shape) * 1e37).astype(np.float32)
+PY
+refused "eval, huge weights" "huge.h5: the validation loss on code is" "$bin" eval --checkpoint "$tmp/huge.h5" \
+  --data "code=$tmp/code.h5" --batches 1 --batch 2 --seq 16
+echo "huge weights: eval stops naming the checkpoint"
+
+# ---------------------------------------------------------------- names, domains, -o, streams, numbers
+"$bin" expert add "$ck" --init random --name $'\e]0;pwned\a\e[31mred' -o "$tmp/named.h5" >/dev/null 2>&1 ||
+  fail "expert add --name"
+"$bin" expert list "$tmp/named.h5" >"$tmp/out" 2>&1 || fail "expert list: $(cat "$tmp/out")"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" && fail "expert list printed a control character"
+grep -qF '\x1b]0;pwned\x07\x1b[31mred' "$tmp/out" || fail "expert list did not show the name escaped: $(cat "$tmp/out")"
+"$bin" inspect "$tmp/named.h5" >"$tmp/out" 2>&1 || fail "inspect"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" && fail "inspect printed a control character"
+
+for d in "" "$(printf 'x%.0s' $(seq 200))" "a b" $'a\nb' "ä"; do
+  refused "data prepare --domain '$d'" "domain name" "$bin" data prepare --tokenizer "$tok" --domain "$d" \
+    --input "$src/engine/moe.c" -o "$tmp/d.h5"
+done
+cp "$src/engine/moe.c" "$tmp/in.txt"
+refused "data prepare -o = --input" "is also an input" "$bin" data prepare --tokenizer "$tok" --domain x \
+  --input "$tmp/in.txt" -o "$tmp/in.txt"
+cmp -s "$src/engine/moe.c" "$tmp/in.txt" || fail "data prepare changed its input"
+refused "tokenizer train -o = --input" "is also an input" "$bin" tokenizer train --vocab-size 300 \
+  --input "$tmp/in.txt" -o "$tmp/in.txt"
+cp "$ck" "$tmp/keep.h5"
+refused "expert insert -o = CKPT" "is also an input" "$bin" expert insert "$tmp/keep.h5" "$tmp/mod.h5" --slot 0 \
+  -o "$tmp/keep.h5"
+cmp -s "$ck" "$tmp/keep.h5" || fail "expert insert changed its input"
+refused "tokenizer /dev/zero" "not a regular file" "$bin" data prepare --tokenizer /dev/zero --domain x \
+  --input "$tmp/in.txt" -o "$tmp/z.h5"
+refused "tokenizer FIFO" "not a regular file" "$bin" train --preset tiny --tokenizer "$tmp/fifo" \
+  --data "code=$tmp/code.h5" --steps 1 --out "$tmp/fifo_run"
+refused "--repetition-penalty 1e-300" "'1e-300': out of range" "$bin" generate --checkpoint "$ck" --prompt x \
+  --repetition-penalty 1e-300
+cp "$tmp/code.h5" "$tmp/code2.h5"
+"$bin" train --preset tiny --tokenizer "$tok" --data "a=$tmp/code.h5:1e308" --data "b=$tmp/code2.h5:1e308" \
+  --batch 2 --seq 16 --warmup 1 --eval-every 0 --eval-batches 1 --threads 1 --steps 1 --out "$tmp/w" \
+  >/dev/null 2>"$tmp/err" || fail "weights of 1e308: $(cat "$tmp/err")"
+echo "names escaped; bad --domain, -o = input, device tokenizers and out-of-range floats refused"
+echo "reliability_cli: ok"

@@ -38,6 +38,9 @@ static int check_inputs(const mo_checkpoint *bases, const char *const *bn, int n
     }
     for (int j = 1; j < nm; j++)
         if (expert_key_check(&mods[0].key, mn[0], &mods[j].key, mn[j])) return -1;
+    if (!o->any_seed)
+        for (int j = 0; j < nm; j++)
+            if (expert_seed_check(&mods[j], mn[j], bases, bn, nb)) return -1;
     // The base, seen as a home for these modules: its own d_model, layers and vocabulary,
     // the modules' d_ff and MoE layers.
     mo_shape_key bk;
@@ -105,9 +108,10 @@ static char *module_provenance(const mo_expert *x, const char *file) {
     if (!buf) return NULL;
     size_t n = (size_t)snprintf(buf, cap, "{\"module\": ");
     n = json_str(buf, n, cap, file);
-    n += (size_t)snprintf(buf + n, cap - n, ", \"parent_hash\": \"%s\", \"data_hash\": \"%s\", \"steps_trained\": %lld, "
-                                             "\"provenance\": ",
-                          x->parent_hash, x->data_hash, (long long)x->steps_trained);
+    n += (size_t)snprintf(buf + n, cap - n,
+                          ", \"parent_hash\": \"%s\", \"seed_hash\": \"%s\", \"data_hash\": \"%s\", "
+                          "\"steps_trained\": %lld, \"provenance\": ",
+                          x->parent_hash, x->seed_hash, x->data_hash, (long long)x->steps_trained);
     size_t len = strlen(x->provenance);
     if (len >= 2 && x->provenance[0] == '{' && x->provenance[len - 1] == '}') {
         memcpy(buf + n, x->provenance, len);

@@ -7,7 +7,7 @@
 // module j, with the module's router rows or fresh ones. The output's MoE layers, d_ff and
 // n_experts are the modules'; the rest of the config is the base's. Expert j's /experts
 // name and domain are module j's; its provenance is {"module": FILE, "parent_hash",
-// "data_hash", "steps_trained", "provenance": the module's own}.
+// "seed_hash", "data_hash", "steps_trained", "provenance": the module's own}.
 //
 // upcycle (sparse upcycling): a model without MoE layers becomes a MoE whose E experts
 // are all copies of each layer's FFN (plus optional noise) with a fresh router. With no
@@ -25,10 +25,12 @@ typedef struct {
     int fresh_router;  // 1: router rows drawn fresh (normal std 0.02) even for modules that carry rows
     int top_k;         // 0: the base's top_k when it is a MoE with top_k <= n_modules, else min(2, n_modules)
     uint64_t seed;     // for fresh router rows (and modules without rows)
+    int any_seed;      // 1: skip the seed_hash check (modules trained in other trunks, e.g. BTX's averaging)
 } compose_opts;
 
 // Composes bases[0..n_bases) (names for messages) and modules[0..n_mod) into `out`.
-// Refuses, naming both files and the field: bases of different shapes or tokenizers,
+// Refuses, naming both files and the field: bases of different shapes or tokenizers, a
+// module whose seed_hash matches the trunk of no base (unless o->any_seed),
 // modules with different shape keys, a module whose d_model, n_layers, vocab_size or
 // vocabulary differs from the base's, a layer the modules leave dense that is MoE in the
 // base, and shared experts in the base that a MoE layer of the output would lack.

@@ -5,6 +5,7 @@
 #include "engine/base/h5io.h"
 #include "engine/base/rng.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,81 @@ void expert_vocab_hash(const mo_tokenizer_blob *t, char out[MO_HASH_HEX]) {
         fnv1a(&h, &t->special_ids[i], sizeof t->special_ids[i]);
     }
     hex(h, out);
+}
+
+void expert_trunk_hash(const mo_checkpoint *ck, char out[MO_HASH_HEX]) {
+    const mo_param_table *pt = &ck->table;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        int ffn = t->kind == PK_ROUTER || t->kind == PK_W1 || t->kind == PK_W3 || t->kind == PK_W2 ||
+                  t->kind == PK_DENSE_W1 || t->kind == PK_DENSE_W3 || t->kind == PK_DENSE_W2;
+        if (ffn) continue;
+        fnv1a(&h, t->name, strlen(t->name) + 1);
+        fnv1a(&h, ck->params + t->offset, t->numel * sizeof(float));
+    }
+    hex(h, out);
+}
+
+int expert_seed_check(const mo_expert *x, const char *x_name, const mo_checkpoint *bases, const char *const *bn,
+                      int n) {
+    if (!x->seed_hash[0] || n < 1) return 0;
+    char h[MO_HASH_HEX] = "";
+    for (int i = 0; i < n; i++) {
+        expert_trunk_hash(&bases[i], h);
+        if (!strcmp(h, x->seed_hash)) return 0;
+    }
+    expert_trunk_hash(&bases[0], h);
+    return mo_errorf("%s and %s disagree on seed_hash: %s in %s, trunk %s in %s; the module was trained in another "
+                     "model's trunk (embeddings, attention, norms), plug it only into that seed or a model that kept "
+                     "its trunk",
+                     x_name, bn[0], x->seed_hash, x_name, h, bn[0]);
+}
+
+void expert_files_hash(const char *const *paths, int n, char out[MO_HASH_HEX]) {
+    out[0] = 0;
+    if (n < 1) return;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(paths[i], "rb");
+        if (!f) {
+            fnv1a(&h, paths[i], strlen(paths[i]));
+            continue;
+        }
+        char buf[1 << 16];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) fnv1a(&h, buf, got);
+        fclose(f);
+    }
+    hex(h, out);
+}
+
+int64_t expert_provenance_steps(const char *prov) {
+    cJSON *j = cJSON_Parse(prov ? prov : "");
+    const cJSON *s = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "steps_trained") : NULL;
+    int64_t steps = cJSON_IsNumber(s) && s->valuedouble > 0 ? (int64_t)s->valuedouble : 0;
+    cJSON_Delete(j);
+    return steps;
+}
+
+char *expert_provenance_with_steps(const char *prov, int64_t steps) {
+    cJSON *j = cJSON_Parse(prov ? prov : "");
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        j = cJSON_CreateObject();
+        if (j && prov && *prov && !cJSON_AddStringToObject(j, "provenance", prov)) goto err;
+    }
+    if (!j) return NULL;
+    cJSON *num = cJSON_CreateNumber((double)steps);
+    if (!num) goto err;
+    if (cJSON_HasObjectItem(j, "steps_trained")) cJSON_ReplaceItemInObjectCaseSensitive(j, "steps_trained", num);
+    else cJSON_AddItemToObject(j, "steps_trained", num);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+err:
+    cJSON_Delete(j);
+    return NULL;
 }
 
 // ---------------------------------------------------------------------------- shape keys
@@ -167,6 +243,7 @@ int expert_extract(const mo_checkpoint *ck, const float *m, const float *v, int 
         goto err;
     }
     expert_params_hash(ck, out->parent_hash);
+    expert_trunk_hash(ck, out->seed_hash);
     return 0;
 err:
     expert_free(out);
@@ -411,6 +488,7 @@ int expert_save(const char *path, const mo_expert *x) {
     if (h5_set_format(f, MO_EXPERT_FORMAT, MO_EXPERT_VERSION) || h5_attr_set_str(f, ".", "name", x->name) ||
         h5_attr_set_str(f, ".", "domain", x->domain) || h5_attr_set_str(f, ".", "provenance", x->provenance) ||
         h5_attr_set_str(f, ".", "data_hash", x->data_hash) || h5_attr_set_str(f, ".", "parent_hash", x->parent_hash) ||
+        h5_attr_set_str(f, ".", "seed_hash", x->seed_hash) ||
         h5_attr_set_i64(f, ".", "steps_trained", x->steps_trained) ||
         h5_attr_set_i64(f, ".", "has_router", x->has_router) || h5_attr_set_i64(f, ".", "d_model", x->key.d_model) ||
         h5_attr_set_i64(f, ".", "d_ff", x->key.d_ff) || h5_attr_set_i64(f, ".", "n_layers", x->key.n_layers) ||
@@ -473,7 +551,8 @@ int expert_load(const char *path, mo_expert *x) {
         k->moe_layers[l] = (int)layers[l];
     }
     if (get_hash(f, "vocab_hash", k->vocab_hash) || get_hash(f, "data_hash", x->data_hash) ||
-        get_hash(f, "parent_hash", x->parent_hash))
+        get_hash(f, "parent_hash", x->parent_hash) ||
+        (h5_attr_exists(f, ".", "seed_hash") && get_hash(f, "seed_hash", x->seed_hash)))  // optional: older modules
         goto err;
     if (get_str(f, "name", &x->name) || get_str(f, "domain", &x->domain) || get_str(f, "provenance", &x->provenance))
         goto err;

@@ -5,7 +5,8 @@
 // File layout (h5py reads it as is):
 //   /                          attrs: format = "monolith-expert", format_version = 1, created_by,
 //                                     name, domain, provenance (the checkpoint's /experts strings,
-//                                     verbatim), data_hash, parent_hash, steps_trained, has_router,
+//                                     verbatim), data_hash, parent_hash, seed_hash (optional: ""
+//                                     when absent), steps_trained, has_router,
 //                                     and the shape key: d_model, d_ff, n_layers, vocab_size,
 //                                     vocab_hash, moe_layers (int64 [n_layers], 1 where the
 //                                     module has a slice)
@@ -52,6 +53,8 @@ typedef struct {
     char *name, *domain, *provenance;
     char data_hash[MO_HASH_HEX];    // of the data that trained it ("" if unknown)
     char parent_hash[MO_HASH_HEX];  // of the parameters of the checkpoint it came from
+    char seed_hash[MO_HASH_HEX];    // trunk hash (expert_trunk_hash) of that checkpoint: the trunk it
+                                    // was trained in ("" if unknown)
     int64_t steps_trained;
 } mo_expert;
 
@@ -80,6 +83,27 @@ int expert_key_check(const mo_shape_key *a, const char *a_name, const mo_shape_k
 // FNV-1a 64 (hex) of the checkpoint's parameter arena and of its tokenizer ("" when none).
 void expert_params_hash(const mo_checkpoint *ck, char out[MO_HASH_HEX]);
 void expert_vocab_hash(const mo_tokenizer_blob *t, char out[MO_HASH_HEX]);
+// The trunk hash: FNV-1a 64 over the name and values of every tensor that is not an FFN
+// or router (embeddings, attention, norms, shared experts, output), in table order. A
+// dense seed and the MoE made from it by plugging its FFN modules share it; training only
+// experts or the router keeps it.
+void expert_trunk_hash(const mo_checkpoint *ck, char out[MO_HASH_HEX]);
+// Refuses module x in checkpoint(s) whose trunk differs from the one it was trained in:
+// its seed_hash must be "" or equal the trunk hash of one of bases[0..n). Returns 0, or -1
+// with "MOD and BASE disagree on seed_hash: ...".
+int expert_seed_check(const mo_expert *x, const char *x_name, const mo_checkpoint *bases, const char *const *base_names,
+                      int n);
+// FNV-1a 64 (hex) over the bytes of files paths[0..n) in order (a file that cannot be
+// read counts by its path); "" when n is 0.
+void expert_files_hash(const char *const *paths, int n, char out[MO_HASH_HEX]);
+
+// Steps carried in a provenance string: its top-level "steps_trained" when it is a JSON
+// object that has one, else 0.
+int64_t expert_provenance_steps(const char *prov);
+// The provenance with "steps_trained" set to `steps` (a JSON object keeps its other
+// members; other text becomes {"steps_trained": N, "provenance": "TEXT"}). malloc'd, or
+// NULL (out of memory).
+char *expert_provenance_with_steps(const char *prov, int64_t steps);
 
 // Copies expert e of `ck` (and its slices of m and v when both are given) into a new
 // module, with the expert's /experts strings. For a model with no MoE layers, e must be 0

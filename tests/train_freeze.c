@@ -76,6 +76,10 @@ static int r_attn1_dense_shared(const mo_tensor *t, size_t j) {  // attention@la
            t->kind == PK_SHARED_W1 || t->kind == PK_SHARED_W2 || t->kind == PK_SHARED_W3;
 }
 static int r_all_experts(const mo_tensor *t, size_t j) { return expert_of(t, j) >= 0; }
+static int r_router_rows13(const mo_tensor *t, size_t j) {  // router=1,3: router rows only
+    int e = expert_of(t, j);
+    return t->kind == PK_ROUTER && (e == 1 || e == 3);
+}
 
 START_TEST(test_masks_cover_exactly) {
     check_mask("all", r_all);
@@ -87,6 +91,7 @@ START_TEST(test_masks_cover_exactly) {
     check_mask("attention@layers=1,dense,shared", r_attn1_dense_shared);
     check_mask("experts", r_all_experts);
     check_mask("router,experts,all", r_all);
+    check_mask("router=3,1", r_router_rows13);
 }
 END_TEST
 

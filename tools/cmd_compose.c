@@ -25,7 +25,8 @@ static const char compose_usage[] =
     "monolith expert extract); embeddings, attention, norms, output and any dense layers come\n"
     "from the base, or are the element-wise mean of several bases with --average (BTX's mix).\n"
     "The modules' shape keys must agree with each other and with the base (d_model, n_layers,\n"
-    "vocabulary); the output's MoE layers and d_ff are the modules'.\n"
+    "vocabulary); the output's MoE layers and d_ff are the modules'. A module that records the\n"
+    "trunk it was trained in (seed_hash) must go into a base with that trunk.\n"
     "\n"
     "  --base F         the base checkpoint (repeat with --average)\n"
     "  --average        average the non-expert weights of every --base\n"
@@ -34,6 +35,7 @@ static const char compose_usage[] =
     "                   std 0.02 (modules extracted from a dense FFN always get fresh rows)\n"
     "  --top-k K        experts per token (default: the base's if it is a MoE, else 2)\n"
     "  --seed S         seed of fresh router rows (default 1)\n"
+    "  --any-seed       skip the seed_hash check (modules from other trunks, on purpose)\n"
     "  -o, --output F   the checkpoint to write\n";
 
 static int parse_u64(const char *flag, const char *s, unsigned long long *out) {
@@ -62,7 +64,7 @@ int cmd_compose(int argc, char **argv) {
                                        {"expert", required_argument, 0, 'e'}, {"router", required_argument, 0, 'r'},
                                        {"top-k", required_argument, 0, 'k'},  {"seed", required_argument, 0, 'S'},
                                        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
-                                       {0}};
+                                       {"any-seed", no_argument, 0, 'A'},     {0}};
     const char *bases[MAX_INPUTS], *mods[MAX_INPUTS], *out = NULL;
     int nb = 0, nm = 0, average = 0;
     compose_opts o = {.seed = 1};
@@ -82,6 +84,7 @@ int cmd_compose(int argc, char **argv) {
             else mods[nm++] = optarg;
             break;
         case 'a': average = 1; break;
+        case 'A': o.any_seed = 1; break;
         case 'r':
             if (strcmp(optarg, "modules") && strcmp(optarg, "fresh")) {
                 fprintf(stderr, "monolith: --router takes modules or fresh, not '%s'\n", optarg);

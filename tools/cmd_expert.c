@@ -7,6 +7,7 @@
 #include "engine/checkpoint.h"
 #include "engine/expert_module.h"
 #include "train/freeze.h"
+#include "train/router_init.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,7 +19,8 @@
 static const char expert_usage[] =
     "usage: monolith expert <action> ...\n"
     "\n"
-    "  list CKPT                                  index, name, domain, steps, tokens routed, provenance\n"
+    "  list FILE                                  a checkpoint: index, name, domain, steps, tokens routed,\n"
+    "                                             provenance; a module: its provenance and shape key\n"
     "  extract CKPT --expert E -o MOD.h5          expert E (index, name or domain) as a monolith-expert module,\n"
     "                                             with its slices of Adam's m and v if CKPT has /optim\n"
     "  insert CKPT MOD.h5 --slot E -o OUT.h5      overwrite expert E with the module (same shape key)\n"
@@ -29,10 +31,18 @@ static const char expert_usage[] =
     "  remove CKPT --expert E -o OUT.h5           drop expert E from every MoE layer and the router\n"
     "\n"
     "  --name N, --domain D    (extract, add) set the expert's name and domain\n"
+    "  --router-init R         (add) where the new router row starts: below (under the trained rows'\n"
+    "                          logits on --data's tokens: it takes no token until trained; the default\n"
+    "                          for --init random and modules without router rows), mean (from the new\n"
+    "                          domain's mean router input, --data must hold it), keep (the module's or\n"
+    "                          the copied expert's row: the default for those), random (std 0.02)\n"
+    "  --data NAME=FILE.h5     (add, repeat) token sets whose training windows place the row\n"
+    "  --seq T                 (add) window length for --data (default: min(max_seq_len, 256))\n"
     "\n"
     "An expert's name, domain and provenance travel with it (/experts in a checkpoint, root\n"
-    "attributes in a module). insert keeps /optim and /train, so its output can be resumed;\n"
-    "add and remove change shapes and write a model checkpoint (train it with --init).\n";
+    "attributes in a module), and so do its steps (\"steps_trained\" in its provenance). insert\n"
+    "keeps /optim and /train, so its output can be resumed; add and remove change shapes and\n"
+    "write a model checkpoint (train it with --init).\n";
 
 // ---------------------------------------------------------------------------- helpers
 
@@ -54,11 +64,6 @@ static int resolve_expert(const mo_checkpoint *ck, const char *path, const char 
                      path, path);
 }
 
-static void fnv1a(uint64_t *h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) *h = (*h ^ b[i]) * 0x100000001b3ull;
-}
-
 // The run options stored in a training checkpoint's /train (NULL when absent; free()).
 static char *train_options(hid_t f) {
     if (!h5_attr_exists(f, "train", "options")) return NULL;
@@ -69,40 +74,33 @@ static char *train_options(hid_t f) {
 }
 
 // data_hash: FNV-1a 64 over the bytes of every token set of the run's `data = ...` lines,
-// in order (a file that is gone counts by its line). "" for a checkpoint without a run.
+// in order (a file that is gone counts by its path). "" for a checkpoint without a run.
 static void data_hash(const char *options, char out[MO_HASH_HEX]) {
     out[0] = 0;
     if (!options) return;
-    uint64_t h = 0xcbf29ce484222325ull;
-    int any = 0;
-    for (const char *p = options; *p;) {
+    enum { MAX_SETS = 256 };
+    char *paths[MAX_SETS];
+    int n = 0;
+    for (const char *p = options; *p && n < MAX_SETS;) {
         const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
         char line[8192];
-        if (n < sizeof line) {
-            memcpy(line, p, n);
-            line[n] = 0;
+        if (len < sizeof line) {
+            memcpy(line, p, len);
+            line[len] = 0;
             char *eq = strchr(line, '=');
             if (!strncmp(line, "data", 4) && eq && strspn(line + 4, " \t") == (size_t)(eq - line - 4)) {
                 char *spec = eq + 1 + strspn(eq + 1, " \t");
                 char *path = strchr(spec, '=') ? strchr(spec, '=') + 1 : spec;
                 char *colon = strrchr(path, ':');
                 if (colon && strspn(colon + 1, "0123456789.eE+-") == strlen(colon + 1)) *colon = 0;
-                FILE *f = fopen(path, "rb");
-                if (f) {
-                    char buf[1 << 16];
-                    size_t got;
-                    while ((got = fread(buf, 1, sizeof buf, f)) > 0) fnv1a(&h, buf, got);
-                    fclose(f);
-                } else {
-                    fnv1a(&h, line, n);
-                }
-                any = 1;
+                if ((paths[n] = strdup(path))) n++;
             }
         }
-        p += n + (nl ? 1 : 0);
+        p += len + (nl ? 1 : 0);
     }
-    if (any) snprintf(out, MO_HASH_HEX, "%016llx", (unsigned long long)h);
+    expert_files_hash((const char *const *)paths, n, out);
+    for (int i = 0; i < n; i++) free(paths[i]);
 }
 
 // Steps expert e was trained in the run that wrote the checkpoint: /train step when the
@@ -128,6 +126,13 @@ static int64_t steps_trained(hid_t f, const mo_checkpoint *ck, int e) {
     int has = train_mask_has(&tm, pt->t[w1].offset + (size_t)e * n);
     train_mask_free(&tm);
     return has ? step : 0;
+}
+
+// Expert e's own steps: those its provenance carries (from before this checkpoint's run:
+// add, remove, compose and plug write them) plus this run's when its mask covers e.
+static int64_t expert_steps(hid_t f, const mo_checkpoint *ck, int e) {
+    int64_t run = f >= 0 ? steps_trained(f, ck, e) : 0;
+    return run + (e < ck->experts.n ? expert_provenance_steps(ck->experts.provenance[e]) : 0);
 }
 
 // Tokens routed to each expert in the last evaluation, from the run folder's
@@ -186,7 +191,32 @@ static int routed_tokens(const char *ckpt, int64_t step, int E, double *out) {
 
 // ---------------------------------------------------------------------------- actions
 
+// A module file: its provenance and shape key.
+static int list_module(const char *path) {
+    mo_expert x;
+    if (expert_load(path, &x)) return cmd_fail();
+    printf("%s: module '%s' (domain %s), %d MoE layer%s, d_model %d, d_ff %d, vocab %d%s\n", path, x.name,
+           x.domain[0] ? x.domain : "-", x.n_moe, x.n_moe == 1 ? "" : "s", x.key.d_model, x.key.d_ff, x.key.vocab_size,
+           x.m ? ", with optimizer state" : "");
+    printf("steps_trained %lld\nseed_hash     %s\ndata_hash     %s\nparent_hash   %s\nvocab_hash    %s\n"
+           "router rows   %s\nprovenance    %s\n",
+           (long long)x.steps_trained, x.seed_hash[0] ? x.seed_hash : "-", x.data_hash[0] ? x.data_hash : "-",
+           x.parent_hash[0] ? x.parent_hash : "-", x.key.vocab_hash[0] ? x.key.vocab_hash : "-",
+           x.has_router ? "yes" : "no (an FFN of a dense model)", x.provenance);
+    expert_free(&x);
+    return 0;
+}
+
 static int do_list(const char *path) {
+    hid_t probe = h5_open(path, NULL, 0);
+    if (probe >= 0) {
+        char format[64] = "";
+        int is_module = !h5_attr_get_str(probe, ".", "format", format, sizeof format) &&
+                        !strcmp(format, MO_EXPERT_FORMAT);
+        h5_close(probe);
+        if (is_module) return list_module(path);
+    }
+    mo_error_clear();
     mo_checkpoint ck;
     if (ckpt_load(path, &ck)) return cmd_fail();
     hid_t f = ckpt_open(path);
@@ -205,7 +235,7 @@ static int do_list(const char *path) {
         char nm[1024], dm[1024], pv[4096];
         printf("%-5d %-16s %-12s %8lld %14s  %s\n", e, cli_show(ck.experts.name[e], nm, sizeof nm),
                cli_show(ck.experts.domain[e][0] ? ck.experts.domain[e] : "-", dm, sizeof dm),
-               (long long)(f >= 0 ? steps_trained(f, &ck, e) : 0), routed_s,
+               (long long)expert_steps(f, &ck, e), routed_s,
                cli_show(ck.experts.provenance[e], pv, sizeof pv));
     }
     if (have_routed) printf("(tokens_routed: the last evaluation in the run folder's metrics.jsonl, per MoE layer)\n");
@@ -225,7 +255,7 @@ static int do_extract(const char *path, const char *which, const char *name, con
     if (e < 0 || expert_extract(&ck, m, v, e, &x)) goto done;
     hid_t f = ckpt_open(path);
     if (f >= 0) {
-        x.steps_trained = steps_trained(f, &ck, e);
+        x.steps_trained = expert_steps(f, &ck, e);
         char *opts = train_options(f);
         data_hash(opts, x.data_hash);
         free(opts);
@@ -265,17 +295,45 @@ done:
     return rc;
 }
 
-static int do_add(const char *path, const char *mod, const char *init, uint64_t seed, const char *name,
-                  const char *domain, const char *out) {
+// Rewrites the provenance of dst's experts so each carries its own steps from `src`
+// (map[j]: the source index of dst's expert j, -1 for a new one).
+static int carry_steps(const char *src_path, const mo_checkpoint *src, mo_checkpoint *dst, const int *map, int E_new) {
+    hid_t f = ckpt_open(src_path);
+    int rc = 0;
+    for (int j = 0; j < E_new && !rc; j++) {
+        if (map[j] < 0 || map[j] >= src->experts.n) continue;
+        int64_t steps = expert_steps(f, src, map[j]);
+        if (steps == expert_provenance_steps(src->experts.provenance[map[j]])) continue;  // nothing new to carry
+        char *prov = expert_provenance_with_steps(src->experts.provenance[map[j]], steps);
+        rc = prov ? ckpt_experts_set(&dst->experts, j, NULL, NULL, prov) : mo_errorf("out of memory");
+        free(prov);
+    }
+    if (f >= 0) h5_close(f);
+    mo_error_clear();
+    return rc;
+}
+
+typedef struct {
+    const char *init;         // --init: copy:E or random, or NULL (a module)
+    const char *router_init;  // --router-init, or NULL (the default for the source)
+    const loader_spec *data;
+    int n_data, seq;
+    uint64_t seed;
+    const char *name, *domain;
+} add_opts;
+
+static int do_add(const char *path, const char *mod, const add_opts *ao, const char *out) {
     mo_checkpoint ck, nk = {0};
     mo_expert x = {0};
     if (ckpt_load(path, &ck)) return cmd_fail();
     int rc = 1, E = ck.table.cfg.n_experts, copy = -1;
     int *map = calloc((size_t)E + 1, sizeof *map);
-    if (!map) {
+    unsigned char *is_new = calloc((size_t)E + 1, 1);
+    if (!map || !is_new) {
         mo_errorf("out of memory");
         goto done;
     }
+    const char *init = ao->init;
     if (init && !strncmp(init, "copy:", 5)) {
         copy = resolve_expert(&ck, path, init + 5);
         if (copy < 0) goto done;
@@ -284,30 +342,66 @@ static int do_add(const char *path, const char *mod, const char *init, uint64_t 
         goto done;
     }
     if (mod && expert_load(mod, &x)) goto done;
+    if (mod && expert_seed_check(&x, mod, &ck, &path, 1)) goto done;
+    // Where the new row starts: a module's or a copy's own row by default, else below the
+    // trained rows (a random row near 0 would beat them and take tokens of every domain).
+    const char *ri = ao->router_init ? ao->router_init : (copy >= 0 || (mod && x.has_router)) ? "keep" : "below";
+    router_init_mode mode = ROUTER_INIT_BELOW;
+    int fit = strcmp(ri, "keep") && strcmp(ri, "random");
+    if (fit && router_init_parse(ri, "--router-init", &mode)) {
+        mo_errorf("--router-init %s: use below, mean, keep or random", ri);
+        goto done;
+    }
+    if (!strcmp(ri, "keep") && !(copy >= 0 || (mod && x.has_router))) {
+        mo_errorf("--router-init keep: the new expert has no router row to keep (use below, mean or random)");
+        goto done;
+    }
+    if (fit && !ao->n_data) {
+        mo_errorf("expert add: the new router row starts %s, which needs --data NAME=FILE.h5 (the old domains' "
+                  "token sets, and the new domain's for mean); or --router-init random for a row drawn at random "
+                  "(it takes tokens from every domain at once)",
+                  mode == ROUTER_INIT_BELOW ? "below the trained rows' logits" : "at the new domain's mean router input");
+        goto done;
+    }
     for (int j = 0; j < E; j++) map[j] = j;
     map[E] = copy;
-    if (expert_remap(&ck, NULL, NULL, map, E + 1, &nk, NULL, NULL)) goto done;
+    if (expert_remap(&ck, NULL, NULL, map, E + 1, &nk, NULL, NULL) || carry_steps(path, &ck, &nk, map, E + 1)) goto done;
     char prov[512];
     if (mod) {
         if (expert_insert(&nk, NULL, NULL, E, &x, path, mod)) goto done;
+        char *p = expert_provenance_with_steps(x.provenance, x.steps_trained);
+        int bad = !p || ckpt_experts_set(&nk.experts, E, NULL, NULL, p);
+        free(p);
+        if (bad) goto done;
     } else if (copy >= 0) {
         snprintf(prov, sizeof prov, "{\"copy_of\": %d, \"copied_from\": \"%s\"}", copy, ck.experts.name[copy]);
         char nm[160];
         snprintf(nm, sizeof nm, "%s-copy", ck.experts.name[copy]);
         if (ckpt_experts_set(&nk.experts, E, nm, NULL, prov)) goto done;
     } else {
-        expert_init_random(&nk, E, seed);
-        snprintf(prov, sizeof prov, "{\"init\": \"random\", \"seed\": %llu}", (unsigned long long)seed);
+        expert_init_random(&nk, E, ao->seed);
+        snprintf(prov, sizeof prov, "{\"init\": \"random\", \"seed\": %llu}", (unsigned long long)ao->seed);
         if (ckpt_experts_set(&nk.experts, E, NULL, "", prov)) goto done;
     }
-    if ((name || domain) && ckpt_experts_set(&nk.experts, E, name, domain, NULL)) goto done;
+    if ((ao->name || ao->domain) && ckpt_experts_set(&nk.experts, E, ao->name, ao->domain, NULL)) goto done;
+    router_init_report rep = {0};
+    if (fit) {
+        is_new[E] = 1;
+        router_init_opts ro = {.mode = mode, .data = ao->data, .n_data = ao->n_data, .seq = ao->seq, .seed = ao->seed};
+        if (router_init_rows(&nk, out, is_new, &ro, &rep)) goto done;
+    }
     if (ckpt_save(out, &nk)) goto done;
-    printf("%s: %s plus expert %d (%s, from %s); %d experts, top_k %d\n", out, path, E, nk.experts.name[E],
-           mod ? mod : copy >= 0 ? "a copy" : "random init", E + 1, nk.table.cfg.top_k);
+    printf("%s: %s plus expert %d (%s, from %s); %d experts, top_k %d; router row: %s\n", out, path, E,
+           nk.experts.name[E], mod ? mod : copy >= 0 ? "a copy" : "random init", E + 1, nk.table.cfg.top_k, ri);
+    if (fit) {
+        printf("share of sampled tokens whose top-%d holds expert %d:", nk.table.cfg.top_k, E);
+        for (int d = 0; d < rep.n_domains; d++) printf(" %s %.3f", rep.names[d], rep.new_share[d]);
+        printf("\n");
+    }
     rc = 0;
 done:
     if (rc) cmd_fail();
-    free(map);
+    free(map), free(is_new);
     expert_free(&x);
     ckpt_free(&ck);
     ckpt_free(&nk);
@@ -323,7 +417,9 @@ static int do_remove(const char *path, const char *which, const char *out) {
     if (!map || e < 0) goto done;
     for (int j = 0, k = 0; j < E; j++)
         if (j != e) map[k++] = j;
-    if (expert_remap(&ck, NULL, NULL, map, E - 1, &nk, NULL, NULL) || ckpt_save(out, &nk)) goto done;
+    if (expert_remap(&ck, NULL, NULL, map, E - 1, &nk, NULL, NULL) || carry_steps(path, &ck, &nk, map, E - 1) ||
+        ckpt_save(out, &nk))
+        goto done;
     printf("%s: %s without expert %d (%s); %d experts, top_k %d\n", out, path, e, ck.experts.name[e], E - 1,
            nk.table.cfg.top_k);
     rc = 0;
@@ -348,8 +444,13 @@ int cmd_expert(int argc, char **argv) {
                                        {"init", required_argument, 0, 'i'},   {"seed", required_argument, 0, 'S'},
                                        {"name", required_argument, 0, 'n'},   {"domain", required_argument, 0, 'd'},
                                        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+                                       {"router-init", required_argument, 0, 'R'},
+                                       {"data", required_argument, 0, 'D'},   {"seq", required_argument, 0, 'T'},
                                        {0}};
-    const char *which = NULL, *init = NULL, *name = NULL, *domain = NULL, *out = NULL;
+    const char *which = NULL, *init = NULL, *name = NULL, *domain = NULL, *out = NULL, *router_init = NULL;
+    static loader_spec data[LOADER_MAX_DOMAINS];
+    int n_data = 0;
+    long seq = 0;
     long slot = -1;
     unsigned long long seed = 1;
     optind = 1;
@@ -376,6 +477,25 @@ int cmd_expert(int argc, char **argv) {
             }
             break;
         case 'n': name = optarg; break;
+        case 'R': router_init = optarg; break;
+        case 'D':
+            if (n_data == LOADER_MAX_DOMAINS) {
+                fprintf(stderr, "monolith: expert %s: at most %d --data\n", action, LOADER_MAX_DOMAINS);
+                return 2;
+            }
+            if (loader_parse_spec(optarg, &data[n_data])) {
+                fprintf(stderr, "monolith: --data %s: %s\n", optarg, mo_error());
+                return 2;
+            }
+            n_data++;
+            break;
+        case 'T':
+            seq = strtol(optarg, &end, 10);
+            if (!*optarg || *end || seq < 1 || seq > 1 << 20) {
+                fprintf(stderr, "monolith: --seq takes a whole number >= 1, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'd': domain = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(expert_usage, stdout); return 0;
@@ -406,7 +526,9 @@ int cmd_expert(int argc, char **argv) {
     if (!strcmp(action, "add")) {
         NEED((npos == 2) + !!init == 1 && npos >= 1 && out,
              "give CKPT and one of MOD.h5, --init copy:E or --init random, and -o OUT.h5");
-        return do_add(pos[0], npos == 2 ? pos[1] : NULL, init, seed, name, domain, out);
+        add_opts ao = {.init = init, .router_init = router_init, .data = data, .n_data = n_data, .seq = (int)seq,
+                       .seed = seed, .name = name, .domain = domain};
+        return do_add(pos[0], npos == 2 ? pos[1] : NULL, &ao, out);
     }
     if (!strcmp(action, "remove")) {
         NEED(npos == 1 && which && out, "give CKPT --expert E -o OUT.h5");

@@ -1,4 +1,4 @@
-// cmd_pipeline.c: `monolith pipeline btx --config btx.ini` (train/pipeline_btx.h).
+// cmd_pipeline.c: `monolith pipeline btx|plug --config FILE.ini` (train/pipeline_btx.h).
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
@@ -13,15 +13,23 @@
 
 static const char pipeline_usage[] =
     "usage: monolith pipeline btx --config btx.ini [--threads N]\n"
+    "       monolith pipeline plug --config plug.ini [--branch DOMAIN] [--threads N]\n"
     "\n"
-    "Branch-Train-MiX: a dense seed (trained on every domain, or [seed] init = FILE), one\n"
+    "btx: Branch-Train-MiX: a dense seed (trained on every domain, or [seed] init = FILE), one\n"
     "branch per domain trained on that domain alone, a mix (branch FFNs -> experts, other\n"
     "weights averaged, fresh router), then the router (and optionally everything) trained on\n"
-    "the mixture. Each stage has its own run folder under [pipeline] out; running the same\n"
-    "command again skips finished stages and resumes an interrupted one. docs/modules.md\n"
-    "documents every key of the INI file.\n"
+    "the mixture.\n"
+    "plug: branch-train-plug: the same seed; each branch trains only its copy of the seed's FFN\n"
+    "on its domain and writes a module (out/modules/DOMAIN.h5); the modules are plugged into\n"
+    "the seed's trunk (no averaging, router rows from the domains' mean router inputs), then\n"
+    "the router (and optionally everything) trains on the mixture.\n"
+    "\n"
+    "Each stage has its own run folder under [pipeline] out; running the same command again\n"
+    "skips finished stages and resumes an interrupted one. docs/modules.md documents every key\n"
+    "of the INI file.\n"
     "\n"
     "  --config FILE    the pipeline's INI file\n"
+    "  --branch DOMAIN  plug: run only this domain's branch (reads only the seed and its data)\n"
     "  --threads N      threads of every stage (0: one per core; default: the file's)\n";
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -55,33 +63,41 @@ static void ui_eval(void *ctx, int64_t step, int n, const char *const *names, co
     fprintf(stderr, "\n");
 }
 
-static void print_summary(const btx_summary *s) {
+static void print_summary(const btx_summary *s, const char *method) {
     if (!s->n) return;
     const btx_stage_result *last = &s->s[s->n - 1];
-    printf("\nBTX summary (validation loss per domain of each stage's output)\n");
+    printf("\n%s summary (validation loss per domain of each stage's output)\n", method);
     printf("%-20s %-24s %7s %8s", "stage", "status", "steps", "seconds");
     for (int d = 0; d < last->n_domains; d++) printf(" %10.10s", last->domains[d]);
     printf(" %10s\n", "mean");
     for (int i = 0; i < s->n; i++) {
         const btx_stage_result *r = &s->s[i];
         printf("%-20s %-24s %7lld %8.1f", r->name, r->status ? r->status : "-", (long long)r->steps, r->seconds);
+        if (r->no_eval) {
+            printf(" (not evaluated: no checkpoint here)\n");
+            continue;
+        }
         double sum = 0;
         for (int d = 0; d < r->n_domains; d++) printf(" %10.4f", r->val_loss[d]), sum += r->val_loss[d];
         printf(" %10.4f\n", r->n_domains ? sum / r->n_domains : NAN);
     }
-    printf("final model: %s\n", last->ckpt);
+    printf("%s: %s\n", strncmp(last->name, "branch-", 7) ? "final model" : "last stage", last->ckpt);
 }
 
 int cmd_pipeline(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "btx")) {
+    if (argc < 2 || (strcmp(argv[1], "btx") && strcmp(argv[1], "plug"))) {
         int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-        if (!help && argc >= 2) fprintf(stderr, "monolith: pipeline: unknown pipeline '%s' (there is: btx)\n", argv[1]);
+        if (!help && argc >= 2)
+            fprintf(stderr, "monolith: pipeline: unknown pipeline '%s' (there are: btx, plug)\n", argv[1]);
         fputs(pipeline_usage, help ? stdout : stderr);
         return help ? 0 : 2;
     }
+    const int is_plug = !strcmp(argv[1], "plug");
+    const char *name = argv[1];
     static const struct option lo[] = {{"config", required_argument, 0, 'c'}, {"threads", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},          {0}};
-    const char *config = NULL;
+                                       {"branch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+                                       {0}};
+    const char *config = NULL, *branch = NULL;
     long threads = -1;
     optind = 1;
     opterr = 0;
@@ -90,6 +106,13 @@ int cmd_pipeline(int argc, char **argv) {
         char *end;
         switch (c) {
         case 'c': config = optarg; break;
+        case 'b':
+            if (!is_plug) {
+                fprintf(stderr, "monolith: pipeline btx: --branch is for pipeline plug (its branches are separate runs)\n");
+                return 2;
+            }
+            branch = optarg;
+            break;
         case 't':
             threads = strtol(optarg, &end, 10);
             if (!*optarg || *end || threads < 0 || threads > 1024) {
@@ -98,12 +121,14 @@ int cmd_pipeline(int argc, char **argv) {
             }
             break;
         case 'h': fputs(pipeline_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: pipeline btx: flag %s needs a value\n", argv[optind]); return 2;
-        default: fprintf(stderr, "monolith: pipeline btx: unknown flag '%s'\n%s", argv[optind], pipeline_usage); return 2;
+        case ':': fprintf(stderr, "monolith: pipeline %s: flag %s needs a value\n", name, argv[optind]); return 2;
+        default:
+            fprintf(stderr, "monolith: pipeline %s: unknown flag '%s'\n%s", name, argv[optind], pipeline_usage);
+            return 2;
         }
     }
     if (!config || optind < argc - 1) {
-        fprintf(stderr, "monolith: pipeline btx needs --config FILE and nothing else\n%s", pipeline_usage);
+        fprintf(stderr, "monolith: pipeline %s needs --config FILE and nothing else\n%s", name, pipeline_usage);
         return 2;
     }
     btx_config *cfg = malloc(sizeof *cfg);
@@ -114,11 +139,12 @@ int cmd_pipeline(int argc, char **argv) {
         return cmd_fail();
     }
     int rc = 1;
-    if (btx_load(config, cfg)) {
+    if (is_plug ? plug_load(config, cfg) : btx_load(config, cfg)) {
         cmd_fail();
         goto done;
     }
     if (threads >= 0) cfg->threads = (int)threads;
+    if (branch) snprintf(cfg->branch_only, sizeof cfg->branch_only, "%s", branch);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -138,7 +164,7 @@ int cmd_pipeline(int argc, char **argv) {
         rc = 130;
         goto done;
     }
-    print_summary(sum);
+    print_summary(sum, is_plug ? "plug" : "BTX");
     rc = 0;
 done:
     free(cfg), free(sum);

@@ -65,12 +65,27 @@ static int trained_seq(const char *path) {
     return seq;
 }
 
+loader *eval_loader_open(const mo_checkpoint *ck, const char *ck_name, const loader_spec *data, int n_data, int batch,
+                         int seq, uint64_t seed) {
+    tokenizer *tok = NULL;
+    if (ck->tokenizer.present) {
+        tok = tok_from_bytes(ck->tokenizer.tiktoken, ck->tokenizer.tiktoken_len, ck_name,
+                             (const char *const *)ck->tokenizer.special_names, ck->tokenizer.special_ids,
+                             ck->tokenizer.n_special);
+        if (!tok) return NULL;
+    }
+    loader_opts lo = {.batch = batch, .seq_len = seq, .seed = seed, .expected_hash = tok ? tok_hash(tok) : NULL,
+                      .expected_from = ck_name, .vocab_size = ck->table.cfg.vocab_size};
+    loader *ld = loader_open(data, n_data, &lo);
+    tok_free(tok);
+    return ld;
+}
+
 int eval_checkpoint(const eval_opts *o, eval_report *r) {
     memset(r, 0, sizeof *r);
     mo_checkpoint ck = {0};
     mo_model model = {0};
     loader *ld = NULL;
-    tokenizer *tok = NULL;
     int *window = NULL, *tokens = NULL, *targets = NULL, *forced = NULL;
     if (!o->n_data) return mo_errorf("no data: give --data NAME=FILE.h5 (a token set) at least once");
     if (o->batch < 1) return mo_errorf("--batch must be at least 1, not %d", o->batch);
@@ -86,17 +101,7 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
         mo_errorf("--seq %d must be between 1 and the model's max_seq_len %d", T, c->max_seq_len);
         goto err;
     }
-    const char *hash = NULL;
-    if (ck.tokenizer.present) {
-        tok = tok_from_bytes(ck.tokenizer.tiktoken, ck.tokenizer.tiktoken_len, o->checkpoint,
-                             (const char *const *)ck.tokenizer.special_names, ck.tokenizer.special_ids,
-                             ck.tokenizer.n_special);
-        if (!tok) goto err;
-        hash = tok_hash(tok);
-    }
-    loader_opts lo = {.batch = o->batch, .seq_len = T, .seed = 1, .expected_hash = hash,
-                      .expected_from = o->checkpoint, .vocab_size = c->vocab_size};
-    ld = loader_open(o->data, o->n_data, &lo);
+    ld = eval_loader_open(&ck, o->checkpoint, o->data, o->n_data, o->batch, T, 1);
     if (!ld) goto err;
     r->n_domains = loader_n_domains(ld);
     r->n_experts = c->n_experts;
@@ -148,14 +153,12 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
     }
     model_free(&model);
     loader_free(ld);
-    tok_free(tok);
     ckpt_free(&ck);
     free(window), free(tokens), free(targets), free(forced);
     return 0;
 err:
     if (model.arena) model_free(&model);
     loader_free(ld);
-    tok_free(tok);
     ckpt_free(&ck);
     free(window), free(tokens), free(targets), free(forced);
     eval_report_free(r);

@@ -9,6 +9,7 @@
 #define MONOLITH_EVALUATE_H
 
 #include "data/loader.h"
+#include "engine/checkpoint.h"
 #include "engine/model.h"
 
 #include <stdint.h>
@@ -49,6 +50,11 @@ typedef struct {
     int64_t max_batches;   // per domain; 0: the whole val split
     int route_by_domain;
 } eval_opts;
+
+// Opens token sets for checkpoint `ck` (`ck_name` for messages): each must carry the
+// hash of its /tokenizer, when it has one, and fit its vocabulary. NULL with a message.
+loader *eval_loader_open(const mo_checkpoint *ck, const char *ck_name, const loader_spec *data, int n_data, int batch,
+                         int seq, uint64_t seed);
 
 // Loads the checkpoint (its /tokenizer hash, when present, must match the token sets')
 // and evaluates every domain. Returns 0, or -1 with a one-line message.

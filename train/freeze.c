@@ -87,11 +87,14 @@ static int parse_item(const mo_param_table *pt, const char **pp, const char *spe
     while (isalpha((unsigned char)*p) || *p == '_') p++;
     size_t wn = (size_t)(p - w);
     int is_experts = wn == 7 && !strncmp(w, "experts", 7);
+    // router=LIST: rows LIST of the router alone (a new expert's row fitted on its own).
+    int router_rows = wn == 6 && !strncmp(w, "router", 6) && *p == '=';
     unsigned char kinds[PK_COUNT];
     if (!wn || (!is_experts && word_kinds(w, wn, kinds)))
         return mo_errorf("--train '%s': unknown part '%.*s' (use all, attention, norms, embeddings, router, shared, "
-                         "dense, experts, experts=3,5, ...@layers=0-3)",
+                         "dense, experts, experts=3,5, router=4, ...@layers=0-3)",
                          spec, (int)(strcspn(w, ",") ? strcspn(w, ",") : 1), w);
+    if (router_rows) is_experts = 1;
     if (is_experts) {
         if (config_n_moe_layers(c) == 0)
             return mo_errorf("--train '%s': this model has no MoE layers, so no experts to train", spec);
@@ -101,7 +104,7 @@ static int parse_item(const mo_param_table *pt, const char **pp, const char *spe
             if (parse_list(&p, experts, c->n_experts, "expert", spec)) return -1;
         }
     } else if (*p == '=') {
-        return mo_errorf("--train '%s': '%.*s' takes no '=' (only experts=LIST does)", spec, (int)wn, w);
+        return mo_errorf("--train '%s': '%.*s' takes no '=' (only experts=LIST and router=LIST do)", spec, (int)wn, w);
     }
     int by_layer = 0;
     memset(layers, 1, (size_t)c->n_layers);
@@ -122,6 +125,7 @@ static int parse_item(const mo_param_table *pt, const char **pp, const char *spe
         if (!is_experts) {
             if (kinds[t->kind] && spans_push(out, t->offset, t->numel)) return -1;
         } else if (t->n_experts) {
+            if (router_rows) continue;
             for (int e = 0; e < t->n_experts; e++)
                 if (experts[e] && spans_push(out, t->offset + (size_t)e * t->expert_numel, t->expert_numel)) return -1;
         } else if (t->kind == PK_ROUTER) {

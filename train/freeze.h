@@ -14,6 +14,7 @@
 //   experts      every routed expert (moe/w1, w3, w2) and its router row
 //   experts=LIST routed experts LIST only, e.g. experts=3,5 or experts=0-2,7: expert e's
 //                slice [e] of moe/w1, w3, w2 and row e of moe/router
+//   router=LIST  rows LIST of moe/router alone (fitting a new expert's router row)
 //
 // Any item may end with @layers=LIST (e.g. experts=3@layers=0-3, attention@layers=5):
 // only those layers; tok_embeddings, output and norm belong to no layer and are left

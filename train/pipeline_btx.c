@@ -7,7 +7,11 @@
 #include "engine/compose.h"
 #include "engine/expert_module.h"
 #include "train/evaluate.h"
+#include "train/router_init.h"
 #include "train/rundir.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -63,13 +67,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         return 0;
     }
     int sec = -1;
+    const int plug = c->method == BTX_METHOD_PLUG;
     if (strcmp(section, "train")) {
         for (int s = 0; s < BTX_N_SECTIONS; s++)
-            if (!strcmp(section, section_names[s])) sec = s;
+            if (!strcmp(section, s == BTX_MIX && plug ? "plug" : section_names[s])) sec = s;
         if (sec < 0) {
             x->failed = 1;
-            mo_errorf("%s: unknown section [%s]; the sections are pipeline, train, seed, branch, mix, router, all",
-                      origin, section);
+            mo_errorf("%s: unknown section [%s]; the sections are pipeline, train, seed, branch, %s, router, all",
+                      origin, section, plug ? "plug" : "mix");
             return 0;
         }
     }
@@ -92,9 +97,19 @@ static int on_ini(void *user, const char *section, const char *name, const char 
                 return 0;
             }
             c->mix_seed = v;
+        } else if (plug && (!strcmp(name, "router_init") || !strcmp(name, "router-init"))) {
+            if (strcmp(value, "mean") && strcmp(value, "fresh")) {
+                x->failed = 1;
+                mo_errorf("%s: router_init takes mean (the domains' mean router inputs) or fresh (normal std 0.02), "
+                          "not '%s'",
+                          origin, value);
+                return 0;
+            }
+            c->router_init = !strcmp(value, "mean");
         } else {
             x->failed = 1;
-            mo_errorf("%s: unknown key '%s' in [mix] (it has: top_k, seed)", origin, name);
+            mo_errorf("%s: unknown key '%s' in [%s] (it has: top_k, seed%s)", origin, name, plug ? "plug" : "mix",
+                      plug ? ", router_init" : "");
             return 0;
         }
         return 1;
@@ -127,10 +142,12 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
-int btx_load(const char *path, btx_config *c) {
+static int load(const char *path, btx_method method, btx_config *c) {
     memset(c, 0, sizeof *c);
+    c->method = method;
+    c->router_init = 1;
     snprintf(c->path, sizeof c->path, "%s", path);
-    snprintf(c->out, sizeof c->out, "btx");
+    snprintf(c->out, sizeof c->out, "%s", method == BTX_METHOD_PLUG ? "plug" : "btx");
     c->top_k = 2;
     c->mix_seed = 1;
     c->threads = -1;
@@ -145,11 +162,14 @@ int btx_load(const char *path, btx_config *c) {
     int n_data = 0;
     for (int i = 0; i < c->n; i++) n_data += c->e[i].section == -1 && !strcmp(c->e[i].key, "data");
     if (n_data < 2)
-        return mo_errorf("%s: [train] needs at least two data = NAME=FILE.h5 lines, one per domain (BTX branches "
-                         "per domain)",
+        return mo_errorf("%s: [train] needs at least two data = NAME=FILE.h5 lines, one per domain (a branch per "
+                         "domain)",
                          path);
     return 0;
 }
+
+int btx_load(const char *path, btx_config *c) { return load(path, BTX_METHOD_BTX, c); }
+int plug_load(const char *path, btx_config *c) { return load(path, BTX_METHOD_PLUG, c); }
 
 // ---------------------------------------------------------------------------- stages
 
@@ -293,10 +313,108 @@ done:
     return rc;
 }
 
+// ---------------------------------------------------------------------------- plug
+
+// Writes the module of a plug branch: the FFN of the branch's final checkpoint, named after
+// its domain, with the seed's trunk hash, the hash of the domain's token set and the steps.
+// Refuses a branch whose trunk moved (it trained more than its FFN).
+static int branch_module(const char *ckpt, const char *seed, const loader_spec *data, int64_t steps,
+                         const char *mod_path) {
+    mo_checkpoint bk = {0}, sk = {0};
+    mo_expert x = {0};
+    char seed_trunk[MO_HASH_HEX];
+    int rc = -1;
+    if (ckpt_load(seed, &sk)) return -1;
+    expert_trunk_hash(&sk, seed_trunk);
+    ckpt_free(&sk);
+    if (ckpt_load(ckpt, &bk) || expert_extract(&bk, NULL, NULL, 0, &x)) goto done;
+    if (strcmp(x.seed_hash, seed_trunk)) {
+        mo_errorf("%s: its trunk (embeddings, attention, norms) is no longer the seed's %s (seed_hash %s vs %s): a plug "
+                  "branch trains only its FFN; set [branch] train = dense (or use pipeline btx)",
+                  ckpt, seed, x.seed_hash, seed_trunk);
+        goto done;
+    }
+    const char *paths[1] = {data->path};
+    expert_files_hash(paths, 1, x.data_hash);
+    x.steps_trained = steps;
+    cJSON *j = cJSON_CreateObject();
+    char *prov = NULL;
+    if (j && cJSON_AddStringToObject(j, "plug_branch", data->name) && cJSON_AddStringToObject(j, "seed", seed) &&
+        cJSON_AddStringToObject(j, "seed_hash", x.seed_hash) && cJSON_AddStringToObject(j, "data", data->path) &&
+        cJSON_AddStringToObject(j, "data_hash", x.data_hash) &&
+        cJSON_AddNumberToObject(j, "steps_trained", (double)steps))
+        prov = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    free(x.name), free(x.domain), free(x.provenance);
+    x.name = strdup(data->name), x.domain = strdup(data->name), x.provenance = prov;
+    if (!x.name || !x.domain || !x.provenance) {
+        mo_errorf("out of memory");
+        goto done;
+    }
+    rc = expert_save(mod_path, &x);
+done:
+    expert_free(&x);
+    ckpt_free(&bk);
+    return rc;
+}
+
+// Plugs the modules into the seed: the seed's trunk, module d as expert d, router rows
+// from the domains' mean router inputs (or fresh). Writes `path`.
+static int plug(const btx_config *c, const train_opts *common, const char *seed, char (*mods)[TRAIN_PATH_MAX + 64],
+                int nd, const char *path, const btx_hooks *h, int index, int n_stages, btx_stage_result *r) {
+    snprintf(r->name, sizeof r->name, "plug");
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
+    char what[TRAIN_PATH_MAX + 128];
+    if (file_exists(path)) {
+        r->status = "skipped (output exists)";
+        snprintf(what, sizeof what, "skip: %s exists", path);
+        if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "plug", what);
+        return 0;
+    }
+    snprintf(what, sizeof what, "%d modules into the seed's trunk, router rows %s, top_k %d", nd,
+             c->router_init ? "from the domains' mean router inputs" : "fresh", c->top_k);
+    if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "plug", what);
+    double t0 = now_seconds();
+    mo_checkpoint sk = {0}, out = {0};
+    mo_expert *x = calloc((size_t)nd, sizeof *x);
+    const char **names = calloc((size_t)nd, sizeof *names);
+    unsigned char *is_new = calloc((size_t)nd, 1);
+    int rc = -1;
+    if (!x || !names || !is_new) {
+        mo_errorf("out of memory");
+        goto done;
+    }
+    if (ckpt_load(seed, &sk)) goto done;
+    for (int i = 0; i < nd; i++) {
+        names[i] = mods[i];
+        is_new[i] = 1;
+        if (expert_load(mods[i], &x[i])) goto done;
+    }
+    compose_opts co = {.fresh_router = 1, .top_k = c->top_k, .seed = c->mix_seed};
+    if (compose_checkpoint(&sk, &seed, 1, x, names, nd, &co, &out)) goto done;
+    if (c->router_init) {
+        router_init_opts ro = {.mode = ROUTER_INIT_MEAN, .data = common->data, .n_data = common->n_data,
+                               .batch = common->batch, .seq = common->seq, .batches = 2, .seed = c->mix_seed};
+        router_init_report rep;
+        if (router_init_rows(&out, path, is_new, &ro, &rep)) goto done;
+    }
+    if (ckpt_save(path, &out)) goto done;
+    r->status = "plugged";
+    rc = 0;
+done:
+    if (rc) mo_errorf("stage plug: %s", mo_error());
+    r->seconds = now_seconds() - t0;
+    for (int i = 0; x && i < nd; i++) expert_free(&x[i]);
+    free(x), free(names), free(is_new);
+    ckpt_free(&sk), ckpt_free(&out);
+    return rc;
+}
+
 // Validation loss of each stage's output on every domain.
 static int evaluate_all(const train_opts *common, btx_summary *s) {
     for (int i = 0; i < s->n; i++) {
         btx_stage_result *r = &s->s[i];
+        if (r->no_eval) continue;
         eval_opts eo = {.checkpoint = r->ckpt, .data = common->data, .n_data = common->n_data, .batch = common->batch,
                         .seq = common->seq, .max_batches = common->eval_batches};
         eval_report rep;
@@ -331,7 +449,16 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     int has_all = 0;
     for (int i = 0; i < c->n; i++) has_all |= c->e[i].section == BTX_ALL && !strcmp(c->e[i].key, "steps");
     all_steps = has_all ? o.steps : 0;
-    const int n_stages = 1 + nd + 1 + 1 + (all_steps > 0);
+    const int plugm = c->method == BTX_METHOD_PLUG;
+    int only = -1;
+    if (c->branch_only[0]) {
+        for (int i = 0; i < nd; i++)
+            if (!strcmp(common.data[i].name, c->branch_only)) only = i;
+        if (only < 0 || !plugm)
+            return mo_errorf("--branch %s: %s", c->branch_only,
+                             plugm ? "no data = line of [train] has that domain name" : "only pipeline plug has it");
+    }
+    const int n_stages = only >= 0 ? 2 : 1 + nd + 1 + 1 + (all_steps > 0);
     if (make_dir(c->out)) return -1;
     char dir[TRAIN_PATH_MAX + 64];
     int k = 0, rc;
@@ -350,13 +477,26 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     } else {
         if (stage_opts(c, BTX_SEED, &o)) return -1;
         snprintf(dir, sizeof dir, "%s/seed", c->out);
+        if (only >= 0) {
+            // A lone branch (another machine) needs the seed made already.
+            rundir_ckpt_path(dir, o.steps, seed->ckpt, sizeof seed->ckpt);
+            if (!file_exists(seed->ckpt))
+                return mo_errorf("--branch %s needs the seed: %s does not exist; give [seed] init = SEED.h5 (the seed "
+                                 "file copied to this machine) or run the whole pipeline first",
+                                 c->branch_only, seed->ckpt);
+        }
         if ((rc = run_stage(&o, dir, h, k, n_stages, "seed", seed))) return rc;
     }
     sum->n = ++k;
 
     // branches
     int first_branch = k;
+    static char mods[TRAIN_MAX_DOMAINS][TRAIN_PATH_MAX + 64];
+    if (plugm) {
+        if (fmt(dir, sizeof dir, "%s/modules", c->out) || make_dir(dir)) return -1;
+    }
     for (int d = 0; d < nd; d++) {
+        if (only >= 0 && d != only) continue;
         if (stage_opts(c, BTX_BRANCH, &o)) return -1;
         if (fmt(o.init, sizeof o.init, "%s", seed->ckpt)) return -1;
         *o.preset = 0;
@@ -367,14 +507,40 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         char name[160];
         snprintf(name, sizeof name, "branch-%s", common.data[d].name);
         if (fmt(dir, sizeof dir, "%s/%s", c->out, name)) return -1;
-        if ((rc = run_stage(&o, dir, h, k, n_stages, name, &sum->s[k]))) return rc;
+        if (plugm) {
+            int has_train = 0;
+            for (int i = 0; i < c->n; i++) has_train |= c->e[i].section == BTX_BRANCH && !strcmp(c->e[i].key, "train");
+            if (!has_train) snprintf(o.train, sizeof o.train, "dense");
+            if (fmt(mods[d], sizeof mods[d], "%s/modules/%s.h5", c->out, common.data[d].name)) return -1;
+            btx_stage_result *r = &sum->s[k];
+            if (file_exists(mods[d])) {
+                // Made by this pipeline before, or by a --branch run elsewhere and copied here.
+                snprintf(r->name, sizeof r->name, "%s", name);
+                rundir_ckpt_path(dir, o.steps, r->ckpt, sizeof r->ckpt);
+                r->steps = o.steps;
+                r->status = "taken (module exists)";
+                r->no_eval = !file_exists(r->ckpt);
+                char what[TRAIN_PATH_MAX + 96];
+                snprintf(what, sizeof what, "take %.4000s", mods[d]);
+                if (h && h->on_stage) h->on_stage(h->ctx, k, n_stages, name, what);
+            } else {
+                if ((rc = run_stage(&o, dir, h, k, n_stages, name, r))) return rc;
+                if (branch_module(r->ckpt, seed->ckpt, &common.data[d], o.steps, mods[d]))
+                    return mo_errorf("stage %s: %s", name, mo_error());
+            }
+        } else if ((rc = run_stage(&o, dir, h, k, n_stages, name, &sum->s[k]))) {
+            return rc;
+        }
         sum->n = ++k;
     }
+    if (only >= 0) return evaluate_all(&common, sum);
 
-    // mix
+    // mix, or plug
     char mix_path[TRAIN_PATH_MAX + 16];
-    snprintf(mix_path, sizeof mix_path, "%s/mix.h5", c->out);
-    if (mix(c, &common, &sum->s[first_branch], nd, mix_path, h, k, n_stages, &sum->s[k])) return -1;
+    snprintf(mix_path, sizeof mix_path, "%s/%s.h5", c->out, plugm ? "plug" : "mix");
+    if (plugm ? plug(c, &common, seed->ckpt, mods, nd, mix_path, h, k, n_stages, &sum->s[k])
+              : mix(c, &common, &sum->s[first_branch], nd, mix_path, h, k, n_stages, &sum->s[k]))
+        return -1;
     sum->n = ++k;
 
     // router, then optionally all

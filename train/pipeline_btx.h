@@ -21,6 +21,21 @@
 // data = NAME=FILE lines, batch, seq, lr, ...); [seed], [branch], [router], [all] add
 // options of their own over it (steps, lr, train, model fields such as moe_layers);
 // [pipeline] holds out; [mix] holds top_k and seed.
+//
+// Branch-train-plug (`monolith pipeline plug`, method BTX_METHOD_PLUG), the same file
+// format with [plug] in place of [mix]:
+//   seed     as above (dense)
+//   branch   each domain's expert starts as the seed's FFN and trains on its own domain with
+//            everything else frozen ([branch] train, default "dense"): a run that reads only
+//            the seed file and that domain's token set, and writes the module
+//            out/modules/<domain>.h5 (provenance: seed_hash = the seed's trunk, data_hash,
+//            steps). A module already there (made on another machine with --branch) is
+//            taken as is.
+//   plug     plug.h5: the seed's trunk, no averaging; expert d = module d; router rows from
+//            the domains' mean router inputs ([plug] router_init = mean, or fresh: normal
+//            std 0.02; train/router_init.h)
+//   router   the router alone on the mixture; all: optional, as above
+// btx_config.branch_only runs the seed (or takes it) and that one branch, nothing else.
 #ifndef MONOLITH_PIPELINE_BTX_H
 #define MONOLITH_PIPELINE_BTX_H
 
@@ -33,6 +48,7 @@
 #define BTX_MAX_STAGES (TRAIN_MAX_DOMAINS + 4)
 
 typedef enum { BTX_SEED, BTX_BRANCH, BTX_MIX, BTX_ROUTER, BTX_ALL, BTX_N_SECTIONS } btx_section;
+typedef enum { BTX_METHOD_BTX, BTX_METHOD_PLUG } btx_method;
 
 typedef struct {
     int section;  // btx_section, or -1 for [train]
@@ -48,21 +64,27 @@ typedef struct {
     int top_k;                  // [mix] top_k (default 2)
     uint64_t mix_seed;          // [mix] seed (default 1)
     int threads;                // every stage's threads when >= 0 (CLI --threads; 0: one per core), else -1
+    btx_method method;
+    int router_init;            // [plug] router_init: 1 mean (default), 0 fresh
+    char branch_only[128];      // plug: run only this domain's branch ("" = everything)
 } btx_config;
 
 // Reads and checks the INI file: unknown sections or keys, bad values and a stage whose
 // options do not parse are reported (file:line) before any work. Returns 0 or -1.
 int btx_load(const char *path, btx_config *c);
+// The same for `pipeline plug` ([plug] instead of [mix], with router_init).
+int plug_load(const char *path, btx_config *c);
 
 typedef struct {
-    char name[160];     // "seed", "branch-code", "mix", "router", "all"
+    char name[160];     // "seed", "branch-code", "mix" (plug: "plug"), "router", "all"
     char ckpt[TRAIN_PATH_MAX + 64];  // its output checkpoint
-    const char *status; // "trained", "resumed", "skipped (output exists)", "taken", "mixed"
+    const char *status; // "trained", "resumed", "skipped (output exists)", "taken", "mixed", "plugged"
     int64_t steps;
     double seconds;     // wall time spent in this invocation
     int n_domains;
     char domains[TRAIN_MAX_DOMAINS][128];
     double val_loss[TRAIN_MAX_DOMAINS];  // of its output checkpoint, per domain
+    int no_eval;        // 1: not evaluated (a plug branch whose module was made elsewhere)
 } btx_stage_result;
 
 typedef struct {

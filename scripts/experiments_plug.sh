@@ -1,0 +1,192 @@
+#!/bin/bash
+# experiments_plug.sh: the numbers of docs/experiments.md, "Branch-train-plug against
+# training whole" (issue 16).
+#
+#   scripts/experiments_plug.sh            (from the repository root, after a build and
+#                                           the four token sets of docs/data.md)
+#
+# The `small` preset at vocabulary 8192 (d_model 256, 4 layers, 8 heads / 4 kv heads),
+# --precision bf16, batch 8 x 256 tokens, on the four domains (code, math, legal,
+# speeches; equal weights), every method STEPS optimizer steps in all, summed over its
+# stages:
+#   dense        d_ff 1024 (the active size of the MoE's two experts of 512)
+#   moe          4 experts of d_ff 512, top-2, from scratch
+#   btx-S        monolith pipeline btx from a dense seed of d_ff 512 trained for S% of
+#                STEPS: four branches (all parameters, one domain each), mix (branch FFNs
+#                as experts, the rest averaged, fresh router), router, all
+#   plug-S       monolith pipeline plug from the same seed: four branches (the FFN alone,
+#                one domain each, as separate runs), plug (the seed's trunk, no averaging;
+#                router rows from the domains' mean router inputs), router only
+#   plugall-S    the same branches, then a shorter router stage and all parameters
+# for S = 25 and 50. Then the fifth domain (Python's standard library) as one more branch
+# of the 25% seed, added to plug-25 with its router row started two ways (below the
+# trained rows, or from python's mean router input) and fitted with the router term on
+# the mixture of the five domains.
+#
+# Environment: MONOLITH (default build/monolith), OUT (default runs/plug), STEPS (default
+# 256), THREADS (default 1), PARTS (default "seeds dense moe btx plug fifth eval"). Each
+# run is skipped when its output exists, so the script can be stopped and run again;
+# running two instances with different PARTS (e.g. PARTS="seeds dense" and PARTS="moe")
+# uses two cores. Prints markdown tables at the end (PARTS containing "report").
+set -euo pipefail
+
+M=${MONOLITH:-build/monolith}
+OUT=${OUT:-runs/plug}
+STEPS=${STEPS:-256}
+THREADS=${THREADS:-1}
+PARTS=" ${PARTS:-seeds dense moe btx plug fifth eval report} "
+part() { [[ $PARTS == *" $1 "* ]]; }
+C=data/corpora
+TOK=$C/mono8k.tiktoken
+DOMAINS="code math legal speeches"
+for d in $DOMAINS; do
+    [ -e $C/$d.h5 ] || { echo "experiments_plug: $C/$d.h5 missing; see docs/data.md" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+DATA=""
+for d in $DOMAINS; do DATA="$DATA --data $d=$C/$d.h5"; done
+MODEL="--preset small --vocab-size 8192"
+COMMON="--tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 --eval-batches 1 --save-every 0 --threads $THREADS --log-every 50"
+ckpt() { printf '%s/ckpt-%08d.h5' "$1" "$2"; }
+# train DIR STEPS ARGS...: a run folder, skipped when its final checkpoint exists.
+train() {
+    local dir=$1 steps=$2
+    shift 2
+    if [ -e "$(ckpt "$dir" "$steps")" ]; then echo "skip $dir"; return; fi
+    rm -rf "$dir"
+    echo "train $dir ($steps steps) $(date -u +%H:%M:%S)"
+    "$M" train "$@" --steps "$steps" --out "$dir"
+}
+
+# Dense seeds of d_ff 512 (one expert's width) for the 25% and 50% splits.
+S25=$((STEPS / 4))
+S50=$((STEPS / 2))
+if part seeds; then
+    train $OUT/seed25 $S25 $MODEL --moe-layers 0,0,0,0 --d-ff-dense 512 $COMMON --warmup $((S25 / 10)) $DATA
+    train $OUT/seed50 $S50 $MODEL --moe-layers 0,0,0,0 --d-ff-dense 512 $COMMON --warmup $((S50 / 10)) $DATA
+fi
+if part dense; then
+    train $OUT/dense $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 1024 $COMMON --warmup $((STEPS / 10)) $DATA
+fi
+if part moe; then
+    train $OUT/moe $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) $DATA
+fi
+
+# The pipelines. split NAME SEED_CKPT BRANCH_STEPS: BTX and plug from the same seed. Each
+# method gets STEPS in all: seed + 4 branches + a tail of TAIL steps (plug: router only;
+# plugall and btx: router TAIL_R then all parameters TAIL - TAIL_R).
+TAIL=$((STEPS / 8))
+TAIL_R=$((TAIL * 3 / 8))
+ini() {  # ini METHOD OUTDIR SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS [EXTRA DATA LINE]
+    local method=$1 out=$2 seed=$3 bs=$4 rs=$5 as=$6 extra=${7:-}
+    echo "[pipeline]"
+    echo "out = $out"
+    echo
+    echo "[train]"
+    echo "tokenizer = $TOK"
+    for d in $DOMAINS; do echo "data = $d=$C/$d.h5"; done
+    [ -n "$extra" ] && echo "data = $extra"
+    echo "precision = bf16"
+    echo "batch = 8"
+    echo "seq = 256"
+    echo "lr = 2e-3"
+    echo "eval-every = 0"
+    echo "eval-batches = 1"
+    echo "save-every = 0"
+    echo "log-every = 50"
+    echo "threads = $THREADS"
+    echo
+    echo "[seed]"
+    echo "init = $seed"
+    echo
+    echo "[branch]"
+    echo "steps = $bs"
+    echo "warmup = $((bs / 10 > 0 ? bs / 10 : 1))"
+    echo
+    [ $method = btx ] && echo "[mix]" || echo "[plug]"
+    echo "top_k = 2"
+    echo
+    echo "[router]"
+    echo "steps = $rs"
+    echo "warmup = $((rs / 10 > 0 ? rs / 10 : 1))"
+    if [ "$as" -gt 0 ]; then
+        echo
+        echo "[all]"
+        echo "steps = $as"
+        echo "warmup = $((as / 10 > 0 ? as / 10 : 1))"
+    fi
+}
+pipeline() {  # pipeline METHOD NAME SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS
+    local method=$1 name=$2
+    ini $method $OUT/$name $3 $4 $5 $6 > $OUT/$name.ini
+    echo "pipeline $method $name $(date -u +%H:%M:%S)"
+    "$M" pipeline $method --config $OUT/$name.ini > $OUT/${name}_summary.txt
+}
+for split in 25 50; do
+    seed=$(ckpt $OUT/seed$split $((STEPS * split / 100)))
+    bs=$(((STEPS - STEPS * split / 100 - TAIL) / 4))
+    if part btx$split; then pipeline btx btx$split $seed $bs $TAIL_R $((TAIL - TAIL_R)); fi
+    if part plug$split; then
+        pipeline plug plug$split $seed $bs $TAIL 0
+        # plug + all: the same modules (taken from plug's folder, as modules made on other
+        # machines would be), a shorter router stage, then all parameters.
+        mkdir -p $OUT/plugall$split/modules
+        for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugall$split/modules/$d.h5; done
+        pipeline plug plugall$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
+    fi
+done
+
+# The fifth domain, Python's standard library: one more branch of the 25% seed, run alone
+# (`pipeline plug --branch python`: it reads the seed and python's token set only), then
+# added to plug25 with its router row below the trained rows or at python's mean router
+# input, and the row fitted with the router term on the mixture of the five domains
+# (--route-by-domain --router-ce 0.1 --train router=4: row 4 alone moves).
+PLUG25=$(ckpt $OUT/plug25/router $TAIL)
+FIT=$TAIL
+if part fifth; then
+    if [ ! -e $OUT/python.h5 ]; then
+        PY=$(ls -d /usr/lib/python3.*/ | head -1)
+        mkdir -p $OUT/python_src
+        cp "$PY"*.py $OUT/python_src/
+        "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
+    fi
+    bs=$(((STEPS - STEPS / 4 - TAIL) / 4))
+    ini plug $OUT/python25 $(ckpt $OUT/seed25 $((STEPS / 4))) $bs $TAIL 0 python=$OUT/python.h5 > $OUT/python25.ini
+    [ -e $OUT/python25/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python25.ini --branch python \
+        > $OUT/python25_summary.txt
+    for how in below mean; do
+        [ -e $OUT/plug25_py_$how.h5 ] || "$M" expert add $PLUG25 $OUT/python25/modules/python.h5 --router-init $how \
+            $DATA --data python=$OUT/python.h5 -o $OUT/plug25_py_$how.h5 | tee $OUT/plug25_py_$how.txt
+        train $OUT/fit_$how $FIT --init $OUT/plug25_py_$how.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
+            --router-ce 0.1 --train router=4 --warmup 3 $COMMON
+    done
+fi
+
+# Whole validation splits (monolith eval --batches 0) of every final model, with the
+# routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
+ev() {
+    local name=$1 ck=$2
+    shift 2
+    [ -e "$ck" ] || return 0
+    [ -e $OUT/eval_$name.json ] && return 0
+    echo "eval $name $(date -u +%H:%M:%S)"
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches 0 --threads $THREADS --json "$@" \
+        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
+}
+if part eval; then
+    ev dense $(ckpt $OUT/dense $STEPS)
+    ev moe $(ckpt $OUT/moe $STEPS)
+    for split in 25 50; do
+        ev btx$split $(ckpt $OUT/btx$split/all $((TAIL - TAIL_R)))
+        ev plug$split $(ckpt $OUT/plug$split/router $TAIL)
+        ev plugall$split $(ckpt $OUT/plugall$split/all $((TAIL - TAIL_R)))
+    done
+fi
+if part evalfifth; then
+    DATA="$DATA --data python=$OUT/python.h5"
+    ev py_before $PLUG25
+    for how in below mean; do
+        ev py_${how}_added $OUT/plug25_py_$how.h5
+        ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
+    done
+fi

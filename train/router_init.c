@@ -1,0 +1,292 @@
+// router_init.c: data-driven starting rows for new experts' router rows.
+#include "train/router_init.h"
+
+#include "engine/base/error.h"
+#include "engine/model.h"
+#include "train/evaluate.h"
+#include "train/route_map.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int router_init_parse(const char *s, const char *flag, router_init_mode *mode) {
+    if (!strcmp(s, "below")) *mode = ROUTER_INIT_BELOW;
+    else if (!strcmp(s, "mean")) *mode = ROUTER_INIT_MEAN;
+    else return mo_errorf("%s %s: use below (under the trained rows' logits) or mean (the domain's mean router input)",
+                          flag, s);
+    return 0;
+}
+
+static double dot(const float *a, const double *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// 1 when row e is among the top k of `logits` (fewer than k rows strictly above it).
+static int in_top_k(const double *logits, int E, int k, int e) {
+    int above = 0;
+    for (int j = 0; j < E; j++) above += logits[j] > logits[e];
+    return above < k;
+}
+
+typedef struct {
+    int nd, B, T, nb, d;
+    int *windows;  // [nd][nb][B*(T+1)] the sampled training windows
+    float *x;      // [nd][nb*B*T][d] one layer's router inputs
+    double *mu;    // [nd][d] their means
+} samples;
+
+static size_t rows_of(const samples *s) { return (size_t)s->nb * s->B * s->T; }
+
+// Router inputs of layer l for every sampled window: one forward pass per batch.
+static int collect(samples *s, mo_model *m, const float *params, int l, int *tokens, int *targets) {
+    const int B = s->B, T = s->T, d = s->d;
+    for (int dom = 0; dom < s->nd; dom++) {
+        double *mu = s->mu + (size_t)dom * d;
+        memset(mu, 0, (size_t)d * sizeof *mu);
+        for (int b = 0; b < s->nb; b++) {
+            const int *w = s->windows + ((size_t)dom * s->nb + b) * B * (T + 1);
+            for (int r = 0; r < B; r++)
+                for (int j = 0; j < T; j++) {
+                    tokens[r * T + j] = w[r * (T + 1) + j];
+                    targets[r * T + j] = w[r * (T + 1) + j + 1];
+                }
+            if (model_forward(m, params, tokens, targets)) return -1;
+            float *dst = s->x + ((size_t)dom * rows_of(s) + (size_t)b * B * T) * d;
+            memcpy(dst, m->layer[l].m, (size_t)B * T * d * sizeof *dst);
+            for (size_t i = 0; i < (size_t)B * T; i++)
+                for (int c = 0; c < d; c++) mu[c] += dst[i * d + c];
+        }
+        for (int c = 0; c < d; c++) mu[c] /= (double)rows_of(s);
+    }
+    return 0;
+}
+
+// Sets the new rows of one layer's router R [E, d].
+static int set_rows(const samples *s, float *R, int E, int k, const unsigned char *is_new, const int *dom_of,
+                    const int *old_dom, const router_init_opts *o, double margin, int l) {
+    const int d = s->d;
+    double *v = calloc((size_t)d, sizeof *v), *logit = calloc((size_t)E, sizeof *logit);
+    if (!v || !logit) {
+        free(v), free(logit);
+        return mo_errorf("out of memory");
+    }
+    int rc = 0;
+    if (o->mode == ROUTER_INIT_MEAN) {
+        for (int e = 0; e < E && !rc; e++) {
+            if (!is_new[e]) continue;
+            int dom = dom_of[e], others = 0;
+            memset(v, 0, (size_t)d * sizeof *v);
+            for (int j = 0; j < s->nd; j++) {
+                if (j == dom) continue;
+                for (int c = 0; c < d; c++) v[c] -= s->mu[(size_t)j * d + c];
+                others++;
+            }
+            double nn = 0;
+            for (int c = 0; c < d; c++) {
+                v[c] = s->mu[(size_t)dom * d + c] + (others ? v[c] / others : 0);
+                nn += v[c] * v[c];
+            }
+            if (!(nn > 1e-20)) {
+                rc = mo_errorf("layer %d: the mean router input of expert %d's domain equals the others'; mean cannot "
+                               "tell them apart",
+                               l, e);
+                break;
+            }
+            for (int c = 0; c < d; c++) R[(size_t)e * d + c] = (float)(margin * v[c] / nn);
+        }
+    } else {
+        // u: the unit mean of the old domains' means.
+        double nn = 0;
+        int n_old = 0;
+        memset(v, 0, (size_t)d * sizeof *v);
+        for (int j = 0; j < s->nd; j++)
+            if (old_dom[j]) {
+                for (int c = 0; c < d; c++) v[c] += s->mu[(size_t)j * d + c];
+                n_old++;
+            }
+        for (int c = 0; c < d; c++) nn += v[c] * v[c];
+        nn = sqrt(nn);
+        if (!n_old || !(nn > 1e-20)) {
+            free(v), free(logit);
+            return mo_errorf("layer %d: below needs tokens of a domain routed to a trained expert in the data", l);
+        }
+        for (int c = 0; c < d; c++) v[c] /= nn;
+        // kth[i]: the k-th largest trained logit of old-domain token i (in sample order).
+        size_t n_rows = 0;
+        for (int j = 0; j < s->nd; j++) n_rows += old_dom[j] ? rows_of(s) : 0;
+        double *kth = malloc(n_rows * sizeof *kth);
+        const float **xs = malloc(n_rows * sizeof *xs);
+        if (!kth || !xs) {
+            free(kth), free(xs), free(v), free(logit);
+            return mo_errorf("out of memory");
+        }
+        size_t at = 0;
+        for (int j = 0; j < s->nd; j++) {
+            if (!old_dom[j]) continue;
+            for (size_t i = 0; i < rows_of(s); i++, at++) {
+                const float *x = s->x + ((size_t)j * rows_of(s) + i) * d;
+                int n_tr = 0;
+                for (int e = 0; e < E; e++) {
+                    if (is_new[e]) continue;
+                    double z = 0;
+                    for (int c = 0; c < d; c++) z += (double)R[(size_t)e * d + c] * x[c];
+                    logit[n_tr++] = z;
+                }
+                double kv = -INFINITY;
+                for (int t = 0; t < k; t++) {  // k is small: k passes of max
+                    int best = 0;
+                    for (int q = 1; q < n_tr; q++)
+                        if (logit[q] > logit[best]) best = q;
+                    kv = logit[best];
+                    logit[best] = -INFINITY;
+                }
+                kth[at] = kv, xs[at] = x;
+            }
+        }
+        // Start at -g u with g the smallest that clears every token with u.x > 0.
+        double g = 0;
+        for (size_t i = 0; i < n_rows; i++) {
+            double a = dot(xs[i], v, d);
+            if (a > 1e-6 && (margin - kth[i]) / a > g) g = (margin - kth[i]) / a;
+        }
+        double *r = calloc((size_t)d, sizeof *r);
+        if (!r) {
+            free(kth), free(xs), free(v), free(logit);
+            return mo_errorf("out of memory");
+        }
+        for (int c = 0; c < d; c++) r[c] = -g * v[c];
+        // Then the relaxation method for linear inequalities: project r onto r.x <= kth - margin
+        // for each token that still violates it (tokens whose input points away from u),
+        // keeping the row that leaves the fewest violators (the set may have no solution).
+        double *best = malloc((size_t)d * sizeof *best);
+        size_t best_bad = (size_t)-1;
+        for (int pass = 0; best && pass <= 100; pass++) {
+            size_t bad = 0;
+            for (size_t i = 0; i < n_rows; i++) bad += dot(xs[i], r, d) > kth[i] - margin;
+            if (bad < best_bad) best_bad = bad, memcpy(best, r, (size_t)d * sizeof *r);
+            if (!bad || pass == 100) break;
+            for (size_t i = 0; i < n_rows; i++) {
+                double over = dot(xs[i], r, d) - (kth[i] - margin);
+                if (over <= 0) continue;
+                double xx = 0;
+                for (int c = 0; c < d; c++) xx += (double)xs[i][c] * xs[i][c];
+                if (xx <= 0) continue;
+                for (int c = 0; c < d; c++) r[c] -= over / xx * xs[i][c];
+            }
+        }
+        for (int e = 0; e < E; e++)
+            if (is_new[e])
+                for (int c = 0; c < d; c++) R[(size_t)e * d + c] = (float)(best ? best[c] : r[c]);
+        free(best), free(r), free(kth), free(xs);
+    }
+    free(v), free(logit);
+    return rc;
+}
+
+// Adds, per domain, the share of sampled tokens whose top-k holds a new expert.
+static void measure(const samples *s, const float *R, int E, int k, const unsigned char *is_new, double scale,
+                    double *share) {
+    const int d = s->d;
+    double *logit = malloc((size_t)E * sizeof *logit);
+    if (!logit) return;
+    for (int j = 0; j < s->nd; j++) {
+        size_t hit = 0;
+        for (size_t i = 0; i < rows_of(s); i++) {
+            const float *x = s->x + ((size_t)j * rows_of(s) + i) * d;
+            for (int e = 0; e < E; e++) {
+                double z = 0;
+                for (int c = 0; c < d; c++) z += (double)R[(size_t)e * d + c] * x[c];
+                logit[e] = z;
+            }
+            int any = 0;
+            for (int e = 0; e < E && !any; e++) any = is_new[e] && in_top_k(logit, E, k, e);
+            hit += (size_t)any;
+        }
+        share[j] += scale * (double)hit / (double)rows_of(s);
+    }
+    free(logit);
+}
+
+int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char *is_new, const router_init_opts *o,
+                     router_init_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    const mo_config *c = &ck->table.cfg;
+    const int E = c->n_experts, k = c->top_k, n_moe = config_n_moe_layers(c);
+    if (!n_moe) return mo_errorf("%s has no MoE layer: no router rows to set", ck_name);
+    int n_new = 0;
+    for (int e = 0; e < E; e++) n_new += is_new[e] != 0;
+    if (!n_new) return 0;
+    if (o->mode == ROUTER_INIT_BELOW && E - n_new < k)
+        return mo_errorf("--router-init below puts new rows under the k-th largest trained logit, but %s has %d trained "
+                         "rows for top_k %d; use mean",
+                         ck_name, E - n_new, k);
+    if (!o->n_data) return mo_errorf("router rows from data need --data NAME=FILE.h5 (the domains, the new one included)");
+    samples s = {.B = o->batch > 0 ? o->batch : 8, .nb = o->batches > 0 ? o->batches : 2, .d = c->d_model};
+    s.T = o->seq > 0 ? o->seq : (c->max_seq_len < 256 ? c->max_seq_len : 256);
+    if (s.T > c->max_seq_len) return mo_errorf("--seq %d is above the model's max_seq_len %d", s.T, c->max_seq_len);
+    const double margin = o->margin > 0 ? o->margin : 1.0;
+    loader *ld = eval_loader_open(ck, ck_name, o->data, o->n_data, s.B, s.T, o->seed);
+    if (!ld) return -1;
+    s.nd = rep->n_domains = loader_n_domains(ld);
+    int expert_of[LOADER_MAX_DOMAINS], dom_of[1024], old_dom[LOADER_MAX_DOMAINS];
+    const char *names[LOADER_MAX_DOMAINS];
+    for (int j = 0; j < s.nd; j++) names[j] = rep->names[j], snprintf(rep->names[j], 128, "%s", loader_domain(ld, j));
+    int rc = -1;
+    mo_model m = {0};
+    int *tokens = NULL, *targets = NULL, *dom_rows = NULL;
+    if (E > 1024) {
+        mo_errorf("%d experts: at most 1024", E);
+        goto done;
+    }
+    if (route_map(&ck->experts, E, s.nd, names, expert_of)) goto done;
+    for (int e = 0; e < E; e++) dom_of[e] = -1;
+    for (int j = 0; j < s.nd; j++) {
+        dom_of[expert_of[j]] = j;
+        rep->is_new_domain[j] = is_new[expert_of[j]] != 0;
+        old_dom[j] = !rep->is_new_domain[j];
+    }
+    for (int e = 0; e < E; e++)
+        if (is_new[e] && dom_of[e] < 0 && o->mode == ROUTER_INIT_MEAN) {
+            mo_errorf("expert %d (%s, domain '%s') is new but no --data domain routes to it; give its domain's token "
+                      "set as --data %s=FILE.h5",
+                      e, ck->experts.name[e], ck->experts.domain[e],
+                      ck->experts.domain[e][0] ? ck->experts.domain[e] : ck->experts.name[e]);
+            goto done;
+        }
+    // Sample the windows: one loader per domain, so every domain gets nb batches.
+    size_t wn = (size_t)s.B * (s.T + 1);
+    s.windows = malloc((size_t)s.nd * s.nb * wn * sizeof *s.windows);
+    s.x = malloc((size_t)s.nd * rows_of(&s) * s.d * sizeof *s.x);
+    s.mu = malloc((size_t)s.nd * s.d * sizeof *s.mu);
+    tokens = malloc((size_t)s.B * s.T * sizeof *tokens);
+    targets = malloc((size_t)s.B * s.T * sizeof *targets);
+    if (!s.windows || !s.x || !s.mu || !tokens || !targets) {
+        mo_errorf("out of memory sampling %d domains x %d x %d windows", s.nd, s.nb, s.B);
+        goto done;
+    }
+    for (int j = 0; j < s.nd; j++) {
+        loader *one = eval_loader_open(ck, ck_name, &o->data[j], 1, s.B, s.T, o->seed + (uint64_t)j);
+        if (!one) goto done;
+        for (int b = 0; b < s.nb; b++) loader_next(one, s.windows + ((size_t)j * s.nb + b) * wn, NULL);
+        loader_free(one);
+    }
+    if (model_alloc(&m, &ck->table, s.B, s.T)) goto done;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!c->moe_layers[l]) continue;
+        float *R = params_at(&ck->table, ck->params, ck->table.layer[l].router);
+        if (collect(&s, &m, ck->params, l, tokens, targets) ||
+            set_rows(&s, R, E, k, is_new, dom_of, old_dom, o, margin, l))
+            goto done;
+        measure(&s, R, E, k, is_new, 1.0 / n_moe, rep->new_share);
+    }
+    rc = 0;
+done:
+    if (m.arena) model_free(&m);
+    loader_free(ld);
+    free(s.windows), free(s.x), free(s.mu), free(tokens), free(targets), free(dom_rows);
+    return rc;
+}

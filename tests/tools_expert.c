@@ -6,7 +6,11 @@
 //   - `expert add` then `expert remove` of the new expert gives back the same file;
 //   - a shape-key mismatch is refused naming both files and the field;
 //   - `pipeline btx` on tiny: end to end, then stopped in a branch and run again, ends
-//     bit-identical to an uninterrupted run, and a finished pipeline skips every stage.
+//     bit-identical to an uninterrupted run, and a finished pipeline skips every stage;
+//   - `pipeline plug`: modules carry the seed's trunk hash, their data's hash and steps; the
+//     plugged model keeps the seed's trunk bit for bit; a branch run alone from the seed
+//     file makes the same module; compose refuses a module on another seed (seed_hash);
+//   - each expert's steps survive add and remove; a random expert needs data for its row.
 #include "data/tokenizer.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
@@ -188,12 +192,37 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ck_assert_ptr_nonnull(h5same(a, b));
 
     // add + remove: the same file.
-    ck_assert_int_eq(sh(NULL, "expert add moe.h5 --init random --seed 3 -o grown.h5"), 0);
+    ck_assert_int_eq(sh(NULL, "expert add moe.h5 --init random --router-init random --seed 3 -o grown.h5"), 0);
     ck_assert_int_eq(sh(NULL, "expert remove grown.h5 --expert 4 -o shrunk.h5"), 0);
     path_in(a, "moe.h5");
     path_in(b, "shrunk.h5");
     diff = h5same(a, b);
     ck_assert_msg(diff == NULL, "add + remove changed the checkpoint: %s", diff);
+    // A random expert's router row needs data to start below the trained rows.
+    rc = sh(&err, "expert add moe.h5 --init random -o nodata.h5");
+    ck_assert_msg(rc == 1 && strstr(err, "--data") && strstr(err, "--router-init random"), "%s", err);
+    free(err);
+    // Each expert's steps travel with it: expert 2 of the fine-tune keeps its 4 steps after
+    // add (the output has no /train), and after a remove that shifts it to index 1.
+    ck_assert_int_eq(sh(NULL, "expert add ft/ckpt-00000004.h5 --init random --router-init random -o carried.h5"), 0);
+    ck_assert_int_eq(sh(NULL, "expert remove carried.h5 --expert 0 -o carried2.h5"), 0);
+    const char *carried[2] = {"carried.h5", "carried2.h5"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "%s expert list %s/%s", getenv("MONOLITH_BIN"), dir, carried[i]);
+        pl = popen(cmd, "r");
+        rows = 0;
+        while (fgets(line, sizeof line, pl)) {
+            int idx;
+            char name[64], dom[64];
+            long long steps;
+            if (sscanf(line, "%d %63s %63s %lld", &idx, name, dom, &steps) == 4) {
+                ck_assert_msg(steps == (idx == 2 - i ? 4 : 0), "%s: expert %d has %lld steps", carried[i], idx, steps);
+                rows++;
+            }
+        }
+        ck_assert_int_eq(pclose(pl), 0);
+        ck_assert_int_eq(rows, 5 - i);
+    }
     // A module goes into a grown model as its new expert.
     ck_assert_int_eq(sh(&err, "expert add moe.h5 e2.h5 --name gamma -o with_gamma.h5"), 0);
     free(err);
@@ -366,6 +395,138 @@ START_TEST(btx_end_to_end_and_resumed) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------- plug
+
+static void write_plug_ini(const char *path, const char *out, const char *seed_init) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "[pipeline]\nout = %s\n\n[train]\ntokenizer = %s\ndata = alpha=%s\ndata = beta=%s\nbatch = 2\nseq = 32\n"
+            "lr = 1e-2\nwarmup = 1\neval-every = 0\neval-batches = 1\nsave-every = 0\nthreads = 2\n\n",
+            out, tok_path, set_a, set_b);
+    if (seed_init) fprintf(f, "[seed]\ninit = %s\n\n", seed_init);
+    else fprintf(f, "[seed]\npreset = tiny\nvocab_size = 257\nmoe_layers = 0,0\nsteps = 4\n\n");
+    fprintf(f, "[branch]\nsteps = 3\n\n[plug]\ntop_k = 1\n\n[router]\nsteps = 2\n");
+    fclose(f);
+}
+
+static int run_plug(const char *ini, const char *branch_only, btx_summary *s) {
+    btx_config *c = malloc(sizeof *c);
+    ck_assert_msg(plug_load(ini, c) == 0, "%s", mo_error());
+    if (branch_only) snprintf(c->branch_only, sizeof c->branch_only, "%s", branch_only);
+    btx_ui ui = {{0}};
+    btx_hooks h = {.on_stage = on_stage, .ctx = &ui, .train = {.on_step = on_step, .ctx = &ui, .stop = &stop_flag}};
+    stop_flag = 0;
+    stop_stage[0] = 0;
+    int rc = btx_run(c, &h, s);
+    ck_assert_msg(rc >= 0, "%s", mo_error());
+    free(c);
+    return rc;
+}
+
+START_TEST(plug_pipeline_and_provenance) {
+    btx_summary *s = malloc(sizeof *s);
+    char ini[512], out[512], p[600];
+    path_in(ini, "plug.ini"), path_in(out, "plugA");
+    write_plug_ini(ini, out, NULL);
+    ck_assert_int_eq(run_plug(ini, NULL, s), 0);
+    ck_assert_int_eq(s->n, 5);  // seed, 2 branches, plug, router
+    ck_assert_str_eq(s->s[3].name, "plug");
+    ck_assert_str_eq(s->s[3].status, "plugged");
+    for (int i = 0; i < s->n; i++)
+        ck_assert_msg(isfinite(s->s[i].val_loss[0]) && isfinite(s->s[i].val_loss[1]), "stage %s", s->s[i].name);
+    // The modules carry the seed's trunk hash, their own data's hash and their steps.
+    mo_checkpoint seed, plugged;
+    char seed_path[sizeof s->s[0].ckpt], trunk[MO_HASH_HEX], h[MO_HASH_HEX];
+    snprintf(seed_path, sizeof seed_path, "%s", s->s[0].ckpt);
+    ck_assert_int_eq(ckpt_load(seed_path, &seed), 0);
+    expert_trunk_hash(&seed, trunk);
+    mo_expert alpha, beta_a, beta_b;
+    snprintf(p, sizeof p, "%s/modules/alpha.h5", out);
+    ck_assert_msg(expert_load(p, &alpha) == 0, "%s", mo_error());
+    ck_assert_str_eq(alpha.seed_hash, trunk);
+    ck_assert_int_eq(alpha.steps_trained, 3);
+    ck_assert_str_eq(alpha.domain, "alpha");
+    const char *files[1] = {set_a};
+    expert_files_hash(files, 1, h);
+    ck_assert_str_eq(alpha.data_hash, h);
+    // The plugged model is the seed's trunk, bit for bit, with module 0 as expert 0.
+    ck_assert_int_eq(ckpt_load(s->s[3].ckpt, &plugged), 0);
+    expert_trunk_hash(&plugged, h);
+    ck_assert_str_eq(h, trunk);
+    const mo_param_table *pt = &plugged.table;
+    ck_assert_int_eq(pt->cfg.n_experts, 2);
+    ck_assert_int_eq(pt->cfg.top_k, 1);
+    ck_assert(!memcmp(params_at(pt, plugged.params, pt->layer[1].w1), expert_w1(&alpha, alpha.w, 1),
+                      (size_t)pt->cfg.d_ff * pt->cfg.d_model * sizeof(float)));
+    ckpt_free(&plugged);
+    snprintf(p, sizeof p, "%s/modules/beta.h5", out);
+    ck_assert_int_eq(expert_load(p, &beta_a), 0);
+
+    // One branch alone, as on another machine: the seed file and its own data only. The
+    // module is the same as the whole pipeline's, and nothing else is made.
+    char ini_b[512], out_b[512];
+    path_in(ini_b, "plugB.ini"), path_in(out_b, "plugB");
+    write_plug_ini(ini_b, out_b, seed_path);
+    ck_assert_int_eq(run_plug(ini_b, "beta", s), 0);
+    ck_assert_int_eq(s->n, 2);
+    snprintf(p, sizeof p, "%s/modules/beta.h5", out_b);
+    ck_assert_int_eq(expert_load(p, &beta_b), 0);
+    ck_assert(!memcmp(beta_a.w, beta_b.w, (size_t)beta_a.n_moe * beta_a.layer_numel * sizeof(float)));
+    ck_assert_str_eq(beta_a.seed_hash, beta_b.seed_hash);
+    snprintf(p, sizeof p, "%s/modules/alpha.h5", out_b);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/plug.h5", out_b);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    expert_free(&alpha), expert_free(&beta_a), expert_free(&beta_b);
+    ckpt_free(&seed);
+
+    // compose takes the modules on their seed, refuses them on another one naming seed_hash.
+    char *err;
+    int rc = sh(&err, "compose --base %s --expert plugA/modules/alpha.h5 --expert plugB/modules/beta.h5 -o ok.h5",
+                seed_path);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 --seed 9 -o other_seed.h5"), 0);
+    rc = sh(&err, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 -o bad.h5");
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err, "seed_hash") && strstr(err, "other_seed.h5") && strstr(err, "alpha.h5"), "%s", err);
+    free(err);
+    ck_assert_int_eq(sh(NULL, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 --any-seed -o any.h5"), 0);
+
+    // expert list shows a module's provenance.
+    char cmd[1200], line[512];
+    snprintf(cmd, sizeof cmd, "%s expert list %s/plugA/modules/alpha.h5", getenv("MONOLITH_BIN"), dir);
+    FILE *pl = popen(cmd, "r");
+    int seen = 0;
+    while (fgets(line, sizeof line, pl)) {
+        seen += !strncmp(line, "seed_hash", 9) && strstr(line, trunk);
+        seen += !strncmp(line, "steps_trained 3", 15);
+    }
+    ck_assert_int_eq(pclose(pl), 0);
+    ck_assert_int_eq(seen, 2);
+
+    // A new expert's router row placed below the trained rows takes no sampled token of the
+    // old domains: gamma added to the plugged-and-routed model.
+    char add_cmd[4096];
+    snprintf(add_cmd, sizeof add_cmd,
+             "cd %s && %s expert add plugA/router/ckpt-00000002.h5 --init random --name gamma --domain gamma "
+             "--data alpha=%s --data beta=%s --data gamma=%s --seq 32 -o with_gamma_below.h5",
+             dir, getenv("MONOLITH_BIN"), set_a, set_b, set_c);
+    pl = popen(add_cmd, "r");
+    double share[3] = {-1, -1, -1};
+    while (fgets(line, sizeof line, pl)) {
+        const char *at = strstr(line, "holds expert 2:");
+        if (at) ck_assert_int_eq(sscanf(at, "holds expert 2: alpha %lf beta %lf gamma %lf", &share[0], &share[1],
+                                        &share[2]), 3);
+    }
+    ck_assert_int_eq(pclose(pl), 0);
+    ck_assert_msg(share[0] == 0 && share[1] == 0, "the new expert takes old tokens: alpha %.3f beta %.3f", share[0],
+                  share[1]);
+    free(s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tools_expert");
     TCase *tc = tcase_create("cli");
@@ -373,6 +534,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, fine_tune_one_expert_and_roundtrips);
     tcase_add_test(tc, btx_end_to_end_and_resumed);
+    tcase_add_test(tc, plug_pipeline_and_provenance);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);  // OpenMP's thread pool does not survive fork

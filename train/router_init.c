@@ -147,37 +147,53 @@ static int set_rows(const samples *s, float *R, int E, int k, const unsigned cha
                 kth[at] = kv, xs[at] = x;
             }
         }
-        // Start at -g u with g the smallest that clears every token with u.x > 0.
-        double g = 0;
-        for (size_t i = 0; i < n_rows; i++) {
-            double a = dot(xs[i], v, d);
-            if (a > 1e-6 && (margin - kth[i]) / a > g) g = (margin - kth[i]) / a;
-        }
-        double *r = calloc((size_t)d, sizeof *r);
-        if (!r) {
-            free(kth), free(xs), free(v), free(logit);
+        // base: the mean of the trained rows, whose logit never exceeds the largest (with
+        // top_k 1 it is a solution at margin 0).
+        double *base = calloc((size_t)d, sizeof *base), *r = calloc((size_t)d, sizeof *r);
+        double *best = malloc((size_t)d * sizeof *best);
+        if (!base || !r || !best) {
+            free(base), free(r), free(best), free(kth), free(xs), free(v), free(logit);
             return mo_errorf("out of memory");
         }
-        for (int c = 0; c < d; c++) r[c] = -g * v[c];
-        // Then the relaxation method for linear inequalities: project r onto r.x <= kth - margin
-        // for each token that still violates it (tokens whose input points away from u),
-        // keeping the row that leaves the fewest violators (the set may have no solution).
-        double *best = malloc((size_t)d * sizeof *best);
+        int n_trained = 0;
+        for (int e = 0; e < E; e++)
+            if (!is_new[e]) {
+                for (int c = 0; c < d; c++) base[c] += R[(size_t)e * d + c];
+                n_trained++;
+            }
+        for (int c = 0; c < d; c++) base[c] /= n_trained;
         size_t best_bad = (size_t)-1;
-        for (int pass = 0; best && pass <= 100; pass++) {
-            size_t bad = 0;
-            for (size_t i = 0; i < n_rows; i++) bad += dot(xs[i], r, d) > kth[i] - margin;
-            if (bad < best_bad) best_bad = bad, memcpy(best, r, (size_t)d * sizeof *r);
-            if (!bad || pass == 100) break;
-            for (size_t i = 0; i < n_rows; i++) {
-                double over = dot(xs[i], r, d) - (kth[i] - margin);
-                if (over <= 0) continue;
-                double xx = 0;
-                for (int c = 0; c < d; c++) xx += (double)xs[i][c] * xs[i][c];
-                if (xx <= 0) continue;
-                for (int c = 0; c < d; c++) r[c] -= over / xx * xs[i][c];
+        // Try the margin, then smaller ones; from two starts each: -g u, and the trained rows'
+        // mean - g u, g the smallest that clears every token with u.x > 0.
+        for (int m = 0; m < 4 && best_bad; m++) {
+            double mg = m < 3 ? margin / (double)(1 << (2 * m)) : 0;
+            for (int start = 0; start < 2 && best_bad; start++) {
+                double g = 0;
+                for (size_t i = 0; i < n_rows; i++) {
+                    double a = dot(xs[i], v, d), b = start ? dot(xs[i], base, d) : 0;
+                    if (a > 1e-6 && (b + mg - kth[i]) / a > g) g = (b + mg - kth[i]) / a;
+                }
+                for (int c = 0; c < d; c++) r[c] = (start ? base[c] : 0) - g * v[c];
+                // Then the relaxation method for linear inequalities: project r onto
+                // r.x <= kth - mg for each token that still violates it, keeping the row that
+                // leaves the fewest violators (the set may have no solution).
+                for (int pass = 0; pass <= 50; pass++) {
+                    size_t bad = 0;
+                    for (size_t i = 0; i < n_rows; i++) bad += dot(xs[i], r, d) >= kth[i] - mg;
+                    if (bad < best_bad) best_bad = bad, memcpy(best, r, (size_t)d * sizeof *r);
+                    if (!bad || pass == 50) break;
+                    for (size_t i = 0; i < n_rows; i++) {
+                        double over = dot(xs[i], r, d) - (kth[i] - mg);
+                        if (over < 0) continue;
+                        double xx = 0;
+                        for (int c = 0; c < d; c++) xx += (double)xs[i][c] * xs[i][c];
+                        if (xx <= 0) continue;
+                        for (int c = 0; c < d; c++) r[c] -= (over + 1e-6) / xx * xs[i][c];
+                    }
+                }
             }
         }
+        free(base);
         for (int e = 0; e < E; e++)
             if (is_new[e])
                 for (int c = 0; c < d; c++) R[(size_t)e * d + c] = (float)(best ? best[c] : r[c]);

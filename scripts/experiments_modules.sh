@@ -34,27 +34,9 @@ STEPS=${STEPS:-1200}
 THREADS=${THREADS:-2}
 RCE=${ROUTER_CE:-0.1}
 PARTS=" ${PARTS:-dense moe btx demix variants ft} "
-part() { [[ $PARTS == *" $1 "* ]]; }
-C=data/corpora
-TOK=$C/mono8k.tiktoken
-DOMAINS="code math legal speeches"
-for d in $DOMAINS; do
-    [ -e $C/$d.h5 ] || { echo "experiments_modules: $C/$d.h5 missing; see docs/data.md" >&2; exit 1; }
-done
-mkdir -p "$OUT"
-DATA=""
-for d in $DOMAINS; do DATA="$DATA --data $d=$C/$d.h5"; done
-COMMON="--tokenizer $TOK --batch 8 --seq 64 --lr 3e-3 --warmup 50 --eval-every 0 --eval-batches 25 --save-every 0 --threads $THREADS"
-ckpt() { printf '%s/ckpt-%08d.h5' "$1" "$2"; }
-# train DIR STEPS ARGS...: a run folder, skipped when its final checkpoint exists.
-train() {
-    local dir=$1 steps=$2
-    shift 2
-    if [ -e "$(ckpt "$dir" "$steps")" ]; then echo "skip $dir"; return; fi
-    rm -rf "$dir"
-    echo "train $dir ($steps steps)"
-    "$M" train "$@" --steps "$steps" --out "$dir" --log-every 200
-}
+NAME=experiments_modules
+source "$(dirname "$0")/experiments_lib.sh"
+COMMON="--tokenizer $TOK --batch 8 --seq 64 --lr 3e-3 --warmup 50 --eval-every 0 --eval-batches 25 --save-every 0 --threads $THREADS --log-every 200"
 S8=$((STEPS / 8))
 
 # (a) dense and (b) MoE from scratch.
@@ -170,7 +152,7 @@ if part ft; then
         cp "$PY"*.py $OUT/python_src/
         "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
     fi
-    [ -e $OUT/demix5.h5 ] || "$M" expert add $DEMIX --init random --seed 5 --name python --domain python -o $OUT/demix5.h5
+    [ -e $OUT/demix5.h5 ] || "$M" expert add $DEMIX --init random --router-init random --seed 5 --name python --domain python -o $OUT/demix5.h5
     train $OUT/ft_python $FT_STEPS --init $OUT/demix5.h5 --data python=$OUT/python.h5 --route-by-domain \
         --router-ce $RCE --train experts=4 --warmup 20 $NOWARM
     train $OUT/ft_mix $FT_STEPS --init $OUT/demix5.h5 $DATA --data python=$OUT/python.h5:4 --route-by-domain \

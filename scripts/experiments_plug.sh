@@ -24,8 +24,9 @@
 # the mixture of the five domains.
 #
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug), STEPS (default
-# 256), THREADS (default 1), PARTS (default "seeds dense moe btx plug fifth eval"). Each
-# run is skipped when its output exists, so the script can be stopped and run again;
+# 256), THREADS (default 1), EVAL_BATCHES (default 8; 0 = the whole val splits), PARTS
+# (default all of "seeds dense moe btx25 plug25 btx50 plug50 fifth eval evalfifth
+# report"; the fifth domain needs plug25, the evaluations the runs). Each run is skipped when its output exists, so the script can be stopped and run again;
 # running two instances with different PARTS (e.g. PARTS="seeds dense" and PARTS="moe")
 # uses two cores. Prints markdown tables at the end (PARTS containing "report").
 set -euo pipefail
@@ -34,29 +35,12 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug}
 STEPS=${STEPS:-256}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-seeds dense moe btx plug fifth eval report} "
-part() { [[ $PARTS == *" $1 "* ]]; }
-C=data/corpora
-TOK=$C/mono8k.tiktoken
-DOMAINS="code math legal speeches"
-for d in $DOMAINS; do
-    [ -e $C/$d.h5 ] || { echo "experiments_plug: $C/$d.h5 missing; see docs/data.md" >&2; exit 1; }
-done
-mkdir -p "$OUT"
-DATA=""
-for d in $DOMAINS; do DATA="$DATA --data $d=$C/$d.h5"; done
+EVAL_BATCHES=${EVAL_BATCHES:-8}
+PARTS=" ${PARTS:-seeds dense moe btx25 plug25 btx50 plug50 fifth eval evalfifth report} "
+NAME=experiments_plug
+source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
 COMMON="--tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 --eval-batches 1 --save-every 0 --threads $THREADS --log-every 50"
-ckpt() { printf '%s/ckpt-%08d.h5' "$1" "$2"; }
-# train DIR STEPS ARGS...: a run folder, skipped when its final checkpoint exists.
-train() {
-    local dir=$1 steps=$2
-    shift 2
-    if [ -e "$(ckpt "$dir" "$steps")" ]; then echo "skip $dir"; return; fi
-    rm -rf "$dir"
-    echo "train $dir ($steps steps) $(date -u +%H:%M:%S)"
-    "$M" train "$@" --steps "$steps" --out "$dir"
-}
 
 # Dense seeds of d_ff 512 (one expert's width) for the 25% and 50% splits.
 S25=$((STEPS / 4))
@@ -119,6 +103,7 @@ ini() {  # ini METHOD OUTDIR SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS [EXTR
 pipeline() {  # pipeline METHOD NAME SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS
     local method=$1 name=$2
     ini $method $OUT/$name $3 $4 $5 $6 > $OUT/$name.ini
+    if grep -qs '^final model' $OUT/${name}_summary.txt; then echo "skip $name"; return; fi
     echo "pipeline $method $name $(date -u +%H:%M:%S)"
     "$M" pipeline $method --config $OUT/$name.ini > $OUT/${name}_summary.txt
 }
@@ -162,15 +147,16 @@ if part fifth; then
     done
 fi
 
-# Whole validation splits (monolith eval --batches 0) of every final model, with the
-# routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
+# Validation loss of every final model on the first EVAL_BATCHES batches of 8 x 256 tokens
+# of each domain's val split (0: the whole split), the same windows for every model, with
+# the routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
 ev() {
     local name=$1 ck=$2
     shift 2
     [ -e "$ck" ] || return 0
     [ -e $OUT/eval_$name.json ] && return 0
     echo "eval $name $(date -u +%H:%M:%S)"
-    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches 0 --threads $THREADS --json "$@" \
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EVAL_BATCHES --threads $THREADS --json "$@" \
         > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
 }
 if part eval; then
@@ -189,4 +175,64 @@ if part evalfifth; then
         ev py_${how}_added $OUT/plug25_py_$how.h5
         ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
     done
+fi
+
+# Tables (markdown), leaving out what has not been evaluated.
+if part report; then
+/usr/bin/python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    path = f"{out}/eval_{name}.json"
+    return json.load(open(path)) if os.path.exists(path) else None
+doms = ["code", "math", "legal", "speeches"]
+rows = [("dense (d_ff 1024)", "dense"), ("MoE from scratch (4 x 512, top-2)", "moe"),
+        ("BTX, seed 25%", "btx25"), ("branch-train-plug, seed 25%", "plug25"), ("plug + all, seed 25%", "plugall25"),
+        ("BTX, seed 50%", "btx50"), ("branch-train-plug, seed 50%", "plug50"), ("plug + all, seed 50%", "plugall50")]
+print("| method | " + " | ".join(doms) + " | mean |")
+print("|---|" + "---:|" * (len(doms) + 1))
+for label, f in rows:
+    j = load(f)
+    if not j:
+        continue
+    xs = [j["val"][d]["loss"] for d in doms]
+    print(f"| {label} | " + " | ".join(f"{x:.3f}" for x in xs) + f" | {sum(xs) / len(xs):.3f} |")
+def routing(label, f, ds):
+    j = load(f)
+    if not j:
+        return
+    r = j["routing_share"]
+    n = len(r[ds[0]]["mean"])
+    print(f"\nrouting share, {label} (rows: domain; columns: expert; mean over the MoE layers)\n")
+    print("| domain | " + " | ".join(f"e{e}" for e in range(n)) + " |")
+    print("|---|" + "---:|" * n)
+    for d in ds:
+        print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
+for label, f in rows[1:]:
+    routing(label, f, doms)
+five = doms + ["python"]
+if load("py_before"):
+    print("\nthe fifth domain added to plug25 (expert 4 = the python branch of the 25% seed)\n")
+    print("| model | " + " | ".join(five) + " |")
+    print("|---|" + "---:|" * len(five))
+    base = load("py_before")["val"]
+    names = [("plug25 (4 experts)", "py_before")]
+    for how in ["below", "mean"]:
+        names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
+    for label, f in names:
+        j = load(f)
+        if not j:
+            continue
+        cells = []
+        for d in five:
+            x = j["val"][d]["loss"]
+            cells.append(f"{x:.3f}" + ("" if f == "py_before" or d == "python" else f" ({100 * (x - base[d]['loss']) / base[d]['loss']:+.2f}%)"))
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    for how in ["below", "mean"]:
+        routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
+for how in ["below", "mean"]:
+    p = f"{out}/plug25_py_{how}.txt"
+    if os.path.exists(p):
+        print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
+PY
 fi

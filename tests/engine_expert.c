@@ -190,6 +190,11 @@ START_TEST(compose_puts_modules_at_their_index) {
     tiny(&base, 7, NULL);
     const char *bn[1] = {"base.h5"};
     compose_opts o = {.seed = 1};
+    // Each module records another model's trunk: refused, naming the field, unless asked.
+    ck_assert_int_eq(compose_checkpoint(&base, bn, 1, mods, mn, 3, &o, &out), -1);
+    ck_assert_msg(strstr(mo_error(), "seed_hash") && strstr(mo_error(), "base.h5") && strstr(mo_error(), mn[0]), "%s",
+                  mo_error());
+    o.any_seed = 1;
     ck_assert_msg(compose_checkpoint(&base, bn, 1, mods, mn, 3, &o, &out) == 0, "%s", mo_error());
     const mo_param_table *pt = &out.table;
     ck_assert_int_eq(pt->cfg.n_experts, 3);

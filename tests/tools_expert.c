@@ -397,13 +397,13 @@ END_TEST
 
 // ---------------------------------------------------------------------------- plug
 
-static void write_plug_ini(const char *path, const char *out, const char *seed_init) {
+static void write_plug_ini(const char *path, const char *out, const char *seed_init, const char *alpha) {
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
             "[pipeline]\nout = %s\n\n[train]\ntokenizer = %s\ndata = alpha=%s\ndata = beta=%s\nbatch = 2\nseq = 32\n"
             "lr = 1e-2\nwarmup = 1\neval-every = 0\neval-batches = 1\nsave-every = 0\nthreads = 2\n\n",
-            out, tok_path, set_a, set_b);
+            out, tok_path, alpha, set_b);
     if (seed_init) fprintf(f, "[seed]\ninit = %s\n\n", seed_init);
     else fprintf(f, "[seed]\npreset = tiny\nvocab_size = 257\nmoe_layers = 0,0\nsteps = 4\n\n");
     fprintf(f, "[branch]\nsteps = 3\n\n[plug]\ntop_k = 1\n\n[router]\nsteps = 2\n");
@@ -428,7 +428,7 @@ START_TEST(plug_pipeline_and_provenance) {
     btx_summary *s = malloc(sizeof *s);
     char ini[512], out[512], p[600];
     path_in(ini, "plug.ini"), path_in(out, "plugA");
-    write_plug_ini(ini, out, NULL);
+    write_plug_ini(ini, out, NULL, set_a);
     ck_assert_int_eq(run_plug(ini, NULL, s), 0);
     ck_assert_int_eq(s->n, 5);  // seed, 2 branches, plug, router
     ck_assert_str_eq(s->s[3].name, "plug");
@@ -463,11 +463,12 @@ START_TEST(plug_pipeline_and_provenance) {
     snprintf(p, sizeof p, "%s/modules/beta.h5", out);
     ck_assert_int_eq(expert_load(p, &beta_a), 0);
 
-    // One branch alone, as on another machine: the seed file and its own data only. The
-    // module is the same as the whole pipeline's, and nothing else is made.
+    // One branch alone, as on another machine: the seed file and its own data only (the
+    // other domain's file does not exist there). The module is the same as the whole
+    // pipeline's, and nothing else is made.
     char ini_b[512], out_b[512];
     path_in(ini_b, "plugB.ini"), path_in(out_b, "plugB");
-    write_plug_ini(ini_b, out_b, seed_path);
+    write_plug_ini(ini_b, out_b, seed_path, "/nonexistent/alpha.h5");
     ck_assert_int_eq(run_plug(ini_b, "beta", s), 0);
     ck_assert_int_eq(s->n, 2);
     snprintf(p, sizeof p, "%s/modules/beta.h5", out_b);

@@ -251,18 +251,24 @@ static int run_stage(train_opts *o, const char *dir, const btx_hooks *h, int ind
     return rc;  // 1: stopped
 }
 
+// Names a stage that writes one file and reports it skipped when the file exists (1).
+static int made_already(const char *path, const char *name, const btx_hooks *h, int index, int n_stages,
+                        btx_stage_result *r) {
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
+    if (!file_exists(path)) return 0;
+    char what[TRAIN_PATH_MAX + 128];
+    r->status = "skipped (output exists)";
+    snprintf(what, sizeof what, "skip: %s exists", path);
+    if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, name, what);
+    return 1;
+}
+
 // Mixes the branches into dir/mix.h5.
 static int mix(const btx_config *c, const train_opts *common, btx_stage_result *branches, int nb, const char *path,
                const btx_hooks *h, int index, int n_stages, btx_stage_result *r) {
-    snprintf(r->name, sizeof r->name, "mix");
-    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
+    if (made_already(path, "mix", h, index, n_stages, r)) return 0;
     char what[TRAIN_PATH_MAX + 128];
-    if (file_exists(path)) {
-        r->status = "skipped (output exists)";
-        snprintf(what, sizeof what, "skip: %s exists", path);
-        if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "mix", what);
-        return 0;
-    }
     snprintf(what, sizeof what, "%d branch FFNs -> experts, other weights averaged, fresh router, top_k %d", nb,
              c->top_k);
     if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "mix", what);
@@ -362,15 +368,8 @@ done:
 // from the domains' mean router inputs (or fresh). Writes `path`.
 static int plug(const btx_config *c, const train_opts *common, const char *seed, char (*mods)[TRAIN_PATH_MAX + 64],
                 int nd, const char *path, const btx_hooks *h, int index, int n_stages, btx_stage_result *r) {
-    snprintf(r->name, sizeof r->name, "plug");
-    snprintf(r->ckpt, sizeof r->ckpt, "%s", path);
+    if (made_already(path, "plug", h, index, n_stages, r)) return 0;
     char what[TRAIN_PATH_MAX + 128];
-    if (file_exists(path)) {
-        r->status = "skipped (output exists)";
-        snprintf(what, sizeof what, "skip: %s exists", path);
-        if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "plug", what);
-        return 0;
-    }
     snprintf(what, sizeof what, "%d modules into the seed's trunk, router rows %s, top_k %d", nd,
              c->router_init ? "from the domains' mean router inputs" : "fresh", c->top_k);
     if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "plug", what);
@@ -533,7 +532,12 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         }
         sum->n = ++k;
     }
-    if (only >= 0) return evaluate_all(&common, sum);
+    if (only >= 0) {
+        // A lone branch reads no other domain's data, not even to evaluate.
+        common.data[0] = common.data[only];
+        common.n_data = 1;
+        return evaluate_all(&common, sum);
+    }
 
     // mix, or plug
     char mix_path[TRAIN_PATH_MAX + 16];

@@ -9,7 +9,6 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +37,7 @@ static void carve(mo_model *m, carver *c) {
     const size_t qd = (size_t)cf->n_heads * cf->head_dim, kvd = (size_t)cf->n_kv_heads * cf->head_dim;
     const size_t E = (size_t)cf->n_experts, k = (size_t)cf->top_k, f = (size_t)cf->d_ff;
     const size_t sh = (size_t)cf->n_shared_experts * cf->d_ff_shared, fd = (size_t)cf->d_ff_dense;
-    const size_t att = (size_t)m->B * cf->n_heads * m->T * m->T;
+    const size_t lse = (size_t)m->B * cf->n_heads * m->T;
     size_t act_rows = 0;  // largest [rows x width] of any FFN's hidden layer
     m->tokens = TAKE_I(c, N);
     m->targets = TAKE_I(c, N);
@@ -55,7 +54,7 @@ static void carve(mo_model *m, carver *c) {
         L->q = TAKE_F(c, N * qd);
         L->k = TAKE_F(c, N * kvd);
         L->v = TAKE_F(c, N * kvd);
-        L->att = TAKE_F(c, att);
+        L->lse = TAKE_F(c, lse);
         L->o = TAKE_F(c, N * qd);
         L->x_ffn = TAKE_F(c, N * d);
         L->m = TAKE_F(c, N * d);
@@ -101,8 +100,6 @@ static void carve(mo_model *m, carver *c) {
     m->dout = TAKE_F(c, N * qd);
     m->dk = TAKE_F(c, N * kvd);
     m->dv = TAKE_F(c, N * kvd);
-    m->att_scratch_n = attention_scratch_floats(m->B, m->T, cf->n_heads, cf->n_kv_heads, cf->head_dim);
-    m->att_scratch = TAKE_F(c, m->att_scratch_n);
     m->drouter = TAKE_F(c, N * (E ? E : 1));
     m->dgates = TAKE_F(c, N * kk);
     m->dloss = TAKE_F(c, N);
@@ -266,7 +263,7 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(m, params, L->v, L->a, ab, id->wv, N, nkv * hd, d, 0);
     rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
-    attention_forward(L->o, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
+    attention_forward(L->o, L->lse, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
     const mo_bf16 *ob = to_bf16(m, m->bx, L->o, (size_t)N * nh * hd);
     lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
@@ -421,8 +418,7 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const mo_bf16 *dyb = to_bf16(m, m->bg, dy, (size_t)N * d), *ob = to_bf16(m, m->bx, L->o, (size_t)N * qd);
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
     lin_backward(m, params, m->dout, G(id->wo), dy, dyb, L->o, ob, id->wo, N, d, qd, 0);
-    attention_backward(m->dq, m->dk, m->dv, m->att_scratch, m->dout, L->att, L->q, L->k, L->v, m->B, m->T, nh, nkv,
-                       hd);
+    attention_backward(m->dq, m->dk, m->dv, m->dout, L->o, L->lse, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv
@@ -440,8 +436,6 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
 int model_backward(mo_model *m, const float *params, float *grads, float loss_scale) {
     const mo_config *c = &m->pt->cfg;
     const int N = m->N, d = c->d_model, V = c->vocab_size;
-    if (attention_scratch_floats(m->B, m->T, c->n_heads, c->n_kv_heads, c->head_dim) > m->att_scratch_n)
-        return mo_errorf("the thread count grew after model_alloc; call threads_init() before model_alloc()");
     for (int i = 0; i < N; i++)
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
     cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits

@@ -36,7 +36,7 @@ typedef struct {
     float *a_rstd;   // [N]
     float *q;        // [N, nh*hd] after RoPE
     float *k, *v;    // [N, nkv*hd] (k after RoPE)
-    float *att;      // [B, nh, T, T] attention probabilities
+    float *lse;      // [B, nh, T] log-sum-exp of each query's attention scores (kernels/attention.h)
     float *o;        // [N, nh*hd] attention output, before wo
     float *x_ffn;    // [N, d] residual stream after attention
     float *m;        // [N, d] ffn_norm output
@@ -72,8 +72,6 @@ typedef struct {
     float *dres;          // [N, d] gradient of the residual stream
     float *dnorm;         // [N, d] gradient of a norm's output
     float *dq, *dk, *dv, *dout;  // [N, nh*hd], [N, nkv*hd] x2, [N, nh*hd]
-    float *att_scratch;   // attention_scratch_floats(...) at model_alloc's thread count
-    size_t att_scratch_n;
     float *drouter;       // [N, E]
     float *dgates;        // [N, k]
     float *dloss;         // [N]
@@ -139,8 +137,7 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
 // loss_scale * d loss / d params into `grads` (an arena of the parameter table), so
 // gradient accumulation over micro-batches is forward/backward with loss_scale
 // 1/n_micro and zeroing is one memset. Overwrites m->logits and the h1/h3 caches.
-// Returns 0, or -1 if the OpenMP thread count grew since model_alloc (the attention
-// scratch is sized per thread: call threads_init() first).
+// Returns 0 (the int is kept for errors a later change may add).
 int model_backward(mo_model *m, const float *params, float *grads, float loss_scale);
 
 #endif

@@ -222,7 +222,7 @@ static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
                 kvcache_put(&s->kv, KV_V, l, first + b, h, t, s->v + src);
             }
     // The prompt's own attention uses K and V as computed (fp32); later steps read the cache.
-    attention_forward(s->o, s->att, s->q, s->k, s->v, g, T, nh, nkv, hd);
+    attention_forward(s->o, s->lse, s->q, s->k, s->v, g, T, nh, nkv, hd);
 }
 
 // Every layer over s->x[rows, d] (embedded, positions in s->pos). prefill_T > 0: the
@@ -522,7 +522,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->o, R * qd);
     ALLOC(s->k, R * kd);
     ALLOC(s->v, R * kd);
-    ALLOC(s->att, (size_t)c->n_heads * max_seq * max_seq);
+    ALLOC(s->lse, R * c->n_heads);
     ALLOC(s->scores, (size_t)max_batch * c->n_heads * max_seq);
     ALLOC(s->probs, R * E);
     ALLOC(s->tk_idx, R * k);
@@ -568,7 +568,7 @@ void infer_free(infer_ctx *s) {
     if (!s) return;
     kvcache_free(&s->kv);
     void *bufs[] = {s->rope_cos, s->rope_sin, s->pos,      s->seq_of_row,      s->x,        s->a,        s->rstd,
-                    s->q,        s->o,        s->k,        s->v,        s->att,      s->scores,   s->probs,
+                    s->q,        s->o,        s->k,        s->v,        s->lse,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
                     s->route_gate, s->w, s->tbuf, s->tidx, s->work, s->q8, s->q8_scale, s->deq};

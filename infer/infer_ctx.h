@@ -39,7 +39,7 @@ struct infer_ctx {
     float *rstd;                 // [rows]
     float *q, *o;                // [rows, n_heads*head_dim]
     float *k, *v;                // [rows, n_kv_heads*head_dim]
-    float *att;                  // [n_heads * max_seq * max_seq] prefill attention weights
+    float *lse;                  // [max_rows * n_heads] prefill attention: log-sum-exp per query row
     float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
     float *probs;                // [rows, E] router probabilities
     int *tk_idx;                 // [rows, k] chosen experts

@@ -47,6 +47,11 @@ static inline float row_dot_scalar(const float *a, const float *b, size_t n) {
     return (float)s;
 }
 
+// d_i = y_i * (g_i - dot): the softmax's backward, given dot = <g, y>
+static inline void softmax_bwd_row_scalar(float *d, const float *g, const float *y, size_t n, float dot) {
+    for (size_t i = 0; i < n; i++) d[i] = y[i] * (g[i] - dot);
+}
+
 #if MO_HAVE_X86
 // ---------------------------------------------------------------------------- AVX-512
 
@@ -94,6 +99,15 @@ static inline MO_TARGET_AVX512 float row_dot_avx512(const float *a, const float 
     return _mm512_reduce_add_ps(acc) + row_dot_scalar(a + i, b + i, n - i);
 }
 
+static inline MO_TARGET_AVX512 void softmax_bwd_row_avx512(float *d, const float *g, const float *y, size_t n,
+                                                           float dot) {
+    __m512 vdot = _mm512_set1_ps(dot);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), _mm512_sub_ps(_mm512_loadu_ps(g + i), vdot)));
+    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
+}
+
 // ---------------------------------------------------------------------------- AVX2
 
 static inline MO_TARGET_AVX2 float row_max_avx2(const float *x, size_t n) {
@@ -138,6 +152,15 @@ static inline MO_TARGET_AVX2 float row_dot_avx2(const float *a, const float *b, 
     size_t i = 0;
     for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
     return mo_hsum256(acc) + row_dot_scalar(a + i, b + i, n - i);
+}
+
+static inline MO_TARGET_AVX2 void softmax_bwd_row_avx2(float *d, const float *g, const float *y, size_t n,
+                                                       float dot) {
+    __m256 vdot = _mm256_set1_ps(dot);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(g + i), vdot)));
+    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
 }
 #endif
 

@@ -39,11 +39,6 @@
 
 // ---------------------------------------------------------------------------- scalar
 
-// d_i = y_i * (g_i - dot)
-static inline void softmax_bwd_row_scalar(float *d, const float *g, const float *y, size_t n, float dot) {
-    for (size_t i = 0; i < n; i++) d[i] = y[i] * (g[i] - dot);
-}
-
 static void softmax_fwd_scalar(float *out, const float *x, int rows, int cols) { SOFTMAX_FWD_BODY(scalar) }
 static void softmax_row_scalar(float *p, int n) { SOFTMAX_ROW(scalar, p, p, (size_t)n); }
 static void softmax_bwd_scalar(float *dx, const float *dout, const float *out, int rows, int cols) {
@@ -53,15 +48,6 @@ static void lse_scalar(float *lse, const float *x, int rows, int cols) { LSE_BOD
 
 #if MO_HAVE_X86
 // ---------------------------------------------------------------------------- AVX-512
-
-static inline MO_TARGET_AVX512 void softmax_bwd_row_avx512(float *d, const float *g, const float *y, size_t n,
-                                                           float dot) {
-    __m512 vdot = _mm512_set1_ps(dot);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(d + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), _mm512_sub_ps(_mm512_loadu_ps(g + i), vdot)));
-    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
-}
 
 static MO_TARGET_AVX512 void softmax_fwd_avx512(float *out, const float *x, int rows, int cols) {
     SOFTMAX_FWD_BODY(avx512)
@@ -73,15 +59,6 @@ static MO_TARGET_AVX512 void softmax_bwd_avx512(float *dx, const float *dout, co
 static MO_TARGET_AVX512 void lse_avx512(float *lse, const float *x, int rows, int cols) { LSE_BODY(avx512) }
 
 // ---------------------------------------------------------------------------- AVX2
-
-static inline MO_TARGET_AVX2 void softmax_bwd_row_avx2(float *d, const float *g, const float *y, size_t n,
-                                                       float dot) {
-    __m256 vdot = _mm256_set1_ps(dot);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(g + i), vdot)));
-    softmax_bwd_row_scalar(d + i, g + i, y + i, n - i, dot);
-}
 
 static MO_TARGET_AVX2 void softmax_fwd_avx2(float *out, const float *x, int rows, int cols) { SOFTMAX_FWD_BODY(avx2) }
 static MO_TARGET_AVX2 void softmax_row_avx2(float *p, int n) { SOFTMAX_ROW(avx2, p, p, (size_t)n); }

@@ -98,17 +98,17 @@ static void run_dense(void *p) {
 enum { AB = 8, AT = 256, ANH = 8, AHD = 64 };
 
 typedef struct {
-    float *q, *k, *v, *out, *att, *dout, *dq, *dk, *dv, *scratch;
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
 } att_ctx;
 
 static void run_att_fwd(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->att, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
+    attention_forward(c->out, c->lse, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
 }
 
 static void run_att_bwd(void *p) {
     att_ctx *c = p;
-    attention_backward(c->dq, c->dk, c->dv, c->scratch, c->dout, c->att, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
+    attention_backward(c->dq, c->dk, c->dv, c->dout, c->out, c->lse, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
 }
 
 // ---------------------------------------------------------------------------- elementwise
@@ -232,9 +232,8 @@ int bench_kernels(int argc, char **argv) {
 
     size_t nq = (size_t)AB * AT * ANH * AHD;
     a.q = falloc(nq), a.k = falloc(nq), a.v = falloc(nq), a.out = falloc(nq), a.dout = falloc(nq);
-    a.dq = falloc(nq), a.dk = falloc(nq), a.dv = falloc(nq), a.att = falloc((size_t)AB * ANH * AT * AT);
-    a.scratch = falloc(attention_scratch_floats(AB, AT, ANH, ANH, AHD));
-    if (!a.q || !a.k || !a.v || !a.out || !a.dout || !a.dq || !a.dk || !a.dv || !a.att || !a.scratch) goto err;
+    a.dq = falloc(nq), a.dk = falloc(nq), a.dv = falloc(nq), a.lse = falloc((size_t)AB * ANH * AT);
+    if (!a.q || !a.k || !a.v || !a.out || !a.dout || !a.dq || !a.dk || !a.dv || !a.lse) goto err;
     double att_flops = 2.0 * AHD * AT * (AT + 1.0) * AB * ANH;  // two causal products of 2*hd*T(T+1)/2 each
     timed ta[2] = {{run_att_fwd, &a, 0}, {run_att_bwd, &a, 0}};
     time_interleaved(ta, 2, 2 * REP_SECONDS);
@@ -309,8 +308,7 @@ err:
             stage);
 out:
     free(g.x), free(g.h), free(g.w), free(g.dw), free(g.wd);
-    free(a.q), free(a.k), free(a.v), free(a.out), free(a.dout), free(a.dq), free(a.dk), free(a.dv), free(a.att);
-    free(a.scratch);
+    free(a.q), free(a.k), free(a.v), free(a.out), free(a.dout), free(a.dq), free(a.dk), free(a.dv), free(a.lse);
     free(w.a), free(w.b), free(w.c), free(w.d), free(w.e), free(w.small), free(w.cos_tab), free(w.sin_tab);
     free(w.ints);
     return ret;

@@ -57,9 +57,10 @@ void ref_topk_backward(double *dx, const double *dval, const int *idx, int n, in
 void ref_residual_forward(double *out, const double *a, const double *b, size_t n);
 void ref_residual_backward(double *da, double *db, const double *dout, size_t n);
 
-// attention.h (the oracle materializes scores plainly and needs no scratch)
-void ref_attention_forward(double *out, double *att, const double *q, const double *k, const double *v, int B, int T,
-                           int nh, int nkv, int hd);
+// attention.h (the oracle materializes the probabilities att[B, nh, T, T] plainly; lse[B,
+// nh, T], the log-sum-exp of each query's scaled scores, may be NULL)
+void ref_attention_forward(double *out, double *att, double *lse, const double *q, const double *k, const double *v,
+                           int B, int T, int nh, int nkv, int hd);
 void ref_attention_backward(double *dq, double *dk, double *dv, const double *dout, const double *att,
                             const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd);
 

@@ -7,8 +7,8 @@
 // Element (b, t, head, i) of a [B, T, heads, hd] tensor.
 #define AT(x, heads, b, t, head, i) (x)[((((size_t)(b) * T + (t)) * (heads) + (head)) * hd) + (i)]
 
-void ref_attention_forward(double *out, double *att, const double *q, const double *k, const double *v, int B, int T,
-                           int nh, int nkv, int hd) {
+void ref_attention_forward(double *out, double *att, double *lse, const double *q, const double *k, const double *v,
+                           int B, int T, int nh, int nkv, int hd) {
     const double scale = 1.0 / sqrt((double)hd);
     const int group = nh / nkv;
     for (int b = 0; b < B; b++)
@@ -24,6 +24,7 @@ void ref_attention_forward(double *out, double *att, const double *q, const doub
                     if (p[u] > mx) mx = p[u];
                 }
                 for (int u = 0; u <= t; u++) sum += p[u] = exp(p[u] - mx);
+                if (lse) lse[((size_t)b * nh + h) * T + t] = mx + log(sum);
                 for (int u = 0; u <= t; u++) p[u] /= sum;
                 for (int u = t + 1; u < T; u++) p[u] = 0;
                 for (int i = 0; i < hd; i++) {

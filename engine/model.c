@@ -39,6 +39,7 @@ static void carve(mo_model *m, carver *c) {
     const size_t sh = (size_t)cf->n_shared_experts * cf->d_ff_shared, fd = (size_t)cf->d_ff_dense;
     const size_t lse = (size_t)m->B * cf->n_heads * m->T;
     size_t act_rows = 0;  // largest [rows x width] of any FFN's hidden layer
+    int first_of_kind[2] = {-1, -1};  // recompute: the layer whose buffers dense [0] / MoE [1] layers share
     m->tokens = TAKE_I(c, N);
     m->targets = TAKE_I(c, N);
     m->pos = TAKE_I(c, N);
@@ -49,6 +50,22 @@ static void carve(mo_model *m, carver *c) {
         memset(L, 0, sizeof *L);
         L->x_attn = TAKE_F(c, N * d);  // layer n_layers holds only this: the final stream
         if (l == cf->n_layers) break;
+        int kind = cf->moe_layers[l] != 0;
+        if (m->recompute && first_of_kind[kind] >= 0) {
+            // One set of buffers per kind of layer, refilled by the forward backward redoes;
+            // the layer's input and its routing (experts, gates, counts: read by callers
+            // after forward) are its own.
+            float *x = L->x_attn;
+            *L = m->layer[first_of_kind[kind]];
+            L->x_attn = x;
+            if (kind) {
+                L->r.experts = TAKE_I(c, N * k);
+                L->r.gates = TAKE_F(c, N * k);
+                L->stats.counts = (int64_t *)take(c, E * sizeof(int64_t));
+            }
+            continue;
+        }
+        first_of_kind[kind] = l;
         L->a = TAKE_F(c, N * d);
         L->a_rstd = TAKE_F(c, N);
         L->q = TAKE_F(c, N * qd);
@@ -105,7 +122,9 @@ static void carve(mo_model *m, carver *c) {
     m->dloss = TAKE_F(c, N);
 }
 
-size_t model_arena_bytes(const mo_param_table *pt, int B, int T) {
+size_t model_arena_bytes(const mo_param_table *pt, int B, int T) { return model_arena_bytes_opts(pt, B, T, NULL); }
+
+size_t model_arena_bytes_opts(const mo_param_table *pt, int B, int T, const mo_model_opts *o) {
     const mo_config *c = &pt->cfg;
     if (B < 1 || T < 1 || T > c->max_seq_len || (double)B * T * c->vocab_size > 4e9 ||
         (double)B * T > 2e9 / (c->top_k > 0 ? c->top_k : 1))
@@ -115,12 +134,15 @@ size_t model_arena_bytes(const mo_param_table *pt, int B, int T) {
     m.pt = pt;
     m.B = B, m.T = T, m.N = B * T;
     m.n_moe = config_n_moe_layers(c);
+    m.recompute = o && o->recompute;
     carver cv = {NULL, 0};
     carve(&m, &cv);
     return (cv.off + 63) & ~(size_t)63;
 }
 
-int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) {
+int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) { return model_alloc_opts(m, pt, B, T, NULL); }
+
+int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const mo_model_opts *o) {
     memset(m, 0, sizeof *m);
     const mo_config *c = &pt->cfg;
     if (B < 1 || T < 1) return mo_errorf("batch %d x %d: both must be positive", B, T);
@@ -131,6 +153,7 @@ int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T) {
     m->pt = pt;
     m->B = B, m->T = T, m->N = B * T;
     m->n_moe = config_n_moe_layers(c);
+    m->recompute = o && o->recompute;
     carver cv = {NULL, 0};
     carve(m, &cv);
     m->arena_bytes = (cv.off + 63) & ~(size_t)63;
@@ -445,6 +468,12 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {
+        if (m->recompute && l < c->n_layers - 1) {
+            // Redo the layer's forward from its kept input (the last layer's buffers still
+            // hold its own forward). It rewrites layer l+1's input with the same values.
+            attention_block_forward(m, params, l);
+            ffn_block_forward(m, params, l);
+        }
         ffn_block_backward(m, params, grads, l, loss_scale);
         attention_block_backward(m, params, grads, l);
     }

@@ -53,6 +53,7 @@ typedef struct {
 typedef struct {
     const mo_param_table *pt;  // not owned; its config is the model's
     int B, T, N;
+    int recompute;             // activation checkpointing (mo_model_opts)
     int n_moe;                 // MoE layers
 
     int *tokens, *targets, *pos;  // [N] inputs, targets (-1: no target), positions t in 0..T-1
@@ -111,6 +112,22 @@ int model_set_precision(mo_model *m, mo_precision p);
 // Sizes and allocates the activations for batches of B sequences of T tokens (T <=
 // max_seq_len). `pt` must outlive the model. Returns 0, or -1 with a message.
 int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T);
+// Options of model_alloc_opts.
+typedef struct {
+    // Activation checkpointing per layer: forward keeps only each layer's input (x_attn)
+    // and its routing (r.experts, r.gates, stats); the rest of a layer's activations live in one set of
+    // buffers per kind of layer (dense, MoE), and backward redoes each layer's forward
+    // into them before its backward (docs/design.md, "Recomputation"). Same losses and
+    // gradients (the recomputed forward is the same arithmetic on the same inputs), about
+    // one more forward of time, activations of about L x [N, d] + one layer instead of L
+    // layers.
+    int recompute;
+} mo_model_opts;
+
+// model_alloc with options (o NULL: the defaults, as model_alloc).
+int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const mo_model_opts *o);
+size_t model_arena_bytes_opts(const mo_param_table *pt, int B, int T, const mo_model_opts *o);
+
 // The bytes model_alloc(pt, B, T) would allocate, computed without allocating (so a
 // caller can refuse a run this machine cannot hold before touching any memory). Returns
 // 0 when model_alloc would refuse (B, T) anyway.

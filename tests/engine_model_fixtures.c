@@ -1,6 +1,7 @@
 // engine_model_fixtures.c: the C model against the PyTorch fixtures of tests/fixtures/
 // (tests/make_fixtures.py, from docs/design.md sections 3-5 alone): every logit, loss, routing
-// choice and gradient, at every SIMD level.
+// choice and gradient, at every SIMD level, and with activation recomputation
+// (--recompute) the same losses, routing counts and gradients as without it.
 //
 // Tolerance, per tensor: normalized error ||got - want|| / ||want|| <= 1e-4 (a loss is
 // one element); the chosen experts must be equal. The fixtures keep every token at
@@ -88,15 +89,16 @@ static double compare_scalar(const fixture_case *fc, const char *what, const cha
 
 // Runs one case through forward and backward and compares everything. Returns the
 // worst normalized error.
-static double run_case(const char *name, const char *level) {
+static double run_case(const char *name, const char *level, int recompute) {
     fixture_case fc;
     load_case(&fc, name);
     char what[128];
-    snprintf(what, sizeof what, "%s (%s)", name, level);
+    snprintf(what, sizeof what, "%s (%s%s)", name, level, recompute ? ", recompute" : "");
     const mo_param_table *pt = &fc.ck.table;
     const mo_config *c = &pt->cfg;
     mo_model m;
-    ck_assert_msg(model_alloc(&m, pt, fc.B, fc.T) == 0, "%s", mo_error());
+    mo_model_opts mo = {.recompute = recompute};
+    ck_assert_msg(model_alloc_opts(&m, pt, fc.B, fc.T, &mo) == 0, "%s", mo_error());
     float *grads = params_arena_alloc(pt);
     ck_assert_int_eq(model_forward(&m, fc.ck.params, fc.inputs, fc.targets), 0);
     double worst = 0, e;
@@ -142,10 +144,63 @@ START_TEST(test_fixtures_every_simd_level) {
     for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
         ck_assert_int_eq(simd_set((simd_level)level), 0);
         for (int i = 0; i < N_CASES; i++) {
-            double worst = run_case(cases[i], simd_name((simd_level)level));
+            double worst = run_case(cases[i], simd_name((simd_level)level), 0);
             printf("%-26s %-7s worst normalized error %.2e (tolerance %g)\n", cases[i], simd_name((simd_level)level),
                    worst, TOL);
         }
+    }
+    simd_set(simd_best());
+    for (int i = 0; i < N_CASES; i++) {
+        double worst = run_case(cases[i], simd_name(simd_best()), 1);
+        printf("%-26s %-7s recompute: worst normalized error %.2e (tolerance %g)\n", cases[i],
+               simd_name(simd_best()), worst, TOL);
+    }
+}
+END_TEST
+
+// One forward + backward of a case; fills *loss, the routing counts of every MoE layer
+// (counts[l * E + e]) and the gradient arena.
+static void forward_backward(fixture_case *fc, int recompute, double *loss, int64_t *counts, float *grads) {
+    const mo_param_table *pt = &fc->ck.table;
+    const mo_config *c = &pt->cfg;
+    mo_model m;
+    mo_model_opts mo = {.recompute = recompute};
+    ck_assert_msg(model_alloc_opts(&m, pt, fc->B, fc->T, &mo) == 0, "%s", mo_error());
+    ck_assert_int_eq(model_forward(&m, fc->ck.params, fc->inputs, fc->targets), 0);
+    *loss = m.loss;
+    ck_assert_int_eq(model_backward(&m, fc->ck.params, grads, 1.0f), 0);
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->moe_layers[l])
+            memcpy(counts + (size_t)l * c->n_experts, m.layer[l].stats.counts, c->n_experts * sizeof *counts);
+    model_free(&m);
+}
+
+// --recompute keeps only each layer's input and redoes the layer's forward in backward:
+// the same loss, routing counts and gradients (the same arithmetic on the same inputs),
+// and a smaller activation arena when there is more than one layer.
+START_TEST(test_recompute_same_as_kept) {
+    for (int i = 0; i < N_CASES; i++) {
+        fixture_case fc;
+        load_case(&fc, cases[i]);
+        const mo_param_table *pt = &fc.ck.table;
+        const mo_config *c = &pt->cfg;
+        size_t nc = (size_t)c->n_layers * (c->n_experts ? c->n_experts : 1);
+        int64_t *c0 = calloc(nc, sizeof *c0), *c1 = calloc(nc, sizeof *c1);
+        float *g0 = params_arena_alloc(pt), *g1 = params_arena_alloc(pt);
+        double l0, l1;
+        forward_backward(&fc, 0, &l0, c0, g0);
+        forward_backward(&fc, 1, &l1, c1, g1);
+        ck_assert_msg(fabs(l1 - l0) <= 1e-6 * fabs(l0), "%s: loss %.9g with recompute, %.9g without", cases[i], l1, l0);
+        ck_assert_msg(memcmp(c0, c1, nc * sizeof *c0) == 0, "%s: routing counts differ with recompute", cases[i]);
+        for (int t = 0; t < pt->n; t++) {
+            double e = tu_rel_err(g1 + pt->t[t].offset, g0 + pt->t[t].offset, pt->t[t].numel);
+            ck_assert_msg(e < 1e-6, "%s: %s differs by %.3e with recompute", cases[i], pt->t[t].name, e);
+        }
+        mo_model_opts mo = {.recompute = 1};
+        size_t kept = model_arena_bytes(pt, fc.B, fc.T), rec = model_arena_bytes_opts(pt, fc.B, fc.T, &mo);
+        if (c->n_layers > 2) ck_assert_msg(rec < kept, "%s: recompute arena %zu >= %zu", cases[i], rec, kept);
+        free(c0), free(c1), free(g0), free(g1);
+        free_case(&fc);
     }
 }
 END_TEST
@@ -212,6 +267,7 @@ int main(void) {
     TCase *tc = tcase_create("fixtures");
     tcase_add_test(tc, test_fixtures_every_simd_level);
     tcase_add_test(tc, test_gradient_accumulation);
+    tcase_add_test(tc, test_recompute_same_as_kept);
     tcase_add_test(tc, test_bad_token_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -92,4 +92,20 @@ PY
 else
   grep -q "AVX512_BF16" "$tmp/err" || { echo "bench train --precision bf16: $(cat "$tmp/err")"; exit 1; }
 fi
+# --seq past the preset's max_seq_len (raised to it), --batch, --train, --recompute.
+"$bin" bench train --preset tiny --threads 1 --steps 2 --seq 300 --batch 2 --train experts=0 --recompute --json \
+  >"$tmp/long.json"
+python3 - "$tmp" <<'PY'
+import json, sys
+t = json.load(open(f"{sys.argv[1]}/long.json"))
+assert t["seq"] == 300 and t["batch"] == 2 and t["recompute"] == 1 and t["train"] == "experts=0", t
+# tiny: expert 0's slices of w1, w3, w2 and router row 0 in both layers
+assert t["params_trained"] == 2 * (3 * 128 * 64 + 64) < t["params_total"], t
+assert t["flops_per_token"] == 6 * t["params_active"] + 12 * 2 * 300 * 64 and t["peak_rss_mb"] > 0, t
+PY
+for bad in "--seq 0" "--batch x" "--train experts=9"; do
+  # shellcheck disable=SC2086
+  if "$bin" bench train --preset tiny $bad 2>"$tmp/err"; then echo "bench train $bad accepted"; exit 1; fi
+  grep -q "^monolith: " "$tmp/err" || { echo "bench train $bad: $(cat "$tmp/err")"; exit 1; }
+done
 echo "tools_bench: ok"

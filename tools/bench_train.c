@@ -1,8 +1,10 @@
 // bench_train.c: `monolith bench train`, the throughput of full training steps.
 //
 // A randomly initialized model of a preset (bench-S by default) trains on random
-// tokens, batch 8 x seq 256: each step zeroes the gradients, runs forward and backward
-// (engine/model.h) and AdamW over every parameter (train/adamw.h). One warm-up step,
+// tokens, batch 8 x seq 256 unless --batch/--seq say otherwise: each step zeroes the
+// gradients, runs forward and backward (engine/model.h) and AdamW over what --train
+// selects (train/adamw.h; a mask that trains a part runs as `monolith train` runs it:
+// model_set_trainable and a sparse gradient arena). One warm-up step,
 // then steps timed ones; the median step gives tokens/s and GFLOP/s. FLOPs per token are
 // counted the way the PyTorch peer does (../shared/peers): 6 x active parameters (every
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
@@ -41,15 +43,21 @@
 #define SETS_MAX 16
 
 static const char usage[] =
-    "usage: monolith bench train [--preset NAME] [--precision fp32|bf16] [--steps N] [--set FIELD=VALUE]...\n"
-    "                            [--shard-optimizer] [--threads N] [--json]\n"
+    "usage: monolith bench train [--preset NAME] [--precision fp32|bf16] [--seq T] [--batch B] [--train MASK]\n"
+    "                            [--recompute] [--steps N] [--set FIELD=VALUE]... [--shard-optimizer]\n"
+    "                            [--threads N] [--json]\n"
     "\n"
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
-    "model, batch 8 x seq 256 (seq capped at the preset's max_seq_len), median of the timed steps after\n"
-    "one warm-up, beside this machine's sgemm and memory rates measured in the same run.\n"
+    "model on random tokens, median of the timed steps after one warm-up, beside this machine's\n"
+    "sgemm and memory rates measured in the same run, and the process's peak memory (RSS high-water).\n"
     "  --preset NAME   tiny, small or bench-S (default)\n"
     "  --precision P   fp32 (default, the reference) or bf16: the big GEMMs in bf16 with fp32\n"
     "                  accumulation and fp32 master weights (needs AVX512_BF16)\n"
+    "  --seq T         tokens per sequence (default 256); past the preset's max_seq_len it raises\n"
+    "                  max_seq_len to T (a field that changes no tensor's shape)\n"
+    "  --batch B       sequences per step (default 8)\n"
+    "  --train MASK    what trains, as `monolith train --train` (default all): e.g. experts=0\n"
+    "  --recompute     keep only each layer's input; redo its forward in backward (less memory)\n"
     "  --steps N       timed steps after the warm-up (default 3, at most 50)\n"
     "  --set F=V       override a config field of the preset, e.g. --set n-experts=16 --set d-ff=256\n"
     "                  (repeatable; the names of `monolith init`'s flags)\n"
@@ -66,18 +74,40 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// Takes --precision, --steps and --set out of argv (the rest goes to
-// bench_parse_model_opts). Returns 0, or -1 after printing the error.
-static int take_train_flags(int *argc, char **argv, mo_precision *prec, int *steps, const char **sets, int *n_sets,
-                            int *shard) {
+typedef struct {
+    mo_precision prec;
+    int steps, seq, batch, recompute, shard;
+    const char *train;
+    const char *sets[SETS_MAX];
+    int n_sets;
+} train_flags;
+
+// A whole number in [lo, hi] for `flag`, or -1 after printing the error.
+static int take_int(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long k = strtol(v, &end, 10);
+    if (!*v || *end || k < lo || k > hi) {
+        fprintf(stderr, "monolith: %s takes a whole number from %d to %d, not '%s'\n", flag, lo, hi, v);
+        return -1;
+    }
+    *out = (int)k;
+    return 0;
+}
+
+// Takes this benchmark's own flags out of argv (the rest goes to bench_parse_model_opts).
+// Returns 0, or -1 after printing the error.
+static int take_train_flags(int *argc, char **argv, train_flags *f) {
+    static const char *const with_value[] = {"--precision", "--steps", "--set", "--seq", "--batch", "--train"};
     int n = 1;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i], *v = NULL;
-        if (!strcmp(a, "--shard-optimizer")) {
-            *shard = 1;
+        if (!strcmp(a, "--recompute") || !strcmp(a, "--shard-optimizer")) {
+            *(a[2] == 'r' ? &f->recompute : &f->shard) = 1;
             continue;
         }
-        int which = !strcmp(a, "--precision") ? 1 : !strcmp(a, "--steps") ? 2 : !strcmp(a, "--set") ? 3 : 0;
+        int which = 0;
+        for (int w = 0; w < 6; w++)
+            if (!strcmp(a, with_value[w])) which = w + 1;
         if (!which) {
             argv[n++] = argv[i];
             continue;
@@ -87,26 +117,21 @@ static int take_train_flags(int *argc, char **argv, mo_precision *prec, int *ste
             return -1;
         }
         v = argv[++i];
-        if (which == 1 && model_precision_parse(v, "--precision", prec)) {
+        if (which == 1 && model_precision_parse(v, "--precision", &f->prec)) {
             fprintf(stderr, "monolith: %s\n", mo_error());
             return -1;
         }
-        if (which == 2) {
-            char *end;
-            long k = strtol(v, &end, 10);
-            if (*end || k < 1 || k > STEPS_MAX) {
-                fprintf(stderr, "monolith: --steps takes a whole number from 1 to %d, not '%s'\n", STEPS_MAX, v);
-                return -1;
-            }
-            *steps = (int)k;
-        }
+        if (which == 2 && take_int(a, v, 1, STEPS_MAX, &f->steps)) return -1;
         if (which == 3) {
-            if (*n_sets == SETS_MAX || !strchr(v, '=')) {
+            if (f->n_sets == SETS_MAX || !strchr(v, '=')) {
                 fprintf(stderr, "monolith: --set takes FIELD=VALUE (at most %d of them), not '%s'\n", SETS_MAX, v);
                 return -1;
             }
-            sets[(*n_sets)++] = v;
+            f->sets[f->n_sets++] = v;
         }
+        if (which == 4 && take_int(a, v, 1, 1 << 20, &f->seq)) return -1;
+        if (which == 5 && take_int(a, v, 1, 1 << 16, &f->batch)) return -1;
+        if (which == 6) f->train = v;
     }
     argv[n] = NULL;
     *argc = n;
@@ -141,10 +166,10 @@ static double peak_rss_bytes(void) {
 int bench_train(int argc, char **argv) {
     bench_opts o;
     const char *preset;
-    mo_precision prec = MO_PRECISION_FP32;
-    int steps = STEPS_DEFAULT, n_sets = 0, shard = 0;
-    const char *sets[SETS_MAX];
-    if (take_train_flags(&argc, argv, &prec, &steps, sets, &n_sets, &shard)) return 2;
+    train_flags fl = {.prec = MO_PRECISION_FP32, .steps = STEPS_DEFAULT, .seq = SEQ, .batch = BATCH, .train = "all"};
+    if (take_train_flags(&argc, argv, &fl)) return 2;
+    const mo_precision prec = fl.prec;
+    const int steps = fl.steps, shard = fl.shard;
     const int rank = comm_rank(), ranks = comm_size();
     int prc = bench_parse_model_opts(argc, argv, &o, &preset, usage);
     if (prc) return prc > 0 ? 0 : 2;
@@ -153,13 +178,23 @@ int bench_train(int argc, char **argv) {
     mo_config c;
     char names[SETS_MAX][64];
     config_override ov[SETS_MAX];
-    for (int i = 0; i < n_sets; i++) {
-        const char *eq = strchr(sets[i], '=');
-        snprintf(names[i], sizeof names[i], "%.*s", (int)(eq - sets[i]), sets[i]);
+    for (int i = 0; i < fl.n_sets; i++) {
+        const char *eq = strchr(fl.sets[i], '=');
+        snprintf(names[i], sizeof names[i], "%.*s", (int)(eq - fl.sets[i]), fl.sets[i]);
         ov[i] = (config_override){names[i], eq + 1};
     }
-    if (config_build(&c, preset, ov, n_sets)) return cmd_fail();
-    const int B = BATCH, T = SEQ < c.max_seq_len ? SEQ : c.max_seq_len, N = B * T;
+    if (config_build(&c, preset, ov, fl.n_sets)) return cmd_fail();
+    if (c.max_seq_len < fl.seq) {  // a field no tensor's shape depends on
+        c.max_seq_len = fl.seq;
+        if (config_finalize(&c)) return cmd_fail();
+    }
+    const int B = fl.batch, T = fl.seq;
+    if ((double)B * T > 1 << 24) {
+        fprintf(stderr, "monolith: --batch %d x --seq %d is more than %d tokens a step\n", B, T, 1 << 24);
+        return 2;
+    }
+    const int N = B * T;
+    mo_model_opts mopts = {.recompute = fl.recompute};
 
     int rc = 1;
     mo_param_table pt = {0};
@@ -169,12 +204,18 @@ int bench_train(int argc, char **argv) {
     int *tokens = NULL, *targets = NULL;
     train_mask mask = {0};
     dist_opt d = {0};
+    int part = 0, sparse = 0;  // the mask trains a part; the gradient arena is sparse (one rank)
     if (params_table_build(&pt, &c)) goto out;
-    if (!(params = params_arena_alloc(&pt)) || !(grads = params_arena_alloc(&pt))) goto out;
+    if (freeze_parse(&pt, fl.train, &mask)) goto out;
+    part = !train_mask_is_all(&mask, &pt), sparse = part && ranks == 1;
+    if (!(params = params_arena_alloc(&pt)) ||
+        !(grads = sparse ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt)))
+        goto out;
     params_init(&pt, params, 1);
-    if (freeze_parse(&pt, "all", &mask) || dist_opt_init(&d, pt.numel, &mask, shard)) goto out;
-    if (model_alloc(&m, &pt, B, T)) goto out;
+    if (dist_opt_init(&d, pt.numel, &mask, shard)) goto out;
+    if (model_alloc_opts(&m, &pt, B, T, &mopts)) goto out;
     model_ok = 1;
+    if (part && model_set_trainable(&m, train_mask_any, &mask)) goto out;
     if (model_set_precision(&m, prec)) goto out;
     tokens = malloc(sizeof(int) * N);
     targets = malloc(sizeof(int) * N);
@@ -186,9 +227,11 @@ int bench_train(int argc, char **argv) {
 
     const int say = !o.json && rank == 0;
     if (say)
-        fprintf(stderr, "bench train: %s, %s, batch %d x seq %d, %d rank%s x %d threads%s: 1 warm-up + %d steps\n",
-                preset, prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, ranks, ranks > 1 ? "s" : "",
-                threads_count(), d.shard ? ", optimizer sharded" : "", steps);
+        fprintf(stderr,
+                "bench train: %s, %s, batch %d x seq %d, --train %s%s, %d rank%s x %d threads%s: 1 warm-up + %d "
+                "steps\n",
+                preset, prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, fl.train, fl.recompute ? ", --recompute" : "",
+                ranks, ranks > 1 ? "s" : "", threads_count(), d.shard ? ", optimizer sharded" : "", steps);
     adamw_step st = adamw_defaults();
     st.lr = 3e-4;
     double dt[STEPS_MAX + 1], cpu[STEPS_MAX + 1], comm_s[STEPS_MAX + 1], sent[STEPS_MAX + 1];
@@ -197,7 +240,8 @@ int bench_train(int argc, char **argv) {
         if (s == 1) lo_tx0 = loopback_tx_bytes();
         comm_reset_stats();
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
-        memset(grads, 0, pt.numel * sizeof *grads);
+        if (sparse) train_mask_zero(&mask, grads);
+        else memset(grads, 0, pt.numel * sizeof *grads);
         if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f / (float)ranks))
             goto out;
         int err;
@@ -229,10 +273,13 @@ int bench_train(int argc, char **argv) {
     // Memory of a step: what the arenas take (parameters, gradients, AdamW m and v,
     // activations, bf16 copies and scratch) against the peak resident size the process
     // reached (before the rate measurements below, which allocate buffers of their own).
+    // Gradients and moments of a mask that trains a part take memory only where it trains
+    // (the frozen pages are never written).
     const double MB = 1048576.0, p_bytes = (double)pt.numel * sizeof(float);
-    const double adam_bytes = 2.0 * (double)dist_opt_moment_numel(&d) * sizeof(float);
+    const double g_bytes = (double)(sparse ? mask.numel : pt.numel) * sizeof(float);
+    const double adam_bytes = 2.0 * (double)(d.shard ? dist_opt_moment_numel(&d) : mask.numel) * sizeof(float);
     const double act_bytes = (double)m.arena_bytes, bf_bytes = (double)m.bf16_bytes;
-    const double computed = 2 * p_bytes + adam_bytes + act_bytes + bf_bytes, peak = peak_rss_bytes();
+    const double computed = p_bytes + g_bytes + adam_bytes + act_bytes + bf_bytes, peak = peak_rss_bytes();
 
     // The machine's own rates, right after the steps, with the same threads.
     // (rank 0 only: the other ranks would take cores from it).
@@ -244,10 +291,11 @@ int bench_train(int argc, char **argv) {
     if (rank != 0) {
     } else if (o.json) {
         printf("{\"bench\": \"train\", \"preset\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch\": %d, "
-               "\"seq\": %d, \"n_experts\": %d, \"top_k\": %d, \"d_ff\": %d, \"optimizer\": \"adamw\", "
+               "\"seq\": %d, \"train\": \"%s\", \"recompute\": %d, \"params_total\": %zu, \"params_trained\": %zu, "
+               "\"n_experts\": %d, \"top_k\": %d, \"d_ff\": %d, \"optimizer\": \"adamw\", "
                "\"step_s_median\": %.4f, \"step_s_all\": [",
-               preset, prec == MO_PRECISION_BF16 ? "bf16" : "fp32", threads_count(), B, T, c.n_experts, c.top_k, c.d_ff,
-               med);
+               preset, prec == MO_PRECISION_BF16 ? "bf16" : "fp32", threads_count(), B, T, fl.train, fl.recompute,
+               pt.numel, mask.numel, c.n_experts, c.top_k, c.d_ff, med);
         for (int s = 1; s <= steps; s++) printf("%s%.4f", s > 1 ? ", " : "", dt[s]);
         printf("], \"cpu_s_median\": %.4f, \"train_tok_per_cpu_s\": %.1f", cpu_med, N / cpu_med);
         printf(", \"ranks\": %d, \"shard_optimizer\": %s, \"tok_s_per_rank\": %.1f, \"tok_s_total\": %.1f, "
@@ -256,14 +304,16 @@ int bench_train(int argc, char **argv) {
                ranks, d.shard ? "true" : "false", tok_s, tok_s * ranks, comm_share, sent_step, lo_bytes, pt.numel);
         printf(", \"mem_params_mb\": %.1f, \"mem_grads_mb\": %.1f, \"mem_adam_mb\": %.1f, \"mem_activations_mb\": %.1f, "
                "\"mem_bf16_mb\": %.1f, \"mem_computed_mb\": %.1f, \"peak_rss_mb\": %.1f",
-               p_bytes / MB, p_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
+               p_bytes / MB, g_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
         printf(", \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
                "\"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, \"sgemm_share\": %.3f, \"loss_first\": %.4f, "
                "\"loss_last\": %.4f}\n",
                tok_s * ranks, flops_tok, active, gflops, sgemm, membw, gflops / sgemm, loss_first, loss_last);
     } else {
-        printf("bench train  %s  %s  batch %d x seq %d  threads %d\n", preset,
-               prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, threads_count());
+        printf("bench train  %s  %s  batch %d x seq %d  --train %s%s  threads %d\n", preset,
+               prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, fl.train, fl.recompute ? "  --recompute" : "",
+               threads_count());
+        printf("  parameters            %zu, training %zu\n", pt.numel, mask.numel);
         printf("  step (fwd+bwd+AdamW)  %.3f s median of %d (%.3f CPU-s)\n", med, steps, cpu_med);
         printf("  tokens/s              %.1f  (%.1f per CPU-second)\n", tok_s, N / cpu_med);
         if (ranks > 1) {
@@ -280,7 +330,7 @@ int bench_train(int argc, char **argv) {
         printf("  memory, same run      %.1f GB/s\n", membw);
         printf("  step memory           %.0f MB computed = params %.0f + grads %.0f + AdamW m,v %.0f%s + activations %.0f"
                " + bf16 %.0f; peak RSS %.0f MB\n",
-               computed / MB, p_bytes / MB, p_bytes / MB, adam_bytes / MB, d.shard ? " (this rank's shard)" : "",
+               computed / MB, p_bytes / MB, g_bytes / MB, adam_bytes / MB, d.shard ? " (this rank's shard)" : "",
                act_bytes / MB, bf_bytes / MB, peak / MB);
     }
     rc = 0;
@@ -290,7 +340,9 @@ out:
     train_mask_free(&mask);
     dist_opt_free(&d);
     free(tokens), free(targets);
-    free(params), free(grads);
+    free(params);
+    if (sparse) params_arena_free_sparse(&pt, grads);
+    else free(grads);
     params_table_free(&pt);
     return rc;
 }

@@ -206,7 +206,8 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
 static int check_memory(const mo_config *c, const train_opts *o) {
     mo_param_table pt;
     if (params_table_build(&pt, c)) return -1;
-    double act = (double)model_arena_bytes(&pt, o->batch, o->seq);
+    mo_model_opts mo = {.recompute = o->recompute};
+    double act = (double)model_arena_bytes_opts(&pt, o->batch, o->seq, &mo);
     double params = 4.0 * (double)pt.numel * sizeof(float);
     params_table_free(&pt);
     if (act == 0) return 0;  // an impossible batch: model_alloc says why
@@ -284,7 +285,8 @@ static int allocate(trainer *t) {
         !t->val_loss || !t->val_tokens || !t->val_counts || !t->counts || (o->route_by_domain && !t->forced))
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
-    if (model_alloc(&t->model, pt, o->batch, o->seq)) return -1;
+    mo_model_opts mo = {.recompute = o->recompute};
+    if (model_alloc_opts(&t->model, pt, o->batch, o->seq, &mo)) return -1;
     mo_precision prec;
     if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);

@@ -174,10 +174,49 @@ int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const 
 void model_free(mo_model *m) {
     free(m->arena);
     free(m->bf16_arena);
+    free(m->trains), free(m->expert_trains), free(m->need_attn), free(m->need_ffn);
     memset(m, 0, sizeof *m);
 }
 
 void model_set_forced_experts(mo_model *m, const int *forced) { m->forced = forced; }
+
+int model_set_trainable(mo_model *m, int (*any)(void *ctx, size_t offset, size_t length), void *ctx) {
+    const mo_param_table *pt = m->pt;
+    const mo_config *c = &pt->cfg;
+    const size_t E = c->n_experts > 0 ? (size_t)c->n_experts : 1;
+    free(m->trains), free(m->expert_trains), free(m->need_attn), free(m->need_ffn);
+    m->trains = m->expert_trains = m->need_attn = m->need_ffn = NULL;
+    m->wb_frozen_ready = 0;
+    if (!any) return 0;
+    m->trains = calloc((size_t)pt->n, 1);
+    m->expert_trains = calloc((size_t)pt->n * E, 1);
+    m->need_attn = calloc((size_t)c->n_layers + 1, 1);
+    m->need_ffn = calloc((size_t)c->n_layers + 1, 1);
+    if (!m->trains || !m->expert_trains || !m->need_attn || !m->need_ffn) {
+        model_set_trainable(m, NULL, NULL);
+        return mo_errorf("out of memory for the trainable-parameter flags");
+    }
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        m->trains[i] = any(ctx, t->offset, t->numel) != 0;
+        for (int e = 0; e < t->n_experts; e++)
+            m->expert_trains[(size_t)i * E + e] =
+                m->trains[i] && any(ctx, t->offset + (size_t)e * t->expert_numel, t->expert_numel);
+    }
+    // A block's backward is needed when it trains or any block below it does.
+    int below = m->trains[pt->tok_embeddings];
+    for (int l = 0; l < c->n_layers; l++) {
+        const mo_layer_ids *id = &pt->layer[l];
+        const int attn[] = {id->attn_norm, id->wq, id->wk, id->wv, id->wo};
+        const int ffn[] = {id->ffn_norm, id->router, id->w1, id->w3, id->w2, id->shared_w1, id->shared_w3,
+                           id->shared_w2, id->ffn_w1, id->ffn_w3, id->ffn_w2};
+        for (size_t j = 0; j < sizeof attn / sizeof *attn; j++) below |= attn[j] >= 0 && m->trains[attn[j]];
+        m->need_attn[l] = (unsigned char)below;
+        for (size_t j = 0; j < sizeof ffn / sizeof *ffn; j++) below |= ffn[j] >= 0 && m->trains[ffn[j]];
+        m->need_ffn[l] = (unsigned char)below;
+    }
+    return 0;
+}
 
 void model_set_router_ce(mo_model *m, double coef) { m->router_ce_coef = coef; }
 
@@ -228,12 +267,14 @@ int model_set_precision(mo_model *m, mo_precision p) {
     return 0;
 }
 
-// Rounds the GEMM weights into m->wb (same offsets as the fp32 arena).
+// Rounds the GEMM weights into m->wb (same offsets as the fp32 arena); frozen tensors
+// (model_set_trainable) only the first time.
 static void refresh_bf16_weights(mo_model *m, const float *params) {
     const mo_param_table *pt = m->pt;
     for (int i = 0; i < pt->n; i++)
-        if (bf16_kind(pt->t[i].kind))
+        if (bf16_kind(pt->t[i].kind) && (!m->trains || m->trains[i] || !m->wb_frozen_ready))
             bf16_from_f32(m->wb + pt->t[i].offset, params + pt->t[i].offset, pt->t[i].numel);
+    m->wb_frozen_ready = 1;
 }
 
 // x rounded into scratch (bf16 compute), or NULL (fp32: the products read x itself).
@@ -383,7 +424,13 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
 
 // ---------------------------------------------------------------------------- backward
 
-#define G(id) params_at(m->pt, grads, (id))
+// Tensor id's gradient in `grads`, or NULL when it is frozen (model_set_trainable).
+static float *grad_of(const mo_model *m, float *grads, int id) {
+    return id < 0 || (m->trains && !m->trains[id]) ? NULL : params_at(m->pt, grads, id);
+}
+#define G(id) grad_of(m, grads, (id))
+// The expert slices of stacked tensor id whose weight gradients are wanted (NULL: all).
+#define GE(id) (m->expert_trains ? m->expert_trains + (size_t)(id) * (size_t)m->pt->cfg.n_experts : NULL)
 
 // dres holds d loss / d (the layer's output); on return, d loss / d x_ffn.
 static void ffn_block_backward(mo_model *m, const float *params, float *grads, int l, float loss_scale) {
@@ -397,10 +444,10 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
     if (!id->is_moe && m->bf16) {
         mo_ffn_bf16 w = ffn_bf16(m, id->ffn_w1, id->ffn_w3, id->ffn_w2);
         ffn_backward_bf16(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
-                          &w, all_rows, 1, c->d_ff_dense, d, 0);
+                          &w, all_rows, 1, c->d_ff_dense, d, 0, NULL);
     } else if (!id->is_moe) {
         ffn_backward(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
-                     P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1, c->d_ff_dense, d, 0);
+                     P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1, c->d_ff_dense, d, 0, NULL);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
         moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
@@ -408,19 +455,19 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
         if (m->bf16) {
             mo_ffn_bf16 w = ffn_bf16(m, id->w1, id->w3, id->w2);
             ffn_backward_bf16(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
-                              &w, L->disp.offs, E, c->d_ff, d, 0);
+                              &w, L->disp.offs, E, c->d_ff, d, 0, GE(id->w1));
         } else {
             ffn_backward(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
-                         P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0);
+                         P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0, GE(id->w1));
         }
         moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
         if (sh && m->bf16) {
             mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
             ffn_backward_bf16(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3,
-                              m->act, m->dact, &w, all_rows, 1, sh, d, 1);
+                              m->act, m->dact, &w, all_rows, 1, sh, d, 1, NULL);
         } else if (sh) {
             ffn_backward(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3, m->act,
-                         m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1);
+                         m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1, NULL);
         }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
         double dce = m->forced ? (double)loss_scale * m->router_ce_coef / m->n_moe : 0.0;
@@ -468,6 +515,7 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {
+        if (m->need_ffn && !m->need_ffn[l]) return 0;  // nothing at or below this block trains
         if (m->recompute && l < c->n_layers - 1) {
             // Redo the layer's forward from its kept input (the last layer's buffers still
             // hold its own forward). It rewrites layer l+1's input with the same values.
@@ -475,8 +523,10 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
             ffn_block_forward(m, params, l);
         }
         ffn_block_backward(m, params, grads, l, loss_scale);
+        if (m->need_attn && !m->need_attn[l]) return 0;
         attention_block_backward(m, params, grads, l);
     }
-    embedding_backward(G(m->pt->tok_embeddings), m->dres, m->tokens, N, d);
+    float *demb = G(m->pt->tok_embeddings);
+    if (demb) embedding_backward(demb, m->dres, m->tokens, N, d);
     return 0;
 }

@@ -77,6 +77,12 @@ typedef struct {
     float *dgates;        // [N, k]
     float *dloss;         // [N]
 
+    // What trains (model_set_trainable); NULL trains: everything.
+    unsigned char *trains;         // [pt->n] 1 if any element of tensor i trains
+    unsigned char *expert_trains;  // [pt->n * E]: of an expert-stacked tensor, 1 per expert slice that trains
+    unsigned char *need_attn, *need_ffn;  // [n_layers]: the block's backward is needed (it or a block below trains)
+    int wb_frozen_ready;           // bf16: the frozen tensors' bf16 copies are current
+
     double ce, aux, z, loss;  // of the last forward
     double router_ce;         // of the last forward: mean over MoE layers of router_ce (0: none forced)
     int n_targets;            // rows with a target in the last forward
@@ -143,6 +149,17 @@ void model_set_forced_experts(mo_model *m, const int *forced);
 // (engine/router.h). 0 (the default after model_alloc) leaves the loss without the term; rows that
 // are not forced, and models without forced routing, never see it. coef >= 0.
 void model_set_router_ce(mo_model *m, double coef);
+
+// Tells backward what trains, so that it computes only what that needs: no weight
+// gradient of a frozen tensor, none of a frozen expert's slices of moe/w1, w3, w2, and
+// no backward at all below the lowest block (attention or FFN of a layer; the embedding
+// below all) with a trainable parameter. any(ctx, offset, length) says whether any
+// element of that range of the parameter arena trains. Gradients of frozen parameters
+// are then never written (a gradient arena's frozen pages are never touched); those of
+// trainable ones are bit for bit those of the full backward. Also promises that frozen
+// parameters do not change between forwards (bf16 rounds them once). any NULL: all
+// train (the default). Returns 0, or -1 (out of memory).
+int model_set_trainable(mo_model *m, int (*any)(void *ctx, size_t offset, size_t length), void *ctx);
 
 // Forward for tokens[B*T] (ids < vocab_size) and targets[B*T] (next tokens; < 0 means no
 // target; NULL: no losses). Fills logits, the losses (m->ce, aux, z, loss) and each MoE

@@ -101,16 +101,16 @@ void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, c
 
 void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
                   float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
-                  const int *offs, int G, int f, int dm, int acc) {
+                  const int *offs, int G, int f, int dm, int acc, const unsigned char *dw_groups) {
     const size_t R = (size_t)offs[G];
     matmul_grouped_nn(dact, dys, w2, offs, G, f, dm, 0);  // d act [R, f] = dys w2_g
     if (dw2) {
         swiglu_forward(act, h1, h3, R * (size_t)f);       // recomputed instead of kept per layer
-        matmul_grouped_tn(dw2, dys, act, offs, G, dm, f, 1);  // dw2_g [dm, f] += dys_g^T act_g
+        matmul_grouped_tn_some(dw2, dys, act, offs, G, dm, f, 1, dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
     }
     swiglu_backward(h1, h3, dact, h1, h3, R * (size_t)f);  // h1, h3 <- dh1, dh3
-    if (dw1) matmul_grouped_tn(dw1, h1, xs, offs, G, f, dm, 1);  // dw1_g [f, dm] += dh1_g^T xs_g
-    if (dw3) matmul_grouped_tn(dw3, h3, xs, offs, G, f, dm, 1);
+    if (dw1) matmul_grouped_tn_some(dw1, h1, xs, offs, G, f, dm, 1, dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
+    if (dw3) matmul_grouped_tn_some(dw3, h3, xs, offs, G, f, dm, 1, dw_groups);
     matmul_grouped_nn(dxs, h1, w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     matmul_grouped_nn(dxs, h3, w3, offs, G, dm, f, 1);
 }
@@ -130,21 +130,21 @@ void ffn_forward_bf16(float *ys, float *h1, float *h3, float *act, const float *
 
 void ffn_backward_bf16(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
                        float *h3, float *act, float *dact, const mo_ffn_bf16 *w, const int *offs, int G, int f, int dm,
-                       int acc) {
+                       int acc, const unsigned char *dw_groups) {
     const size_t R = (size_t)offs[G], rf = R * (size_t)f, rd = R * (size_t)dm;
     bf16_from_f32(w->s0, dys, rd);
     matmul_bf16_grouped_nn(dact, w->s0, w->w2, offs, G, f, dm, 0);  // d act = dys w2_g
     if (dw2) {
         swiglu_forward(act, h1, h3, rf);
         bf16_from_f32(w->s1, act, rf);
-        matmul_bf16_grouped_tn(dw2, w->s0, w->s1, offs, G, dm, f, 1);  // dw2_g += dys_g^T act_g
+        matmul_bf16_grouped_tn_some(dw2, w->s0, w->s1, offs, G, dm, f, 1, dw_groups);  // dw2_g += dys_g^T act_g
     }
     swiglu_backward(h1, h3, dact, h1, h3, rf);  // h1, h3 <- dh1, dh3
     bf16_from_f32(w->s0, xs, rd);                // dys is used up (dxs may alias it)
     bf16_from_f32(w->s1, h1, rf);
-    if (dw1) matmul_bf16_grouped_tn(dw1, w->s1, w->s0, offs, G, f, dm, 1);  // dw1_g += dh1_g^T xs_g
+    if (dw1) matmul_bf16_grouped_tn_some(dw1, w->s1, w->s0, offs, G, f, dm, 1, dw_groups);  // dw1_g += dh1_g^T xs_g
     matmul_bf16_grouped_nn(dxs, w->s1, w->w1, offs, G, dm, f, acc);      // dxs = dh1 w1_g + dh3 w3_g
     bf16_from_f32(w->s1, h3, rf);
-    if (dw3) matmul_bf16_grouped_tn(dw3, w->s1, w->s0, offs, G, f, dm, 1);
+    if (dw3) matmul_bf16_grouped_tn_some(dw3, w->s1, w->s0, offs, G, f, dm, 1, dw_groups);
     matmul_bf16_grouped_nn(dxs, w->s1, w->w3, offs, G, dm, f, 1);
 }

@@ -50,9 +50,11 @@ void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, c
 // Backward from dys[R, dm]: ACCUMULATES dw1, dw3, dw2 (any may be NULL: frozen), writes
 // dxs[R, dm] (acc = 0) or adds into it (acc = 1). Overwrites h1, h3 with their gradients
 // (forward's caches are used up); act and dact [R, f] are scratch. dxs may alias dys.
+// dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a frozen
+// expert's slices of dw1, dw3, dw2 are neither computed nor written.
 void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
                   float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
-                  const int *offs, int G, int f, int dm, int acc);
+                  const int *offs, int G, int f, int dm, int acc, const unsigned char *dw_groups);
 
 // bf16 compute (model_set_precision): the bf16 copies of w1, w3 [G, f, dm] and w2
 // [G, dm, f], and scratch for the GEMM inputs, s0 [R, dm] and s1 [R, f].
@@ -68,6 +70,6 @@ void ffn_forward_bf16(float *ys, float *h1, float *h3, float *act, const float *
                       const int *offs, int G, int f, int dm, int acc);
 void ffn_backward_bf16(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
                        float *h3, float *act, float *dact, const mo_ffn_bf16 *w, const int *offs, int G, int f, int dm,
-                       int acc);
+                       int acc, const unsigned char *dw_groups);
 
 #endif

@@ -4,10 +4,12 @@
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 // Appends a tensor; returns its index.
 static int add(mo_param_table *pt, mo_param_kind kind, int layer, const char *name, int rank, int64_t s0,
@@ -96,6 +98,20 @@ float *params_arena_alloc(const mo_param_table *pt) {
     }
     memset(a, 0, bytes);
     return a;
+}
+
+float *params_arena_alloc_sparse(const mo_param_table *pt) {
+    size_t bytes = pt->numel * sizeof(float);
+    void *a = mmap(NULL, bytes ? bytes : 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a == MAP_FAILED) {
+        mo_errorf("out of address space: %zu MB for a parameter arena (%s)", bytes >> 20, strerror(errno));
+        return NULL;
+    }
+    return a;
+}
+
+void params_arena_free_sparse(const mo_param_table *pt, float *a) {
+    if (a) munmap(a, pt->numel ? pt->numel * sizeof(float) : 64);
 }
 
 void params_init(const mo_param_table *pt, float *arena, uint64_t seed) {

@@ -94,6 +94,14 @@ static inline const float *params_at_c(const mo_param_table *pt, const float *ar
 // with a message.
 float *params_arena_alloc(const mo_param_table *pt);
 
+// A zero arena of pt->numel floats whose pages the OS backs only when first written
+// (an anonymous mapping, page aligned): the gradients and Adam moments of a run that
+// trains a part of the model, whose frozen ranges are never written and so never take
+// memory (docs/design.md section 10.1). Reading an untouched range gives zeros. Free with
+// params_arena_free_sparse, not free(). NULL with a message.
+float *params_arena_alloc_sparse(const mo_param_table *pt);
+void params_arena_free_sparse(const mo_param_table *pt, float *a);
+
 // The initialization of docs/design.md section 6: normal with std 0.02 drawn from mo_rng seeded with `seed`,
 // tensor by tensor in table order; wo, w2, shared_w2 and the dense ffn/w2 (the
 // projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1.

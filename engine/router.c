@@ -109,6 +109,6 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
             dl[f] -= s;
         }
     }
-    matmul_tn(dw, dlogits, x, E, d, N, 1);
+    if (dw) matmul_tn(dw, dlogits, x, E, d, N, 1);  // NULL: a frozen router
     matmul_nn(dx, dlogits, w, N, d, E, 1);
 }

@@ -64,7 +64,8 @@ void router_select(const mo_config *c, const float *p, int N, int k, int *expert
 // Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux, dz and dce
 // are the weights of this layer's aux, z and router_ce in the loss (aux_coef /
 // n_moe_layers times the loss scale, likewise z and the router cross-entropy; dce acts
-// only on forced rows). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] and dx[N, d].
+// only on forced rows). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] (NULL: frozen,
+// skipped) and dx[N, d].
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
                      double daux, double dz, double dce, float *dlogits, const float *x, const float *w, float *dw,
                      float *dx, int N);

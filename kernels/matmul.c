@@ -74,28 +74,37 @@ static void grouped_block(const void *ctx, int g) {
 // thread inside BLAS, so that one big expert cannot leave the other threads idle; the
 // rest are spread over the threads, one serial BLAS call each, which avoids BLAS's
 // per-call thread start-up on many small blocks. Measured in docs/threading.md.
-static void grouped_schedule(const int *offs, int G, void (*block)(const void *ctx, int g), const void *ctx) {
+// `on` (NULL: all) marks the blocks to run; whether a block is big counts all G, so a
+// block runs exactly as it would among all of them (same bits).
+static void grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
+                             const void *ctx) {
     matmul_grouped_strategy s = grouped_strategy;
     const int nt = omp_get_max_threads(), total = offs[G] - offs[0];
     if (nt <= 1 || omp_in_parallel()) s = MATMUL_GROUPED_BLAS_PARALLEL;  // a plain loop either way
     if (s == MATMUL_GROUPED_BLAS_PARALLEL) {
-        for (int g = 0; g < G; g++) block(ctx, g);
+        for (int g = 0; g < G; g++)
+            if (!on || on[g]) block(ctx, g);
         return;
     }
     const int auto_split = s == MATMUL_GROUPED_AUTO;
 #define GROUPED_BIG(g) (auto_split && (long long)(offs[(g) + 1] - offs[(g)]) * nt > total)
     for (int g = 0; g < G; g++)
-        if (GROUPED_BIG(g)) block(ctx, g);
+        if ((!on || on[g]) && GROUPED_BIG(g)) block(ctx, g);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int g = 0; g < G; g++)
-        if (!GROUPED_BIG(g)) block(ctx, g);
+        if ((!on || on[g]) && !GROUPED_BIG(g)) block(ctx, g);
 #undef GROUPED_BIG
+}
+
+void matmul_grouped_some(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
+                         const int *offs, int G, int N, int K, int acc, const unsigned char *on) {
+    grouped_args a = {ops, form, C, A, B, offs, N, K, acc};
+    grouped_schedule(offs, G, on, grouped_block, &a);
 }
 
 void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
                     const int *offs, int G, int N, int K, int acc) {
-    grouped_args a = {ops, form, C, A, B, offs, N, K, acc};
-    grouped_schedule(offs, G, grouped_block, &a);
+    matmul_grouped_some(ops, form, C, A, B, offs, G, N, K, acc, NULL);
 }
 
 static void f32_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
@@ -119,4 +128,9 @@ void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs
 
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc) {
     matmul_grouped(&f32_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc);
+}
+
+void matmul_grouped_tn_some(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc,
+                            const unsigned char *on) {
+    matmul_grouped_some(&f32_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc, on);
 }

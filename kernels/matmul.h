@@ -30,6 +30,9 @@ void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs
 // C_g[M,N] (+)= A_g[n_g,M]^T B_g[n_g,N], C is [G,M,N]    (expert weight gradient)
 // A block with no rows leaves C_g as it was (acc = 1) or zero (acc = 0).
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc);
+// matmul_grouped_tn for the blocks on[g] marks only (matmul_grouped_some).
+void matmul_grouped_tn_some(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc,
+                            const unsigned char *on);
 
 // How the grouped products use the threads (docs/threading.md). AUTO (the default) picks
 // per call from the block sizes; the other two force one way, for benchmarks and tests.
@@ -54,5 +57,9 @@ typedef struct {
 // The grouped product of `form` (N, K as in matmul_grouped_nt/nn; M, N for TN).
 void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
                     const int *offs, int G, int N, int K, int acc);
+// The blocks on[g] marks only (a fine-tune's trained experts); the others' C_g are not
+// touched, and the marked ones get the bits of the full call.
+void matmul_grouped_some(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
+                         const int *offs, int G, int N, int K, int acc, const unsigned char *on);
 
 #endif

@@ -89,7 +89,7 @@ START_TEST(test_sorted_path_matches_per_token_loop) {
     ffn_forward(ys, h1, h3, act, xs, w1, w3, w2, offs, E, f, d, 0);
     moe_combine(y, ys, gates, &disp, N, k, d);
     moe_combine_backward(dxs, dgates, dy, ys, gates, &disp, N, k, d);
-    ffn_backward(dxs, dw1, dw3, dw2, dxs, xs, h1, h3, act, dact, w1, w3, w2, offs, E, f, d, 0);
+    ffn_backward(dxs, dw1, dw3, dw2, dxs, xs, h1, h3, act, dact, w1, w3, w2, offs, E, f, d, 0, NULL);
     moe_scatter(dx, dxs, &disp, N, k, d);
 
     // Dispatch invariants: blocks in expert order, token order inside, every live slot once.

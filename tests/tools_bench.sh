@@ -102,6 +102,9 @@ assert t["seq"] == 300 and t["batch"] == 2 and t["recompute"] == 1 and t["train"
 # tiny: expert 0's slices of w1, w3, w2 and router row 0 in both layers
 assert t["params_trained"] == 2 * (3 * 128 * 64 + 64) < t["params_total"], t
 assert t["flops_per_token"] == 6 * t["params_active"] + 12 * 2 * 300 * 64 and t["peak_rss_mb"] > 0, t
+# gradients and AdamW moments only for what trains
+assert abs(t["mem_grads_mb"] - 4 * t["params_trained"] / 2**20) < 0.06 < t["mem_params_mb"] - t["mem_grads_mb"], t
+assert abs(t["mem_adam_mb"] - 2 * t["mem_grads_mb"]) < 0.11, t
 PY
 for bad in "--seq 0" "--batch x" "--train experts=9"; do
   # shellcheck disable=SC2086

@@ -229,3 +229,23 @@ int train_mask_has(const train_mask *m, size_t i) {
     }
     return lo < m->n && m->r[lo].offset <= i;
 }
+
+int train_mask_any(void *mask, size_t offset, size_t length) {
+    const train_mask *m = mask;
+    if (!length) return 0;
+    // The first range ending after `offset`; it trains part of the span if it starts before its end.
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (m->r[mid].offset + m->r[mid].length <= offset) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->n && m->r[lo].offset < offset + length;
+}
+
+void train_mask_zero(const train_mask *m, float *grads) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < m->n; i++) memset(grads + m->r[i].offset, 0, m->r[i].length * sizeof *grads);
+}
+
+int train_mask_is_all(const train_mask *m, const mo_param_table *pt) { return m->numel == pt->numel; }

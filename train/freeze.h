@@ -48,4 +48,16 @@ void train_mask_free(train_mask *m);
 // 1 if arena element `i` is trainable under the mask (binary search), else 0.
 int train_mask_has(const train_mask *m, size_t i);
 
+// 1 if any element of [offset, offset + length) is trainable, else 0. Takes the mask as
+// void * to serve as model_set_trainable's callback (engine/model.h).
+int train_mask_any(void *mask, size_t offset, size_t length);
+
+// Zeroes the mask's ranges of a gradient arena (and nothing else: a sparse arena's
+// frozen pages stay untouched). Same zeros as a memset of the whole arena where it
+// matters: only trained gradients are read.
+void train_mask_zero(const train_mask *m, float *grads);
+
+// True if the mask trains every parameter of the table.
+int train_mask_is_all(const train_mask *m, const mo_param_table *pt);
+
 #endif

@@ -35,6 +35,7 @@ struct trainer {
     train_opts o;
     mo_checkpoint ck;        // config, table, parameters, experts, tokenizer
     float *grads;            // arena of ck.table
+    int sparse_grads;        // grads from params_arena_alloc_sparse (one process, a mask that trains a part)
     float *m, *v;            // resumed: the checkpoint's whole moments until allocate() hands them to dist
     dist_opt dist;           // AdamW state and the data-parallel step (train/dist.h; one rank: plain)
     int rank, ranks;         // engine/comm.h; only rank 0 writes files and calls the hooks
@@ -202,13 +203,18 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
 
 // Refuses, before anything is allocated, a run whose parameters, gradients, Adam state
 // and activations (model_arena_bytes) do not fit in 90% of this machine's memory, with
-// the estimate.
-static int check_memory(const mo_config *c, const train_opts *o) {
+// the estimate. Gradients and Adam moments count only what --train trains (their frozen
+// pages are never touched), except the moments a --resume reads whole (`full_moments`).
+static int check_memory(const mo_config *c, const train_opts *o, int full_moments) {
     mo_param_table pt;
     if (params_table_build(&pt, c)) return -1;
     mo_model_opts mo = {.recompute = o->recompute};
     double act = (double)model_arena_bytes_opts(&pt, o->batch, o->seq, &mo);
-    double params = 4.0 * (double)pt.numel * sizeof(float);
+    train_mask mask;
+    double trained = (double)pt.numel;
+    if (freeze_parse(&pt, o->train, &mask) == 0) trained = (double)mask.numel;  // a bad mask is reported later
+    train_mask_free(&mask);
+    double params = sizeof(float) * ((double)pt.numel + trained + 2.0 * (full_moments ? (double)pt.numel : trained));
     params_table_free(&pt);
     if (act == 0) return 0;  // an impossible batch: model_alloc says why
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
@@ -244,7 +250,7 @@ static int build_model(trainer *t) {
     if (config_build(&c, *o->preset ? o->preset : NULL, ov, n)) return mo_errorf("model config: %s", mo_error());
     if (t->tok && c.vocab_size < tok_vocab_size(t->tok))  // --init checks after reading its tokenizer
         return mo_errorf("vocab_size %d is smaller than the tokenizer's %d tokens", c.vocab_size, tok_vocab_size(t->tok));
-    if (check_memory(&c, o)) return -1;
+    if (check_memory(&c, o, 0)) return -1;
     if (*o->preset) return ckpt_new(&t->ck, &c, o->seed, NULL);
     mo_param_table nt;
     if (params_table_build(&nt, &c)) return -1;
@@ -262,9 +268,15 @@ static int build_model(trainer *t) {
 static int allocate(trainer *t) {
     const train_opts *o = &t->o;
     const mo_param_table *pt = &t->ck.table;
-    if (check_memory(&pt->cfg, o)) return -1;  // --resume and --init reach here first
+    if (check_memory(&pt->cfg, o, t->m != NULL)) return -1;  // --resume and --init reach here first
     const size_t N = (size_t)o->batch * o->seq;
-    if (!t->grads) t->grads = params_arena_alloc(pt);
+    // A mask that trains a part: a gradient arena whose frozen pages are never touched,
+    // so it takes memory only for what trains (docs/design.md section 10.1); the moments
+    // (train/dist.c) are written only where the mask trains. Several ranks all-reduce the
+    // whole arena, so they keep a plain one.
+    const int part = !train_mask_is_all(&t->mask, pt);
+    t->sparse_grads = part && t->ranks == 1;
+    if (!t->grads) t->grads = t->sparse_grads ? params_arena_alloc_sparse(pt) : params_arena_alloc(pt);
     if (!t->grads || dist_opt_init(&t->dist, pt->numel, &t->mask, o->shard_optimizer)) return -1;
     if (t->m) {  // resumed: keep this rank's part
         dist_load_moments(&t->dist, t->m, t->v);
@@ -287,6 +299,7 @@ static int allocate(trainer *t) {
                          4 * pt->numel * sizeof(float) >> 20);
     mo_model_opts mo = {.recompute = o->recompute};
     if (model_alloc_opts(&t->model, pt, o->batch, o->seq, &mo)) return -1;
+    if (part && model_set_trainable(&t->model, train_mask_any, &t->mask)) return -1;
     mo_precision prec;
     if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);
@@ -571,9 +584,11 @@ void trainer_close(trainer *t) {
     loader_free(t->ld);
     tok_free(t->tok);
     train_mask_free(&t->mask);
+    if (t->sparse_grads) params_arena_free_sparse(&t->ck.table, t->grads);  // before the table goes
+    else free(t->grads);
     ckpt_free(&t->ck);
     dist_opt_free(&t->dist);
-    free(t->grads), free(t->m), free(t->v), free(t->mb_loss), free(t->tokens), free(t->targets), free(t->window);
+    free(t->m), free(t->v), free(t->mb_loss), free(t->tokens), free(t->targets), free(t->window);
     free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
     run_lock_release(&t->lock);  // last: everything of the run is written and closed
     free(t);
@@ -744,7 +759,8 @@ int trainer_run(trainer *t, const train_hooks *h) {
         double ts = now_seconds();
         get_loader_state(t->ld, loader_before, &n_before);
         double lr = lr_schedule_at(&t->sched, t->st.step);
-        memset(t->grads, 0, numel * sizeof(float));
+        if (t->sparse_grads) train_mask_zero(&t->mask, t->grads);  // frozen gradients are never read
+        else memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
         if (micro_batches(t)) goto fail;
         if (t->ranks > 1) {  // the whole global batch's loss terms, on every rank

@@ -1,0 +1,181 @@
+// train_finetune.c: training a part of the model (model_set_trainable + sparse gradient
+// and moment arenas, as `monolith train --train MASK` runs it) gives, step after step,
+// bit for bit the parameters and Adam moments of the path that computes every gradient
+// and lets the mask pick (the path before model_set_trainable existed); frozen gradients
+// are never written; the backward stops below the lowest trainable block. In fp32 and, on
+// a CPU with AVX512_BF16, in bf16.
+#include "engine/base/error.h"
+#include "engine/base/rng.h"
+#include "engine/model.h"
+#include "tests/testutil.h"
+#include "train/adamw.h"
+#include "train/clip.h"
+#include "train/freeze.h"
+
+#define B_ 2
+#define T_ 24
+#define STEPS 3
+
+static mo_param_table pt;
+static float *init;
+static int tokens[B_ * T_], targets[B_ * T_];
+
+// tiny with a MoE layer, a dense layer and a MoE layer, one shared expert: every kind of tensor.
+static void setup(void) {
+    mo_config c;
+    ck_assert_int_eq(config_preset(&c, "tiny"), 0);
+    ck_assert_int_eq(config_set(&c, "n_layers", "3"), 0);
+    ck_assert_int_eq(config_set(&c, "moe_layers", "1,0,1"), 0);
+    ck_assert_int_eq(config_set(&c, "n_shared_experts", "1"), 0);
+    ck_assert_msg(config_finalize(&c) == 0, "%s", mo_error());
+    ck_assert_int_eq(params_table_build(&pt, &c), 0);
+    init = params_arena_alloc(&pt);
+    params_init(&pt, init, 5);
+    mo_rng r;
+    mo_rng_seed(&r, 9);
+    for (int i = 0; i < B_ * T_; i++) tokens[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
+    for (int i = 0; i < B_ * T_; i++) targets[i] = (int)mo_rng_below(&r, (uint64_t)c.vocab_size);
+}
+static void teardown(void) {
+    free(init);
+    params_table_free(&pt);
+}
+
+typedef struct {
+    float *params, *grads, *m, *v;
+    int sparse;
+} state;
+
+// STEPS optimizer steps under `mask`. partial = 0: every gradient computed into a full
+// arena zeroed whole, the mask only picks what AdamW updates; 1: as the trainer runs a
+// mask that trains a part. Returns 0, or -1 if `prec` is not available here.
+static int run(const train_mask *mask, int partial, mo_precision prec, state *s) {
+    s->sparse = partial;
+    s->params = params_arena_alloc(&pt);
+    memcpy(s->params, init, pt.numel * sizeof(float));
+    s->grads = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
+    s->m = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
+    s->v = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
+    ck_assert(s->params && s->grads && s->m && s->v);
+    mo_model model;
+    ck_assert_msg(model_alloc(&model, &pt, B_, T_) == 0, "%s", mo_error());
+    if (model_set_precision(&model, prec)) {
+        model_free(&model);
+        return -1;
+    }
+    if (partial) ck_assert_int_eq(model_set_trainable(&model, train_mask_any, (void *)mask), 0);
+    double *partial_sums = calloc(mask->n + 1, sizeof *partial_sums);
+    adamw_step opt = adamw_defaults();
+    opt.lr = 1e-2;
+    for (int step = 0; step < STEPS; step++) {
+        if (partial) train_mask_zero(mask, s->grads);
+        else memset(s->grads, 0, pt.numel * sizeof(float));
+        ck_assert_int_eq(model_forward(&model, s->params, tokens, targets), 0);
+        ck_assert_int_eq(model_backward(&model, s->params, s->grads, 1.0f), 0);
+        grad_clip(s->grads, mask->r, mask->n, 1.0, partial_sums);
+        opt.t = step + 1;
+        adamw_apply(s->params, s->grads, s->m, s->v, mask->r, mask->n, &opt);
+    }
+    free(partial_sums);
+    model_free(&model);
+    return 0;
+}
+
+static void state_free(state *s) {
+    free(s->params);
+    if (s->sparse) params_arena_free_sparse(&pt, s->grads), params_arena_free_sparse(&pt, s->m), params_arena_free_sparse(&pt, s->v);
+    else free(s->grads), free(s->m), free(s->v);
+}
+
+// Whole tensors that the mask leaves frozen: their gradients were never written.
+static void check_frozen_untouched(const train_mask *mask, const state *s, const char *spec) {
+    for (int i = 0; i < pt.n; i++) {
+        const mo_tensor *t = &pt.t[i];
+        if (train_mask_any((void *)mask, t->offset, t->numel)) continue;
+        for (size_t j = 0; j < t->numel; j++)
+            ck_assert_msg(s->grads[t->offset + j] == 0.0f, "%s: frozen %s has a gradient written", spec, t->name);
+    }
+}
+
+static const char *const masks[] = {"experts=1",      "experts=0,3@layers=2", "router",    "attention@layers=1",
+                                    "norms",          "embeddings",           "shared",    "dense,experts=2",
+                                    "experts@layers=0", "all"};
+
+static void compare(mo_precision prec) {
+    for (size_t k = 0; k < sizeof masks / sizeof masks[0]; k++) {
+        train_mask mask;
+        ck_assert_msg(freeze_parse(&pt, masks[k], &mask) == 0, "%s", mo_error());
+        state a, b;
+        if (run(&mask, 0, prec, &a)) {  // bf16 not available on this CPU: nothing to compare
+            state_free(&a);
+            train_mask_free(&mask);
+            return;
+        }
+        ck_assert_int_eq(run(&mask, 1, prec, &b), 0);
+        ck_assert_msg(memcmp(a.params, b.params, pt.numel * sizeof(float)) == 0,
+                      "--train %s: parameters differ from the full-gradient path", masks[k]);
+        int moved = 0;
+        for (size_t r = 0; r < mask.n; r++) {
+            size_t o = mask.r[r].offset, n = mask.r[r].length;
+            ck_assert_msg(!memcmp(a.m + o, b.m + o, n * sizeof(float)) && !memcmp(a.v + o, b.v + o, n * sizeof(float)),
+                          "--train %s: Adam moments differ", masks[k]);
+            moved |= memcmp(a.params + o, init + o, n * sizeof(float)) != 0;
+        }
+        ck_assert_msg(moved, "--train %s: nothing trained", masks[k]);
+        check_frozen_untouched(&mask, &b, masks[k]);
+        state_free(&a), state_free(&b);
+        train_mask_free(&mask);
+    }
+}
+
+START_TEST(test_same_as_full_gradients_fp32) { compare(MO_PRECISION_FP32); }
+END_TEST
+
+START_TEST(test_same_as_full_gradients_bf16) { compare(MO_PRECISION_BF16); }
+END_TEST
+
+// Which blocks backward runs: everything above the lowest trainable block, nothing below.
+START_TEST(test_blocks_needed) {
+    train_mask mask;
+    mo_model model;
+    ck_assert_int_eq(model_alloc(&model, &pt, 1, 4), 0);
+    ck_assert_int_eq(freeze_parse(&pt, "experts=1@layers=2", &mask), 0);
+    ck_assert_int_eq(model_set_trainable(&model, train_mask_any, &mask), 0);
+    const unsigned char want_attn[] = {0, 0, 0}, want_ffn[] = {0, 0, 1};
+    ck_assert_mem_eq(model.need_attn, want_attn, 3);
+    ck_assert_mem_eq(model.need_ffn, want_ffn, 3);
+    train_mask_free(&mask);
+    ck_assert_int_eq(freeze_parse(&pt, "attention@layers=1", &mask), 0);
+    ck_assert_int_eq(model_set_trainable(&model, train_mask_any, &mask), 0);
+    const unsigned char want_attn2[] = {0, 1, 1}, want_ffn2[] = {0, 1, 1};
+    ck_assert_mem_eq(model.need_attn, want_attn2, 3);
+    ck_assert_mem_eq(model.need_ffn, want_ffn2, 3);
+    // Only expert 1's slices of layer 2's stacked tensors want weight gradients.
+    int w1 = pt.layer[2].w1;
+    ck_assert_int_eq(model.expert_trains[(size_t)w1 * pt.cfg.n_experts + 1], 0);
+    train_mask_free(&mask);
+    ck_assert_int_eq(freeze_parse(&pt, "experts=1@layers=2", &mask), 0);
+    ck_assert_int_eq(model_set_trainable(&model, train_mask_any, &mask), 0);
+    for (int e = 0; e < pt.cfg.n_experts; e++)
+        ck_assert_int_eq(model.expert_trains[(size_t)w1 * pt.cfg.n_experts + e], e == 1);
+    ck_assert_int_eq(model_set_trainable(&model, NULL, NULL), 0);  // back to everything
+    ck_assert_ptr_null(model.trains);
+    train_mask_free(&mask);
+    model_free(&model);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train_finetune");
+    TCase *tc = tcase_create("finetune");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_same_as_full_gradients_fp32);
+    tcase_add_test(tc, test_same_as_full_gradients_bf16);
+    tcase_add_test(tc, test_blocks_needed);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,5 +1,5 @@
-// interop_gguf.c: GGUF export and import (interop/gguf_model.h) and the container's
-// refusals of hostile files (interop/gguf.h).
+// interop_gguf.c: GGUF export and import (engine/interop/gguf_model.h) and the container's
+// refusals of hostile files (engine/interop/gguf.h).
 //
 // - Round trip: export F32 then import gives back the config, every tensor bit for bit
 //   and the same tokenizer, for each mapping: llama (all MoE, norm_topk 1), llama without
@@ -14,9 +14,9 @@
 //   tensor type, 2^40 tensors or keys, an unknown architecture: one-line errors, no crash.
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
-#include "interop/gguf.h"
-#include "interop/gguf_model.h"
-#include "interop/gguf_types.h"
+#include "engine/interop/gguf.h"
+#include "engine/interop/gguf_model.h"
+#include "engine/interop/gguf_types.h"
 #include "tests/testutil.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# interop_hf.sh: `monolith export hf` / `import hf` (interop/hf_model.h, hf_tokenizer.h).
+# interop_hf.sh: `monolith export hf` / `import hf` (engine/interop/hf_model.h, hf_tokenizer.h).
 #  - export -> import gives back every /model tensor bit for bit (f32), the same config and
 #    the same tokenizer (bytes of the ranks, special tokens), in one file and in shards;
 #  - f16 and bf16 exports read back as numpy's round-to-nearest-even of the weights;

@@ -1,13 +1,13 @@
 // cmd_interop.c: `monolith export FORMAT ...` and `monolith import FORMAT ...`: model files
-// of other programs (GGUF for llama.cpp, Hugging Face folders), over the library in interop/.
+// of other programs (GGUF for llama.cpp, Hugging Face folders), over the library in engine/interop/.
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
-#include "interop/gguf.h"
-#include "interop/gguf_model.h"
-#include "interop/hf_model.h"
-#include "interop/hf_tokenizer.h"
+#include "engine/interop/gguf.h"
+#include "engine/interop/gguf_model.h"
+#include "engine/interop/hf_model.h"
+#include "engine/interop/hf_tokenizer.h"
 
 #include <errno.h>
 #include <getopt.h>

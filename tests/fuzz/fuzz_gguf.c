@@ -9,8 +9,8 @@
 
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
-#include "interop/gguf.h"
-#include "interop/gguf_model.h"
+#include "engine/interop/gguf.h"
+#include "engine/interop/gguf_model.h"
 
 #include <math.h>
 

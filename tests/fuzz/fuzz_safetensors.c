@@ -1,5 +1,5 @@
-// fuzz_safetensors.c: the safetensors reader (interop/safetensors.h) and the Hugging Face
-// import on top of it (interop/hf_model.h) on arbitrary bytes.
+// fuzz_safetensors.c: the safetensors reader (engine/interop/safetensors.h) and the Hugging Face
+// import on top of it (engine/interop/hf_model.h) on arbitrary bytes.
 //
 // The input is written as model.safetensors into a scratch folder whose config.json is the
 // seeds' model (tests/fuzz/make_corpus.sh writes the seeds from it). st_open must either
@@ -10,8 +10,8 @@
 #include "tests/fuzz/fuzz.h"
 
 #include "engine/base/error.h"
-#include "interop/hf_model.h"
-#include "interop/safetensors.h"
+#include "engine/interop/hf_model.h"
+#include "engine/interop/safetensors.h"
 
 #include <math.h>
 #include <sys/stat.h>

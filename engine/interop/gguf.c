@@ -1,5 +1,5 @@
 // gguf.c: the GGUF container, read with bounds checks and written atomically.
-#include "interop/gguf.h"
+#include "engine/interop/gguf.h"
 
 #include "engine/base/error.h"
 

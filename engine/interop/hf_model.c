@@ -1,8 +1,8 @@
 // hf_model.c: monolith checkpoints as Hugging Face Mixtral folders, and back (hf_model.h).
-#include "interop/hf_model.h"
+#include "engine/interop/hf_model.h"
 
 #include "engine/base/error.h"
-#include "interop/json_io.h"
+#include "engine/interop/json_io.h"
 
 #include <errno.h>
 #include <stdarg.h>

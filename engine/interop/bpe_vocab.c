@@ -1,5 +1,5 @@
 // bpe_vocab.c: tiktoken vocabularies as byte-mapped text vocabularies and back (bpe_vocab.h).
-#include "interop/bpe_vocab.h"
+#include "engine/interop/bpe_vocab.h"
 
 #include "data/bpe_merges.h"
 #include "engine/base/error.h"

@@ -1,9 +1,9 @@
 // hf_tokenizer.c: tokenizer.json <-> a monolith tokenizer (hf_tokenizer.h), with cJSON.
-#include "interop/hf_tokenizer.h"
+#include "engine/interop/hf_tokenizer.h"
 
 #include "engine/base/error.h"
-#include "interop/bpe_vocab.h"
-#include "interop/json_io.h"
+#include "engine/interop/bpe_vocab.h"
+#include "engine/interop/json_io.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 // gguf_types.c: F16, BF16 and Q8_0 encodings of float tensors.
-#include "interop/gguf_types.h"
+#include "engine/interop/gguf_types.h"
 
 #include "engine/base/error.h"
-#include "interop/gguf.h"
+#include "engine/interop/gguf.h"
 #include "kernels/bf16.h"
 #include "kernels/f16.h"
 

@@ -1,11 +1,11 @@
 // gguf_model.c: monolith checkpoints as llama.cpp `llama` / `deepseek` GGUF models, and back.
-#include "interop/gguf_model.h"
+#include "engine/interop/gguf_model.h"
 
 #include "data/bpe_merges.h"
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
-#include "interop/gguf.h"
-#include "interop/gguf_types.h"
+#include "engine/interop/gguf.h"
+#include "engine/interop/gguf_types.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 // json_io.c: JSON files through cJSON (see json_io.h).
-#include "interop/json_io.h"
+#include "engine/interop/json_io.h"
 
 #include "engine/base/error.h"
 

@@ -29,7 +29,7 @@
 #define MONOLITH_HF_MODEL_H
 
 #include "engine/checkpoint.h"
-#include "interop/safetensors.h"
+#include "engine/interop/safetensors.h"
 
 #include <stdint.h>
 

@@ -11,7 +11,7 @@
 // an expert stack [E, out, in] is ne = {in, out, E}.
 //
 // Tensor types read and written: F32, F16, BF16 and Q8_0 (blocks of 32 weights: an f16
-// scale d then 32 int8 q, weight = d * q; interop/gguf_types.h). Others are parsed (their
+// scale d then 32 int8 q, weight = d * q; engine/interop/gguf_types.h). Others are parsed (their
 // names are known for messages) but have no size here, so using one is refused by name.
 //
 // Hostile input: a count, length or offset that cannot fit in the rest of the buffer is

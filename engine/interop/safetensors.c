@@ -1,7 +1,7 @@
 // safetensors.c: the safetensors reader and writer (see safetensors.h). The header is
 // parsed with cJSON; every number in it is checked to be a whole number within the file
 // before it sizes anything.
-#include "interop/safetensors.h"
+#include "engine/interop/safetensors.h"
 
 #include "engine/base/error.h"
 #include "kernels/bf16.h"

@@ -135,7 +135,7 @@ refused "eval, huge weights" "huge.h5: the validation loss on code is" "$bin" ev
 echo "huge weights: eval stops naming the checkpoint"
 
 # ---------------------------------------------------------------- names, domains, -o, streams, numbers
-"$bin" expert add "$ck" --init random --name $'\e]0;pwned\a\e[31mred' -o "$tmp/named.h5" >/dev/null 2>&1 ||
+"$bin" expert add "$ck" --init random --router-init random --name $'\e]0;pwned\a\e[31mred' -o "$tmp/named.h5" >/dev/null 2>&1 ||
   fail "expert add --name"
 "$bin" expert list "$tmp/named.h5" >"$tmp/out" 2>&1 || fail "expert list: $(cat "$tmp/out")"
 LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" && fail "expert list printed a control character"

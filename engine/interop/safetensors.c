@@ -158,8 +158,7 @@ out:
     return rc;
 }
 
-int st_open(st_file *sf, const char *path) {
-    memset(sf, 0, sizeof *sf);
+static int open_file(st_file *sf, const char *path) {
     snprintf(sf->path, sizeof sf->path, "%s", path);
     sf->f = fopen(path, "rb");
     if (!sf->f) return mo_errorf("%s: cannot open: %s", path, strerror(errno));
@@ -189,6 +188,13 @@ int st_open(st_file *sf, const char *path) {
     int rc = st_parse_header(sf, json, n, size - 8 - n, path);
     free(json);
     return rc;
+}
+
+int st_open(st_file *sf, const char *path) {
+    memset(sf, 0, sizeof *sf);
+    if (open_file(sf, path) == 0) return 0;
+    st_close(sf);  // a refused file leaves nothing open or allocated (the message stays)
+    return -1;
 }
 
 void st_close(st_file *sf) {

@@ -74,6 +74,13 @@ int ckpt_load_from(hid_t f, mo_checkpoint *ck);
 // allocated arenas read from /optim/m and /optim/v (free with free()), or both NULL when
 // the file has no /optim. On failure nothing stays allocated. Returns 0 or -1.
 int ckpt_load_optim_from(hid_t f, mo_checkpoint *ck, float **m, float **v);
+// ckpt_load_optim_from on the file at `path` (engine/checkpoint_optim.c): *m and *v are
+// NULL for a model checkpoint. Returns 0, or -1 naming the file.
+int ckpt_load_optim(const char *path, mo_checkpoint *ck, float **m, float **v);
+// Writes ck (and /optim/m, /optim/v when m and v are given) atomically to `path`; when
+// `train_from` is not NULL its /train group is copied verbatim (what --resume needs stays
+// with a checkpoint whose shapes did not change). Returns 0 or -1.
+int ckpt_save_optim(const char *path, const mo_checkpoint *ck, const float *m, const float *v, const char *train_from);
 
 // Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`.
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);

@@ -3,6 +3,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
+#include "engine/expert_remap.h"
 
 #include <math.h>
 #include <stdio.h>

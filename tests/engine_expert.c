@@ -13,7 +13,9 @@
 #include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
+#include "engine/expert_file.h"
 #include "engine/expert_module.h"
+#include "engine/expert_remap.h"
 #include "engine/model.h"
 #include "tests/h5same.h"
 #include "tests/testutil.h"
@@ -90,7 +92,7 @@ START_TEST(extract_insert_is_bit_identical) {
     ckpt_free(&ck);
 
     float *m, *v;
-    ck_assert_msg(expert_ckpt_load(src, &ck, &m, &v) == 0, "%s", mo_error());
+    ck_assert_msg(ckpt_load_optim(src, &ck, &m, &v) == 0, "%s", mo_error());
     ck_assert_ptr_nonnull(m);
     mo_expert x, y;
     ck_assert_msg(expert_extract(&ck, m, v, 2, &x) == 0, "%s", mo_error());
@@ -116,13 +118,13 @@ START_TEST(extract_insert_is_bit_identical) {
     }
     ck_assert_int_eq(ckpt_experts_set(&ck.experts, 2, "x", "y", "{}"), 0);
     ck_assert_msg(expert_insert(&ck, m, v, 2, &y, src, mod) == 0, "%s", mo_error());
-    ck_assert_msg(expert_ckpt_save(out, &ck, m, v, src) == 0, "%s", mo_error());
+    ck_assert_msg(ckpt_save_optim(out, &ck, m, v, src) == 0, "%s", mo_error());
     const char *diff = h5same(src, out);
     ck_assert_msg(diff == NULL, "extract + insert changed the checkpoint: %s", diff);
 
     // The comparison can fail: one bit of one moment.
     m[params_at(pt, m, pt->layer[1].w2) - m + 2 * pt->t[pt->layer[1].w2].expert_numel] += 1e-3f;
-    ck_assert_int_eq(expert_ckpt_save(out, &ck, m, v, src), 0);
+    ck_assert_int_eq(ckpt_save_optim(out, &ck, m, v, src), 0);
     ck_assert_ptr_nonnull(h5same(src, out));
 
     expert_free(&x), expert_free(&y);

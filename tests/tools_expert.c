@@ -15,6 +15,7 @@
 #include "data/tokens.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
+#include "engine/expert_file.h"
 #include "engine/expert_module.h"
 #include "tests/h5same.h"
 #include "tests/testutil.h"

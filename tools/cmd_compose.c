@@ -5,7 +5,7 @@
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
-#include "engine/expert_module.h"
+#include "engine/expert_file.h"
 
 #include <getopt.h>
 #include <math.h>

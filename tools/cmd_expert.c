@@ -5,7 +5,9 @@
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
+#include "engine/expert_file.h"
 #include "engine/expert_module.h"
+#include "engine/expert_remap.h"
 #include "train/freeze.h"
 #include "train/router_init.h"
 
@@ -249,7 +251,7 @@ static int do_extract(const char *path, const char *which, const char *name, con
     mo_checkpoint ck;
     float *m, *v;
     mo_expert x = {0};
-    if (expert_ckpt_load(path, &ck, &m, &v)) return cmd_fail();
+    if (ckpt_load_optim(path, &ck, &m, &v)) return cmd_fail();
     int rc = 1;
     int e = resolve_expert(&ck, path, which);
     if (e < 0 || expert_extract(&ck, m, v, e, &x)) goto done;
@@ -279,10 +281,10 @@ static int do_insert(const char *path, const char *mod, int slot, const char *ou
     mo_checkpoint ck;
     float *m, *v;
     mo_expert x = {0};
-    if (expert_ckpt_load(path, &ck, &m, &v)) return cmd_fail();
+    if (ckpt_load_optim(path, &ck, &m, &v)) return cmd_fail();
     int rc = 1;
     if (expert_load(mod, &x) || expert_insert(&ck, m, v, slot, &x, path, mod) ||
-        expert_ckpt_save(out, &ck, m, v, m ? path : NULL))
+        ckpt_save_optim(out, &ck, m, v, m ? path : NULL))
         goto done;
     printf("%s: %s with expert %d replaced by %s (%s)%s\n", out, path, slot, mod, x.name,
            m ? (x.m ? ", optimizer state from the module" : ", optimizer state of the slot reset") : "");

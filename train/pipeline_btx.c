@@ -5,6 +5,7 @@
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
+#include "engine/expert_file.h"
 #include "engine/expert_module.h"
 #include "train/evaluate.h"
 #include "train/router_init.h"

@@ -13,7 +13,7 @@
 #include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
-#include "engine/expert_module.h"
+#include "engine/expert_file.h"
 #include "train/state.h"
 
 #include <math.h>

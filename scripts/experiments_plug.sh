@@ -35,8 +35,8 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug}
 STEPS=${STEPS:-256}
 THREADS=${THREADS:-1}
-EVAL_BATCHES=${EVAL_BATCHES:-8}
-PARTS=" ${PARTS:-seeds dense moe btx25 plug25 btx50 plug50 fifth eval evalfifth report} "
+EVAL_BATCHES=${EVAL_BATCHES:-0}
+PARTS=" ${PARTS:-seeds dense moe btx25 plug25 btx50 plug50 fifth replace eval evalfifth evalreplace report} "
 NAME=experiments_plug
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -97,7 +97,10 @@ ini() {  # ini METHOD OUTDIR SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS [EXTR
         echo
         echo "[all]"
         echo "steps = $as"
-        echo "warmup = $((as / 10 > 0 ? as / 10 : 1))"
+        # Unset, plug's [all] continues at the seed's final rate (lr * lr-floor, constant);
+        # ALL_PEAK=1 restarts it at the peak rate with a warmup, as before that default.
+        if [ -n "${ALL_PEAK:-}" ]; then printf 'lr = 2e-3\nschedule = cosine\n'; fi
+        if [ $method = btx ] || [ -n "${ALL_PEAK:-}" ]; then echo "warmup = $((as / 10 > 0 ? as / 10 : 1))"; fi
     fi
 }
 pipeline() {  # pipeline METHOD NAME SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS
@@ -118,6 +121,13 @@ for split in 25 50; do
         mkdir -p $OUT/plugall$split/modules
         for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugall$split/modules/$d.h5; done
         pipeline plug plugall$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
+        # the same with the [all] stage restarted at the peak rate (the default before
+        # it continued at the seed's final rate): the router stage is plugall's.
+        mkdir -p $OUT/plugallpeak$split/modules
+        for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugallpeak$split/modules/$d.h5; done
+        ln -sf ../plugall$split/plug.h5 $OUT/plugallpeak$split/plug.h5
+        ln -sfn ../plugall$split/router $OUT/plugallpeak$split/router
+        ALL_PEAK=1 pipeline plug plugallpeak$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
     fi
 done
 
@@ -147,6 +157,18 @@ if part fifth; then
     done
 fi
 
+# Replacing and removing a module (issue 16, item 3): "another team's" math module, a
+# math branch of the same 25% seed run alone with another data order (seed = 2) and
+# twice the steps, overwrites plug25's math expert (`expert insert`; router rows and the
+# other experts untouched); and plug25 without its math expert (`expert remove`).
+if part replace; then
+    sed -e "s#^out = .*#out = $OUT/mathB#" -e "/^\[branch\]/a seed = 2" -e "s#^steps = $(((STEPS - STEPS / 4 - TAIL) / 4))\$#steps = $(((STEPS - STEPS / 4 - TAIL) / 2))#" \
+        $OUT/plug25.ini > $OUT/mathB.ini
+    [ -e $OUT/mathB/modules/math.h5 ] || "$M" pipeline plug --config $OUT/mathB.ini --branch math > $OUT/mathB_summary.txt
+    [ -e $OUT/plug25_mathB.h5 ] || "$M" expert insert $PLUG25 $OUT/mathB/modules/math.h5 --slot math -o $OUT/plug25_mathB.h5
+    [ -e $OUT/plug25_nomath.h5 ] || "$M" expert remove $PLUG25 --expert math -o $OUT/plug25_nomath.h5
+fi
+
 # Validation loss of every final model on the first EVAL_BATCHES batches of 8 x 256 tokens
 # of each domain's val split (0: the whole split), the same windows for every model, with
 # the routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
@@ -166,6 +188,7 @@ if part eval; then
         ev btx$split $(ckpt $OUT/btx$split/all $((TAIL - TAIL_R)))
         ev plug$split $(ckpt $OUT/plug$split/router $TAIL)
         ev plugall$split $(ckpt $OUT/plugall$split/all $((TAIL - TAIL_R)))
+        ev plugallpeak$split $(ckpt $OUT/plugallpeak$split/all $((TAIL - TAIL_R)))
     done
 fi
 if part evalfifth; then
@@ -175,6 +198,10 @@ if part evalfifth; then
         ev py_${how}_added $OUT/plug25_py_$how.h5
         ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
     done
+fi
+if part evalreplace; then
+    ev replace_math $OUT/plug25_mathB.h5
+    ev remove_math $OUT/plug25_nomath.h5
 fi
 
 # Tables (markdown), leaving out what has not been evaluated.
@@ -188,7 +215,9 @@ def load(name):
 doms = ["code", "math", "legal", "speeches"]
 rows = [("dense (d_ff 1024)", "dense"), ("MoE from scratch (4 x 512, top-2)", "moe"),
         ("BTX, seed 25%", "btx25"), ("branch-train-plug, seed 25%", "plug25"), ("plug + all, seed 25%", "plugall25"),
-        ("BTX, seed 50%", "btx50"), ("branch-train-plug, seed 50%", "plug50"), ("plug + all, seed 50%", "plugall50")]
+        ("plug + all restarted at the peak lr, seed 25%", "plugallpeak25"),
+        ("BTX, seed 50%", "btx50"), ("branch-train-plug, seed 50%", "plug50"), ("plug + all, seed 50%", "plugall50"),
+        ("plug + all restarted at the peak lr, seed 50%", "plugallpeak50")]
 print("| method | " + " | ".join(doms) + " | mean |")
 print("|---|" + "---:|" * (len(doms) + 1))
 for label, f in rows:
@@ -230,6 +259,15 @@ if load("py_before"):
         print(f"| {label} | " + " | ".join(cells) + " |")
     for how in ["below", "mean"]:
         routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
+if load("py_before") and (load("replace_math") or load("remove_math")):
+    print("\nreplacing and removing plug25's math expert (change against plug25)\n")
+    print("| model | " + " | ".join(doms) + " |")
+    print("|---|" + "---:|" * len(doms))
+    base = load("py_before")["val"]
+    for label, f in [("math expert replaced (expert insert)", "replace_math"), ("math expert removed (expert remove)", "remove_math")]:
+        j = load(f)
+        if j:
+            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.3f} ({100 * (j['val'][d]['loss'] - base[d]['loss']) / base[d]['loss']:+.2f}%)" for d in doms) + " |")
 for how in ["below", "mean"]:
     p = f"{out}/plug25_py_{how}.txt"
     if os.path.exists(p):

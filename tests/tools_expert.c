@@ -525,6 +525,29 @@ START_TEST(plug_pipeline_and_provenance) {
     ck_assert_int_eq(pclose(pl), 0);
     ck_assert_msg(share[0] == 0 && share[1] == 0, "the new expert takes old tokens: alpha %.3f beta %.3f", share[0],
                   share[1]);
+
+    // An [all] stage added to the finished pipeline runs alone (the rest is skipped) and,
+    // with no lr/schedule/warmup of its own, continues at [train]'s lr * lr-floor, constant.
+    FILE *f = fopen(ini, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "\n[all]\nsteps = 1\n");
+    fclose(f);
+    ck_assert_int_eq(run_plug(ini, NULL, s), 0);
+    ck_assert_int_eq(s->n, 6);
+    ck_assert_str_eq(s->s[4].status, "skipped (output exists)");
+    snprintf(p, sizeof p, "%s/all/run.ini", out);
+    f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    double lr = -1;
+    int constant = 0, warm0 = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "lr = ", 5)) lr = strtod(line + 5, NULL);
+        constant += !strcmp(line, "schedule = constant\n");
+        warm0 += !strcmp(line, "warmup = 0\n");
+    }
+    fclose(f);
+    ck_assert_msg(fabs(lr - 1e-3) < 1e-12 && constant == 1 && warm0 == 1, "[all]: lr %g schedule constant %d warmup 0 %d",
+                  lr, constant, warm0);
     free(s);
 }
 END_TEST

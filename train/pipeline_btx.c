@@ -429,6 +429,22 @@ static int evaluate_all(const train_opts *common, btx_summary *s) {
     return 0;
 }
 
+static int section_sets(const btx_config *c, int sec, const char *key) {
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].section == sec && !strcmp(c->e[i].key, key)) return 1;
+    return 0;
+}
+
+// Plug's [all] stage starts from a trunk and experts that are trained: restarting at the
+// peak rate (warmup, fresh Adam) undoes part of that (docs/experiments.md measured 0.14
+// nats lost in 20 steps), so unless [all] says otherwise it continues where the seed's
+// schedule ended: lr * lr_floor of [train], constant, no warmup.
+static void all_continues(const btx_config *c, const train_opts *common, train_opts *o) {
+    if (!section_sets(c, BTX_ALL, "lr")) o->lr = common->lr * common->lr_floor;
+    if (!section_sets(c, BTX_ALL, "schedule")) snprintf(o->schedule, sizeof o->schedule, "constant");
+    if (!section_sets(c, BTX_ALL, "warmup")) o->warmup = 0;
+}
+
 static int make_dir(const char *p) {
     if (mkdir(p, 0777) && errno != EEXIST) return mo_errorf("%s: cannot create (%s)", p, strerror(errno));
     return 0;
@@ -446,9 +462,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
                              c->path, common.data[i].path);
     int64_t all_steps = 0;
     if (stage_opts(c, BTX_ALL, &o)) return -1;
-    int has_all = 0;
-    for (int i = 0; i < c->n; i++) has_all |= c->e[i].section == BTX_ALL && !strcmp(c->e[i].key, "steps");
-    all_steps = has_all ? o.steps : 0;
+    all_steps = section_sets(c, BTX_ALL, "steps") ? o.steps : 0;
     const int plugm = c->method == BTX_METHOD_PLUG;
     int only = -1;
     if (c->branch_only[0]) {
@@ -508,9 +522,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         snprintf(name, sizeof name, "branch-%s", common.data[d].name);
         if (fmt(dir, sizeof dir, "%s/%s", c->out, name)) return -1;
         if (plugm) {
-            int has_train = 0;
-            for (int i = 0; i < c->n; i++) has_train |= c->e[i].section == BTX_BRANCH && !strcmp(c->e[i].key, "train");
-            if (!has_train) snprintf(o.train, sizeof o.train, "dense");
+            if (!section_sets(c, BTX_BRANCH, "train")) snprintf(o.train, sizeof o.train, "dense");
             if (fmt(mods[d], sizeof mods[d], "%s/modules/%s.h5", c->out, common.data[d].name)) return -1;
             btx_stage_result *r = &sum->s[k];
             if (file_exists(mods[d])) {
@@ -552,9 +564,8 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     for (int sec = BTX_ROUTER; sec <= BTX_ALL; sec++) {
         if (sec == BTX_ALL && all_steps <= 0) break;
         if (stage_opts(c, sec, &o)) return -1;
-        int has_train = 0;
-        for (int i = 0; i < c->n; i++) has_train |= c->e[i].section == sec && !strcmp(c->e[i].key, "train");
-        if (!has_train) snprintf(o.train, sizeof o.train, "%s", sec == BTX_ROUTER ? "router" : "all");
+        if (!section_sets(c, sec, "train")) snprintf(o.train, sizeof o.train, "%s", sec == BTX_ROUTER ? "router" : "all");
+        if (plugm && sec == BTX_ALL) all_continues(c, &common, &o);
         if (fmt(o.init, sizeof o.init, "%s", sum->s[k - 1].ckpt)) return -1;
         *o.preset = 0;
         o.n_overrides = 0;

@@ -17,18 +17,23 @@
 #   plug-S       monolith pipeline plug from the same seed: four branches (the FFN alone,
 #                one domain each, as separate runs), plug (the seed's trunk, no averaging;
 #                router rows from the domains' mean router inputs), router only
-#   plugall-S    the same branches, then a shorter router stage and all parameters
-# for S = 25 and 50. Then the fifth domain (Python's standard library) as one more branch
+#   plugall-S    the same branches, then a shorter router stage and all parameters at
+#                the seed's final learning rate (plugallpeak-S: restarted at the peak)
+# for S = 25 and 50, and (bound) a dense d_ff 512 model trained for all STEPS. A module
+# of another run (a second math branch of the 25% seed) replaces plug-25's math expert,
+# and plug-25 without its math expert is scored (replace). Then the fifth domain (Python's standard library) as one more branch
 # of the 25% seed, added to plug-25 with its router row started two ways (below the
 # trained rows, or from python's mean router input) and fitted with the router term on
 # the mixture of the five domains.
 #
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug), STEPS (default
-# 256), THREADS (default 1), EVAL_BATCHES (default 8; 0 = the whole val splits), PARTS
-# (default all of "seeds dense moe btx25 plug25 btx50 plug50 fifth eval evalfifth
-# report"; the fifth domain needs plug25, the evaluations the runs). Each run is skipped when its output exists, so the script can be stopped and run again;
-# running two instances with different PARTS (e.g. PARTS="seeds dense" and PARTS="moe")
-# uses two cores. Prints markdown tables at the end (PARTS containing "report").
+# 256), THREADS (default 1), EVAL_BATCHES (default 0 = the whole val splits; N = the first
+# N batches of 8 x 256 tokens), PARTS (default all of "seeds bound dense moe btx25 plug25
+# btx50 plug50 fifth replace eval evalfifth evalreplace evalmore report"; fifth and
+# replace need plug25, the evaluations the runs). Each run is skipped when its output
+# exists, so the script can be stopped and run again; two instances with different PARTS
+# (e.g. PARTS="seeds dense" and PARTS="moe") use two cores. Prints markdown tables at the
+# end (PARTS containing "report").
 set -euo pipefail
 
 M=${MONOLITH:-build/monolith}
@@ -36,7 +41,7 @@ OUT=${OUT:-runs/plug}
 STEPS=${STEPS:-256}
 THREADS=${THREADS:-1}
 EVAL_BATCHES=${EVAL_BATCHES:-0}
-PARTS=" ${PARTS:-seeds dense moe btx25 plug25 btx50 plug50 fifth replace eval evalfifth evalreplace report} "
+PARTS=" ${PARTS:-seeds bound dense moe btx25 plug25 btx50 plug50 fifth replace eval evalfifth evalreplace evalmore report} "
 NAME=experiments_plug
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -48,6 +53,11 @@ S50=$((STEPS / 2))
 if part seeds; then
     train $OUT/seed25 $S25 $MODEL --moe-layers 0,0,0,0 --d-ff-dense 512 $COMMON --warmup $((S25 / 10)) $DATA
     train $OUT/seed50 $S50 $MODEL --moe-layers 0,0,0,0 --d-ff-dense 512 $COMMON --warmup $((S50 / 10)) $DATA
+fi
+# The bound of plug: its model is its seed plus experts that moved little, so a dense
+# d_ff 512 model trained on the mixture for all STEPS is what a seed of any split could give.
+if part bound; then
+    train $OUT/seed100 $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 512 $COMMON --warmup $((STEPS / 10)) $DATA
 fi
 if part dense; then
     train $OUT/dense $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 1024 $COMMON --warmup $((STEPS / 10)) $DATA
@@ -165,7 +175,7 @@ if part replace; then
     sed -e "s#^out = .*#out = $OUT/mathB#" -e "/^\[branch\]/a seed = 2" -e "s#^steps = $(((STEPS - STEPS / 4 - TAIL) / 4))\$#steps = $(((STEPS - STEPS / 4 - TAIL) / 2))#" \
         $OUT/plug25.ini > $OUT/mathB.ini
     [ -e $OUT/mathB/modules/math.h5 ] || "$M" pipeline plug --config $OUT/mathB.ini --branch math > $OUT/mathB_summary.txt
-    [ -e $OUT/plug25_mathB.h5 ] || "$M" expert insert $PLUG25 $OUT/mathB/modules/math.h5 --slot math -o $OUT/plug25_mathB.h5
+    [ -e $OUT/plug25_mathB.h5 ] || "$M" expert insert $PLUG25 $OUT/mathB/modules/math.h5 --slot 1 -o $OUT/plug25_mathB.h5
     [ -e $OUT/plug25_nomath.h5 ] || "$M" expert remove $PLUG25 --expert math -o $OUT/plug25_nomath.h5
 fi
 
@@ -188,20 +198,34 @@ if part eval; then
         ev btx$split $(ckpt $OUT/btx$split/all $((TAIL - TAIL_R)))
         ev plug$split $(ckpt $OUT/plug$split/router $TAIL)
         ev plugall$split $(ckpt $OUT/plugall$split/all $((TAIL - TAIL_R)))
-        ev plugallpeak$split $(ckpt $OUT/plugallpeak$split/all $((TAIL - TAIL_R)))
     done
 fi
 if part evalfifth; then
-    DATA="$DATA --data python=$OUT/python.h5"
-    ev py_before $PLUG25
+    # plug25 before the add: its four domains are eval_plug25's (each domain's split is
+    # scored on its own), python alone here.
+    DATA4=$DATA
+    DATA="--data python=$OUT/python.h5"
+    ev py_before_python $PLUG25
+    DATA="$DATA4 --data python=$OUT/python.h5"
     for how in below mean; do
-        ev py_${how}_added $OUT/plug25_py_$how.h5
         ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
     done
+    for how in below mean; do
+        ev py_${how}_added $OUT/plug25_py_$how.h5
+    done
+    DATA=$DATA4
 fi
 if part evalreplace; then
     ev replace_math $OUT/plug25_mathB.h5
     ev remove_math $OUT/plug25_nomath.h5
+fi
+if part evalmore; then
+    ev seed25 $(ckpt $OUT/seed25 $((STEPS / 4)))
+    ev seed50 $(ckpt $OUT/seed50 $((STEPS / 2)))
+    ev seed100 $(ckpt $OUT/seed100 $STEPS)
+    for split in 25 50; do
+        ev plugallpeak$split $(ckpt $OUT/plugallpeak$split/all $((TAIL - TAIL_R)))
+    done
 fi
 
 # Tables (markdown), leaving out what has not been evaluated.
@@ -214,6 +238,7 @@ def load(name):
     return json.load(open(path)) if os.path.exists(path) else None
 doms = ["code", "math", "legal", "speeches"]
 rows = [("dense (d_ff 1024)", "dense"), ("MoE from scratch (4 x 512, top-2)", "moe"),
+        ("seed 25% alone (dense d_ff 512)", "seed25"), ("seed 50% alone", "seed50"), ("dense d_ff 512 for all steps (seed 100%)", "seed100"),
         ("BTX, seed 25%", "btx25"), ("branch-train-plug, seed 25%", "plug25"), ("plug + all, seed 25%", "plugall25"),
         ("plug + all restarted at the peak lr, seed 25%", "plugallpeak25"),
         ("BTX, seed 50%", "btx50"), ("branch-train-plug, seed 50%", "plug50"), ("plug + all, seed 50%", "plugall50"),
@@ -230,7 +255,9 @@ def routing(label, f, ds):
     j = load(f)
     if not j:
         return
-    r = j["routing_share"]
+    r = j.get("routing_share")
+    if not r or not r[ds[0]].get("mean"):
+        return
     n = len(r[ds[0]]["mean"])
     print(f"\nrouting share, {label} (rows: domain; columns: expert; mean over the MoE layers)\n")
     print("| domain | " + " | ".join(f"e{e}" for e in range(n)) + " |")
@@ -240,30 +267,30 @@ def routing(label, f, ds):
 for label, f in rows[1:]:
     routing(label, f, doms)
 five = doms + ["python"]
-if load("py_before"):
+if load("plug25") and load("py_before_python"):
     print("\nthe fifth domain added to plug25 (expert 4 = the python branch of the 25% seed)\n")
     print("| model | " + " | ".join(five) + " |")
     print("|---|" + "---:|" * len(five))
-    base = load("py_before")["val"]
-    names = [("plug25 (4 experts)", "py_before")]
+    base = dict(load("plug25")["val"], python=load("py_before_python")["val"]["python"])
+    names = [("plug25 (4 experts)", None)]
     for how in ["below", "mean"]:
         names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
     for label, f in names:
-        j = load(f)
+        j = {"val": base} if f is None else load(f)
         if not j:
             continue
         cells = []
         for d in five:
             x = j["val"][d]["loss"]
-            cells.append(f"{x:.3f}" + ("" if f == "py_before" or d == "python" else f" ({100 * (x - base[d]['loss']) / base[d]['loss']:+.2f}%)"))
+            cells.append(f"{x:.3f}" + ("" if f is None or d == "python" else f" ({100 * (x - base[d]['loss']) / base[d]['loss']:+.2f}%)"))
         print(f"| {label} | " + " | ".join(cells) + " |")
     for how in ["below", "mean"]:
         routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
-if load("py_before") and (load("replace_math") or load("remove_math")):
+if load("plug25") and (load("replace_math") or load("remove_math")):
     print("\nreplacing and removing plug25's math expert (change against plug25)\n")
     print("| model | " + " | ".join(doms) + " |")
     print("|---|" + "---:|" * len(doms))
-    base = load("py_before")["val"]
+    base = load("plug25")["val"]
     for label, f in [("math expert replaced (expert insert)", "replace_math"), ("math expert removed (expert remove)", "remove_math")]:
         j = load(f)
         if j:

@@ -18,6 +18,7 @@ static void tensor_dims(const mo_tensor *t, hsize_t *dims) {
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena) {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
+        if (pt->t[i].no_grad && strcmp(group, "model")) continue;  // a buffer: no gradient, no optimizer state
         hsize_t dims[3];
         tensor_dims(&pt->t[i], dims);
         snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
@@ -51,6 +52,7 @@ static int data_stored(hid_t f, const char *path, size_t bytes) {
 // (a header alone can claim any shape: nothing is allocated for it before this check).
 static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int i) {
     const mo_tensor *t = &pt->t[i];
+    if (!h5_exists(f, path) && t->no_grad) return 0;  // router_bias: a file from before it holds none (zeros)
     if (!h5_exists(f, path)) return mo_errorf("%s: missing tensor /%s (the config asks for it)", h5_name(f), path);
     int rank;
     hsize_t got[H5IO_MAX_RANK], dims[3];
@@ -91,6 +93,10 @@ int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, floa
         tensor_dims(t, dims);
         snprintf(path, sizeof path, "%s/%s", group, t->name);
         float *x = arena + t->offset;
+        if (t->no_grad && !h5_exists(f, path)) {
+            memset(x, 0, t->numel * sizeof *x);  // a file from before router_bias: the bias it routed with, 0
+            continue;
+        }
         if (h5_read_f32(f, path, x, t->rank, dims)) return -1;
         for (size_t j = 0; j < t->numel; j++)
             if (!isfinite(x[j]))

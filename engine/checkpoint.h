@@ -7,6 +7,9 @@
 // the caller writes more groups (ckpt_write_tensors(f, "optim/m", ...)) and calls
 // h5_finish() (atomic rename) or h5_abort().
 //
+// A file from before router_bias existed (no /model/layers/L/moe/router_bias) loads with
+// the bias 0, which is how it routed.
+//
 // Reads refuse, with one line naming the file and the tensor or attribute: a missing
 // file, a truncated or non-HDF5 file, another format, a newer format_version, a tensor
 // whose shape disagrees with /config, and NaN or Inf weights.
@@ -82,7 +85,9 @@ int ckpt_load_optim(const char *path, mo_checkpoint *ck, float **m, float **v);
 // with a checkpoint whose shapes did not change). Returns 0 or -1.
 int ckpt_save_optim(const char *path, const mo_checkpoint *ck, const float *m, const float *v, const char *train_from);
 
-// Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`.
+// Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`; buffers
+// (no_grad: router_bias) only when group is "model" (they have no gradient or optimizer
+// state; reading a group without them gives zeros).
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);
 // Checks, reading no data, that every tensor `<group>/<name>` of `pt` exists with exactly
 // the table's shape and has its data stored: call it before allocating arenas for a

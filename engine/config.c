@@ -14,32 +14,46 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { F_INT, F_REAL, F_LAYERS } field_type;
+// F_ENUM: an int holding the index of one of `names`, stored as that name (a string
+// attribute) so that h5py shows "sigmoid", not 1.
+typedef enum { F_INT, F_REAL, F_LAYERS, F_ENUM } field_type;
 
 typedef struct {
     const char *name;
     field_type type;
     size_t offset;
+    int optional;               // may be absent from /config (added after format_version 1 files existed)
+    const char *const *names;   // F_ENUM: the values, NULL-terminated
 } field;
 
-#define FI(n) {#n, F_INT, offsetof(mo_config, n)}
-#define FR(n) {#n, F_REAL, offsetof(mo_config, n)}
+static const char *const score_names[] = {"softmax", "sigmoid", NULL};
+static const char *const balance_names[] = {"aux", "bias", NULL};
+
+#define FI(n) {#n, F_INT, offsetof(mo_config, n), 0, NULL}
+#define FR(n) {#n, F_REAL, offsetof(mo_config, n), 0, NULL}
+#define FRO(n) {#n, F_REAL, offsetof(mo_config, n), 1, NULL}
+#define FEO(n, v) {#n, F_ENUM, offsetof(mo_config, n), 1, v}
 static const field fields[] = {
     FI(vocab_size), FI(d_model),   FI(n_layers),   FI(n_heads),
     FI(n_kv_heads), FI(head_dim),  FI(n_experts),  FI(top_k),
     FI(d_ff),       FI(n_shared_experts),          FI(d_ff_shared),
-    {"moe_layers", F_LAYERS, offsetof(mo_config, moe_layers)},
+    {"moe_layers", F_LAYERS, offsetof(mo_config, moe_layers), 0, NULL},
     FI(d_ff_dense), FI(max_seq_len), FR(rope_theta), FR(norm_eps),
     FI(norm_topk),  FR(aux_coef),  FR(z_coef),
+    FEO(router_score, score_names), FRO(routed_scale), FEO(balance, balance_names), FRO(bias_rate),
+    FRO(capacity_factor), FRO(router_noise), FRO(router_top_p),
 };
 #undef FI
 #undef FR
+#undef FRO
+#undef FEO
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
 const char *const config_field_flags[] = {
     "vocab-size", "d-model",   "n-layers", "n-heads",    "n-kv-heads", "head-dim",   "n-experts",
     "top-k",      "d-ff",      "n-shared-experts",       "d-ff-shared", "moe-layers", "d-ff-dense",
-    "max-seq-len", "rope-theta", "norm-eps", "norm-topk", "aux-coef",   "z-coef",     NULL,
+    "max-seq-len", "rope-theta", "norm-eps", "norm-topk", "aux-coef",   "z-coef",
+    "router-score", "routed-scale", "balance", "bias-rate", "capacity-factor", "router-noise", "router-top-p", NULL,
 };
 
 const char *const config_preset_names[] = {"tiny", "small", "bench-S", NULL};
@@ -60,6 +74,17 @@ static void defaults(mo_config *c) {
     c->norm_topk = 1;
     c->aux_coef = 0.01;
     c->z_coef = 0.001;
+    c->router_score = MO_SCORE_SOFTMAX;
+    c->routed_scale = 1.0;
+    c->balance = MO_BALANCE_AUX;
+    c->bias_rate = 1e-3;
+}
+
+// The index of `v` in names, or -1.
+static int enum_index(const char *const *names, const char *v) {
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], v)) return i;
+    return -1;
 }
 
 int config_preset(mo_config *c, const char *name) {
@@ -135,6 +160,12 @@ int config_set(mo_config *c, const char *name, const char *value) {
         c->n_moe_layers_given = n;
         return 0;
     }
+    case F_ENUM: {
+        int i = enum_index(f->names, value);
+        if (i < 0) return mo_errorf("%s: '%s' is not one of %s or %s", f->name, value, f->names[0], f->names[1]);
+        *int_at(c, f) = i;
+        return 0;
+    }
     }
     return -1;
 }
@@ -200,6 +231,21 @@ int config_validate(const mo_config *c) {
     NEED(c->norm_topk == 0 || c->norm_topk == 1, "norm_topk %d: must be 0 or 1", c->norm_topk);
     NEED(isfinite(c->aux_coef) && c->aux_coef >= 0, "aux_coef %g: must be finite and not negative", c->aux_coef);
     NEED(isfinite(c->z_coef) && c->z_coef >= 0, "z_coef %g: must be finite and not negative", c->z_coef);
+    NEED(c->router_score == MO_SCORE_SOFTMAX || c->router_score == MO_SCORE_SIGMOID,
+         "router_score %d: must be softmax or sigmoid", c->router_score);
+    NEED(c->balance == MO_BALANCE_AUX || c->balance == MO_BALANCE_BIAS, "balance %d: must be aux or bias", c->balance);
+    NEED(isfinite(c->routed_scale) && c->routed_scale > 0, "routed_scale %g: must be finite and positive",
+         c->routed_scale);
+    NEED(isfinite(c->bias_rate) && c->bias_rate >= 0, "bias_rate %g: must be finite and not negative", c->bias_rate);
+    NEED(isfinite(c->capacity_factor) && c->capacity_factor >= 0,
+         "capacity_factor %g: must be finite and not negative (0: dropless)", c->capacity_factor);
+    NEED(isfinite(c->router_noise) && c->router_noise >= 0, "router_noise %g: must be finite and not negative",
+         c->router_noise);
+    NEED(isfinite(c->router_top_p) && c->router_top_p >= 0 && c->router_top_p <= 1,
+         "router_top_p %g: must be in [0, 1] (0: off)", c->router_top_p);
+    NEED(c->router_top_p == 0 || c->router_score == MO_SCORE_SOFTMAX,
+         "router_top_p %g needs router_score softmax (top-p sums probabilities; sigmoid scores are not)",
+         c->router_top_p);
     // Sizes whose products index the arenas must stay within what size_t and int hold.
     NEED((double)c->vocab_size * c->d_model < 2e9, "vocab_size %d x d_model %d: embedding table too large",
          c->vocab_size, c->d_model);
@@ -253,6 +299,8 @@ int config_write(hid_t loc, const char *group, const mo_config *c) {
             rc = h5_attr_set_i64(loc, group, f->name, int_of(c, f));
         } else if (f->type == F_REAL) {
             rc = h5_attr_set_f64(loc, group, f->name, real_of(c, f));
+        } else if (f->type == F_ENUM) {
+            rc = h5_attr_set_str(loc, group, f->name, f->names[int_of(c, f)]);
         } else {
             int64_t v[MO_MAX_LAYERS];
             for (int l = 0; l < c->n_layers; l++) v[l] = c->moe_layers[l];
@@ -279,10 +327,24 @@ int config_read(hid_t loc, const char *group, mo_config *c) {
     const char *file = h5_name(loc);
     for (int i = 0; i < N_FIELDS; i++) {
         const field *f = &fields[i];
-        if (!h5_attr_exists(loc, group, f->name))
+        if (!h5_attr_exists(loc, group, f->name)) {
+            if (f->optional) continue;  // a file from before the field: its default is what that file meant
             return mo_errorf("%s: /%s has no attribute %s (every config attribute must be present)", file, group,
                              f->name);
+        }
         H5T_class_t cl = attr_class(loc, group, f->name);
+        if (f->type == F_ENUM) {
+            char v[32];
+            if (cl != H5T_STRING || h5_attr_get_str(loc, group, f->name, v, sizeof v))
+                return mo_errorf("%s: /%s/%s must be a string attribute (%s or %s)", file, group, f->name,
+                                 f->names[0], f->names[1]);
+            int i = enum_index(f->names, v);
+            if (i < 0)
+                return mo_errorf("%s: /%s/%s is '%s', not %s or %s", file, group, f->name, v, f->names[0],
+                                 f->names[1]);
+            *int_at(c, f) = i;
+            continue;
+        }
         if (f->type != F_REAL && cl != H5T_INTEGER)
             return mo_errorf("%s: /%s/%s must be an integer attribute (int64), not a %s", file, group, f->name,
                              cl == H5T_FLOAT ? "real" : "non-number");
@@ -321,9 +383,31 @@ void config_print(FILE *out, const mo_config *c) {
             fprintf(out, "%d\n", int_of(c, f));
         } else if (f->type == F_REAL) {
             fprintf(out, "%g\n", real_of(c, f));
+        } else if (f->type == F_ENUM) {
+            fprintf(out, "%s\n", f->names[int_of(c, f)]);
         } else {
             for (int l = 0; l < c->n_layers; l++) fprintf(out, "%s%d", l ? "," : "", c->moe_layers[l]);
             fprintf(out, "\n");
         }
     }
+}
+
+void config_routing_str(const mo_config *c, char *buf, size_t cap) {
+    if (!config_n_moe_layers(c)) {
+        snprintf(buf, cap, "none (no MoE layer)");
+        return;
+    }
+    size_t n = 0;
+#define PUT(...) (n += (size_t)snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, __VA_ARGS__))
+    if (c->router_top_p > 0) PUT("%s top-p %g (at most %d of %d)", score_names[c->router_score], c->router_top_p,
+                                 c->top_k, c->n_experts);
+    else PUT("%s top-%d of %d", score_names[c->router_score], c->top_k, c->n_experts);
+    if (c->balance == MO_BALANCE_BIAS) PUT(", bias balancing (rate %g)", c->bias_rate);
+    else PUT(", aux loss %g", c->aux_coef);
+    if (c->routed_scale != 1.0) PUT(", gates x %g", c->routed_scale);
+    if (c->capacity_factor > 0) PUT(", capacity %g (drops)", c->capacity_factor);
+    else PUT(", dropless");
+    if (c->router_noise > 0) PUT(", training noise %g", c->router_noise);
+    if (c->n_shared_experts) PUT(", %d shared", c->n_shared_experts);
+#undef PUT
 }

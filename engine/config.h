@@ -39,7 +39,19 @@ typedef struct {
     int norm_topk;         // 1: gates renormalized over the chosen k; 0: raw probabilities
     double aux_coef;       // weight of the Switch load-balance loss
     double z_coef;         // weight of the router z-loss
+    // Routing variants (docs/design.md, "Routing"). Absent from a checkpoint written before
+    // they existed: config_read gives these defaults, which are the routing of that time.
+    int router_score;        // MO_SCORE_SOFTMAX (default) or MO_SCORE_SIGMOID: s = score(l)
+    double routed_scale;     // gates times this (default 1)
+    int balance;             // MO_BALANCE_AUX (default: Switch loss) or MO_BALANCE_BIAS (aux-loss-free)
+    double bias_rate;        // bias balancing: b_e += bias_rate * sign(mean c - c_e) per step (default 1e-3)
+    double capacity_factor;  // 0 (default): dropless; else at most ceil(cf N k / E) slots per expert
+    double router_noise;     // training only: l + router_noise * N(0, 1) (default 0)
+    double router_top_p;     // 0 (default): top-k; else experts by descending p until their sum reaches it
 } mo_config;
+
+enum { MO_SCORE_SOFTMAX = 0, MO_SCORE_SIGMOID = 1 };
+enum { MO_BALANCE_AUX = 0, MO_BALANCE_BIAS = 1 };
 
 // Fills `c` with preset `name` ("tiny", "small", "bench-S"). Automatic values stay 0
 // until config_finalize(). Returns 0, or -1 naming the presets for an unknown name.
@@ -87,5 +99,8 @@ int config_read(hid_t loc, const char *group, mo_config *c);
 
 // One line per field, "name value", for `monolith inspect`.
 void config_print(FILE *out, const mo_config *c);
+// The routing in words, e.g. "sigmoid top-2 (bias balancing, rate 0.001), capacity 1.25",
+// for `monolith inspect` and run summaries.
+void config_routing_str(const mo_config *c, char *buf, size_t cap);
 
 #endif

@@ -87,10 +87,12 @@ static void carve(mo_model *m, carver *c) {
             L->r.logits = TAKE_F(c, N * E);
             L->r.probs = TAKE_F(c, N * E);
             L->r.lse = TAKE_F(c, N);
+            L->r.sel = TAKE_I(c, N * k);
             L->r.experts = TAKE_I(c, N * k);
             L->r.topv = TAKE_F(c, N * k);
             L->r.gates = TAKE_F(c, N * k);
             L->stats.counts = (int64_t *)take(c, E * sizeof(int64_t));
+            L->stats.chosen = (int64_t *)take(c, E * sizeof(int64_t));
             L->disp.offs = TAKE_I(c, E + 1);
             L->disp.perm = TAKE_I(c, N * k);
             L->disp.pos = TAKE_I(c, N * k);
@@ -118,6 +120,8 @@ static void carve(mo_model *m, carver *c) {
     m->dk = TAKE_F(c, N * kvd);
     m->dv = TAKE_F(c, N * kvd);
     m->drouter = TAKE_F(c, N * (E ? E : 1));
+    m->rkey = TAKE_F(c, N * (E ? E : 1));
+    for (int l = 0; l < cf->n_layers; l++) m->layer[l].r.key = m->rkey;
     m->dgates = TAKE_F(c, N * kk);
     m->dloss = TAKE_F(c, N);
 }
@@ -219,6 +223,8 @@ int model_set_trainable(mo_model *m, int (*any)(void *ctx, size_t offset, size_t
 }
 
 void model_set_router_ce(mo_model *m, double coef) { m->router_ce_coef = coef; }
+
+void model_set_noise(mo_model *m, mo_rng *rng) { m->noise = rng; }
 
 // ---------------------------------------------------------------------------- precision
 
@@ -353,7 +359,7 @@ static void ffn_block_forward(mo_model *m, const float *params, int l) {
         }
         return;
     }
-    router_forward(c, &L->r, &L->stats, L->m, P(id->router), N, m->forced);
+    router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, m->noise);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
     moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
     if (m->bf16) {

@@ -74,6 +74,8 @@ typedef struct {
     float *dnorm;         // [N, d] gradient of a norm's output
     float *dq, *dk, *dv, *dout;  // [N, nh*hd], [N, nkv*hd] x2, [N, nh*hd]
     float *drouter;       // [N, E]
+    float *rkey;          // [N, E] the routers' forward scratch (noisy logits, selection keys)
+    mo_rng *noise;        // the run's RNG for router_noise in training forwards, or NULL (model_set_noise)
     float *dgates;        // [N, k]
     float *dloss;         // [N]
 
@@ -160,6 +162,11 @@ void model_set_router_ce(mo_model *m, double coef);
 // parameters do not change between forwards (bf16 rounds them once). any NULL: all
 // train (the default). Returns 0, or -1 (out of memory).
 int model_set_trainable(mo_model *m, int (*any)(void *ctx, size_t offset, size_t length), void *ctx);
+
+// Training forwards draw the router noise (router_noise > 0) from `rng`, N*E normals per
+// MoE layer in layer order; NULL (the default after model_alloc: evaluation, dump,
+// inference) adds none. The generator must stay alive while set.
+void model_set_noise(mo_model *m, mo_rng *rng);
 
 // Forward for tokens[B*T] (ids < vocab_size) and targets[B*T] (next tokens; < 0 means no
 // target; NULL: no losses). Fills logits, the losses (m->ce, aux, z, loss) and each MoE

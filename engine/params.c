@@ -28,6 +28,7 @@ static int add(mo_param_table *pt, mo_param_kind kind, int layer, const char *na
         t->n_experts = (int)s0;
         t->expert_numel = t->numel / (size_t)s0;
     }
+    t->no_grad = kind == PK_ROUTER_BIAS;
     pt->numel += t->numel;
     return pt->n++;
 }
@@ -38,7 +39,7 @@ int params_table_build(mo_param_table *pt, const mo_config *c) {
     const int64_t d = c->d_model, V = c->vocab_size, E = c->n_experts;
     const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t sh = (int64_t)c->n_shared_experts * c->d_ff_shared;
-    pt->t = calloc((size_t)(3 + 13 * c->n_layers), sizeof *pt->t);
+    pt->t = calloc((size_t)(3 + 14 * c->n_layers), sizeof *pt->t);
     if (!pt->t) return mo_errorf("out of memory for the parameter table");
     char nm[MO_NAME_MAX];
     pt->tok_embeddings = add(pt, PK_TOK_EMBEDDINGS, -1, "tok_embeddings", 2, V, d, 0);
@@ -57,6 +58,7 @@ int params_table_build(mo_param_table *pt, const mo_config *c) {
         ADD(ffn_norm, PK_FFN_NORM, "ffn_norm", 1, d, 0, 0);
         if (L->is_moe) {
             ADD(router, PK_ROUTER, "moe/router", 2, E, d, 0);
+            ADD(router_bias, PK_ROUTER_BIAS, "moe/router_bias", 1, E, 0, 0);
             ADD(w1, PK_W1, "moe/w1", 3, E, c->d_ff, d);
             ADD(w3, PK_W3, "moe/w3", 3, E, c->d_ff, d);
             ADD(w2, PK_W2, "moe/w2", 3, E, d, c->d_ff);
@@ -125,16 +127,25 @@ void params_init(const mo_param_table *pt, float *arena, uint64_t seed) {
             for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
             continue;
         }
+        if (t->no_grad) {
+            memset(x, 0, t->numel * sizeof *x);
+            continue;
+        }
         int is_out = t->kind == PK_WO || t->kind == PK_W2 || t->kind == PK_SHARED_W2 || t->kind == PK_DENSE_W2;
         double s = is_out ? std_out : std;
         for (size_t j = 0; j < t->numel; j++) x[j] = (float)(s * mo_rng_normal(&r));
     }
 }
 
-size_t params_count_total(const mo_param_table *pt) { return pt->numel; }
+size_t params_count_total(const mo_param_table *pt) {
+    size_t n = pt->numel;
+    for (int i = 0; i < pt->n; i++)
+        if (pt->t[i].no_grad) n -= pt->t[i].numel;
+    return n;
+}
 
 size_t params_count_active(const mo_param_table *pt) {
-    size_t n = pt->numel;
+    size_t n = params_count_total(pt);
     const mo_config *c = &pt->cfg;
     for (int i = 0; i < pt->n; i++)
         if (pt->t[i].n_experts) n -= (size_t)(c->n_experts - c->top_k) * pt->t[i].expert_numel;

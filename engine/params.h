@@ -11,7 +11,7 @@
 // contiguous slice [offset + e*expert_numel, offset + (e+1)*expert_numel).
 //
 // Table order: tok_embeddings; per layer attn_norm, attn/wq, wk, wv, wo, ffn_norm, then
-// moe/router, moe/w1, w3, w2, moe/shared_w1, shared_w3, shared_w2 (if any) for a MoE
+// moe/router, moe/router_bias, moe/w1, w3, w2, moe/shared_w1, shared_w3, shared_w2 (if any) for a MoE
 // layer or ffn/w1, w3, w2 for a dense one; then norm, output.
 #ifndef MONOLITH_PARAMS_H
 #define MONOLITH_PARAMS_H
@@ -41,6 +41,7 @@ typedef enum {
     PK_DENSE_W1,  // ffn/ of a dense layer
     PK_DENSE_W3,
     PK_DENSE_W2,
+    PK_ROUTER_BIAS,  // moe/router_bias [E]: selection bias of bias balancing; a buffer (no gradient)
     PK_COUNT
 } mo_param_kind;
 
@@ -57,6 +58,8 @@ typedef struct {
     int is_norm;             // an RMSNorm weight: no weight decay, initialized to 1
     int n_experts;           // E when shape[0] is the expert axis (w1, w3, w2 of a MoE layer), else 0
     size_t expert_numel;     // numel / E for expert-stacked tensors, else 0
+    int no_grad;             // a buffer, not a parameter (router_bias): no gradient, no optimizer, not
+                             //   counted as a parameter; changed only by its own rule (router.h)
 } mo_tensor;
 
 // Table indices of one layer's tensors; -1 where the layer has none.
@@ -64,6 +67,7 @@ typedef struct {
     int is_moe;
     int attn_norm, wq, wk, wv, wo, ffn_norm;
     int router, w1, w3, w2, shared_w1, shared_w3, shared_w2;  // MoE layer
+    int router_bias;                                          // MoE layer: [E] float32, zeros at init
     int ffn_w1, ffn_w3, ffn_w2;                               // dense layer
 } mo_layer_ids;
 
@@ -104,11 +108,13 @@ void params_arena_free_sparse(const mo_param_table *pt, float *a);
 
 // The initialization of docs/design.md section 6: normal with std 0.02 drawn from mo_rng seeded with `seed`,
 // tensor by tensor in table order; wo, w2, shared_w2 and the dense ffn/w2 (the
-// projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1.
+// projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1;
+// router_bias 0 (drawing nothing, so the other tensors' values are those of before it).
 void params_init(const mo_param_table *pt, float *arena, uint64_t seed);
 
 // Total parameters, and the parameters one token uses: everything except, in each MoE
-// layer, the weights of the E - k routed experts it does not visit.
+// layer, the weights of the E - k routed experts it does not visit. Buffers (no_grad:
+// router_bias) are not parameters and are not counted.
 size_t params_count_total(const mo_param_table *pt);
 size_t params_count_active(const mo_param_table *pt);
 

@@ -1,73 +1,103 @@
-// router.h: the MoE router of one layer, forward and backward (docs/design.md section 4; losses section 5).
+// router.h: the MoE router of one layer, forward and backward (docs/design.md section 4, with
+// section 4.1 for the routing variants' exact math; losses section 5).
 //
-//   logits = x router^T                     [N, E]
-//   p      = softmax(logits), fp32          [N, E]
-//   S      = top_k(p), ties to the lower expert index, in descending order
-//   g_e    = p_e / sum_{j in S} p_j  (norm_topk 1)   or   p_e  (norm_topk 0)
-//   aux    = E * sum_e f_e P_e   f_e = share of the N*k slots routed to e (no gradient), P_e = mean p_e
-//   z      = mean over tokens of logsumexp(logits)^2
+//   l      = x router^T                         [N, E] logits (kept without noise)
+//   l'     = l + router_noise * n               training only (n standard normal from the
+//                                               run's RNG); l' = l otherwise
+//   s      = softmax(l') or sigmoid(l')         router_score, fp32
+//   S      = top_k of (s + b) per row, ties to the lower expert index, in descending order;
+//            b = router_bias [E] (a buffer, no gradient). With router_top_p > 0 (softmax
+//            only) a row keeps S's first experts until their s sum reaches top_p (at
+//            least one, at most k); the other slots are unused (-1).
+//   g_j    = routed_scale * s_j / sum_{S} s  (norm_topk 1)   or   routed_scale * s_j
+//   capacity_factor > 0: at most C = ceil(cf * N * k / E) slots per expert, granted first
+//            choices first (all rows in order), then second choices, ...; a refused slot
+//            is dropped (expert -1, gate 0, the other gates keep their values).
+//   aux    = E * sum_e f_e P_e   f_e = share of the N*k slots the router chose for e
+//            (before capacity; no gradient), P_e = mean p_e (softmax) or mean s_e / sum_j s_j
+//   z      = mean over tokens of logsumexp(l)^2       (no noise in it)
 //
-// The router is one module so that later variants (capacity factor, sigmoid gating,
-// expert choice, bias balancing) are one more case of router_forward/router_backward
-// chosen by config. Its output is a list of k (expert, gate) slots per token; an expert
-// of -1 marks a dropped slot (no expert runs, gate 0), which both a capacity factor and
-// forced routing use.
+// The output is k (expert, gate) slots per token; an expert of -1 marks a slot that runs
+// nothing (gate 0): unused by top-p, refused by capacity, or left by forced routing.
 //
 // Forced routing (DEMix, `monolith train --route-by-domain`): when `forced` is given and
 // forced[i] >= 0, token i goes to expert forced[i] alone with gate 1 (its other k-1 slots
 // are dropped). A forced gate is a constant, so the language-model loss teaches the
 // router nothing about such tokens; the router is taught by a supervision term instead,
-//   router_ce = mean over the forced rows F of -log p_{i, forced[i]}
-//             = mean_{i in F} (lse_i - logit_{i, forced[i]})
-// (0 when no row is forced), with d/dlogit_ie = (p_ie - [e == forced[i]]) / |F|. It is a
-// loss term only under forced routing (engine/model.h weighs it); p, aux and z are
+//   router_ce = mean over the forced rows F of -log softmax(l)_{i, forced[i]}
+//             = mean_{i in F} (lse_i - l_{i, forced[i]})
+// (0 when no row is forced), with d/dl_ie = (softmax(l)_ie - [e == forced[i]]) / |F|. It is
+// a loss term only under forced routing (engine/model.h weighs it); aux and z are
 // computed as usual.
+//
+// Bias balancing (balance = bias) changes b between optimizer steps, outside the
+// gradient: router_bias_update below, from the slot counts of the whole step.
 #ifndef MONOLITH_ROUTER_H
 #define MONOLITH_ROUTER_H
 
+#include "engine/base/rng.h"
 #include "engine/config.h"
 
 #include <stdint.h>
 
 // One layer's router activations, pointers into the model's activation arena.
 typedef struct {
-    float *logits;  // [N, E] router logits
-    float *probs;   // [N, E] softmax of the logits
-    float *lse;     // [N] logsumexp of the logits (z-loss)
-    int *experts;   // [N, k] chosen experts, descending probability; -1 = dropped slot
-    float *topv;    // [N, k] the chosen probabilities p_e (0 for a dropped slot)
-    float *gates;   // [N, k] g_e (0 for a dropped slot)
+    float *logits;  // [N, E] router logits l (without noise)
+    float *probs;   // [N, E] scores s: softmax or sigmoid of l' (l plus the training noise)
+    float *lse;     // [N] logsumexp of l (z-loss, router_ce)
+    float *key;     // [N, E] scratch (l', then the selection keys s + b); may be shared by layers
+    int *sel;       // [N, k] experts the router chose, before capacity; -1 = unused slot
+    int *experts;   // [N, k] experts that run: sel with the slots capacity refused set to -1
+    float *topv;    // [N, k] the chosen scores s (0 for an unused slot)
+    float *gates;   // [N, k] g (0 for an unused or dropped slot)
     const int *forced;  // [N] the forced expert per row given to the last forward, or NULL
+    int noisy;          // the last forward added noise
 } mo_router_acts;
 
-// Routing statistics of one layer and batch, for metrics and the aux loss.
+// Routing statistics of one layer and batch, for metrics, the aux loss and bias balancing.
 typedef struct {
-    int64_t *counts;  // [E] routed slots per expert (tokens per expert, counting each of k slots)
-    double entropy;   // mean over tokens of -sum_e p_e log p_e, in nats
+    int64_t *counts;  // [E] slots each expert ran (after capacity): c_e of bias balancing
+    int64_t *chosen;  // [E] slots the router chose for each expert (before capacity): f_e of aux
+    int64_t n_chosen; // sum of chosen
+    int64_t n_dropped;  // chosen slots refused by capacity
+    double entropy;   // mean over tokens of -sum_e q_e log q_e, q = s / sum s, in nats
     double aux;       // E * sum_e f_e P_e
-    double z;         // mean logsumexp^2
-    double router_ce; // forced routing: mean over forced rows of -log p_forced (0: none forced)
+    double z;         // mean lse^2
+    double router_ce; // forced routing: mean over forced rows of -log softmax(l)_forced (0: none forced)
     int n_forced;     // rows with forced[i] >= 0 in the last forward
 } mo_router_stats;
 
-// Forward for N rows x[N, d] with router weights w[E, d]. Fills `a` and `st`. `forced`
-// may be NULL (normal routing) or hold one expert per row (-1: route this row normally).
-void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
-                    int N, const int *forced);
+// s = softmax or sigmoid of the rows of l [N, E] (router_score); s may alias l.
+void router_scores(const mo_config *c, const float *l, float *s, int N);
 
-// The choice and gate step on its own, for N rows of probabilities p[N, E] (inference
-// calls it after restricting p): experts[N, k] = the top k, descending, ties to the lower
-// index; topv[N, k] their probabilities; gates[N, k] = topv / their sum (norm_topk 1) or
-// topv. gates may be topv (computed in place). router_forward uses it for normal rows.
-void router_select(const mo_config *c, const float *p, int N, int k, int *experts, float *topv, float *gates);
+// Selection and gates of N rows from their scores s [N, E], shared by training and
+// inference: top-k of s + bias (bias NULL: zeros; experts with allowed[e] == 0 never
+// chosen, allowed NULL: all), top-p when configured, gates. `k` slots per row (<= top_k;
+// inference restricted to fewer experts passes fewer). key [N, E] is scratch. Writes
+// experts, topv, gates [N, k] (-1 / 0 / 0 for an unused slot). No capacity: that is a
+// property of a batch (router_forward).
+void router_choose(const mo_config *c, const float *bias, const unsigned char *allowed, const float *s, float *key,
+                   int N, int k, int *experts, float *topv, float *gates);
+
+// Forward for N rows x[N, d] with router weights w[E, d] and bias b[E] (NULL: zeros).
+// Fills `a` and `st`. `forced` may be NULL (normal routing) or hold one expert per row
+// (-1: route this row normally). `noise` is the run's RNG when this is a training
+// forward (router_noise draws N*E normals from it, row by row), else NULL: no noise.
+void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
+                    const float *b, int N, const int *forced, mo_rng *noise);
 
 // Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux, dz and dce
 // are the weights of this layer's aux, z and router_ce in the loss (aux_coef /
 // n_moe_layers times the loss scale, likewise z and the router cross-entropy; dce acts
 // only on forced rows). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] (NULL: frozen,
-// skipped) and dx[N, d].
+// skipped) and dx[N, d]. Nothing flows into the bias.
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
                      double daux, double dz, double dce, float *dlogits, const float *x, const float *w, float *dw,
                      float *dx, int N);
+
+// Bias balancing, once after an optimizer step: b_e += fl32(rate) * sign(mean_j c_j - c_e),
+// in float32, where counts[E] = c are the slots each expert ran in that step's whole
+// global batch (every micro-batch, and under distributed training every rank).
+void router_bias_update(float *b, const int64_t *counts, int E, double rate);
 
 #endif

@@ -111,30 +111,36 @@ static void expert_linear(infer_ctx *s, float *y, const float *x, gemv_w W, cons
 
 // ---------------------------------------------------------------------------- layers
 
-int infer_route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record) {
+int infer_route(infer_ctx *s, int l, int rows, const float *a, float *scratch, int *idx, float *val, int record) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, E = c->n_experts;
     const int k = c->top_k < s->n_allowed ? c->top_k : s->n_allowed;
+    float *probs = scratch, *key = scratch + (size_t)rows * E, *topv = key + (size_t)rows * E;
 
+    // The training router's scores, selection and gates (engine/router.h), without noise
+    // and without capacity (a property of a training batch, not of a token).
     linear(s, probs, a, (gemv_w){.f = P(s, L->router)}, rows, E, d, 0);
-    softmax_forward(probs, probs, rows, E);
-    if (s->n_allowed < E) {
-        // Renormalize over the allowed experts; the others get -1 so top-k never picks them.
+    router_scores(c, probs, probs, rows);
+    if (s->n_allowed < E && c->router_score == MO_SCORE_SOFTMAX) {
+        // Renormalize over the allowed experts (router_choose never picks the others).
         for (int r = 0; r < rows; r++) {
             float *p = probs + (size_t)r * E, sum = 0;
             for (int e = 0; e < E; e++) sum += s->allowed[e] ? p[e] : 0.0f;
-            for (int e = 0; e < E; e++)
-                p[e] = !s->allowed[e] ? -1.0f : sum > 0 ? p[e] / sum : 1.0f / s->n_allowed;
+            for (int e = 0; e < E; e++) p[e] = !s->allowed[e] ? 0.0f : sum > 0 ? p[e] / sum : 1.0f / s->n_allowed;
         }
     }
-    router_select(c, probs, rows, k, idx, val, val);  // val: the gates
-    for (int r = 0; record && r < rows; r++) {
-        size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
-        memcpy(s->route_idx + at, idx + (size_t)r * k, (size_t)k * sizeof(int));
-        memcpy(s->route_gate + at, val + (size_t)r * k, (size_t)k * sizeof(float));
-    }
-    return k;
+    router_choose(c, P(s, L->router_bias), s->n_allowed < E ? s->allowed : NULL, probs, key, rows, k, idx, topv, val);
+    int live = k;  // top-p leaves the last slots of a row unused (-1)
+    if (rows == 1)
+        while (live > 1 && idx[live - 1] < 0) live--;
+    if (record)
+        for (int r = 0; r < rows; r++) {
+            size_t at = ((size_t)r * c->n_layers + l) * c->top_k;
+            memcpy(s->route_idx + at, idx + (size_t)r * k, (size_t)k * sizeof(int));
+            memcpy(s->route_gate + at, val + (size_t)r * k, (size_t)k * sizeof(float));
+        }
+    return live;
 }
 
 // Routed experts (and shared ones) of MoE layer l over rows: x += y, from s->a.
@@ -146,16 +152,18 @@ static void moe_rows(infer_ctx *s, int l, int rows, int record) {
 
     // Counting sort of the rows*k slots by expert (stable: row order within an expert).
     memset(s->fill, 0, (size_t)E * sizeof *s->fill);
-    for (int i = 0; i < rows * k; i++) s->fill[s->tk_idx[i]]++;
+    for (int i = 0; i < rows * k; i++)
+        if (s->tk_idx[i] >= 0) s->fill[s->tk_idx[i]]++;  // -1: a slot top-p left unused
     s->offs[0] = 0;
     for (int e = 0; e < E; e++) s->offs[e + 1] = s->offs[e] + s->fill[e], s->fill[e] = s->offs[e];
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < k; j++) {
+            if (s->tk_idx[r * k + j] < 0) continue;
             int at = s->fill[s->tk_idx[r * k + j]]++;
             s->slot_row[at] = r;
             s->slot_gate[at] = s->tk_val[r * k + j];
         }
-    const int n = rows * k;
+    const int n = s->offs[E];  // live slots
     for (int i = 0; i < n; i++)
         memcpy(s->xs + (size_t)i * d, s->a + (size_t)s->slot_row[i] * d, (size_t)d * sizeof(float));
 
@@ -351,7 +359,8 @@ int infer_restrict_experts(infer_ctx *s, const int *experts, int n) {
 // (a lookup), the norms or the routers (few weights, and the routing decision is the
 // most sensitive to rounding).
 static int quantized_kind(mo_param_kind k) {
-    return k != PK_TOK_EMBEDDINGS && k != PK_NORM && k != PK_ATTN_NORM && k != PK_FFN_NORM && k != PK_ROUTER;
+    return k != PK_TOK_EMBEDDINGS && k != PK_NORM && k != PK_ATTN_NORM && k != PK_FFN_NORM && k != PK_ROUTER &&
+           k != PK_ROUTER_BIAS;
 }
 
 // Columns of tensor t as a stack of [rows, cols] matrices: its last dimension.
@@ -524,7 +533,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->v, R * kd);
     ALLOC(s->lse, R * c->n_heads);
     ALLOC(s->scores, (size_t)max_batch * c->n_heads * max_seq);
-    ALLOC(s->probs, R * E);
+    ALLOC(s->probs, R * (2 * E + k));  // scores, selection keys, chosen scores (infer_route)
     ALLOC(s->tk_idx, R * k);
     ALLOC(s->tk_val, R * k);
     ALLOC(s->offs, E + 1);
@@ -543,7 +552,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     ALLOC(s->w, (size_t)pt->n);
     // Per-thread buffers for every thread the machine or the OpenMP setting may give.
     s->max_threads = omp_get_max_threads() > omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
-    s->tstride = (int)(pad16(d) + pad16(E) + pad16(k)), s->kstride = (int)pad16(k);
+    s->tstride = (int)(pad16(d) + pad16(2 * E + k) + pad16(k)), s->kstride = (int)pad16(k);
     s->tbuf = aligned_alloc(64, sizeof(float) * (size_t)s->max_threads * s->tstride);  // a cache line per thread
     s->tidx = aligned_alloc(64, sizeof(int) * (size_t)s->max_threads * s->kstride);
     s->work = aligned_alloc(64, sizeof(work_counter) * (size_t)(c->n_layers * STEPS_PER_LAYER + 1));

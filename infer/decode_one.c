@@ -111,7 +111,8 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, S = s->max_seq;
     const int group = nh / nkv, E = c->n_experts, qd = nh * hd;
     const float eps = (float)c->norm_eps;
-    float *a = s->tbuf + (size_t)t * s->tstride, *probs = a + pad16(d), *gates = probs + pad16(E);
+    const int k_max = c->top_k;
+    float *a = s->tbuf + (size_t)t * s->tstride, *probs = a + pad16(d), *gates = probs + pad16(2 * E + k_max);
     int *idx = s->tidx + (size_t)t * s->kstride, phase = 0, lo, hi;
     float rstd;
     for (int l = 0; l < c->n_layers; l++) {

@@ -41,9 +41,9 @@ struct infer_ctx {
     float *k, *v;                // [rows, n_kv_heads*head_dim]
     float *lse;                  // [max_rows * n_heads] prefill attention: log-sum-exp per query row
     float *scores;               // [max_batch, n_heads, max_seq] decode attention weights
-    float *probs;                // [rows, E] router probabilities
+    float *probs;                // [rows, 2E + k] router scratch (infer_route): scores, keys, chosen scores
     int *tk_idx;                 // [rows, k] chosen experts
-    float *tk_val;               // [rows, k] their probabilities, then gates
+    float *tk_val;               // [rows, k] their gates
     int *offs, *fill;            // [E+1], [E] counting sort of the routing slots by expert
     int *slot_row;               // [rows*k] row of each slot, grouped by expert
     float *slot_gate;            // [rows*k]
@@ -71,7 +71,7 @@ struct infer_ctx {
     // each with its own normed input and routing (thread t's at t * tstride floats of
     // tbuf and t * kstride ints of tidx, cache-line apart), meeting at `bar`.
     int max_threads, tstride, kstride;
-    float *tbuf;                 // per thread: a [d], probs [E], gates [k], each padded
+    float *tbuf;                 // per thread: a [d], router scratch [2E + k], gates [k], each padded
     int *tidx;                   // per thread: chosen experts [k], padded
     spin_barrier bar;
     work_counter *work;          // [n_layers * STEPS_PER_LAYER + 1] one per step of a token
@@ -84,10 +84,13 @@ static inline gemv_w Wt(const infer_ctx *s, int id) { return s->w[id]; }
 // n rounded up to a whole number of 64-byte cache lines of floats (or ints).
 static inline size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 
-// Router of MoE layer l over rows a[rows, d]: probabilities in probs[rows, E], the top-k
-// experts and their gates in idx[rows, k], val[rows, k]; recorded for infer_routing when
-// `record`. Returns k (top_k, or fewer when routing is restricted). infer/decode.c.
-int infer_route(infer_ctx *s, int l, int rows, const float *a, float *probs, int *idx, float *val, int record);
+// Router of MoE layer l over rows a[rows, d] (engine/router.h's scores and selection: bias,
+// top-p, routed_scale; no noise, no capacity): the experts and their gates in idx[rows, k],
+// val[rows, k] (-1 / 0 for a slot top-p left unused: always a row's last slots); scratch
+// holds rows * (2E + k) floats (the scores first). Recorded for infer_routing when
+// `record`. Returns k (top_k, or fewer when routing is restricted), or for one row the
+// slots it uses. infer/decode.c.
+int infer_route(infer_ctx *s, int l, int rows, const float *a, float *scratch, int *idx, float *val, int record);
 
 // One token of sequence seq (at its next position) through the whole model, its
 // logits[V] out; the cache gets its K and V. infer/decode_one.c.

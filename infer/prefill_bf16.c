@@ -35,7 +35,8 @@ struct pf_bf16 {
 // embedding table (a lookup), the norms or the routers (routing stays fp32, as in
 // training's bf16 compute).
 static int product_kind(mo_param_kind k) {
-    return k != PK_TOK_EMBEDDINGS && k != PK_NORM && k != PK_ATTN_NORM && k != PK_FFN_NORM && k != PK_ROUTER;
+    return k != PK_TOK_EMBEDDINGS && k != PK_NORM && k != PK_ATTN_NORM && k != PK_FFN_NORM && k != PK_ROUTER &&
+           k != PK_ROUTER_BIAS;
 }
 
 static size_t max2(size_t a, size_t b) { return a > b ? a : b; }

@@ -145,13 +145,14 @@ START_TEST(test_router_forced_rows) {
     float *x = malloc(N * d * sizeof(float)), *w = malloc(E * d * sizeof(float));
     tu_fill(x, (size_t)N * d, 1, 1.0f);
     tu_fill(w, (size_t)E * d, 2, 0.5f);
-    float logits[N * E], probs[N * E], lse[N], topv[N * k], gates[N * k], dl[N * E];
-    int experts[N * k], forced[N];
-    int64_t counts[E];
-    mo_router_acts a = {logits, probs, lse, experts, topv, gates, NULL};
-    mo_router_stats st = {counts, 0, 0, 0, 0, 0};
+    float logits[N * E], probs[N * E], lse[N], key[N * E], topv[N * k], gates[N * k], dl[N * E];
+    int sel[N * k], experts[N * k], forced[N];
+    int64_t counts[E], chosen[E];
+    mo_router_acts a = {.logits = logits, .probs = probs, .lse = lse, .key = key, .sel = sel, .experts = experts,
+                        .topv = topv, .gates = gates};
+    mo_router_stats st = {.counts = counts, .chosen = chosen};
     for (int i = 0; i < N; i++) forced[i] = i % 3 == 0 ? i % E : -1;
-    router_forward(&c, &a, &st, x, w, N, forced);
+    router_forward(&c, &a, &st, x, w, NULL, N, forced, NULL);
     int64_t slots = 0;
     for (int i = 0; i < N; i++) {
         if (forced[i] >= 0) {

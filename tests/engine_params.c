@@ -64,6 +64,7 @@ START_TEST(test_names_and_shapes) {
         {"layers/0/attn/wq", 2, {64, 64}},     {"layers/0/attn/wk", 2, {32, 64}},
         {"layers/0/attn/wv", 2, {32, 64}},     {"layers/0/attn/wo", 2, {64, 64}},
         {"layers/0/ffn_norm", 1, {64}},        {"layers/0/moe/router", 2, {4, 64}},
+        {"layers/0/moe/router_bias", 1, {4}},
         {"layers/0/moe/w1", 3, {4, 128, 64}},  {"layers/0/moe/w3", 3, {4, 128, 64}},
         {"layers/0/moe/w2", 3, {4, 64, 128}},  {"layers/0/moe/shared_w1", 2, {96, 64}},
         {"layers/0/moe/shared_w3", 2, {96, 64}}, {"layers/0/moe/shared_w2", 2, {64, 96}},
@@ -106,6 +107,10 @@ START_TEST(test_init) {
         double mean = s / t->numel, sd = sqrt(s2 / t->numel - mean * mean);
         if (t->is_norm) {
             ck_assert_msg(mean == 1.0 && sd < 1e-12, "%s: norms start at 1", t->name);
+            continue;
+        }
+        if (t->no_grad) {
+            ck_assert_msg(mean == 0.0 && sd == 0.0, "%s: router_bias starts at 0", t->name);
             continue;
         }
         int out = t->kind == PK_WO || t->kind == PK_W2 || t->kind == PK_SHARED_W2 || t->kind == PK_DENSE_W2;

@@ -35,11 +35,15 @@ static inline void tm_make(test_model *m, const char *preset, const char *const 
     ck_assert_int_eq(params_table_build(&m->pt, &m->c), 0);
     m->w = params_arena_alloc(&m->pt);
     ck_assert_ptr_nonnull(m->w);
-    for (int i = 0; i < m->pt.n; i++) {
+    for (int i = 0, n = 0; i < m->pt.n; i++) {
         const mo_tensor *t = &m->pt.t[i];
         float *x = m->w + t->offset;
+        if (t->no_grad) {  // router_bias: small, of its own seeds (the other tensors keep theirs)
+            tu_fill(x, t->numel, seed * 1000 + 900 + (uint64_t)t->layer, 0.02f);
+            continue;
+        }
         float scale = t->kind == PK_ROUTER ? 1.04f : 0.0346f;  // routers ~30x
-        tu_fill(x, t->numel, seed * 1000 + (uint64_t)i, t->is_norm ? 0.3f : scale);
+        tu_fill(x, t->numel, seed * 1000 + (uint64_t)n++, t->is_norm ? 0.3f : scale);
         if (t->is_norm)
             for (size_t j = 0; j < t->numel; j++) x[j] += 1.0f;
     }
@@ -55,7 +59,7 @@ static inline void tm_make(test_model *m, const char *preset, const char *const 
 static inline void tm_q8_round_trip(test_model *m) {
     for (int i = 0; i < m->pt.n; i++) {
         const mo_tensor *t = &m->pt.t[i];
-        if (t->kind == PK_TOK_EMBEDDINGS || t->is_norm || t->kind == PK_ROUTER) continue;
+        if (t->kind == PK_TOK_EMBEDDINGS || t->is_norm || t->kind == PK_ROUTER || t->no_grad) continue;
         int cols = (int)t->shape[t->rank - 1];
         size_t rows = t->numel / cols;
         int8_t *q = malloc(t->numel);
@@ -175,9 +179,11 @@ static inline void tm_oracle(const test_model *m, const int *tokens, int T, cons
             int n_allowed = 0;
             for (int e = 0; e < E; e++) n_allowed += !allowed || allowed[e];
             int kk = c->top_k < n_allowed ? c->top_k : n_allowed, chosen[64];
-            double g[64], gs = 0;
-            ref_topk_forward(chosen, g, p, 1, E, kk);
-            for (int j = 0; j < kk; j++) gs += g[j];
+            double g[64], gs = 0, key[256];
+            const float *bias = m->w + m->pt.t[L->router_bias].offset;  // selection only: top-k of p + b
+            for (int e = 0; e < E; e++) key[e] = p[e] + bias[e];
+            ref_topk_forward(chosen, g, key, 1, E, kk);
+            for (int j = 0; j < kk; j++) g[j] = p[chosen[j]], gs += g[j];
             for (int j = 0; j < kk; j++) {
                 size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
                 tm_expert(y, x, tm_W(m, L->w1) + e * h1, tm_W(m, L->w3) + e * h1, tm_W(m, L->w2) + e * h1, c->d_ff, d,

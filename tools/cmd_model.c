@@ -115,6 +115,9 @@ int cmd_inspect(int argc, char **argv) {
     const mo_param_table *pt = &ck.table;
     printf("%s\n\nconfig\n", argv[1]);
     config_print(stdout, &pt->cfg);
+    char routing[256];
+    config_routing_str(&pt->cfg, routing, sizeof routing);
+    printf("\nrouting     %s\n", routing);
     size_t total = params_count_total(pt), active = params_count_active(pt);
     printf("\nparameters  %zu total (%.2fM), %zu active per token (%.2fM)\n\ntensors\n", total, total / 1e6, active,
            active / 1e6);

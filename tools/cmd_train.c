@@ -191,7 +191,24 @@ static void print_json(const eval_opts *o, const eval_report *r) {
         }
         printf("}");
     }
-    printf("}}\n");
+    printf("}");
+    // Per domain and MoE layer: the share of chosen slots capacity dropped, and the chosen
+    // slots per token (top_k; fewer under top-p).
+    for (int pass = 0; pass < 2 && r->n_moe; pass++) {
+        printf(", \"%s\": {", pass ? "experts_per_token" : "dropped");
+        for (int d = 0; d < r->n_domains; d++) {
+            printf("%s\"%s\": {", d ? ", " : "", r->names[d]);
+            for (int l = 0; l < r->n_moe; l++) {
+                const int64_t *x = r->drops + ((size_t)d * r->n_moe + l) * 2;
+                double v = pass ? (r->tokens[d] ? (double)x[0] / (double)r->tokens[d] : 0)
+                                : (x[0] ? (double)x[1] / (double)x[0] : 0);
+                printf("%s\"%d\": %.6f", l ? ", " : "", r->moe_layer[l], v);
+            }
+            printf("}");
+        }
+        printf("}");
+    }
+    printf("}\n");
 }
 
 static void print_tables(const eval_report *r) {
@@ -200,6 +217,18 @@ static void print_tables(const eval_report *r) {
     for (int d = 0; d < r->n_domains; d++)
         printf("%-16s %10lld %9.4f %10.2f\n", r->names[d], (long long)r->tokens[d], r->loss[d], exp(r->loss[d]));
     if (!r->n_moe) return;
+    printf("\n%-16s", "dropped / k used");
+    for (int l = 0; l < r->n_moe; l++) printf("   layer %-6d", r->moe_layer[l]);
+    printf("\n");
+    for (int d = 0; d < r->n_domains; d++) {
+        printf("%-16s", r->names[d]);
+        for (int l = 0; l < r->n_moe; l++) {
+            const int64_t *x = r->drops + ((size_t)d * r->n_moe + l) * 2;
+            printf("  %5.3f / %4.2f", x[0] ? (double)x[1] / (double)x[0] : 0.0,
+                   r->tokens[d] ? (double)x[0] / (double)r->tokens[d] : 0.0);
+        }
+        printf("\n");
+    }
     for (int l = 0; l <= r->n_moe; l++) {
         if (l < r->n_moe) printf("\nrouting share, layer %d (rows: domain, columns: expert; each row sums to 1)\n", r->moe_layer[l]);
         else printf("\nrouting share averaged over the %d MoE layers\n", r->n_moe);

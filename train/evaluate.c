@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, int64_t *n_tokens, int64_t *counts) {
+int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, int64_t *n_tokens, int64_t *counts,
+                int64_t *drops) {
     mo_model *m = b->model;
     const mo_config *c = &m->pt->cfg;
     const int B = m->B, T = m->T, E = c->n_experts;
@@ -33,16 +34,16 @@ int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, in
         if (model_forward(m, b->params, b->tokens, b->targets)) return -1;
         sum += m->ce * m->n_targets;
         n += m->n_targets;
-        if (counts) {
-            // Only the real rows: padding rows route too, but are not the domain's tokens.
-            int ml = 0;
-            for (int l = 0; l < c->n_layers; l++) {
-                if (!c->moe_layers[l]) continue;
-                const int *ex = m->layer[l].r.experts;
-                for (size_t s = 0; s < (size_t)rows * T * c->top_k; s++)
-                    if (ex[s] >= 0) counts[(size_t)ml * E + ex[s]]++;
-                ml++;
+        // Only the real rows: padding rows route too, but are not the domain's tokens.
+        int ml = 0;
+        for (int l = 0; l < c->n_layers; l++) {
+            if (!c->moe_layers[l]) continue;
+            const int *ex = m->layer[l].r.experts, *sel = m->layer[l].r.sel;
+            for (size_t s = 0; s < (size_t)rows * T * c->top_k; s++) {
+                if (counts && ex[s] >= 0) counts[(size_t)ml * E + ex[s]]++;
+                if (drops && sel[s] >= 0) drops[2 * ml]++, drops[2 * ml + 1] += ex[s] < 0;
             }
+            ml++;
         }
     }
     *loss = n ? sum / (double)n : NAN;
@@ -122,11 +123,12 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
     }
     size_t N = (size_t)o->batch * T;
     r->counts = calloc((size_t)r->n_domains * (r->n_moe + 1) * r->n_experts, sizeof *r->counts);
+    r->drops = calloc((size_t)r->n_domains * (r->n_moe + 1) * 2, sizeof *r->drops);
     window = malloc((size_t)o->batch * (T + 1) * sizeof *window);
     tokens = malloc(N * sizeof *tokens);
     targets = malloc(N * sizeof *targets);
     if (o->route_by_domain) forced = malloc(N * sizeof *forced);
-    if (!r->counts || !window || !tokens || !targets || (o->route_by_domain && !forced)) {
+    if (!r->counts || !r->drops || !window || !tokens || !targets || (o->route_by_domain && !forced)) {
         mo_errorf("out of memory");
         goto err;
     }
@@ -142,7 +144,7 @@ int eval_checkpoint(const eval_opts *o, eval_report *r) {
                    .targets = targets, .forced = forced, .expert_of = o->route_by_domain ? expert_of : NULL};
     for (int d = 0; d < r->n_domains; d++) {
         if (eval_domain(&b, d, o->max_batches, &r->loss[d], &r->tokens[d],
-                        r->counts + (size_t)d * r->n_moe * r->n_experts))
+                        r->counts + (size_t)d * r->n_moe * r->n_experts, r->drops + (size_t)d * r->n_moe * 2))
             goto err;
         if (!isfinite(r->loss[d])) {
             mo_errorf("%s: the validation loss on %s is %s: the model's activations or logits overflow (its weights "
@@ -167,5 +169,7 @@ err:
 
 void eval_report_free(eval_report *r) {
     free(r->counts);
+    free(r->drops);
     r->counts = NULL;
+    r->drops = NULL;
 }

@@ -27,8 +27,10 @@ typedef struct {
 
 // Evaluates domain d. Writes the mean loss (NaN if the val split has no window) and the
 // number of tokens scored; ADDS the routed slots per expert into counts[n_moe * E] (MoE
-// layers in order; may be NULL). Returns 0, or -1 with a message.
-int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, int64_t *n_tokens, int64_t *counts);
+// layers in order; may be NULL) and the slots the routers chose and those capacity dropped
+// into drops[n_moe * 2] (may be NULL). Returns 0, or -1 with a message.
+int eval_domain(const eval_bufs *b, int d, int64_t max_batches, double *loss, int64_t *n_tokens, int64_t *counts,
+                int64_t *drops);
 
 typedef struct {
     int n_domains, n_moe, n_experts;
@@ -39,6 +41,7 @@ typedef struct {
     int64_t *counts;  // [n_domains, n_moe, n_experts]
     int seq;              // the window length used
     const char *seq_from; // where it came from: "--seq", "the run's --seq (/train)", "max_seq_len"
+    int64_t *drops;   // [n_domains, n_moe, 2] chosen slots, of which dropped by capacity
 } eval_report;
 
 typedef struct {

@@ -122,6 +122,7 @@ static int parse_item(const mo_param_table *pt, const char **pp, const char *spe
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
         if (t->layer < 0 ? by_layer : !layers[t->layer]) continue;
+        if (t->no_grad) continue;  // router_bias: moved by its own rule, never by the optimizer
         if (!is_experts) {
             if (kinds[t->kind] && spans_push(out, t->offset, t->numel)) return -1;
         } else if (t->n_experts) {

@@ -47,6 +47,20 @@ int metrics_open(metrics_log *m, const char *dir, int64_t keep_until) {
     return 0;
 }
 
+// "key": {"<layer>": dropped share, ...}, "experts_per_token": {...} from drops[n_moe, 2].
+static void put_drops(FILE *f, const int64_t *drops, int n_moe, const int *moe_layer, int64_t tokens,
+                      const char *open, const char *close) {
+    fprintf(f, "%s\"dropped\": {", open);
+    for (int l = 0; l < n_moe; l++) {
+        double fr = drops[2 * l] ? (double)drops[2 * l + 1] / (double)drops[2 * l] : 0.0;
+        fprintf(f, "%s\"%d\": %.6g", l ? ", " : "", moe_layer[l], fr);
+    }
+    fprintf(f, "}, \"experts_per_token\": {");
+    for (int l = 0; l < n_moe; l++)
+        fprintf(f, "%s\"%d\": %.6g", l ? ", " : "", moe_layer[l], tokens ? (double)drops[2 * l] / (double)tokens : 0.0);
+    fprintf(f, "}%s", close);
+}
+
 int metrics_write_step(metrics_log *m, const metrics_step *s) {
     FILE *f = m->f;
     fprintf(f, "{\"type\": \"train\", \"step\": %lld, \"tokens_seen\": %lld, ", (long long)s->step,
@@ -67,7 +81,9 @@ int metrics_write_step(metrics_log *m, const metrics_step *s) {
             fprintf(f, "%s%lld", e ? ", " : "", (long long)s->counts[(size_t)l * s->n_experts + e]);
         fprintf(f, "]");
     }
-    fprintf(f, "}}\n");
+    fprintf(f, "}");
+    if (s->drops && s->n_moe) put_drops(f, s->drops, s->n_moe, s->moe_layer, s->tokens, ", ", "");
+    fprintf(f, "}\n");
     if (fflush(f) || ferror(f)) return mo_errorf("metrics.jsonl: write failed: %s", strerror(errno));
     return 0;
 }
@@ -95,6 +111,23 @@ int metrics_write_eval(metrics_log *m, const metrics_eval *e) {
             fprintf(f, "}");
         }
         fprintf(f, "}");
+    }
+    if (e->drops && e->n_moe) {
+        // Per domain: the same two maps, keyed by domain then layer.
+        for (int pass = 0; pass < 2; pass++) {
+            fprintf(f, ", \"%s\": {", pass ? "experts_per_token" : "dropped");
+            for (int i = 0; i < e->n; i++) {
+                fprintf(f, "%s\"%s\": {", i ? ", " : "", e->names[i]);
+                for (int l = 0; l < e->n_moe; l++) {
+                    const int64_t *d = e->drops + ((size_t)i * e->n_moe + l) * 2;
+                    double v = pass ? (e->tokens[i] ? (double)d[0] / (double)e->tokens[i] : 0.0)
+                                    : (d[0] ? (double)d[1] / (double)d[0] : 0.0);
+                    fprintf(f, "%s\"%d\": %.6g", l ? ", " : "", e->moe_layer[l], v);
+                }
+                fprintf(f, "}");
+            }
+            fprintf(f, "}");
+        }
     }
     fprintf(f, "}\n");
     if (fflush(f) || ferror(f)) return mo_errorf("metrics.jsonl: write failed: %s", strerror(errno));

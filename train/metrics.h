@@ -3,9 +3,14 @@
 //
 //   {"type": "train", "step": 12, "loss": .., "ce": .., "aux": .., "z": .., "router_ce": .., "lr": ..,
 //    "grad_norm": .., "tokens_per_s": .., "tokens_seen": .., "elapsed_s": ..,
-//    "expert_tokens": {"0": [n_0, .., n_E-1], "1": [...]}}     (key: MoE layer index)
+//    "expert_tokens": {"0": [n_0, .., n_E-1], "1": [...]},      (key: MoE layer index)
+//    "dropped": {"0": fraction, ...}, "experts_per_token": {"0": mean, ...}}
 //   {"type": "eval", "step": 100, "val": {"code": {"loss": .., "ppl": .., "tokens": ..}, ...},
-//    "routing": {"code": {"0": [slots per expert], ...}, ...}}   (key: MoE layer index)
+//    "routing": {"code": {"0": [slots per expert], ...}, ...},   (key: MoE layer index)
+//    "dropped": {"code": {"0": fraction, ...}, ...}, "experts_per_token": {"code": {"0": mean, ...}, ...}}
+// `dropped` is the share of the slots the routers chose that capacity refused (0 when
+// dropless); `experts_per_token` the routers' chosen slots per token (top_k, or less under
+// top-p).
 //
 // `step` counts completed optimizer steps (1 after the first update). A resumed run first
 // drops the lines after its checkpoint's step, so the file never shows a step twice.
@@ -27,6 +32,8 @@ typedef struct {
     const int *moe_layer;    // [n_moe] their layer indices
     int n_experts;
     const int64_t *counts;   // [n_moe, n_experts] routed slots per expert in this step
+    const int64_t *drops;    // [n_moe, 2] slots chosen by the routers, and of those dropped by capacity
+    int64_t tokens;          // tokens of the step (experts per token = chosen / tokens)
 } metrics_step;
 
 // Opens DIR/metrics.jsonl: a new file when keep_until < 0, else the existing one cut
@@ -44,6 +51,7 @@ typedef struct {
     int n_moe, n_experts;
     const int *moe_layer;
     const int64_t *counts;
+    const int64_t *drops;    // [n, n_moe, 2] chosen and dropped slots per domain and layer (NULL: none)
 } metrics_eval;
 int metrics_write_eval(metrics_log *m, const metrics_eval *e);
 void metrics_close(metrics_log *m);

@@ -53,11 +53,15 @@ struct trainer {
     int *forced;             // [B*T] route-by-domain, else NULL
     int expert_of[TRAIN_MAX_DOMAINS];  // route-by-domain: domain -> expert (train/route_map.h)
     int n_moe, moe_layer[MO_MAX_LAYERS];
-    int64_t *counts;         // [n_moe, E] routed slots this step
+    int64_t *counts;         // [n_moe, E] slots each expert ran this step (every micro-batch, every rank)
+    int64_t *drops;          // [n_moe, 2] slots the routers chose this step, and of those dropped by capacity
+    mo_rng noise;            // the router noise's stream (st.rng in checkpoints)
+    float *bias_new;         // [E] scratch of balance_step
     const char *names[TRAIN_MAX_DOMAINS];
     double *val_loss;        // [n_data]
     int64_t *val_tokens;     // [n_data]
     int64_t *val_counts;     // [n_data, n_moe, E] routed slots in the last evaluation
+    int64_t *val_drops;      // [n_data, n_moe, 2] chosen and dropped slots in the last evaluation
     metrics_log metrics;
     char *options_ini;       // run.ini text, stored in each checkpoint's /train
     run_lock lock;           // the run folder's, held from before its first change to the end
@@ -292,9 +296,13 @@ static int allocate(trainer *t) {
     t->val_tokens = calloc((size_t)o->n_data, sizeof *t->val_tokens);
     t->val_counts = calloc((size_t)o->n_data * (t->n_moe + 1) * pt->cfg.n_experts, sizeof *t->val_counts);
     t->counts = calloc((size_t)(t->n_moe + 1) * (size_t)pt->cfg.n_experts, sizeof *t->counts);
+    t->drops = calloc((size_t)(t->n_moe + 1) * 2, sizeof *t->drops);
+    t->bias_new = calloc((size_t)pt->cfg.n_experts + 1, sizeof *t->bias_new);
+    t->val_drops = calloc((size_t)o->n_data * (t->n_moe + 1) * 2, sizeof *t->val_drops);
     if (o->route_by_domain) t->forced = malloc(N * sizeof *t->forced);
     if (!t->mb_loss || !t->tokens || !t->targets || !t->window || !t->domain ||
-        !t->val_loss || !t->val_tokens || !t->val_counts || !t->counts || (o->route_by_domain && !t->forced))
+        !t->val_loss || !t->val_tokens || !t->val_counts || !t->counts || !t->drops || !t->val_drops || !t->bias_new ||
+        (o->route_by_domain && !t->forced))
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
     mo_model_opts mo = {.recompute = o->recompute};
@@ -536,6 +544,8 @@ trainer *trainer_open(const train_opts *cli) {
     }
     t->st.sched = t->sched;
     t->st.opt = t->opt;
+    memcpy(t->noise.s, t->st.rng, sizeof t->noise.s);  // resumed: the stream where the checkpoint left it
+    model_set_noise(&t->model, &t->noise);
 
     char ini[TRAIN_PATH_MAX + 16];
     snprintf(ini, sizeof ini, "%s/run.ini", o->out);
@@ -590,6 +600,7 @@ void trainer_close(trainer *t) {
     dist_opt_free(&t->dist);
     free(t->m), free(t->v), free(t->mb_loss), free(t->tokens), free(t->targets), free(t->window);
     free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
+    free(t->drops), free(t->val_drops), free(t->bias_new);
     run_lock_release(&t->lock);  // last: everything of the run is written and closed
     free(t);
 }
@@ -637,6 +648,7 @@ static int save(trainer *t, const train_hooks *h) {
                          (long long)t->st.step, t->o.out);
     rundir_ckpt_path(t->o.out, t->st.step, path, sizeof path);
     get_loader_state(t->ld, t->st.loader, &t->st.n_loader);
+    memcpy(t->st.rng, t->noise.s, sizeof t->st.rng);
     t->st.ranks = t->ranks;
     t->st.micro_batches = (int64_t)t->ranks * t->o.grad_accum;
     if (check_same_params(t)) return -1;
@@ -684,12 +696,17 @@ static int evaluate(trainer *t, const train_hooks *h) {
     eval_bufs b = {.model = &t->model, .params = t->ck.params, .ld = t->ld, .window = t->window,
                    .tokens = t->tokens, .targets = t->targets, .forced = t->forced, .expert_of = t->expert_of};
     memset(t->val_counts, 0, (size_t)nd * t->n_moe * E * sizeof *t->val_counts);
-    for (int d = 0; d < nd; d++)
-        if (eval_domain(&b, d, t->o.eval_batches, &t->val_loss[d], &t->val_tokens[d],
-                        t->val_counts + (size_t)d * t->n_moe * E))
-            return -1;
+    memset(t->val_drops, 0, (size_t)nd * t->n_moe * 2 * sizeof *t->val_drops);
+    model_set_noise(&t->model, NULL);  // evaluation never adds router noise
+    int rc = 0;
+    for (int d = 0; d < nd && !rc; d++)
+        rc = eval_domain(&b, d, t->o.eval_batches, &t->val_loss[d], &t->val_tokens[d],
+                         t->val_counts + (size_t)d * t->n_moe * E, t->val_drops + (size_t)d * t->n_moe * 2);
+    model_set_noise(&t->model, &t->noise);
+    if (rc) return -1;
     metrics_eval me = {.step = t->st.step, .n = nd, .names = t->names, .loss = t->val_loss, .tokens = t->val_tokens,
-                       .n_moe = t->n_moe, .n_experts = E, .moe_layer = t->moe_layer, .counts = t->val_counts};
+                       .n_moe = t->n_moe, .n_experts = E, .moe_layer = t->moe_layer, .counts = t->val_counts,
+                       .drops = t->val_drops};
     if (metrics_write_eval(&t->metrics, &me)) return -1;
     if (h && h->on_eval) h->on_eval(h->ctx, t->st.step, nd, t->names, t->val_loss);
     return 0;
@@ -709,6 +726,37 @@ static int64_t fault_nan_step(void) {
     return s ? strtoll(s, NULL, 10) : -1;
 }
 
+// The router noise of n micro-batches that other ranks train: every training forward
+// draws n_moe * N * E normals of two uniforms each, so skipping them keeps each rank's
+// stream where one process with --grad-accum ranks x A would have it.
+static void noise_skip(trainer *t, int n) {
+    const mo_config *c = &t->ck.table.cfg;
+    if (c->router_noise <= 0) return;
+    const uint64_t draws = (uint64_t)n * t->n_moe * t->o.batch * t->o.seq * c->n_experts * 2;
+    for (uint64_t i = 0; i < draws; i++) mo_rng_u64(&t->noise);
+}
+
+// Bias balancing (balance = bias), once after each optimizer step: every MoE layer's
+// router_bias moves by router_bias_update from t->counts, the slots each expert ran in the
+// whole global batch (every micro-batch; trainer_run has all-reduced it over the ranks,
+// so every rank makes the same update). This is the one place the bias reads the batch.
+// An expert whose router row is frozen (--train) keeps its bias.
+static void balance_step(trainer *t) {
+    const mo_param_table *pt = &t->ck.table;
+    const mo_config *c = &pt->cfg;
+    if (c->balance != MO_BALANCE_BIAS) return;
+    const int E = c->n_experts;
+    for (int i = 0; i < t->n_moe; i++) {
+        const mo_layer_ids *L = &pt->layer[t->moe_layer[i]];
+        float *b = params_at(pt, t->ck.params, L->router_bias), *upd = t->bias_new;
+        memcpy(upd, b, (size_t)E * sizeof *upd);
+        router_bias_update(upd, t->counts + (size_t)i * E, E, c->bias_rate);
+        const size_t row0 = pt->t[L->router].offset;
+        for (int e = 0; e < E; e++)
+            if (train_mask_has(&t->mask, row0 + (size_t)e * c->d_model)) b[e] = upd[e];
+    }
+}
+
 // One step's micro-batches on this rank: the global batch is ranks x A micro-batches of
 // the loader's one stream, rank r training numbers r*A .. r*A + A - 1 and skipping the
 // rest, so every rank's loader ends the step in the same state and the windows are those
@@ -718,6 +766,7 @@ static int micro_batches(trainer *t) {
     const int A = t->o.grad_accum, AG = t->ranks * A, E = t->ck.table.cfg.n_experts;
     memset(t->mb_loss, 0, (size_t)AG * 5 * sizeof *t->mb_loss);
     loader_skip(t->ld, (uint64_t)t->rank * A);
+    noise_skip(t, t->rank * A);
     for (int a = 0; a < A; a++) {
         loader_next(t->ld, t->window, t->domain);
         split_window(t);
@@ -727,11 +776,14 @@ static int micro_batches(trainer *t) {
         l[0] = m->loss / AG, l[1] = m->ce / AG, l[2] = m->aux / AG, l[3] = m->z / AG, l[4] = m->router_ce / AG;
         if (!isfinite(m->loss)) return 0;  // the step is refused below; nothing else to compute
         if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)AG)) return -1;
-        for (int l2 = 0; l2 < t->n_moe; l2++)
-            for (int e = 0; e < E; e++)
-                t->counts[(size_t)l2 * E + e] += t->model.layer[t->moe_layer[l2]].stats.counts[e];
+        for (int l2 = 0; l2 < t->n_moe; l2++) {
+            const mo_router_stats *rs = &t->model.layer[t->moe_layer[l2]].stats;
+            for (int e = 0; e < E; e++) t->counts[(size_t)l2 * E + e] += rs->counts[e];
+            t->drops[2 * l2] += rs->n_chosen, t->drops[2 * l2 + 1] += rs->n_dropped;
+        }
     }
     loader_skip(t->ld, (uint64_t)(t->ranks - 1 - t->rank) * A);
+    noise_skip(t, (t->ranks - 1 - t->rank) * A);
     return 0;
 }
 
@@ -758,15 +810,18 @@ int trainer_run(trainer *t, const train_hooks *h) {
         }
         double ts = now_seconds();
         get_loader_state(t->ld, loader_before, &n_before);
+        const mo_rng noise_before = t->noise;
         double lr = lr_schedule_at(&t->sched, t->st.step);
         if (t->sparse_grads) train_mask_zero(&t->mask, t->grads);  // frozen gradients are never read
         else memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
+        memset(t->drops, 0, (size_t)t->n_moe * 2 * sizeof *t->drops);
         if (micro_batches(t)) goto fail;
         if (t->ranks > 1) {  // the whole global batch's loss terms, on every rank
             memcpy(mine, t->mb_loss + (size_t)t->rank * A * 5, (size_t)A * 5 * sizeof *mine);
             if (comm_allgather_f64(mine, t->mb_loss, (size_t)A * 5) ||
-                comm_allreduce_i64(t->counts, (size_t)t->n_moe * E))
+                comm_allreduce_i64(t->counts, (size_t)t->n_moe * E) ||
+                comm_allreduce_i64(t->drops, (size_t)t->n_moe * 2))
                 goto fail;
         }
         // Summed in the global micro-batch order: the numbers one process with --grad-accum AG adds.
@@ -792,6 +847,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
                                  "resume from the newest checkpoint in %s with a lower --lr",
                                  (long long)t->st.step + 1, what, isnan(bad) ? "NaN" : "Inf", o->out);
             if (set_loader_state(t->ld, loader_before, n_before)) return -1;
+            t->noise = noise_before;
             char path[TRAIN_PATH_MAX + 32];
             rundir_ckpt_path(o->out, t->st.step, path, sizeof path);
             if (save(t, h)) return -1;
@@ -802,6 +858,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
         t->opt.lr = lr;
         t->opt.t = t->st.step + 1;
         if (dist_apply(&t->dist, t->ck.params, t->grads, &t->opt)) goto fail;
+        balance_step(t);  // t->counts: this global batch's slots per expert, all-reduced above
         t->st.step++;
         t->st.tokens_seen += tokens_per_step;
 
@@ -815,7 +872,8 @@ int trainer_run(trainer *t, const train_hooks *h) {
             metrics_step ms = {.step = t->st.step, .tokens_seen = t->st.tokens_seen, .loss = loss, .ce = ce,
                                .aux = aux, .z = z, .router_ce = rce, .lr = lr, .grad_norm = norm,
                                .tokens_per_s = p.tokens_per_s, .elapsed_s = el, .n_moe = t->n_moe,
-                               .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts};
+                               .moe_layer = t->moe_layer, .n_experts = E, .counts = t->counts,
+                               .drops = t->drops, .tokens = tokens_per_step};
             if (metrics_write_step(&t->metrics, &ms)) goto fail;
             if (h && h->on_step) h->on_step(h->ctx, &p);
             // Evaluation runs on rank 0 alone (the others wait in the next step's first collective).

@@ -60,7 +60,7 @@ def read_dump(path, cfg):
                 out["routing"][L] = (f[g + "/experts"][()], f[g + "/weights"][()])
         if "routing" in f:
             out["extra"] += [f"/routing/{k}" for k in f["routing"] if not (k.isdigit() and int(k) in out["routing"])]
-        names = [n for n, _ in R.param_shapes(cfg)]
+        names = [n for n, _ in R.param_shapes(cfg) if not n.endswith("router_bias")]   # no gradient
         for n in names:
             if "grads/" + n not in f:
                 raise R.ReferenceError(f"{path}: missing gradient /grads/{n}")
@@ -112,14 +112,14 @@ def _differs(a, b, any_order):
     return np.any(a != b, axis=1)
 
 
-def follow_ties(cfg, params, tokens, dump, dtype, tie_tol, any_order=False):
+def follow_ties(cfg, params, tokens, dump, dtype, tie_tol, any_order=False, noise_seed=None):
     """Runs the reference, making it follow the dump's expert choice at every token where the two differ
     only by a near-tie (the dump's choice is a valid top-k of the reference's probabilities up to tie_tol;
     with any_order only the set counts). Layers are settled in order, since forcing layer L changes what
     later layers see. Returns (Result, tokens followed, tokens that differ beyond a tie in the final run)."""
     force, followed = {}, 0
     while True:
-        ref = R.run(cfg, params, tokens, dtype=dtype, force=force)
+        ref = R.run(cfg, params, tokens, dtype=dtype, force=force, noise_seed=noise_seed)
         changed = False
         for L in sorted(ref.routing):
             re_ = ref.routing[L][0]
@@ -146,10 +146,10 @@ def follow_ties(cfg, params, tokens, dump, dtype, tie_tol, any_order=False):
 
 
 def compare(cfg, params, tokens, dump, tol=1e-4, dtype=torch.float64, tie_tol=1e-5, any_order=False, verbose=False,
-            out=sys.stdout):
+            out=sys.stdout, noise_seed=None):
     """Recomputes the batch with the reference and compares it with `dump` (read_dump's dict). Prints one
     line per tensor when verbose (otherwise only failures) and a summary. Returns (ok, worst error)."""
-    ref, followed, bad = follow_ties(cfg, params, tokens, dump, dtype, tie_tol, any_order)
+    ref, followed, bad = follow_ties(cfg, params, tokens, dump, dtype, tie_tol, any_order, noise_seed)
     rows = []   # (name, error, max abs difference, ok)
     for k in ("ce", "aux", "z", "loss"):
         e = nerr(dump[k], getattr(ref, k))
@@ -165,7 +165,7 @@ def compare(cfg, params, tokens, dump, tol=1e-4, dtype=torch.float64, tie_tol=1e
         rows.append((f"routing/{L}/experts", float(mism), float(mism), mism == 0))
         e = nerr(dw, rw)
         rows.append((f"routing/{L}/weights", e, maxabs(dw, rw), e <= tol))
-    for n, _ in R.param_shapes(cfg):
+    for n in ref.grads:
         e = nerr(dump["grads"][n], ref.grads[n])
         rows.append(("grads/" + n, e, maxabs(dump["grads"][n], ref.grads[n]), e <= tol))
     for p in dump["extra"]:
@@ -261,6 +261,8 @@ def main(argv=None):
                     help="accept each token's experts in any order (default: by descending probability)")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every tensor, not just failures")
+    ap.add_argument("--train", type=int, default=None, metavar="SEED",
+                    help="the dump was made with `monolith dump --train SEED`: the router noise of that seed")
     if (argv if argv is not None else sys.argv[1:]) == ["--selftest"]:
         return selftest()
     a = ap.parse_args(argv)
@@ -271,7 +273,8 @@ def main(argv=None):
     except R.ReferenceError as e:
         print(f"compare_dump: {e}", file=sys.stderr)
         return 2
-    ok, _ = compare(cfg, params, tokens, dump, a.tol, getattr(torch, a.dtype), a.tie_tol, a.any_order, a.verbose)
+    ok, _ = compare(cfg, params, tokens, dump, a.tol, getattr(torch, a.dtype), a.tie_tol, a.any_order, a.verbose,
+                    noise_seed=a.train)
     return 0 if ok else 1
 
 

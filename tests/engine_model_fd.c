@@ -33,10 +33,18 @@ typedef struct {
     double router_ce;
 } fd_ctx;
 
-static double loss_fn(void *ctx) {
-    fd_ctx *c = ctx;
-    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, c->router_ce, B_, T_).loss;
+// Router noise (router_noise > 0) of every forward, the model's and the reference's: the
+// same stream from the same seed.
+#define NOISE_SEED 77
+
+static ref_model_result ref_at(const fd_ctx *c) {
+    mo_rng noise;
+    mo_rng_seed(&noise, NOISE_SEED);
+    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, c->router_ce, B_, T_,
+                             c->pt->cfg.router_noise > 0 ? &noise : NULL);
 }
+
+static double loss_fn(void *ctx) { return ref_at(ctx).loss; }
 
 static void draw(const mo_param_table *pt, float *params, int *tokens, int *targets, uint64_t seed) {
     mo_rng r;
@@ -71,12 +79,13 @@ static void run_config(const char *what, const char *const *overrides, const int
 
     // Seeds in order until no token is near a top-k tie.
     ref_model_result ref;
+    fd_ctx ctx = {&pt, p64, tokens, targets, forced, router_ce};
     uint64_t seed = 100;
     for (;; seed++) {
         ck_assert_msg(seed < 200, "%s: no seed in 100..199 keeps every token %g from a top-k tie", what, MARGIN);
         draw(&pt, params, tokens, targets, seed);
         tu_to_f64(p64, params, pt.numel);
-        ref = ref_model_forward(&pt, p64, tokens, targets, forced, router_ce, B_, T_);
+        ref = ref_at(&ctx);
         if (ref.min_margin >= MARGIN) break;
     }
     ck_assert(ref.min_margin >= MARGIN);
@@ -85,6 +94,9 @@ static void run_config(const char *what, const char *const *overrides, const int
     ck_assert_msg(model_alloc(&m, &pt, B_, T_) == 0, "%s", mo_error());
     model_set_forced_experts(&m, forced);
     model_set_router_ce(&m, router_ce);
+    mo_rng noise;
+    mo_rng_seed(&noise, NOISE_SEED);
+    if (c.router_noise > 0) model_set_noise(&m, &noise);
     ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
     double le = fabs(m.loss - ref.loss) / fabs(ref.loss);
     ck_assert_msg(le < 1e-5, "%s: float loss %.9g vs reference %.9g", what, m.loss, ref.loss);
@@ -94,7 +106,6 @@ static void run_config(const char *what, const char *const *overrides, const int
     ck_assert_msg((ref.router_ce > 0) == (forced != NULL), "%s: router_ce %g", what, ref.router_ce);
     ck_assert_int_eq(model_backward(&m, params, grads, 1.0f), 0);
 
-    fd_ctx ctx = {&pt, p64, tokens, targets, forced, router_ce};
     double worst = 0;
     for (int i = 0; i < pt.n; i++) {
         const mo_tensor *t = &pt.t[i];
@@ -122,6 +133,13 @@ static void run_config(const char *what, const char *const *overrides, const int
             num += (fd[s] - an[s]) * (fd[s] - an[s]);
             den += fd[s] * fd[s];
         }
+        if (t->no_grad) {
+            // router_bias only selects: the loss does not move with it, and nothing flows into it.
+            for (int q = 0; q < n; q++)
+                ck_assert_msg(fd[q] == 0 && an[q] == 0, "%s: %s moves the loss (fd %.3g, gradient %.3g)", what,
+                              t->name, fd[q], an[q]);
+            continue;
+        }
         ck_assert_msg(den > 1e-20, "%s: %s: every sampled gradient is zero; the sample says nothing", what, t->name);
         double e = sqrt(num / den);
         worst = fmax(worst, e);
@@ -136,6 +154,40 @@ static void run_config(const char *what, const char *const *overrides, const int
 }
 
 START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}, NULL, 0); }
+END_TEST
+
+// The routing variants (docs/design.md, "Routing"), alone and combined, with a random
+// router_bias (draw): the router's gradient through sigmoid scores, scaled gates, slots
+// capacity drops (still in the renormalizing sum), top-p, the training noise.
+START_TEST(test_fd_sigmoid_bias_scale) {
+    run_config("sigmoid + bias, gates x 2",
+               (const char *const[]){"router_score", "sigmoid", "balance", "bias", "routed_scale", "2", NULL}, NULL, 0);
+}
+END_TEST
+
+START_TEST(test_fd_capacity) {
+    run_config("capacity 0.75 (C = 6 of 32 slots)", (const char *const[]){"capacity_factor", "0.75", NULL}, NULL, 0);
+}
+END_TEST
+
+START_TEST(test_fd_sigmoid_capacity_norm0) {
+    run_config("sigmoid, norm_topk 0, top-3, capacity 0.8",
+               (const char *const[]){"router_score", "sigmoid", "norm_topk", "0", "top_k", "3", "capacity_factor", "0.8",
+                                     NULL},
+               NULL, 0);
+}
+END_TEST
+
+START_TEST(test_fd_top_p) {
+    run_config("top-p 0.6 of top-3, gates x 1.5",
+               (const char *const[]){"router_top_p", "0.6", "top_k", "3", "routed_scale", "1.5", NULL}, NULL, 0);
+}
+END_TEST
+
+START_TEST(test_fd_noise_capacity) {
+    run_config("training noise 0.8, capacity 1.0",
+               (const char *const[]){"router_noise", "0.8", "capacity_factor", "1.0", NULL}, NULL, 0);
+}
 END_TEST
 
 START_TEST(test_fd_dense_shared_norm0) {
@@ -183,6 +235,11 @@ int main(void) {
     TCase *tc = tcase_create("fd");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_fd_tiny);
+    tcase_add_test(tc, test_fd_sigmoid_bias_scale);
+    tcase_add_test(tc, test_fd_capacity);
+    tcase_add_test(tc, test_fd_sigmoid_capacity_norm0);
+    tcase_add_test(tc, test_fd_top_p);
+    tcase_add_test(tc, test_fd_noise_capacity);
     tcase_add_test(tc, test_fd_dense_shared_norm0);
     tcase_add_test(tc, test_fd_top1);
     tcase_add_test(tc, test_fd_forced_rows);

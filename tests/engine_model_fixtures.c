@@ -8,6 +8,12 @@
 // least 1e-3 in probability from a top-k tie, and PyTorch in float32 lands within 7e-7
 // of them, so 1e-4 leaves room for float32 rounding and none for wrong math. A missing
 // fixture fails the test: nothing is skipped.
+//
+// The first six cases are files as written before the routing variants (no router
+// attributes in /config, no router_bias): they load with the defaults. The others cover
+// the variants of docs/design.md, "Routing" (sigmoid scores, selection bias, routed_scale,
+// capacity with dropped slots, top-p, training noise from monolith's RNG: the tokens
+// file's noise_seed attribute), and their bias update (/bias_after/L, bit-exact).
 #include "engine/base/error.h"
 #include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
@@ -18,7 +24,9 @@
 #define TOL 1e-4
 
 static const char *const cases[] = {"tiny", "gqa1_top1_norm0", "dense_shared_top2_norm0", "top1_norm1_shared2",
-                                    "top3_of8", "all_dense"};
+                                    "top3_of8", "all_dense", "sigmoid_bias_scale", "sigmoid_norm0_shared",
+                                    "capacity100", "capacity_sigmoid_bias", "top_p", "top_p_capacity_scale",
+                                    "noise_capacity"};
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 static const char *fixture(const char *name, const char *suffix) {
@@ -32,6 +40,8 @@ typedef struct {
     int B, T;
     int *inputs, *targets;
     hid_t dump;
+    int noisy;           // a training forward: router noise from mo_rng seeded with noise_seed
+    uint64_t noise_seed;
 } fixture_case;
 
 static void load_case(fixture_case *fc, const char *name) {
@@ -46,6 +56,12 @@ static void load_case(fixture_case *fc, const char *name) {
     fc->B = (int)dims[0], fc->T = (int)dims[1] - 1;
     int64_t *raw = malloc(dims[0] * dims[1] * sizeof *raw);
     ck_assert_int_eq(h5_read(f, "tokens", H5T_NATIVE_INT64, raw, 2, dims), 0);
+    fc->noisy = h5_attr_exists(f, "tokens", "noise_seed");
+    if (fc->noisy) {
+        int64_t seed;
+        ck_assert_int_eq(h5_attr_get_i64(f, "tokens", "noise_seed", &seed), 0);
+        fc->noise_seed = (uint64_t)seed;
+    }
     h5_close(f);
     fc->inputs = malloc((size_t)fc->B * fc->T * sizeof(int));
     fc->targets = malloc((size_t)fc->B * fc->T * sizeof(int));
@@ -100,6 +116,9 @@ static double run_case(const char *name, const char *level, int recompute) {
     mo_model_opts mo = {.recompute = recompute};
     ck_assert_msg(model_alloc_opts(&m, pt, fc.B, fc.T, &mo) == 0, "%s", mo_error());
     float *grads = params_arena_alloc(pt);
+    mo_rng noise;
+    mo_rng_seed(&noise, fc.noise_seed);
+    if (fc.noisy) model_set_noise(&m, &noise);
     ck_assert_int_eq(model_forward(&m, fc.ck.params, fc.inputs, fc.targets), 0);
     double worst = 0, e;
     hsize_t ldims[3] = {(hsize_t)fc.B, (hsize_t)fc.T, (hsize_t)c->vocab_size};
@@ -124,6 +143,20 @@ static double run_case(const char *name, const char *level, int recompute) {
                           what, l, i / k, i % k, m.layer[l].r.experts[i], (long long)want_e[i]);
         snprintf(path, sizeof path, "routing/%d/weights", l);
         e = compare_f32(&fc, what, path, m.layer[l].r.gates, 2, dims), worst = fmax(worst, e);
+        // Bias balancing from this batch's slot counts: bit-exact (float32 adds of +-rate).
+        snprintf(path, sizeof path, "bias_after/%d", l);
+        if (h5_exists(fc.dump, path)) {
+            const int E = c->n_experts;
+            float got[256], want[256];
+            hsize_t bd[1] = {(hsize_t)E};
+            ck_assert_int_le(E, 256);
+            memcpy(got, fc.ck.params + pt->t[pt->layer[l].router_bias].offset, (size_t)E * sizeof(float));
+            router_bias_update(got, m.layer[l].stats.counts, E, c->bias_rate);
+            ck_assert_int_eq(h5_read_f32(fc.dump, path, want, 1, bd), 0);
+            for (int x = 0; x < E; x++)
+                ck_assert_msg(got[x] == want[x], "%s: layer %d bias update of expert %d: %.9g, want %.9g", what, l,
+                              x, got[x], want[x]);
+        }
     }
     free(want_e);
     ck_assert_int_eq(model_backward(&m, fc.ck.params, grads, 1.0f), 0);

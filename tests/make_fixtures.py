@@ -70,36 +70,92 @@ CASES = {
                   "no MoE layer: aux = z = 0 and no /routing, B=1, head_dim 12"),
 }
 
+# The routing variants (docs/design.md, "Routing"), alone and combined. These files carry the router
+# attributes and router_bias (the cases above are written as files from before them, so they also check
+# that such a file loads with the defaults). `bias` is router_bias's std (0: zeros); `noise` the seed of a
+# training forward's router noise (monolith dump --train SEED), stored as /tokens attribute noise_seed.
+_V = dict(vocab_size=48, d_model=24, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=6, max_seq_len=32,
+          rope_theta=10000.0, norm_eps=1e-5, z_coef=0.01)
+VARIANTS = {
+    "sigmoid_bias_scale": (dict(_V, n_experts=6, top_k=2, d_ff=8, moe_layers=(1, 1), norm_topk=1, aux_coef=0.05,
+                                router_score="sigmoid", balance="bias", bias_rate=0.01, routed_scale=2.5),
+                           2, 12, 7000, 0.3, 0.05, None,
+                           "sigmoid scores, top-2 of 6 by s + b (random bias), gates renormalized x 2.5, aux on "
+                           "s / sum s, bias update"),
+    "sigmoid_norm0_shared": (dict(_V, n_experts=8, top_k=3, d_ff=8, moe_layers=(1, 0), d_ff_dense=16,
+                                  n_shared_experts=1, d_ff_shared=8, norm_topk=0, aux_coef=0.02,
+                                  router_score="sigmoid", balance="bias", bias_rate=0.001),
+                             2, 10, 7100, 0.3, 0.05, None,
+                             "sigmoid top-3 of 8 with norm_topk 0 (gate = s), a shared expert, then a dense layer"),
+    "capacity100": (dict(_V, n_experts=4, top_k=2, d_ff=8, moe_layers=(1, 1), norm_topk=1, aux_coef=0.05,
+                         capacity_factor=1.0),
+                    2, 16, 7200, 0.3, 0.0, None,
+                    "softmax top-2 of 4, capacity 1.0: C = 16 slots per expert for 32 tokens, dropped slots stay "
+                    "in the renormalizing sum"),
+    "capacity_sigmoid_bias": (dict(_V, n_experts=4, top_k=2, d_ff=8, moe_layers=(1, 1), norm_topk=0,
+                                   aux_coef=0.0, router_score="sigmoid", balance="bias", capacity_factor=0.75),
+                              2, 12, 7300, 0.3, 0.05, None,
+                              "sigmoid + bias, no aux, norm_topk 0, capacity 0.75"),
+    "top_p": (dict(_V, n_experts=8, top_k=4, d_ff=8, moe_layers=(1, 1), norm_topk=1, aux_coef=0.05,
+                   router_top_p=0.5),
+              2, 12, 7400, 0.3, 0.0, None,
+              "top-p 0.5 with top_k 4 of 8: 1 to 4 experts per token, renormalized over the taken ones"),
+    "top_p_capacity_scale": (dict(_V, n_experts=6, top_k=3, d_ff=8, moe_layers=(1, 1), norm_topk=1, aux_coef=0.05,
+                                  router_top_p=0.6, capacity_factor=0.8, routed_scale=1.5),
+                             2, 12, 7500, 0.3, 0.02, None,
+                             "top-p 0.6 (top_k 3) with capacity 0.8, a bias and gates x 1.5"),
+    "noise_capacity": (dict(_V, n_experts=4, top_k=2, d_ff=8, moe_layers=(1, 1), norm_topk=1, aux_coef=0.05,
+                            router_noise=0.7, capacity_factor=1.25),
+                       2, 12, 7600, 0.3, 0.0, 11,
+                       "a training forward: router noise 0.7 from Rng(11), capacity 1.25; z-loss without noise"),
+}
+
 
 def make_case(name, outdir):
-    kw, B, T, seed0, std, _ = CASES[name]
+    legacy = name in CASES
+    kw, B, T, seed0, std, _ = CASES[name] if legacy else VARIANTS[name][:5] + (None,)
+    bias_std, noise_seed = (0.0, None) if legacy else VARIANTS[name][5:7]
     cfg = R.Config(**kw).validate()
+
+    def make_params(s):
+        p = R.init_params(cfg, s, std=std, norm_jitter=0.1)
+        g = np.random.default_rng(s + 99)
+        for n in p:
+            if n.endswith("router_bias") and bias_std > 0:
+                p[n] = (bias_std * g.standard_normal(p[n].shape)).astype(np.float32)
+        return p
     seed, params, tokens, _ = R.clear_of_ties(
-        cfg, seed0,
-        lambda s: R.init_params(cfg, s, std=std, norm_jitter=0.1),
+        cfg, seed0, make_params,
         lambda s: np.random.default_rng(s).integers(0, cfg.vocab_size, size=(B, T + 1), dtype=np.int64),
-        MIN_MARGIN)
-    res = R.run(cfg, params, tokens, dtype=torch.float64)
+        MIN_MARGIN, noise_seed=noise_seed)
+    res = R.run(cfg, params, tokens, dtype=torch.float64, noise_seed=noise_seed)
     margin = min((float(m.min()) for m in res.margins.values()), default=float("inf"))
     assert margin >= MIN_MARGIN, f"{name}: a token is {margin:.2e} from a top-k tie"
     for L, (experts, gates) in res.routing.items():
-        assert experts.shape == (B * T, cfg.top_k) and np.all(np.diff(np.take_along_axis(
-            res.probs[L], experts, 1), axis=1) < 0), f"{name}: layer {L} experts not in descending order"
+        live = experts >= 0
+        keys = np.take_along_axis(res.probs[L], np.where(live, experts, 0), 1)
+        assert experts.shape == (B * T, cfg.top_k) and all(
+            np.all(np.diff(keys[n][live[n]]) < 0) for n in range(B * T)), \
+            f"{name}: layer {L} experts not in descending order"
     base = os.path.join(outdir, name)
     experts = [dict(name=f"expert{e}", domain="fixture",
                     provenance='{"created_by": "tests/make_fixtures.py", "case": "%s", "seed": %d}' % (name, seed))
                for e in range(cfg.n_experts)]
-    R.write_checkpoint(base + ".ckpt.h5", cfg, params, experts=experts, created_by=CREATED_BY)
-    R.write_tokens(base + ".tokens.h5", tokens)
-    R.write_dump(base + ".dump.h5", cfg, res, created_by=CREATED_BY)
+    R.write_checkpoint(base + ".ckpt.h5", cfg, params, experts=experts, created_by=CREATED_BY, legacy=legacy)
+    R.write_tokens(base + ".tokens.h5", tokens, noise_seed=noise_seed)
+    R.write_dump(base + ".dump.h5", cfg, res, created_by=CREATED_BY,
+                 bias_after=None if legacy else {L: R.bias_update(cfg, params[f"layers/{L}/moe/router_bias"],
+                                                                  res.counts[L]) for L in res.counts})
 
     # The fixture read back must pass compare_dump in float64 (files as written), and PyTorch in float32
     # shows the error a float32 engine can expect.
     cfg2, params2 = R.load_checkpoint(base + ".ckpt.h5")
     dump = compare_dump.read_dump(base + ".dump.h5", cfg2)
     with open(os.devnull, "w") as null:
-        ok64, err64 = compare_dump.compare(cfg2, params2, R.load_tokens(base + ".tokens.h5"), dump, 1e-6, out=null)
-        ok32, err32 = compare_dump.compare(cfg2, params2, tokens, dump, 1e-4, dtype=torch.float32, out=null)
+        ok64, err64 = compare_dump.compare(cfg2, params2, R.load_tokens(base + ".tokens.h5"), dump, 1e-6, out=null,
+                                           noise_seed=noise_seed)
+        ok32, err32 = compare_dump.compare(cfg2, params2, tokens, dump, 1e-4, dtype=torch.float32, out=null,
+                                           noise_seed=noise_seed)
     assert ok64, f"{name}: the written fixture does not reproduce (worst error {err64:.2e})"
     size = sum(os.path.getsize(base + s) for s in (".ckpt.h5", ".tokens.h5", ".dump.h5"))
     print(f"{name:<24} seed {seed:<5} B={B} T={T:<2} params {sum(p.size for p in params.values()):>6}  "
@@ -116,10 +172,10 @@ def main():
     ap.add_argument("cases", nargs="*", help=f"subset of: {' '.join(CASES)}")
     a = ap.parse_args()
     torch.set_num_threads(1)   # same reduction order on every run
-    names = a.cases or list(CASES)
-    unknown = [n for n in names if n not in CASES]
+    names = a.cases or list(CASES) + list(VARIANTS)
+    unknown = [n for n in names if n not in CASES and n not in VARIANTS]
     if unknown:
-        ap.error(f"unknown case(s) {' '.join(unknown)}; the cases are: {' '.join(CASES)}")
+        ap.error(f"unknown case(s) {' '.join(unknown)}; the cases are: {' '.join(list(CASES) + list(VARIANTS))}")
     if a.check:
         with tempfile.TemporaryDirectory() as tmp:
             for n in names:

@@ -7,6 +7,12 @@
 // token in any MoE layer (p of the k-th choice minus p of the best unchosen expert), so
 // a finite-difference test can assert it sits far from a routing kink.
 //
+// The routing variants of docs/design.md, "Routing" are written here from that text:
+// sigmoid scores, selection by s + router_bias, top-p, routed_scale, capacity in GShard's
+// order (a second pass over the tokens), and with `noise` (may be NULL: none) the
+// training noise fl32(router_noise * n), n drawn from that generator row by row per MoE
+// layer. The margin also covers top-p's distance to its threshold.
+//
 // `forced` (may be NULL) is the route-by-domain hook of engine/router.h: a row with
 // forced[i] >= 0 goes to that expert alone with gate 1 and counts one routed slot, and
 // router_ce_coef weighs the router's cross-entropy against the forced experts (mean
@@ -14,6 +20,7 @@
 #ifndef MONOLITH_MODEL_REF_H
 #define MONOLITH_MODEL_REF_H
 
+#include "engine/base/rng.h"
 #include "engine/params.h"
 #include "kernels/ref/ref.h"
 
@@ -43,7 +50,7 @@ static void ref_model_ffn(double *y, const double *x, const double *w1, const do
 // Loss of tokens/targets [B*T] under parameters `p` (a double arena laid out by `pt`).
 static ref_model_result ref_model_forward(const mo_param_table *pt, const double *p, const int *tokens,
                                           const int *targets, const int *forced, double router_ce_coef, int B,
-                                          int T) {
+                                          int T, mo_rng *noise) {
     const mo_config *c = &pt->cfg;
     const int N = B * T, d = c->d_model, V = c->vocab_size, nh = c->n_heads, nkv = c->n_kv_heads;
     const int hd = c->head_dim, qd = nh * hd, kvd = nkv * hd, E = c->n_experts, k = c->top_k;
@@ -60,6 +67,9 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
     double *losses = malloc((size_t)N * sizeof *losses), *val = malloc((size_t)(E > 0 ? E : 1) * sizeof *val);
     int *pos = malloc((size_t)N * sizeof *pos), *idx = malloc((size_t)(E > 0 ? E : 1) * sizeof *idx);
     double *counts = calloc((size_t)(E > 0 ? E : 1), sizeof *counts), *pmean = calloc((size_t)(E > 0 ? E : 1), 8);
+    double *key = malloc((size_t)(E > 0 ? E : 1) * sizeof *key), *used = malloc((size_t)(E > 0 ? E : 1) * 8);
+    double *gate = malloc((size_t)N * (k > 0 ? k : 1) * sizeof *gate);
+    int *sel = malloc((size_t)N * (k > 0 ? k : 1) * sizeof *sel);
     for (int i = 0; i < N; i++) pos[i] = i % T;
     ref_embedding_forward(h, tokens, RP(pt->tok_embeddings), N, d);
     int n_moe = 0;
@@ -80,38 +90,78 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
         } else {
             n_moe++;
             ref_matmul_nt(logits, a, RP(id->router), N, E, d, 0);
-            ref_logsumexp_rows(lse, logits, N, E);
-            ref_softmax_forward(probs, logits, N, E);
+            ref_logsumexp_rows(lse, logits, N, E);  // z and router_ce: the logits without noise
+            const int sig = c->router_score == MO_SCORE_SIGMOID;
+            for (size_t i = 0; i < (size_t)N * E; i++) {
+                double l = logits[i] + (noise ? (double)(float)(c->router_noise * mo_rng_normal(noise)) : 0.0);
+                probs[i] = sig ? 1.0 / (1.0 + exp(-l)) : l;
+            }
+            if (!sig) ref_softmax_forward(probs, probs, N, E);
             memset(counts, 0, (size_t)E * sizeof *counts);
             memset(pmean, 0, (size_t)E * sizeof *pmean);
             double z = 0, rce = 0;
             int n_forced = 0;
+            // Selection and gates per token (sel -1: a slot top-p leaves unused), then capacity.
             for (int i = 0; i < N; i++) {
                 const double *pi = probs + (size_t)i * E;
-                ref_topk_forward(idx, val, pi, 1, E, E);  // every expert, by descending p
-                int kf = k;
-                if (forced && forced[i] >= 0) {
-                    idx[0] = forced[i], kf = 1;
-                    rce -= log(pi[forced[i]]);
-                    n_forced++;
-                } else if (k < E) {
-                    res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
+                for (int e = 0; e < E; e++) key[e] = pi[e] + RP(id->router_bias)[e];
+                ref_topk_forward(idx, val, key, 1, E, E);  // every expert, by descending s + b
+                int *si = sel + (size_t)i * k;
+                double *gi = gate + (size_t)i * k;
+                int taken = k;
+                double cum = 0;
+                for (int j = 0; j < k; j++) {
+                    if (c->router_top_p > 0 && j > 0 && cum >= c->router_top_p) {
+                        taken = j;
+                        break;
+                    }
+                    cum += pi[idx[j]];
+                    if (c->router_top_p > 0 && j < k - 1) res.min_margin = fmin(res.min_margin, fabs(cum - c->router_top_p));
                 }
-                double s = 0;
-                for (int j = 0; j < kf; j++) s += val[j];
-                for (int j = 0; j < kf; j++) {
-                    int e = idx[j];
-                    double g = kf < k || (forced && forced[i] >= 0) ? 1.0 : c->norm_topk ? val[j] / s : val[j];
+                if (forced && forced[i] >= 0) {
+                    si[0] = forced[i], gi[0] = 1.0;
+                    for (int j = 1; j < k; j++) si[j] = -1, gi[j] = 0;
+                    rce += lse[i] - logits[(size_t)i * E + forced[i]];
+                    n_forced++;
+                } else {
+                    if (k < E) res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
+                    for (int j = 0; j + 1 < k; j++) res.min_margin = fmin(res.min_margin, val[j] - val[j + 1]);
+                    double s = 0;
+                    for (int j = 0; j < taken; j++) s += pi[idx[j]];
+                    for (int j = 0; j < k; j++) {
+                        si[j] = j < taken ? idx[j] : -1;
+                        gi[j] = j < taken ? (c->norm_topk ? pi[idx[j]] / s : pi[idx[j]]) * c->routed_scale : 0.0;
+                    }
+                }
+                for (int j = 0; j < k; j++)
+                    if (si[j] >= 0) counts[si[j]] += 1;  // f_e: the router's choices, before capacity
+                double t = 0;
+                for (int e = 0; e < E; e++) t += pi[e];
+                for (int e = 0; e < E; e++) pmean[e] += (sig ? pi[e] / t : pi[e]) / N;
+                z += lse[i] * lse[i] / N;
+            }
+            if (c->capacity_factor > 0) {
+                const double cap = ceil(c->capacity_factor * N * k / E);
+                memset(used, 0, (size_t)E * sizeof *used);
+                for (int j = 0; j < k; j++)
+                    for (int i = 0; i < N; i++) {
+                        int e = sel[(size_t)i * k + j];
+                        if (e < 0) continue;
+                        if (used[e] < cap) used[e] += 1;
+                        else gate[(size_t)i * k + j] = 0.0;  // dropped: the other gates keep their values
+                    }
+            }
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < k; j++) {
+                    int e = sel[(size_t)i * k + j];
+                    double g = gate[(size_t)i * k + j];
+                    if (e < 0 || g == 0.0) continue;
                     size_t w13 = (size_t)e * c->d_ff * d;
                     memset(ye, 0, (size_t)d * sizeof *ye);
                     ref_model_ffn(ye, a + (size_t)i * d, RP(id->w1) + w13, RP(id->w3) + w13, RP(id->w2) + w13, 1,
                                   c->d_ff, d, 1.0);
                     for (int cc = 0; cc < d; cc++) y[(size_t)i * d + cc] += g * ye[cc];
-                    counts[e] += 1;
                 }
-                for (int e = 0; e < E; e++) pmean[e] += pi[e] / N;
-                z += lse[i] * lse[i] / N;
-            }
             double aux = 0;
             for (int e = 0; e < E; e++) aux += counts[e] / ((double)N * k) * pmean[e];
             res.aux += E * aux;
@@ -129,7 +179,8 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
     if (n_moe) res.aux /= n_moe, res.z /= n_moe, res.router_ce /= n_moe;
     res.loss = res.ce + c->aux_coef * res.aux + c->z_coef * res.z + router_ce_coef * res.router_ce;
 #undef RP
-    void *bufs[] = {h, a, rstd, q, kk, v, o, att, y, ye, logits, probs, lse, losses, val, pos, idx, counts, pmean};
+    void *bufs[] = {h,      a,   rstd, q,      kk,     v,     o,   att,  y,   ye,   logits, probs,
+                    lse,    losses, val, pos, idx,   counts, pmean, key, used, gate, sel};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     return res;
 }

@@ -40,6 +40,10 @@ CREATED_BY = "tests/moe_reference.py"
 INT_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "n_experts", "top_k",
               "d_ff", "n_shared_experts", "d_ff_shared", "d_ff_dense", "max_seq_len", "norm_topk")
 REAL_FIELDS = ("rope_theta", "norm_eps", "aux_coef", "z_coef")
+# Routing variants (docs/design.md, "Routing"): optional in /config (a file from before them has none and
+# routes as their defaults do); router_score and balance are string attributes.
+STR_FIELDS = ("router_score", "balance")
+OPT_REAL_FIELDS = ("routed_scale", "bias_rate", "capacity_factor", "router_noise", "router_top_p")
 
 
 class ReferenceError(Exception):
@@ -69,6 +73,13 @@ class Config:
     norm_topk: int = 1
     aux_coef: float = 0.01
     z_coef: float = 0.001
+    router_score: str = "softmax"    # or "sigmoid"
+    routed_scale: float = 1.0
+    balance: str = "aux"             # or "bias" (router_bias moved by bias_update after each step)
+    bias_rate: float = 1e-3
+    capacity_factor: float = 0.0     # 0: dropless
+    router_noise: float = 0.0        # training forwards only
+    router_top_p: float = 0.0        # 0: top-k
 
     def validate(self):
         """Raises ReferenceError naming the first inconsistent field."""
@@ -85,6 +96,14 @@ class Config:
             bad("moe_layers", f"must be {self.n_layers} values, each 0 or 1")
         if self.norm_topk not in (0, 1):
             bad("norm_topk", "must be 0 or 1")
+        if self.router_score not in ("softmax", "sigmoid"):
+            bad("router_score", "must be softmax or sigmoid")
+        if self.balance not in ("aux", "bias"):
+            bad("balance", "must be aux or bias")
+        if not 0 <= self.router_top_p <= 1 or (self.router_top_p > 0 and self.router_score != "softmax"):
+            bad("router_top_p", "must be in [0, 1], and > 0 only with softmax scores")
+        if self.routed_scale <= 0 or self.capacity_factor < 0 or self.router_noise < 0 or self.bias_rate < 0:
+            bad("routed_scale", "routed_scale must be > 0; capacity_factor, router_noise, bias_rate >= 0")
         if any(self.moe_layers):
             if self.n_experts < 1 or self.d_ff < 1:
                 bad("n_experts", "MoE layers need n_experts >= 1 and d_ff >= 1")
@@ -115,6 +134,7 @@ def param_shapes(cfg):
                 (p + "ffn_norm", (d,))]
         if cfg.moe_layers[L]:
             out += [(p + "moe/router", (E, d)),
+                    (p + "moe/router_bias", (E,)),
                     (p + "moe/w1", (E, cfg.d_ff, d)),
                     (p + "moe/w3", (E, cfg.d_ff, d)),
                     (p + "moe/w2", (E, d, cfg.d_ff))]
@@ -138,6 +158,9 @@ def init_params(cfg, seed, std=0.02, norm_jitter=0.0, router_std=None):
     out = {}
     for name, shape in param_shapes(cfg):
         leaf = name.rsplit("/", 1)[-1]
+        if leaf == "router_bias":        # zeros, drawing nothing (as monolith init)
+            out[name] = np.zeros(shape, dtype=np.float32)
+            continue
         x = torch.randn(shape, generator=g, dtype=torch.float64)
         if leaf in ("attn_norm", "ffn_norm", "norm"):
             x = 1.0 + norm_jitter * x
@@ -220,45 +243,138 @@ def topk_margin(p, k):
     return (s[:, :m - 1] - s[:, 1:m]).min(dim=-1).values
 
 
-def moe(cfg, m, P, p, force=None):
-    """The MoE FFN of m [N, d]. Returns (y [N, d], stats) with stats holding the router probabilities,
-    the selected experts and gates, and this layer's aux and z losses."""
+class Rng:
+    """monolith's generator (engine/base/rng.c): xoshiro256** seeded by splitmix64, uniform doubles with 53
+    bits, normals by Box-Muller (two uniforms each). Reproduces the router noise of a training forward."""
+    M = (1 << 64) - 1
+
+    def __init__(self, seed):
+        self.s, x = [], seed & self.M
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & self.M
+            z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & self.M
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.M
+            self.s.append(z ^ (z >> 31))
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & Rng.M
+
+    def u64(self):
+        s = self.s
+        r = (self._rotl((s[1] * 5) & self.M, 7) * 9) & self.M
+        t = (s[1] << 17) & self.M
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return r
+
+    def normal(self):
+        u1 = (self.u64() >> 11) * 2.0 ** -53
+        u2 = (self.u64() >> 11) * 2.0 ** -53
+        u1 = max(u1, 1e-300)
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+
+
+def router_noise(cfg, rng, N):
+    """The noise one MoE layer of a training forward adds to its logits: fl32(router_noise * n) [N, E], n drawn
+    row by row from rng (a Rng shared by the layers, in layer order)."""
+    E = cfg.n_experts
+    n = np.array([cfg.router_noise * rng.normal() for _ in range(N * E)], dtype=np.float64)
+    return n.astype(np.float32).reshape(N, E)
+
+
+def capacity_mask(cfg, idx, taken):
+    """GShard's priority: every token's first choice in token order, then every second choice, ...; each
+    expert grants at most C = ceil(capacity_factor * N * k / E) slots. Returns bool [N, k]: slot kept."""
+    N, k = idx.shape
+    keep = taken.clone()
+    if cfg.capacity_factor <= 0:
+        return keep
+    C = math.ceil(cfg.capacity_factor * N * k / cfg.n_experts)
+    used = [0] * cfg.n_experts
+    for j in range(k):
+        for i in range(N):
+            if not taken[i, j]:
+                continue
+            e = int(idx[i, j])
+            if used[e] < C:
+                used[e] += 1
+            else:
+                keep[i, j] = False
+    return keep
+
+
+def bias_update(cfg, b, counts):
+    """Bias balancing after an optimizer step: b_e + fl32(bias_rate) * sign(mean_j c_j - c_e), in float32, where
+    counts [E] are the slots each expert ran in the step."""
+    c = np.asarray(counts, dtype=np.float64)
+    sign = np.sign(c.mean() - c).astype(np.float32)
+    return (np.asarray(b, dtype=np.float32) + np.float32(cfg.bias_rate) * sign).astype(np.float32)
+
+
+def moe(cfg, m, P, p, force=None, noise=None):
+    """The MoE FFN of m [N, d]. Returns (y [N, d], stats) with stats holding the router scores, the selection
+    keys (scores + bias), the chosen experts (-1: a slot top-p left unused or capacity dropped) and gates, the
+    top-p distances, the slots each expert ran, and this layer's aux and z losses. noise [N, E]: added to the
+    logits (a training forward), or None."""
     N = m.shape[0]
     E, k = cfg.n_experts, cfg.top_k
     logits = m @ P[p + "moe/router"].T                    # [N, E]
-    prob = torch.softmax(logits, dim=-1)
-    idx = select_topk(prob, k, force)                     # [N, k]
-    sel = prob.gather(1, idx)                             # [N, k]
+    ln = logits if noise is None else logits + torch.from_numpy(noise).to(logits.dtype)
+    s = torch.softmax(ln, dim=-1) if cfg.router_score == "softmax" else torch.sigmoid(ln)
+    key = s.detach() + P[p + "moe/router_bias"].detach()  # selection only: the bias gets no gradient
+    idx = select_topk(key, k, force)                      # [N, k]
+    sel = s.gather(1, idx)                                # [N, k]
+    taken = torch.ones(N, k, dtype=torch.bool)
+    if cfg.router_top_p > 0:                              # experts until their probabilities reach top_p
+        cum = torch.cumsum(sel.detach(), dim=1)
+        taken[:, 1:] = cum[:, :-1] < cfg.router_top_p
+        taken = torch.cumprod(taken.to(torch.int64), dim=1).to(torch.bool)
+    tp_margin = (cum[:, :-1] - cfg.router_top_p).abs().min(dim=1).values if cfg.router_top_p > 0 and k > 1 \
+        else torch.full((N,), float("inf"), dtype=m.dtype)
+    sel = torch.where(taken, sel, torch.zeros_like(sel))
     gates = sel / sel.sum(-1, keepdim=True) if cfg.norm_topk else sel
-    G = torch.zeros(N, E, dtype=m.dtype).scatter(1, idx, gates)   # dense gates, zero outside the top-k
+    gates = gates * cfg.routed_scale
+    live = capacity_mask(cfg, idx, taken)                 # a dropped slot: gate 0, the others unchanged
+    gates = torch.where(live, gates, torch.zeros_like(gates))
+    G = torch.zeros(N, E, dtype=m.dtype).scatter_add(1, idx, gates)   # dense gates, zero outside the slots
     y = torch.zeros_like(m)
     for e in range(E):                                    # every expert on every token: plain and exact
         y = y + G[:, e:e + 1] * swiglu(m, P[p + "moe/w1"][e], P[p + "moe/w3"][e], P[p + "moe/w2"][e])
     if cfg.n_shared_experts:
         # n_shared experts stacked along d_ff: their summed outputs are one wider SwiGLU.
         y = y + swiglu(m, P[p + "moe/shared_w1"], P[p + "moe/shared_w3"], P[p + "moe/shared_w2"])
-    counts = torch.bincount(idx.reshape(-1), minlength=E).to(m.dtype)   # a count: no gradient
-    f = counts / (N * k)
-    aux = E * (f * prob.mean(0)).sum()
-    z = (torch.logsumexp(logits, dim=-1) ** 2).mean()
-    return y, dict(prob=prob, experts=idx, gates=gates, aux=aux, z=z)
+    chosen = torch.bincount(idx[taken].reshape(-1), minlength=E).to(m.dtype)   # a count: no gradient
+    ran = torch.bincount(idx[live].reshape(-1), minlength=E)
+    f = chosen / (N * k)
+    q = s if cfg.router_score == "softmax" else s / s.sum(-1, keepdim=True)
+    aux = E * (f * q.mean(0)).sum()
+    z = (torch.logsumexp(logits, dim=-1) ** 2).mean()     # on the logits without noise
+    experts = torch.where(live, idx, torch.full_like(idx, -1))
+    return y, dict(prob=key, score=s, experts=experts, chosen=idx, gates=gates, aux=aux, z=z, counts=ran.numpy(),
+                   tp_margin=tp_margin)
 
 
-def forward(cfg, P, inputs, targets, force=None):
-    """The model of docs/design.md section 3 on inputs [B, T] (int64) with next-token targets [B, T].
+def forward(cfg, P, inputs, targets, force=None, noise_seed=None):
+    """The model of docs/design.md section 3 (4.1: the routing variants) on inputs [B, T] (int64) with next-token targets [B, T].
     P: {name: tensor}, all of one float dtype. force: {layer: (mask, experts)} for select_topk.
     Returns a dict: logits [B, T, V], ce, aux, z, loss (0-d tensors) and layers {L: moe stats}."""
     B, T = inputs.shape
     dt = P["tok_embeddings"].dtype
     h = P["tok_embeddings"][inputs]                       # [B, T, d]
     layers = {}
+    rng = Rng(noise_seed) if noise_seed is not None and cfg.router_noise > 0 else None
     for L in range(cfg.n_layers):
         p = f"layers/{L}/"
         a = rmsnorm(h, P[p + "attn_norm"], cfg.norm_eps)
         h = h + attention(cfg, a, P, p)
         m = rmsnorm(h, P[p + "ffn_norm"], cfg.norm_eps).reshape(B * T, -1)
         if cfg.moe_layers[L]:
-            y, st = moe(cfg, m, P, p, (force or {}).get(L))
+            y, st = moe(cfg, m, P, p, (force or {}).get(L), router_noise(cfg, rng, B * T) if rng else None)
             layers[L] = st
         else:
             y = swiglu(m, P[p + "ffn/w1"], P[p + "ffn/w3"], P[p + "ffn/w2"])
@@ -281,8 +397,9 @@ class Result:
     logits: np.ndarray           # [B, T, V], in the dtype computed
     routing: dict                # {layer: (experts int64 [B*T, k], gates [B*T, k])}
     margins: dict                # {layer: per-token distance to a top-k tie, [B*T]}
-    probs: dict                  # {layer: router probabilities [B*T, E]}
-    grads: dict                  # {name: gradient of loss}
+    probs: dict                  # {layer: router selection keys [B*T, E]: probabilities (+ router_bias)}
+    grads: dict                  # {name: gradient of loss} (not router_bias: no gradient)
+    counts: dict = None          # {layer: slots each expert ran [E]} (bias_update's counts)
 
 
 def check_tokens(cfg, tokens, where="tokens"):
@@ -300,13 +417,20 @@ def check_tokens(cfg, tokens, where="tokens"):
     return tokens.astype(np.int64)
 
 
-def run(cfg, params, tokens, dtype=torch.float32, grads=True, force=None):
+def run(cfg, params, tokens, dtype=torch.float32, grads=True, force=None, noise_seed=None):
     """Forward (and backward if grads) of one batch. params: {name: array} (computed in `dtype` from
-    their values); tokens: int [B, T+1]. Returns a Result with numpy arrays in `dtype`."""
+    their values; a missing router_bias is zeros, as in a file from before it); tokens: int [B, T+1];
+    noise_seed: a training forward whose router noise comes from Rng(noise_seed), or None (no noise).
+    Returns a Result with numpy arrays in `dtype`."""
+    params = dict(params)
+    for n, shape in param_shapes(cfg):
+        if n.endswith("router_bias") and n not in params:
+            params[n] = np.zeros(shape, dtype=np.float32)
     tokens = torch.from_numpy(check_tokens(cfg, tokens))
-    P = {n: torch.tensor(np.asarray(params[n]), dtype=dtype).requires_grad_(grads) for n, _ in param_shapes(cfg)}
+    P = {n: torch.tensor(np.asarray(params[n]), dtype=dtype).requires_grad_(grads and not n.endswith("router_bias"))
+         for n, _ in param_shapes(cfg)}
     with torch.set_grad_enabled(grads):
-        out = forward(cfg, P, tokens[:, :-1], tokens[:, 1:], force)
+        out = forward(cfg, P, tokens[:, :-1], tokens[:, 1:], force, noise_seed)
         if grads:
             out["loss"].backward()
     k = cfg.top_k
@@ -314,25 +438,28 @@ def run(cfg, params, tokens, dtype=torch.float32, grads=True, force=None):
         ce=out["ce"].item(), aux=out["aux"].item(), z=out["z"].item(), loss=out["loss"].item(),
         logits=out["logits"].detach().numpy(),
         routing={L: (s["experts"].numpy(), s["gates"].detach().numpy()) for L, s in out["layers"].items()},
-        margins={L: topk_margin(s["prob"], k).numpy() for L, s in out["layers"].items()},
+        margins={L: np.minimum(topk_margin(s["prob"], k).numpy(), s["tp_margin"].numpy())
+                 for L, s in out["layers"].items()},
         probs={L: s["prob"].detach().numpy() for L, s in out["layers"].items()},
-        grads={n: P[n].grad.numpy() for n in P} if grads else {})
+        grads={n: P[n].grad.numpy() for n in P if P[n].requires_grad} if grads else {},
+        counts={L: s["counts"] for L, s in out["layers"].items()})
 
 
-def min_margin(cfg, params, tokens):
-    """The smallest top-k margin (topk_margin) over every token and MoE layer; inf without MoE layers."""
-    res = run(cfg, params, tokens, dtype=torch.float64, grads=False)
+def min_margin(cfg, params, tokens, noise_seed=None):
+    """The smallest routing margin (topk_margin of the selection keys, and top-p's distance to its threshold)
+    over every token and MoE layer; inf without MoE layers."""
+    res = run(cfg, params, tokens, dtype=torch.float64, grads=False, noise_seed=noise_seed)
     return min((float(m.min()) for m in res.margins.values()), default=float("inf"))
 
 
-def clear_of_ties(cfg, seed, make_params, make_tokens, margin, tries=10000):
+def clear_of_ties(cfg, seed, make_params, make_tokens, margin, tries=10000, noise_seed=None):
     """The first seed from `seed` on whose parameters and tokens keep every routing decision at least
     `margin` (in probability) away from a tie, so that float32 and float64 engines agree on it and finite
     differences do not cross a kink. Returns (seed, params, tokens, achieved margin); raises when none of
     `tries` seeds qualifies."""
     for s in range(seed, seed + tries):
         params, tokens = make_params(s), make_tokens(s)
-        m = min_margin(cfg, params, tokens)
+        m = min_margin(cfg, params, tokens, noise_seed)
         if m >= margin:
             return s, params, tokens, m
     raise ReferenceError(f"no seed in [{seed}, {seed + tries}) keeps the routing {margin} clear of ties")
@@ -401,12 +528,19 @@ def _strings(f, path, strs):
     _parent(f, path).create_dataset(path.rsplit("/", 1)[-1], data=data, track_times=False)
 
 
-def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by=CREATED_BY):
+def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by=CREATED_BY, legacy=False):
     """Writes a docs/design.md section 11.2 checkpoint (model and config). experts: optional list of E dicts with
     name/domain/provenance (defaults: expert<i>, "", a JSON object naming the writer); tokenizer: optional
-    (tiktoken bytes, special names, special ids). Raises ReferenceError on a missing or misshapen tensor."""
+    (tiktoken bytes, special names, special ids). legacy: a file as written before the routing variants (no
+    router attributes in /config, no router_bias; its routing must be the defaults' and its bias zero).
+    Raises ReferenceError on a missing or misshapen tensor."""
     cfg.validate()
     shapes = param_shapes(cfg)
+    if legacy:
+        if any(getattr(cfg, f) != getattr(Config, f) for f in STR_FIELDS + OPT_REAL_FIELDS) or any(
+                np.any(params[n] != 0) for n, _ in shapes if n.endswith("router_bias")):
+            raise ReferenceError(f"{path}: a legacy file cannot hold routing variants or a router_bias")
+        shapes = [(n, sh) for n, sh in shapes if not n.endswith("router_bias")]
     for name, shape in shapes:
         if name not in params or tuple(np.shape(params[name])) != shape:
             raise ReferenceError(f"{path}: tensor {name} must have shape {shape}")
@@ -422,8 +556,10 @@ def write_checkpoint(path, cfg, params, experts=None, tokenizer=None, created_by
         c = _group(f, "config")
         for k in INT_FIELDS:
             c.attrs[k] = np.int64(getattr(cfg, k))
-        for k in REAL_FIELDS:
+        for k in REAL_FIELDS + (() if legacy else OPT_REAL_FIELDS):
             c.attrs[k] = np.float64(getattr(cfg, k))
+        for k in () if legacy else STR_FIELDS:
+            c.attrs[k] = _fixed(getattr(cfg, k))
         c.attrs["moe_layers"] = np.asarray(cfg.moe_layers, dtype=np.int64)
         for name, _ in shapes:
             _dataset(f, "model/" + name, np.ascontiguousarray(params[name], dtype=np.float32))
@@ -472,6 +608,12 @@ def load_checkpoint(path):
             kw[k] = int(a[k])
         for k in REAL_FIELDS:
             kw[k] = float(a[k])
+        for k in OPT_REAL_FIELDS:       # absent from a file from before them: the defaults
+            if k in a:
+                kw[k] = float(a[k])
+        for k in STR_FIELDS:
+            if k in a:
+                kw[k] = _attr_str(a[k])
         kw["moe_layers"] = tuple(int(x) for x in np.atleast_1d(a["moe_layers"]))
         extra = sorted(set(a.keys()) - set(kw))
         if extra:
@@ -484,6 +626,9 @@ def load_checkpoint(path):
         params = {}
         for name, shape in param_shapes(cfg):
             full = "model/" + name
+            if full not in f and name.endswith("router_bias"):
+                params[name] = np.zeros(shape, dtype=np.float32)   # a file from before it: bias 0
+                continue
             if full not in f:
                 raise ReferenceError(f"{path}: missing tensor /{full}")
             ds = f[full]
@@ -493,9 +638,14 @@ def load_checkpoint(path):
     return cfg, params
 
 
-def write_tokens(path, tokens):
-    """Writes a token batch: /tokens int64 [B, T+1]."""
-    _atomic(path, lambda f: _dataset(f, "tokens", np.asarray(tokens, dtype=np.int64)))
+def write_tokens(path, tokens, noise_seed=None):
+    """Writes a token batch: /tokens int64 [B, T+1] (with attribute noise_seed when the batch is meant for a
+    training forward with router noise: monolith dump --train SEED)."""
+    def write(f):
+        _dataset(f, "tokens", np.asarray(tokens, dtype=np.int64))
+        if noise_seed is not None:
+            f["tokens"].attrs["noise_seed"] = np.int64(noise_seed)
+    _atomic(path, write)
 
 
 def load_tokens(path):
@@ -506,11 +656,12 @@ def load_tokens(path):
         return f["tokens"][()].astype(np.int64)
 
 
-def write_dump(path, cfg, res, created_by=CREATED_BY):
+def write_dump(path, cfg, res, created_by=CREATED_BY, bias_after=None):
     """Writes a Result as the dump of docs/design.md section 11.4: root attrs ce, aux, z, loss (float64), /logits float32,
     /routing/L/{experts int64, weights float32} per MoE layer, /grads/<name> float32 for every parameter.
     Also sets format = "monolith-dump", format_version 1, created_by (attributes the starting specification did not list, so
-    readers must not require them)."""
+    readers must not require them). bias_after {L: [E]}: router_bias after one bias_update from this batch's
+    slot counts, as /bias_after/L (fixtures of bias balancing; not part of monolith's dump)."""
     def write(f):
         f.attrs["format"] = _fixed("monolith-dump")
         f.attrs["format_version"] = np.int64(1)
@@ -523,7 +674,10 @@ def write_dump(path, cfg, res, created_by=CREATED_BY):
             _dataset(f, f"routing/{L}/experts", experts.astype(np.int64))
             _dataset(f, f"routing/{L}/weights", gates.astype(np.float32))
         for name, _ in param_shapes(cfg):
-            _dataset(f, "grads/" + name, res.grads[name].astype(np.float32))
+            if name in res.grads:         # not router_bias: it has no gradient
+                _dataset(f, "grads/" + name, res.grads[name].astype(np.float32))
+        for L, b in (bias_after or {}).items():
+            _dataset(f, f"bias_after/{L}", np.asarray(b, dtype=np.float32))
     _atomic(path, write)
 
 
@@ -558,14 +712,21 @@ def _small_cfg(**kw):
     return Config(**base).validate()
 
 
-def _selftest_fd(cfg, seed):
+def _selftest_fd(cfg, seed, bias_std=0.0, noise_seed=None):
     """Central differences of the float64 loss against autograd: one random direction per tensor (every
-    element at once) plus three single elements per tensor, with the routing fixed by a clear margin."""
+    element at once) plus three single elements per tensor, with the routing fixed by a clear margin. The
+    router_bias (random with std bias_std) must have a zero difference: it only selects."""
+    def make(s):
+        p = init_params(cfg, s, std=0.3, norm_jitter=0.2, router_std=1.0)
+        for n in p:
+            if n.endswith("router_bias"):
+                p[n] = (bias_std * np.random.default_rng(s + 7).standard_normal(p[n].shape)).astype(np.float32)
+        return p
     seed, params, tokens, margin = clear_of_ties(
-        cfg, seed, lambda s: init_params(cfg, s, std=0.3, norm_jitter=0.2, router_std=1.0),
-        lambda s: np.random.default_rng(s).integers(0, cfg.vocab_size, size=(2, 7)), 1e-3)
+        cfg, seed, make, lambda s: np.random.default_rng(s).integers(0, cfg.vocab_size, size=(2, 7)), 1e-3,
+        noise_seed=noise_seed)
     g = np.random.default_rng(seed)
-    res = run(cfg, params, tokens, dtype=torch.float64)
+    res = run(cfg, params, tokens, dtype=torch.float64, noise_seed=noise_seed)
     ok = _check(margin >= 1e-3, f"fd: seed {seed}, top-k margin {margin:.2e} clear of ties")
     P64 = {n: v.astype(np.float64) for n, v in params.items()}
     eps = 1e-6
@@ -573,10 +734,15 @@ def _selftest_fd(cfg, seed):
     def loss_at(name, delta):
         Q = dict(P64)
         Q[name] = P64[name] + delta
-        return run(cfg, Q, tokens, dtype=torch.float64, grads=False).loss
+        return run(cfg, Q, tokens, dtype=torch.float64, grads=False, noise_seed=noise_seed).loss
 
     worst = 0.0
     for name, shape in param_shapes(cfg):
+        if name not in res.grads:         # router_bias: selection only, the loss does not move with it
+            v = g.standard_normal(shape)
+            fd = (loss_at(name, eps * v) - loss_at(name, -eps * v)) / (2 * eps)
+            ok &= _check(abs(fd) < 1e-9, f"fd: {name} moves the loss by {fd:.1e} (must be 0: no gradient)")
+            continue
         grad = res.grads[name]
         v = g.standard_normal(shape)
         fd = (loss_at(name, eps * v) - loss_at(name, -eps * v)) / (2 * eps)
@@ -675,6 +841,15 @@ def selftest():
     ok &= _selftest_fd(_small_cfg(), 21)
     ok &= _selftest_fd(_small_cfg(top_k=1, norm_topk=0, moe_layers=(0, 1), n_kv_heads=1), 22)
     ok &= _selftest_fd(_small_cfg(top_k=3, norm_topk=0, moe_layers=(1, 1), n_shared_experts=2, d_ff_dense=0), 23)
+    # The routing variants (docs/design.md, "Routing"): the router's gradient through sigmoid scores, gates
+    # with a scale, slots dropped by capacity (still in the renormalizing sum), top-p, training noise.
+    ok &= _selftest_fd(_small_cfg(router_score="sigmoid", balance="bias", routed_scale=2.0), 24, bias_std=0.1)
+    ok &= _selftest_fd(_small_cfg(router_score="sigmoid", norm_topk=0, top_k=3, moe_layers=(1, 1),
+                                  d_ff_dense=0, capacity_factor=0.75), 25, bias_std=0.1)
+    ok &= _selftest_fd(_small_cfg(capacity_factor=0.75, moe_layers=(1, 1), d_ff_dense=0), 26)
+    ok &= _selftest_fd(_small_cfg(router_top_p=0.6, top_k=3, routed_scale=1.5), 27, bias_std=0.05)
+    ok &= _selftest_fd(_small_cfg(router_noise=0.8, capacity_factor=1.0, moe_layers=(1, 1), d_ff_dense=0), 28,
+                       noise_seed=5)
     with tempfile.TemporaryDirectory() as d:
         ok &= _selftest_files(d)
     print("selftest: " + ("all passed" if ok else "FAILED"))

@@ -232,16 +232,23 @@ int cmd_dump(int argc, char **argv) {
                                          {"tokens", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
                                          {"threads", required_argument, 0, 'j'},
+                                         {"train", required_argument, 0, 'n'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *usage =
-        "usage: monolith dump --checkpoint CKPT.h5 --tokens TOKENS.h5 -o OUT.h5 [--threads N]\n"
+        "usage: monolith dump --checkpoint CKPT.h5 --tokens TOKENS.h5 -o OUT.h5 [--threads N] [--train SEED]\n"
         "\n"
         "One batch (/tokens [B, T+1]: inputs [:, :-1], targets [:, 1:]) through forward and backward:\n"
         "writes /logits [B, T, V], root attrs ce, aux, z, loss, /routing/L/experts and /routing/L/weights\n"
-        "[B*T, k] per MoE layer, and /grads/<path> for every parameter (docs/design.md section 11.4).\n";
+        "[B*T, k] per MoE layer (expert -1: a slot capacity dropped or top-p left unused), and\n"
+        "/grads/<path> for every parameter (docs/design.md section 11.4).\n"
+        "\n"
+        "  --train SEED  a training forward: router_noise > 0 adds noise drawn from monolith's RNG\n"
+        "                seeded with SEED (tests/moe_reference.py's Rng reproduces it); without it,\n"
+        "                as in evaluation and inference, no noise\n";
     const char *ckpt = NULL, *tok = NULL, *out = NULL;
-    int threads = 0;
+    int threads = 0, train = 0;
+    uint64_t noise_seed = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -257,6 +264,17 @@ int cmd_dump(int argc, char **argv) {
                 return 2;
             }
             threads = (int)n;
+            break;
+        }
+        case 'n': {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (*end || !optarg[0] || optarg[0] == '-' || errno) {
+                fprintf(stderr, "monolith: --train takes a seed (a whole number >= 0), not '%s'\n", optarg);
+                return 2;
+            }
+            train = 1, noise_seed = v;
             break;
         }
         case 'h': printf("%s", usage); return 0;
@@ -279,6 +297,9 @@ int cmd_dump(int argc, char **argv) {
     if (read_tokens(tok, ck.table.cfg.vocab_size, ck.table.cfg.max_seq_len, &inputs, &targets, &B, &T)) goto err;
     if (model_alloc(&m, &ck.table, B, T)) goto err;
     if (!(grads = params_arena_alloc(&ck.table))) goto err;
+    mo_rng noise;
+    mo_rng_seed(&noise, noise_seed);
+    if (train) model_set_noise(&m, &noise);
     if (model_forward(&m, ck.params, inputs, targets)) goto err;
     f = h5_create(out);
     if (f < 0) goto err;

@@ -136,7 +136,7 @@ int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
         float *dst = out->params + t->offset;
-        if (t->layer >= 0 && c.moe_layers[t->layer] && (t->kind == PK_ROUTER || t->n_experts)) {
+        if (t->layer >= 0 && c.moe_layers[t->layer] && (t->kind == PK_ROUTER || t->kind == PK_ROUTER_BIAS || t->n_experts)) {
             // Filled from the modules below.
             continue;
         }
@@ -169,10 +169,14 @@ int compose_checkpoint(const mo_checkpoint *bases, const char *const *bn, int nb
             memcpy(params_at(pt, out->params, L->w3) + e * fd, expert_w3(x, x->w, i), fd * sizeof(float));
             memcpy(params_at(pt, out->params, L->w2) + e * fd, expert_w2(x, x->w, i), fd * sizeof(float));
             float *row = params_at(pt, out->params, L->router) + (size_t)e * c.d_model;
-            if (x->has_router && !o->fresh_router)
+            float *bias = params_at(pt, out->params, L->router_bias) + e;
+            if (x->has_router && !o->fresh_router) {
                 memcpy(row, expert_router(x, x->w, i), (size_t)c.d_model * sizeof(float));
-            else
+                *bias = *expert_router_bias(x, x->w, i);  // the module's bias entry comes with its router row
+            } else {
                 for (int k = 0; k < c.d_model; k++) row[k] = (float)(0.02 * mo_rng_normal(&r));
+                *bias = 0.0f;
+            }
         }
     }
     for (int e = 0; e < nm; e++) {

@@ -9,40 +9,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const piece_names[MO_EXPERT_PIECES] = {"w1", "w3", "w2", "router_row", "router_bias"};
+
+// Piece k's shape in the file: rank and dims.
+static int piece_dims(const mo_shape_key *key, int k, hsize_t dims[2]) {
+    const hsize_t d = (hsize_t)key->d_model, ff = (hsize_t)key->d_ff;
+    const hsize_t all[MO_EXPERT_PIECES][2] = {{ff, d}, {ff, d}, {d, ff}, {d, 0}, {1, 0}};
+    dims[0] = all[k][0], dims[1] = all[k][1];
+    return k < 3 ? 2 : 1;
+}
+
 static int write_layers(hid_t f, const char *group, const mo_expert *x, const float *a) {
-    const int d = x->key.d_model, ff = x->key.d_ff;
     char path[256];
-    for (int i = 0; i < x->n_moe; i++) {
-        const char *names[4] = {"w1", "w3", "w2", "router_row"};
-        float *p[4] = {expert_w1(x, (float *)a, i), expert_w3(x, (float *)a, i), expert_w2(x, (float *)a, i),
-                       expert_router(x, (float *)a, i)};
-        hsize_t dims[4][2] = {{(hsize_t)ff, (hsize_t)d}, {(hsize_t)ff, (hsize_t)d}, {(hsize_t)d, (hsize_t)ff}, {(hsize_t)d, 0}};
-        for (int k = 0; k < 4; k++) {
-            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", x->layer[i], names[k]);
-            if (h5_write_f32(f, path, p[k], k == 3 ? 1 : 2, dims[k])) return -1;
+    for (int i = 0; i < x->n_moe; i++)
+        for (int k = 0; k < MO_EXPERT_PIECES; k++) {
+            hsize_t dims[2];
+            int rank = piece_dims(&x->key, k, dims);
+            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", x->layer[i], piece_names[k]);
+            if (h5_write_f32(f, path, expert_piece(x, (float *)a, i, k), rank, dims)) return -1;
         }
-    }
     return 0;
 }
 
 // Every slice the header announces must be stored with the header's shape before
 // anything is allocated for it: a module whose attributes claim a huge expert over a small
-// file is refused here (h5_shape checks the stored data), not by the allocator.
+// file is refused here (h5_shape checks the stored data), not by the allocator. The
+// router_bias entry may be absent (a module written before it).
 static int check_layers(hid_t f, const char *group, const mo_shape_key *key) {
-    const hsize_t d = (hsize_t)key->d_model, ff = (hsize_t)key->d_ff;
-    const char *names[4] = {"w1", "w3", "w2", "router_row"};
-    const hsize_t want[4][2] = {{ff, d}, {ff, d}, {d, ff}, {d, 0}};
     char path[256];
     for (int l = 0; l < key->n_layers; l++) {
         if (!key->moe_layers[l]) continue;
-        for (int k = 0; k < 4; k++) {
-            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", l, names[k]);
-            if (!h5_exists(f, path))
+        for (int k = 0; k < MO_EXPERT_PIECES; k++) {
+            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", l, piece_names[k]);
+            if (!h5_exists(f, path)) {
+                if (k == 4) continue;
                 return mo_errorf("%s: missing /%s (moe_layers says layer %d has a slice)", h5_name(f), path, l);
+            }
             int rank;
-            hsize_t got[H5IO_MAX_RANK];
+            hsize_t got[H5IO_MAX_RANK], want[2];
+            int want_rank = piece_dims(key, k, want);
             if (h5_shape(f, path, &rank, got)) return -1;
-            if (rank != (k == 3 ? 1 : 2) || got[0] != want[k][0] || (k < 3 && got[1] != want[k][1]))
+            if (rank != want_rank || got[0] != want[0] || (rank > 1 && got[1] != want[1]))
                 return mo_errorf("%s: /%s does not have the shape the module's d_model %d and d_ff %d give",
                                  h5_name(f), path, key->d_model, key->d_ff);
         }
@@ -51,24 +58,28 @@ static int check_layers(hid_t f, const char *group, const mo_shape_key *key) {
 }
 
 static int read_layers(hid_t f, const char *group, const mo_expert *x, float *a) {
-    const int d = x->key.d_model, ff = x->key.d_ff;
     char path[256];
-    for (int i = 0; i < x->n_moe; i++) {
-        const char *names[4] = {"w1", "w3", "w2", "router_row"};
-        float *p[4] = {expert_w1(x, a, i), expert_w3(x, a, i), expert_w2(x, a, i), expert_router(x, a, i)};
-        hsize_t dims[4][2] = {{(hsize_t)ff, (hsize_t)d}, {(hsize_t)ff, (hsize_t)d}, {(hsize_t)d, (hsize_t)ff}, {(hsize_t)d, 0}};
-        for (int k = 0; k < 4; k++) {
-            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", x->layer[i], names[k]);
-            if (!h5_exists(f, path))
-                return mo_errorf("%s: missing /%s (moe_layers says layer %d has a slice)", h5_name(f), path, x->layer[i]);
-            if (h5_read_f32(f, path, p[k], k == 3 ? 1 : 2, dims[k])) return -1;
-            size_t n = k == 3 ? (size_t)d : (size_t)ff * d;
+    for (int i = 0; i < x->n_moe; i++)
+        for (int k = 0; k < MO_EXPERT_PIECES; k++) {
+            hsize_t dims[2];
+            int rank = piece_dims(&x->key, k, dims);
+            float *p = expert_piece(x, a, i, k);
+            snprintf(path, sizeof path, "%s%slayers/%d/%s", group, *group ? "/" : "", x->layer[i], piece_names[k]);
+            if (!h5_exists(f, path)) {
+                if (k == 4) {  // a module from before router_bias: the bias it routed with, 0
+                    *p = 0.0f;
+                    continue;
+                }
+                return mo_errorf("%s: missing /%s (moe_layers says layer %d has a slice)", h5_name(f), path,
+                                 x->layer[i]);
+            }
+            if (h5_read_f32(f, path, p, rank, dims)) return -1;
+            size_t n = expert_piece_numel(&x->key, k);
             for (size_t j = 0; j < n; j++)
-                if (!isfinite(p[k][j]))
+                if (!isfinite(p[j]))
                     return mo_errorf("%s: /%s holds %s at flat index %zu; the module is corrupt", h5_name(f), path,
-                                     isnan(p[k][j]) ? "NaN" : "Inf", j);
+                                     isnan(p[j]) ? "NaN" : "Inf", j);
         }
-    }
     return 0;
 }
 

@@ -12,7 +12,9 @@
 //   /layers/L/w1, w3           [d_ff, d]   L = the model's layer index, every MoE layer
 //   /layers/L/w2               [d, d_ff]
 //   /layers/L/router_row       [d]         (zeros when has_router = 0: extracted from a dense FFN)
-//   /optim/m/layers/L/...      the same four per layer: the expert's slices of Adam's m and v,
+//   /layers/L/router_bias      [1]         the expert's entry of router_bias (absent in a module
+//                                          written before it: read as 0)
+//   /optim/m/layers/L/...      the same five per layer: the expert's slices of Adam's m and v,
 //   /optim/v/layers/L/...      present when it was extracted from a training checkpoint
 #ifndef MONOLITH_EXPERT_FILE_H
 #define MONOLITH_EXPERT_FILE_H

@@ -20,7 +20,7 @@ int expert_alloc(mo_expert *x, int optim) {
     for (int l = 0; l < x->key.n_layers; l++)
         if (x->key.moe_layers[l]) x->layer[x->n_moe++] = l;
     if (!x->n_moe) return mo_errorf("an expert needs at least one MoE layer");
-    x->layer_numel = 3 * (size_t)x->key.d_ff * x->key.d_model + (size_t)x->key.d_model;
+    x->layer_numel = 3 * (size_t)x->key.d_ff * x->key.d_model + (size_t)x->key.d_model + 1;
     size_t n = (size_t)x->n_moe * x->layer_numel;
     x->w = calloc(n, sizeof(float));
     if (optim) x->m = calloc(n, sizeof(float)), x->v = calloc(n, sizeof(float));
@@ -30,27 +30,25 @@ int expert_alloc(mo_expert *x, int optim) {
 
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
-// The table ids of layer l's expert weights: stacked moe/w1, w3, w2 and the router, or
-// for a dense layer ffn/w1, w3, w2 (router -1).
-static void layer_ids(const mo_param_table *pt, int l, int *w1, int *w3, int *w2, int *router) {
+// The table ids of layer l's expert pieces: stacked moe/w1, w3, w2, the router and its
+// bias, or for a dense layer ffn/w1, w3, w2 (router and bias -1).
+static void layer_ids(const mo_param_table *pt, int l, int id[MO_EXPERT_PIECES]) {
     const mo_layer_ids *L = &pt->layer[l];
-    if (L->is_moe) *w1 = L->w1, *w3 = L->w3, *w2 = L->w2, *router = L->router;
-    else *w1 = L->ffn_w1, *w3 = L->ffn_w3, *w2 = L->ffn_w2, *router = -1;
+    if (L->is_moe) id[0] = L->w1, id[1] = L->w3, id[2] = L->w2, id[3] = L->router, id[4] = L->router_bias;
+    else id[0] = L->ffn_w1, id[1] = L->ffn_w3, id[2] = L->ffn_w2, id[3] = id[4] = -1;
 }
 
 // Copies between module layer i and expert e of the arena `a` (to_module: a -> x, else x -> a).
 static void copy_slices(const mo_param_table *pt, float *a, int l, int e, const mo_expert *x, float *xa, int i,
                         int to_module, int with_router) {
-    int id[4];
-    layer_ids(pt, l, &id[0], &id[1], &id[2], &id[3]);
-    const size_t fd = (size_t)x->key.d_ff * x->key.d_model, d = (size_t)x->key.d_model;
-    float *mod[4] = {expert_w1(x, xa, i), expert_w3(x, xa, i), expert_w2(x, xa, i), expert_router(x, xa, i)};
-    for (int k = 0; k < 4; k++) {
-        if (id[k] < 0 || (k == 3 && !with_router)) continue;
-        size_t n = k < 3 ? fd : d;
-        float *at = params_at(pt, a, id[k]) + (size_t)e * n;
-        if (to_module) memcpy(mod[k], at, n * sizeof(float));
-        else memcpy(at, mod[k], n * sizeof(float));
+    int id[MO_EXPERT_PIECES];
+    layer_ids(pt, l, id);
+    for (int k = 0; k < MO_EXPERT_PIECES; k++) {
+        if (id[k] < 0 || (k >= 3 && !with_router)) continue;
+        size_t n = expert_piece_numel(&x->key, k);
+        float *at = params_at(pt, a, id[k]) + (size_t)e * n, *mod = expert_piece(x, xa, i, k);
+        if (to_module) memcpy(mod, at, n * sizeof(float));
+        else memcpy(at, mod, n * sizeof(float));
     }
 }
 
@@ -113,11 +111,11 @@ int expert_insert(mo_checkpoint *ck, float *m, float *v, int e, const mo_expert 
                 copy_slices(&ck->table, v, l, e, x, x->v, i, 0, x->has_router);
             } else {
                 // A module without optimizer state starts with fresh moments.
-                int id[4];
-                layer_ids(&ck->table, l, &id[0], &id[1], &id[2], &id[3]);
-                for (int kk = 0; kk < 4; kk++) {
-                    if (kk == 3 && !x->has_router) continue;
-                    size_t n = kk < 3 ? (size_t)c->d_ff * c->d_model : (size_t)c->d_model;
+                int id[MO_EXPERT_PIECES];
+                layer_ids(&ck->table, l, id);
+                for (int kk = 0; kk < MO_EXPERT_PIECES; kk++) {
+                    if (kk >= 3 && !x->has_router) continue;
+                    size_t n = expert_piece_numel(&x->key, kk);
                     memset(params_at(&ck->table, m, id[kk]) + (size_t)e * n, 0, n * sizeof(float));
                     memset(params_at(&ck->table, v, id[kk]) + (size_t)e * n, 0, n * sizeof(float));
                 }

@@ -3,9 +3,9 @@
 // engine/expert_key.h, its fingerprints engine/expert_hash.h, and re-indexing a
 // checkpoint's expert axis (add, remove) engine/expert_remap.h.
 //
-// In memory a module is one float array, layer after layer, each layer w1, w3, w2 and the
-// router row back to back (layer_numel = 3 d_ff d + d floats), with m and v in the same
-// layout.
+// In memory a module is one float array, layer after layer, each layer w1, w3, w2, the
+// router row and the router bias entry back to back (layer_numel = 3 d_ff d + d + 1
+// floats), with m and v in the same layout (the bias has no optimizer state: zeros).
 #ifndef MONOLITH_EXPERT_MODULE_H
 #define MONOLITH_EXPERT_MODULE_H
 
@@ -20,7 +20,7 @@ typedef struct {
     mo_shape_key key;
     int n_moe;                 // layers with a slice
     int layer[MO_MAX_LAYERS];  // their model layer indices, ascending
-    size_t layer_numel;        // 3 d_ff d + d
+    size_t layer_numel;        // 3 d_ff d + d + 1
     float *w;                  // [n_moe * layer_numel]
     float *m, *v;              // same layout, or NULL: no optimizer state
     int has_router;            // 0: the router rows are placeholders (an FFN of a dense model)
@@ -43,6 +43,23 @@ static inline float *expert_w2(const mo_expert *x, float *a, int i) {
 }
 static inline float *expert_router(const mo_expert *x, float *a, int i) {
     return expert_w1(x, a, i) + 3 * (size_t)x->key.d_ff * x->key.d_model;
+}
+static inline float *expert_router_bias(const mo_expert *x, float *a, int i) {
+    return expert_router(x, a, i) + x->key.d_model;
+}
+
+// The pieces of one expert in one layer, in layout order: w1, w3, w2, the router row, the
+// router bias entry.
+#define MO_EXPERT_PIECES 5
+// Floats of piece k.
+static inline size_t expert_piece_numel(const mo_shape_key *key, int k) {
+    return k < 3 ? (size_t)key->d_ff * key->d_model : k == 3 ? (size_t)key->d_model : 1;
+}
+// Piece k of layer i inside a (w, m or v).
+static inline float *expert_piece(const mo_expert *x, float *a, int i, int k) {
+    float *p = expert_w1(x, a, i);
+    for (int j = 0; j < k; j++) p += expert_piece_numel(&x->key, j);
+    return p;
 }
 
 // Sizes x from x->key (n_moe, layer, layer_numel) and allocates w zeroed, and m and v

@@ -60,8 +60,8 @@ static void copy_tensor_remap(const mo_param_table *sp, const float *sa, int si,
     const mo_tensor *s = &sp->t[si], *d = &dp->t[di];
     const float *src = sa + s->offset;
     float *dst = da + d->offset;
-    if (s->kind == PK_ROUTER || s->n_experts) {
-        size_t n = s->kind == PK_ROUTER ? (size_t)s->shape[1] : s->expert_numel;
+    if (s->kind == PK_ROUTER || s->kind == PK_ROUTER_BIAS || s->n_experts) {
+        size_t n = s->kind == PK_ROUTER ? (size_t)s->shape[1] : s->kind == PK_ROUTER_BIAS ? 1 : s->expert_numel;
         for (int j = 0; j < E_new; j++) {
             if (map[j] >= 0) memcpy(dst + (size_t)j * n, src + (size_t)map[j] * n, n * sizeof(float));
             else memset(dst + (size_t)j * n, 0, n * sizeof(float));
@@ -127,6 +127,7 @@ void expert_init_random(mo_checkpoint *ck, int e, uint64_t seed) {
     for (int l = 0; l < pt->cfg.n_layers; l++) {
         const mo_layer_ids *L = &pt->layer[l];
         if (!L->is_moe) continue;
+        params_at(pt, ck->params, L->router_bias)[e] = 0.0f;  // a new expert starts unbiased
         int ids[4] = {L->router, L->w1, L->w3, L->w2};
         for (int k = 0; k < 4; k++) {
             const mo_tensor *t = &pt->t[ids[k]];

@@ -33,6 +33,13 @@ static void tiny(mo_checkpoint *ck, uint64_t seed, const char *moe_layers) {
     if (moe_layers) ck_assert_int_eq(config_set(&c, "moe_layers", moe_layers), 0);
     ck_assert_msg(config_finalize(&c) == 0, "%s", mo_error());
     ck_assert_msg(ckpt_new(ck, &c, seed, "{\"test\": 1}") == 0, "%s", mo_error());
+    // A distinct router_bias entry per model, layer and expert, so every surgery below must
+    // carry each expert's entry with it.
+    for (int l = 0; l < c.n_layers; l++)
+        if (c.moe_layers[l])
+            for (int e = 0; e < c.n_experts; e++)
+                params_at(&ck->table, ck->params, ck->table.layer[l].router_bias)[e] =
+                    0.001f * (float)(seed % 97) + 0.01f * (float)(e + 1) + 0.1f * (float)l;
     // A tokenizer blob, so the vocabulary hash takes part.
     mo_tokenizer_blob *t = &ck->tokenizer;
     const char *text = "YQ== 0\nYg== 1\n";
@@ -217,6 +224,8 @@ START_TEST(compose_puts_modules_at_their_index) {
                                     params_at(sp, src[e].params, sp->layer[l].w2) + e * fd, fd * 4), 0);
             ck_assert_int_eq(memcmp(params_at(pt, out.params, L->router) + e * d,
                                     params_at(sp, src[e].params, sp->layer[l].router) + e * d, d * 4), 0);
+            ck_assert_float_eq(params_at(pt, out.params, L->router_bias)[e],
+                               params_at(sp, src[e].params, sp->layer[l].router_bias)[e]);
         }
         ck_assert_int_eq(memcmp(params_at(pt, out.params, L->wq), params_at(&base.table, base.params, base.table.layer[l].wq),
                                 pt->t[L->wq].numel * 4), 0);
@@ -297,6 +306,10 @@ START_TEST(add_then_remove_gives_back_the_model) {
     ckpt_free(&back);
 
     // Removing below top_k is refused; moments follow their experts.
+    const float *gb = params_at(&grown.table, grown.params, grown.table.layer[1].router_bias);
+    for (int e = 0; e < 4; e++)
+        ck_assert_float_eq(gb[e], params_at(&ck.table, ck.params, ck.table.layer[1].router_bias)[e]);
+    ck_assert_float_eq(gb[4], 0.0f);  // the added expert starts unbiased
     int one[1] = {3};
     ck_assert_int_eq(expert_remap(&grown, NULL, NULL, one, 1, &back, NULL, NULL), -1);
     ck_assert_ptr_nonnull(strstr(mo_error(), "top_k"));
@@ -311,6 +324,29 @@ START_TEST(add_then_remove_gives_back_the_model) {
     free(m), free(v), free(m2), free(v2);
     ckpt_free(&back);
     ckpt_free(&grown);
+    ckpt_free(&ck);
+}
+END_TEST
+
+// A module written before router_bias existed (no /layers/L/router_bias) loads with 0.
+START_TEST(module_without_bias_loads_zero) {
+    mo_checkpoint ck;
+    tiny(&ck, 41, NULL);
+    mo_expert x, y;
+    ck_assert_int_eq(expert_extract(&ck, NULL, NULL, 2, &x), 0);
+    ck_assert_float_eq(*expert_router_bias(&x, x.w, 1), params_at(&ck.table, ck.params, ck.table.layer[1].router_bias)[2]);
+    char p[512];
+    path_in(p, "nobias.h5");
+    ck_assert_int_eq(expert_save(p, &x), 0);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    ck_assert(H5Ldelete(f, "layers/0/router_bias", H5P_DEFAULT) >= 0 && H5Ldelete(f, "layers/1/router_bias", H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    ck_assert_msg(expert_load(p, &y) == 0, "%s", mo_error());
+    ck_assert_float_eq(*expert_router_bias(&y, y.w, 0), 0.0f);
+    ck_assert_float_eq(*expert_router_bias(&y, y.w, 1), 0.0f);
+    ck_assert_int_eq(memcmp(expert_router(&y, y.w, 1), expert_router(&x, x.w, 1), sizeof(float) * 64), 0);
+    expert_free(&x), expert_free(&y);
     ckpt_free(&ck);
 }
 END_TEST
@@ -357,6 +393,7 @@ int main(void) {
     tcase_add_test(tc, upcycled_copies_give_dense_logits);
     tcase_add_test(tc, add_then_remove_gives_back_the_model);
     tcase_add_test(tc, module_file_checks);
+    tcase_add_test(tc, module_without_bias_loads_zero);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

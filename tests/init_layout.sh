@@ -21,6 +21,19 @@ run mixed --preset tiny --moe-layers 1,0 --d-ff-dense 96 --n-shared-experts 1 --
 run wide --preset tiny --n-experts 16 --vocab-size 300 --rope-theta 500 --norm-eps 1e-3 --n-layers 3
 run dense --preset tiny --moe-layers 0,0
 run small --preset small
+run routed --preset tiny --router-score sigmoid --balance bias --bias-rate 0.002 --capacity-factor 1.25 \
+    --router-noise 0.5 --routed-scale 2.5
+run topp --preset tiny --router-top-p 0.5 --top-k 3
+# inspect names the routing kind.
+grep -q "^routing     softmax top-2 of 4, aux loss 0.01, dropless$" "$tmp/tiny.txt" || { echo "inspect: $(grep routing "$tmp/tiny.txt")"; exit 1; }
+grep -q "^routing     sigmoid top-2 of 4, bias balancing (rate 0.002), gates x 2.5, capacity 1.25 (drops), training noise 0.5$" \
+    "$tmp/routed.txt" || { echo "inspect: $(grep routing "$tmp/routed.txt")"; exit 1; }
+grep -q "^routing     softmax top-p 0.5 (at most 3 of 4)" "$tmp/topp.txt" || { echo "inspect: $(grep routing "$tmp/topp.txt")"; exit 1; }
+# top-p needs softmax scores; a bad kind names the choices.
+if "$bin" init --preset tiny --router-score sigmoid --router-top-p 0.5 -o "$tmp/bad.h5" 2>"$tmp/err"; then echo "sigmoid top-p accepted"; exit 1; fi
+grep -q "router_top_p" "$tmp/err" || { echo "error does not name router_top_p: $(cat "$tmp/err")"; exit 1; }
+if "$bin" init --preset tiny --balance loss -o "$tmp/bad.h5" 2>"$tmp/err"; then echo "balance loss accepted"; exit 1; fi
+grep -q "aux or bias" "$tmp/err" || { echo "error does not name the choices: $(cat "$tmp/err")"; exit 1; }
 
 # Bad overrides are refused with one line naming the field.
 if "$bin" init --preset tiny --top-k 9 -o "$tmp/bad.h5" 2>"$tmp/err"; then echo "top-k 9 accepted"; exit 1; fi
@@ -47,8 +60,11 @@ def check(name, want_cfg):
     reals = ["rope_theta", "norm_eps", "aux_coef", "z_coef"]
     for k in ints:
         assert np.asarray(c[k]).shape == () and c[k].dtype == np.int64, (name, k, c[k])
-    for k in reals:
+    for k in reals + ["routed_scale", "bias_rate", "capacity_factor", "router_noise", "router_top_p"]:
         assert np.asarray(c[k]).shape == () and c[k].dtype == np.float64, (name, k, c[k])
+    for k, default in [("router_score", "softmax"), ("balance", "aux")]:  # routing kind: fixed-length strings
+        assert isinstance(c[k], bytes) and c[k].decode() in (default, "sigmoid", "bias"), (name, k, c[k])
+        assert c.get_id(k).get_type().get_cset() == h5py.h5t.CSET_UTF8, (name, k)
     L = int(c["n_layers"])
     ml = c["moe_layers"]
     assert ml.dtype == np.int64 and ml.shape == (L,), (name, ml)
@@ -66,8 +82,8 @@ def check(name, want_cfg):
         want.update({p + "attn_norm": (d,), p + "attn/wq": (nh * hd, d), p + "attn/wk": (nkv * hd, d),
                      p + "attn/wv": (nkv * hd, d), p + "attn/wo": (d, nh * hd), p + "ffn_norm": (d,)})
         if ml[l]:
-            want.update({p + "moe/router": (E, d), p + "moe/w1": (E, ff, d), p + "moe/w3": (E, ff, d),
-                         p + "moe/w2": (E, d, ff)})
+            want.update({p + "moe/router": (E, d), p + "moe/router_bias": (E,), p + "moe/w1": (E, ff, d),
+                         p + "moe/w3": (E, ff, d), p + "moe/w2": (E, d, ff)})
             if ns:
                 want.update({p + "moe/shared_w1": (ns * ffs, d), p + "moe/shared_w3": (ns * ffs, d),
                              p + "moe/shared_w2": (d, ns * ffs)})
@@ -85,6 +101,8 @@ def check(name, want_cfg):
         assert np.isfinite(x).all()
         if k.endswith("norm"):
             assert (x == 1).all(), (name, k)
+        elif k.endswith("router_bias"):
+            assert (x == 0).all(), (name, k)  # a buffer: zeros at init
         else:
             out = k.endswith("wo") or k.endswith("w2")
             std = 0.02 / np.sqrt(2 * L) if out else 0.02
@@ -107,6 +125,9 @@ check("wide", {"n_experts": 16, "vocab_size": 300, "rope_theta": 500.0, "norm_ep
                "moe_layers": [1, 1, 1]})
 check("dense", {"moe_layers": [0, 0], "d_ff_dense": 128})
 check("small", {"vocab_size": 4096, "n_experts": 8, "top_k": 2})
+check("routed", {"router_score": b"sigmoid", "balance": b"bias", "bias_rate": 0.002, "capacity_factor": 1.25,
+                 "router_noise": 0.5, "routed_scale": 2.5, "router_top_p": 0.0})
+check("topp", {"router_score": b"softmax", "router_top_p": 0.5, "top_k": 3})
 print("init_layout: ok")
 EOF
 grep -q "active per token" "$tmp/small.txt"

@@ -146,6 +146,7 @@ static void assert_same_final(const char *a, const char *b, int64_t step) {
     ck_assert_msg(!memcmp(ma, mb, bytes) && !memcmp(va, vb, bytes), "%s and %s: Adam state differs", a, b);
     ck_assert_int_eq(sa.tokens_seen, sb.tokens_seen);
     ck_assert(!memcmp(sa.loader, sb.loader, sizeof sa.loader));
+    ck_assert_msg(!memcmp(sa.rng, sb.rng, sizeof sa.rng), "%s and %s: the noise stream differs", a, b);
     free(ma), free(va), free(mb), free(vb);
     ckpt_free(&ca), ckpt_free(&cb);
 }
@@ -177,6 +178,45 @@ START_TEST(test_resume_exact) {
     trainer_close(t);
     ck_assert_int_eq(resume("C"), 0);
     assert_same_final("A", "C", 12);
+}
+END_TEST
+
+// Routing state resumes exactly too: router_bias (moved by bias balancing after every
+// step, from every micro-batch's counts) and the router noise's stream, under capacity.
+static train_opts routing_opts(const char *out) {
+    train_opts o = base_opts(out);
+    const char *kv[][2] = {{"router_score", "sigmoid"}, {"balance", "bias"}, {"bias_rate", "0.01"},
+                           {"router_noise", "0.5"},     {"capacity_factor", "1.0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        snprintf(o.overrides[o.n_overrides].name, sizeof o.overrides[0].name, "%s", kv[i][0]);
+        snprintf(o.overrides[o.n_overrides].value, sizeof o.overrides[0].value, "%s", kv[i][1]);
+        o.n_overrides++;
+    }
+    o.grad_accum = 2;
+    return o;
+}
+
+START_TEST(test_resume_exact_routing) {
+    train_opts o = routing_opts("RA");
+    stop_at = die_at = -1;
+    ck_assert_int_eq(run(&o), 0);
+    o = routing_opts("RB");
+    stop_at = 5;
+    ck_assert_int_eq(run(&o), 1);
+    ck_assert_int_eq(resume("RB"), 0);
+    assert_same_final("RA", "RB", 12);
+    // The bias moved (12 steps of +-0.01 per expert) and differs between experts.
+    mo_checkpoint ck;
+    float *m, *v;
+    train_state st;
+    load_step("RA", 12, &ck, &m, &v, &st);
+    const float *b = ck.params + ck.table.t[ck.table.layer[0].router_bias].offset;
+    ck_assert_msg(ck.table.cfg.balance == MO_BALANCE_BIAS && ck.table.cfg.router_noise == 0.5, "config not saved");
+    int moved = 0;
+    for (int e = 0; e < ck.table.cfg.n_experts; e++) moved += fabsf(b[e]) > 0.005f;
+    ck_assert_int_gt(moved, 0);
+    free(m), free(v);
+    ckpt_free(&ck);
 }
 END_TEST
 
@@ -392,6 +432,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup_fixtures, NULL);
     tcase_add_test(tc, test_resume_exact);
+    tcase_add_test(tc, test_resume_exact_routing);
     tcase_add_test(tc, test_frozen_slice_unchanged);
     tcase_add_test(tc, test_nan_guard);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);

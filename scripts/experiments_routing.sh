@@ -19,13 +19,13 @@
 # the mutual information between domain and expert.
 #
 # Environment: MONOLITH (binary, default build/monolith), OUT (default runs/routing),
-# STEPS (default 400), SEED (default 1), JOBS (runs at once, default 2), RUNS (default
+# STEPS (default 72), SEED (default 1), JOBS (runs at once, default 2), RUNS (default
 # all seven names above). Each run is skipped when its final checkpoint exists.
 set -euo pipefail
 
 M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/routing}
-STEPS=${STEPS:-400}
+STEPS=${STEPS:-72}
 SEED=${SEED:-1}
 JOBS=${JOBS:-2}
 RUNS=${RUNS:-fine topp50 softmax_aux sigmoid_bias cap100 cap125 noisy}
@@ -60,7 +60,7 @@ one() {
         nice -n 10 "$M" train $COMMON $DATA $(flags "$name") --out "$dir" > "$dir.log" 2>&1
     fi
     if [ ! -e "$dir/eval.json" ]; then
-        nice -n 10 "$M" eval --checkpoint "$dir/latest.h5" $DATA --seq 256 --batches 16 --threads 1 --json \
+        nice -n 10 "$M" eval --checkpoint "$dir/latest.h5" $DATA --seq 256 --batches 4 --threads 1 --json \
             > "$dir/eval.json.tmp" && mv "$dir/eval.json.tmp" "$dir/eval.json"
     fi
     echo "done $dir"

@@ -15,16 +15,25 @@ static void tensor_dims(const mo_tensor *t, hsize_t *dims) {
     for (int k = 0; k < t->rank; k++) dims[k] = (hsize_t)t->shape[k];
 }
 
-int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena) {
+// Every tensor, or with skip_buffers those that have a gradient.
+static int write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena, int skip_buffers) {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
-        if (pt->t[i].no_grad && strcmp(group, "model")) continue;  // a buffer: no gradient, no optimizer state
+        if (skip_buffers && pt->t[i].no_grad) continue;
         hsize_t dims[3];
         tensor_dims(&pt->t[i], dims);
         snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
         if (h5_write_f32(f, path, arena + pt->t[i].offset, pt->t[i].rank, dims)) return -1;
     }
     return 0;
+}
+
+int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena) {
+    return write_tensors(f, group, pt, arena, 0);
+}
+
+int ckpt_write_grads(hid_t f, const char *group, const mo_param_table *pt, const float *grads) {
+    return write_tensors(f, group, pt, grads, 1);
 }
 
 // 0 if dataset `path` has its data in the file (at least `bytes` of it when stored

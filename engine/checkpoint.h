@@ -85,10 +85,12 @@ int ckpt_load_optim(const char *path, mo_checkpoint *ck, float **m, float **v);
 // with a checkpoint whose shapes did not change). Returns 0 or -1.
 int ckpt_save_optim(const char *path, const mo_checkpoint *ck, const float *m, const float *v, const char *train_from);
 
-// Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>`; buffers
-// (no_grad: router_bias) only when group is "model" (they have no gradient or optimizer
-// state; reading a group without them gives zeros).
+// Writes every tensor of `pt` from `arena` as float32 datasets `<group>/<name>` (/model,
+// and /optim/m, /optim/v, where router_bias's moments are zeros). Reading a group without
+// router_bias (a file from before it) gives zeros.
 int ckpt_write_tensors(hid_t f, const char *group, const mo_param_table *pt, const float *arena);
+// The same for a gradient arena, without the buffers (router_bias: no gradient).
+int ckpt_write_grads(hid_t f, const char *group, const mo_param_table *pt, const float *grads);
 // Checks, reading no data, that every tensor `<group>/<name>` of `pt` exists with exactly
 // the table's shape and has its data stored: call it before allocating arenas for a
 // file, so a corrupt header never makes us allocate what it claims. Returns 0 or -1.

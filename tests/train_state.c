@@ -28,6 +28,8 @@ START_TEST(test_round_trip) {
     tu_fill(m, ck.table.numel, 1, 0.1f);
     tu_fill(v, ck.table.numel, 2, 0.1f);
     for (size_t i = 0; i < ck.table.numel; i++) v[i] *= v[i];
+    for (int i = 0; i < ck.table.n; i++)  // a moved router_bias round-trips
+        if (ck.table.t[i].no_grad) tu_fill(ck.params + ck.table.t[i].offset, ck.table.t[i].numel, 3, 0.1f);
     train_state st = {.step = 7, .tokens_seen = 12345, .rng = {1, 2, 3, UINT64_MAX}, .n_loader = 3,
                       .loader = {9, 8, 7}, .clip = 0.5, .seed = 42};
     st.sched = (lr_schedule){.kind = LR_SCHEDULE_CONSTANT, .lr = 3e-4, .floor_frac = 0.2, .warmup = 2, .total = 10};

@@ -224,7 +224,7 @@ static int write_dump(const char *path, const mo_model *m, const float *grads, h
         }
     }
     free(ex);
-    return ckpt_write_tensors(f, "grads", pt, grads);
+    return ckpt_write_grads(f, "grads", pt, grads);
 }
 
 int cmd_dump(int argc, char **argv) {

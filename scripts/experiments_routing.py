@@ -7,7 +7,7 @@ folders scripts/experiments_routing.sh leaves (OUT/NAME-sSEED/{metrics.jsonl,eva
 Per run: the validation loss per domain and its mean (eval.json, `monolith eval --json`); load balance
 over training, max/mean slots per expert of each MoE layer at every step (metrics.jsonl "expert_tokens"),
 averaged over layers, reported as the mean over all steps and over the last fifth; the dropped fraction
-and experts per token (eval, averaged over domains and layers); and domain specialisation, the mutual
+(the last fifth of training, and eval) and experts per token (eval, averaged over domains and layers); and domain specialisation, the mutual
 information I(domain; expert) of the eval routing matrix in nats (domains weighted by their scored tokens,
 averaged over layers; at most log 4 = 1.386 for four domains). Runs of every seed found are listed, then
 the mean over seeds with the spread (max - min) of the mean loss.
@@ -36,6 +36,18 @@ def balance(path):
             if ratios:
                 out.append((r["step"], sum(ratios) / len(ratios)))
     return out
+
+
+def train_dropped(path):
+    """Mean over the last fifth of the steps of the layer-mean dropped fraction in training."""
+    d = []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("type") == "train" and r.get("dropped"):
+                d.append(sum(r["dropped"].values()) / len(r["dropped"]))
+    tail = d[len(d) * 4 // 5:]
+    return sum(tail) / len(tail) if tail else 0.0
 
 
 def mutual_information(ev):
@@ -67,7 +79,7 @@ def run_row(folder):
     losses = {d: v["loss"] for d, v in ev["val"].items()}
     return dict(loss=losses, mean=sum(losses.values()) / len(losses),
                 bal_all=sum(b for _, b in bal) / len(bal), bal_tail=sum(b for _, b in tail) / len(tail),
-                dropped=mean_over(ev, "dropped"), ept=mean_over(ev, "experts_per_token"), mi=mutual_information(ev),
+                dropped=mean_over(ev, "dropped"), train_dropped=train_dropped(os.path.join(folder, "metrics.jsonl")), ept=mean_over(ev, "experts_per_token"), mi=mutual_information(ev),
                 curve=bal)
 
 
@@ -87,16 +99,16 @@ def main():
         print(f"experiments_routing: no finished run under {a.out}", file=sys.stderr)
         return 1
     doms = list(next(iter(rows.values()))[0][1]["loss"])
-    head = "| run | seed | " + " | ".join(doms) + " | mean | max/mean (all / last 20%) | dropped | experts/token | I(domain; expert) |"
+    head = "| run | seed | " + " | ".join(doms) + " | mean | max/mean (all / last 20%) | dropped (train / eval) | experts/token | I(domain; expert) |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for n, runs in rows.items():
         for seed, r in runs:
             print(f"| {n} | {seed} | " + " | ".join(f"{r['loss'][d]:.4f}" for d in doms) +
-                  f" | {r['mean']:.4f} | {r['bal_all']:.2f} / {r['bal_tail']:.2f} | {r['dropped']:.3f} | "
+                  f" | {r['mean']:.4f} | {r['bal_all']:.2f} / {r['bal_tail']:.2f} | {r['train_dropped']:.3f} / {r['dropped']:.3f} | "
                   f"{r['ept']:.2f} | {r['mi']:.3f} |")
     print()
-    print("| run | seeds | mean loss | spread | " + " | ".join(doms) + " | max/mean last 20% | dropped | I(domain; expert) |")
+    print("| run | seeds | mean loss | spread | " + " | ".join(doms) + " | max/mean last 20% | dropped (train / eval) | I(domain; expert) |")
     print("|---|---|---|---|" + "---|" * len(doms) + "---|---|---|")
     for n, runs in rows.items():
         k = len(runs)
@@ -104,7 +116,8 @@ def main():
         means = [r["mean"] for _, r in runs]
         print(f"| {n} | {k} | {avg(lambda r: r['mean']):.4f} | {max(means) - min(means):.4f} | " +
               " | ".join(f"{avg(lambda r, d=d: r['loss'][d]):.4f}" for d in doms) +
-              f" | {avg(lambda r: r['bal_tail']):.2f} | {avg(lambda r: r['dropped']):.3f} | {avg(lambda r: r['mi']):.3f} |")
+              f" | {avg(lambda r: r['bal_tail']):.2f} | {avg(lambda r: r['train_dropped']):.3f} / {avg(lambda r: r['dropped']):.3f} | "
+              f"{avg(lambda r: r['mi']):.3f} |")
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -67,7 +67,7 @@ static double real_of(const mo_config *c, const field *f) {
 
 // ---------------------------------------------------------------------------- presets
 
-static void defaults(mo_config *c) {
+void config_defaults(mo_config *c) {
     memset(c, 0, sizeof *c);
     c->rope_theta = 10000.0;
     c->norm_eps = 1e-5;
@@ -88,7 +88,7 @@ static int enum_index(const char *const *names, const char *v) {
 }
 
 int config_preset(mo_config *c, const char *name) {
-    defaults(c);
+    config_defaults(c);
     if (!strcmp(name, "tiny")) {  // for tests: every code path at a size that runs in milliseconds
         c->vocab_size = 512, c->d_model = 64, c->n_layers = 2, c->n_heads = 4, c->n_kv_heads = 2;
         c->n_experts = 4, c->top_k = 2, c->d_ff = 128, c->max_seq_len = 256;
@@ -323,7 +323,7 @@ static H5T_class_t attr_class(hid_t loc, const char *group, const char *name) {
 }
 
 int config_read(hid_t loc, const char *group, mo_config *c) {
-    defaults(c);
+    config_defaults(c);
     const char *file = h5_name(loc);
     for (int i = 0; i < N_FIELDS; i++) {
         const field *f = &fields[i];

@@ -53,6 +53,10 @@ typedef struct {
 enum { MO_SCORE_SOFTMAX = 0, MO_SCORE_SIGMOID = 1 };
 enum { MO_BALANCE_AUX = 0, MO_BALANCE_BIAS = 1 };
 
+// Zeroes `c` and sets the fields that have a default (rope_theta, norm_eps, norm_topk,
+// aux_coef, z_coef and the routing fields), for a config built field by field.
+void config_defaults(mo_config *c);
+
 // Fills `c` with preset `name` ("tiny", "small", "bench-S"). Automatic values stay 0
 // until config_finalize(). Returns 0, or -1 naming the presets for an unknown name.
 int config_preset(mo_config *c, const char *name);

@@ -86,6 +86,7 @@ static int map_tensors(const mo_param_table *pt, const char *arch, int units, tm
         [PK_DENSE_W2] = "ffn_down"};
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
+        if (t->no_grad) continue;  // router_bias: no GGUF tensor of llama/deepseek2 here; imported as 0
         tmap *e = &m[n++];
         e->param = i, e->layer = t->layer, e->n_dims = t->rank;
         if (t->layer < 0)
@@ -470,7 +471,7 @@ static int refuse_extras(const gguf_file *g, const char *arch) {
 static int config_from_gguf(const gguf_file *g, const char *arch, mo_config *c) {
     int64_t ctx = 0, d = 0, L = 0, ff = 0, nh = 0, nkv = -1, E = 0, k = 0, hd = 0, hv = 0, rot = -1;
     double eps = 0, theta = 10000.0;
-    memset(c, 0, sizeof *c);
+    config_defaults(c);  // the fields GGUF has no key for keep monolith's defaults (softmax top-k routing)
     if (get_u(g, arch, "context_length", &ctx, 1, 1 << 24) || get_u(g, arch, "embedding_length", &d, 1, 1 << 20) ||
         get_u(g, arch, "block_count", &L, 1, MO_MAX_LAYERS) || get_u(g, arch, "feed_forward_length", &ff, 1, 1 << 24) ||
         get_u(g, arch, "attention.head_count", &nh, 1, 1 << 16) ||

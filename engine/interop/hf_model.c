@@ -301,7 +301,7 @@ static int read_config(const char *dir, int max_seq_len, mo_config *c, int *tied
         json_get_num(j, "rms_norm_eps", path, &eps) < 0 || json_get_num(j, "router_aux_loss_coef", path, &aux) < 0 ||
         json_get_num(j, "router_z_loss_coef", path, &z) < 0 || json_get_bool(j, "tie_word_embeddings", path, tied) < 0)
         goto out;
-    memset(c, 0, sizeof *c);
+    config_defaults(c);  // fields HF has no key for keep monolith's defaults (softmax top-k routing)
     c->vocab_size = (int)V;
     c->d_model = (int)d;
     c->d_ff = (int)ff;

@@ -37,8 +37,9 @@ void expert_trunk_hash(const mo_checkpoint *ck, char out[MO_HASH_HEX]) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
-        int ffn = t->kind == PK_ROUTER || t->kind == PK_W1 || t->kind == PK_W3 || t->kind == PK_W2 ||
-                  t->kind == PK_DENSE_W1 || t->kind == PK_DENSE_W3 || t->kind == PK_DENSE_W2;
+        // router_bias is router state (docs/design.md 11.5): a dense seed has none.
+        int ffn = t->kind == PK_ROUTER || t->kind == PK_ROUTER_BIAS || t->kind == PK_W1 || t->kind == PK_W3 ||
+                  t->kind == PK_W2 || t->kind == PK_DENSE_W1 || t->kind == PK_DENSE_W3 || t->kind == PK_DENSE_W2;
         if (ffn) continue;
         fnv1a(&h, t->name, strlen(t->name) + 1);
         fnv1a(&h, ck->params + t->offset, t->numel * sizeof(float));

@@ -339,7 +339,8 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
 
-static void ffn_block_forward(mo_model *m, const float *params, int l) {
+// `noise`: the RNG the router draws its training noise from, or NULL (no noise).
+static void ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *noise) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
@@ -359,7 +360,7 @@ static void ffn_block_forward(mo_model *m, const float *params, int l) {
         }
         return;
     }
-    router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, m->noise);
+    router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, noise);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
     moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
     if (m->bf16) {
@@ -402,7 +403,8 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     embedding_forward(m->layer[0].x_attn, m->tokens, P(m->pt->tok_embeddings), N, d);
     for (int l = 0; l < c->n_layers; l++) {
         attention_block_forward(m, params, l);
-        ffn_block_forward(m, params, l);
+        if (m->noise) m->noise_at[l] = *m->noise;
+        ffn_block_forward(m, params, l, m->noise);
     }
     rmsnorm_forward(m->hf, m->hf_rstd, m->x_final, P(m->pt->norm), N, d, (float)c->norm_eps);
     const mo_bf16 *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
@@ -524,9 +526,11 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
         if (m->need_ffn && !m->need_ffn[l]) return 0;  // nothing at or below this block trains
         if (m->recompute && l < c->n_layers - 1) {
             // Redo the layer's forward from its kept input (the last layer's buffers still
-            // hold its own forward). It rewrites layer l+1's input with the same values.
+            // hold its own forward). It rewrites layer l+1's input with the same values: the
+            // router replays the noise it drew then from a copy of the RNG state of that time.
             attention_block_forward(m, params, l);
-            ffn_block_forward(m, params, l);
+            mo_rng replay = m->noise_at[l];
+            ffn_block_forward(m, params, l, m->noise ? &replay : NULL);
         }
         ffn_block_backward(m, params, grads, l, loss_scale);
         if (m->need_attn && !m->need_attn[l]) return 0;

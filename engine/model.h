@@ -76,6 +76,7 @@ typedef struct {
     float *drouter;       // [N, E]
     float *rkey;          // [N, E] the routers' forward scratch (noisy logits, selection keys)
     mo_rng *noise;        // the run's RNG for router_noise in training forwards, or NULL (model_set_noise)
+    mo_rng noise_at[MO_MAX_LAYERS];  // recompute: the RNG state before layer l's draw, replayed by backward
     float *dgates;        // [N, k]
     float *dloss;         // [N]
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench_compare.sh: the PyTorch peer (../shared/peers/torch_moe.py) and monolith on the
+# bench_compare.sh: the PyTorch peer (scripts/peer_torch_moe.py) and monolith on the
 # same bench-S shapes, one after the other in alternating rounds, under the same
 # OPENBLAS_CORETYPE and OMP_WAIT_POLICY, and the ratios monolith / peer.
 #
 #   scripts/bench_compare.sh [--threads N] [--coretype NAME] [--rounds R] [--precision P]...
+#                            [--seq T] [--batch B] [--steps S] [--attention full|chunked]
 #
 #   --threads N      threads for both programs (default 2)
 #   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice
@@ -13,14 +14,19 @@
 #                    the peer always runs fp32, the reference
 #   --mode M         train, infer or both (default): infer runs scripts/bench_compare_infer.sh
 #                    (prefill 256 + decode 128, monolith f32 and int8) with the same settings
+#   --seq T, --batch B  training shape for both (default 256 and 8)
+#   --steps S        timed steps of each program (default 3; each also runs warm-up steps)
+#   --attention A    the peer's attention: full (default; it keeps every layer's T x T
+#                    probabilities and refuses past 8 GB of them) or chunked (query blocks
+#                    recomputed in backward, for long sequences)
 #
-# Training: tokens/s of a full step (forward, backward, AdamW), batch 8 x 256, each
-# program's median step, as wall-clock tokens/s and as tokens per CPU-second (the CPU time
-# of all the process's threads: on a machine shared with other jobs the steadier one).
-# The peer's CPU time per step is read around the same step timer it uses for wall time.
+# Training: tokens/s of a full step (forward, backward, AdamW), each program's median
+# step, as wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the
+# process's threads: on a machine shared with other jobs the steadier one), and each
+# process's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 coretype=Cooperlake rounds=1 precs=() mode=both
+threads=2 coretype=Cooperlake rounds=1 precs=() mode=both seq=256 batch=8 steps=3 attention=full
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -28,7 +34,11 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --precision) precs+=("$2"); shift 2 ;;
     --mode) mode=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --seq) seq=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --attention) attention=$2; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench_compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,46 +51,41 @@ esac
 . scripts/bench_peer_common.sh
 bench_peer_setup bench_compare.sh "$coretype"
 
-# The peer with its step timer also reading the process CPU time: bench_train calls
-# time.perf_counter() exactly twice per step (start, end), so the pairs give CPU per step.
-cat >>"$tmp/peer.py" <<'PY'
-steps = [b - a for a, b in zip(cpu[0::2], cpu[1::2])]
-warm = 2  # the peer's default --warmup
-print("CPU " + json.dumps({"cpu_s_median": statistics.median(steps[warm:])}), flush=True)
-PY
-
 for r in $(seq 1 "$rounds"); do
-  echo "round $r/$rounds: peer (train, $threads threads)" >&2
-  /usr/bin/python3 "$tmp/peer.py" --mode train --threads "$threads" >"$tmp/peer_train_$r.out" 2>/dev/null
+  echo "round $r/$rounds: peer (train, batch $batch x seq $seq, $threads threads)" >&2
+  /usr/bin/python3 "$peer" --mode train --threads "$threads" --seq "$seq" --batch "$batch" --steps "$steps" \
+    --warmup 1 --attention "$attention" >"$tmp/peer_train_$r.out" 2>"$tmp/peer_train_$r.err" ||
+    { echo "bench_compare.sh: the peer failed: $(tail -1 "$tmp/peer_train_$r.err")" >&2; exit 1; }
   for p in "${precs[@]}"; do
     echo "round $r/$rounds: monolith (train, $p, $threads threads)" >&2
-    "$bin" bench train --threads "$threads" --precision "$p" --json >"$tmp/mono_train_${p}_$r.json" 2>/dev/null
+    "$bin" bench train --threads "$threads" --precision "$p" --seq "$seq" --batch "$batch" --steps "$steps" \
+      --json >"$tmp/mono_train_${p}_$r.json" 2>/dev/null
   done
 done
 
-/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "${precs[@]}" <<'PY'
-import glob, json, sys
-tmp, rounds, threads, coretype, precs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "$batch" "$seq" "$attention" "${precs[@]}" <<'PY'
+import json, sys
+tmp, rounds, threads, coretype, batch, seq, attention = sys.argv[1:8]
+rounds, precs = int(rounds), sys.argv[8:]
 def peer(r):
-    res = cpu = None
-    for line in open(f"{tmp}/peer_train_{r}.out"):
-        if line.startswith("RESULT "): res = json.loads(line[7:])
-        if line.startswith("CPU "): cpu = json.loads(line[4:])
-    return res["train_tok_s"], res["tokens_per_step"] / cpu["cpu_s_median"]
+    t = next(json.loads(l[7:]) for l in open(f"{tmp}/peer_train_{r}.out") if l.startswith("RESULT "))
+    return t["train_tok_s"], t["train_tok_per_cpu_s"], t["peak_rss_mb"]
 def mono(p, r):
     t = json.load(open(f"{tmp}/mono_train_{p}_{r}.json"))
-    return t["train_tok_s"], t["train_tok_per_cpu_s"], t["sgemm_gflops"], t["gflops"]
+    return t["train_tok_s"], t["train_tok_per_cpu_s"], t["peak_rss_mb"], t["sgemm_gflops"], t["gflops"]
 rs = range(1, rounds + 1)
-pw = max(peer(r)[0] for r in rs); pc = max(peer(r)[1] for r in rs)
-print(f"bench-S training, batch 8 x 256, {threads} threads, OPENBLAS_CORETYPE={coretype}, "
-      f"OMP_WAIT_POLICY=PASSIVE, best of {rounds} round(s)")
-print(f"{'program':<28}{'tokens/s':>10}{'tok/CPU-s':>11}{'ratio':>8}{'ratio CPU':>11}{'% sgemm':>9}")
-print(f"{'pytorch peer fp32':<28}{pw:>10.1f}{pc:>11.1f}{'1.00':>8}{'1.00':>11}{'':>9}")
+P = [peer(r) for r in rs]
+pw, pc, pm = max(x[0] for x in P), max(x[1] for x in P), max(x[2] for x in P)
+print(f"bench-S training, batch {batch} x seq {seq}, {threads} threads, OPENBLAS_CORETYPE={coretype}, "
+      f"OMP_WAIT_POLICY=PASSIVE, best of {rounds} round(s); the peer's attention: {attention}")
+print(f"{'program':<28}{'tokens/s':>10}{'tok/CPU-s':>11}{'ratio':>8}{'ratio CPU':>11}{'% sgemm':>9}{'peak MB':>9}")
+print(f"{'pytorch peer fp32':<28}{pw:>10.1f}{pc:>11.1f}{'1.00':>8}{'1.00':>11}{'':>9}{pm:>9.0f}")
 for p in precs:
-    best = max((mono(p, r) for r in rs), key=lambda x: x[0])
-    bc = max(mono(p, r)[1] for r in rs)
+    M = [mono(p, r) for r in rs]
+    best = max(M, key=lambda x: x[0])
+    bc, bm = max(x[1] for x in M), max(x[2] for x in M)
     print(f"{'monolith ' + p:<28}{best[0]:>10.1f}{bc:>11.1f}{best[0] / pw:>8.2f}{bc / pc:>11.2f}"
-          f"{100 * best[3] / best[2]:>8.0f}%")
+          f"{100 * best[4] / best[3]:>8.0f}%{bm:>9.0f}")
 PY
 
 if [ "$mode" = both ]; then

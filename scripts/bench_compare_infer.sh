@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench_compare_infer.sh: inference side by side: the PyTorch peer
-# (../shared/peers/torch_moe.py --mode infer) and `monolith bench infer` on the same
+# (scripts/peer_torch_moe.py --mode infer) and `monolith bench infer` on the same
 # bench-S shapes (prefill 256 tokens, then 128 greedy single-token decode steps with a KV
 # cache, batch 1), in alternating rounds under the same OPENBLAS_CORETYPE, and the ratios
 # monolith / peer.
@@ -21,10 +21,9 @@
 # parallel region per token, whose threads meet at their own bounded spin-then-sleep
 # barrier (docs/threading.md) whatever the policy. Each figure is given as
 # wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the process's
-# threads: on a machine shared with other jobs the steadier one). The peer's CPU time is
-# read around the same perf_counter() calls it times itself with (three per run: start,
-# after prefill, after decode). llama.cpp is not installed here: its figures in the peers
-# README are quoted, not re-measured.
+# threads: on a machine shared with other jobs the steadier one); the peer measures both
+# itself around its prefill and its decode steps. llama.cpp is not installed here: the figures
+# printed for it are the ones docs/benchmarks.md quotes, not re-measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2 coretype=Cooperlake rounds=1 weights=()
@@ -34,7 +33,7 @@ while [ $# -gt 0 ]; do
     --coretype) coretype=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --weights) weights+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,18 +41,9 @@ done
 . scripts/bench_peer_common.sh
 bench_peer_setup bench_compare_infer.sh "$coretype"
 
-# The peer, its perf_counter() also reading the process CPU time: generate() calls it
-# exactly three times per run (start, after prefill, after decode).
-cat >>"$tmp/peer.py" <<'PY'
-runs = [cpu[i:i + 3] for i in range(0, len(cpu) - 2, 3)][1:]  # the peer's one warm-up run dropped
-print("CPU " + json.dumps({"prefill_cpu_s": statistics.median(r[1] - r[0] for r in runs),
-                           "decode_cpu_s": statistics.median(r[2] - r[1] for r in runs)}), flush=True)
-PY
-
 for r in $(seq 1 "$rounds"); do
   echo "round $r/$rounds: peer (infer, $threads threads)" >&2
-  /usr/bin/python3 "$tmp/peer.py" --mode infer --threads "$threads" \
-    >"$tmp/peer_$r.out" 2>/dev/null
+  /usr/bin/python3 "$peer" --mode infer --threads "$threads" >"$tmp/peer_$r.out" 2>/dev/null
   for w in "${weights[@]}"; do
     echo "round $r/$rounds: monolith (infer, $w, $threads threads)" >&2
     case "$w" in
@@ -70,13 +60,9 @@ done
 import json, sys
 tmp, rounds, threads, coretype, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
 def peer(r):
-    res = cpu = None
-    for line in open(f"{tmp}/peer_{r}.out"):
-        if line.startswith("RESULT "): res = json.loads(line[7:])
-        if line.startswith("CPU "): cpu = json.loads(line[4:])
-    return dict(pre=res["prefill_tok_s"], dec=res["decode_tok_s"],
-                pre_cpu=res["prefill_tokens"] / cpu["prefill_cpu_s"],
-                dec_cpu=(res["decode_tokens"] - 1) / cpu["decode_cpu_s"])
+    res = next(json.loads(l[7:]) for l in open(f"{tmp}/peer_{r}.out") if l.startswith("RESULT "))
+    return dict(pre=res["prefill_tok_s"], dec=res["decode_tok_s"], pre_cpu=res["prefill_tok_per_cpu_s"],
+                dec_cpu=res["decode_tok_per_cpu_s"])
 def mono(w, r):
     t = json.load(open(f"{tmp}/mono_{w}_{r}.json"))
     return dict(pre=t["prefill_tok_s"], dec=t["decode_tok_s"], pre_cpu=t["prefill_tok_per_cpu_s"],
@@ -114,6 +100,6 @@ for w in weights:
     if M[0]["kacc"] is not None:
         print(f"  bf16 vs fp32 decode logits (129 positions, bf16 KV cache): max |diff| {M[0]['kmax']:.4f}, "
               f"mean {M[0]['kmean']:.5f}, top-1 agreement {100 * M[0]['kacc']:.1f}%")
-print("llama.cpp (not installed here; the peers README's figures, Zen 5, 2 threads): prefill F32 ~2070 tok/s, "
+print("llama.cpp (not installed here; docs/benchmarks.md's quoted figures, Zen 5, 2 threads): prefill F32 ~2070 tok/s, "
       "decode F32 ~268, Q8_0 ~465 tok/s")
 PY

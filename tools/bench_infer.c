@@ -2,7 +2,7 @@
 //
 // A randomly initialized model of a preset (bench-S by default) prefills a prompt of 256
 // random tokens, then decodes 128 tokens greedily one at a time with the KV cache
-// (infer/infer.h), as the PyTorch peer does (../shared/peers: the first new token
+// (infer/infer.h), as the PyTorch peer does (scripts/peer_torch_moe.py: the first new token
 // comes from the prefill logits, then 128 single-token steps). One warm-up run, then the
 // median of REPEATS. Prefill is compute-bound: its GFLOP/s (forward = 2 x active
 // parameters + 4 x n_layers x T x d_model per token) is set beside the sgemm rate.

@@ -6,7 +6,7 @@
 // selects (train/adamw.h; a mask that trains a part runs as `monolith train` runs it:
 // model_set_trainable and a sparse gradient arena). One warm-up step,
 // then steps timed ones; the median step gives tokens/s and GFLOP/s. FLOPs per token are
-// counted the way the PyTorch peer does (../shared/peers): 6 x active parameters (every
+// counted the way the PyTorch peer does (scripts/peer_torch_moe.py): 6 x active parameters (every
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
 // d_model for attention. Both rates are set beside the sgemm GFLOP/s and memory GB/s
 // measured in the same run.

@@ -28,8 +28,9 @@
 #
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug), STEPS (default
 # 256), THREADS (default 1), EVAL_BATCHES (default 0 = the whole val splits; N = the first
-# N batches of 8 x 256 tokens), PARTS (default all of "seeds bound dense moe btx25 plug25
-# btx50 plug50 fifth replace eval evalfifth evalreplace evalmore report"; fifth and
+# N batches of 8 x 256 tokens; EVAL_BATCHES_ADD, default 8, the same for the fifth
+# domain's and the replaced module's comparisons), PARTS (default all of "seeds bound dense moe btx25 plug25
+# btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalmore report"; fifth and
 # replace need plug25, the evaluations the runs). Each run is skipped when its output
 # exists, so the script can be stopped and run again; two instances with different PARTS
 # (e.g. PARTS="seeds dense" and PARTS="moe") use two cores. Prints markdown tables at the
@@ -41,7 +42,9 @@ OUT=${OUT:-runs/plug}
 STEPS=${STEPS:-256}
 THREADS=${THREADS:-1}
 EVAL_BATCHES=${EVAL_BATCHES:-0}
-PARTS=" ${PARTS:-seeds bound dense moe btx25 plug25 btx50 plug50 fifth replace eval evalfifth evalreplace evalmore report} "
+EVAL_BATCHES_ADD=${EVAL_BATCHES_ADD:-8}
+EB=$EVAL_BATCHES
+PARTS=" ${PARTS:-seeds bound dense moe btx25 plug25 btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalmore report} "
 NAME=experiments_plug
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -165,6 +168,22 @@ if part fifth; then
         train $OUT/fit_$how $FIT --init $OUT/plug25_py_$how.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
             --router-ce 0.1 --train router=4 --warmup 3 $COMMON
     done
+    # the below row fitted with ten times the router term (old domains' tokens pushed off
+    # row 4 harder)
+    train $OUT/fit_below_ce1 $FIT --init $OUT/plug25_py_below.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
+        --router-ce 1 --train router=4 --warmup 3 $COMMON
+fi
+
+# The branches' learning rate: the code and math branches of the 25% seed again, each
+# alone, at three more peak rates than [train]'s 2e-3 (the summaries give each branch's
+# loss on its own domain).
+if part branchlr; then
+    for lr in 2e-4 6e-4 6e-3; do
+        sed -e "s#^out = .*#out = $OUT/br_$lr#" -e "/^\[branch\]/a lr = $lr" $OUT/plug25.ini > $OUT/br_$lr.ini
+        for d in math code; do
+            [ -e $OUT/br_$lr/modules/$d.h5 ] || "$M" pipeline plug --config $OUT/br_$lr.ini --branch $d > $OUT/br_${lr}_$d.txt
+        done
+    done
 fi
 
 # Replacing and removing a module (issue 16, item 3): "another team's" math module, a
@@ -188,38 +207,41 @@ ev() {
     [ -e "$ck" ] || return 0
     [ -e $OUT/eval_$name.json ] && return 0
     echo "eval $name $(date -u +%H:%M:%S)"
-    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EVAL_BATCHES --threads $THREADS --json "$@" \
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EB --threads $THREADS --json "$@" \
         > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
 }
 if part eval; then
     ev dense $(ckpt $OUT/dense $STEPS)
     ev moe $(ckpt $OUT/moe $STEPS)
-    for split in 25 50; do
-        ev btx$split $(ckpt $OUT/btx$split/all $((TAIL - TAIL_R)))
+fi
+for split in 25 50; do
+    if part eval$split; then
         ev plug$split $(ckpt $OUT/plug$split/router $TAIL)
         ev plugall$split $(ckpt $OUT/plugall$split/all $((TAIL - TAIL_R)))
-    done
-fi
+        ev btx$split $(ckpt $OUT/btx$split/all $((TAIL - TAIL_R)))
+    fi
+done
+# The fifth domain's and the replaced/removed module's changes are differences between
+# models on the same windows: the first EVAL_BATCHES_ADD batches of each split.
 if part evalfifth; then
-    # plug25 before the add: its four domains are eval_plug25's (each domain's split is
-    # scored on its own), python alone here.
+    EB=$EVAL_BATCHES_ADD
     DATA4=$DATA
-    DATA="--data python=$OUT/python.h5"
-    ev py_before_python $PLUG25
-    DATA="$DATA4 --data python=$OUT/python.h5"
-    for how in below mean; do
-        ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
-    done
+    DATA="$DATA --data python=$OUT/python.h5"
+    ev py_before $PLUG25
     for how in below mean; do
         ev py_${how}_added $OUT/plug25_py_$how.h5
+        ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
     done
+    ev py_below_ce1_fit $(ckpt $OUT/fit_below_ce1 $FIT)
     DATA=$DATA4
 fi
 if part evalreplace; then
+    EB=$EVAL_BATCHES_ADD
     ev replace_math $OUT/plug25_mathB.h5
     ev remove_math $OUT/plug25_nomath.h5
 fi
 if part evalmore; then
+    EB=$EVAL_BATCHES
     ev seed25 $(ckpt $OUT/seed25 $((STEPS / 4)))
     ev seed50 $(ckpt $OUT/seed50 $((STEPS / 2)))
     ev seed100 $(ckpt $OUT/seed100 $STEPS)
@@ -267,14 +289,15 @@ def routing(label, f, ds):
 for label, f in rows[1:]:
     routing(label, f, doms)
 five = doms + ["python"]
-if load("plug25") and load("py_before_python"):
+if load("py_before"):
     print("\nthe fifth domain added to plug25 (expert 4 = the python branch of the 25% seed)\n")
     print("| model | " + " | ".join(five) + " |")
     print("|---|" + "---:|" * len(five))
-    base = dict(load("plug25")["val"], python=load("py_before_python")["val"]["python"])
+    base = load("py_before")["val"]
     names = [("plug25 (4 experts)", None)]
     for how in ["below", "mean"]:
         names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
+    names += [("+ python, row below, fitted with --router-ce 1", "py_below_ce1_fit")]
     for label, f in names:
         j = {"val": base} if f is None else load(f)
         if not j:
@@ -286,15 +309,39 @@ if load("plug25") and load("py_before_python"):
         print(f"| {label} | " + " | ".join(cells) + " |")
     for how in ["below", "mean"]:
         routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
-if load("plug25") and (load("replace_math") or load("remove_math")):
+if load("py_before") and (load("replace_math") or load("remove_math")):
     print("\nreplacing and removing plug25's math expert (change against plug25)\n")
     print("| model | " + " | ".join(doms) + " |")
     print("|---|" + "---:|" * len(doms))
-    base = load("plug25")["val"]
+    base = load("py_before")["val"]
     for label, f in [("math expert replaced (expert insert)", "replace_math"), ("math expert removed (expert remove)", "remove_math")]:
         j = load(f)
         if j:
             print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.3f} ({100 * (j['val'][d]['loss'] - base[d]['loss']) / base[d]['loss']:+.2f}%)" for d in doms) + " |")
+brs = [(lr, d) for lr in ["2e-4", "6e-4", "6e-3"] for d in ["code", "math"] if os.path.exists(f"{out}/br_{lr}_{d}.txt")]
+if brs:
+    print("\nbranch learning rate: each branch's loss on its own domain after its 40 steps (pipeline summaries)\n")
+    print("| branch | seed | 2e-4 | 6e-4 | 2e-3 | 6e-3 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for d in ["code", "math"]:
+        i = doms.index(d)
+        cells = []
+        for lr in ["2e-4", "6e-4", "2e-3", "6e-3"]:
+            path = f"{out}/plug25_summary.txt" if lr == "2e-3" else f"{out}/br_{lr}_{d}.txt"
+            val = "-"
+            if os.path.exists(path):
+                for line in open(path):
+                    f = line.split()
+                    if f and f[0] == f"branch-{d}":
+                        val = f[-1] if lr != "2e-3" else f[-5 + i]
+            cells.append(val)
+        s0 = [line.split() for line in open(f"{out}/plug25_summary.txt") if line.startswith("seed ")][0]
+        print(f"| {d} | {s0[-5 + i]} | " + " | ".join(cells) + " |")
+for name in ["btx25", "plug25", "plugall25", "plugallpeak25", "btx50", "plug50", "plugall50", "plugallpeak50"]:
+    p = f"{out}/{name}_summary.txt"
+    if os.path.exists(p):
+        print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
+        print("".join("    " + line for line in open(p) if line.strip()))
 for how in ["below", "mean"]:
     p = f"{out}/plug25_py_{how}.txt"
     if os.path.exists(p):

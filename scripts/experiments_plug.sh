@@ -30,7 +30,7 @@
 # 256), THREADS (default 1), EVAL_BATCHES (default 0 = the whole val splits; N = the first
 # N batches of 8 x 256 tokens; EVAL_BATCHES_ADD, default 8, the same for the fifth
 # domain's and the replaced module's comparisons), PARTS (default all of "seeds bound dense moe btx25 plug25
-# btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalmore report"; fifth and
+# btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalpeak evalseeds report"; fifth and
 # replace need plug25, the evaluations the runs). Each run is skipped when its output
 # exists, so the script can be stopped and run again; two instances with different PARTS
 # (e.g. PARTS="seeds dense" and PARTS="moe") use two cores. Prints markdown tables at the
@@ -44,7 +44,7 @@ THREADS=${THREADS:-1}
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EVAL_BATCHES_ADD=${EVAL_BATCHES_ADD:-8}
 EB=$EVAL_BATCHES
-PARTS=" ${PARTS:-seeds bound dense moe btx25 plug25 btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalmore report} "
+PARTS=" ${PARTS:-seeds bound dense moe btx25 plug25 btx50 plug50 fifth branchlr replace eval eval25 eval50 evalfifth evalreplace evalpeak evalseeds report} "
 NAME=experiments_plug
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -240,14 +240,17 @@ if part evalreplace; then
     ev replace_math $OUT/plug25_mathB.h5
     ev remove_math $OUT/plug25_nomath.h5
 fi
-if part evalmore; then
+if part evalpeak; then
+    EB=$EVAL_BATCHES
+    for split in 25 50; do
+        ev plugallpeak$split $(ckpt $OUT/plugallpeak$split/all $((TAIL - TAIL_R)))
+    done
+fi
+if part evalseeds; then
     EB=$EVAL_BATCHES
     ev seed25 $(ckpt $OUT/seed25 $((STEPS / 4)))
     ev seed50 $(ckpt $OUT/seed50 $((STEPS / 2)))
     ev seed100 $(ckpt $OUT/seed100 $STEPS)
-    for split in 25 50; do
-        ev plugallpeak$split $(ckpt $OUT/plugallpeak$split/all $((TAIL - TAIL_R)))
-    done
 fi
 
 # Tables (markdown), leaving out what has not been evaluated.

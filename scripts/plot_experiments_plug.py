@@ -45,7 +45,7 @@ def loss_plot():
         ax.bar(xs, [j["val"][d]["loss"] for d in DOMS], w, label=label)
     lo = min(j["val"][d]["loss"] for _, j in methods for d in DOMS)
     hi = max(j["val"][d]["loss"] for _, j in methods for d in DOMS)
-    ax.set_ylim(lo - 0.3, hi + 0.2)
+    ax.set_ylim(lo - 0.3, hi + 0.6)  # room for the legend
     ax.set_xticks(range(len(DOMS)))
     ax.set_xticklabels(DOMS)
     ax.set_ylabel("validation loss (nats/token)")

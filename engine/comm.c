@@ -12,6 +12,11 @@
 
 static int g_active, g_rank, g_size = 1;
 static comm_stats g_stats;
+// Expert parallelism (comm_expert_groups): the group of G consecutive ranks this rank
+// shares experts with, and its peers (the ranks at the same place in the other groups).
+// Until a split both are the world and nothing.
+static MPI_Comm g_group = MPI_COMM_NULL, g_peers = MPI_COMM_NULL;
+static int g_group_rank, g_group_size = 1, g_peers_size = 1;
 static float *g_stage;  // COMM_BUCKET floats: packing for reduce-scatter and all-gather
 
 static double wall(void) {
@@ -32,6 +37,7 @@ static int fail(const char *call, int rc) {
     return mo_errorf("rank %d of %d: %s failed: %.*s", g_rank, g_size, call, n, s);
 }
 
+// Every MPI call goes through CALL: timed, counted, and an error becomes a message.
 #define CALL(what, expr)                          \
     do {                                          \
         double t0_ = wall();                      \
@@ -40,6 +46,10 @@ static int fail(const char *call, int rc) {
         g_stats.calls++;                          \
         if (rc_ != MPI_SUCCESS) return fail(what, rc_); \
     } while (0)
+
+// The expert group's and the peers' communicators (the world before comm_expert_groups).
+static MPI_Comm group_comm(void) { return g_group != MPI_COMM_NULL ? g_group : MPI_COMM_WORLD; }
+static MPI_Comm peers_comm(void) { return g_peers != MPI_COMM_NULL ? g_peers : MPI_COMM_WORLD; }
 
 int comm_init(int *argc, char ***argv) {
     if (g_active || !launched()) return 0;
@@ -58,6 +68,8 @@ int comm_init(int *argc, char ***argv) {
 
 void comm_finalize(void) {
     if (!g_active) return;
+    if (g_group != MPI_COMM_NULL) MPI_Comm_free(&g_group);
+    if (g_peers != MPI_COMM_NULL) MPI_Comm_free(&g_peers);
     MPI_Finalize();
     free(g_stage);
     g_stage = NULL;
@@ -73,21 +85,69 @@ int comm_rank(void) { return g_rank; }
 int comm_size(void) { return g_size; }
 int comm_active(void) { return g_active; }
 
+int comm_expert_groups(int G) {
+    if (G < 1 || g_size % G)
+        return mo_errorf("--expert-parallel %d: the %d ranks do not split into groups of %d", G, g_size, G);
+    g_group_rank = g_rank % G, g_group_size = G, g_peers_size = g_size / G;
+    if (g_size == 1) return 0;
+    if (g_group != MPI_COMM_NULL) MPI_Comm_free(&g_group);
+    if (g_peers != MPI_COMM_NULL) MPI_Comm_free(&g_peers);
+    CALL("MPI_Comm_split (expert groups)", MPI_Comm_split(MPI_COMM_WORLD, g_rank / G, g_rank, &g_group));
+    CALL("MPI_Comm_split (expert peers)", MPI_Comm_split(MPI_COMM_WORLD, g_rank % G, g_rank, &g_peers));
+    return 0;
+}
+int comm_group_rank(void) { return g_group_rank; }
+int comm_group_size(void) { return g_group_size; }
+int comm_peers_size(void) { return g_peers_size; }
+
 comm_stats comm_get_stats(void) { return g_stats; }
 void comm_reset_stats(void) { memset(&g_stats, 0, sizeof g_stats); }
 
 // Bytes a rank sends for n bytes of payload: ring all-reduce 2(N-1)/N, one pass (N-1)/N.
-static double ring_bytes(double bytes, int passes) { return passes * bytes * (g_size - 1) / g_size; }
+static double ring_bytes(double bytes, int passes, int size) { return passes * bytes * (size - 1) / size; }
 
-static int allreduce(void *buf, size_t n, size_t elem, MPI_Datatype type, MPI_Op op, const char *what) {
-    if (g_size == 1) return 0;
+static int allreduce_on(MPI_Comm comm, int size, void *buf, size_t n, size_t elem, MPI_Datatype type, MPI_Op op,
+                        const char *what) {
+    if (size == 1) return 0;
     char *p = buf;
     for (size_t i = 0; i < n; i += COMM_BUCKET) {
         size_t k = n - i < COMM_BUCKET ? n - i : COMM_BUCKET;
-        CALL(what, MPI_Allreduce(MPI_IN_PLACE, p + i * elem, (int)k, type, op, MPI_COMM_WORLD));
+        CALL(what, MPI_Allreduce(MPI_IN_PLACE, p + i * elem, (int)k, type, op, comm));
     }
-    g_stats.bytes_sent += ring_bytes((double)n * elem, 2);
+    g_stats.bytes_sent += ring_bytes((double)n * elem, 2, size);
     return 0;
+}
+
+static int allreduce(void *buf, size_t n, size_t elem, MPI_Datatype type, MPI_Op op, const char *what) {
+    return allreduce_on(MPI_COMM_WORLD, g_size, buf, n, elem, type, op, what);
+}
+
+int comm_allreduce_f64_group(double *buf, size_t n) {
+    return allreduce_on(group_comm(), g_group_size, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM,
+                        "MPI_Allreduce (double sum in the expert group)");
+}
+
+// Point to point, in buckets; tag 0 (sends between two ranks arrive in order).
+int comm_send_f32(const float *buf, size_t n, int to) {
+    for (size_t i = 0; i < n; i += COMM_BUCKET) {
+        size_t k = n - i < COMM_BUCKET ? n - i : COMM_BUCKET;
+        CALL("MPI_Send", MPI_Send(buf + i, (int)k, MPI_FLOAT, to, 0, MPI_COMM_WORLD));
+    }
+    g_stats.bytes_sent += (double)n * sizeof *buf;
+    return 0;
+}
+
+int comm_recv_f32(float *buf, size_t n, int from) {
+    for (size_t i = 0; i < n; i += COMM_BUCKET) {
+        size_t k = n - i < COMM_BUCKET ? n - i : COMM_BUCKET;
+        CALL("MPI_Recv", MPI_Recv(buf + i, (int)k, MPI_FLOAT, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    }
+    return 0;
+}
+
+int comm_allreduce_f32_peers(float *buf, size_t n) {
+    return allreduce_on(peers_comm(), g_peers_size, buf, n, sizeof *buf,
+                        MPI_FLOAT, MPI_SUM, "MPI_Allreduce (expert gradients over groups)");
 }
 
 int comm_allreduce_f32(float *buf, size_t n) {
@@ -110,48 +170,72 @@ static size_t piece(const size_t *b, int r, size_t at, size_t per) {
     return at >= len ? 0 : len - at < per ? len - at : per;
 }
 
-static size_t longest_shard(const size_t *b) {
+// One chunk of a shard-wise collective: the pieces at `at` of every shard have counts[r]
+// floats, packed at displs[r] in g_stage.
+typedef int (*chunk_fn)(void *ctx, size_t at, const int *counts, const int *displs);
+
+// Runs `fn` for every chunk of the shards `bounds`: the loop every shard-wise collective
+// shares (at most COMM_BUCKET floats packed per call).
+static int each_chunk(const size_t *b, chunk_fn fn, void *ctx) {
+    const size_t per = COMM_BUCKET / (size_t)g_size;
     size_t longest = 0;
     for (int r = 0; r < g_size; r++) longest = shard_len(b, r) > longest ? shard_len(b, r) : longest;
-    return longest;
+    int counts[g_size], displs[g_size];
+    for (size_t at = 0; at < longest; at += per) {
+        int o = 0;
+        for (int r = 0; r < g_size; r++) counts[r] = (int)piece(b, r, at, per), displs[r] = o, o += counts[r];
+        if (fn(ctx, at, counts, displs)) return -1;
+    }
+    return 0;
 }
 
-// Counts and packed offsets of the pieces at `at` of every shard.
-static void pieces(const size_t *b, size_t at, size_t per, int *counts, int *displs) {
-    int o = 0;
-    for (int r = 0; r < g_size; r++) counts[r] = (int)piece(b, r, at, per), displs[r] = o, o += counts[r];
+typedef struct {
+    float *buf;          // the whole arena (reduce-scatter, all-gather) or the root's `all` (gather)
+    const float *mine;   // gather: this rank's shard
+    const size_t *bounds;
+    int root;
+} shard_call;
+
+static int reduce_scatter_chunk(void *ctx, size_t at, const int *counts, const int *displs) {
+    shard_call *c = ctx;
+    for (int r = 0; r < g_size; r++)
+        if (counts[r]) memcpy(g_stage + displs[r], c->buf + c->bounds[r] + at, (size_t)counts[r] * sizeof *g_stage);
+    float *mine = c->buf + c->bounds[g_rank] + at;  // a zero count never touches it
+    CALL("MPI_Reduce_scatter", MPI_Reduce_scatter(g_stage, mine, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    return 0;
+}
+
+static int allgather_chunk(void *ctx, size_t at, const int *counts, const int *displs) {
+    shard_call *c = ctx;
+    CALL("MPI_Allgatherv", MPI_Allgatherv(c->buf + c->bounds[g_rank] + at, counts[g_rank], MPI_FLOAT, g_stage, counts,
+                                          displs, MPI_FLOAT, MPI_COMM_WORLD));
+    for (int r = 0; r < g_size; r++)
+        if (r != g_rank && counts[r])
+            memcpy(c->buf + c->bounds[r] + at, g_stage + displs[r], (size_t)counts[r] * sizeof *g_stage);
+    return 0;
+}
+
+static int gather_chunk(void *ctx, size_t at, const int *counts, const int *displs) {
+    shard_call *c = ctx;
+    CALL("MPI_Gatherv", MPI_Gatherv(c->mine + at, counts[g_rank], MPI_FLOAT, g_stage, counts, displs, MPI_FLOAT,
+                                    c->root, MPI_COMM_WORLD));
+    if (g_rank == c->root)
+        for (int r = 0; r < g_size; r++)
+            if (counts[r]) memcpy(c->buf + c->bounds[r] + at, g_stage + displs[r], (size_t)counts[r] * sizeof *g_stage);
+    return 0;
 }
 
 int comm_reduce_scatter_f32(float *buf, const size_t *bounds) {
     if (g_size == 1) return 0;
-    const size_t per = COMM_BUCKET / (size_t)g_size;
-    const size_t longest = longest_shard(bounds);
-    int counts[g_size], displs[g_size];
-    for (size_t at = 0; at < longest; at += per) {
-        pieces(bounds, at, per, counts, displs);
-        for (int r = 0; r < g_size; r++)
-            if (counts[r]) memcpy(g_stage + displs[r], buf + bounds[r] + at, (size_t)counts[r] * sizeof *buf);
-        float *mine = buf + bounds[g_rank] + at;  // a zero count never touches it
-        CALL("MPI_Reduce_scatter", MPI_Reduce_scatter(g_stage, mine, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    }
-    g_stats.bytes_sent += ring_bytes((double)bounds[g_size] * sizeof *buf, 1);
+    if (each_chunk(bounds, reduce_scatter_chunk, &(shard_call){.buf = buf, .bounds = bounds})) return -1;
+    g_stats.bytes_sent += ring_bytes((double)bounds[g_size] * sizeof *buf, 1, g_size);
     return 0;
 }
 
 int comm_allgather_f32(float *buf, const size_t *bounds) {
     if (g_size == 1) return 0;
-    const size_t per = COMM_BUCKET / (size_t)g_size;
-    const size_t longest = longest_shard(bounds);
-    int counts[g_size], displs[g_size];
-    for (size_t at = 0; at < longest; at += per) {
-        pieces(bounds, at, per, counts, displs);
-        CALL("MPI_Allgatherv", MPI_Allgatherv(buf + bounds[g_rank] + at, counts[g_rank], MPI_FLOAT, g_stage, counts,
-                                              displs, MPI_FLOAT, MPI_COMM_WORLD));
-        for (int r = 0; r < g_size; r++)
-            if (r != g_rank && counts[r])
-                memcpy(buf + bounds[r] + at, g_stage + displs[r], (size_t)counts[r] * sizeof *buf);
-    }
-    g_stats.bytes_sent += ring_bytes((double)bounds[g_size] * sizeof *buf, 1);
+    if (each_chunk(bounds, allgather_chunk, &(shard_call){.buf = buf, .bounds = bounds})) return -1;
+    g_stats.bytes_sent += ring_bytes((double)bounds[g_size] * sizeof *buf, 1, g_size);
     return 0;
 }
 
@@ -160,17 +244,8 @@ int comm_gather_f32(const float *mine, float *all, const size_t *bounds, int roo
         if (all != mine) memcpy(all, mine, bounds[1] * sizeof *all);
         return 0;
     }
-    const size_t per = COMM_BUCKET / (size_t)g_size;
-    const size_t longest = longest_shard(bounds);
-    int counts[g_size], displs[g_size];
-    for (size_t at = 0; at < longest; at += per) {
-        pieces(bounds, at, per, counts, displs);
-        CALL("MPI_Gatherv", MPI_Gatherv(mine + at, counts[g_rank], MPI_FLOAT, g_stage, counts, displs, MPI_FLOAT,
-                                        root, MPI_COMM_WORLD));
-        if (g_rank == root)
-            for (int r = 0; r < g_size; r++)
-                if (counts[r]) memcpy(all + bounds[r] + at, g_stage + displs[r], (size_t)counts[r] * sizeof *all);
-    }
+    if (each_chunk(bounds, gather_chunk, &(shard_call){.buf = all, .mine = mine, .bounds = bounds, .root = root}))
+        return -1;
     if (g_rank != root) g_stats.bytes_sent += (double)shard_len(bounds, g_rank) * sizeof *mine;
     return 0;
 }
@@ -195,24 +270,27 @@ int comm_allgather_u64(const uint64_t *mine, uint64_t *all, size_t n) {
 
 int comm_alltoallv_f32(const float *send, const int *send_n, const int *send_off, float *recv, const int *recv_n,
                        const int *recv_off) {
-    if (g_size == 1) {
+    if (g_group_size == 1) {
         if (send_n[0]) memcpy(recv + recv_off[0], send + send_off[0], (size_t)send_n[0] * sizeof *send);
         return 0;
     }
     CALL("MPI_Alltoallv", MPI_Alltoallv(send, send_n, send_off, MPI_FLOAT, recv, recv_n, recv_off, MPI_FLOAT,
-                                        MPI_COMM_WORLD));
-    for (int r = 0; r < g_size; r++)
-        if (r != g_rank) g_stats.bytes_sent += (double)send_n[r] * sizeof *send;
+                                        group_comm()));
+    for (int r = 0; r < g_group_size; r++)
+        if (r != g_group_rank) {
+            g_stats.bytes_sent += (double)send_n[r] * sizeof *send;
+            g_stats.bytes_alltoall += (double)send_n[r] * sizeof *send;
+        }
     return 0;
 }
 
-int comm_alltoall_int(const int *send, int *recv) {
-    if (g_size == 1) {
-        recv[0] = send[0];
+int comm_alltoall_int(const int *send, int *recv, int n) {
+    if (g_group_size == 1) {
+        memcpy(recv, send, (size_t)n * sizeof *send);
         return 0;
     }
-    CALL("MPI_Alltoall", MPI_Alltoall(send, 1, MPI_INT, recv, 1, MPI_INT, MPI_COMM_WORLD));
-    g_stats.bytes_sent += (double)sizeof(int) * (g_size - 1);
+    CALL("MPI_Alltoall", MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, group_comm()));
+    g_stats.bytes_sent += (double)sizeof(int) * n * (g_group_size - 1);
     return 0;
 }
 

@@ -60,12 +60,32 @@ int comm_allgather_f64(const double *mine, double *all, size_t n);
 // Every rank's `n` 64-bit words, in rank order, into all[size * n].
 int comm_allgather_u64(const uint64_t *mine, uint64_t *all, size_t n);
 
-// All-to-all-v of floats: send[send_off[r] ..+ send_n[r]) goes to rank r, which receives
-// it at recv + recv_off[me]'s place in its own offsets. Counts in floats.
+// Expert parallelism (--expert-parallel G): splits the world into groups of G
+// consecutive ranks (ranks g*G .. g*G + G - 1), which share the experts of every MoE
+// layer, and into peer sets (the ranks at the same place of every group), which hold the
+// same experts and sum their gradients. Refused unless G divides the world's size.
+// Before (and without) a split the group is the whole world and a rank is its own peer set.
+int comm_expert_groups(int G);
+int comm_group_rank(void);  // place in the group, 0 .. G-1
+int comm_group_size(void);  // G
+int comm_peers_size(void);  // size / G: the data-parallel degree of the experts
+// In-place sum over this rank's peers (a no-op when size == G).
+int comm_allreduce_f32_peers(float *buf, size_t n);
+
+// In-place sum over this rank's expert group.
+int comm_allreduce_f64_group(double *buf, size_t n);
+// n floats to world rank `to` / from world rank `from` (blocking; messages between two
+// ranks arrive in the order sent). Saving an expert-parallel run brings expert slices to rank 0.
+int comm_send_f32(const float *buf, size_t n, int to);
+int comm_recv_f32(float *buf, size_t n, int from);
+
+// All-to-all-v of floats within the expert group: send[send_off[r] ..+ send_n[r]) goes to
+// the group's rank r, which receives it at recv + recv_off[me]. Counts in floats.
 int comm_alltoallv_f32(const float *send, const int *send_n, const int *send_off, float *recv, const int *recv_n,
                        const int *recv_off);
-// The same for ints (the counts themselves: comm_alltoall_int sends one int to each rank).
-int comm_alltoall_int(const int *send, int *recv);
+// All-to-all of ints within the expert group: n ints to each rank (send[r*n ..]), n from
+// each (recv[r*n ..]) (the row counts that precede an all-to-all-v).
+int comm_alltoall_int(const int *send, int *recv, int n);
 
 // Broadcast of `bytes` bytes from `root`.
 int comm_bcast(void *buf, size_t bytes, int root);
@@ -74,6 +94,7 @@ int comm_barrier(void);
 typedef struct {
     double seconds;         // wall time inside MPI calls
     double bytes_sent;      // this rank's sent bytes under the standard algorithms (above)
+    double bytes_alltoall;  // of those, the rows the expert exchange sent (all-to-all-v)
     int64_t calls;
 } comm_stats;
 

@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include "engine/base/error.h"
+#include "engine/comm.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
@@ -38,6 +39,7 @@ static void carve(mo_model *m, carver *c) {
     const size_t E = (size_t)cf->n_experts, k = (size_t)cf->top_k, f = (size_t)cf->d_ff;
     const size_t sh = (size_t)cf->n_shared_experts * cf->d_ff_shared, fd = (size_t)cf->d_ff_dense;
     const size_t lse = (size_t)m->B * cf->n_heads * m->T;
+    const size_t G = m->ep.size > 1 ? (size_t)m->ep.size : 1;  // expert parallel: rows from G ranks
     size_t act_rows = 0;  // largest [rows x width] of any FFN's hidden layer
     int first_of_kind[2] = {-1, -1};  // recompute: the layer whose buffers dense [0] / MoE [1] layers share
     m->tokens = TAKE_I(c, N);
@@ -77,9 +79,13 @@ static void carve(mo_model *m, carver *c) {
         L->m = TAKE_F(c, N * d);
         L->m_rstd = TAKE_F(c, N);
         if (cf->moe_layers[l]) {
-            L->h1 = TAKE_F(c, N * k * f);
-            L->h3 = TAKE_F(c, N * k * f);
+            L->h1 = TAKE_F(c, G * N * k * f);
+            L->h3 = TAKE_F(c, G * N * k * f);
             L->ys = TAKE_F(c, N * k * d);
+            if (G > 1) {
+                L->xr = TAKE_F(c, G * N * k * d);
+                L->ep_counts = TAKE_I(c, E);
+            }
             if (sh) {
                 L->sh1 = TAKE_F(c, N * sh);
                 L->sh3 = TAKE_F(c, N * sh);
@@ -109,8 +115,9 @@ static void carve(mo_model *m, carver *c) {
     m->logits = TAKE_F(c, N * V);
     m->losses = TAKE_F(c, N);
     size_t kk = k > 0 ? k : 1;
-    m->xs = TAKE_F(c, N * kk * d);
-    m->dxs = TAKE_F(c, N * kk * d);
+    if (G > 1) m->ep_offs = TAKE_I(c, E + 1);
+    m->xs = TAKE_F(c, G * N * kk * d);
+    m->dxs = TAKE_F(c, G * N * kk * d);
     m->act = TAKE_F(c, act_rows);
     m->dact = TAKE_F(c, act_rows);
     m->dres = TAKE_F(c, N * d);
@@ -139,6 +146,7 @@ size_t model_arena_bytes_opts(const mo_param_table *pt, int B, int T, const mo_m
     m.B = B, m.T = T, m.N = B * T;
     m.n_moe = config_n_moe_layers(c);
     m.recompute = o && o->recompute;
+    m.ep.size = o && o->expert_parallel > 1 ? o->expert_parallel : 1;
     carver cv = {NULL, 0};
     carve(&m, &cv);
     return (cv.off + 63) & ~(size_t)63;
@@ -158,6 +166,13 @@ int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const 
     m->B = B, m->T = T, m->N = B * T;
     m->n_moe = config_n_moe_layers(c);
     m->recompute = o && o->recompute;
+    m->ep = (mo_ep){.size = 1, .rank = 0, .local = c->n_experts};
+    if (o && o->expert_parallel > 1) {
+        if (comm_group_size() != o->expert_parallel)
+            return mo_errorf("expert parallel %d: the communicator's expert group has %d ranks", o->expert_parallel,
+                             comm_group_size());
+        if (moe_ep_setup(&m->ep, c->n_experts)) return -1;
+    }
     carver cv = {NULL, 0};
     carve(m, &cv);
     m->arena_bytes = (cv.off + 63) & ~(size_t)63;
@@ -339,8 +354,51 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
 
+// The routed experts' weights from expert `first` on: fp32 (w) or bf16 (wb) pointers.
+typedef struct {
+    const float *w1, *w3, *w2;
+    mo_ffn_bf16 wb;
+} expert_weights;
+
+static expert_weights experts_from(const mo_model *m, const float *params, const mo_layer_ids *id, int first) {
+    const size_t at = (size_t)first * m->pt->t[id->w1].expert_numel;  // w1, w3, w2 slices are the same size
+    expert_weights w = {P(id->w1) + at, P(id->w3) + at, P(id->w2) + at, {0}};
+    if (m->bf16) w.wb = (mo_ffn_bf16){WB(id->w1) + at, WB(id->w3) + at, WB(id->w2) + at, m->bx, m->bg};
+    return w;
+}
+
+static void experts_forward(const mo_model *m, const expert_weights *w, float *ys, float *h1, float *h3,
+                            const float *xs, const int *offs, int n) {
+    const int f = m->pt->cfg.d_ff, d = m->pt->cfg.d_model;
+    if (m->bf16) ffn_forward_bf16(ys, h1, h3, m->act, xs, &w->wb, offs, n, f, d, 0);
+    else ffn_forward(ys, h1, h3, m->act, xs, w->w1, w->w3, w->w2, offs, n, f, d, 0);
+}
+
+// The routed experts of MoE layer l: L->ys = FFN_e(m->xs) for the rows sorted by expert.
+// Under expert parallelism the rows travel to their experts' owners and back
+// (engine/moe_ep.h); the owner runs the FFN per source block. Returns 0 or -1 (communication).
+static int routed_experts_forward(mo_model *m, const float *params, int l) {
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int f = m->pt->cfg.d_ff, d = m->pt->cfg.d_model;
+    if (m->ep.size <= 1) {
+        expert_weights w = experts_from(m, params, id, 0);
+        experts_forward(m, &w, L->ys, L->h1, L->h3, m->xs, L->disp.offs, m->pt->cfg.n_experts);
+        return 0;
+    }
+    const mo_ep *ep = &m->ep;
+    if (moe_ep_dispatch(ep, L->xr, L->ep_counts, m->xs, L->disp.offs, d)) return -1;
+    expert_weights w = experts_from(m, params, id, ep->rank * ep->local);
+    float *yr = m->dxs;  // scratch until backward
+    for (int s = 0; s < ep->size; s++) {
+        size_t r0 = (size_t)moe_ep_block(ep, L->ep_counts, s, m->ep_offs);
+        experts_forward(m, &w, yr + r0 * d, L->h1 + r0 * f, L->h3 + r0 * f, L->xr + r0 * d, m->ep_offs, ep->local);
+    }
+    return moe_ep_return(ep, L->ys, yr, L->ep_counts, L->disp.offs, d);
+}
+
 // `noise`: the RNG the router draws its training noise from, or NULL (no noise).
-static void ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *noise) {
+static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *noise) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
@@ -358,18 +416,12 @@ static void ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *n
             ffn_forward(out, L->h1, L->h3, m->act, L->m, P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1,
                         c->d_ff_dense, d, 1);
         }
-        return;
+        return 0;
     }
     router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, noise);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
     moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
-    if (m->bf16) {
-        mo_ffn_bf16 w = ffn_bf16(m, id->w1, id->w3, id->w2);
-        ffn_forward_bf16(L->ys, L->h1, L->h3, m->act, m->xs, &w, L->disp.offs, E, c->d_ff, d, 0);
-    } else {
-        ffn_forward(L->ys, L->h1, L->h3, m->act, m->xs, P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff,
-                    d, 0);
-    }
+    if (routed_experts_forward(m, params, l)) return -1;
     moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys
     if (sh && m->bf16) {
         mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
@@ -378,6 +430,7 @@ static void ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *n
         ffn_forward(out, L->sh1, L->sh3, m->act, L->m, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2),
                     all_rows, 1, sh, d, 1);
     }
+    return 0;
 }
 
 int model_forward(mo_model *m, const float *params, const int *tokens, const int *targets) {
@@ -404,7 +457,7 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     for (int l = 0; l < c->n_layers; l++) {
         attention_block_forward(m, params, l);
         if (m->noise) m->noise_at[l] = *m->noise;
-        ffn_block_forward(m, params, l, m->noise);
+        if (ffn_block_forward(m, params, l, m->noise)) return -1;
     }
     rmsnorm_forward(m->hf, m->hf_rstd, m->x_final, P(m->pt->norm), N, d, (float)c->norm_eps);
     const mo_bf16 *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
@@ -440,12 +493,53 @@ static float *grad_of(const mo_model *m, float *grads, int id) {
 // The expert slices of stacked tensor id whose weight gradients are wanted (NULL: all).
 #define GE(id) (m->expert_trains ? m->expert_trains + (size_t)(id) * (size_t)m->pt->cfg.n_experts : NULL)
 
-// dres holds d loss / d (the layer's output); on return, d loss / d x_ffn.
-static void ffn_block_backward(mo_model *m, const float *params, float *grads, int l, float loss_scale) {
+// Backward of routed_experts_forward: m->dxs holds d loss / d ys (sorted rows); on return
+// d loss / d xs, and the experts' weight gradients (this rank's experts under expert
+// parallelism) are accumulated. Returns 0 or -1 (communication).
+static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
-    const int N = m->N, d = c->d_model, E = c->n_experts, k = c->top_k;
+    const int f = c->d_ff, d = c->d_model;
+    const mo_ep *ep = &m->ep;
+    const int first = ep->size > 1 ? ep->rank * ep->local : 0, n = ep->size > 1 ? ep->local : c->n_experts;
+    const size_t at = (size_t)first * m->pt->t[id->w1].expert_numel;
+    float *dw1 = G(id->w1), *dw3 = G(id->w3), *dw2 = G(id->w2);
+    dw1 = dw1 ? dw1 + at : NULL, dw3 = dw3 ? dw3 + at : NULL, dw2 = dw2 ? dw2 + at : NULL;
+    const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
+    expert_weights w = experts_from(m, params, id, first);
+    float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
+    int blocks = 1;
+    if (ep->size > 1) {  // the row gradients go to the owners: dys in the receive layout, in m->xs
+        if (moe_ep_send(ep, m->xs, L->ep_counts, m->dxs, L->disp.offs, d)) return -1;
+        dys = m->xs, xs = L->xr, blocks = ep->size;
+    } else {
+        moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // regathered instead of kept per layer
+    }
+    for (int s = 0; s < blocks; s++) {
+        size_t r0 = 0;
+        const int *offs = L->disp.offs;
+        if (ep->size > 1) {
+            r0 = (size_t)moe_ep_block(ep, L->ep_counts, s, m->ep_offs);
+            offs = m->ep_offs;
+        }
+        float *dy = dys + r0 * d;  // dxs overwrites dys in place
+        if (m->bf16)
+            ffn_backward_bf16(dy, dw1, dw3, dw2, dy, xs + r0 * d, h1 + r0 * f, h3 + r0 * f, m->act, m->dact, &w.wb,
+                              offs, n, f, d, 0, some);
+        else
+            ffn_backward(dy, dw1, dw3, dw2, dy, xs + r0 * d, h1 + r0 * f, h3 + r0 * f, m->act, m->dact, w.w1, w.w3,
+                         w.w2, offs, n, f, d, 0, some);
+    }
+    return ep->size > 1 ? moe_ep_return(ep, m->dxs, m->xs, L->ep_counts, L->disp.offs, d) : 0;
+}
+
+// dres holds d loss / d (the layer's output); on return, d loss / d x_ffn.
+static int ffn_block_backward(mo_model *m, const float *params, float *grads, int l, float loss_scale) {
+    const mo_config *c = &m->pt->cfg;
+    const mo_layer_ids *id = &m->pt->layer[l];
+    mo_layer_acts *L = &m->layer[l];
+    const int N = m->N, d = c->d_model, k = c->top_k;
     const int sh = c->n_shared_experts * c->d_ff_shared;
     const int all_rows[2] = {0, N};
     float *dy = m->dres, *dm = m->dnorm;
@@ -459,15 +553,7 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
         moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
-        moe_gather(m->xs, L->m, &L->disp, E, k, d);  // regathered instead of kept per layer
-        if (m->bf16) {
-            mo_ffn_bf16 w = ffn_bf16(m, id->w1, id->w3, id->w2);
-            ffn_backward_bf16(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
-                              &w, L->disp.offs, E, c->d_ff, d, 0, GE(id->w1));
-        } else {
-            ffn_backward(m->dxs, G(id->w1), G(id->w3), G(id->w2), m->dxs, m->xs, L->h1, L->h3, m->act, m->dact,
-                         P(id->w1), P(id->w3), P(id->w2), L->disp.offs, E, c->d_ff, d, 0, GE(id->w1));
-        }
+        if (routed_experts_backward(m, params, grads, l)) return -1;
         moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
         if (sh && m->bf16) {
             mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
@@ -483,6 +569,7 @@ static void ffn_block_backward(mo_model *m, const float *params, float *grads, i
                         G(id->router), dm, N);
     }
     rmsnorm_backward(m->dres, G(id->ffn_norm), dm, L->x_ffn, P(id->ffn_norm), L->m_rstd, N, d);
+    return 0;
 }
 
 // dres holds d loss / d x_ffn; on return, d loss / d x_attn.
@@ -530,9 +617,9 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
             // router replays the noise it drew then from a copy of the RNG state of that time.
             attention_block_forward(m, params, l);
             mo_rng replay = m->noise_at[l];
-            ffn_block_forward(m, params, l, m->noise ? &replay : NULL);
+            if (ffn_block_forward(m, params, l, m->noise ? &replay : NULL)) return -1;
         }
-        ffn_block_backward(m, params, grads, l, loss_scale);
+        if (ffn_block_backward(m, params, grads, l, loss_scale)) return -1;
         if (m->need_attn && !m->need_attn[l]) return 0;
         attention_block_backward(m, params, grads, l);
     }

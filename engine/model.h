@@ -23,6 +23,7 @@
 #define MONOLITH_MODEL_H
 
 #include "engine/moe.h"
+#include "engine/moe_ep.h"
 #include "engine/params.h"
 #include "engine/router.h"
 
@@ -42,7 +43,10 @@ typedef struct {
     float *m;        // [N, d] ffn_norm output
     float *m_rstd;   // [N]
     float *h1, *h3;  // [R, f] expert hidden pre-activations: R = N*k rows sorted by expert, f = d_ff
-                     //   (MoE), or R = N, f = d_ff_dense (dense)
+                     //   (MoE), or R = N, f = d_ff_dense (dense); expert parallel: the rows this rank's
+                     //   experts received, up to G*N*k, in the receive layout (engine/moe_ep.h)
+    float *xr;       // expert parallel: [G*N*k, d] the rows received for this rank's experts
+    int *ep_counts;  // expert parallel: [E] rows per (source rank, local expert)
     float *ys;       // [N*k, d] routed expert outputs before the gates (MoE)
     float *sh1, *sh3;  // [N, n_shared*d_ff_shared] shared experts' hidden pre-activations
     mo_router_acts r;  // MoE
@@ -54,6 +58,7 @@ typedef struct {
     const mo_param_table *pt;  // not owned; its config is the model's
     int B, T, N;
     int recompute;             // activation checkpointing (mo_model_opts)
+    mo_ep ep;                  // expert parallelism (mo_model_opts); size 1 without
     int n_moe;                 // MoE layers
 
     int *tokens, *targets, *pos;  // [N] inputs, targets (-1: no target), positions t in 0..T-1
@@ -68,7 +73,8 @@ typedef struct {
     float *losses;                // [N] per-row cross-entropy
 
     // Scratch shared by the layers.
-    float *xs, *dxs;      // [N*k, d] gathered rows, their gradient (also d ys)
+    float *xs, *dxs;      // [N*k, d] gathered rows, their gradient (also d ys); [G*N*k, d] expert parallel
+    int *ep_offs;         // expert parallel: [E+1] one source block's expert offsets
     float *act, *dact;    // [max rows x width of any FFN] SwiGLU outputs and their gradient
     float *dres;          // [N, d] gradient of the residual stream
     float *dnorm;         // [N, d] gradient of a norm's output
@@ -131,6 +137,15 @@ typedef struct {
     // one more forward of time, activations of about L x [N, d] + one layer instead of L
     // layers.
     int recompute;
+    // Expert parallelism over the communicator's expert group (engine/comm.h,
+    // engine/moe_ep.h; 0 or 1: off): this rank computes only its E/G experts of every MoE
+    // layer, for the rows every rank of the group sends it. Reads and trains only those
+    // experts' slices of the parameter and gradient arenas (the others are never touched);
+    // everything else is as without it. Each rank's own routing, losses and outputs are
+    // those one process computes for that rank's batch. Forward and backward are then
+    // collective over the group. Costs per MoE layer up to G x the routed rows' hidden
+    // activations ([G*N*k, d_ff] x 2) and the received rows ([G*N*k, d]).
+    int expert_parallel;
 } mo_model_opts;
 
 // model_alloc with options (o NULL: the defaults, as model_alloc).

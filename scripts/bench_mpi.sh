@@ -34,6 +34,7 @@ trap 'rm -rf "$out"' EXIT
 args=(bench train --preset "$preset" --steps "$steps" --json)
 for r in $(seq "$rounds"); do
   echo "round $r/$rounds" >&2
+  cut -d' ' -f1 /proc/loadavg >"$out/load.$r"
   "$bin" "${args[@]}" --threads 2 >"$out/one.$r.json" 2>/dev/null
   mpirun -np 2 --bind-to none "${mca[@]}" "$bin" "${args[@]}" --threads 1 >"$out/dp.$r.json" 2>/dev/null
   mpirun -np 2 --bind-to none "${mca[@]}" "$bin" "${args[@]}" --threads 1 --shard-optimizer \
@@ -52,6 +53,8 @@ for k, name in (("one", "1 rank x 2 threads"), ("dp", "2 ranks x 1 thread"), ("z
               f"{100 * j['comm_share']:6.1f}% {j['comm_bytes_sent_per_step'] / 1e6:13.2f} "
               f"{j['loopback_bytes_per_step'] / 1e6:12.2f} {j['mem_adam_mb']:8.1f}")
 ratio = [b["tok_s_total"] / a["tok_s_total"] for a, b in zip(runs["one"], runs["dp"])]
+load = [float(open(f"{d}/load.{r}").read()) for r in range(1, R + 1)]
+print(f"1-minute load average at the start of each round: {', '.join(f'{x:.2f}' for x in load)}")
 ratio_z = [b["tok_s_total"] / a["tok_s_total"] for a, b in zip(runs["one"], runs["zero"])]
 print(f"2x1 / 1x2 tokens/s per round: {', '.join(f'{x:.3f}' for x in ratio)}; median {st.median(ratio):.3f} (goal >= 0.9)")
 print(f"sharded 2x1 / 1x2 per round: {', '.join(f'{x:.3f}' for x in ratio_z)}; median {st.median(ratio_z):.3f}")

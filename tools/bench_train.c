@@ -16,6 +16,9 @@
 // reports tokens/s per rank and in all, the share of the step spent inside MPI calls, the
 // bytes each rank sends per step (engine/comm.h's count) and the loopback bytes the
 // kernel counted (/proc/net/dev, all ranks; only with a TCP transport, --mca btl self,tcp).
+// With --expert-parallel G the experts of every MoE layer are split over groups of G
+// ranks (engine/moe_ep.h) and the bytes of the expert exchange (all-to-all-v) are
+// reported on their own beside the all-reduce's.
 #include "tools/bench.h"
 #include "tools/commands.h"
 
@@ -45,7 +48,7 @@
 static const char usage[] =
     "usage: monolith bench train [--preset NAME] [--precision fp32|bf16] [--seq T] [--batch B] [--train MASK]\n"
     "                            [--recompute] [--steps N] [--set FIELD=VALUE]... [--shard-optimizer]\n"
-    "                            [--threads N] [--json]\n"
+    "                            [--expert-parallel G] [--threads N] [--json]\n"
     "\n"
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
     "model on random tokens, median of the timed steps after one warm-up, beside this machine's\n"
@@ -62,6 +65,7 @@ static const char usage[] =
     "  --set F=V       override a config field of the preset, e.g. --set n-experts=16 --set d-ff=256\n"
     "                  (repeatable; the names of `monolith init`'s flags)\n"
     "  --shard-optimizer  under mpirun: AdamW's m and v sharded over the ranks (ZeRO-1)\n"
+    "  --expert-parallel G  under mpirun: every MoE layer's experts split over groups of G ranks\n"
     "  --threads N     threads (default: one per core)\n"
     "  --json          one JSON object instead of the table\n";
 
@@ -76,7 +80,7 @@ static int cmp_double(const void *a, const void *b) {
 
 typedef struct {
     mo_precision prec;
-    int steps, seq, batch, recompute, shard;
+    int steps, seq, batch, recompute, shard, ep;
     const char *train;
     const char *sets[SETS_MAX];
     int n_sets;
@@ -97,7 +101,8 @@ static int take_int(const char *flag, const char *v, int lo, int hi, int *out) {
 // Takes this benchmark's own flags out of argv (the rest goes to bench_parse_model_opts).
 // Returns 0, or -1 after printing the error.
 static int take_train_flags(int *argc, char **argv, train_flags *f) {
-    static const char *const with_value[] = {"--precision", "--steps", "--set", "--seq", "--batch", "--train"};
+    static const char *const with_value[] = {"--precision", "--steps", "--set",  "--seq",
+                                             "--batch",     "--train", "--expert-parallel"};
     int n = 1;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -106,7 +111,7 @@ static int take_train_flags(int *argc, char **argv, train_flags *f) {
             continue;
         }
         int which = 0;
-        for (int w = 0; w < 6; w++)
+        for (int w = 0; w < 7; w++)
             if (!strcmp(a, with_value[w])) which = w + 1;
         if (!which) {
             argv[n++] = argv[i];
@@ -132,6 +137,7 @@ static int take_train_flags(int *argc, char **argv, train_flags *f) {
         if (which == 4 && take_int(a, v, 1, 1 << 20, &f->seq)) return -1;
         if (which == 5 && take_int(a, v, 1, 1 << 16, &f->batch)) return -1;
         if (which == 6) f->train = v;
+        if (which == 7 && take_int(a, v, 0, 1 << 16, &f->ep)) return -1;
     }
     argv[n] = NULL;
     *argc = n;
@@ -194,7 +200,8 @@ int bench_train(int argc, char **argv) {
         return 2;
     }
     const int N = B * T;
-    mo_model_opts mopts = {.recompute = fl.recompute};
+    mo_model_opts mopts = {.recompute = fl.recompute, .expert_parallel = fl.ep};
+    if (fl.ep > 1 && comm_expert_groups(fl.ep)) return cmd_fail();
 
     int rc = 1;
     mo_param_table pt = {0};
@@ -207,12 +214,12 @@ int bench_train(int argc, char **argv) {
     int part = 0, sparse = 0;  // the mask trains a part; the gradient arena is sparse (one rank)
     if (params_table_build(&pt, &c)) goto out;
     if (freeze_parse(&pt, fl.train, &mask)) goto out;
-    part = !train_mask_is_all(&mask, &pt), sparse = part && ranks == 1;
+    part = !train_mask_is_all(&mask, &pt), sparse = (part && ranks == 1) || fl.ep > 1;
     if (!(params = params_arena_alloc(&pt)) ||
         !(grads = sparse ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt)))
         goto out;
     params_init(&pt, params, 1);
-    if (dist_opt_init(&d, pt.numel, &mask, shard)) goto out;
+    if (dist_opt_init(&d, &pt, &mask, shard, fl.ep)) goto out;
     if (model_alloc_opts(&m, &pt, B, T, &mopts)) goto out;
     model_ok = 1;
     if (part && model_set_trainable(&m, train_mask_any, &mask)) goto out;
@@ -240,7 +247,7 @@ int bench_train(int argc, char **argv) {
         if (s == 1) lo_tx0 = loopback_tx_bytes();
         comm_reset_stats();
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
-        if (sparse) train_mask_zero(&mask, grads);
+        if (sparse) dist_zero_grads(&d, grads);
         else memset(grads, 0, pt.numel * sizeof *grads);
         if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f / (float)ranks))
             goto out;

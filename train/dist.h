@@ -13,6 +13,17 @@
 //           all-reduce of partials that are 0 off the owner is exact), clip and AdamW on
 //           the own shard with m and v of that shard only, all-gather the parameters.
 //
+// Expert parallel (`--expert-parallel G`, engine/moe_ep.h): the mask's ranges are split
+// at every expert slice's edges and each range has an owner: -1 (replicated: every rank
+// trains it) or the place in the group of the rank whose experts it holds. Then
+//
+//   ep:     all-reduce the replicated ranges over all ranks and each owned expert range
+//           over the rank's peers (the same place in the other groups; nothing when the
+//           world is one group); global norm from per-range partials that are 0 except on
+//           the owner (replicated ranges: the group's rank 0), summed over the group; AdamW
+//           on the rank's own ranges. A rank's gradient and m, v arenas are touched only
+//           there (the expert slices of other ranks never take memory).
+//
 // Shards are contiguous, FREEZE_CHUNK-aligned slices of the arena of about numel / N
 // each. The global norm is the sum, in range order, of the per-range sums of squares in
 // double, the same numbers in both modes and on any number of ranks, so `--shard-optimizer`
@@ -29,19 +40,24 @@
 
 typedef struct {
     int rank, size, shard;      // shard: --shard-optimizer
+    int ep, ep_rank;            // expert parallel: group size (1: off), place in the group
+    train_mask split;           // ep: the mask split at expert slice edges (owned); mask points here
+    int *owner;                 // ep: [split.n] the group place owning each range, -1 replicated
     size_t numel;               // the arena
     size_t *bounds;             // [size + 1] shard edges (shard mode; plain: 0, numel)
     size_t lo, hi;              // this rank's shard ([0, numel) when plain)
     const train_mask *mask;
     size_t r0, r1;              // the mask ranges in [lo, hi): mask->r[r0 .. r1)
-    adamw_range *own;           // those ranges with offsets relative to lo
+    adamw_range *own;           // those ranges (ep: of them, this rank's) with offsets relative to lo
+    size_t n_own;
     double *partial;            // [mask->n] per-range sums of squares
     float *m, *v;               // AdamW moments of [lo, hi)
 } dist_opt;
 
-// Sets up for the communicator's ranks over `mask`'s trainable ranges of an arena of
-// `numel` floats; allocates m and v for the own shard (zeros). Returns 0 or -1.
-int dist_opt_init(dist_opt *d, size_t numel, const train_mask *mask, int shard);
+// Sets up for the communicator's ranks over `mask`'s trainable ranges of pt's arena;
+// allocates m and v for the own shard (zeros). ep: the expert group's size (engine/comm.h
+// comm_expert_groups; 1: off; not with shard). Returns 0 or -1.
+int dist_opt_init(dist_opt *d, const mo_param_table *pt, const train_mask *mask, int shard, int ep);
 void dist_opt_free(dist_opt *d);
 
 // Floats of m (and of v) this rank keeps.
@@ -57,6 +73,14 @@ double dist_clip(dist_opt *d, float *grads, double max_norm, int *err);
 
 // AdamW on this rank's ranges, then (sharded) the all-gather of the parameters.
 int dist_apply(dist_opt *d, float *params, const float *grads, const adamw_step *s);
+
+// Zeroes the gradients this rank writes (its ranges of the mask; train_mask_zero).
+void dist_zero_grads(const dist_opt *d, float *grads);
+
+// Expert parallel: brings the trained expert slices of the first group's other ranks to
+// rank 0, into its own params, m and v (whole arenas there), so that rank 0 holds the
+// whole state for a checkpoint. Called by every rank (a no-op without expert parallelism).
+int dist_gather_experts(const dist_opt *d, float *params);
 
 // The moments as whole arenas on rank 0 (m_all, v_all: numel floats there, may be NULL
 // elsewhere; plain mode copies). Called by every rank.

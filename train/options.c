@@ -61,6 +61,7 @@ static const opt_def opts[] = {
     {"threads", OT_INT, F(threads), 0, 0, "N", "threads (0: one per core; --resume: the run's own unless given) [one per core]"},
     {"precision", OT_STR, S(precision), 0, "P", "GEMM compute: fp32, or bf16 (fp32 master weights and accumulation; needs AVX512_BF16)"},
     {"shard-optimizer", OT_FLAG, F(shard_optimizer), 0, 0, 0, "under mpirun: each rank keeps AdamW's m and v of 1/N of the parameters (ZeRO-1)"},
+    {"expert-parallel", OT_INT, F(expert_parallel), 0, 0, "G", "under mpirun: the experts of every MoE layer split over groups of G ranks, tokens sent to them (G divides the ranks and n_experts; 0 or 1: off)"},
     {"recompute", OT_FLAG, F(recompute), 0, 0, 0, "keep only each layer's input and redo its forward in backward (activation memory of about one layer; about one more forward of time)"},
 };
 #undef F

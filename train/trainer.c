@@ -108,6 +108,8 @@ static int validate_numbers(const train_opts *o) {
     if (o->eval_batches < 1) return mo_errorf("--eval-batches must be at least 1, not %lld", (long long)o->eval_batches);
     if (o->save_every < 0) return mo_errorf("--save-every must be >= 0, not %lld", (long long)o->save_every);
     if (o->log_every < 1) return mo_errorf("--log-every must be at least 1, not %lld", (long long)o->log_every);
+    if (o->expert_parallel < 0)
+        return mo_errorf("--expert-parallel must be >= 0 (0 or 1: off), not %d", o->expert_parallel);
     if (o->threads < -1) return mo_errorf("--threads must be >= 0 (0: one per core), not %d", o->threads);
     if (!*o->out) return mo_errorf("--out is empty");
     if (o->n_data == 0) return mo_errorf("no training data: give --data NAME=FILE.h5 (a token set from monolith data prepare)");
@@ -212,7 +214,7 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
 static int check_memory(const mo_config *c, const train_opts *o, int full_moments) {
     mo_param_table pt;
     if (params_table_build(&pt, c)) return -1;
-    mo_model_opts mo = {.recompute = o->recompute};
+    mo_model_opts mo = {.recompute = o->recompute, .expert_parallel = o->expert_parallel};
     double act = (double)model_arena_bytes_opts(&pt, o->batch, o->seq, &mo);
     train_mask mask;
     double trained = (double)pt.numel;
@@ -279,9 +281,10 @@ static int allocate(trainer *t) {
     // (train/dist.c) are written only where the mask trains. Several ranks all-reduce the
     // whole arena, so they keep a plain one.
     const int part = !train_mask_is_all(&t->mask, pt);
-    t->sparse_grads = part && t->ranks == 1;
+    // Expert parallel: the other ranks' expert slices of the gradients are never written either.
+    t->sparse_grads = (part && t->ranks == 1) || o->expert_parallel > 1;
     if (!t->grads) t->grads = t->sparse_grads ? params_arena_alloc_sparse(pt) : params_arena_alloc(pt);
-    if (!t->grads || dist_opt_init(&t->dist, pt->numel, &t->mask, o->shard_optimizer)) return -1;
+    if (!t->grads || dist_opt_init(&t->dist, pt, &t->mask, o->shard_optimizer, o->expert_parallel)) return -1;
     if (t->m) {  // resumed: keep this rank's part
         dist_load_moments(&t->dist, t->m, t->v);
         free(t->m), free(t->v);
@@ -305,7 +308,7 @@ static int allocate(trainer *t) {
         (o->route_by_domain && !t->forced))
         return mo_errorf("out of memory for %zu MB of parameters, gradients and optimizer state",
                          4 * pt->numel * sizeof(float) >> 20);
-    mo_model_opts mo = {.recompute = o->recompute};
+    mo_model_opts mo = {.recompute = o->recompute, .expert_parallel = o->expert_parallel};
     if (model_alloc_opts(&t->model, pt, o->batch, o->seq, &mo)) return -1;
     if (part && model_set_trainable(&t->model, train_mask_any, &t->mask)) return -1;
     mo_precision prec;
@@ -474,6 +477,11 @@ trainer *trainer_open(const train_opts *cli) {
     }
     if (threads_check_memory_limit(n_threads, 0, NULL)) goto err;
     threads_init(n_threads);
+    if (o->expert_parallel > 1 && comm_expert_groups(o->expert_parallel)) {
+        if (resume) mo_errorf("--resume %s: the run trains with --expert-parallel %d (its run.ini), and %s; resume "
+                              "with a multiple of %d ranks", o->out, o->expert_parallel, mo_error(), o->expert_parallel);
+        goto err;
+    }
 
     if (resume) {
         if (open_tokenizer(t)) goto err;
@@ -510,6 +518,17 @@ trainer *trainer_open(const train_opts *cli) {
                       c->n_experts);
             goto err;
         }
+    }
+    if (o->expert_parallel > 1 && !t->n_moe) {
+        mo_errorf("--expert-parallel %d: this model has no MoE layers whose experts could be split",
+                  o->expert_parallel);
+        goto err;
+    }
+    if (o->expert_parallel > 1 && c->n_experts % o->expert_parallel) {
+        mo_errorf("--expert-parallel %d: the model's %d experts per MoE layer do not split evenly over groups of %d "
+                  "ranks; use a group size that divides %d",
+                  o->expert_parallel, c->n_experts, o->expert_parallel, c->n_experts);
+        goto err;
     }
     if (check_token_sets(t)) goto err;
     if (freeze_parse(&t->ck.table, o->train, &t->mask)) goto err;
@@ -566,6 +585,10 @@ trainer *trainer_open(const train_opts *cli) {
     }
 
     size_t tps = (size_t)t->ranks * o->grad_accum * o->batch * o->seq;
+    char ep[96] = "";
+    if (o->expert_parallel > 1)
+        snprintf(ep, sizeof ep, ", experts split over groups of %d ranks (%d per rank per MoE layer)",
+                 o->expert_parallel, c->n_experts / o->expert_parallel);
     char ranks[160] = "";
     if (t->ranks > 1)
         snprintf(ranks, sizeof ranks, "%d ranks x ", t->ranks);
@@ -575,7 +598,7 @@ trainer *trainer_open(const train_opts *cli) {
              *o->preset ? o->preset : "init", params_count_total(&t->ck.table), params_count_active(&t->ck.table),
              t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, ranks, o->grad_accum, o->batch,
              o->seq, resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, ranks,
-             threads_count(), t->dist.shard ? ", optimizer sharded" : "", o->out);
+             threads_count(), t->dist.shard ? ", optimizer sharded" : ep, o->out);
     return t;
 err:
     trainer_close(t);
@@ -626,7 +649,11 @@ static int all_finite(const float *x, size_t n);
 // ranks compare a hash of them, so a divergence stops the run instead of being saved.
 static int check_same_params(trainer *t) {
     if (t->ranks == 1) return 0;
-    uint64_t h = mo_hash(MO_HASH_INIT, t->ck.params, t->ck.table.numel * sizeof *t->ck.params), *all;
+    uint64_t h = MO_HASH_INIT, *all;
+    const mo_param_table *pt = &t->ck.table;
+    for (int i = 0; i < pt->n; i++)  // expert parallel: each rank's experts are its own
+        if (t->o.expert_parallel <= 1 || !pt->t[i].n_experts)
+            h = mo_hash(h, t->ck.params + pt->t[i].offset, pt->t[i].numel * sizeof *t->ck.params);
     if (!(all = malloc(sizeof *all * (size_t)t->ranks))) return mo_errorf("out of memory");
     if (comm_allgather_u64(&h, all, 1)) return free(all), -1;
     for (int r = 1; r < t->ranks; r++)
@@ -652,7 +679,9 @@ static int save(trainer *t, const train_hooks *h) {
     t->st.ranks = t->ranks;
     t->st.micro_batches = (int64_t)t->ranks * t->o.grad_accum;
     if (check_same_params(t)) return -1;
-    // One file, written by rank 0: sharded moments are gathered to it first.
+    // One file, written by rank 0: sharded moments, and under expert parallelism the
+    // other ranks' trained expert slices (weights, m, v), are gathered to it first.
+    if (dist_gather_experts(&t->dist, t->ck.params)) return -1;
     float *m = t->dist.m, *v = t->dist.v;
     if (t->dist.shard) {
         m = v = NULL;
@@ -707,7 +736,7 @@ static int evaluate(trainer *t, const train_hooks *h) {
     metrics_eval me = {.step = t->st.step, .n = nd, .names = t->names, .loss = t->val_loss, .tokens = t->val_tokens,
                        .n_moe = t->n_moe, .n_experts = E, .moe_layer = t->moe_layer, .counts = t->val_counts,
                        .drops = t->val_drops};
-    if (metrics_write_eval(&t->metrics, &me)) return -1;
+    if (t->rank == 0 && metrics_write_eval(&t->metrics, &me)) return -1;
     if (h && h->on_eval) h->on_eval(h->ctx, t->st.step, nd, t->names, t->val_loss);
     return 0;
 }
@@ -774,7 +803,9 @@ static int micro_batches(trainer *t) {
         const mo_model *m = &t->model;
         double *l = t->mb_loss + ((size_t)t->rank * A + a) * 5;
         l[0] = m->loss / AG, l[1] = m->ce / AG, l[2] = m->aux / AG, l[3] = m->z / AG, l[4] = m->router_ce / AG;
-        if (!isfinite(m->loss)) return 0;  // the step is refused below; nothing else to compute
+        // The step is refused below; nothing else to compute (expert parallel: backward's
+        // exchanges are collective, so every rank goes on).
+        if (!isfinite(m->loss) && t->o.expert_parallel <= 1) return 0;
         if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)AG)) return -1;
         for (int l2 = 0; l2 < t->n_moe; l2++) {
             const mo_router_stats *rs = &t->model.layer[t->moe_layer[l2]].stats;
@@ -812,7 +843,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
         get_loader_state(t->ld, loader_before, &n_before);
         const mo_rng noise_before = t->noise;
         double lr = lr_schedule_at(&t->sched, t->st.step);
-        if (t->sparse_grads) train_mask_zero(&t->mask, t->grads);  // frozen gradients are never read
+        if (t->sparse_grads) dist_zero_grads(&t->dist, t->grads);  // frozen (or other ranks') gradients are never read
         else memset(t->grads, 0, numel * sizeof(float));
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
         memset(t->drops, 0, (size_t)t->n_moe * 2 * sizeof *t->drops);
@@ -876,10 +907,12 @@ int trainer_run(trainer *t, const train_hooks *h) {
                                .drops = t->drops, .tokens = tokens_per_step};
             if (metrics_write_step(&t->metrics, &ms)) goto fail;
             if (h && h->on_step) h->on_step(h->ctx, &p);
-            // Evaluation runs on rank 0 alone (the others wait in the next step's first collective).
-            if ((o->eval_every && t->st.step % o->eval_every == 0) || last)
-                if (evaluate(t, h)) goto fail;
         }
+        // Evaluation runs on rank 0 alone (the others wait in the next step's first
+        // collective); under expert parallelism every rank runs the same batches, since
+        // the experts are spread over them.
+        if (((o->eval_every && t->st.step % o->eval_every == 0) || last) && (t->rank == 0 || o->expert_parallel > 1))
+            if (evaluate(t, h)) goto fail;
         if ((o->save_every && t->st.step % o->save_every == 0) || last)
             if (save(t, h)) goto fail;
     }

@@ -178,14 +178,13 @@ int dist_apply(dist_opt *d, float *params, const float *grads, const adamw_step 
     return d->shard ? comm_allgather_f32(params, d->bounds) : 0;
 }
 
-int dist_gather_experts(const dist_opt *d, float *params) {
+int dist_gather_experts(const dist_opt *d, float *const *arenas, int n) {
     if (d->ep <= 1 || d->rank >= d->ep) return 0;  // only the first group's places 1.. send to rank 0
-    float *arenas[3] = {params, d->m, d->v};
     for (size_t i = 0; i < d->split.n; i++) {
         const adamw_range *r = &d->split.r[i];
         int q = d->owner[i];
         if (q <= 0 || (d->rank != 0 && d->rank != q)) continue;
-        for (int a = 0; a < 3; a++) {
+        for (int a = 0; a < n; a++) {
             float *x = arenas[a] + r->offset;
             if (d->rank == 0 ? comm_recv_f32(x, r->length, q) : comm_send_f32(x, r->length, 0)) return -1;
         }

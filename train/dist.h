@@ -78,9 +78,10 @@ int dist_apply(dist_opt *d, float *params, const float *grads, const adamw_step 
 void dist_zero_grads(const dist_opt *d, float *grads);
 
 // Expert parallel: brings the trained expert slices of the first group's other ranks to
-// rank 0, into its own params, m and v (whole arenas there), so that rank 0 holds the
-// whole state for a checkpoint. Called by every rank (a no-op without expert parallelism).
-int dist_gather_experts(const dist_opt *d, float *params);
+// rank 0, into its own whole arenas (e.g. the parameters, m and v for a checkpoint: then
+// rank 0 holds the whole state, and no other rank more than its own experts). Called by
+// every rank (a no-op without expert parallelism).
+int dist_gather_experts(const dist_opt *d, float *const *arenas, int n);
 
 // The moments as whole arenas on rank 0 (m_all, v_all: numel floats there, may be NULL
 // elsewhere; plain mode copies). Called by every rank.

@@ -477,11 +477,18 @@ trainer *trainer_open(const train_opts *cli) {
     }
     if (threads_check_memory_limit(n_threads, 0, NULL)) goto err;
     threads_init(n_threads);
-    if (o->expert_parallel > 1 && comm_expert_groups(o->expert_parallel)) {
-        if (resume) mo_errorf("--resume %s: the run trains with --expert-parallel %d (its run.ini), and %s; resume "
-                              "with a multiple of %d ranks", o->out, o->expert_parallel, mo_error(), o->expert_parallel);
+    if (o->expert_parallel > 1 && t->ranks % o->expert_parallel) {
+        if (resume)
+            mo_errorf("--resume %s: the run trains with --expert-parallel %d (its run.ini) and %d rank%s cannot form "
+                      "groups of %d; resume on a multiple of %d ranks",
+                      o->out, o->expert_parallel, t->ranks, t->ranks == 1 ? "" : "s", o->expert_parallel,
+                      o->expert_parallel);
+        else
+            mo_errorf("--expert-parallel %d: %d rank%s cannot form groups of %d; run a multiple of %d ranks (mpirun -np)",
+                      o->expert_parallel, t->ranks, t->ranks == 1 ? "" : "s", o->expert_parallel, o->expert_parallel);
         goto err;
     }
+    if (o->expert_parallel > 1 && comm_expert_groups(o->expert_parallel)) goto err;
 
     if (resume) {
         if (open_tokenizer(t)) goto err;
@@ -681,7 +688,7 @@ static int save(trainer *t, const train_hooks *h) {
     if (check_same_params(t)) return -1;
     // One file, written by rank 0: sharded moments, and under expert parallelism the
     // other ranks' trained expert slices (weights, m, v), are gathered to it first.
-    if (dist_gather_experts(&t->dist, t->ck.params)) return -1;
+    if (dist_gather_experts(&t->dist, (float *const[]){t->ck.params, t->dist.m, t->dist.v}, 3)) return -1;
     float *m = t->dist.m, *v = t->dist.v;
     if (t->dist.shard) {
         m = v = NULL;

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# mpi_expert.sh: expert parallelism on 2 ranks of mpirun (docs/distributed.md, engine/moe_ep.h).
+#  - `monolith dump` of one batch: 2 ranks with --expert-parallel 2 against one process
+#    with --micro-batches 2 (the same two halves of the batch as micro-batches, what the
+#    two ranks compute): logits, losses, routing and every gradient within 1e-5 relative
+#    (per tensor, max |a-b| / max |a|), and bit-identical to plain data parallel on 2 ranks;
+#  - 20 training steps with --expert-parallel 2 against one process with --grad-accum 2
+#    (loss within 1e-6, parameters within 1e-5, the same routing counts) and bit-identical
+#    to plain data parallel on 2 ranks; one checkpoint file, read by eval and expert list;
+#  - --train experts=1 under expert parallelism trains expert 1 only (on its owner);
+#  - resume under expert parallelism from step 10: bit-exact at step 20; one process is
+#    refused, naming --expert-parallel 2 and the 1 rank;
+#  - --expert-parallel 3 on a model of 4 experts is refused with the reason.
+# Runs in the normal ctest pass only (CMakeLists.txt: tests/mpi_*.sh).
+set -euo pipefail
+bin=${MONOLITH_BIN:?}
+src=${MONOLITH_SOURCE_DIR:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "mpi_expert: FAIL: $*" >&2; exit 1; }
+py=python3
+/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
+command -v mpirun >/dev/null || fail "mpirun not found: scripts/setup.sh installs openmpi-bin"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=PASSIVE
+mpi() { mpirun -np "$1" --oversubscribe --bind-to none "${@:2}"; }
+
+"$bin" tokenizer train --vocab-size 300 --input "$src"/engine/*.c -o "$tmp/tok.tiktoken" >/dev/null 2>&1
+"$bin" data prepare --tokenizer "$tmp/tok.tiktoken" --domain code --input "$src/engine" -o "$tmp/code.h5" >/dev/null 2>&1
+"$bin" data prepare --tokenizer "$tmp/tok.tiktoken" --domain kern --input "$src/kernels" -o "$tmp/kern.h5" >/dev/null 2>&1
+# tiny: 4 experts, top-2; 2 ranks own experts 0-1 and 2-3.
+common=(--preset tiny --tokenizer "$tmp/tok.tiktoken" --data "code=$tmp/code.h5" --data "kern=$tmp/kern.h5"
+        --batch 2 --seq 32 --warmup 2 --eval-every 0 --eval-batches 1 --threads 1 --log-every 1)
+
+# same A B LOSS_TOL PARAM_TOL: two run folders' metrics and final checkpoints (0: bit-identical).
+same() {
+  $py - "$@" <<'PY'
+import sys, json, h5py, numpy as np
+a, b, ltol, ptol = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+rd = lambda d: [json.loads(l) for l in open(d + "/metrics.jsonl") if '"train"' in l]
+la, lb = rd(a), rd(b)
+assert len(la) == len(lb) and la, (len(la), len(lb))
+for x, y in zip(la, lb):
+    assert abs(x["loss"] - y["loss"]) <= ltol * abs(x["loss"]), ("step", x["step"], x["loss"], y["loss"])
+    assert x["expert_tokens"] == y["expert_tokens"], ("routing counts differ at step", x["step"])
+fa, fb = h5py.File(a + "/latest.h5", "r"), h5py.File(b + "/latest.h5", "r")
+for g in ["model", "optim/m", "optim/v"]:
+    names = []
+    fa[g].visit(lambda n: names.append(n) if isinstance(fa[g][n], h5py.Dataset) else None)
+    assert names
+    for n in names:
+        x, y = fa[g][n][()], fb[g][n][()]
+        if ptol == 0:
+            assert np.array_equal(x, y), (g, n, "not bit-identical")
+        elif g == "model":
+            err = np.abs(x - y).max() / max(np.abs(x).max(), 1e-30)
+            assert err <= ptol, (n, err)
+PY
+}
+
+# 1. Training: one process with --grad-accum 2, 2 ranks data parallel, 2 ranks expert parallel.
+"$bin" train "${common[@]}" --steps 20 --save-every 10 --grad-accum 2 --out "$tmp/one" >/dev/null 2>&1 || fail "1-process run"
+mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --out "$tmp/dp" >/dev/null 2>&1 || fail "data parallel run"
+mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --expert-parallel 2 --out "$tmp/ep" >/dev/null \
+  2>"$tmp/ep.err" || fail "expert parallel run: $(cat "$tmp/ep.err")"
+grep -q "experts split over groups of 2 ranks (2 per rank" "$tmp/ep.err" || fail "the summary does not say: $(head -1 "$tmp/ep.err")"
+same "$tmp/one" "$tmp/ep" 1e-6 1e-5 || fail "expert parallel differs from --grad-accum 2"
+same "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to data parallel"
+[ "$(ls "$tmp/ep"/ckpt-*.h5 | wc -l)" -eq 2 ] || fail "expected the two checkpoints of one file each: $(ls "$tmp/ep")"
+"$bin" eval --checkpoint "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \
+  || fail "eval of the expert-parallel checkpoint: $(cat "$tmp/ev.err")"
+"$bin" expert list "$tmp/ep/latest.h5" >/dev/null 2>"$tmp/el.err" || fail "expert list: $(cat "$tmp/el.err")"
+
+# 2. dump: logits, losses, routing and every gradient of one batch of 4 sequences.
+$py - "$tmp/batch.h5" <<'PY'
+import sys, h5py, numpy as np
+h5py.File(sys.argv[1], "w")["tokens"] = np.random.default_rng(7).integers(0, 300, (4, 17)).astype(np.int64)
+PY
+"$bin" dump --checkpoint "$tmp/ep/latest.h5" --tokens "$tmp/batch.h5" -o "$tmp/d1.h5" --micro-batches 2 --threads 1 \
+  >/dev/null 2>&1 || fail "dump --micro-batches 2"
+mpi 2 "$bin" dump --checkpoint "$tmp/ep/latest.h5" --tokens "$tmp/batch.h5" -o "$tmp/dep.h5" --expert-parallel 2 \
+  --threads 1 >/dev/null 2>"$tmp/dep.err" || fail "dump --expert-parallel 2: $(cat "$tmp/dep.err")"
+mpi 2 "$bin" dump --checkpoint "$tmp/ep/latest.h5" --tokens "$tmp/batch.h5" -o "$tmp/ddp.h5" --threads 1 \
+  >/dev/null 2>&1 || fail "dump on 2 ranks"
+$py - "$tmp/d1.h5" "$tmp/dep.h5" "$tmp/ddp.h5" <<'PY' || fail "expert-parallel dump differs"
+import sys, h5py, numpy as np
+one, ep, dp = (h5py.File(p, "r") for p in sys.argv[1:4])
+for k in ("ce", "aux", "z", "loss"):
+    assert abs(one.attrs[k] - ep.attrs[k]) <= 1e-5 * abs(one.attrs[k]), (k, one.attrs[k], ep.attrs[k])
+names = []
+one.visit(lambda n: names.append(n) if isinstance(one[n], h5py.Dataset) else None)
+assert "logits" in names and any(n.startswith("routing/") for n in names) and len([n for n in names if n.startswith("grads/")]) > 20
+for n in names:
+    x, y, z = one[n][()], ep[n][()], dp[n][()]
+    if n.endswith("/experts"):
+        assert np.array_equal(x, y), (n, "routing differs")
+    else:
+        err = np.abs(x.astype(np.float64) - y).max() / max(np.abs(x).max(), 1e-30)
+        assert err <= 1e-5, (n, err)
+    assert np.array_equal(y, z), (n, "expert parallel and data parallel differ")
+PY
+
+# 3. --train experts=1 from the checkpoint: only expert 1 (its slices and router row) changes.
+mpi 2 "$bin" train --init "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --data "kern=$tmp/kern.h5" --batch 2 \
+  --seq 32 --steps 3 --warmup 1 --eval-every 0 --eval-batches 1 --threads 1 --train experts=1 --expert-parallel 2 \
+  --out "$tmp/ft" >/dev/null 2>"$tmp/ft.err" || fail "--train experts=1 under expert parallel: $(cat "$tmp/ft.err")"
+$py - "$tmp/ep/latest.h5" "$tmp/ft/latest.h5" <<'PY' || fail "--train experts=1 under expert parallel changed other parameters"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["model"], h5py.File(sys.argv[2], "r")["model"]
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+changed = 0
+for n in names:
+    x, y = a[n][()], b[n][()]
+    if n.endswith(("moe/w1", "moe/w2", "moe/w3", "moe/router")):
+        keep = np.ones(x.shape[0], bool); keep[1] = False
+        assert np.array_equal(x[keep], y[keep]), (n, "an expert other than 1 changed")
+        changed += not np.array_equal(x[1], y[1])
+    else:
+        assert np.array_equal(x, y), (n, "changed")
+assert changed, "expert 1 did not train"
+PY
+
+# 4. Resume from step 10: bit-exact at step 20; 1 process cannot hold a group of 2.
+mkdir "$tmp/res"
+cp "$tmp/ep/run.ini" "$tmp/ep/ckpt-00000010.h5" "$tmp/res/"
+head -10 "$tmp/ep/metrics.jsonl" >"$tmp/res/metrics.jsonl"
+ln -s ckpt-00000010.h5 "$tmp/res/latest.h5"
+sed -i "s|^out = .*|out = $tmp/res|" "$tmp/res/run.ini"
+cp -r "$tmp/res" "$tmp/res3"
+mpi 2 "$bin" train --resume "$tmp/res" --threads 1 >/dev/null 2>"$tmp/res.err" || fail "resume: $(cat "$tmp/res.err")"
+same "$tmp/ep" "$tmp/res" 0 0 || fail "the resumed expert-parallel run differs from the uninterrupted one"
+set +e
+"$bin" train --resume "$tmp/res3" --threads 1 >/dev/null 2>"$tmp/res3.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] || fail "1 process resumed a run with --expert-parallel 2"
+grep -q "expert-parallel 2 (its run.ini) and 1 rank cannot form groups of 2" "$tmp/res3.err" \
+  || fail "no message naming 2 and 1: $(cat "$tmp/res3.err")"
+
+# 5. 4 experts do not split over 3 ranks.
+set +e
+mpi 3 "$bin" train "${common[@]}" --steps 3 --expert-parallel 3 --out "$tmp/e3" >/dev/null 2>"$tmp/e3.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] || fail "--expert-parallel 3 with 4 experts was not refused"
+grep -q "4 experts per MoE layer do not split evenly over groups of 3" "$tmp/e3.err" || fail "no reason given: $(cat "$tmp/e3.err")"
+echo "mpi_expert: ok"

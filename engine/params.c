@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 // Appends a tensor; returns its index.
 static int add(mo_param_table *pt, mo_param_kind kind, int layer, const char *name, int rank, int64_t s0,
@@ -114,6 +116,12 @@ float *params_arena_alloc_sparse(const mo_param_table *pt) {
 
 void params_arena_free_sparse(const mo_param_table *pt, float *a) {
     if (a) munmap(a, pt->numel ? pt->numel * sizeof(float) : 64);
+}
+
+void params_arena_release(float *a, size_t offset, size_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)(a + offset) + page - 1) / page * page, hi = (uintptr_t)(a + offset + n) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);  // private anonymous pages: zeros when read again
 }
 
 void params_init(const mo_param_table *pt, float *arena, uint64_t seed) {

@@ -106,6 +106,12 @@ float *params_arena_alloc(const mo_param_table *pt);
 float *params_arena_alloc_sparse(const mo_param_table *pt);
 void params_arena_free_sparse(const mo_param_table *pt, float *a);
 
+// Gives the memory of the whole pages inside [offset, offset + n) of an arena (either kind)
+// back to the OS: they read as zeros afterwards and take memory again only when written.
+// The partial pages at the ends keep their contents. For an expert-parallel rank's copy
+// of the experts it does not hold (train/trainer.c).
+void params_arena_release(float *a, size_t offset, size_t n);
+
 // The initialization of docs/design.md section 6: normal with std 0.02 drawn from mo_rng seeded with `seed`,
 // tensor by tensor in table order; wo, w2, shared_w2 and the dense ffn/w2 (the
 // projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1;

@@ -169,6 +169,35 @@ static double peak_rss_bytes(void) {
     return (double)ru.ru_maxrss * 1024.0;
 }
 
+// Expert parallel: the routed rows of the last forward that crossed ranks at this rank,
+// over the MoE layers: its own rows sent to other ranks' experts (R_out) plus the other
+// ranks' rows its experts received (R_in). Each is sent twice by this rank (R_out: rows
+// and their gradients; R_in: outputs and input gradients back).
+static double expert_rows_crossing(const mo_model *m) {
+    if (m->ep.size <= 1) return 0;
+    const mo_config *c = &m->pt->cfg;
+    const int L = m->ep.local, me = m->ep.rank;
+    double rows = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!c->moe_layers[l]) continue;
+        const int *offs = m->layer[l].disp.offs, *cnt = m->layer[l].ep_counts;
+        rows += offs[c->n_experts] - (offs[(me + 1) * L] - offs[me * L]);  // R_out
+        for (int s = 0; s < m->ep.size; s++)
+            for (int e = 0; e < L && s != me; e++) rows += cnt[s * L + e];  // R_in
+    }
+    return rows;
+}
+
+// Floats the data-parallel all-reduce covers: the whole arena, or under expert
+// parallelism the mask's replicated ranges.
+static double replicated_numel(const dist_opt *d) {
+    if (d->ep <= 1) return (double)d->numel;
+    double n = 0;
+    for (size_t i = 0; i < d->split.n; i++)
+        if (d->owner[i] < 0) n += (double)d->split.r[i].length;
+    return n;
+}
+
 int bench_train(int argc, char **argv) {
     bench_opts o;
     const char *preset;
@@ -241,7 +270,8 @@ int bench_train(int argc, char **argv) {
                 ranks, ranks > 1 ? "s" : "", threads_count(), d.shard ? ", optimizer sharded" : "", steps);
     adamw_step st = adamw_defaults();
     st.lr = 3e-4;
-    double dt[STEPS_MAX + 1], cpu[STEPS_MAX + 1], comm_s[STEPS_MAX + 1], sent[STEPS_MAX + 1];
+    double dt[STEPS_MAX + 1], cpu[STEPS_MAX + 1], comm_s[STEPS_MAX + 1], sent[STEPS_MAX + 1], a2a[STEPS_MAX + 1];
+    double rows_off[STEPS_MAX + 1];  // expert parallel: R_out + R_in (expert_rows_crossing)
     double loss_first = 0, loss_last = 0, lo_tx0 = 0;
     for (int s = 0; s <= steps; s++) {
         if (s == 1) lo_tx0 = loopback_tx_bytes();
@@ -258,7 +288,8 @@ int bench_train(int argc, char **argv) {
         dt[s] = now_seconds() - t0;
         cpu[s] = bench_cpu_seconds() - c0;
         comm_stats cs = comm_get_stats();
-        comm_s[s] = cs.seconds, sent[s] = cs.bytes_sent;
+        comm_s[s] = cs.seconds, sent[s] = cs.bytes_sent, a2a[s] = cs.bytes_alltoall;
+        rows_off[s] = expert_rows_crossing(&m);
         if (s == 0) loss_first = m.loss;
         loss_last = m.loss;
         if (say)
@@ -273,7 +304,11 @@ int bench_train(int argc, char **argv) {
     memcpy(sorted, cpu + 1, sizeof sorted);
     qsort(sorted, steps, sizeof *sorted, cmp_double);
     double cpu_med = sorted[steps / 2];
-    double comm_sum = 0, step_sum = 0, sent_step = sent[steps];
+    double comm_sum = 0, step_sum = 0, sent_step = sent[steps], a2a_step = a2a[steps];
+    // docs/distributed.md: the expert exchange sends each crossing row twice (forward and
+    // backward) as d floats; the all-reduce covers the mask's replicated ranges.
+    const double a2a_formula = 2.0 * rows_off[steps] * c.d_model * sizeof(float);
+    const double dense_formula = ranks > 1 ? 2.0 * (ranks - 1) / ranks * replicated_numel(&d) * sizeof(float) : 0;
     for (int s = 1; s <= steps; s++) comm_sum += comm_s[s], step_sum += dt[s];
     double comm_share = step_sum > 0 ? comm_sum / step_sum : 0;
 
@@ -283,8 +318,10 @@ int bench_train(int argc, char **argv) {
     // Gradients and moments of a mask that trains a part take memory only where it trains
     // (the frozen pages are never written).
     const double MB = 1048576.0, p_bytes = (double)pt.numel * sizeof(float);
-    const double g_bytes = (double)(sparse ? mask.numel : pt.numel) * sizeof(float);
-    const double adam_bytes = 2.0 * (double)(d.shard ? dist_opt_moment_numel(&d) : mask.numel) * sizeof(float);
+    double own = 0;  // what this rank trains: the mask, or under expert parallelism its own ranges
+    for (size_t i = 0; i < d.n_own; i++) own += (double)d.own[i].length;
+    const double g_bytes = (sparse ? own : (double)pt.numel) * sizeof(float);
+    const double adam_bytes = 2.0 * (d.shard ? (double)dist_opt_moment_numel(&d) : own) * sizeof(float);
     const double act_bytes = (double)m.arena_bytes, bf_bytes = (double)m.bf16_bytes;
     const double computed = p_bytes + g_bytes + adam_bytes + act_bytes + bf_bytes, peak = peak_rss_bytes();
 
@@ -307,8 +344,10 @@ int bench_train(int argc, char **argv) {
         printf("], \"cpu_s_median\": %.4f, \"train_tok_per_cpu_s\": %.1f", cpu_med, N / cpu_med);
         printf(", \"ranks\": %d, \"shard_optimizer\": %s, \"tok_s_per_rank\": %.1f, \"tok_s_total\": %.1f, "
                "\"comm_share\": %.4f, \"comm_bytes_sent_per_step\": %.0f, \"loopback_bytes_per_step\": %.0f, "
-               "\"params\": %zu",
-               ranks, d.shard ? "true" : "false", tok_s, tok_s * ranks, comm_share, sent_step, lo_bytes, pt.numel);
+               "\"params\": %zu, \"expert_parallel\": %d, \"alltoall_bytes_per_step\": %.0f, "
+               "\"alltoall_formula_bytes\": %.0f, \"allreduce_formula_bytes\": %.0f, \"rows_crossing\": %.0f",
+               ranks, d.shard ? "true" : "false", tok_s, tok_s * ranks, comm_share, sent_step, lo_bytes, pt.numel,
+               d.ep, a2a_step, a2a_formula, dense_formula, rows_off[steps]);
         printf(", \"mem_params_mb\": %.1f, \"mem_grads_mb\": %.1f, \"mem_adam_mb\": %.1f, \"mem_activations_mb\": %.1f, "
                "\"mem_bf16_mb\": %.1f, \"mem_computed_mb\": %.1f, \"peak_rss_mb\": %.1f",
                p_bytes / MB, g_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
@@ -325,7 +364,11 @@ int bench_train(int argc, char **argv) {
         printf("  tokens/s              %.1f  (%.1f per CPU-second)\n", tok_s, N / cpu_med);
         if (ranks > 1) {
             printf("  ranks                 %d (data parallel%s): %.1f tokens/s in all, %.1f per rank\n", ranks,
-                   d.shard ? ", optimizer sharded" : "", tok_s * ranks, tok_s);
+                   d.shard ? ", optimizer sharded" : d.ep > 1 ? ", experts split over groups" : "", tok_s * ranks, tok_s);
+            if (d.ep > 1)
+                printf("  expert exchange       groups of %d: %.2f MB sent per step by rank 0 in all-to-all-v; formula "
+                       "2 x (R_out + R_in = %.0f rows) x 4 d = %.2f MB; all-reduce of the replicated part, formula %.2f MB\n",
+                       d.ep, a2a_step / 1e6, rows_off[steps], a2a_formula / 1e6, dense_formula / 1e6);
             printf("  communication         %.1f%% of the step inside MPI; %.2f MB sent per step by each rank "
                    "(ring count); %.2f MB per step over loopback (all ranks, TCP only)\n",
                    100 * comm_share, sent_step / 1e6, lo_bytes / 1e6);

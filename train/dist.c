@@ -60,6 +60,7 @@ int dist_opt_init(dist_opt *d, const mo_param_table *pt, const train_mask *mask,
     d->ep = ep > 1 ? ep : 1, d->ep_rank = comm_group_rank();
     if (d->ep > 1) {
         if (d->shard) return mo_errorf("--shard-optimizer and --expert-parallel cannot be combined yet");
+        d->ep_local = pt->cfg.n_experts / d->ep;
         if (split_at_experts(d, pt, mask)) return -1;
         d->mask = mask = &d->split;
     }

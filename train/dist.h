@@ -40,7 +40,7 @@
 
 typedef struct {
     int rank, size, shard;      // shard: --shard-optimizer
-    int ep, ep_rank;            // expert parallel: group size (1: off), place in the group
+    int ep, ep_rank, ep_local;  // expert parallel: group size (1: off), place in the group, experts per rank
     train_mask split;           // ep: the mask split at expert slice edges (owned); mask points here
     int *owner;                 // ep: [split.n] the group place owning each range, -1 replicated
     size_t numel;               // the arena

@@ -285,6 +285,14 @@ static int allocate(trainer *t) {
     t->sparse_grads = (part && t->ranks == 1) || o->expert_parallel > 1;
     if (!t->grads) t->grads = t->sparse_grads ? params_arena_alloc_sparse(pt) : params_arena_alloc(pt);
     if (!t->grads || dist_opt_init(&t->dist, pt, &t->mask, o->shard_optimizer, o->expert_parallel)) return -1;
+    // Expert parallel: the experts other ranks hold are never read here; give their pages
+    // back (rank 0 keeps the whole model: it writes the checkpoints).
+    if (o->expert_parallel > 1 && t->rank != 0)
+        for (int i = 0; i < pt->n; i++)
+            for (int e = 0; e < pt->t[i].n_experts; e++)
+                if (e / t->dist.ep_local != t->dist.ep_rank)
+                    params_arena_release(t->ck.params, pt->t[i].offset + (size_t)e * pt->t[i].expert_numel,
+                                         pt->t[i].expert_numel);
     if (t->m) {  // resumed: keep this rank's part
         dist_load_moments(&t->dist, t->m, t->v);
         free(t->m), free(t->v);

@@ -7,6 +7,8 @@
 #  - 20 training steps with --expert-parallel 2 against one process with --grad-accum 2
 #    (loss within 1e-6, parameters within 1e-5, the same routing counts) and bit-identical
 #    to plain data parallel on 2 ranks; one checkpoint file, read by eval and expert list;
+#  - the router variants (sigmoid + bias balancing + capacity + noise; top-p): expert
+#    parallel bit-identical to data parallel;
 #  - --train experts=1 under expert parallelism trains expert 1 only (on its owner);
 #  - resume under expert parallelism from step 10: bit-exact at step 20; one process is
 #    refused, naming --expert-parallel 2 and the 1 rank;
@@ -69,6 +71,19 @@ same "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to da
 "$bin" eval --checkpoint "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \
   || fail "eval of the expert-parallel checkpoint: $(cat "$tmp/ev.err")"
 "$bin" expert list "$tmp/ep/latest.h5" >/dev/null 2>"$tmp/el.err" || fail "expert list: $(cat "$tmp/el.err")"
+
+# The router variants (engine/router.h): sigmoid scores with bias balancing (its counts
+# summed over the ranks), capacity dropping and training noise; softmax with top-p. Each
+# rank selects its own tokens' experts before anything crosses ranks: bit-identical to
+# data parallel.
+for v in "--router-score sigmoid --balance bias --capacity-factor 1.0 --router-noise 0.5" "--router-top-p 0.7"; do
+  read -ra vf <<<"$v"
+  mpi 2 "$bin" train "${common[@]}" "${vf[@]}" --steps 6 --out "$tmp/vdp" >/dev/null 2>&1 || fail "data parallel with $v"
+  mpi 2 "$bin" train "${common[@]}" "${vf[@]}" --steps 6 --expert-parallel 2 --out "$tmp/vep" >/dev/null \
+    2>"$tmp/vep.err" || fail "expert parallel with $v: $(cat "$tmp/vep.err")"
+  same "$tmp/vdp" "$tmp/vep" 0 0 || fail "expert parallel with $v is not bit-identical to data parallel"
+  rm -rf "$tmp/vdp" "$tmp/vep"
+done
 
 # 2. dump: logits, losses, routing and every gradient of one batch of 4 sequences.
 $py - "$tmp/batch.h5" <<'PY'

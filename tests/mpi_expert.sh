@@ -14,50 +14,8 @@
 #    refused, naming --expert-parallel 2 and the 1 rank;
 #  - --expert-parallel 3 on a model of 4 experts is refused with the reason.
 # Runs in the normal ctest pass only (CMakeLists.txt: tests/mpi_*.sh).
-set -euo pipefail
-bin=${MONOLITH_BIN:?}
-src=${MONOLITH_SOURCE_DIR:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 fail() { echo "mpi_expert: FAIL: $*" >&2; exit 1; }
-py=python3
-/usr/bin/python3 -c 'import h5py' 2>/dev/null && py=/usr/bin/python3
-command -v mpirun >/dev/null || fail "mpirun not found: scripts/setup.sh installs openmpi-bin"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=PASSIVE
-mpi() { mpirun -np "$1" --oversubscribe --bind-to none "${@:2}"; }
-
-"$bin" tokenizer train --vocab-size 300 --input "$src"/engine/*.c -o "$tmp/tok.tiktoken" >/dev/null 2>&1
-"$bin" data prepare --tokenizer "$tmp/tok.tiktoken" --domain code --input "$src/engine" -o "$tmp/code.h5" >/dev/null 2>&1
-"$bin" data prepare --tokenizer "$tmp/tok.tiktoken" --domain kern --input "$src/kernels" -o "$tmp/kern.h5" >/dev/null 2>&1
-# tiny: 4 experts, top-2; 2 ranks own experts 0-1 and 2-3.
-common=(--preset tiny --tokenizer "$tmp/tok.tiktoken" --data "code=$tmp/code.h5" --data "kern=$tmp/kern.h5"
-        --batch 2 --seq 32 --warmup 2 --eval-every 0 --eval-batches 1 --threads 1 --log-every 1)
-
-# same A B LOSS_TOL PARAM_TOL: two run folders' metrics and final checkpoints (0: bit-identical).
-same() {
-  $py - "$@" <<'PY'
-import sys, json, h5py, numpy as np
-a, b, ltol, ptol = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-rd = lambda d: [json.loads(l) for l in open(d + "/metrics.jsonl") if '"train"' in l]
-la, lb = rd(a), rd(b)
-assert len(la) == len(lb) and la, (len(la), len(lb))
-for x, y in zip(la, lb):
-    assert abs(x["loss"] - y["loss"]) <= ltol * abs(x["loss"]), ("step", x["step"], x["loss"], y["loss"])
-    assert x["expert_tokens"] == y["expert_tokens"], ("routing counts differ at step", x["step"])
-fa, fb = h5py.File(a + "/latest.h5", "r"), h5py.File(b + "/latest.h5", "r")
-for g in ["model", "optim/m", "optim/v"]:
-    names = []
-    fa[g].visit(lambda n: names.append(n) if isinstance(fa[g][n], h5py.Dataset) else None)
-    assert names
-    for n in names:
-        x, y = fa[g][n][()], fb[g][n][()]
-        if ptol == 0:
-            assert np.array_equal(x, y), (g, n, "not bit-identical")
-        elif g == "model":
-            err = np.abs(x - y).max() / max(np.abs(x).max(), 1e-30)
-            assert err <= ptol, (n, err)
-PY
-}
+source "$(dirname "$0")/mpi_common.bash"  # tiny: 4 experts, top-2; 2 ranks hold experts 0-1 and 2-3
 
 # 1. Training: one process with --grad-accum 2, 2 ranks data parallel, 2 ranks expert parallel.
 "$bin" train "${common[@]}" --steps 20 --save-every 10 --grad-accum 2 --out "$tmp/one" >/dev/null 2>&1 || fail "1-process run"
@@ -65,8 +23,8 @@ mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --out "$tmp/dp" >/d
 mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --expert-parallel 2 --out "$tmp/ep" >/dev/null \
   2>"$tmp/ep.err" || fail "expert parallel run: $(cat "$tmp/ep.err")"
 grep -q "experts split over groups of 2 ranks (2 per rank" "$tmp/ep.err" || fail "the summary does not say: $(head -1 "$tmp/ep.err")"
-same "$tmp/one" "$tmp/ep" 1e-6 1e-5 || fail "expert parallel differs from --grad-accum 2"
-same "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to data parallel"
+compare "$tmp/one" "$tmp/ep" 1e-6 1e-5 || fail "expert parallel differs from --grad-accum 2"
+compare "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to data parallel"
 [ "$(ls "$tmp/ep"/ckpt-*.h5 | wc -l)" -eq 2 ] || fail "expected the two checkpoints of one file each: $(ls "$tmp/ep")"
 "$bin" eval --checkpoint "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \
   || fail "eval of the expert-parallel checkpoint: $(cat "$tmp/ev.err")"
@@ -81,7 +39,7 @@ for v in "--router-score sigmoid --balance bias --capacity-factor 1.0 --router-n
   mpi 2 "$bin" train "${common[@]}" "${vf[@]}" --steps 6 --out "$tmp/vdp" >/dev/null 2>&1 || fail "data parallel with $v"
   mpi 2 "$bin" train "${common[@]}" "${vf[@]}" --steps 6 --expert-parallel 2 --out "$tmp/vep" >/dev/null \
     2>"$tmp/vep.err" || fail "expert parallel with $v: $(cat "$tmp/vep.err")"
-  same "$tmp/vdp" "$tmp/vep" 0 0 || fail "expert parallel with $v is not bit-identical to data parallel"
+  compare "$tmp/vdp" "$tmp/vep" 0 0 || fail "expert parallel with $v is not bit-identical to data parallel"
   rm -rf "$tmp/vdp" "$tmp/vep"
 done
 
@@ -143,7 +101,7 @@ ln -s ckpt-00000010.h5 "$tmp/res/latest.h5"
 sed -i "s|^out = .*|out = $tmp/res|" "$tmp/res/run.ini"
 cp -r "$tmp/res" "$tmp/res3"
 mpi 2 "$bin" train --resume "$tmp/res" --threads 1 >/dev/null 2>"$tmp/res.err" || fail "resume: $(cat "$tmp/res.err")"
-same "$tmp/ep" "$tmp/res" 0 0 || fail "the resumed expert-parallel run differs from the uninterrupted one"
+compare "$tmp/ep" "$tmp/res" 0 0 || fail "the resumed expert-parallel run differs from the uninterrupted one"
 set +e
 "$bin" train --resume "$tmp/res3" --threads 1 >/dev/null 2>"$tmp/res3.err"
 rc=$?

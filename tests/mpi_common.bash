@@ -3,7 +3,8 @@
 # src, tmp (removed at exit), py (a Python with h5py), OpenMPI's environment, mpi N ARGS
 # (mpirun on this machine), a tokenizer and the token sets code.h5, kern.h5 and other.h5
 # (another text under the name code) in $tmp, the common training flags, and
-# compare A B LOSS_TOL PARAM_TOL (two run folders' metrics and final checkpoints).
+# compare A B LOSS_TOL PARAM_TOL (two run folders' metrics and final checkpoints), and
+# only_expert_1_changed A.h5 B.h5 (of a --train experts=1 run from A).
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -52,3 +53,24 @@ for g in ["model", "optim/m", "optim/v"]:
 PY
 }
 
+
+# only_expert_1_changed A.h5 B.h5: B's parameters equal A's bit for bit except expert 1's
+# slices of moe/w1, w3, w2 and its router row, which changed.
+only_expert_1_changed() {
+  $py - "$@" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["model"], h5py.File(sys.argv[2], "r")["model"]
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+changed = 0
+for n in names:
+    x, y = a[n][()], b[n][()]
+    if n.endswith(("moe/w1", "moe/w2", "moe/w3", "moe/router")):
+        keep = np.ones(x.shape[0], bool); keep[1] = False
+        assert np.array_equal(x[keep], y[keep]), (n, "an expert other than 1 changed")
+        changed += not np.array_equal(x[1], y[1])
+    else:
+        assert np.array_equal(x, y), (n, "changed")
+assert changed, "expert 1 did not train"
+PY
+}

@@ -7,6 +7,8 @@
 #  - 20 training steps with --expert-parallel 2 against one process with --grad-accum 2
 #    (loss within 1e-6, parameters within 1e-5, the same routing counts) and bit-identical
 #    to plain data parallel on 2 ranks; one checkpoint file, read by eval and expert list;
+#  - 4 ranks in 2 groups of 2 (expert gradients summed over peers, evaluations on every
+#    rank): bit-identical to 4-rank data parallel;
 #  - the router variants (sigmoid + bias balancing + capacity + noise; top-p): expert
 #    parallel bit-identical to data parallel;
 #  - --train experts=1 under expert parallelism trains expert 1 only (on its owner);
@@ -29,6 +31,14 @@ compare "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to
 "$bin" eval --checkpoint "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \
   || fail "eval of the expert-parallel checkpoint: $(cat "$tmp/ev.err")"
 "$bin" expert list "$tmp/ep/latest.h5" >/dev/null 2>"$tmp/el.err" || fail "expert list: $(cat "$tmp/el.err")"
+
+# 4 ranks in 2 groups of 2: each expert's gradient is summed over its 2 peers; with
+# evaluations (every rank evaluates: the experts are spread). Bit-identical to 4-rank data parallel.
+mpi 4 "$bin" train "${common[@]}" --steps 4 --eval-every 2 --out "$tmp/dp4" >/dev/null 2>&1 || fail "data parallel on 4 ranks"
+mpi 4 "$bin" train "${common[@]}" --steps 4 --eval-every 2 --expert-parallel 2 --out "$tmp/ep4" >/dev/null \
+  2>"$tmp/ep4.err" || fail "4 ranks in groups of 2: $(cat "$tmp/ep4.err")"
+compare "$tmp/dp4" "$tmp/ep4" 0 0 || fail "4 ranks in groups of 2 differ from data parallel"
+[ "$(grep -c '"type": "eval"' "$tmp/ep4/metrics.jsonl")" -eq 2 ] || fail "expected 2 evaluations in ep4/metrics.jsonl"
 
 # The router variants (engine/router.h): sigmoid scores with bias balancing (its counts
 # summed over the ranks), capacity dropping and training noise; softmax with top-p. Each

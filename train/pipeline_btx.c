@@ -436,9 +436,9 @@ static int section_sets(const btx_config *c, int sec, const char *key) {
 }
 
 // Plug's [all] stage starts from a trunk and experts that are trained: restarting at the
-// peak rate (warmup, fresh Adam) undoes part of that (docs/experiments.md measured 0.14
-// nats lost in 20 steps), so unless [all] says otherwise it continues where the seed's
-// schedule ended: lr * lr_floor of [train], constant, no warmup.
+// peak rate (warmup, fresh Adam) undoes part of that (docs/experiments.md: 0.18 nats worse
+// than the continued rate after 20 steps), so unless [all] says otherwise it continues
+// where the seed's schedule ended: lr * lr_floor of [train], constant, no warmup.
 static void all_continues(const btx_config *c, const train_opts *common, train_opts *o) {
     if (!section_sets(c, BTX_ALL, "lr")) o->lr = common->lr * common->lr_floor;
     if (!section_sets(c, BTX_ALL, "schedule")) snprintf(o->schedule, sizeof o->schedule, "constant");

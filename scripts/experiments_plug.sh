@@ -18,7 +18,7 @@
 #                one domain each, as separate runs), plug (the seed's trunk, no averaging;
 #                router rows from the domains' mean router inputs), router only
 #   plugall-S    the same branches, then a shorter router stage and all parameters at
-#                the seed's final learning rate (plugallpeak-S: restarted at the peak)
+#                the seed's final learning rate (plugallpeak-25: restarted at the peak)
 # for S = 25 and 50, and (bound) a dense d_ff 512 model trained for all STEPS. A module
 # of another run (a second math branch of the 25% seed) replaces plug-25's math expert,
 # and plug-25 without its math expert is scored (replace). Then the fifth domain (Python's standard library) as one more branch
@@ -134,13 +134,15 @@ for split in 25 50; do
         mkdir -p $OUT/plugall$split/modules
         for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugall$split/modules/$d.h5; done
         pipeline plug plugall$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
-        # the same with the [all] stage restarted at the peak rate (the default before
-        # it continued at the seed's final rate): the router stage is plugall's.
-        mkdir -p $OUT/plugallpeak$split/modules
-        for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugallpeak$split/modules/$d.h5; done
-        ln -sf ../plugall$split/plug.h5 $OUT/plugallpeak$split/plug.h5
-        ln -sfn ../plugall$split/router $OUT/plugallpeak$split/router
-        ALL_PEAK=1 pipeline plug plugallpeak$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
+        # seed 25%: the same with the [all] stage restarted at the peak rate (the default
+        # before it continued at the seed's final rate); the router stage is plugall's.
+        if [ $split = 25 ]; then
+            mkdir -p $OUT/plugallpeak$split/modules
+            for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugallpeak$split/modules/$d.h5; done
+            ln -sf ../plugall$split/plug.h5 $OUT/plugallpeak$split/plug.h5
+            ln -sfn ../plugall$split/router $OUT/plugallpeak$split/router
+            ALL_PEAK=1 pipeline plug plugallpeak$split $seed $bs $TAIL_R $((TAIL - TAIL_R))
+        fi
     fi
 done
 

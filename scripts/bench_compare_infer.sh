@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --coretype) coretype=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --weights) weights+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench_compare_infer.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -9,7 +9,9 @@
 #include "engine/expert_module.h"
 #include "engine/expert_remap.h"
 #include "train/freeze.h"
+#include "train/options.h"
 #include "train/router_init.h"
+#include "train/state.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -66,43 +68,26 @@ static int resolve_expert(const mo_checkpoint *ck, const char *path, const char 
                      path, path);
 }
 
-// The run options stored in a training checkpoint's /train (NULL when absent; free()).
-static char *train_options(hid_t f) {
-    if (!h5_attr_exists(f, "train", "options")) return NULL;
-    size_t cap = 1 << 20;
-    char *s = malloc(cap);
-    if (s && h5_attr_get_str(f, "train", "options", s, cap)) free(s), s = NULL;
-    return s;
-}
-
-// data_hash: FNV-1a 64 over the bytes of every token set of the run's `data = ...` lines,
-// in order (a file that is gone counts by its path). "" for a checkpoint without a run.
-static void data_hash(const char *options, char out[MO_HASH_HEX]) {
+// data_hash: FNV-1a 64 over the bytes of every token set of the run's data lines, in
+// order (a file that is gone counts by its path), the lines read from /train options by
+// the trainer's own reader. "" for a checkpoint without a run or whose options do not read.
+static void data_hash(hid_t f, const char *path, char out[MO_HASH_HEX]) {
     out[0] = 0;
-    if (!options) return;
-    enum { MAX_SETS = 256 };
-    char *paths[MAX_SETS];
-    int n = 0;
-    for (const char *p = options; *p && n < MAX_SETS;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[8192];
-        if (len < sizeof line) {
-            memcpy(line, p, len);
-            line[len] = 0;
-            char *eq = strchr(line, '=');
-            if (!strncmp(line, "data", 4) && eq && strspn(line + 4, " \t") == (size_t)(eq - line - 4)) {
-                char *spec = eq + 1 + strspn(eq + 1, " \t");
-                char *path = strchr(spec, '=') ? strchr(spec, '=') + 1 : spec;
-                char *colon = strrchr(path, ':');
-                if (colon && strspn(colon + 1, "0123456789.eE+-") == strlen(colon + 1)) *colon = 0;
-                if ((paths[n] = strdup(path))) n++;
-            }
+    char *text = train_state_options(f);
+    train_opts *o = text ? malloc(sizeof *o) : NULL;
+    if (o) {
+        char origin[TRAIN_PATH_MAX + 32];
+        snprintf(origin, sizeof origin, "%s: /train options", path);
+        train_opts_defaults(o);
+        if (!train_opts_load_ini_text(o, text, origin)) {
+            const char *paths[TRAIN_MAX_DOMAINS];
+            for (int i = 0; i < o->n_data; i++) paths[i] = o->data[i].path;
+            expert_files_hash(paths, o->n_data, out);
         }
-        p += len + (nl ? 1 : 0);
+        mo_error_clear();
     }
-    expert_files_hash((const char *const *)paths, n, out);
-    for (int i = 0; i < n; i++) free(paths[i]);
+    free(o);
+    free(text);
 }
 
 // Steps expert e was trained in the run that wrote the checkpoint: /train step when the
@@ -258,9 +243,7 @@ static int do_extract(const char *path, const char *which, const char *name, con
     hid_t f = ckpt_open(path);
     if (f >= 0) {
         x.steps_trained = expert_steps(f, &ck, e);
-        char *opts = train_options(f);
-        data_hash(opts, x.data_hash);
-        free(opts);
+        data_hash(f, path, x.data_hash);
         h5_close(f);
     }
     if (name) free(x.name), x.name = strdup(name);

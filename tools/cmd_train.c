@@ -176,17 +176,7 @@ static void print_json(const eval_opts *o, const eval_report *r) {
         for (int l = 0; l <= r->n_moe && r->n_moe; l++) {
             if (l < r->n_moe) printf("%s\"%d\": [", l ? ", " : "", r->moe_layer[l]);
             else printf(", \"mean\": [");
-            for (int e = 0; e < r->n_experts; e++) {
-                double share = 0;
-                int from = l < r->n_moe ? l : 0, to = l < r->n_moe ? l + 1 : r->n_moe;
-                for (int k = from; k < to; k++) {
-                    const int64_t *c = r->counts + ((size_t)d * r->n_moe + k) * r->n_experts;
-                    int64_t tot = 0;
-                    for (int x = 0; x < r->n_experts; x++) tot += c[x];
-                    share += tot ? (double)c[e] / (double)tot : 0;
-                }
-                printf("%s%.4f", e ? ", " : "", share / (to - from));
-            }
+            for (int e = 0; e < r->n_experts; e++) printf("%s%.4f", e ? ", " : "", eval_routing_share(r, d, l, e));
             printf("]");
         }
         printf("}");
@@ -237,17 +227,7 @@ static void print_tables(const eval_report *r) {
         printf("\n");
         for (int d = 0; d < r->n_domains; d++) {
             printf("%-16s", r->names[d]);
-            for (int e = 0; e < r->n_experts; e++) {
-                int from = l < r->n_moe ? l : 0, to = l < r->n_moe ? l + 1 : r->n_moe;
-                double share = 0;
-                for (int k = from; k < to; k++) {
-                    const int64_t *c = r->counts + ((size_t)d * r->n_moe + k) * r->n_experts;
-                    int64_t tot = 0;
-                    for (int x = 0; x < r->n_experts; x++) tot += c[x];
-                    share += tot ? (double)c[e] / (double)tot : 0;
-                }
-                printf(" %7.3f", share / (to - from));
-            }
+            for (int e = 0; e < r->n_experts; e++) printf(" %7.3f", eval_routing_share(r, d, l, e));
             printf("\n");
         }
     }

@@ -173,3 +173,15 @@ void eval_report_free(eval_report *r) {
     r->counts = NULL;
     r->drops = NULL;
 }
+
+double eval_routing_share(const eval_report *r, int d, int l, int e) {
+    int from = l < r->n_moe ? l : 0, to = l < r->n_moe ? l + 1 : r->n_moe;
+    double share = 0;
+    for (int k = from; k < to; k++) {
+        const int64_t *c = r->counts + ((size_t)d * r->n_moe + k) * r->n_experts;
+        int64_t tot = 0;
+        for (int x = 0; x < r->n_experts; x++) tot += c[x];
+        share += tot ? (double)c[e] / (double)tot : 0;
+    }
+    return to > from ? share / (to - from) : 0;
+}

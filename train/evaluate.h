@@ -63,5 +63,9 @@ loader *eval_loader_open(const mo_checkpoint *ck, const char *ck_name, const loa
 // and evaluates every domain. Returns 0, or -1 with a one-line message.
 int eval_checkpoint(const eval_opts *o, eval_report *r);
 void eval_report_free(eval_report *r);
+// The share of domain d's routing slots that went to expert e in MoE layer l (an index
+// into moe_layer, 0..n_moe-1), or its mean over the MoE layers when l == n_moe. A layer
+// where the domain routed nothing counts 0.
+double eval_routing_share(const eval_report *r, int d, int l, int e);
 
 #endif

@@ -332,6 +332,30 @@ START_TEST(test_hostile) {
     uint8_t *a = memmem(p, n, "llama", 5);
     memcpy(a, "qwen2", 5);
     assert_import_fails(p, n, "qwen2");
+    // The tokenizer (engine/interop/bpe_vocab.h): two merges out of id order, and a token
+    // whose text is not through GPT-2's byte map (a raw space: the map writes it as U+0120).
+    memcpy(p, good, n);
+    ck_assert(gguf_parse(&g, p, n, "merges") == 0);
+    const gguf_kv *mk = gguf_find(&g, "tokenizer.ggml.merges");
+    ck_assert(mk != NULL);
+    uint64_t k = 0, la = 0, lb = 0;
+    const char *ma = NULL, *mb = NULL;
+    for (; k + 1 < mk->n; k++) {
+        ma = gguf_arr_str(mk, k, &la), mb = gguf_arr_str(mk, k + 1, &lb);
+        if (la == lb && memcmp(ma, mb, la)) break;
+    }
+    ck_assert_msg(k + 1 < mk->n, "no two merges of one length");
+    char tmp[256];
+    ck_assert_uint_lt(la, sizeof tmp);
+    memcpy(tmp, ma, la), memcpy((char *)ma, mb, la), memcpy((char *)mb, tmp, la);
+    const gguf_kv *tk = gguf_find(&g, "tokenizer.ggml.tokens");
+    uint64_t lt;
+    const char *t0 = gguf_arr_str(tk, 0, &lt);
+    gguf_close(&g);
+    assert_import_fails(p, n, "token ids imply");
+    memcpy(p, good, n);
+    ((char *)p)[t0 - (const char *)p] = ' ';
+    assert_import_fails(p, n, "byte map");
     // Not GGUF at all.
     assert_import_fails((const uint8_t *)"GGUX\3\0\0\0", 8, "not a GGUF");
     free(good), free(p);

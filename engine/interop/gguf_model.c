@@ -1,12 +1,13 @@
 // gguf_model.c: monolith checkpoints as llama.cpp `llama` / `deepseek` GGUF models, and back.
 #include "engine/interop/gguf_model.h"
 
-#include "data/bpe_merges.h"
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
+#include "engine/interop/bpe_vocab.h"
 #include "engine/interop/gguf.h"
 #include "engine/interop/gguf_types.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,14 +173,15 @@ static int put_tokenizer(gguf_writer *w, const mo_checkpoint *ck) {
     if (!b->present)
         return mo_errorf("the checkpoint has no tokenizer (/tokenizer); train on a token set first, or add one with "
                          "`monolith data` so that llama.cpp can read its text");
-    tokenizer *tok = tok_from_bytes(b->tiktoken, b->tiktoken_len, "checkpoint /tokenizer",
-                                    (const char *const *)b->special_names, b->special_ids, b->n_special);
-    if (!tok) return -1;
-    int V = ck->table.cfg.vocab_size, R = tok_n_ranks(tok), TV = tok_vocab_size(tok), rc = -1, n_merges = 0;
-    char **tokens = calloc((size_t)V, sizeof *tokens), **merges = calloc((size_t)R + 1, sizeof *merges);
+    bpe_vocab v;
+    if (bpe_vocab_from_blob(b, &v)) return -1;
+    // tokenizer.ggml.tokens lists every id: the ranks' texts, the special tokens, then
+    // the rows past the tokenizer (vocab_size may be padded) as unused.
+    int V = ck->table.cfg.vocab_size, R = v.n_ranks, TV = tok_vocab_size(v.tok), rc = -1;
+    const char **tokens = calloc((size_t)V, sizeof *tokens);
+    char **pads = calloc((size_t)V, sizeof *pads);
     int32_t *types = calloc((size_t)V, sizeof *types);
-    bpe_merge *bm = calloc((size_t)R + 1, sizeof *bm);
-    if (!tokens || !merges || !types || !bm) {
+    if (!tokens || !pads || !types) {
         mo_errorf("out of memory for the vocabulary");
         goto done;
     }
@@ -188,33 +190,27 @@ static int put_tokenizer(gguf_writer *w, const mo_checkpoint *ck) {
         goto done;
     }
     for (int i = 0; i < V; i++) {
-        size_t len;
         if (i < R) {
-            const uint8_t *p = tok_token_bytes(tok, (uint32_t)i, &len);
-            tokens[i] = bpe_bytes_to_text(p, len, NULL);
+            tokens[i] = v.tokens[i];
             types[i] = TT_NORMAL;
         } else if (i < TV) {
-            tokens[i] = strdup(tok_special_name(tok, i - R));
+            tokens[i] = tok_special_name(v.tok, i - R);
             types[i] = TT_CONTROL;
         } else {
             char pad[32];
             snprintf(pad, sizeof pad, "[PAD%d]", i);
-            tokens[i] = strdup(pad);
+            if (!(tokens[i] = pads[i] = strdup(pad))) {
+                mo_errorf("out of memory for the vocabulary");
+                goto done;
+            }
             types[i] = TT_UNUSED;
         }
-        if (!tokens[i]) {
-            mo_errorf("out of memory for the vocabulary");
-            goto done;
-        }
     }
-    if (bpe_merges_recover(tok, bm) < 0) goto done;
-    for (int r = 0; r < R; r++)
-        if (bm[r].left >= 0 && !(merges[n_merges++] = bpe_merge_text(tok, bm[r]))) goto done;
-    int eot = tok_eot(tok);
+    int eot = tok_eot(v.tok);
     if (gguf_w_str(w, "tokenizer.ggml.model", "gpt2") || gguf_w_str(w, "tokenizer.ggml.pre", "gpt-2") ||
-        gguf_w_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens, (uint64_t)V) ||
+        gguf_w_arr_str(w, "tokenizer.ggml.tokens", tokens, (uint64_t)V) ||
         gguf_w_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)V) ||
-        gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merges, (uint64_t)n_merges) ||
+        gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v.merges, (uint64_t)v.n_merges) ||
         gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 0) || gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0))
         goto done;
     if (eot >= 0 && (gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)eot) ||
@@ -222,10 +218,9 @@ static int put_tokenizer(gguf_writer *w, const mo_checkpoint *ck) {
         goto done;
     rc = 0;
 done:
-    for (int i = 0; tokens && i < V; i++) free(tokens[i]);
-    for (int i = 0; merges && i < n_merges; i++) free(merges[i]);
-    free(tokens), free(merges), free(types), free(bm);
-    tok_free(tok);
+    for (int i = 0; pads && i < V; i++) free(pads[i]);
+    free(tokens), free(pads), free(types);
+    bpe_vocab_free(&v);
     return rc;
 }
 
@@ -336,6 +331,14 @@ static int get_u(const gguf_file *g, const char *arch, const char *key, int64_t 
 static const char *const gpt2_pres[] = {"gpt-2",      "phi-2",      "jina-es",      "jina-de",    "gigachat",
                                         "jina-v1-en", "jina-v2-es", "jina-v2-de", "jina-v2-code", "roberta-bpe"};
 
+// Merge k of tokenizer.ggml.merges (bpe_vocab_to_blob's bpe_merge_fn).
+static const char *merge_at(void *ctx, int k, size_t *len) {
+    uint64_t n;
+    const char *s = gguf_arr_str(ctx, (uint64_t)k, &n);
+    *len = (size_t)n;
+    return s;
+}
+
 // tokenizer.ggml.* -> the checkpoint's /tokenizer (ranks = normal tokens in id order,
 // control tokens after them as special tokens, unused tokens last).
 static int read_tokenizer(const gguf_file *g, int V, mo_tokenizer_blob *b) {
@@ -366,14 +369,14 @@ static int read_tokenizer(const gguf_file *g, int V, mo_tokenizer_blob *b) {
         return mo_errorf("%s: tokenizer.ggml.token_type must list one integer per token", g->origin);
     if (!mk || mk->type != GGUF_VT_ARRAY || mk->arr_type != GGUF_VT_STRING)
         return mo_errorf("%s: tokenizer.ggml.merges is missing or not a list of strings", g->origin);
+    if (mk->n > (uint64_t)INT_MAX)
+        return mo_errorf("%s: tokenizer.ggml.merges has %llu merges", g->origin, (unsigned long long)mk->n);
     int rc = -1, R = 0, ns = 0;
-    uint8_t **bytes = calloc((size_t)V, sizeof *bytes);
+    const char **texts = calloc((size_t)V, sizeof *texts);
     size_t *lens = calloc((size_t)V, sizeof *lens);
-    b->special_names = calloc((size_t)V, sizeof *b->special_names);
-    b->special_ids = calloc((size_t)V, sizeof *b->special_ids);
-    tokenizer *tok = NULL;
-    bpe_merge *bm = NULL;
-    if (!bytes || !lens || !b->special_names || !b->special_ids) {
+    char **names = calloc((size_t)V, sizeof *names);
+    int64_t *ids = calloc((size_t)V, sizeof *ids);
+    if (!texts || !lens || !names || !ids) {
         mo_errorf("%s: out of memory for the vocabulary", g->origin);
         goto done;
     }
@@ -391,63 +394,22 @@ static int read_tokenizer(const gguf_file *g, int V, mo_tokenizer_blob *b) {
         }
         stage = want;
         if (want == 0) {
-            if (bpe_text_to_bytes(s, (size_t)len, &bytes[R], &lens[R])) {
-                mo_errorf("%s: token %d: %s", g->origin, i, mo_error());
-                goto done;
-            }
-            R++;
-        } else if (want == 1) {
-            if (len == 0 || memchr(s, 0, (size_t)len) || !(b->special_names[ns] = strndup(s, (size_t)len))) {
+            texts[R] = s, lens[R++] = (size_t)len;
+        } else if (want == 1) {  // ids R, R + 1, ...: the stages keep them after the ranks
+            if (len == 0 || memchr(s, 0, (size_t)len) || !(names[ns] = strndup(s, (size_t)len))) {
                 mo_errorf("%s: special token %d is empty or not text", g->origin, i);
                 goto done;
             }
-            b->special_ids[ns] = i;
-            b->n_special = ++ns;
+            ids[ns++] = i;
         }
     }
-    b->n_special = ns;
-    b->tiktoken = tok_tiktoken_text((const uint8_t *const *)bytes, lens, R, &b->tiktoken_len);
-    if (!b->tiktoken) goto done;
-    tok = tok_from_bytes(b->tiktoken, b->tiktoken_len, g->origin, (const char *const *)b->special_names,
-                         b->special_ids, ns);
-    if (!tok) goto done;
     // The merges must be the ones the ranks imply, in order, or llama.cpp and monolith
-    // would split text differently.
-    bm = calloc((size_t)R + 1, sizeof *bm);
-    if (!bm) {
-        mo_errorf("%s: out of memory for the merges", g->origin);
-        goto done;
-    }
-    int nm = bpe_merges_recover(tok, bm);
-    if (nm < 0) goto done;
-    if ((uint64_t)nm != mk->n) {
-        mo_errorf("%s: tokenizer.ggml.merges has %llu merges, the ranks imply %d", g->origin,
-                  (unsigned long long)mk->n, nm);
-        goto done;
-    }
-    for (int r = 0, k = 0; r < R; r++) {
-        if (bm[r].left < 0) continue;
-        char *want = bpe_merge_text(tok, bm[r]);
-        uint64_t len;
-        const char *have = gguf_arr_str(mk, (uint64_t)k, &len);
-        int same = want && strlen(want) == len && !memcmp(want, have, (size_t)len);
-        if (!same) {
-            if (want)
-                mo_errorf("%s: merge %d is \"%.*s\" but the token ids imply \"%s\" (merges not in id order: monolith's "
-                          "rank BPE would split text differently)",
-                          g->origin, k, (int)(len > 200 ? 200 : len), have, want);
-            free(want);
-            goto done;
-        }
-        free(want);
-        k++;
-    }
-    b->present = 1;
-    rc = 0;
+    // would split text differently (bpe_vocab_to_blob checks).
+    rc = bpe_vocab_to_blob(g->origin, texts, lens, R, (const char *const *)names, ids, ns, (int)mk->n, merge_at,
+                           (void *)mk, b);
 done:
-    for (int i = 0; bytes && i < R; i++) free(bytes[i]);
-    free(bytes), free(lens), free(bm);
-    tok_free(tok);
+    for (int i = 0; names && i < ns; i++) free(names[i]);
+    free(texts), free(lens), free(names), free(ids);
     return rc;
 }
 

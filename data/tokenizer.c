@@ -2,6 +2,7 @@
 #include "data/tokenizer.h"
 
 #include "data/pretok.h"
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 
 #include <errno.h>
@@ -821,25 +822,13 @@ int tok_write_tiktoken(const char *path, const uint8_t *const *tokens, const siz
     size_t len;
     uint8_t *text = tok_tiktoken_text(tokens, lens, n, &len);
     if (!text) return -1;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    atomic_file a;
+    FILE *f = atomic_open(&a, path, "wb");
     if (!f) {
         free(text);
-        return mo_errorf("%s: cannot create (%s)", tmp, strerror(errno));
+        return -1;
     }
-    int ok = fwrite(text, 1, len, f) == len;
+    int bad = fwrite(text, 1, len, f) != len;
     free(text);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) {
-        unlink(tmp);
-        return mo_errorf("%s: write failed (disk full?)", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mo_errorf("%s: cannot rename to %s (%s)", tmp, path, strerror(e));
-    }
-    return 0;
+    return atomic_commit(&a, bad);
 }

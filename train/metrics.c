@@ -1,6 +1,7 @@
 // metrics.c: metrics.jsonl writer.
 #include "train/metrics.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 
 #include <errno.h>
@@ -18,12 +19,11 @@ static void put_num(FILE *f, const char *key, double v, int last) {
 static int cut_after(const char *path, int64_t keep_until) {
     FILE *in = fopen(path, "r");
     if (!in) return errno == ENOENT ? 0 : mo_errorf("%s: cannot read: %s", path, strerror(errno));
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
+    atomic_file a;
+    FILE *out = atomic_open(&a, path, "w");
     if (!out) {
         fclose(in);
-        return mo_errorf("%s: cannot write: %s", tmp, strerror(errno));
+        return -1;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -33,9 +33,9 @@ static int cut_after(const char *path, int64_t keep_until) {
         fputs(line, out);
     }
     free(line);
+    int bad = ferror(in);
     fclose(in);
-    if (fclose(out) || rename(tmp, path)) return mo_errorf("%s: cannot rewrite: %s", path, strerror(errno));
-    return 0;
+    return atomic_commit(&a, bad);
 }
 
 int metrics_open(metrics_log *m, const char *dir, int64_t keep_until) {

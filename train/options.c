@@ -2,6 +2,7 @@
 // file, run.ini) and one writer.
 #include "train/options.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 #include "engine/config.h"
 #include "train/ini_value.h"
@@ -354,19 +355,11 @@ void train_opts_write(const train_opts *o, FILE *f) {
 }
 
 int train_opts_write_ini(const train_opts *o, const char *path) {
-    char tmp[TRAIN_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mo_errorf("%s: cannot write: %s", tmp, strerror(errno));
+    atomic_file a;
+    FILE *f = atomic_open(&a, path, "w");
+    if (!f) return -1;
     train_opts_write(o, f);
-    int bad = ferror(f);
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        unlink(tmp);
-        return mo_errorf("%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
+    return atomic_commit(&a, 0);
 }
 
 // ---------------------------------------------------------------------------- flags

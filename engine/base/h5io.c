@@ -1,11 +1,11 @@
 // h5io.c: atomic HDF5 files, shape-checked datasets and typed attributes.
 #include "engine/base/h5io.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +50,6 @@ hid_t h5_create(const char *path) {
     return f;
 }
 
-static int fsync_path(const char *path, int dir) {
-    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int h5_finish(hid_t f, const char *path) {
     char tmp[4096];
     tmp_name(tmp, sizeof tmp, path);
@@ -67,20 +59,7 @@ int h5_finish(hid_t f, const char *path) {
         unlink(tmp);
         return mo_errorf("%s: write failed (disk full?) and was removed; %s was not written", tmp, path);
     }
-    if (fsync_path(tmp, 0) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mo_errorf("%s: fsync failed (%s) and was removed; %s was not written", tmp, strerror(e), path);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mo_errorf("%s: cannot rename to %s (%s)", tmp, path, strerror(e));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    fsync_path(dirname(dir), 1);  // best effort: makes the rename durable
-    return 0;
+    return atomic_replace(tmp, path);
 }
 
 void h5_abort(hid_t f, const char *path) {

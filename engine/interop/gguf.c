@@ -1,6 +1,7 @@
 // gguf.c: the GGUF container, read with bounds checks and written atomically.
 #include "engine/interop/gguf.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 
 #include <errno.h>
@@ -475,10 +476,9 @@ int gguf_w_tensor(gguf_writer *w, const char *name, int n_dims, const int64_t *n
 static size_t align_up(size_t x) { return (x + GGUF_DEFAULT_ALIGN - 1) / GGUF_DEFAULT_ALIGN * GGUF_DEFAULT_ALIGN; }
 
 int gguf_write(gguf_writer *w, const char *path) {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return mo_errorf("%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return mo_errorf("%s: cannot create: %s", tmp, strerror(errno));
+    atomic_file a;
+    FILE *f = atomic_open(&a, path, "wb");
+    if (!f) return -1;
     static const uint8_t zeros[GGUF_DEFAULT_ALIGN] = {0};
     uint32_t version = 3;
     uint64_t nt = (uint64_t)w->n_t;
@@ -502,16 +502,5 @@ int gguf_write(gguf_writer *w, const char *path) {
         size_t pad = align_up(t->nbytes) - t->nbytes;
         bad = fwrite(t->data, 1, t->nbytes, f) != t->nbytes || fwrite(zeros, 1, pad, f) != pad;
     }
-    if (bad || fflush(f) || fsync(fileno(f))) {
-        int e = errno;
-        fclose(f);
-        unlink(tmp);
-        return mo_errorf("%s: cannot write: %s", tmp, strerror(e));
-    }
-    if (fclose(f) || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return mo_errorf("%s: cannot write: %s", path, strerror(e));
-    }
-    return 0;
+    return atomic_commit(&a, bad);
 }

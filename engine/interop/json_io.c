@@ -1,6 +1,7 @@
 // json_io.c: JSON files through cJSON (see json_io.h).
 #include "engine/interop/json_io.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 
 #include <errno.h>
@@ -54,22 +55,16 @@ cJSON *json_read_file(const char *path, size_t max_bytes, int want_object) {
 int json_write_file(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
     if (!s) return mo_errorf("%s: out of memory formatting JSON", path);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    atomic_file a;
+    FILE *f = atomic_open(&a, path, "wb");
     if (!f) {
         free(s);
-        return mo_errorf("%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
     }
     size_t n = strlen(s);
-    int bad = fwrite(s, 1, n, f) != n || fputc('\n', f) == EOF || fflush(f) || fsync(fileno(f));
+    int bad = fwrite(s, 1, n, f) != n || fputc('\n', f) == EOF;
     free(s);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int err = errno;
-        unlink(tmp);
-        return mo_errorf("%s: cannot write: %s", path, strerror(err));
-    }
-    return 0;
+    return atomic_commit(&a, bad);
 }
 
 static const cJSON *item(const cJSON *obj, const char *key) {

@@ -3,6 +3,7 @@
 // before it sizes anything.
 #include "engine/interop/safetensors.h"
 
+#include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
 #include "kernels/bf16.h"
 #include "kernels/f16.h"
@@ -310,23 +311,16 @@ int st_write(const char *path, const st_entry *e, int n, st_dtype dtype, const c
     size_t hlen;
     char *header = make_header(e, n, dtype, metadata, &hlen);
     if (!header) return mo_errorf("%s: %s", path, mo_error());
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    atomic_file a;
+    FILE *f = atomic_open(&a, path, "wb");
     if (!f) {
         free(header);
-        return mo_errorf("%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
     }
     uint8_t len8[8];
     for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)hlen >> (8 * k));
     int bad = fwrite(len8, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen;
     free(header);
     for (int i = 0; !bad && i < n; i++) bad = write_data(f, &e[i], dtype);
-    bad = bad || fflush(f) || fsync(fileno(f));
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int err = errno;
-        unlink(tmp);
-        return mo_errorf("%s: cannot write: %s", path, strerror(err));
-    }
-    return 0;
+    return atomic_commit(&a, bad);
 }

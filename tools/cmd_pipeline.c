@@ -32,12 +32,6 @@ static const char pipeline_usage[] =
     "  --branch DOMAIN  plug: run only this domain's branch (reads only the seed and its data)\n"
     "  --threads N      threads of every stage (0: one per core; default: the file's)\n";
 
-static volatile sig_atomic_t stop_requested = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
-
 typedef struct {
     char stage[160];
 } ui;
@@ -145,15 +139,9 @@ int cmd_pipeline(int argc, char **argv) {
     }
     if (threads >= 0) cfg->threads = (int)threads;
     if (branch) snprintf(cfg->branch_only, sizeof cfg->branch_only, "%s", branch);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     ui u = {{0}};
     btx_hooks h = {.on_stage = ui_stage, .ctx = &u,
-                   .train = {.on_step = ui_step, .on_eval = ui_eval, .ctx = &u, .stop = &stop_requested}};
+                   .train = {.on_step = ui_step, .on_eval = ui_eval, .ctx = &u, .stop = cli_catch_stop()}};
     int r = btx_run(cfg, &h, sum);
     if (r < 0) {
         cmd_fail();

@@ -18,13 +18,6 @@
 
 // ---------------------------------------------------------------------------- train
 
-static volatile sig_atomic_t stop_requested = 0;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;  // the loop saves at the next step boundary
-}
-
 typedef struct {
     int tty;
     int64_t log_every;
@@ -110,16 +103,9 @@ int cmd_train(int argc, char **argv) {
     if (!quiet && *trainer_note(t)) fprintf(stderr, "%s\n", trainer_note(t));
     if (!quiet) fprintf(stderr, "%s\n", trainer_summary(t));
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
     ui u = {.tty = isatty(STDERR_FILENO), .log_every = o.log_every > 0 ? o.log_every : 10,
             .router_ce = trainer_route_by_domain(t)};
-    train_hooks h = {.on_step = ui_step, .on_eval = ui_eval, .on_save = ui_save, .ctx = &u, .stop = &stop_requested};
+    train_hooks h = {.on_step = ui_step, .on_eval = ui_eval, .on_save = ui_save, .ctx = &u, .stop = cli_catch_stop()};
     rc = trainer_run(t, &h);
     end_line(&u);
     if (rc < 0) {

@@ -3,6 +3,7 @@
 #ifndef MONOLITH_COMMANDS_H
 #define MONOLITH_COMMANDS_H
 
+#include <signal.h>
 #include <stddef.h>
 
 typedef int (*command_fn)(int argc, char **argv);
@@ -31,6 +32,10 @@ const char *cli_show(const char *s, char *buf, size_t cap);
 // (OUT.tmp, then a rename) would replace what is being read, or what was to be kept.
 // Returns 0, or -1 with a one-line message (mo_error).
 int cli_output_distinct(const char *out, const char *const *inputs, size_t n);
+
+// From now on SIGINT and SIGTERM set the returned flag instead of ending the process: a
+// run polls it (train_hooks.stop) and stops at the next step boundary after saving.
+const volatile sig_atomic_t *cli_catch_stop(void);
 
 #define MONOLITH_COMMANDS(X) \
     X(bench, "throughput of kernels, training and inference against this machine's sgemm and memory rates") \

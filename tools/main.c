@@ -6,6 +6,7 @@
 #include "kernels/threads.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +35,23 @@ int cli_threads(int n) {
     if (threads_check_memory_limit(n, 0, NULL)) return cmd_fail(), -1;
     threads_init(n);
     return 0;
+}
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+const volatile sig_atomic_t *cli_catch_stop(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return &stop_requested;
 }
 
 const char *cli_show(const char *s, char *buf, size_t cap) {

@@ -327,9 +327,20 @@ static void lin_backward(const mo_model *m, const float *params, float *dx, floa
     }
 }
 
-// The FFN weights of table indices w1, w3, w2 in bf16, with the model's scratch.
-static mo_ffn_bf16 ffn_bf16(const mo_model *m, int w1, int w3, int w2) {
-    return (mo_ffn_bf16){WB(w1), WB(w3), WB(w2), m->bx, m->bg};
+// The FFN of table indices w1, w3, w2 from element `at` of each on (the first expert of a
+// routed range; 0 for a whole tensor), in the precision the model computes in: the fp32
+// parameters, and with bf16 compute their bf16 copies and the model's scratch. The
+// precision is decided here only; ffn_forward/ffn_backward follow the view.
+static mo_ffn_weights ffn_weights(const mo_model *m, const float *params, int w1, int w3, int w2, size_t at) {
+    mo_ffn_weights w = {.w1 = params_at_c(m->pt, params, w1) + at, .w3 = params_at_c(m->pt, params, w3) + at,
+                        .w2 = params_at_c(m->pt, params, w2) + at};
+    if (m->bf16) w.b1 = WB(w1) + at, w.b3 = WB(w3) + at, w.b2 = WB(w2) + at, w.s0 = m->bx, w.s1 = m->bg;
+    return w;
+}
+
+// G groups of rows (offs) of an FFN f wide, caching h1, h3, with the model's scratch.
+static mo_ffn_rows ffn_rows(const mo_model *m, const int *offs, int G, int f, float *h1, float *h3) {
+    return (mo_ffn_rows){offs, G, f, m->pt->cfg.d_model, h1, h3, m->act, m->dact};
 }
 
 // ---------------------------------------------------------------------------- forward
@@ -354,24 +365,16 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
 
-// The routed experts' weights from expert `first` on: fp32 (w) or bf16 (wb) pointers.
-typedef struct {
-    const float *w1, *w3, *w2;
-    mo_ffn_bf16 wb;
-} expert_weights;
-
-static expert_weights experts_from(const mo_model *m, const float *params, const mo_layer_ids *id, int first) {
+// The routed experts' weights from expert `first` on.
+static mo_ffn_weights experts_from(const mo_model *m, const float *params, const mo_layer_ids *id, int first) {
     const size_t at = (size_t)first * m->pt->t[id->w1].expert_numel;  // w1, w3, w2 slices are the same size
-    expert_weights w = {P(id->w1) + at, P(id->w3) + at, P(id->w2) + at, {0}};
-    if (m->bf16) w.wb = (mo_ffn_bf16){WB(id->w1) + at, WB(id->w3) + at, WB(id->w2) + at, m->bx, m->bg};
-    return w;
+    return ffn_weights(m, params, id->w1, id->w3, id->w2, at);
 }
 
-static void experts_forward(const mo_model *m, const expert_weights *w, float *ys, float *h1, float *h3,
+static void experts_forward(const mo_model *m, const mo_ffn_weights *w, float *ys, float *h1, float *h3,
                             const float *xs, const int *offs, int n) {
-    const int f = m->pt->cfg.d_ff, d = m->pt->cfg.d_model;
-    if (m->bf16) ffn_forward_bf16(ys, h1, h3, m->act, xs, &w->wb, offs, n, f, d, 0);
-    else ffn_forward(ys, h1, h3, m->act, xs, w->w1, w->w3, w->w2, offs, n, f, d, 0);
+    mo_ffn_rows r = ffn_rows(m, offs, n, m->pt->cfg.d_ff, h1, h3);
+    ffn_forward(ys, xs, w, &r, 0);
 }
 
 // The routed experts of MoE layer l: L->ys = FFN_e(m->xs) for the rows sorted by expert.
@@ -382,13 +385,13 @@ static int routed_experts_forward(mo_model *m, const float *params, int l) {
     mo_layer_acts *L = &m->layer[l];
     const int f = m->pt->cfg.d_ff, d = m->pt->cfg.d_model;
     if (m->ep.size <= 1) {
-        expert_weights w = experts_from(m, params, id, 0);
+        mo_ffn_weights w = experts_from(m, params, id, 0);
         experts_forward(m, &w, L->ys, L->h1, L->h3, m->xs, L->disp.offs, m->pt->cfg.n_experts);
         return 0;
     }
     const mo_ep *ep = &m->ep;
     if (moe_ep_dispatch(ep, L->xr, L->ep_counts, m->xs, L->disp.offs, d)) return -1;
-    expert_weights w = experts_from(m, params, id, ep->rank * ep->local);
+    mo_ffn_weights w = experts_from(m, params, id, ep->rank * ep->local);
     float *yr = m->dxs;  // scratch until backward
     for (int s = 0; s < ep->size; s++) {
         size_t r0 = (size_t)moe_ep_block(ep, L->ep_counts, s, m->ep_offs);
@@ -409,13 +412,9 @@ static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *no
     rmsnorm_forward(L->m, L->m_rstd, L->x_ffn, P(id->ffn_norm), N, d, (float)c->norm_eps);
     memcpy(out, L->x_ffn, (size_t)N * d * sizeof(float));
     if (!id->is_moe) {
-        if (m->bf16) {
-            mo_ffn_bf16 w = ffn_bf16(m, id->ffn_w1, id->ffn_w3, id->ffn_w2);
-            ffn_forward_bf16(out, L->h1, L->h3, m->act, L->m, &w, all_rows, 1, c->d_ff_dense, d, 1);
-        } else {
-            ffn_forward(out, L->h1, L->h3, m->act, L->m, P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1,
-                        c->d_ff_dense, d, 1);
-        }
+        mo_ffn_weights w = ffn_weights(m, params, id->ffn_w1, id->ffn_w3, id->ffn_w2, 0);
+        mo_ffn_rows r = ffn_rows(m, all_rows, 1, c->d_ff_dense, L->h1, L->h3);
+        ffn_forward(out, L->m, &w, &r, 1);
         return 0;
     }
     router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, noise);
@@ -423,12 +422,10 @@ static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *no
     moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
     if (routed_experts_forward(m, params, l)) return -1;
     moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys
-    if (sh && m->bf16) {
-        mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
-        ffn_forward_bf16(out, L->sh1, L->sh3, m->act, L->m, &w, all_rows, 1, sh, d, 1);
-    } else if (sh) {
-        ffn_forward(out, L->sh1, L->sh3, m->act, L->m, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2),
-                    all_rows, 1, sh, d, 1);
+    if (sh) {
+        mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);
+        mo_ffn_rows rs = ffn_rows(m, all_rows, 1, sh, L->sh1, L->sh3);
+        ffn_forward(out, L->m, &ws, &rs, 1);
     }
     return 0;
 }
@@ -507,7 +504,8 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     float *dw1 = G(id->w1), *dw3 = G(id->w3), *dw2 = G(id->w2);
     dw1 = dw1 ? dw1 + at : NULL, dw3 = dw3 ? dw3 + at : NULL, dw2 = dw2 ? dw2 + at : NULL;
     const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
-    expert_weights w = experts_from(m, params, id, first);
+    const mo_ffn_grads g = {dw1, dw3, dw2, some};
+    mo_ffn_weights w = experts_from(m, params, id, first);
     float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
     int blocks = 1;
     if (ep->size > 1) {  // the row gradients go to the owners: dys in the receive layout, in m->xs
@@ -524,12 +522,8 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
             offs = m->ep_offs;
         }
         float *dy = dys + r0 * d;  // dxs overwrites dys in place
-        if (m->bf16)
-            ffn_backward_bf16(dy, dw1, dw3, dw2, dy, xs + r0 * d, h1 + r0 * f, h3 + r0 * f, m->act, m->dact, &w.wb,
-                              offs, n, f, d, 0, some);
-        else
-            ffn_backward(dy, dw1, dw3, dw2, dy, xs + r0 * d, h1 + r0 * f, h3 + r0 * f, m->act, m->dact, w.w1, w.w3,
-                         w.w2, offs, n, f, d, 0, some);
+        mo_ffn_rows r = ffn_rows(m, offs, n, f, h1 + r0 * f, h3 + r0 * f);
+        ffn_backward(dy, dy, xs + r0 * d, &w, &r, &g, 0);
     }
     return ep->size > 1 ? moe_ep_return(ep, m->dxs, m->xs, L->ep_counts, L->disp.offs, d) : 0;
 }
@@ -543,25 +537,21 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
     const int sh = c->n_shared_experts * c->d_ff_shared;
     const int all_rows[2] = {0, N};
     float *dy = m->dres, *dm = m->dnorm;
-    if (!id->is_moe && m->bf16) {
-        mo_ffn_bf16 w = ffn_bf16(m, id->ffn_w1, id->ffn_w3, id->ffn_w2);
-        ffn_backward_bf16(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
-                          &w, all_rows, 1, c->d_ff_dense, d, 0, NULL);
-    } else if (!id->is_moe) {
-        ffn_backward(dm, G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), dy, L->m, L->h1, L->h3, m->act, m->dact,
-                     P(id->ffn_w1), P(id->ffn_w3), P(id->ffn_w2), all_rows, 1, c->d_ff_dense, d, 0, NULL);
+    if (!id->is_moe) {
+        mo_ffn_weights w = ffn_weights(m, params, id->ffn_w1, id->ffn_w3, id->ffn_w2, 0);
+        mo_ffn_rows r = ffn_rows(m, all_rows, 1, c->d_ff_dense, L->h1, L->h3);
+        mo_ffn_grads g = {G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), NULL};
+        ffn_backward(dm, dy, L->m, &w, &r, &g, 0);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
         moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
         if (routed_experts_backward(m, params, grads, l)) return -1;
         moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
-        if (sh && m->bf16) {
-            mo_ffn_bf16 w = ffn_bf16(m, id->shared_w1, id->shared_w3, id->shared_w2);
-            ffn_backward_bf16(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3,
-                              m->act, m->dact, &w, all_rows, 1, sh, d, 1, NULL);
-        } else if (sh) {
-            ffn_backward(dm, G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), dy, L->m, L->sh1, L->sh3, m->act,
-                         m->dact, P(id->shared_w1), P(id->shared_w3), P(id->shared_w2), all_rows, 1, sh, d, 1, NULL);
+        if (sh) {
+            mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);
+            mo_ffn_rows rs = ffn_rows(m, all_rows, 1, sh, L->sh1, L->sh3);
+            mo_ffn_grads gs = {G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), NULL};
+            ffn_backward(dm, dy, L->m, &ws, &rs, &gs, 1);
         }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
         double dce = m->forced ? (double)loss_scale * m->router_ce_coef / m->n_moe : 0.0;

@@ -88,63 +88,78 @@ void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k
     }
 }
 
-// ---------------------------------------------------------------------------- SwiGLU FFN
+// ---------------------------------------------------------------------------- SwiGLU FFN, fp32
 
-void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, const float *w1, const float *w3,
-                 const float *w2, const int *offs, int G, int f, int dm, int acc) {
+static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
+    const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
-    matmul_grouped_nt(h1, xs, w1, offs, G, f, dm, 0);   // [R, f] = xs w1_g^T
-    matmul_grouped_nt(h3, xs, w3, offs, G, f, dm, 0);   // [R, f] = xs w3_g^T
-    swiglu_forward(act, h1, h3, R * (size_t)f);         // silu(h1) * h3
-    matmul_grouped_nt(ys, act, w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
+    matmul_grouped_nt(r->h1, xs, w->w1, offs, G, f, dm, 0);   // [R, f] = xs w1_g^T
+    matmul_grouped_nt(r->h3, xs, w->w3, offs, G, f, dm, 0);   // [R, f] = xs w3_g^T
+    swiglu_forward(r->act, r->h1, r->h3, R * (size_t)f);      // silu(h1) * h3
+    matmul_grouped_nt(ys, r->act, w->w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
 }
 
-void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
-                  float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
-                  const int *offs, int G, int f, int dm, int acc, const unsigned char *dw_groups) {
+static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
+                             const mo_ffn_rows *r, const mo_ffn_grads *g, int acc) {
+    const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
-    matmul_grouped_nn(dact, dys, w2, offs, G, f, dm, 0);  // d act [R, f] = dys w2_g
-    if (dw2) {
-        swiglu_forward(act, h1, h3, R * (size_t)f);       // recomputed instead of kept per layer
-        matmul_grouped_tn_some(dw2, dys, act, offs, G, dm, f, 1, dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
+    float *h1 = r->h1, *h3 = r->h3;
+    matmul_grouped_nn(r->dact, dys, w->w2, offs, G, f, dm, 0);  // d act [R, f] = dys w2_g
+    if (g->dw2) {
+        swiglu_forward(r->act, h1, h3, R * (size_t)f);  // recomputed instead of kept per layer
+        matmul_grouped_tn_some(g->dw2, dys, r->act, offs, G, dm, f, 1, g->dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
     }
-    swiglu_backward(h1, h3, dact, h1, h3, R * (size_t)f);  // h1, h3 <- dh1, dh3
-    if (dw1) matmul_grouped_tn_some(dw1, h1, xs, offs, G, f, dm, 1, dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
-    if (dw3) matmul_grouped_tn_some(dw3, h3, xs, offs, G, f, dm, 1, dw_groups);
-    matmul_grouped_nn(dxs, h1, w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
-    matmul_grouped_nn(dxs, h3, w3, offs, G, dm, f, 1);
+    swiglu_backward(h1, h3, r->dact, h1, h3, R * (size_t)f);  // h1, h3 <- dh1, dh3
+    if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, 1, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
+    if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, 1, g->dw_groups);
+    matmul_grouped_nn(dxs, h1, w->w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
+    matmul_grouped_nn(dxs, h3, w->w3, offs, G, dm, f, 1);
 }
 
-// ---------------------------------------------------------------------------- bf16
+// ---------------------------------------------------------------------------- SwiGLU FFN, bf16
 
-void ffn_forward_bf16(float *ys, float *h1, float *h3, float *act, const float *xs, const mo_ffn_bf16 *w,
-                      const int *offs, int G, int f, int dm, int acc) {
+static void ffn_forward_bf16(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
+    const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
     bf16_from_f32(w->s0, xs, R * (size_t)dm);
-    matmul_bf16_grouped_nt(h1, w->s0, w->w1, offs, G, f, dm, 0);
-    matmul_bf16_grouped_nt(h3, w->s0, w->w3, offs, G, f, dm, 0);
-    swiglu_forward(act, h1, h3, R * (size_t)f);
-    bf16_from_f32(w->s1, act, R * (size_t)f);
-    matmul_bf16_grouped_nt(ys, w->s1, w->w2, offs, G, dm, f, acc);
+    matmul_bf16_grouped_nt(r->h1, w->s0, w->b1, offs, G, f, dm, 0);
+    matmul_bf16_grouped_nt(r->h3, w->s0, w->b3, offs, G, f, dm, 0);
+    swiglu_forward(r->act, r->h1, r->h3, R * (size_t)f);
+    bf16_from_f32(w->s1, r->act, R * (size_t)f);
+    matmul_bf16_grouped_nt(ys, w->s1, w->b2, offs, G, dm, f, acc);
 }
 
-void ffn_backward_bf16(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
-                       float *h3, float *act, float *dact, const mo_ffn_bf16 *w, const int *offs, int G, int f, int dm,
-                       int acc, const unsigned char *dw_groups) {
+static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
+                              const mo_ffn_rows *r, const mo_ffn_grads *g, int acc) {
+    const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G], rf = R * (size_t)f, rd = R * (size_t)dm;
+    float *h1 = r->h1, *h3 = r->h3;
     bf16_from_f32(w->s0, dys, rd);
-    matmul_bf16_grouped_nn(dact, w->s0, w->w2, offs, G, f, dm, 0);  // d act = dys w2_g
-    if (dw2) {
-        swiglu_forward(act, h1, h3, rf);
-        bf16_from_f32(w->s1, act, rf);
-        matmul_bf16_grouped_tn_some(dw2, w->s0, w->s1, offs, G, dm, f, 1, dw_groups);  // dw2_g += dys_g^T act_g
+    matmul_bf16_grouped_nn(r->dact, w->s0, w->b2, offs, G, f, dm, 0);  // d act = dys w2_g
+    if (g->dw2) {
+        swiglu_forward(r->act, h1, h3, rf);
+        bf16_from_f32(w->s1, r->act, rf);
+        matmul_bf16_grouped_tn_some(g->dw2, w->s0, w->s1, offs, G, dm, f, 1, g->dw_groups);  // dw2_g += dys_g^T act_g
     }
-    swiglu_backward(h1, h3, dact, h1, h3, rf);  // h1, h3 <- dh1, dh3
-    bf16_from_f32(w->s0, xs, rd);                // dys is used up (dxs may alias it)
+    swiglu_backward(h1, h3, r->dact, h1, h3, rf);  // h1, h3 <- dh1, dh3
+    bf16_from_f32(w->s0, xs, rd);                   // dys is used up (dxs may alias it)
     bf16_from_f32(w->s1, h1, rf);
-    if (dw1) matmul_bf16_grouped_tn_some(dw1, w->s1, w->s0, offs, G, f, dm, 1, dw_groups);  // dw1_g += dh1_g^T xs_g
-    matmul_bf16_grouped_nn(dxs, w->s1, w->w1, offs, G, dm, f, acc);      // dxs = dh1 w1_g + dh3 w3_g
+    if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);  // dw1_g += dh1_g^T xs_g
+    matmul_bf16_grouped_nn(dxs, w->s1, w->b1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     bf16_from_f32(w->s1, h3, rf);
-    if (dw3) matmul_bf16_grouped_tn_some(dw3, w->s1, w->s0, offs, G, f, dm, 1, dw_groups);
-    matmul_bf16_grouped_nn(dxs, w->s1, w->w3, offs, G, dm, f, 1);
+    if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);
+    matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
+}
+
+// ---------------------------------------------------------------------------- the view's precision
+
+void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
+    if (w->b1) ffn_forward_bf16(ys, xs, w, r, acc);
+    else ffn_forward_f32(ys, xs, w, r, acc);
+}
+
+void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
+                  const mo_ffn_grads *g, int acc) {
+    if (w->b1) ffn_backward_bf16(dxs, dys, xs, w, r, g, acc);
+    else ffn_backward_f32(dxs, dys, xs, w, r, g, acc);
 }

@@ -42,34 +42,40 @@ void moe_combine_backward(float *dys, float *dgates, const float *dy, const floa
 // dx[i, :] = sum_j dxs[pos[i*k+j], :] (assigns; 0 for a token with no live slot).
 void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm);
 
-// SwiGLU FFN over G groups of rows (offs[G+1]); group g uses expert g of the stacked
-// weights w1, w3 [G, f, dm] and w2 [G, dm, f]. Keeps h1, h3 [R, f] for backward; act
-// [R, f] is scratch. Writes ys[R, dm] (acc = 0) or adds into it (acc = 1).
-void ffn_forward(float *ys, float *h1, float *h3, float *act, const float *xs, const float *w1, const float *w3,
-                 const float *w2, const int *offs, int G, int f, int dm, int acc);
-// Backward from dys[R, dm]: ACCUMULATES dw1, dw3, dw2 (any may be NULL: frozen), writes
-// dxs[R, dm] (acc = 0) or adds into it (acc = 1). Overwrites h1, h3 with their gradients
-// (forward's caches are used up); act and dact [R, f] are scratch. dxs may alias dys.
-// dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a frozen
-// expert's slices of dw1, dw3, dw2 are neither computed nor written.
-void ffn_backward(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
-                  float *h3, float *act, float *dact, const float *w1, const float *w3, const float *w2,
-                  const int *offs, int G, int f, int dm, int acc, const unsigned char *dw_groups);
-
-// bf16 compute (model_set_precision): the bf16 copies of w1, w3 [G, f, dm] and w2
-// [G, dm, f], and scratch for the GEMM inputs, s0 [R, dm] and s1 [R, f].
+// The weights of one SwiGLU FFN call over G groups of rows, in the precision its GEMMs
+// run in: w1, w3 [G, f, dm] and w2 [G, dm, f] in fp32, and for bf16 compute
+// (model_set_precision) their bf16 copies b1, b3, b2 with scratch for the rounded GEMM
+// inputs, s0 [R, dm] and s1 [R, f] (fp32 accumulation and outputs). b1 == NULL: fp32.
 typedef struct {
-    const mo_bf16 *w1, *w3, *w2;
+    const float *w1, *w3, *w2;
+    const mo_bf16 *b1, *b3, *b2;
     mo_bf16 *s0, *s1;
-} mo_ffn_bf16;
+} mo_ffn_weights;
 
-// ffn_forward and ffn_backward with every GEMM in bf16 (inputs rounded to bf16 into
-// w->s0, w->s1, fp32 accumulation and outputs); same arguments, caches and rules
-// otherwise. The weight gradients accumulate into the fp32 dw1, dw3, dw2.
-void ffn_forward_bf16(float *ys, float *h1, float *h3, float *act, const float *xs, const mo_ffn_bf16 *w,
-                      const int *offs, int G, int f, int dm, int acc);
-void ffn_backward_bf16(float *dxs, float *dw1, float *dw3, float *dw2, const float *dys, const float *xs, float *h1,
-                       float *h3, float *act, float *dact, const mo_ffn_bf16 *w, const int *offs, int G, int f, int dm,
-                       int acc, const unsigned char *dw_groups);
+// One call's rows: G groups (offs[G+1], group g uses expert g of the stacked weights) of
+// width dm in and out, f hidden. Forward keeps h1, h3 [R, f] for backward, which
+// overwrites them with their gradients (forward's caches are used up); act and dact
+// [R, f] are scratch (dact: backward only).
+typedef struct {
+    const int *offs;
+    int G, f, dm;
+    float *h1, *h3, *act, *dact;
+} mo_ffn_rows;
+
+// The weight gradients a backward ACCUMULATES into: dw1, dw3, dw2 (any may be NULL:
+// frozen); dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a
+// frozen expert's slices are neither computed nor written.
+typedef struct {
+    float *dw1, *dw3, *dw2;
+    const unsigned char *dw_groups;
+} mo_ffn_grads;
+
+// SwiGLU FFN: ys = (silu(xs w1_g^T) * (xs w3_g^T)) w2_g^T per group; writes ys[R, dm]
+// (acc = 0) or adds into it (acc = 1).
+void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc);
+// Backward from dys[R, dm]: accumulates the weight gradients into g, writes dxs[R, dm]
+// (acc = 0) or adds into it (acc = 1). dxs may alias dys.
+void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
+                  const mo_ffn_grads *g, int acc);
 
 #endif

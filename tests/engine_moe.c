@@ -85,11 +85,14 @@ START_TEST(test_sorted_path_matches_per_token_loop) {
     float *dxs = malloc(S * d * sizeof(float)), *dx = malloc(N * d * sizeof(float));
     float *dw1 = calloc((size_t)E * f * d, sizeof(float)), *dw3 = calloc((size_t)E * f * d, sizeof(float));
     float *dw2 = calloc((size_t)E * d * f, sizeof(float));
+    mo_ffn_weights fw = {.w1 = w1, .w3 = w3, .w2 = w2};  // fp32
+    mo_ffn_rows fr = {offs, E, f, d, h1, h3, act, dact};
+    mo_ffn_grads fg = {dw1, dw3, dw2, NULL};
     moe_gather(xs, x, &disp, E, k, d);
-    ffn_forward(ys, h1, h3, act, xs, w1, w3, w2, offs, E, f, d, 0);
+    ffn_forward(ys, xs, &fw, &fr, 0);
     moe_combine(y, ys, gates, &disp, N, k, d);
     moe_combine_backward(dxs, dgates, dy, ys, gates, &disp, N, k, d);
-    ffn_backward(dxs, dw1, dw3, dw2, dxs, xs, h1, h3, act, dact, w1, w3, w2, offs, E, f, d, 0, NULL);
+    ffn_backward(dxs, dxs, xs, &fw, &fr, &fg, 0);
     moe_scatter(dx, dxs, &disp, N, k, d);
 
     // Dispatch invariants: blocks in expert order, token order inside, every live slot once.

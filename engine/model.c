@@ -359,7 +359,7 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(m, params, L->v, L->a, ab, id->wv, N, nkv * hd, d, 0);
     rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
-    attention_forward(L->o, L->lse, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
+    attention_forward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse});
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
     const mo_bf16 *ob = to_bf16(m, m->bx, L->o, (size_t)N * nh * hd);
     lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
@@ -573,7 +573,8 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const mo_bf16 *dyb = to_bf16(m, m->bg, dy, (size_t)N * d), *ob = to_bf16(m, m->bx, L->o, (size_t)N * qd);
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
     lin_backward(m, params, m->dout, G(id->wo), dy, dyb, L->o, ob, id->wo, N, d, qd, 0);
-    attention_backward(m->dq, m->dk, m->dv, m->dout, L->o, L->lse, L->q, L->k, L->v, m->B, m->T, nh, nkv, hd);
+    attention_backward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse}, m->dout, m->dq, m->dk,
+                       m->dv);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv

@@ -230,7 +230,7 @@ static void attend_prefill(infer_ctx *s, int l, int first, int g, int T) {
                 kvcache_put(&s->kv, KV_V, l, first + b, h, t, s->v + src);
             }
     // The prompt's own attention uses K and V as computed (fp32); later steps read the cache.
-    attention_forward(s->o, s->lse, s->q, s->k, s->v, g, T, nh, nkv, hd);
+    attention_forward(&(mo_attention){g, T, nh, nkv, hd, s->q, s->k, s->v, s->o, s->lse});
 }
 
 // Every layer over s->x[rows, d] (embedded, positions in s->pos). prefill_T > 0: the

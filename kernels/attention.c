@@ -176,8 +176,10 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
 
 // ---------------------------------------------------------------------------- API
 
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int nh,
-                       int nkv, int hd) {
+void attention_forward(const mo_attention *a) {
+    float *out = a->out, *lse = a->lse;
+    const float *q = a->q, *k = a->k, *v = a->v;
+    const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
@@ -190,8 +192,9 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                        const float *q, const float *k, const float *v, int B, int T, int nh, int nkv, int hd) {
+void attention_backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv) {
+    const float *out = a->out, *lse = a->lse, *q = a->q, *k = a->k, *v = a->v;
+    const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;

@@ -14,9 +14,16 @@
 #ifndef MONOLITH_ATTENTION_H
 #define MONOLITH_ATTENTION_H
 
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int nh,
-                       int nkv, int hd);
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                        const float *q, const float *k, const float *v, int B, int T, int nh, int nkv, int hd);
+// One attention call: its shape and tensors. out and lse [B, nh, T] are written by forward
+// and read by backward.
+typedef struct {
+    int B, T, nh, nkv, hd;
+    const float *q, *k, *v;
+    float *out, *lse;
+} mo_attention;
+
+void attention_forward(const mo_attention *a);
+// Assigns dq [B, T, nh, hd], dk and dv [B, T, nkv, hd] from dout [B, T, nh, hd].
+void attention_backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv);
 
 #endif

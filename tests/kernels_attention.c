@@ -92,9 +92,10 @@ START_TEST(test_matches_ref_every_level) {
             // Outputs start as NaN: forward and backward assign every element.
             fill_nan(X.out, X.nq), fill_nan(X.lse, X.nlse);
             fill_nan(X.dq, X.nq), fill_nan(X.dk, X.nkv), fill_nan(X.dv, X.nkv);
-            attention_forward(X.out, X.lse, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+            attention_forward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse});
             ref_attention_forward(X.out64, X.att64, X.lse64, X.q64, X.k64, X.v64, s.B, s.T, s.nh, s.nkv, s.hd);
-            attention_backward(X.dq, X.dk, X.dv, X.dout, X.out, X.lse, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+            attention_backward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse}, X.dout, X.dq, X.dk,
+                               X.dv);
             ref_attention_backward(X.dq64, X.dk64, X.dv64, X.dout64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh,
                                    s.nkv, s.hd);
             const char *fmt = "%s %s B=%d T=%d nh=%d nkv=%d hd=%d: err %.3g";
@@ -130,13 +131,13 @@ START_TEST(test_causal) {
     const int t0 = 37;
     bufs X = alloc_bufs(s, 7);
     float *out0 = malloc(X.nq * sizeof(float));
-    attention_forward(out0, X.lse, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+    attention_forward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, out0, X.lse});
     for (int b = 0; b < s.B; b++)
         for (int j = 0; j < s.nkv * s.hd; j++) {
             size_t at = ((size_t)b * s.T + t0) * s.nkv * s.hd + j;
             X.k[at] += 0.5f, X.v[at] -= 0.5f;
         }
-    attention_forward(X.out, X.lse, X.q, X.k, X.v, s.B, s.T, s.nh, s.nkv, s.hd);
+    attention_forward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse});
     size_t row = (size_t)s.nh * s.hd;
     for (int b = 0; b < s.B; b++) {
         const float *o0 = out0 + (size_t)b * s.T * row, *o1 = X.out + (size_t)b * s.T * row;

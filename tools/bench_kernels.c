@@ -103,12 +103,13 @@ typedef struct {
 
 static void run_att_fwd(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->lse, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
+    attention_forward(&(mo_attention){AB, AT, ANH, ANH, AHD, c->q, c->k, c->v, c->out, c->lse});
 }
 
 static void run_att_bwd(void *p) {
     att_ctx *c = p;
-    attention_backward(c->dq, c->dk, c->dv, c->dout, c->out, c->lse, c->q, c->k, c->v, AB, AT, ANH, ANH, AHD);
+    attention_backward(&(mo_attention){AB, AT, ANH, ANH, AHD, c->q, c->k, c->v, c->out, c->lse}, c->dout, c->dq, c->dk,
+                       c->dv);
 }
 
 // ---------------------------------------------------------------------------- elementwise

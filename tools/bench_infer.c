@@ -162,14 +162,14 @@ int bench_infer(int argc, char **argv) {
         else if (i > 0 && (!strcmp(argv[i], "--precision") || !strncmp(argv[i], "--precision=", 12))) {
             const char *v = argv[i][11] == '=' ? argv[i] + 12 : i + 1 < argc ? argv[++i] : "";
             if (model_precision_parse(v, "--precision", &precision)) {
-                fprintf(stderr, "monolith: %s\n%s", mo_error(), usage);
+                cli_usage_error("bench", "%s", mo_error());
                 free(rest);
                 return 2;
             }
         }
         else rest[nrest++] = argv[i];
         if (w && strcmp(w, "f32") && strcmp(w, "int8")) {
-            fprintf(stderr, "monolith: --weights %s: use f32 or int8\n%s", w, usage);
+            cli_usage_error("bench", "--weights %s: use f32 or int8", w);
             free(rest);
             return 2;
         }
@@ -179,7 +179,7 @@ int bench_infer(int argc, char **argv) {
     int prc = bench_parse_model_opts(nrest, rest, &o, &preset, usage);
     free(rest);
     if (prc) return prc > 0 ? 0 : 2;
-    threads_init(o.threads);
+    if (cli_threads(o.threads)) return 1;
 
     int rc = 1;
     mo_checkpoint ck = {0};

@@ -9,6 +9,7 @@
 //   against the memory bandwidth measured in the same run.
 // Every rate is the best of several repetitions lasting about REP_SECONDS in all.
 #include "tools/bench.h"
+#include "tools/commands.h"
 
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -194,7 +195,7 @@ int bench_kernels(int argc, char **argv) {
     bench_opts o;
     int rc = bench_parse_opts(argc, argv, &o, usage);
     if (rc) return rc > 0 ? 0 : 2;
-    threads_init(o.threads);
+    if (cli_threads(o.threads)) return 1;
     int ret = 1;
 
     static const int even[E + 1] = {0, 512, 1024, 1536, 2048, 2560, 3072, 3584, 4096};

@@ -134,7 +134,7 @@ int bench_tokenizer(int argc, char **argv) {
             char *end;
             seconds = strtod(argv[++i], &end);
             if (*end || !(seconds > 0 && seconds < 3600)) {
-                fprintf(stderr, "monolith: --seconds takes a positive number, not '%s'\n", argv[i]);
+                cli_usage_error("bench", "--seconds takes a positive number, not '%s'", argv[i]);
                 free(rest);
                 return 2;
             }
@@ -153,7 +153,7 @@ int bench_tokenizer(int argc, char **argv) {
     snprintf(corpora, sizeof corpora, "%s/data/corpora", root ? root : ".");
     tokenizer *t = tok_open(tok_path ? tok_path : def_tok);
     if (!t) {
-        if (!tok_path) fprintf(stderr, "monolith: no --tokenizer given and the default needs scripts/setup.sh\n");
+        if (!tok_path) mo_errorf("%s (no --tokenizer given: the default one comes from scripts/setup.sh)", mo_error());
         return cmd_fail();
     }
     buf text = {0};

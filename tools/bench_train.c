@@ -91,7 +91,7 @@ static int take_int(const char *flag, const char *v, int lo, int hi, int *out) {
     char *end;
     long k = strtol(v, &end, 10);
     if (!*v || *end || k < lo || k > hi) {
-        fprintf(stderr, "monolith: %s takes a whole number from %d to %d, not '%s'\n", flag, lo, hi, v);
+        cli_usage_error("bench", "%s takes a whole number from %d to %d, not '%s'", flag, lo, hi, v);
         return -1;
     }
     *out = (int)k;
@@ -118,18 +118,18 @@ static int take_train_flags(int *argc, char **argv, train_flags *f) {
             continue;
         }
         if (i + 1 == *argc) {
-            fprintf(stderr, "monolith: %s needs a value\n%s", a, usage);
+            cli_usage_error("bench", "%s needs a value", a);
             return -1;
         }
         v = argv[++i];
         if (which == 1 && model_precision_parse(v, "--precision", &f->prec)) {
-            fprintf(stderr, "monolith: %s\n", mo_error());
+            cli_usage_error("bench", "%s", mo_error());
             return -1;
         }
         if (which == 2 && take_int(a, v, 1, STEPS_MAX, &f->steps)) return -1;
         if (which == 3) {
             if (f->n_sets == SETS_MAX || !strchr(v, '=')) {
-                fprintf(stderr, "monolith: --set takes FIELD=VALUE (at most %d of them), not '%s'\n", SETS_MAX, v);
+                cli_usage_error("bench", "--set takes FIELD=VALUE (at most %d of them), not '%s'", SETS_MAX, v);
                 return -1;
             }
             f->sets[f->n_sets++] = v;
@@ -208,7 +208,7 @@ int bench_train(int argc, char **argv) {
     const int rank = comm_rank(), ranks = comm_size();
     int prc = bench_parse_model_opts(argc, argv, &o, &preset, usage);
     if (prc) return prc > 0 ? 0 : 2;
-    threads_init(o.threads);
+    if (cli_threads(o.threads)) return 1;
 
     mo_config c;
     char names[SETS_MAX][64];

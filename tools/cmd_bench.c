@@ -17,14 +17,15 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
     o->threads = 0;
     o->json = 0;
     optind = 1;
+    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 't': {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*end || n < 0 || n > 1024) {
-                fprintf(stderr, "monolith: --threads takes a whole number (0 = one per core), not '%s'\n", optarg);
+            if (*end || !optarg[0] || n < 0 || n > 1024) {
+                cli_usage_error("bench", "--threads takes a whole number (0 = one per core), not '%s'", optarg);
                 return -1;
             }
             o->threads = (int)n;
@@ -32,11 +33,11 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
         }
         case 'j': o->json = 1; break;
         case 'h': printf("%s", usage); return 1;
-        default: fprintf(stderr, "%s", usage); return -1;
+        default: cli_getopt_error("bench", c, argv); return -1;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "monolith: unexpected argument '%s'\n%s", argv[optind], usage);
+        cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
         return -1;
     }
     return 0;
@@ -56,7 +57,7 @@ int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **pr
     for (int i = 0; i < argc; i++) {
         if (i > 0 && !strcmp(argv[i], "--preset")) {
             if (i + 1 == argc) {
-                fprintf(stderr, "monolith: --preset needs a name (tiny, small, bench-S)\n%s", usage);
+                cli_usage_error("bench", "--preset needs a name (tiny, small, bench-S)");
                 free(rest);
                 return -1;
             }
@@ -77,7 +78,7 @@ int bench_machine(int argc, char **argv) {
     bench_opts o;
     int rc = bench_parse_opts(argc, argv, &o, "usage: monolith bench machine [--threads N] [--json]\n");
     if (rc) return rc > 0 ? 0 : 2;
-    threads_init(o.threads);
+    if (cli_threads(o.threads)) return 1;
     double gf = roofline_sgemm_gflops(1024, 1.0);
     double bw = roofline_membw_gbs(1.0);
     if (o.json)
@@ -102,10 +103,12 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2)
         for (int i = 0; i < n; i++)
             if (!strcmp(argv[1], benches[i].name)) return benches[i].fn(argc - 1, argv + 1);
-    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help"));
-    if (argc >= 2 && !help) fprintf(stderr, "monolith: unknown benchmark '%s'\n", argv[1]);
-    FILE *out = help ? stdout : stderr;
-    fprintf(out, "usage: monolith bench <what> [--threads N] [--json]\n");
-    for (int i = 0; i < n; i++) fprintf(out, "  %-10s %s\n", benches[i].name, benches[i].help);
-    return help ? 0 : 2;
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"));
+    if (!help) {
+        if (argc < 2) return cli_usage_error("bench", "bench needs what to measure: machine, kernels, train, infer or tokenizer");
+        return cli_usage_error("bench", "unknown benchmark '%s' (the first word after bench)", argv[1]);
+    }
+    printf("usage: monolith bench <what> [--threads N] [--json]\n");
+    for (int i = 0; i < n; i++) printf("  %-10s %s\n", benches[i].name, benches[i].help);
+    return 0;
 }

@@ -42,7 +42,7 @@ static int parse_u64(const char *flag, const char *s, unsigned long long *out) {
     char *end;
     *out = strtoull(s, &end, 10);
     if (!*s || *end || s[0] == '-') {
-        fprintf(stderr, "monolith: %s takes a whole number >= 0, not '%s'\n", flag, s);
+        cli_usage_error("compose", "%s takes a whole number >= 0, not '%s'", flag, s);
         return -1;
     }
     return 0;
@@ -52,7 +52,7 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) 
     char *end;
     long v = strtol(s, &end, 10);
     if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "monolith: %s takes a whole number from %d to %d, not '%s'\n", flag, lo, hi, s);
+        cli_usage_error("compose", "%s takes a whole number from %d to %d, not '%s'", flag, lo, hi, s);
         return -1;
     }
     *out = (int)v;
@@ -77,7 +77,7 @@ int cmd_compose(int argc, char **argv) {
         case 'b':
         case 'e':
             if ((c == 'b' ? nb : nm) == MAX_INPUTS) {
-                fprintf(stderr, "monolith: compose: at most %d of each input\n", MAX_INPUTS);
+                cli_usage_error("compose", "at most %d of each input", MAX_INPUTS);
                 return 2;
             }
             if (c == 'b') bases[nb++] = optarg;
@@ -87,7 +87,7 @@ int cmd_compose(int argc, char **argv) {
         case 'A': o.any_seed = 1; break;
         case 'r':
             if (strcmp(optarg, "modules") && strcmp(optarg, "fresh")) {
-                fprintf(stderr, "monolith: --router takes modules or fresh, not '%s'\n", optarg);
+                cli_usage_error("compose", "--router takes modules or fresh, not '%s'", optarg);
                 return 2;
             }
             o.fresh_router = !strcmp(optarg, "fresh");
@@ -101,20 +101,19 @@ int cmd_compose(int argc, char **argv) {
             break;
         case 'o': out = optarg; break;
         case 'h': fputs(compose_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: compose: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: compose: unknown flag '%s'\n%s", argv[optind - 1], compose_usage); return 2;
+        default: return cli_getopt_error("compose", c, argv);
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "monolith: compose: unexpected argument '%s' (modules go after --expert)\n", argv[optind]);
+        cli_usage_error("compose", "unexpected argument '%s' (modules go after --expert)", argv[optind]);
         return 2;
     }
     if (!nb || !nm || !out) {
-        fprintf(stderr, "monolith: compose needs --base, at least one --expert and -o\n%s", compose_usage);
+        cli_usage_error("compose", "compose needs --base, at least one --expert and -o");
         return 2;
     }
     if (nb > 1 && !average) {
-        fprintf(stderr, "monolith: compose: %d --base given; add --average to average them, or give one\n", nb);
+        cli_usage_error("compose", "%d --base given; add --average to average them, or give one", nb);
         return 2;
     }
     if (cli_output_distinct(out, bases, (size_t)nb) || cli_output_distinct(out, mods, (size_t)nm)) return cmd_fail();
@@ -183,7 +182,7 @@ int cmd_upcycle(int argc, char **argv) {
         case 'n':
             noise = strtod(optarg, &end);
             if (!*optarg || *end || !(noise >= 0) || !isfinite(noise)) {
-                fprintf(stderr, "monolith: --noise takes a number >= 0, not '%s'\n", optarg);
+                cli_usage_error("upcycle", "--noise takes a number >= 0, not '%s'", optarg);
                 return 2;
             }
             break;
@@ -192,12 +191,11 @@ int cmd_upcycle(int argc, char **argv) {
             break;
         case 'o': out = optarg; break;
         case 'h': fputs(upcycle_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: upcycle: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: upcycle: unknown flag '%s'\n%s", argv[optind - 1], upcycle_usage); return 2;
+        default: return cli_getopt_error("upcycle", c, argv);
         }
     }
     if (argc - optind != 1 || !E || !k || !out) {
-        fprintf(stderr, "monolith: upcycle needs DENSE.h5, --n-experts, --top-k and -o\n%s", upcycle_usage);
+        cli_usage_error("upcycle", "upcycle needs DENSE.h5, --n-experts, --top-k and -o");
         return 2;
     }
     const char *in = argv[optind];

@@ -176,7 +176,8 @@ static int prepare(int argc, char **argv) {
     const char **raw = calloc((size_t)argc + 1, sizeof *raw);
     int n_raw = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:", longopts, NULL)) != -1) {
         char *end;
         switch (c) {
         case 't': tok_path = optarg; break;
@@ -186,7 +187,7 @@ static int prepare(int argc, char **argv) {
         case 'f':
             frac = strtod(optarg, &end);
             if (*end || !(frac >= 0 && frac < 1)) {
-                fprintf(stderr, "monolith: --val-fraction takes a number in [0, 1) such as 0.05, not '%s'\n", optarg);
+                cli_usage_error("data prepare", "--val-fraction takes a number in [0, 1) such as 0.05, not '%s'", optarg);
                 free(raw);
                 return 2;
             }
@@ -195,20 +196,20 @@ static int prepare(int argc, char **argv) {
             errno = 0;
             seed = strtoull(optarg, &end, 10);
             if (*end || errno) {
-                fprintf(stderr, "monolith: --seed takes a whole number, not '%s'\n", optarg);
+                cli_usage_error("data prepare", "--seed takes a whole number, not '%s'", optarg);
                 free(raw);
                 return 2;
             }
             break;
         case 'h': printf("%s", usage); free(raw); return 0;
-        default: fprintf(stderr, "%s", usage); free(raw); return 2;
+        default: free(raw); return cli_getopt_error("data prepare", c, argv);
         }
     }
     while (optind < argc) raw[n_raw++] = argv[optind++];  // --input a b c
     const char *missing = !tok_path ? "--tokenizer T" : !domain ? "--domain NAME" : !out ? "-o NAME.h5"
                           : !n_raw  ? "--input FILE..." : NULL;
     if (missing) {
-        fprintf(stderr, "monolith: data prepare needs %s\n%s", missing, usage);
+        cli_usage_error("data prepare", "data prepare needs %s", missing);
         free(raw);
         return 2;
     }
@@ -310,7 +311,10 @@ static int prepare(int argc, char **argv) {
 int cmd_data(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "prepare")) return prepare(argc - 1, argv + 1);
     int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"));
-    if (argc >= 2 && !help) fprintf(stderr, "monolith: unknown data action '%s'\n", argv[1]);
-    fprintf(help ? stdout : stderr, "%s", usage);
-    return help ? 0 : 2;
+    if (!help) {
+        if (argc < 2) return cli_usage_error("data", "data needs an action: prepare");
+        return cli_usage_error("data", "unknown data action '%s' (there is: prepare)", argv[1]);
+    }
+    printf("%s", usage);
+    return 0;
 }

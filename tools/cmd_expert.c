@@ -419,10 +419,10 @@ done:
 // ---------------------------------------------------------------------------- dispatch
 
 int cmd_expert(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        int asked = argc >= 2;
-        fputs(expert_usage, asked ? stdout : stderr);
-        return asked ? 0 : 2;
+    if (argc < 2) return cli_usage_error("expert", "expert needs an action: list, extract, insert, add or remove");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(expert_usage, stdout);
+        return 0;
     }
     const char *action = argv[1];
     static const struct option lo[] = {{"expert", required_argument, 0, 'e'}, {"slot", required_argument, 0, 's'},
@@ -449,7 +449,7 @@ int cmd_expert(int argc, char **argv) {
         case 's':
             slot = strtol(optarg, &end, 10);
             if (!*optarg || *end || slot < 0) {
-                fprintf(stderr, "monolith: --slot takes an expert index >= 0, not '%s'\n", optarg);
+                cli_usage_error("expert", "--slot takes an expert index >= 0, not '%s'", optarg);
                 return 2;
             }
             break;
@@ -457,7 +457,7 @@ int cmd_expert(int argc, char **argv) {
         case 'S':
             seed = strtoull(optarg, &end, 10);
             if (!*optarg || *end || optarg[0] == '-') {
-                fprintf(stderr, "monolith: --seed takes a whole number >= 0, not '%s'\n", optarg);
+                cli_usage_error("expert", "--seed takes a whole number >= 0, not '%s'", optarg);
                 return 2;
             }
             break;
@@ -465,11 +465,11 @@ int cmd_expert(int argc, char **argv) {
         case 'R': router_init = optarg; break;
         case 'D':
             if (n_data == LOADER_MAX_DOMAINS) {
-                fprintf(stderr, "monolith: expert %s: at most %d --data\n", action, LOADER_MAX_DOMAINS);
+                cli_usage_error("expert", "expert %s: at most %d --data", action, LOADER_MAX_DOMAINS);
                 return 2;
             }
             if (loader_parse_spec(optarg, &data[n_data])) {
-                fprintf(stderr, "monolith: --data %s: %s\n", optarg, mo_error());
+                cli_usage_error("expert", "--data %s: %s", optarg, mo_error());
                 return 2;
             }
             n_data++;
@@ -477,22 +477,21 @@ int cmd_expert(int argc, char **argv) {
         case 'T':
             seq = strtol(optarg, &end, 10);
             if (!*optarg || *end || seq < 1 || seq > 1 << 20) {
-                fprintf(stderr, "monolith: --seq takes a whole number >= 1, not '%s'\n", optarg);
+                cli_usage_error("expert", "--seq takes a whole number >= 1, not '%s'", optarg);
                 return 2;
             }
             break;
         case 'd': domain = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(expert_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: expert %s: flag %s needs a value\n", action, argv[optind]); return 2;
-        default: fprintf(stderr, "monolith: expert %s: unknown flag '%s'\n", action, argv[optind]); return 2;
+        default: return cli_getopt_error("expert", c, argv + 1);
         }
     }
     char **pos = argv + 1 + optind;
     int npos = argc - 1 - optind;
 #define NEED(cond, msg)                                                        \
     if (!(cond)) {                                                             \
-        fprintf(stderr, "monolith: expert %s: %s\n%s", action, msg, expert_usage); \
+        cli_usage_error("expert", "expert %s: %s", action, msg); \
         return 2;                                                              \
     }
     if (out && cli_output_distinct(out, (const char *const *)pos, (size_t)npos)) return cmd_fail();
@@ -520,6 +519,6 @@ int cmd_expert(int argc, char **argv) {
         return do_remove(pos[0], which, out);
     }
 #undef NEED
-    fprintf(stderr, "monolith: expert: unknown action '%s'; use list, extract, insert, add or remove\n", action);
+    cli_usage_error("expert", "unknown expert action '%s'; use list, extract, insert, add or remove", action);
     return 2;
 }

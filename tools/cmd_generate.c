@@ -123,7 +123,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case O_CKPT: o->checkpoint = optarg; break;
@@ -156,7 +156,7 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
         case O_PRECISION: rc = model_precision_parse(optarg, "--precision", &o->precision); break;
         case O_HELP: printf("%s", usage); return 1;
         default:
-            if (optopt)
+            if (c == ':')
                 rc = mo_errorf("%s needs a value; see monolith generate --help", argv[optind - 1]);
             else
                 rc = mo_errorf("unknown flag '%s'; see monolith generate --help", argv[optind - 1]);

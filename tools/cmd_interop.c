@@ -57,18 +57,17 @@ static int export_gguf(int argc, char **argv) {
             else if (!strcmp(optarg, "bf16")) type = GGML_T_BF16;
             else if (!strcmp(optarg, "q8_0")) type = GGML_T_Q8_0;
             else {
-                fprintf(stderr, "monolith: --type takes f32, f16, bf16 or q8_0, not '%s'\n", optarg);
+                cli_usage_error("export gguf", "--type takes f32, f16, bf16 or q8_0, not '%s'", optarg);
                 return 2;
             }
             break;
         case 'o': out = optarg; break;
         case 'h': fputs(export_gguf_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: export gguf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: export gguf: unknown flag '%s'\n%s", argv[optind - 1], export_gguf_usage); return 2;
+        default: return cli_getopt_error("export gguf", c, argv);
         }
     }
     if (optind + 1 != argc || !out) {
-        fprintf(stderr, "monolith: export gguf needs one checkpoint and -o\n%s", export_gguf_usage);
+        cli_usage_error("export gguf", "export gguf needs one checkpoint and -o");
         return 2;
     }
     const char *in = argv[optind];
@@ -103,12 +102,11 @@ static int import_gguf(int argc, char **argv) {
         case 'n': no_tok = 1; break;
         case 'o': out = optarg; break;
         case 'h': fputs(import_gguf_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: import gguf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: import gguf: unknown flag '%s'\n%s", argv[optind - 1], import_gguf_usage); return 2;
+        default: return cli_getopt_error("import gguf", c, argv);
         }
     }
     if (optind + 1 != argc || !out) {
-        fprintf(stderr, "monolith: import gguf needs one GGUF file and -o\n%s", import_gguf_usage);
+        cli_usage_error("import gguf", "import gguf needs one GGUF file and -o");
         return 2;
     }
     mo_checkpoint ck;
@@ -204,24 +202,23 @@ static int export_hf(int argc, char **argv) {
             else if (!strcmp(optarg, "f16")) dtype = ST_F16;
             else if (!strcmp(optarg, "bf16")) dtype = ST_BF16;
             else {
-                fprintf(stderr, "monolith: export hf: --dtype takes f32, f16 or bf16, not '%s'\n", optarg);
+                cli_usage_error("export hf", "--dtype takes f32, f16 or bf16, not '%s'", optarg);
                 return 2;
             }
             break;
         case 's':
             if ((shard = parse_size(optarg)) < 0) {
-                fprintf(stderr, "monolith: export hf: --shard-size takes a byte count like 2000000000, 2G or 500M, not '%s'\n",
+                cli_usage_error("export hf", "--shard-size takes a byte count like 2000000000, 2G or 500M, not '%s'\n",
                         optarg);
                 return 2;
             }
             break;
         case 'h': fputs(export_hf_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: export hf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: export hf: unknown flag '%s'\n%s", argv[optind - 1], export_hf_usage); return 2;
+        default: return cli_getopt_error("export hf", c, argv);
         }
     }
     if (optind + 2 != argc) {
-        fprintf(stderr, "monolith: export hf needs a checkpoint and a folder\n%s", export_hf_usage);
+        cli_usage_error("export hf", "export hf needs a checkpoint and a folder");
         return 2;
     }
     const char *in = argv[optind], *dir = argv[optind + 1];
@@ -273,7 +270,7 @@ static int import_hf(int argc, char **argv) {
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (*end || errno || v < 1 || v > (1 << 24)) {
-                fprintf(stderr, "monolith: import hf: --max-seq-len takes a length from 1 to %d, not '%s'\n", 1 << 24,
+                cli_usage_error("import hf", "--max-seq-len takes a length from 1 to %d, not '%s'\n", 1 << 24,
                         optarg);
                 return 2;
             }
@@ -282,12 +279,11 @@ static int import_hf(int argc, char **argv) {
         case 'n': no_tok = 1; break;
         case 'o': out = optarg; break;
         case 'h': fputs(import_hf_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: import hf: flag %s needs a value\n", argv[optind - 1]); return 2;
-        default: fprintf(stderr, "monolith: import hf: unknown flag '%s'\n%s", argv[optind - 1], import_hf_usage); return 2;
+        default: return cli_getopt_error("import hf", c, argv);
         }
     }
     if (optind + 1 != argc || !out) {
-        fprintf(stderr, "monolith: import hf needs one folder and -o\n%s", import_hf_usage);
+        cli_usage_error("import hf", "import hf needs one folder and -o");
         return 2;
     }
     const char *dir = argv[optind];
@@ -336,17 +332,14 @@ static const format_cmd exports[] = {{"gguf", export_gguf, export_gguf_usage}, {
 static const format_cmd imports[] = {{"gguf", import_gguf, import_gguf_usage}, {"hf", import_hf, import_hf_usage}};
 
 static int dispatch(const char *verb, const format_cmd *f, int n, int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        FILE *out = argc < 2 ? stderr : stdout;
-        for (int i = 0; i < n; i++) fprintf(out, "%s%s", i ? "\n" : "", f[i].usage);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) return cli_usage_error(verb, "%s needs a format: gguf or hf", verb);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        for (int i = 0; i < n; i++) printf("%s%s", i ? "\n" : "", f[i].usage);
+        return 0;
     }
     for (int i = 0; i < n; i++)
         if (!strcmp(argv[1], f[i].name)) return f[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "monolith: %s: unknown format '%s'; formats:", verb, argv[1]);
-    for (int i = 0; i < n; i++) fprintf(stderr, " %s", f[i].name);
-    fprintf(stderr, "\n");
-    return 2;
+    return cli_usage_error(verb, "%s: unknown format '%s'; the formats are gguf and hf", verb, argv[1]);
 }
 
 int cmd_export(int argc, char **argv) {

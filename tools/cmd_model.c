@@ -53,7 +53,8 @@ int cmd_init(int argc, char **argv) {
     int n_ovr = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
         if (ch == OPT_PRESET) {
             preset = optarg;
         } else if (ch == OPT_SEED) {
@@ -61,7 +62,7 @@ int cmd_init(int argc, char **argv) {
             errno = 0;
             unsigned long long s = strtoull(optarg, &end, 10);
             if (errno || *end || optarg[0] == '-' || !optarg[0]) {
-                fprintf(stderr, "monolith: --seed takes a whole number >= 0, not '%s'\n", optarg);
+                cli_usage_error("init", "--seed takes a whole number >= 0, not '%s'", optarg);
                 return 2;
             }
             seed = s;
@@ -73,16 +74,15 @@ int cmd_init(int argc, char **argv) {
         } else if (ch >= OPT_FIELD0 && n_ovr < 64) {
             ovr[n_ovr++] = (config_override){config_field_flags[ch - OPT_FIELD0], optarg};
         } else {
-            init_usage(stderr);
-            return 2;
+            return cli_getopt_error("init", ch, argv);
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "monolith: init: unexpected argument '%s'\n", argv[optind]);
+        cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
         return 2;
     }
     if (!preset || !out) {
-        fprintf(stderr, "monolith: init needs --preset NAME and -o CKPT.h5\n");
+        cli_usage_error("init", "init needs --preset NAME and -o CKPT.h5");
         return 2;
     }
     mo_config c;
@@ -104,12 +104,12 @@ int cmd_init(int argc, char **argv) {
 // ---------------------------------------------------------------------------- inspect
 
 int cmd_inspect(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        FILE *o = argc == 2 ? stdout : stderr;
-        fprintf(o, "usage: monolith inspect CKPT.h5\n\nConfig, total and active parameter counts, tensor shapes, "
-                   "experts and tokenizer of a checkpoint.\n");
-        return argc == 2 ? 0 : 2;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: monolith inspect CKPT.h5\n\nConfig, total and active parameter counts, tensor shapes, "
+               "experts and tokenizer of a checkpoint.\n");
+        return 0;
     }
+    if (argc != 2) return cli_usage_error("inspect", "inspect takes one checkpoint: monolith inspect CKPT.h5");
     mo_checkpoint ck;
     if (ckpt_load(argv[1], &ck)) return cmd_fail();
     const mo_param_table *pt = &ck.table;

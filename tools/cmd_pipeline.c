@@ -82,9 +82,10 @@ int cmd_pipeline(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "btx") && strcmp(argv[1], "plug"))) {
         int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
         if (!help && argc >= 2)
-            fprintf(stderr, "monolith: pipeline: unknown pipeline '%s' (there are: btx, plug)\n", argv[1]);
-        fputs(pipeline_usage, help ? stdout : stderr);
-        return help ? 0 : 2;
+            return cli_usage_error("pipeline", "unknown pipeline '%s' (there are: btx, plug)", argv[1]);
+        if (!help) return cli_usage_error("pipeline", "pipeline needs which one: btx or plug");
+        fputs(pipeline_usage, stdout);
+        return 0;
     }
     const int is_plug = !strcmp(argv[1], "plug");
     const char *name = argv[1];
@@ -102,7 +103,7 @@ int cmd_pipeline(int argc, char **argv) {
         case 'c': config = optarg; break;
         case 'b':
             if (!is_plug) {
-                fprintf(stderr, "monolith: pipeline btx: --branch is for pipeline plug (its branches are separate runs)\n");
+                cli_usage_error("pipeline", "--branch is for pipeline plug (its branches are separate runs)");
                 return 2;
             }
             branch = optarg;
@@ -110,19 +111,16 @@ int cmd_pipeline(int argc, char **argv) {
         case 't':
             threads = strtol(optarg, &end, 10);
             if (!*optarg || *end || threads < 0 || threads > 1024) {
-                fprintf(stderr, "monolith: --threads takes a whole number from 0 to 1024, not '%s'\n", optarg);
+                cli_usage_error("pipeline", "--threads takes a whole number from 0 to 1024, not '%s'", optarg);
                 return 2;
             }
             break;
         case 'h': fputs(pipeline_usage, stdout); return 0;
-        case ':': fprintf(stderr, "monolith: pipeline %s: flag %s needs a value\n", name, argv[optind]); return 2;
-        default:
-            fprintf(stderr, "monolith: pipeline %s: unknown flag '%s'\n%s", name, argv[optind], pipeline_usage);
-            return 2;
+        default: return cli_getopt_error("pipeline", c, argv + 1);
         }
     }
     if (!config || optind < argc - 1) {
-        fprintf(stderr, "monolith: pipeline %s needs --config FILE and nothing else\n%s", name, pipeline_usage);
+        cli_usage_error("pipeline", "pipeline %s needs --config FILE and nothing else", name);
         return 2;
     }
     btx_config *cfg = malloc(sizeof *cfg);

@@ -113,8 +113,9 @@ static int parse(int argc, char **argv, tok_args *a) {
     memset(a, 0, sizeof *a);
     a->inputs = calloc((size_t)argc + 1, sizeof *a->inputs);
     optind = 1;
+    opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:", longopts, NULL)) != -1) {
         switch (c) {
         case 't': a->tokenizer = optarg; break;
         case 'i': a->inputs[a->n_inputs++] = optarg; break;
@@ -125,13 +126,13 @@ static int parse(int argc, char **argv, tok_args *a) {
             errno = 0;
             a->vocab_size = strtol(optarg, &end, 10);
             if (*end || errno || a->vocab_size <= 0 || a->vocab_size > 10000000) {
-                fprintf(stderr, "monolith: --vocab-size takes a whole number such as 4096, not '%s'\n", optarg);
+                cli_usage_error("tokenizer", "--vocab-size takes a whole number such as 4096, not '%s'", optarg);
                 return -1;
             }
             break;
         }
         case 'h': printf("%s", usage); return 1;
-        default: fprintf(stderr, "%s", usage); return -1;
+        default: cli_getopt_error("tokenizer", c, argv); return -1;
         }
     }
     // Files after --input FILE are more inputs (--input a b c), as docs/design.md section 14 shows.
@@ -147,15 +148,15 @@ static void progress_merges(void *ctx, int done, int wanted) {
 
 static int do_train(tok_args *a) {
     if (!a->vocab_size) {
-        fprintf(stderr, "monolith: tokenizer train needs --vocab-size N\n%s", usage);
+        cli_usage_error("tokenizer", "tokenizer train needs --vocab-size N");
         return 2;
     }
     if (!a->output) {
-        fprintf(stderr, "monolith: tokenizer train needs -o OUT.tiktoken\n%s", usage);
+        cli_usage_error("tokenizer", "tokenizer train needs -o OUT.tiktoken");
         return 2;
     }
     if (!a->n_inputs) {
-        fprintf(stderr, "monolith: tokenizer train needs --input FILE...\n%s", usage);
+        cli_usage_error("tokenizer", "tokenizer train needs --input FILE...");
         return 2;
     }
     if (a->vocab_size < 257) {
@@ -229,7 +230,7 @@ static int do_encode(tok_args *a, tokenizer *t) {
 
 static int do_decode(tok_args *a, tokenizer *t) {
     if (a->n_inputs > 1) {
-        fprintf(stderr, "monolith: tokenizer decode reads one --input (or stdin)\n");
+        cli_usage_error("tokenizer", "tokenizer decode reads one --input (or stdin)");
         return 2;
     }
     const char *path = a->n_inputs ? a->inputs[0] : NULL;
@@ -271,9 +272,10 @@ static int do_decode(tok_args *a, tokenizer *t) {
 }
 
 int cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        fprintf(argc < 2 ? stderr : stdout, "%s", usage);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) return cli_usage_error("tokenizer", "tokenizer needs an action: train, encode or decode");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        printf("%s", usage);
+        return 0;
     }
     const char *action = argv[1];
     tok_args a;
@@ -286,7 +288,7 @@ int cmd_tokenizer(int argc, char **argv) {
         rc = do_train(&a);
     } else if (!strcmp(action, "encode") || !strcmp(action, "decode")) {
         if (!a.tokenizer) {
-            fprintf(stderr, "monolith: tokenizer %s needs --tokenizer T (a .tiktoken file or a checkpoint)\n", action);
+            cli_usage_error("tokenizer", "tokenizer %s needs --tokenizer T (a .tiktoken file or a checkpoint)", action);
             rc = 2;
         } else {
             tokenizer *t = tok_open(a.tokenizer);
@@ -298,7 +300,7 @@ int cmd_tokenizer(int argc, char **argv) {
             }
         }
     } else {
-        fprintf(stderr, "monolith: unknown tokenizer action '%s'\n%s", action, usage);
+        cli_usage_error("tokenizer", "unknown tokenizer action '%s' (there are: train, encode, decode)", action);
         rc = 2;
     }
     free(a.inputs);

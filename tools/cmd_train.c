@@ -142,7 +142,7 @@ static int parse_int_flag(const char *flag, const char *v, long lo, long hi, lon
     char *end;
     long x = strtol(v, &end, 10);
     if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "monolith: %s takes a whole number from %ld to %ld, not '%s'\n", flag, lo, hi, v);
+        cli_usage_error("eval", "%s takes a whole number from %ld to %ld, not '%s'", flag, lo, hi, v);
         return -1;
     }
     *out = x;
@@ -236,11 +236,11 @@ int cmd_eval(int argc, char **argv) {
         case 'c': o.checkpoint = optarg; break;
         case 'd':
             if (o.n_data == LOADER_MAX_DOMAINS) {
-                fprintf(stderr, "monolith: at most %d --data\n", LOADER_MAX_DOMAINS);
+                cli_usage_error("eval", "at most %d --data", LOADER_MAX_DOMAINS);
                 return 2;
             }
             if (loader_parse_spec(optarg, &specs[o.n_data++])) {
-                fprintf(stderr, "monolith: %s\n", mo_error());
+                cli_usage_error("eval", "%s", mo_error());
                 return 2;
             }
             break;
@@ -262,16 +262,15 @@ int cmd_eval(int argc, char **argv) {
         case 'r': o.route_by_domain = 1; break;
         case 'j': json = 1; break;
         case 'h': printf("%s", eval_usage); return 0;
-        case ':': fprintf(stderr, "monolith: flag %s needs a value\n%s", argv[optind - 1], eval_usage); return 2;
-        default: fprintf(stderr, "monolith: unknown flag '%s'\n%s", argv[optind - 1], eval_usage); return 2;
+        default: return cli_getopt_error("eval", c, argv);
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "monolith: unexpected argument '%s'\n%s", argv[optind], eval_usage);
+        cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
         return 2;
     }
     if (!o.checkpoint) {
-        fprintf(stderr, "monolith: give --checkpoint CKPT\n%s", eval_usage);
+        cli_usage_error("eval", "give --checkpoint CKPT");
         return 2;
     }
     if (cli_threads((int)threads)) return 1;

@@ -28,6 +28,19 @@ int cli_threads(int n);
 // terminal). Into buf; returns buf.
 const char *cli_show(const char *s, char *buf, size_t cap);
 
+// A usage error (a missing or unknown flag, a bad value): one line on stderr,
+// "monolith: MSG; see 'monolith CMD --help'" (control characters in MSG shown as '?',
+// as mo_errorf does), never the whole usage text. Returns 2, the usage-error exit code.
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+// The same for getopt_long's '?' (unknown flag) or ':' (flag without its value; the
+// optstring must start with ':' and opterr be 0 so that getopt prints nothing itself).
+int cli_getopt_error(const char *cmd, int c, char **argv);
+
 // -o OUT may not be one of the n inputs (the same file, by device and inode): writing it
 // (OUT.tmp, then a rename) would replace what is being read, or what was to be kept.
 // Returns 0, or -1 with a one-line message (mo_error).

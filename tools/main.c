@@ -6,7 +6,9 @@
 #include "kernels/threads.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -54,6 +56,24 @@ const volatile sig_atomic_t *cli_catch_stop(void) {
     return &stop_requested;
 }
 
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mo_errorf("%s; see 'monolith %s --help'", msg, cmd);  // (mo_errorf makes it one line)
+    fprintf(stderr, "monolith: %s\n", mo_error());
+    return 2;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv) {
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (c == ':') return cli_usage_error(cmd, "flag %s needs a value", arg);
+    if (optopt && !(arg[0] == '-' && arg[1] == '-')) return cli_usage_error(cmd, "unknown flag '-%c'", optopt);
+    return cli_usage_error(cmd, "unknown flag '%s'", arg);
+}
+
 const char *cli_show(const char *s, char *buf, size_t cap) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && n + 5 < cap; p++) {
@@ -84,7 +104,7 @@ static void usage(FILE *out) {
 
 static int run(int argc, char **argv) {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "monolith: give a command; 'monolith help' lists them\n");
         return 2;
     }
     const char *name = argv[1];
@@ -98,7 +118,8 @@ static int run(int argc, char **argv) {
     }
     for (int i = 0; i < n_commands; i++)
         if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "monolith: unknown command '%s'; run 'monolith help' for the list\n", name);
+    mo_errorf("unknown command '%s'; 'monolith help' lists them", name);
+    fprintf(stderr, "monolith: %s\n", mo_error());
     return 2;
 }
 

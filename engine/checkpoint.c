@@ -66,7 +66,7 @@ static int check_tensor(hid_t f, const char *path, const mo_param_table *pt, int
     int rank;
     hsize_t got[H5IO_MAX_RANK], dims[3];
     tensor_dims(t, dims);
-    if (h5_shape(f, path, &rank, got)) return -1;
+    if (h5_shape(f, path, &rank, got) || h5_require_f32(f, path)) return -1;
     int same = rank == t->rank;
     for (int k = 0; same && k < rank; k++) same = got[k] == dims[k];
     if (!same) {

@@ -12,6 +12,12 @@
 #    refused and the input kept; a tokenizer that is a device or FIFO is refused at once
 #  - a float flag out of float range is reported as typed (--repetition-penalty 1e-300)
 #  - domain weights whose sum overflows still train
+#  - a virtual dataset, a float64/float16/int32 tensor, and a FIFO or folder as checkpoint
+#    are refused by name; a 300 MB (sparse) file as tokenizer hits the 256 MB cap; logits
+#    that overflow stop generate naming the checkpoint; a 10 MB INI line is one message
+#  - usage errors are one line; bench --threads is capped like the other commands; train's
+#    progress and expert list (checkpoint and module) show control characters escaped
+#  - a full disk at the first byte (ulimit -f 0) leaves no zero-byte NAME.tmp
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -57,7 +63,7 @@ echo "output errors: reported, exit 1"
 
 # ---------------------------------------------------------------- HDF5 links and layouts
 mkfifo "$tmp/fifo"
-for kind in soft external external_fifo storage chunk; do
+for kind in soft external external_fifo storage chunk virtual f64 f16 i32; do
   cp "$ck" "$tmp/$kind.h5"
   $py - "$tmp/$kind.h5" "$kind" "$tmp" <<'PY'
 import sys, h5py, numpy as np
@@ -74,6 +80,18 @@ with h5py.File(path, "r+") as f:
         del f["model/norm"]
         open(tmp + "/raw.bin", "wb").write(x.tobytes())
         f.create_dataset("model/norm", shape=x.shape, dtype=x.dtype, external=[(tmp + "/raw.bin", 0, x.nbytes)])
+    elif kind == "virtual":
+        x = f["model/norm"][()]
+        del f["model/norm"]
+        with h5py.File(tmp + "/vsrc.h5", "w") as s:
+            s["x"] = x
+        lay = h5py.VirtualLayout(shape=x.shape, dtype=x.dtype)
+        lay[:] = h5py.VirtualSource(tmp + "/vsrc.h5", "x", shape=x.shape)
+        f.create_virtual_dataset("model/norm", lay)
+    elif kind in ("f64", "f16", "i32"):
+        x = f["model/norm"][()]
+        del f["model/norm"]
+        f.create_dataset("model/norm", data=x.astype({"f64": "f8", "f16": "f2", "i32": "i4"}[kind]))
     else:  # a 64 MB chunk declared for a few hundred bytes
         x = f["model/norm"][()]
         del f["model/norm"]
@@ -86,7 +104,15 @@ refused "external link to a FIFO" "/model/extra is an external link" "$bin" insp
 refused "external storage" "model/norm keeps its data in 1 external file" "$bin" inspect "$tmp/storage.h5"
 refused "chunk larger than its data" "declares chunks of" "$bin" inspect "$tmp/chunk.h5"
 refused "soft link in a token set" "is a soft link" "$bin" eval --checkpoint "$ck" --data "code=$tmp/soft.h5"
-echo "HDF5: soft, external, external-to-FIFO links, external storage and oversized chunks refused by name"
+refused "virtual dataset" "model/norm is virtual" "$bin" inspect "$tmp/virtual.h5"
+refused "float64 tensor" "model/norm is stored as floats of 8 bytes, not float32" "$bin" inspect "$tmp/f64.h5"
+refused "float16 tensor" "model/norm is stored as floats of 2 bytes, not float32" "$bin" eval --checkpoint "$tmp/f16.h5" \
+  --data "code=$tmp/code.h5"
+refused "int32 tensor" "model/norm is stored as integers of 4 bytes" "$bin" generate --checkpoint "$tmp/i32.h5" --prompt x
+refused "FIFO as checkpoint" "not a regular file (a FIFO)" "$bin" inspect "$tmp/fifo"
+refused "folder as checkpoint" "not a regular file (a directory)" "$bin" expert list "$tmp"
+echo "HDF5: soft, external, external-to-FIFO links, external storage, virtual datasets, oversized chunks, tensors"
+echo "      not float32, FIFOs and folders refused by name"
 
 # ---------------------------------------------------------------- optimizer and RNG state
 "$bin" expert extract "$ck" --expert 0 -o "$tmp/mod.h5" >/dev/null 2>&1 || fail "expert extract"
@@ -132,7 +158,17 @@ with h5py.File(sys.argv[1], "r+") as f:
 PY
 refused "eval, huge weights" "huge.h5: the validation loss on code is" "$bin" eval --checkpoint "$tmp/huge.h5" \
   --data "code=$tmp/code.h5" --batches 1 --batch 2 --seq 16
-echo "huge weights: eval stops naming the checkpoint"
+cp "$ck" "$tmp/overflow.h5"
+$py - "$tmp/overflow.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:  # finite weights whose logits overflow float
+    f["model/output"][...] = np.float32(3e38)
+    f["model/norm"][...] = np.float32(1e4)
+PY
+refused "generate, logits overflow" "overflow.h5: the logit of token" "$bin" generate --checkpoint "$tmp/overflow.h5" \
+  --prompt int --max-tokens 3 --threads 1
+grep -qF "cannot generate" "$tmp/err" || fail "generate's message lacks what it means: $(cat "$tmp/err")"
+echo "huge weights: eval and generate stop naming the checkpoint"
 
 # ---------------------------------------------------------------- names, domains, -o, streams, numbers
 "$bin" expert add "$ck" --init random --router-init random --name $'\e]0;pwned\a\e[31mred' -o "$tmp/named.h5" >/dev/null 2>&1 ||
@@ -168,4 +204,46 @@ cp "$tmp/code.h5" "$tmp/code2.h5"
   --batch 2 --seq 16 --warmup 1 --eval-every 0 --eval-batches 1 --threads 1 --steps 1 --out "$tmp/w" \
   >/dev/null 2>"$tmp/err" || fail "weights of 1e308: $(cat "$tmp/err")"
 echo "names escaped; bad --domain, -o = input, device tokenizers and out-of-range floats refused"
+
+# ---------------------------------------------------------------- caps, usage, escapes, full disk
+truncate -s 300M "$tmp/big.tiktoken"
+refused "300 MB tokenizer" "more than 256 MB; not a tokenizer file" "$bin" data prepare --tokenizer "$tmp/big.tiktoken" \
+  --domain x --input "$tmp/in.txt" -o "$tmp/big.h5"
+rm -f "$tmp/big.tiktoken"
+head -c $((10 << 20)) /dev/zero | tr '\0' a | { printf 'steps = 3\nout = '; cat; printf '\n'; } >"$tmp/long.ini"
+refused "10 MB INI line" "long.ini:2: line longer than 199 bytes" "$bin" train --config "$tmp/long.ini" --preset tiny \
+  --tokenizer "$tok" --data "code=$tmp/code.h5"
+for cmd in "inspect" "expert" "expert list --zz" "data prepare --domain" "compose --top-k" "init --seed" "dump -z" \
+  "eval --batch" "tokenizer frob" "export" "pipeline btx --zz" "bench frob" "bench machine --threads x" "frob"; do
+  # shellcheck disable=SC2086
+  refused "usage error: monolith $cmd" "monolith" "$bin" $cmd
+done
+set +e
+"$bin" bench machine --threads 1024 --json >"$tmp/out" 2>"$tmp/err"
+rc=$?
+set -e
+[ $rc -eq 0 ] || fail "bench machine --threads 1024: exit $rc: $(cat "$tmp/err")"
+grep -q "note: --threads 1024 is more than" "$tmp/err" || fail "bench did not cap --threads 1024: $(cat "$tmp/err")"
+grep -q "\"threads\": 1024" "$tmp/out" && fail "bench ran 1024 threads"
+"$bin" expert extract "$tmp/named.h5" --expert 4 -o "$tmp/named_mod.h5" >"$tmp/out" 2>&1 || fail "expert extract: $(cat "$tmp/out")"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" && fail "expert extract printed a control character"
+"$bin" expert list "$tmp/named_mod.h5" >"$tmp/out" 2>&1 || fail "expert list module: $(cat "$tmp/out")"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/out" && fail "expert list (module) printed a control character"
+grep -qF '\x1b]0;pwned' "$tmp/out" || fail "expert list (module) did not show the name escaped: $(cat "$tmp/out")"
+"$bin" train --preset tiny --tokenizer "$tok" --data "code=$tmp/code.h5" --batch 2 --seq 16 --warmup 1 --eval-every 0 \
+  --eval-batches 1 --threads 1 --steps 1 --log-every 1 --out "$tmp/r"$'\e[31m\a' >/dev/null 2>"$tmp/err" ||
+  fail "train --out with control characters: $(cat "$tmp/err")"
+LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/err" && fail "train printed --out raw: $(cat -v "$tmp/err")"
+grep -qF 'r\x1b[31m\x07' "$tmp/err" || fail "train did not show --out escaped: $(cat "$tmp/err")"
+mkdir "$tmp/full"
+# (stderr into a pipe: the file-size limit would refuse the message itself in a file)
+set +e
+msg=$(cd "$tmp/full" && trap '' XFSZ && ulimit -f 0 && exec "$bin" init --preset tiny -o o.h5 2>&1 >/dev/null)
+rc=$?
+set -e
+[ $rc -eq 1 ] && [ "$(printf '%s\n' "$msg" | wc -l)" -eq 1 ] || fail "init on a full disk: exit $rc: $msg"
+case $msg in *"o.h5 was not written"*) ;; *) fail "init on a full disk: $msg" ;; esac
+[ -z "$(ls -A "$tmp/full")" ] || fail "a full disk left files: $(ls -la "$tmp/full")"
+echo "256 MB tokenizer cap, 10 MB INI line, one-line usage errors, bench --threads capped, escaped names and"
+echo "      --out, nothing left by a write that fails at its first byte"
 echo "reliability_cli: ok"

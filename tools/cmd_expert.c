@@ -182,14 +182,19 @@ static int routed_tokens(const char *ckpt, int64_t step, int E, double *out) {
 static int list_module(const char *path) {
     mo_expert x;
     if (expert_load(path, &x)) return cmd_fail();
-    printf("%s: module '%s' (domain %s), %d MoE layer%s, d_model %d, d_ff %d, vocab %d%s\n", path, x.name,
-           x.domain[0] ? x.domain : "-", x.n_moe, x.n_moe == 1 ? "" : "s", x.key.d_model, x.key.d_ff, x.key.vocab_size,
-           x.m ? ", with optimizer state" : "");
+    // Every string read from the file is shown escaped (cli_show): a name could hold terminal escapes.
+    char p[4096], nm[1024], dm[1024], sh[512], dh[512], ph[512], vh[512], pv[8192];
+    printf("%s: module '%s' (domain %s), %d MoE layer%s, d_model %d, d_ff %d, vocab %d%s\n",
+           cli_show(path, p, sizeof p), cli_show(x.name, nm, sizeof nm),
+           cli_show(x.domain[0] ? x.domain : "-", dm, sizeof dm), x.n_moe, x.n_moe == 1 ? "" : "s", x.key.d_model,
+           x.key.d_ff, x.key.vocab_size, x.m ? ", with optimizer state" : "");
     printf("steps_trained %lld\nseed_hash     %s\ndata_hash     %s\nparent_hash   %s\nvocab_hash    %s\n"
            "router rows   %s\nprovenance    %s\n",
-           (long long)x.steps_trained, x.seed_hash[0] ? x.seed_hash : "-", x.data_hash[0] ? x.data_hash : "-",
-           x.parent_hash[0] ? x.parent_hash : "-", x.key.vocab_hash[0] ? x.key.vocab_hash : "-",
-           x.has_router ? "yes" : "no (an FFN of a dense model)", x.provenance);
+           (long long)x.steps_trained, cli_show(x.seed_hash[0] ? x.seed_hash : "-", sh, sizeof sh),
+           cli_show(x.data_hash[0] ? x.data_hash : "-", dh, sizeof dh),
+           cli_show(x.parent_hash[0] ? x.parent_hash : "-", ph, sizeof ph),
+           cli_show(x.key.vocab_hash[0] ? x.key.vocab_hash : "-", vh, sizeof vh),
+           x.has_router ? "yes" : "no (an FFN of a dense model)", cli_show(x.provenance, pv, sizeof pv));
     expert_free(&x);
     return 0;
 }
@@ -213,8 +218,9 @@ static int do_list(const char *path) {
     int E = c->n_experts;
     double *routed = calloc((size_t)E + 1, sizeof *routed);
     int have_routed = routed && E > 0 && routed_tokens(path, step, E, routed);
-    printf("%s: %d expert%s per MoE layer, top_k %d, %d of %d layers MoE\n", path, E, E == 1 ? "" : "s", c->top_k,
-           config_n_moe_layers(c), c->n_layers);
+    char p[4096];
+    printf("%s: %d expert%s per MoE layer, top_k %d, %d of %d layers MoE\n", cli_show(path, p, sizeof p), E,
+           E == 1 ? "" : "s", c->top_k, config_n_moe_layers(c), c->n_layers);
     printf("%-5s %-16s %-12s %8s %14s  %s\n", "index", "name", "domain", "steps", "tokens_routed", "provenance");
     for (int e = 0; e < ck.experts.n; e++) {
         char routed_s[32] = "-";
@@ -249,8 +255,10 @@ static int do_extract(const char *path, const char *which, const char *name, con
     if (name) free(x.name), x.name = strdup(name);
     if (domain) free(x.domain), x.domain = strdup(domain);
     if (expert_save(out, &x)) goto done;
-    printf("%s: expert %d (%s, domain %s) of %s, %d MoE layer%s%s\n", out, e, x.name, x.domain[0] ? x.domain : "-",
-           path, x.n_moe, x.n_moe == 1 ? "" : "s", x.m ? ", with optimizer state" : "");
+    char o[4096], nm[1024], dm[1024], p[4096];
+    printf("%s: expert %d (%s, domain %s) of %s, %d MoE layer%s%s\n", cli_show(out, o, sizeof o), e,
+           cli_show(x.name, nm, sizeof nm), cli_show(x.domain[0] ? x.domain : "-", dm, sizeof dm),
+           cli_show(path, p, sizeof p), x.n_moe, x.n_moe == 1 ? "" : "s", x.m ? ", with optimizer state" : "");
     rc = 0;
 done:
     if (rc) cmd_fail();
@@ -269,7 +277,8 @@ static int do_insert(const char *path, const char *mod, int slot, const char *ou
     if (expert_load(mod, &x) || expert_insert(&ck, m, v, slot, &x, path, mod) ||
         ckpt_save_optim(out, &ck, m, v, m ? path : NULL))
         goto done;
-    printf("%s: %s with expert %d replaced by %s (%s)%s\n", out, path, slot, mod, x.name,
+    char nm[1024];
+    printf("%s: %s with expert %d replaced by %s (%s)%s\n", out, path, slot, mod, cli_show(x.name, nm, sizeof nm),
            m ? (x.m ? ", optimizer state from the module" : ", optimizer state of the slot reset") : "");
     rc = 0;
 done:
@@ -376,8 +385,9 @@ static int do_add(const char *path, const char *mod, const add_opts *ao, const c
         if (router_init_rows(&nk, out, is_new, &ro, &rep)) goto done;
     }
     if (ckpt_save(out, &nk)) goto done;
+    char nm[1024];
     printf("%s: %s plus expert %d (%s, from %s); %d experts, top_k %d; router row: %s\n", out, path, E,
-           nk.experts.name[E], mod ? mod : copy >= 0 ? "a copy" : "random init", E + 1, nk.table.cfg.top_k, ri);
+           cli_show(nk.experts.name[E], nm, sizeof nm), mod ? mod : copy >= 0 ? "a copy" : "random init", E + 1, nk.table.cfg.top_k, ri);
     if (fit) {
         printf("share of sampled tokens whose top-%d holds expert %d:", nk.table.cfg.top_k, E);
         for (int d = 0; d < rep.n_domains; d++) printf(" %s %.3f", rep.names[d], rep.new_share[d]);
@@ -405,7 +415,9 @@ static int do_remove(const char *path, const char *which, const char *out) {
     if (expert_remap(&ck, NULL, NULL, map, E - 1, &nk, NULL, NULL) || carry_steps(path, &ck, &nk, map, E - 1) ||
         ckpt_save(out, &nk))
         goto done;
-    printf("%s: %s without expert %d (%s); %d experts, top_k %d\n", out, path, e, ck.experts.name[e], E - 1,
+    char nm[1024];
+    printf("%s: %s without expert %d (%s); %d experts, top_k %d\n", out, path, e,
+           cli_show(ck.experts.name[e], nm, sizeof nm), E - 1,
            nk.table.cfg.top_k);
     rc = 0;
 done:

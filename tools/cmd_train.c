@@ -67,10 +67,20 @@ static void ui_eval(void *ctx, int64_t step, int n, const char *const *names, co
     fprintf(stderr, "\n");
 }
 
+// A line naming the run's folder on stderr, its control characters shown escaped (cli_show):
+// --out is the user's bytes, and a newline or escape in it must not split or recolour the line.
+static void say(const char *fmt, const char *s1, const char *s2) {
+    size_t cap = 4 * (strlen(s1) + strlen(s2)) + 16;
+    char *a = malloc(cap), *b = malloc(cap);
+    if (a && b) fprintf(stderr, fmt, cli_show(s1, a, cap), cli_show(s2, b, cap));
+    free(a), free(b);
+}
+
 static void ui_save(void *ctx, const char *path, int64_t step) {
     ui *u = ctx;
     end_line(u);
-    fprintf(stderr, "saved step %lld to %s\n", (long long)step, path);
+    fprintf(stderr, "saved step %lld to ", (long long)step);
+    say("%s%s\n", path, "");
 }
 
 int cmd_train(int argc, char **argv) {
@@ -100,8 +110,8 @@ int cmd_train(int argc, char **argv) {
     trainer *t = trainer_open(&o);
     if (!t) return cmd_fail();
     const int quiet = comm_rank() != 0;  // under mpirun rank 0 reports; errors come from every rank
-    if (!quiet && *trainer_note(t)) fprintf(stderr, "%s\n", trainer_note(t));
-    if (!quiet) fprintf(stderr, "%s\n", trainer_summary(t));
+    if (!quiet && *trainer_note(t)) say("%s%s\n", trainer_note(t), "");
+    if (!quiet) say("%s%s\n", trainer_summary(t), "");
 
     ui u = {.tty = isatty(STDERR_FILENO), .log_every = o.log_every > 0 ? o.log_every : 10,
             .router_ce = trainer_route_by_domain(t)};
@@ -115,9 +125,9 @@ int cmd_train(int argc, char **argv) {
     }
     if (quiet) {
     } else if (rc == 1) {
-        fprintf(stderr, "stopped by a signal; continue with: monolith train --resume %s\n", trainer_out(t));
+        say("stopped by a signal; continue with: monolith train --resume %s%s\n", trainer_out(t), "");
     } else {
-        fprintf(stderr, "done: %s/latest.h5, metrics in %s/metrics.jsonl\n", trainer_out(t), trainer_out(t));
+        say("done: %s/latest.h5, metrics in %s/metrics.jsonl\n", trainer_out(t), trainer_out(t));
     }
     trainer_close(t);
     return rc == 1 ? 130 : 0;

@@ -43,8 +43,16 @@ hid_t h5_create(const char *path) {
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) {
-        mo_errorf("%s: cannot create (%s); check that the folder exists and is writable", tmp,
-                  errno ? strerror(errno) : "HDF5 error");
+        int e = errno;
+        // H5Fcreate may have made (or truncated) the file before its first write failed: a
+        // zero-byte NAME.tmp would be left behind.
+        unlink(tmp);
+        if (e == ENOSPC || e == EFBIG || e == EDQUOT)
+            mo_errorf("%s: cannot write (%s: %s: the disk, quota or file-size limit is full); %s was not written",
+                      path, tmp, strerror(e), path);
+        else
+            mo_errorf("%s: cannot create (%s); check that the folder exists and is writable", tmp,
+                      e ? strerror(e) : "HDF5 error");
         return -1;
     }
     return f;
@@ -108,7 +116,14 @@ hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     h5_quiet();
     struct stat st;
     if (stat(path, &st) != 0) {
-        mo_errorf("%s: no such file", path);
+        mo_errorf("%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
+        return -1;
+    }
+    // A FIFO would block open() until someone writes to it, a device can be endless: only
+    // regular files (symbolic links to them included).
+    if (!S_ISREG(st.st_mode)) {
+        mo_errorf("%s: not a regular file (%s); give an HDF5 file", path,
+                  S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
         return -1;
     }
     if (format && h5_require_checksummed(path)) return -1;  // before libhdf5 reads anything
@@ -487,7 +502,22 @@ int h5_read(hid_t loc, const char *path, hid_t memtype, void *data, int rank, co
     return 0;
 }
 
+int h5_require_f32(hid_t loc, const char *path) {
+    hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+    if (ds < 0) return mo_errorf("%s: %s is not a dataset", h5_name(loc), path);
+    hid_t t = H5Dget_type(ds);
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    size_t size = t >= 0 ? H5Tget_size(t) : 0;
+    if (t >= 0) H5Tclose(t);
+    H5Dclose(ds);
+    if (cls == H5T_FLOAT && size == 4) return 0;
+    return mo_errorf("%s: dataset %s is stored as %s of %zu bytes, not float32 (monolith's tensors are float32; "
+                     "the file was not written by monolith, or is damaged)", h5_name(loc), path,
+                     cls == H5T_FLOAT ? "floats" : cls == H5T_INTEGER ? "integers" : "another type", size);
+}
+
 int h5_read_f32(hid_t loc, const char *path, float *data, int rank, const hsize_t *dims) {
+    if (h5_exists(loc, path) && h5_require_f32(loc, path)) return -1;
     return h5_read(loc, path, H5T_NATIVE_FLOAT, data, rank, dims);
 }
 

@@ -68,6 +68,9 @@ int h5_shape(hid_t loc, const char *path, int *rank, hsize_t *dims);
 // Reads a dataset whose shape must be exactly (rank, dims), converting to `memtype`.
 int h5_read(hid_t loc, const char *path, hid_t memtype, void *data, int rank, const hsize_t *dims);
 int h5_read_f32(hid_t loc, const char *path, float *data, int rank, const hsize_t *dims);
+// 0 if dataset `path` stores 4-byte floats, else -1 naming its type (HDF5 would convert
+// doubles, halves or integers on read without a word). h5_read_f32 checks it.
+int h5_require_f32(hid_t loc, const char *path);
 
 // A 1-D dataset of n fixed-length UTF-8 strings (width: the longest + 1), chunked with a
 // Fletcher32 checksum like h5_write. Returns 0 or -1.

@@ -182,7 +182,7 @@ int bpe_trainer_add(bpe_trainer *tr, const uint8_t *text, size_t n) {
 }
 
 int bpe_trainer_add_file(bpe_trainer *tr, const char *path) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);  // (a FIFO must not block before fstat refuses it)
     if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -2,6 +2,7 @@
 #include "data/tokenizer_h5.h"
 
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "engine/base/h5io.h"
 
 #include <stdio.h>
@@ -58,9 +59,8 @@ done:
 
 tokenizer *tok_open(const char *path) {
     // A device or FIFO (/dev/zero, a pipe) would be read forever or block.
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        mo_errorf("%s: not a regular file (a tokenizer is a .tiktoken or monolith .h5 file)", path);
+    if (file_check_regular(path)) {
+        mo_errorf("%s (a tokenizer is a .tiktoken or monolith .h5 file)", mo_error());
         return NULL;
     }
     FILE *f = fopen(path, "rb");

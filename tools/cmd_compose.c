@@ -7,6 +7,7 @@
 #include "engine/compose.h"
 #include "engine/expert_file.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,8 +41,9 @@ static const char compose_usage[] =
 
 static int parse_u64(const char *flag, const char *s, unsigned long long *out) {
     char *end;
+    errno = 0;
     *out = strtoull(s, &end, 10);
-    if (!*s || *end || s[0] == '-') {
+    if (!*s || *end || s[0] == '-' || errno) {
         cli_usage_error("compose", "%s takes a whole number >= 0, not '%s'", flag, s);
         return -1;
     }
@@ -50,7 +52,7 @@ static int parse_u64(const char *flag, const char *s, unsigned long long *out) {
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
     char *end;
-    long v = strtol(s, &end, 10);
+    long v = strtol(s, &end, 10);  // (out of long's range it is LONG_MIN/MAX, outside [lo, hi])
     if (!*s || *end || v < lo || v > hi) {
         cli_usage_error("compose", "%s takes a whole number from %d to %d, not '%s'", flag, lo, hi, s);
         return -1;

@@ -54,6 +54,7 @@ static const char expert_usage[] =
 static int resolve_expert(const mo_checkpoint *ck, const char *path, const char *s) {
     char *end;
     errno = 0;
+    if (!*s) return mo_errorf("--expert is empty: give an index, name or domain (monolith expert list %s)", path);
     long e = strtol(s, &end, 10);
     int n = ck->experts.n ? ck->experts.n : 1;
     if (*s && !*end && !errno) {
@@ -460,15 +461,16 @@ int cmd_expert(int argc, char **argv) {
         case 'e': which = optarg; break;
         case 's':
             slot = strtol(optarg, &end, 10);
-            if (!*optarg || *end || slot < 0) {
+            if (!*optarg || *end || slot < 0 || slot > 1 << 20) {
                 cli_usage_error("expert", "--slot takes an expert index >= 0, not '%s'", optarg);
                 return 2;
             }
             break;
         case 'i': init = optarg; break;
         case 'S':
+            errno = 0;
             seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-') {
+            if (!*optarg || *end || optarg[0] == '-' || errno) {
                 cli_usage_error("expert", "--seed takes a whole number >= 0, not '%s'", optarg);
                 return 2;
             }

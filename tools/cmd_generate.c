@@ -5,6 +5,7 @@
 #include "data/tokenizer.h"
 #include "engine/base/clock.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "engine/checkpoint.h"
 #include "infer/infer.h"
 #include "infer/sample.h"
@@ -169,10 +170,12 @@ static int parse_opts(int argc, char **argv, gen_opts *o) {
     return sample_params_check(&o->sp);
 }
 
+#define PROMPT_FILE_MAX (64 << 20)  // over 10 million tokens of text: far past any context that runs
+
 static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = file_open_regular(path);
     if (!f) {
-        mo_errorf("--prompt-file %s: %s", path, strerror(errno));
+        mo_errorf("--prompt-file %s", mo_error());
         return NULL;
     }
     size_t cap = 1 << 16, len = 0;
@@ -180,6 +183,11 @@ static char *read_file(const char *path, size_t *n) {
     while (buf) {
         len += fread(buf + len, 1, cap - len, f);
         if (len < cap) break;
+        if (cap >= PROMPT_FILE_MAX) {
+            free(buf), fclose(f);
+            mo_errorf("--prompt-file %s: more than %d MB, longer than any model's context", path, PROMPT_FILE_MAX >> 20);
+            return NULL;
+        }
         char *nb = realloc(buf, cap *= 2);
         if (!nb) free(buf);
         buf = nb;

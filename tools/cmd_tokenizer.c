@@ -13,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_h5.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "tools/progress.h"
 
 #include <errno.h>
@@ -62,9 +63,9 @@ static uint8_t *slurp(FILE *f, const char *name, size_t *n) {
 
 static uint8_t *read_input(const char *path, size_t *n) {
     if (!path || !strcmp(path, "-")) return slurp(stdin, "stdin", n);
-    FILE *f = fopen(path, "rb");
+    FILE *f = file_open_regular(path);  // a FIFO or device would block or never end: stdin is for streams
     if (!f) {
-        mo_errorf("%s: cannot open --input (%s)", path, strerror(errno));
+        mo_errorf("--input %s", mo_error());
         return NULL;
     }
     uint8_t *b = slurp(f, path, n);

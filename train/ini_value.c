@@ -109,3 +109,37 @@ int ini_value_feed(ini_value *v, const char *text, int continuation) {
     v->buf[v->len] = 0;
     return 0;  // still open: the value goes on on the next (indented) line
 }
+
+static int next_byte(ini_lines *r) {
+    if (r->f) return getc(r->f);
+    return *r->text ? (unsigned char)*r->text++ : EOF;
+}
+
+char *ini_line_read(char *str, int num, ini_lines *r) {
+    if (r->bad) return NULL;
+    int n = 0, ch = 0;
+    while (n < num - 1 && (ch = next_byte(r)) != EOF) {
+        if (ch == 0) r->bad = 2;
+        str[n++] = (char)ch;
+        if (ch == '\n') break;
+    }
+    if (!n) return NULL;
+    r->line++;
+    if (str[n - 1] != '\n' && ch != EOF) {  // the line goes on past inih's buffer
+        ch = next_byte(r);
+        if (ch == '\n' || ch == EOF) str[n - 1 + (ch == EOF)] = 0, n = n - 1 + (ch == EOF);
+        else r->bad = 1;
+    }
+    if (r->bad) return NULL;  // inih sees the end of the file; ini_lines_check reports the line
+    str[n] = 0;
+    return str;
+}
+
+int ini_lines_check(const ini_lines *r, const char *path) {
+    if (r->bad == 1)
+        return mo_errorf("%s:%d: line longer than 199 bytes, the most inih reads (in a train config a long value can be quoted over indented lines)", path,
+                         r->line);
+    if (r->bad == 2) return mo_errorf("%s:%d: a NUL byte (not a text file)", path, r->line);
+    if (r->f && ferror(r->f)) return mo_errorf("%s: cannot read the config file", path);
+    return 0;
+}

@@ -36,4 +36,21 @@ typedef struct {
 // goes on, or -1 with a message (bad escape, text after the closing quote, too long).
 int ini_value_feed(ini_value *v, const char *text, int continuation);
 
+// Lines for inih's ini_parse_stream, strictly: inih cuts a line at 199 bytes (the rest
+// becomes more lines) and stops a line at a NUL byte, silently. ini_line_read gives inih
+// one line of at most num - 1 bytes from a file (f) or a string (text), counting lines;
+// a longer line or a NUL byte ends the stream there, and ini_lines_check reports it.
+typedef struct {
+    FILE *f;           // read from f, or else from text
+    const char *text;  // what is left of the text
+    int line;          // lines read so far (the current one's number)
+    int bad;           // 1: a line longer than inih's buffer, 2: a NUL byte
+} ini_lines;
+
+// For ini_parse_stream's reader: str (num bytes) gets the next line; NULL at the end.
+char *ini_line_read(char *str, int num, ini_lines *r);
+
+// 0, or -1 with "PATH:LINE: line longer than 199 bytes (...)" or "...: a NUL byte".
+int ini_lines_check(const ini_lines *r, const char *path);
+
 #endif

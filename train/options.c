@@ -4,6 +4,7 @@
 
 #include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "engine/config.h"
 #include "train/ini_value.h"
 
@@ -198,17 +199,15 @@ int train_opts_set(train_opts *o, const char *name, const char *value, const cha
 
 // Debian's inih passes no line numbers to the handler, and takes lines of at most 199
 // bytes: the reader hands it one whole line per call, counting them, and stops at a
-// longer line or a NUL byte (which inih would cut or split silently) with that line's
-// number. It also follows what inih does with an indented line (a continuation of the
-// previous key's value once a key has been seen in the section), so that on_ini tells
-// continuations from "key = value" lines. It reads a file, or text.
+// longer line or a NUL byte (ini_line_read). It also follows what inih does with an
+// indented line (a continuation of the previous key's value once a key has been seen in
+// the section), so that on_ini tells continuations from "key = value" lines. It reads a
+// file, or text.
 typedef struct {
     train_opts *o;
     const char *path;
-    FILE *f;
-    const char *text;   // when f is NULL: what is left of the text
-    int line, failed;
-    int bad_line;       // 1: too long, 2: NUL byte
+    ini_lines lines;
+    int failed;
     int indented;       // the current line starts with a blank
     int prev_set;       // inih has a previous key in this section (its prev_name)
     ini_value val;      // the value being read (quoted ones may span lines)
@@ -216,28 +215,9 @@ typedef struct {
     int key_line;       // where the value being read started
 } ini_ctx;
 
-static int next_byte(ini_ctx *c) {
-    if (c->f) return getc(c->f);
-    return *c->text ? (unsigned char)*c->text++ : EOF;
-}
-
 static char *line_reader(char *str, int num, void *stream) {
     ini_ctx *c = stream;
-    int n = 0, ch = 0;
-    while (n < num - 1 && (ch = next_byte(c)) != EOF) {
-        if (ch == 0) c->bad_line = 2;
-        str[n++] = (char)ch;
-        if (ch == '\n') break;
-    }
-    if (!n) return NULL;
-    c->line++;
-    if (str[n - 1] != '\n' && ch != EOF) {  // the line goes on past inih's buffer
-        ch = next_byte(c);
-        if (ch == '\n' || ch == EOF) str[n - 1 + (ch == EOF)] = 0, n = n - 1 + (ch == EOF);
-        else c->bad_line = 1;
-    }
-    if (c->bad_line) return NULL;  // inih sees the end of the file; load_ini reports the line
-    str[n] = 0;
+    if (!ini_line_read(str, num, &c->lines)) return NULL;
     const char *b = str;
     while (*b && strchr(" \t\r\n\f\v", *b)) b++;
     c->indented = b > str;
@@ -260,7 +240,7 @@ static int apply(ini_ctx *c, const char *section, const char *name, const char *
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
     ini_ctx *c = user;
     char origin[TRAIN_PATH_MAX + 32];
-    snprintf(origin, sizeof origin, "%s:%d", c->path, c->line);
+    snprintf(origin, sizeof origin, "%s:%d", c->path, c->lines.line);
     // For an indented line after a key, inih calls with that key and the whole line.
     int continuation = c->indented && c->prev_set;
     c->prev_set = 1;
@@ -271,7 +251,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     if (!continuation) {
         snprintf(c->key, sizeof c->key, "%s", name);
         snprintf(c->section, sizeof c->section, "%s", section);
-        c->key_line = c->line;
+        c->key_line = c->lines.line;
     }
     if (ini_value_feed(&c->val, value, continuation)) {
         mo_errorf("%s: %s", origin, mo_error());
@@ -290,13 +270,9 @@ fail:
 static int parse_ini(ini_ctx *c) {
     int rc = ini_parse_stream(line_reader, c, on_ini, c);
     const char *path = c->path;
-    if (c->failed) return -1;
-    if (c->bad_line == 1)
-        return mo_errorf("%s:%d: line longer than 199 bytes (write a long value quoted, over indented lines)", path,
-                         c->line);
-    if (c->bad_line == 2) return mo_errorf("%s:%d: a NUL byte (not a text file)", path, c->line);
+    if (c->failed || ini_lines_check(&c->lines, path)) return -1;
     if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", path, rc);
-    if ((c->f && ferror(c->f)) || rc < 0) return mo_errorf("%s: cannot read the config file", path);
+    if (rc < 0) return mo_errorf("%s: cannot read the config file", path);
     if (c->val.open) return mo_errorf("%s:%d: the quoted value of '%s' has no closing quote", path, c->key_line, c->key);
     return 0;
 }
@@ -304,15 +280,15 @@ static int parse_ini(ini_ctx *c) {
 static int load(train_opts *o, const char *path, FILE *f, const char *text) {
     ini_ctx *c = calloc(1, sizeof *c);  // holds a 16 KB value buffer
     if (!c) return mo_errorf("out of memory");
-    *c = (ini_ctx){.o = o, .path = path, .f = f, .text = text};
+    *c = (ini_ctx){.o = o, .path = path, .lines = {.f = f, .text = text}};
     int rc = parse_ini(c);
     free(c);
     return rc;
 }
 
 int train_opts_load_ini(train_opts *o, const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return mo_errorf("%s: cannot open the config file: %s", path, strerror(errno));
+    FILE *f = file_open_regular(path);
+    if (!f) return mo_errorf("the config file %s", mo_error());
     int rc = load(o, path, f, NULL);
     fclose(f);
     return rc;

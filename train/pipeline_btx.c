@@ -3,11 +3,13 @@
 
 #include "engine/base/clock.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
 #include "engine/expert_file.h"
 #include "engine/expert_module.h"
 #include "train/evaluate.h"
+#include "train/ini_value.h"
 #include "train/router_init.h"
 #include "train/rundir.h"
 
@@ -40,15 +42,13 @@ static const char *const section_names[BTX_N_SECTIONS] = {"seed", "branch", "mix
 
 typedef struct {
     btx_config *c;
-    FILE *f;
-    int line, failed;
+    ini_lines lines;
+    int failed;
 } ini_ctx;
 
 static char *line_reader(char *str, int num, void *stream) {
     ini_ctx *x = stream;
-    char *r = fgets(str, num, x->f);
-    if (r) x->line++;
-    return r;
+    return ini_line_read(str, num, &x->lines);  // a long line or NUL byte stops it (ini_lines_check)
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
@@ -56,7 +56,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     btx_config *c = x->c;
     char origin[320];
     const char *base = strrchr(c->path, '/') ? strrchr(c->path, '/') + 1 : c->path;
-    fmt(origin, sizeof origin, "%s:%d", base, x->line);
+    fmt(origin, sizeof origin, "%s:%d", base, x->lines.line);
     if (x->failed) return 0;
     if (!strcmp(section, "pipeline")) {
         if (!strcmp(name, "out")) {
@@ -153,10 +153,11 @@ static int load(const char *path, btx_method method, btx_config *c) {
     c->mix_seed = 1;
     c->threads = -1;
     ini_ctx x = {.c = c};
-    x.f = fopen(path, "r");
-    if (!x.f) return mo_errorf("--config %s: cannot open (%s)", path, strerror(errno));
+    x.lines.f = file_open_regular(path);
+    if (!x.lines.f) return mo_errorf("--config %s", mo_error());
     int rc = ini_parse_stream(line_reader, &x, on_ini, &x);
-    fclose(x.f);
+    if (!x.failed && ini_lines_check(&x.lines, path)) x.failed = 1;
+    fclose(x.lines.f);
     if (x.failed) return -1;
     if (rc > 0) return mo_errorf("%s:%d: not INI syntax (expected 'key = value' or '[section]')", path, rc);
     if (rc < 0) return mo_errorf("%s: cannot read", path);

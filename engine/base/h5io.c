@@ -3,6 +3,7 @@
 
 #include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,18 +115,7 @@ static herr_t first_link_elsewhere(hid_t g, const char *name, const H5L_info_t *
 
 hid_t h5_open(const char *path, const char *format, int64_t max_version) {
     h5_quiet();
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        mo_errorf("%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
-        return -1;
-    }
-    // A FIFO would block open() until someone writes to it, a device can be endless: only
-    // regular files (symbolic links to them included).
-    if (!S_ISREG(st.st_mode)) {
-        mo_errorf("%s: not a regular file (%s); give an HDF5 file", path,
-                  S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
-        return -1;
-    }
+    if (file_check_regular(path)) return -1;  // a FIFO would block, a device never end
     if (format && h5_require_checksummed(path)) return -1;  // before libhdf5 reads anything
     if (H5Fis_hdf5(path) <= 0) {
         mo_errorf("%s: not a readable HDF5 file (truncated or corrupt?)", path);

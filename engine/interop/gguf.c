@@ -283,7 +283,7 @@ fail:;
 
 int gguf_open(gguf_file *g, const char *path) {
     memset(g, 0, sizeof *g);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);  // (a FIFO must not block before fstat refuses it)
     if (fd < 0) return mo_errorf("%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

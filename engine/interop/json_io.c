@@ -3,6 +3,7 @@
 
 #include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,15 +14,12 @@
 #include <unistd.h>
 
 cJSON *json_read_file(const char *path, size_t max_bytes, int want_object) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mo_errorf("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = file_open_regular(path);  // a FIFO would block, a device never end
+    if (!f) return NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st)) {
         fclose(f);
-        mo_errorf("%s: not a regular file", path);
+        mo_errorf("%s: cannot stat: %s", path, strerror(errno));
         return NULL;
     }
     if ((uint64_t)st.st_size > max_bytes) {

@@ -5,6 +5,7 @@
 
 #include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "kernels/bf16.h"
 #include "kernels/f16.h"
 
@@ -161,10 +162,10 @@ out:
 
 static int open_file(st_file *sf, const char *path) {
     snprintf(sf->path, sizeof sf->path, "%s", path);
-    sf->f = fopen(path, "rb");
-    if (!sf->f) return mo_errorf("%s: cannot open: %s", path, strerror(errno));
+    sf->f = file_open_regular(path);  // a FIFO would block, a device never end
+    if (!sf->f) return -1;
     struct stat st;
-    if (fstat(fileno(sf->f), &st) || !S_ISREG(st.st_mode)) return mo_errorf("%s: not a regular file", path);
+    if (fstat(fileno(sf->f), &st)) return mo_errorf("%s: cannot stat: %s", path, strerror(errno));
     uint64_t size = (uint64_t)st.st_size;
     uint8_t len8[8];
     if (size < 8 || fread(len8, 1, 8, sf->f) != 8)

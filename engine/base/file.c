@@ -1,0 +1,47 @@
+// file.c: regular files only (file.h).
+#include "engine/base/file.h"
+
+#include "engine/base/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int refuse(const char *path, mode_t m) {
+    return mo_errorf("%s: not a regular file (%s)", path,
+                     S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "a device");
+}
+
+static int refuse_errno(const char *path, int e) {
+    return mo_errorf("%s: %s", path, e == ENOENT ? "no such file" : strerror(e));
+}
+
+int file_check_regular(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return refuse_errno(path, errno);
+    return S_ISREG(st.st_mode) ? 0 : refuse(path, st.st_mode);
+}
+
+FILE *file_open_regular(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        mo_errorf("%s: cannot open (%s)", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fstat(fd, &st) != 0 ? refuse_errno(path, errno) : refuse(path, st.st_mode);
+        close(fd);
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        refuse_errno(path, errno);
+        close(fd);
+    }
+    return f;
+}

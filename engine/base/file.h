@@ -1,0 +1,20 @@
+// file.h: opening an input path that must be a regular file.
+//
+// A FIFO blocks open() until something writes to it, and a device such as /dev/zero
+// never ends: a command given one as a file would hang or read until memory runs out.
+// Every file monolith reads by name goes through here (HDF5 files through h5_open).
+#ifndef MONOLITH_FILE_H
+#define MONOLITH_FILE_H
+
+#include <stdio.h>
+
+// 0 if `path` is a regular file (or a symbolic link to one), else -1 with one line
+// (mo_error): "PATH: no such file" or "PATH: not a regular file (a FIFO)".
+// (file_open_regular says "PATH: cannot open (REASON)" when open itself fails.)
+int file_check_regular(const char *path);
+
+// fopen(path, "rb") of a regular file, without ever blocking on a FIFO (opened
+// non-blocking, checked with fstat, then made blocking). NULL with one line as above.
+FILE *file_open_regular(const char *path);
+
+#endif

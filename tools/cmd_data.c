@@ -186,7 +186,7 @@ static int prepare(int argc, char **argv) {
         case 'i': raw[n_raw++] = optarg; break;
         case 'f':
             frac = strtod(optarg, &end);
-            if (*end || !(frac >= 0 && frac < 1)) {
+            if (*end || !optarg[0] || !(frac >= 0 && frac < 1)) {
                 cli_usage_error("data prepare", "--val-fraction takes a number in [0, 1) such as 0.05, not '%s'", optarg);
                 free(raw);
                 return 2;
@@ -195,8 +195,8 @@ static int prepare(int argc, char **argv) {
         case 's':
             errno = 0;
             seed = strtoull(optarg, &end, 10);
-            if (*end || errno) {
-                cli_usage_error("data prepare", "--seed takes a whole number, not '%s'", optarg);
+            if (*end || errno || !optarg[0] || optarg[0] == '-') {
+                cli_usage_error("data prepare", "--seed takes a whole number >= 0, not '%s'", optarg);
                 free(raw);
                 return 2;
             }

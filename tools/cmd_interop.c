@@ -165,6 +165,7 @@ static long long parse_size(const char *s) {
         if (*end) return -1;
     }
     v *= mul;
+    if (v != (double)(long long)v) return -1;  // a fraction of a byte
     return v >= 1 && v < 9e18 ? (long long)v : -1;
 }
 
@@ -208,7 +209,7 @@ static int export_hf(int argc, char **argv) {
             break;
         case 's':
             if ((shard = parse_size(optarg)) < 0) {
-                cli_usage_error("export hf", "--shard-size takes a byte count like 2000000000, 2G or 500M, not '%s'\n",
+                cli_usage_error("export hf", "--shard-size takes a byte count like 2000000000, 2G or 500M, not '%s'",
                         optarg);
                 return 2;
             }
@@ -270,7 +271,7 @@ static int import_hf(int argc, char **argv) {
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (*end || errno || v < 1 || v > (1 << 24)) {
-                cli_usage_error("import hf", "--max-seq-len takes a length from 1 to %d, not '%s'\n", 1 << 24,
+                cli_usage_error("import hf", "--max-seq-len takes a length from 1 to %d, not '%s'", 1 << 24,
                         optarg);
                 return 2;
             }

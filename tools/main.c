@@ -128,6 +128,7 @@ static int run(int argc, char **argv) {
 static int check_stdout(int rc) {
     errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    if (rc) return rc;  // the command failed and said so (its one line may be this same write error)
     fprintf(stderr, "monolith: cannot write the output (standard output): %s; it is incomplete\n",
             errno ? strerror(errno) : "a write failed (full disk or device?)");
     return rc ? rc : 1;

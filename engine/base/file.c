@@ -45,3 +45,11 @@ FILE *file_open_regular(const char *path) {
     }
     return f;
 }
+
+int file_check_output(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) return 0;
+    refuse(path, st.st_mode);
+    return mo_errorf("%s; an output is written as NAME.tmp and renamed over NAME, which would replace it: give a "
+                     "file name", mo_error());
+}

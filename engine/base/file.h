@@ -17,4 +17,10 @@ int file_check_regular(const char *path);
 // non-blocking, checked with fstat, then made blocking). NULL with one line as above.
 FILE *file_open_regular(const char *path);
 
+// 0 if an output file may be written as PATH.tmp and renamed onto `path`: it does not
+// exist yet, or is a regular file or a symbolic link (the link is replaced, not what it
+// points to). Else -1 with one line: renaming onto /dev/null, a FIFO or a folder would
+// replace the device node (as root) or fail only after all the work.
+int file_check_output(const char *path);
+
 #endif

@@ -33,6 +33,7 @@ static void tmp_name(char *buf, size_t cap, const char *path) { snprintf(buf, ca
 
 hid_t h5_create(const char *path) {
     h5_quiet();
+    if (file_check_output(path)) return -1;
     char tmp[4096];
     tmp_name(tmp, sizeof tmp, path);
     // The 1.8 file format: superblock v2 and object headers v2 carry checksums, so a

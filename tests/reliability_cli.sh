@@ -17,7 +17,8 @@
 #    that overflow stop generate naming the checkpoint; a 10 MB INI line is one message
 #  - usage errors are one line; bench --threads is capped like the other commands; train's
 #    progress and expert list (checkpoint and module) show control characters escaped
-#  - a full disk at the first byte (ulimit -f 0) leaves no zero-byte NAME.tmp
+#  - a full disk at the first byte (ulimit -f 0) leaves no zero-byte NAME.tmp; an output
+#    that is a FIFO or a folder is refused before any work (a device would be replaced)
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -235,6 +236,12 @@ grep -qF '\x1b]0;pwned' "$tmp/out" || fail "expert list (module) did not show th
   fail "train --out with control characters: $(cat "$tmp/err")"
 LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$tmp/err" && fail "train printed --out raw: $(cat -v "$tmp/err")"
 grep -qF 'r\x1b[31m\x07' "$tmp/err" || fail "train did not show --out escaped: $(cat "$tmp/err")"
+refused "-o a FIFO" "not a regular file (a FIFO); an output is written as NAME.tmp" "$bin" init --preset tiny \
+  -o "$tmp/fifo"
+[ -p "$tmp/fifo" ] || fail "init -o FIFO replaced the FIFO"
+mkdir "$tmp/odir"
+refused "tokenizer train -o a folder" "odir: not a regular file (a directory)" "$bin" tokenizer train --vocab-size 300 \
+  --input "$tmp/in.txt" -o "$tmp/odir"
 mkdir "$tmp/full"
 # (stderr into a pipe: the file-size limit would refuse the message itself in a file)
 set +e

@@ -42,7 +42,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 int cli_getopt_error(const char *cmd, int c, char **argv);
 
 // -o OUT may not be one of the n inputs (the same file, by device and inode): writing it
-// (OUT.tmp, then a rename) would replace what is being read, or what was to be kept.
+// (OUT.tmp, then a rename) would replace what is being read, or what was to be kept. Nor
+// may it be a device, FIFO or folder (file_check_output), checked here before the work.
 // Returns 0, or -1 with a one-line message (mo_error).
 int cli_output_distinct(const char *out, const char *const *inputs, size_t n);
 

@@ -2,6 +2,7 @@
 #include "tools/commands.h"
 
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 #include "engine/comm.h"
 #include "kernels/threads.h"
 
@@ -86,6 +87,7 @@ const char *cli_show(const char *s, char *buf, size_t cap) {
 }
 
 int cli_output_distinct(const char *out, const char *const *inputs, size_t n) {
+    if (file_check_output(out)) return -1;  // a device, FIFO or folder: refused before the work, not after
     struct stat o, i;
     if (stat(out, &o)) return 0;  // not there yet: it cannot be an input
     for (size_t k = 0; k < n; k++)

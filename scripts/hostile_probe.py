@@ -983,26 +983,36 @@ def fault_cases(B, T, d, quick, verbose):
                           (os.path.exists(out + "/latest.h5"), left)))
         elif verbose:
             print("ok    %s (%d metrics lines)" % (name, len(steps)))
-    # two runs on one folder
+    # two runs on one folder: A is long (it is stopped with SIGINT once B has answered), so
+    # B surely meets a live run; B must be refused in one line, and A's metrics must hold
+    # every step once, in order.
     for second in ("train",) if quick else ("train", "resume"):
         out = "%s/shared_%s" % (d, second)
-        a = subprocess.Popen(base[:-1] + ["1", "--steps", "12", "--out", out], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, preexec_fn=preexec({}), restore_signals=False)
+        a = subprocess.Popen(base[:-1] + ["1", "--steps", "100000", "--eval-every", "0", "--out", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec({}),
+                             restore_signals=False)
         t0 = time.time()
         while not os.path.exists(out + "/ckpt-00000001.h5") and time.time() - t0 < 60 and a.poll() is None:
             time.sleep(0.05)
         argv = base + ["--out", out] if second == "train" else [B, "train", "--resume", out]
         rc, _, err, _ = run(argv, 60)
+        alive = a.poll() is None
+        os.killpg(a.pid, signal.SIGINT)
         _, aerr = a.communicate(timeout=180)
         n += 1
         name = "second %s on a running folder" % second
         lines = error_lines(err, True)
-        if a.returncode != 0:
-            fails.append((name, "lost", "the first run failed: %s" % aerr.decode()[-300:]))
-        elif rc == 0 or rc not in (1, 2) or len(lines) != 1 or "pid" not in lines[0]:
+        steps = [int(re.search(r'"step": *(\d+)', l).group(1)) for l in open(out + "/metrics.jsonl")
+                 if '"type": "train"' in l] if os.path.exists(out + "/metrics.jsonl") else []
+        if not alive or a.returncode not in (0, 130):
+            fails.append((name, "lost", "the first run was not running, or failed: exit %s %s" %
+                          (a.returncode, aerr.decode()[-300:])))
+        elif rc not in (1, 2) or len(lines) != 1:
             fails.append((name, "lost", "second run: exit %s, %s" % (rc, err.decode()[-300:])))
+        elif steps != list(range(1, len(steps) + 1)):
+            fails.append((name, "lost", "the first run's metrics lost or repeated steps: %s" % steps[:40]))
         elif verbose:
-            print("ok    %s: %s" % (name, lines[0]))
+            print("ok    %s: %s; the first run kept %d steps" % (name, lines[0], len(steps)))
     return n, fails
 
 

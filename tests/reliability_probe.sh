@@ -3,7 +3,7 @@
 # files, damaged HDF5, bad flag values, stdout on /dev/full, a full disk, a memory limit,
 # a kill -9 and a second run on a busy folder), each judged for crashes, hangs, exit 0 on
 # bad input, multi-line errors, files left behind and raw control characters. The full
-# probe (about 1,500 cases) is `scripts/hostile_probe.py` (docs/reliability.md).
+# probe (about 2,000 cases) is `scripts/hostile_probe.py` (docs/reliability.md).
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}

@@ -219,7 +219,8 @@ int cmd_dump(int argc, char **argv) {
     uint64_t noise_seed = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': ckpt = optarg; break;
         case 't': tok = optarg; break;
@@ -230,9 +231,8 @@ int cmd_dump(int argc, char **argv) {
             char *end;
             long n = strtol(optarg, &end, 10);
             if (*end || !optarg[0] || n < 0 || n > 1024) {
-                fprintf(stderr, "monolith: --%s takes a whole number from 0 to 1024, not '%s'\n",
-                        ch == 'j' ? "threads" : ch == 'a' ? "micro-batches" : "expert-parallel", optarg);
-                return 2;
+                return cli_usage_error("dump", "--%s takes a whole number from 0 to 1024, not '%s'",
+                                       ch == 'j' ? "threads" : ch == 'a' ? "micro-batches" : "expert-parallel", optarg);
             }
             *(ch == 'j' ? &threads : ch == 'a' ? &A : &ep) = (int)n;
             break;
@@ -242,29 +242,25 @@ int cmd_dump(int argc, char **argv) {
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
             if (*end || !optarg[0] || optarg[0] == '-' || errno) {
-                fprintf(stderr, "monolith: --train takes a seed (a whole number >= 0), not '%s'\n", optarg);
-                return 2;
+                return cli_usage_error("dump", "--train takes a seed (a whole number >= 0), not '%s'", optarg);
             }
             train = 1, noise_seed = v;
             break;
         }
         case 'h': printf("%s", usage); return 0;
-        default: fprintf(stderr, "%s", usage); return 2;
+        default: return cli_getopt_error("dump", ch, argv);
         }
     }
     if (!ckpt || !tok || !out || optind < argc) {
-        fprintf(stderr, "monolith: dump needs --checkpoint, --tokens and -o\n%s", usage);
-        return 2;
+        return cli_usage_error("dump", "dump needs --checkpoint, --tokens and -o");
     }
     const int R = comm_size();
     if (!A) A = R;
     if (train && R > 1) {
-        fprintf(stderr, "monolith: dump --train runs in one process (the noise stream is one process's)\n");
-        return 2;
+        return cli_usage_error("dump", "dump --train runs in one process (the noise stream is one process's)");
     }
     if (A % R) {
-        fprintf(stderr, "monolith: dump --micro-batches %d: the %d ranks must split them evenly\n", A, R);
-        return 2;
+        return cli_usage_error("dump", "dump --micro-batches %d: the %d ranks must split them evenly", A, R);
     }
     const char *ins[] = {ckpt, tok};
     if (cli_output_distinct(out, ins, 2)) return cmd_fail();
@@ -298,9 +294,9 @@ int cmd_dump(int argc, char **argv) {
         hsize_t ldims[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)ck.table.cfg.vocab_size};
         if (h5_write_f32(f, "logits", o.logits, 3, ldims)) goto err;
         if (write_dump(out, &ck.table, &o, grads, (int)N, f)) goto err;
-        rc = h5_finish(f, out);
+        int fin = h5_finish(f, out);  // (-1 would be exit 255)
         f = -1;
-        if (rc) goto err;
+        if (fin) goto err;
         printf("%s: B=%d T=%d  ce %.6f  aux %.6f  z %.6f  loss %.6f\n", out, B, T, o.loss[0], o.loss[1], o.loss[2],
                o.loss[3]);
     }

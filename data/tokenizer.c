@@ -4,7 +4,6 @@
 #include "data/pretok.h"
 #include "engine/base/atomic_file.h"
 #include "engine/base/error.h"
-#include "engine/base/file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -820,7 +819,6 @@ uint8_t *tok_tiktoken_text(const uint8_t *const *tokens, const size_t *lens, int
 }
 
 int tok_write_tiktoken(const char *path, const uint8_t *const *tokens, const size_t *lens, int n) {
-    if (file_check_output(path)) return -1;
     size_t len;
     uint8_t *text = tok_tiktoken_text(tokens, lens, n, &len);
     if (!text) return -1;

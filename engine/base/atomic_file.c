@@ -2,6 +2,7 @@
 #include "engine/base/atomic_file.h"
 
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 FILE *atomic_open(atomic_file *a, const char *path, const char *mode) {
     a->path = path;
     a->f = NULL;
+    if (file_check_output(path)) return NULL;  // renaming over a device, FIFO or folder would replace it
     if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp) {
         mo_errorf("%s: path too long", path);
         return NULL;

@@ -51,7 +51,6 @@ cJSON *json_read_file(const char *path, size_t max_bytes, int want_object) {
 }
 
 int json_write_file(const char *path, const cJSON *j) {
-    if (file_check_output(path)) return -1;
     char *s = cJSON_Print(j);
     if (!s) return mo_errorf("%s: out of memory formatting JSON", path);
     atomic_file a;

@@ -310,7 +310,6 @@ int st_write(const char *path, const st_entry *e, int n, st_dtype dtype, const c
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return mo_errorf("%s: safetensors are written as F32, F16 or BF16, not %s", path, st_dtype_name(dtype));
     size_t hlen;
-    if (file_check_output(path)) return -1;
     char *header = make_header(e, n, dtype, metadata, &hlen);
     if (!header) return mo_errorf("%s: %s", path, mo_error());
     atomic_file a;

@@ -9,7 +9,9 @@
 // - F16, BF16, Q8_0: import gives back exactly the encoded values (each weight the F16 /
 //   BF16 rounding of the original, Q8_0 within half a step of its block's scale).
 // - Refusals naming the field: norm_topk 1 with shared experts or dense layers, a dense
-//   layer after a MoE layer under norm_topk 0, no tokenizer.
+//   layer after a MoE layer under norm_topk 0, no tokenizer; routers llama.cpp cannot run
+//   (sigmoid scores, top-p, routed_scale, a nonzero router_bias) with nothing written, while
+//   the training-time-only capacity and noise export and round-trip.
 // - Hostile files: every truncation, tensor offsets past the end, a wrong shape, an unknown
 //   tensor type, 2^40 tensors or keys, an unknown architecture: one-line errors, no crash.
 #include "data/tokenizer.h"
@@ -241,6 +243,48 @@ START_TEST(test_refusals) {
 }
 END_TEST
 
+// A routing variant of the llama config: export refuses it naming `field` (NULL: exports).
+static void routing_case(void (*set)(mo_checkpoint *ck), const char *field) {
+    mo_config c;
+    base_config(&c);
+    mo_checkpoint ck;
+    make_model(&ck, &c, "tests/fuzz/vocab.tiktoken", 0);
+    set(&ck);
+    const char *path = tmp_path("routing.gguf");
+    unlink(path);
+    int rc = gguf_export(&ck, GGML_T_F32, path, NULL);
+    if (field) {
+        ck_assert_int_eq(rc, -1);
+        const char *msg = mo_error();
+        ck_assert_msg(strstr(msg, field) && strstr(msg, "monolith checkpoint") && !strchr(msg, '\n'), "%s", msg);
+        ck_assert(access(path, F_OK) != 0);
+    } else {
+        ck_assert_msg(rc == 0, "%s", mo_error());
+        mo_checkpoint back;
+        ck_assert_msg(gguf_import(path, 0, &back) == 0, "%s", mo_error());
+        assert_same_model(&ck, &back);
+        ckpt_free(&back);
+    }
+    ckpt_free(&ck);
+}
+static void set_sigmoid(mo_checkpoint *ck) { ck->table.cfg.router_score = MO_SCORE_SIGMOID; }
+static void set_top_p(mo_checkpoint *ck) { ck->table.cfg.router_top_p = 0.5; }
+static void set_scale(mo_checkpoint *ck) { ck->table.cfg.routed_scale = 2.5; }
+static void set_bias(mo_checkpoint *ck) { params_at(&ck->table, ck->params, ck->table.layer[2].router_bias)[3] = 1e-3f; }
+static void set_training_only(mo_checkpoint *ck) {
+    mo_config *c = &ck->table.cfg;
+    c->capacity_factor = 1.25, c->router_noise = 0.5, c->balance = MO_BALANCE_BIAS;  // b still all zero
+}
+
+START_TEST(test_routing_refusals) {
+    routing_case(set_sigmoid, "router_score sigmoid");
+    routing_case(set_top_p, "router_top_p 0.5");
+    routing_case(set_scale, "routed_scale 2.5");
+    routing_case(set_bias, "layers/2/moe/router_bias: expert 3's entry is 0.001");
+    routing_case(set_training_only, NULL);
+}
+END_TEST
+
 static void assert_import_fails(const uint8_t *p, size_t n, const char *want) {
     const char *path = tmp_path("bad.gguf");
     write_all(path, p, n);
@@ -374,6 +418,7 @@ int main(void) {
     tcase_add_test(tc, test_roundtrip_deepseek);
     tcase_add_test(tc, test_types);
     tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_routing_refusals);
     tcase_add_test(tc, test_hostile);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

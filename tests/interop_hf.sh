@@ -102,6 +102,24 @@ refuse "moe_layers: layer 1 is dense" "$bin" export hf "$fx/dense_shared_top2_no
 refuse "norm_topk 0" "$bin" export hf "$fx/gqa1_top1_norm0.ckpt.h5" "$tmp/no"
 "$bin" init --preset tiny --n-shared-experts 2 -o "$tmp/shared.h5" >/dev/null
 refuse "n_shared_experts 2: Mixtral has no shared experts" "$bin" export hf "$tmp/shared.h5" "$tmp/no"
+# Routers Mixtral cannot run are refused by field, with nothing written; capacity and
+# router noise act only in training and export as they are.
+"$bin" init --preset tiny --router-score sigmoid -o "$tmp/sigmoid.h5" >/dev/null
+refuse "router_score sigmoid: Mixtral has softmax router scores only" "$bin" export hf "$tmp/sigmoid.h5" "$tmp/no"
+"$bin" init --preset tiny --top-k 4 --router-top-p 0.5 -o "$tmp/top_p.h5" >/dev/null
+refuse "router_top_p 0.5: Mixtral runs top_k experts" "$bin" export hf "$tmp/top_p.h5" "$tmp/no"
+"$bin" init --preset tiny --routed-scale 2 -o "$tmp/scaled_gates.h5" >/dev/null
+refuse "routed_scale 2: Mixtral has no gate scale" "$bin" export hf "$tmp/scaled_gates.h5" "$tmp/no"
+"$bin" init --preset tiny --balance bias -o "$tmp/biased.h5" >/dev/null
+$py - "$tmp/biased.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "a") as f:
+    f["model/layers/1/moe/router_bias"][2] = -0.25
+PY
+refuse "layers/1/moe/router_bias: expert 2's entry is -0.25" "$bin" export hf "$tmp/biased.h5" "$tmp/no"
+[ ! -e "$tmp/no" ] || { echo "a refused export wrote $tmp/no"; exit 1; }
+"$bin" init --preset tiny --capacity-factor 1.25 --router-noise 0.5 --balance bias -o "$tmp/train_only.h5" >/dev/null
+"$bin" export hf "$tmp/train_only.h5" "$tmp/hf_train_only" >/dev/null
 refuse "no_such_dir/config.json: cannot open" "$bin" import hf "$tmp/no_such_dir" -o "$tmp/x.h5"
 
 edit() {  # edit NAME PYTHON: copy of $tmp/hf as $tmp/NAME, then PYTHON runs with d = that folder

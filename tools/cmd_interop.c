@@ -4,6 +4,7 @@
 
 #include "engine/base/error.h"
 #include "engine/checkpoint.h"
+#include "engine/interop/export_routing.h"
 #include "engine/interop/gguf.h"
 #include "engine/interop/gguf_model.h"
 #include "engine/interop/hf_model.h"
@@ -225,7 +226,7 @@ static int export_hf(int argc, char **argv) {
     const char *in = argv[optind], *dir = argv[optind + 1];
     mo_checkpoint ck;
     if (ckpt_load(in, &ck)) return cmd_fail();
-    if (hf_check_config(&ck.table.cfg)) {
+    if (hf_check_config(&ck.table.cfg) || export_check_routing(&ck.table, ck.params, "Mixtral")) {
         mo_errorf("export hf %s: %s", in, mo_error());
         ckpt_free(&ck);
         return cmd_fail();

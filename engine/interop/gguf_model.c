@@ -4,6 +4,7 @@
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
 #include "engine/interop/bpe_vocab.h"
+#include "engine/interop/export_routing.h"
 #include "engine/interop/gguf.h"
 #include "engine/interop/gguf_types.h"
 
@@ -87,7 +88,7 @@ static int map_tensors(const mo_param_table *pt, const char *arch, int units, tm
         [PK_DENSE_W2] = "ffn_down"};
     for (int i = 0; i < pt->n; i++) {
         const mo_tensor *t = &pt->t[i];
-        if (t->no_grad) continue;  // router_bias: no GGUF tensor of llama/deepseek2 here; imported as 0
+        if (t->no_grad) continue;  // router_bias: all zero (export_check_routing); imported as 0
         tmap *e = &m[n++];
         e->param = i, e->layer = t->layer, e->n_dims = t->rank;
         if (t->layer < 0)
@@ -273,7 +274,7 @@ int gguf_export(const mo_checkpoint *ck, uint32_t type, const char *path, gguf_e
     memset(info, 0, sizeof *info);
     if (type != GGML_T_F32 && type != GGML_T_F16 && type != GGML_T_BF16 && type != GGML_T_Q8_0)
         return mo_errorf("tensor type %s: monolith writes F32, F16, BF16 and Q8_0", ggml_type_name(type));
-    if (gguf_choose_arch(c, info->arch)) return -1;
+    if (gguf_choose_arch(c, info->arch) || export_check_routing(pt, ck->params, "GGUF (llama.cpp's llama and deepseek v1)")) return -1;
     int deepseek = !strcmp(info->arch, "deepseek");
     // deepseek's shared block is expert_shared_count x d_ff units: round up, at least one.
     int shared = c->n_shared_experts * c->d_ff_shared, shared_count = deepseek ? (shared + c->d_ff - 1) / c->d_ff : 0;

@@ -8,7 +8,8 @@
 //                                                        weights, leading dense blocks, one
 //                                                        shared SwiGLU per MoE layer)
 //   no MoE layer at all                               -> `llama` without experts
-// Anything else is refused naming the config field. Both use RoPE on adjacent pairs
+// Anything else is refused naming the config field, and so is a router llama.cpp does not
+// run (export_routing.h: sigmoid scores, top-p, routed_scale, a nonzero router_bias). Both use RoPE on adjacent pairs
 // (llama.cpp's "normal" RoPE), as monolith does, so no weight is permuted.
 //
 // Exact encodings inside `deepseek`: shared experts (n_shared x d_ff_shared hidden units)

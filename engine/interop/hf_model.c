@@ -2,6 +2,7 @@
 #include "engine/interop/hf_model.h"
 
 #include "engine/base/error.h"
+#include "engine/interop/export_routing.h"
 #include "engine/interop/json_io.h"
 
 #include <errno.h>
@@ -179,7 +180,7 @@ int hf_export_model(const mo_checkpoint *ck, const char *dir, st_dtype dtype, ui
     const mo_param_table *pt = &ck->table;
     const mo_config *c = &pt->cfg;
     memset(info, 0, sizeof *info);
-    if (hf_check_config(c)) return -1;
+    if (hf_check_config(c) || export_check_routing(pt, ck->params, "Mixtral")) return -1;
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return mo_errorf("Hugging Face weights are written as F32, F16 or BF16, not %s", st_dtype_name(dtype));
     if (!shard_size) return mo_errorf("--shard-size must be positive");

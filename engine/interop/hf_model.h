@@ -5,7 +5,8 @@
 // Which configs are Mixtral (`model_type: mixtral`, MixtralForCausalLM): every layer MoE
 // (moe_layers all 1), no shared experts, norm_topk 1 (Mixtral renormalizes the top-k
 // softmax weights). Anything else is refused naming the config field: Mixtral has no dense
-// layers, no shared experts and no raw-probability gates.
+// layers, no shared experts and no raw-probability gates. Routers Mixtral does not run
+// (export_routing.h) are refused too.
 //
 // Tensors (HF name <- monolith /model name, per layer L and expert e):
 //   model.embed_tokens.weight                             <- tok_embeddings

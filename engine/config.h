@@ -57,7 +57,7 @@ enum { MO_BALANCE_AUX = 0, MO_BALANCE_BIAS = 1 };
 // aux_coef, z_coef and the routing fields), for a config built field by field.
 void config_defaults(mo_config *c);
 
-// Fills `c` with preset `name` ("tiny", "small", "bench-S"). Automatic values stay 0
+// Fills `c` with preset `name` ("tiny", "small", "bench-S", "fine-S"). Automatic values stay 0
 // until config_finalize(). Returns 0, or -1 naming the presets for an unknown name.
 int config_preset(mo_config *c, const char *name);
 // The preset names, NULL-terminated, for help texts.

@@ -20,7 +20,7 @@ START_TEST(test_presets_finalize) {
         ck_assert_int_eq(c.n_moe_layers_given, c.n_layers);
         ck_assert_int_eq(config_n_moe_layers(&c), c.n_layers);
         ck_assert_int_eq(c.d_ff_dense, 0);
-        ck_assert_int_eq(c.d_ff_shared, 0);
+        ck_assert_int_eq(c.d_ff_shared, c.n_shared_experts ? 1005 : 0);  // fine-S's shared expert
     }
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "huge"), -1);
@@ -50,7 +50,7 @@ START_TEST(test_preset_param_counts) {
     struct {
         const char *name;
         size_t total, active;
-    } want[3];
+    } want[4];
     // tiny: V 512, d 64, 2 layers, wq/wo 64x64, wk/wv 32x64, E 4 x 3 x 128x64, router 4x64.
     size_t tl = 64 + 64 * 64 * 2 + 32 * 64 * 2 + 64 + 4 * 64 + 4 * 3 * 128 * 64;
     want[0].name = "tiny", want[0].total = 2 * 512 * 64 + 64 + 2 * tl;
@@ -62,7 +62,14 @@ START_TEST(test_preset_param_counts) {
     size_t bl = 512 + (size_t)4 * 512 * 512 + 512 + 8 * 512 + (size_t)8 * 3 * 1024 * 512;
     want[2].name = "bench-S", want[2].total = (size_t)2 * 8192 * 512 + 512 + 8 * bl;
     want[2].active = want[2].total - 8 * (size_t)(8 - 2) * 3 * 1024 * 512;
-    for (int i = 0; i < 3; i++) {
+    // fine-S: bench-S's trunk, E 64 x 3 x 128x512, router 64x512, one shared expert 3 x 1005x512.
+    size_t fl = 512 + (size_t)4 * 512 * 512 + 512 + 64 * 512 + (size_t)64 * 3 * 128 * 512 + (size_t)3 * 1005 * 512;
+    want[3].name = "fine-S", want[3].total = (size_t)2 * 8192 * 512 + 512 + 8 * fl;
+    want[3].active = want[3].total - 8 * (size_t)(64 - 8) * 3 * 128 * 512;
+    // Its active parameters are bench-S's to 512 per layer (the router's extra rows against
+    // the shared width's rounding).
+    ck_assert_uint_eq(want[2].active - want[3].active, 8 * 512);
+    for (int i = 0; i < 4; i++) {
         mo_config c;
         ck_assert_int_eq(config_preset(&c, want[i].name), 0);
         ck_assert_int_eq(config_finalize(&c), 0);

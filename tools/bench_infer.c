@@ -40,7 +40,7 @@ static const char usage[] =
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
     "and memory rates measured in the same run.\n"
-    "  --preset NAME   tiny, small or bench-S (default)\n"
+    "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
     "  --precision P   fp32 (default) or bf16: prefill's products with bf16 inputs and fp32 sums\n"

@@ -53,7 +53,7 @@ static const char usage[] =
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
     "model on random tokens, median of the timed steps after one warm-up, beside this machine's\n"
     "sgemm and memory rates measured in the same run, and the process's peak memory (RSS high-water).\n"
-    "  --preset NAME   tiny, small or bench-S (default)\n"
+    "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --precision P   fp32 (default, the reference) or bf16: the big GEMMs in bf16 with fp32\n"
     "                  accumulation and fp32 master weights (needs AVX512_BF16)\n"
     "  --seq T         tokens per sequence (default 256); past the preset's max_seq_len it raises\n"

@@ -57,7 +57,7 @@ int bench_parse_model_opts(int argc, char **argv, bench_opts *o, const char **pr
     for (int i = 0; i < argc; i++) {
         if (i > 0 && !strcmp(argv[i], "--preset")) {
             if (i + 1 == argc) {
-                cli_usage_error("bench", "--preset needs a name (tiny, small, bench-S)");
+                cli_usage_error("bench", "--preset needs a name (tiny, small, bench-S, fine-S)");
                 free(rest);
                 return -1;
             }

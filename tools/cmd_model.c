@@ -25,7 +25,7 @@ static void init_usage(FILE *out) {
             "A randomly initialized checkpoint (normal std 0.02; wo, w2, shared_w2 with std\n"
             "0.02/sqrt(2*n_layers); norms 1).\n"
             "\n"
-            "  --preset NAME    tiny, small or bench-S\n"
+            "  --preset NAME    tiny, small, bench-S or fine-S\n"
             "  --seed S         initialization seed (default 1)\n"
             "  -o, --output F   the checkpoint to write\n"
             "\n"

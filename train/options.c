@@ -33,7 +33,7 @@ typedef struct {
 static const opt_def opts[] = {
     {"config", OT_STR, S(config), 1, "FILE", "INI file of options (flags override it)"},
     {"resume", OT_STR, S(resume), 1, "DIR", "continue the run in DIR from its newest checkpoint"},
-    {"preset", OT_STR, S(preset), 0, "NAME", "new model from a preset: tiny, small, bench-S"},
+    {"preset", OT_STR, S(preset), 0, "NAME", "new model from a preset: tiny, small, bench-S, fine-S"},
     {"init", OT_STR, S(init), 0, "CKPT", "start from this checkpoint's weights (fresh optimizer)"},
     {"tokenizer", OT_STR, S(tokenizer), 0, "FILE", ".tiktoken the token sets were made with (--init: optional)"},
     {"data", OT_DATA, F(data), 0, 0, "NAME=FILE[:W]", "a domain's token set and sampling weight (repeat)"},

@@ -7,7 +7,9 @@
 
 #include <string.h>
 
-// Row loops fork threads only when they move enough data to pay for it.
+// Row loops fork threads only when they move enough data to pay for it. Their inner
+// loops over d_model are `omp simd` on rows that never overlap (restrict): with top_k 16
+// to 32 they move N k d floats each, the largest data movement of a fine-grained layer.
 #define MOE_PAR_MIN ((size_t)1 << 15)
 
 void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E) {
@@ -42,11 +44,12 @@ void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, i
 void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatch *d, int N, int k, int dm) {
 #pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
     for (int i = 0; i < N; i++) {
-        float *yi = y + (size_t)i * dm;
+        float *restrict yi = y + (size_t)i * dm;
         for (int j = 0; j < k; j++) {
             int p = d->pos[(size_t)i * k + j];
             if (p < 0) continue;
-            const float g = gates[(size_t)i * k + j], *yr = ys + (size_t)p * dm;
+            const float g = gates[(size_t)i * k + j], *restrict yr = ys + (size_t)p * dm;
+#pragma omp simd
             for (int c = 0; c < dm; c++) yi[c] += g * yr[c];
         }
     }
@@ -56,15 +59,16 @@ void moe_combine_backward(float *dys, float *dgates, const float *dy, const floa
                           const mo_dispatch *d, int N, int k, int dm) {
 #pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
     for (int i = 0; i < N; i++) {
-        const float *dyi = dy + (size_t)i * dm;
+        const float *restrict dyi = dy + (size_t)i * dm;
         for (int j = 0; j < k; j++) {
             int p = d->pos[(size_t)i * k + j];
             if (p < 0) {
                 dgates[(size_t)i * k + j] = 0;
                 continue;
             }
-            const float g = gates[(size_t)i * k + j], *yr = ys + (size_t)p * dm;
-            float *dr = dys + (size_t)p * dm, dot = 0;
+            const float g = gates[(size_t)i * k + j], *restrict yr = ys + (size_t)p * dm;
+            float *restrict dr = dys + (size_t)p * dm, dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int c = 0; c < dm; c++) {
                 dot += dyi[c] * yr[c];
                 dr[c] = g * dyi[c];
@@ -77,12 +81,13 @@ void moe_combine_backward(float *dys, float *dgates, const float *dy, const floa
 void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm) {
 #pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
     for (int i = 0; i < N; i++) {
-        float *dxi = dx + (size_t)i * dm;
+        float *restrict dxi = dx + (size_t)i * dm;
         memset(dxi, 0, (size_t)dm * sizeof *dxi);
         for (int j = 0; j < k; j++) {
             int p = d->pos[(size_t)i * k + j];
             if (p < 0) continue;
-            const float *r = dxs + (size_t)p * dm;
+            const float *restrict r = dxs + (size_t)p * dm;
+#pragma omp simd
             for (int c = 0; c < dm; c++) dxi[c] += r[c];
         }
     }

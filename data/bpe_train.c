@@ -4,6 +4,7 @@
 #include "data/pretok.h"
 #include "data/tokenizer.h"
 #include "engine/base/error.h"
+#include "engine/base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -182,23 +183,19 @@ int bpe_trainer_add(bpe_trainer *tr, const uint8_t *text, size_t n) {
 }
 
 int bpe_trainer_add_file(bpe_trainer *tr, const char *path) {
-    int fd = open(path, O_RDONLY | O_NONBLOCK);  // (a FIFO must not block before fstat refuses it)
-    if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return mo_errorf("%s: not a regular file", path);
-    }
-    if (st.st_size == 0) {
+    size_t n;
+    int fd = file_open_regular_fd(path, &n);
+    if (fd < 0) return -1;
+    if (n == 0) {
         close(fd);
         return 0;
     }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) return mo_errorf("%s: cannot map (%s)", path, strerror(errno));
-    madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
-    int rc = bpe_trainer_add(tr, m, (size_t)st.st_size);
-    munmap(m, (size_t)st.st_size);
+    madvise(m, n, MADV_SEQUENTIAL);
+    int rc = bpe_trainer_add(tr, m, n);
+    munmap(m, n);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mo_error());

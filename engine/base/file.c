@@ -24,18 +24,22 @@ int file_check_regular(const char *path) {
     return S_ISREG(st.st_mode) ? 0 : refuse(path, st.st_mode);
 }
 
-FILE *file_open_regular(const char *path) {
+int file_open_regular_fd(const char *path, size_t *size) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        mo_errorf("%s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
+    if (fd < 0) return mo_errorf("%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         fstat(fd, &st) != 0 ? refuse_errno(path, errno) : refuse(path, st.st_mode);
         close(fd);
-        return NULL;
+        return -1;
     }
+    if (size) *size = (size_t)st.st_size;
+    return fd;
+}
+
+FILE *file_open_regular(const char *path) {
+    int fd = file_open_regular_fd(path, NULL);
+    if (fd < 0) return NULL;
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     FILE *f = fdopen(fd, "rb");

@@ -6,6 +6,7 @@
 #ifndef MONOLITH_FILE_H
 #define MONOLITH_FILE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 // 0 if `path` is a regular file (or a symbolic link to one), else -1 with one line
@@ -16,6 +17,10 @@ int file_check_regular(const char *path);
 // fopen(path, "rb") of a regular file, without ever blocking on a FIFO (opened
 // non-blocking, checked with fstat, then made blocking). NULL with one line as above.
 FILE *file_open_regular(const char *path);
+
+// The same check for a reader that wants the descriptor (to mmap it): a read-only fd,
+// still non-blocking, with the file's size in *size (may be NULL); -1 with one line.
+int file_open_regular_fd(const char *path, size_t *size);
 
 // 0 if an output file may be written as PATH.tmp and renamed onto `path`: it does not
 // exist yet, or is a regular file or a symbolic link (the link is replaced, not what it

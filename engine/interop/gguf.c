@@ -284,14 +284,9 @@ fail:;
 
 int gguf_open(gguf_file *g, const char *path) {
     memset(g, 0, sizeof *g);
-    int fd = open(path, O_RDONLY | O_NONBLOCK);  // (a FIFO must not block before fstat refuses it)
-    if (fd < 0) return mo_errorf("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return mo_errorf("%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n;
+    int fd = file_open_regular_fd(path, &n);
+    if (fd < 0) return -1;
     void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     close(fd);
     if (n && map == MAP_FAILED) return mo_errorf("%s: cannot map: %s", path, strerror(errno));

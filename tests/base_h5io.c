@@ -20,9 +20,8 @@
 
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_h5io_XXXXXX";
 
-static void path_in(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+static void path_in(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", tu_scratch(), name); }
 
 // The error is one line that mentions every one of `words`.
 static void assert_error_names(const char *w1, const char *w2, const char *w3) {
@@ -329,7 +328,7 @@ START_TEST(test_old_file_format_refused) {
 END_TEST
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (!tu_scratch_make("h5io")) return 1;
     Suite *s = suite_create("base_h5io");
     TCase *tc = tcase_create("strings");
     // A reader that did read a damaged heap would hang: fail fast instead.
@@ -340,10 +339,5 @@ int main(void) {
     tcase_add_test(tc, test_damaged_chunk_record_refused);
     tcase_add_test(tc, test_old_file_format_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    rmdir(dir);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -25,19 +25,6 @@ static tokenizer *load(const char *path) {
     return t;
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert(fread(buf, 1, (size_t)len, f) == (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 START_TEST(test_byte_map) {
     int seen[0x200] = {0};
     for (int b = 0; b < 256; b++) {
@@ -169,7 +156,7 @@ START_TEST(test_gpt2_merges) {
         free(s);
     }
     size_t n;
-    uint8_t *text = read_all(tu_source_path("docs/architecture.md"), &n);
+    uint8_t *text = tu_read_all(tu_source_path("docs/architecture.md"), &n, "");
     check_merges(t, m, text, n);
     free(text), free(m);
     tok_free(t);
@@ -178,7 +165,7 @@ END_TEST
 
 START_TEST(test_trained_merges) {
     size_t n;
-    uint8_t *text = read_all(tu_source_path("docs/architecture.md"), &n);
+    uint8_t *text = tu_read_all(tu_source_path("docs/architecture.md"), &n, "");
     bpe_trainer *tr = bpe_trainer_new();
     ck_assert(bpe_trainer_add(tr, text, n) == 0);
     int n_ranks;
@@ -223,9 +210,5 @@ int main(void) {
     tcase_add_test(tc, test_trained_merges);
     tcase_add_test(tc, test_unreachable_token);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

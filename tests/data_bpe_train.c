@@ -11,20 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/monolith_bpe_%d", (int)getpid());
-        mkdir(dir, 0755);
-    }
-    char *b = buf[k++ % 4];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
-
 // A corpus with structure (words from a small Zipf-ish vocabulary, punctuation, digits,
 // some ill-formed bytes) so merges have real frequencies and ties.
 static uint8_t *make_corpus(size_t n, uint64_t seed, size_t *len) {
@@ -158,9 +144,9 @@ static tokenizer *train_to(const uint8_t *text, size_t n, int vocab, const char 
     ck_assert(tr);
     ck_assert(bpe_trainer_add(tr, text, n) == 0);
     ck_assert_msg(bpe_train_run(tr, vocab, 1, NULL, NULL, n_ranks) == 0, "%s", mo_error());
-    ck_assert_msg(bpe_trainer_write(tr, tmp_path(name)) == 0, "%s", mo_error());
+    ck_assert_msg(bpe_trainer_write(tr, tu_scratch_path(name)) == 0, "%s", mo_error());
     bpe_trainer_free(tr);
-    tokenizer *t = tok_load(tmp_path(name));
+    tokenizer *t = tok_load(tu_scratch_path(name));
     ck_assert_msg(t, "%s", mo_error());
     return t;
 }
@@ -208,19 +194,6 @@ START_TEST(test_small_case_by_hand) {
 }
 END_TEST
 
-static uint8_t *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert(f);
-    fseek(f, 0, SEEK_END);
-    long l = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)l + 1);
-    ck_assert(fread(b, 1, (size_t)l, f) == (size_t)l);
-    fclose(f);
-    *n = (size_t)l;
-    return b;
-}
-
 START_TEST(test_deterministic_size_roundtrip) {
     size_t n;
     uint8_t *text = make_corpus(200000, 11, &n);
@@ -230,7 +203,7 @@ START_TEST(test_deterministic_size_roundtrip) {
     ck_assert_int_eq(r1, 1023);
     ck_assert_int_eq(tok_vocab_size(a), 1024);
     size_t n1, n2;
-    uint8_t *f1 = read_file(tmp_path("d1.tiktoken"), &n1), *f2 = read_file(tmp_path("d2.tiktoken"), &n2);
+    uint8_t *f1 = tu_read_all(tu_scratch_path("d1.tiktoken"), &n1, ""), *f2 = tu_read_all(tu_scratch_path("d2.tiktoken"), &n2, "");
     ck_assert_msg(n1 == n2 && !memcmp(f1, f2, n1), "two runs on the same corpus gave different files");
     ck_assert_str_eq(tok_hash(a), tok_hash(b));
     // The trained vocabulary compresses its corpus and round-trips it and random bytes.
@@ -297,7 +270,7 @@ START_TEST(test_refusals) {
 END_TEST
 
 int main(void) {
-    tmp_path("");  // the folder is named before the tests fork, so main can remove it
+    if (!tu_scratch_make("bpe")) return 1;  // before the tests fork, so main removes it once
     Suite *s = suite_create("data_bpe_train");
     TCase *tc = tcase_create("bpe_train");
     tcase_set_timeout(tc, 120);
@@ -307,12 +280,5 @@ int main(void) {
     tcase_add_test(tc, test_long_pieces_chunked);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (dir[0] && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

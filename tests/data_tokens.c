@@ -11,20 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/monolith_data_tokens_%d", (int)getpid());
-        mkdir(dir, 0755);
-    }
-    char *b = buf[k++ % 4];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
-
 // A token set whose documents are runs of distinct recognizable ids: document k holds
 // len_k tokens k*1000 + 1, k*1000 + 2, ... (eot = vocab - 1). Returns 0 or -1.
 static int write_set(const char *path, const char *domain, const char *hash, int64_t vocab, int n_docs,
@@ -48,11 +34,11 @@ err:
 }
 
 START_TEST(test_write_read_roundtrip) {
-    const char *p = tmp_path("a.h5");
+    const char *p = tu_scratch_path("a.h5");
     int val[] = {1, 3, -1};
     // 5 documents of 300000 tokens: more than one HDF5 chunk per split.
     ck_assert_msg(write_set(p, "speeches", "0123456789abcdef", 8192, 5, val, 300000) == 0, "%s", mo_error());
-    ck_assert(access(tmp_path("a.h5.tmp"), F_OK) != 0);
+    ck_assert(access(tu_scratch_path("a.h5.tmp"), F_OK) != 0);
     tokset_info info;
     ck_assert_msg(tokset_info_read(p, &info) == 0, "%s", mo_error());
     ck_assert_str_eq(info.domain, "speeches");
@@ -85,7 +71,7 @@ START_TEST(test_write_read_roundtrip) {
     tokset_split_free(&tr), tokset_split_free(&va);
 
     // A vocabulary over 65536 is stored as uint32.
-    const char *p32 = tmp_path("wide.h5");
+    const char *p32 = tu_scratch_path("wide.h5");
     ck_assert(write_set(p32, "x", "h", 100000, 2, NULL, 100) == 0);
     ck_assert(tokset_info_read(p32, &info) == 0);
     ck_assert_int_eq(info.width, 4);
@@ -97,40 +83,40 @@ END_TEST
 
 START_TEST(test_bad_sets) {
     // Ids beyond the vocabulary are refused on write.
-    tokset_writer *w = tokset_create(tmp_path("bad.h5"), "x", "h", 100, 99, "");
+    tokset_writer *w = tokset_create(tu_scratch_path("bad.h5"), "x", "h", 100, 99, "");
     ck_assert(w);
     ck_assert(tokset_begin_document(w, TOKSET_TRAIN) == 0);
     uint32_t big = 100;
     ck_assert(tokset_append(w, &big, 1) == -1);
     ck_assert_msg(strstr(mo_error(), "vocab_size"), "%s", mo_error());
     tokset_abort(w);
-    ck_assert(access(tmp_path("bad.h5.tmp"), F_OK) != 0);
-    ck_assert(access(tmp_path("bad.h5"), F_OK) != 0);
+    ck_assert(access(tu_scratch_path("bad.h5.tmp"), F_OK) != 0);
+    ck_assert(access(tu_scratch_path("bad.h5"), F_OK) != 0);
     // Nothing in train: refused, nothing left behind.
     int all_val[] = {0, -1};
-    ck_assert(write_set(tmp_path("empty.h5"), "x", "h", 100, 1, all_val, 10) == -1);
+    ck_assert(write_set(tu_scratch_path("empty.h5"), "x", "h", 100, 1, all_val, 10) == -1);
     ck_assert_msg(strstr(mo_error(), "no training documents"), "%s", mo_error());
-    ck_assert(access(tmp_path("empty.h5"), F_OK) != 0);
+    ck_assert(access(tu_scratch_path("empty.h5"), F_OK) != 0);
     // Missing file, not HDF5, wrong format, missing attribute, out-of-range id on read.
     tokset_info info;
-    ck_assert(tokset_info_read(tmp_path("nope.h5"), &info) == -1);
+    ck_assert(tokset_info_read(tu_scratch_path("nope.h5"), &info) == -1);
     ck_assert_msg(strstr(mo_error(), "nope.h5"), "%s", mo_error());
-    FILE *f = fopen(tmp_path("text.h5"), "w");
+    FILE *f = fopen(tu_scratch_path("text.h5"), "w");
     fputs("not hdf5", f);
     fclose(f);
-    ck_assert(tokset_info_read(tmp_path("text.h5"), &info) == -1);
-    hid_t h = h5_create(tmp_path("other.h5"));
+    ck_assert(tokset_info_read(tu_scratch_path("text.h5"), &info) == -1);
+    hid_t h = h5_create(tu_scratch_path("other.h5"));
     h5_set_format(h, "monolith-checkpoint", 1);
-    h5_finish(h, tmp_path("other.h5"));
-    ck_assert(tokset_info_read(tmp_path("other.h5"), &info) == -1);
+    h5_finish(h, tu_scratch_path("other.h5"));
+    ck_assert(tokset_info_read(tu_scratch_path("other.h5"), &info) == -1);
     ck_assert_msg(strstr(mo_error(), "monolith-tokens"), "%s", mo_error());
-    h = h5_create(tmp_path("noattr.h5"));
+    h = h5_create(tu_scratch_path("noattr.h5"));
     h5_set_format(h, TOKSET_FORMAT, 1);
-    h5_finish(h, tmp_path("noattr.h5"));
-    ck_assert(tokset_info_read(tmp_path("noattr.h5"), &info) == -1);
+    h5_finish(h, tu_scratch_path("noattr.h5"));
+    ck_assert(tokset_info_read(tu_scratch_path("noattr.h5"), &info) == -1);
     ck_assert_msg(strstr(mo_error(), "missing attribute"), "%s", mo_error());
     // A hand-made file with an id >= vocab_size.
-    const char *hp = tmp_path("corrupt.h5");
+    const char *hp = tu_scratch_path("corrupt.h5");
     h = h5_create(hp);
     uint16_t toks[4] = {9, 1, 2, 77};
     hsize_t dims[1] = {4};
@@ -153,8 +139,8 @@ END_TEST
 static loader *open_two(uint64_t seed, double w0, double w1, int B, int T) {
     loader_spec sp[2];
     char a[600], b[600];
-    snprintf(a, sizeof a, "alpha=%s:%g", tmp_path("l0.h5"), w0);
-    snprintf(b, sizeof b, "beta=%s:%g", tmp_path("l1.h5"), w1);
+    snprintf(a, sizeof a, "alpha=%s:%g", tu_scratch_path("l0.h5"), w0);
+    snprintf(b, sizeof b, "beta=%s:%g", tu_scratch_path("l1.h5"), w1);
     ck_assert(loader_parse_spec(a, &sp[0]) == 0 && loader_parse_spec(b, &sp[1]) == 0);
     loader_opts o = {.batch = B, .seq_len = T, .seed = seed, .expected_hash = "feedfacefeedface", .vocab_size = 4096};
     loader *l = loader_open(sp, 2, &o);
@@ -164,8 +150,8 @@ static loader *open_two(uint64_t seed, double w0, double w1, int B, int T) {
 
 static void make_loader_sets(void) {
     int val[] = {0, -1};
-    ck_assert(write_set(tmp_path("l0.h5"), "alpha", "feedfacefeedface", 4096, 4, val, 5000) == 0);
-    ck_assert(write_set(tmp_path("l1.h5"), "beta", "feedfacefeedface", 4096, 3, val, 7000) == 0);
+    ck_assert(write_set(tu_scratch_path("l0.h5"), "alpha", "feedfacefeedface", 4096, 4, val, 5000) == 0);
+    ck_assert(write_set(tu_scratch_path("l1.h5"), "beta", "feedfacefeedface", 4096, 3, val, 7000) == 0);
 }
 
 START_TEST(test_loader_determinism_and_resume) {
@@ -256,12 +242,12 @@ END_TEST
 START_TEST(test_loader_refusals) {
     make_loader_sets();
     int val[] = {0, -1};
-    ck_assert(write_set(tmp_path("other_tok.h5"), "gamma", "0000000000000000", 4096, 2, val, 500) == 0);
+    ck_assert(write_set(tu_scratch_path("other_tok.h5"), "gamma", "0000000000000000", 4096, 2, val, 500) == 0);
     loader_spec sp[2];
     char a[600];
-    snprintf(a, sizeof a, "%s", tmp_path("l0.h5"));
+    snprintf(a, sizeof a, "%s", tu_scratch_path("l0.h5"));
     ck_assert(loader_parse_spec(a, &sp[0]) == 0);
-    ck_assert_str_eq(sp[0].path, tmp_path("l0.h5"));
+    ck_assert_str_eq(sp[0].path, tu_scratch_path("l0.h5"));
     ck_assert(sp[0].weight == 1.0);
     loader_opts o = {.batch = 2, .seq_len = 8, .seed = 1, .expected_hash = "0000000000000000",
                      .expected_from = "model.h5"};
@@ -269,7 +255,7 @@ START_TEST(test_loader_refusals) {
     const char *e = mo_error();
     ck_assert_msg(strstr(e, "feedfacefeedface") && strstr(e, "0000000000000000") && strstr(e, "model.h5"), "%s", e);
     // Two sets with different hashes and no expected hash: refused too.
-    snprintf(a, sizeof a, "%s:2", tmp_path("other_tok.h5"));
+    snprintf(a, sizeof a, "%s:2", tu_scratch_path("other_tok.h5"));
     ck_assert(loader_parse_spec(a, &sp[1]) == 0);
     ck_assert(sp[1].weight == 2.0);
     o.expected_hash = NULL;
@@ -290,7 +276,7 @@ START_TEST(test_loader_refusals) {
     ck_assert(loader_parse_spec("=a.h5", &sp[0]) == -1);
     ck_assert(loader_parse_spec("x=dir:with:colons.h5", &sp[0]) == 0);
     ck_assert_str_eq(sp[0].path, "dir:with:colons.h5");
-    snprintf(a, sizeof a, "x=%s", tmp_path("missing.h5"));
+    snprintf(a, sizeof a, "x=%s", tu_scratch_path("missing.h5"));
     ck_assert(loader_parse_spec(a, &sp[0]) == 0);
     o.seq_len = 8;
     ck_assert(loader_open(sp, 1, &o) == NULL);
@@ -309,13 +295,5 @@ int main(void) {
     tcase_add_test(tc, test_loader_val_pass);
     tcase_add_test(tc, test_loader_refusals);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);  // tests share the temporary folder's files
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (dir[0] && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);  // tests share the temporary folder's files
 }

@@ -7,16 +7,6 @@
 
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 static void new_ckpt(mo_checkpoint *ck, const char *const *overrides) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
@@ -29,7 +19,7 @@ static void new_ckpt(mo_checkpoint *ck, const char *const *overrides) {
 static const char *saved(const char *name, const char *const *overrides) {
     mo_checkpoint ck;
     new_ckpt(&ck, overrides);
-    const char *p = tmp_path(name);
+    const char *p = tu_scratch_path(name);
     ck_assert_msg(ckpt_save(p, &ck) == 0, "%s", mo_error());
     ckpt_free(&ck);
     return p;
@@ -61,9 +51,9 @@ START_TEST(test_round_trip_bit_exact) {
     a.tokenizer.special_names[0] = strdup("<|endoftext|>");
     a.tokenizer.special_ids = calloc(1, sizeof(int64_t));
     a.tokenizer.special_ids[0] = 2;
-    const char *p = tmp_path("rt.h5");
+    const char *p = tu_scratch_path("rt.h5");
     ck_assert_msg(ckpt_save(p, &a) == 0, "%s", mo_error());
-    ck_assert_int_ne(access(tmp_path("rt.h5.tmp"), F_OK), 0);  // the temporary was renamed
+    ck_assert_int_ne(access(tu_scratch_path("rt.h5.tmp"), F_OK), 0);  // the temporary was renamed
     ck_assert_msg(ckpt_load(p, &b) == 0, "%s", mo_error());
     ck_assert_int_eq(memcmp(&a.table.cfg, &b.table.cfg, sizeof a.table.cfg), 0);
     ck_assert_uint_eq(a.table.numel, b.table.numel);
@@ -85,7 +75,7 @@ START_TEST(test_round_trip_bit_exact) {
 END_TEST
 
 START_TEST(test_refuse_missing) {
-    assert_refused(tmp_path("nope.h5"), (const char *const[]){"nope.h5", "no such file", NULL});
+    assert_refused(tu_scratch_path("nope.h5"), (const char *const[]){"nope.h5", "no such file", NULL});
 }
 END_TEST
 
@@ -101,7 +91,7 @@ START_TEST(test_refuse_truncated) {
     // Cut at several points: inside the header, the middle, and just before the end.
     long cuts[] = {100, n / 2, n - 100};
     for (int i = 0; i < 3; i++) {
-        const char *q = tmp_path("cut.h5");
+        const char *q = tu_scratch_path("cut.h5");
         FILE *out = fopen(q, "wb");
         fwrite(buf, 1, (size_t)cuts[i], out);
         fclose(out);
@@ -112,7 +102,7 @@ START_TEST(test_refuse_truncated) {
 END_TEST
 
 START_TEST(test_refuse_other_format) {
-    const char *p = tmp_path("tokens.h5");
+    const char *p = tu_scratch_path("tokens.h5");
     hid_t f = h5_create(p);
     ck_assert_int_eq(h5_set_format(f, "monolith-tokens", 1), 0);
     ck_assert_int_eq(h5_finish(f, p), 0);
@@ -216,7 +206,7 @@ START_TEST(test_refuse_nan_and_inf) {
         new_ckpt(&ck, NULL);
         int id = params_find(&ck.table, "layers/1/moe/w2");
         params_at(&ck.table, ck.params, id)[77] = bad[i];
-        const char *p = tmp_path("nan.h5");
+        const char *p = tu_scratch_path("nan.h5");
         ck_assert_int_eq(ckpt_save(p, &ck), 0);
         ckpt_free(&ck);
         assert_refused(p, (const char *const[]){"nan.h5", "layers/1/moe/w2", what[i], NULL});
@@ -228,15 +218,14 @@ START_TEST(test_failed_write_keeps_old_file) {
     // A write into a folder that does not exist fails cleanly and leaves nothing behind.
     mo_checkpoint ck;
     new_ckpt(&ck, NULL);
-    ck_assert_int_eq(ckpt_save(tmp_path("no/such/dir/x.h5"), &ck), -1);
+    ck_assert_int_eq(ckpt_save(tu_scratch_path("no/such/dir/x.h5"), &ck), -1);
     ck_assert_ptr_nonnull(strstr(mo_error(), "x.h5"));
     ckpt_free(&ck);
 }
 END_TEST
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/monolith_ckpt_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (!tu_scratch_make("ckpt")) return 1;
     Suite *s = suite_create("engine_checkpoint");
     TCase *tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_round_trip_bit_exact);
@@ -251,13 +240,5 @@ int main(void) {
     tcase_add_test(tc, test_refuse_nan_and_inf);
     tcase_add_test(tc, test_failed_write_keeps_old_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) return 1;
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);
 }

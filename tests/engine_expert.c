@@ -23,9 +23,8 @@
 #include <math.h>
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_expert_XXXXXX";
 
-static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", tu_scratch(), name); }
 
 static void tiny(mo_checkpoint *ck, uint64_t seed, const char *moe_layers) {
     mo_config c;
@@ -192,7 +191,7 @@ START_TEST(compose_puts_modules_at_their_index) {
         tiny(&src[i], 100 + (uint64_t)i, NULL);
         mo_expert x;
         ck_assert_int_eq(expert_extract(&src[i], NULL, NULL, i, &x), 0);
-        snprintf(paths[i], sizeof paths[i], "%s/mod%d.h5", dir, i);
+        snprintf(paths[i], sizeof paths[i], "%s/mod%d.h5", tu_scratch(), i);
         ck_assert_int_eq(expert_save(paths[i], &x), 0);
         expert_free(&x);
         ck_assert_msg(expert_load(paths[i], &mods[i]) == 0, "%s", mo_error());
@@ -375,12 +374,8 @@ START_TEST(module_file_checks) {
 }
 END_TEST
 
-static void setup(void) { ck_assert_ptr_nonnull(mkdtemp(dir)); }
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-}
+static void setup(void) { ck_assert_ptr_nonnull(tu_scratch_make("expert")); }
+static void teardown(void) { tu_scratch_remove(); }
 
 int main(void) {
     Suite *s = suite_create("expert");
@@ -395,9 +390,5 @@ int main(void) {
     tcase_add_test(tc, module_file_checks);
     tcase_add_test(tc, module_without_bias_loads_zero);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

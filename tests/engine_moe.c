@@ -203,9 +203,5 @@ int main(void) {
     tcase_add_test(tc, test_sorted_path_matches_per_token_loop);
     tcase_add_test(tc, test_router_forced_rows);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

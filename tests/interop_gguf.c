@@ -24,19 +24,6 @@
 #include <math.h>
 #include <unistd.h>
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing (run scripts/setup.sh)", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert(fread(buf, 1, (size_t)len, f) == (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 static void write_all(const char *path, const uint8_t *p, size_t n) {
     FILE *f = fopen(path, "wb");
     ck_assert(f && fwrite(p, 1, n, f) == n);
@@ -46,7 +33,7 @@ static void write_all(const char *path, const uint8_t *p, size_t n) {
 // A model from `cfg` (finalized here) with the vocabulary of a .tiktoken file plus <|endoftext|>.
 static void make_model(mo_checkpoint *ck, mo_config *c, const char *tiktoken, int extra_rows) {
     size_t n;
-    uint8_t *text = read_all(tu_source_path(tiktoken), &n);
+    uint8_t *text = tu_read_all(tu_source_path(tiktoken), &n, " (run scripts/setup.sh)");
     tokenizer *t = tok_from_bytes(text, n, tiktoken, NULL, NULL, 0);
     ck_assert_msg(t != NULL, "%s", mo_error());
     c->vocab_size = tok_vocab_size(t) + extra_rows;
@@ -65,15 +52,6 @@ static void base_config(mo_config *c) {
     ck_assert(config_preset(c, "tiny") == 0);
     c->d_model = 64, c->n_heads = 4, c->n_kv_heads = 2, c->n_layers = 3, c->n_experts = 4, c->top_k = 2;
     c->d_ff = 32, c->max_seq_len = 64;
-}
-
-static char tmpdir[64];
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
 }
 
 static void assert_same_model(const mo_checkpoint *a, const mo_checkpoint *b) {
@@ -112,7 +90,7 @@ static void roundtrip(mo_config *c, const char *tiktoken, int extra_rows, const 
     mo_checkpoint ck, back;
     make_model(&ck, c, tiktoken, extra_rows);
     gguf_export_info info;
-    const char *path = tmp_path("m.gguf");
+    const char *path = tu_scratch_path("m.gguf");
     ck_assert_msg(gguf_export(&ck, GGML_T_F32, path, &info) == 0, "%s", mo_error());
     ck_assert_str_eq(info.arch, want_arch);
     ck_assert_msg(gguf_import(path, 0, &back) == 0, "%s", mo_error());
@@ -166,7 +144,7 @@ START_TEST(test_types) {
     mo_checkpoint ck, back;
     make_model(&ck, &c, "tests/fuzz/vocab.tiktoken", 0);
     for (int k = 0; k < 3; k++) {
-        const char *path = tmp_path("t.gguf");
+        const char *path = tu_scratch_path("t.gguf");
         ck_assert_msg(gguf_export(&ck, types[k], path, NULL) == 0, "%s", mo_error());
         ck_assert_msg(gguf_import(path, 0, &back) == 0, "%s", mo_error());
         const mo_param_table *pt = &ck.table;
@@ -235,7 +213,7 @@ START_TEST(test_refusals) {
     c.vocab_size = 300;
     mo_checkpoint ck;
     ck_assert(config_finalize(&c) == 0 && ckpt_new(&ck, &c, 1, NULL) == 0);
-    const char *path = tmp_path("none.gguf");
+    const char *path = tu_scratch_path("none.gguf");
     ck_assert_int_eq(gguf_export(&ck, GGML_T_F32, path, NULL), -1);
     ck_assert_msg(strstr(mo_error(), "tokenizer"), "%s", mo_error());
     ck_assert(access(path, F_OK) != 0);
@@ -250,7 +228,7 @@ static void routing_case(void (*set)(mo_checkpoint *ck), const char *field) {
     mo_checkpoint ck;
     make_model(&ck, &c, "tests/fuzz/vocab.tiktoken", 0);
     set(&ck);
-    const char *path = tmp_path("routing.gguf");
+    const char *path = tu_scratch_path("routing.gguf");
     unlink(path);
     int rc = gguf_export(&ck, GGML_T_F32, path, NULL);
     if (field) {
@@ -286,7 +264,7 @@ START_TEST(test_routing_refusals) {
 END_TEST
 
 static void assert_import_fails(const uint8_t *p, size_t n, const char *want) {
-    const char *path = tmp_path("bad.gguf");
+    const char *path = tu_scratch_path("bad.gguf");
     write_all(path, p, n);
     mo_checkpoint ck;
     ck_assert_msg(gguf_import(path, 0, &ck) == -1, "a hostile file (%s) was imported", want ? want : "truncated");
@@ -314,11 +292,11 @@ START_TEST(test_hostile) {
     c.n_layers = 1, c.d_model = 32, c.n_experts = 2, c.top_k = 1, c.d_ff = 32;
     mo_checkpoint ck;
     make_model(&ck, &c, "tests/fuzz/vocab.tiktoken", 0);
-    const char *path = tmp_path("good.gguf");
+    const char *path = tu_scratch_path("good.gguf");
     ck_assert(gguf_export(&ck, GGML_T_F32, path, NULL) == 0);
     ckpt_free(&ck);
     size_t n;
-    uint8_t *good = read_all(path, &n), *p = malloc(n);
+    uint8_t *good = tu_read_all(path, &n, " (run scripts/setup.sh)"), *p = malloc(n);
     // Every truncation of the header and a spread of cuts through the data.
     // (the parser on the buffer for every cut, the whole import from a file for some).
     gguf_file g;
@@ -407,8 +385,7 @@ START_TEST(test_hostile) {
 END_TEST
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/interop_gguf_XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (!tu_scratch_make("gguf")) return 1;
     Suite *s = suite_create("interop_gguf");
     TCase *tc = tcase_create("gguf");
     tcase_set_timeout(tc, 300);
@@ -421,13 +398,5 @@ int main(void) {
     tcase_add_test(tc, test_routing_refusals);
     tcase_add_test(tc, test_hostile);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) return 1;
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);
 }

@@ -331,9 +331,5 @@ int main(void) {
     tcase_add_test(tc, test_gemv_run_tasks_and_threads);
     tcase_add_test(tc, test_attention_decode_every_level);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -123,9 +123,5 @@ int main(void) {
     tcase_add_test(tc, test_in_place);
     tcase_add_test(tc, test_ref_backward_finite_differences);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

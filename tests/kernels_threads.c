@@ -49,9 +49,5 @@ int main(void) {
     TCase *tc = tcase_create("threads");
     tcase_add_test(tc, test_blas_shares_the_openmp_pool);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -5,12 +5,16 @@
 //   against its kernels/ref oracle.
 // - tu_fd_check: central finite differences in double of a scalar function of a double
 //   array, compared element by element with an analytic gradient.
+// - tu_scratch_make / tu_scratch / tu_scratch_path: the suite's scratch folder and files in it.
+// - tu_run_suite: a suite's main, run and cleaned up.
+// - tu_read_all: a whole file into memory.
 #ifndef MONOLITH_TESTUTIL_H
 #define MONOLITH_TESTUTIL_H
 
 #include "engine/base/rng.h"
 
 #include <check.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +93,75 @@ static inline const char *tu_source_path(const char *rel) {
     static char buf[4096];
     const char *root = getenv("MONOLITH_SOURCE_DIR");
     snprintf(buf, sizeof buf, "%s/%s", root ? root : "..", rel);
+    return buf;
+}
+
+// The suite's scratch folder: "" until tu_scratch_make(TAG) makes /tmp/mono_TAG_XXXXXX
+// (in main or an unchecked fixture, before the tests fork, so that the folder is removed
+// once at the end: tu_run_suite or a teardown does it).
+static inline char *tu_scratch(void) {
+    static char dir[64];  // /tmp/mono_TAG_XXXXXX with a short tag
+    return dir;
+}
+
+static inline const char *tu_scratch_make(const char *tag) {
+    char *dir = tu_scratch();
+    snprintf(dir, 64, "/tmp/mono_%s_XXXXXX", tag);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "cannot make a scratch folder %s\n", dir);
+        dir[0] = 0;
+        return NULL;
+    }
+    return dir;
+}
+
+// scratch/name, in one of 8 buffers used in turn (so that a call may take a few paths).
+static inline const char *tu_scratch_path(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, sizeof buf[0], "%s/%s", tu_scratch(), name);
+    return b;
+}
+
+// Removes the scratch folder and all in it (nothing when none was made); 0 when it is gone.
+static inline int tu_scratch_remove(void) {
+    char *dir = tu_scratch(), cmd[300];
+    if (!dir[0]) return 0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+        return -1;
+    }
+    dir[0] = 0;
+    return 0;
+}
+
+// Runs the suite (fs: CK_FORK_GETENV, Check's default, or CK_NOFORK where the tests share
+// state or OpenMP's thread pool, which does not survive a fork), removes the scratch
+// folder, and returns main's exit status: 0 when every test passed.
+static inline int tu_run_suite(Suite *s, enum fork_status fs) {
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, fs);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return tu_scratch_remove() == 0 && failed == 0 ? 0 : 1;
+}
+
+// The whole file, NUL-terminated (*n excludes the NUL); fails the test naming the path and
+// `hint` (how to get the file, or "") when it cannot be read.
+static inline uint8_t *tu_read_all(const char *path, size_t *n, const char *hint) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s missing%s", path, hint);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)len + 1);
+    ck_assert(buf != NULL && fread(buf, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    buf[len] = 0;
+    *n = (size_t)len;
     return buf;
 }
 

@@ -24,10 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_texpert_XXXXXX";
 static char tok_path[512], set_a[512], set_b[512], set_c[512];
 
-static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", tu_scratch(), name); }
 
 static void write_tokenizer(const char *path) {
     uint8_t bytes[256];
@@ -71,7 +70,7 @@ static int sh(char **err, const char *fmt, ...) {
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
     path_in(ef, "stderr.txt");
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null 2>%s", dir, bin, args, ef);
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null 2>%s", tu_scratch(), bin, args, ef);
     int st = system(cmd);
     FILE *f = fopen(ef, "r");
     char *e = calloc(1, 8192);
@@ -86,7 +85,7 @@ static int sh(char **err, const char *fmt, ...) {
 }
 
 static void setup(void) {
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_ptr_nonnull(tu_scratch_make("texpert"));
     path_in(tok_path, "bytes.tiktoken");
     path_in(set_a, "alpha.h5");
     path_in(set_b, "beta.h5");
@@ -97,11 +96,7 @@ static void setup(void) {
     write_set(set_c, "gamma", 11, 192);
 }
 
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-}
+static void teardown(void) { tu_scratch_remove(); }
 
 // 1 if arena element j of `pt` lies in expert e's slice of a MoE tensor or router row e.
 static int in_expert(const mo_param_table *pt, size_t j, int e) {
@@ -161,7 +156,7 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     // expert list: the tokens each expert got in the run's last evaluation (all of gamma's
     // val slots, k = 2 per token, over the 4 experts).
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s expert list %s/ft/ckpt-00000004.h5", getenv("MONOLITH_BIN"), dir);
+    snprintf(cmd, sizeof cmd, "%s expert list %s/ft/ckpt-00000004.h5", getenv("MONOLITH_BIN"), tu_scratch());
     FILE *pl = popen(cmd, "r");
     char line[512];
     double routed = 0;
@@ -209,7 +204,7 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ck_assert_int_eq(sh(NULL, "expert remove carried.h5 --expert 0 -o carried2.h5"), 0);
     const char *carried[2] = {"carried.h5", "carried2.h5"};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "%s expert list %s/%s", getenv("MONOLITH_BIN"), dir, carried[i]);
+        snprintf(cmd, sizeof cmd, "%s expert list %s/%s", getenv("MONOLITH_BIN"), tu_scratch(), carried[i]);
         pl = popen(cmd, "r");
         rows = 0;
         while (fgets(line, sizeof line, pl)) {
@@ -498,7 +493,7 @@ START_TEST(plug_pipeline_and_provenance) {
 
     // expert list shows a module's provenance.
     char cmd[1200], line[512];
-    snprintf(cmd, sizeof cmd, "%s expert list %s/plugA/modules/alpha.h5", getenv("MONOLITH_BIN"), dir);
+    snprintf(cmd, sizeof cmd, "%s expert list %s/plugA/modules/alpha.h5", getenv("MONOLITH_BIN"), tu_scratch());
     FILE *pl = popen(cmd, "r");
     int seen = 0;
     while (fgets(line, sizeof line, pl)) {
@@ -514,7 +509,7 @@ START_TEST(plug_pipeline_and_provenance) {
     snprintf(add_cmd, sizeof add_cmd,
              "cd %s && %s expert add plugA/router/ckpt-00000002.h5 --init random --name gamma --domain gamma "
              "--data alpha=%s --data beta=%s --data gamma=%s --seq 32 -o with_gamma_below.h5",
-             dir, getenv("MONOLITH_BIN"), set_a, set_b, set_c);
+             tu_scratch(), getenv("MONOLITH_BIN"), set_a, set_b, set_c);
     pl = popen(add_cmd, "r");
     double share[3] = {-1, -1, -1};
     while (fgets(line, sizeof line, pl)) {
@@ -561,10 +556,5 @@ int main(void) {
     tcase_add_test(tc, btx_end_to_end_and_resumed);
     tcase_add_test(tc, plug_pipeline_and_provenance);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);  // OpenMP's thread pool does not survive fork
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);  // OpenMP's thread pool does not survive fork
 }

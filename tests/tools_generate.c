@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[256];
 static char model[300], notok[300], eotmodel[300];
 
 // Runs `monolith generate ARGS`, capturing stdout and stderr. Returns the exit code.
@@ -17,7 +16,7 @@ static int run(const char *args, char **out, char **err) {
     const char *bin = getenv("MONOLITH_BIN");
     ck_assert_msg(bin != NULL, "MONOLITH_BIN is not set (run through ctest)");
     char cmd[4096], ef[300];
-    snprintf(ef, sizeof ef, "%s/stderr.txt", dir);
+    snprintf(ef, sizeof ef, "%s/stderr.txt", tu_scratch());
     snprintf(cmd, sizeof cmd, "%s generate --threads 1 %s 2>%s", bin, args, ef);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
@@ -76,7 +75,7 @@ static void make_tokenizer(mo_tokenizer_blob *b) {
     const char *merges[4] = {"th", "he", "the", " the"};
     for (int i = 0; i < 4; i++) toks[256 + i] = (const uint8_t *)merges[i], lens[256 + i] = strlen(merges[i]);
     char path[300];
-    snprintf(path, sizeof path, "%s/tiny.tiktoken", dir);
+    snprintf(path, sizeof path, "%s/tiny.tiktoken", tu_scratch());
     ck_assert_msg(tok_write_tiktoken(path, toks, lens, R) == 0, "%s", mo_error());
     FILE *f = fopen(path, "rb");
     b->tiktoken = malloc(1 << 16);
@@ -91,11 +90,10 @@ static void make_tokenizer(mo_tokenizer_blob *b) {
 }
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/monolith-generate-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(model, sizeof model, "%s/model.h5", dir);
-    snprintf(notok, sizeof notok, "%s/notok.h5", dir);
-    snprintf(eotmodel, sizeof eotmodel, "%s/eot.h5", dir);
+    ck_assert_ptr_nonnull(tu_scratch_make("generate"));
+    snprintf(model, sizeof model, "%s/model.h5", tu_scratch());
+    snprintf(notok, sizeof notok, "%s/notok.h5", tu_scratch());
+    snprintf(eotmodel, sizeof eotmodel, "%s/eot.h5", tu_scratch());
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);  // vocab 512 > the tokenizer's 261
     ck_assert_int_eq(config_finalize(&c), 0);
@@ -126,11 +124,7 @@ static void setup(void) {
     ckpt_free(&ck);
 }
 
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { ck_assert_int_eq(tu_scratch_remove(), 0); }
 
 #define RUN(args, out, err) run(args, &out, &err)
 
@@ -283,9 +277,5 @@ int main(void) {
     tcase_add_test(tc, test_stops);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -17,7 +17,6 @@
 
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_reliab_XXXXXX";
 
 // Under -DMONOLITH_SANITIZE: opening 512 corrupt files makes libhdf5 leak the headers it
 // fails to load (tests/sanitizers/lsan.supp), and through its free lists a leaked block
@@ -73,7 +72,7 @@ static void expect_refused(const char *path) {
 
 START_TEST(test_claimed_but_not_stored) {
     char path[256];
-    snprintf(path, sizeof path, "%s/claim.h5", dir);
+    snprintf(path, sizeof path, "%s/claim.h5", tu_scratch());
     make_claim(path, (hsize_t)1 << 40, 1024, 0);  // 2 TB claimed, nothing stored
     expect_refused(path);
     make_claim(path, 100000, 0, 0);  // contiguous, never written
@@ -93,7 +92,7 @@ END_TEST
 
 START_TEST(test_written_files_have_checksums) {
     char path[256];
-    snprintf(path, sizeof path, "%s/sum.h5", dir);
+    snprintf(path, sizeof path, "%s/sum.h5", tu_scratch());
     hid_t f = h5_create(path);
     ck_assert(f >= 0);
     float x[4] = {1, 2, 3, 4};
@@ -114,7 +113,7 @@ START_TEST(test_written_files_have_checksums) {
     size_t len = fread(buf, 1, sizeof buf, fp);
     fclose(fp);
     char bad[256];
-    snprintf(bad, sizeof bad, "%s/flip.h5", dir);
+    snprintf(bad, sizeof bad, "%s/flip.h5", tu_scratch());
     int refused = 0;
     for (size_t i = 0; i < 512 && i < len; i++) {
         buf[i] ^= 0x5a;
@@ -140,7 +139,7 @@ END_TEST
 
 START_TEST(test_flipped_data_refused) {
     char path[256];
-    snprintf(path, sizeof path, "%s/data.h5", dir);
+    snprintf(path, sizeof path, "%s/data.h5", tu_scratch());
     enum { N = 1000 };
     float x[N];
     for (int i = 0; i < N; i++) x[i] = 0.001f * (float)i + 0.5f;
@@ -188,7 +187,7 @@ START_TEST(test_arena_estimate_is_exact) {
 END_TEST
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (!tu_scratch_make("reliab")) return 1;
     Suite *s = suite_create("tools_reliability");
     TCase *tc = tcase_create("reliability");
     tcase_add_test(tc, test_error_rewrap_and_one_line);
@@ -197,10 +196,5 @@ int main(void) {
     tcase_add_test(tc, test_flipped_data_refused);
     tcase_add_test(tc, test_arena_estimate_is_exact);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    rmdir(dir);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -21,10 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_loop_XXXXXX";
 static char tok_path[512], tok2_path[512], set_a[512], set_b[512], set_other[512], set_short[512];
 
-static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+static void path_in(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", tu_scratch(), name); }
 
 // A byte-level tokenizer: the 256 single bytes, in `order` (so two orders = two hashes).
 static void write_tokenizer(const char *path, int reversed) {
@@ -317,7 +316,7 @@ START_TEST(test_route_by_domain) {
     stop_at = die_at = -1;
     ck_assert_int_eq(run(&o), 0);
     char p[600];
-    snprintf(p, sizeof p, "%s/R/metrics.jsonl", dir);
+    snprintf(p, sizeof p, "%s/R/metrics.jsonl", tu_scratch());
     FILE *f = fopen(p, "r");
     ck_assert_ptr_nonnull(f);
     char line[8192], last[8192] = "";
@@ -358,7 +357,7 @@ START_TEST(test_loss_goes_down) {
     // The final evaluation is the last line of metrics.jsonl; the data's noise floor is far
     // below the uniform 64-way entropy log(64) = 4.16 that the model must first reach.
     char p[600];
-    snprintf(p, sizeof p, "%s/L/metrics.jsonl", dir);
+    snprintf(p, sizeof p, "%s/L/metrics.jsonl", tu_scratch());
     FILE *f = fopen(p, "r");
     ck_assert_ptr_nonnull(f);
     char line[4096], last[4096] = "";
@@ -390,7 +389,7 @@ static void expect_setup_error(train_opts *o, const char *needle) {
 
 START_TEST(test_setup_errors) {
     train_opts o;
-    o = base_opts("E"), snprintf(o.data[1].path, sizeof o.data[1].path, "%s/missing.h5", dir);
+    o = base_opts("E"), snprintf(o.data[1].path, sizeof o.data[1].path, "%s/missing.h5", tu_scratch());
     expect_setup_error(&o, "missing.h5");
     o = base_opts("E"), snprintf(o.data[1].path, sizeof o.data[1].path, "%s", set_other);
     expect_setup_error(&o, "another tokenizer");
@@ -426,7 +425,7 @@ START_TEST(test_setup_errors) {
 END_TEST
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (!tu_scratch_make("loop")) return 1;
     Suite *s = suite_create("train_loop");
     TCase *tc = tcase_create("loop");
     tcase_set_timeout(tc, 600);
@@ -440,13 +439,5 @@ int main(void) {
     tcase_add_test(tc, test_loss_goes_down);
     tcase_add_test(tc, test_setup_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);  // the tests share the fixtures; the resume test forks itself
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);  // the tests share the fixtures; the resume test forks itself
 }

@@ -7,11 +7,10 @@
 
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/mono_opts_XXXXXX";
 
 static const char *write_file(const char *name, const char *text) {
     static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s", tu_scratch(), name);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fputs(text, f);
@@ -80,7 +79,7 @@ START_TEST(test_ini_round_trip) {
                        "--seed", "18446744073709551615", "--aux-coef", "0.02", "--schedule", "constant"};
     ck_assert_msg(parse(&o, a, 15) == 0, "%s", mo_error());
     char path[512];
-    snprintf(path, sizeof path, "%s/out.ini", tmpdir);
+    snprintf(path, sizeof path, "%s/out.ini", tu_scratch());
     ck_assert_msg(train_opts_write_ini(&o, path) == 0, "%s", mo_error());
     train_opts_defaults(&back);
     ck_assert_msg(train_opts_load_ini(&back, path) == 0, "%s", mo_error());
@@ -121,7 +120,7 @@ START_TEST(test_ini_hostile_round_trip) {
         o.data[0].weight = 0.5;
         o.n_data = 1;
         char path[512];
-        snprintf(path, sizeof path, "%s/hostile.ini", tmpdir);
+        snprintf(path, sizeof path, "%s/hostile.ini", tu_scratch());
         ck_assert_msg(train_opts_write_ini(&o, path) == 0, "%s", mo_error());
         train_opts_defaults(&back);
         ck_assert_msg(train_opts_load_ini(&back, path) == 0, "variant %d: %s", variant, mo_error());
@@ -214,7 +213,7 @@ END_TEST
 // A 10 MB line is refused as one line with its own number, not as 50,000 lines of 200.
 START_TEST(test_long_line) {
     char path[512];
-    snprintf(path, sizeof path, "%s/long.ini", tmpdir);
+    snprintf(path, sizeof path, "%s/long.ini", tu_scratch());
     FILE *f = fopen(path, "w");
     fputs("steps = 3\nout = ", f);
     for (int i = 0; i < 10 << 20; i++) fputc('a', f);
@@ -237,7 +236,7 @@ START_TEST(test_help) {
 END_TEST
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) return 1;
+    if (!tu_scratch_make("opts")) return 1;
     Suite *s = suite_create("options");
     TCase *tc = tcase_create("options");
     tcase_add_test(tc, test_flags);
@@ -249,12 +248,5 @@ int main(void) {
     tcase_add_test(tc, test_warmup_default);
     tcase_add_test(tc, test_help);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) {}
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

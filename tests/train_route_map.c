@@ -41,9 +41,5 @@ int main(void) {
     tcase_add_test(tc, maps_by_domain_then_name_then_position);
     tcase_add_test(tc, refuses_collisions_and_missing_experts);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -103,10 +103,5 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_router_learns_forced_experts);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);
 }

@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[] = "/tmp/mono_state_XXXXXX";
 
 static void tiny(mo_checkpoint *ck) {
     mo_config c;
@@ -36,7 +35,7 @@ START_TEST(test_round_trip) {
     st.opt = adamw_defaults();
     snprintf(st.mask, sizeof st.mask, "experts=1,router");
     char path[256];
-    rundir_ckpt_path(dir, 7, path, sizeof path);
+    rundir_ckpt_path(tu_scratch(), 7, path, sizeof path);
     ck_assert_msg(train_state_save(path, &ck, m, v, &st, "[train]\nsteps = 10\n") == 0, "%s", mo_error());
     float *m2, *v2;
     train_state st2;
@@ -58,7 +57,7 @@ START_TEST(test_round_trip) {
 
     // A model-only checkpoint cannot be resumed.
     char plain[256];
-    snprintf(plain, sizeof plain, "%s/plain.h5", dir);
+    snprintf(plain, sizeof plain, "%s/plain.h5", tu_scratch());
     ck_assert_int_eq(ckpt_save(plain, &ck), 0);
     ck_assert_int_eq(train_state_load(plain, &back, &m2, &v2, &st2), -1);
     ck_assert_ptr_nonnull(strstr(mo_error(), "--init"));
@@ -70,7 +69,7 @@ END_TEST
 
 static void touch(const char *name) {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    snprintf(p, sizeof p, "%s/%s", tu_scratch(), name);
     FILE *f = fopen(p, "w");
     ck_assert_ptr_nonnull(f);
     fclose(f);
@@ -78,13 +77,13 @@ static void touch(const char *name) {
 
 static int exists(const char *name) {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
+    snprintf(p, sizeof p, "%s/%s", tu_scratch(), name);
     return access(p, F_OK) == 0;
 }
 
 START_TEST(test_rundir) {
     char sub[512];
-    snprintf(sub, sizeof sub, "%s/run", dir);
+    snprintf(sub, sizeof sub, "%s/run", tu_scratch());
     ck_assert_msg(rundir_create(sub) == 0, "%s", mo_error());  // creates it
     rundir_state st;
     ck_assert_int_eq(rundir_state_of(sub, &st), 0);
@@ -99,24 +98,24 @@ START_TEST(test_rundir) {
     touch("notes.txt");
     int64_t *steps;
     int n;
-    ck_assert_int_eq(rundir_steps(dir, &steps, &n), 0);
+    ck_assert_int_eq(rundir_steps(tu_scratch(), &steps, &n), 0);
     ck_assert_int_eq(n, 4);  // 7 (from the round trip), 10, 20, 30: not the .tmp, not the bad name
     ck_assert(steps[0] == 7 && steps[1] == 10 && steps[2] == 20 && steps[3] == 30);
     free(steps);
-    ck_assert_int_eq(rundir_state_of(dir, &st), 0);
+    ck_assert_int_eq(rundir_state_of(tu_scratch(), &st), 0);
     ck_assert_int_eq(st, RUNDIR_CHECKPOINTED);
-    ck_assert_int_eq(rundir_clean_tmp(dir), 0);  // the leftovers of dead writers go, nothing else
+    ck_assert_int_eq(rundir_clean_tmp(tu_scratch()), 0);  // the leftovers of dead writers go, nothing else
     ck_assert(!exists("ckpt-00000040.h5.tmp") && !exists("run.ini.tmp"));
     ck_assert(exists("notes.txt") && exists("ckpt-00000010.h5"));
-    ck_assert_int_eq(rundir_prune(dir, 2), 0);
+    ck_assert_int_eq(rundir_prune(tu_scratch(), 2), 0);
     ck_assert(!exists("ckpt-00000007.h5") && !exists("ckpt-00000010.h5"));
     ck_assert(exists("ckpt-00000020.h5") && exists("ckpt-00000030.h5"));
-    ck_assert_int_eq(rundir_link_latest(dir, 30), 0);
+    ck_assert_int_eq(rundir_link_latest(tu_scratch(), 30), 0);
     char target[64] = {0}, link[512];
-    snprintf(link, sizeof link, "%s/latest.h5", dir);
+    snprintf(link, sizeof link, "%s/latest.h5", tu_scratch());
     ck_assert(readlink(link, target, sizeof target - 1) > 0);
     ck_assert_str_eq(target, "ckpt-00000030.h5");
-    snprintf(sub, sizeof sub, "%s/none", dir);
+    snprintf(sub, sizeof sub, "%s/none", tu_scratch());
     ck_assert_int_eq(rundir_state_of(sub, &st), -1);  // a folder that is not there
 }
 END_TEST
@@ -125,7 +124,7 @@ END_TEST
 // another process would (tests/reliability_lock.sh runs two real processes).
 START_TEST(test_run_lock) {
     char sub[512];
-    snprintf(sub, sizeof sub, "%s/locked", dir);
+    snprintf(sub, sizeof sub, "%s/locked", tu_scratch());
     ck_assert_int_eq(rundir_create(sub), 0);
     run_lock a, b;
     ck_assert_msg(run_lock_acquire(sub, &a) == 0, "%s", mo_error());
@@ -139,27 +138,19 @@ START_TEST(test_run_lock) {
     run_lock_release(&a);  // twice is harmless
     ck_assert_msg(run_lock_acquire(sub, &b) == 0, "%s", mo_error());
     run_lock_release(&b);
-    snprintf(sub, sizeof sub, "%s/not-there", dir);
+    snprintf(sub, sizeof sub, "%s/not-there", tu_scratch());
     ck_assert_int_eq(run_lock_acquire(sub, &a), -1);
     ck_assert_ptr_nonnull(strstr(mo_error(), "run.lock"));
 }
 END_TEST
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (!tu_scratch_make("state")) return 1;
     Suite *s = suite_create("state");
     TCase *tc = tcase_create("state");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_rundir);
     tcase_add_test(tc, test_run_lock);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);  // the two tests share the folder, in order
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_NOFORK);  // the two tests share the folder, in order
 }

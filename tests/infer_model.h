@@ -159,7 +159,7 @@ static inline void tm_oracle(const test_model *m, const int *tokens, int T, cons
         ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
         if (rounding & TM_ROUND_KV)
             for (size_t i = 0; i < (size_t)T * nkv * hd; i++) k[i] = tm_bf(k[i]), v[i] = tm_bf(v[i]);
-        ref_attention_forward(o, att, NULL, q, k, v, 1, T, nh, nkv, hd);
+        ref_attention_forward(&(ref_attention){1, T, nh, nkv, hd, q, k, v, o, att, NULL});
         tm_mm(h, o, tm_W(m, L->wo), T, d, nh * hd, 1, round);
         ref_rmsnorm_forward(a, rstd, h, tm_W(m, L->ffn_norm), T, d, c->norm_eps);
         for (int t = 0; t < T; t++) {

@@ -93,11 +93,13 @@ START_TEST(test_matches_ref_every_level) {
             fill_nan(X.out, X.nq), fill_nan(X.lse, X.nlse);
             fill_nan(X.dq, X.nq), fill_nan(X.dk, X.nkv), fill_nan(X.dv, X.nkv);
             attention_forward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse});
-            ref_attention_forward(X.out64, X.att64, X.lse64, X.q64, X.k64, X.v64, s.B, s.T, s.nh, s.nkv, s.hd);
+            ref_attention_forward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64,
+                                                   X.lse64});
             attention_backward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse}, X.dout, X.dq, X.dk,
                                X.dv);
-            ref_attention_backward(X.dq64, X.dk64, X.dv64, X.dout64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh,
-                                   s.nkv, s.hd);
+            ref_attention_backward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64,
+                                                    X.lse64},
+                                   X.dout64, X.dq64, X.dk64, X.dv64);
             const char *fmt = "%s %s B=%d T=%d nh=%d nkv=%d hd=%d: err %.3g";
             double e;
             e = tu_rel_err_f64(X.out, X.out64, X.nq);
@@ -158,7 +160,8 @@ typedef struct {
 static double attention_loss(void *p) {
     fd_ctx *c = p;
     bufs *X = c->X;
-    ref_attention_forward(X->out64, X->att64, NULL, X->q64, X->k64, X->v64, c->s.B, c->s.T, c->s.nh, c->s.nkv, c->s.hd);
+    ref_attention_forward(
+        &(ref_attention){c->s.B, c->s.T, c->s.nh, c->s.nkv, c->s.hd, X->q64, X->k64, X->v64, X->out64, X->att64, NULL});
     double L = 0;
     for (size_t i = 0; i < X->nq; i++) L += X->w64[i] * X->out64[i];
     return L;
@@ -172,8 +175,8 @@ START_TEST(test_ref_backward_finite_differences) {
         tu_fill_f64(X.w64, X.nq, 400 + i, 1.0);
         fd_ctx c = {&X, s};
         attention_loss(&c);  // att64 of the unperturbed inputs
-        ref_attention_backward(X.dq64, X.dk64, X.dv64, X.w64, X.att64, X.q64, X.k64, X.v64, s.B, s.T, s.nh, s.nkv,
-                               s.hd);
+        ref_attention_backward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64, NULL},
+                               X.w64, X.dq64, X.dk64, X.dv64);
         tu_fd_check("attention dq", attention_loss, &c, X.q64, X.dq64, X.nq, X.nq, 1e-5, 1e-7);
         tu_fd_check("attention dk", attention_loss, &c, X.k64, X.dk64, X.nkv, X.nkv, 1e-5, 1e-7);
         tu_fd_check("attention dv", attention_loss, &c, X.v64, X.dv64, X.nkv, X.nkv, 1e-5, 1e-7);
@@ -189,9 +192,5 @@ int main(void) {
     tcase_add_test(tc, test_causal);
     tcase_add_test(tc, test_ref_backward_finite_differences);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -81,7 +81,7 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
         ref_matmul_nt(v, a, RP(id->wv), N, kvd, d, 0);
         ref_rope_forward(q, pos, N, nh, hd, c->rope_theta);
         ref_rope_forward(kk, pos, N, nkv, hd, c->rope_theta);
-        ref_attention_forward(o, att, NULL, q, kk, v, B, T, nh, nkv, hd);
+        ref_attention_forward(&(ref_attention){B, T, nh, nkv, hd, q, kk, v, o, att, NULL});
         ref_matmul_nt(h, o, RP(id->wo), N, d, qd, 1);  // h += o wo^T
         ref_rmsnorm_forward(a, rstd, h, RP(id->ffn_norm), N, d, eps);  // a = m
         memset(y, 0, (size_t)N * d * sizeof *y);

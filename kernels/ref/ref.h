@@ -57,12 +57,17 @@ void ref_topk_backward(double *dx, const double *dval, const int *idx, int n, in
 void ref_residual_forward(double *out, const double *a, const double *b, size_t n);
 void ref_residual_backward(double *da, double *db, const double *dout, size_t n);
 
-// attention.h (the oracle materializes the probabilities att[B, nh, T, T] plainly; lse[B,
-// nh, T], the log-sum-exp of each query's scaled scores, may be NULL)
-void ref_attention_forward(double *out, double *att, double *lse, const double *q, const double *k, const double *v,
-                           int B, int T, int nh, int nkv, int hd);
-void ref_attention_backward(double *dq, double *dk, double *dv, const double *dout, const double *att,
-                            const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd);
+// attention.h: one call as mo_attention in double. The oracle materializes the
+// probabilities att[B, nh, T, T] plainly (forward writes them, backward reads them); lse[B,
+// nh, T], the log-sum-exp of each query's scaled scores, may be NULL.
+typedef struct {
+    int B, T, nh, nkv, hd;
+    const double *q, *k, *v;
+    double *out, *att, *lse;
+} ref_attention;
+void ref_attention_forward(const ref_attention *a);
+// Assigns dq [B, T, nh, hd], dk and dv [B, T, nkv, hd] from dout [B, T, nh, hd].
+void ref_attention_backward(const ref_attention *a, const double *dout, double *dq, double *dk, double *dv);
 
 // gemv.h: y[r] = (acc ? y[r] : 0) + alpha * W[r, :] . x; the 8-bit form takes int8 q and
 // per-block scales (blocks of Q8_BLOCK columns) and multiplies the weights they stand for

@@ -7,8 +7,10 @@
 // Element (b, t, head, i) of a [B, T, heads, hd] tensor.
 #define AT(x, heads, b, t, head, i) (x)[((((size_t)(b) * T + (t)) * (heads) + (head)) * hd) + (i)]
 
-void ref_attention_forward(double *out, double *att, double *lse, const double *q, const double *k, const double *v,
-                           int B, int T, int nh, int nkv, int hd) {
+void ref_attention_forward(const ref_attention *a) {
+    const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
+    const double *q = a->q, *k = a->k, *v = a->v;
+    double *out = a->out, *att = a->att, *lse = a->lse;
     const double scale = 1.0 / sqrt((double)hd);
     const int group = nh / nkv;
     for (int b = 0; b < B; b++)
@@ -36,8 +38,9 @@ void ref_attention_forward(double *out, double *att, double *lse, const double *
         }
 }
 
-void ref_attention_backward(double *dq, double *dk, double *dv, const double *dout, const double *att,
-                            const double *q, const double *k, const double *v, int B, int T, int nh, int nkv, int hd) {
+void ref_attention_backward(const ref_attention *a, const double *dout, double *dq, double *dk, double *dv) {
+    const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
+    const double *q = a->q, *k = a->k, *v = a->v, *att = a->att;
     const double scale = 1.0 / sqrt((double)hd);
     const int group = nh / nkv;
     memset(dq, 0, (size_t)B * T * nh * hd * sizeof *dq);

@@ -298,32 +298,42 @@ static void refresh_bf16_weights(mo_model *m, const float *params) {
     m->wb_frozen_ready = 1;
 }
 
-// x rounded into scratch (bf16 compute), or NULL (fp32: the products read x itself).
-static const mo_bf16 *to_bf16(const mo_model *m, mo_bf16 *scratch, const float *x, size_t n) {
-    if (!m->bf16) return NULL;
-    bf16_from_f32(scratch, x, n);
-    return scratch;
-}
-
 #define WB(id) (m->wb + m->pt->t[(id)].offset)
 
-// y[M,N] (+)= x[M,K] W^T, W the parameter of table index w ([N, K]); xb is x in bf16
-// (bf16 compute) or NULL.
-static void lin_forward(const mo_model *m, const float *params, float *y, const float *x, const mo_bf16 *xb, int w,
-                        int M, int N, int K, int acc) {
-    if (xb) matmul_bf16_nt(y, xb, WB(w), M, N, K, acc);
-    else matmul_nt(y, x, params_at_c(m->pt, params, w), M, N, K, acc);
+// One operand of a dense product in the precision the model computes in: its fp32 values,
+// and with bf16 compute their bf16 copy (NULL in fp32). The precision is decided where an
+// operand is made (lin_x, lin_w); lin_forward/lin_backward follow it.
+typedef struct {
+    const float *f;
+    const mo_bf16 *b;
+} mo_lin;
+
+// An activation x[n]: with bf16 compute rounded into scratch.
+static mo_lin lin_x(const mo_model *m, mo_bf16 *scratch, const float *x, size_t n) {
+    mo_lin o = {x, NULL};
+    if (m->bf16) bf16_from_f32(scratch, x, n), o.b = scratch;
+    return o;
+}
+
+// The parameter of table index w, with its bf16 copy under bf16 compute.
+static mo_lin lin_w(const mo_model *m, const float *params, int w) {
+    return (mo_lin){params_at_c(m->pt, params, w), m->bf16 ? WB(w) : NULL};
+}
+
+// y[M,N] (+)= x[M,K] W^T, W [N, K].
+static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
+    if (x.b) matmul_bf16_nt(y, x.b, W.b, M, N, K, acc);
+    else matmul_nt(y, x.f, W.f, M, N, K, acc);
 }
 
 // dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
-static void lin_backward(const mo_model *m, const float *params, float *dx, float *dW, const float *dy,
-                         const mo_bf16 *dyb, const float *x, const mo_bf16 *xb, int w, int M, int N, int K, int acc) {
-    if (dyb) {
-        if (dW) matmul_bf16_tn(dW, dyb, xb, N, K, M, 1);
-        matmul_bf16_nn(dx, dyb, WB(w), M, K, N, acc);
+static void lin_backward(float *dx, float *dW, mo_lin dy, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
+    if (dy.b) {
+        if (dW) matmul_bf16_tn(dW, dy.b, x.b, N, K, M, 1);
+        matmul_bf16_nn(dx, dy.b, W.b, M, K, N, acc);
     } else {
-        if (dW) matmul_tn(dW, dy, x, N, K, M, 1);
-        matmul_nn(dx, dy, params_at_c(m->pt, params, w), M, K, N, acc);
+        if (dW) matmul_tn(dW, dy.f, x.f, N, K, M, 1);
+        matmul_nn(dx, dy.f, W.f, M, K, N, acc);
     }
 }
 
@@ -353,16 +363,16 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     mo_layer_acts *L = &m->layer[l];
     const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     rmsnorm_forward(L->a, L->a_rstd, L->x_attn, P(id->attn_norm), N, d, (float)c->norm_eps);
-    const mo_bf16 *ab = to_bf16(m, m->bx, L->a, (size_t)N * d);
-    lin_forward(m, params, L->q, L->a, ab, id->wq, N, nh * hd, d, 0);   // [N, nh*hd]
-    lin_forward(m, params, L->k, L->a, ab, id->wk, N, nkv * hd, d, 0);  // [N, nkv*hd]
-    lin_forward(m, params, L->v, L->a, ab, id->wv, N, nkv * hd, d, 0);
+    const mo_lin a = lin_x(m, m->bx, L->a, (size_t)N * d);
+    lin_forward(L->q, a, lin_w(m, params, id->wq), N, nh * hd, d, 0);   // [N, nh*hd]
+    lin_forward(L->k, a, lin_w(m, params, id->wk), N, nkv * hd, d, 0);  // [N, nkv*hd]
+    lin_forward(L->v, a, lin_w(m, params, id->wv), N, nkv * hd, d, 0);
     rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     attention_forward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse});
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
-    const mo_bf16 *ob = to_bf16(m, m->bx, L->o, (size_t)N * nh * hd);
-    lin_forward(m, params, L->x_ffn, L->o, ob, id->wo, N, d, nh * hd, 1);  // x_ffn = x_attn + o wo^T
+    lin_forward(L->x_ffn, lin_x(m, m->bx, L->o, (size_t)N * nh * hd), lin_w(m, params, id->wo), N, d, nh * hd,
+                1);  // x_ffn = x_attn + o wo^T
 }
 
 // The routed experts' weights from expert `first` on.
@@ -457,8 +467,8 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
         if (ffn_block_forward(m, params, l, m->noise)) return -1;
     }
     rmsnorm_forward(m->hf, m->hf_rstd, m->x_final, P(m->pt->norm), N, d, (float)c->norm_eps);
-    const mo_bf16 *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
-    lin_forward(m, params, m->logits, m->hf, hb, m->pt->output, N, V, d, 0);  // [N, V]
+    lin_forward(m->logits, lin_x(m, m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V, d,
+                0);  // [N, V]
 
     m->ce = m->aux = m->z = m->router_ce = 0;
     m->n_targets = 0;
@@ -570,22 +580,19 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const int qd = nh * hd, kvd = nkv * hd;
     float *dy = m->dres;
-    const mo_bf16 *dyb = to_bf16(m, m->bg, dy, (size_t)N * d), *ob = to_bf16(m, m->bx, L->o, (size_t)N * qd);
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
-    lin_backward(m, params, m->dout, G(id->wo), dy, dyb, L->o, ob, id->wo, N, d, qd, 0);
+    lin_backward(m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d), lin_x(m, m->bx, L->o, (size_t)N * qd),
+                 lin_w(m, params, id->wo), N, d, qd, 0);
     attention_backward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse}, m->dout, m->dq, m->dk,
                        m->dv);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv
     float *da = m->dnorm;
-    const mo_bf16 *ab = to_bf16(m, m->bx, L->a, (size_t)N * d);
-    lin_backward(m, params, da, G(id->wq), m->dq, to_bf16(m, m->bg, m->dq, (size_t)N * qd), L->a, ab, id->wq, N, qd,
-                 d, 0);
-    lin_backward(m, params, da, G(id->wk), m->dk, to_bf16(m, m->bg, m->dk, (size_t)N * kvd), L->a, ab, id->wk, N,
-                 kvd, d, 1);
-    lin_backward(m, params, da, G(id->wv), m->dv, to_bf16(m, m->bg, m->dv, (size_t)N * kvd), L->a, ab, id->wv, N,
-                 kvd, d, 1);
+    const mo_lin a = lin_x(m, m->bx, L->a, (size_t)N * d);
+    lin_backward(da, G(id->wq), lin_x(m, m->bg, m->dq, (size_t)N * qd), a, lin_w(m, params, id->wq), N, qd, d, 0);
+    lin_backward(da, G(id->wk), lin_x(m, m->bg, m->dk, (size_t)N * kvd), a, lin_w(m, params, id->wk), N, kvd, d, 1);
+    lin_backward(da, G(id->wv), lin_x(m, m->bg, m->dv, (size_t)N * kvd), a, lin_w(m, params, id->wv), N, kvd, d, 1);
     rmsnorm_backward(m->dres, G(id->attn_norm), da, L->x_attn, P(id->attn_norm), L->a_rstd, N, d);
 }
 
@@ -596,8 +603,8 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
     cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
     // doutput [V, d] += dl^T hf; dhf = dl output
-    const mo_bf16 *dlb = to_bf16(m, m->bg, m->logits, (size_t)N * V), *hb = to_bf16(m, m->bx, m->hf, (size_t)N * d);
-    lin_backward(m, params, m->dnorm, G(m->pt->output), m->logits, dlb, m->hf, hb, m->pt->output, N, V, d, 0);
+    lin_backward(m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
+                 lin_x(m, m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V, d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {

@@ -29,12 +29,9 @@ STEPS=${STEPS:-72}
 SEED=${SEED:-1}
 JOBS=${JOBS:-2}
 RUNS=${RUNS:-fine topp50 softmax_aux sigmoid_bias cap100 cap125 noisy}
-C=data/corpora
-for d in code math legal speeches; do
-    [ -e $C/$d.h5 ] || { echo "experiments_routing: $C/$d.h5 missing; see docs/data.md" >&2; exit 1; }
-done
-DATA="--data code=$C/code.h5 --data math=$C/math.h5 --data legal=$C/legal.h5 --data speeches=$C/speeches.h5"
-COMMON="--preset small --tokenizer $C/mono8k.tiktoken --precision bf16 --batch 8 --seq 256 --steps $STEPS
+NAME=experiments_routing
+source "$(dirname "$0")/experiments_lib.sh"
+COMMON="--preset small --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --steps $STEPS
         --lr 2e-3 --warmup $((STEPS / 10)) --seed $SEED --eval-every 0 --eval-batches 4 --save-every 0
         --threads 1 --log-every 50"
 
@@ -53,7 +50,7 @@ flags() {
 
 one() {
     local name=$1 dir=$OUT/$1-s$SEED
-    if [ ! -e "$dir/ckpt-$(printf %08d "$STEPS").h5" ]; then
+    if [ ! -e "$(ckpt "$dir" "$STEPS")" ]; then
         rm -rf "$dir"
         echo "train $dir"
         # shellcheck disable=SC2046
@@ -65,9 +62,8 @@ one() {
     fi
     echo "done $dir"
 }
-export -f one flags
+export -f one flags ckpt
 export M OUT STEPS SEED COMMON DATA
 
-mkdir -p "$OUT"
 printf '%s\n' $RUNS | xargs -P "$JOBS" -I{} bash -c 'one {}'
 /usr/bin/python3 scripts/experiments_routing.py --out "$OUT" --seed "$SEED" $RUNS

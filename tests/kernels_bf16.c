@@ -11,30 +11,19 @@
 
 #define TOL_BF16 2e-6  // normalized error against double of the same bf16 inputs (fp32 accumulation)
 
-static uint32_t bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static float from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 // The bf16 the oracle gives for x (NaN: any quiet NaN with x's sign).
 static void check_round(const float *x, const mo_bf16 *got, size_t n, const char *lvl) {
     for (size_t i = 0; i < n; i++) {
         if (isnan(x[i])) {
             uint32_t g = (uint32_t)got[i] << 16;
-            ck_assert_msg(isnan(from_bits(g)) && (g & 0x00400000u), "%s: NaN %08x -> %04x not a quiet NaN", lvl,
-                          bits(x[i]), got[i]);
+            ck_assert_msg(isnan(tu_from_bits(g)) && (g & 0x00400000u), "%s: NaN %08x -> %04x not a quiet NaN", lvl,
+                          tu_bits(x[i]), got[i]);
             continue;
         }
         float want = (float)ref_bf16_round((double)x[i]);
-        ck_assert_msg((bits(want) & 0xffffu) == 0, "oracle gave a non-bf16 value for %08x", bits(x[i]));
-        ck_assert_msg(got[i] == (mo_bf16)(bits(want) >> 16), "%s: x=%08x (%g) element %zu: got %04x, want %04x", lvl,
-                      bits(x[i]), x[i], i, got[i], bits(want) >> 16);
+        ck_assert_msg((tu_bits(want) & 0xffffu) == 0, "oracle gave a non-bf16 value for %08x", tu_bits(x[i]));
+        ck_assert_msg(got[i] == (mo_bf16)(tu_bits(want) >> 16), "%s: x=%08x (%g) element %zu: got %04x, want %04x", lvl,
+                      tu_bits(x[i]), x[i], i, got[i], tu_bits(want) >> 16);
     }
 }
 
@@ -55,9 +44,9 @@ START_TEST(test_round_matches_ref_every_level) {
     for (size_t i = 0; i < n_big; i++) {
         st = st * 6364136223846793005ull + 1442695040888963407ull;
         uint32_t r = (uint32_t)(st >> 32);
-        x[i] = (i & 1) ? from_bits(r) : ldexpf((float)(r & 0xffff) / 65536.0f - 0.5f, (int)(r >> 24) % 260 - 140);
+        x[i] = (i & 1) ? tu_from_bits(r) : ldexpf((float)(r & 0xffff) / 65536.0f - 0.5f, (int)(r >> 24) % 260 - 140);
     }
-    for (size_t i = 0; i < N_SPECIALS; i++) x[i] = from_bits(specials[i]);
+    for (size_t i = 0; i < N_SPECIALS; i++) x[i] = tu_from_bits(specials[i]);
     for (int lvl = SIMD_SCALAR; lvl <= (int)simd_best(); lvl++) {
         ck_assert_int_eq(simd_set((simd_level)lvl), 0);
         const char *ln = simd_name((simd_level)lvl);
@@ -84,8 +73,8 @@ START_TEST(test_to_f32_is_exact) {
         ck_assert_int_eq(simd_set((simd_level)lvl), 0);
         bf16_to_f32(f, b, n);
         for (size_t i = 0; i < n; i++)
-            ck_assert_msg(bits(f[i]) == (uint32_t)b[i] << 16, "%s: %04x -> %08x", simd_name((simd_level)lvl), b[i],
-                          bits(f[i]));
+            ck_assert_msg(tu_bits(f[i]) == (uint32_t)b[i] << 16, "%s: %04x -> %08x", simd_name((simd_level)lvl), b[i],
+                          tu_bits(f[i]));
     }
     simd_set(simd_best());
     free(b), free(f);
@@ -99,21 +88,6 @@ static void make_operand(mo_bf16 *b, double *d, size_t n, uint64_t seed) {
     bf16_from_f32(b, x, n);
     for (size_t i = 0; i < n; i++) d[i] = ref_bf16_round(x[i]);
     free(x);
-}
-
-static void prefill(float *C, double *C64, size_t n, int acc, uint64_t seed) {
-    if (acc) {
-        tu_fill(C, n, seed, 1.0f);
-        tu_to_f64(C64, C, n);
-    } else {
-        for (size_t i = 0; i < n; i++) C[i] = NAN, C64[i] = NAN;
-    }
-}
-
-static int all_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return 0;
-    return 1;
 }
 
 typedef void (*bf_fn)(float *, const mo_bf16 *, const mo_bf16 *, int, int, int, int);
@@ -138,10 +112,10 @@ START_TEST(test_dense_matches_ref) {
         make_operand(A, A64, na, 10 + s), make_operand(B, B64, nb, 20 + s);
         for (size_t f = 0; f < 3; f++)
             for (int acc = 0; acc <= 1; acc++) {
-                prefill(C, C64, nc, acc, 30 + s);
+                tu_prefill(C, C64, nc, acc, 30 + s);
                 forms[f].f(C, A, B, M, N, K, acc);
                 forms[f].r(C64, A64, B64, M, N, K, acc);
-                ck_assert_msg(all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite", forms[f].name, M, N, K, acc);
+                ck_assert_msg(tu_all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite", forms[f].name, M, N, K, acc);
                 double e = nc ? tu_rel_err_f64(C, C64, nc) : 0;
                 ck_assert_msg(e < TOL_BF16, "%s M=%d N=%d K=%d acc=%d: err %.3g", forms[f].name, M, N, K, acc, e);
             }
@@ -170,21 +144,21 @@ START_TEST(test_grouped_matches_ref) {
                 matmul_grouped_set_strategy(strategies[st]);
                 for (int acc = 0; acc <= 1; acc++) {
                     size_t nc = (size_t)rows * N;
-                    prefill(C, C64, nc, acc, 60);
+                    tu_prefill(C, C64, nc, acc, 60);
                     matmul_bf16_grouped_nt(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
+                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
                                   "grouped nt offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
-                    prefill(C, C64, nc, acc, 61);
+                    tu_prefill(C, C64, nc, acc, 61);
                     matmul_bf16_grouped_nn(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
+                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
                                   "grouped nn offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
                     nc = (size_t)G * N * K;
-                    prefill(C, C64, nc, acc, 62);
+                    tu_prefill(C, C64, nc, acc, 62);
                     matmul_bf16_grouped_tn(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc), "grouped tn offs#%zu acc=%d: non-finite", o, acc);
+                    ck_assert_msg(tu_all_finite(C, nc), "grouped tn offs#%zu acc=%d: non-finite", o, acc);
                     double e = tu_rel_err_f64(C, C64, nc);
                     ck_assert_msg(e < TOL_BF16, "grouped tn offs#%zu M=%d N=%d acc=%d strategy %zu: err %.3g", o, N,
                                   K, acc, st, e);

@@ -5,17 +5,6 @@
 #include "kernels/f16.h"
 #include "tests/testutil.h"
 
-static uint32_t bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static float from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 START_TEST(test_every_half_round_trips) {
     for (uint32_t h = 0; h < 65536; h++) {
         float f = f16_to_f32_one((mo_f16)h);
@@ -45,7 +34,7 @@ START_TEST(test_ties_and_neighbours) {
             uint32_t even = (a & 1) ? b : a;
             ck_assert_msg(f16_from_f32_one(mid) == even, "tie %g between %04x and %04x -> %04x", mid, a, b,
                           f16_from_f32_one(mid));
-            float mag = fabsf(mid), below = from_bits(bits(mag) - 1), above = from_bits(bits(mag) + 1);
+            float mag = fabsf(mid), below = tu_from_bits(tu_bits(mag) - 1), above = tu_from_bits(tu_bits(mag) + 1);
             if (s) below = -below, above = -above;  // "below" and "above" in magnitude
             ck_assert_msg(f16_from_f32_one(below) == a, "below tie %g -> %04x, want %04x", below,
                           f16_from_f32_one(below), a);
@@ -64,7 +53,7 @@ START_TEST(test_overflow_and_specials) {
     ck_assert_uint_eq(f16_from_f32_one(-0.0f), 0x8000);
     ck_assert_uint_eq(f16_from_f32_one(ldexpf(1, -25)), 0x0000);           // half the smallest subnormal: tie to 0
     ck_assert_uint_eq(f16_from_f32_one(nextafterf(ldexpf(1, -25), 1)), 1);  // just above: 2^-24
-    ck_assert_uint_eq(f16_from_f32_one(from_bits(0x7f800001)) & 0x7e00, 0x7e00);  // signalling NaN -> quiet
+    ck_assert_uint_eq(f16_from_f32_one(tu_from_bits(0x7f800001)) & 0x7e00, 0x7e00);  // signalling NaN -> quiet
     ck_assert_uint_eq(f16_from_f32_one(1.0f), 0x3c00);
     float x[5] = {1, -2, 0.5f, 65504, 0}, y[5];
     mo_f16 h[5];

@@ -23,22 +23,6 @@ static const int shapes[][3] = {{1, 1, 1},  {1, 7, 3},   {5, 1, 9},    {4, 6, 1}
                                 {5, 7, 0},  {0, 0, 0}};
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
-// C is prefilled with NaN for acc = 0 (assign must not read it) and random for acc = 1.
-static void prefill(float *C, double *C64, size_t n, int acc, uint64_t seed) {
-    if (acc) {
-        tu_fill(C, n, seed, 1.0f);
-        tu_to_f64(C64, C, n);
-    } else {
-        for (size_t i = 0; i < n; i++) C[i] = NAN, C64[i] = NAN;
-    }
-}
-
-static int all_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return 0;
-    return 1;
-}
-
 START_TEST(test_dense_matches_ref) {
     for (size_t s = 0; s < N_SHAPES; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -50,10 +34,10 @@ START_TEST(test_dense_matches_ref) {
         tu_to_f64(A64, A, na), tu_to_f64(B64, B, nb);
         for (size_t f = 0; f < 3; f++)
             for (int acc = 0; acc <= 1; acc++) {
-                prefill(C, C64, nc, acc, 30 + s);
+                tu_prefill(C, C64, nc, acc, 30 + s);
                 dense[f].f(C, A, B, M, N, K, acc);
                 dense[f].r(C64, A64, B64, M, N, K, acc);
-                ck_assert_msg(all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite output", dense[f].name, M, N,
+                ck_assert_msg(tu_all_finite(C, nc), "%s M=%d N=%d K=%d acc=%d: non-finite output", dense[f].name, M, N,
                               K, acc);
                 double e = nc ? tu_rel_err_f64(C, C64, nc) : 0;
                 ck_assert_msg(e < TOL_F32, "%s M=%d N=%d K=%d acc=%d: err %.3g", dense[f].name, M, N, K, acc, e);
@@ -91,25 +75,25 @@ START_TEST(test_grouped_matches_ref) {
                 const char *sn = strategy_names[st];
                 for (int acc = 0; acc <= 1; acc++) {
                     size_t nc = (size_t)rows * N;
-                    prefill(C, C64, nc, acc, 60);
+                    tu_prefill(C, C64, nc, acc, 60);
                     matmul_grouped_nt(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
+                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
                                   "grouped nt offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
 
-                    prefill(C, C64, nc, acc, 61);
+                    tu_prefill(C, C64, nc, acc, 61);
                     matmul_grouped_nn(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
+                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
                                   "grouped nn offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
 
                     // tn: C is [G, M=N, N=K]; an empty block must give zeros (acc 0) or
                     // keep C_g (acc 1): the NaN prefill catches a block left unwritten.
                     nc = (size_t)G * N * K;
-                    prefill(C, C64, nc, acc, 62);
+                    tu_prefill(C, C64, nc, acc, 62);
                     matmul_grouped_tn(C, A, B, offs, G, N, K, acc);
                     ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(all_finite(C, nc), "grouped tn offs#%zu acc=%d %s: non-finite", o, acc, sn);
+                    ck_assert_msg(tu_all_finite(C, nc), "grouped tn offs#%zu acc=%d %s: non-finite", o, acc, sn);
                     double e = tu_rel_err_f64(C, C64, nc);
                     ck_assert_msg(e < TOL_F32, "grouped tn offs#%zu M=%d N=%d acc=%d %s: err %.3g", o, N, K, acc, sn, e);
                 }

@@ -8,6 +8,8 @@
 // - tu_scratch_make / tu_scratch / tu_scratch_path: the suite's scratch folder and files in it.
 // - tu_run_suite: a suite's main, run and cleaned up.
 // - tu_read_all: a whole file into memory.
+// - tu_bits / tu_from_bits: a float's bit pattern and back; tu_all_finite.
+// - tu_prefill: a product's output before an assign (NaN) or accumulate (random) call.
 #ifndef MONOLITH_TESTUTIL_H
 #define MONOLITH_TESTUTIL_H
 
@@ -38,6 +40,35 @@ static inline void tu_to_f64(double *dst, const float *src, size_t n) {
 
 static inline void tu_to_f32(float *dst, const double *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
+static inline uint32_t tu_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline float tu_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline int tu_all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+// C (and the oracle's C64) before a product: NaN for acc = 0 (assign must not read it),
+// random for acc = 1.
+static inline void tu_prefill(float *C, double *C64, size_t n, int acc, uint64_t seed) {
+    if (acc) {
+        tu_fill(C, n, seed, 1.0f);
+        tu_to_f64(C64, C, n);
+    } else {
+        for (size_t i = 0; i < n; i++) C[i] = NAN, C64[i] = NAN;
+    }
 }
 
 // ||a - b|| / max(||b||, 1e-30), in double.

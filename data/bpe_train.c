@@ -451,9 +451,9 @@ int bpe_train_run(bpe_trainer *tr, int vocab_size, int n_specials, bpe_progress_
             nt = (uint32_t)done++;
         }
         if (apply_merge(tr, it.pair, nt)) return -1;
-        if (progress && (done % report_every == 0 || done == want)) progress(ctx, done - 256, want - 256);
+        if (progress && done < want && done % report_every == 0) progress(ctx, done - 256, want - 256);
     }
-    if (progress) progress(ctx, done - 256, want - 256);
+    if (progress) progress(ctx, done - 256, want - 256);  // the last count, once
     *n_ranks = done;
     return 0;
 }

@@ -3,8 +3,9 @@
 # src, tmp (removed at exit), py (a Python with h5py), OpenMPI's environment, mpi N ARGS
 # (mpirun on this machine), a tokenizer and the token sets code.h5, kern.h5 and other.h5
 # (another text under the name code) in $tmp, the common training flags, and
-# compare A B LOSS_TOL PARAM_TOL (two run folders' metrics and final checkpoints), and
-# only_expert_1_changed A.h5 B.h5 (of a --train experts=1 run from A).
+# compare A B LOSS_TOL PARAM_TOL (two run folders' metrics and final checkpoints),
+# only_expert_1_changed A.h5 B.h5 (of a --train experts=1 run from A) and stopped_at SRC
+# STEP DST (a run folder as if stopped after STEP).
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -73,4 +74,17 @@ for n in names:
         assert np.array_equal(x, y), (n, "changed")
 assert changed, "expert 1 did not train"
 PY
+}
+
+# stopped_at SRC STEP DST: the new run folder DST holds run SRC as a run stopped after step
+# STEP leaves it: run.ini (its out = DST), the checkpoint of STEP as latest.h5, and the
+# first STEP lines of metrics.jsonl (SRC ran with --eval-every 0: one line a step).
+stopped_at() {
+  local ck
+  ck=ckpt-$(printf %08d "$2").h5
+  mkdir "$3"
+  cp "$1/run.ini" "$1/$ck" "$3/"
+  head -"$2" "$1/metrics.jsonl" >"$3/metrics.jsonl"
+  ln -s "$ck" "$3/latest.h5"
+  sed -i "s|^out = .*|out = $3|" "$3/run.ini"
 }

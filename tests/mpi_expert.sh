@@ -89,11 +89,7 @@ mpi 2 "$bin" train --init "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --data 
 only_expert_1_changed "$tmp/ep/latest.h5" "$tmp/ft/latest.h5" || fail "--train experts=1 under expert parallel changed other parameters"
 
 # 4. Resume from step 10: bit-exact at step 20; 1 process cannot hold a group of 2.
-mkdir "$tmp/res"
-cp "$tmp/ep/run.ini" "$tmp/ep/ckpt-00000010.h5" "$tmp/res/"
-head -10 "$tmp/ep/metrics.jsonl" >"$tmp/res/metrics.jsonl"
-ln -s ckpt-00000010.h5 "$tmp/res/latest.h5"
-sed -i "s|^out = .*|out = $tmp/res|" "$tmp/res/run.ini"
+stopped_at "$tmp/ep" 10 "$tmp/res"
 cp -r "$tmp/res" "$tmp/res3"
 mpi 2 "$bin" train --resume "$tmp/res" --threads 1 >/dev/null 2>"$tmp/res.err" || fail "resume: $(cat "$tmp/res.err")"
 compare "$tmp/ep" "$tmp/res" 0 0 || fail "the resumed expert-parallel run differs from the uninterrupted one"

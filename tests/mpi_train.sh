@@ -41,11 +41,7 @@ mpi 2 "$bin" train --init "$tmp/shard/latest.h5" --data "code=$tmp/code.h5" --da
 only_expert_1_changed "$tmp/shard/latest.h5" "$tmp/ft/latest.h5" || fail "--train experts=1 under --shard-optimizer changed other parameters"
 
 # 3. Resume under MPI from the step-10 checkpoint of the sharded run: bit-identical at 20.
-mkdir "$tmp/res"
-cp "$tmp/shard/run.ini" "$tmp/shard/ckpt-00000010.h5" "$tmp/res/"
-head -10 "$tmp/shard/metrics.jsonl" >"$tmp/res/metrics.jsonl"
-ln -s ckpt-00000010.h5 "$tmp/res/latest.h5"
-sed -i "s|^out = .*|out = $tmp/res|" "$tmp/res/run.ini"
+stopped_at "$tmp/shard" 10 "$tmp/res"
 mpi 2 "$bin" train --resume "$tmp/res" --threads 1 >/dev/null 2>"$tmp/res.err" || fail "resume: $(cat "$tmp/res.err")"
 compare "$tmp/shard" "$tmp/res" 0 0 || fail "resumed 2-rank run differs from the uninterrupted one"
 # Another number of ranks: 1 process takes both micro-batches of a step; 3 ranks cannot.

@@ -22,12 +22,8 @@ int bench_parse_opts(int argc, char **argv, bench_opts *o, const char *usage) {
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 't': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || !optarg[0] || n < 0 || n > 1024) {
-                cli_usage_error("bench", "--threads takes a whole number (0 = one per core), not '%s'", optarg);
-                return -1;
-            }
+            long n;
+            if (cli_whole("bench", "--threads", optarg, 0, 1024, "a whole number (0 = one per core)", &n)) return -1;
             o->threads = (int)n;
             break;
         }

@@ -39,24 +39,10 @@ static const char compose_usage[] =
     "  --any-seed       skip the seed_hash check (modules from other trunks, on purpose)\n"
     "  -o, --output F   the checkpoint to write\n";
 
-static int parse_u64(const char *flag, const char *s, unsigned long long *out) {
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    if (!*s || *end || s[0] == '-' || errno) {
-        cli_usage_error("compose", "%s takes a whole number >= 0, not '%s'", flag, s);
-        return -1;
-    }
-    return 0;
-}
-
-static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);  // (out of long's range it is LONG_MIN/MAX, outside [lo, hi])
-    if (!*s || *end || v < lo || v > hi) {
-        cli_usage_error("compose", "%s takes a whole number from %d to %d, not '%s'", flag, lo, hi, s);
-        return -1;
-    }
+// A count flag (--top-k, --n-experts): a whole number from 1 to 65536.
+static int parse_count(const char *cmd, const char *flag, const char *s, int *out) {
+    long v;
+    if (cli_whole(cmd, flag, s, 1, 1 << 16, "a whole number from 1 to 65536", &v)) return -1;
     *out = (int)v;
     return 0;
 }
@@ -70,7 +56,7 @@ int cmd_compose(int argc, char **argv) {
     const char *bases[MAX_INPUTS], *mods[MAX_INPUTS], *out = NULL;
     int nb = 0, nm = 0, average = 0;
     compose_opts o = {.seed = 1};
-    unsigned long long seed;
+    uint64_t seed;
     optind = 1;
     opterr = 0;
     int c;
@@ -95,10 +81,10 @@ int cmd_compose(int argc, char **argv) {
             o.fresh_router = !strcmp(optarg, "fresh");
             break;
         case 'k':
-            if (parse_int("--top-k", optarg, 1, 1 << 16, &o.top_k)) return 2;
+            if (parse_count("compose", "--top-k", optarg, &o.top_k)) return 2;
             break;
         case 'S':
-            if (parse_u64("--seed", optarg, &seed)) return 2;
+            if (cli_seed("compose", "--seed", optarg, &seed)) return 2;
             o.seed = seed;
             break;
         case 'o': out = optarg; break;
@@ -167,7 +153,7 @@ int cmd_upcycle(int argc, char **argv) {
                                        {0}};
     int E = 0, k = 0;
     double noise = 0;
-    unsigned long long seed = 1;
+    uint64_t seed = 1;
     const char *out = NULL;
     optind = 1;
     opterr = 0;
@@ -176,10 +162,10 @@ int cmd_upcycle(int argc, char **argv) {
         char *end;
         switch (c) {
         case 'E':
-            if (parse_int("--n-experts", optarg, 1, 1 << 16, &E)) return 2;
+            if (parse_count("upcycle", "--n-experts", optarg, &E)) return 2;
             break;
         case 'k':
-            if (parse_int("--top-k", optarg, 1, 1 << 16, &k)) return 2;
+            if (parse_count("upcycle", "--top-k", optarg, &k)) return 2;
             break;
         case 'n':
             noise = strtod(optarg, &end);
@@ -189,7 +175,7 @@ int cmd_upcycle(int argc, char **argv) {
             }
             break;
         case 'S':
-            if (parse_u64("--seed", optarg, &seed)) return 2;
+            if (cli_seed("upcycle", "--seed", optarg, &seed)) return 2;
             break;
         case 'o': out = optarg; break;
         case 'h': fputs(upcycle_usage, stdout); return 0;

@@ -171,7 +171,7 @@ static int prepare(int argc, char **argv) {
                                              {0}};
     const char *tok_path = NULL, *domain = NULL, *out = NULL;
     double frac = 0.05;
-    unsigned long long seed = 1;
+    uint64_t seed = 1;
     corpus_files inputs = {0};
     const char **raw = calloc((size_t)argc + 1, sizeof *raw);
     int n_raw = 0, c;
@@ -193,10 +193,7 @@ static int prepare(int argc, char **argv) {
             }
             break;
         case 's':
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (*end || errno || !optarg[0] || optarg[0] == '-') {
-                cli_usage_error("data prepare", "--seed takes a whole number >= 0, not '%s'", optarg);
+            if (cli_seed("data prepare", "--seed", optarg, &seed)) {
                 free(raw);
                 return 2;
             }

@@ -228,23 +228,15 @@ int cmd_dump(int argc, char **argv) {
         case 'j':
         case 'a':
         case 'e': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || !optarg[0] || n < 0 || n > 1024) {
-                return cli_usage_error("dump", "--%s takes a whole number from 0 to 1024, not '%s'",
-                                       ch == 'j' ? "threads" : ch == 'a' ? "micro-batches" : "expert-parallel", optarg);
-            }
+            long n;
+            const char *flag = ch == 'j' ? "--threads" : ch == 'a' ? "--micro-batches" : "--expert-parallel";
+            if (cli_whole("dump", flag, optarg, 0, 1024, "a whole number from 0 to 1024", &n)) return 2;
             *(ch == 'j' ? &threads : ch == 'a' ? &A : &ep) = (int)n;
             break;
         }
         case 'n': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (*end || !optarg[0] || optarg[0] == '-' || errno) {
-                return cli_usage_error("dump", "--train takes a seed (a whole number >= 0), not '%s'", optarg);
-            }
-            train = 1, noise_seed = v;
+            if (cli_seed("dump", "--train (a seed)", optarg, &noise_seed)) return 2;
+            train = 1;
             break;
         }
         case 'h': printf("%s", usage); return 0;

@@ -450,30 +450,20 @@ int cmd_expert(int argc, char **argv) {
     int n_data = 0;
     long seq = 0;
     long slot = -1;
-    unsigned long long seed = 1;
+    uint64_t seed = 1;
     optind = 1;
     opterr = 0;
     int c;
     // argv[1] is the action: parse from it on so getopt sees the flags after it.
     while ((c = getopt_long(argc - 1, argv + 1, ":o:", lo, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'e': which = optarg; break;
         case 's':
-            slot = strtol(optarg, &end, 10);
-            if (!*optarg || *end || slot < 0 || slot > 1 << 20) {
-                cli_usage_error("expert", "--slot takes an expert index >= 0, not '%s'", optarg);
-                return 2;
-            }
+            if (cli_whole("expert", "--slot", optarg, 0, 1 << 20, "an expert index >= 0", &slot)) return 2;
             break;
         case 'i': init = optarg; break;
         case 'S':
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || optarg[0] == '-' || errno) {
-                cli_usage_error("expert", "--seed takes a whole number >= 0, not '%s'", optarg);
-                return 2;
-            }
+            if (cli_seed("expert", "--seed", optarg, &seed)) return 2;
             break;
         case 'n': name = optarg; break;
         case 'R': router_init = optarg; break;
@@ -489,11 +479,7 @@ int cmd_expert(int argc, char **argv) {
             n_data++;
             break;
         case 'T':
-            seq = strtol(optarg, &end, 10);
-            if (!*optarg || *end || seq < 1 || seq > 1 << 20) {
-                cli_usage_error("expert", "--seq takes a whole number >= 1, not '%s'", optarg);
-                return 2;
-            }
+            if (cli_whole("expert", "--seq", optarg, 1, 1 << 20, "a whole number >= 1", &seq)) return 2;
             break;
         case 'd': domain = optarg; break;
         case 'o': out = optarg; break;

@@ -265,19 +265,14 @@ static int import_hf(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
-    char *end;
     while ((c = getopt_long(argc, argv, ":o:h", lo, NULL)) != -1) {
         switch (c) {
-        case 'm':
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (*end || errno || v < 1 || v > (1 << 24)) {
-                cli_usage_error("import hf", "--max-seq-len takes a length from 1 to %d, not '%s'", 1 << 24,
-                        optarg);
-                return 2;
-            }
+        case 'm': {
+            long v;
+            if (cli_whole("import hf", "--max-seq-len", optarg, 1, 1 << 24, "a length from 1 to 16777216", &v)) return 2;
             max_seq = (int)v;
             break;
+        }
         case 'n': no_tok = 1; break;
         case 'o': out = optarg; break;
         case 'h': fputs(import_hf_usage, stdout); return 0;

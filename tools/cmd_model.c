@@ -58,14 +58,7 @@ int cmd_init(int argc, char **argv) {
         if (ch == OPT_PRESET) {
             preset = optarg;
         } else if (ch == OPT_SEED) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (errno || *end || optarg[0] == '-' || !optarg[0]) {
-                cli_usage_error("init", "--seed takes a whole number >= 0, not '%s'", optarg);
-                return 2;
-            }
-            seed = s;
+            if (cli_seed("init", "--seed", optarg, &seed)) return 2;
         } else if (ch == 'o') {
             out = optarg;
         } else if (ch == OPT_HELP || ch == 'h') {

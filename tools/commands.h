@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef int (*command_fn)(int argc, char **argv);
 
@@ -36,6 +37,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+// A flag's whole-number value: all of s, from lo to hi, into *out. Returns 0, or the
+// usage error "FLAG takes WHAT, not 'S'" (2).
+int cli_whole(const char *cmd, const char *flag, const char *s, long lo, long hi, const char *what, long *out);
+
+// A seed: all of s a whole number >= 0 that fits 64 bits, into *out. Returns 0, or the
+// usage error "FLAG takes a whole number >= 0, not 'S'" (2).
+int cli_seed(const char *cmd, const char *flag, const char *s, uint64_t *out);
 
 // The same for getopt_long's '?' (unknown flag) or ':' (flag without its value; the
 // optstring must start with ':' and opterr be 0 so that getopt prints nothing itself).

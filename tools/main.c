@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,25 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     mo_errorf("%s; see 'monolith %s --help'", msg, cmd);  // (mo_errorf makes it one line)
     fprintf(stderr, "monolith: %s\n", mo_error());
     return 2;
+}
+
+int cli_whole(const char *cmd, const char *flag, const char *s, long lo, long hi, const char *what, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) return cli_usage_error(cmd, "%s takes %s, not '%s'", flag, what, s);
+    *out = v;
+    return 0;
+}
+
+int cli_seed(const char *cmd, const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);  // would wrap "-1": refused by its sign
+    if (!*s || *end || errno || s[0] == '-')
+        return cli_usage_error(cmd, "%s takes a whole number >= 0, not '%s'", flag, s);
+    *out = v;
+    return 0;
 }
 
 int cli_getopt_error(const char *cmd, int c, char **argv) {

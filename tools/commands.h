@@ -67,13 +67,13 @@ const volatile sig_atomic_t *cli_catch_stop(void);
     X(inspect, "config, total and active parameters, tensor shapes and experts of a checkpoint") \
     X(dump, "logits, losses, routing and every gradient of one batch, to HDF5")                    \
     X(tokenizer, "train a byte-level BPE vocabulary; encode text to ids and decode ids to bytes")  \
-    X(data, "prepare: text files -> a token data set (train/val split by document)")               \
+    X(data, "prepare: text files -> a token data set (val split by document, or by bytes when few)")\
     X(train, "train a model on token sets: AdamW, freeze masks, checkpoints with exact --resume")  \
     X(eval, "per-domain validation loss and perplexity, domain x expert routing matrix")           \
     X(expert, "experts as modules: list, extract, insert, add, remove")                            \
     X(compose, "experts from several module files + a base (or averaged bases) -> one MoE")       \
     X(upcycle, "a dense checkpoint -> a MoE whose experts are copies of its FFN")                  \
-    X(pipeline, "btx: dense seed -> branch per domain -> train each -> mix -> train router/all")           \
+    X(pipeline, "btx, plug: dense seed -> branch per domain -> mix or plug the branches -> router/all") \
     X(export, "a checkpoint as a model file of another program: gguf (llama.cpp), hf (Hugging Face)")  \
     X(import, "a model file of another program as a checkpoint: gguf (llama.cpp), hf (Hugging Face)")
 

@@ -233,18 +233,26 @@ hid_t h5_checksummed_dcpl(int rank, const hsize_t *dims, size_t elem_size) {
     return dcpl;
 }
 
-int h5_write(hid_t loc, const char *path, hid_t memtype, const void *data, int rank, const hsize_t *dims) {
+// A new checksummed dataset at path (parents made as needed) of type ftype in the file,
+// written from data of type memtype. Returns 0, or -1 (no message: the caller names what).
+static int create_and_write(hid_t loc, const char *path, hid_t ftype, hid_t memtype, const void *data, int rank,
+                            const hsize_t *dims) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t lcpl = lcpl_with_parents();
     hid_t dcpl = h5_checksummed_dcpl(rank, dims, H5Tget_size(memtype));
-    hid_t ds = H5Dcreate2(loc, path, file_type(memtype), space, lcpl, dcpl, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(loc, path, ftype, space, lcpl, dcpl, H5P_DEFAULT);
     herr_t rc = -1;
     if (ds >= 0) rc = H5Dwrite(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Sclose(space);
-    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write dataset %s (disk full?)", h5_name(loc), path);
+    return ds < 0 || rc < 0 ? -1 : 0;
+}
+
+int h5_write(hid_t loc, const char *path, hid_t memtype, const void *data, int rank, const hsize_t *dims) {
+    if (create_and_write(loc, path, file_type(memtype), memtype, data, rank, dims))
+        return mo_errorf("%s: cannot write dataset %s (disk full?)", h5_name(loc), path);
     return 0;
 }
 
@@ -523,19 +531,10 @@ int h5_write_strings(hid_t loc, const char *path, const char *const *strs, int n
     for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * width, strs[i], strlen(strs[i]));
     hid_t t = fixed_str_type(width);
     hsize_t dims[1] = {(hsize_t)n};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t lcpl = lcpl_with_parents();
-    hid_t dcpl = h5_checksummed_dcpl(1, dims, width);
-    hid_t ds = H5Dcreate2(loc, path, t, space, lcpl, dcpl, H5P_DEFAULT);
-    herr_t rc = -1;
-    if (ds >= 0) rc = H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    if (ds >= 0) H5Dclose(ds);
-    H5Pclose(dcpl);
-    H5Pclose(lcpl);
-    H5Sclose(space);
+    int rc = create_and_write(loc, path, t, t, buf, 1, dims);
     H5Tclose(t);
     free(buf);
-    if (ds < 0 || rc < 0) return mo_errorf("%s: cannot write strings %s (disk full?)", h5_name(loc), path);
+    if (rc) return mo_errorf("%s: cannot write strings %s (disk full?)", h5_name(loc), path);
     return 0;
 }
 

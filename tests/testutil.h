@@ -8,6 +8,7 @@
 // - tu_scratch_make / tu_scratch / tu_scratch_path: the suite's scratch folder and files in it.
 // - tu_run_suite: a suite's main, run and cleaned up.
 // - tu_read_all: a whole file into memory.
+// - tu_monolith: the monolith binary run with arguments, its output and errors captured.
 // - tu_bits / tu_from_bits: a float's bit pattern and back; tu_all_finite.
 // - tu_prefill: a product's output before an assign (NaN) or accumulate (random) call.
 #ifndef MONOLITH_TESTUTIL_H
@@ -18,9 +19,11 @@
 #include <check.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static inline void tu_fill(float *x, size_t n, uint64_t seed, float scale) {
     mo_rng r;
@@ -179,6 +182,42 @@ static inline int tu_run_suite(Suite *s, enum fork_status fs) {
     srunner_free(sr);
     return tu_scratch_remove() == 0 && failed == 0 ? 0 : 1;
 }
+
+// Runs `$MONOLITH_BIN ARGS` (ARGS printf-style) in the scratch folder: its stdout (the
+// first 64 KB) into *out and its stderr (the first 8 KB) into *err, malloc'd and
+// NUL-terminated (NULL: dropped). Returns the exit code, -1 when a signal ended it.
+static inline int tu_monolith(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline int tu_monolith(char **out, char **err, const char *fmt, ...) {
+    const char *bin = getenv("MONOLITH_BIN");
+    ck_assert_msg(bin != NULL, "MONOLITH_BIN is not set (run through ctest)");
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *ef = tu_scratch_path("stderr.txt");
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s %s 2>'%s'", tu_scratch(), bin, args, ef);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 16, n = 0, k;
+    char *o = malloc(cap), chunk[4096];
+    while ((k = fread(chunk, 1, sizeof chunk, p)) > 0)  // read to the end, so that the child never blocks
+        if (n + k < cap) memcpy(o + n, chunk, k), n += k;
+    o[n] = 0;
+    int st = pclose(p);
+    FILE *f = fopen(ef, "r");
+    char *e = calloc(1, 8192);
+    if (f) {
+        e[fread(e, 1, 8191, f)] = 0;
+        fclose(f);
+    }
+    if (out) *out = o;
+    else free(o);
+    if (err) *err = e;
+    else free(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 
 // The whole file, NUL-terminated (*n excludes the NUL); fails the test naming the path and
 // `hint` (how to get the file, or "") when it cannot be read.

@@ -60,30 +60,6 @@ static void write_set(const char *path, const char *domain, int mult, uint32_t b
     tok_free(t);
 }
 
-// Runs `monolith ARGS` in the test folder; stderr into *err (malloc'd). Returns the exit code.
-static int sh(char **err, const char *fmt, ...) {
-    const char *bin = getenv("MONOLITH_BIN");
-    ck_assert_msg(bin != NULL, "MONOLITH_BIN is not set (run through ctest)");
-    char args[4096], cmd[8192], ef[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    path_in(ef, "stderr.txt");
-    snprintf(cmd, sizeof cmd, "cd %s && %s %s >/dev/null 2>%s", tu_scratch(), bin, args, ef);
-    int st = system(cmd);
-    FILE *f = fopen(ef, "r");
-    char *e = calloc(1, 8192);
-    if (f) {
-        size_t n = fread(e, 1, 8191, f);
-        e[n] = 0;
-        fclose(f);
-    }
-    if (err) *err = e;
-    else free(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void setup(void) {
     ck_assert_ptr_nonnull(tu_scratch_make("texpert"));
     path_in(tok_path, "bytes.tiktoken");
@@ -112,9 +88,9 @@ static int in_expert(const mo_param_table *pt, size_t j, int e) {
 
 START_TEST(fine_tune_one_expert_and_roundtrips) {
     char *err;
-    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --seed 4 -o moe.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "init --preset tiny --vocab-size 257 --seed 4 -o moe.h5"), 0);
     // Fine-tune expert 2 on a new domain.
-    int rc = sh(&err, "train --init moe.h5 --tokenizer %s --data gamma=%s --train experts=2 --steps 4 --batch 2 --seq 32 "
+    int rc = tu_monolith(NULL, &err, "train --init moe.h5 --tokenizer %s --data gamma=%s --train experts=2 --steps 4 --batch 2 --seq 32 "
                       "--warmup 1 --lr 1e-2 --eval-every 0 --eval-batches 1 --save-every 0 --threads 2 --out ft",
                 tok_path, set_c);
     ck_assert_msg(rc == 0, "train failed: %s", err);
@@ -136,9 +112,9 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ckpt_free(&before), ckpt_free(&after);
 
     // extract + insert on the training checkpoint: the same file.
-    ck_assert_int_eq(sh(&err, "expert extract ft/ckpt-00000004.h5 --expert 2 -o e2.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, &err, "expert extract ft/ckpt-00000004.h5 --expert 2 -o e2.h5"), 0);
     free(err);
-    ck_assert_int_eq(sh(NULL, "expert extract ft/ckpt-00000004.h5 --expert 1 -o e1.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert extract ft/ckpt-00000004.h5 --expert 1 -o e1.h5"), 0);
     // Provenance the module carries: steps in the run that trained it (expert 2 was in the
     // --train mask, expert 1 was not), the data's hash, the parent's hash.
     mo_expert m1, m2;
@@ -155,13 +131,11 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     expert_free(&m1), expert_free(&m2);
     // expert list: the tokens each expert got in the run's last evaluation (all of gamma's
     // val slots, k = 2 per token, over the 4 experts).
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s expert list %s/ft/ckpt-00000004.h5", getenv("MONOLITH_BIN"), tu_scratch());
-    FILE *pl = popen(cmd, "r");
-    char line[512];
+    char *out;
+    ck_assert_int_eq(tu_monolith(&out, NULL, "expert list ft/ckpt-00000004.h5"), 0);
     double routed = 0;
     int rows = 0;
-    while (fgets(line, sizeof line, pl)) {
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
         int idx;
         char name[64], dom[64];
         long long steps;
@@ -171,10 +145,10 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
             ck_assert_int_eq(steps, idx == 2 ? 4 : 0);
         }
     }
-    ck_assert_int_eq(pclose(pl), 0);
+    free(out);
     ck_assert_int_eq(rows, 4);
     ck_assert_double_eq_tol(routed, 2 * 32 * 2, 1e-9);  // 1 eval batch of 2 x 32 tokens, top_k 2 slots, per layer
-    rc = sh(&err, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 2 -o back.h5");
+    rc = tu_monolith(NULL, &err, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 2 -o back.h5");
     ck_assert_msg(rc == 0, "%s", err);
     free(err);
     char a[512], b[512];
@@ -183,31 +157,30 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     const char *diff = h5same(a, b);
     ck_assert_msg(diff == NULL, "extract + insert changed the checkpoint: %s", diff);
     // ... and the comparison sees a different slot.
-    ck_assert_int_eq(sh(NULL, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 1 -o other.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert insert ft/ckpt-00000004.h5 e2.h5 --slot 1 -o other.h5"), 0);
     path_in(b, "other.h5");
     ck_assert_ptr_nonnull(h5same(a, b));
 
     // add + remove: the same file.
-    ck_assert_int_eq(sh(NULL, "expert add moe.h5 --init random --router-init random --seed 3 -o grown.h5"), 0);
-    ck_assert_int_eq(sh(NULL, "expert remove grown.h5 --expert 4 -o shrunk.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert add moe.h5 --init random --router-init random --seed 3 -o grown.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert remove grown.h5 --expert 4 -o shrunk.h5"), 0);
     path_in(a, "moe.h5");
     path_in(b, "shrunk.h5");
     diff = h5same(a, b);
     ck_assert_msg(diff == NULL, "add + remove changed the checkpoint: %s", diff);
     // A random expert's router row needs data to start below the trained rows.
-    rc = sh(&err, "expert add moe.h5 --init random -o nodata.h5");
+    rc = tu_monolith(NULL, &err, "expert add moe.h5 --init random -o nodata.h5");
     ck_assert_msg(rc == 1 && strstr(err, "--data") && strstr(err, "--router-init random"), "%s", err);
     free(err);
     // Each expert's steps travel with it: expert 2 of the fine-tune keeps its 4 steps after
     // add (the output has no /train), and after a remove that shifts it to index 1.
-    ck_assert_int_eq(sh(NULL, "expert add ft/ckpt-00000004.h5 --init random --router-init random -o carried.h5"), 0);
-    ck_assert_int_eq(sh(NULL, "expert remove carried.h5 --expert 0 -o carried2.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert add ft/ckpt-00000004.h5 --init random --router-init random -o carried.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert remove carried.h5 --expert 0 -o carried2.h5"), 0);
     const char *carried[2] = {"carried.h5", "carried2.h5"};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "%s expert list %s/%s", getenv("MONOLITH_BIN"), tu_scratch(), carried[i]);
-        pl = popen(cmd, "r");
+        ck_assert_int_eq(tu_monolith(&out, NULL, "expert list %s", carried[i]), 0);
         rows = 0;
-        while (fgets(line, sizeof line, pl)) {
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
             int idx;
             char name[64], dom[64];
             long long steps;
@@ -216,11 +189,11 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
                 rows++;
             }
         }
-        ck_assert_int_eq(pclose(pl), 0);
+        free(out);
         ck_assert_int_eq(rows, 5 - i);
     }
     // A module goes into a grown model as its new expert.
-    ck_assert_int_eq(sh(&err, "expert add moe.h5 e2.h5 --name gamma -o with_gamma.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, &err, "expert add moe.h5 e2.h5 --name gamma -o with_gamma.h5"), 0);
     free(err);
     path_in(p, "with_gamma.h5");
     ck_assert_int_eq(ckpt_load(p, &after), 0);
@@ -228,7 +201,7 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ck_assert_str_eq(after.experts.name[4], "gamma");
     // A new domain trained into its new expert alone: --route-by-domain finds the expert
     // by name (gamma is expert 4, not the position of the only --data), nothing else moves.
-    rc = sh(&err, "train --init with_gamma.h5 --tokenizer %s --data gamma=%s --route-by-domain --train experts=4 "
+    rc = tu_monolith(NULL, &err, "train --init with_gamma.h5 --tokenizer %s --data gamma=%s --route-by-domain --train experts=4 "
                   "--steps 3 --batch 2 --seq 32 --warmup 1 --lr 1e-2 --eval-every 0 --eval-batches 1 --threads 2 "
                   "--out ft_gamma",
             tok_path, set_c);
@@ -249,13 +222,13 @@ START_TEST(fine_tune_one_expert_and_roundtrips) {
     ckpt_free(&after);
 
     // Shape keys: refused naming both files and the field.
-    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --d-ff 64 -o narrow.h5"), 0);
-    rc = sh(&err, "expert insert narrow.h5 e2.h5 --slot 0 -o x.h5");
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "init --preset tiny --vocab-size 257 --d-ff 64 -o narrow.h5"), 0);
+    rc = tu_monolith(NULL, &err, "expert insert narrow.h5 e2.h5 --slot 0 -o x.h5");
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "narrow.h5") && strstr(err, "e2.h5") && strstr(err, "d_ff"), "%s", err);
     free(err);
-    ck_assert_int_eq(sh(NULL, "expert extract narrow.h5 --expert 0 -o narrow_e0.h5"), 0);
-    rc = sh(&err, "compose --base moe.h5 --expert e2.h5 --expert narrow_e0.h5 -o x.h5");
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "expert extract narrow.h5 --expert 0 -o narrow_e0.h5"), 0);
+    rc = tu_monolith(NULL, &err, "compose --base moe.h5 --expert e2.h5 --expert narrow_e0.h5 -o x.h5");
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "narrow_e0.h5") && strstr(err, "e2.h5") && strstr(err, "d_ff"), "%s", err);
     free(err);
@@ -480,44 +453,42 @@ START_TEST(plug_pipeline_and_provenance) {
 
     // compose takes the modules on their seed, refuses them on another one naming seed_hash.
     char *err;
-    int rc = sh(&err, "compose --base %s --expert plugA/modules/alpha.h5 --expert plugB/modules/beta.h5 -o ok.h5",
+    int rc = tu_monolith(NULL, &err, "compose --base %s --expert plugA/modules/alpha.h5 --expert plugB/modules/beta.h5 -o ok.h5",
                 seed_path);
     ck_assert_msg(rc == 0, "%s", err);
     free(err);
-    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 --seed 9 -o other_seed.h5"), 0);
-    rc = sh(&err, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 -o bad.h5");
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 --seed 9 -o other_seed.h5"), 0);
+    rc = tu_monolith(NULL, &err, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 -o bad.h5");
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(err, "seed_hash") && strstr(err, "other_seed.h5") && strstr(err, "alpha.h5"), "%s", err);
     free(err);
-    ck_assert_int_eq(sh(NULL, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 --any-seed -o any.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "compose --base other_seed.h5 --expert plugA/modules/alpha.h5 --any-seed -o any.h5"), 0);
 
     // expert list shows a module's provenance.
-    char cmd[1200], line[512];
-    snprintf(cmd, sizeof cmd, "%s expert list %s/plugA/modules/alpha.h5", getenv("MONOLITH_BIN"), tu_scratch());
-    FILE *pl = popen(cmd, "r");
+    char *listed, line[512];
+    ck_assert_int_eq(tu_monolith(&listed, NULL, "expert list plugA/modules/alpha.h5"), 0);
     int seen = 0;
-    while (fgets(line, sizeof line, pl)) {
-        seen += !strncmp(line, "seed_hash", 9) && strstr(line, trunk);
-        seen += !strncmp(line, "steps_trained 3", 15);
+    for (char *l = strtok(listed, "\n"); l; l = strtok(NULL, "\n")) {
+        seen += !strncmp(l, "seed_hash", 9) && strstr(l, trunk);
+        seen += !strncmp(l, "steps_trained 3", 15);
     }
-    ck_assert_int_eq(pclose(pl), 0);
+    free(listed);
     ck_assert_int_eq(seen, 2);
 
     // A new expert's router row placed below the trained rows takes no sampled token of the
     // old domains: gamma added to the plugged-and-routed model.
-    char add_cmd[4096];
-    snprintf(add_cmd, sizeof add_cmd,
-             "cd %s && %s expert add plugA/router/ckpt-00000002.h5 --init random --name gamma --domain gamma "
-             "--data alpha=%s --data beta=%s --data gamma=%s --seq 32 -o with_gamma_below.h5",
-             tu_scratch(), getenv("MONOLITH_BIN"), set_a, set_b, set_c);
-    pl = popen(add_cmd, "r");
+    ck_assert_int_eq(tu_monolith(&listed, NULL,
+                                 "expert add plugA/router/ckpt-00000002.h5 --init random --name gamma --domain gamma "
+                                 "--data alpha=%s --data beta=%s --data gamma=%s --seq 32 -o with_gamma_below.h5",
+                                 set_a, set_b, set_c),
+                     0);
     double share[3] = {-1, -1, -1};
-    while (fgets(line, sizeof line, pl)) {
-        const char *at = strstr(line, "holds expert 2:");
+    for (char *l = strtok(listed, "\n"); l; l = strtok(NULL, "\n")) {
+        const char *at = strstr(l, "holds expert 2:");
         if (at) ck_assert_int_eq(sscanf(at, "holds expert 2: alpha %lf beta %lf gamma %lf", &share[0], &share[1],
                                         &share[2]), 3);
     }
-    ck_assert_int_eq(pclose(pl), 0);
+    free(listed);
     ck_assert_msg(share[0] == 0 && share[1] == 0, "the new expert takes old tokens: alpha %.3f beta %.3f", share[0],
                   share[1]);
 

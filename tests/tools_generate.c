@@ -11,32 +11,6 @@
 
 static char model[300], notok[300], eotmodel[300];
 
-// Runs `monolith generate ARGS`, capturing stdout and stderr. Returns the exit code.
-static int run(const char *args, char **out, char **err) {
-    const char *bin = getenv("MONOLITH_BIN");
-    ck_assert_msg(bin != NULL, "MONOLITH_BIN is not set (run through ctest)");
-    char cmd[4096], ef[300];
-    snprintf(ef, sizeof ef, "%s/stderr.txt", tu_scratch());
-    snprintf(cmd, sizeof cmd, "%s generate --threads 1 %s 2>%s", bin, args, ef);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while ((n += fread(buf + n, 1, cap - 1 - n, p)) < cap - 1 && !feof(p)) {}
-    buf[n] = 0;
-    int st = pclose(p);
-    FILE *f = fopen(ef, "r");
-    char *e = calloc(1, 8192);
-    if (f) {
-        size_t m = fread(e, 1, 8191, f);
-        e[m] = 0;
-        fclose(f);
-    }
-    *out = buf;
-    *err = e;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
@@ -126,7 +100,7 @@ static void setup(void) {
 
 static void teardown(void) { ck_assert_int_eq(tu_scratch_remove(), 0); }
 
-#define RUN(args, out, err) run(args, &out, &err)
+#define RUN(args, out, err) tu_monolith(&out, &err, "generate --threads 1 %s", args)
 
 START_TEST(test_same_seed_same_text) {
     char args[1024], *o1, *e1, *o2, *e2, *o3, *e3;

@@ -90,7 +90,7 @@ for p in "${pages[@]}"; do
     [[ "$first" == "# check_docs: refused"* ]] && refused=1
     bash -c 'source "$1" 2>/dev/null; compgen -v | sort >"$1.before"; set -eo pipefail; source "$2"; set +e
              for v in $(compgen -v | sort | comm -13 "$1.before" -); do declare -p "$v"; done >>"$1"' \
-      _ "$log/$p.vars" "$b" >"$b.out" 2>&1
+      _ "$log/$p.vars" "$b" >"$b.out" 2>&1 </dev/null  # (mpirun forwards stdin: it would eat the list of blocks)
     rc=$?
     if [ $((rc != 0)) -eq $refused ]; then
       echo "ok       $where ($(( $(date +%s) - t0 )) s)$([ $refused -eq 1 ] && echo ", refused as the page shows")"

@@ -518,6 +518,77 @@ START_TEST(plug_pipeline_and_provenance) {
 }
 END_TEST
 
+// Reads `key = number` from a run folder's run.ini (-1 when absent).
+static double run_ini_number(const char *run, const char *key) {
+    char p[700], line[512];
+    snprintf(p, sizeof p, "%s/%s/run.ini", dir, run);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "%s", p);
+    double v = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && !strncmp(line + n, " = ", 3)) v = strtod(line + n + 3, NULL);
+    fclose(f);
+    return v;
+}
+
+// [seed] continue = true: a seed taken at step 3 of a 6-step run (lr 1e-2, warmup 1,
+// cosine to 0.1 x 1e-2); its branches and router start at that run's rate at step 3 and
+// decay to its floor with no warmup, [all] runs at the floor.
+START_TEST(plug_continues_the_seeds_schedule) {
+    char *err;
+    int rc = sh(&err, "train --preset tiny --vocab-size 257 --moe-layers 0,0 --tokenizer %s --data alpha=%s "
+                      "--data beta=%s --batch 2 --seq 32 --lr 1e-2 --warmup 1 --steps 6 --save-every 3 --keep 5 "
+                      "--eval-every 0 --threads 2 --out cont_seed",
+                tok_path, set_a, set_b);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    char ini[512], out[512], seed[600];
+    path_in(ini, "cont.ini"), path_in(out, "cont");
+    snprintf(seed, sizeof seed, "%s/cont_seed/ckpt-00000003.h5", dir);
+    write_plug_ini(ini, out, seed, set_a);
+    FILE *f = fopen(ini, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "\n[all]\nsteps = 1\n");
+    fclose(f);
+    // [seed] continue goes into the [seed] section the writer made.
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sed -i 's/^\\[seed\\]$/[seed]\\ncontinue = true/' %s", ini);
+    ck_assert_int_eq(system(cmd), 0);
+    btx_summary *s = malloc(sizeof *s);
+    ck_assert_int_eq(run_plug(ini, NULL, s), 0);
+    ck_assert_int_eq(s->n, 6);
+    // The rate of step 3 (0-based) of the seed run, by the formula of lr_schedule.h.
+    const double pi = 3.14159265358979323846, floor = 1e-3;
+    const double rate = floor + (1e-2 - floor) * 0.5 * (1 + cos(pi * (3 - 1) / (6 - 1)));
+    const char *stages[3] = {"cont/branch-alpha", "cont/branch-beta", "cont/router"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(fabs(run_ini_number(stages[i], "lr") - rate) < 1e-12, "%s: lr %.9g, want %.9g", stages[i],
+                      run_ini_number(stages[i], "lr"), rate);
+        ck_assert_msg(fabs(run_ini_number(stages[i], "lr-floor") - floor / rate) < 1e-12, "%s", stages[i]);
+        ck_assert_int_eq((int)run_ini_number(stages[i], "warmup"), 0);
+    }
+    ck_assert_msg(fabs(run_ini_number("cont/all", "lr") - floor) < 1e-12, "[all] lr %g", run_ini_number("cont/all", "lr"));
+    ck_assert_int_eq((int)run_ini_number("cont/all", "warmup"), 0);
+
+    // A seed with no training state (monolith init) is refused, naming the file and the key.
+    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 -o cont_bare.h5"), 0);
+    char bare[600];
+    snprintf(bare, sizeof bare, "%s/cont_bare.h5", dir);
+    path_in(out, "cont_bare");
+    write_plug_ini(ini, out, bare, set_a);
+    snprintf(cmd, sizeof cmd, "sed -i 's/^\\[seed\\]$/[seed]\\ncontinue = true/' %s", ini);
+    ck_assert_int_eq(system(cmd), 0);
+    btx_config *c = malloc(sizeof *c);
+    ck_assert_int_eq(plug_load(ini, c), 0);
+    ck_assert_int_eq(c->continue_seed, 1);
+    ck_assert_int_eq(btx_run(c, NULL, s), -1);
+    ck_assert_msg(strstr(mo_error(), "[seed] continue") && strstr(mo_error(), "cont_bare.h5"), "%s", mo_error());
+    free(c);
+    free(s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tools_expert");
     TCase *tc = tcase_create("cli");
@@ -526,6 +597,7 @@ int main(void) {
     tcase_add_test(tc, fine_tune_one_expert_and_roundtrips);
     tcase_add_test(tc, btx_end_to_end_and_resumed);
     tcase_add_test(tc, plug_pipeline_and_provenance);
+    tcase_add_test(tc, plug_continues_the_seeds_schedule);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_NOFORK);  // OpenMP's thread pool does not survive fork
 }

@@ -12,6 +12,7 @@
 #include "train/ini_value.h"
 #include "train/router_init.h"
 #include "train/rundir.h"
+#include "train/state.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -130,6 +131,16 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         mo_errorf("%s: '%s' is set by the pipeline for each stage; use [pipeline] out = DIR for the folder", origin,
                   key);
         return 0;
+    }
+    if (sec == BTX_SEED && !strcmp(key, "continue")) {
+        int yes = !strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1");
+        if (!yes && strcmp(value, "false") && strcmp(value, "no") && strcmp(value, "0")) {
+            x->failed = 1;
+            mo_errorf("%s: continue takes true or false, not '%s'", origin, value);
+            return 0;
+        }
+        c->continue_seed = yes;
+        return 1;
     }
     if (!(sec == BTX_SEED && !strcmp(key, "init")) && train_opts_set(&scratch, key, value, origin)) {
         x->failed = 1;
@@ -439,11 +450,47 @@ static int section_sets(const btx_config *c, int sec, const char *key) {
 // Plug's [all] stage starts from a trunk and experts that are trained: restarting at the
 // peak rate (warmup, fresh Adam) undoes part of that (docs/experiments.md: 0.18 nats worse
 // than the continued rate after 20 steps), so unless [all] says otherwise it continues
-// where the seed's schedule ended: lr * lr_floor of [train], constant, no warmup.
-static void all_continues(const btx_config *c, const train_opts *common, train_opts *o) {
-    if (!section_sets(c, BTX_ALL, "lr")) o->lr = common->lr * common->lr_floor;
+// where the seed's schedule ended: `floor` (lr * lr_floor of [train], or under [seed]
+// continue the seed run's own floor), constant, no warmup.
+static void all_continues(const btx_config *c, double floor, train_opts *o) {
+    if (!section_sets(c, BTX_ALL, "lr")) o->lr = floor;
     if (!section_sets(c, BTX_ALL, "schedule")) snprintf(o->schedule, sizeof o->schedule, "constant");
     if (!section_sets(c, BTX_ALL, "warmup")) o->warmup = 0;
+}
+
+// [seed] continue: the seed run's learning rate at the seed's step (the rate its next
+// step would have had) and the floor its cosine ends at, from the seed's /train state.
+typedef struct {
+    double rate, floor;
+    int64_t step, total;
+} seed_schedule;
+
+static int seed_schedule_load(const char *seed, seed_schedule *out) {
+    mo_checkpoint ck = {0};
+    float *m = NULL, *v = NULL;
+    train_state st;
+    int rc = train_state_load(seed, &ck, &m, &v, &st);
+    ckpt_free(&ck);
+    free(m), free(v);
+    if (rc)
+        return mo_errorf("[seed] continue = true needs the seed's learning-rate schedule, from a checkpoint written by "
+                         "monolith train: %s",
+                         mo_error());
+    out->rate = lr_schedule_at(&st.sched, st.step);
+    out->floor = st.sched.kind == LR_SCHEDULE_COSINE ? st.sched.lr * st.sched.floor_frac : st.sched.lr;
+    out->step = st.step, out->total = st.sched.total;
+    return 0;
+}
+
+// A branch or router stage under [seed] continue: from the seed's rate down to its floor
+// by a half cosine over the stage's own steps (lr_schedule.h with lr = rate, lr_floor =
+// floor / rate, no warmup), each field unless the section sets it.
+static void stage_continues(const btx_config *c, int sec, const seed_schedule *ss, train_opts *o) {
+    if (!section_sets(c, sec, "lr")) o->lr = ss->rate;
+    if (!section_sets(c, sec, "lr-floor") && !section_sets(c, sec, "lr_floor"))
+        o->lr_floor = ss->floor < o->lr ? ss->floor / o->lr : 1;
+    if (!section_sets(c, sec, "schedule")) snprintf(o->schedule, sizeof o->schedule, "cosine");
+    if (!section_sets(c, sec, "warmup")) o->warmup = 0;
 }
 
 static int make_dir(const char *p) {
@@ -503,6 +550,8 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         if ((rc = run_stage(&o, dir, h, k, n_stages, "seed", seed))) return rc;
     }
     sum->n = ++k;
+    seed_schedule ss = {0};
+    if (c->continue_seed && seed_schedule_load(seed->ckpt, &ss)) return -1;
 
     // branches
     int first_branch = k;
@@ -513,6 +562,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     for (int d = 0; d < nd; d++) {
         if (only >= 0 && d != only) continue;
         if (stage_opts(c, BTX_BRANCH, &o)) return -1;
+        if (c->continue_seed) stage_continues(c, BTX_BRANCH, &ss, &o);
         if (fmt(o.init, sizeof o.init, "%s", seed->ckpt)) return -1;
         *o.preset = 0;
         o.n_overrides = 0;  // the seed fixes the model
@@ -566,7 +616,9 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         if (sec == BTX_ALL && all_steps <= 0) break;
         if (stage_opts(c, sec, &o)) return -1;
         if (!section_sets(c, sec, "train")) snprintf(o.train, sizeof o.train, "%s", sec == BTX_ROUTER ? "router" : "all");
-        if (plugm && sec == BTX_ALL) all_continues(c, &common, &o);
+        if (sec == BTX_ROUTER && c->continue_seed) stage_continues(c, BTX_ROUTER, &ss, &o);
+        if (sec == BTX_ALL && (plugm || c->continue_seed))
+            all_continues(c, c->continue_seed ? ss.floor : common.lr * common.lr_floor, &o);
         if (fmt(o.init, sizeof o.init, "%s", sum->s[k - 1].ckpt)) return -1;
         *o.preset = 0;
         o.n_overrides = 0;

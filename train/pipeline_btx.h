@@ -35,6 +35,11 @@
 //            the domains' mean router inputs ([plug] router_init = mean, or fresh: normal
 //            std 0.02; train/router_init.h)
 //   router   the router alone on the mixture; all: optional, as above
+// [seed] continue = true (both methods): the seed is a training checkpoint taken mid-run,
+// and the stages after it continue its learning-rate schedule (from its /train state):
+// each branch and the router stage start at the seed run's rate at the seed's step and
+// decay by a half cosine to that run's floor over their own steps, no warmup; [all] runs
+// at the floor, constant. A section's own lr, lr-floor, schedule or warmup wins.
 // btx_config.branch_only runs the seed (or takes it) and that one branch, nothing else.
 #ifndef MONOLITH_PIPELINE_BTX_H
 #define MONOLITH_PIPELINE_BTX_H
@@ -67,6 +72,7 @@ typedef struct {
     btx_method method;
     int router_init;            // [plug] router_init: 1 mean (default), 0 fresh
     char branch_only[128];      // plug: run only this domain's branch ("" = everything)
+    int continue_seed;          // [seed] continue: the later stages continue the seed's lr schedule
 } btx_config;
 
 // Reads and checks the INI file: unknown sections or keys, bad values and a stage whose

@@ -1,6 +1,6 @@
 # experiments_lib.sh: what the experiment scripts share (sourced, not run). Expects M
 # (the binary), OUT, and NAME (the script's name, for messages); sets C, TOK, DOMAINS,
-# DATA (--data flags of the four domains), part(), ckpt() and train().
+# DATA (--data flags of the four domains), part(), ckpt(), train() and ini_train().
 C=data/corpora
 TOK=$C/mono8k.tiktoken
 DOMAINS="code math legal speeches"
@@ -20,4 +20,26 @@ train() {
     rm -rf "$dir"
     echo "train $dir ($steps steps) $(date -u +%H:%M:%S)"
     "$M" train "$@" --steps "$steps" --out "$dir"
+}
+# ini_train OUTDIR [EXTRA DATA LINE]: the [pipeline] and [train] sections of a pipeline
+# file (pipeline btx / plug) over the four domains (and NAME=FILE EXTRA), in the settings
+# of the experiments' train runs; needs THREADS.
+ini_train() {
+    echo "[pipeline]"
+    echo "out = $1"
+    echo
+    echo "[train]"
+    echo "tokenizer = $TOK"
+    for d in $DOMAINS; do echo "data = $d=$C/$d.h5"; done
+    [ -n "${2:-}" ] && echo "data = $2"
+    echo "precision = bf16"
+    echo "batch = 8"
+    echo "seq = 256"
+    echo "lr = 2e-3"
+    echo "eval-every = 0"
+    echo "eval-batches = 1"
+    echo "save-every = 0"
+    echo "log-every = 50"
+    echo "threads = $THREADS"
+    echo
 }

@@ -76,23 +76,7 @@ TAIL=$((STEPS / 8))
 TAIL_R=$((TAIL * 3 / 8))
 ini() {  # ini METHOD OUTDIR SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS [EXTRA DATA LINE]
     local method=$1 out=$2 seed=$3 bs=$4 rs=$5 as=$6 extra=${7:-}
-    echo "[pipeline]"
-    echo "out = $out"
-    echo
-    echo "[train]"
-    echo "tokenizer = $TOK"
-    for d in $DOMAINS; do echo "data = $d=$C/$d.h5"; done
-    [ -n "$extra" ] && echo "data = $extra"
-    echo "precision = bf16"
-    echo "batch = 8"
-    echo "seq = 256"
-    echo "lr = 2e-3"
-    echo "eval-every = 0"
-    echo "eval-batches = 1"
-    echo "save-every = 0"
-    echo "log-every = 50"
-    echo "threads = $THREADS"
-    echo
+    ini_train $out "$extra"
     echo "[seed]"
     echo "init = $seed"
     echo

@@ -1,0 +1,162 @@
+#!/bin/bash
+# experiments_plug_late.sh: the numbers of docs/experiments.md, "Branch-train-plug from a
+# late seed" (issue 16): plug's seed is the dense baseline's own run at 75% or 90% of its
+# steps (as wide as the baselines' active FFN), the plugged model routes top-1 over its
+# domains' copies of that FFN, and the branches and router spend the remaining 25% / 10%
+# of the tokens continuing the seed's learning-rate schedule ([seed] continue = true).
+#
+#   scripts/experiments_plug_late.sh       (from the repository root, after a build and
+#                                           the four token sets of docs/data.md)
+#
+# The `small` preset at vocabulary 8192 (d_model 256, 4 layers), --precision bf16, batch
+# 8 x 256 tokens, the four domains (code, math, legal, speeches) at equal weights, STEPS
+# optimizer steps per method in all, summed over its stages:
+#   dense      d_ff 1024, warmup STEPS/10 then cosine to 0.1 x 2e-3; a checkpoint every
+#              STEPS/20 steps kept (plug's seeds are two of them)
+#   moe        4 experts of d_ff 512, top-2 (active FFN 1024), from scratch
+#   plug-S     monolith pipeline plug from dense's checkpoint at S% of STEPS (S = 75, 90):
+#              four branches of B = (REM - REM/10)/4 steps each (the FFN alone, one domain
+#              each, separate runs), plug (4 experts of d_ff 1024, top-1, router rows from
+#              the domains' mean router inputs), router REM - 4B steps (the router alone,
+#              taught the domains with --route-by-domain --router-ce 0.1, lr 2e-3), where
+#              REM = STEPS - S% of STEPS: the same tokens dense spends after its checkpoint
+#   plugall-S  the same modules, half the router steps, then all parameters for the other
+#              half at the seed run's floor rate
+#   btx-S      monolith pipeline btx from the same seed and budget (branches train every
+#              parameter; mix averages the trunks; top-1; router half, all half)
+# Then the fifth domain (Python's standard library) as one more branch of the 75% seed,
+# added to plug-75 with its router row below the trained rows or from python's mean router
+# input, and the row fitted with the router term on the five-domain mixture. Every model is
+# evaluated on the whole val splits (EVAL_BATCHES=0) with its routing shares.
+#
+# Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
+# (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
+# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval report"; the
+# plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
+# when its output exists, so the script can be stopped and run again; two instances with
+# different PARTS (e.g. PARTS=dense and PARTS=moe) use two cores. Prints markdown tables
+# (PARTS containing "report").
+set -euo pipefail
+
+M=${MONOLITH:-build/monolith}
+OUT=${OUT:-runs/plug_late}
+STEPS=${STEPS:-1000}
+THREADS=${THREADS:-1}
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval report} "
+EVAL_BATCHES=${EVAL_BATCHES:-0}
+NAME=experiments_plug_late
+source "$(dirname "$0")/experiments_lib.sh"
+MODEL="--preset small --vocab-size 8192"
+COMMON="--tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50"
+
+if part dense; then
+    train $OUT/dense $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 1024 $COMMON --warmup $((STEPS / 10)) \
+        --save-every $((STEPS / 20)) --keep 20 $DATA
+fi
+if part moe; then
+    train $OUT/moe $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) --save-every 0 $DATA
+fi
+
+# The pipelines from dense's checkpoint at S% of STEPS. ini METHOD OUTDIR SEED BRANCH_STEPS
+# ROUTER_STEPS ALL_STEPS [EXTRA DATA LINE]
+ini() {
+    local method=$1 out=$2 seed=$3 bs=$4 rs=$5 as=$6 extra=${7:-}
+    ini_train $out "$extra"
+    printf '[seed]\ninit = %s\ncontinue = true\n\n' $seed
+    printf '[branch]\nsteps = %s\n\n' $bs
+    [ $method = btx ] && echo "[mix]" || echo "[plug]"
+    printf 'top_k = 1\n\n'
+    # top-1 gates are 1 (renormalized over the one chosen expert), so the language-model
+    # loss gives the router no gradient: the router term of forced routing teaches it the
+    # domains. It is a new part, so it starts at the peak rate (no warmup) not the seed's.
+    printf '[router]\nsteps = %s\nroute-by-domain = true\nrouter-ce = 0.1\nlr = 2e-3\n' $rs
+    [ "$as" -gt 0 ] && printf '\n[all]\nsteps = %s\n' $as
+    return 0
+}
+pipeline() {  # pipeline METHOD NAME SEED BRANCH_STEPS ROUTER_STEPS ALL_STEPS
+    local method=$1 name=$2
+    ini $method $OUT/$name $3 $4 $5 $6 > $OUT/$name.ini
+    if grep -qs '^final model' $OUT/${name}_summary.txt; then echo "skip $name"; return; fi
+    echo "pipeline $method $name $(date -u +%H:%M:%S)"
+    "$M" pipeline $method --config $OUT/$name.ini > $OUT/${name}_summary.txt
+}
+split_steps() {  # split_steps S: sets SEEDSTEP, B (branch steps), R (router steps), RA (plugall's router)
+    SEEDSTEP=$((STEPS * $1 / 100))
+    local rem=$((STEPS - SEEDSTEP))
+    B=$(((rem - rem / 10) / 4))
+    R=$((rem - 4 * B))
+    RA=$((R / 2))
+}
+for split in 75 90; do
+    split_steps $split
+    seed=$(ckpt $OUT/dense $SEEDSTEP)
+    if part plug$split; then
+        pipeline plug plug$split $seed $B $R 0
+        # plug + all: the same modules (taken from plug's folder, as modules made on other
+        # machines would be), half the router steps, then all parameters.
+        mkdir -p $OUT/plugall$split/modules
+        for d in $DOMAINS; do ln -sf ../../plug$split/modules/$d.h5 $OUT/plugall$split/modules/$d.h5; done
+        pipeline plug plugall$split $seed $B $RA $((R - RA))
+    fi
+    if part btx$split; then pipeline btx btx$split $seed $B $RA $((R - RA)); fi
+done
+
+# The fifth domain, Python's standard library: one more branch of the 75% seed, run alone
+# (`pipeline plug --branch python`: it reads the seed and python's token set only), added
+# to plug75 with its router row below the trained rows or at python's mean router input,
+# and the row fitted with the router term on the mixture of the five domains
+# (--route-by-domain --router-ce 0.1 --train router=4: row 4 alone moves), R steps.
+split_steps 75
+PLUG75=$(ckpt $OUT/plug75/router $R)
+FIT=$R
+if part fifth; then
+    if [ ! -e $OUT/python.h5 ]; then
+        PY=$(ls -d /usr/lib/python3.*/ | head -1)
+        mkdir -p $OUT/python_src
+        cp "$PY"*.py $OUT/python_src/
+        "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
+    fi
+    ini plug $OUT/python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R 0 python=$OUT/python.h5 > $OUT/python75.ini
+    [ -e $OUT/python75/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python75.ini --branch python \
+        > $OUT/python75_summary.txt
+    for how in below mean; do
+        [ -e $OUT/plug75_py_$how.h5 ] || "$M" expert add $PLUG75 $OUT/python75/modules/python.h5 --router-init $how \
+            $DATA --data python=$OUT/python.h5 -o $OUT/plug75_py_$how.h5 | tee $OUT/plug75_py_$how.txt
+        train $OUT/fit_$how $FIT --init $OUT/plug75_py_$how.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
+            --router-ce 0.1 --train router=4 --warmup 0 --save-every 0 $COMMON
+    done
+fi
+
+# Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
+# routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
+ev() {
+    local name=$1 ck=$2
+    shift 2
+    [ -e "$ck" ] || return 0
+    [ -e $OUT/eval_$name.json ] && return 0
+    echo "eval $name $(date -u +%H:%M:%S)"
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EVAL_BATCHES --threads $THREADS --json "$@" \
+        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
+}
+if part eval; then
+    ev dense $(ckpt $OUT/dense $STEPS)
+    ev moe $(ckpt $OUT/moe $STEPS)
+    for split in 75 90; do
+        split_steps $split
+        ev seed$split $(ckpt $OUT/dense $SEEDSTEP)
+        ev plug$split $(ckpt $OUT/plug$split/router $R)
+        ev plugall$split $(ckpt $OUT/plugall$split/all $((R - RA)))
+        ev btx$split $(ckpt $OUT/btx$split/all $((R - RA)))
+    done
+    split_steps 75
+    DATA="$DATA --data python=$OUT/python.h5"
+    ev py_before $PLUG75
+    for how in below mean; do
+        ev py_${how}_added $OUT/plug75_py_$how.h5
+        ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
+    done
+fi
+
+if part report; then
+    /usr/bin/python3 "$(dirname "$0")/experiments_plug_report.py" "$OUT" late
+fi

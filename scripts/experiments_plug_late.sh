@@ -158,5 +158,5 @@ if part eval; then
 fi
 
 if part report; then
-    /usr/bin/python3 "$(dirname "$0")/experiments_plug_report.py" "$OUT" late
+    /usr/bin/python3 "$(dirname "$0")/experiments_plug_report.py" "$OUT"
 fi

@@ -1,6 +1,6 @@
 # experiments_lib.sh: what the experiment scripts share (sourced, not run). Expects M
 # (the binary), OUT, and NAME (the script's name, for messages); sets C, TOK, DOMAINS,
-# DATA (--data flags of the four domains), part(), ckpt(), train() and ini_train().
+# DATA (--data flags of the four domains), part(), ckpt(), train(), ini_train() and ev().
 C=data/corpora
 TOK=$C/mono8k.tiktoken
 DOMAINS="code math legal speeches"
@@ -42,4 +42,16 @@ ini_train() {
     echo "log-every = 50"
     echo "threads = $THREADS"
     echo
+}
+# ev NAME CKPT [FLAGS]: CKPT's validation loss and routing shares on the first EB batches
+# of 8 x 256 tokens of each val split of DATA (EB=0: the whole splits) into
+# OUT/eval_NAME.json; skipped when that exists or CKPT does not. Needs M, EB, THREADS.
+ev() {
+    local name=$1 ck=$2
+    shift 2
+    [ -e "$ck" ] || return 0
+    [ -e $OUT/eval_$name.json ] && return 0
+    echo "eval $name $(date -u +%H:%M:%S)"
+    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EB --threads $THREADS --json "$@" \
+        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
 }

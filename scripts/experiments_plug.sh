@@ -186,16 +186,7 @@ fi
 
 # Validation loss of every final model on the first EVAL_BATCHES batches of 8 x 256 tokens
 # of each domain's val split (0: the whole split), the same windows for every model, with
-# the routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
-ev() {
-    local name=$1 ck=$2
-    shift 2
-    [ -e "$ck" ] || return 0
-    [ -e $OUT/eval_$name.json ] && return 0
-    echo "eval $name $(date -u +%H:%M:%S)"
-    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EB --threads $THREADS --json "$@" \
-        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
-}
+# the routing shares (ev, experiments_lib.sh).
 if part eval; then
     ev dense $(ckpt $OUT/dense $STEPS)
     ev moe $(ckpt $OUT/moe $STEPS)
@@ -241,7 +232,7 @@ fi
 
 # Tables (markdown), leaving out what has not been evaluated.
 if part report; then
-/usr/bin/python3 - "$OUT" <<'PY'
+/usr/bin/python3 - "$OUT" "$(dirname "$0")" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 def load(name):
@@ -262,19 +253,10 @@ for label, f in rows:
         continue
     xs = [j["val"][d]["loss"] for d in doms]
     print(f"| {label} | " + " | ".join(f"{x:.3f}" for x in xs) + f" | {sum(xs) / len(xs):.3f} |")
+sys.path.insert(0, sys.argv[2])
+from experiments_plug_report import routing as routing_of
 def routing(label, f, ds):
-    j = load(f)
-    if not j:
-        return
-    r = j.get("routing_share")
-    if not r or not r[ds[0]].get("mean"):
-        return
-    n = len(r[ds[0]]["mean"])
-    print(f"\nrouting share, {label} (rows: domain; columns: expert; mean over the MoE layers)\n")
-    print("| domain | " + " | ".join(f"e{e}" for e in range(n)) + " |")
-    print("|---|" + "---:|" * n)
-    for d in ds:
-        print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
+    routing_of(label, f, ds, load)
 for label, f in rows[1:]:
     routing(label, f, doms)
 five = doms + ["python"]

@@ -44,6 +44,7 @@ STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
 PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
+EB=$EVAL_BATCHES
 NAME=experiments_plug_late
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -128,16 +129,7 @@ if part fifth; then
 fi
 
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
-# routing shares. ev NAME CKPT [FLAGS]: writes OUT/eval_NAME.json when CKPT exists.
-ev() {
-    local name=$1 ck=$2
-    shift 2
-    [ -e "$ck" ] || return 0
-    [ -e $OUT/eval_$name.json ] && return 0
-    echo "eval $name $(date -u +%H:%M:%S)"
-    "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EVAL_BATCHES --threads $THREADS --json "$@" \
-        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
-}
+# routing shares (ev, experiments_lib.sh).
 if part eval; then
     ev dense $(ckpt $OUT/dense $STEPS)
     ev moe $(ckpt $OUT/moe $STEPS)

@@ -6,8 +6,8 @@ import json
 import os
 import sys
 
-out = sys.argv[1]
 DOMS = ["code", "math", "legal", "speeches"]
+out = None  # the folder, set by main
 
 
 def load(name):
@@ -40,7 +40,8 @@ def per_domain_diff(label, f, base):
         print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss'] - b['val'][d]['loss']:+.3f}" for d in DOMS) + " |")
 
 
-def routing(label, f, ds):
+def routing(label, f, ds, load=load):
+    """The routing matrix of eval_F.json (also used by experiments_plug.sh's report)."""
     j = load(f)
     r = j.get("routing_share") if j else None
     if not r or not r[ds[0]].get("mean"):
@@ -53,55 +54,62 @@ def routing(label, f, ds):
         print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
 
 
-rows = [("dense (d_ff 1024)", "dense"), ("MoE from scratch (4 x 512, top-2)", "moe"),
-        ("seed 75%: dense at step 75%", "seed75"), ("seed 90%: dense at step 90%", "seed90")]
-for s in ["75", "90"]:
-    rows += [(f"branch-train-plug, seed {s}%", f"plug{s}"), (f"plug + all, seed {s}%", f"plugall{s}"),
-             (f"BTX, seed {s}%", f"btx{s}")]
-loss_table(rows, ["dense", "moe"])
+def main():
+    global out
+    out = sys.argv[1]
+    rows = [("dense (d_ff 1024)", "dense"), ("MoE from scratch (4 x 512, top-2)", "moe"),
+            ("seed 75%: dense at step 75%", "seed75"), ("seed 90%: dense at step 90%", "seed90")]
+    for s in ["75", "90"]:
+        rows += [(f"branch-train-plug, seed {s}%", f"plug{s}"), (f"plug + all, seed {s}%", f"plugall{s}"),
+                 (f"BTX, seed {s}%", f"btx{s}")]
+    loss_table(rows, ["dense", "moe"])
 
-print("\nper domain, against dense (negative: below dense)\n")
-print("| method | " + " | ".join(DOMS) + " |")
-print("|---|" + "---:|" * len(DOMS))
-for label, f in rows[1:]:
-    per_domain_diff(label, f, "dense")
-print("\nper domain, against MoE from scratch\n")
-print("| method | " + " | ".join(DOMS) + " |")
-print("|---|" + "---:|" * len(DOMS))
-for label, f in rows[4:]:
-    per_domain_diff(label, f, "moe")
+    print("\nper domain, against dense (negative: below dense)\n")
+    print("| method | " + " | ".join(DOMS) + " |")
+    print("|---|" + "---:|" * len(DOMS))
+    for label, f in rows[1:]:
+        per_domain_diff(label, f, "dense")
+    print("\nper domain, against MoE from scratch\n")
+    print("| method | " + " | ".join(DOMS) + " |")
+    print("|---|" + "---:|" * len(DOMS))
+    for label, f in rows[4:]:
+        per_domain_diff(label, f, "moe")
 
-for label, f in rows[1:]:
-    routing(label, f, DOMS)
+    for label, f in rows[1:]:
+        routing(label, f, DOMS)
 
-five = DOMS + ["python"]
-if load("py_before"):
-    base = load("py_before")["val"]
-    print("\nthe fifth domain added to plug75 (expert 4 = the python branch of the 75% seed), whole val splits\n")
-    print("| model | " + " | ".join(five) + " |")
-    print("|---|" + "---:|" * len(five))
-    names = [("plug75 (4 experts)", "py_before")]
+    five = DOMS + ["python"]
+    if load("py_before"):
+        base = load("py_before")["val"]
+        print("\nthe fifth domain added to plug75 (expert 4 = the python branch of the 75% seed), whole val splits\n")
+        print("| model | " + " | ".join(five) + " |")
+        print("|---|" + "---:|" * len(five))
+        names = [("plug75 (4 experts)", "py_before")]
+        for how in ["below", "mean"]:
+            names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
+        for label, f in names:
+            j = load(f)
+            if not j:
+                continue
+            cells = []
+            for d in five:
+                x = j["val"][d]["loss"]
+                rel = "" if f == "py_before" or d == "python" else f" ({100 * (x - base[d]['loss']) / base[d]['loss']:+.2f}%)"
+                cells.append(f"{x:.3f}{rel}")
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        for how in ["below", "mean"]:
+            routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
+
+    for name in ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"]:
+        p = f"{out}/{name}_summary.txt"
+        if os.path.exists(p):
+            print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
+            print("".join("    " + line for line in open(p) if line.strip()))
     for how in ["below", "mean"]:
-        names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
-    for label, f in names:
-        j = load(f)
-        if not j:
-            continue
-        cells = []
-        for d in five:
-            x = j["val"][d]["loss"]
-            rel = "" if f == "py_before" or d == "python" else f" ({100 * (x - base[d]['loss']) / base[d]['loss']:+.2f}%)"
-            cells.append(f"{x:.3f}{rel}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    for how in ["below", "mean"]:
-        routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
+        p = f"{out}/plug75_py_{how}.txt"
+        if os.path.exists(p):
+            print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
 
-for name in ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"]:
-    p = f"{out}/{name}_summary.txt"
-    if os.path.exists(p):
-        print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
-        print("".join("    " + line for line in open(p) if line.strip()))
-for how in ["below", "mean"]:
-    p = f"{out}/plug75_py_{how}.txt"
-    if os.path.exists(p):
-        print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
+
+if __name__ == "__main__":
+    main()

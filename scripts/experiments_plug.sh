@@ -100,13 +100,6 @@ ini() {  # ini METHOD OUTDIR SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS [EXTR
         if [ $method = btx ] || [ -n "${ALL_PEAK:-}" ]; then echo "warmup = $((as / 10 > 0 ? as / 10 : 1))"; fi
     fi
 }
-pipeline() {  # pipeline METHOD NAME SEED_CKPT BRANCH_STEPS ROUTER_STEPS ALL_STEPS
-    local method=$1 name=$2
-    ini $method $OUT/$name $3 $4 $5 $6 > $OUT/$name.ini
-    if grep -qs '^final model' $OUT/${name}_summary.txt; then echo "skip $name"; return; fi
-    echo "pipeline $method $name $(date -u +%H:%M:%S)"
-    "$M" pipeline $method --config $OUT/$name.ini > $OUT/${name}_summary.txt
-}
 for split in 25 50; do
     seed=$(ckpt $OUT/seed$split $((STEPS * split / 100)))
     bs=$(((STEPS - STEPS * split / 100 - TAIL) / 4))
@@ -138,22 +131,8 @@ done
 PLUG25=$(ckpt $OUT/plug25/router $TAIL)
 FIT=$TAIL
 if part fifth; then
-    if [ ! -e $OUT/python.h5 ]; then
-        PY=$(ls -d /usr/lib/python3.*/ | head -1)
-        mkdir -p $OUT/python_src
-        cp "$PY"*.py $OUT/python_src/
-        "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
-    fi
-    bs=$(((STEPS - STEPS / 4 - TAIL) / 4))
-    ini plug $OUT/python25 $(ckpt $OUT/seed25 $((STEPS / 4))) $bs $TAIL 0 python=$OUT/python.h5 > $OUT/python25.ini
-    [ -e $OUT/python25/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python25.ini --branch python \
-        > $OUT/python25_summary.txt
-    for how in below mean; do
-        [ -e $OUT/plug25_py_$how.h5 ] || "$M" expert add $PLUG25 $OUT/python25/modules/python.h5 --router-init $how \
-            $DATA --data python=$OUT/python.h5 -o $OUT/plug25_py_$how.h5 | tee $OUT/plug25_py_$how.txt
-        train $OUT/fit_$how $FIT --init $OUT/plug25_py_$how.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
-            --router-ce 0.1 --train router=4 --warmup 3 $COMMON
-    done
+    fifth_domain python25 $(ckpt $OUT/seed25 $((STEPS / 4))) $(((STEPS - STEPS / 4 - TAIL) / 4)) $TAIL $PLUG25 plug25 $FIT \
+        --warmup 3 $COMMON
     # the below row fitted with ten times the router term (old domains' tokens pushed off
     # row 4 harder)
     train $OUT/fit_below_ce1 $FIT --init $OUT/plug25_py_below.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
@@ -254,7 +233,7 @@ for label, f in rows:
     xs = [j["val"][d]["loss"] for d in doms]
     print(f"| {label} | " + " | ".join(f"{x:.3f}" for x in xs) + f" | {sum(xs) / len(xs):.3f} |")
 sys.path.insert(0, sys.argv[2])
-from experiments_plug_report import routing as routing_of
+from experiments_plug_report import routing as routing_of, summaries
 def routing(label, f, ds):
     routing_of(label, f, ds, load)
 for label, f in rows[1:]:
@@ -308,14 +287,6 @@ if brs:
             cells.append(val)
         s0 = [line.split() for line in open(f"{out}/plug25_summary.txt") if line.startswith("seed ")][0]
         print(f"| {d} | {s0[-5 + i]} | " + " | ".join(cells) + " |")
-for name in ["btx25", "plug25", "plugall25", "plugallpeak25", "btx50", "plug50", "plugall50", "plugallpeak50"]:
-    p = f"{out}/{name}_summary.txt"
-    if os.path.exists(p):
-        print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
-        print("".join("    " + line for line in open(p) if line.strip()))
-for how in ["below", "mean"]:
-    p = f"{out}/plug25_py_{how}.txt"
-    if os.path.exists(p):
-        print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
+summaries(out, ["btx25", "plug25", "plugall25", "plugallpeak25", "btx50", "plug50", "plugall50", "plugallpeak50"], "plug25")
 PY
 fi

@@ -74,13 +74,6 @@ ini() {
     [ "$as" -gt 0 ] && printf '\n[all]\nsteps = %s\n' $as
     return 0
 }
-pipeline() {  # pipeline METHOD NAME SEED BRANCH_STEPS ROUTER_STEPS ALL_STEPS
-    local method=$1 name=$2
-    ini $method $OUT/$name $3 $4 $5 $6 > $OUT/$name.ini
-    if grep -qs '^final model' $OUT/${name}_summary.txt; then echo "skip $name"; return; fi
-    echo "pipeline $method $name $(date -u +%H:%M:%S)"
-    "$M" pipeline $method --config $OUT/$name.ini > $OUT/${name}_summary.txt
-}
 split_steps() {  # split_steps S: sets SEEDSTEP, B (branch steps), R (router steps), RA (plugall's router)
     SEEDSTEP=$((STEPS * $1 / 100))
     local rem=$((STEPS - SEEDSTEP))
@@ -111,21 +104,7 @@ split_steps 75
 PLUG75=$(ckpt $OUT/plug75/router $R)
 FIT=$R
 if part fifth; then
-    if [ ! -e $OUT/python.h5 ]; then
-        PY=$(ls -d /usr/lib/python3.*/ | head -1)
-        mkdir -p $OUT/python_src
-        cp "$PY"*.py $OUT/python_src/
-        "$M" data prepare --tokenizer $TOK --domain python --val-fraction 0.05 --input $OUT/python_src -o $OUT/python.h5
-    fi
-    ini plug $OUT/python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R 0 python=$OUT/python.h5 > $OUT/python75.ini
-    [ -e $OUT/python75/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python75.ini --branch python \
-        > $OUT/python75_summary.txt
-    for how in below mean; do
-        [ -e $OUT/plug75_py_$how.h5 ] || "$M" expert add $PLUG75 $OUT/python75/modules/python.h5 --router-init $how \
-            $DATA --data python=$OUT/python.h5 -o $OUT/plug75_py_$how.h5 | tee $OUT/plug75_py_$how.txt
-        train $OUT/fit_$how $FIT --init $OUT/plug75_py_$how.h5 $DATA --data python=$OUT/python.h5 --route-by-domain \
-            --router-ce 0.1 --train router=4 --warmup 0 --save-every 0 $COMMON
-    done
+    fifth_domain python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R $PLUG75 plug75 $FIT --warmup 0 --save-every 0 $COMMON
 fi
 
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the

@@ -54,6 +54,19 @@ def routing(label, f, ds, load=load):
         print(f"| {d} | " + " | ".join(f"{x:.2f}" for x in r[d]["mean"]) + " |")
 
 
+def summaries(out, names, plugged):
+    """Each pipeline's stage table, and the last line of each `expert add` into PLUGGED."""
+    for name in names:
+        p = f"{out}/{name}_summary.txt"
+        if os.path.exists(p):
+            print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
+            print("".join("    " + line for line in open(p) if line.strip()))
+    for how in ["below", "mean"]:
+        p = f"{out}/{plugged}_py_{how}.txt"
+        if os.path.exists(p):
+            print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
+
+
 def main():
     global out
     out = sys.argv[1]
@@ -100,16 +113,7 @@ def main():
         for how in ["below", "mean"]:
             routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
 
-    for name in ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"]:
-        p = f"{out}/{name}_summary.txt"
-        if os.path.exists(p):
-            print(f"\n{name}: each stage's output on the pipeline's own windows ({name}_summary.txt)\n")
-            print("".join("    " + line for line in open(p) if line.strip()))
-    for how in ["below", "mean"]:
-        p = f"{out}/plug75_py_{how}.txt"
-        if os.path.exists(p):
-            print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
-
+    summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 
 if __name__ == "__main__":
     main()

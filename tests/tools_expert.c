@@ -521,7 +521,7 @@ END_TEST
 // Reads `key = number` from a run folder's run.ini (-1 when absent).
 static double run_ini_number(const char *run, const char *key) {
     char p[700], line[512];
-    snprintf(p, sizeof p, "%s/%s/run.ini", dir, run);
+    snprintf(p, sizeof p, "%s/%s/run.ini", tu_scratch(), run);
     FILE *f = fopen(p, "r");
     ck_assert_msg(f != NULL, "%s", p);
     double v = -1;
@@ -545,7 +545,7 @@ START_TEST(plug_continues_the_seeds_schedule) {
     free(err);
     char ini[512], out[512], seed[600];
     path_in(ini, "cont.ini"), path_in(out, "cont");
-    snprintf(seed, sizeof seed, "%s/cont_seed/ckpt-00000003.h5", dir);
+    snprintf(seed, sizeof seed, "%s/cont_seed/ckpt-00000003.h5", tu_scratch());
     write_plug_ini(ini, out, seed, set_a);
     FILE *f = fopen(ini, "a");
     ck_assert_ptr_nonnull(f);
@@ -574,7 +574,7 @@ START_TEST(plug_continues_the_seeds_schedule) {
     // A seed with no training state (monolith init) is refused, naming the file and the key.
     ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 -o cont_bare.h5"), 0);
     char bare[600];
-    snprintf(bare, sizeof bare, "%s/cont_bare.h5", dir);
+    snprintf(bare, sizeof bare, "%s/cont_bare.h5", tu_scratch());
     path_in(out, "cont_bare");
     write_plug_ini(ini, out, bare, set_a);
     snprintf(cmd, sizeof cmd, "sed -i 's/^\\[seed\\]$/[seed]\\ncontinue = true/' %s", ini);

@@ -115,16 +115,19 @@ if part eval; then
     for split in 75 90; do
         split_steps $split
         ev seed$split $(ckpt $OUT/dense $SEEDSTEP)
-        ev plug$split $(ckpt $OUT/plug$split/router $R)
+        if [ $split = 90 ]; then ev plug$split $(ckpt $OUT/plug$split/router $R); fi
         ev plugall$split $(ckpt $OUT/plugall$split/all $((R - RA)))
         ev btx$split $(ckpt $OUT/btx$split/all $((R - RA)))
     done
+    # plug75 on the five domains' val splits: its row of the main table and the "before"
+    # of the fifth domain's.
     split_steps 75
     DATA="$DATA --data python=$OUT/python.h5"
-    ev py_before $PLUG75
+    ev plug75 $PLUG75
+    ln -sf eval_plug75.json $OUT/eval_py_before.json
     for how in below mean; do
-        ev py_${how}_added $OUT/plug75_py_$how.h5
         ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
+        ev py_${how}_added $OUT/plug75_py_$how.h5
     done
 fi
 

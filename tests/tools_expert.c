@@ -537,7 +537,7 @@ static double run_ini_number(const char *run, const char *key) {
 // decay to its floor with no warmup, [all] runs at the floor.
 START_TEST(plug_continues_the_seeds_schedule) {
     char *err;
-    int rc = sh(&err, "train --preset tiny --vocab-size 257 --moe-layers 0,0 --tokenizer %s --data alpha=%s "
+    int rc = tu_monolith(NULL, &err, "train --preset tiny --vocab-size 257 --moe-layers 0,0 --tokenizer %s --data alpha=%s "
                       "--data beta=%s --batch 2 --seq 32 --lr 1e-2 --warmup 1 --steps 6 --save-every 3 --keep 5 "
                       "--eval-every 0 --threads 2 --out cont_seed",
                 tok_path, set_a, set_b);
@@ -572,7 +572,7 @@ START_TEST(plug_continues_the_seeds_schedule) {
     ck_assert_int_eq((int)run_ini_number("cont/all", "warmup"), 0);
 
     // A seed with no training state (monolith init) is refused, naming the file and the key.
-    ck_assert_int_eq(sh(NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 -o cont_bare.h5"), 0);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 -o cont_bare.h5"), 0);
     char bare[600];
     snprintf(bare, sizeof bare, "%s/cont_bare.h5", tu_scratch());
     path_in(out, "cont_bare");

@@ -9,6 +9,8 @@
 #    limit refuses: tools/preinit.c, threads_check_memory_limit).
 # 3. run.ini records the thread count: a --threads 1 run killed and resumed without
 #    --threads resumes with 1 and ends bitwise equal to the uninterrupted run.
+# 4. OpenMP's wait policy is PASSIVE when the user set none (libgomp reads it before
+#    main: tools/preinit.c runs the binary again with it), and the user's own is kept.
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -96,4 +98,12 @@ for n in names:
             raise SystemExit(f"{g}/{n} differs")
 PY
 echo "resume: run.ini's thread count, bitwise equal"
+
+# ---------------------------------------------------------------- 4. the wait policy
+policy() { env "$@" OMP_DISPLAY_ENV=verbose "$bin" --version 2>&1 | grep -E "OMP_WAIT_POLICY|GOMP_SPINCOUNT" | tr -d " '\n"; }
+got=$(policy -u OMP_WAIT_POLICY)
+[ "$got" = "OMP_WAIT_POLICY=PASSIVEGOMP_SPINCOUNT=0" ] || fail "no policy set: libgomp started with '$got', not PASSIVE"
+got=$(policy OMP_WAIT_POLICY=ACTIVE)
+[ "$got" = "OMP_WAIT_POLICY=ACTIVEGOMP_SPINCOUNT=30000000000" ] || fail "the user's ACTIVE was not kept: '$got'"
+echo "wait policy: PASSIVE by default, the user's kept"
 echo "reliability_threads: ok"

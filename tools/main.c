@@ -122,6 +122,8 @@ static void usage(FILE *out) {
     for (int i = 0; i < n_commands; i++) fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "  %-12s %s\n", "help", "this list");
     fprintf(out, "  %-12s %s\n", "--version", "print the version");
+    fprintf(out, "\nenvironment: OMP_WAIT_POLICY is PASSIVE unless you set it (threads sleep at a meeting instead\n"
+                 "of spinning; see docs/threading.md); OPENBLAS_CORETYPE picks OpenBLAS's kernels (unset: its own choice)\n");
 }
 
 static int run(int argc, char **argv) {

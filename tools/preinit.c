@@ -1,12 +1,23 @@
 // preinit.c: what must happen before any shared library starts (ELF .preinit_array,
 // run by the dynamic linker before every library initializer; executables only).
 //
-// OpenBLAS's initializer allocates a 128 MB buffer for every core, and when an
-// address-space limit (ulimit -v) refuses one it retries forever: a spin before main.
-// So, under such a limit only: OpenBLAS starts with one thread (OPENBLAS_NUM_THREADS=1
-// unless the user set it; threads_init raises the count after
-// threads_check_memory_limit found room), and a limit too small even for that is
-// refused here with one line.
+// Two defaults that libraries read from the environment in their own initializers,
+// before main. A setenv here does not reach them: libc's initializer, which runs after
+// this, resets environ to the process's original array. So when one of them is missing
+// the process runs itself again (execve of /proc/self/exe, same arguments) with the
+// environment it needs, once; without /proc it goes on with the libraries' defaults.
+//
+// - OMP_WAIT_POLICY=PASSIVE unless the user set a policy. Unset, libgomp spins about
+//   300,000 turns at every barrier before it sleeps, and on a machine whose cores other
+//   jobs share that spinning takes the time the other threads need (docs/threading.md,
+//   "Fast by default"); PASSIVE is what docs/threading.md recommends and what the
+//   benchmarks of docs/benchmarks.md ran with. `monolith help` says so.
+// - OpenBLAS's initializer allocates a 128 MB buffer for every core, and when an
+//   address-space limit (ulimit -v) refuses one it retries forever: a spin before main.
+//   So, under such a limit only: OpenBLAS starts with one thread (OPENBLAS_NUM_THREADS=1
+//   unless the user set it; threads_init raises the count after
+//   threads_check_memory_limit found room), and a limit too small even for that is
+//   refused here with one line.
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,20 +39,43 @@ static double mapped_bytes(void) {
     return (double)strtoull(buf, NULL, 10) * (double)sysconf(_SC_PAGESIZE);
 }
 
+// Whether envp holds NAME=... (the original environment; getenv is not ready yet).
+static int has_var(char **envp, const char *name) {
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (!strncmp(*e, name, n) && (*e)[n] == '=') return 1;
+    return 0;
+}
+
 static void before_libraries(int argc, char **argv, char **envp) {
-    (void)argc, (void)argv, (void)envp;
+    (void)argc;
+    const char *add[2];
+    int n_add = 0;
+    if (!has_var(envp, "OMP_WAIT_POLICY")) add[n_add++] = "OMP_WAIT_POLICY=PASSIVE";
     struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) || rl.rlim_cur == RLIM_INFINITY) return;
-    setenv("OPENBLAS_NUM_THREADS", "1", 0);
-    double used = mapped_bytes(), limit = (double)rl.rlim_cur;
-    if (used + START_BYTES <= limit) return;
-    char msg[256];
-    int k = snprintf(msg, sizeof msg,
-                     "monolith: the address-space limit (ulimit -v %.0f) is too small to start: about %.0f MB are needed "
-                     "(libraries and OpenBLAS's first 128 MB buffer); raise it\n",
-                     limit / 1024, (used + START_BYTES) / (1 << 20) + 1);
-    if (k > 0) (void)!write(2, msg, (size_t)k < sizeof msg ? (size_t)k : sizeof msg - 1);
-    _exit(1);
+    if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+        if (!has_var(envp, "OPENBLAS_NUM_THREADS")) add[n_add++] = "OPENBLAS_NUM_THREADS=1";
+        double used = mapped_bytes(), limit = (double)rl.rlim_cur;
+        if (used + START_BYTES > limit) {
+            char msg[256];
+            int k = snprintf(msg, sizeof msg,
+                             "monolith: the address-space limit (ulimit -v %.0f) is too small to start: about %.0f MB "
+                             "are needed (libraries and OpenBLAS's first 128 MB buffer); raise it\n",
+                             limit / 1024, (used + START_BYTES) / (1 << 20) + 1);
+            if (k > 0) (void)!write(2, msg, (size_t)k < sizeof msg ? (size_t)k : sizeof msg - 1);
+            _exit(1);
+        }
+    }
+    if (!n_add) return;
+    size_t n = 0;
+    while (envp && envp[n]) n++;
+    char **env = malloc((n + (size_t)n_add + 1) * sizeof *env);
+    if (!env) return;
+    for (size_t i = 0; i < n; i++) env[i] = envp[i];
+    for (int i = 0; i < n_add; i++) env[n + (size_t)i] = (char *)add[i];
+    env[n + (size_t)n_add] = NULL;
+    execve("/proc/self/exe", argv, env);  // returns only when it failed: go on as we are
+    free(env);
 }
 
 __attribute__((section(".preinit_array"), used)) static void (*const preinit)(int, char **, char **) = before_libraries;

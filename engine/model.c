@@ -327,6 +327,11 @@ static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int a
 }
 
 // dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
+// The x operand of a backward, which only the weight gradient reads: not rounded to bf16
+// when the weight is frozen (dW NULL).
+static mo_lin lin_x_dw(const mo_model *m, const float *dW, mo_bf16 *scratch, const float *x, size_t n) {
+    return dW ? lin_x(m, scratch, x, n) : (mo_lin){x, NULL};
+}
 static void lin_backward(float *dx, float *dW, mo_lin dy, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
     if (dy.b) {
         if (dW) matmul_bf16_tn(dW, dy.b, x.b, N, K, M, 1);
@@ -501,9 +506,10 @@ static float *grad_of(const mo_model *m, float *grads, int id) {
 #define GE(id) (m->expert_trains ? m->expert_trains + (size_t)(id) * (size_t)m->pt->cfg.n_experts : NULL)
 
 // Backward of routed_experts_forward: m->dxs holds d loss / d ys (sorted rows); on return
-// d loss / d xs, and the experts' weight gradients (this rank's experts under expert
-// parallelism) are accumulated. Returns 0 or -1 (communication).
-static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l) {
+// d loss / d xs (unless !need_dx: then only the weight gradients), and the experts'
+// weight gradients (this rank's experts under expert parallelism) are accumulated.
+// Returns 0 or -1 (communication).
+static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, int need_dx) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
@@ -533,12 +539,15 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
         }
         float *dy = dys + r0 * d;  // dxs overwrites dys in place
         mo_ffn_rows r = ffn_rows(m, offs, n, f, h1 + r0 * f, h3 + r0 * f);
-        ffn_backward(dy, dy, xs + r0 * d, &w, &r, &g, 0);
+        ffn_backward(need_dx ? dy : NULL, dy, xs + r0 * d, &w, &r, &g, 0);
     }
     return ep->size > 1 ? moe_ep_return(ep, m->dxs, m->xs, L->ep_counts, L->disp.offs, d) : 0;
 }
 
-// dres holds d loss / d (the layer's output); on return, d loss / d x_ffn.
+// dres holds d loss / d (the layer's output); on return, d loss / d x_ffn, unless nothing
+// below the block trains and neither does its norm: then only its weight gradients
+// (the lowest trainable block of a fine-tune: no data gradient, and a frozen expert's
+// backward skipped whole).
 static int ffn_block_backward(mo_model *m, const float *params, float *grads, int l, float loss_scale) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
@@ -547,28 +556,33 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
     const int sh = c->n_shared_experts * c->d_ff_shared;
     const int all_rows[2] = {0, N};
     float *dy = m->dres, *dm = m->dnorm;
+    // d loss / d (the norm's output) is wanted by the norm's weight gradient and by the
+    // blocks below; expert parallelism always sends the rows' gradients back.
+    const int need_dm = !m->need_attn || m->need_attn[l] || G(id->ffn_norm) || m->ep.size > 1;
+    float *dmo = need_dm ? dm : NULL;
     if (!id->is_moe) {
         mo_ffn_weights w = ffn_weights(m, params, id->ffn_w1, id->ffn_w3, id->ffn_w2, 0);
         mo_ffn_rows r = ffn_rows(m, all_rows, 1, c->d_ff_dense, L->h1, L->h3);
         mo_ffn_grads g = {G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), NULL};
-        ffn_backward(dm, dy, L->m, &w, &r, &g, 0);
+        ffn_backward(dmo, dy, L->m, &w, &r, &g, 0);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
         moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
-        if (routed_experts_backward(m, params, grads, l)) return -1;
-        moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
+        if (routed_experts_backward(m, params, grads, l, need_dm)) return -1;
+        if (need_dm) moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
         if (sh) {
             mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);
             mo_ffn_rows rs = ffn_rows(m, all_rows, 1, sh, L->sh1, L->sh3);
             mo_ffn_grads gs = {G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), NULL};
-            ffn_backward(dm, dy, L->m, &ws, &rs, &gs, 1);
+            ffn_backward(dmo, dy, L->m, &ws, &rs, &gs, 1);
         }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
         double dce = m->forced ? (double)loss_scale * m->router_ce_coef / m->n_moe : 0.0;
-        router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, dce, m->drouter, L->m, P(id->router),
-                        G(id->router), dm, N);
+        if (need_dm || G(id->router))
+            router_backward(c, &L->r, &L->stats, m->dgates, daux, dz, dce, m->drouter, L->m, P(id->router),
+                            G(id->router), dmo, N);
     }
-    rmsnorm_backward(m->dres, G(id->ffn_norm), dm, L->x_ffn, P(id->ffn_norm), L->m_rstd, N, d);
+    if (need_dm) rmsnorm_backward(m->dres, G(id->ffn_norm), dm, L->x_ffn, P(id->ffn_norm), L->m_rstd, N, d);
     return 0;
 }
 
@@ -581,15 +595,16 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const int qd = nh * hd, kvd = nkv * hd;
     float *dy = m->dres;
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
-    lin_backward(m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d), lin_x(m, m->bx, L->o, (size_t)N * qd),
-                 lin_w(m, params, id->wo), N, d, qd, 0);
+    lin_backward(m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d),
+                 lin_x_dw(m, G(id->wo), m->bx, L->o, (size_t)N * qd), lin_w(m, params, id->wo), N, d, qd, 0);
     attention_backward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse}, m->dout, m->dq, m->dk,
                        m->dv);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv
     float *da = m->dnorm;
-    const mo_lin a = lin_x(m, m->bx, L->a, (size_t)N * d);
+    const float *any_dw = G(id->wq) ? G(id->wq) : G(id->wk) ? G(id->wk) : G(id->wv);
+    const mo_lin a = lin_x_dw(m, any_dw, m->bx, L->a, (size_t)N * d);
     lin_backward(da, G(id->wq), lin_x(m, m->bg, m->dq, (size_t)N * qd), a, lin_w(m, params, id->wq), N, qd, d, 0);
     lin_backward(da, G(id->wk), lin_x(m, m->bg, m->dk, (size_t)N * kvd), a, lin_w(m, params, id->wk), N, kvd, d, 1);
     lin_backward(da, G(id->wv), lin_x(m, m->bg, m->dv, (size_t)N * kvd), a, lin_w(m, params, id->wv), N, kvd, d, 1);
@@ -604,7 +619,8 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
     // doutput [V, d] += dl^T hf; dhf = dl output
     lin_backward(m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
-                 lin_x(m, m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V, d, 0);
+                 lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V,
+                 d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {

@@ -95,6 +95,39 @@ void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k
 
 // ---------------------------------------------------------------------------- SwiGLU FFN, fp32
 
+// The elementwise passes of backward (SwiGLU recomputed for dw2, its backward) over the
+// rows of only some groups, when only those need them: the groups whose weight
+// gradients train, and with no dxs wanted, nothing else. The SwiGLU kernels run vectors
+// of 16 from the start of a call and the tail as scalars, whose results can differ in
+// the last bit; so a group is taken alone only if every marked group starts on a
+// 16-element boundary and ends on one or at the end, and otherwise all rows in one call,
+// so that every element gets the bits of one call over all rows.
+typedef struct {
+    const mo_ffn_rows *r;
+    const unsigned char *on;  // NULL: all rows in one call
+} group_spans;
+
+static group_spans spans_of(const mo_ffn_rows *r, const unsigned char *on) {
+    const size_t n = (size_t)r->offs[r->G] * (size_t)r->f;
+    for (int g = 0; on && g < r->G; g++) {
+        const size_t s = (size_t)r->offs[g] * (size_t)r->f, e = (size_t)r->offs[g + 1] * (size_t)r->f;
+        if (on[g] && (s % 16 || (e % 16 && e != n))) on = NULL;
+    }
+    return (group_spans){r, on};
+}
+
+// Span q (q = 0 .. G-1) of sp: elements [*s, *e) of the [R, f] arrays; 0 when q covers
+// nothing.
+static int span_at(const group_spans *sp, int q, size_t *s, size_t *e) {
+    const mo_ffn_rows *r = sp->r;
+    if (!sp->on) {
+        *s = 0, *e = (size_t)r->offs[r->G] * (size_t)r->f;
+        return q == 0;
+    }
+    *s = (size_t)r->offs[q] * (size_t)r->f, *e = (size_t)r->offs[q + 1] * (size_t)r->f;
+    return sp->on[q] && *e > *s;
+}
+
 static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
@@ -107,16 +140,21 @@ static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w,
 static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
                              const mo_ffn_rows *r, const mo_ffn_grads *g, int acc) {
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
-    const size_t R = (size_t)offs[G];
     float *h1 = r->h1, *h3 = r->h3;
-    matmul_grouped_nn(r->dact, dys, w->w2, offs, G, f, dm, 0);  // d act [R, f] = dys w2_g
+    const unsigned char *need = dxs ? NULL : g->dw_groups;  // the groups whose dh1, dh3 are needed
+    const group_spans trained = spans_of(r, g->dw_groups), needed = spans_of(r, need);
+    size_t s, e;
+    matmul_grouped_nn_some(r->dact, dys, w->w2, offs, G, f, dm, 0, need);  // d act [R, f] = dys w2_g
     if (g->dw2) {
-        swiglu_forward(r->act, h1, h3, R * (size_t)f);  // recomputed instead of kept per layer
+        for (int q = 0; q < G; q++)  // recomputed instead of kept per layer
+            if (span_at(&trained, q, &s, &e)) swiglu_forward(r->act + s, h1 + s, h3 + s, e - s);
         matmul_grouped_tn_some(g->dw2, dys, r->act, offs, G, dm, f, 1, g->dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
     }
-    swiglu_backward(h1, h3, r->dact, h1, h3, R * (size_t)f);  // h1, h3 <- dh1, dh3
+    for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
+        if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
     if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, 1, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
     if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, 1, g->dw_groups);
+    if (!dxs) return;
     matmul_grouped_nn(dxs, h1, w->w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     matmul_grouped_nn(dxs, h3, w->w3, offs, G, dm, f, 1);
 }
@@ -139,21 +177,26 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G], rf = R * (size_t)f, rd = R * (size_t)dm;
     float *h1 = r->h1, *h3 = r->h3;
+    const unsigned char *need = dxs ? NULL : g->dw_groups;  // the groups whose dh1, dh3 are needed
+    const group_spans trained = spans_of(r, g->dw_groups), needed = spans_of(r, need);
+    size_t s, e;
     bf16_from_f32(w->s0, dys, rd);
-    matmul_bf16_grouped_nn(r->dact, w->s0, w->b2, offs, G, f, dm, 0);  // d act = dys w2_g
+    matmul_bf16_grouped_nn_some(r->dact, w->s0, w->b2, offs, G, f, dm, 0, need);  // d act = dys w2_g
     if (g->dw2) {
-        swiglu_forward(r->act, h1, h3, rf);
+        for (int q = 0; q < G; q++)
+            if (span_at(&trained, q, &s, &e)) swiglu_forward(r->act + s, h1 + s, h3 + s, e - s);
         bf16_from_f32(w->s1, r->act, rf);
         matmul_bf16_grouped_tn_some(g->dw2, w->s0, w->s1, offs, G, dm, f, 1, g->dw_groups);  // dw2_g += dys_g^T act_g
     }
-    swiglu_backward(h1, h3, r->dact, h1, h3, rf);  // h1, h3 <- dh1, dh3
+    for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
+        if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
     bf16_from_f32(w->s0, xs, rd);                   // dys is used up (dxs may alias it)
     bf16_from_f32(w->s1, h1, rf);
     if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);  // dw1_g += dh1_g^T xs_g
-    matmul_bf16_grouped_nn(dxs, w->s1, w->b1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
+    if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     bf16_from_f32(w->s1, h3, rf);
     if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);
-    matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
+    if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
 }
 
 // ---------------------------------------------------------------------------- the view's precision

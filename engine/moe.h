@@ -74,7 +74,9 @@ typedef struct {
 // (acc = 0) or adds into it (acc = 1).
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc);
 // Backward from dys[R, dm]: accumulates the weight gradients into g, writes dxs[R, dm]
-// (acc = 0) or adds into it (acc = 1). dxs may alias dys.
+// (acc = 0) or adds into it (acc = 1). dxs may alias dys. dxs NULL: no data gradient is
+// wanted (nothing below trains), so the groups g->dw_groups leaves out get no backward
+// at all. The weight gradients are the same bits either way.
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc);
 

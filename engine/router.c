@@ -236,7 +236,7 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
         }
     }
     if (dw) matmul_tn(dw, dlogits, x, E, d, N, 1);  // NULL: a frozen router
-    matmul_nn(dx, dlogits, w, N, d, E, 1);
+    if (dx) matmul_nn(dx, dlogits, w, N, d, E, 1);  // NULL: nothing below needs it
 }
 
 void router_bias_update(float *b, const int64_t *counts, int E, double rate) {

@@ -90,7 +90,7 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
 // are the weights of this layer's aux, z and router_ce in the loss (aux_coef /
 // n_moe_layers times the loss scale, likewise z and the router cross-entropy; dce acts
 // only on forced rows). dlogits[N, E] is scratch. ACCUMULATES into dw[E, d] (NULL: frozen,
-// skipped) and dx[N, d]. Nothing flows into the bias.
+// skipped) and dx[N, d] (NULL: not wanted, skipped). Nothing flows into the bias.
 void router_backward(const mo_config *c, const mo_router_acts *a, const mo_router_stats *st, const float *dgates,
                      double daux, double dz, double dce, float *dlogits, const float *x, const float *w, float *dw,
                      float *dx, int N);

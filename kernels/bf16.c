@@ -196,6 +196,11 @@ void matmul_bf16_grouped_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, const 
     matmul_grouped(&bf_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc);
 }
 
+void matmul_bf16_grouped_nn_some(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                                 int acc, const unsigned char *on) {
+    matmul_grouped_some(&bf_ops, MATMUL_NN, C, A, B, offs, G, N, K, acc, on);
+}
+
 void matmul_bf16_grouped_tn_some(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
                                  int acc, const unsigned char *on) {
     matmul_grouped_some(&bf_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc, on);

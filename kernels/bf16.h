@@ -41,6 +41,8 @@ void matmul_bf16_grouped_nn(float *C, const mo_bf16 *A, const mo_bf16 *B, const 
 void matmul_bf16_grouped_tn(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
                             int acc);
 // The blocks on[g] marks only (matmul_grouped_some).
+void matmul_bf16_grouped_nn_some(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int N, int K,
+                                 int acc, const unsigned char *on);
 void matmul_bf16_grouped_tn_some(float *C, const mo_bf16 *A, const mo_bf16 *B, const int *offs, int G, int M, int N,
                                  int acc, const unsigned char *on);
 

@@ -130,6 +130,11 @@ void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs
     matmul_grouped(&f32_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc);
 }
 
+void matmul_grouped_nn_some(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc,
+                            const unsigned char *on) {
+    matmul_grouped_some(&f32_ops, MATMUL_NN, C, A, B, offs, G, N, K, acc, on);
+}
+
 void matmul_grouped_tn_some(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc,
                             const unsigned char *on) {
     matmul_grouped_some(&f32_ops, MATMUL_TN, C, A, B, offs, G, M, N, acc, on);

@@ -30,7 +30,10 @@ void matmul_grouped_nn(float *C, const float *A, const float *B, const int *offs
 // C_g[M,N] (+)= A_g[n_g,M]^T B_g[n_g,N], C is [G,M,N]    (expert weight gradient)
 // A block with no rows leaves C_g as it was (acc = 1) or zero (acc = 0).
 void matmul_grouped_tn(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc);
-// matmul_grouped_tn for the blocks on[g] marks only (matmul_grouped_some).
+// matmul_grouped_nn and _tn for the blocks on[g] marks only (matmul_grouped_some); the
+// other blocks of C are not touched. Each marked block gets the bits the whole call gives it.
+void matmul_grouped_nn_some(float *C, const float *A, const float *B, const int *offs, int G, int N, int K, int acc,
+                            const unsigned char *on);
 void matmul_grouped_tn_some(float *C, const float *A, const float *B, const int *offs, int G, int M, int N, int acc,
                             const unsigned char *on);
 

@@ -19,6 +19,9 @@
 #   --attention A    the peer's attention: full (default; it keeps every layer's T x T
 #                    probabilities and refuses past 8 GB of them) or chunked (query blocks
 #                    recomputed in backward, for long sequences)
+#   --json FILE      also write every round's results (the peer's RESULT object and
+#                    monolith's `bench train --json` object per precision) to FILE
+#                    (scripts/bench_scale.sh reads it)
 #
 # Training: tokens/s of a full step (forward, backward, AdamW), each program's median
 # step, as wall-clock tokens/s and as tokens per CPU-second (the CPU time of all the
@@ -26,7 +29,7 @@
 # process's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 coretype=Cooperlake rounds=1 precs=() mode=both seq=256 batch=8 steps=3 attention=full
+threads=2 coretype=Cooperlake rounds=1 precs=() mode=both seq=256 batch=8 steps=3 attention=full json=
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --attention) attention=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --json) json=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench_compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,10 +67,10 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "$batch" "$seq" "$attention" "${precs[@]}" <<'PY'
+/usr/bin/python3 - "$tmp" "$rounds" "$threads" "$coretype" "$batch" "$seq" "$attention" "$json" "${precs[@]}" <<'PY'
 import json, sys
-tmp, rounds, threads, coretype, batch, seq, attention = sys.argv[1:8]
-rounds, precs = int(rounds), sys.argv[8:]
+tmp, rounds, threads, coretype, batch, seq, attention, out = sys.argv[1:9]
+rounds, precs = int(rounds), sys.argv[9:]
 def peer(r):
     t = next(json.loads(l[7:]) for l in open(f"{tmp}/peer_train_{r}.out") if l.startswith("RESULT "))
     return t["train_tok_s"], t["train_tok_per_cpu_s"], t["peak_rss_mb"]
@@ -74,6 +78,12 @@ def mono(p, r):
     t = json.load(open(f"{tmp}/mono_train_{p}_{r}.json"))
     return t["train_tok_s"], t["train_tok_per_cpu_s"], t["peak_rss_mb"], t["sgemm_gflops"], t["gflops"]
 rs = range(1, rounds + 1)
+if out:
+    json.dump({"threads": int(threads), "batch": int(batch), "seq": int(seq), "attention": attention,
+               "peer": [next(json.loads(l[7:]) for l in open(f"{tmp}/peer_train_{r}.out") if l.startswith("RESULT "))
+                        for r in rs],
+               "monolith": {p: [json.load(open(f"{tmp}/mono_train_{p}_{r}.json")) for r in rs] for p in precs}},
+              open(out, "w"))
 P = [peer(r) for r in rs]
 pw, pc, pm = max(x[0] for x in P), max(x[1] for x in P), max(x[2] for x in P)
 print(f"bench-S training, batch {batch} x seq {seq}, {threads} threads, OPENBLAS_CORETYPE={coretype}, "

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# bench_scale.sh: every figure of issue 18's table in one run, as one markdown table with
+# the goal beside each figure (docs/benchmarks.md, "Long sequences", "Fine-tuning one
+# expert", "Each kernel against this machine's limit"). Meant for a quiet machine: about
+# 20-25 minutes on 2 idle cores with the defaults (the peer's seq 4096 step is the
+# longest part); --parts runs some of it.
+#
+#   scripts/bench_scale.sh [--parts LIST] [--threads N] [--rounds R] [--steps S]
+#                          [--seqs LIST] [--decode-runs N] [--coretype NAME] [--big]
+#
+#   --parts LIST     comma-separated, default long,8192,finetune,kernels:
+#                      long      bench-S at batch x seq 8 x 256, 1 x 1024, 1 x 2048, 1 x 4096
+#                                (--seqs), monolith and the PyTorch peer side by side
+#                                (scripts/bench_compare.sh, alternating rounds; the peer's
+#                                attention chunked from 4096 on): tokens/s and peak memory
+#                      8192      seq 8192 x batch 1 with and without --recompute: peak
+#                                memory, and the FLOP rate against seq 256's
+#                      finetune  `--train experts=0` against a full step, alternating: the
+#                                step-time ratio
+#                      kernels   fp32 training's share of the in-run sgemm rate, bf16 over
+#                                fp32, and fp32 / 8-bit decode against the read rate measured
+#                                right after each run (median of --decode-runs runs)
+#                      big       the 2.07B-parameter MoE, one expert fine-tuned: its peak
+#                                memory (about 9 GB and a few minutes; also --big)
+#   --threads N      threads for every program (default 2)
+#   --rounds R       alternating rounds of each comparison (default 2; the peer's long
+#                    shapes run R rounds too)
+#   --steps S        timed steps of each training run (default 2; each adds a warm-up)
+#   --seqs LIST      the `long` part's sequence lengths (default 256,1024,2048,4096;
+#                    256 runs at batch 8, the others at batch 1)
+#   --decode-runs N  decode runs of each weight type, a multiple of 3 (default 9)
+#   --coretype NAME  OPENBLAS_CORETYPE for both programs (default Cooperlake)
+#
+# Figures: wall-clock (for a quiet machine), with the CPU-time ratio beside where a
+# comparison is made; every `bench` JSON and the table are kept in --out DIR (default a
+# fresh /tmp directory, printed at the end). A short try: --parts finetune,kernels
+# --rounds 1 --decode-runs 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+parts=long,8192,finetune,kernels threads=2 rounds=2 steps=2 seqs=256,1024,2048,4096 decode_runs=9
+coretype=Cooperlake out=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --parts) parts=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --seqs) seqs=$2; shift 2 ;;
+    --decode-runs) decode_runs=$2; shift 2 ;;
+    --coretype) coretype=$2; shift 2 ;;
+    --big) parts=$parts,big; shift ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    *) echo "bench_scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ $((decode_runs % 3)) -eq 0 ] && [ "$decode_runs" -gt 0 ] ||
+  { echo "bench_scale.sh: --decode-runs $decode_runs: give a multiple of 3 (bench infer times 3 runs)" >&2; exit 2; }
+for p in ${parts//,/ }; do
+  case "$p" in long|8192|finetune|kernels|big) ;; *) echo "bench_scale.sh: --parts: unknown part '$p'" >&2; exit 2 ;; esac
+done
+has() { [[ ",$parts," == *",$1,"* ]]; }
+. scripts/bench_peer_common.sh
+bench_peer_setup bench_scale.sh "$coretype"
+[ -n "$out" ] || out=$(mktemp -d /tmp/bench_scale.XXXXXX)
+mkdir -p "$out"
+say() { echo "[$(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)] $*" >&2; }
+train() { "$bin" bench train --threads "$threads" --json "$@" 2>/dev/null | tail -1; }
+load0=$(cut -d' ' -f1-3 /proc/loadavg) t0=$(date -u +%H:%M)
+
+# ---------------------------------------------------------------- long sequences vs the peer
+if has long || has kernels || has 8192; then
+  list=$seqs
+  has long || list=256  # the seq-256 runs are the reference of the kernel shares and of 8192's rate
+  for s in ${list//,/ }; do
+    b=1 att=full precs=(--precision fp32)
+    [ "$s" -gt 256 ] || { b=8; ! grep -q avx512_bf16 /proc/cpuinfo || precs+=(--precision bf16); }
+    [ "$s" -lt 4096 ] || att=chunked
+    say "seq $s x batch $b: peer and monolith, $rounds round(s)"
+    scripts/bench_compare.sh --mode train --threads "$threads" --coretype "$coretype" --rounds "$rounds" \
+      --seq "$s" --batch "$b" --steps "$steps" --attention "$att" "${precs[@]}" --json "$out/seq$s.json" \
+      >"$out/seq$s.txt"
+  done
+fi
+
+# ---------------------------------------------------------------- seq 8192
+if has 8192; then
+  for r in $(seq 1 "$rounds"); do
+    for rc in none recompute; do
+      say "seq 8192 x batch 1, $rc, round $r"
+      flag=(); [ $rc = none ] || flag=(--recompute)
+      train --seq 8192 --batch 1 --steps 1 "${flag[@]}" >"$out/seq8192_${rc}_$r.json"
+    done
+  done
+fi
+
+# ---------------------------------------------------------------- fine-tuning one expert
+if has finetune; then
+  for r in $(seq 1 "$rounds"); do
+    for m in all experts=0; do
+      say "fine-tune ratio: --train $m, round $r"
+      train --steps $((steps + 1)) --train "$m" >"$out/finetune_${m%%=*}_$r.json"
+    done
+  done
+fi
+if has big; then
+  say "the 2.07B MoE, --train experts=0, batch 1 x 256"
+  train --batch 1 --seq 256 --steps 1 --train experts=0 --set d-model=1024 --set n-layers=16 --set n-heads=16 \
+    --set n-kv-heads=4 --set head-dim=64 --set n-experts=40 --set d-ff=1024 \
+    --set moe-layers=1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 >"$out/big.json"
+fi
+
+# ---------------------------------------------------------------- decode against the read rate
+if has kernels; then
+  for r in $(seq 1 $((decode_runs / 3))); do
+    for w in f32 int8; do
+      say "decode, $w weights, 3 runs ($r of $((decode_runs / 3)))"
+      "$bin" bench infer --threads "$threads" --weights "$w" --json 2>/dev/null | tail -1 >"$out/decode_${w}_$r.json"
+    done
+  done
+fi
+
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+/usr/bin/python3 - "$out" "$parts" "$threads" "$coretype" "$t0 UTC, load $load0 -> $load1" \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY' | tee "$out/table.md"
+import glob, json, os, statistics as st, sys
+out, parts, threads, coretype, when, commit = sys.argv[1:7]
+parts = parts.split(",")
+med = st.median
+rows = []
+def row(what, value, goal="", holds=None):
+    rows.append((what, value, goal, "" if holds is None else ("yes" if holds else "**no**")))
+def load(path):
+    return json.load(open(path))
+def all_of(pattern):
+    return [load(p) for p in sorted(glob.glob(os.path.join(out, pattern)))]
+
+seq = {}
+for p in sorted(glob.glob(os.path.join(out, "seq[0-9]*.json")), key=lambda p: int(p.split("seq")[-1][:-5])):
+    d = load(p)
+    seq[d["seq"]] = d
+if "long" in parts:
+    for s, d in seq.items():
+        mono, peer = d["monolith"]["fp32"], d["peer"]
+        mt, pt = med([x["train_tok_s"] for x in mono]), med([x["train_tok_s"] for x in peer])
+        mc, pc = med([x["train_tok_per_cpu_s"] for x in mono]), med([x["train_tok_per_cpu_s"] for x in peer])
+        mm, pm = max(x["peak_rss_mb"] for x in mono), max(x["peak_rss_mb"] for x in peer)
+        shape = f"{d['batch']} x {s}"
+        row(f"train fp32 {shape}: monolith / peer tokens/s (per CPU-s)",
+            f"{mt:.1f} / {pt:.1f} = {mt / pt:.2f}x ({mc / pc:.2f}x)", "ahead of the peer", mt > pt)
+        goal, holds = "", None
+        if s == 4096: goal, holds = "< 4000 MB", mm < 4000
+        row(f"train fp32 {shape}: peak memory, monolith / peer ({d['attention']} attention)",
+            f"{mm:.0f} / {pm:.0f} MB", goal, holds)
+ref = seq.get(256)
+ref_gflops = med([x["gflops"] for x in ref["monolith"]["fp32"]]) if ref else None
+if "8192" in parts:
+    for rc, goal in (("none", "< 6000 MB"), ("recompute", "< 6000 MB")):
+        runs = all_of(f"seq8192_{rc}_*.json")
+        if not runs: continue
+        mem = max(x["peak_rss_mb"] for x in runs)
+        label = "with --recompute" if rc == "recompute" else "every activation kept"
+        row(f"train fp32 1 x 8192, {label}: peak memory", f"{mem:.0f} MB", goal, mem < 6000)
+        if rc == "none" and ref_gflops:
+            g = med([x["gflops"] for x in runs])
+            row("train fp32 1 x 8192: FLOP rate / that of 8 x 256 (attention FLOPs counted)",
+                f"{g:.1f} / {ref_gflops:.1f} GFLOP/s = {g / ref_gflops:.2f}", ">= 0.7", g / ref_gflops >= 0.7)
+if "finetune" in parts:
+    full, ft = all_of("finetune_all_*.json"), all_of("finetune_experts_*.json")
+    if full and ft:
+        fs, ts = med([x["step_s_median"] for x in full]), med([x["step_s_median"] for x in ft])
+        fc, tc = med([x["cpu_s_median"] for x in full]), med([x["cpu_s_median"] for x in ft])
+        r = ts / fs
+        row("bench-S 8 x 256 `--train experts=0` step / full step (CPU time)",
+            f"{ts:.2f} / {fs:.2f} s = {r:.2f} ({tc / fc:.2f})", "<= 0.5", r <= 0.5)
+if "big" in parts and os.path.exists(os.path.join(out, "big.json")):
+    b = load(os.path.join(out, "big.json"))
+    row("2.07B MoE, `--train experts=0`, 1 x 256: peak memory", f"{b['peak_rss_mb']:.0f} MB",
+        "runs in 24 GB", b["peak_rss_mb"] < 24 * 1024)
+if "kernels" in parts and ref:
+    f32, bf = ref["monolith"]["fp32"], ref["monolith"].get("bf16", [])
+    share = med([x["gflops"] / x["sgemm_gflops"] for x in f32])
+    row("fp32 training 8 x 256: GFLOP/s / the in-run sgemm rate (median of rounds)",
+        f"{med([x['gflops'] for x in f32]):.1f} / {med([x['sgemm_gflops'] for x in f32]):.1f} = {share:.2f}",
+        ">= 0.9", share >= 0.9)
+    if bf:
+        # same rounds, fp32 and bf16 right after each other
+        ratios = [b["train_tok_s"] / a["train_tok_s"] for a, b in zip(f32, bf)]
+        row("bf16 training / fp32 tokens/s (per round)", " ".join(f"{x:.2f}" for x in ratios) +
+            f" (median {med(ratios):.2f})", ">= 1.9", med(ratios) >= 1.9)
+if "kernels" in parts:
+    for w, goal in (("f32", 0.9), ("int8", 0.85)):
+        shares, toks = [], []
+        for d in all_of(f"decode_{w}_*.json"):
+            nbytes = d["decode_weight_bytes_per_token"] + d["decode_kv_bytes_per_token"]
+            for t, rd in zip(d["decode_all"], d["read_after_run_gbs"]):
+                shares.append(t * nbytes / 1e9 / rd)
+                toks.append(t)
+        if shares:
+            m = med(shares)
+            row(f"{w} decode: share of the read rate right after each run (median of {len(shares)}; min-max)",
+                f"{m:.2f} ({min(shares):.2f}-{max(shares):.2f}; {med(toks):.0f} tokens/s)", f">= {goal}", m >= goal)
+print(f"bench-S, {threads} threads, OPENBLAS_CORETYPE={coretype}, OMP_WAIT_POLICY=PASSIVE, commit {commit}, {when}")
+print()
+print("| figure | measured | goal | holds |")
+print("|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+PY
+echo "bench_scale.sh: every JSON and table.md are in $out" >&2

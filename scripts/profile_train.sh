@@ -17,6 +17,9 @@ bin=${MONOLITH_BIN:-build/monolith}
 command -v perf >/dev/null || { echo "profile_train.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 args=("$@")
 printf '%s\n' "${args[@]}" | grep -q -- '--threads' || args+=(--threads 1)
+# Set, so that monolith does not run itself again to set it (tools/preinit.c): perf's
+# DWARF unwinding lost the stacks of the re-executed program.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 perf record -q -e cpu-clock -F 250 --call-graph dwarf,16384 -o "$tmp/perf.data" \

@@ -4,8 +4,9 @@
 // Two defaults that libraries read from the environment in their own initializers,
 // before main. A setenv here does not reach them: libc's initializer, which runs after
 // this, resets environ to the process's original array. So when one of them is missing
-// the process runs itself again (execve of /proc/self/exe, same arguments) with the
-// environment it needs, once; without /proc it goes on with the libraries' defaults.
+// the process runs itself again (execve of its own file, found through /proc/self/exe,
+// same arguments) with the environment it needs, once; without /proc it goes on with the
+// libraries' defaults.
 //
 // - OMP_WAIT_POLICY=PASSIVE unless the user set a policy. Unset, libgomp spins about
 //   300,000 turns at every barrier before it sleeps, and on a machine whose cores other
@@ -74,6 +75,14 @@ static void before_libraries(int argc, char **argv, char **envp) {
     for (size_t i = 0; i < n; i++) env[i] = envp[i];
     for (int i = 0; i < n_add; i++) env[n + (size_t)i] = (char *)add[i];
     env[n + (size_t)n_add] = NULL;
+    // The binary's own path first, so that the process keeps its name (ps, top, perf show
+    // the last part of the path run: /proc/self/exe would make it "exe").
+    char self[4096];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k > 0) {
+        self[k] = 0;
+        execve(self, argv, env);
+    }
     execve("/proc/self/exe", argv, env);  // returns only when it failed: go on as we are
     free(env);
 }

@@ -7,6 +7,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ref/ref.h"
 #include "kernels/simd.h"
+#include "tests/grouped_check.h"
 #include "tests/testutil.h"
 
 #define TOL_BF16 2e-6  // normalized error against double of the same bf16 inputs (fp32 accumulation)
@@ -82,7 +83,7 @@ START_TEST(test_to_f32_is_exact) {
 END_TEST
 
 // x rounded to bf16, as bf16 and as the double the oracle multiplies.
-static void make_operand(mo_bf16 *b, double *d, size_t n, uint64_t seed) {
+static void make_operand(void *b, double *d, size_t n, uint64_t seed) {
     float *x = malloc((n + 1) * 4);
     tu_fill(x, n, seed, 1.0f);
     bf16_from_f32(b, x, n);
@@ -124,49 +125,20 @@ START_TEST(test_dense_matches_ref) {
 }
 END_TEST
 
-#define G 5
+#define G GC_G
+
+static void nt(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_bf16_grouped_nt(C, A, B, o, g, N, K, acc);
+}
+static void nn(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_bf16_grouped_nn(C, A, B, o, g, N, K, acc);
+}
+static void tn(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_bf16_grouped_tn(C, A, B, o, g, N, K, acc);
+}
+
 START_TEST(test_grouped_matches_ref) {
-    static const int offsets[][G + 1] = {{0, 20, 40, 60, 80, 100}, {0, 91, 93, 97, 98, 100},
-                                         {0, 0, 30, 30, 77, 77},   {0, 0, 0, 0, 0, 0},
-                                         {0, 1, 2, 3, 4, 5},       {0, 0, 0, 0, 0, 300}};
-    static const matmul_grouped_strategy strategies[] = {MATMUL_GROUPED_AUTO, MATMUL_GROUPED_BLAS_PARALLEL,
-                                                         MATMUL_GROUPED_BLOCK_PARALLEL};
-    const int dims[][2] = {{7, 13}, {64, 96}, {1, 1}};
-    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++)
-        for (size_t d = 0; d < 3; d++) {
-            const int *offs = offsets[o], rows = offs[G], N = dims[d][0], K = dims[d][1];
-            size_t big = (size_t)G * N * K + (size_t)(rows + 1) * (N + K) + 1;
-            mo_bf16 *A = malloc(big * 2), *B = malloc(big * 2);
-            double *A64 = malloc(big * 8), *B64 = malloc(big * 8), *C64 = malloc(big * 8);
-            float *C = malloc(big * 4);
-            make_operand(A, A64, big, 40 + o), make_operand(B, B64, big, 50 + d);
-            for (size_t st = 0; st < 3; st++) {
-                matmul_grouped_set_strategy(strategies[st]);
-                for (int acc = 0; acc <= 1; acc++) {
-                    size_t nc = (size_t)rows * N;
-                    tu_prefill(C, C64, nc, acc, 60);
-                    matmul_bf16_grouped_nt(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
-                                  "grouped nt offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
-                    tu_prefill(C, C64, nc, acc, 61);
-                    matmul_bf16_grouped_nn(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_BF16),
-                                  "grouped nn offs#%zu N=%d K=%d acc=%d strategy %zu", o, N, K, acc, st);
-                    nc = (size_t)G * N * K;
-                    tu_prefill(C, C64, nc, acc, 62);
-                    matmul_bf16_grouped_tn(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc), "grouped tn offs#%zu acc=%d: non-finite", o, acc);
-                    double e = tu_rel_err_f64(C, C64, nc);
-                    ck_assert_msg(e < TOL_BF16, "grouped tn offs#%zu M=%d N=%d acc=%d strategy %zu: err %.3g", o, N,
-                                  K, acc, st, e);
-                }
-            }
-            free(A), free(B), free(C), free(A64), free(B64), free(C64);
-        }
-    matmul_grouped_set_strategy(MATMUL_GROUPED_AUTO);
+    gc_check(&(gc_forms){sizeof(mo_bf16), make_operand, nt, nn, tn, TOL_BF16, 300, {{7, 13}, {64, 96}, {1, 1}}});
 }
 END_TEST
 

@@ -4,6 +4,7 @@
 // finite differences of the reference in double.
 #include "kernels/matmul.h"
 #include "kernels/ref/ref.h"
+#include "tests/grouped_check.h"
 #include "tests/testutil.h"
 
 #define TOL_F32 2e-6  // normalized error of float sgemm against the double oracle (worst seen 2.9e-7)
@@ -47,60 +48,24 @@ START_TEST(test_dense_matches_ref) {
 }
 END_TEST
 
-// Block boundaries for G = 5 groups over the rows: even, skewed, empty at the ends and
-// in the middle, all empty, one row each.
-static const int offsets[][6] = {
-    {0, 20, 40, 60, 80, 100}, {0, 91, 93, 97, 98, 100}, {0, 0, 30, 30, 77, 77},
-    {0, 0, 0, 0, 0, 0},       {0, 1, 2, 3, 4, 5},       {0, 0, 0, 0, 0, 64},
-};
-#define N_OFFS (sizeof offsets / sizeof offsets[0])
-#define G 5
+#define G GC_G
 
-static const matmul_grouped_strategy strategies[] = {MATMUL_GROUPED_AUTO, MATMUL_GROUPED_BLAS_PARALLEL,
-                                                     MATMUL_GROUPED_BLOCK_PARALLEL};
-static const char *strategy_names[] = {"auto", "blas-parallel", "block-parallel"};
+static void nt(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_grouped_nt(C, A, B, o, g, N, K, acc);
+}
+static void nn(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_grouped_nn(C, A, B, o, g, N, K, acc);
+}
+static void tn(float *C, const void *A, const void *B, const int *o, int g, int N, int K, int acc) {
+    matmul_grouped_tn(C, A, B, o, g, N, K, acc);
+}
+static void make(void *x, double *x64, size_t n, uint64_t seed) {
+    tu_fill(x, n, seed, 1.0f);
+    tu_to_f64(x64, x, n);
+}
 
 START_TEST(test_grouped_matches_ref) {
-    const int dims[][2] = {{7, 13}, {32, 17}, {1, 1}};  // {N, K} (for tn: {M, N})
-    for (size_t o = 0; o < N_OFFS; o++)
-        for (size_t d = 0; d < 3; d++) {
-            const int *offs = offsets[o], rows = offs[G], N = dims[d][0], K = dims[d][1];
-            size_t big = (size_t)G * N * K + (size_t)(rows + 1) * (N + K) + 1;  // room for any operand
-            float *A = malloc(big * 4), *B = malloc(big * 4), *C = malloc(big * 4);
-            double *A64 = malloc(big * 8), *B64 = malloc(big * 8), *C64 = malloc(big * 8);
-            tu_fill(A, big, 40 + o, 1.0f), tu_fill(B, big, 50 + d, 1.0f);
-            tu_to_f64(A64, A, big), tu_to_f64(B64, B, big);
-            for (size_t st = 0; st < 3; st++) {
-                matmul_grouped_set_strategy(strategies[st]);
-                const char *sn = strategy_names[st];
-                for (int acc = 0; acc <= 1; acc++) {
-                    size_t nc = (size_t)rows * N;
-                    tu_prefill(C, C64, nc, acc, 60);
-                    matmul_grouped_nt(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_nt(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
-                                  "grouped nt offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
-
-                    tu_prefill(C, C64, nc, acc, 61);
-                    matmul_grouped_nn(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_nn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc) && (!nc || tu_rel_err_f64(C, C64, nc) < TOL_F32),
-                                  "grouped nn offs#%zu N=%d K=%d acc=%d %s", o, N, K, acc, sn);
-
-                    // tn: C is [G, M=N, N=K]; an empty block must give zeros (acc 0) or
-                    // keep C_g (acc 1): the NaN prefill catches a block left unwritten.
-                    nc = (size_t)G * N * K;
-                    tu_prefill(C, C64, nc, acc, 62);
-                    matmul_grouped_tn(C, A, B, offs, G, N, K, acc);
-                    ref_matmul_grouped_tn(C64, A64, B64, offs, G, N, K, acc);
-                    ck_assert_msg(tu_all_finite(C, nc), "grouped tn offs#%zu acc=%d %s: non-finite", o, acc, sn);
-                    double e = tu_rel_err_f64(C, C64, nc);
-                    ck_assert_msg(e < TOL_F32, "grouped tn offs#%zu M=%d N=%d acc=%d %s: err %.3g", o, N, K, acc, sn, e);
-                }
-            }
-            free(A), free(B), free(C), free(A64), free(B64), free(C64);
-        }
-    matmul_grouped_set_strategy(MATMUL_GROUPED_AUTO);
+    gc_check(&(gc_forms){sizeof(float), make, nt, nn, tn, TOL_F32, 64, {{7, 13}, {32, 17}, {1, 1}}});
 }
 END_TEST
 

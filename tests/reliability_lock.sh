@@ -30,6 +30,7 @@ tok=$src/tests/fuzz/vocab.tiktoken
 common=(--preset tiny --tokenizer "$tok" --data "code=$tmp/code.h5" --batch 2 --seq 16 --warmup 2
         --eval-every 0 --eval-batches 1 --threads 1)
 steps=30
+owner_steps=150  # section 1: long enough to outlast three refused starts on a loaded machine (30 did not)
 
 # wait_steps DIR N: until DIR/metrics.jsonl has N train lines (at most 30 s).
 wait_steps() {
@@ -56,18 +57,18 @@ refused() {
 }
 
 # ---------------------------------------------------------------- 1. one owner
-"$bin" train "${common[@]}" --steps $steps --save-every 1 --keep 2 --out "$tmp/C" >/dev/null 2>&1 &
+"$bin" train "${common[@]}" --steps $owner_steps --save-every 1 --keep 2 --out "$tmp/C" >/dev/null 2>&1 &
 pid=$!
 pids+=($pid)
 wait_steps "$tmp/C" 5
-refused "second train" "$bin" train "${common[@]}" --steps $steps --save-every 1 --keep 2 --out "$tmp/C"
+refused "second train" "$bin" train "${common[@]}" --steps $owner_steps --save-every 1 --keep 2 --out "$tmp/C"
 refused "concurrent resume" "$bin" train --resume "$tmp/C"
 refused "concurrent resume --threads 2" "$bin" train --resume "$tmp/C" --threads 2
 kill -0 $pid 2>/dev/null || fail "the first run died while others were refused"
 wait $pid || fail "the first run failed after the refusals"
 n=$(grep -c '"type": "train"' "$tmp/C/metrics.jsonl")
-[ "$n" -eq $steps ] || fail "metrics.jsonl has $n step lines, expected $steps"
-[ -f "$tmp/C/ckpt-$(printf %08d $steps).h5" ] || fail "the first run's last checkpoint is missing"
+[ "$n" -eq $owner_steps ] || fail "metrics.jsonl has $n step lines, expected $owner_steps"
+[ -f "$tmp/C/ckpt-$(printf %08d $owner_steps).h5" ] || fail "the first run's last checkpoint is missing"
 echo "one owner: a second train and two resumes refused while the run went on; it finished intact"
 
 # ---------------------------------------------------------------- 2. no stale lock

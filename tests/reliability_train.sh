@@ -44,21 +44,7 @@ common=(--preset tiny --tokenizer "$tok" --data "code=$tmp/code.h5" --batch 2 --
 # same DIR_A DIR_B STEP: the two runs' checkpoints of STEP hold bitwise the same model,
 # Adam state and /train state.
 same() {
-  $py - "$1/ckpt-$(printf %08d "$3").h5" "$2/ckpt-$(printf %08d "$3").h5" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-names = []
-a["model"].visit(lambda n: names.append(n) if isinstance(a["model"][n], h5py.Dataset) else None)
-assert len(names) > 10, names
-for n in names:
-    for g in ("model", "optim/m", "optim/v"):
-        x, y = a[g][n][()], b[g][n][()]
-        if x.tobytes() != y.tobytes():
-            raise SystemExit(f"{g}/{n} differs: max |diff| {np.max(np.abs(x - y))}")
-for k in ("step", "tokens_seen", "rng_state", "loader_state"):
-    if not np.array_equal(a["train"].attrs[k], b["train"].attrs[k]):
-        raise SystemExit(f"/train {k} differs")
-PY
+  $py "$src/tests/same_checkpoint.py" "$1/ckpt-$(printf %08d "$3").h5" "$2/ckpt-$(printf %08d "$3").h5" --train
 }
 
 # ---------------------------------------------------------------- 1. out of memory

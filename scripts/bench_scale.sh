@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # bench_scale.sh: every figure of issue 18's table in one run, as one markdown table with
-# the goal beside each figure (docs/benchmarks.md, "Long sequences", "Fine-tuning one
-# expert", "Each kernel against this machine's limit"). Meant for a quiet machine: about
-# 20-25 minutes on 2 idle cores with the defaults (the peer's seq 4096 step is the
-# longest part); --parts runs some of it.
+# the goal beside each figure (docs/benchmarks.md, "Issue 18's table in one command").
+# Meant for a quiet machine: an estimated 20 minutes on 2 idle cores with the defaults
+# (from the step times measured there before; the peer's 1 x 4096 steps are the longest
+# part), a few more with --big; --parts runs some of it.
 #
-#   scripts/bench_scale.sh [--parts LIST] [--threads N] [--rounds R] [--steps S]
-#                          [--seqs LIST] [--decode-runs N] [--coretype NAME] [--big]
+#   scripts/bench_scale.sh [--parts LIST] [--threads N] [--rounds R] [--long-rounds R]
+#                          [--steps S] [--seqs LIST] [--decode-runs N] [--coretype NAME]
+#                          [--big] [--out DIR]
 #
 #   --parts LIST     comma-separated, default long,8192,finetune,kernels:
 #                      long      bench-S at batch x seq 8 x 256, 1 x 1024, 1 x 2048, 1 x 4096
@@ -23,8 +24,9 @@
 #                      big       the 2.07B-parameter MoE, one expert fine-tuned: its peak
 #                                memory (about 9 GB and a few minutes; also --big)
 #   --threads N      threads for every program (default 2)
-#   --rounds R       alternating rounds of each comparison (default 2; the peer's long
-#                    shapes run R rounds too)
+#   --rounds R       alternating rounds of each comparison (default 2)
+#   --long-rounds R  rounds of the shapes from seq 2048 on, 8192 included (default 1: the
+#                    peer's 1 x 4096 step alone takes minutes)
 #   --steps S        timed steps of each training run (default 2; each adds a warm-up)
 #   --seqs LIST      the `long` part's sequence lengths (default 256,1024,2048,4096;
 #                    256 runs at batch 8, the others at batch 1)
@@ -37,20 +39,21 @@
 # --rounds 1 --decode-runs 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=long,8192,finetune,kernels threads=2 rounds=2 steps=2 seqs=256,1024,2048,4096 decode_runs=9
+parts=long,8192,finetune,kernels threads=2 rounds=2 long_rounds=1 steps=2 seqs=256,1024,2048,4096 decode_runs=9
 coretype=Cooperlake out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --parts) parts=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --long-rounds) long_rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --seqs) seqs=$2; shift 2 ;;
     --decode-runs) decode_runs=$2; shift 2 ;;
     --coretype) coretype=$2; shift 2 ;;
     --big) parts=$parts,big; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "bench_scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -73,11 +76,12 @@ if has long || has kernels || has 8192; then
   list=$seqs
   has long || list=256  # the seq-256 runs are the reference of the kernel shares and of 8192's rate
   for s in ${list//,/ }; do
-    b=1 att=full precs=(--precision fp32)
+    b=1 att=full precs=(--precision fp32) n=$rounds
     [ "$s" -gt 256 ] || { b=8; ! grep -q avx512_bf16 /proc/cpuinfo || precs+=(--precision bf16); }
     [ "$s" -lt 4096 ] || att=chunked
-    say "seq $s x batch $b: peer and monolith, $rounds round(s)"
-    scripts/bench_compare.sh --mode train --threads "$threads" --coretype "$coretype" --rounds "$rounds" \
+    [ "$s" -lt 2048 ] || n=$long_rounds
+    say "seq $s x batch $b: peer and monolith, $n round(s)"
+    scripts/bench_compare.sh --mode train --threads "$threads" --coretype "$coretype" --rounds "$n" \
       --seq "$s" --batch "$b" --steps "$steps" --attention "$att" "${precs[@]}" --json "$out/seq$s.json" \
       >"$out/seq$s.txt"
   done
@@ -85,7 +89,7 @@ fi
 
 # ---------------------------------------------------------------- seq 8192
 if has 8192; then
-  for r in $(seq 1 "$rounds"); do
+  for r in $(seq 1 "$long_rounds"); do
     for rc in none recompute; do
       say "seq 8192 x batch 1, $rc, round $r"
       flag=(); [ $rc = none ] || flag=(--recompute)

@@ -7,7 +7,7 @@
 #
 #   scripts/bench_scale.sh [--parts LIST] [--threads N] [--rounds R] [--long-rounds R]
 #                          [--steps S] [--seqs LIST] [--decode-runs N] [--coretype NAME]
-#                          [--big] [--out DIR]
+#                          [--big] [--out DIR] [--table-only]
 #
 #   --parts LIST     comma-separated, default long,8192,finetune,kernels:
 #                      long      bench-S at batch x seq 8 x 256, 1 x 1024, 1 x 2048, 1 x 4096
@@ -35,12 +35,13 @@
 #
 # Figures: wall-clock (for a quiet machine), with the CPU-time ratio beside where a
 # comparison is made; every `bench` JSON and the table are kept in --out DIR (default a
-# fresh /tmp directory, printed at the end). A short try: --parts finetune,kernels
-# --rounds 1 --decode-runs 3.
+# fresh /tmp directory, printed at the end); --table-only --out DIR prints the table of
+# an earlier run's DIR again without running anything. A short try: --parts
+# finetune,kernels --rounds 1 --decode-runs 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parts=long,8192,finetune,kernels threads=2 rounds=2 long_rounds=1 steps=2 seqs=256,1024,2048,4096 decode_runs=9
-coretype=Cooperlake out=
+coretype=Cooperlake out= table_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --parts) parts=$2; shift 2 ;;
@@ -53,7 +54,8 @@ while [ $# -gt 0 ]; do
     --coretype) coretype=$2; shift 2 ;;
     --big) parts=$parts,big; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    --table-only) table_only=1; shift ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "bench_scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,16 +65,18 @@ for p in ${parts//,/ }; do
   case "$p" in long|8192|finetune|kernels|big) ;; *) echo "bench_scale.sh: --parts: unknown part '$p'" >&2; exit 2 ;; esac
 done
 has() { [[ ",$parts," == *",$1,"* ]]; }
+run_part() { [ $table_only -eq 0 ] && has "$1"; }
 . scripts/bench_peer_common.sh
 bench_peer_setup bench_scale.sh "$coretype"
+[ $table_only -eq 0 ] || [ -d "$out" ] || { echo "bench_scale.sh: --table-only needs --out DIR of an earlier run" >&2; exit 2; }
 [ -n "$out" ] || out=$(mktemp -d /tmp/bench_scale.XXXXXX)
 mkdir -p "$out"
 say() { echo "[$(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)] $*" >&2; }
 train() { "$bin" bench train --threads "$threads" --json "$@" 2>/dev/null | tail -1; }
-load0=$(cut -d' ' -f1-3 /proc/loadavg) t0=$(date -u +%H:%M)
+[ $table_only -eq 1 ] || echo "$(date -u +%Y-%m-%d\ %H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg)" >"$out/started"
 
 # ---------------------------------------------------------------- long sequences vs the peer
-if has long || has kernels || has 8192; then
+if [ $table_only -eq 0 ] && { has long || has kernels || has 8192; }; then
   list=$seqs
   has long || list=256  # the seq-256 runs are the reference of the kernel shares and of 8192's rate
   for s in ${list//,/ }; do
@@ -88,7 +92,7 @@ if has long || has kernels || has 8192; then
 fi
 
 # ---------------------------------------------------------------- seq 8192
-if has 8192; then
+if run_part 8192; then
   for r in $(seq 1 "$long_rounds"); do
     for rc in none recompute; do
       say "seq 8192 x batch 1, $rc, round $r"
@@ -99,7 +103,7 @@ if has 8192; then
 fi
 
 # ---------------------------------------------------------------- fine-tuning one expert
-if has finetune; then
+if run_part finetune; then
   for r in $(seq 1 "$rounds"); do
     for m in all experts=0; do
       say "fine-tune ratio: --train $m, round $r"
@@ -107,7 +111,7 @@ if has finetune; then
     done
   done
 fi
-if has big; then
+if run_part big; then
   say "the 2.07B MoE, --train experts=0, batch 1 x 256"
   train --batch 1 --seq 256 --steps 1 --train experts=0 --set d-model=1024 --set n-layers=16 --set n-heads=16 \
     --set n-kv-heads=4 --set head-dim=64 --set n-experts=40 --set d-ff=1024 \
@@ -115,7 +119,7 @@ if has big; then
 fi
 
 # ---------------------------------------------------------------- decode against the read rate
-if has kernels; then
+if run_part kernels; then
   for r in $(seq 1 $((decode_runs / 3))); do
     for w in f32 int8; do
       say "decode, $w weights, 3 runs ($r of $((decode_runs / 3)))"
@@ -124,10 +128,11 @@ if has kernels; then
   done
 fi
 
-load1=$(cut -d' ' -f1-3 /proc/loadavg)
-/usr/bin/python3 - "$out" "$parts" "$threads" "$coretype" "$t0 UTC, load $load0 -> $load1" \
+[ $table_only -eq 1 ] || echo "load $(cut -d' ' -f1-3 /proc/loadavg)" >"$out/ended"
+when="$(cat "$out/started" 2>/dev/null || echo '?') -> $(cat "$out/ended" 2>/dev/null || echo '?')"
+/usr/bin/python3 - "$out" "$parts" "$threads" "$coretype" "$when" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'PY' | tee "$out/table.md"
-import glob, json, os, statistics as st, sys
+import glob, json, os, re, statistics as st, sys
 out, parts, threads, coretype, when, commit = sys.argv[1:7]
 parts = parts.split(",")
 med = st.median
@@ -140,9 +145,11 @@ def all_of(pattern):
     return [load(p) for p in sorted(glob.glob(os.path.join(out, pattern)))]
 
 seq = {}
-for p in sorted(glob.glob(os.path.join(out, "seq[0-9]*.json")), key=lambda p: int(p.split("seq")[-1][:-5])):
-    d = load(p)
-    seq[d["seq"]] = d
+for p in glob.glob(os.path.join(out, "seq*.json")):
+    if re.fullmatch(r"seq\d+\.json", os.path.basename(p)):
+        d = load(p)
+        seq[d["seq"]] = d
+seq = dict(sorted(seq.items()))
 if "long" in parts:
     for s, d in seq.items():
         mono, peer = d["monolith"]["fp32"], d["peer"]

@@ -12,6 +12,8 @@
 // the two (AUTO, grouped_run() below), as measured by `monolith bench kernels`.
 #include "kernels/matmul.h"
 
+#include "kernels/matmul_small.h"
+
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -107,14 +109,20 @@ void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, con
     matmul_grouped_some(ops, form, C, A, B, offs, G, N, K, acc, NULL);
 }
 
+// A block whose product has a small dimension (fine-grained experts' d_ff) runs in
+// matmul_small's kernel, the others in BLAS. The choice depends on the shape's N and K
+// only, never on the block's row count, so a row gets the same bits in any grouping.
 static void f32_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
-    matmul_nt(C, A, B, M, N, K, acc);
+    if (matmul_small_use(MATMUL_SMALL_NT, M, N, K)) matmul_small_nt(C, A, B, M, N, K, acc);
+    else matmul_nt(C, A, B, M, N, K, acc);
 }
 static void f32_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
-    matmul_nn(C, A, B, M, N, K, acc);
+    if (matmul_small_use(MATMUL_SMALL_NN, M, N, K)) matmul_small_nn(C, A, B, M, N, K, acc);
+    else matmul_nn(C, A, B, M, N, K, acc);
 }
 static void f32_tn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
-    matmul_tn(C, A, B, M, N, K, acc);
+    if (matmul_small_use(MATMUL_SMALL_TN, M, N, K)) matmul_small_tn(C, A, B, M, N, K, acc);
+    else matmul_tn(C, A, B, M, N, K, acc);
 }
 static const matmul_dense_ops f32_ops = {f32_nt, f32_nn, f32_tn, sizeof(float)};
 

@@ -1,0 +1,208 @@
+// kernels_matmul_small.c: the small-dimension sgemm (kernels/matmul_small.h) against
+// kernels/ref at every SIMD level over shapes that hit every tile edge (rows not a
+// multiple of 6, columns not a multiple of 16 or 64, K = 0 and 1, the 16 x 16 transpose's
+// edges), acc 0 and 1; the AVX-512 kernel and the scalar one giving the same bits; the
+// same bits from 1 or 2 threads and inside a parallel region; the grouped products
+// routing their small blocks here; and its NN and TN forms as the gradients of a linear
+// layer against central finite differences in double.
+#include "kernels/matmul.h"
+#include "kernels/matmul_small.h"
+#include "kernels/ref/ref.h"
+#include "kernels/simd.h"
+#include "tests/testutil.h"
+
+#include <omp.h>
+
+#define TOL_F32 2e-6  // as kernels_matmul.c: float sums against the double oracle
+
+typedef void (*small_fn)(float *, const float *, const float *, int, int, int, int);
+typedef void (*ref_fn)(double *, const double *, const double *, int, int, int, int);
+static const struct {
+    const char *name;
+    small_fn f;
+    ref_fn r;
+} forms[] = {{"nt", matmul_small_nt, ref_matmul_nt},
+             {"nn", matmul_small_nn, ref_matmul_nn},
+             {"tn", matmul_small_tn, ref_matmul_tn}};
+
+// {M, N, K}
+static const int shapes[][3] = {{1, 1, 1},    {6, 16, 16},  {7, 17, 33},  {5, 64, 64},  {13, 65, 100},
+                                {12, 130, 3}, {37, 200, 70}, {4, 48, 0},  {0, 9, 4},   {9, 0, 4},
+                                {25, 31, 129}, {2, 256, 17}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+typedef struct {
+    float *A, *B, *C;
+    double *A64, *B64, *C64;
+    size_t nc;
+} bufs;
+
+static bufs alloc_bufs(int M, int N, int K, uint64_t seed) {
+    size_t na = (size_t)M * K + 1, nb = (size_t)N * K + 1, nc = (size_t)M * N + 1;
+    bufs b = {malloc(na * 4), malloc(nb * 4), malloc(nc * 4), malloc(na * 8), malloc(nb * 8), malloc(nc * 8), nc - 1};
+    tu_fill(b.A, na, seed, 1.0f), tu_fill(b.B, nb, seed + 1, 1.0f);
+    tu_to_f64(b.A64, b.A, na), tu_to_f64(b.B64, b.B, nb);
+    return b;
+}
+
+static void free_bufs(bufs *b) { free(b->A), free(b->B), free(b->C), free(b->A64), free(b->B64), free(b->C64); }
+
+// C is NaN for acc = 0 (assign must not read it) and random for acc = 1.
+static void prefill(bufs *b, int acc, uint64_t seed) {
+    if (acc) {
+        tu_fill(b->C, b->nc, seed, 1.0f);
+        tu_to_f64(b->C64, b->C, b->nc);
+    } else {
+        for (size_t i = 0; i < b->nc; i++) b->C[i] = NAN, b->C64[i] = NAN;
+    }
+}
+
+START_TEST(test_matches_ref_every_level) {
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (size_t s = 0; s < N_SHAPES; s++) {
+            const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            bufs b = alloc_bufs(M, N, K, 10 + s);
+            for (size_t f = 0; f < 3; f++)
+                for (int acc = 0; acc <= 1; acc++) {
+                    prefill(&b, acc, 30 + s);
+                    forms[f].f(b.C, b.A, b.B, M, N, K, acc);
+                    forms[f].r(b.C64, b.A64, b.B64, M, N, K, acc);
+                    for (size_t i = 0; i < b.nc; i++)
+                        ck_assert_msg(isfinite(b.C[i]), "%s %s M=%d N=%d K=%d acc=%d: C[%zu] not finite",
+                                      simd_name((simd_level)level), forms[f].name, M, N, K, acc, i);
+                    double e = b.nc ? tu_rel_err_f64(b.C, b.C64, b.nc) : 0;
+                    ck_assert_msg(e < TOL_F32, "%s %s M=%d N=%d K=%d acc=%d: err %.3g", simd_name((simd_level)level),
+                                  forms[f].name, M, N, K, acc, e);
+                }
+            free_bufs(&b);
+        }
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
+// Every level sums each element over k in ascending order with fused multiply-adds: the
+// AVX-512 kernel and the scalar one agree to the bit.
+START_TEST(test_avx512_bits_equal_scalar) {
+    if (simd_best() < SIMD_AVX512) return;  // nothing to compare on this CPU
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        bufs b = alloc_bufs(M, N, K, 50 + s);
+        float *C1 = malloc((b.nc + 1) * 4);
+        for (size_t f = 0; f < 3; f++)
+            for (int acc = 0; acc <= 1; acc++) {
+                prefill(&b, acc, 60 + s);
+                memcpy(C1, b.C, b.nc * 4);
+                simd_set(SIMD_SCALAR);
+                forms[f].f(C1, b.A, b.B, M, N, K, acc);
+                simd_set(SIMD_AVX512);
+                forms[f].f(b.C, b.A, b.B, M, N, K, acc);
+                ck_assert_msg(!memcmp(C1, b.C, b.nc * 4), "%s M=%d N=%d K=%d acc=%d: avx512 and scalar differ",
+                              forms[f].name, M, N, K, acc);
+            }
+        free(C1);
+        free_bufs(&b);
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
+// Big enough to split its rows over the threads outside a parallel region; one thread,
+// two threads and a call from inside a parallel region give the same bits.
+START_TEST(test_threads_same_bits) {
+    const int M = 301, N = 70, K = 129;
+    bufs b = alloc_bufs(M, N, K, 70);
+    float *C1 = malloc(b.nc * 4), *C2 = malloc(b.nc * 4);
+    const int nt0 = omp_get_max_threads();
+    for (size_t f = 0; f < 3; f++) {
+        omp_set_num_threads(1);
+        forms[f].f(C1, b.A, b.B, M, N, K, 0);
+        omp_set_num_threads(2);
+        forms[f].f(b.C, b.A, b.B, M, N, K, 0);
+        ck_assert_msg(!memcmp(C1, b.C, b.nc * 4), "%s: 1 and 2 threads differ", forms[f].name);
+#pragma omp parallel num_threads(2)
+        {
+#pragma omp single
+            forms[f].f(C2, b.A, b.B, M, N, K, 0);
+        }
+        ck_assert_msg(!memcmp(C1, C2, b.nc * 4), "%s: inside a parallel region differs", forms[f].name);
+    }
+    omp_set_num_threads(nt0);
+    free(C1), free(C2);
+    free_bufs(&b);
+}
+END_TEST
+
+// The grouped products take this kernel for a small d_ff (matmul_small_use) and give the
+// reference's result, empty blocks included; a block's rows get the bits they get alone.
+START_TEST(test_grouped_uses_small) {
+    enum { G = 4 };
+    const int offs[G + 1] = {0, 37, 37, 100, 161}, f = 64, dm = 96, R = 161;
+    float *x = malloc((size_t)R * dm * 4), *w = malloc((size_t)G * f * dm * 4), *h = malloc((size_t)R * f * 4);
+    float *h1 = malloc((size_t)R * f * 4);
+    double *x64 = malloc((size_t)R * dm * 8), *w64 = malloc((size_t)G * f * dm * 8), *h64 = malloc((size_t)R * f * 8);
+    tu_fill(x, (size_t)R * dm, 80, 1.0f), tu_fill(w, (size_t)G * f * dm, 81, 1.0f);
+    tu_to_f64(x64, x, (size_t)R * dm), tu_to_f64(w64, w, (size_t)G * f * dm);
+    ck_assert_int_eq(matmul_small_use(MATMUL_SMALL_NT, 37, f, dm), simd_active() == SIMD_AVX512);
+    ck_assert_int_eq(matmul_small_use(MATMUL_SMALL_NT, 512, 1024, 512), 0);  // bench-S's d_ff stays with BLAS
+    matmul_grouped_nt(h, x, w, offs, G, f, dm, 0);
+    ref_matmul_grouped_nt(h64, x64, w64, offs, G, f, dm, 0);
+    ck_assert_msg(tu_rel_err_f64(h, h64, (size_t)R * f) < TOL_F32, "grouped nt err");
+    for (int g = 0; g < G; g++)  // block g alone, as expert parallelism or a dump would run it
+        matmul_small_nt(h1 + (size_t)offs[g] * f, x + (size_t)offs[g] * dm, w + (size_t)g * f * dm,
+                        offs[g + 1] - offs[g], f, dm, 0);
+    if (simd_active() == SIMD_AVX512) ck_assert_msg(!memcmp(h, h1, (size_t)R * f * 4), "grouped != per block");
+    free(x), free(w), free(h), free(h1), free(x64), free(w64), free(h64);
+}
+END_TEST
+
+// y = x W^T, L = sum wt_ij y_ij: dL/dx = wt W (NN) and dL/dW = wt^T x (TN) from this
+// kernel, against central differences of the loss in double.
+typedef struct {
+    double *x, *W, *wt, *y;
+    int T, in, out;
+} lin_ctx;
+
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    ref_matmul_nt(c->y, c->x, c->W, c->T, c->out, c->in, 0);
+    double L = 0;
+    for (int i = 0; i < c->T * c->out; i++) L += c->wt[i] * c->y[i];
+    return L;
+}
+
+START_TEST(test_linear_layer_finite_differences) {
+    const int T = 13, in = 19, out = 33;
+    const size_t nx = (size_t)T * in, nw = (size_t)out * in, ny = (size_t)T * out;
+    float *x = malloc(nx * 4), *W = malloc(nw * 4), *wt = malloc(ny * 4), *dx = malloc(nx * 4), *dW = malloc(nw * 4);
+    double *x64 = malloc(nx * 8), *W64 = malloc(nw * 8), *wt64 = malloc(ny * 8), *y64 = malloc(ny * 8);
+    double *dx64 = malloc(nx * 8), *dW64 = malloc(nw * 8);
+    tu_fill(x, nx, 90, 1.0f), tu_fill(W, nw, 91, 1.0f), tu_fill(wt, ny, 92, 1.0f);
+    tu_to_f64(x64, x, nx), tu_to_f64(W64, W, nw), tu_to_f64(wt64, wt, ny);
+    matmul_small_nn(dx, wt, W, T, in, out, 0);
+    memset(dW, 0, nw * 4);
+    matmul_small_tn(dW, wt, x, out, in, T, 1);
+    tu_to_f64(dx64, dx, nx), tu_to_f64(dW64, dW, nw);
+    lin_ctx c = {x64, W64, wt64, y64, T, in, out};
+    tu_fd_check("small linear dx", lin_loss, &c, x64, dx64, nx, nx, 1e-5, 1e-5);
+    tu_fd_check("small linear dW", lin_loss, &c, W64, dW64, nw, nw, 1e-5, 1e-5);
+    free(x), free(W), free(wt), free(dx), free(dW), free(x64), free(W64), free(wt64), free(y64), free(dx64), free(dW64);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_matmul_small");
+    TCase *tc = tcase_create("matmul_small");
+    tcase_add_test(tc, test_matches_ref_every_level);
+    tcase_add_test(tc, test_avx512_bits_equal_scalar);
+    tcase_add_test(tc, test_threads_same_bits);
+    tcase_add_test(tc, test_grouped_uses_small);
+    tcase_add_test(tc, test_linear_layer_finite_differences);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

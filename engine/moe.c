@@ -3,6 +3,7 @@
 #include "engine/moe.h"
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_small.h"
 #include "kernels/swiglu.h"
 
 #include <string.h>
@@ -131,8 +132,12 @@ static int span_at(const group_spans *sp, int q, size_t *s, size_t *e) {
 static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
-    matmul_grouped_nt(r->h1, xs, w->w1, offs, G, f, dm, 0);   // [R, f] = xs w1_g^T
-    matmul_grouped_nt(r->h3, xs, w->w3, offs, G, f, dm, 0);   // [R, f] = xs w3_g^T
+    if (matmul_small_use(MATMUL_SMALL_NT, 0, f, dm)) {  // fine-grained: one pass over xs for both
+        matmul_small_grouped_nt2(r->h1, r->h3, xs, w->w1, w->w3, offs, G, f, dm, 0);
+    } else {
+        matmul_grouped_nt(r->h1, xs, w->w1, offs, G, f, dm, 0);  // [R, f] = xs w1_g^T
+        matmul_grouped_nt(r->h3, xs, w->w3, offs, G, f, dm, 0);  // [R, f] = xs w3_g^T
+    }
     swiglu_forward(r->act, r->h1, r->h3, R * (size_t)f);      // silu(h1) * h3
     matmul_grouped_nt(ys, r->act, w->w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
 }
@@ -152,6 +157,11 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     }
     for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
+    if (matmul_small_use(MATMUL_SMALL_NT, 0, f, dm)) {  // fine-grained: one pass over xs, one over dxs
+        matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, offs, G, f, dm, 1, g->dw_groups);
+        if (dxs) matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, acc);
+        return;
+    }
     if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, 1, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
     if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, 1, g->dw_groups);
     if (!dxs) return;

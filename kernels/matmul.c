@@ -78,7 +78,7 @@ static void grouped_block(const void *ctx, int g) {
 // per-call thread start-up on many small blocks. Measured in docs/threading.md.
 // `on` (NULL: all) marks the blocks to run; whether a block is big counts all G, so a
 // block runs exactly as it would among all of them (same bits).
-static void grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
+void matmul_grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
                              const void *ctx) {
     matmul_grouped_strategy s = grouped_strategy;
     const int nt = omp_get_max_threads(), total = offs[G] - offs[0];
@@ -101,7 +101,7 @@ static void grouped_schedule(const int *offs, int G, const unsigned char *on, vo
 void matmul_grouped_some(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,
                          const int *offs, int G, int N, int K, int acc, const unsigned char *on) {
     grouped_args a = {ops, form, C, A, B, offs, N, K, acc};
-    grouped_schedule(offs, G, on, grouped_block, &a);
+    matmul_grouped_schedule(offs, G, on, grouped_block, &a);
 }
 
 void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, const void *A, const void *B,

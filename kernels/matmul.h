@@ -47,6 +47,11 @@ typedef enum {
     MATMUL_GROUPED_BLOCK_PARALLEL,  // blocks spread over the threads, serial BLAS per block
 } matmul_grouped_strategy;
 void matmul_grouped_set_strategy(matmul_grouped_strategy s);
+// Runs block(ctx, g) for every g < G that on[g] marks (on = NULL: all) under the policy
+// above, offs[] giving the blocks' rows: the scaffold of every grouped product (the fused
+// ones of matmul_small.h too).
+void matmul_grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
+                             const void *ctx);
 
 // The grouped products of any element type (float here, bf16 in bf16.h) are one
 // scaffold: the three dense products of that type, and block g cut out of A, B and C by

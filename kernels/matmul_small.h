@@ -2,8 +2,7 @@
 // products of fine-grained experts: d_ff 64-256 against d_model), where OpenBLAS's
 // per-call packing of the large operand costs as much as the arithmetic.
 //
-// Row-major float32, `acc` = 1 adds into C. The three forms of matmul.h, and the two
-// fused forms the SwiGLU expert FFN needs (engine/moe.c):
+// Row-major float32, `acc` = 1 adds into C. The three forms of matmul.h:
 //   C[M,N]   (+)= A[M,K] B[N,K]^T                        matmul_small_nt
 //   C[M,N]   (+)= A[M,K] B[K,N]                          matmul_small_nn
 //   C[M,N]   (+)= A[K,M]^T B[K,N]                        matmul_small_tn
@@ -24,5 +23,29 @@ int matmul_small_use(matmul_small_form form, int M, int N, int K);
 void matmul_small_nt(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 void matmul_small_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 void matmul_small_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
+
+// The fused forms of the SwiGLU expert FFN (engine/moe.c), each one pass over the large
+// operand where the plain forms would make two:
+//   C1 (+)= A B1^T, C2 (+)= A B2^T            matmul_small_nt2     h1, h3 from xs
+//   C (+)= A1 B1 + A2 B2                       matmul_small_nn_sum  dxs = dh1 w1 + dh3 w3
+//   C1 (+)= A1^T B, C2 (+)= A2^T B             matmul_small_tn2     dw1, dw3 from xs
+// Each output element is the plain form's sum (terms in the order written). C2 (and for
+// tn2 either output) may be NULL: that output is skipped.
+void matmul_small_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, int M, int N, int K,
+                      int acc);
+void matmul_small_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2, int M, int N,
+                         int K, int acc);
+void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, int M, int N, int K,
+                      int acc);
+
+// The fused forms over G groups of rows, as matmul.h's grouped products (offs[G+1],
+// stacked weights [G, ...], matmul_grouped_schedule's threading; tn2 only the groups
+// on[g] marks, NULL: all).
+void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, const int *offs,
+                              int G, int N, int K, int acc);
+void matmul_small_grouped_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2,
+                                 const int *offs, int G, int N, int K, int acc);
+void matmul_small_grouped_tn2_some(float *C1, float *C2, const float *A1, const float *A2, const float *B,
+                                   const int *offs, int G, int M, int N, int acc, const unsigned char *on);
 
 #endif

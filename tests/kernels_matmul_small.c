@@ -3,7 +3,7 @@
 // multiple of 6, columns not a multiple of 16 or 64, K = 0 and 1, the 16 x 16 transpose's
 // edges), acc 0 and 1; the AVX-512 kernel and the scalar one giving the same bits; the
 // same bits from 1 or 2 threads and inside a parallel region; the grouped products
-// routing their small blocks here; and its NN and TN forms as the gradients of a linear
+// routing their small blocks here; the fused forms of the expert FFN; and its NN and TN forms as the gradients of a linear
 // layer against central finite differences in double.
 #include "kernels/matmul.h"
 #include "kernels/matmul_small.h"
@@ -157,6 +157,71 @@ START_TEST(test_grouped_uses_small) {
 }
 END_TEST
 
+// The fused forms give each output exactly the plain forms' bits (nt2, tn2) or the sum
+// of the two products within float rounding (nn_sum, one rounding fewer), grouped and
+// not, with empty groups, a NULL output, and the tn2 `on` mask leaving unmarked groups.
+START_TEST(test_fused_forms) {
+    enum { G = 4 };
+    const int offs[G + 1] = {0, 37, 37, 100, 161}, f = 70, dm = 96, R = 161;
+    const size_t nx = (size_t)R * dm, nw = (size_t)G * f * dm, nh = (size_t)R * f;
+    float *x = malloc(nx * 4), *w1 = malloc(nw * 4), *w3 = malloc(nw * 4), *h1 = malloc(nh * 4), *h3 = malloc(nh * 4);
+    float *e1 = malloc(nh * 4), *e3 = malloc(nh * 4), *dx = malloc(nx * 4), *dw1 = malloc(nw * 4), *dw3 = malloc(nw * 4);
+    float *f1 = malloc(nw * 4), *f3 = malloc(nw * 4);
+    double *x64 = malloc(nx * 8), *w64 = malloc(nw * 8), *h64 = malloc(nh * 8), *dx64 = malloc(nx * 8);
+    tu_fill(x, nx, 100, 1.0f), tu_fill(w1, nw, 101, 1.0f), tu_fill(w3, nw, 102, 1.0f);
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        const char *lv = simd_name((simd_level)level);
+        // nt2 = two nt, grouped and per block
+        matmul_small_grouped_nt2(h1, h3, x, w1, w3, offs, G, f, dm, 0);
+        for (int g = 0; g < G; g++) {
+            const int r0 = offs[g], n = offs[g + 1] - offs[g];
+            matmul_small_nt(e1 + (size_t)r0 * f, x + (size_t)r0 * dm, w1 + (size_t)g * f * dm, n, f, dm, 0);
+            matmul_small_nt(e3 + (size_t)r0 * f, x + (size_t)r0 * dm, w3 + (size_t)g * f * dm, n, f, dm, 0);
+        }
+        ck_assert_msg(!memcmp(h1, e1, nh * 4) && !memcmp(h3, e3, nh * 4), "%s: nt2 != nt", lv);
+        tu_to_f64(x64, x, nx), tu_to_f64(w64, w3, nw);
+        ref_matmul_grouped_nt(h64, x64, w64, offs, G, f, dm, 0);
+        ck_assert_msg(tu_rel_err_f64(h3, h64, nh) < TOL_F32, "%s: grouped nt2 against ref", lv);
+        // nn_sum: dx = h1 w1 + h3 w3 against the reference's two products
+        tu_fill(dx, nx, 103, 1.0f);
+        tu_to_f64(dx64, dx, nx);
+        matmul_small_grouped_nn_sum(dx, h1, w1, h3, w3, offs, G, dm, f, 1);
+        double *hh = malloc(nh * 8);
+        tu_to_f64(hh, h1, nh), tu_to_f64(w64, w1, nw);
+        ref_matmul_grouped_nn(dx64, hh, w64, offs, G, dm, f, 1);
+        tu_to_f64(hh, h3, nh), tu_to_f64(w64, w3, nw);
+        ref_matmul_grouped_nn(dx64, hh, w64, offs, G, dm, f, 1);
+        ck_assert_msg(tu_rel_err_f64(dx, dx64, nx) < TOL_F32, "%s: grouped nn_sum against ref", lv);
+        free(hh);
+        // tn2 = two tn, with groups 0 and 3 marked only: 1 and 2 keep their NaN
+        const unsigned char on[G] = {1, 0, 0, 1};
+        for (size_t i = 0; i < nw; i++) dw1[i] = dw3[i] = f1[i] = f3[i] = NAN;
+        matmul_small_grouped_tn2_some(dw1, dw3, h1, h3, x, offs, G, f, dm, 0, on);
+        for (int g = 0; g < G; g++) {
+            if (!on[g]) continue;
+            const int r0 = offs[g], n = offs[g + 1] - offs[g];
+            const size_t o = (size_t)g * f * dm;
+            matmul_small_tn(f1 + o, h1 + (size_t)r0 * f, x + (size_t)r0 * dm, f, dm, n, 0);
+            matmul_small_tn(f3 + o, h3 + (size_t)r0 * f, x + (size_t)r0 * dm, f, dm, n, 0);
+        }
+        ck_assert_msg(!memcmp(dw1, f1, nw * 4) && !memcmp(dw3, f3, nw * 4), "%s: tn2 != tn", lv);
+        ck_assert_msg(isnan(dw1[(size_t)1 * f * dm]) && isnan(dw3[(size_t)2 * f * dm]), "%s: unmarked group written",
+                      lv);
+        // a NULL second output: nt2 as nt, tn2 as tn of the other
+        matmul_small_nt2(e1, NULL, x, w1, NULL, R, f, dm, 0);
+        matmul_small_nt(e3, x, w1, R, f, dm, 0);
+        ck_assert_msg(!memcmp(e1, e3, nh * 4), "%s: nt2 with one output", lv);
+        matmul_small_tn2(NULL, f3, h1, h3, x, f, dm, R, 0);
+        matmul_small_tn(f1, h3, x, f, dm, R, 0);
+        ck_assert_msg(!memcmp(f1, f3, (size_t)f * dm * 4), "%s: tn2 with one output", lv);
+    }
+    simd_set(simd_best());
+    free(x), free(w1), free(w3), free(h1), free(h3), free(e1), free(e3), free(dx), free(dw1), free(dw3), free(f1);
+    free(f3), free(x64), free(w64), free(h64), free(dx64);
+}
+END_TEST
+
 // y = x W^T, L = sum wt_ij y_ij: dL/dx = wt W (NN) and dL/dW = wt^T x (TN) from this
 // kernel, against central differences of the loss in double.
 typedef struct {
@@ -198,6 +263,7 @@ int main(void) {
     tcase_add_test(tc, test_avx512_bits_equal_scalar);
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_grouped_uses_small);
+    tcase_add_test(tc, test_fused_forms);
     tcase_add_test(tc, test_linear_layer_finite_differences);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -355,7 +355,7 @@ static mo_ffn_weights ffn_weights(const mo_model *m, const float *params, int w1
 
 // G groups of rows (offs) of an FFN f wide, caching h1, h3, with the model's scratch.
 static mo_ffn_rows ffn_rows(const mo_model *m, const int *offs, int G, int f, float *h1, float *h3) {
-    return (mo_ffn_rows){offs, G, f, m->pt->cfg.d_model, h1, h3, m->act, m->dact};
+    return (mo_ffn_rows){offs, G, f, m->pt->cfg.d_model, h1, h3, m->act, m->dact, NULL, 1};
 }
 
 // ---------------------------------------------------------------------------- forward
@@ -386,31 +386,44 @@ static mo_ffn_weights experts_from(const mo_model *m, const float *params, const
     return ffn_weights(m, params, id->w1, id->w3, id->w2, at);
 }
 
+// xrow (NULL: xs holds the sorted rows) reads row p of the experts' input as
+// xs[xrow[p] / top_k] (mo_ffn_rows.xrow).
 static void experts_forward(const mo_model *m, const mo_ffn_weights *w, float *ys, float *h1, float *h3,
-                            const float *xs, const int *offs, int n) {
+                            const float *xs, const int *offs, int n, const int *xrow) {
     mo_ffn_rows r = ffn_rows(m, offs, n, m->pt->cfg.d_ff, h1, h3);
+    r.xrow = xrow, r.xdiv = m->pt->cfg.top_k;
     ffn_forward(ys, xs, w, &r, 0);
 }
 
-// The routed experts of MoE layer l: L->ys = FFN_e(m->xs) for the rows sorted by expert.
-// Under expert parallelism the rows travel to their experts' owners and back
-// (engine/moe_ep.h); the owner runs the FFN per source block. Returns 0 or -1 (communication).
+// The routed experts of MoE layer l: L->ys = FFN_e(the rows of L->m sorted by expert),
+// read in place through the dispatch where the kernels can (ffn_reads_mapped), else
+// gathered into m->xs. Under expert parallelism the gathered rows travel to their
+// experts' owners and back (engine/moe_ep.h); the owner runs the FFN per source block.
+// Returns 0 or -1 (communication).
 static int routed_experts_forward(mo_model *m, const float *params, int l) {
+    const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
-    const int f = m->pt->cfg.d_ff, d = m->pt->cfg.d_model;
+    const int f = c->d_ff, d = c->d_model;
     if (m->ep.size <= 1) {
         mo_ffn_weights w = experts_from(m, params, id, 0);
-        experts_forward(m, &w, L->ys, L->h1, L->h3, m->xs, L->disp.offs, m->pt->cfg.n_experts);
+        if (ffn_reads_mapped(&w, f, d)) {
+            experts_forward(m, &w, L->ys, L->h1, L->h3, L->m, L->disp.offs, c->n_experts, L->disp.perm);
+            return 0;
+        }
+        moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // [R, d] rows sorted by expert
+        experts_forward(m, &w, L->ys, L->h1, L->h3, m->xs, L->disp.offs, c->n_experts, NULL);
         return 0;
     }
     const mo_ep *ep = &m->ep;
+    moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);
     if (moe_ep_dispatch(ep, L->xr, L->ep_counts, m->xs, L->disp.offs, d)) return -1;
     mo_ffn_weights w = experts_from(m, params, id, ep->rank * ep->local);
     float *yr = m->dxs;  // scratch until backward
     for (int s = 0; s < ep->size; s++) {
         size_t r0 = (size_t)moe_ep_block(ep, L->ep_counts, s, m->ep_offs);
-        experts_forward(m, &w, yr + r0 * d, L->h1 + r0 * f, L->h3 + r0 * f, L->xr + r0 * d, m->ep_offs, ep->local);
+        experts_forward(m, &w, yr + r0 * d, L->h1 + r0 * f, L->h3 + r0 * f, L->xr + r0 * d, m->ep_offs, ep->local,
+                        NULL);
     }
     return moe_ep_return(ep, L->ys, yr, L->ep_counts, L->disp.offs, d);
 }
@@ -434,7 +447,6 @@ static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *no
     }
     router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, noise);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
-    moe_gather(m->xs, L->m, &L->disp, E, k, d);  // [R, d] rows sorted by expert
     if (routed_experts_forward(m, params, l)) return -1;
     moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys
     if (sh) {
@@ -523,10 +535,13 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     const mo_ffn_grads g = {dw1, dw3, dw2, some};
     mo_ffn_weights w = experts_from(m, params, id, first);
     float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
+    const int *xrow = NULL;
     int blocks = 1;
     if (ep->size > 1) {  // the row gradients go to the owners: dys in the receive layout, in m->xs
         if (moe_ep_send(ep, m->xs, L->ep_counts, m->dxs, L->disp.offs, d)) return -1;
         dys = m->xs, xs = L->xr, blocks = ep->size;
+    } else if (ffn_reads_mapped(&w, f, d)) {  // read in place, as forward did
+        xs = L->m, xrow = L->disp.perm;
     } else {
         moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // regathered instead of kept per layer
     }
@@ -539,7 +554,8 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
         }
         float *dy = dys + r0 * d;  // dxs overwrites dys in place
         mo_ffn_rows r = ffn_rows(m, offs, n, f, h1 + r0 * f, h3 + r0 * f);
-        ffn_backward(need_dx ? dy : NULL, dy, xs + r0 * d, &w, &r, &g, 0);
+        r.xrow = xrow, r.xdiv = c->top_k;
+        ffn_backward(need_dx ? dy : NULL, dy, xrow ? xs : xs + r0 * d, &w, &r, &g, 0);
     }
     return ep->size > 1 ? moe_ep_return(ep, m->dxs, m->xs, L->ep_counts, L->disp.offs, d) : 0;
 }

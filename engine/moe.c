@@ -133,7 +133,8 @@ static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w,
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
     if (matmul_small_use(MATMUL_SMALL_NT, 0, f, dm)) {  // fine-grained: one pass over xs for both
-        matmul_small_grouped_nt2(r->h1, r->h3, xs, w->w1, w->w3, offs, G, f, dm, 0);
+        const matmul_rows map = {r->xrow, r->xdiv};
+        matmul_small_grouped_nt2(r->h1, r->h3, xs, &map, w->w1, w->w3, offs, G, f, dm, 0);
     } else {
         matmul_grouped_nt(r->h1, xs, w->w1, offs, G, f, dm, 0);  // [R, f] = xs w1_g^T
         matmul_grouped_nt(r->h3, xs, w->w3, offs, G, f, dm, 0);  // [R, f] = xs w3_g^T
@@ -158,7 +159,8 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
     if (matmul_small_use(MATMUL_SMALL_NT, 0, f, dm)) {  // fine-grained: one pass over xs, one over dxs
-        matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, offs, G, f, dm, 1, g->dw_groups);
+        const matmul_rows map = {r->xrow, r->xdiv};
+        matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, &map, offs, G, f, dm, 1, g->dw_groups);
         if (dxs) matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, acc);
         return;
     }
@@ -210,6 +212,10 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
 }
 
 // ---------------------------------------------------------------------------- the view's precision
+
+int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm) {
+    return !w->b1 && matmul_small_use(MATMUL_SMALL_NT, 0, f, dm);
+}
 
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     if (w->b1) ffn_forward_bf16(ys, xs, w, r, acc);

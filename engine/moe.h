@@ -56,11 +56,21 @@ typedef struct {
 // width dm in and out, f hidden. Forward keeps h1, h3 [R, f] for backward, which
 // overwrites them with their gradients (forward's caches are used up); act and dact
 // [R, f] are scratch (dact: backward only).
+//
+// xrow (NULL: xs holds the rows, sorted) reads the rows in place instead: row p is
+// xs + (xrow[p] / xdiv) * dm, e.g. the layer's input through the dispatch (perm, top_k),
+// which saves gathering R x dm floats; only where ffn_reads_mapped() says so.
 typedef struct {
     const int *offs;
     int G, f, dm;
     float *h1, *h3, *act, *dact;
+    const int *xrow;
+    int xdiv;
 } mo_ffn_rows;
+
+// 1 when ffn_forward/ffn_backward with these weights and widths can read xs through a
+// row map (mo_ffn_rows.xrow): the fp32 small-d_ff kernels (kernels/matmul_small.h).
+int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm);
 
 // The weight gradients a backward ACCUMULATES into: dw1, dw3, dw2 (any may be NULL:
 // frozen); dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a

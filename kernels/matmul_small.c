@@ -289,34 +289,46 @@ void matmul_small_nn_sum(float *C, const float *A1, const float *B1, const float
     small_run(&o, 1, M, N, K, acc);
 }
 
-void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, int M, int N, int K,
-                      int acc) {
-    out o[2] = {{C1, 1, {plain(A1, 1, (size_t)M, B, (size_t)N)}}, {C2, 1, {plain(A2, 1, (size_t)M, B, (size_t)N)}}};
+void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, const matmul_rows *bmap,
+                      int M, int N, int K, int acc) {
+    term t1 = plain(A1, 1, (size_t)M, B, (size_t)N), t2 = plain(A2, 1, (size_t)M, B, (size_t)N);
+    if (bmap && bmap->rows) t1.bcols = t2.bcols = bmap->rows, t1.bdiv = t2.bdiv = bmap->div;
+    out o[2] = {{C1, 1, {t1}}, {C2, 1, {t2}}};
     if (!C1) o[0] = o[1];
     small_run(o, (C1 != NULL) + (C2 != NULL), M, N, K, acc);
 }
 
 // B1 (and B2) [N, K] are transposed into the thread's scratch [K, N] first: N x K floats
 // each, the small operand. Without memory for it, BLAS (other bits: only then).
-void matmul_small_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, int M, int N, int K,
-                      int acc) {
+void matmul_small_nt2(float *C1, float *C2, const float *A, const matmul_rows *amap, const float *B1, const float *B2,
+                      int M, int N, int K, int acc) {
     if (M <= 0 || N <= 0) return;
     const int nout = C2 ? 2 : 1;
     float *Bt = scratch((size_t)K * N * nout);
-    if (!Bt) {
-        matmul_nt(C1, A, B1, M, N, K, acc);
-        if (C2) matmul_nt(C2, A, B2, M, N, K, acc);
+    if (!Bt) {  // no memory for the transposed copy: the same sums read through B's rows
+        float *C[2] = {C1, C2};
+        const float *Bq[2] = {B1, B2};
+        for (int q = 0; q < nout; q++)
+            for (int i = 0; i < M; i++) {
+                const float *a = A + (size_t)(amap && amap->rows ? amap->rows[i] / amap->div : i) * K;
+                for (int j = 0; j < N; j++) {
+                    float s = 0, *c = C[q] + (size_t)i * N + j;
+                    for (int k = 0; k < K; k++) s = fmaf(a[k], Bq[q][(size_t)j * K + k], s);
+                    *c = acc ? *c + s : s;
+                }
+            }
         return;
     }
     transpose(Bt, B1, N, K);
     if (C2) transpose(Bt + (size_t)K * N, B2, N, K);
-    out o[2] = {{C1, 1, {plain(A, (size_t)K, 1, Bt, (size_t)N)}},
-                {C2, 1, {plain(A, (size_t)K, 1, Bt + (size_t)K * N, (size_t)N)}}};
+    term t1 = plain(A, (size_t)K, 1, Bt, (size_t)N), t2 = plain(A, (size_t)K, 1, Bt + (size_t)K * N, (size_t)N);
+    if (amap && amap->rows) t1.rows = t2.rows = amap->rows, t1.div = t2.div = amap->div;
+    out o[2] = {{C1, 1, {t1}}, {C2, 1, {t2}}};
     small_run(o, nout, M, N, K, acc);
 }
 
 void matmul_small_nt(float *C, const float *A, const float *B, int M, int N, int K, int acc) {
-    matmul_small_nt2(C, NULL, A, B, NULL, M, N, K, acc);
+    matmul_small_nt2(C, NULL, A, NULL, B, NULL, M, N, K, acc);
 }
 
 // ---------------------------------------------------------------------------- grouped
@@ -324,15 +336,26 @@ void matmul_small_nt(float *C, const float *A, const float *B, int M, int N, int
 typedef struct {
     float *C1, *C2;
     const float *A1, *A2, *B1, *B2;
+    const matmul_rows *map;  // nt2: A's rows, tn2: B's rows (offset to each block)
     const int *offs;
     int N, K, acc;  // TN: N, K are each C_g's M, N
 } grouped_args;
 
+// The map of block g's rows (starting at row r0), and the base its rows index: the
+// mapped operand is not offset (the map holds absolute rows), a plain one is.
+static const matmul_rows *block_map(const grouped_args *a, size_t r0, matmul_rows *m) {
+    if (!a->map || !a->map->rows) return NULL;
+    *m = (matmul_rows){a->map->rows + r0, a->map->div};
+    return m;
+}
+
 static void nt2_block(const void *ctx, int g) {
     const grouped_args *a = ctx;
     const size_t r0 = (size_t)a->offs[g], n = (size_t)a->N, k = (size_t)a->K, w = (size_t)g * n * k;
-    matmul_small_nt2(a->C1 + r0 * n, a->C2 ? a->C2 + r0 * n : NULL, a->A1 + r0 * k, a->B1 + w, a->B2 ? a->B2 + w : NULL,
-                     a->offs[g + 1] - a->offs[g], a->N, a->K, a->acc);
+    matmul_rows m;
+    const matmul_rows *map = block_map(a, r0, &m);
+    matmul_small_nt2(a->C1 + r0 * n, a->C2 ? a->C2 + r0 * n : NULL, map ? a->A1 : a->A1 + r0 * k, map, a->B1 + w,
+                     a->B2 ? a->B2 + w : NULL, a->offs[g + 1] - a->offs[g], a->N, a->K, a->acc);
 }
 
 static void nn_sum_block(const void *ctx, int g) {
@@ -345,25 +368,28 @@ static void nn_sum_block(const void *ctx, int g) {
 static void tn2_block(const void *ctx, int g) {
     const grouped_args *a = ctx;
     const size_t r0 = (size_t)a->offs[g], m = (size_t)a->N, n = (size_t)a->K, w = (size_t)g * m * n;
+    matmul_rows bm;
+    const matmul_rows *map = block_map(a, r0, &bm);
     matmul_small_tn2(a->C1 ? a->C1 + w : NULL, a->C2 ? a->C2 + w : NULL, a->A1 + r0 * m, a->A2 + r0 * m,
-                     a->B1 + r0 * n, a->N, a->K, a->offs[g + 1] - a->offs[g], a->acc);
+                     map ? a->B1 : a->B1 + r0 * n, map, a->N, a->K, a->offs[g + 1] - a->offs[g], a->acc);
 }
 
-void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, const int *offs,
-                              int G, int N, int K, int acc) {
-    grouped_args a = {C1, C2, A, NULL, B1, B2, offs, N, K, acc};
+void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const matmul_rows *amap, const float *B1,
+                              const float *B2, const int *offs, int G, int N, int K, int acc) {
+    grouped_args a = {C1, C2, A, NULL, B1, B2, amap, offs, N, K, acc};
     matmul_grouped_schedule(offs, G, NULL, nt2_block, &a);
 }
 
 void matmul_small_grouped_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2,
                                  const int *offs, int G, int N, int K, int acc) {
-    grouped_args a = {C, NULL, A1, A2, B1, B2, offs, N, K, acc};
+    grouped_args a = {C, NULL, A1, A2, B1, B2, NULL, offs, N, K, acc};
     matmul_grouped_schedule(offs, G, NULL, nn_sum_block, &a);
 }
 
 void matmul_small_grouped_tn2_some(float *C1, float *C2, const float *A1, const float *A2, const float *B,
-                                   const int *offs, int G, int M, int N, int acc, const unsigned char *on) {
+                                   const matmul_rows *bmap, const int *offs, int G, int M, int N, int acc,
+                                   const unsigned char *on) {
     if (!C1 && !C2) return;
-    grouped_args a = {C1, C2, A1, A2, B, NULL, offs, M, N, acc};
+    grouped_args a = {C1, C2, A1, A2, B, NULL, bmap, offs, M, N, acc};
     matmul_grouped_schedule(offs, G, on, tn2_block, &a);
 }

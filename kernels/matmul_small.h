@@ -24,28 +24,38 @@ void matmul_small_nt(float *C, const float *A, const float *B, int M, int N, int
 void matmul_small_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 void matmul_small_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 
+// An operand read through a row map: its row i is base + (rows[i] / div) * width (the
+// experts' rows straight from the layer's input through the dispatch, slot id / top_k =
+// token, instead of a gathered copy). NULL, or rows == NULL: row i is row i.
+typedef struct {
+    const int *rows;
+    int div;
+} matmul_rows;
+
 // The fused forms of the SwiGLU expert FFN (engine/moe.c), each one pass over the large
 // operand where the plain forms would make two:
-//   C1 (+)= A B1^T, C2 (+)= A B2^T            matmul_small_nt2     h1, h3 from xs
+//   C1 (+)= A B1^T, C2 (+)= A B2^T            matmul_small_nt2     h1, h3 from xs (A mapped)
 //   C (+)= A1 B1 + A2 B2                       matmul_small_nn_sum  dxs = dh1 w1 + dh3 w3
-//   C1 (+)= A1^T B, C2 (+)= A2^T B             matmul_small_tn2     dw1, dw3 from xs
+//   C1 (+)= A1^T B, C2 (+)= A2^T B             matmul_small_tn2     dw1, dw3 from xs (B mapped)
 // Each output element is the plain form's sum (terms in the order written). C2 (and for
 // tn2 either output) may be NULL: that output is skipped.
-void matmul_small_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, int M, int N, int K,
-                      int acc);
+void matmul_small_nt2(float *C1, float *C2, const float *A, const matmul_rows *amap, const float *B1, const float *B2,
+                      int M, int N, int K, int acc);
 void matmul_small_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2, int M, int N,
                          int K, int acc);
-void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, int M, int N, int K,
-                      int acc);
+void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, const matmul_rows *bmap,
+                      int M, int N, int K, int acc);
 
 // The fused forms over G groups of rows, as matmul.h's grouped products (offs[G+1],
 // stacked weights [G, ...], matmul_grouped_schedule's threading; tn2 only the groups
-// on[g] marks, NULL: all).
-void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const float *B1, const float *B2, const int *offs,
-                              int G, int N, int K, int acc);
+// on[g] marks, NULL: all). A row map covers all offs[G] rows (block g uses its entries
+// offs[g] ..); the mapped operand's base is not offset.
+void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const matmul_rows *amap, const float *B1,
+                              const float *B2, const int *offs, int G, int N, int K, int acc);
 void matmul_small_grouped_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2,
                                  const int *offs, int G, int N, int K, int acc);
 void matmul_small_grouped_tn2_some(float *C1, float *C2, const float *A1, const float *A2, const float *B,
-                                   const int *offs, int G, int M, int N, int acc, const unsigned char *on);
+                                   const matmul_rows *bmap, const int *offs, int G, int M, int N, int acc,
+                                   const unsigned char *on);
 
 #endif

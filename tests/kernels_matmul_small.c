@@ -3,7 +3,8 @@
 // multiple of 6, columns not a multiple of 16 or 64, K = 0 and 1, the 16 x 16 transpose's
 // edges), acc 0 and 1; the AVX-512 kernel and the scalar one giving the same bits; the
 // same bits from 1 or 2 threads and inside a parallel region; the grouped products
-// routing their small blocks here; the fused forms of the expert FFN; and its NN and TN forms as the gradients of a linear
+// routing their small blocks here; the fused forms of the expert FFN and their
+// rows read through the dispatch's map; and its NN and TN forms as the gradients of a linear
 // layer against central finite differences in double.
 #include "kernels/matmul.h"
 #include "kernels/matmul_small.h"
@@ -173,7 +174,7 @@ START_TEST(test_fused_forms) {
         ck_assert_int_eq(simd_set((simd_level)level), 0);
         const char *lv = simd_name((simd_level)level);
         // nt2 = two nt, grouped and per block
-        matmul_small_grouped_nt2(h1, h3, x, w1, w3, offs, G, f, dm, 0);
+        matmul_small_grouped_nt2(h1, h3, x, NULL, w1, w3, offs, G, f, dm, 0);
         for (int g = 0; g < G; g++) {
             const int r0 = offs[g], n = offs[g + 1] - offs[g];
             matmul_small_nt(e1 + (size_t)r0 * f, x + (size_t)r0 * dm, w1 + (size_t)g * f * dm, n, f, dm, 0);
@@ -197,7 +198,7 @@ START_TEST(test_fused_forms) {
         // tn2 = two tn, with groups 0 and 3 marked only: 1 and 2 keep their NaN
         const unsigned char on[G] = {1, 0, 0, 1};
         for (size_t i = 0; i < nw; i++) dw1[i] = dw3[i] = f1[i] = f3[i] = NAN;
-        matmul_small_grouped_tn2_some(dw1, dw3, h1, h3, x, offs, G, f, dm, 0, on);
+        matmul_small_grouped_tn2_some(dw1, dw3, h1, h3, x, NULL, offs, G, f, dm, 0, on);
         for (int g = 0; g < G; g++) {
             if (!on[g]) continue;
             const int r0 = offs[g], n = offs[g + 1] - offs[g];
@@ -209,16 +210,45 @@ START_TEST(test_fused_forms) {
         ck_assert_msg(isnan(dw1[(size_t)1 * f * dm]) && isnan(dw3[(size_t)2 * f * dm]), "%s: unmarked group written",
                       lv);
         // a NULL second output: nt2 as nt, tn2 as tn of the other
-        matmul_small_nt2(e1, NULL, x, w1, NULL, R, f, dm, 0);
+        matmul_small_nt2(e1, NULL, x, NULL, w1, NULL, R, f, dm, 0);
         matmul_small_nt(e3, x, w1, R, f, dm, 0);
         ck_assert_msg(!memcmp(e1, e3, nh * 4), "%s: nt2 with one output", lv);
-        matmul_small_tn2(NULL, f3, h1, h3, x, f, dm, R, 0);
+        matmul_small_tn2(NULL, f3, h1, h3, x, NULL, f, dm, R, 0);
         matmul_small_tn(f1, h3, x, f, dm, R, 0);
         ck_assert_msg(!memcmp(f1, f3, (size_t)f * dm * 4), "%s: tn2 with one output", lv);
     }
     simd_set(simd_best());
     free(x), free(w1), free(w3), free(h1), free(h3), free(e1), free(e3), free(dx), free(dw1), free(dw3), free(f1);
     free(f3), free(x64), free(w64), free(h64), free(dx64);
+}
+END_TEST
+
+// Rows read through a map (slot id / top_k = token, as the MoE dispatch gives) get the
+// bits of the gathered copy, in nt2's A and tn2's B, grouped, at every level.
+START_TEST(test_row_map_equals_gather) {
+    enum { G = 3, T = 29, TOPK = 3 };
+    const int f = 40, dm = 80, R = 70, offs[G + 1] = {0, 30, 30, 70};
+    int slot[R];
+    for (int p = 0; p < R; p++) slot[p] = (p * 37 + 11) % (T * TOPK);  // slot ids in any order, repeats allowed
+    const size_t nw = (size_t)G * f * dm, nh = (size_t)R * f;
+    float *x = malloc((size_t)T * dm * 4), *xs = malloc((size_t)R * dm * 4), *w1 = malloc(nw * 4), *w3 = malloc(nw * 4);
+    float *a1 = malloc(nh * 4), *a3 = malloc(nh * 4), *b1 = malloc(nh * 4), *b3 = malloc(nh * 4);
+    float *d1 = malloc(nw * 4), *d3 = malloc(nw * 4), *e1 = malloc(nw * 4), *e3 = malloc(nw * 4);
+    tu_fill(x, (size_t)T * dm, 110, 1.0f), tu_fill(w1, nw, 111, 1.0f), tu_fill(w3, nw, 112, 1.0f);
+    for (int p = 0; p < R; p++) memcpy(xs + (size_t)p * dm, x + (size_t)(slot[p] / TOPK) * dm, (size_t)dm * 4);
+    const matmul_rows map = {slot, TOPK};
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        const char *lv = simd_name((simd_level)level);
+        matmul_small_grouped_nt2(a1, a3, x, &map, w1, w3, offs, G, f, dm, 0);
+        matmul_small_grouped_nt2(b1, b3, xs, NULL, w1, w3, offs, G, f, dm, 0);
+        ck_assert_msg(!memcmp(a1, b1, nh * 4) && !memcmp(a3, b3, nh * 4), "%s: nt2 mapped != gathered", lv);
+        matmul_small_grouped_tn2_some(d1, d3, a1, a3, x, &map, offs, G, f, dm, 0, NULL);
+        matmul_small_grouped_tn2_some(e1, e3, a1, a3, xs, NULL, offs, G, f, dm, 0, NULL);
+        ck_assert_msg(!memcmp(d1, e1, nw * 4) && !memcmp(d3, e3, nw * 4), "%s: tn2 mapped != gathered", lv);
+    }
+    simd_set(simd_best());
+    free(x), free(xs), free(w1), free(w3), free(a1), free(a3), free(b1), free(b3), free(d1), free(d3), free(e1), free(e3);
 }
 END_TEST
 
@@ -264,6 +294,7 @@ int main(void) {
     tcase_add_test(tc, test_threads_same_bits);
     tcase_add_test(tc, test_grouped_uses_small);
     tcase_add_test(tc, test_fused_forms);
+    tcase_add_test(tc, test_row_map_equals_gather);
     tcase_add_test(tc, test_linear_layer_finite_differences);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -1,8 +1,9 @@
 // kernels_matmul.c: dense and grouped matmul against kernels/ref over a sweep of shapes
 // (ones, zeros, odd sizes; empty and skewed groups; acc 0 and 1; both grouped threading
 // strategies), and the three forms checked as the gradients of a linear layer by central
-// finite differences of the reference in double.
+// finite differences of the reference in double, and matmul_small's NN/TN forms as well.
 #include "kernels/matmul.h"
+#include "kernels/matmul_small.h"
 #include "kernels/ref/ref.h"
 #include "tests/grouped_check.h"
 #include "tests/testutil.h"
@@ -116,6 +117,27 @@ START_TEST(test_ref_linear_layer_finite_differences) {
 }
 END_TEST
 
+// The same gradients from kernels/matmul_small.h's NN and TN forms (the fine-grained
+// experts' backward), at odd sizes, in float, against the differences in double.
+START_TEST(test_small_linear_layer_finite_differences) {
+    const int T = 13, in = 19, out = 33;
+    const size_t nx = (size_t)T * in, nw = (size_t)out * in, ny = (size_t)T * out;
+    float *x = malloc(nx * 4), *W = malloc(nw * 4), *wt = malloc(ny * 4), *dx = malloc(nx * 4), *dW = malloc(nw * 4);
+    double *x64 = malloc(nx * 8), *W64 = malloc(nw * 8), *wt64 = malloc(ny * 8), *y64 = malloc(ny * 8);
+    double *dx64 = malloc(nx * 8), *dW64 = malloc(nw * 8);
+    tu_fill(x, nx, 90, 1.0f), tu_fill(W, nw, 91, 1.0f), tu_fill(wt, ny, 92, 1.0f);
+    tu_to_f64(x64, x, nx), tu_to_f64(W64, W, nw), tu_to_f64(wt64, wt, ny);
+    matmul_small_nn(dx, wt, W, T, in, out, 0);
+    memset(dW, 0, nw * 4);
+    matmul_small_tn(dW, wt, x, out, in, T, 1);
+    tu_to_f64(dx64, dx, nx), tu_to_f64(dW64, dW, nw);
+    lin_ctx c = {x64, W64, wt64, y64, T, in, out};
+    tu_fd_check("small linear dx", lin_loss, &c, x64, dx64, nx, nx, 1e-5, 1e-5);
+    tu_fd_check("small linear dW", lin_loss, &c, W64, dW64, nw, nw, 1e-5, 1e-5);
+    free(x), free(W), free(wt), free(dx), free(dW), free(x64), free(W64), free(wt64), free(y64), free(dx64), free(dW64);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels_matmul");
     TCase *tc = tcase_create("matmul");
@@ -123,6 +145,7 @@ int main(void) {
     tcase_add_test(tc, test_grouped_matches_ref);
     tcase_add_test(tc, test_grouped_inside_parallel_region);
     tcase_add_test(tc, test_ref_linear_layer_finite_differences);
+    tcase_add_test(tc, test_small_linear_layer_finite_differences);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -4,8 +4,8 @@
 // edges), acc 0 and 1; the AVX-512 kernel and the scalar one giving the same bits; the
 // same bits from 1 or 2 threads and inside a parallel region; the grouped products
 // routing their small blocks here; the fused forms of the expert FFN and their
-// rows read through the dispatch's map; and its NN and TN forms as the gradients of a linear
-// layer against central finite differences in double.
+// rows read through the dispatch's map. Its NN and TN forms as the gradients of a linear
+// layer against finite differences: kernels_matmul.c.
 #include "kernels/matmul.h"
 #include "kernels/matmul_small.h"
 #include "kernels/ref/ref.h"
@@ -48,16 +48,6 @@ static bufs alloc_bufs(int M, int N, int K, uint64_t seed) {
 
 static void free_bufs(bufs *b) { free(b->A), free(b->B), free(b->C), free(b->A64), free(b->B64), free(b->C64); }
 
-// C is NaN for acc = 0 (assign must not read it) and random for acc = 1.
-static void prefill(bufs *b, int acc, uint64_t seed) {
-    if (acc) {
-        tu_fill(b->C, b->nc, seed, 1.0f);
-        tu_to_f64(b->C64, b->C, b->nc);
-    } else {
-        for (size_t i = 0; i < b->nc; i++) b->C[i] = NAN, b->C64[i] = NAN;
-    }
-}
-
 START_TEST(test_matches_ref_every_level) {
     for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
         ck_assert_int_eq(simd_set((simd_level)level), 0);
@@ -66,12 +56,11 @@ START_TEST(test_matches_ref_every_level) {
             bufs b = alloc_bufs(M, N, K, 10 + s);
             for (size_t f = 0; f < 3; f++)
                 for (int acc = 0; acc <= 1; acc++) {
-                    prefill(&b, acc, 30 + s);
+                    tu_prefill(b.C, b.C64, b.nc, acc, 30 + s);
                     forms[f].f(b.C, b.A, b.B, M, N, K, acc);
                     forms[f].r(b.C64, b.A64, b.B64, M, N, K, acc);
-                    for (size_t i = 0; i < b.nc; i++)
-                        ck_assert_msg(isfinite(b.C[i]), "%s %s M=%d N=%d K=%d acc=%d: C[%zu] not finite",
-                                      simd_name((simd_level)level), forms[f].name, M, N, K, acc, i);
+                    ck_assert_msg(tu_all_finite(b.C, b.nc), "%s %s M=%d N=%d K=%d acc=%d: non-finite output",
+                                  simd_name((simd_level)level), forms[f].name, M, N, K, acc);
                     double e = b.nc ? tu_rel_err_f64(b.C, b.C64, b.nc) : 0;
                     ck_assert_msg(e < TOL_F32, "%s %s M=%d N=%d K=%d acc=%d: err %.3g", simd_name((simd_level)level),
                                   forms[f].name, M, N, K, acc, e);
@@ -93,7 +82,7 @@ START_TEST(test_avx512_bits_equal_scalar) {
         float *C1 = malloc((b.nc + 1) * 4);
         for (size_t f = 0; f < 3; f++)
             for (int acc = 0; acc <= 1; acc++) {
-                prefill(&b, acc, 60 + s);
+                tu_prefill(b.C, b.C64, b.nc, acc, 60 + s);
                 memcpy(C1, b.C, b.nc * 4);
                 simd_set(SIMD_SCALAR);
                 forms[f].f(C1, b.A, b.B, M, N, K, acc);
@@ -252,40 +241,6 @@ START_TEST(test_row_map_equals_gather) {
 }
 END_TEST
 
-// y = x W^T, L = sum wt_ij y_ij: dL/dx = wt W (NN) and dL/dW = wt^T x (TN) from this
-// kernel, against central differences of the loss in double.
-typedef struct {
-    double *x, *W, *wt, *y;
-    int T, in, out;
-} lin_ctx;
-
-static double lin_loss(void *p) {
-    lin_ctx *c = p;
-    ref_matmul_nt(c->y, c->x, c->W, c->T, c->out, c->in, 0);
-    double L = 0;
-    for (int i = 0; i < c->T * c->out; i++) L += c->wt[i] * c->y[i];
-    return L;
-}
-
-START_TEST(test_linear_layer_finite_differences) {
-    const int T = 13, in = 19, out = 33;
-    const size_t nx = (size_t)T * in, nw = (size_t)out * in, ny = (size_t)T * out;
-    float *x = malloc(nx * 4), *W = malloc(nw * 4), *wt = malloc(ny * 4), *dx = malloc(nx * 4), *dW = malloc(nw * 4);
-    double *x64 = malloc(nx * 8), *W64 = malloc(nw * 8), *wt64 = malloc(ny * 8), *y64 = malloc(ny * 8);
-    double *dx64 = malloc(nx * 8), *dW64 = malloc(nw * 8);
-    tu_fill(x, nx, 90, 1.0f), tu_fill(W, nw, 91, 1.0f), tu_fill(wt, ny, 92, 1.0f);
-    tu_to_f64(x64, x, nx), tu_to_f64(W64, W, nw), tu_to_f64(wt64, wt, ny);
-    matmul_small_nn(dx, wt, W, T, in, out, 0);
-    memset(dW, 0, nw * 4);
-    matmul_small_tn(dW, wt, x, out, in, T, 1);
-    tu_to_f64(dx64, dx, nx), tu_to_f64(dW64, dW, nw);
-    lin_ctx c = {x64, W64, wt64, y64, T, in, out};
-    tu_fd_check("small linear dx", lin_loss, &c, x64, dx64, nx, nx, 1e-5, 1e-5);
-    tu_fd_check("small linear dW", lin_loss, &c, W64, dW64, nw, nw, 1e-5, 1e-5);
-    free(x), free(W), free(wt), free(dx), free(dW), free(x64), free(W64), free(wt64), free(y64), free(dx64), free(dW64);
-}
-END_TEST
-
 int main(void) {
     Suite *s = suite_create("kernels_matmul_small");
     TCase *tc = tcase_create("matmul_small");
@@ -295,7 +250,6 @@ int main(void) {
     tcase_add_test(tc, test_grouped_uses_small);
     tcase_add_test(tc, test_fused_forms);
     tcase_add_test(tc, test_row_map_equals_gather);
-    tcase_add_test(tc, test_linear_layer_finite_differences);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

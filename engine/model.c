@@ -520,9 +520,10 @@ static float *grad_of(const mo_model *m, float *grads, int id) {
 // Backward of routed_experts_forward and the combine from dy [N, d] (d loss / d the
 // layer's output): on return m->dxs holds d loss / d xs (sorted rows; unless !need_dx:
 // then only the weight gradients), m->dgates the gate gradients, and the experts' weight
-// gradients (this rank's experts under expert parallelism) are accumulated. With rows
-// read in place (ffn_reads_mapped) they come straight from dy (ffn_backward_routed);
-// otherwise dys = g dy is formed first. Returns 0 or -1 (communication).
+// gradients (this rank's experts under expert parallelism) are accumulated. In full
+// training with rows read in place (ffn_reads_mapped) they come straight from dy
+// (ffn_backward_routed); otherwise dys = g dy is formed first. Returns 0 or -1
+// (communication).
 static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, const float *dy_out,
                                    int need_dx) {
     const mo_config *c = &m->pt->cfg;
@@ -537,11 +538,9 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
     const mo_ffn_grads g = {dw1, dw3, dw2, some};
     mo_ffn_weights w = experts_from(m, params, id, first);
-    // A fine-tune takes this path too, so that its trained experts get full training's bits.
-    if (ep->size <= 1 && ffn_reads_mapped(&w, f, d)) {
+    if (ep->size <= 1 && need_dx && !some && ffn_reads_mapped(&w, f, d)) {
         mo_ffn_rows r = ffn_rows(m, L->disp.offs, n, f, L->h1, L->h3);
-        ffn_backward_routed(need_dx ? m->dxs : NULL, m->dgates, dy_out, L->r.gates, &L->disp, m->N, c->top_k, L->m, &w,
-                            &r, &g);
+        ffn_backward_routed(m->dxs, m->dgates, dy_out, L->r.gates, &L->disp, m->N, c->top_k, L->m, &w, &r, &g);
         return 0;
     }
     moe_combine_backward(m->dxs, m->dgates, dy_out, L->ys, L->r.gates, &L->disp, m->N, c->top_k, d);  // dys = g dy

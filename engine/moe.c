@@ -237,7 +237,7 @@ void ffn_backward_routed(float *dxs, float *dgates, const float *dy, const float
     if (g->dw2) matmul_small_grouped_tn_mapped_some(g->dw2, dy, &map, act, offs, G, dm, f, 1, g->dw_groups);
     swiglu_backward(h1, h3, u, h1, h3, (size_t)R * f);  // h1, h3 <- dh1, dh3
     matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, x, &map, offs, G, f, dm, 1, g->dw_groups);
-    if (dxs) matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, 0);
+    matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, 0);
 }
 
 // ---------------------------------------------------------------------------- the view's precision

@@ -97,9 +97,7 @@ void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_we
 //   dgates[s] = u_p . act_p  (= dy_tok . ys_p, so forward's ys is not read)
 //   d act_p = g_p u_p,  dw2 += dy_tok^T (g_p act_p)
 // then SwiGLU, dw1, dw3 (x [N, dm] read through the dispatch) and dxs [R, dm] (written)
-// as ffn_backward (dxs NULL: not wanted; g's dw_groups: only those experts' weight
-// gradients, each with the bits of a call that wants all). r's act and dact are scratch;
-// dgates [N, k] gets 0 for dropped slots.
+// as ffn_backward. r's act and dact are scratch; dgates [N, k] gets 0 for dropped slots.
 void ffn_backward_routed(float *dxs, float *dgates, const float *dy, const float *gates, const mo_dispatch *d, int N,
                          int k, const float *x, const mo_ffn_weights *w, const mo_ffn_rows *r, const mo_ffn_grads *g);
 

@@ -517,15 +517,11 @@ static float *grad_of(const mo_model *m, float *grads, int id) {
 // The expert slices of stacked tensor id whose weight gradients are wanted (NULL: all).
 #define GE(id) (m->expert_trains ? m->expert_trains + (size_t)(id) * (size_t)m->pt->cfg.n_experts : NULL)
 
-// Backward of routed_experts_forward and the combine from dy [N, d] (d loss / d the
-// layer's output): on return m->dxs holds d loss / d xs (sorted rows; unless !need_dx:
-// then only the weight gradients), m->dgates the gate gradients, and the experts' weight
-// gradients (this rank's experts under expert parallelism) are accumulated. In full
-// training with rows read in place (ffn_reads_mapped) they come straight from dy
-// (ffn_backward_routed); otherwise dys = g dy is formed first. Returns 0 or -1
-// (communication).
-static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, const float *dy_out,
-                                   int need_dx) {
+// Backward of routed_experts_forward: m->dxs holds d loss / d ys (sorted rows); on return
+// d loss / d xs (unless !need_dx: then only the weight gradients), and the experts'
+// weight gradients (this rank's experts under expert parallelism) are accumulated.
+// Returns 0 or -1 (communication).
+static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, int need_dx) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
@@ -538,12 +534,6 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
     const mo_ffn_grads g = {dw1, dw3, dw2, some};
     mo_ffn_weights w = experts_from(m, params, id, first);
-    if (ep->size <= 1 && need_dx && !some && ffn_reads_mapped(&w, f, d)) {
-        mo_ffn_rows r = ffn_rows(m, L->disp.offs, n, f, L->h1, L->h3);
-        ffn_backward_routed(m->dxs, m->dgates, dy_out, L->r.gates, &L->disp, m->N, c->top_k, L->m, &w, &r, &g);
-        return 0;
-    }
-    moe_combine_backward(m->dxs, m->dgates, dy_out, L->ys, L->r.gates, &L->disp, m->N, c->top_k, d);  // dys = g dy
     float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
     const int *xrow = NULL;
     int blocks = 1;
@@ -592,8 +582,9 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
         mo_ffn_grads g = {G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), NULL};
         ffn_backward(dmo, dy, L->m, &w, &r, &g, 0);
     } else {
-        // Routed experts: the gate gradients and d loss / d xs in sorted order.
-        if (routed_experts_backward(m, params, grads, l, dy, need_dm)) return -1;
+        // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
+        moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
+        if (routed_experts_backward(m, params, grads, l, need_dm)) return -1;
         if (need_dm) moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
         if (sh) {
             mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);

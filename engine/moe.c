@@ -211,35 +211,6 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
 }
 
-// ---------------------------------------------------------------------------- routed experts from dy
-
-void ffn_backward_routed(float *dxs, float *dgates, const float *dy, const float *gates, const mo_dispatch *d, int N,
-                         int k, const float *x, const mo_ffn_weights *w, const mo_ffn_rows *r, const mo_ffn_grads *g) {
-    const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm, R = offs[G];
-    const matmul_rows map = {d->perm, k};  // sorted row p <- token perm[p] / k, of dy and of x
-    float *u = r->dact, *act = r->act, *h1 = r->h1, *h3 = r->h3;
-    matmul_small_grouped_nn_mapped(u, dy, &map, w->w2, offs, G, f, dm, 0);  // u = dy_tok w2_g (ungated d act)
-    swiglu_forward(act, h1, h3, (size_t)R * f);                                 // recomputed, as ffn_backward does
-    memset(dgates, 0, (size_t)N * k * sizeof *dgates);                          // dropped slots stay 0
-#pragma omp parallel for schedule(static) if ((size_t)R * f >= MOE_PAR_MIN)
-    for (int p = 0; p < R; p++) {
-        const int s = d->perm[p];
-        const float gp = gates[s];
-        float *restrict up = u + (size_t)p * f, *restrict ap = act + (size_t)p * f, dot = 0;
-#pragma omp simd reduction(+ : dot)
-        for (int c = 0; c < f; c++) {
-            dot += up[c] * ap[c];  // dy_tok . ys_p = dy_tok . (act_p w2^T) = u_p . act_p
-            up[c] *= gp;           // d act = g dy_tok w2
-            ap[c] *= gp;           // dw2 += dys^T act = dy_tok^T (g act)
-        }
-        dgates[s] = dot;
-    }
-    if (g->dw2) matmul_small_grouped_tn_mapped_some(g->dw2, dy, &map, act, offs, G, dm, f, 1, g->dw_groups);
-    swiglu_backward(h1, h3, u, h1, h3, (size_t)R * f);  // h1, h3 <- dh1, dh3
-    matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, x, &map, offs, G, f, dm, 1, g->dw_groups);
-    matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, 0);
-}
-
 // ---------------------------------------------------------------------------- the view's precision
 
 int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm) {

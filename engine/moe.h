@@ -90,15 +90,4 @@ void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_f
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc);
 
-// The routed experts' backward straight from dy [N, dm] (the layer output's gradient),
-// for the fp32 small-d_ff kernels with rows read through the dispatch (ffn_reads_mapped,
-// no expert parallelism): moe_combine_backward and ffn_backward in one, without the
-// R x dm copy dys = g dy. With u_p = dy_tok(p) w2 (an R x f product):
-//   dgates[s] = u_p . act_p  (= dy_tok . ys_p, so forward's ys is not read)
-//   d act_p = g_p u_p,  dw2 += dy_tok^T (g_p act_p)
-// then SwiGLU, dw1, dw3 (x [N, dm] read through the dispatch) and dxs [R, dm] (written)
-// as ffn_backward. r's act and dact are scratch; dgates [N, k] gets 0 for dropped slots.
-void ffn_backward_routed(float *dxs, float *dgates, const float *dy, const float *gates, const mo_dispatch *d, int N,
-                         int k, const float *x, const mo_ffn_weights *w, const mo_ffn_rows *r, const mo_ffn_grads *g);
-
 #endif

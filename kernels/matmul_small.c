@@ -49,8 +49,6 @@ typedef struct {
     size_t ldb;
     const int *bcols;
     int bdiv;
-    const int *krows;  // TN: A(i, k) = A[i * ars + (krows[k] / kdiv) * acs], A's rows through a map
-    int kdiv;
 } term;
 
 // One output C[M, N] (row stride N) = the sum of its 1 or 2 terms, each over k < K.
@@ -63,7 +61,6 @@ typedef struct {
 static inline const float *a_row(const term *t, int i) {
     return t->A + (size_t)(t->rows ? t->rows[i] / t->div : i) * t->ars;
 }
-static inline size_t a_col(const term *t, int k) { return (size_t)(t->krows ? t->krows[k] / t->kdiv : k) * t->acs; }
 static inline const float *b_row(const term *t, int k) {
     return t->B + (size_t)(t->bcols ? t->bcols[k] / t->bdiv : k) * t->ldb;
 }
@@ -78,7 +75,7 @@ static void small_scalar(const out *o, int nout, int i0, int i1, int N, int K, i
                 for (int p = 0; p < o[q].nt; p++) {
                     const term *t = &o[q].t[p];
                     const float *a = a_row(t, i);
-                    for (int k = 0; k < K; k++) s = fmaf(a[a_col(t, k)], b_row(t, k)[j], s);
+                    for (int k = 0; k < K; k++) s = fmaf(a[k * t->acs], b_row(t, k)[j], s);
                 }
                 float *c = o[q].C + (size_t)i * N + j;
                 *c = acc ? *c + s : s;
@@ -102,23 +99,6 @@ static MO_TARGET_AVX512 inline __attribute__((always_inline)) void tile(int mr, 
         const size_t acs = t->acs;
 #pragma GCC unroll 6
         for (int i = 0; i < mr; i++) a[i] = a_row(t, i0 + i);
-        if (t->krows) {  // A's k-th row through the map: the same sum, its base looked up per k
-            for (int k = 0; k < K; k++) {
-                const float *B = b_row(t, k) + j0;
-                const size_t ak = a_col(t, k);
-                __m512 b[4];
-#pragma GCC unroll 4
-                for (int v = 0; v < nv; v++)
-                    b[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(last, B + 16 * v) : _mm512_loadu_ps(B + 16 * v);
-#pragma GCC unroll 6
-                for (int i = 0; i < mr; i++) {
-                    const __m512 x = _mm512_set1_ps(a[i][ak]);
-#pragma GCC unroll 4
-                    for (int v = 0; v < nv; v++) c[i][v] = _mm512_fmadd_ps(x, b[v], c[i][v]);
-                }
-            }
-            continue;
-        }
         for (int k = 0; k < K; k++) {
             const float *B = b_row(t, k) + j0;
             __m512 b[4];
@@ -290,7 +270,7 @@ static float *scratch(size_t n) {
 }
 
 static term plain(const float *A, size_t ars, size_t acs, const float *B, size_t ldb) {
-    return (term){A, ars, acs, NULL, 1, B, ldb, NULL, 1, NULL, 1};
+    return (term){A, ars, acs, NULL, 1, B, ldb, NULL, 1};
 }
 
 void matmul_small_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc) {
@@ -351,28 +331,12 @@ void matmul_small_nt(float *C, const float *A, const float *B, int M, int N, int
     matmul_small_nt2(C, NULL, A, NULL, B, NULL, M, N, K, acc);
 }
 
-void matmul_small_nn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, int M, int N, int K,
-                            int acc) {
-    term t = plain(A, (size_t)K, 1, B, (size_t)N);
-    if (amap && amap->rows) t.rows = amap->rows, t.div = amap->div;
-    out o = {C, 1, {t}};
-    small_run(&o, 1, M, N, K, acc);
-}
-
-void matmul_small_tn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, int M, int N, int K,
-                            int acc) {
-    term t = plain(A, 1, (size_t)M, B, (size_t)N);
-    if (amap && amap->rows) t.krows = amap->rows, t.kdiv = amap->div;
-    out o = {C, 1, {t}};
-    small_run(&o, 1, M, N, K, acc);
-}
-
 // ---------------------------------------------------------------------------- grouped
 
 typedef struct {
     float *C1, *C2;
     const float *A1, *A2, *B1, *B2;
-    const matmul_rows *map;  // nt2, nn_mapped, tn_mapped: A's rows; tn2: B's rows
+    const matmul_rows *map;  // nt2: A's rows, tn2: B's rows (offset to each block)
     const int *offs;
     int N, K, acc;  // TN: N, K are each C_g's M, N
 } grouped_args;
@@ -408,36 +372,6 @@ static void tn2_block(const void *ctx, int g) {
     const matmul_rows *map = block_map(a, r0, &bm);
     matmul_small_tn2(a->C1 ? a->C1 + w : NULL, a->C2 ? a->C2 + w : NULL, a->A1 + r0 * m, a->A2 + r0 * m,
                      map ? a->B1 : a->B1 + r0 * n, map, a->N, a->K, a->offs[g + 1] - a->offs[g], a->acc);
-}
-
-static void nn_mapped_block(const void *ctx, int g) {
-    const grouped_args *a = ctx;
-    const size_t r0 = (size_t)a->offs[g], n = (size_t)a->N, k = (size_t)a->K, w = (size_t)g * n * k;
-    matmul_rows m;
-    const matmul_rows *map = block_map(a, r0, &m);
-    matmul_small_nn_mapped(a->C1 + r0 * n, map ? a->A1 : a->A1 + r0 * k, map, a->B1 + w, a->offs[g + 1] - a->offs[g],
-                           a->N, a->K, a->acc);
-}
-
-static void tn_mapped_block(const void *ctx, int g) {
-    const grouped_args *a = ctx;
-    const size_t r0 = (size_t)a->offs[g], m = (size_t)a->N, n = (size_t)a->K, w = (size_t)g * m * n;
-    matmul_rows am;
-    const matmul_rows *map = block_map(a, r0, &am);
-    matmul_small_tn_mapped(a->C1 + w, map ? a->A1 : a->A1 + r0 * m, map, a->B1 + r0 * n, a->N, a->K,
-                           a->offs[g + 1] - a->offs[g], a->acc);
-}
-
-void matmul_small_grouped_nn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, const int *offs,
-                                    int G, int N, int K, int acc) {
-    grouped_args a = {C, NULL, A, NULL, B, NULL, amap, offs, N, K, acc};
-    matmul_grouped_schedule(offs, G, NULL, nn_mapped_block, &a);
-}
-
-void matmul_small_grouped_tn_mapped_some(float *C, const float *A, const matmul_rows *amap, const float *B,
-                                         const int *offs, int G, int M, int N, int acc, const unsigned char *on) {
-    grouped_args a = {C, NULL, A, NULL, B, NULL, amap, offs, M, N, acc};
-    matmul_grouped_schedule(offs, G, on, tn_mapped_block, &a);
 }
 
 void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const matmul_rows *amap, const float *B1,

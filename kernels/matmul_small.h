@@ -46,15 +46,6 @@ void matmul_small_nn_sum(float *C, const float *A1, const float *B1, const float
 void matmul_small_tn2(float *C1, float *C2, const float *A1, const float *A2, const float *B, const matmul_rows *bmap,
                       int M, int N, int K, int acc);
 
-// NN and TN with A's rows through a map (the layer output's gradient dy [tokens, d] read
-// per sorted row, instead of a copy dys = g dy per slot):
-//   C (+)= A[map] B                            matmul_small_nn_mapped   A row i = map(i)
-//   C (+)= A[map]^T B                          matmul_small_tn_mapped   A row k = map(k)
-void matmul_small_nn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, int M, int N, int K,
-                            int acc);
-void matmul_small_tn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, int M, int N, int K,
-                            int acc);
-
 // The fused forms over G groups of rows, as matmul.h's grouped products (offs[G+1],
 // stacked weights [G, ...], matmul_grouped_schedule's threading; tn2 only the groups
 // on[g] marks, NULL: all). A row map covers all offs[G] rows (block g uses its entries
@@ -63,10 +54,6 @@ void matmul_small_grouped_nt2(float *C1, float *C2, const float *A, const matmul
                               const float *B2, const int *offs, int G, int N, int K, int acc);
 void matmul_small_grouped_nn_sum(float *C, const float *A1, const float *B1, const float *A2, const float *B2,
                                  const int *offs, int G, int N, int K, int acc);
-void matmul_small_grouped_nn_mapped(float *C, const float *A, const matmul_rows *amap, const float *B, const int *offs,
-                                    int G, int N, int K, int acc);
-void matmul_small_grouped_tn_mapped_some(float *C, const float *A, const matmul_rows *amap, const float *B,
-                                         const int *offs, int G, int M, int N, int acc, const unsigned char *on);
 void matmul_small_grouped_tn2_some(float *C1, float *C2, const float *A1, const float *A2, const float *B,
                                    const matmul_rows *bmap, const int *offs, int G, int M, int N, int acc,
                                    const unsigned char *on);

@@ -540,7 +540,7 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     if (ep->size > 1) {  // the row gradients go to the owners: dys in the receive layout, in m->xs
         if (moe_ep_send(ep, m->xs, L->ep_counts, m->dxs, L->disp.offs, d)) return -1;
         dys = m->xs, xs = L->xr, blocks = ep->size;
-    } else if (ffn_reads_mapped(&w, f, d)) {  // read in place, as forward did
+    } else if (ffn_backward_mapped(&w, f, d)) {  // read in place, as forward did
         xs = L->m, xrow = L->disp.perm;
     } else {
         moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // regathered instead of kept per layer

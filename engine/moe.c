@@ -158,7 +158,7 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     }
     for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
-    if (matmul_small_use(MATMUL_SMALL_NT, 0, f, dm)) {  // fine-grained: one pass over xs, one over dxs
+    if (matmul_small_use(MATMUL_SMALL_TN, f, dm, 0)) {  // fine-grained: one pass over xs, one over dxs
         const matmul_rows map = {r->xrow, r->xdiv};
         matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, &map, offs, G, f, dm, 1, g->dw_groups);
         if (dxs) matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, acc);
@@ -215,6 +215,10 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
 
 int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm) {
     return !w->b1 && matmul_small_use(MATMUL_SMALL_NT, 0, f, dm);
+}
+
+int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm) {
+    return !w->b1 && matmul_small_use(MATMUL_SMALL_TN, f, dm, 0);
 }
 
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {

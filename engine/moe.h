@@ -71,6 +71,9 @@ typedef struct {
 // 1 when ffn_forward/ffn_backward with these weights and widths can read xs through a
 // row map (mo_ffn_rows.xrow): the fp32 small-d_ff kernels (kernels/matmul_small.h).
 int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm);
+// The same for ffn_backward (a narrower d_ff: matmul_small_use's NN/TN limit); where it
+// says 0 the backward needs gathered rows (mo_ffn_rows.xrow NULL).
+int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm);
 
 // The weight gradients a backward ACCUMULATES into: dw1, dw3, dw2 (any may be NULL:
 // frozen); dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a

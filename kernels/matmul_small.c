@@ -28,12 +28,12 @@
 
 int matmul_small_use(matmul_small_form form, int M, int N, int K) {
     if (simd_active() != SIMD_AVX512) return 0;
-    // The small dimension is the expert's d_ff: K of NT's (x w1^T) output N, NN's
-    // (dh w1) depth K, TN's (dh^T x) M, or the other way round. Up to 256 the kernel
-    // beats OpenBLAS at one thread (docs/benchmarks.md); bench-S's 1024 stays with BLAS.
+    // The small dimension is the expert's d_ff: NT's (x w1^T) output N or depth K, NN's
+    // (dh w1) depth K or output N, TN's (dh^T x) M or N. Forward (NT) beats OpenBLAS at
+    // one thread up to 256; the backward forms only up to 64: at d_ff 128 OpenBLAS's TN
+    // and NN were as fast or faster (docs/benchmarks.md). bench-S's 1024 stays with BLAS.
     int small = form == MATMUL_SMALL_TN ? (M < N ? M : N) : (N < K ? N : K);
-    (void)M;
-    return small > 0 && small <= 256;
+    return small > 0 && small <= (form == MATMUL_SMALL_NT ? 256 : 64);
 }
 
 // One product term of an output: A(i, k) = A[row(i) * ars + k * acs] with row(i) = i, or

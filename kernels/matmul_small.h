@@ -16,7 +16,8 @@
 
 // 1 when the active SIMD level is AVX-512 and the product (the form's M, N, K) has a
 // dimension small enough that this kernel is the faster path (docs/benchmarks.md,
-// "Fine-grained experts"); 0 otherwise.
+// "Fine-grained experts": at most 256 for NT, 64 for NN and TN); 0 otherwise. It depends
+// on the shape and level only, never on the rows a call gets.
 typedef enum { MATMUL_SMALL_NT, MATMUL_SMALL_NN, MATMUL_SMALL_TN } matmul_small_form;
 int matmul_small_use(matmul_small_form form, int M, int N, int K);
 

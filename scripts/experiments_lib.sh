@@ -46,15 +46,18 @@ ini_train() {
 }
 # ev NAME CKPT [FLAGS]: CKPT's validation loss and routing shares on the first EB batches
 # of 8 x 256 tokens of each val split of DATA (EB=0: the whole splits) into
-# OUT/eval_NAME.json; skipped when that exists or CKPT does not. Needs M, EB, THREADS.
+# OUT/eval_NAME.json; skipped when that exists, when another instance is making it, or
+# when CKPT does not exist. Needs M, EB, THREADS.
 ev() {
     local name=$1 ck=$2
     shift 2
     [ -e "$ck" ] || return 0
     [ -e $OUT/eval_$name.json ] && return 0
+    # another instance (PARTS=eval twice, two cores) is evaluating it
+    compgen -G "$OUT/eval_$name.json.tmp.*" > /dev/null && return 0
     echo "eval $name $(date -u +%H:%M:%S)"
     "$M" eval --checkpoint "$ck" $DATA --batch 8 --seq 256 --batches $EB --threads $THREADS --json "$@" \
-        > $OUT/eval_$name.json.tmp && mv $OUT/eval_$name.json.tmp $OUT/eval_$name.json
+        > $OUT/eval_$name.json.tmp.$$ && mv $OUT/eval_$name.json.tmp.$$ $OUT/eval_$name.json
 }
 # python_set: OUT/python.h5, the fifth domain (the .py files of Python's standard library,
 # 5% held out for validation), made once.

@@ -105,6 +105,9 @@ PLUG75=$(ckpt $OUT/plug75/router $R)
 FIT=$R
 if part fifth; then
     fifth_domain python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R $PLUG75 plug75 $FIT --warmup 0 --save-every 0 $COMMON
+    # the below row fitted four times as long (the router term keeps old tokens off it)
+    train $OUT/fit_below_long $((4 * FIT)) --init $OUT/plug75_py_below.h5 $DATA --data python=$OUT/python.h5 \
+        --route-by-domain --router-ce 0.1 --train router=4 --warmup 0 --save-every 0 $COMMON
 fi
 
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
@@ -125,6 +128,7 @@ if part eval; then
     DATA="$DATA --data python=$OUT/python.h5"
     ev plug75 $PLUG75
     ln -sf eval_plug75.json $OUT/eval_py_before.json
+    ev py_below_long_fit $(ckpt $OUT/fit_below_long $((4 * FIT)))
     for how in below mean; do
         ev py_${how}_fit $(ckpt $OUT/fit_$how $FIT)
         ev py_${how}_added $OUT/plug75_py_$how.h5

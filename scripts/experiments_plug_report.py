@@ -100,6 +100,7 @@ def main():
         names = [("plug75 (4 experts)", "py_before")]
         for how in ["below", "mean"]:
             names += [(f"+ python, row {how}, before the fit", f"py_{how}_added"), (f"+ python, row {how}, fitted", f"py_{how}_fit")]
+        names += [("+ python, row below, fitted 4x as long", "py_below_long_fit")]
         for label, f in names:
             j = load(f)
             if not j:
@@ -112,6 +113,7 @@ def main():
             print(f"| {label} | " + " | ".join(cells) + " |")
         for how in ["below", "mean"]:
             routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
+        routing("+ python, row below, fitted 4x as long", "py_below_long_fit", five)
 
     summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 

@@ -52,7 +52,7 @@ mapfile -t files < <(find data/corpora/speeches data/corpora/code data/corpora/m
                        -type f ! -name '.*' | LC_ALL=C sort)
 "$bin" tokenizer train --vocab-size 4096 --input "${files[@]}" -o "$data/tok4096.tiktoken" 2>&1 | tail -n 1
 
-stage "prepare the token sets (train/val split by document)"
+stage "prepare the token sets (train/val split: by document, or by bytes when there are too few documents)"
 data_flags=()
 for d in "${domains[@]}"; do
   "$bin" data prepare --tokenizer "$data/tok4096.tiktoken" --domain "$d" --input "data/corpora/$d" \

@@ -285,16 +285,64 @@ int model_set_precision(mo_model *m, mo_precision p) {
     m->bx = m->wb + nw;
     m->bg = m->bx + nx;
     m->bf16 = 1;
+    m->wb_frozen_ready = 0;
     return 0;
 }
 
+// 1 if the part of tensor i the model reads changes with training: the whole tensor
+// (e < 0), or expert e's slice of a stacked one.
+static int part_trains(const mo_model *m, int i, int e) {
+    if (!m->trains) return 1;
+    return e < 0 ? m->trains[i] : m->expert_trains[(size_t)i * (size_t)m->pt->cfg.n_experts + (size_t)e];
+}
+
 // Rounds the GEMM weights into m->wb (same offsets as the fp32 arena); frozen tensors
-// (model_set_trainable) only the first time.
+// and frozen expert slices (model_set_trainable) only the first time, or never when the
+// caller put them there (model_bf16_hold_frozen).
 static void refresh_bf16_weights(mo_model *m, const float *params) {
     const mo_param_table *pt = m->pt;
-    for (int i = 0; i < pt->n; i++)
-        if (bf16_kind(pt->t[i].kind) && (!m->trains || m->trains[i] || !m->wb_frozen_ready))
-            bf16_from_f32(m->wb + pt->t[i].offset, params + pt->t[i].offset, pt->t[i].numel);
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        if (!bf16_kind(t->kind)) continue;
+        if (t->n_experts && m->trains && m->trains[i]) {  // a stacked tensor: slice by slice
+            for (int e = 0; e < t->n_experts; e++)
+                if (part_trains(m, i, e) || !m->wb_frozen_ready) {
+                    size_t o = t->offset + (size_t)e * t->expert_numel;
+                    bf16_from_f32(m->wb + o, params + o, t->expert_numel);
+                }
+        } else if (part_trains(m, i, -1) || !m->wb_frozen_ready) {
+            bf16_from_f32(m->wb + t->offset, params + t->offset, t->numel);
+        }
+    }
+    m->wb_frozen_ready = 1;
+}
+
+int model_bf16_only(const mo_model *m, int i, int e) {
+    return m->bf16 && m->trains && bf16_kind(m->pt->t[i].kind) && !part_trains(m, i, e);
+}
+
+size_t model_bf16_only_numel(const mo_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->pt->n; i++) {
+        const mo_tensor *t = &m->pt->t[i];
+        if (model_bf16_only(m, i, -1)) n += t->numel;
+        else
+            for (int e = 0; e < t->n_experts; e++) n += model_bf16_only(m, i, e) ? t->expert_numel : 0;
+    }
+    return n;
+}
+
+void model_bf16_hold_frozen(mo_model *m, float *params, int i) {
+    const mo_tensor *t = &m->pt->t[i];
+    // A stacked tensor that trains in part: slice by slice; else the whole tensor.
+    const int n = t->n_experts && m->trains && m->trains[i] ? t->n_experts : 1;
+    const size_t len = n > 1 ? t->expert_numel : t->numel;
+    for (int e = 0; e < n; e++) {
+        if (!model_bf16_only(m, i, n > 1 ? e : -1)) continue;
+        const size_t o = t->offset + (size_t)e * len;
+        bf16_from_f32(m->wb + o, params + o, len);
+        params_arena_release(params, o, len);
+    }
     m->wb_frozen_ready = 1;
 }
 

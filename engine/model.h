@@ -124,6 +124,25 @@ int model_precision_parse(const char *s, const char *flag, mo_precision *p);
 // memory runs out.
 int model_set_precision(mo_model *m, mo_precision p);
 
+// Frozen weights kept as bf16 only (docs/design.md section 10.1): under bf16 compute
+// and model_set_trainable, a frozen GEMM weight (a whole tensor, or a frozen expert's
+// slice of moe/w1, w3, w2 whose tensor trains in part) is read by forward and backward
+// only through its bf16 copy. model_bf16_only says whether that part of tensor i
+// (expert slice e, or e < 0: the whole tensor) is such a weight; 0 in fp32, without a
+// mask, for the fp32-only kinds (norms, router, tok_embeddings) and for what trains.
+int model_bf16_only(const mo_model *m, int i, int e);
+// The parameters model_bf16_only says are bf16-only, in all.
+size_t model_bf16_only_numel(const mo_model *m);
+// Rounds the bf16-only parts of tensor i from params into the bf16 copy now, and gives
+// their fp32 pages back to the OS (params_arena_release: `params` must be an arena whose
+// released pages read as zeros, such as params_arena_alloc_sparse's). From then on those
+// fp32 values are never read again: forwards do not round them. For a caller that
+// fills the arena tensor by tensor, so the frozen fp32 weights never take memory all at
+// once; call it for every tensor (after model_set_trainable and model_set_precision)
+// before the next forward. Trained parameters and their results are bit for bit those
+// of the model that keeps every fp32 weight.
+void model_bf16_hold_frozen(mo_model *m, float *params, int i);
+
 // Sizes and allocates the activations for batches of B sequences of T tokens (T <=
 // max_seq_len). `pt` must outlive the model. Returns 0, or -1 with a message.
 int model_alloc(mo_model *m, const mo_param_table *pt, int B, int T);

@@ -124,7 +124,10 @@ void params_arena_release(float *a, size_t offset, size_t n) {
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);  // private anonymous pages: zeros when read again
 }
 
-void params_init(const mo_param_table *pt, float *arena, uint64_t seed) {
+void params_init(const mo_param_table *pt, float *arena, uint64_t seed) { params_init_each(pt, arena, seed, NULL, NULL); }
+
+void params_init_each(const mo_param_table *pt, float *arena, uint64_t seed, void (*each)(void *ctx, int i),
+                      void *ctx) {
     mo_rng r;
     mo_rng_seed(&r, seed);
     const double std = 0.02, std_out = 0.02 / sqrt(2.0 * pt->cfg.n_layers);
@@ -133,15 +136,14 @@ void params_init(const mo_param_table *pt, float *arena, uint64_t seed) {
         float *x = arena + t->offset;
         if (t->is_norm) {
             for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
-            continue;
-        }
-        if (t->no_grad) {
+        } else if (t->no_grad) {
             memset(x, 0, t->numel * sizeof *x);
-            continue;
+        } else {
+            int is_out = t->kind == PK_WO || t->kind == PK_W2 || t->kind == PK_SHARED_W2 || t->kind == PK_DENSE_W2;
+            double s = is_out ? std_out : std;
+            for (size_t j = 0; j < t->numel; j++) x[j] = (float)(s * mo_rng_normal(&r));
         }
-        int is_out = t->kind == PK_WO || t->kind == PK_W2 || t->kind == PK_SHARED_W2 || t->kind == PK_DENSE_W2;
-        double s = is_out ? std_out : std;
-        for (size_t j = 0; j < t->numel; j++) x[j] = (float)(s * mo_rng_normal(&r));
+        if (each) each(ctx, i);
     }
 }
 

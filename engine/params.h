@@ -117,6 +117,10 @@ void params_arena_release(float *a, size_t offset, size_t n);
 // projections back into the residual stream) with std 0.02/sqrt(2*n_layers); norms 1;
 // router_bias 0 (drawing nothing, so the other tensors' values are those of before it).
 void params_init(const mo_param_table *pt, float *arena, uint64_t seed);
+// params_init calling each(ctx, i) right after tensor i is written (each NULL: none), for
+// a caller that keeps some tensors elsewhere (engine/model.h model_bf16_hold_frozen).
+void params_init_each(const mo_param_table *pt, float *arena, uint64_t seed, void (*each)(void *ctx, int i),
+                      void *ctx);
 
 // Total parameters, and the parameters one token uses: everything except, in each MoE
 // layer, the weights of the E - k routed experts it does not visit. Buffers (no_grad:

@@ -3,7 +3,8 @@
 // bit for bit the parameters and Adam moments of the path that computes every gradient
 // and lets the mask pick (the path before model_set_trainable existed); frozen gradients
 // are never written; the backward stops below the lowest trainable block. In fp32 and, on
-// a CPU with AVX512_BF16, in bf16.
+// a CPU with AVX512_BF16, in bf16, where the frozen GEMM weights may also be held as
+// bf16 only (model_bf16_hold_frozen: their fp32 values dropped).
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
 #include "engine/model.h"
@@ -11,6 +12,8 @@
 #include "train/adamw.h"
 #include "train/clip.h"
 #include "train/freeze.h"
+
+#include <math.h>
 
 #define B_ 2
 #define T_ 24
@@ -49,15 +52,19 @@ static void teardown(void) {
 typedef struct {
     float *params, *grads, *m, *v;
     int sparse;
+    unsigned char *only;  // held: 1 for the elements kept as bf16 only (their fp32 dropped)
 } state;
 
 // STEPS optimizer steps under `mask`. partial = 0: every gradient computed into a full
 // arena zeroed whole, the mask only picks what AdamW updates; 1: as the trainer runs a
-// mask that trains a part. Returns 0, or -1 if `prec` is not available here.
+// mask that trains a part; 2: that, with the frozen GEMM weights held as bf16 only (the
+// parameter arena filled tensor by tensor, as a fine-tune loads it). Returns 0, or -1 if
+// `prec` is not available here.
 static int run(const train_mask *mask, int partial, mo_precision prec, state *s) {
     s->sparse = partial;
-    s->params = params_arena_alloc(&pt);
-    memcpy(s->params, init, pt.numel * sizeof(float));
+    s->only = NULL;
+    s->params = partial == 2 ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
+    if (partial != 2) memcpy(s->params, init, pt.numel * sizeof(float));
     s->grads = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
     s->m = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
     s->v = partial ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt);
@@ -69,6 +76,21 @@ static int run(const train_mask *mask, int partial, mo_precision prec, state *s)
         return -1;
     }
     if (partial) ck_assert_int_eq(model_set_trainable(&model, train_mask_any, (void *)mask), 0);
+    if (partial == 2) {
+        ck_assert_ptr_nonnull(s->only = calloc(pt.numel, 1));
+        for (int i = 0; i < pt.n; i++) {
+            const mo_tensor *t = &pt.t[i];
+            memcpy(s->params + t->offset, init + t->offset, t->numel * sizeof(float));
+            model_bf16_hold_frozen(&model, s->params, i);
+            for (int e = 0; e < (t->n_experts ? t->n_experts : 1); e++) {
+                size_t n = t->n_experts ? t->expert_numel : t->numel;
+                if (!model_bf16_only(&model, i, t->n_experts ? e : -1)) continue;
+                memset(s->only + t->offset + e * n, 1, n);
+                // Whatever of them stays (partial pages): NaN, so any read of it would show.
+                for (size_t j = 0; j < n; j++) s->params[t->offset + e * n + j] = NAN;
+            }
+        }
+    }
     double *partial_sums = calloc(mask->n + 1, sizeof *partial_sums);
     adamw_step opt = adamw_defaults();
     opt.lr = 1e-2;
@@ -87,7 +109,9 @@ static int run(const train_mask *mask, int partial, mo_precision prec, state *s)
 }
 
 static void state_free(state *s) {
-    free(s->params);
+    if (s->only) params_arena_free_sparse(&pt, s->params);
+    else free(s->params);
+    free(s->only);
     if (s->sparse) params_arena_free_sparse(&pt, s->grads), params_arena_free_sparse(&pt, s->m), params_arena_free_sparse(&pt, s->v);
     else free(s->grads), free(s->m), free(s->v);
 }
@@ -128,6 +152,27 @@ static void compare_masks(mo_precision prec, const char *const *masks, size_t n_
         }
         ck_assert_msg(moved, "--train %s: nothing trained", masks[k]);
         check_frozen_untouched(&mask, &b, masks[k]);
+        if (prec == MO_PRECISION_BF16) {  // the same with the frozen GEMM weights held as bf16 only
+            state c;
+            ck_assert_int_eq(run(&mask, 2, prec, &c), 0);
+            size_t dropped = 0;
+            for (size_t j = 0; j < pt.numel; j++) {
+                dropped += c.only[j];
+                if (!c.only[j])
+                    ck_assert_msg(!memcmp(&a.params[j], &c.params[j], sizeof(float)),
+                                  "--train %s, frozen weights in bf16 only: parameter %zu differs", masks[k], j);
+            }
+            for (size_t r = 0; r < mask.n; r++) {
+                size_t o = mask.r[r].offset, n = mask.r[r].length;
+                ck_assert_msg(!memcmp(a.m + o, c.m + o, n * sizeof(float)) && !memcmp(a.v + o, c.v + o, n * sizeof(float)),
+                              "--train %s, frozen weights in bf16 only: Adam moments differ", masks[k]);
+                for (size_t j = o; j < o + n; j++) ck_assert(!c.only[j]);
+            }
+            // Every mask but all leaves some GEMM weight frozen.
+            ck_assert_msg(dropped > 0 || !strcmp(masks[k], "all"), "--train %s: no frozen weight held as bf16 only",
+                          masks[k]);
+            state_free(&c);
+        }
         state_free(&a), state_free(&b);
         train_mask_free(&mask);
     }

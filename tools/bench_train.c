@@ -4,7 +4,8 @@
 // tokens, batch 8 x seq 256 unless --batch/--seq say otherwise: each step zeroes the
 // gradients, runs forward and backward (engine/model.h) and AdamW over what --train
 // selects (train/adamw.h; a mask that trains a part runs as `monolith train` runs it:
-// model_set_trainable and a sparse gradient arena). One warm-up step,
+// model_set_trainable and a sparse gradient arena; under --precision bf16 the frozen GEMM
+// weights are kept as bf16 only, model_bf16_hold_frozen, unless --frozen-fp32). One warm-up step,
 // then steps timed ones; the median step gives tokens/s and GFLOP/s. FLOPs per token are
 // counted the way the PyTorch peer does (scripts/peer_torch_moe.py): 6 x active parameters (every
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
@@ -48,7 +49,7 @@
 static const char usage[] =
     "usage: monolith bench train [--preset NAME] [--precision fp32|bf16] [--seq T] [--batch B] [--train MASK]\n"
     "                            [--recompute] [--steps N] [--set FIELD=VALUE]... [--shard-optimizer]\n"
-    "                            [--expert-parallel G] [--threads N] [--json]\n"
+    "                            [--expert-parallel G] [--frozen-fp32] [--threads N] [--json]\n"
     "\n"
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
     "model on random tokens, median of the timed steps after one warm-up, beside this machine's\n"
@@ -59,7 +60,10 @@ static const char usage[] =
     "  --seq T         tokens per sequence (default 256); past the preset's max_seq_len it raises\n"
     "                  max_seq_len to T (a field that changes no tensor's shape)\n"
     "  --batch B       sequences per step (default 8)\n"
-    "  --train MASK    what trains, as `monolith train --train` (default all): e.g. experts=0\n"
+    "  --train MASK    what trains, as `monolith train --train` (default all): e.g. experts=0;\n"
+    "                  with --precision bf16 the frozen GEMM weights are held as bf16 only\n"
+    "  --frozen-fp32   with --precision bf16 and --train: keep the frozen weights' fp32 values too\n"
+    "                  (the layout before bf16-only frozen weights, for comparison)\n"
     "  --recompute     keep only each layer's input; redo its forward in backward (less memory)\n"
     "  --steps N       timed steps after the warm-up (default 3, at most 50)\n"
     "  --set F=V       override a config field of the preset, e.g. --set n-experts=16 --set d-ff=256\n"
@@ -80,7 +84,7 @@ static int cmp_double(const void *a, const void *b) {
 
 typedef struct {
     mo_precision prec;
-    int steps, seq, batch, recompute, shard, ep;
+    int steps, seq, batch, recompute, shard, ep, frozen_fp32;
     const char *train;
     const char *sets[SETS_MAX];
     int n_sets;
@@ -106,8 +110,8 @@ static int take_train_flags(int *argc, char **argv, train_flags *f) {
     int n = 1;
     for (int i = 1; i < *argc; i++) {
         const char *a = argv[i], *v = NULL;
-        if (!strcmp(a, "--recompute") || !strcmp(a, "--shard-optimizer")) {
-            *(a[2] == 'r' ? &f->recompute : &f->shard) = 1;
+        if (!strcmp(a, "--recompute") || !strcmp(a, "--shard-optimizer") || !strcmp(a, "--frozen-fp32")) {
+            *(a[2] == 'r' ? &f->recompute : a[2] == 's' ? &f->shard : &f->frozen_fp32) = 1;
             continue;
         }
         int which = 0;
@@ -198,6 +202,16 @@ static double replicated_numel(const dist_opt *d) {
     return n;
 }
 
+// params_init_each's callback: tensor i's frozen GEMM weights to bf16 only.
+typedef struct {
+    mo_model *m;
+    float *params;
+} hold_ctx;
+static void hold_frozen(void *ctx, int i) {
+    hold_ctx *h = ctx;
+    model_bf16_hold_frozen(h->m, h->params, i);
+}
+
 int bench_train(int argc, char **argv) {
     bench_opts o;
     const char *preset;
@@ -241,18 +255,23 @@ int bench_train(int argc, char **argv) {
     train_mask mask = {0};
     dist_opt d = {0};
     int part = 0, sparse = 0;  // the mask trains a part; the gradient arena is sparse (one rank)
+    int held = 0;              // the frozen GEMM weights are held as bf16 only
     if (params_table_build(&pt, &c)) goto out;
     if (freeze_parse(&pt, fl.train, &mask)) goto out;
     part = !train_mask_is_all(&mask, &pt), sparse = (part && ranks == 1) || fl.ep > 1;
-    if (!(params = params_arena_alloc(&pt)) ||
+    // One process training a part in bf16: the frozen GEMM weights live in the model's
+    // bf16 copy alone (engine/model.h), set there tensor by tensor as they are made.
+    held = part && ranks == 1 && fl.ep <= 1 && prec == MO_PRECISION_BF16 && !fl.frozen_fp32;
+    if (!(params = held ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt)) ||
         !(grads = sparse ? params_arena_alloc_sparse(&pt) : params_arena_alloc(&pt)))
         goto out;
-    params_init(&pt, params, 1);
     if (dist_opt_init(&d, &pt, &mask, shard, fl.ep)) goto out;
     if (model_alloc_opts(&m, &pt, B, T, &mopts)) goto out;
     model_ok = 1;
     if (part && model_set_trainable(&m, train_mask_any, &mask)) goto out;
     if (model_set_precision(&m, prec)) goto out;
+    params_init_each(&pt, params, 1, held ? hold_frozen : NULL, &(hold_ctx){&m, params});
+    const size_t p_numel = pt.numel - (held ? model_bf16_only_numel(&m) : 0);  // the fp32 parameters held
     tokens = malloc(sizeof(int) * N);
     targets = malloc(sizeof(int) * N);
     if (!tokens || !targets) goto out;
@@ -317,7 +336,7 @@ int bench_train(int argc, char **argv) {
     // reached (before the rate measurements below, which allocate buffers of their own).
     // Gradients and moments of a mask that trains a part take memory only where it trains
     // (the frozen pages are never written).
-    const double MB = 1048576.0, p_bytes = (double)pt.numel * sizeof(float);
+    const double MB = 1048576.0, p_bytes = (double)p_numel * sizeof(float);
     double own = 0;  // what this rank trains: the mask, or under expert parallelism its own ranges
     for (size_t i = 0; i < d.n_own; i++) own += (double)d.own[i].length;
     const double g_bytes = (sparse ? own : (double)pt.numel) * sizeof(float);
@@ -349,8 +368,8 @@ int bench_train(int argc, char **argv) {
                ranks, d.shard ? "true" : "false", tok_s, tok_s * ranks, comm_share, sent_step, lo_bytes, pt.numel,
                d.ep, a2a_step, a2a_formula, dense_formula, rows_off[steps]);
         printf(", \"mem_params_mb\": %.1f, \"mem_grads_mb\": %.1f, \"mem_adam_mb\": %.1f, \"mem_activations_mb\": %.1f, "
-               "\"mem_bf16_mb\": %.1f, \"mem_computed_mb\": %.1f, \"peak_rss_mb\": %.1f",
-               p_bytes / MB, g_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB);
+               "\"mem_bf16_mb\": %.1f, \"mem_computed_mb\": %.1f, \"peak_rss_mb\": %.1f, \"frozen_bf16_only\": %d",
+               p_bytes / MB, g_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB, held);
         printf(", \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
                "\"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, \"sgemm_share\": %.3f, \"loss_first\": %.4f, "
                "\"loss_last\": %.4f}\n",
@@ -378,9 +397,10 @@ int bench_train(int argc, char **argv) {
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024): training at %.0f%% of it\n", sgemm,
                100 * gflops / sgemm);
         printf("  memory, same run      %.1f GB/s\n", membw);
-        printf("  step memory           %.0f MB computed = params %.0f + grads %.0f + AdamW m,v %.0f%s + activations %.0f"
+        printf("  step memory           %.0f MB computed = params %.0f%s + grads %.0f + AdamW m,v %.0f%s + activations %.0f"
                " + bf16 %.0f; peak RSS %.0f MB\n",
-               computed / MB, p_bytes / MB, g_bytes / MB, adam_bytes / MB, d.shard ? " (this rank's shard)" : "",
+               computed / MB, p_bytes / MB, held ? " (fp32 of what trains and of norms, router, embeddings; frozen GEMM "
+               "weights in the bf16 copy only)" : "", g_bytes / MB, adam_bytes / MB, d.shard ? " (this rank's shard)" : "",
                act_bytes / MB, bf_bytes / MB, peak / MB);
     }
     rc = 0;
@@ -390,7 +410,8 @@ out:
     train_mask_free(&mask);
     dist_opt_free(&d);
     free(tokens), free(targets);
-    free(params);
+    if (held) params_arena_free_sparse(&pt, params);
+    else free(params);
     if (sparse) params_arena_free_sparse(&pt, grads);
     else free(grads);
     params_table_free(&pt);

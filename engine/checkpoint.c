@@ -91,6 +91,11 @@ int ckpt_check_moments(const char *path, const float *m, const float *v, size_t 
 }
 
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena) {
+    return ckpt_read_tensors_each(f, group, pt, arena, NULL, NULL);
+}
+
+int ckpt_read_tensors_each(hid_t f, const char *group, const mo_param_table *pt, float *arena,
+                           int (*each)(void *ctx, int i), void *ctx) {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
         snprintf(path, sizeof path, "%s/%s", group, pt->t[i].name);
@@ -104,14 +109,15 @@ int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, floa
         float *x = arena + t->offset;
         if (t->no_grad && !h5_exists(f, path)) {
             memset(x, 0, t->numel * sizeof *x);  // a file from before router_bias: the bias it routed with, 0
-            continue;
+        } else {
+            if (h5_read_f32(f, path, x, t->rank, dims)) return -1;
+            for (size_t j = 0; j < t->numel; j++)
+                if (!isfinite(x[j]))
+                    return mo_errorf("%s: tensor /%s holds %s at flat index %zu; the checkpoint is corrupt or "
+                                     "training diverged",
+                                     h5_name(f), path, isnan(x[j]) ? "NaN" : "Inf", j);
         }
-        if (h5_read_f32(f, path, x, t->rank, dims)) return -1;
-        for (size_t j = 0; j < t->numel; j++)
-            if (!isfinite(x[j]))
-                return mo_errorf("%s: tensor /%s holds %s at flat index %zu; the checkpoint is corrupt or "
-                                 "training diverged",
-                                 h5_name(f), path, isnan(x[j]) ? "NaN" : "Inf", j);
+        if (each && each(ctx, i)) return -1;
     }
     return 0;
 }
@@ -296,8 +302,10 @@ err:
 }
 
 void ckpt_free(mo_checkpoint *ck) {
+    if (ck->sparse) params_arena_free_sparse(&ck->table, ck->params);
+    else free(ck->params);
     params_table_free(&ck->table);
-    free(ck->params);
+    ckpt_absent_free(&ck->absent);
     ckpt_experts_free(&ck->experts);
     ckpt_tokenizer_free(&ck->tokenizer);
     memset(ck, 0, sizeof *ck);
@@ -307,7 +315,7 @@ hid_t ckpt_create(const char *path, const mo_checkpoint *ck) {
     hid_t f = h5_create(path);
     if (f < 0) return -1;
     if (h5_set_format(f, MO_CKPT_FORMAT, MO_CKPT_VERSION) || config_write(f, "config", &ck->table.cfg) ||
-        ckpt_write_tensors(f, "model", &ck->table, ck->params) || ckpt_write_experts(f, &ck->experts) ||
+        ckpt_write_tensors_from(f, "model", &ck->table, ck->params, &ck->absent) || ckpt_write_experts(f, &ck->experts) ||
         ckpt_write_tokenizer(f, &ck->tokenizer)) {
         h5_abort(f, path);
         return -1;
@@ -323,7 +331,13 @@ int ckpt_save(const char *path, const mo_checkpoint *ck) {
 
 hid_t ckpt_open(const char *path) { return h5_open(path, MO_CKPT_FORMAT, MO_CKPT_VERSION); }
 
-int ckpt_load_from(hid_t f, mo_checkpoint *ck) {
+static int load_from(hid_t f, mo_checkpoint *ck, int with_data);
+
+int ckpt_load_from(hid_t f, mo_checkpoint *ck) { return load_from(f, ck, 1); }
+int ckpt_load_meta_from(hid_t f, mo_checkpoint *ck) { return load_from(f, ck, 0); }
+
+// with_data 0: everything but /model's values (checked, not read) into a sparse arena.
+static int load_from(hid_t f, mo_checkpoint *ck, int with_data) {
     memset(ck, 0, sizeof *ck);
     mo_config c;
     if (!h5_exists(f, "config")) return mo_errorf("%s: no /config group; not a complete checkpoint", h5_name(f));
@@ -334,8 +348,9 @@ int ckpt_load_from(hid_t f, mo_checkpoint *ck) {
         ckpt_free(ck);
         return -1;
     }
-    ck->params = params_arena_alloc(&ck->table);
-    if (!ck->params || ckpt_read_tensors(f, "model", &ck->table, ck->params) ||
+    ck->sparse = !with_data;
+    ck->params = with_data ? params_arena_alloc(&ck->table) : params_arena_alloc_sparse(&ck->table);
+    if (!ck->params || (with_data && ckpt_read_tensors(f, "model", &ck->table, ck->params)) ||
         check_no_extra(f, "model", &ck->table) ||
         ckpt_read_experts(f, &ck->experts, c.n_experts) || ckpt_read_tokenizer(f, &ck->tokenizer)) {
         ckpt_free(ck);

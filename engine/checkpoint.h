@@ -44,10 +44,32 @@ typedef struct {
     int64_t *special_ids;
 } mo_tokenizer_blob;
 
+// Ranges of an arena that a process does not hold in memory (zeros there): a fine-tune's
+// frozen weights kept as bf16 only, or the Adam moments of what it does not train
+// (docs/design.md section 10.1). A writer takes their values from the same tensors of the
+// checkpoint file `from`, which must hold what the process read when it dropped them:
+// `hash` (mo_hash of each range's float32 values, range after range) is compared while
+// they are copied, so a file replaced in between is refused, never half copied.
+typedef struct {
+    char *from;         // NULL: nothing absent
+    size_t *off, *len;  // sorted, disjoint, each inside one tensor
+    size_t n, cap;
+    uint64_t hash;
+} mo_absent;
+
+// Appends [off, off + len) (after every range before it), hashing `values` (its len
+// floats as read). Returns 0 or -1 (out of memory).
+int ckpt_absent_add(mo_absent *a, size_t off, size_t len, const float *values);
+// Sets the file the absent values are copied from (copied string). Returns 0 or -1.
+int ckpt_absent_source(mo_absent *a, const char *path);
+void ckpt_absent_free(mo_absent *a);
+
 // A loaded model: config, its parameter table and arena, and the metadata groups.
 typedef struct {
     mo_param_table table;  // table.cfg is the config
     float *params;         // arena of table.numel floats
+    int sparse;            // params is params_arena_alloc_sparse's (ckpt_load_meta)
+    mo_absent absent;      // ranges of params not held; /model writes copy them (mo_absent)
     mo_experts_meta experts;
     mo_tokenizer_blob tokenizer;
 } mo_checkpoint;
@@ -73,6 +95,11 @@ int ckpt_load(const char *path, mo_checkpoint *ck);
 hid_t ckpt_open(const char *path);
 // Loads from an open checkpoint file.
 int ckpt_load_from(hid_t f, mo_checkpoint *ck);
+// ckpt_load_from without reading /model's values (their shapes and storage are checked):
+// ck->params is a zero arena whose pages take memory only when written (ck->sparse), for a
+// caller that reads the tensors one at a time (ckpt_read_tensors_each) and keeps some of
+// them elsewhere. Returns 0 or -1 naming the file.
+int ckpt_load_meta_from(hid_t f, mo_checkpoint *ck);
 // ckpt_load_from plus the optimizer state of a training checkpoint: *m and *v newly
 // allocated arenas read from /optim/m and /optim/v (free with free()), or both NULL when
 // the file has no /optim. On failure nothing stays allocated. Returns 0 or -1.
@@ -99,6 +126,16 @@ int ckpt_check_tensors(hid_t f, const char *group, const mo_param_table *pt);
 // ckpt_check_tensors does) and refuses NaN/Inf. Returns 0, or -1 naming the file and
 // the tensor.
 int ckpt_read_tensors(hid_t f, const char *group, const mo_param_table *pt, float *arena);
+// ckpt_read_tensors calling each(ctx, i) right after tensor i is read and checked (each
+// NULL: none); a non-zero return stops the read with that error.
+int ckpt_read_tensors_each(hid_t f, const char *group, const mo_param_table *pt, float *arena,
+                           int (*each)(void *ctx, int i), void *ctx);
+// ckpt_write_tensors taking the ranges `a` lists (NULL or none: as ckpt_write_tensors)
+// from group `group` of a->from instead of `arena` (engine/checkpoint_absent.c). Returns
+// 0, or -1 naming both files when the source cannot be read or no longer holds the values
+// it held (a->hash).
+int ckpt_write_tensors_from(hid_t f, const char *group, const mo_param_table *pt, const float *arena,
+                            const mo_absent *a);
 // Adam's moments as read from `path`: every m finite, every v finite and >= 0 (a mean of
 // squares; a negative one makes the update's sqrt NaN). Returns 0, or -1 naming the file
 // and the first bad element.

@@ -4,6 +4,8 @@
 //     with bit-identical parameters and Adam state (same thread count);
 //   - a frozen slice is bit-identical after training while the trainable ones moved, and
 //     frozen Adam state stays zero;
+//   - a bf16 fine-tune holding its frozen weights as bf16 only writes the checkpoints of
+//     the one keeping their fp32 values, resumed too;
 //   - the NaN/Inf guard stops with a loadable checkpoint of the last good state;
 //   - bad options, missing or mismatched data and impossible sizes fail before any work
 //     (no run folder contents written);
@@ -11,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
+#include "kernels/bf16.h"
 #include "tests/testutil.h"
 #include "train/freeze.h"
 #include "train/rundir.h"
@@ -261,6 +264,70 @@ START_TEST(test_frozen_slice_unchanged) {
 }
 END_TEST
 
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    ck_assert(a && b);
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ck_assert_uint_eq(fwrite(buf, 1, n, b), n);
+    fclose(a), fclose(b);
+}
+
+// A bf16 fine-tune keeps its frozen GEMM weights as bf16 only (and, resumed, only the
+// trained moments): its checkpoints are bit for bit those of --frozen-fp32, which keeps
+// every fp32 weight (the frozen values copied from the file they were read from), stopped
+// and resumed too, with --keep 1 pruning the file read at the resume; a source file
+// replaced during the run is refused at the save, which writes nothing.
+START_TEST(test_bf16_frozen_held) {
+    if (!bf16_supported()) return;  // --precision bf16 refuses here
+    train_opts o = base_opts("HS");  // the starting point: every tensor trained a little
+    o.steps = 2, o.warmup = 1, o.save_every = 1, o.keep = 2;
+    stop_at = die_at = -1;
+    ck_assert_int_eq(run(&o), 0);
+    char rd[512], seed[600], seed1[600], copy[512];
+    path_in(rd, "HS");
+    rundir_ckpt_path(rd, 2, seed, sizeof seed);
+    rundir_ckpt_path(rd, 1, seed1, sizeof seed1);
+
+    train_opts f = base_opts("HA");
+    f.preset[0] = 0;
+    snprintf(f.init, sizeof f.init, "%s", seed);
+    snprintf(f.precision, sizeof f.precision, "bf16");
+    snprintf(f.train, sizeof f.train, "experts=1,norms");
+    f.steps = 8, f.frozen_fp32 = 1;
+    ck_assert_int_eq(run(&f), 0);
+    train_opts g = f;  // held
+    path_in(g.out, "HB");
+    g.frozen_fp32 = 0;
+    ck_assert_int_eq(run(&g), 0);
+    assert_same_final("HA", "HB", 8);
+    path_in(g.out, "HC");  // stopped after step 4, resumed; saves every 2, keeps 1
+    g.save_every = 2, g.keep = 1, stop_at = 4;
+    ck_assert_int_eq(run(&g), 1);
+    ck_assert_int_eq(resume("HC"), 0);
+    assert_same_final("HA", "HC", 8);
+
+    path_in(copy, "seed_copy.h5");
+    copy_file(seed, copy);
+    path_in(g.out, "HD");
+    snprintf(g.init, sizeof g.init, "%s", copy);
+    g.save_every = 0, stop_at = -1;
+    trainer *t = trainer_open(&g);
+    ck_assert_msg(t != NULL, "%s", mo_error());
+    ck_assert_msg(strstr(trainer_summary(t), "bf16 only"), "%s", trainer_summary(t));
+    copy_file(seed1, copy);  // other frozen values in the file the saves copy them from
+    ck_assert_int_eq(trainer_run(t, NULL), -1);
+    ck_assert_msg(strstr(mo_error(), "no longer holds") != NULL, "%s", mo_error());
+    trainer_close(t);
+    int64_t *steps;
+    int n;
+    path_in(rd, "HD");
+    ck_assert_int_eq(rundir_steps(rd, &steps, &n), 0);
+    ck_assert_int_eq(n, 0);
+    free(steps);
+}
+END_TEST
+
 START_TEST(test_nan_guard) {
     train_opts o = base_opts("N");
     setenv("MONOLITH_FAULT_NAN_STEP", "4", 1);
@@ -433,6 +500,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_exact);
     tcase_add_test(tc, test_resume_exact_routing);
     tcase_add_test(tc, test_frozen_slice_unchanged);
+    tcase_add_test(tc, test_bf16_frozen_held);
     tcase_add_test(tc, test_nan_guard);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
     tcase_add_test(tc, test_route_by_domain);

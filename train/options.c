@@ -65,6 +65,7 @@ static const opt_def opts[] = {
     {"shard-optimizer", OT_FLAG, F(shard_optimizer), 0, 0, 0, "under mpirun: each rank keeps AdamW's m and v of 1/N of the parameters (ZeRO-1)"},
     {"expert-parallel", OT_INT, F(expert_parallel), 0, 0, "G", "under mpirun: the experts of every MoE layer split over groups of G ranks, tokens sent to them (G divides the ranks and n_experts; 0 or 1: off)"},
     {"recompute", OT_FLAG, F(recompute), 0, 0, 0, "keep only each layer's input and redo its forward in backward (activation memory of about one layer; about one more forward of time)"},
+    {"frozen-fp32", OT_FLAG, F(frozen_fp32), 0, 0, 0, "with --precision bf16 and a --train mask: keep the frozen weights' fp32 values in memory too (by default they are kept as bf16 only and copied into checkpoints from the file they were read from)"},
 };
 #undef F
 #undef S

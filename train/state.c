@@ -17,13 +17,18 @@ static void fault_kill_in_save(int64_t step) {
 
 int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
                      const train_state *st, const char *options_ini) {
+    return train_state_save_from(path, ck, m, v, NULL, st, options_ini);
+}
+
+int train_state_save_from(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
+                          const mo_absent *mv_absent, const train_state *st, const char *options_ini) {
     hid_t f = ckpt_create(path, ck);
     if (f < 0) return -1;
     const mo_param_table *pt = &ck->table;
-    if (ckpt_write_tensors(f, "optim/m", pt, m)) goto err;
+    if (ckpt_write_tensors_from(f, "optim/m", pt, m, mv_absent ? &mv_absent[0] : NULL)) goto err;
     H5Fflush(f, H5F_SCOPE_GLOBAL);  // so the half-written .tmp really is on disk
     fault_kill_in_save(st->step);
-    if (ckpt_write_tensors(f, "optim/v", pt, v)) goto err;
+    if (ckpt_write_tensors_from(f, "optim/v", pt, v, mv_absent ? &mv_absent[1] : NULL)) goto err;
     const char *g = "train";
     if (h5_attr_set_i64(f, g, "step", st->step) || h5_attr_set_i64(f, g, "tokens_seen", st->tokens_seen) ||
         h5_attr_set_u64s(f, g, "rng_state", st->rng, 4) || h5_attr_set_i64(f, g, "loader_state_len", st->n_loader) ||
@@ -44,7 +49,21 @@ err:
     return -1;
 }
 
+static int state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st);
+
 int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st) {
+    return state_load(path, ck, m, v, st);
+}
+
+int train_state_load_meta(const char *path, mo_checkpoint *ck, train_state *st) {
+    return state_load(path, ck, NULL, NULL, st);
+}
+
+// m NULL: the tensors' values are not read (train_state_load_meta).
+static int state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st) {
+    float *no_m = NULL, *no_v = NULL;
+    const int with_data = m != NULL;
+    if (!with_data) m = &no_m, v = &no_v;
     memset(st, 0, sizeof *st);
     *m = *v = NULL;
     memset(ck, 0, sizeof *ck);
@@ -54,7 +73,10 @@ int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, 
         mo_errorf("%s: not a training checkpoint (no /train or /optim); start a new run from it with --init", path);
         goto err;
     }
-    if (ckpt_load_optim_from(f, ck, m, v)) goto err;
+    if (with_data ? ckpt_load_optim_from(f, ck, m, v)
+                  : ckpt_load_meta_from(f, ck) || ckpt_check_tensors(f, "optim/m", &ck->table) ||
+                        ckpt_check_tensors(f, "optim/v", &ck->table))
+        goto err;
     const char *g = "train";
     int64_t nl = 0;
     char kind[32];

@@ -33,10 +33,20 @@ typedef struct {
 int train_state_save(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
                      const train_state *st, const char *options_ini);
 
+// train_state_save with the ranges of m and v that mv_absent[0] and [1] list (NULL:
+// none) copied from the checkpoint they were read from (engine/checkpoint.h mo_absent).
+int train_state_save_from(const char *path, const mo_checkpoint *ck, const float *m, const float *v,
+                          const mo_absent *mv_absent, const train_state *st, const char *options_ini);
+
 // Loads a training checkpoint: ck as ckpt_load does, *m and *v newly allocated arenas
 // (free with free()) and `st`. Fails naming the file when /optim or /train is missing (a
 // checkpoint written by `monolith init` or extracted cannot be resumed: use --init).
 int train_state_load(const char *path, mo_checkpoint *ck, float **m, float **v, train_state *st);
+
+// train_state_load without reading the values of /model, /optim/m and /optim/v (their
+// shapes and storage are checked): ck->params is a sparse zero arena (ckpt_load_meta_from),
+// for a caller that reads the tensors one at a time (ckpt_read_tensors_each).
+int train_state_load_meta(const char *path, mo_checkpoint *ck, train_state *st);
 
 // The run.ini text stored as the /train attribute `options` of an open checkpoint file
 // (malloc'd, free()), or NULL when it has none (not written by monolith train) or it

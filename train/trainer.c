@@ -6,6 +6,7 @@
 #include "data/tokens.h"
 #include "engine/base/clock.h"
 #include "engine/base/error.h"
+#include "engine/base/h5io.h"
 #include "engine/base/hash.h"
 #include "engine/base/rng.h"
 #include "engine/checkpoint.h"
@@ -37,6 +38,11 @@ struct trainer {
     float *grads;            // arena of ck.table
     int sparse_grads;        // grads from params_arena_alloc_sparse (one process, a mask that trains a part)
     float *m, *v;            // resumed: the checkpoint's whole moments until allocate() hands them to dist
+    // A bf16 fine-tune of one process (held_load): the checkpoint's tensors are read one
+    // at a time after the model exists, its frozen GEMM weights kept as bf16 only and,
+    // resumed, the moments of what it does not train dropped (ck.absent, absent_mv).
+    char source[TRAIN_PATH_MAX + 32];  // the checkpoint read (--init or the resumed one); "" otherwise
+    mo_absent absent_mv[2];  // resumed under held_load: the untrained ranges of m and v
     dist_opt dist;           // AdamW state and the data-parallel step (train/dist.h; one rank: plain)
     int rank, ranks;         // engine/comm.h; only rank 0 writes files and calls the hooks
     double *mb_loss;         // [ranks * grad_accum * 5] loss terms of every micro-batch of a step
@@ -66,6 +72,7 @@ struct trainer {
     char *options_ini;       // run.ini text, stored in each checkpoint's /train
     run_lock lock;           // the run folder's, held from before its first change to the end
     int restart;             // --resume of a run that stopped before its first checkpoint
+    int resumed;             // --resume from a checkpoint (not a restart)
     char summary[TRAIN_PATH_MAX + 1024];
     char note[TRAIN_PATH_MAX + 512];
 };
@@ -236,6 +243,15 @@ static int check_memory(const mo_config *c, const train_opts *o, int full_moment
                                       "this run's parameters, Adam state, activations and per-thread BLAS buffers");
 }
 
+// A run whose checkpoint is read tensor by tensor once the model exists (allocate):
+// one process (no expert parallelism) training a part under --precision bf16, where
+// the frozen GEMM weights need no fp32 copy (docs/design.md section 10.1), unless
+// --frozen-fp32 asks to keep it.
+static int held_load(const train_opts *o) {
+    return !strcmp(o->precision, "bf16") && strcmp(o->train, "all") && !o->frozen_fp32 && comm_size() == 1 &&
+           o->expert_parallel <= 1;
+}
+
 // The model of a new run: --preset + overrides, or --init + overrides that keep shapes.
 static int build_model(trainer *t) {
     const train_opts *o = &t->o;
@@ -249,7 +265,15 @@ static int build_model(trainer *t) {
         snprintf(vocab, sizeof vocab, "%d", tok_vocab_size(t->tok));
         ov[n++] = (config_override){"vocab_size", vocab};
     } else {
-        if (ckpt_load(o->init, &t->ck)) return mo_errorf("--init: %s", mo_error());
+        if (held_load(o)) {
+            hid_t f = ckpt_open(o->init);
+            int rc = f < 0 || ckpt_load_meta_from(f, &t->ck);
+            if (f >= 0) h5_close(f);
+            if (rc) return mo_errorf("--init: %s", mo_error());
+            snprintf(t->source, sizeof t->source, "%s", o->init);
+        } else if (ckpt_load(o->init, &t->ck)) {
+            return mo_errorf("--init: %s", mo_error());
+        }
         c = t->ck.table.cfg;
     }
     for (int i = 0; i < o->n_overrides; i++) ov[n++] = (config_override){o->overrides[i].name, o->overrides[i].value};
@@ -268,6 +292,79 @@ static int build_model(trainer *t) {
                          o->init);
     t->ck.table.cfg = c;
     return 0;
+}
+
+// read_held's callbacks, one per tensor read.
+typedef struct {
+    trainer *t;
+    float *arena;     // the moments' arena (m or v) of the optim groups
+    mo_absent *absent;
+    int is_v;
+    size_t k;         // the first mask range not yet passed
+    const char *path;
+} held_ctx;
+
+// /model tensor i: its bf16-only parts (model_bf16_hold_frozen) listed as absent first.
+static int held_weights(void *ctx, int i) {
+    held_ctx *h = ctx;
+    trainer *t = h->t;
+    const mo_tensor *x = &t->ck.table.t[i];
+    const int n = x->n_experts && t->model.trains && t->model.trains[i] ? x->n_experts : 1;
+    const size_t len = n > 1 ? x->expert_numel : x->numel;
+    for (int e = 0; e < n; e++) {
+        const size_t o = x->offset + (size_t)e * len;
+        if (model_bf16_only(&t->model, i, n > 1 ? e : -1) && ckpt_absent_add(&t->ck.absent, o, len, t->ck.params + o))
+            return -1;
+    }
+    model_bf16_hold_frozen(&t->model, t->ck.params, i);
+    return 0;
+}
+
+// /optim/m or v tensor i: what the mask does not train is listed as absent and dropped.
+static int held_moments(void *ctx, int i) {
+    held_ctx *h = ctx;
+    const train_mask *mask = &h->t->mask;
+    const mo_tensor *x = &h->t->ck.table.t[i];
+    const size_t end = x->offset + x->numel;
+    if (h->is_v)
+        for (size_t j = x->offset; j < end; j++)
+            if (!(h->arena[j] >= 0))
+                return mo_errorf("%s: Adam's second moment /optim/v/%s is %g at element %zu, not >= 0; the optimizer "
+                                 "state is damaged (start from its weights with --init instead)",
+                                 h->path, x->name, (double)h->arena[j], j - x->offset);
+    size_t at = x->offset;
+    for (;; h->k++) {  // mask ranges are sorted and each lies inside one tensor
+        const int in = h->k < mask->n && mask->r[h->k].offset < end;
+        const size_t stop = in ? mask->r[h->k].offset : end;
+        if (stop > at) {
+            if (ckpt_absent_add(h->absent, at, stop - at, h->arena + at)) return -1;
+            params_arena_release(h->arena, at, stop - at);
+        }
+        if (!in) break;
+        at = mask->r[h->k].offset + mask->r[h->k].length;
+    }
+    return 0;
+}
+
+// Reads the tensors of t->source that ckpt_load_meta_from left out: the weights, with
+// the frozen GEMM weights going to the model's bf16 copy alone, and when resumed the
+// moments, of which only the trained ranges stay. What is dropped is listed (with its
+// hash) for the saves, which copy it from the newest checkpoint.
+static int read_held(trainer *t) {
+    hid_t f = ckpt_open(t->source);
+    if (f < 0) return -1;
+    held_ctx h = {.t = t, .path = t->source};
+    int rc = ckpt_read_tensors_each(f, "model", &t->ck.table, t->ck.params, held_weights, &h) ||
+             ckpt_absent_source(&t->ck.absent, t->source);
+    const int resumed = t->resumed;
+    for (int g = 0; g < 2 && resumed && !rc; g++) {
+        h = (held_ctx){.t = t, .arena = g ? t->dist.v : t->dist.m, .absent = &t->absent_mv[g], .is_v = g,
+                       .path = t->source};
+        rc = ckpt_read_tensors_each(f, g ? "optim/v" : "optim/m", &t->ck.table, h.arena, held_moments, &h) ||
+             ckpt_absent_source(&t->absent_mv[g], t->source);
+    }
+    h5_close(f);
+    return rc ? -1 : 0;
 }
 
 // Allocates the arenas, the model and the batch buffers; checks memory.
@@ -321,6 +418,7 @@ static int allocate(trainer *t) {
     if (part && model_set_trainable(&t->model, train_mask_any, &t->mask)) return -1;
     mo_precision prec;
     if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
+    if (t->ck.sparse && read_held(t)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);
     return 0;
 }
@@ -375,8 +473,9 @@ static int open_resume(trainer *t, const train_opts *cli) {
     char path[TRAIN_PATH_MAX + 32];
     rundir_ckpt_path(dir, steps[n - 1], path, sizeof path);
     free(steps);
-    if (train_state_load(path, &t->ck, &t->m, &t->v, &t->st))
+    if (held_load(&t->o) ? train_state_load_meta(path, &t->ck, &t->st) : train_state_load(path, &t->ck, &t->m, &t->v, &t->st))
         return mo_errorf("--resume: %s (delete that file to resume from the checkpoint before it)", mo_error());
+    if (held_load(&t->o)) snprintf(t->source, sizeof t->source, "%s", path);
     if (t->st.sched.total != t->o.steps)
         return mo_errorf("--resume: %s is from a run of %lld steps but %s says %lld", path,
                          (long long)t->st.sched.total, ini, (long long)t->o.steps);
@@ -563,6 +662,7 @@ trainer *trainer_open(const train_opts *cli) {
     if (check_same_inputs(t)) goto err;
     if (!resume && !t->restart && t->ranks > 1 && t->rank == 0 && claim_new_folder(t)) goto err;
     if (o->route_by_domain && route_map(&t->ck.experts, c->n_experts, o->n_data, t->names, t->expert_of)) goto err;
+    t->resumed = resume;
     if (allocate(t)) goto err;
     if (resume) {
         if (set_loader_state(t->ld, t->st.loader, t->st.n_loader)) goto err;
@@ -614,6 +714,14 @@ trainer *trainer_open(const train_opts *cli) {
              t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, ranks, o->grad_accum, o->batch,
              o->seq, resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, ranks,
              threads_count(), t->dist.shard ? ", optimizer sharded" : ep, o->out);
+    const size_t held = model_bf16_only_numel(&t->model);
+    if (t->ck.sparse && held) {
+        size_t k = strlen(t->summary);
+        snprintf(t->summary + k, sizeof t->summary - k,
+                 "; frozen GEMM weights kept as bf16 only (%zu parameters, %zu MB of fp32 not held; checkpoints copy "
+                 "their values from %s, then from the newest checkpoint)",
+                 held, held * sizeof(float) >> 20, t->source);
+    }
     return t;
 err:
     trainer_close(t);
@@ -635,6 +743,7 @@ void trainer_close(trainer *t) {
     if (t->sparse_grads) params_arena_free_sparse(&t->ck.table, t->grads);  // before the table goes
     else free(t->grads);
     ckpt_free(&t->ck);
+    ckpt_absent_free(&t->absent_mv[0]), ckpt_absent_free(&t->absent_mv[1]);
     dist_opt_free(&t->dist);
     free(t->m), free(t->v), free(t->mb_loss), free(t->tokens), free(t->targets), free(t->window);
     free(t->domain), free(t->forced), free(t->val_loss), free(t->val_tokens), free(t->val_counts), free(t->counts), free(t->options_ini);
@@ -707,7 +816,7 @@ static int save(trainer *t, const train_hooks *h) {
         if (dist_gather_moments(&t->dist, m, v)) return free(m), free(v), -1;
     }
     if (t->rank != 0) return 0;
-    int rc = train_state_save(path, &t->ck, m, v, &t->st, t->options_ini);
+    int rc = train_state_save_from(path, &t->ck, m, v, t->absent_mv, &t->st, t->options_ini);
     if (t->dist.shard) free(m), free(v);
     if (rc) {
         // Disk full, quota, I/O error: the save left nothing behind (h5_finish), so say
@@ -729,6 +838,11 @@ static int save(trainer *t, const train_hooks *h) {
         free(steps);
         return -1;
     }
+    // What this run does not hold is copied from the newest checkpoint from now on (the
+    // file read at the start may be pruned, or be replaced by the user).
+    if (t->ck.absent.n && ckpt_absent_source(&t->ck.absent, path)) return -1;
+    for (int g = 0; g < 2; g++)
+        if (t->absent_mv[g].n && ckpt_absent_source(&t->absent_mv[g], path)) return -1;
     if (rundir_link_latest(t->o.out, t->st.step) || rundir_prune(t->o.out, t->o.keep)) return -1;
     if (h && h->on_save) h->on_save(h->ctx, path, t->st.step);
     return 0;

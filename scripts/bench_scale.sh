@@ -22,7 +22,9 @@
 #                                fp32, and fp32 / 8-bit decode against the read rate measured
 #                                right after each run (median of --decode-runs runs)
 #                      big       the 2.07B-parameter MoE, one expert fine-tuned: its peak
-#                                memory (about 9 GB and a few minutes; also --big)
+#                                memory (about 9 GB and a few minutes; also --big), and
+#                                with AVX512_BF16 the same under --precision bf16, whose
+#                                frozen weights are kept as bf16 only (about 5 GB)
 #   --threads N      threads for every program (default 2)
 #   --rounds R       alternating rounds of each comparison (default 2)
 #   --long-rounds R  rounds of the shapes from seq 2048 on, 8192 included (default 1: the
@@ -112,10 +114,15 @@ if run_part finetune; then
   done
 fi
 if run_part big; then
+  big=(--batch 1 --seq 256 --steps 1 --train experts=0 --set d-model=1024 --set n-layers=16 --set n-heads=16
+       --set n-kv-heads=4 --set head-dim=64 --set n-experts=40 --set d-ff=1024
+       --set moe-layers=1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1)
   say "the 2.07B MoE, --train experts=0, batch 1 x 256"
-  train --batch 1 --seq 256 --steps 1 --train experts=0 --set d-model=1024 --set n-layers=16 --set n-heads=16 \
-    --set n-kv-heads=4 --set head-dim=64 --set n-experts=40 --set d-ff=1024 \
-    --set moe-layers=1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 >"$out/big.json"
+  train "${big[@]}" >"$out/big.json"
+  if grep -q avx512_bf16 /proc/cpuinfo; then  # the frozen weights as bf16 only
+    say "the 2.07B MoE, --train experts=0, --precision bf16"
+    train "${big[@]}" --precision bf16 >"$out/big_bf16.json"
+  fi
 fi
 
 # ---------------------------------------------------------------- decode against the read rate
@@ -188,6 +195,11 @@ if "big" in parts and os.path.exists(os.path.join(out, "big.json")):
     b = load(os.path.join(out, "big.json"))
     row("2.07B MoE, `--train experts=0`, 1 x 256: peak memory", f"{b['peak_rss_mb']:.0f} MB",
         "runs in 24 GB", b["peak_rss_mb"] < 24 * 1024)
+    if os.path.exists(os.path.join(out, "big_bf16.json")):
+        h = load(os.path.join(out, "big_bf16.json"))
+        row("2.07B MoE, `--train experts=0 --precision bf16` (frozen weights bf16 only): peak memory, tokens/s "
+            "(fp32's)", f"{h['peak_rss_mb']:.0f} MB, {h['train_tok_s']:.1f} ({b['train_tok_s']:.1f})",
+            "runs in 24 GB", h["peak_rss_mb"] < 24 * 1024)
 if "kernels" in parts and ref:
     f32, bf = ref["monolith"]["fp32"], ref["monolith"].get("bf16", [])
     share = med([x["gflops"] / x["sgemm_gflops"] for x in f32])

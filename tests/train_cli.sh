@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # train_cli.sh: `monolith train` and `monolith eval` from the command line: one-line
 # errors with exit status 2 (usage) or 1 (failure) before any work, a short run, eval's
-# per-domain loss and routing matrix (JSON: shares sum to 1), and the plots.
+# per-domain loss and routing matrix (JSON: shares sum to 1), a bf16 fine-tune holding its
+# frozen weights as bf16 only, and the plots.
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -71,6 +72,17 @@ for d, layers in r["routing_share"].items():
     for row in layers.values():
         assert len(row) == 4 and abs(sum(row) - 1) < 1e-3, row
 PY
+# A bf16 fine-tune from it keeps its frozen weights as bf16 only and writes, readable by
+# h5py, the checkpoint of --frozen-fp32 (which keeps their fp32 values) bit for bit.
+if grep -q avx512_bf16 /proc/cpuinfo && $py -c 'import h5py' 2>/dev/null; then
+  ft=(--init "$tmp/run/latest.h5" --data "code=$tmp/code.h5" --steps 3 --batch 2 --seq 32 --warmup 1 --eval-every 0
+      --eval-batches 1 --threads 2 --precision bf16 --train experts=1,norms)
+  "$bin" train "${ft[@]}" --out "$tmp/held" 2>"$tmp/log" || fail "bf16 fine-tune: $(cat "$tmp/log")"
+  grep -q "kept as bf16 only" "$tmp/log" || fail "bf16 fine-tune: no bf16-only note in: $(head -2 "$tmp/log")"
+  "$bin" train "${ft[@]}" --frozen-fp32 --out "$tmp/fp32" 2>"$tmp/log" || fail "--frozen-fp32: $(cat "$tmp/log")"
+  $py "$src/tests/same_checkpoint.py" "$tmp/held/latest.h5" "$tmp/fp32/latest.h5" --train ||
+    fail "bf16 fine-tune: its checkpoint differs from --frozen-fp32's"
+fi
 "$bin" eval --checkpoint "$tmp/run/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 | grep -q "routing share" ||
   fail "eval tables"
 # Without --seq, eval scores windows of the run's own --seq (32, from /train), and says so.

@@ -3,7 +3,8 @@
 // The norm is over the trainable ranges only (a frozen parameter's gradient neither
 // counts nor changes), summed in double. Each range's sum of squares is computed in
 // parallel into `partial[r]` and the partials are added in range order, so the result
-// is the same for any thread count.
+// is the same for any thread count (and SIMD level: kernels/sumsq.h fixes the order
+// of each range's sum).
 #ifndef MONOLITH_CLIP_H
 #define MONOLITH_CLIP_H
 

@@ -53,6 +53,9 @@ void ref_cross_entropy_backward(double *dlogits, const double *logits, const int
 void ref_topk_forward(int *idx, double *val, const double *x, int n, int E, int k);
 void ref_topk_backward(double *dx, const double *dval, const int *idx, int n, int E, int k);
 
+// sumsq.h: the plain sum of squares, one accumulator (the kernel's lanes only reorder it)
+double ref_sumsq(const double *x, size_t n);
+
 // residual.h
 void ref_residual_forward(double *out, const double *a, const double *b, size_t n);
 void ref_residual_backward(double *da, double *db, const double *dout, size_t n);

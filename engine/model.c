@@ -380,12 +380,15 @@ static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int a
 static mo_lin lin_x_dw(const mo_model *m, const float *dW, mo_bf16 *scratch, const float *x, size_t n) {
     return dW ? lin_x(m, scratch, x, n) : (mo_lin){x, NULL};
 }
-static void lin_backward(float *dx, float *dW, mo_lin dy, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
+// dW is written instead (beta 0) when the model's backward sets the gradients
+// (model_backward_first).
+static void lin_backward(const mo_model *m, float *dx, float *dW, mo_lin dy, mo_lin x, mo_lin W, int M, int N, int K,
+                         int acc) {
     if (dy.b) {
-        if (dW) matmul_bf16_tn(dW, dy.b, x.b, N, K, M, 1);
+        if (dW) matmul_bf16_tn(dW, dy.b, x.b, N, K, M, !m->dw_set);
         matmul_bf16_nn(dx, dy.b, W.b, M, K, N, acc);
     } else {
-        if (dW) matmul_tn(dW, dy.f, x.f, N, K, M, 1);
+        if (dW) matmul_tn(dW, dy.f, x.f, N, K, M, !m->dw_set);
         matmul_nn(dx, dy.f, W.f, M, K, N, acc);
     }
 }
@@ -580,7 +583,7 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     float *dw1 = G(id->w1), *dw3 = G(id->w3), *dw2 = G(id->w2);
     dw1 = dw1 ? dw1 + at : NULL, dw3 = dw3 ? dw3 + at : NULL, dw2 = dw2 ? dw2 + at : NULL;
     const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
-    const mo_ffn_grads g = {dw1, dw3, dw2, some};
+    const mo_ffn_grads g = {dw1, dw3, dw2, some, m->dw_set};
     mo_ffn_weights w = experts_from(m, params, id, first);
     float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
     const int *xrow = NULL;
@@ -627,7 +630,7 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
     if (!id->is_moe) {
         mo_ffn_weights w = ffn_weights(m, params, id->ffn_w1, id->ffn_w3, id->ffn_w2, 0);
         mo_ffn_rows r = ffn_rows(m, all_rows, 1, c->d_ff_dense, L->h1, L->h3);
-        mo_ffn_grads g = {G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), NULL};
+        mo_ffn_grads g = {G(id->ffn_w1), G(id->ffn_w3), G(id->ffn_w2), NULL, m->dw_set};
         ffn_backward(dmo, dy, L->m, &w, &r, &g, 0);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
@@ -637,7 +640,7 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
         if (sh) {
             mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);
             mo_ffn_rows rs = ffn_rows(m, all_rows, 1, sh, L->sh1, L->sh3);
-            mo_ffn_grads gs = {G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), NULL};
+            mo_ffn_grads gs = {G(id->shared_w1), G(id->shared_w3), G(id->shared_w2), NULL, m->dw_set};
             ffn_backward(dmo, dy, L->m, &ws, &rs, &gs, 1);
         }
         double daux = (double)loss_scale * c->aux_coef / m->n_moe, dz = (double)loss_scale * c->z_coef / m->n_moe;
@@ -659,7 +662,7 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     const int qd = nh * hd, kvd = nkv * hd;
     float *dy = m->dres;
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
-    lin_backward(m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d),
+    lin_backward(m, m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d),
                  lin_x_dw(m, G(id->wo), m->bx, L->o, (size_t)N * qd), lin_w(m, params, id->wo), N, d, qd, 0);
     attention_backward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse}, m->dout, m->dq, m->dk,
                        m->dv);
@@ -669,9 +672,9 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     float *da = m->dnorm;
     const float *any_dw = G(id->wq) ? G(id->wq) : G(id->wk) ? G(id->wk) : G(id->wv);
     const mo_lin a = lin_x_dw(m, any_dw, m->bx, L->a, (size_t)N * d);
-    lin_backward(da, G(id->wq), lin_x(m, m->bg, m->dq, (size_t)N * qd), a, lin_w(m, params, id->wq), N, qd, d, 0);
-    lin_backward(da, G(id->wk), lin_x(m, m->bg, m->dk, (size_t)N * kvd), a, lin_w(m, params, id->wk), N, kvd, d, 1);
-    lin_backward(da, G(id->wv), lin_x(m, m->bg, m->dv, (size_t)N * kvd), a, lin_w(m, params, id->wv), N, kvd, d, 1);
+    lin_backward(m, da, G(id->wq), lin_x(m, m->bg, m->dq, (size_t)N * qd), a, lin_w(m, params, id->wq), N, qd, d, 0);
+    lin_backward(m, da, G(id->wk), lin_x(m, m->bg, m->dk, (size_t)N * kvd), a, lin_w(m, params, id->wk), N, kvd, d, 1);
+    lin_backward(m, da, G(id->wv), lin_x(m, m->bg, m->dv, (size_t)N * kvd), a, lin_w(m, params, id->wv), N, kvd, d, 1);
     rmsnorm_backward(m->dres, G(id->attn_norm), da, L->x_attn, P(id->attn_norm), L->a_rstd, N, d);
 }
 
@@ -682,7 +685,7 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
     cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
     // doutput [V, d] += dl^T hf; dhf = dl output
-    lin_backward(m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
+    lin_backward(m, m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
                  lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V,
                  d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
@@ -704,4 +707,20 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     float *demb = G(m->pt->tok_embeddings);
     if (demb) embedding_backward(demb, m->dres, m->tokens, N, d);
     return 0;
+}
+
+int model_backward_first(mo_model *m, const float *params, float *grads, float loss_scale) {
+    const mo_param_table *pt = m->pt;
+    if (m->trains || m->ep.size > 1) {
+        memset(grads, 0, pt->numel * sizeof *grads);
+        return model_backward(m, params, grads, loss_scale);
+    }
+    // Every tensor of a bf16 kind is a GEMM operand whose gradient one product makes
+    // whole (an expert with no rows: the grouped product zeroes its slice).
+    for (int i = 0; i < pt->n; i++)
+        if (!bf16_kind(pt->t[i].kind)) memset(grads + pt->t[i].offset, 0, pt->t[i].numel * sizeof *grads);
+    m->dw_set = 1;
+    int rc = model_backward(m, params, grads, loss_scale);
+    m->dw_set = 0;
+    return rc;
 }

@@ -91,6 +91,7 @@ typedef struct {
     unsigned char *expert_trains;  // [pt->n * E]: of an expert-stacked tensor, 1 per expert slice that trains
     unsigned char *need_attn, *need_ffn;  // [n_layers]: the block's backward is needed (it or a block below trains)
     int wb_frozen_ready;           // bf16: the frozen tensors' bf16 copies are current
+    int dw_set;                    // inside model_backward_first: GEMM weight gradients are written, not added
 
     double ce, aux, z, loss;  // of the last forward
     double router_ce;         // of the last forward: mean over MoE layers of router_ce (0: none forced)
@@ -215,5 +216,13 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
 // 1/n_micro and zeroing is one memset. Overwrites m->logits and the h1/h3 caches.
 // Returns 0 (the int is kept for errors a later change may add).
 int model_backward(mo_model *m, const float *params, float *grads, float loss_scale);
+
+// model_backward into an arena that holds no values yet (a step's first micro-batch):
+// the same bits as zeroing `grads` and then model_backward, without the pass over the
+// whole arena. The GEMMs that make the weight gradients write them (beta 0, so each
+// product's zeroing happens in cache right before it) and only the other tensors (norms,
+// router, embedding) are zeroed first. With a trainable mask or expert parallelism, where
+// some gradients are not made here, it zeroes the whole arena first and runs model_backward.
+int model_backward_first(mo_model *m, const float *params, float *grads, float loss_scale);
 
 #endif

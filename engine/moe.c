@@ -154,18 +154,18 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     if (g->dw2) {
         for (int q = 0; q < G; q++)  // recomputed instead of kept per layer
             if (span_at(&trained, q, &s, &e)) swiglu_forward(r->act + s, h1 + s, h3 + s, e - s);
-        matmul_grouped_tn_some(g->dw2, dys, r->act, offs, G, dm, f, 1, g->dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
+        matmul_grouped_tn_some(g->dw2, dys, r->act, offs, G, dm, f, !g->dw_set, g->dw_groups);  // dw2_g [dm, f] += dys_g^T act_g
     }
     for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
     if (matmul_small_use(MATMUL_SMALL_TN, f, dm, 0)) {  // fine-grained: one pass over xs, one over dxs
         const matmul_rows map = {r->xrow, r->xdiv};
-        matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, &map, offs, G, f, dm, 1, g->dw_groups);
+        matmul_small_grouped_tn2_some(g->dw1, g->dw3, h1, h3, xs, &map, offs, G, f, dm, !g->dw_set, g->dw_groups);
         if (dxs) matmul_small_grouped_nn_sum(dxs, h1, w->w1, h3, w->w3, offs, G, dm, f, acc);
         return;
     }
-    if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, 1, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
-    if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, 1, g->dw_groups);
+    if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, !g->dw_set, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
+    if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, !g->dw_set, g->dw_groups);
     if (!dxs) return;
     matmul_grouped_nn(dxs, h1, w->w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     matmul_grouped_nn(dxs, h3, w->w3, offs, G, dm, f, 1);
@@ -198,16 +198,16 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
         for (int q = 0; q < G; q++)
             if (span_at(&trained, q, &s, &e)) swiglu_forward(r->act + s, h1 + s, h3 + s, e - s);
         bf16_from_f32(w->s1, r->act, rf);
-        matmul_bf16_grouped_tn_some(g->dw2, w->s0, w->s1, offs, G, dm, f, 1, g->dw_groups);  // dw2_g += dys_g^T act_g
+        matmul_bf16_grouped_tn_some(g->dw2, w->s0, w->s1, offs, G, dm, f, !g->dw_set, g->dw_groups);  // dw2_g += dys_g^T act_g
     }
     for (int q = 0; q < G; q++)  // h1, h3 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward(h1 + s, h3 + s, r->dact + s, h1 + s, h3 + s, e - s);
     bf16_from_f32(w->s0, xs, rd);                   // dys is used up (dxs may alias it)
     bf16_from_f32(w->s1, h1, rf);
-    if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);  // dw1_g += dh1_g^T xs_g
+    if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, w->s0, offs, G, f, dm, !g->dw_set, g->dw_groups);  // dw1_g += dh1_g^T xs_g
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
     bf16_from_f32(w->s1, h3, rf);
-    if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s1, w->s0, offs, G, f, dm, 1, g->dw_groups);
+    if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s1, w->s0, offs, G, f, dm, !g->dw_set, g->dw_groups);
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
 }
 

@@ -75,12 +75,13 @@ int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm);
 // says 0 the backward needs gathered rows (mo_ffn_rows.xrow NULL).
 int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm);
 
-// The weight gradients a backward ACCUMULATES into: dw1, dw3, dw2 (any may be NULL:
+// The weight gradients a backward ACCUMULATES into (or writes, dw_set): dw1, dw3, dw2 (any may be NULL:
 // frozen); dw_groups[G] marks the groups whose weight gradients are wanted (NULL: all): a
 // frozen expert's slices are neither computed nor written.
 typedef struct {
     float *dw1, *dw3, *dw2;
     const unsigned char *dw_groups;
+    int dw_set;  // 1: write the weight gradients (beta 0) instead of adding to them (model_backward_first)
 } mo_ffn_grads;
 
 // SwiGLU FFN: ys = (silu(xs w1_g^T) * (xs w3_g^T)) w2_g^T per group; writes ys[R, dm]

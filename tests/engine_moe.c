@@ -87,7 +87,7 @@ START_TEST(test_sorted_path_matches_per_token_loop) {
     float *dw2 = calloc((size_t)E * d * f, sizeof(float));
     mo_ffn_weights fw = {.w1 = w1, .w3 = w3, .w2 = w2};  // fp32
     mo_ffn_rows fr = {offs, E, f, d, h1, h3, act, dact, NULL, 1};
-    mo_ffn_grads fg = {dw1, dw3, dw2, NULL};
+    mo_ffn_grads fg = {dw1, dw3, dw2, NULL, 0};
     moe_gather(xs, x, &disp, E, k, d);
     ffn_forward(ys, xs, &fw, &fr, 0);
     moe_combine(y, ys, gates, &disp, N, k, d);

@@ -1,11 +1,12 @@
 // bench_train.c: `monolith bench train`, the throughput of full training steps.
 //
 // A randomly initialized model of a preset (bench-S by default) trains on random
-// tokens, batch 8 x seq 256 unless --batch/--seq say otherwise: each step zeroes the
-// gradients, runs forward and backward (engine/model.h) and AdamW over what --train
-// selects (train/adamw.h; a mask that trains a part runs as `monolith train` runs it:
-// model_set_trainable and a sparse gradient arena; under --precision bf16 the frozen GEMM
-// weights are kept as bf16 only, model_bf16_hold_frozen, unless --frozen-fp32). One warm-up step,
+// tokens, batch 8 x seq 256 unless --batch/--seq say otherwise: each step runs forward,
+// a backward that sets the gradients (model_backward_first, as `monolith train`'s first
+// micro-batch) and AdamW over what --train selects (train/adamw.h; a mask that trains a
+// part runs as `monolith train` runs it: model_set_trainable and a sparse gradient arena,
+// zeroed where it trains; under --precision bf16 the frozen GEMM weights are kept as bf16
+// only, model_bf16_hold_frozen, unless --frozen-fp32). One warm-up step,
 // then steps timed ones; the median step gives tokens/s and GFLOP/s. FLOPs per token are
 // counted the way the PyTorch peer does (scripts/peer_torch_moe.py): 6 x active parameters (every
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
@@ -296,9 +297,9 @@ int bench_train(int argc, char **argv) {
         if (s == 1) lo_tx0 = loopback_tx_bytes();
         comm_reset_stats();
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
-        if (sparse) dist_zero_grads(&d, grads);
-        else memset(grads, 0, pt.numel * sizeof *grads);
-        if (model_forward(&m, params, tokens, targets) || model_backward(&m, params, grads, 1.0f / (float)ranks))
+        if (sparse) dist_zero_grads(&d, grads);  // else backward sets them: model_backward_first
+        if (model_forward(&m, params, tokens, targets) ||
+            (sparse ? model_backward : model_backward_first)(&m, params, grads, 1.0f / (float)ranks))
             goto out;
         int err;
         st.t = s + 1;

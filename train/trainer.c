@@ -935,7 +935,12 @@ static int micro_batches(trainer *t) {
         // The step is refused below; nothing else to compute (expert parallel: backward's
         // exchanges are collective, so every rank goes on).
         if (!isfinite(m->loss) && t->o.expert_parallel <= 1) return 0;
-        if (model_backward(&t->model, t->ck.params, t->grads, 1.0f / (float)AG)) return -1;
+        // The first micro-batch sets the gradients (model_backward_first), the others add;
+        // a sparse arena was zeroed where it trains (dist_zero_grads) and only adds.
+        const float scale = 1.0f / (float)AG;
+        if (a == 0 && !t->sparse_grads ? model_backward_first(&t->model, t->ck.params, t->grads, scale)
+                                       : model_backward(&t->model, t->ck.params, t->grads, scale))
+            return -1;
         for (int l2 = 0; l2 < t->n_moe; l2++) {
             const mo_router_stats *rs = &t->model.layer[t->moe_layer[l2]].stats;
             for (int e = 0; e < E; e++) t->counts[(size_t)l2 * E + e] += rs->counts[e];
@@ -972,8 +977,9 @@ int trainer_run(trainer *t, const train_hooks *h) {
         get_loader_state(t->ld, loader_before, &n_before);
         const mo_rng noise_before = t->noise;
         double lr = lr_schedule_at(&t->sched, t->st.step);
-        if (t->sparse_grads) dist_zero_grads(&t->dist, t->grads);  // frozen (or other ranks') gradients are never read
-        else memset(t->grads, 0, numel * sizeof(float));
+        // Frozen (or other ranks') gradients are never read; a dense arena is set by the
+        // first micro-batch's backward (model_backward_first), not zeroed here.
+        if (t->sparse_grads) dist_zero_grads(&t->dist, t->grads);
         memset(t->counts, 0, (size_t)t->n_moe * E * sizeof *t->counts);
         memset(t->drops, 0, (size_t)t->n_moe * 2 * sizeof *t->drops);
         if (micro_batches(t)) goto fail;

@@ -1,10 +1,13 @@
 // swiglu.c: SiLU and SwiGLU, scalar and SIMD (AVX2, AVX-512), forward and backward.
-// Each SIMD version handles whole vectors and hands the tail to the scalar version.
+// Each SIMD version handles whole vectors and hands the tail to the scalar version;
+// large calls run on every thread (below).
 #include "kernels/swiglu.h"
 
+#include "kernels/simd.h"
 #include "kernels/simd_math.h"
 
 #include <math.h>
+#include <omp.h>
 
 // ---------------------------------------------------------------------------- scalar
 
@@ -139,12 +142,60 @@ static MO_TARGET_AVX2 void swiglu_bwd_avx2(float *da, float *db, const float *do
 
 // ---------------------------------------------------------------------------- dispatch
 
-void silu_forward(float *out, const float *x, size_t n) { MO_SIMD_DISPATCH(silu_fwd, out, x, n); }
+// One of the four ops over elements [lo, lo + n) of its arrays.
+typedef enum { SILU_FWD, SILU_BWD, SWIGLU_FWD, SWIGLU_BWD } op_kind;
+typedef struct {
+    op_kind op;
+    float *out, *out2;             // out, or dx / da; db
+    const float *in, *in2, *in3;   // x; dout, x; a, b; dout, a, b
+} op_call;
 
-void silu_backward(float *dx, const float *dout, const float *x, size_t n) { MO_SIMD_DISPATCH(silu_bwd, dx, dout, x, n); }
+static void run(const op_call *c, size_t lo, size_t n) {
+    switch (c->op) {
+    case SILU_FWD: MO_SIMD_DISPATCH(silu_fwd, c->out + lo, c->in + lo, n);
+        break;
+    case SILU_BWD: MO_SIMD_DISPATCH(silu_bwd, c->out + lo, c->in + lo, c->in2 + lo, n);
+        break;
+    case SWIGLU_FWD: MO_SIMD_DISPATCH(swiglu_fwd, c->out + lo, c->in + lo, c->in2 + lo, n);
+        break;
+    case SWIGLU_BWD: MO_SIMD_DISPATCH(swiglu_bwd, c->out + lo, c->out2 + lo, c->in + lo, c->in2 + lo, c->in3 + lo, n);
+        break;
+    }
+}
 
-void swiglu_forward(float *out, const float *a, const float *b, size_t n) { MO_SIMD_DISPATCH(swiglu_fwd, out, a, b, n); }
+// A large call (an FFN's [rows, d_ff]: 4M elements a bench-S layer) made outside a
+// parallel region runs on every OpenMP thread: one contiguous range each, a multiple of
+// 16 elements from the start of the call, so that every element sits at the same place
+// in its vector as in one call and only the last range has the tail the whole call has:
+// the same bits as one call, for any thread count. Smaller calls, and calls from inside
+// a parallel region, run on the calling thread.
+#define SWIGLU_PAR_MIN ((size_t)1 << 16)
+
+static void split(const op_call *c, size_t n) {
+    if (n < SWIGLU_PAR_MIN || omp_in_parallel()) {
+        run(c, 0, n);
+        return;
+    }
+    simd_active();  // decide the level before the threads read it
+#pragma omp parallel
+    {
+        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
+        size_t lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+        if (hi > lo) run(c, lo, hi - lo);
+    }
+}
+
+void silu_forward(float *out, const float *x, size_t n) { split(&(op_call){SILU_FWD, out, NULL, x, NULL, NULL}, n); }
+
+void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
+    split(&(op_call){SILU_BWD, dx, NULL, dout, x, NULL}, n);
+}
+
+void swiglu_forward(float *out, const float *a, const float *b, size_t n) {
+    split(&(op_call){SWIGLU_FWD, out, NULL, a, b, NULL}, n);
+}
 
 void swiglu_backward(float *da, float *db, const float *dout, const float *a, const float *b, size_t n) {
-    MO_SIMD_DISPATCH(swiglu_bwd, da, db, dout, a, b, n);
+    split(&(op_call){SWIGLU_BWD, da, db, dout, a, b}, n);
 }

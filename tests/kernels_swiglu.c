@@ -1,12 +1,16 @@
-// kernels_swiglu.c: SiLU and SwiGLU against kernels/ref at every SIMD level, and the
+// kernels_swiglu.c: SiLU and SwiGLU against kernels/ref at every SIMD level, the same
+// bits on 1, 2 and 3 threads for calls large enough to be split over them, and the
 // reference backward against central finite differences in double.
 #include "kernels/ref/ref.h"
 #include "kernels/simd.h"
 #include "kernels/swiglu.h"
 #include "tests/testutil.h"
 
+#include <omp.h>
+
 // Sizes around every vector width so the SIMD tails run.
-static const size_t sizes[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000, 4099};
+// The last is split over the threads (SWIGLU_PAR_MIN), into ranges that leave a tail.
+static const size_t sizes[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000, 4099, 200003};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 #define TOL_F32 2e-6  // normalized error of a float kernel against the double oracle
 
@@ -116,11 +120,41 @@ START_TEST(test_ref_backward_finite_differences) {
 }
 END_TEST
 
+// Each op on 1 thread, then on 2 and 3 (split into ranges): the same bits, at every level.
+START_TEST(test_same_bits_any_threads) {
+    const size_t n = 200003;
+    const int threads[] = {1, 2, 3}, before = omp_get_max_threads();
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        bufs B = alloc_bufs(n, 7);
+        float *want = malloc(5 * n * sizeof *want), *got = malloc(5 * n * sizeof *got);
+        for (int t = 0; t < 3; t++) {
+            omp_set_num_threads(threads[t]);
+            float *o = t ? got : want;
+            silu_forward(o, B.a, n);
+            silu_backward(o + n, B.g, B.a, n);
+            swiglu_forward(o + 2 * n, B.a, B.b, n);
+            memcpy(B.da, B.a, n * sizeof(float)), memcpy(B.db, B.b, n * sizeof(float));
+            swiglu_backward(B.da, B.db, B.g, B.da, B.db, n);  // in place, as the experts' backward runs it
+            memcpy(o + 3 * n, B.da, n * sizeof(float)), memcpy(o + 4 * n, B.db, n * sizeof(float));
+            if (t)
+                ck_assert_msg(!memcmp(got, want, 5 * n * sizeof *got), "%s, %d threads: not the bits of one",
+                              simd_name((simd_level)level), threads[t]);
+        }
+        free(want), free(got);
+        free_bufs(&B);
+    }
+    omp_set_num_threads(before);
+    simd_set(simd_best());
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels_swiglu");
     TCase *tc = tcase_create("swiglu");
     tcase_add_test(tc, test_matches_ref_every_level);
     tcase_add_test(tc, test_in_place);
+    tcase_add_test(tc, test_same_bits_any_threads);
     tcase_add_test(tc, test_ref_backward_finite_differences);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);

@@ -211,6 +211,120 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b3, offs, G, dm, f, 1);
 }
 
+// ---------------------------------------------------------------------------- one task per group
+
+// Where the products are BLAS's or oneDNN's (not matmul_small's) and every group starts
+// on a multiple of 16 elements of the [R, f] arrays, each group's whole FFN runs as one
+// task of matmul_grouped_schedule: its products in the order the per-product calls
+// above make them, on the same operands, with the SwiGLU and the bf16 rounding over its
+// own rows. One wait for the threads a call instead of one a product, and a group's h1,
+// h3 and act are still in cache when the next product reads them. The same bits as the
+// per-product path: the same BLAS call per group and product (the block policy of
+// matmul_grouped_schedule decides serial or all-thread BLAS per group, as it did per
+// product), and elementwise passes whose vectors start where one call's would.
+// A fine-tune's marked groups (dw_groups) and mapped rows (xrow) keep the path above.
+typedef struct {
+    const mo_ffn_weights *w;
+    const mo_ffn_rows *r;
+    const mo_ffn_grads *g;  // backward
+    float *out;             // ys (forward) or dxs (backward; NULL: not wanted)
+    const float *in;        // xs (forward) or dys (backward)
+    const float *xs;        // backward
+    int acc;
+} chain_args;
+
+static int chains_on = 1;
+
+void ffn_set_chained(int on) { chains_on = on; }
+
+static int chains_fit(const mo_ffn_weights *w, const mo_ffn_rows *r, const mo_ffn_grads *g) {
+    const int f = r->f, dm = r->dm;
+    if (!chains_on || r->xrow || f % 16 || (g && g->dw_groups)) return 0;
+    if (w->b1) return 1;  // bf16 products are oneDNN's at every width
+    return !matmul_small_use(MATMUL_SMALL_NT, 0, f, dm) && !matmul_small_use(MATMUL_SMALL_NT, 0, dm, f) &&
+           !matmul_small_use(MATMUL_SMALL_NN, 0, f, dm) && !matmul_small_use(MATMUL_SMALL_NN, 0, dm, f) &&
+           !matmul_small_use(MATMUL_SMALL_TN, f, dm, 0) && !matmul_small_use(MATMUL_SMALL_TN, dm, f, 0);
+}
+
+static void forward_chain(const void *ctx, int q) {
+    const chain_args *a = ctx;
+    const mo_ffn_rows *r = a->r;
+    const mo_ffn_weights *w = a->w;
+    const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
+    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
+    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *act = r->act + r0 * f, *ys = a->out + r0 * dm;
+    const float *xs = a->in + r0 * dm;
+    if (!w->b1) {
+        matmul_nt(h1, xs, w->w1 + q * fd, n, f, dm, 0);
+        matmul_nt(h3, xs, w->w3 + q * fd, n, f, dm, 0);
+        swiglu_forward(act, h1, h3, rf);
+        matmul_nt(ys, act, w->w2 + q * fd, n, dm, f, a->acc);
+        return;
+    }
+    mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f;
+    bf16_from_f32(s0, xs, (size_t)n * dm);
+    matmul_bf16_nt(h1, s0, w->b1 + q * fd, n, f, dm, 0);
+    matmul_bf16_nt(h3, s0, w->b3 + q * fd, n, f, dm, 0);
+    swiglu_forward(act, h1, h3, rf);
+    bf16_from_f32(s1, act, rf);
+    matmul_bf16_nt(ys, s1, w->b2 + q * fd, n, dm, f, a->acc);
+}
+
+static void backward_chain_f32(const chain_args *a, int q) {
+    const mo_ffn_rows *r = a->r;
+    const mo_ffn_weights *w = a->w;
+    const mo_ffn_grads *g = a->g;
+    const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm, acc = !g->dw_set;
+    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
+    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *act = r->act + r0 * f, *dact = r->dact + r0 * f;
+    const float *dys = a->in + r0 * dm, *xs = a->xs + r0 * dm;
+    matmul_nn(dact, dys, w->w2 + q * fd, n, f, dm, 0);  // d act = dys w2_g
+    if (g->dw2) {
+        swiglu_forward(act, h1, h3, rf);
+        matmul_tn(g->dw2 + q * fd, dys, act, dm, f, n, acc);  // dw2_g (+)= dys_g^T act_g
+    }
+    swiglu_backward(h1, h3, dact, h1, h3, rf);
+    if (g->dw1) matmul_tn(g->dw1 + q * fd, h1, xs, f, dm, n, acc);  // dw1_g (+)= dh1_g^T xs_g
+    if (g->dw3) matmul_tn(g->dw3 + q * fd, h3, xs, f, dm, n, acc);
+    if (!a->out) return;
+    float *dxs = a->out + r0 * dm;  // may be dys: read up above
+    matmul_nn(dxs, h1, w->w1 + q * fd, n, dm, f, a->acc);  // dxs = dh1 w1_g + dh3 w3_g
+    matmul_nn(dxs, h3, w->w3 + q * fd, n, dm, f, 1);
+}
+
+static void backward_chain_bf16(const chain_args *a, int q) {
+    const mo_ffn_rows *r = a->r;
+    const mo_ffn_weights *w = a->w;
+    const mo_ffn_grads *g = a->g;
+    const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm, acc = !g->dw_set;
+    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f, rd = (size_t)n * dm;
+    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *act = r->act + r0 * f, *dact = r->dact + r0 * f;
+    const float *dys = a->in + r0 * dm, *xs = a->xs + r0 * dm;
+    mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f;
+    bf16_from_f32(s0, dys, rd);
+    matmul_bf16_nn(dact, s0, w->b2 + q * fd, n, f, dm, 0);
+    if (g->dw2) {
+        swiglu_forward(act, h1, h3, rf);
+        bf16_from_f32(s1, act, rf);
+        matmul_bf16_tn(g->dw2 + q * fd, s0, s1, dm, f, n, acc);
+    }
+    swiglu_backward(h1, h3, dact, h1, h3, rf);
+    bf16_from_f32(s0, xs, rd);  // dys is used up (dxs may alias it)
+    bf16_from_f32(s1, h1, rf);
+    if (g->dw1) matmul_bf16_tn(g->dw1 + q * fd, s1, s0, f, dm, n, acc);
+    float *dxs = a->out ? a->out + r0 * dm : NULL;
+    if (dxs) matmul_bf16_nn(dxs, s1, w->b1 + q * fd, n, dm, f, a->acc);
+    bf16_from_f32(s1, h3, rf);
+    if (g->dw3) matmul_bf16_tn(g->dw3 + q * fd, s1, s0, f, dm, n, acc);
+    if (dxs) matmul_bf16_nn(dxs, s1, w->b3 + q * fd, n, dm, f, 1);
+}
+
+static void backward_chain(const void *ctx, int q) {
+    const chain_args *a = ctx;
+    if (a->w->b1) backward_chain_bf16(a, q);
+    else backward_chain_f32(a, q);
+}
+
 // ---------------------------------------------------------------------------- the view's precision
 
 int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm) {
@@ -222,12 +336,18 @@ int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm) {
 }
 
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
-    if (w->b1) ffn_forward_bf16(ys, xs, w, r, acc);
+    if (chains_fit(w, r, NULL)) {
+        const chain_args a = {w, r, NULL, ys, xs, NULL, acc};
+        matmul_grouped_schedule(r->offs, r->G, NULL, forward_chain, &a);
+    } else if (w->b1) ffn_forward_bf16(ys, xs, w, r, acc);
     else ffn_forward_f32(ys, xs, w, r, acc);
 }
 
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc) {
-    if (w->b1) ffn_backward_bf16(dxs, dys, xs, w, r, g, acc);
+    if (chains_fit(w, r, g)) {
+        const chain_args a = {w, r, g, dxs, dys, xs, acc};
+        matmul_grouped_schedule(r->offs, r->G, NULL, backward_chain, &a);
+    } else if (w->b1) ffn_backward_bf16(dxs, dys, xs, w, r, g, acc);
     else ffn_backward_f32(dxs, dys, xs, w, r, g, acc);
 }

@@ -1,9 +1,12 @@
 // engine_moe.c: the sorted MoE path (dispatch, gather, grouped SwiGLU experts, weighted
 // combine, and their backward) against a plain per-token loop in double, with dropped
-// slots and empty experts; and the router's forced-expert hook.
+// slots and empty experts; the FFN run as one task per group (ffn_set_chained) against
+// one grouped call per product, bit for bit; and the router's forced-expert hook.
 #include "engine/moe.h"
 #include "engine/router.h"
 #include "tests/testutil.h"
+
+#include <omp.h>
 
 #define TOL 2e-6  // float32 path against the double loop, normalized per tensor
 
@@ -140,6 +143,76 @@ END_TEST
 
 // Forced rows go to their expert alone with gate 1 and pass no gate gradient back;
 // the other rows route as usual.
+// ffn_forward and ffn_backward with one task per group give the bits of one grouped call
+// per product: widths past matmul_small's (BLAS and oneDNN products), groups of uneven
+// sizes with an empty one and one big enough to run alone on all threads (its share of
+// the rows is over 1/threads), fp32 and bf16, 1 and 2 threads, accumulating or not,
+// weight gradients written (dw_set) or added, dxs in place over dys or not wanted.
+typedef struct {
+    float *ys, *h1, *h3, *dxs, *dw1, *dw3, *dw2;
+} ffn_out;
+
+static void ffn_run(ffn_out *o, const float *xs, const float *dys, const mo_ffn_weights *w, const int *offs, int G,
+                    int f, int dm, int acc, int dw_set, int want_dx) {
+    const int R = offs[G];
+    float *act = malloc((size_t)R * f * sizeof(float)), *dact = malloc((size_t)R * f * sizeof(float));
+    mo_ffn_rows r = {offs, G, f, dm, o->h1, o->h3, act, dact, NULL, 1};
+    mo_ffn_grads g = {o->dw1, o->dw3, o->dw2, NULL, dw_set};
+    ffn_forward(o->ys, xs, w, &r, acc);
+    memcpy(o->dxs, dys, (size_t)R * dm * sizeof(float));  // dxs overwrites dys in place, as the experts run it
+    ffn_backward(want_dx ? o->dxs : NULL, o->dxs, xs, w, &r, &g, acc);
+    free(act), free(dact);
+}
+
+START_TEST(test_chained_same_bits) {
+    enum { G = 4, DM = 288, F = 320 };
+    const int offs[G + 1] = {0, 9, 9, 130, 150};  // group 1 empty, group 2 over half the rows
+    const int R = offs[G];
+    const size_t n_w = (size_t)G * F * DM, n_x = (size_t)R * DM, n_h = (size_t)R * F;
+    float *w1 = malloc(n_w * 4), *w3 = malloc(n_w * 4), *w2 = malloc(n_w * 4), *xs = malloc(n_x * 4), *dys = malloc(n_x * 4);
+    tu_fill(w1, n_w, 11, 0.1f), tu_fill(w3, n_w, 12, 0.1f), tu_fill(w2, n_w, 13, 0.1f);
+    tu_fill(xs, n_x, 14, 1.0f), tu_fill(dys, n_x, 15, 1.0f);
+    mo_bf16 *b1 = malloc(n_w * 2), *b3 = malloc(n_w * 2), *b2 = malloc(n_w * 2);
+    mo_bf16 *s0 = malloc(n_x * 2), *s1 = malloc(n_h * 2);
+    bf16_from_f32(b1, w1, n_w), bf16_from_f32(b3, w3, n_w), bf16_from_f32(b2, w2, n_w);
+    const size_t sizes[7] = {n_x, n_h, n_h, n_x, n_w, n_w, n_w};
+    ffn_out o[2];
+    for (int c = 0; c < 2; c++) {
+        float **p[7] = {&o[c].ys, &o[c].h1, &o[c].h3, &o[c].dxs, &o[c].dw1, &o[c].dw3, &o[c].dw2};
+        for (int i = 0; i < 7; i++) *p[i] = malloc(sizes[i] * sizeof(float));
+    }
+    const int threads[2] = {1, 2}, before = omp_get_max_threads();
+    for (int bf = 0; bf < 1 + bf16_supported(); bf++)
+        for (int t = 0; t < 2; t++)
+            for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
+                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3;
+                omp_set_num_threads(threads[t]);
+                mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1};
+                for (int c = 0; c < 2; c++) {
+                    float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
+                    for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
+                    ffn_set_chained(c);
+                    ffn_run(&o[c], xs, dys, &w, offs, G, F, DM, acc, dw_set, want_dx);
+                }
+                ffn_set_chained(1);
+                const char *names[7] = {"ys", "dh1", "dh3", "dxs", "dw1", "dw3", "dw2"};
+                for (int i = 0; i < 7; i++) {
+                    const float *a[7] = {o[0].ys, o[0].h1, o[0].h3, o[0].dxs, o[0].dw1, o[0].dw3, o[0].dw2};
+                    const float *b[7] = {o[1].ys, o[1].h1, o[1].h3, o[1].dxs, o[1].dw1, o[1].dw3, o[1].dw2};
+                    ck_assert_msg(!memcmp(a[i], b[i], sizes[i] * sizeof(float)),
+                                  "%s, %d threads, acc %d, dw_set %d, dx %d: %s differs", bf ? "bf16" : "fp32",
+                                  threads[t], acc, dw_set, want_dx, names[i]);
+                }
+            }
+    omp_set_num_threads(before);
+    for (int c = 0; c < 2; c++) {
+        float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
+        for (int i = 0; i < 7; i++) free(p[i]);
+    }
+    free(w1), free(w3), free(w2), free(xs), free(dys), free(b1), free(b3), free(b2), free(s0), free(s1);
+}
+END_TEST
+
 START_TEST(test_router_forced_rows) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
@@ -201,6 +274,7 @@ int main(void) {
     Suite *s = suite_create("engine_moe");
     TCase *tc = tcase_create("moe");
     tcase_add_test(tc, test_sorted_path_matches_per_token_loop);
+    tcase_add_test(tc, test_chained_same_bits);
     tcase_add_test(tc, test_router_forced_rows);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);

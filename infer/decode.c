@@ -395,6 +395,7 @@ static int set_weights(infer_ctx *s, infer_weights w) {
             if (pt->t[i].kind != PK_OUTPUT && pt->t[i].numel > most) most = pt->t[i].numel;
         }
     s->q8 = alloc_huge(nq);
+    s->q8_bytes = nq;
     s->q8_scale = malloc((ns ? ns : 1) * sizeof(float));
     s->deq = malloc((most ? most : 1) * sizeof(float));
     if (!s->q8 || !s->q8_scale || !s->deq) {
@@ -470,6 +471,15 @@ double infer_decode_kv_bytes(const infer_ctx *s, double positions) {
     const kv_cache *kv = &s->kv;
     return 2.0 * (kv->bf16 ? sizeof(mo_bf16) : sizeof(float)) * kv->n_layers * kv->n_kv_heads * kv->head_dim *
            positions;
+}
+
+const void *infer_weight_buffer(const infer_ctx *s, size_t *bytes) {
+    if (s->weights == INFER_WEIGHTS_INT8) {
+        *bytes = s->q8_bytes;
+        return s->q8;
+    }
+    *bytes = s->pt->numel * sizeof(float);
+    return s->params;
 }
 
 double infer_decode_weight_bytes(const infer_ctx *s) {

@@ -85,6 +85,10 @@ double infer_decode_weight_bytes(const infer_ctx *s);
 // Bytes of K and V a step reads for `positions` cached positions of its sequence, at the
 // cache's storage (4 bytes an element, 2 with --precision bf16).
 double infer_decode_kv_bytes(const infer_ctx *s, double positions);
+// The buffer of the matrices decode reads at their current precision: the model's float32
+// arena, or the 8-bit copies of --weights int8 (*bytes of them); for the benchmark's page
+// checks.
+const void *infer_weight_buffer(const infer_ctx *s, size_t *bytes);
 
 // Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A
 // token then takes the top min(k, allowed) of the allowed experts, with the router's

@@ -63,6 +63,7 @@ struct infer_ctx {
     infer_weights weights;
     gemv_w *w;                   // [pt->n]
     int8_t *q8;
+    size_t q8_bytes;
     float *q8_scale;
     float *deq;
     // bf16 compute of the products that would go through sgemm (infer_set_precision), or NULL.

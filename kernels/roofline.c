@@ -2,7 +2,9 @@
 #include "kernels/roofline.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 double roofline_sgemm_gflops(int n, double min_seconds) {
@@ -89,4 +91,29 @@ double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds) {
     do read_pass(buf, n), passes++;
     while ((dt = now_seconds() - start) < seconds);
     return 8.0 * n * passes / dt / 1e9;
+}
+
+double roofline_huge_share(const void *p, size_t bytes) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f || !bytes) {
+        if (f) fclose(f);
+        return -1;
+    }
+    const uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
+    uintptr_t a = 0, b = 0;
+    double huge = 0;
+    int seen = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long x, y, kb;
+        if (sscanf(line, "%lx-%lx ", &x, &y) == 2 && line[strspn(line, "0123456789abcdef")] == '-') {
+            a = x, b = y;
+        } else if (sscanf(line, "AnonHugePages: %lu kB", &kb) == 1 && b > lo && a < hi && b > a) {
+            const double overlap = (double)((b < hi ? b : hi) - (a > lo ? a : lo));
+            huge += 1024.0 * kb * overlap / (double)(b - a);
+            seen = 1;
+        }
+    }
+    fclose(f);
+    return seen ? huge / (double)bytes : -1;
 }

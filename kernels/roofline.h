@@ -32,4 +32,11 @@ double roofline_read_gbs(const uint64_t *buf, size_t n, int reps);
 // The same read, its mean rate over passes lasting at least `seconds` in all.
 double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds);
 
+// The share of [p, p + bytes) that the kernel backs with transparent huge pages now
+// (/proc/self/smaps: each mapping's AnonHugePages, spread evenly over its part in the
+// range), or -1 where that is not known. A read roofline is only the memory's rate for
+// weights on the same kind of pages: 4 KiB pages read 15-30% slower on this VM, and
+// whether the kernel finds free 2 MiB pages for a buffer changes from run to run.
+double roofline_huge_share(const void *p, size_t bytes);
+
 #endif

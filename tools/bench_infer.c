@@ -248,11 +248,15 @@ int bench_infer(int argc, char **argv) {
         mo_errorf("out of memory for the 256 MB read-roofline buffer; free memory or use a larger machine");
         goto out;
     }
-    double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS], rd[REPEATS];
+    // The same read right before each decode run (after its prefill) too: when the two
+    // differ, memory's rate moved during the run (a burst or a dip of the other tenants).
+    double pre[REPEATS], dec[REPEATS], pre_cpu[REPEATS], dec_cpu[REPEATS], rd[REPEATS], rd0[REPEATS];
     for (int rep = 0; rep <= REPEATS; rep++) {
         double t0 = now_seconds(), c0 = bench_cpu_seconds();
         if (infer_prefill(s, 0, 1, P, prompt, logits)) goto out;
         int next = sample_argmax(logits, c.vocab_size);
+        double tp = now_seconds(), cp = bench_cpu_seconds();
+        const double read_before = roofline_read_mean_gbs(rbuf, nread, 0.25);
         double t1 = now_seconds(), c1 = bench_cpu_seconds();
         for (int i = 0; i < D; i++) {
             if (infer_decode(s, 1, NULL, &next, logits)) goto out;
@@ -260,13 +264,13 @@ int bench_infer(int argc, char **argv) {
         }
         double t2 = now_seconds(), c2 = bench_cpu_seconds();
         if (!o.json)
-            fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (t1 - t0), D / (t2 - t1),
+            fprintf(stderr, "  run %d  prefill %.1f tok/s  decode %.1f tok/s%s\n", rep, P / (tp - t0), D / (t2 - t1),
                     rep ? "" : "  (warm-up)");
         const double read_now = roofline_read_mean_gbs(rbuf, nread, 0.25);
         if (rep) {
-            rd[rep - 1] = read_now;
-            pre[rep - 1] = P / (t1 - t0), dec[rep - 1] = D / (t2 - t1);
-            pre_cpu[rep - 1] = P / (c1 - c0), dec_cpu[rep - 1] = D / (c2 - c1);
+            rd[rep - 1] = read_now, rd0[rep - 1] = read_before;
+            pre[rep - 1] = P / (tp - t0), dec[rep - 1] = D / (t2 - t1);
+            pre_cpu[rep - 1] = P / (cp - c0), dec_cpu[rep - 1] = D / (c2 - c1);
         }
     }
     double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
@@ -292,7 +296,14 @@ int bench_infer(int argc, char **argv) {
     // run; and each run against the read rate measured right after it.
     double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes), run_share[REPEATS];
     for (int i = 0; i < REPEATS; i++) run_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd[i];
-    double run_share_med = median(run_share, REPEATS);
+    double run_share_med = median(run_share, REPEATS), before_share[REPEATS];
+    for (int i = 0; i < REPEATS; i++) before_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd0[i];
+    const double before_share_med = median(before_share, REPEATS);
+    // Whether the weights and the read's buffer are on huge pages: the read is the
+    // weights' roofline only when both are (kernels/roofline.h).
+    size_t wbytes;
+    const void *wbuf = infer_weight_buffer(s, &wbytes);
+    const double huge_w = roofline_huge_share(wbuf, wbytes), huge_r = roofline_huge_share(rbuf, nread * sizeof *rbuf);
     // int8 against f32 weights (fp32 arithmetic); bf16 against fp32 on the run's weights:
     // the prefill of 8 prompts, and a text through the bf16 KV cache.
     accuracy acc = {0}, bacc = {0}, dacc = {0};
@@ -315,7 +326,11 @@ int bench_infer(int argc, char **argv) {
         for (int i = 0; i < REPEATS; i++) printf("%s%.2f", i ? ", " : "", dec[i]);
         printf("], \"read_after_run_gbs\": [");
         for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", rd[i]);
-        printf("], \"weights\": \"%s\", \"precision\": \"%s\", \"decode_roofline_tok_s\": %.1f, "
+        printf("], \"read_before_run_gbs\": [");
+        for (int i = 0; i < REPEATS; i++) printf("%s%.1f", i ? ", " : "", rd0[i]);
+        printf("], \"decode_run_before_share\": %.3f, \"weights_huge_share\": %.3f, \"read_buffer_huge_share\": %.3f",
+               before_share_med, huge_w, huge_r);
+        printf(", \"weights\": \"%s\", \"precision\": \"%s\", \"decode_roofline_tok_s\": %.1f, "
                "\"decode_roofline_share\": %.3f, \"decode_run_roofline_share\": %.3f",
                weights ? "int8" : "f32", precision ? "bf16" : "fp32", roof_tok_s, decode_tok_s / roof_tok_s,
                run_share_med);
@@ -354,6 +369,13 @@ int bench_infer(int argc, char **argv) {
                100 * run_share_med, rd[0]);
         for (int i = 1; i < REPEATS; i++) printf(", %.1f", rd[i]);
         printf(" GB/s)\n");
+        printf("  and the read before   %.0f%% of the read rate measured right before it (median; %.1f", 100 * before_share_med,
+               rd0[0]);
+        for (int i = 1; i < REPEATS; i++) printf(", %.1f", rd0[i]);
+        printf(" GB/s)\n");
+        printf("  huge pages            weights %.0f%%, the read's buffer %.0f%% (the read is their roofline when both "
+               "are)\n",
+               100 * huge_w, 100 * huge_r);
         if (weights == INFER_WEIGHTS_INT8)
             printf("  int8 vs f32 logits    max |diff| %.4f, mean %.5f (f32 logits RMS %.4f); top-1 agreement %.1f%% "
                    "over %d positions\n",

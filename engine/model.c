@@ -321,13 +321,16 @@ int model_bf16_only(const mo_model *m, int i, int e) {
     return m->bf16 && m->trains && bf16_kind(m->pt->t[i].kind) && !part_trains(m, i, e);
 }
 
-size_t model_bf16_only_numel(const mo_model *m) {
+size_t model_bf16_frozen_numel(const mo_param_table *pt, int (*any)(void *ctx, size_t offset, size_t length),
+                               void *ctx) {
     size_t n = 0;
-    for (int i = 0; i < m->pt->n; i++) {
-        const mo_tensor *t = &m->pt->t[i];
-        if (model_bf16_only(m, i, -1)) n += t->numel;
+    for (int i = 0; i < pt->n; i++) {
+        const mo_tensor *t = &pt->t[i];
+        if (!bf16_kind(t->kind)) continue;
+        if (!any(ctx, t->offset, t->numel)) n += t->numel;
         else
-            for (int e = 0; e < t->n_experts; e++) n += model_bf16_only(m, i, e) ? t->expert_numel : 0;
+            for (int e = 0; e < t->n_experts; e++)
+                n += any(ctx, t->offset + (size_t)e * t->expert_numel, t->expert_numel) ? 0 : t->expert_numel;
     }
     return n;
 }

@@ -132,8 +132,11 @@ int model_set_precision(mo_model *m, mo_precision p);
 // (expert slice e, or e < 0: the whole tensor) is such a weight; 0 in fp32, without a
 // mask, for the fp32-only kinds (norms, router, tok_embeddings) and for what trains.
 int model_bf16_only(const mo_model *m, int i, int e);
-// The parameters model_bf16_only says are bf16-only, in all.
-size_t model_bf16_only_numel(const mo_model *m);
+// The parameters a bf16 model whose trainable set is `any` (as model_set_trainable
+// takes it) holds as bf16 only (model_bf16_only), in all; computed from the table alone,
+// so a caller can size a run before making its model.
+size_t model_bf16_frozen_numel(const mo_param_table *pt, int (*any)(void *ctx, size_t offset, size_t length),
+                               void *ctx);
 // Rounds the bf16-only parts of tensor i from params into the bf16 copy now, and gives
 // their fp32 pages back to the OS (params_arena_release: `params` must be an arena whose
 // released pages read as zeros, such as params_arena_alloc_sparse's). From then on those

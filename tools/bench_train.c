@@ -272,7 +272,7 @@ int bench_train(int argc, char **argv) {
     if (part && model_set_trainable(&m, train_mask_any, &mask)) goto out;
     if (model_set_precision(&m, prec)) goto out;
     params_init_each(&pt, params, 1, held ? hold_frozen : NULL, &(hold_ctx){&m, params});
-    const size_t p_numel = pt.numel - (held ? model_bf16_only_numel(&m) : 0);  // the fp32 parameters held
+    const size_t p_numel = pt.numel - (held ? model_bf16_frozen_numel(&pt, train_mask_any, &mask) : 0);  // the fp32 parameters held
     tokens = malloc(sizeof(int) * N);
     targets = malloc(sizeof(int) * N);
     if (!tokens || !targets) goto out;

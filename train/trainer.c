@@ -217,17 +217,23 @@ static int same_shapes(const mo_param_table *a, const mo_param_table *b) {
 // Refuses, before anything is allocated, a run whose parameters, gradients, Adam state
 // and activations (model_arena_bytes) do not fit in 90% of this machine's memory, with
 // the estimate. Gradients and Adam moments count only what --train trains (their frozen
-// pages are never touched), except the moments a --resume reads whole (`full_moments`).
-static int check_memory(const mo_config *c, const train_opts *o, int full_moments) {
+// pages are never touched), except the moments a --resume reads whole (`full_moments`);
+// under --precision bf16 the bf16 copy of the weights counts too, and with `held` (the
+// checkpoint read tensor by tensor: held_load) the frozen GEMM weights count only there.
+static int check_memory(const mo_config *c, const train_opts *o, int full_moments, int held) {
     mo_param_table pt;
     if (params_table_build(&pt, c)) return -1;
     mo_model_opts mo = {.recompute = o->recompute, .expert_parallel = o->expert_parallel};
     double act = (double)model_arena_bytes_opts(&pt, o->batch, o->seq, &mo);
     train_mask mask;
-    double trained = (double)pt.numel;
-    if (freeze_parse(&pt, o->train, &mask) == 0) trained = (double)mask.numel;  // a bad mask is reported later
+    double trained = (double)pt.numel, fp32 = (double)pt.numel;
+    if (freeze_parse(&pt, o->train, &mask) == 0) {  // a bad mask is reported later
+        trained = (double)mask.numel;
+        if (held) fp32 -= (double)model_bf16_frozen_numel(&pt, train_mask_any, &mask);
+    }
     train_mask_free(&mask);
-    double params = sizeof(float) * ((double)pt.numel + trained + 2.0 * (full_moments ? (double)pt.numel : trained));
+    double params = sizeof(float) * (fp32 + trained + 2.0 * (full_moments ? (double)pt.numel : trained));
+    if (!strcmp(o->precision, "bf16")) params += 2.0 * (double)pt.numel;
     params_table_free(&pt);
     if (act == 0) return 0;  // an impossible batch: model_alloc says why
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
@@ -280,7 +286,7 @@ static int build_model(trainer *t) {
     if (config_build(&c, *o->preset ? o->preset : NULL, ov, n)) return mo_errorf("model config: %s", mo_error());
     if (t->tok && c.vocab_size < tok_vocab_size(t->tok))  // --init checks after reading its tokenizer
         return mo_errorf("vocab_size %d is smaller than the tokenizer's %d tokens", c.vocab_size, tok_vocab_size(t->tok));
-    if (check_memory(&c, o, 0)) return -1;
+    if (check_memory(&c, o, 0, t->ck.sparse)) return -1;
     if (*o->preset) return ckpt_new(&t->ck, &c, o->seed, NULL);
     mo_param_table nt;
     if (params_table_build(&nt, &c)) return -1;
@@ -371,7 +377,7 @@ static int read_held(trainer *t) {
 static int allocate(trainer *t) {
     const train_opts *o = &t->o;
     const mo_param_table *pt = &t->ck.table;
-    if (check_memory(&pt->cfg, o, t->m != NULL)) return -1;  // --resume and --init reach here first
+    if (check_memory(&pt->cfg, o, t->m != NULL, t->ck.sparse)) return -1;  // --resume and --init reach here first
     const size_t N = (size_t)o->batch * o->seq;
     // A mask that trains a part: a gradient arena whose frozen pages are never touched,
     // so it takes memory only for what trains (docs/design.md section 10.1); the moments
@@ -714,8 +720,8 @@ trainer *trainer_open(const train_opts *cli) {
              t->mask.numel, o->train, o->n_data, o->n_data == 1 ? "" : "s", tps, ranks, o->grad_accum, o->batch,
              o->seq, resume ? "resuming after" : "from", (long long)t->st.step, (long long)o->steps, ranks,
              threads_count(), t->dist.shard ? ", optimizer sharded" : ep, o->out);
-    const size_t held = model_bf16_only_numel(&t->model);
-    if (t->ck.sparse && held) {
+    const size_t held = t->ck.sparse && t->model.trains ? model_bf16_frozen_numel(&t->ck.table, train_mask_any, &t->mask) : 0;
+    if (held) {
         size_t k = strlen(t->summary);
         snprintf(t->summary + k, sizeof t->summary - k,
                  "; frozen GEMM weights kept as bf16 only (%zu parameters, %zu MB of fp32 not held; checkpoints copy "

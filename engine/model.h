@@ -143,8 +143,9 @@ size_t model_bf16_frozen_numel(const mo_param_table *pt, int (*any)(void *ctx, s
 // fp32 values are never read again: forwards do not round them. For a caller that
 // fills the arena tensor by tensor, so the frozen fp32 weights never take memory all at
 // once; call it for every tensor (after model_set_trainable and model_set_precision)
-// before the next forward. Trained parameters and their results are bit for bit those
-// of the model that keeps every fp32 weight.
+// before the next forward, and call model_set_trainable or model_set_precision no more
+// (either would round the copy again from the dropped values). Trained parameters and
+// their results are bit for bit those of the model that keeps every fp32 weight.
 void model_bf16_hold_frozen(mo_model *m, float *params, int i);
 
 // Sizes and allocates the activations for batches of B sequences of T tokens (T <=

@@ -49,16 +49,17 @@ typedef struct {
 // (docs/design.md section 10.1). A writer takes their values from the same tensors of the
 // checkpoint file `from`, which must hold what the process read when it dropped them:
 // `hash` (mo_hash of each range's float32 values, range after range) is compared while
-// they are copied, so a file replaced in between is refused, never half copied.
+// they are copied, so a file replaced in between is refused, never half copied. Without
+// a file the ranges are zeros (moments never written), written without reading the arena.
 typedef struct {
-    char *from;         // NULL: nothing absent
+    char *from;         // the file, or NULL: the ranges are zeros
     size_t *off, *len;  // sorted, disjoint, each inside one tensor
     size_t n, cap;
     uint64_t hash;
 } mo_absent;
 
 // Appends [off, off + len) (after every range before it), hashing `values` (its len
-// floats as read). Returns 0 or -1 (out of memory).
+// floats as read; NULL for a list of zeros). Returns 0 or -1 (out of memory).
 int ckpt_absent_add(mo_absent *a, size_t off, size_t len, const float *values);
 // Sets the file the absent values are copied from (copied string). Returns 0 or -1.
 int ckpt_absent_source(mo_absent *a, const char *path);

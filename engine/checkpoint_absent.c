@@ -22,7 +22,7 @@ int ckpt_absent_add(mo_absent *a, size_t off, size_t len, const float *values) {
     }
     if (!a->n) a->hash = MO_HASH_INIT;
     a->off[a->n] = off, a->len[a->n++] = len;
-    a->hash = mo_hash(a->hash, values, len * sizeof *values);
+    if (values) a->hash = mo_hash(a->hash, values, len * sizeof *values);
     return 0;
 }
 
@@ -42,8 +42,8 @@ void ckpt_absent_free(mo_absent *a) {
 int ckpt_write_tensors_from(hid_t f, const char *group, const mo_param_table *pt, const float *arena,
                             const mo_absent *a) {
     if (!a || !a->n) return ckpt_write_tensors(f, group, pt, arena);
-    hid_t src = ckpt_open(a->from);
-    if (src < 0)
+    hid_t src = a->from ? ckpt_open(a->from) : H5I_INVALID_HID;  // no file: the ranges are zeros
+    if (a->from && src < 0)
         return mo_errorf("cannot copy the values this run does not hold into %s: %s (the file they were read from "
                          "must stay in place while the run goes on)",
                          h5_name(f), mo_error());
@@ -62,7 +62,8 @@ int ckpt_write_tensors_from(hid_t f, const char *group, const mo_param_table *pt
         snprintf(path, sizeof path, "%s/%s", group, t->name);
         const float *out = arena + t->offset;
         if (k < a->n && a->off[k] < end) {  // ranges of this tensor not held: the source's tensor, with ours over it
-            if (h5_read_f32(src, path, buf, t->rank, dims)) {
+            if (src < 0) memset(buf, 0, t->numel * sizeof *buf);
+            else if (h5_read_f32(src, path, buf, t->rank, dims)) {
                 rc = -1;
                 break;
             }
@@ -77,9 +78,9 @@ int ckpt_write_tensors_from(hid_t f, const char *group, const mo_param_table *pt
         }
         rc = h5_write_f32(f, path, out, t->rank, dims);
     }
-    h5_close(src);
+    if (src >= 0) h5_close(src);
     free(buf);
-    if (!rc && h != a->hash)
+    if (!rc && src >= 0 && h != a->hash)
         rc = mo_errorf("%s no longer holds the values of /%s this run read from it (the file was replaced or "
                        "changed); %s is not written. Put the file back as it was, or start again from it with --init",
                        a->from, group, h5_name(f));

@@ -300,6 +300,35 @@ static int build_model(trainer *t) {
     return 0;
 }
 
+// The ranges of [at, end) (one tensor) the mask does not train, from mask range *k on
+// (ranges are sorted, each inside one tensor): each added to `a`, with its values and
+// then given back to the OS when `arena` is given, as zeros when it is NULL.
+static int absent_untrained(const train_mask *mask, size_t *k, size_t at, size_t end, mo_absent *a, float *arena) {
+    for (;; ++*k) {
+        const int in = *k < mask->n && mask->r[*k].offset < end;
+        const size_t stop = in ? mask->r[*k].offset : end;
+        if (stop > at) {
+            if (ckpt_absent_add(a, at, stop - at, arena ? arena + at : NULL)) return -1;
+            if (arena) params_arena_release(arena, at, stop - at);
+        }
+        if (!in) return 0;
+        at = mask->r[*k].offset + mask->r[*k].length;
+    }
+}
+
+// A new run's moments of what it does not train are zeros that are never written; listed
+// as absent zeros (mo_absent without a file), the saves write them without reading the
+// moments' untouched pages, which would take memory (ckpt_write_tensors_from).
+static int untrained_moments_zero(trainer *t) {
+    const mo_param_table *pt = &t->ck.table;
+    for (int g = 0; g < 2; g++)
+        for (size_t i = 0, k = 0; i < (size_t)pt->n; i++)
+            if (absent_untrained(&t->mask, &k, pt->t[i].offset, pt->t[i].offset + pt->t[i].numel, &t->absent_mv[g],
+                                 NULL))
+                return -1;
+    return 0;
+}
+
 // read_held's callbacks, one per tensor read.
 typedef struct {
     trainer *t;
@@ -338,18 +367,7 @@ static int held_moments(void *ctx, int i) {
                 return mo_errorf("%s: Adam's second moment /optim/v/%s is %g at element %zu, not >= 0; the optimizer "
                                  "state is damaged (start from its weights with --init instead)",
                                  h->path, x->name, (double)h->arena[j], j - x->offset);
-    size_t at = x->offset;
-    for (;; h->k++) {  // mask ranges are sorted and each lies inside one tensor
-        const int in = h->k < mask->n && mask->r[h->k].offset < end;
-        const size_t stop = in ? mask->r[h->k].offset : end;
-        if (stop > at) {
-            if (ckpt_absent_add(h->absent, at, stop - at, h->arena + at)) return -1;
-            params_arena_release(h->arena, at, stop - at);
-        }
-        if (!in) break;
-        at = mask->r[h->k].offset + mask->r[h->k].length;
-    }
-    return 0;
+    return absent_untrained(mask, &h->k, x->offset, end, h->absent, h->arena);
 }
 
 // Reads the tensors of t->source that ckpt_load_meta_from left out: the weights, with
@@ -425,6 +443,7 @@ static int allocate(trainer *t) {
     mo_precision prec;
     if (model_precision_parse(o->precision, "--precision", &prec) || model_set_precision(&t->model, prec)) return -1;
     if (t->ck.sparse && read_held(t)) return -1;
+    if (part && t->ranks == 1 && o->expert_parallel <= 1 && !t->resumed && untrained_moments_zero(t)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);
     return 0;
 }
@@ -774,6 +793,7 @@ static void split_window(trainer *t) {
 }
 
 static int all_finite(const float *x, size_t n);
+static int params_finite(const trainer *t);
 
 // Every rank ends each step with the same parameters (train/dist.h); before a save the
 // ranks compare a hash of them, so a divergence stops the run instead of being saved.
@@ -799,7 +819,7 @@ static int check_same_params(trainer *t) {
 
 static int save(trainer *t, const train_hooks *h) {
     char path[TRAIN_PATH_MAX + 32];
-    if (!all_finite(t->ck.params, t->ck.table.numel))  // never write a checkpoint no reader would take
+    if (!params_finite(t))  // never write a checkpoint no reader would take
         return mo_errorf("step %lld: a parameter is NaN or Inf; not saved; resume from the newest checkpoint in %s "
                          "with a lower --lr",
                          (long long)t->st.step, t->o.out);
@@ -847,8 +867,8 @@ static int save(trainer *t, const train_hooks *h) {
     // What this run does not hold is copied from the newest checkpoint from now on (the
     // file read at the start may be pruned, or be replaced by the user).
     if (t->ck.absent.n && ckpt_absent_source(&t->ck.absent, path)) return -1;
-    for (int g = 0; g < 2; g++)
-        if (t->absent_mv[g].n && ckpt_absent_source(&t->absent_mv[g], path)) return -1;
+    for (int g = 0; g < 2; g++)  // (a list of zeros stays one)
+        if (t->absent_mv[g].from && ckpt_absent_source(&t->absent_mv[g], path)) return -1;
     if (rundir_link_latest(t->o.out, t->st.step) || rundir_prune(t->o.out, t->o.keep)) return -1;
     if (h && h->on_save) h->on_save(h->ctx, path, t->st.step);
     return 0;
@@ -874,6 +894,19 @@ static int evaluate(trainer *t, const train_hooks *h) {
     if (t->rank == 0 && metrics_write_eval(&t->metrics, &me)) return -1;
     if (h && h->on_eval) h->on_eval(h->ctx, t->st.step, nd, t->names, t->val_loss);
     return 0;
+}
+
+// The parameters are finite. A run read tensor by tensor (held_load) checks only what
+// changes, the trained ranges and the buffers (router_bias): the rest was checked when
+// read, and reading the pages it gave back would take their memory again.
+static int params_finite(const trainer *t) {
+    const mo_param_table *pt = &t->ck.table;
+    if (!t->ck.sparse) return all_finite(t->ck.params, pt->numel);
+    for (size_t i = 0; i < t->mask.n; i++)
+        if (!all_finite(t->ck.params + t->mask.r[i].offset, t->mask.r[i].length)) return 0;
+    for (int i = 0; i < pt->n; i++)
+        if (pt->t[i].no_grad && !all_finite(t->ck.params + pt->t[i].offset, pt->t[i].numel)) return 0;
+    return 1;
 }
 
 static int all_finite(const float *x, size_t n) {
@@ -1014,7 +1047,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
             free(mine);
             const char *what = !isfinite(loss) ? "loss" : "gradient norm";
             double bad = !isfinite(loss) ? loss : norm;
-            if (!all_finite(t->ck.params, numel))
+            if (!params_finite(t))
                 return mo_errorf("step %lld: the %s is %s and the parameters are no longer finite; nothing saved; "
                                  "resume from the newest checkpoint in %s with a lower --lr",
                                  (long long)t->st.step + 1, what, isnan(bad) ? "NaN" : "Inf", o->out);

@@ -994,7 +994,6 @@ static int micro_batches(trainer *t) {
 int trainer_run(trainer *t, const train_hooks *h) {
     const train_opts *o = &t->o;
     const int A = o->grad_accum, AG = t->ranks * A, E = t->ck.table.cfg.n_experts;
-    const size_t numel = t->ck.table.numel;
     const int64_t tokens_per_step = (int64_t)AG * o->batch * o->seq;
     const int64_t fault = fault_nan_step();
     uint64_t loader_before[TRAIN_LOADER_STATE_MAX];

@@ -76,23 +76,16 @@ static const float *as_f32(infer_ctx *s, gemv_w W, size_t rows, int cols) {
 }
 
 // y[rows, out] (+)= x[rows, in] W[out, in]^T. A few rows are matrix-vector products that
-// stream W once per row (no packing); more rows go through sgemm. 8-bit weights in a
-// prefill always go through sgemm (dequantized): the 8-bit products round x to 8 bits
-// (kernels/gemv.h), and a prompt is computed by the dequantized model alone, whatever
-// its length and however its tokens fall on the experts.
-static void gemv_rows(float *y, const float *x, gemv_w W, int rows, int out, int in, int acc) {
-    for (int r = 0; r < rows; r++) {
-        gemv_task t = {.y = y + (size_t)r * out, .rows = out, .acc = acc, .n_terms = 1,
-                       .t = {{W, x + (size_t)r * in, in, 1.0f}}};
-        gemv_run(&t, 1);
-    }
-}
-
+// stream W once per row (no packing); more rows go through sgemm.
 static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, int out, int in, int acc) {
     // bf16 compute: every row count, so that all of a prefill is the same bf16 model.
     if (s->bf16 && pf_bf16_linear(s->bf16, y, x, W, rows, out, in, acc)) return;
-    if (W.f ? rows <= 1 : rows <= 4 && !s->prefilling) {
-        gemv_rows(y, x, W, rows, out, in, acc);
+    if (rows <= (W.f ? 1 : 4)) {
+        for (int r = 0; r < rows; r++) {
+            gemv_task t = {.y = y + (size_t)r * out, .rows = out, .acc = acc, .n_terms = 1,
+                           .t = {{W, x + (size_t)r * in, in, 1.0f}}};
+            gemv_run(&t, 1);
+        }
         return;
     }
     matmul_nt(y, x, as_f32(s, W, (size_t)out, in), rows, out, in, acc);
@@ -273,11 +266,7 @@ static void run_layers(infer_ctx *s, int rows, int first, int prefill_g, int pre
 static void head(infer_ctx *s, const float *src, int n, float *logits) {
     const mo_config *c = &s->c;
     rmsnorm_forward(s->lastn, s->rstd, src, P(s, s->pt->norm), n, c->d_model, (float)c->norm_eps);
-    const gemv_w W = Wt(s, s->pt->output);
-    // 8-bit: always the 8-bit products (s->deq is not sized for the output matrix, which
-    // a large vocabulary makes the largest), in prefill too.
-    if (!W.f && !s->bf16) gemv_rows(logits, s->lastn, W, n, c->vocab_size, c->d_model, 0);
-    else linear(s, logits, s->lastn, W, n, c->vocab_size, c->d_model, 0);
+    linear(s, logits, s->lastn, Wt(s, s->pt->output), n, c->vocab_size, c->d_model, 0);
 }
 
 static int check_tokens(const infer_ctx *s, const int *tokens, size_t n) {
@@ -302,7 +291,6 @@ int infer_prefill(infer_ctx *s, int first, int B, int T, const int *tokens, floa
     s->route_rows = 0;
     // Groups of whole prompts that fit max_seq rows (the size of the attention buffer).
     int per = s->max_seq / T;
-    s->prefilling = 1;
     for (int b0 = 0; b0 < B; b0 += per) {
         int g = B - b0 < per ? B - b0 : per, rows = g * T;
         for (int r = 0; r < rows; r++) s->pos[r] = r % T;
@@ -314,7 +302,6 @@ int infer_prefill(infer_ctx *s, int first, int B, int T, const int *tokens, floa
         }
         head(s, s->last, g, logits + (size_t)b0 * V);
     }
-    s->prefilling = 0;
     return 0;
 }
 

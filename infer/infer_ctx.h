@@ -29,7 +29,6 @@ struct infer_ctx {
     mo_config c;
     int max_batch, max_seq, max_rows;  // max_rows = max(max_seq, max_batch): rows of one block
     int hidden;                        // widest FFN hidden row: max(k*d_ff, shared, dense)
-    int prefilling;                    // inside infer_prefill: 8-bit weights through sgemm only (decode.c, linear)
     kv_cache kv;
 
     float *rope_cos, *rope_sin;  // [max_seq, head_dim/2]

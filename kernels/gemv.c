@@ -50,18 +50,18 @@ static void gemv_f32_scalar(float *y, const float *W, const float *x, int rows, 
     }
 }
 
-// x quantized for the 8-bit products (gemv.h), per block of 32: xs = max|x| / 127,
+// x quantized for the 8-bit products (gemv.h), per block of 32: xs = max|x| / 32767,
 // x16 = round(x / xs) to nearest even (lrintf in the default mode, as cvtps2dq).
 static void quantize_x_scalar(int16_t *x16, float *xs, const float *x, int cols) {
     for (int c0 = 0, b = 0; c0 < cols; c0 += Q8_BLOCK, b++) {
         const int c1 = c0 + Q8_BLOCK < cols ? c0 + Q8_BLOCK : cols;
         float amax = 0;
         for (int c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(x[c]));
-        const float inv = amax > 0 ? Q8_X_MAX / amax : 0.0f;
-        xs[b] = amax / Q8_X_MAX;
+        const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+        xs[b] = amax / 32767.0f;
         for (int c = c0; c < c1; c++) {
             long v = lrintf(x[c] * inv);
-            x16[c] = (int16_t)(v > Q8_X_MAX ? Q8_X_MAX : v < -Q8_X_MAX ? -Q8_X_MAX : v);
+            x16[c] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
         }
     }
 }
@@ -173,8 +173,8 @@ static MO_TARGET_AVX512 void quantize_x_avx512(int16_t *x16, float *xs, const fl
         const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
         const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + c), v1 = _mm512_maskz_loadu_ps(m1, x + c + 16);
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
-        const __m512 inv = _mm512_set1_ps(amax > 0 ? Q8_X_MAX / amax : 0.0f);
-        xs[b] = amax / Q8_X_MAX;
+        const __m512 inv = _mm512_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        xs[b] = amax / 32767.0f;
         _mm256_mask_storeu_epi16(x16 + c, m0, _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv))));
         _mm256_mask_storeu_epi16(x16 + c + 16, m1, _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv))));
     }
@@ -274,109 +274,9 @@ static inline MO_TARGET_AVX512 void dot2_q8_512(float *yp, float *yq, const int8
     *yq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
 }
 
-// ---- AVX512_VNNI: the same integer sums with byte dot products (vpdpbusd: 4 products of
-// an unsigned and a signed byte added into each int32 lane). x's values fit a signed byte
-// (q8_quantize_x), the weights too, so the weights are made unsigned by flipping their top
-// bit (w + 128) and the excess 128 x (the sum of those 4 x) is taken off by starting each
-// lane from nc = -128 x that sum, computed once per product. Each lane's sum is an exact
-// integer (at most 4 x 255 x 127 in magnitude on the way), so every block sum is the one
-// vpmaddwd gives, only added in other groups (4 columns a lane, two blocks a vector), with
-// about half the instructions per weight.
-
-// x16 (values in -127..127) as bytes x8, and nc = -128 x the sum of each 4 of them, zero
-// up to the next multiple of 64 columns.
-static MO_TARGET_AVX512_VNNI void split_x_vnni(int8_t *x8, int32_t *nc, const int16_t *x16, int cols) {
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int c = 0; c < cols; c += 64) {
-        const int n = cols - c;
-        const __mmask32 m0 = n >= 32 ? ~0u : (__mmask32)((1u << n) - 1);
-        const __mmask32 m1 = n >= 64 ? ~0u : n > 32 ? (__mmask32)((1u << (n - 32)) - 1) : 0;
-        const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_maskz_loadu_epi16(m0, x16 + c))),
-                                             _mm512_cvtepi16_epi8(_mm512_maskz_loadu_epi16(m1, x16 + c + 32)), 1);
-        _mm512_storeu_si512(x8 + c, b);
-        const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, b);
-        _mm512_storeu_si512(nc + c / 4, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
-    }
-}
-
-// 64 weights w (two blocks) against x: 16 lanes of exact sums over 4 columns.
-static inline MO_TARGET_AVX512_VNNI __m512i q8_vnni_64(__m512i w, const int8_t *x8, const int32_t *nc) {
-    return _mm512_dpbusd_epi32(_mm512_loadu_si512(nc), _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)),
-                               _mm512_loadu_si512(x8));
-}
-
-// Rows p and q (scales sp, sq) side by side, as dot2_q8_512. Per 16 blocks their scale
-// products (weight x x) in one multiply; each 64 columns' lanes take theirs by a permute
-// (lanes 0-7 the first block's, 8-15 the second's), two accumulators a row.
-static inline MO_TARGET_AVX512_VNNI void dot2_q8_vnni(float *yp, float *yq, const int8_t *p, const float *sp,
-                                                     const int8_t *q, const float *sq, const int8_t *x8,
-                                                     const int32_t *nc, const float *xs, int cols) {
-    const int nb = q8_blocks(cols);
-    const __m512i first = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), two = _mm512_set1_epi32(2);
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-    for (int b = 0, c = 0; b < nb; b += 16, c += 16 * Q8_BLOCK) {
-        const __mmask16 mb = nb - b >= 16 ? 0xFFFF : (__mmask16)((1u << (nb - b)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(mb, xs + b);
-        const __m512 Pp = _mm512_mul_ps(_mm512_maskz_loadu_ps(mb, sp + b), x);
-        const __m512 Pq = _mm512_mul_ps(_mm512_maskz_loadu_ps(mb, sq + b), x);
-        const int end = cols - c < 16 * Q8_BLOCK ? cols : c + 16 * Q8_BLOCK;
-        __m512i i0 = first;
-        int k = c;
-        for (; k + 128 <= end; k += 128) {
-            const __m512i i1 = _mm512_add_epi32(i0, two);
-            const __m512i tp0 = q8_vnni_64(_mm512_loadu_si512(p + k), x8 + k, nc + k / 4);
-            const __m512i tq0 = q8_vnni_64(_mm512_loadu_si512(q + k), x8 + k, nc + k / 4);
-            const __m512i tp1 = q8_vnni_64(_mm512_loadu_si512(p + k + 64), x8 + k + 64, nc + k / 4 + 16);
-            const __m512i tq1 = q8_vnni_64(_mm512_loadu_si512(q + k + 64), x8 + k + 64, nc + k / 4 + 16);
-            a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tp0), _mm512_permutexvar_ps(i0, Pp), a0);
-            b0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tq0), _mm512_permutexvar_ps(i0, Pq), b0);
-            a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tp1), _mm512_permutexvar_ps(i1, Pp), a1);
-            b1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tq1), _mm512_permutexvar_ps(i1, Pq), b1);
-            i0 = _mm512_add_epi32(i1, two);
-        }
-        for (; k < end; k += 64) {  // the last 64 or fewer columns; past the row, x8 and nc are 0
-            const __mmask64 m = end - k >= 64 ? ~0ull : (((__mmask64)1 << (end - k)) - 1);
-            const __m512i tp = q8_vnni_64(_mm512_maskz_loadu_epi8(m, p + k), x8 + k, nc + k / 4);
-            const __m512i tq = q8_vnni_64(_mm512_maskz_loadu_epi8(m, q + k), x8 + k, nc + k / 4);
-            a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tp), _mm512_permutexvar_ps(i0, Pp), a0);
-            b0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tq), _mm512_permutexvar_ps(i0, Pq), b0);
-            i0 = _mm512_add_epi32(i0, two);
-        }
-    }
-    *yp = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    *yq = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
-}
-
-static MO_TARGET_AVX512_VNNI void gemv_q8_vnni(float *y, const int8_t *Q, const float *S, const int16_t *x16,
-                                               const float *xs, int rows, int cols, size_t ld, size_t nbl,
-                                               float alpha, int acc) {
-    _Alignas(64) int8_t x8[GEMV_X16_COLS];
-    _Alignas(64) int32_t nc[GEMV_X16_COLS / 4];
-    split_x_vnni(x8, nc, x16, cols);
-    const int h = rows / 2;
-    for (int r = 0; r < h; r++) {
-        float sp, sq;
-        dot2_q8_vnni(&sp, &sq, Q + r * ld, S + r * nbl, Q + (r + h) * ld, S + (r + h) * nbl, x8, nc, xs, cols);
-        sp *= alpha, sq *= alpha;
-        y[r] = acc ? y[r] + sp : sp;
-        y[r + h] = acc ? y[r + h] + sq : sq;
-    }
-    if (rows & 1) {  // the last row with itself: the same sums as beside any other row
-        const int r = rows - 1;
-        float s, unused;
-        dot2_q8_vnni(&s, &unused, Q + r * ld, S + r * nbl, Q + r * ld, S + r * nbl, x8, nc, xs, cols);
-        s *= alpha;
-        y[r] = acc ? y[r] + s : s;
-    }
-}
-
 static MO_TARGET_AVX512 void gemv_q8_avx512(float *y, const int8_t *Q, const float *S, const int16_t *x16,
                                             const float *xs, int rows, int cols, size_t ld, size_t nbl, float alpha,
                                             int acc) {
-    if (simd_vnni()) {
-        gemv_q8_vnni(y, Q, S, x16, xs, rows, cols, ld, nbl, alpha, acc);
-        return;
-    }
     const int h = rows / 2;
     for (int r = 0; r < h; r++) {
         float sp, sq;
@@ -437,8 +337,8 @@ static MO_TARGET_AVX2 void quantize_x_avx2(int16_t *x16, float *xs, const float 
                                  _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(v + 16)),
                                                _mm256_andnot_ps(sign, _mm256_loadu_ps(v + 24))));
         const float amax = mo_hmax256(m);
-        const __m256 inv = _mm256_set1_ps(amax > 0 ? Q8_X_MAX / amax : 0.0f);
-        xs[b] = amax / Q8_X_MAX;
+        const __m256 inv = _mm256_set1_ps(amax > 0 ? 32767.0f / amax : 0.0f);
+        xs[b] = amax / 32767.0f;
         for (int c = 0; c < Q8_BLOCK; c += 8) {
             __m256i i = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + c), inv));
             _mm_storeu_si128((__m128i *)(x16 + b * Q8_BLOCK + c),

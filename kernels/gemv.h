@@ -12,15 +12,12 @@
 // 8-bit weights (q8): each row is cut into blocks of Q8_BLOCK columns (the last one may
 // be shorter); a block stores int8 values q and one float scale s = max|w| / 127, and
 // stands for w ~= s * q (round to nearest; an all-zero block has s = 0). Memory per
-// weight: 1 + 4/32 bytes. The product first rounds x to 8-bit integers per block of 32
-// (q8_quantize_x: x ~= xs * xq, xs = max|x| / 127 of the block, an error of at most xs/2
-// per element, the weights' own rounding, as llama.cpp's Q8_0 x Q8_0 products round it),
-// so that each block's sum of q * xq is an exact integer sum, multiplied by the two
-// blocks' scales in float. With AVX512_VNNI that sum is one byte dot product (vpdpbusd)
-// per 64 weights, about 2x the rate of the 16-bit pair products (vpmaddwd) that x rounded
-// to 16 bits had needed, which left 8-bit decode compute-bound (docs/design.md, "8-bit
-// weights"). xq is held in int16 lanes: the AVX2 and AVX-512 kernels without VNNI
-// multiply it in 16 bits.
+// weight: 1 + 4/32 bytes. The product first rounds x to 16-bit integers per block of 32
+// (q8_quantize_x: x ~= xs * x16, xs = max|x| / 32767 of the block, an error of at most
+// xs/2 per element, 1.5e-5 of the block's largest, far below the weights' own rounding),
+// so that each block's sum of q * x16 is an exact integer sum (vpmaddwd), multiplied by
+// the two blocks' scales in float: about 2.4x the rate of converting every weight to
+// float, which had made 8-bit decode compute-bound.
 #ifndef MONOLITH_GEMV_H
 #define MONOLITH_GEMV_H
 
@@ -28,7 +25,6 @@
 #include <stdint.h>
 
 #define Q8_BLOCK 32
-#define Q8_X_MAX 127  // x's largest rounded value in a block (q8_quantize_x)
 
 // Blocks per row of `cols` columns.
 static inline int q8_blocks(int cols) { return (cols + Q8_BLOCK - 1) / Q8_BLOCK; }
@@ -53,8 +49,8 @@ static inline gemv_w gemv_w_rows(gemv_w w, size_t r0, int cols) {
 #define GEMV_X16_COLS 4096
 
 // x[cols] rounded as the 8-bit products round it: per block b of Q8_BLOCK columns,
-// xs[b] = max|x| / 127 over the block and x16 = round(x / xs[b]) in -127..127 (to nearest
-// even; an all-zero block has xs 0). Returns 0, or -1 when x holds an inf or NaN.
+// xs[b] = max|x| / 32767 over the block and x16 = round(x / xs[b]) (to nearest even; an
+// all-zero block has xs 0). Returns 0, or -1 when x holds an inf or NaN.
 int q8_quantize_x(int16_t *x16, float *xs, const float *x, int cols);
 
 // Quantizes W[rows, cols] to q[rows, cols], scale[rows, q8_blocks(cols)] as above.

@@ -48,25 +48,3 @@ const char *simd_name(simd_level level) {
     default: return "scalar";
     }
 }
-
-static int vnni = -1;  // -1: not decided yet
-
-static int cpu_has_vnni(void) {
-#if MO_HAVE_X86
-    __builtin_cpu_init();
-    return simd_best() == SIMD_AVX512 && __builtin_cpu_supports("avx512vnni");
-#else
-    return 0;
-#endif
-}
-
-int simd_vnni(void) {
-    if (vnni < 0) vnni = cpu_has_vnni() && !getenv("MONOLITH_NO_VNNI");
-    return vnni && simd_active() == SIMD_AVX512;
-}
-
-int simd_set_vnni(int on) {
-    if (on && !cpu_has_vnni()) return -1;
-    vnni = on != 0;
-    return 0;
-}

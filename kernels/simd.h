@@ -18,20 +18,10 @@ simd_level simd_best(void);
 int simd_set(simd_level level);
 const char *simd_name(simd_level level);
 
-// Whether the AVX-512 level may use AVX512_VNNI's byte dot products (vpdpbusd; the 8-bit
-// decode products, kernels/gemv.c): the CPU has them, the level is AVX-512, and neither
-// simd_set_vnni(0) nor the environment (MONOLITH_NO_VNNI, any value, for comparisons)
-// turned them off.
-int simd_vnni(void);
-// Turns them on or off (tests run both); returns -1 (and changes nothing) when turning
-// them on on a CPU without them.
-int simd_set_vnni(int on);
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #define MO_HAVE_X86 1
 #define MO_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define MO_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
-#define MO_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512vnni,fma")))
 #else
 #define MO_HAVE_X86 0
 #endif

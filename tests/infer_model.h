@@ -97,30 +97,16 @@ static inline double tm_bf(double x) {
     return r;
 }
 
-// Row x[K] rounded as the 8-bit products round their input (q8_quantize_x, through float).
-static inline void tm_q8x(double *xr, const double *x, int K) {
-    float *xf = malloc(sizeof(float) * K), *xs = malloc(sizeof(float) * q8_blocks(K));
-    int16_t *xq = malloc(sizeof(int16_t) * K);
-    ck_assert(xf && xs && xq);
-    for (int i = 0; i < K; i++) xf[i] = (float)x[i];
-    ck_assert_int_eq(q8_quantize_x(xq, xs, xf, K), 0);
-    for (int i = 0; i < K; i++) xr[i] = (double)xs[i / Q8_BLOCK] * xq[i];
-    free(xf), free(xs), free(xq);
-}
-
-// y[M,N] (+)= x[M,K] w[N,K]^T in double; `round`: both inputs rounded to bf16 first;
-// rows of x from `q8_from` on rounded as the 8-bit products round them (tm_q8x).
-static inline void tm_mm(double *y, const double *x, const double *w, int M, int N, int K, int acc, int round,
-                         int q8_from) {
-    if (!round && q8_from >= M) {
+// y[M,N] (+)= x[M,K] w[N,K]^T in double; `round`: both inputs rounded to bf16 first.
+static inline void tm_mm(double *y, const double *x, const double *w, int M, int N, int K, int acc, int round) {
+    if (!round) {
         ref_matmul_nt(y, x, w, M, N, K, acc);
         return;
     }
     double *xr = calloc((size_t)M * K, sizeof(double)), *wr = calloc((size_t)N * K, sizeof(double));
     ck_assert(xr && wr);
-    for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = round ? tm_bf(x[i]) : x[i];
-    for (size_t i = 0; i < (size_t)N * K; i++) wr[i] = round ? tm_bf(w[i]) : w[i];
-    for (int r = q8_from < 0 ? 0 : q8_from; r < M; r++) tm_q8x(xr + (size_t)r * K, xr + (size_t)r * K, K);
+    for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = tm_bf(x[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++) wr[i] = tm_bf(w[i]);
     ref_matmul_nt(y, xr, wr, M, N, K, acc);
     free(xr), free(wr);
 }
@@ -128,14 +114,13 @@ static inline void tm_mm(double *y, const double *x, const double *w, int M, int
 static inline const double *tm_W(const test_model *m, int id) { return m->wd + m->pt.t[id].offset; }
 
 // y[d] += g * (silu(x w1^T) * (x w3^T)) w2^T, hidden width h.
-// q8: its products' inputs rounded as the 8-bit ones round them.
 static inline void tm_expert(double *y, const double *x, const double *w1, const double *w3, const double *w2, int h, int d,
-                   double g, double *scratch, int round, int q8) {
+                   double g, double *scratch, int round) {
     double *a = scratch, *b = scratch + h, *out = scratch + 2 * h;
-    tm_mm(a, x, w1, 1, h, d, 0, round, !q8);
-    tm_mm(b, x, w3, 1, h, d, 0, round, !q8);
+    tm_mm(a, x, w1, 1, h, d, 0, round);
+    tm_mm(b, x, w3, 1, h, d, 0, round);
     ref_swiglu_forward(a, a, b, (size_t)h);
-    tm_mm(out, a, w2, 1, d, h, 0, round, !q8);
+    tm_mm(out, a, w2, 1, d, h, 0, round);
     for (int j = 0; j < d; j++) y[j] += g * out[j];
 }
 
@@ -147,13 +132,9 @@ enum {
 
 // logits[T, V] of one sequence tokens[T], in double from docs/design.md section 3 with the
 // kernels/ref oracles. allowed[E] (NULL: all) restricts routing, renormalizing the
-// router's probabilities over the allowed experts; `rounding`: TM_ROUND_* flags (0: none);
-// from position q8_from on (T: none), the input of every product but the router's rounded
-// as 8-bit decode's products round it (kernels/gemv.h), and when q8_from < T the output
-// projection's at every position (infer/decode.c, head); the rest of a prefill multiplies
-// by the dequantized weights and rounds nothing.
-static inline void tm_oracle_q8(const test_model *m, const int *tokens, int T, const unsigned char *allowed,
-                                int rounding, int q8_from, double *logits) {
+// router's probabilities over the allowed experts; `rounding`: TM_ROUND_* flags (0: none).
+static inline void tm_oracle(const test_model *m, const int *tokens, int T, const unsigned char *allowed,
+                             int rounding, double *logits) {
     const int round = rounding & TM_ROUND_PRODUCTS;
     const mo_config *c = &m->c;
     const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, E = c->n_experts;
@@ -171,21 +152,21 @@ static inline void tm_oracle_q8(const test_model *m, const int *tokens, int T, c
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &m->pt.layer[l];
         ref_rmsnorm_forward(a, rstd, h, tm_W(m, L->attn_norm), T, d, c->norm_eps);
-        tm_mm(q, a, tm_W(m, L->wq), T, nh * hd, d, 0, round, q8_from);
-        tm_mm(k, a, tm_W(m, L->wk), T, nkv * hd, d, 0, round, q8_from);
-        tm_mm(v, a, tm_W(m, L->wv), T, nkv * hd, d, 0, round, q8_from);
+        tm_mm(q, a, tm_W(m, L->wq), T, nh * hd, d, 0, round);
+        tm_mm(k, a, tm_W(m, L->wk), T, nkv * hd, d, 0, round);
+        tm_mm(v, a, tm_W(m, L->wv), T, nkv * hd, d, 0, round);
         ref_rope_forward(q, pos, T, nh, hd, c->rope_theta);
         ref_rope_forward(k, pos, T, nkv, hd, c->rope_theta);
         if (rounding & TM_ROUND_KV)
             for (size_t i = 0; i < (size_t)T * nkv * hd; i++) k[i] = tm_bf(k[i]), v[i] = tm_bf(v[i]);
         ref_attention_forward(&(ref_attention){1, T, nh, nkv, hd, q, k, v, o, att, NULL});
-        tm_mm(h, o, tm_W(m, L->wo), T, d, nh * hd, 1, round, q8_from);
+        tm_mm(h, o, tm_W(m, L->wo), T, d, nh * hd, 1, round);
         ref_rmsnorm_forward(a, rstd, h, tm_W(m, L->ffn_norm), T, d, c->norm_eps);
         for (int t = 0; t < T; t++) {
             const double *x = a + (size_t)t * d;
             double *y = h + (size_t)t * d;
             if (!L->is_moe) {
-                tm_expert(y, x, tm_W(m, L->ffn_w1), tm_W(m, L->ffn_w3), tm_W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch, round, t >= q8_from);
+                tm_expert(y, x, tm_W(m, L->ffn_w1), tm_W(m, L->ffn_w3), tm_W(m, L->ffn_w2), c->d_ff_dense, d, 1.0, scratch, round);
                 continue;
             }
             ref_matmul_nt(p, x, tm_W(m, L->router), 1, E, d, 0);  // the router stays fp32
@@ -206,22 +187,16 @@ static inline void tm_oracle_q8(const test_model *m, const int *tokens, int T, c
             for (int j = 0; j < kk; j++) {
                 size_t e = (size_t)chosen[j], h1 = (size_t)c->d_ff * d;
                 tm_expert(y, x, tm_W(m, L->w1) + e * h1, tm_W(m, L->w3) + e * h1, tm_W(m, L->w2) + e * h1, c->d_ff, d,
-                       c->norm_topk ? g[j] / gs : g[j], scratch, round, t >= q8_from);
+                       c->norm_topk ? g[j] / gs : g[j], scratch, round);
             }
             if (c->n_shared_experts)
                 tm_expert(y, x, tm_W(m, L->shared_w1), tm_W(m, L->shared_w3), tm_W(m, L->shared_w2),
-                       c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch, round, t >= q8_from);
+                       c->n_shared_experts * c->d_ff_shared, d, 1.0, scratch, round);
         }
     }
     ref_rmsnorm_forward(a, rstd, h, tm_W(m, m->pt.norm), T, d, c->norm_eps);
-    // 8-bit inference's output projection is always an 8-bit product, in prefill too
-    tm_mm(logits, a, tm_W(m, m->pt.output), T, c->vocab_size, d, 0, round, q8_from < T ? 0 : T);
+    tm_mm(logits, a, tm_W(m, m->pt.output), T, c->vocab_size, d, 0, round);
     free(h), free(a), free(rstd), free(q), free(o), free(k), free(v), free(att), free(p), free(scratch), free(pos);
-}
-
-static inline void tm_oracle(const test_model *m, const int *tokens, int T, const unsigned char *allowed,
-                             int rounding, double *logits) {
-    tm_oracle_q8(m, tokens, T, allowed, rounding, T, logits);
 }
 
 // t[n] uniform token ids below V.

@@ -54,6 +54,12 @@ if part dense; then
     train $OUT/dense $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 1024 $COMMON --warmup $((STEPS / 10)) \
         --save-every $((STEPS / 20)) --keep 20 $DATA
 fi
+# The noise: the same dense run with another initialisation and data order (--seed 2),
+# its checkpoints kept too (the best plug variant's second seed is taken from it).
+if part dense2; then
+    train $OUT/dense2 $STEPS $MODEL --moe-layers 0,0,0,0 --d-ff-dense 1024 $COMMON --warmup $((STEPS / 10)) \
+        --save-every $((STEPS / 20)) --keep 20 --seed 2 $DATA
+fi
 if part moe; then
     train $OUT/moe $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) --save-every 0 $DATA
 fi
@@ -64,7 +70,10 @@ ini() {
     local method=$1 out=$2 seed=$3 bs=$4 rs=$5 as=$6 extra=${7:-}
     ini_train $out "$extra"
     printf '[seed]\ninit = %s\ncontinue = true\n\n' $seed
-    printf '[branch]\nsteps = %s\n\n' $bs
+    printf '[branch]\nsteps = %s\n' $bs
+    # BRANCH_EXTRA: more [branch] lines (a variant's learning rate), one per line
+    [ -n "${BRANCH_EXTRA:-}" ] && printf '%s\n' "$BRANCH_EXTRA"
+    echo
     [ $method = btx ] && echo "[mix]" || echo "[plug]"
     printf 'top_k = 1\n\n'
     # top-1 gates are 1 (renormalized over the one chosen expert), so the language-model
@@ -103,6 +112,48 @@ done
 split_steps 75
 PLUG75=$(ckpt $OUT/plug75/router $R)
 FIT=$R
+# Closing the gap (the last round): plug variants from dense's checkpoints, each spending
+# exactly the tokens dense spends after its checkpoint. variant NAME PCT B R [BRANCH_LINES]:
+# pipeline plug from dense's checkpoint at PCT% of STEPS, branches of B steps, router of R
+# steps (4B + R = the steps dense has left), BRANCH_LINES added to [branch]; then its
+# evaluation on the whole val splits. DENSE (default OUT/dense) is the run the seed is from.
+variant() {
+    local name=$1 pct=$2 b=$3 r=$4
+    BRANCH_EXTRA=${5:-}
+    local seedstep=$((STEPS * pct / 100))
+    [ $((4 * b + r)) = $((STEPS - seedstep)) ] || { echo "$NAME: $name spends $((4 * b + r)) steps, not $((STEPS - seedstep))" >&2; exit 1; }
+    pipeline plug $name $(ckpt ${DENSE:-$OUT/dense} $seedstep) $b $r 0
+    ev $name $(ckpt $OUT/$name/router $r)
+    BRANCH_EXTRA=
+}
+# the branches at a higher rate than the seed's decayed one: constant 1e-3, or re-warmed
+# (2 steps to the peak 2e-3, cosine to 2e-4)
+LR_CONST=$'lr = 1e-3\nschedule = constant'
+LR_REWARM=$'lr = 2e-3\nlr-floor = 0.1\nschedule = cosine\nwarmup = 2'
+if part gap_lr; then
+    variant v90_lrc 90 22 12 "$LR_CONST"
+    variant v90_rewarm 90 22 12 "$LR_REWARM"
+fi
+# a lower rate than the continued one (the higher ones lost)
+if part gap_lr; then variant v90_lrlow 90 22 12 $'lr = 1e-4\nschedule = constant'; fi
+# the router's share cut from 12 steps to 4 (the plugged model before any router step is
+# within 0.002 of the trained one), the branches get the rest
+if part gap_router; then variant v90_r4 90 24 4; fi
+# the seed at 95%: 50 steps left
+if part gap_late; then
+    ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
+    variant v95 95 11 6
+    variant v95_r2 95 12 2
+fi
+# The noise: dense, the MoE and plug-90 again with --seed 2 (initialisation and data
+# order; dense2 above, then plug from its own checkpoint)
+if part noise; then
+    ev dense2 $(ckpt $OUT/dense2 $STEPS)
+    ev seed90_2 $(ckpt $OUT/dense2 $((STEPS * 90 / 100)))
+    DENSE=$OUT/dense2 variant plug90_2 90 22 12
+    train $OUT/moe2 $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) --save-every 0 --seed 2 $DATA
+    ev moe2 $(ckpt $OUT/moe2 $STEPS)
+fi
 if part fifth; then
     fifth_domain python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R $PLUG75 plug75 $FIT --warmup 0 --save-every 0 $COMMON
     # the below row fitted four times as long (the router term keeps old tokens off it)
@@ -110,8 +161,32 @@ if part fifth; then
         --route-by-domain --router-ce 0.1 --train router=4 --warmup 0 --save-every 0 $COMMON
 fi
 
+# The fifth domain's router-row fit, so that python's tokens reach its expert and the old
+# four move < 0.5%. fit NAME INIT STEPS DATA_FLAGS [TRAIN_FLAGS]: row 4 alone (--train
+# router=4) with the router term of forced routing on DATA_FLAGS' domains, then NAME's
+# evaluation on the five domains' whole val splits.
+D5="$DATA --data python=$OUT/python.h5"
+fit() {
+    local name=$1 init=$2 steps=$3 data=$4
+    shift 4
+    train $OUT/$name $steps --init $init $data --route-by-domain --router-ce 0.1 --train router=4 --warmup 0 \
+        --save-every 0 $COMMON "$@"
+    DATA=$D5 ev $name $(ckpt $OUT/$name $steps)
+}
+CP="--data code=$C/code.h5 --data python=$OUT/python.h5"
+if part fifth_fit75; then
+    split_steps 75
+    # the perfect routing (every domain forced to its expert): the best the row can give
+    DATA=$D5 ev py_below_forced $OUT/plug75_py_below.h5 --route-by-domain
+    fit fit75_cp $OUT/plug75_py_below.h5 $R "$CP"               # the router term on code and python only
+    fit fit75_cp_long $OUT/plug75_py_below.h5 $((4 * R)) "$CP"
+    fit fit75_py $OUT/plug75_py_below.h5 $R "--data python=$OUT/python.h5"   # python alone
+fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
 # routing shares (ev, experiments_lib.sh).
+if part eval_plugged; then
+    ev plug90_plugged $OUT/plug90/plug.h5
+fi
 if part eval; then
     ev dense $(ckpt $OUT/dense $STEPS)
     ev moe $(ckpt $OUT/moe $STEPS)

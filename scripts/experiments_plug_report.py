@@ -67,6 +67,83 @@ def summaries(out, names, plugged):
             print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
 
 
+def gap_tables():
+    """The last round: plug variants from dense's checkpoints, and the second seed."""
+    rows = [("dense", "dense"), ("dense, --seed 2", "dense2"), ("MoE from scratch", "moe"),
+            ("MoE from scratch, --seed 2", "moe2"), ("seed 90%: dense at step 900", "seed90"),
+            ("seed 90%, --seed 2", "seed90_2"), ("seed 95%: dense at step 950", "seed95"),
+            ("plug-90 (branches 22, router 12; continued rate)", "plug90"),
+            ("plug-90, --seed 2 (from dense --seed 2)", "plug90_2"),
+            ("plug-90 before the router stage (0 router steps)", "plug90_plugged"),
+            ("plug-90, branches at 1e-3 constant", "v90_lrc"),
+            ("plug-90, branches re-warmed 2e-3 to 2e-4", "v90_rewarm"),
+            ("plug-90, branches at 1e-4 constant", "v90_lrlow"),
+            ("plug-90, branches 24, router 4", "v90_r4"),
+            ("plug-95 (branches 11, router 6)", "v95"),
+            ("plug-95, branches 12, router 2", "v95_r2")]
+    if not any(load(f) for _, f in rows[1:]):
+        return
+    print("\nclosing the gap: plug variants (every row 1,000 steps in all), whole val splits\n")
+    loss_table(rows, ["dense", "moe"])
+    print("\nper domain, against dense (seed 1) and against MoE from scratch (seed 1)\n")
+    print("| method | " + " | ".join(f"{d} vs dense" for d in DOMS) + " | " + " | ".join(f"{d} vs MoE" for d in DOMS) + " |")
+    print("|---|" + "---:|" * (2 * len(DOMS)))
+    d0, m0 = load("dense"), load("moe")
+    for label, f in rows[1:]:
+        j = load(f)
+        if j and d0 and m0:
+            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss'] - d0['val'][d]['loss']:+.3f}" for d in DOMS) + " | "
+                  + " | ".join(f"{j['val'][d]['loss'] - m0['val'][d]['loss']:+.3f}" for d in DOMS) + " |")
+    pairs = [("dense", "dense", "dense2"), ("MoE", "moe", "moe2"), ("seed 90%", "seed90", "seed90_2"),
+             ("plug-90", "plug90", "plug90_2")]
+    if any(load(b) for _, _, b in pairs):
+        print("\nthe second seed: --seed 2 minus --seed 1, per domain\n")
+        print("| method | " + " | ".join(DOMS) + " | mean |")
+        print("|---|" + "---:|" * (len(DOMS) + 1))
+        for label, a, b in pairs:
+            ja, jb = load(a), load(b)
+            if ja and jb:
+                ds = [jb["val"][d]["loss"] - ja["val"][d]["loss"] for d in DOMS]
+                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    for label, f in rows[7:]:
+        routing(label, f, DOMS)
+
+
+def fifth_fit_table():
+    """The fifth domain's row fits of the last round, against the plugged model before it."""
+    five = DOMS + ["python"]
+    fits = [("plug75 (4 experts)", "py_before"), ("forced: every domain on its expert", "py_below_forced"),
+            ("row below, fit on the five domains, 26 steps", "py_below_fit"),
+            ("row below, fit on the five domains, 104 steps", "py_below_long_fit"),
+            ("row below, fit on code + python, 26 steps", "fit75_cp"),
+            ("row below, fit on code + python, 104 steps", "fit75_cp_long"),
+            ("row below, fit on python alone, 26 steps", "fit75_py")]
+    base = load("py_before")
+    if not base or not any(load(f) for _, f in fits[1:]):
+        return
+    print("\nthe fifth domain, router-row fits (plug75 + the python branch; whole val splits)\n")
+    print("| model | " + " | ".join(five) + " | python on e4 | worst old |")
+    print("|---|" + "---:|" * (len(five) + 2))
+    for label, f in fits:
+        j = load(f)
+        if not j:
+            continue
+        cells, worst = [], 0.0
+        for d in five:
+            x = j["val"][d]["loss"]
+            b = base["val"][d]["loss"]
+            rel = 100 * (x - b) / b
+            if d != "python":
+                worst = max(worst, rel)
+            cells.append(f"{x:.3f}" + ("" if f == "py_before" or d == "python" else f" ({rel:+.2f}%)"))
+        r = j.get("routing_share") or {}
+        share = r.get("python", {}).get("mean")
+        sh = f"{share[4]:.2f}" if share and len(share) > 4 else "-"
+        print(f"| {label} | " + " | ".join(cells) + f" | {sh} | {worst:+.2f}% |")
+    for label, f in fits[2:]:
+        routing(label, f, five)
+
+
 def main():
     global out
     out = sys.argv[1]
@@ -114,6 +191,9 @@ def main():
         for how in ["below", "mean"]:
             routing(f"+ python, row {how}, fitted", f"py_{how}_fit", five)
         routing("+ python, row below, fitted 4x as long", "py_below_long_fit", five)
+
+    gap_tables()
+    fifth_fit_table()
 
     summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 

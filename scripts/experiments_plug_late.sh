@@ -29,9 +29,23 @@
 # input, and the row fitted with the router term on the five-domain mixture. Every model is
 # evaluated on the whole val splits (EVAL_BATCHES=0) with its routing shares.
 #
+# The last round (docs/experiments.md, "Closing the gap"), each part its own:
+#   gap_lr      plug-90 with the branches at 1e-3 constant, re-warmed (2 steps to 2e-3,
+#               cosine to 2e-4) and at 1e-4 constant, against the continued rate
+#   gap_router  plug-90 with 4 router steps and branches of 24 (the rest of the tokens)
+#   gap_late    dense at 95% as the seed: branches 11 + router 6 (gap_late_r2: 12 + 2)
+#   control     dense from step 90% on its FFN alone (--train dense) on the mixture
+#   dense2      the dense run again with --seed 2 (another initialisation and data order)
+#   noise       evaluations of dense2 and its step 900, plug-90 from dense2's checkpoint,
+#               and the MoE from scratch with --seed 2 (needs dense2)
+#   fifth_fit75 the fifth domain's row on plug75 fitted on code + python only (R and 4R
+#               steps) and on python alone, and the forced-routing bound
+#   fifth_fit75_all  the same with the whole router refitted on the five domains (R, 4R)
+#   eval_plugged  plug-90's plugged model before its router stage
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
 # (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
-# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval report"; the
+# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr
+# gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 report"; the
 # plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
 # when its output exists, so the script can be stopped and run again; two instances with
 # different PARTS (e.g. PARTS=dense and PARTS=moe) use two cores. Prints markdown tables
@@ -42,7 +56,7 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug_late}
 STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval report} "
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 fifth_fit75_all report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EB=$EVAL_BATCHES
 NAME=experiments_plug_late
@@ -143,8 +157,19 @@ if part gap_router; then variant v90_r4 90 24 4; fi
 if part gap_late; then
     ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
     variant v95 95 11 6
-    variant v95_r2 95 12 2
 fi
+# The control: dense's last 10% spent on its FFN alone (trunk frozen, --train dense) on the
+# mixture, at the rate plug's branches get: what one shared FFN gains where plug's four
+# domain FFNs gained 0.023.
+if part control; then
+    s0=$((STEPS * 90 / 100))
+    r0=$(awk -v s=$s0 -v n=$STEPS -v w=$((STEPS / 10)) 'BEGIN { printf "%.10g", 2e-4 + 1.8e-3 * (1 + cos(3.14159265358979 * (s - w) / (n - w))) / 2 }')
+    train $OUT/ffn_only90 $((STEPS - s0)) --init $(ckpt $OUT/dense $s0) $DATA --train dense --lr $r0 \
+        --lr-floor $(awk -v r=$r0 'BEGIN { printf "%.10g", 2e-4 / r }') --warmup 0 --tokenizer $TOK --precision bf16 \
+        --batch 8 --seq 256 --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50 --save-every 0
+    ev ffn_only90 $(ckpt $OUT/ffn_only90 $((STEPS - s0)))
+fi
+if part gap_late_r2; then variant v95_r2 95 12 2; fi
 # The noise: dense, the MoE and plug-90 again with --seed 2 (initialisation and data
 # order; dense2 above, then plug from its own checkpoint)
 if part noise; then
@@ -169,7 +194,7 @@ D5="$DATA --data python=$OUT/python.h5"
 fit() {
     local name=$1 init=$2 steps=$3 data=$4
     shift 4
-    train $OUT/$name $steps --init $init $data --route-by-domain --router-ce 0.1 --train router=4 --warmup 0 \
+    train $OUT/$name $steps --init $init $data --route-by-domain --router-ce 0.1 --train ${FIT_TRAIN:-router=4} --warmup 0 \
         --save-every 0 $COMMON "$@"
     DATA=$D5 ev $name $(ckpt $OUT/$name $steps)
 }
@@ -181,6 +206,13 @@ if part fifth_fit75; then
     fit fit75_cp $OUT/plug75_py_below.h5 $R "$CP"               # the router term on code and python only
     fit fit75_cp_long $OUT/plug75_py_below.h5 $((4 * R)) "$CP"
     fit fit75_py $OUT/plug75_py_below.h5 $R "--data python=$OUT/python.h5"   # python alone
+fi
+# the whole router (every row, the old four too) refitted on the five domains: the old
+# rows may learn to give python away, as the forced bound shows they lose nothing by it
+if part fifth_fit75_all; then
+    split_steps 75
+    FIT_TRAIN=router fit fit75_all $OUT/plug75_py_below.h5 $R "$D5"
+    FIT_TRAIN=router fit fit75_all_long $OUT/plug75_py_below.h5 $((4 * R)) "$D5"
 fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
 # routing shares (ev, experiments_lib.sh).

@@ -80,7 +80,8 @@ def gap_tables():
             ("plug-90, branches at 1e-4 constant", "v90_lrlow"),
             ("plug-90, branches 24, router 4", "v90_r4"),
             ("plug-95 (branches 11, router 6)", "v95"),
-            ("plug-95, branches 12, router 2", "v95_r2")]
+            ("plug-95, branches 12, router 2", "v95_r2"),
+            ("control: dense from step 900, its FFN alone on the mixture", "ffn_only90")]
     if not any(load(f) for _, f in rows[1:]):
         return
     print("\nclosing the gap: plug variants (every row 1,000 steps in all), whole val splits\n")
@@ -105,6 +106,18 @@ def gap_tables():
             if ja and jb:
                 ds = [jb["val"][d]["loss"] - ja["val"][d]["loss"] for d in DOMS]
                 print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    paired = [("plug-90, seed 1", "plug90", "dense"), ("plug-90, seed 2", "plug90_2", "dense2"),
+              ("plug-90 branches 24, router 4", "v90_r4", "dense"), ("plug-95", "v95", "dense"),
+              ("plug-95, branches 12, router 2", "v95_r2", "dense")]
+    if any(load(f) for _, f, _ in paired):
+        print("\npaired: plug minus the dense run its seed was taken from\n")
+        print("| plug minus its own dense | " + " | ".join(DOMS) + " | mean |")
+        print("|---|" + "---:|" * (len(DOMS) + 1))
+        for label, f, b in paired:
+            j, jb = load(f), load(b)
+            if j and jb:
+                ds = [j["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]
+                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
     for label, f in rows[7:]:
         routing(label, f, DOMS)
 
@@ -117,7 +130,9 @@ def fifth_fit_table():
             ("row below, fit on the five domains, 104 steps", "py_below_long_fit"),
             ("row below, fit on code + python, 26 steps", "fit75_cp"),
             ("row below, fit on code + python, 104 steps", "fit75_cp_long"),
-            ("row below, fit on python alone, 26 steps", "fit75_py")]
+            ("row below, fit on python alone, 26 steps", "fit75_py"),
+            ("row below, the whole router refitted on the five domains, 26 steps", "fit75_all"),
+            ("row below, the whole router refitted on the five domains, 104 steps", "fit75_all_long")]
     base = load("py_before")
     if not base or not any(load(f) for _, f in fits[1:]):
         return

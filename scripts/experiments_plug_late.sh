@@ -40,7 +40,8 @@
 #               and the MoE from scratch with --seed 2 (needs dense2)
 #   fifth_fit75 the fifth domain's row on plug75 fitted on code + python only (R and 4R
 #               steps) and on python alone, and the forced-routing bound
-#   fifth_fit75_all  the same with the whole router refitted on the five domains (R, 4R)
+#   fifth_fit75_all  the same with the whole router refitted on the five domains, R steps
+#               (fifth_fit75_all_long: 4R)
 #   eval_plugged  plug-90's plugged model before its router stage
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
 # (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
@@ -56,7 +57,7 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug_late}
 STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 fifth_fit75_all report} "
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EB=$EVAL_BATCHES
 NAME=experiments_plug_late
@@ -212,6 +213,9 @@ fi
 if part fifth_fit75_all; then
     split_steps 75
     FIT_TRAIN=router fit fit75_all $OUT/plug75_py_below.h5 $R "$D5"
+fi
+if part fifth_fit75_all_long; then
+    split_steps 75
     FIT_TRAIN=router fit fit75_all_long $OUT/plug75_py_below.h5 $((4 * R)) "$D5"
 fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the

@@ -34,6 +34,7 @@
 #               cosine to 2e-4) and at 1e-4 constant, against the continued rate
 #   gap_router  plug-90 with 4 router steps and branches of 24 (the rest of the tokens)
 #   gap_late    dense at 95% as the seed: branches 11 + router 6 (gap_late_r2: 12 + 2)
+#   gap_batch   plug-90 with branches of batch 2 and 88 steps (the same tokens, 4x the updates)
 #   control     dense from step 90% on its FFN alone (--train dense) on the mixture
 #   dense2      the dense run again with --seed 2 (another initialisation and data order)
 #   noise       evaluations of dense2 and its step 900, plug-90 from dense2's checkpoint,
@@ -46,7 +47,7 @@
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
 # (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
 # PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr
-# gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 report"; the
+# gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 report"; the
 # plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
 # when its output exists, so the script can be stopped and run again; two instances with
 # different PARTS (e.g. PARTS=dense and PARTS=moe) use two cores. Prints markdown tables
@@ -57,7 +58,7 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug_late}
 STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EB=$EVAL_BATCHES
 NAME=experiments_plug_late
@@ -137,7 +138,11 @@ variant() {
     BRANCH_EXTRA=${5:-}
     local seedstep=$((STEPS * pct / 100))
     [ $((4 * b + r)) = $((STEPS - seedstep)) ] || { echo "$NAME: $name spends $((4 * b + r)) steps, not $((STEPS - seedstep))" >&2; exit 1; }
-    pipeline plug $name $(ckpt ${DENSE:-$OUT/dense} $seedstep) $b $r 0
+    # BRANCH_BATCH=N: the branches take batches of N sequences, 8/N times as many steps
+    # (the same tokens, more updates)
+    local bb=${BRANCH_BATCH:-8}
+    [ $bb = 8 ] || BRANCH_EXTRA="batch = $bb${BRANCH_EXTRA:+$'\n'$BRANCH_EXTRA}"
+    pipeline plug $name $(ckpt ${DENSE:-$OUT/dense} $seedstep) $((b * 8 / bb)) $r 0
     ev $name $(ckpt $OUT/$name/router $r)
     BRANCH_EXTRA=
 }
@@ -159,6 +164,9 @@ if part gap_late; then
     ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
     variant v95 95 11 6
 fi
+# the branches with 4x as many updates (batch 2, 88 steps: the same tokens), since one FFN
+# trained on the mixture (control, below) got 100 updates to each branch's 22
+if part gap_batch; then BRANCH_BATCH=2 variant v90_b2 90 22 12; fi
 # The control: dense's last 10% spent on its FFN alone (trunk frozen, --train dense) on the
 # mixture, at the rate plug's branches get: what one shared FFN gains where plug's four
 # domain FFNs gained 0.023.

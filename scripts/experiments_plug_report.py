@@ -81,6 +81,7 @@ def gap_tables():
             ("plug-90, branches 24, router 4", "v90_r4"),
             ("plug-95 (branches 11, router 6)", "v95"),
             ("plug-95, branches 12, router 2", "v95_r2"),
+            ("plug-90, branches of batch 2 x 88 steps (4x the updates)", "v90_b2"),
             ("control: dense from step 900, its FFN alone on the mixture", "ffn_only90")]
     if not any(load(f) for _, f in rows[1:]):
         return
@@ -108,7 +109,9 @@ def gap_tables():
                 print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
     paired = [("plug-90, seed 1", "plug90", "dense"), ("plug-90, seed 2", "plug90_2", "dense2"),
               ("plug-90 branches 24, router 4", "v90_r4", "dense"), ("plug-95", "v95", "dense"),
-              ("plug-95, branches 12, router 2", "v95_r2", "dense")]
+              ("plug-95, branches 12, router 2", "v95_r2", "dense"),
+              ("plug-90, branches of batch 2 x 88", "v90_b2", "dense"),
+              ("control: dense's FFN alone from step 900", "ffn_only90", "dense")]
     if any(load(f) for _, f, _ in paired):
         print("\npaired: plug minus the dense run its seed was taken from\n")
         print("| plug minus its own dense | " + " | ".join(DOMS) + " | mean |")

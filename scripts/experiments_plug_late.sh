@@ -37,6 +37,7 @@
 #   gap_batch   plug-90 with branches of batch 2 and 88 steps (the same tokens, 4x the updates)
 #   control     dense from step 90% on its FFN alone (--train dense) on the mixture
 #   dense2      the dense run again with --seed 2 (another initialisation and data order)
+#   noise95     plug-95 from dense2's step 950, and that step's evaluation
 #   noise       evaluations of dense2 and its step 900, plug-90 from dense2's checkpoint,
 #               and the MoE from scratch with --seed 2 (needs dense2)
 #   fifth_fit75 the fifth domain's row on plug75 fitted on code + python only (R and 4R
@@ -46,7 +47,7 @@
 #   eval_plugged  plug-90's plugged model before its router stage
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
 # (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
-# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr
+# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise noise95 gap_lr
 # gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 report"; the
 # plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
 # when its output exists, so the script can be stopped and run again; two instances with
@@ -58,7 +59,7 @@ M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug_late}
 STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise gap_lr gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise noise95 gap_lr gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EB=$EVAL_BATCHES
 NAME=experiments_plug_late
@@ -187,6 +188,11 @@ if part noise; then
     DENSE=$OUT/dense2 variant plug90_2 90 22 12
     train $OUT/moe2 $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) --save-every 0 --seed 2 $DATA
     ev moe2 $(ckpt $OUT/moe2 $STEPS)
+fi
+# the second seed of plug-95 (the best variant), from dense2's own step 950
+if part noise95; then
+    DENSE=$OUT/dense2 variant plug95_2 95 11 6
+    ev seed95_2 $(ckpt $OUT/dense2 $((STEPS * 95 / 100)))
 fi
 if part fifth; then
     fifth_domain python75 $(ckpt $OUT/dense $SEEDSTEP) $B $R $PLUG75 plug75 $FIT --warmup 0 --save-every 0 $COMMON

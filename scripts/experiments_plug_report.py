@@ -81,6 +81,8 @@ def gap_tables():
             ("plug-90, branches 24, router 4", "v90_r4"),
             ("plug-95 (branches 11, router 6)", "v95"),
             ("plug-95, branches 12, router 2", "v95_r2"),
+            ("plug-95, --seed 2 (from dense --seed 2)", "plug95_2"),
+            ("seed 95%, --seed 2", "seed95_2"),
             ("plug-90, branches of batch 2 x 88 steps (4x the updates)", "v90_b2"),
             ("control: dense from step 900, its FFN alone on the mixture", "ffn_only90")]
     if not any(load(f) for _, f in rows[1:]):
@@ -97,7 +99,7 @@ def gap_tables():
             print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss'] - d0['val'][d]['loss']:+.3f}" for d in DOMS) + " | "
                   + " | ".join(f"{j['val'][d]['loss'] - m0['val'][d]['loss']:+.3f}" for d in DOMS) + " |")
     pairs = [("dense", "dense", "dense2"), ("MoE", "moe", "moe2"), ("seed 90%", "seed90", "seed90_2"),
-             ("plug-90", "plug90", "plug90_2")]
+             ("plug-90", "plug90", "plug90_2"), ("seed 95%", "seed95", "seed95_2"), ("plug-95", "v95", "plug95_2")]
     if any(load(b) for _, _, b in pairs):
         print("\nthe second seed: --seed 2 minus --seed 1, per domain\n")
         print("| method | " + " | ".join(DOMS) + " | mean |")
@@ -110,6 +112,7 @@ def gap_tables():
     paired = [("plug-90, seed 1", "plug90", "dense"), ("plug-90, seed 2", "plug90_2", "dense2"),
               ("plug-90 branches 24, router 4", "v90_r4", "dense"), ("plug-95", "v95", "dense"),
               ("plug-95, branches 12, router 2", "v95_r2", "dense"),
+              ("plug-95, seed 2", "plug95_2", "dense2"),
               ("plug-90, branches of batch 2 x 88", "v90_b2", "dense"),
               ("control: dense's FFN alone from step 900", "ffn_only90", "dense")]
     if any(load(f) for _, f, _ in paired):
@@ -117,6 +120,18 @@ def gap_tables():
         print("| plug minus its own dense | " + " | ".join(DOMS) + " | mean |")
         print("|---|" + "---:|" * (len(DOMS) + 1))
         for label, f, b in paired:
+            j, jb = load(f), load(b)
+            if j and jb:
+                ds = [j["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]
+                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    vs_moe = [("plug-90, seed 1", "plug90", "moe"), ("plug-90, seed 2", "plug90_2", "moe2"),
+              ("plug-95, seed 1", "v95", "moe"), ("plug-95, seed 2", "plug95_2", "moe2"),
+              ("dense, seed 1", "dense", "moe"), ("dense, seed 2", "dense2", "moe2")]
+    if load("moe2"):
+        print("\nagainst the MoE from scratch of the same --seed\n")
+        print("| minus the MoE of its seed | " + " | ".join(DOMS) + " | mean |")
+        print("|---|" + "---:|" * (len(DOMS) + 1))
+        for label, f, b in vs_moe:
             j, jb = load(f), load(b)
             if j and jb:
                 ds = [j["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]

@@ -67,6 +67,20 @@ def summaries(out, names, plugged):
             print(f"\nexpert add --router-init {how}: " + open(p).read().strip().splitlines()[-1])
 
 
+def minus_table(title, head, triples):
+    """Per-domain and mean differences A - B for each (label, A, B) that is evaluated."""
+    if not any(load(a) and load(b) for _, a, b in triples):
+        return
+    print(f"\n{title}\n")
+    print(f"| {head} | " + " | ".join(DOMS) + " | mean |")
+    print("|---|" + "---:|" * (len(DOMS) + 1))
+    for label, a, b in triples:
+        ja, jb = load(a), load(b)
+        if ja and jb:
+            ds = [ja["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]
+            print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+
+
 def gap_tables():
     """The last round: plug variants from dense's checkpoints, and the second seed."""
     rows = [("dense", "dense"), ("dense, --seed 2", "dense2"), ("MoE from scratch", "moe"),
@@ -98,44 +112,20 @@ def gap_tables():
         if j and d0 and m0:
             print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss'] - d0['val'][d]['loss']:+.3f}" for d in DOMS) + " | "
                   + " | ".join(f"{j['val'][d]['loss'] - m0['val'][d]['loss']:+.3f}" for d in DOMS) + " |")
-    pairs = [("dense", "dense", "dense2"), ("MoE", "moe", "moe2"), ("seed 90%", "seed90", "seed90_2"),
-             ("plug-90", "plug90", "plug90_2"), ("seed 95%", "seed95", "seed95_2"), ("plug-95", "v95", "plug95_2")]
-    if any(load(b) for _, _, b in pairs):
-        print("\nthe second seed: --seed 2 minus --seed 1, per domain\n")
-        print("| method | " + " | ".join(DOMS) + " | mean |")
-        print("|---|" + "---:|" * (len(DOMS) + 1))
-        for label, a, b in pairs:
-            ja, jb = load(a), load(b)
-            if ja and jb:
-                ds = [jb["val"][d]["loss"] - ja["val"][d]["loss"] for d in DOMS]
-                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    pairs = [("dense", "dense2", "dense"), ("MoE", "moe2", "moe"), ("seed 90%", "seed90_2", "seed90"),
+             ("plug-90", "plug90_2", "plug90"), ("seed 95%", "seed95_2", "seed95"), ("plug-95", "plug95_2", "v95")]
+    minus_table("the second seed: --seed 2 minus --seed 1, per domain", "method", pairs)
     paired = [("plug-90, seed 1", "plug90", "dense"), ("plug-90, seed 2", "plug90_2", "dense2"),
               ("plug-90 branches 24, router 4", "v90_r4", "dense"), ("plug-95", "v95", "dense"),
               ("plug-95, branches 12, router 2", "v95_r2", "dense"),
               ("plug-95, seed 2", "plug95_2", "dense2"),
               ("plug-90, branches of batch 2 x 88", "v90_b2", "dense"),
               ("control: dense's FFN alone from step 900", "ffn_only90", "dense")]
-    if any(load(f) for _, f, _ in paired):
-        print("\npaired: plug minus the dense run its seed was taken from\n")
-        print("| plug minus its own dense | " + " | ".join(DOMS) + " | mean |")
-        print("|---|" + "---:|" * (len(DOMS) + 1))
-        for label, f, b in paired:
-            j, jb = load(f), load(b)
-            if j and jb:
-                ds = [j["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]
-                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    minus_table("paired: plug minus the dense run its seed was taken from", "plug minus its own dense", paired)
     vs_moe = [("plug-90, seed 1", "plug90", "moe"), ("plug-90, seed 2", "plug90_2", "moe2"),
               ("plug-95, seed 1", "v95", "moe"), ("plug-95, seed 2", "plug95_2", "moe2"),
               ("dense, seed 1", "dense", "moe"), ("dense, seed 2", "dense2", "moe2")]
-    if load("moe2"):
-        print("\nagainst the MoE from scratch of the same --seed\n")
-        print("| minus the MoE of its seed | " + " | ".join(DOMS) + " | mean |")
-        print("|---|" + "---:|" * (len(DOMS) + 1))
-        for label, f, b in vs_moe:
-            j, jb = load(f), load(b)
-            if j and jb:
-                ds = [j["val"][d]["loss"] - jb["val"][d]["loss"] for d in DOMS]
-                print(f"| {label} | " + " | ".join(f"{x:+.3f}" for x in ds) + f" | {sum(ds) / len(ds):+.3f} |")
+    minus_table("against the MoE from scratch of the same --seed", "minus the MoE of its seed", vs_moe)
     for label, f in rows[7:]:
         routing(label, f, DOMS)
 

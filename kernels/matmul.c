@@ -72,6 +72,19 @@ static void grouped_block(const void *ctx, int g) {
     }
 }
 
+#define GROUPED_ORDER_MAX 1024  // more blocks than this are taken in index order
+
+// order[0..G) sorted by rows descending, ties by index (an insertion sort: G is the
+// number of experts, and the order only decides which thread runs a block, never its bits).
+static void sort_by_rows(int *order, int G, const int *offs) {
+    for (int i = 1; i < G; i++) {
+        const int g = order[i], rows = offs[g + 1] - offs[g];
+        int j = i;
+        for (; j > 0 && offs[order[j - 1] + 1] - offs[order[j - 1]] < rows; j--) order[j] = order[j - 1];
+        order[j] = g;
+    }
+}
+
 // AUTO: a block with more than its share (1/threads) of the rows runs alone with every
 // thread inside BLAS, so that one big expert cannot leave the other threads idle; the
 // rest are spread over the threads, one serial BLAS call each, which avoids BLAS's
@@ -92,9 +105,18 @@ void matmul_grouped_schedule(const int *offs, int G, const unsigned char *on, vo
 #define GROUPED_BIG(g) (auto_split && (long long)(offs[(g) + 1] - offs[(g)]) * nt > total)
     for (int g = 0; g < G; g++)
         if ((!on || on[g]) && GROUPED_BIG(g)) block(ctx, g);
+    // The threads take the blocks largest first, so that the last ones taken, which
+    // decide how long the others wait at the end, are the smallest.
+    int order_buf[GROUPED_ORDER_MAX], *order = G <= GROUPED_ORDER_MAX ? order_buf : NULL;
+    if (order) {
+        for (int g = 0; g < G; g++) order[g] = g;
+        sort_by_rows(order, G, offs);
+    }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int g = 0; g < G; g++)
+    for (int i = 0; i < G; i++) {
+        const int g = order ? order[i] : i;
         if ((!on || on[g]) && !GROUPED_BIG(g)) block(ctx, g);
+    }
 #undef GROUPED_BIG
 }
 

@@ -3,6 +3,9 @@
 // - Grouped expert GEMM at the bench-S expert shapes (8 experts, d 512, d_ff 1024,
 //   8*256*2 routed rows split evenly, skewed, and with one expert taking over half), in each threading strategy, against
 //   ONE dense sgemm of the same shape and FLOPs.
+// - The experts' SwiGLU FFN of a bench-S layer (the rows even), forward + backward, fp32
+//   and bf16: each expert's whole FFN one task (ffn_forward's default) against one
+//   grouped call per product (ffn_set_chained(0)); the same bits, timed in turns.
 // - Causal attention forward and backward at B 8, T 256, 8 heads of 64 (useful FLOPs:
 //   the causal half of each product).
 // - The elementwise ops in GB/s (each array read or written once, STREAM's counting),
@@ -11,7 +14,9 @@
 #include "tools/bench.h"
 #include "tools/commands.h"
 
+#include "engine/moe.h"
 #include "kernels/attention.h"
+#include "kernels/bf16.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul.h"
 #include "kernels/residual.h"
@@ -92,6 +97,25 @@ static void run_dense(void *p) {
     if (c->op == 0) matmul_nt(c->h, c->x, c->wd, ROWS, DFF, D, 0);
     if (c->op == 1) matmul_nn(c->x, c->h, c->wd, ROWS, D, DFF, 0);
     if (c->op == 2) matmul_tn(c->dw, c->h, c->x, DFF, D, ROWS, 1);
+}
+
+// ---------------------------------------------------------------------------- expert FFN
+
+typedef struct {
+    const int *offs;
+    mo_ffn_weights w;
+    float *xs, *ys, *dxs, *h1, *h3, *act, *dact, *dw1, *dw3, *dw2;
+    int chained;
+} ffn_ctx;
+
+static void run_ffn(void *p) {
+    ffn_ctx *c = p;
+    mo_ffn_rows r = {c->offs, E, DFF, D, c->h1, c->h3, c->act, c->dact, NULL, 1};
+    mo_ffn_grads g = {c->dw1, c->dw3, c->dw2, NULL, 1};
+    ffn_set_chained(c->chained);
+    ffn_forward(c->ys, c->xs, &c->w, &r, 0);
+    ffn_backward(c->dxs, c->ys, c->xs, &c->w, &r, &g, 0);  // ys as dys
+    ffn_set_chained(1);
 }
 
 // ---------------------------------------------------------------------------- attention
@@ -204,11 +228,12 @@ int bench_kernels(int argc, char **argv) {
     static const char *split_names[] = {"even", "skewed", "hot"};
     static const char *strat_names[] = {"auto", "blas-parallel", "block-parallel"};
     const int *splits[] = {even, skew, hot};
-    double dense_gf[3], grouped_gf[3][3][3], att_gf[2], ew_gbs[N_EW];
+    double dense_gf[3], grouped_gf[3][3][3], att_gf[2], ew_gbs[N_EW], ffn_gf[2][2] = {{0}};  // [bf16][chained]
 
     gemm_ctx g = {0};
     att_ctx a = {0};
     ew_ctx w = {0};
+    ffn_ctx fc = {0};
     const char *stage = "buffers";
 
     // Machine limits first, with the same threads.
@@ -231,6 +256,29 @@ int bench_kernels(int argc, char **argv) {
         for (int i = 1; i < 10; i++) grouped_gf[g.op][(i - 1) / 3][(i - 1) % 3] = flops / t[i].best * 1e-9;
     }
     matmul_grouped_set_strategy(MATMUL_GROUPED_AUTO);
+
+    stage = "expert FFN buffers";
+    const size_t nw = (size_t)E * DFF * D, nx = (size_t)ROWS * D, nh = (size_t)ROWS * DFF;
+    fc.offs = even, fc.xs = g.x, fc.h1 = g.h, fc.ys = falloc(nx), fc.dxs = falloc(nx), fc.h3 = falloc(nh);
+    fc.act = falloc(nh), fc.dact = falloc(nh), fc.dw1 = g.dw, fc.dw3 = falloc(nw), fc.dw2 = falloc(nw);
+    float *w3 = falloc(nw), *w2 = falloc(nw);
+    mo_bf16 *bw = malloc(3 * nw * sizeof *bw), *bs = malloc((nx + nh) * sizeof *bs);
+    fc.w = (mo_ffn_weights){g.w, w3, w2, NULL, NULL, NULL, bs, bs + nx};
+    int ffn_ok = fc.ys && fc.dxs && fc.h3 && fc.act && fc.dact && fc.dw3 && fc.dw2 && w3 && w2 && bw && bs;
+    for (int bf = 0; ffn_ok && bf < 1 + bf16_supported(); bf++) {
+        if (bf) {
+            bf16_from_f32(bw, g.w, nw), bf16_from_f32(bw + nw, w3, nw), bf16_from_f32(bw + 2 * nw, w2, nw);
+            fc.w.b1 = bw, fc.w.b3 = bw + nw, fc.w.b2 = bw + 2 * nw;
+        }
+        ffn_ctx v[2] = {fc, fc};
+        v[1].chained = 1;
+        timed t[2] = {{run_ffn, &v[0], 0}, {run_ffn, &v[1], 0}};
+        time_interleaved(t, 2, 8 * REP_SECONDS);
+        for (int c = 0; c < 2; c++) ffn_gf[bf][c] = 3 * 6.0 * ROWS * D * DFF / t[c].best * 1e-9;  // 3 products, x3
+    }
+    free(fc.ys), free(fc.dxs), free(fc.h3), free(fc.act), free(fc.dact), free(fc.dw3), free(fc.dw2);
+    free(w3), free(w2), free(bw), free(bs);
+    if (!ffn_ok) goto err;
 
     size_t nq = (size_t)AB * AT * ANH * AHD;
     a.q = falloc(nq), a.k = falloc(nq), a.v = falloc(nq), a.out = falloc(nq), a.dout = falloc(nq);
@@ -272,7 +320,10 @@ int bench_kernels(int argc, char **argv) {
                            "\"dense_gflops\": %.1f}",
                            op + s + st ? "," : "", gemm_op_keys[op], split_names[s], strat_names[st],
                            grouped_gf[op][s][st], dense_gf[op]);
-        printf("],\n \"attention\": {\"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f},\n \"elementwise\": [", att_gf[0],
+        printf("],\n \"expert_ffn\": {\"fp32_chained_gflops\": %.1f, \"fp32_per_product_gflops\": %.1f, "
+               "\"bf16_chained_gflops\": %.1f, \"bf16_per_product_gflops\": %.1f}",
+               ffn_gf[0][1], ffn_gf[0][0], ffn_gf[1][1], ffn_gf[1][0]);
+        printf(",\n \"attention\": {\"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f},\n \"elementwise\": [", att_gf[0],
                att_gf[1]);
         for (int i = 0; i < N_EW; i++)
             printf("%s\n  {\"op\": \"%s\", \"gbs\": %.1f}", i ? "," : "", ew_ops[i].name, ew_gbs[i]);
@@ -296,6 +347,11 @@ int bench_kernels(int argc, char **argv) {
                     printf(" %8.1f (%3.0f%%)", grouped_gf[op][s][st], 100 * grouped_gf[op][s][st] / dense_gf[op]);
                 printf("\n");
             }
+        printf("\nexperts' SwiGLU FFN, forward + backward, even split: GFLOP/s, one task per expert / one call per "
+               "product\n  fp32 %.1f / %.1f (%.3fx)\n",
+               ffn_gf[0][1], ffn_gf[0][0], ffn_gf[0][1] / ffn_gf[0][0]);
+        if (ffn_gf[1][0] > 0)
+            printf("  bf16 %.1f / %.1f (%.3fx)\n", ffn_gf[1][1], ffn_gf[1][0], ffn_gf[1][1] / ffn_gf[1][0]);
         printf("\nattention B %d T %d heads %d (kv %d) hd %d: forward %.1f GFLOP/s, backward %.1f GFLOP/s "
                "(%.0f%% / %.0f%% of sgemm)\n\n",
                AB, AT, ANH, ANH, AHD, att_gf[0], att_gf[1], 100 * att_gf[0] / sgemm_gf, 100 * att_gf[1] / sgemm_gf);

@@ -80,7 +80,9 @@ static const float *as_f32(infer_ctx *s, gemv_w W, size_t rows, int cols) {
 static void linear(infer_ctx *s, float *y, const float *x, gemv_w W, int rows, int out, int in, int acc) {
     // bf16 compute: every row count, so that all of a prefill is the same bf16 model.
     if (s->bf16 && pf_bf16_linear(s->bf16, y, x, W, rows, out, in, acc)) return;
-    if (rows <= (W.f ? 1 : 4)) {
+    // An 8-bit matrix larger than the dequantization scratch (the output projection, which
+    // it leaves out to save vocab x d_model floats) goes through the 8-bit products.
+    if (rows <= (W.f ? 1 : 4) || (!W.f && (size_t)out * in > s->deq_numel)) {
         for (int r = 0; r < rows; r++) {
             gemv_task t = {.y = y + (size_t)r * out, .rows = out, .acc = acc, .n_terms = 1,
                            .t = {{W, x + (size_t)r * in, in, 1.0f}}};
@@ -369,7 +371,7 @@ static int tensor_cols(const mo_tensor *t) { return (int)t->shape[t->rank - 1]; 
 static int set_weights(infer_ctx *s, infer_weights w) {
     const mo_param_table *pt = s->pt;
     free(s->q8), free(s->q8_scale), free(s->deq);
-    s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL;
+    s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL, s->deq_numel = 0;
     for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = s->params + pt->t[i].offset};
     s->weights = INFER_WEIGHTS_F32;
     if (w == INFER_WEIGHTS_F32) return 0;
@@ -385,6 +387,7 @@ static int set_weights(infer_ctx *s, infer_weights w) {
     s->q8_bytes = nq;
     s->q8_scale = malloc((ns ? ns : 1) * sizeof(float));
     s->deq = malloc((most ? most : 1) * sizeof(float));
+    s->deq_numel = most;
     if (!s->q8 || !s->q8_scale || !s->deq) {
         free(s->q8), free(s->q8_scale), free(s->deq);
         s->q8 = NULL, s->q8_scale = NULL, s->deq = NULL;

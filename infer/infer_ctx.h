@@ -65,6 +65,7 @@ struct infer_ctx {
     size_t q8_bytes;
     float *q8_scale;
     float *deq;
+    size_t deq_numel;  // deq's size: the largest 8-bit tensor but the output matrix
     // bf16 compute of the products that would go through sgemm (infer_set_precision), or NULL.
     pf_bf16 *bf16;
 

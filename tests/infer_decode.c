@@ -375,29 +375,34 @@ START_TEST(test_int8_is_its_model) {
 }
 END_TEST
 
-START_TEST(test_int8_batched_and_switch) {
-    // Several sequences decoded together on 8-bit weights (the batched path: per-row
-    // 8-bit products, experts with several tokens), then back to float32.
+// Several sequences decoded together on 8-bit weights (the batched path: per-row 8-bit
+// products, experts with several tokens), then back to float32. More than 4 sequences
+// take the output projection through the prefill's products, whose dequantization
+// scratch holds no output matrix.
+static void int8_batched_and_switch(int n_seq) {
+    // A vocabulary whose output matrix (2048 x 64) is the largest 8-bit tensor.
+    static const char *const big_vocab[] = {"vocab-size=2048", NULL};
     test_model m, q;
-    tm_make(&m, "tiny", NULL, 50);
+    tm_make(&m, "tiny", big_vocab, 50);
     tm_copy(&q, &m), tm_q8_round_trip(&q);
-    const int V = m.c.vocab_size, T = 12;
-    int tok[3][12];
-    double *want[3], *want32 = malloc(sizeof(double) * T * V);
-    for (int b = 0; b < 3; b++) {
+    const int V = m.c.vocab_size, T = 16;
+    int tok[8][16];
+    double *want[8], *want32 = malloc(sizeof(double) * T * V);
+    ck_assert_int_le(n_seq, 8);
+    for (int b = 0; b < n_seq; b++) {
         random_tokens(tok[b], T, V, 60 + (uint64_t)b);
         want[b] = malloc(sizeof(double) * T * V);
         tm_oracle(&q, tok[b], T, NULL, 0, want[b]);
     }
-    infer_ctx *s = infer_new(&m.pt, m.w, 3, 16);
+    infer_ctx *s = infer_new(&m.pt, m.w, n_seq, T);
     ck_assert_int_eq(infer_set_weights(s, INFER_WEIGHTS_INT8), 0);
-    float *logits = malloc(sizeof(float) * 3 * V);
-    for (int b = 0; b < 3; b++) ck_assert_int_eq(infer_prefill(s, b, 1, 3 + b, tok[b], logits), 0);
+    float *logits = malloc(sizeof(float) * n_seq * V);
+    for (int b = 0; b < n_seq; b++) ck_assert_int_eq(infer_prefill(s, b, 1, 3 + b, tok[b], logits), 0);
     for (int step = 0; step < 5; step++) {
-        int in[3];
-        for (int b = 0; b < 3; b++) in[b] = tok[b][infer_seq_len(s, b)];
-        ck_assert_int_eq(infer_decode(s, 3, NULL, in, logits), 0);
-        for (int b = 0; b < 3; b++) {
+        int in[8];
+        for (int b = 0; b < n_seq; b++) in[b] = tok[b][infer_seq_len(s, b)];
+        ck_assert_int_eq(infer_decode(s, n_seq, NULL, in, logits), 0);
+        for (int b = 0; b < n_seq; b++) {
             int t = infer_seq_len(s, b) - 1;
             check_row_tol("int8 batched decode", step, logits + (size_t)b * V, want[b] + (size_t)t * V, V, TOL_Q8);
         }
@@ -407,10 +412,15 @@ START_TEST(test_int8_batched_and_switch) {
     ck_assert_int_eq(infer_prefill(s, 0, 1, T, tok[0], logits), 0);
     check_row("float32 again", T - 1, logits, want32 + (size_t)(T - 1) * V, V);
     infer_free(s);
-    for (int b = 0; b < 3; b++) free(want[b]);
+    for (int b = 0; b < n_seq; b++) free(want[b]);
     free(want32), free(logits);
     tm_free(&m), tm_free(&q);
 }
+
+START_TEST(test_int8_batched_and_switch) { int8_batched_and_switch(3); }
+END_TEST
+
+START_TEST(test_int8_batched_past_four) { int8_batched_and_switch(6); }
 END_TEST
 
 START_TEST(test_int8_accuracy_vs_f32) {
@@ -518,6 +528,7 @@ int main(void) {
     tcase_add_test(tc, test_thread_counts_bitwise);
     tcase_add_test(tc, test_int8_is_its_model);
     tcase_add_test(tc, test_int8_batched_and_switch);
+    tcase_add_test(tc, test_int8_batched_past_four);
     tcase_add_test(tc, test_int8_accuracy_vs_f32);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);

@@ -8,6 +8,7 @@
 #include "kernels/embedding.h"
 
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 
 #include <omp.h>
 #include <string.h>
@@ -57,11 +58,8 @@ void embedding_backward(float *dtable, const float *dout, const int *tokens, int
     simd_active();  // decide the level before the threads read it
 #pragma omp parallel if ((size_t)n * d >= EMB_PAR_MIN && d >= 64)
     {
-        // This thread's columns: a contiguous range, a multiple of 16 wide, so that
-        // only the last range has a SIMD tail whatever the thread count.
-        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num(), D = (size_t)d;
-        size_t per = ((D + nt - 1) / nt + 15) / 16 * 16;
-        size_t lo = t * per < D ? t * per : D, hi = lo + per < D ? lo + per : D;
+        size_t D = (size_t)d, lo, hi;
+        threads_share16(D, &lo, &hi);  // this thread's columns
         for (int i = 0; hi > lo && i < n; i++)
             row_acc(dtable + (size_t)tokens[i] * D + lo, dout + (size_t)i * D + lo, hi - lo);
     }

@@ -3,6 +3,7 @@
 #include "kernels/residual.h"
 
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 
 #include <omp.h>
 
@@ -52,9 +53,8 @@ static void add(float *out, const float *a, const float *b, size_t n) {
     simd_active();  // decide the level before the threads read it
 #pragma omp parallel
     {
-        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
-        size_t lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+        size_t lo, hi;
+        threads_share16(n, &lo, &hi);
         if (hi > lo) add_range(out + lo, a + lo, b + lo, hi - lo);
     }
 }

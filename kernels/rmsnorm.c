@@ -10,6 +10,7 @@
 #include "kernels/rmsnorm.h"
 
 #include "kernels/simd_rows.h"
+#include "kernels/threads.h"
 
 #include <omp.h>
 
@@ -42,9 +43,8 @@
 // This thread's share of the d columns of dw: a contiguous range, a multiple of 16 wide
 // (whole vectors), that it walks row after row in row order.
 static inline void dw_columns(size_t d, size_t *j0, size_t *nj) {
-    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-    size_t per = ((d + nt - 1) / nt + 15) / 16 * 16;
-    size_t lo = t * per < d ? t * per : d, hi = lo + per < d ? lo + per : d;
+    size_t lo, hi;
+    threads_share16(d, &lo, &hi);
     *j0 = lo, *nj = hi - lo;
 }
 

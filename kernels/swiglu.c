@@ -4,6 +4,7 @@
 #include "kernels/swiglu.h"
 
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 #include "kernels/simd_math.h"
 
 #include <math.h>
@@ -179,9 +180,8 @@ static void split(const op_call *c, size_t n) {
     simd_active();  // decide the level before the threads read it
 #pragma omp parallel
     {
-        size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
-        size_t lo = t * per < n ? t * per : n, hi = lo + per < n ? lo + per : n;
+        size_t lo, hi;
+        threads_share16(n, &lo, &hi);
         if (hi > lo) run(c, lo, hi - lo);
     }
 }

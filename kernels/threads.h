@@ -7,6 +7,9 @@
 #ifndef MONOLITH_THREADS_H
 #define MONOLITH_THREADS_H
 
+#include <omp.h>
+#include <stddef.h>
+
 // Sets the thread count for OpenMP loops and OpenBLAS. n <= 0 means one per core.
 void threads_init(int n);
 // The count set by threads_init (or the OpenMP default before it).
@@ -28,4 +31,13 @@ int threads_cores(void);
 // before anything large is allocated. Returns 0 (fits, or no limit), or -1 with one line
 // naming the thread count that would fit. `what` names the `need` ("this run's arenas").
 int threads_check_memory_limit(int n, double need, const char *what);
+
+// This OpenMP thread's share [*lo, *hi) of n elements: contiguous ranges a multiple of 16
+// wide (whole vectors), so that only the last has a SIMD tail and the bits of a pass do
+// not depend on the thread count. Called inside a parallel region.
+static inline void threads_share16(size_t n, size_t *lo, size_t *hi) {
+    size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
+    *lo = t * per < n ? t * per : n, *hi = *lo + per < n ? *lo + per : n;
+}
 #endif

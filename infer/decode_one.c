@@ -21,7 +21,7 @@
 // memory) does less of the step instead of keeping the others waiting at the meeting.
 // Which thread computes a row changes nothing in it (kernels/gemv.h). Returns 0 when
 // none is left.
-static int take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
+int decode_take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
     int cur = atomic_load_explicit(&work->next, memory_order_relaxed), size;
     do {
         if (cur >= n) return 0;
@@ -39,29 +39,21 @@ static int take(work_counter *work, int n, int align, int min, int nt, int *lo, 
 // cache line).
 #define DECODE_MIN_CHUNK_BYTES 65536.0
 
-static int min_rows(const infer_ctx *s, int cols) {
+int decode_min_rows(const infer_ctx *s, int cols) {
     const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
     const int r = (int)(DECODE_MIN_CHUNK_BYTES / row) / 16 * 16;
     return r > 16 ? r : 16;
 }
 
-// One of the FFNs a token passes through in a layer: its weights (views of the rows of
-// the chosen expert), hidden width and gate.
-typedef struct {
-    gemv_w w1, w3, w2;
-    int width;
-    float gate;
-} token_ffn;
-
 // How many FFNs a token passes through in layer l when its router chose idx[k] with
 // gates[k]: its k routed experts, then the shared or dense FFN if the layer has one.
-static int token_ffn_count(const infer_ctx *s, int l, int k) {
+int token_ffn_count(const infer_ctx *s, int l, int k) {
     const mo_layer_ids *L = &s->pt->layer[l];
     return (L->is_moe ? k : 0) + ((L->is_moe ? L->shared_w1 : L->ffn_w1) >= 0);
 }
 
 // FFN f (< token_ffn_count) of that token in layer l.
-static token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const float *gates, int k, int f) {
+token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const float *gates, int k, int f) {
     const mo_config *c = &s->c;
     const mo_layer_ids *L = &s->pt->layer[l];
     const int d = c->d_model, dff = c->d_ff;
@@ -102,7 +94,7 @@ static void ffn_gate_up(infer_ctx *s, int l, const int *idx, const float *gates,
 
 // Thread t computes its part of one token's step: sequence `seq` at position `pos`,
 // s->x holding the embedded token; leaves logits[V]. Every step hands out its rows (or
-// heads) in chunks (take), and each output row is computed by one thread in the same
+// heads) in chunks (decode_take), and each output row is computed by one thread in the same
 // way whichever it is, so the logits do not depend on the thread count. Between
 // dependent steps the threads meet at s->bar; the small serial steps (norms, router,
 // top-k) run on every thread into its own buffers, which saves a meeting.
@@ -120,7 +112,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
         // q, k, v by heads (nh + 2 nkv of them, q's then k's then v's): rotated where
         // computed; k and v into their cache slots.
-        while (take(&s->work[phase], nh + 2 * nkv, 1, 1, nt, &lo, &hi)) {
+        while (decode_take(&s->work[phase], nh + 2 * nkv, 1, 1, nt, &lo, &hi)) {
             const int q0 = lo, q1 = hi < nh ? hi : nh;
             const int k0 = (lo > nh ? lo : nh) - nh, k1 = (hi < nh + nkv ? hi : nh + nkv) - nh;
             const int v0 = (lo > nh + nkv ? lo : nh + nkv) - nh - nkv, v1 = hi - nh - nkv;
@@ -143,13 +135,13 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         }
         spin_barrier_wait(&s->bar, nt, &phase);
         // attention by query heads (consecutive heads share a kv head)
-        while (take(&s->work[phase], nh, 1, 1, nt, &lo, &hi))
+        while (decode_take(&s->work[phase], nh, 1, 1, nt, &lo, &hi))
             for (int h = lo; h < hi; h++)
                 kvcache_attend(&s->kv, l, seq, h / group, pos + 1, s->q + (size_t)h * hd, s->o + (size_t)h * hd,
                                s->scores + (size_t)h * S);
         spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
-        while (take(&s->work[phase], d, 16, min_rows(s, qd), nt, &lo, &hi))
+        while (decode_take(&s->work[phase], d, 16, decode_min_rows(s, qd), nt, &lo, &hi))
             gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
         spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
@@ -162,11 +154,11 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             const int w = token_ffn_at(s, l, idx, gates, k, f).width;
             units += w, unit_slots += slots(w);
         }
-        while (take(&s->work[phase], unit_slots, 16, min_rows(s, 2 * d), nt, &lo, &hi))
+        while (decode_take(&s->work[phase], unit_slots, 16, decode_min_rows(s, 2 * d), nt, &lo, &hi))
             ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        while (take(&s->work[phase], d, 16, min_rows(s, units), nt, &lo, &hi))
+        while (decode_take(&s->work[phase], d, 16, decode_min_rows(s, units), nt, &lo, &hi))
             for (int f = 0, base = 0; f < nf; f++) {
                 const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
                 gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
@@ -175,7 +167,7 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
         spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    while (take(&s->work[phase], c->vocab_size, 16, min_rows(s, d), nt, &lo, &hi))
+    while (decode_take(&s->work[phase], c->vocab_size, 16, decode_min_rows(s, d), nt, &lo, &hi))
         gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
 }
 

@@ -90,6 +90,28 @@ double infer_decode_kv_bytes(const infer_ctx *s, double positions);
 // checks.
 const void *infer_weight_buffer(const infer_ctx *s, size_t *bytes);
 
+// Decode's matrix-vector products alone, to tell the kernels' share of a decode step's
+// time from the rest (`bench infer` prints it; infer/decode_probe.c): the products of
+// INFER_PROBE_TOKENS tokens, the matrices a single-sequence decode step reads (q, k, v,
+// wo, the gate, up and down of k experts chosen in turn so that successive tokens read
+// different experts as decode's do, shared or dense FFNs, the output) at the current
+// weights, with nothing between them, on the threads decode uses, in one of these modes:
+typedef enum {
+    INFER_PROBE_READ,      // a plain read (a sum) of the same bytes in decode's chunks: the products' roofline
+    INFER_PROBE_PRODUCTS,  // the products in decode's chunks (the threads take them as they go), no meetings
+    INFER_PROBE_HALVES,    // the products, each thread one contiguous share of every step, no meetings
+    INFER_PROBE_MEETINGS,  // the products in decode's chunks, meeting where decode meets, a parallel region a token
+    INFER_PROBE_MODES
+} infer_probe_mode;
+#define INFER_PROBE_TOKENS 16
+// Sets *gbs to the rate the mode read the weights at (10^9 bytes a second) and, when not
+// NULL, *bytes to the bytes it read a token (infer_decode_weight_bytes but the router,
+// norms and embedding row). Returns 0, or -1 with a message when out of memory or when a
+// layer's token passes through more than 13 FFNs.
+int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes);
+// The mode's name for tables: "read", "products", "halves", "meetings".
+const char *infer_probe_name(infer_probe_mode mode);
+
 // Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A
 // token then takes the top min(k, allowed) of the allowed experts, with the router's
 // probabilities renormalized over them. Returns 0, or -1 naming an expert id outside

@@ -98,4 +98,22 @@ int infer_route(infer_ctx *s, int l, int rows, const float *a, float *scratch, i
 // logits[V] out; the cache gets its K and V. infer/decode_one.c.
 void decode_one(infer_ctx *s, int seq, int token, float *logits);
 
+// The pieces of decode_one that infer/decode_probe.c shares (infer/decode_one.c):
+// the next chunk [*lo, *hi) of a step's n rows (0 when none is left), ...
+int decode_take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi);
+// ... the shortest chunk of rows of `cols` columns, ...
+int decode_min_rows(const infer_ctx *s, int cols);
+
+// ... and the FFNs a token passes through in layer l: its weights (views of the rows of
+// the chosen expert), hidden width and gate; how many when its router chose idx[k] with
+// gates[k] (its k routed experts, then the shared or dense FFN if the layer has one),
+// and FFN f of them.
+typedef struct {
+    gemv_w w1, w3, w2;
+    int width;
+    float gate;
+} token_ffn;
+int token_ffn_count(const infer_ctx *s, int l, int k);
+token_ffn token_ffn_at(const infer_ctx *s, int l, const int *idx, const float *gates, int k, int f);
+
 #endif

@@ -93,6 +93,25 @@ double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds) {
     return 8.0 * n * passes / dt / 1e9;
 }
 
+uint64_t roofline_sum_bytes(const void *p, size_t bytes) {
+    const unsigned char *b = p;
+    const size_t n = bytes / 8;
+    uint64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint64_t w[4];
+        memcpy(w, b + 8 * i, sizeof w);
+        t0 += w[0], t1 += w[1], t2 += w[2], t3 += w[3];
+    }
+    for (; i < n; i++) {
+        uint64_t w;
+        memcpy(&w, b + 8 * i, sizeof w);
+        t0 += w;
+    }
+    for (size_t j = 8 * n; j < bytes; j++) t1 += b[j];
+    return t0 + t1 + t2 + t3;
+}
+
 double roofline_huge_share(const void *p, size_t bytes) {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f || !bytes) {

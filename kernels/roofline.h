@@ -32,6 +32,11 @@ double roofline_read_gbs(const uint64_t *buf, size_t n, int reps);
 // The same read, its mean rate over passes lasting at least `seconds` in all.
 double roofline_read_mean_gbs(const uint64_t *buf, size_t n, double seconds);
 
+// The sum of [p, p + bytes) as 64-bit words (a byte at a time for a tail under 8): a
+// plain read of those bytes by the calling thread, as roofline_read_gbs's threads read
+// (for infer/decode_probe.c, which reads decode's weights so). Any alignment.
+uint64_t roofline_sum_bytes(const void *p, size_t bytes);
+
 // The share of [p, p + bytes) that the kernel backs with transparent huge pages now
 // (/proc/self/smaps: each mapping's AnonHugePages, spread evenly over its part in the
 // range), or -1 where that is not known. A read roofline is only the memory's rate for

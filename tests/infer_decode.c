@@ -513,6 +513,37 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+// The decode probe (infer_probe) reads what a decode step's products read: the weights
+// infer_decode_weight_bytes counts but the routers, norms and embedding row, in every mode,
+// for MoE, shared and dense FFNs at both precisions.
+START_TEST(test_probe_reads_decodes_bytes) {
+    test_model m;
+    tm_make(&m, "tiny",
+            (const char *const[]){"n_layers=3", "moe_layers=1,0,1", "n_shared_experts=1", "d_ff_shared=96",
+                                  "d_ff_dense=160", "n_kv_heads=1", NULL},
+            8);
+    infer_ctx *s = infer_new(&m.pt, m.w, 1, 8);
+    ck_assert_msg(s != NULL, "%s", mo_error());
+    const int d = m.c.d_model;
+    double fp32_only = 4.0 * d * (1 + 2 * m.c.n_layers + 1);  // embedding row, norms
+    for (int l = 0; l < m.c.n_layers; l++)
+        if (m.pt.layer[l].is_moe) fp32_only += 4.0 * m.pt.t[m.pt.layer[l].router].numel;
+    for (int w = INFER_WEIGHTS_F32; w <= INFER_WEIGHTS_INT8; w++) {
+        ck_assert_msg(infer_set_weights(s, (infer_weights)w) == 0, "%s", mo_error());
+        for (int mode = 0; mode < INFER_PROBE_MODES; mode++) {
+            double gbs = 0, bytes = 0;
+            ck_assert_msg(infer_probe(s, (infer_probe_mode)mode, &gbs, &bytes) == 0, "%s", mo_error());
+            ck_assert_msg(gbs > 0, "%s: %g GB/s", infer_probe_name((infer_probe_mode)mode), gbs);
+            ck_assert_msg(fabs(bytes - (infer_decode_weight_bytes(s) - fp32_only)) < 1e-6 * bytes, "%s %s: %.0f bytes, %.0f",
+                          w ? "int8" : "f32", infer_probe_name((infer_probe_mode)mode), bytes,
+                          infer_decode_weight_bytes(s) - fp32_only);
+        }
+    }
+    infer_free(s);
+    tm_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("infer_decode");
     TCase *tc = tcase_create("decode");
@@ -531,6 +562,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_batched_past_four);
     tcase_add_test(tc, test_int8_accuracy_vs_f32);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_probe_reads_decodes_bytes);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);
 }

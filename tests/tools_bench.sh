@@ -33,6 +33,10 @@ for k in ("prefill_tok_s", "decode_tok_s", "prefill_gflops", "decode_weight_gbs"
 assert i["bench"] == "infer" and i["batch"] == 1 and i["decode_weight_bytes_per_token"] == 4 * (active + 2 * 64), i
 assert i["prefill_tokens"] + i["decode_tokens"] <= 256, i  # tiny's max_seq_len
 assert i["weights"] == "f32" and 0 < i["decode_roofline_share"], i
+# decode's products alone beside a plain read of their bytes (infer_probe)
+for m in ("read", "products", "halves", "meetings"):
+    assert i[f"probe_{m}_gbs"] > 0 and i[f"probe_{m}_share"] > 0, (m, i)
+assert i["probe_read_share"] == 1 and i["probe_decode_share"] > 0, i
 PY
 
 # 8-bit weights: 1 + 4/32 bytes per quantized weight (routers, norms, embedding stay fp32),

@@ -9,7 +9,8 @@
 // Decode at batch 1 is memory-bound: every step reads the weights a token passes
 // through (4 bytes x the active parameters, the embedding table aside) once, so those
 // bytes per second are set beside the memory bandwidth. Both machine rates are measured
-// in the same run.
+// in the same run. Decode's products alone (infer_probe) are then set beside a plain read
+// of the same bytes, to tell the kernels' share of decode's gap from the rest's.
 #include "tools/bench.h"
 #include "tools/commands.h"
 
@@ -32,6 +33,7 @@
 #define PREFILL 256
 #define DECODE 128
 #define REPEATS 3
+#define PROBE_ROUNDS 5
 
 static const char usage[] =
     "usage: monolith bench infer [--preset NAME] [--weights f32|int8] [--precision fp32|bf16] [--threads N]\n"
@@ -39,7 +41,9 @@ static const char usage[] =
     "\n"
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
-    "and memory rates measured in the same run.\n"
+    "and memory rates measured in the same run. Then decode's matrix-vector products alone (16\n"
+    "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: with and\n"
+    "without decode's meetings, in its chunks and in contiguous halves.\n"
     "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
@@ -58,9 +62,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// Median of v[n] (n <= REPEATS), v left in run order.
+// Median of v[n] (n <= PROBE_ROUNDS), v left in run order.
 static double median(const double *v, int n) {
-    double t[REPEATS];
+    double t[PROBE_ROUNDS];
     memcpy(t, v, (size_t)n * sizeof *t);
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     return t[n / 2];
@@ -273,6 +277,17 @@ int bench_infer(int argc, char **argv) {
             pre_cpu[rep - 1] = P / (cp - c0), dec_cpu[rep - 1] = D / (c2 - c1);
         }
     }
+    // Decode's products alone (infer_probe) in PROBE_ROUNDS rounds of every mode, the
+    // order reversed every other round; each mode's rate over the plain read of the same
+    // bytes in the same round.
+    double probe[INFER_PROBE_MODES][PROBE_ROUNDS], probe_share[INFER_PROBE_MODES][PROBE_ROUNDS];
+    for (int r = 0; r < PROBE_ROUNDS; r++) {
+        for (int i = 0; i < INFER_PROBE_MODES; i++) {
+            const int m = r & 1 ? INFER_PROBE_MODES - 1 - i : i;
+            if (infer_probe(s, (infer_probe_mode)m, &probe[m][r], NULL)) goto out;
+        }
+        for (int m = 0; m < INFER_PROBE_MODES; m++) probe_share[m][r] = probe[m][r] / probe[INFER_PROBE_READ][r];
+    }
     double prefill_tok_s = median(pre, REPEATS), decode_tok_s = median(dec, REPEATS);
     double prefill_tok_cpu = median(pre_cpu, REPEATS), decode_tok_cpu = median(dec_cpu, REPEATS);
 
@@ -297,6 +312,7 @@ int bench_infer(int argc, char **argv) {
     double roof_tok_s = membw * 1e9 / (weight_bytes + kv_bytes), run_share[REPEATS];
     for (int i = 0; i < REPEATS; i++) run_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd[i];
     double run_share_med = median(run_share, REPEATS), before_share[REPEATS];
+    const double decode_bytes_gbs = decode_tok_s * (weight_bytes + kv_bytes) / 1e9;  // weights and cache
     for (int i = 0; i < REPEATS; i++) before_share[i] = dec[i] * (weight_bytes + kv_bytes) / 1e9 / rd0[i];
     const double before_share_med = median(before_share, REPEATS);
     // Whether the weights and the read's buffer are on huge pages: the read is the
@@ -346,6 +362,10 @@ int bench_infer(int argc, char **argv) {
             printf(", \"bf16_decode_logit_max_abs\": %.5f, \"bf16_decode_logit_mean_abs\": %.6f, "
                    "\"bf16_decode_top1_agreement\": %.4f",
                    dacc.max_abs, dacc.mean_abs, dacc.top1);
+        for (int m = 0; m < INFER_PROBE_MODES; m++)
+            printf(", \"probe_%s_gbs\": %.1f, \"probe_%s_share\": %.3f", infer_probe_name(m),
+                   median(probe[m], PROBE_ROUNDS), infer_probe_name(m), median(probe_share[m], PROBE_ROUNDS));
+        printf(", \"probe_decode_share\": %.3f", decode_bytes_gbs / median(probe[INFER_PROBE_READ], PROBE_ROUNDS));
         printf(", \"prefill_tok_per_cpu_s\": %.1f, \"decode_tok_per_cpu_s\": %.2f", prefill_tok_cpu,
                decode_tok_cpu);
         printf(", \"prefill_gflops\": %.1f, \"decode_weight_bytes_per_token\": %.0f, \"decode_weight_gbs\": %.1f, "
@@ -388,6 +408,13 @@ int bench_infer(int argc, char **argv) {
             printf("  bf16 vs fp32 decode   max |diff| %.4f, mean %.5f (fp32 logits RMS %.4f); top-1 agreement %.1f%% "
                    "over %d positions (bf16 prefill, then decode through the bf16 KV cache)\n",
                    dacc.max_abs, dacc.mean_abs, dacc.logit_rms, 100 * dacc.top1, D + 1);
+        printf("  products alone        %.1f GB/s read of their bytes in decode's chunks (median of %d rounds); "
+               "over it:\n                        products %.2f, contiguous halves %.2f, with decode's meetings %.2f; "
+               "decode %.2f\n",
+               median(probe[INFER_PROBE_READ], PROBE_ROUNDS), PROBE_ROUNDS,
+               median(probe_share[INFER_PROBE_PRODUCTS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_HALVES], PROBE_ROUNDS),
+               median(probe_share[INFER_PROBE_MEETINGS], PROBE_ROUNDS),
+               decode_bytes_gbs / median(probe[INFER_PROBE_READ], PROBE_ROUNDS));
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);

@@ -89,12 +89,11 @@ static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const int1
 
 // ---------------------------------------------------------------------------- AVX-512
 
-// Rows are read as sequential streams, 64 columns per step into four 16-lane
-// accumulators per row, then 16 at a time, the tail under a mask. Two rows far apart
-// (r and r + rows/2) are read side by side: two streams keep more of memory's requests
-// in flight than one (about 1.3x the read rate of one stream on this machine), while two
-// neighbouring rows read together, 2 KB apart, run at half the rate of one. Each row's
-// sums are the same operations in the same order either way.
+// fp32 rows are read one after the other, as one sequential stream, 64 columns per step
+// into four 16-lane accumulators, then 16 at a time, the tail under a mask: the access
+// of a plain read, which this machine's prefetchers follow at the read's rate (rows r and
+// r + rows/2 side by side, two streams, read at 0.80-0.95 of a plain read of the same
+// chunks out of cache, one stream at 0.99-1.0: docs/benchmarks.md).
 static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x, int cols) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int c = 0;
@@ -112,51 +111,11 @@ static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x,
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-// dot_f32_512 of two rows v and w at once, sharing the loads of x.
-static inline MO_TARGET_AVX512 void dot2_f32_512(float *sv, float *sw, const float *v, const float *w,
-                                                 const float *x, int cols) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    int c = 0;
-    for (; c + 64 <= cols; c += 64) {
-        const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-        const __m512 x2 = _mm512_loadu_ps(x + c + 32), x3 = _mm512_loadu_ps(x + c + 48);
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + c), x0, a0);
-        b0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), x0, b0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(v + c + 16), x1, a1);
-        b1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), x1, b1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(v + c + 32), x2, a2);
-        b2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 32), x2, b2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(v + c + 48), x3, a3);
-        b3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 48), x3, b3);
-    }
-    for (; c + 16 <= cols; c += 16) {
-        const __m512 x0 = _mm512_loadu_ps(x + c);
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(v + c), x0, a0);
-        b0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), x0, b0);
-    }
-    if (c < cols) {
-        const __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);
-        const __m512 x0 = _mm512_maskz_loadu_ps(m, x + c);
-        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, v + c), x0, a0);
-        b0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + c), x0, b0);
-    }
-    *sv = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    *sw = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
-}
-
 static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
                                              size_t ld, float alpha, int acc) {
-    const int h = rows / 2;
-    for (int r = 0; r < h; r++) {
-        float sv, sw;
-        dot2_f32_512(&sv, &sw, W + r * ld, W + (r + h) * ld, x, cols);
-        sv *= alpha, sw *= alpha;
-        y[r] = acc ? y[r] + sv : sv;
-        y[r + h] = acc ? y[r + h] + sw : sw;
-    }
-    if (rows & 1) {
-        float s = alpha * dot_f32_512(W + (size_t)(rows - 1) * ld, x, cols);
-        y[rows - 1] = acc ? y[rows - 1] + s : s;
+    for (int r = 0; r < rows; r++) {
+        const float s = alpha * dot_f32_512(W + (size_t)r * ld, x, cols);
+        y[r] = acc ? y[r] + s : s;
     }
 }
 
@@ -223,8 +182,13 @@ static inline MO_TARGET_AVX512 float dot_q8_512(const int8_t *q, const float *sc
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-// dot_q8_512 of two rows (weights p, q; scales sp, sq) at once, sharing x: the two
-// streams of gemv_f32_avx512.
+// dot_q8_512 of two rows (weights p, q; scales sp, sq) at once, sharing x, each row's
+// weights and scales prefetched Q8_PREFETCH bytes ahead. The 8-bit product spends about
+// ten vector instructions on 64 weights, which fills the core's window of instructions in
+// flight long before it holds enough loads to keep memory busy: out of cache it read at
+// 0.7-0.9 of a plain read of its bytes without the prefetches, 0.9-1.0 with them
+// (docs/benchmarks.md). Two rows far apart (r and r + rows/2) share the loads of x.
+#define Q8_PREFETCH 2048
 static inline MO_TARGET_AVX512 void dot2_q8_512(float *yp, float *yq, const int8_t *p, const float *sp,
                                                 const int8_t *q, const float *sq, const int16_t *x16,
                                                 const float *xs, int cols) {
@@ -233,6 +197,10 @@ static inline MO_TARGET_AVX512 void dot2_q8_512(float *yp, float *yq, const int8
     int b = 0;
     for (; b + 16 <= full; b += 16) {  // as in dot_q8_512
         _Alignas(64) float pp[16], pq[16];
+        const char *fp = (const char *)(p + b * Q8_BLOCK) + Q8_PREFETCH, *fq = (const char *)(q + b * Q8_BLOCK) + Q8_PREFETCH;
+        for (int i = 0; i < 16 * Q8_BLOCK; i += 64) _mm_prefetch(fp + i, _MM_HINT_T0), _mm_prefetch(fq + i, _MM_HINT_T0);
+        _mm_prefetch((const char *)(sp + b) + Q8_PREFETCH / 8, _MM_HINT_T0);
+        _mm_prefetch((const char *)(sq + b) + Q8_PREFETCH / 8, _MM_HINT_T0);
         const __m512 x = _mm512_loadu_ps(xs + b);
         _mm512_store_ps(pp, _mm512_mul_ps(_mm512_loadu_ps(sp + b), x));
         _mm512_store_ps(pq, _mm512_mul_ps(_mm512_loadu_ps(sq + b), x));

@@ -3,9 +3,10 @@
 // A decode step at batch 1 multiplies each weight matrix W[rows, cols] (row-major, the
 // `[out, in]` layout of every linear weight) by one vector: the time is the time to
 // stream W from memory once. These kernels read each weight once, with SIMD
-// accumulators over the columns (x stays in L1); the AVX-512 ones read two rows far
-// apart side by side (two memory streams), each row summed as it would be alone, so a
-// row's result does not depend on which rows it is computed with. gemv_run splits the
+// accumulators over the columns (x stays in L1): fp32 rows one after the other, as a
+// plain read streams; the AVX-512 8-bit one reads two rows far apart side by side,
+// prefetching ahead in both. Each row is summed as it would be alone, so a row's result
+// does not depend on which rows it is computed with. gemv_run splits the
 // rows of several products over the threads in ONE parallel region, so that e.g. the
 // gate and up projections of both chosen experts cost one fork/join.
 //

@@ -175,7 +175,7 @@ START_TEST(test_q8_x_rounding) {
 END_TEST
 
 // A row's result has the same bits whatever rows it is computed with: all rows at once
-// (where AVX-512 reads rows r and r + rows/2 side by side), any sub-range, or one at a
+// (where the 8-bit AVX-512 kernel reads rows r and r + rows/2 side by side), any sub-range, or one at a
 // time, at every level, fp32 and 8-bit. Decode splits rows over threads relying on it.
 START_TEST(test_gemv_rows_independent_of_range) {
     const int rows = 37, cols = 1000;

@@ -45,23 +45,45 @@
 #   fifth_fit75_all  the same with the whole router refitted on the five domains, R steps
 #               (fifth_fit75_all_long: 4R)
 #   eval_plugged  plug-90's plugged model before its router stage
-# Environment: MONOLITH (default build/monolith), OUT (default runs/plug_late), STEPS
-# (default 1000), THREADS (default 1), EVAL_BATCHES (default 0: the whole val splits),
-# PARTS (default all of "dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise noise95 gap_lr
-# gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 report"; the
-# plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
+# The longer budget (docs/experiments.md, "A longer budget"):
+#   late_b2     plug-95 with branches of batch 2 (the same tokens, 4x the updates)
+#   late_b2_2   the same from dense2's checkpoint (the second seed)
+#   fifth_late  the fifth domain added to late_b2's model (python's branch from the same
+#               seed, the row below the trained rows, fitted on the five domains; the
+#               whole router refitted so too)
+# Every split is a share of STEPS (B, R above; variant() refuses one whose stages do not
+# add up to the steps dense has left), so `--steps 3000 --out runs/plug_3000` runs the same
+# parts at 3x the budget.
+# Environment (or options --steps, --out, --parts): MONOLITH (default build/monolith), OUT
+# (default runs/plug_late), STEPS (default 1000; a multiple of 20), THREADS (default 1),
+# EVAL_BATCHES (default 0: the whole val splits), PARTS (default every part above and
+# "report"; the plug and btx parts need dense's checkpoints, fifth needs plug75). Each run is skipped
 # when its output exists, so the script can be stopped and run again; two instances with
 # different PARTS (e.g. PARTS=dense and PARTS=moe) use two cores. Prints markdown tables
 # (PARTS containing "report").
 set -euo pipefail
 
+# The budget and the output folder also as options: --steps N (STEPS), --out DIR (OUT),
+# --parts "P ..." (PARTS), e.g. `scripts/experiments_plug_late.sh --steps 3000 --out
+# runs/plug_3000 --parts "dense moe"`.
+while [ $# -gt 0 ]; do
+    case $1 in
+        --steps) STEPS=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --parts) PARTS=$2; shift 2 ;;
+        *) echo "experiments_plug_late.sh: unknown option '$1' (--steps N, --out DIR, --parts \"P ...\")" >&2; exit 1 ;;
+    esac
+done
 M=${MONOLITH:-build/monolith}
 OUT=${OUT:-runs/plug_late}
 STEPS=${STEPS:-1000}
 THREADS=${THREADS:-1}
-PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise noise95 gap_lr gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long report} "
+PARTS=" ${PARTS:-dense moe plug75 plug90 fifth btx90 btx75 eval dense2 noise noise95 gap_lr gap_router gap_late gap_late_r2 gap_batch control eval_plugged fifth_fit75 fifth_fit75_all fifth_fit75_all_long late_b2 late_b2_2 fifth_late report} "
 EVAL_BATCHES=${EVAL_BATCHES:-0}
 EB=$EVAL_BATCHES
+# plug's seeds are dense's checkpoints at 75/90/95% of STEPS, saved every STEPS/20 steps
+[[ $STEPS =~ ^[0-9]+$ ]] && [ $((STEPS % 20)) = 0 ] && [ $STEPS -ge 200 ] ||
+    { echo "experiments_plug_late.sh: STEPS=$STEPS must be a multiple of 20, at least 200 (dense's checkpoints every STEPS/20 steps are plug's seeds)" >&2; exit 1; }
 NAME=experiments_plug_late
 source "$(dirname "$0")/experiments_lib.sh"
 MODEL="--preset small --vocab-size 8192"
@@ -147,27 +169,32 @@ variant() {
     ev $name $(ckpt $OUT/$name/router $r)
     BRANCH_EXTRA=
 }
+# std PCT: "B R", the branch and router steps of split_steps PCT (at 1,000 steps: 90 ->
+# 22 12, 95 -> 11 6); with_router PCT R: "B R" with the router's R steps given and the
+# branches the rest (variant refuses the split when 4B + R does not add up)
+std() { split_steps $1; echo $B $R; }
+with_router() { split_steps $1; echo $(((STEPS - SEEDSTEP - $2) / 4)) $2; }
 # the branches at a higher rate than the seed's decayed one: constant 1e-3, or re-warmed
 # (2 steps to the peak 2e-3, cosine to 2e-4)
 LR_CONST=$'lr = 1e-3\nschedule = constant'
 LR_REWARM=$'lr = 2e-3\nlr-floor = 0.1\nschedule = cosine\nwarmup = 2'
 if part gap_lr; then
-    variant v90_lrc 90 22 12 "$LR_CONST"
-    variant v90_rewarm 90 22 12 "$LR_REWARM"
+    variant v90_lrc 90 $(std 90) "$LR_CONST"
+    variant v90_rewarm 90 $(std 90) "$LR_REWARM"
 fi
 # a lower rate than the continued one (the higher ones lost)
-if part gap_lr; then variant v90_lrlow 90 22 12 $'lr = 1e-4\nschedule = constant'; fi
+if part gap_lr; then variant v90_lrlow 90 $(std 90) $'lr = 1e-4\nschedule = constant'; fi
 # the router's share cut from 12 steps to 4 (the plugged model before any router step is
 # within 0.002 of the trained one), the branches get the rest
-if part gap_router; then variant v90_r4 90 24 4; fi
+if part gap_router; then variant v90_r4 90 $(with_router 90 $((STEPS / 250))); fi
 # the seed at 95%: 50 steps left
 if part gap_late; then
     ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
-    variant v95 95 11 6
+    variant v95 95 $(std 95)
 fi
 # the branches with 4x as many updates (batch 2, 88 steps: the same tokens), since one FFN
 # trained on the mixture (control, below) got 100 updates to each branch's 22
-if part gap_batch; then BRANCH_BATCH=2 variant v90_b2 90 22 12; fi
+if part gap_batch; then BRANCH_BATCH=2 variant v90_b2 90 $(std 90); fi
 # The control: dense's last 10% spent on its FFN alone (trunk frozen, --train dense) on the
 # mixture, at the rate plug's branches get: what one shared FFN gains where plug's four
 # domain FFNs gained 0.023.
@@ -179,19 +206,23 @@ if part control; then
         --batch 8 --seq 256 --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50 --save-every 0
     ev ffn_only90 $(ckpt $OUT/ffn_only90 $((STEPS - s0)))
 fi
-if part gap_late_r2; then variant v95_r2 95 12 2; fi
+# plug-95 with the branches of batch 2 (4x the updates at the same tokens, as v90_b2), from
+# dense's step 95% and from dense2's
+if part late_b2; then BRANCH_BATCH=2 variant v95_b2 95 $(std 95); fi
+if part late_b2_2; then DENSE=$OUT/dense2 BRANCH_BATCH=2 variant plug95_b2_2 95 $(std 95); fi
+if part gap_late_r2; then variant v95_r2 95 $(with_router 95 $((STEPS / 500))); fi
 # The noise: dense, the MoE and plug-90 again with --seed 2 (initialisation and data
 # order; dense2 above, then plug from its own checkpoint)
 if part noise; then
     ev dense2 $(ckpt $OUT/dense2 $STEPS)
     ev seed90_2 $(ckpt $OUT/dense2 $((STEPS * 90 / 100)))
-    DENSE=$OUT/dense2 variant plug90_2 90 22 12
+    DENSE=$OUT/dense2 variant plug90_2 90 $(std 90)
     train $OUT/moe2 $STEPS $MODEL --n-experts 4 $COMMON --warmup $((STEPS / 10)) --save-every 0 --seed 2 $DATA
     ev moe2 $(ckpt $OUT/moe2 $STEPS)
 fi
 # the second seed of plug-95 (the best variant), from dense2's own step 950
 if part noise95; then
-    DENSE=$OUT/dense2 variant plug95_2 95 11 6
+    DENSE=$OUT/dense2 variant plug95_2 95 $(std 95)
     ev seed95_2 $(ckpt $OUT/dense2 $((STEPS * 95 / 100)))
 fi
 if part fifth; then
@@ -232,6 +263,29 @@ if part fifth_fit75_all_long; then
     split_steps 75
     FIT_TRAIN=router fit fit75_all_long $OUT/plug75_py_below.h5 $((4 * R)) "$D5"
 fi
+# The fifth domain on plug-95 with batch-2 branches (v95_b2, part late_b2): python's branch
+# from the same seed (dense's step 95%, batch 2, 4B steps: what each old branch got; run
+# alone with --branch python), `expert add --router-init below`, then the recipe that kept
+# plug75's old four within 0.5%: the row alone fitted R steps with the router term on the
+# five domains (fit95_b2), and the whole router refitted so (fit95_b2_all); the model
+# before (v95_b2_5: the four experts on the five val splits) and the forced bound.
+if part fifth_late; then
+    split_steps 95
+    python_set
+    PLUGGED=$(ckpt $OUT/v95_b2/router $R)
+    [ -e $PLUGGED ] || { echo "$NAME: fifth_late needs $PLUGGED (part late_b2)" >&2; exit 1; }
+    BRANCH_EXTRA="batch = 2"
+    ini plug $OUT/python95 $(ckpt $OUT/dense $SEEDSTEP) $((4 * B)) $R 0 python=$OUT/python.h5 > $OUT/python95.ini
+    BRANCH_EXTRA=
+    [ -e $OUT/python95/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python95.ini --branch python \
+        > $OUT/python95_summary.txt
+    [ -e $OUT/v95_b2_py_below.h5 ] || "$M" expert add $PLUGGED $OUT/python95/modules/python.h5 --router-init below \
+        $D5 -o $OUT/v95_b2_py_below.h5 | tee $OUT/v95_b2_py_below.txt
+    DATA=$D5 ev v95_b2_5 $PLUGGED
+    DATA=$D5 ev v95_b2_py_forced $OUT/v95_b2_py_below.h5 --route-by-domain
+    fit fit95_b2 $OUT/v95_b2_py_below.h5 $R "$D5"
+    FIT_TRAIN=router fit fit95_b2_all $OUT/v95_b2_py_below.h5 $R "$D5"
+fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
 # routing shares (ev, experiments_lib.sh).
 if part eval_plugged; then
@@ -240,6 +294,7 @@ fi
 if part eval; then
     ev dense $(ckpt $OUT/dense $STEPS)
     ev moe $(ckpt $OUT/moe $STEPS)
+    ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
     for split in 75 90; do
         split_steps $split
         ev seed$split $(ckpt $OUT/dense $SEEDSTEP)

@@ -84,8 +84,8 @@ def minus_table(title, head, triples):
 def gap_tables():
     """The last round: plug variants from dense's checkpoints, and the second seed."""
     rows = [("dense", "dense"), ("dense, --seed 2", "dense2"), ("MoE from scratch", "moe"),
-            ("MoE from scratch, --seed 2", "moe2"), ("seed 90%: dense at step 900", "seed90"),
-            ("seed 90%, --seed 2", "seed90_2"), ("seed 95%: dense at step 950", "seed95"),
+            ("MoE from scratch, --seed 2", "moe2"), ("seed 90%: dense at step 90%", "seed90"),
+            ("seed 90%, --seed 2", "seed90_2"), ("seed 95%: dense at step 95%", "seed95"),
             ("plug-90 (branches 22, router 12; continued rate)", "plug90"),
             ("plug-90, --seed 2 (from dense --seed 2)", "plug90_2"),
             ("plug-90 before the router stage (0 router steps)", "plug90_plugged"),
@@ -101,7 +101,7 @@ def gap_tables():
             ("control: dense from step 900, its FFN alone on the mixture", "ffn_only90")]
     if not any(load(f) for _, f in rows[1:]):
         return
-    print("\nclosing the gap: plug variants (every row 1,000 steps in all), whole val splits\n")
+    print("\nclosing the gap: plug variants (every row the same steps in all), whole val splits\n")
     loss_table(rows, ["dense", "moe"])
     print("\nper domain, against dense (seed 1) and against MoE from scratch (seed 1)\n")
     print("| method | " + " | ".join(f"{d} vs dense" for d in DOMS) + " | " + " | ".join(f"{d} vs MoE" for d in DOMS) + " |")
@@ -130,10 +130,32 @@ def gap_tables():
         routing(label, f, DOMS)
 
 
-def fifth_fit_table():
-    """The fifth domain's row fits of the last round, against the plugged model before it."""
+def b2_tables():
+    """Plug-95 with branches of batch 2 (parts late_b2, late_b2_2) beside dense and the MoE
+    of the same --seed and the batch-8 plug-95, at whatever budget OUT was run."""
+    rows = [("dense", "dense"), ("dense, --seed 2", "dense2"), ("MoE from scratch", "moe"),
+            ("MoE from scratch, --seed 2", "moe2"), ("seed 95%: dense at step 95%", "seed95"),
+            ("seed 95%, --seed 2", "seed95_2"), ("plug-95, branches of batch 8", "v95"),
+            ("plug-95, branches of batch 8, --seed 2", "plug95_2"), ("plug-95, branches of batch 2", "v95_b2"),
+            ("plug-95, branches of batch 2, --seed 2", "plug95_b2_2")]
+    if not load("v95_b2") and not load("plug95_b2_2"):
+        return
+    print("\nplug-95 with branches of batch 2 (4x the updates, the same tokens), whole val splits\n")
+    loss_table(rows, ["dense", "moe"])
+    paired = [("plug-95, batch 8, seed 1", "v95", "dense"), ("plug-95, batch 8, seed 2", "plug95_2", "dense2"),
+              ("plug-95, batch 2, seed 1", "v95_b2", "dense"), ("plug-95, batch 2, seed 2", "plug95_b2_2", "dense2")]
+    minus_table("paired: plug minus the dense run its seed was taken from", "plug minus its own dense", paired)
+    vs_moe = [(label, a, "moe" if b == "dense" else "moe2") for label, a, b in paired]
+    minus_table("against the MoE from scratch of the same --seed", "minus the MoE of its seed", vs_moe)
+    for label, f in rows[8:]:
+        routing(label, f, DOMS)
+
+
+def fifth_fit_table(base_name="py_before", title="plug75 + the python branch", fits=None):
+    """The fifth domain's row fits, against the plugged model before it (BASE_NAME: its
+    evaluation on the five val splits)."""
     five = DOMS + ["python"]
-    fits = [("plug75 (4 experts)", "py_before"), ("forced: every domain on its expert", "py_below_forced"),
+    fits = fits or [("plug75 (4 experts)", "py_before"), ("forced: every domain on its expert", "py_below_forced"),
             ("row below, fit on the five domains, 26 steps", "py_below_fit"),
             ("row below, fit on the five domains, 104 steps", "py_below_long_fit"),
             ("row below, fit on code + python, 26 steps", "fit75_cp"),
@@ -141,10 +163,10 @@ def fifth_fit_table():
             ("row below, fit on python alone, 26 steps", "fit75_py"),
             ("row below, the whole router refitted on the five domains, 26 steps", "fit75_all"),
             ("row below, the whole router refitted on the five domains, 104 steps", "fit75_all_long")]
-    base = load("py_before")
+    base = load(base_name)
     if not base or not any(load(f) for _, f in fits[1:]):
         return
-    print("\nthe fifth domain, router-row fits (plug75 + the python branch; whole val splits)\n")
+    print(f"\nthe fifth domain, router-row fits ({title}; whole val splits)\n")
     print("| model | " + " | ".join(five) + " | python on e4 | worst old |")
     print("|---|" + "---:|" * (len(five) + 2))
     for label, f in fits:
@@ -158,7 +180,7 @@ def fifth_fit_table():
             rel = 100 * (x - b) / b
             if d != "python":
                 worst = max(worst, rel)
-            cells.append(f"{x:.3f}" + ("" if f == "py_before" or d == "python" else f" ({rel:+.2f}%)"))
+            cells.append(f"{x:.3f}" + ("" if f == base_name or d == "python" else f" ({rel:+.2f}%)"))
         r = j.get("routing_share") or {}
         share = r.get("python", {}).get("mean")
         sh = f"{share[4]:.2f}" if share and len(share) > 4 else "-"
@@ -217,6 +239,11 @@ def main():
 
     gap_tables()
     fifth_fit_table()
+    b2_tables()
+    fifth_fit_table("v95_b2_5", "plug-95 of batch-2 branches + the python branch of its seed", [
+        ("plug-95, batch-2 branches (4 experts)", "v95_b2_5"), ("forced: every domain on its expert", "v95_b2_py_forced"),
+        ("row below, fit on the five domains, R steps", "fit95_b2"),
+        ("row below, the whole router refitted on the five domains, R steps", "fit95_b2_all")])
 
     summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 

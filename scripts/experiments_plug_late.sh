@@ -266,10 +266,13 @@ fi
 # The fifth domain on plug-95 with batch-2 branches (v95_b2, part late_b2): python's branch
 # from the same seed (dense's step 95%, batch 2, 4B steps: what each old branch got; run
 # alone with --branch python), `expert add --router-init below`, then the recipe that kept
-# plug75's old four within 0.5%: the row alone fitted R steps with the router term on the
-# five domains (fit95_b2), and the whole router refitted so (fit95_b2_all); the model
-# before (v95_b2_5: the four experts on the five val splits) and the forced bound.
+# plug75's old four within 0.5%: the row alone fitted with the router term on the five
+# domains for as many steps as there (plug75's router steps: 26 at 1,000; fit95_b2), and
+# the whole router refitted so (fit95_b2_all); the model before (v95_b2_5: the four
+# experts on the five val splits) and the forced bound.
 if part fifth_late; then
+    split_steps 75
+    FIT5=$R
     split_steps 95
     python_set
     PLUGGED=$(ckpt $OUT/v95_b2/router $R)
@@ -283,8 +286,8 @@ if part fifth_late; then
         $D5 -o $OUT/v95_b2_py_below.h5 | tee $OUT/v95_b2_py_below.txt
     DATA=$D5 ev v95_b2_5 $PLUGGED
     DATA=$D5 ev v95_b2_py_forced $OUT/v95_b2_py_below.h5 --route-by-domain
-    fit fit95_b2 $OUT/v95_b2_py_below.h5 $R "$D5"
-    FIT_TRAIN=router fit fit95_b2_all $OUT/v95_b2_py_below.h5 $R "$D5"
+    fit fit95_b2 $OUT/v95_b2_py_below.h5 $FIT5 "$D5"
+    FIT_TRAIN=router fit fit95_b2_all $OUT/v95_b2_py_below.h5 $FIT5 "$D5"
 fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
 # routing shares (ev, experiments_lib.sh).

@@ -242,8 +242,8 @@ def main():
     b2_tables()
     fifth_fit_table("v95_b2_5", "plug-95 of batch-2 branches + the python branch of its seed", [
         ("plug-95, batch-2 branches (4 experts)", "v95_b2_5"), ("forced: every domain on its expert", "v95_b2_py_forced"),
-        ("row below, fit on the five domains, R steps", "fit95_b2"),
-        ("row below, the whole router refitted on the five domains, R steps", "fit95_b2_all")])
+        ("row below, fit on the five domains, 26 steps per 1,000", "fit95_b2"),
+        ("row below, the whole router refitted on the five domains, 26 steps per 1,000", "fit95_b2_all")])
 
     summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 

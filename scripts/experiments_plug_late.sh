@@ -48,9 +48,9 @@
 # The longer budget (docs/experiments.md, "A longer budget"):
 #   late_b2     plug-95 with branches of batch 2 (the same tokens, 4x the updates)
 #   late_b2_2   the same from dense2's checkpoint (the second seed)
-#   fifth_late  the fifth domain added to late_b2's model (python's branch from the same
-#               seed, the row below the trained rows, fitted on the five domains; the
-#               whole router refitted so too)
+#   fifth_late  the fifth domain added to late_b2's model (FIFTH_ON=v95: gap_late's;
+#               python's branch from the same seed, the row below the trained rows, fitted
+#               on the five domains; the whole router refitted so too)
 # Every split is a share of STEPS (B, R above; variant() refuses one whose stages do not
 # add up to the steps dense has left), so `--steps 3000 --out runs/plug_3000` runs the same
 # parts at 3x the budget.
@@ -263,31 +263,36 @@ if part fifth_fit75_all_long; then
     split_steps 75
     FIT_TRAIN=router fit fit75_all_long $OUT/plug75_py_below.h5 $((4 * R)) "$D5"
 fi
-# The fifth domain on plug-95 with batch-2 branches (v95_b2, part late_b2): python's branch
-# from the same seed (dense's step 95%, batch 2, 4B steps: what each old branch got; run
-# alone with --branch python), `expert add --router-init below`, then the recipe that kept
-# plug75's old four within 0.5%: the row alone fitted with the router term on the five
-# domains for as many steps as there (plug75's router steps: 26 at 1,000; fit95_b2), and
-# the whole router refitted so (fit95_b2_all); the model before (v95_b2_5: the four
-# experts on the five val splits) and the forced bound.
+# The fifth domain on plug-95 (FIFTH_ON: v95_b2, part late_b2, by default; v95, part
+# gap_late, with branches of batch 8): python's branch from the same seed (dense's step
+# 95%, the batch and steps each old branch got; run alone with --branch python), `expert
+# add --router-init below`, then the recipe that kept plug75's old four within 0.5%: the
+# row alone fitted with the router term on the five domains for as many steps as there
+# (plug75's router steps: 26 at 1,000; fit95_b2 / fit95), and the whole router refitted so
+# (fit95_b2_all / fit95_all); the model before (v95_b2_5 / v95_5: the four experts on the
+# five val splits) and the forced bound.
 if part fifth_late; then
+    on=${FIFTH_ON:-v95_b2}
+    bb=8
+    [[ $on == *_b2 ]] && bb=2
     split_steps 75
     FIT5=$R
     split_steps 95
     python_set
-    PLUGGED=$(ckpt $OUT/v95_b2/router $R)
-    [ -e $PLUGGED ] || { echo "$NAME: fifth_late needs $PLUGGED (part late_b2)" >&2; exit 1; }
-    BRANCH_EXTRA="batch = 2"
-    ini plug $OUT/python95 $(ckpt $OUT/dense $SEEDSTEP) $((4 * B)) $R 0 python=$OUT/python.h5 > $OUT/python95.ini
+    PLUGGED=$(ckpt $OUT/$on/router $R)
+    [ -e $PLUGGED ] || { echo "$NAME: fifth_late needs $PLUGGED (part late_b2 or gap_late)" >&2; exit 1; }
+    [ $bb = 8 ] || BRANCH_EXTRA="batch = $bb"
+    ini plug $OUT/python${on#v} $(ckpt $OUT/dense $SEEDSTEP) $((B * 8 / bb)) $R 0 python=$OUT/python.h5 \
+        > $OUT/python${on#v}.ini
     BRANCH_EXTRA=
-    [ -e $OUT/python95/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python95.ini --branch python \
-        > $OUT/python95_summary.txt
-    [ -e $OUT/v95_b2_py_below.h5 ] || "$M" expert add $PLUGGED $OUT/python95/modules/python.h5 --router-init below \
-        $D5 -o $OUT/v95_b2_py_below.h5 | tee $OUT/v95_b2_py_below.txt
-    DATA=$D5 ev v95_b2_5 $PLUGGED
-    DATA=$D5 ev v95_b2_py_forced $OUT/v95_b2_py_below.h5 --route-by-domain
-    fit fit95_b2 $OUT/v95_b2_py_below.h5 $FIT5 "$D5"
-    FIT_TRAIN=router fit fit95_b2_all $OUT/v95_b2_py_below.h5 $FIT5 "$D5"
+    [ -e $OUT/python${on#v}/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python${on#v}.ini --branch python \
+        > $OUT/python${on#v}_summary.txt
+    [ -e $OUT/${on}_py_below.h5 ] || "$M" expert add $PLUGGED $OUT/python${on#v}/modules/python.h5 --router-init below \
+        $D5 -o $OUT/${on}_py_below.h5 | tee $OUT/${on}_py_below.txt
+    DATA=$D5 ev ${on}_5 $PLUGGED
+    DATA=$D5 ev ${on}_py_forced $OUT/${on}_py_below.h5 --route-by-domain
+    fit fit${on#v} $OUT/${on}_py_below.h5 $FIT5 "$D5"
+    FIT_TRAIN=router fit fit${on#v}_all $OUT/${on}_py_below.h5 $FIT5 "$D5"
 fi
 # Validation loss of every final model on the whole val splits (EVAL_BATCHES=0), with the
 # routing shares (ev, experiments_lib.sh).

@@ -240,10 +240,11 @@ def main():
     gap_tables()
     fifth_fit_table()
     b2_tables()
-    fifth_fit_table("v95_b2_5", "plug-95 of batch-2 branches + the python branch of its seed", [
-        ("plug-95, batch-2 branches (4 experts)", "v95_b2_5"), ("forced: every domain on its expert", "v95_b2_py_forced"),
-        ("row below, fit on the five domains, 26 steps per 1,000", "fit95_b2"),
-        ("row below, the whole router refitted on the five domains, 26 steps per 1,000", "fit95_b2_all")])
+    for on, what in [("v95_b2", "batch-2 branches"), ("v95", "batch-8 branches")]:
+        fifth_fit_table(f"{on}_5", f"plug-95 of {what} + the python branch of its seed", [
+            (f"plug-95, {what} (4 experts)", f"{on}_5"), ("forced: every domain on its expert", f"{on}_py_forced"),
+            ("row below, fit on the five domains, 26 steps per 1,000", f"fit{on[1:]}"),
+            ("row below, the whole router refitted on the five domains, 26 steps per 1,000", f"fit{on[1:]}_all")])
 
     summaries(out, ["plug75", "plugall75", "btx75", "plug90", "plugall90", "btx90", "python75"], "plug75")
 

@@ -189,8 +189,8 @@ if part gap_lr; then variant v90_lrlow 90 $(std 90) $'lr = 1e-4\nschedule = cons
 if part gap_router; then variant v90_r4 90 $(with_router 90 $((STEPS / 250))); fi
 # the seed at 95%: 50 steps left
 if part gap_late; then
-    ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
     variant v95 95 $(std 95)
+    ev seed95 $(ckpt $OUT/dense $((STEPS * 95 / 100)))
 fi
 # the branches with 4x as many updates (batch 2, 88 steps: the same tokens), since one FFN
 # trained on the mixture (control, below) got 100 updates to each branch's 22

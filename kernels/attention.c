@@ -18,6 +18,7 @@
 // head is a [T, hd] matrix with leading dimension heads * hd, which BLAS takes as is.
 #include "kernels/attention.h"
 
+#include "kernels/attention_avx512.h"
 #include "kernels/simd_rows.h"
 
 #include <cblas.h>
@@ -183,12 +184,13 @@ void attention_forward(const mo_attention *a) {
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
-    simd_active();  // decide the SIMD level before the threads read it
+    const int tiles = attention_avx512_takes(hd);  // also decides the SIMD level before the threads read it
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {
             size_t qo = (size_t)b * T * ldq + (size_t)h * hd, kvo = (size_t)b * T * ldkv + (size_t)(h / group) * hd;
-            forward_head(out + qo, lse + ((size_t)b * nh + h) * T, q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd, scale);
+            (tiles ? attention_forward_head_avx512 : forward_head)(out + qo, lse + ((size_t)b * nh + h) * T, q + qo,
+                                                                  k + kvo, v + kvo, T, ldq, ldkv, hd, scale);
         }
 }
 
@@ -198,7 +200,7 @@ void attention_backward(const mo_attention *a, const float *dout, float *dq, flo
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
-    simd_active();
+    const int tiles = attention_avx512_takes(hd);
     // One work item per (batch, kv head): the query heads of a group all add into the
     // same dk and dv, so they run one after the other on the thread that owns them.
 #pragma omp parallel for collapse(2) schedule(static)
@@ -211,8 +213,10 @@ void attention_backward(const mo_attention *a, const float *dout, float *dq, flo
             }
             for (int h = g * group; h < (g + 1) * group; h++) {
                 size_t qo = (size_t)b * T * ldq + (size_t)h * hd;
-                backward_head(dq + qo, dk + kvo, dv + kvo, dout + qo, out + qo, lse + ((size_t)b * nh + h) * T,
-                              q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd, scale);
+                (tiles ? attention_backward_head_avx512 : backward_head)(dq + qo, dk + kvo, dv + kvo, dout + qo,
+                                                                        out + qo, lse + ((size_t)b * nh + h) * T,
+                                                                        q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd,
+                                                                        scale);
             }
         }
 }

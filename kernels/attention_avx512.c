@@ -1,0 +1,338 @@
+// attention_avx512.c: the fused causal attention of one head with AVX-512 register tiles.
+//
+// Why not sgemm: a 64-row block meets 64- or 128-key tiles with a contraction of only hd
+// (64): OpenBLAS spent a third of its time packing and writing back such small products,
+// and the whole tile on the diagonal was computed; the attention ran at under half the
+// rate of the model's big GEMMs (docs/benchmarks.md, "The attention kernel").
+//
+// Layout: a block of QB = 64 queries is packed transposed (qT[d][i], scaled by
+// 1/sqrt(hd)), so the scores of a key tile come out transposed, sT[j][i]: 16 queries in
+// the lanes of a vector, one key per vector. The softmax over the keys of a query is then
+// vertical (max, exp and sum across vectors, no horizontal reductions), and the causal
+// mask is a lane mask. Two register-tiled products do all the arithmetic:
+//
+//   scores_t   sT[j][i] = sum_d x[j][d] yT[d][i]     (4 keys x up to 4 query vectors)
+//   rows_acc   C[r][:] (+)= sum_x A[r][x] B[x][:]    (4 rows x up to 64 columns, A read
+//                                                     with any two strides: as P, as P^T)
+//
+// Forward per block and tile: scores_t (k, qT), the online-softmax update per query lane
+// (docs/design.md, "Attention"), then rows_acc for o += p v (rescaling o by exp(m - m')
+// as it is loaded). Backward per block and tile: scores_t twice (k, qT) and (v, doutT),
+// then per lane p = exp(s - lse) and ds = scale p (dp - D), then rows_acc three times:
+// dq += ds k, dk += ds^T q, dv += p^T dout. The triangle above the diagonal is skipped at
+// 16-query granularity; masked entries are exact zeros, so adding them changes nothing.
+#include "kernels/attention_avx512.h"
+
+#include "kernels/simd_math.h"
+
+#include <math.h>
+#include <string.h>
+
+#if MO_HAVE_X86
+
+#define QB 64  // queries per block: 4 vectors of 16 lanes
+#define KT 64  // keys per tile (a multiple of 16, so a tile never starts past a block's first query)
+#define AI __attribute__((always_inline)) inline
+#define T512 MO_TARGET_AVX512
+
+// ---------------------------------------------------------------------------- products
+
+// sT[jj][16 (v0 + v) + lane] = sum_d x[jj * ldx + d] yT[d * QB + 16 (v0 + v) + lane] for
+// jj < NJ, v < NV: NJ x NV accumulators held over the whole contraction.
+static AI T512 void scores_t(float *sT, const float *x, int ldx, const float *yT, int hd, int v0, const int NJ,
+                             const int NV) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[j][v] = _mm512_setzero_ps();
+    const float *y0 = yT + 16 * v0;
+    for (int d = 0; d < hd; d++) {
+        __m512 y[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) y[v] = _mm512_load_ps(y0 + (size_t)d * QB + 16 * v);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; j++) {
+            __m512 b = _mm512_set1_ps(x[(size_t)j * ldx + d]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[j][v] = _mm512_fmadd_ps(b, y[v], acc[j][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_store_ps(sT + (size_t)j * QB + 16 * (v0 + v), acc[j][v]);
+}
+
+// C[r * ldc + 16 v + lane] = C (times alpha[r] when alpha is given) + sum over x in
+// [x0, x1) of A[r * ra + x * xa] B[x * ldb + 16 v + lane], for r < R, v < NV.
+static AI T512 void rows_acc(float *C, int ldc, const float *alpha, const float *A, int ra, int xa, const float *B,
+                             int ldb, int x0, int x1, const int R, const int NV) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m512 s = alpha ? _mm512_set1_ps(alpha[r]) : _mm512_set1_ps(1.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __m512 c = _mm512_loadu_ps(C + (size_t)r * ldc + 16 * v);
+            acc[r][v] = alpha ? _mm512_mul_ps(c, s) : c;
+        }
+    }
+    for (int x = x0; x < x1; x++) {
+        __m512 b[4];
+        const float *bx = B + (size_t)x * ldb;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(bx + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m512 a = _mm512_set1_ps(A[(size_t)r * ra + (size_t)x * xa]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + (size_t)r * ldc + 16 * v, acc[r][v]);
+}
+
+// The instances: NJ (or R) and NV from 1 to 4 each, picked at run time.
+#define CASES(F, ...)                                                                                 \
+    switch ((n1 - 1) * 4 + (n2 - 1)) {                                                                \
+    case 0: F(__VA_ARGS__, 1, 1); break;                                                               \
+    case 1: F(__VA_ARGS__, 1, 2); break;                                                               \
+    case 2: F(__VA_ARGS__, 1, 3); break;                                                               \
+    case 3: F(__VA_ARGS__, 1, 4); break;                                                               \
+    case 4: F(__VA_ARGS__, 2, 1); break;                                                               \
+    case 5: F(__VA_ARGS__, 2, 2); break;                                                               \
+    case 6: F(__VA_ARGS__, 2, 3); break;                                                               \
+    case 7: F(__VA_ARGS__, 2, 4); break;                                                               \
+    case 8: F(__VA_ARGS__, 3, 1); break;                                                               \
+    case 9: F(__VA_ARGS__, 3, 2); break;                                                               \
+    case 10: F(__VA_ARGS__, 3, 3); break;                                                              \
+    case 11: F(__VA_ARGS__, 3, 4); break;                                                              \
+    case 12: F(__VA_ARGS__, 4, 1); break;                                                              \
+    case 13: F(__VA_ARGS__, 4, 2); break;                                                              \
+    case 14: F(__VA_ARGS__, 4, 3); break;                                                              \
+    default: F(__VA_ARGS__, 4, 4); break;                                                              \
+    }
+
+static T512 void scores_t_any(float *sT, const float *x, int ldx, const float *yT, int hd, int v0, int n1, int n2) {
+    CASES(scores_t, sT, x, ldx, yT, hd, v0)
+}
+
+static T512 void rows_acc_any(float *C, int ldc, const float *alpha, const float *A, int ra, int xa, const float *B,
+                              int ldb, int x0, int x1, int n1, int n2) {
+    CASES(rows_acc, C, ldc, alpha, A, ra, xa, B, ldb, x0, x1)
+}
+
+// Scores of the key tile [c0, c0 + bc) against the packed block yT of queries [r0, r0 +
+// nv * 16): each group of 4 keys skips the query vectors that lie wholly before its first key.
+static T512 void tile_scores(float *sT, const float *x, int ldx, const float *yT, int hd, int r0, int nv, int c0,
+                             int bc) {
+    for (int j = 0; j < bc; j += 4) {
+        int n1 = bc - j < 4 ? bc - j : 4, first = c0 + j - r0, v0 = first > 0 ? first / 16 : 0;  // 16 v0 + 15 >= first
+        int n2 = nv - v0;
+        scores_t_any(sT + (size_t)j * QB, x + (size_t)j * ldx, ldx, yT, hd, v0, n1, n2);
+    }
+}
+
+// ---------------------------------------------------------------------------- packing
+
+// yT[d][i] = s * y[i][d] for i < n, 0 for n <= i < QB.
+// 16 x 16 blocks through the registers: rows read whole, columns written whole.
+static T512 void pack_t(float *yT, const float *y, int ldy, int n, int hd, float s) {
+    const __m512i idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+    _Alignas(64) float blk[256];
+    __m512 vs = _mm512_set1_ps(s);
+    for (int i0 = 0; i0 < QB; i0 += 16) {
+        int rows = n - i0 < 16 ? (n - i0 > 0 ? n - i0 : 0) : 16;
+        for (int d0 = 0; d0 < hd; d0 += 16) {
+            for (int r = 0; r < 16; r++)
+                _mm512_store_ps(blk + 16 * r, r < rows ? _mm512_mul_ps(vs, _mm512_loadu_ps(y + (size_t)(i0 + r) * ldy + d0))
+                                                     : _mm512_setzero_ps());
+            for (int c = 0; c < 16; c++)  // column c of the block: stride 16 in blk
+                _mm512_store_ps(yT + (size_t)(d0 + c) * QB + i0, _mm512_i32gather_ps(idx, blk + c, 4));
+        }
+    }
+}
+
+// Lanes of query vector v of block r0 that see key c0 + j: those with c0 + j <= r0 + 16 v + lane.
+static inline __mmask16 visible_lanes(int c0, int j, int r0, int v) {
+    int first = c0 + j - (r0 + 16 * v);  // the first lane that sees the key
+    return first <= 0 ? (__mmask16)0xFFFF : first >= 16 ? 0 : (__mmask16)(0xFFFFu << first);
+}
+
+// Keys of the tile (from its start) that some lane of query vector v sees.
+static inline int tile_keys(int c0, int bc, int r0, int v) {
+    int n = r0 + 16 * v + 16 - c0;
+    return n < bc ? n : bc;
+}
+
+// Asks for rows [0, n) of y (hd floats each, leading dimension ldy) ahead of use: rows
+// 2 KB or more apart defeat the hardware's stream prefetch, and each one costs a miss.
+static inline void prefetch_rows(const float *y, int ldy, int n, int hd) {
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < hd; c += 16) _mm_prefetch((const char *)(y + (size_t)i * ldy + c), _MM_HINT_T0);
+}
+
+// dst[i][0, hd) = y[i * ldy + 0, hd) for i < n: a contiguous copy of strided rows. The
+// rows of one head are heads * hd floats apart (2 KB at bench-S), which maps them onto a
+// few sets of the L1 cache; read 64 at a time they evict each other.
+static inline void copy_rows(float *dst, const float *y, int ldy, int n, int hd) {
+    for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * hd, y + (size_t)i * ldy, (size_t)hd * sizeof *dst);
+}
+
+// ---------------------------------------------------------------------------- forward
+
+int attention_avx512_takes(int hd) {
+    return simd_active() == SIMD_AVX512 && hd > 0 && hd % 16 == 0 && hd <= ATT_AVX512_MAX_HD;
+}
+
+T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, const float *k, const float *v, int T,
+                                        int ldq, int ldkv, int hd, float scale) {
+    _Alignas(64) float qT[ATT_AVX512_MAX_HD * QB], sT[KT * QB], o[QB * ATT_AVX512_MAX_HD];
+    _Alignas(64) float kb[KT * ATT_AVX512_MAX_HD], vb[KT * ATT_AVX512_MAX_HD], m[QB], l[QB], alpha[QB];
+    for (int r0 = 0; r0 < T; r0 += QB) {
+        int r1 = r0 + QB < T ? r0 + QB : T, bs = r1 - r0, nv = (bs + 15) / 16;
+        // the block's queries, and the keys and values first met in its diagonal tile
+        prefetch_rows(q + (size_t)r0 * ldq, ldq, bs, hd);
+        prefetch_rows(k + (size_t)r0 * ldkv, ldkv, bs, hd);
+        prefetch_rows(v + (size_t)r0 * ldkv, ldkv, bs, hd);
+        pack_t(qT, q + (size_t)r0 * ldq, ldq, bs, hd, scale);
+        memset(o, 0, (size_t)bs * hd * sizeof *o);
+        for (int c0 = 0; c0 < r1; c0 += KT) {
+            int bc = r1 - c0 < KT ? r1 - c0 : KT;
+            copy_rows(kb, k + (size_t)c0 * ldkv, ldkv, bc, hd);
+            copy_rows(vb, v + (size_t)c0 * ldkv, ldkv, bc, hd);
+            tile_scores(sT, kb, hd, qT, hd, r0, nv, c0, bc);
+            // the online softmax, 16 query lanes at a time
+            for (int vq = 0; vq < nv; vq++) {
+                int n = tile_keys(c0, bc, r0, vq);
+                float *s = sT + 16 * vq;
+                __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+                for (int j = 0; j < n; j++)
+                    mx = _mm512_mask_max_ps(mx, visible_lanes(c0, j, r0, vq), mx, _mm512_load_ps(s + (size_t)j * QB));
+                __m512 mold = _mm512_load_ps(m + 16 * vq), mnew = c0 ? _mm512_max_ps(mold, mx) : mx;
+                __m512 a = c0 ? mo_exp512(_mm512_sub_ps(mold, mnew)) : _mm512_setzero_ps();
+                for (int j = 0; j < n; j++) {
+                    float *sj = s + (size_t)j * QB;
+                    __m512 p = _mm512_maskz_mov_ps(visible_lanes(c0, j, r0, vq),
+                                                   mo_exp512(_mm512_sub_ps(_mm512_load_ps(sj), mnew)));
+                    _mm512_store_ps(sj, p);
+                    sum = _mm512_add_ps(sum, p);
+                }
+                _mm512_store_ps(m + 16 * vq, mnew);
+                _mm512_store_ps(alpha + 16 * vq, a);
+                _mm512_store_ps(l + 16 * vq, _mm512_fmadd_ps(_mm512_load_ps(l + 16 * vq), a, sum));
+            }
+            // o = alpha o + p v[c0:c0+bc], 4 rows at a time over the keys they see
+            for (int i = 0; i < bs; i += 4) {
+                int n1 = bs - i < 4 ? bs - i : 4, xend = r0 + i + n1 - c0;
+                if (xend > bc) xend = bc;
+                for (int c = 0; c < hd; c += 64) {
+                    int n2 = (hd - c) / 16 < 4 ? (hd - c) / 16 : 4;
+                    rows_acc_any(o + (size_t)i * hd + c, hd, alpha + i, sT + i, 1, QB, vb + c, hd, 0, xend, n1, n2);
+                }
+            }
+        }
+        for (int i = 0; i < bs; i++) {
+            float inv = 1.0f / l[i], *oi = out + (size_t)(r0 + i) * ldq;
+            for (int c = 0; c < hd; c += 16)
+                _mm512_storeu_ps(oi + c, _mm512_mul_ps(_mm512_loadu_ps(o + (size_t)i * hd + c), _mm512_set1_ps(inv)));
+            lse[r0 + i] = m[i] + logf(l[i]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------- backward
+
+T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                         const float *lse, const float *q, const float *k, const float *v, int T,
+                                         int ldq, int ldkv, int hd, float scale) {
+    _Alignas(64) float qT[ATT_AVX512_MAX_HD * QB], doT[ATT_AVX512_MAX_HD * QB], pT[KT * QB], dsT[KT * QB];
+    _Alignas(64) float dqb[QB * ATT_AVX512_MAX_HD], D[QB], L[QB];
+    _Alignas(64) float qb[QB * ATT_AVX512_MAX_HD], dob[QB * ATT_AVX512_MAX_HD], kb[KT * ATT_AVX512_MAX_HD],
+        vb[KT * ATT_AVX512_MAX_HD];
+    for (int r0 = 0; r0 < T; r0 += QB) {
+        int r1 = r0 + QB < T ? r0 + QB : T, bs = r1 - r0, nv = (bs + 15) / 16;
+        const float *qr = q + (size_t)r0 * ldq, *dor = dout + (size_t)r0 * ldq;
+        prefetch_rows(qr, ldq, bs, hd);
+        prefetch_rows(dor, ldq, bs, hd);
+        prefetch_rows(out + (size_t)r0 * ldq, ldq, bs, hd);
+        prefetch_rows(k + (size_t)r0 * ldkv, ldkv, bs, hd);
+        prefetch_rows(v + (size_t)r0 * ldkv, ldkv, bs, hd);
+        pack_t(qT, qr, ldq, bs, hd, scale);  // the forward's scaled scores, bit for bit
+        pack_t(doT, dor, ldq, bs, hd, 1.0f);
+        copy_rows(qb, qr, ldq, bs, hd);
+        copy_rows(dob, dor, ldq, bs, hd);
+        // D_i = dout_i . out_i, the softmax's row term
+        for (int i = 0; i < QB; i++) {
+            __m512 s = _mm512_setzero_ps();
+            if (i < bs)
+                for (int c = 0; c < hd; c += 16)
+                    s = _mm512_fmadd_ps(_mm512_loadu_ps(dor + (size_t)i * ldq + c),
+                                        _mm512_loadu_ps(out + (size_t)(r0 + i) * ldq + c), s);
+            D[i] = i < bs ? _mm512_reduce_add_ps(s) : 0.0f;
+            L[i] = i < bs ? lse[r0 + i] : 0.0f;
+        }
+        memset(dqb, 0, (size_t)bs * hd * sizeof *dqb);
+        for (int c0 = 0; c0 < r1; c0 += KT) {
+            int bc = r1 - c0 < KT ? r1 - c0 : KT;
+            copy_rows(kb, k + (size_t)c0 * ldkv, ldkv, bc, hd);
+            copy_rows(vb, v + (size_t)c0 * ldkv, ldkv, bc, hd);
+            tile_scores(pT, kb, hd, qT, hd, r0, nv, c0, bc);
+            tile_scores(dsT, vb, hd, doT, hd, r0, nv, c0, bc);  // dp^T = v dout^T
+            // p = exp(s - lse), ds = scale p (dp - D), both 0 where masked
+            __m512 vs = _mm512_set1_ps(scale);
+            for (int vq = 0; vq < nv; vq++) {
+                int n = tile_keys(c0, bc, r0, vq);
+                __m512 lv = _mm512_load_ps(L + 16 * vq), dv_ = _mm512_load_ps(D + 16 * vq);
+                for (int j = 0; j < n; j++) {
+                    float *pj = pT + (size_t)j * QB + 16 * vq, *dj = dsT + (size_t)j * QB + 16 * vq;
+                    __m512 p = _mm512_maskz_mov_ps(visible_lanes(c0, j, r0, vq),
+                                                   mo_exp512(_mm512_sub_ps(_mm512_load_ps(pj), lv)));
+                    _mm512_store_ps(pj, p);
+                    _mm512_store_ps(dj, _mm512_mul_ps(_mm512_mul_ps(p, vs), _mm512_sub_ps(_mm512_load_ps(dj), dv_)));
+                }
+            }
+            for (int c = 0; c < hd; c += 64) {
+                int n2 = (hd - c) / 16 < 4 ? (hd - c) / 16 : 4;
+                // dq[i] += sum_j ds[i][j] k[j], over the keys row group i sees
+                for (int i = 0; i < bs; i += 4) {
+                    int n1 = bs - i < 4 ? bs - i : 4, xend = r0 + i + n1 - c0;
+                    if (xend > bc) xend = bc;
+                    rows_acc_any(dqb + (size_t)i * hd + c, hd, NULL, dsT + i, 1, QB, kb + c, hd, 0, xend, n1, n2);
+                }
+                // dk[j] += sum_i ds[i][j] q[i] and dv[j] += sum_i p[i][j] dout[i], over the queries that see key j
+                for (int j = 0; j < bc; j += 4) {
+                    int n1 = bc - j < 4 ? bc - j : 4, x0 = c0 + j - r0 > 0 ? c0 + j - r0 : 0;
+                    rows_acc_any(dk + (size_t)(c0 + j) * ldkv + c, ldkv, NULL, dsT + (size_t)j * QB, QB, 1, qb + c, hd, x0,
+                                 bs, n1, n2);
+                    rows_acc_any(dv + (size_t)(c0 + j) * ldkv + c, ldkv, NULL, pT + (size_t)j * QB, QB, 1, dob + c, hd, x0,
+                                 bs, n1, n2);
+                }
+            }
+        }
+        for (int i = 0; i < bs; i++) memcpy(dq + (size_t)(r0 + i) * ldq, dqb + (size_t)i * hd, (size_t)hd * sizeof *dq);
+    }
+}
+
+#else  // no x86: the generic heads of attention.c run everything
+
+int attention_avx512_takes(int hd) {
+    (void)hd;
+    simd_active();
+    return 0;
+}
+void attention_forward_head_avx512(float *out, float *lse, const float *q, const float *k, const float *v, int T,
+                                   int ldq, int ldkv, int hd, float scale) {
+    (void)out, (void)lse, (void)q, (void)k, (void)v, (void)T, (void)ldq, (void)ldkv, (void)hd, (void)scale;
+}
+void attention_backward_head_avx512(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                    const float *lse, const float *q, const float *k, const float *v, int T, int ldq,
+                                    int ldkv, int hd, float scale) {
+    (void)dq, (void)dk, (void)dv, (void)dout, (void)out, (void)lse, (void)q, (void)k, (void)v, (void)T, (void)ldq,
+        (void)ldkv, (void)hd, (void)scale;
+}
+#endif

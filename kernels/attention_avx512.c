@@ -139,22 +139,43 @@ static T512 void tile_scores(float *sT, const float *x, int ldx, const float *yT
 
 // ---------------------------------------------------------------------------- packing
 
-// yT[d][i] = s * y[i][d] for i < n, 0 for n <= i < QB.
-// 16 x 16 blocks through the registers: rows read whole, columns written whole.
-static T512 void pack_t(float *yT, const float *y, int ldy, int n, int hd, float s) {
-    const __m512i idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
-    _Alignas(64) float blk[256];
-    __m512 vs = _mm512_set1_ps(s);
-    for (int i0 = 0; i0 < QB; i0 += 16) {
-        int rows = n - i0 < 16 ? (n - i0 > 0 ? n - i0 : 0) : 16;
-        for (int d0 = 0; d0 < hd; d0 += 16) {
-            for (int r = 0; r < 16; r++)
-                _mm512_store_ps(blk + 16 * r, r < rows ? _mm512_mul_ps(vs, _mm512_loadu_ps(y + (size_t)(i0 + r) * ldy + d0))
-                                                     : _mm512_setzero_ps());
-            for (int c = 0; c < 16; c++)  // column c of the block: stride 16 in blk
-                _mm512_store_ps(yT + (size_t)(d0 + c) * QB + i0, _mm512_i32gather_ps(idx, blk + c, 4));
-        }
+// r[0..16) -> their transpose, in place: column c of the rows ends in r[c].
+static AI T512 void transpose16(__m512 r[16]) {
+    __m512 a[16], b[16];
+    for (int k = 0; k < 8; k++) {  // pairs of rows interleaved within each 128-bit lane
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
     }
+    for (int k = 0; k < 4; k++) {  // b[4k + e], lane L: element 4L + e of rows 4k .. 4k + 3
+        __m512d x0 = _mm512_castps_pd(a[4 * k]), x1 = _mm512_castps_pd(a[4 * k + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * k + 2]), x3 = _mm512_castps_pd(a[4 * k + 3]);
+        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    for (int e = 0; e < 4; e++) {  // gather lane L of b[e], b[4 + e], b[8 + e], b[12 + e]: column 4L + e
+        __m512 c0 = _mm512_shuffle_f32x4(b[e], b[4 + e], 0x88), c1 = _mm512_shuffle_f32x4(b[e], b[4 + e], 0xDD);
+        __m512 c2 = _mm512_shuffle_f32x4(b[8 + e], b[12 + e], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + e], b[12 + e], 0xDD);
+        r[e] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+        r[8 + e] = _mm512_shuffle_f32x4(c0, c2, 0xDD);
+        r[4 + e] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+        r[12 + e] = _mm512_shuffle_f32x4(c1, c3, 0xDD);
+    }
+}
+
+// yT[d][i] = s * y[i][d] for i < n, 0 for n <= i < QB: 16 x 16 blocks transposed in the
+// registers, rows read whole and columns written whole.
+static T512 void pack_t(float *yT, const float *y, int ldy, int n, int hd, float s) {
+    __m512 vs = _mm512_set1_ps(s), r[16];
+    for (int i0 = 0; i0 < QB; i0 += 16)
+        for (int d0 = 0; d0 < hd; d0 += 16) {
+            for (int k = 0; k < 16; k++)
+                r[k] = i0 + k < n ? _mm512_mul_ps(vs, _mm512_loadu_ps(y + (size_t)(i0 + k) * ldy + d0))
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int c = 0; c < 16; c++) _mm512_store_ps(yT + (size_t)(d0 + c) * QB + i0, r[c]);
+        }
 }
 
 // Lanes of query vector v of block r0 that see key c0 + j: those with c0 + j <= r0 + 16 v + lane.

@@ -19,6 +19,7 @@
 #include "kernels/attention.h"
 
 #include "kernels/attention_avx512.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/simd_rows.h"
 
 #include <cblas.h>
@@ -177,30 +178,36 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
 
 // ---------------------------------------------------------------------------- API
 
-void attention_forward(const mo_attention *a) {
+int attention_bf16_takes(int hd) { return attention_avx512_takes(hd) && att_bf16_cpu(); }
+
+// want_bf16: the products in bf16 where attention_bf16_takes.
+static void forward(const mo_attention *a, int want_bf16) {
     float *out = a->out, *lse = a->lse;
     const float *q = a->q, *k = a->k, *v = a->v;
     const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
-    const int tiles = attention_avx512_takes(hd);  // also decides the SIMD level before the threads read it
+    const int tiles = attention_avx512_takes(hd), bf16 = want_bf16 && attention_bf16_takes(hd);  // before the threads read the level
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {
             size_t qo = (size_t)b * T * ldq + (size_t)h * hd, kvo = (size_t)b * T * ldkv + (size_t)(h / group) * hd;
-            (tiles ? attention_forward_head_avx512 : forward_head)(out + qo, lse + ((size_t)b * nh + h) * T, q + qo,
-                                                                  k + kvo, v + kvo, T, ldq, ldkv, hd, scale);
+            float *lh = lse + ((size_t)b * nh + h) * T;
+            if (tiles)
+                attention_forward_head_avx512(out + qo, lh, q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd, scale, bf16);
+            else
+                forward_head(out + qo, lh, q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd, scale);
         }
 }
 
-void attention_backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv) {
+static void backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv, int want_bf16) {
     const float *out = a->out, *lse = a->lse, *q = a->q, *k = a->k, *v = a->v;
     const int B = a->B, T = a->T, nh = a->nh, nkv = a->nkv, hd = a->hd;
     if (B <= 0 || T <= 0 || nh <= 0 || hd <= 0) return;
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = nh / nkv, ldq = nh * hd, ldkv = nkv * hd;
-    const int tiles = attention_avx512_takes(hd);
+    const int tiles = attention_avx512_takes(hd), bf16 = want_bf16 && attention_bf16_takes(hd);
     // One work item per (batch, kv head): the query heads of a group all add into the
     // same dk and dv, so they run one after the other on the thread that owns them.
 #pragma omp parallel for collapse(2) schedule(static)
@@ -213,10 +220,22 @@ void attention_backward(const mo_attention *a, const float *dout, float *dq, flo
             }
             for (int h = g * group; h < (g + 1) * group; h++) {
                 size_t qo = (size_t)b * T * ldq + (size_t)h * hd;
-                (tiles ? attention_backward_head_avx512 : backward_head)(dq + qo, dk + kvo, dv + kvo, dout + qo,
-                                                                        out + qo, lse + ((size_t)b * nh + h) * T,
-                                                                        q + qo, k + kvo, v + kvo, T, ldq, ldkv, hd,
-                                                                        scale);
+                const float *lh = lse + ((size_t)b * nh + h) * T;
+                if (tiles)
+                    attention_backward_head_avx512(dq + qo, dk + kvo, dv + kvo, dout + qo, out + qo, lh, q + qo,
+                                                   k + kvo, v + kvo, T, ldq, ldkv, hd, scale, bf16);
+                else
+                    backward_head(dq + qo, dk + kvo, dv + kvo, dout + qo, out + qo, lh, q + qo, k + kvo, v + kvo, T,
+                                  ldq, ldkv, hd, scale);
             }
         }
+}
+
+void attention_forward(const mo_attention *a) { forward(a, 0); }
+void attention_forward_bf16(const mo_attention *a) { forward(a, 1); }
+void attention_backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv) {
+    backward(a, dout, dq, dk, dv, 0);
+}
+void attention_backward_bf16(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv) {
+    backward(a, dout, dq, dk, dv, 1);
 }

@@ -27,4 +27,13 @@ void attention_forward(const mo_attention *a);
 // Assigns dq [B, T, nh, hd], dk and dv [B, T, nkv, hd] from dout [B, T, nh, hd].
 void attention_backward(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv);
 
+// For --precision bf16: the same with the products (q k^T, p v, and in backward dout v^T,
+// ds k, ds^T q, p^T dout) on bf16-rounded operands with fp32 accumulation, as PyTorch's
+// bf16 autocast runs attention's matmuls; the softmax, lse and every output stay fp32
+// (docs/design.md, "bf16 compute"). Where attention_bf16_takes says 0 (a head size the
+// AVX-512 heads do not take, or no AVX512_BF16) they compute exactly as the fp32 calls.
+void attention_forward_bf16(const mo_attention *a);
+void attention_backward_bf16(const mo_attention *a, const float *dout, float *dq, float *dk, float *dv);
+int attention_bf16_takes(int hd);
+
 #endif

@@ -23,6 +23,8 @@
 // 16-query granularity; masked entries are exact zeros, so adding them changes nothing.
 #include "kernels/attention_avx512.h"
 
+#include "kernels/attention_bf16.h"
+
 #include "kernels/simd_math.h"
 
 #include <math.h>
@@ -30,8 +32,17 @@
 
 #if MO_HAVE_X86
 
-#define QB 64  // queries per block: 4 vectors of 16 lanes
-#define KT 64  // keys per tile (a multiple of 16, so a tile never starts past a block's first query)
+#define QB ATT_QB
+#define KT ATT_KT
+
+// A tile's (or block's) rows: fp32, or under bf16 the bf16 rows and the pairs of rows.
+typedef union {
+    float f[KT * ATT_AVX512_MAX_HD];
+    struct {
+        mo_bf16 rows[KT * ATT_AVX512_MAX_HD];
+        uint32_t pairs[KT / 2 * ATT_AVX512_MAX_HD];
+    } b;
+} tile_rows;
 #define AI __attribute__((always_inline)) inline
 #define T512 MO_TARGET_AVX512
 
@@ -96,34 +107,13 @@ static AI T512 void rows_acc(float *C, int ldc, const float *alpha, const float 
         for (int v = 0; v < NV; v++) _mm512_storeu_ps(C + (size_t)r * ldc + 16 * v, acc[r][v]);
 }
 
-// The instances: NJ (or R) and NV from 1 to 4 each, picked at run time.
-#define CASES(F, ...)                                                                                 \
-    switch ((n1 - 1) * 4 + (n2 - 1)) {                                                                \
-    case 0: F(__VA_ARGS__, 1, 1); break;                                                               \
-    case 1: F(__VA_ARGS__, 1, 2); break;                                                               \
-    case 2: F(__VA_ARGS__, 1, 3); break;                                                               \
-    case 3: F(__VA_ARGS__, 1, 4); break;                                                               \
-    case 4: F(__VA_ARGS__, 2, 1); break;                                                               \
-    case 5: F(__VA_ARGS__, 2, 2); break;                                                               \
-    case 6: F(__VA_ARGS__, 2, 3); break;                                                               \
-    case 7: F(__VA_ARGS__, 2, 4); break;                                                               \
-    case 8: F(__VA_ARGS__, 3, 1); break;                                                               \
-    case 9: F(__VA_ARGS__, 3, 2); break;                                                               \
-    case 10: F(__VA_ARGS__, 3, 3); break;                                                              \
-    case 11: F(__VA_ARGS__, 3, 4); break;                                                              \
-    case 12: F(__VA_ARGS__, 4, 1); break;                                                              \
-    case 13: F(__VA_ARGS__, 4, 2); break;                                                              \
-    case 14: F(__VA_ARGS__, 4, 3); break;                                                              \
-    default: F(__VA_ARGS__, 4, 4); break;                                                              \
-    }
-
 static T512 void scores_t_any(float *sT, const float *x, int ldx, const float *yT, int hd, int v0, int n1, int n2) {
-    CASES(scores_t, sT, x, ldx, yT, hd, v0)
+    ATT_CASES(scores_t, sT, x, ldx, yT, hd, v0)
 }
 
 static T512 void rows_acc_any(float *C, int ldc, const float *alpha, const float *A, int ra, int xa, const float *B,
                               int ldb, int x0, int x1, int n1, int n2) {
-    CASES(rows_acc, C, ldc, alpha, A, ra, xa, B, ldb, x0, x1)
+    ATT_CASES(rows_acc, C, ldc, alpha, A, ra, xa, B, ldb, x0, x1)
 }
 
 // Scores of the key tile [c0, c0 + bc) against the packed block yT of queries [r0, r0 +
@@ -131,8 +121,7 @@ static T512 void rows_acc_any(float *C, int ldc, const float *alpha, const float
 static T512 void tile_scores(float *sT, const float *x, int ldx, const float *yT, int hd, int r0, int nv, int c0,
                              int bc) {
     for (int j = 0; j < bc; j += 4) {
-        int n1 = bc - j < 4 ? bc - j : 4, first = c0 + j - r0, v0 = first > 0 ? first / 16 : 0;  // 16 v0 + 15 >= first
-        int n2 = nv - v0;
+        int n1 = bc - j < 4 ? bc - j : 4, v0 = att_first_vector(c0, j, r0), n2 = nv - v0;
         scores_t_any(sT + (size_t)j * QB, x + (size_t)j * ldx, ldx, yT, hd, v0, n1, n2);
     }
 }
@@ -211,9 +200,10 @@ int attention_avx512_takes(int hd) {
 }
 
 T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, const float *k, const float *v, int T,
-                                        int ldq, int ldkv, int hd, float scale) {
-    _Alignas(64) float qT[ATT_AVX512_MAX_HD * QB], sT[KT * QB], o[QB * ATT_AVX512_MAX_HD];
-    _Alignas(64) float kb[KT * ATT_AVX512_MAX_HD], vb[KT * ATT_AVX512_MAX_HD], m[QB], l[QB], alpha[QB];
+                                        int ldq, int ldkv, int hd, float scale, int bf16) {
+    _Alignas(64) float qT[ATT_AVX512_MAX_HD * QB], sT[KT * QB], o[QB * ATT_AVX512_MAX_HD], m[QB], l[QB], alpha[QB];
+    _Alignas(64) tile_rows kb, vb;
+    _Alignas(64) uint32_t qT2[ATT_AVX512_MAX_HD / 2 * QB], P2[KT / 2 * QB];  // bf16: qT and p in pairs
     for (int r0 = 0; r0 < T; r0 += QB) {
         int r1 = r0 + QB < T ? r0 + QB : T, bs = r1 - r0, nv = (bs + 15) / 16;
         // the block's queries, and the keys and values first met in its diagonal tile
@@ -221,12 +211,20 @@ T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, 
         prefetch_rows(k + (size_t)r0 * ldkv, ldkv, bs, hd);
         prefetch_rows(v + (size_t)r0 * ldkv, ldkv, bs, hd);
         pack_t(qT, q + (size_t)r0 * ldq, ldq, bs, hd, scale);
+        if (bf16) att_bf16_pack_pairs(qT2, QB, qT, QB, hd, QB);
         memset(o, 0, (size_t)bs * hd * sizeof *o);
         for (int c0 = 0; c0 < r1; c0 += KT) {
             int bc = r1 - c0 < KT ? r1 - c0 : KT;
-            copy_rows(kb, k + (size_t)c0 * ldkv, ldkv, bc, hd);
-            copy_rows(vb, v + (size_t)c0 * ldkv, ldkv, bc, hd);
-            tile_scores(sT, kb, hd, qT, hd, r0, nv, c0, bc);
+            const float *kt = k + (size_t)c0 * ldkv, *vt = v + (size_t)c0 * ldkv;
+            if (bf16) {
+                att_bf16_rows(kb.b.rows, hd, kt, ldkv, bc, hd);
+                att_bf16_pack_pairs(vb.b.pairs, hd, vt, ldkv, bc, hd);
+                att_bf16_tile_scores(sT, kb.b.rows, hd, qT2, hd, r0, nv, c0, bc);
+            } else {
+                copy_rows(kb.f, kt, ldkv, bc, hd);
+                copy_rows(vb.f, vt, ldkv, bc, hd);
+                tile_scores(sT, kb.f, hd, qT, hd, r0, nv, c0, bc);
+            }
             // the online softmax, 16 query lanes at a time
             for (int vq = 0; vq < nv; vq++) {
                 int n = tile_keys(c0, bc, r0, vq);
@@ -245,15 +243,22 @@ T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, 
                 }
                 _mm512_store_ps(m + 16 * vq, mnew);
                 _mm512_store_ps(alpha + 16 * vq, a);
-                _mm512_store_ps(l + 16 * vq, _mm512_fmadd_ps(_mm512_load_ps(l + 16 * vq), a, sum));
+                _mm512_store_ps(l + 16 * vq, c0 ? _mm512_fmadd_ps(_mm512_load_ps(l + 16 * vq), a, sum) : sum);
             }
-            // o = alpha o + p v[c0:c0+bc], 4 rows at a time over the keys they see
+            // o = alpha o + p v[c0:c0+bc], 4 rows at a time over the keys they see (bf16: an
+            // odd count rounded up; the pair's missing key is a zero row of the tile)
+            if (bf16) att_bf16_pack_pairs(P2, QB, sT, QB, bc, QB);
             for (int i = 0; i < bs; i += 4) {
                 int n1 = bs - i < 4 ? bs - i : 4, xend = r0 + i + n1 - c0;
                 if (xend > bc) xend = bc;
                 for (int c = 0; c < hd; c += 64) {
                     int n2 = (hd - c) / 16 < 4 ? (hd - c) / 16 : 4;
-                    rows_acc_any(o + (size_t)i * hd + c, hd, alpha + i, sT + i, 1, QB, vb + c, hd, 0, xend, n1, n2);
+                    if (bf16)
+                        att_bf16_rows_acc(o + (size_t)i * hd + c, hd, alpha + i, P2 + i, 1, QB, vb.b.pairs + c, hd, 0,
+                                          xend + (xend & 1), n1, n2);
+                    else
+                        rows_acc_any(o + (size_t)i * hd + c, hd, alpha + i, sT + i, 1, QB, vb.f + c, hd, 0, xend, n1,
+                                     n2);
                 }
             }
         }
@@ -270,11 +275,13 @@ T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, 
 
 T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                          const float *lse, const float *q, const float *k, const float *v, int T,
-                                         int ldq, int ldkv, int hd, float scale) {
+                                         int ldq, int ldkv, int hd, float scale, int bf16) {
     _Alignas(64) float qT[ATT_AVX512_MAX_HD * QB], doT[ATT_AVX512_MAX_HD * QB], pT[KT * QB], dsT[KT * QB];
     _Alignas(64) float dqb[QB * ATT_AVX512_MAX_HD], D[QB], L[QB];
-    _Alignas(64) float qb[QB * ATT_AVX512_MAX_HD], dob[QB * ATT_AVX512_MAX_HD], kb[KT * ATT_AVX512_MAX_HD],
-        vb[KT * ATT_AVX512_MAX_HD];
+    _Alignas(64) tile_rows qb, dob, kb, vb;  // QB == KT: the block's rows fit a tile's
+    // bf16: qT and doT in pairs along d, ds in pairs along the keys, p and ds^T as bf16 rows
+    _Alignas(64) uint32_t qT2[ATT_AVX512_MAX_HD / 2 * QB], doT2[ATT_AVX512_MAX_HD / 2 * QB], dS2[KT / 2 * QB];
+    _Alignas(64) uint32_t pTb[KT * QB / 2], dsTb[KT * QB / 2];  // written as bf16 rows, read as pairs
     for (int r0 = 0; r0 < T; r0 += QB) {
         int r1 = r0 + QB < T ? r0 + QB : T, bs = r1 - r0, nv = (bs + 15) / 16;
         const float *qr = q + (size_t)r0 * ldq, *dor = dout + (size_t)r0 * ldq;
@@ -285,8 +292,15 @@ T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const 
         prefetch_rows(v + (size_t)r0 * ldkv, ldkv, bs, hd);
         pack_t(qT, qr, ldq, bs, hd, scale);  // the forward's scaled scores, bit for bit
         pack_t(doT, dor, ldq, bs, hd, 1.0f);
-        copy_rows(qb, qr, ldq, bs, hd);
-        copy_rows(dob, dor, ldq, bs, hd);
+        if (bf16) {
+            att_bf16_pack_pairs(qT2, QB, qT, QB, hd, QB);
+            att_bf16_pack_pairs(doT2, QB, doT, QB, hd, QB);
+            att_bf16_pack_pairs(qb.b.pairs, hd, qr, ldq, bs, hd);
+            att_bf16_pack_pairs(dob.b.pairs, hd, dor, ldq, bs, hd);
+        } else {
+            copy_rows(qb.f, qr, ldq, bs, hd);
+            copy_rows(dob.f, dor, ldq, bs, hd);
+        }
         // D_i = dout_i . out_i, the softmax's row term
         for (int i = 0; i < QB; i++) {
             __m512 s = _mm512_setzero_ps();
@@ -300,10 +314,19 @@ T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const 
         memset(dqb, 0, (size_t)bs * hd * sizeof *dqb);
         for (int c0 = 0; c0 < r1; c0 += KT) {
             int bc = r1 - c0 < KT ? r1 - c0 : KT;
-            copy_rows(kb, k + (size_t)c0 * ldkv, ldkv, bc, hd);
-            copy_rows(vb, v + (size_t)c0 * ldkv, ldkv, bc, hd);
-            tile_scores(pT, kb, hd, qT, hd, r0, nv, c0, bc);
-            tile_scores(dsT, vb, hd, doT, hd, r0, nv, c0, bc);  // dp^T = v dout^T
+            const float *kt = k + (size_t)c0 * ldkv, *vt = v + (size_t)c0 * ldkv;
+            if (bf16) {
+                att_bf16_rows(kb.b.rows, hd, kt, ldkv, bc, hd);
+                att_bf16_pack_pairs(kb.b.pairs, hd, kt, ldkv, bc, hd);
+                att_bf16_rows(vb.b.rows, hd, vt, ldkv, bc, hd);
+                att_bf16_tile_scores(pT, kb.b.rows, hd, qT2, hd, r0, nv, c0, bc);
+                att_bf16_tile_scores(dsT, vb.b.rows, hd, doT2, hd, r0, nv, c0, bc);
+            } else {
+                copy_rows(kb.f, kt, ldkv, bc, hd);
+                copy_rows(vb.f, vt, ldkv, bc, hd);
+                tile_scores(pT, kb.f, hd, qT, hd, r0, nv, c0, bc);
+                tile_scores(dsT, vb.f, hd, doT, hd, r0, nv, c0, bc);  // dp^T = v dout^T
+            }
             // p = exp(s - lse), ds = scale p (dp - D), both 0 where masked
             __m512 vs = _mm512_set1_ps(scale);
             for (int vq = 0; vq < nv; vq++) {
@@ -317,21 +340,36 @@ T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const 
                     _mm512_store_ps(dj, _mm512_mul_ps(_mm512_mul_ps(p, vs), _mm512_sub_ps(_mm512_load_ps(dj), dv_)));
                 }
             }
+            if (bf16) {
+                att_bf16_pack_pairs(dS2, QB, dsT, QB, bc, QB);
+                att_bf16_rows((mo_bf16 *)dsTb, QB, dsT, QB, bc, QB);
+                att_bf16_rows((mo_bf16 *)pTb, QB, pT, QB, bc, QB);
+            }
+            // (bf16: contraction counts rounded up to even; the missing row of a pair is zero)
             for (int c = 0; c < hd; c += 64) {
                 int n2 = (hd - c) / 16 < 4 ? (hd - c) / 16 : 4;
                 // dq[i] += sum_j ds[i][j] k[j], over the keys row group i sees
                 for (int i = 0; i < bs; i += 4) {
                     int n1 = bs - i < 4 ? bs - i : 4, xend = r0 + i + n1 - c0;
                     if (xend > bc) xend = bc;
-                    rows_acc_any(dqb + (size_t)i * hd + c, hd, NULL, dsT + i, 1, QB, kb + c, hd, 0, xend, n1, n2);
+                    float *C = dqb + (size_t)i * hd + c;
+                    if (bf16)
+                        att_bf16_rows_acc(C, hd, NULL, dS2 + i, 1, QB, kb.b.pairs + c, hd, 0, xend + (xend & 1), n1, n2);
+                    else
+                        rows_acc_any(C, hd, NULL, dsT + i, 1, QB, kb.f + c, hd, 0, xend, n1, n2);
                 }
                 // dk[j] += sum_i ds[i][j] q[i] and dv[j] += sum_i p[i][j] dout[i], over the queries that see key j
                 for (int j = 0; j < bc; j += 4) {
                     int n1 = bc - j < 4 ? bc - j : 4, x0 = c0 + j - r0 > 0 ? c0 + j - r0 : 0;
-                    rows_acc_any(dk + (size_t)(c0 + j) * ldkv + c, ldkv, NULL, dsT + (size_t)j * QB, QB, 1, qb + c, hd, x0,
-                                 bs, n1, n2);
-                    rows_acc_any(dv + (size_t)(c0 + j) * ldkv + c, ldkv, NULL, pT + (size_t)j * QB, QB, 1, dob + c, hd, x0,
-                                 bs, n1, n2);
+                    float *Ck = dk + (size_t)(c0 + j) * ldkv + c, *Cv = dv + (size_t)(c0 + j) * ldkv + c;
+                    if (bf16) {
+                        const uint32_t *dsw = dsTb + (size_t)j * QB / 2, *pw = pTb + (size_t)j * QB / 2;
+                        att_bf16_rows_acc(Ck, ldkv, NULL, dsw, QB / 2, 1, qb.b.pairs + c, hd, x0, bs + (bs & 1), n1, n2);
+                        att_bf16_rows_acc(Cv, ldkv, NULL, pw, QB / 2, 1, dob.b.pairs + c, hd, x0, bs + (bs & 1), n1, n2);
+                    } else {
+                        rows_acc_any(Ck, ldkv, NULL, dsT + (size_t)j * QB, QB, 1, qb.f + c, hd, x0, bs, n1, n2);
+                        rows_acc_any(Cv, ldkv, NULL, pT + (size_t)j * QB, QB, 1, dob.f + c, hd, x0, bs, n1, n2);
+                    }
                 }
             }
         }
@@ -347,13 +385,13 @@ int attention_avx512_takes(int hd) {
     return 0;
 }
 void attention_forward_head_avx512(float *out, float *lse, const float *q, const float *k, const float *v, int T,
-                                   int ldq, int ldkv, int hd, float scale) {
-    (void)out, (void)lse, (void)q, (void)k, (void)v, (void)T, (void)ldq, (void)ldkv, (void)hd, (void)scale;
+                                   int ldq, int ldkv, int hd, float scale, int bf16) {
+    (void)out, (void)lse, (void)q, (void)k, (void)v, (void)T, (void)ldq, (void)ldkv, (void)hd, (void)scale, (void)bf16;
 }
 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                     const float *lse, const float *q, const float *k, const float *v, int T, int ldq,
-                                    int ldkv, int hd, float scale) {
+                                    int ldkv, int hd, float scale, int bf16) {
     (void)dq, (void)dk, (void)dv, (void)dout, (void)out, (void)lse, (void)q, (void)k, (void)v, (void)T, (void)ldq,
-        (void)ldkv, (void)hd, (void)scale;
+        (void)ldkv, (void)hd, (void)scale, (void)bf16;
 }
 #endif

@@ -83,6 +83,15 @@ static double grad_err(const float *a, const double *b, size_t n, double floor) 
     return sqrt(num) / fmax(fmax(sqrt(sum_sq(b, n)), floor), 1e-30);
 }
 
+// Fills the stack below the caller with NaN, so that a kernel reading one of its stack
+// tiles before writing it gives NaN (a stale first-tile row sum once did, unseen on a
+// stack that happened to be clean).
+static __attribute__((noinline)) void poison_stack(void) {
+    float pad[1 << 17];
+    for (int i = 0; i < 1 << 17; i++) pad[i] = NAN;
+    __asm__ volatile("" : : "r"(pad) : "memory");  // keep the stores
+}
+
 START_TEST(test_matches_ref_every_level) {
     for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
         ck_assert_int_eq(simd_set((simd_level)level), 0);
@@ -93,7 +102,9 @@ START_TEST(test_matches_ref_every_level) {
             // Outputs start as NaN: forward and backward assign every element.
             fill_nan(X.out, X.nq), fill_nan(X.lse, X.nlse);
             fill_nan(X.dq, X.nq), fill_nan(X.dk, X.nkv), fill_nan(X.dv, X.nkv);
+            poison_stack();
             attention_forward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse});
+            poison_stack();
             ref_attention_forward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64,
                                                    X.lse64});
             attention_backward(&(mo_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse}, X.dout, X.dq, X.dk,
@@ -124,6 +135,74 @@ START_TEST(test_matches_ref_every_level) {
         }
     }
     simd_set(simd_best());
+}
+END_TEST
+
+// --precision bf16: the products on bf16-rounded operands, fp32 accumulation. Against the
+// double oracle on the same inputs rounded to bf16 (q, k, v, dout), so what is left is the
+// rounding of p and ds to bf16 inside; the result must differ from the fp32 kernel's (the
+// bf16 products ran). Where the bf16 heads do not run (hd not a multiple of 16, no
+// AVX512_BF16) the bf16 calls must give the fp32 calls' bits.
+#define TOL_BF16 1e-2  // normalized error; worst measured 2.5e-3 (dq, dk, dv), 2.0e-3 (out), 2.8e-4 (lse)
+
+static void round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)ref_bf16_round(x[i]);
+}
+
+START_TEST(test_bf16) {
+    double worst[5] = {0};
+    for (size_t i = 0; i < N_SHAPES; i++) {
+        shape s = shapes[i];
+        bufs X = alloc_bufs(s, 500 + i);
+        round_bf16(X.q, X.nq), round_bf16(X.k, X.nkv), round_bf16(X.v, X.nkv), round_bf16(X.dout, X.nq);
+        tu_to_f64(X.q64, X.q, X.nq), tu_to_f64(X.k64, X.k, X.nkv), tu_to_f64(X.v64, X.v, X.nkv);
+        tu_to_f64(X.dout64, X.dout, X.nq);
+        mo_attention a = {s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, X.out, X.lse};
+        fill_nan(X.out, X.nq), fill_nan(X.lse, X.nlse);
+        fill_nan(X.dq, X.nq), fill_nan(X.dk, X.nkv), fill_nan(X.dv, X.nkv);
+        poison_stack();
+        attention_forward_bf16(&a);
+        poison_stack();
+        attention_backward_bf16(&a, X.dout, X.dq, X.dk, X.dv);
+        ck_assert_msg(guard_intact(X.out, X.nq) && guard_intact(X.lse, X.nlse) && guard_intact(X.dq, X.nq) &&
+                          guard_intact(X.dk, X.nkv) && guard_intact(X.dv, X.nkv),
+                      "a bf16 kernel wrote past its output");
+        // the fp32 kernel on the same inputs
+        float *o32 = malloc(X.nq * sizeof *o32), *l32 = malloc(X.nlse * sizeof *l32), *g32 = malloc(X.nq * sizeof *g32);
+        float *k32 = malloc(X.nkv * sizeof *k32), *v32 = malloc(X.nkv * sizeof *v32);
+        mo_attention a32 = {s.B, s.T, s.nh, s.nkv, s.hd, X.q, X.k, X.v, o32, l32};
+        attention_forward(&a32);
+        attention_backward(&a32, X.dout, g32, k32, v32);
+        const float *got[5] = {X.out, X.lse, X.dq, X.dk, X.dv}, *f32[5] = {o32, l32, g32, k32, v32};
+        size_t n[5] = {X.nq, X.nlse, X.nq, X.nkv, X.nkv};
+        const char *name[5] = {"out", "lse", "dq", "dk", "dv"};
+        if (!attention_bf16_takes(s.hd)) {
+            for (int t = 0; t < 5; t++)
+                ck_assert_msg(!memcmp(got[t], f32[t], n[t] * sizeof(float)), "bf16 %s at hd %d: not the fp32 bits",
+                              name[t], s.hd);
+        } else {
+            ref_attention_forward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64,
+                                                   X.lse64});
+            ref_attention_backward(&(ref_attention){s.B, s.T, s.nh, s.nkv, s.hd, X.q64, X.k64, X.v64, X.out64, X.att64,
+                                                    X.lse64},
+                                   X.dout64, X.dq64, X.dk64, X.dv64);
+            const double *ref[5] = {X.out64, X.lse64, X.dq64, X.dk64, X.dv64};
+            double floor = s.T == 1 ? sqrt(sum_sq(X.dv64, X.nkv)) : 0.0;
+            for (int t = 0; t < 5; t++) {
+                double e = t >= 2 ? grad_err(got[t], ref[t], n[t], t < 4 ? floor : 0.0) : tu_rel_err_f64(got[t], ref[t], n[t]);
+                if (e > worst[t]) worst[t] = e;
+                ck_assert_msg(e < TOL_BF16, "bf16 %s B=%d T=%d nh=%d nkv=%d hd=%d: err %.3g", name[t], s.B, s.T, s.nh,
+                              s.nkv, s.hd, e);
+            }
+            if (s.T > 1)  // the products ran in bf16: p is rounded, so out is not the fp32 kernel's
+                ck_assert_msg(memcmp(X.out, o32, X.nq * sizeof(float)), "bf16 out at hd %d: the fp32 bits", s.hd);
+        }
+        free(o32), free(l32), free(g32), free(k32), free(v32);
+        free_bufs(&X);
+    }
+    if (getenv("ATT_PRINT"))  // ATT_PRINT=1 build/test_kernels_attention: the worst errors, for the tolerance above
+        printf("bf16 worst: out %.3g lse %.3g dq %.3g dk %.3g dv %.3g\n", worst[0], worst[1], worst[2], worst[3],
+               worst[4]);
 }
 END_TEST
 
@@ -191,6 +270,7 @@ int main(void) {
     TCase *tc = tcase_create("attention");
     tcase_add_test(tc, test_matches_ref_every_level);
     tcase_add_test(tc, test_causal);
+    tcase_add_test(tc, test_bf16);
     tcase_add_test(tc, test_ref_backward_finite_differences);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);

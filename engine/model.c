@@ -428,7 +428,8 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     lin_forward(L->v, a, lin_w(m, params, id->wv), N, nkv * hd, d, 0);
     rope_forward(L->q, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
-    attention_forward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse});
+    const mo_attention at = {m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse};
+    (m->bf16 ? attention_forward_bf16 : attention_forward)(&at);  // bf16: its products too (design.md 9)
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
     lin_forward(L->x_ffn, lin_x(m, m->bx, L->o, (size_t)N * nh * hd), lin_w(m, params, id->wo), N, d, nh * hd,
                 1);  // x_ffn = x_attn + o wo^T
@@ -667,8 +668,8 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
     lin_backward(m, m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d),
                  lin_x_dw(m, G(id->wo), m->bx, L->o, (size_t)N * qd), lin_w(m, params, id->wo), N, d, qd, 0);
-    attention_backward(&(mo_attention){m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse}, m->dout, m->dq, m->dk,
-                       m->dv);
+    const mo_attention at = {m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse};
+    (m->bf16 ? attention_backward_bf16 : attention_backward)(&at, m->dout, m->dq, m->dk, m->dv);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
     rope_backward(m->dk, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv

@@ -10,7 +10,9 @@
 
 #define ATT_AVX512_MAX_HD 128
 #define ATT_QB 64  // queries per block: 4 vectors of 16 lanes
+#ifndef ATT_KT
 #define ATT_KT 64  // keys per tile (a multiple of 16, so a tile never starts past a block's first query)
+#endif
 
 // The first 16-query vector of block r0 that sees key c0 + j (its last query, r0 + 16 v +
 // 15, at or after the key); the vectors before it are skipped for that key.

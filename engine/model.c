@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include "engine/base/error.h"
+#include "engine/base/huge.h"
 #include "engine/comm.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
@@ -176,7 +177,7 @@ int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const 
     carver cv = {NULL, 0};
     carve(m, &cv);
     m->arena_bytes = (cv.off + 63) & ~(size_t)63;
-    m->arena = aligned_alloc(64, m->arena_bytes);
+    m->arena = mo_alloc_huge(m->arena_bytes);
     if (!m->arena) {
         size_t mb = m->arena_bytes >> 20;
         memset(m, 0, sizeof *m);
@@ -274,7 +275,7 @@ int model_set_precision(mo_model *m, mo_precision p) {
     size_t nw = (m->pt->numel + 31) & ~(size_t)31;
     nx = (nx + 31) & ~(size_t)31;
     m->bf16_bytes = (nw + nx + ng) * sizeof(mo_bf16);
-    m->bf16_arena = aligned_alloc(64, (m->bf16_bytes + 63) & ~(size_t)63);
+    m->bf16_arena = mo_alloc_huge(m->bf16_bytes);
     if (!m->bf16_arena) {
         size_t mb = m->bf16_bytes >> 20;
         m->bf16_bytes = 0;

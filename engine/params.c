@@ -2,6 +2,7 @@
 #include "engine/params.h"
 
 #include "engine/base/error.h"
+#include "engine/base/huge.h"
 #include "engine/base/rng.h"
 
 #include <errno.h>
@@ -95,7 +96,7 @@ int params_find(const mo_param_table *pt, const char *name) {
 
 float *params_arena_alloc(const mo_param_table *pt) {
     size_t bytes = (pt->numel * sizeof(float) + 63) / 64 * 64;
-    float *a = aligned_alloc(64, bytes ? bytes : 64);
+    float *a = mo_alloc_huge(bytes);  // streamed every step (AdamW): huge pages, engine/base/huge.h
     if (!a) {
         mo_errorf("out of memory: %zu MB for a parameter arena", bytes >> 20);
         return NULL;

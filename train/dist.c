@@ -2,6 +2,7 @@
 #include "train/dist.h"
 
 #include "engine/base/error.h"
+#include "engine/base/huge.h"
 #include "engine/comm.h"
 #include "train/clip.h"
 
@@ -90,6 +91,9 @@ int dist_opt_init(dist_opt *d, const mo_param_table *pt, const train_mask *mask,
     d->m = calloc(n ? n : 1, sizeof *d->m);
     d->v = calloc(n ? n : 1, sizeof *d->v);
     if (!d->own || !d->m || !d->v) return mo_errorf("out of memory for %zu MB of optimizer state", 2 * n * 4 >> 20);
+    // Streamed by every AdamW step: huge pages from their first write (still only where
+    // something trains: calloc's pages stay unwritten elsewhere).
+    mo_advise_huge(d->m, n * sizeof *d->m, 0), mo_advise_huge(d->v, n * sizeof *d->v, 0);
     size_t n_own = 0;
     for (size_t i = d->r0; i < d->r1; i++) {
         if (d->ep > 1 && !mine(d, i)) continue;

@@ -286,7 +286,7 @@ int model_set_precision(mo_model *m, mo_precision p) {
     m->bx = m->wb + nw;
     m->bg = m->bx + nx;
     m->bf16 = 1;
-    m->wb_frozen_ready = 0;
+    m->wb_frozen_ready = 0, m->wb_current = 0;
     return 0;
 }
 
@@ -317,6 +317,10 @@ static void refresh_bf16_weights(mo_model *m, const float *params) {
     }
     m->wb_frozen_ready = 1;
 }
+
+mo_bf16 *model_bf16_weights(mo_model *m) { return m->bf16 ? m->wb : NULL; }
+
+void model_bf16_weights_current(mo_model *m) { m->wb_current = m->bf16; }
 
 int model_bf16_only(const mo_model *m, int i, int e) {
     return m->bf16 && m->trains && bf16_kind(m->pt->t[i].kind) && !part_trains(m, i, e);
@@ -532,7 +536,9 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     else
         for (int i = 0; i < N; i++) m->targets[i] = -1;
 
-    if (m->bf16) refresh_bf16_weights(m, params);
+    // Rounded here unless the optimizer's pass has just written them (only for this forward).
+    if (m->bf16 && !(m->wb_current && m->wb_frozen_ready)) refresh_bf16_weights(m, params);
+    m->wb_current = 0;
     embedding_forward(m->layer[0].x_attn, m->tokens, P(m->pt->tok_embeddings), N, d);
     for (int l = 0; l < c->n_layers; l++) {
         attention_block_forward(m, params, l);

@@ -91,6 +91,7 @@ typedef struct {
     unsigned char *expert_trains;  // [pt->n * E]: of an expert-stacked tensor, 1 per expert slice that trains
     unsigned char *need_attn, *need_ffn;  // [n_layers]: the block's backward is needed (it or a block below trains)
     int wb_frozen_ready;           // bf16: the frozen tensors' bf16 copies are current
+    int wb_current;                // bf16: the next forward uses wb as it is (model_bf16_weights_current)
     int dw_set;                    // inside model_backward_first: GEMM weight gradients are written, not added
 
     double ce, aux, z, loss;  // of the last forward
@@ -103,6 +104,7 @@ typedef struct {
     // bf16 compute (model_set_precision): NULL/0 in fp32.
     int bf16;
     mo_bf16 *wb;         // [pt->numel] bf16 copy of the parameters used in GEMMs, refreshed by each forward
+                         //   (or by the optimizer: model_bf16_weights_current)
     mo_bf16 *bx, *bg;    // GEMM inputs rounded to bf16: activations [N*max(k,1)*max(d, nh*hd)],
                          //   gradients and FFN hidden rows [N*max(V, d, nh*hd, widest FFN hidden)]
     void *bf16_arena;
@@ -118,12 +120,23 @@ int model_precision_parse(const char *s, const char *flag, mo_precision *p);
 // and shared FFNs, the output layer). fp32 (the default) is the reference. bf16 rounds
 // both inputs of each of those GEMMs to bf16 and accumulates in fp32: the parameters
 // stay fp32 (the optimizer's master weights) and each forward rounds them into a bf16
-// copy, so a forward after an optimizer step always sees the new weights. Norms, router,
+// copy, so a forward after an optimizer step always sees the new weights (or the
+// optimizer wrote that copy itself: model_bf16_weights_current). Norms, router,
 // attention scores, softmax, losses and every gradient buffer stay fp32. Allocates
 // pt->numel bf16 + scratch (freed by model_free). Returns 0, or -1 with a message when
 // this CPU has no AVX512_BF16 (the products would be emulated, slower than fp32) or
 // memory runs out.
 int model_set_precision(mo_model *m, mo_precision p);
+
+// The bf16 copy of the weights (same offsets as the parameter arena), or NULL in fp32:
+// for an optimizer that writes the rounding of what it updates in its own pass
+// (adamw_apply_bf16 in train/adamw.h) instead of the next forward rounding every
+// trainable weight again. Writing into it anything but bf16_from_f32 of the parameters
+// is a bug.
+mo_bf16 *model_bf16_weights(mo_model *m);
+// Says that model_bf16_weights holds bf16_from_f32 of every trainable parameter as it is
+// now: the next model_forward (only that one) uses the copy without rounding them.
+void model_bf16_weights_current(mo_model *m);
 
 // Frozen weights kept as bf16 only (docs/design.md section 10.1): under bf16 compute
 // and model_set_trainable, a frozen GEMM weight (a whole tensor, or a frozen expert's

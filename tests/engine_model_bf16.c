@@ -1,7 +1,8 @@
 // engine_model_bf16.c: bf16 compute (model_set_precision) against the fp32 model on the
 // same weights and batch: loss, logits and every parameter gradient, on the tiny preset
 // and on a variant with a dense layer, shared experts and one kv head; a forward after
-// the weights change sees the new weights; refusals.
+// the weights change sees the new weights, or the copy an optimizer wrote
+// (model_bf16_weights_current); refusals.
 //
 // Tolerances (bf16 keeps 8 significant bits, relative rounding 2^-9 = 2e-3 per input;
 // products accumulate in fp32): |loss_bf16 - loss_fp32| <= 1e-3 * loss, logits
@@ -126,6 +127,41 @@ START_TEST(test_bf16_sees_new_weights) {
 }
 END_TEST
 
+// model_bf16_weights_current: the next forward (only that one) reads the copy as the
+// caller left it. A copy written as bf16_from_f32 of the new weights gives the loss of
+// the forward that rounds them itself, bit for bit; a copy left stale is used once (the
+// flag took effect) and rounded again by the forward after it.
+START_TEST(test_bf16_copy_from_optimizer) {
+    if (!bf16_supported()) return;
+    setup s;
+    make(&s, (const char *const[]){NULL}, 11);
+    mo_model m;
+    ck_assert_int_eq(model_alloc(&m, &s.pt, B_, T_), 0);
+    ck_assert_int_eq(model_set_precision(&m, MO_PRECISION_BF16), 0);
+    ck_assert(model_bf16_weights(&m) == m.wb);
+    float *p0 = malloc(s.pt.numel * sizeof *p0);
+    memcpy(p0, s.params, s.pt.numel * sizeof *p0);
+    ck_assert_int_eq(model_forward(&m, s.params, s.tokens, s.targets), 0);
+    const double old_loss = m.loss;
+    for (size_t i = 0; i < s.pt.numel; i++) s.params[i] *= 1.25f;
+    ck_assert_int_eq(model_forward(&m, s.params, s.tokens, s.targets), 0);  // rounds the new weights itself
+    const double new_loss = m.loss;
+    bf16_from_f32(model_bf16_weights(&m), s.params, s.pt.numel);  // what adamw_apply_bf16 writes
+    model_bf16_weights_current(&m);
+    ck_assert_int_eq(model_forward(&m, s.params, s.tokens, s.targets), 0);
+    ck_assert_msg(m.loss == new_loss, "copy from the optimizer: loss %.9g, want %.9g", m.loss, new_loss);
+    memcpy(s.params, p0, s.pt.numel * sizeof *p0);  // the copy still holds the x1.25 weights
+    model_bf16_weights_current(&m);
+    ck_assert_int_eq(model_forward(&m, s.params, s.tokens, s.targets), 0);
+    ck_assert_msg(fabs(m.loss - old_loss) > 1e-4, "a copy declared current was rounded again (%.9g)", m.loss);
+    ck_assert_int_eq(model_forward(&m, s.params, s.tokens, s.targets), 0);
+    ck_assert_msg(m.loss == old_loss, "the forward after it kept the copy (%.9g, want %.9g)", m.loss, old_loss);
+    free(p0);
+    model_free(&m);
+    unmake(&s);
+}
+END_TEST
+
 START_TEST(test_refusals) {
     mo_precision p;
     ck_assert_int_eq(model_precision_parse("bf16", "--precision", &p), 0);
@@ -155,6 +191,7 @@ int main(void) {
     tcase_add_test(tc, test_bf16_tiny);
     tcase_add_test(tc, test_bf16_dense_shared);
     tcase_add_test(tc, test_bf16_sees_new_weights);
+    tcase_add_test(tc, test_bf16_copy_from_optimizer);
     tcase_add_test(tc, test_refusals);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);

@@ -303,8 +303,11 @@ int bench_train(int argc, char **argv) {
             goto out;
         int err;
         st.t = s + 1;
-        if (dist_sync_grads(&d, grads) || (dist_clip(&d, grads, 0, &err), err) || dist_apply(&d, params, grads, &st))
+        mo_bf16 *wb = ranks == 1 ? model_bf16_weights(&m) : NULL;  // as monolith train: AdamW writes the bf16 copy
+        if (dist_sync_grads(&d, grads) || (dist_clip(&d, grads, 0, &st.grad_scale, &err), err) ||
+            dist_apply(&d, params, grads, wb, &st))
             goto out;
+        if (wb) model_bf16_weights_current(&m);
         dt[s] = now_seconds() - t0;
         cpu[s] = bench_cpu_seconds() - c0;
         comm_stats cs = comm_get_stats();

@@ -145,41 +145,38 @@ int dist_sync_grads(dist_opt *d, float *grads) {
     return d->shard ? comm_reduce_scatter_f32(grads, d->bounds) : comm_allreduce_f32(grads, d->numel);
 }
 
-double dist_clip(dist_opt *d, float *grads, double max_norm, int *err) {
-    *err = 0;
+double dist_clip(dist_opt *d, const float *grads, double max_norm, float *scale, int *err) {
+    *err = 0, *scale = 1.0f;
     const train_mask *k = d->mask;
+    if (!d->shard && d->ep <= 1) {
+        double norm = grad_global_norm(grads, k->r, k->n, d->partial);
+        *scale = grad_clip_factor(norm, max_norm);
+        return norm;
+    }
     if (d->ep > 1) {
         // Each range's sum of squares once in the group: on its owner, replicated ones on place 0.
         grad_global_norm(grads, k->r, k->n, d->partial);
         for (size_t i = 0; i < k->n; i++)
             if (d->owner[i] < 0 ? d->ep_rank != 0 : !mine(d, i)) d->partial[i] = 0;
-        if (comm_allreduce_f64_group(d->partial, k->n)) {
-            *err = 1;
-            return -1;
-        }
-        double total = 0;
-        for (size_t r = 0; r < k->n; r++) total += d->partial[r];
-        double norm = sqrt(total);
-        grad_scale(grads, d->own, d->n_own, grad_clip_factor(norm, max_norm));
-        return norm;
+    } else {
+        // Own ranges' partials, zeros elsewhere; the all-reduce adds only zeros to each.
+        memset(d->partial, 0, k->n * sizeof *d->partial);
+        grad_global_norm(grads, k->r + d->r0, d->r1 - d->r0, d->partial + d->r0);
     }
-    if (!d->shard) return grad_clip(grads, k->r, k->n, max_norm, d->partial);
-    // Own ranges' partials, zeros elsewhere; the all-reduce adds only zeros to each.
-    memset(d->partial, 0, k->n * sizeof *d->partial);
-    grad_global_norm(grads, k->r + d->r0, d->r1 - d->r0, d->partial + d->r0);
-    if (comm_allreduce_f64(d->partial, k->n)) {
+    if (d->ep > 1 ? comm_allreduce_f64_group(d->partial, k->n) : comm_allreduce_f64(d->partial, k->n)) {
         *err = 1;
         return -1;
     }
     double total = 0;
     for (size_t r = 0; r < k->n; r++) total += d->partial[r];
     double norm = sqrt(total);
-    grad_scale(grads, k->r + d->r0, d->r1 - d->r0, grad_clip_factor(norm, max_norm));
+    *scale = grad_clip_factor(norm, max_norm);
     return norm;
 }
 
-int dist_apply(dist_opt *d, float *params, const float *grads, const adamw_step *s) {
-    adamw_apply(params + d->lo, grads + d->lo, d->m, d->v, d->own, d->n_own, s);
+int dist_apply(dist_opt *d, float *params, const float *grads, mo_bf16 *wb, const adamw_step *s) {
+    if (wb && d->size > 1) return mo_errorf("internal: AdamW's bf16 copy of the weights with %d ranks", d->size);
+    adamw_apply_bf16(params + d->lo, grads + d->lo, d->m, d->v, wb, d->own, d->n_own, s);
     return d->shard ? comm_allgather_f32(params, d->bounds) : 0;
 }
 

@@ -66,13 +66,16 @@ size_t dist_opt_moment_numel(const dist_opt *d);
 // Sums the gradient arena over ranks (all of it, or the own shard when sharded).
 int dist_sync_grads(dist_opt *d, float *grads);
 
-// The global norm of the synchronized gradients; clips them to max_norm (0: no clip)
-// where this rank updates. Returns the norm (NaN/Inf passes through), or -1 on a
-// communication error with mo_error set (*err = 1).
-double dist_clip(dist_opt *d, float *grads, double max_norm, int *err);
+// The global norm of the synchronized gradients and, in *scale, the factor that clips
+// them to max_norm (0: no clip; grad_clip_factor), which AdamW applies in its own pass
+// (adamw_step.grad_scale): the gradients are not rewritten. Returns the norm (NaN/Inf
+// passes through), or -1 on a communication error with mo_error set (*err = 1).
+double dist_clip(dist_opt *d, const float *grads, double max_norm, float *scale, int *err);
 
-// AdamW on this rank's ranges, then (sharded) the all-gather of the parameters.
-int dist_apply(dist_opt *d, float *params, const float *grads, const adamw_step *s);
+// AdamW on this rank's ranges, then (sharded) the all-gather of the parameters. `wb`
+// (one rank only, else NULL): the model's bf16 copy of the weights, which AdamW's pass
+// then writes too (adamw_apply_bf16; model_bf16_weights in engine/model.h).
+int dist_apply(dist_opt *d, float *params, const float *grads, mo_bf16 *wb, const adamw_step *s);
 
 // Zeroes the gradients this rank writes (its ranges of the mask; train_mask_zero).
 void dist_zero_grads(const dist_opt *d, float *grads);

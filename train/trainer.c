@@ -1038,7 +1038,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
             if (dist_sync_grads(&t->dist, t->grads)) goto fail;
             if (t->st.step + 1 == fault && t->dist.lo == 0) t->grads[0] = NAN;
             int err;
-            norm = dist_clip(&t->dist, t->grads, o->clip, &err);
+            norm = dist_clip(&t->dist, t->grads, o->clip, &t->opt.grad_scale, &err);
             if (err) goto fail;
         }
         if (!isfinite(loss) || !isfinite(norm)) {
@@ -1061,7 +1061,10 @@ int trainer_run(trainer *t, const train_hooks *h) {
         }
         t->opt.lr = lr;
         t->opt.t = t->st.step + 1;
-        if (dist_apply(&t->dist, t->ck.params, t->grads, &t->opt)) goto fail;
+        // One process: AdamW's pass also writes the bf16 copy the next forward reads.
+        mo_bf16 *wb = t->ranks == 1 ? model_bf16_weights(&t->model) : NULL;
+        if (dist_apply(&t->dist, t->ck.params, t->grads, wb, &t->opt)) goto fail;
+        if (wb) model_bf16_weights_current(&t->model);
         balance_step(t);  // t->counts: this global batch's slots per expert, all-reduced above
         t->st.step++;
         t->st.tokens_seen += tokens_per_step;

@@ -27,6 +27,8 @@
 #include "kernels/softmax.h"
 #include "kernels/swiglu.h"
 #include "kernels/threads.h"
+#include "train/adamw.h"
+#include "train/freeze.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -146,6 +148,9 @@ enum { EN = 1 << 25, ROWD = 512, VOCAB = 8192, ROUTER_E = 64, RHEADS = 8, RHD = 
 typedef struct {
     float *a, *b, *c, *d, *e, *small, *cos_tab, *sin_tab;
     int *ints;
+    mo_bf16 *wb;          // AdamW's bf16 copy [EN]
+    adamw_range *ranges;  // AdamW over a, b, c, d as p, g, m, v in FREEZE_CHUNK ranges, as training runs it
+    size_t n_ranges;
 } ew_ctx;
 
 static void ew_swiglu_fwd(void *p) {
@@ -197,16 +202,31 @@ static void ew_ce_bwd(void *p) {
     cross_entropy_backward(c->c, c->a, c->ints, c->small, EN / VOCAB, VOCAB);
 }
 
-// Arrays of EN floats each op moves (reads + writes, per-row vectors ignored).
+static void ew_adamw(void *p) {
+    ew_ctx *c = p;
+    adamw_step s = adamw_defaults();
+    s.lr = 1e-4;
+    adamw_apply(c->a, c->b, c->c, c->d, c->ranges, c->n_ranges, &s);
+}
+static void ew_adamw_bf16(void *p) {
+    ew_ctx *c = p;
+    adamw_step s = adamw_defaults();
+    s.lr = 1e-4;
+    adamw_apply_bf16(c->a, c->b, c->c, c->d, c->wb, c->ranges, c->n_ranges, &s);
+}
+
+// Arrays of EN floats each op moves (reads + writes, per-row vectors ignored; a bf16
+// array is half of one).
 static const struct {
     const char *name;
     void (*fn)(void *);
-    int arrays;
+    double arrays;
 } ew_ops[] = {
     {"swiglu fwd", ew_swiglu_fwd, 3},     {"swiglu bwd", ew_swiglu_bwd, 5},     {"residual fwd", ew_residual_fwd, 3},
     {"residual bwd", ew_residual_bwd, 5}, {"rmsnorm fwd", ew_rmsnorm_fwd, 2},   {"rmsnorm bwd", ew_rmsnorm_bwd, 4},
     {"softmax fwd", ew_softmax_fwd, 2},   {"softmax bwd", ew_softmax_bwd, 3},   {"rope fwd", ew_rope_fwd, 2},
     {"rope bwd", ew_rope_bwd, 2},         {"xent fwd", ew_ce_fwd, 1},           {"xent bwd", ew_ce_bwd, 2},
+    {"adamw", ew_adamw, 7},               {"adamw + bf16", ew_adamw_bf16, 7.5},
 };
 #define N_EW (int)(sizeof ew_ops / sizeof ew_ops[0])
 
@@ -296,7 +316,11 @@ int bench_kernels(int argc, char **argv) {
     w.cos_tab = malloc((size_t)EN / (RHEADS * RHD) * RHD / 2 * sizeof(float));
     w.sin_tab = malloc((size_t)EN / (RHEADS * RHD) * RHD / 2 * sizeof(float));
     w.ints = malloc((size_t)EN / (RHEADS * RHD) * sizeof(int));
-    if (!w.a || !w.b || !w.c || !w.d || !w.e || !w.small || !w.cos_tab || !w.sin_tab || !w.ints) goto err;
+    w.wb = malloc((size_t)EN * sizeof *w.wb);
+    w.n_ranges = EN / FREEZE_CHUNK, w.ranges = malloc(w.n_ranges * sizeof *w.ranges);
+    if (!w.a || !w.b || !w.c || !w.d || !w.e || !w.small || !w.cos_tab || !w.sin_tab || !w.ints || !w.wb || !w.ranges)
+        goto err;
+    for (size_t r = 0; r < w.n_ranges; r++) w.ranges[r] = (adamw_range){r * FREEZE_CHUNK, FREEZE_CHUNK, 1};
     rope_tables(w.cos_tab, w.sin_tab, EN / (RHEADS * RHD), RHD, 10000.0);
     for (int i = 0; i < EN / (RHEADS * RHD); i++) w.ints[i] = i % VOCAB;  // positions and targets
     for (int i = 0; i < EN / VOCAB; i++) w.small[i] = 1.0f;
@@ -305,7 +329,9 @@ int bench_kernels(int argc, char **argv) {
             rmsnorm_forward(w.c, w.small, w.a, w.b, EN / ROWD, ROWD, 1e-5f);
         if (!strncmp(ew_ops[i].name, "xent", 4))
             for (int r = 0; r < EN / VOCAB; r++) w.small[r] = 1.0f;
-        ew_gbs[i] = (double)ew_ops[i].arrays * EN * sizeof(float) / time_best(ew_ops[i].fn, &w) * 1e-9;
+        if (!strncmp(ew_ops[i].name, "adamw", 5))  // m and v as a run starts them (v >= 0)
+            memset(w.c, 0, EN * sizeof *w.c), memset(w.d, 0, EN * sizeof *w.d);
+        ew_gbs[i] = ew_ops[i].arrays * EN * sizeof(float) / time_best(ew_ops[i].fn, &w) * 1e-9;
     }
 
     const char *core = openblas_get_corename(), *ct = getenv("OPENBLAS_CORETYPE");
@@ -368,6 +394,6 @@ out:
     free(g.x), free(g.h), free(g.w), free(g.dw), free(g.wd);
     free(a.q), free(a.k), free(a.v), free(a.out), free(a.dout), free(a.dq), free(a.dk), free(a.dv), free(a.lse);
     free(w.a), free(w.b), free(w.c), free(w.d), free(w.e), free(w.small), free(w.cos_tab), free(w.sin_tab);
-    free(w.ints);
+    free(w.ints), free(w.wb), free(w.ranges);
     return ret;
 }

@@ -115,6 +115,7 @@ static void carve(mo_model *m, carver *c) {
     m->hf_rstd = TAKE_F(c, N);
     m->logits = TAKE_F(c, N * V);
     m->losses = TAKE_F(c, N);
+    m->ce_stats = TAKE_F(c, 2 * N);
     size_t kk = k > 0 ? k : 1;
     if (G > 1) m->ep_offs = TAKE_I(c, E + 1);
     m->xs = TAKE_F(c, G * N * kk * d);
@@ -558,7 +559,7 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
         }
     if (m->n_moe) m->aux /= m->n_moe, m->z /= m->n_moe, m->router_ce /= m->n_moe;
     if (targets) {
-        cross_entropy_forward(m->losses, m->logits, m->targets, N, V);
+        cross_entropy_forward(m->losses, m->ce_stats, m->logits, m->targets, N, V);
         double s = 0;
         for (int i = 0; i < N; i++)
             if (m->targets[i] >= 0) s += m->losses[i], m->n_targets++;
@@ -694,7 +695,8 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     const int N = m->N, d = c->d_model, V = c->vocab_size;
     for (int i = 0; i < N; i++)
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
-    cross_entropy_backward(m->logits, m->logits, m->targets, m->dloss, N, V);  // logits <- dlogits
+    // logits <- dlogits, with the rows' max and sum forward kept (rows without a target read none)
+    cross_entropy_backward(m->logits, m->logits, m->ce_stats, m->targets, m->dloss, N, V);
     // doutput [V, d] += dl^T hf; dhf = dl output
     lin_backward(m, m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
                  lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V,

@@ -71,6 +71,7 @@ typedef struct {
     float *hf_rstd;               // [N]
     float *logits;                // [N, V]; model_backward overwrites it with d loss / d logits
     float *losses;                // [N] per-row cross-entropy
+    float *ce_stats;              // [2N] each row's logit max and sum of exps (cross_entropy_forward)
 
     // Scratch shared by the layers.
     float *xs, *dxs;      // [N*k, d] gathered rows, their gradient (also d ys); [G*N*k, d] expert parallel

@@ -1,7 +1,8 @@
 // cross_entropy.c: cross-entropy from logits fused with the softmax, scalar and SIMD
 // (AVX2, AVX-512), built from kernels/simd_rows.h. Backward recomputes the softmax row
 // by row (max, sum of exps, then one pass writing exp(x - max) * dloss / sum) so it can
-// overwrite the logits in place. Rows run on OpenMP threads when the call is large.
+// overwrite the logits in place, or takes the max and sum forward kept and makes only
+// the last pass. Rows run on OpenMP threads when the call is large.
 #include "kernels/cross_entropy.h"
 
 #include "kernels/simd_rows.h"
@@ -20,7 +21,9 @@
             continue;                                                           \
         }                                                                       \
         float m = row_max_##L(x, (size_t)V);                                    \
-        losses[i] = (m - x[t]) + logf(row_sumexp_##L(x, (size_t)V, m));         \
+        float s = row_sumexp_##L(x, (size_t)V, m);                              \
+        if (stats) stats[2 * i] = m, stats[2 * i + 1] = s;                      \
+        losses[i] = (m - x[t]) + logf(s);                                       \
     }
 
 // The target's logit is read before the row is overwritten (dlogits may be logits).
@@ -34,8 +37,8 @@
             memset(d, 0, (size_t)V * sizeof *d);                                \
             continue;                                                           \
         }                                                                       \
-        float m = row_max_##L(x, (size_t)V);                                    \
-        float s = row_sumexp_##L(x, (size_t)V, m);                              \
+        float m = stats ? stats[2 * i] : row_max_##L(x, (size_t)V);             \
+        float s = stats ? stats[2 * i + 1] : row_sumexp_##L(x, (size_t)V, m);   \
         float pt = expf(x[t] - m) / s;                                          \
         row_expscale_##L(d, x, (size_t)V, m, dloss[i] / s);                     \
         d[t] = dloss[i] * (pt - 1.0f);                                          \
@@ -48,10 +51,11 @@ static inline void row_expscale_scalar(float *d, const float *x, size_t n, float
     for (size_t j = 0; j < n; j++) d[j] = expf(x[j] - m) * c;
 }
 
-static void ce_fwd_scalar(float *losses, const float *logits, const int *targets, int n, int V) {
+static void ce_fwd_scalar(float *losses, float *stats, const float *logits, const int *targets, int n, int V) {
     CE_FWD_BODY(scalar)
 }
-static void ce_bwd_scalar(float *dlogits, const float *logits, const int *targets, const float *dloss, int n, int V) {
+static void ce_bwd_scalar(float *dlogits, const float *logits, const float *stats, const int *targets,
+                          const float *dloss, int n, int V) {
     CE_BWD_BODY(scalar)
 }
 
@@ -66,11 +70,12 @@ static inline MO_TARGET_AVX512 void row_expscale_avx512(float *d, const float *x
     row_expscale_scalar(d + j, x + j, n - j, m, c);
 }
 
-static MO_TARGET_AVX512 void ce_fwd_avx512(float *losses, const float *logits, const int *targets, int n, int V) {
+static MO_TARGET_AVX512 void ce_fwd_avx512(float *losses, float *stats, const float *logits, const int *targets, int n,
+                                           int V) {
     CE_FWD_BODY(avx512)
 }
-static MO_TARGET_AVX512 void ce_bwd_avx512(float *dlogits, const float *logits, const int *targets,
-                                           const float *dloss, int n, int V) {
+static MO_TARGET_AVX512 void ce_bwd_avx512(float *dlogits, const float *logits, const float *stats,
+                                           const int *targets, const float *dloss, int n, int V) {
     CE_BWD_BODY(avx512)
 }
 
@@ -84,22 +89,23 @@ static inline MO_TARGET_AVX2 void row_expscale_avx2(float *d, const float *x, si
     row_expscale_scalar(d + j, x + j, n - j, m, c);
 }
 
-static MO_TARGET_AVX2 void ce_fwd_avx2(float *losses, const float *logits, const int *targets, int n, int V) {
+static MO_TARGET_AVX2 void ce_fwd_avx2(float *losses, float *stats, const float *logits, const int *targets, int n,
+                                       int V) {
     CE_FWD_BODY(avx2)
 }
-static MO_TARGET_AVX2 void ce_bwd_avx2(float *dlogits, const float *logits, const int *targets, const float *dloss,
-                                       int n, int V) {
+static MO_TARGET_AVX2 void ce_bwd_avx2(float *dlogits, const float *logits, const float *stats,
+                                       const int *targets, const float *dloss, int n, int V) {
     CE_BWD_BODY(avx2)
 }
 #endif
 
 // ---------------------------------------------------------------------------- dispatch
 
-void cross_entropy_forward(float *losses, const float *logits, const int *targets, int n, int V) {
-    MO_SIMD_DISPATCH(ce_fwd, losses, logits, targets, n, V);
+void cross_entropy_forward(float *losses, float *stats, const float *logits, const int *targets, int n, int V) {
+    MO_SIMD_DISPATCH(ce_fwd, losses, stats, logits, targets, n, V);
 }
 
-void cross_entropy_backward(float *dlogits, const float *logits, const int *targets, const float *dloss, int n,
-                            int V) {
-    MO_SIMD_DISPATCH(ce_bwd, dlogits, logits, targets, dloss, n, V);
+void cross_entropy_backward(float *dlogits, const float *logits, const float *stats, const int *targets,
+                            const float *dloss, int n, int V) {
+    MO_SIMD_DISPATCH(ce_bwd, dlogits, logits, stats, targets, dloss, n, V);
 }

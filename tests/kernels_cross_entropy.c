@@ -1,6 +1,6 @@
 // kernels_cross_entropy.c: fused cross-entropy against kernels/ref at every SIMD level
 // over odd vocabulary sizes with ignored targets, the in-place backward over the
-// logits, and the reference backward against central finite differences in double on
+// logits, backward with forward's row stats bit for bit the one that recomputes them, and the reference backward against central finite differences in double on
 // a random-weighted sum of the losses (the weights play dloss).
 #include "kernels/cross_entropy.h"
 #include "kernels/ref/ref.h"
@@ -29,6 +29,7 @@ START_TEST(test_matches_ref_every_level) {
             size_t nv = (size_t)n * V;
             int *t = malloc(n * sizeof *t);
             float *x = malloc(nv * 4), *dx = malloc(nv * 4), *loss = malloc(n * 4), *dl = malloc(n * 4);
+            float *dx2 = malloc(nv * 4), *loss2 = malloc(n * 4), *st = malloc(2 * n * 4);
             double *x64 = malloc(nv * 8), *dx64 = malloc(nv * 8), *loss64 = malloc(n * 8), *dl64 = malloc(n * 8);
             fill_targets(t, n, V, 7 + s);
             // Every other shape spreads its logits over 1000: exp overflows unless the shift
@@ -36,23 +37,28 @@ START_TEST(test_matches_ref_every_level) {
             tu_fill(x, nv, 10 + s, s % 2 ? 10.0f : 500.0f), tu_fill(dl, n, 20 + s, 1.0f);
             tu_to_f64(x64, x, nv), tu_to_f64(dl64, dl, n);
 
-            cross_entropy_forward(loss, x, t, n, V);
+            cross_entropy_forward(loss, NULL, x, t, n, V);
             ref_cross_entropy_forward(loss64, x64, t, n, V);
+            cross_entropy_forward(loss2, st, x, t, n, V);  // keeping the stats changes no loss
+            ck_assert_msg(memcmp(loss, loss2, n * 4) == 0, "fwd with stats %s %dx%d", lv, n, V);
             ck_assert_msg(tu_rel_err_f64(loss, loss64, n) < TOL_F32, "fwd %s %dx%d: %g", lv, n, V,
                           tu_rel_err_f64(loss, loss64, n));
             for (int i = 0; i < n; i++)
                 if (t[i] < 0) ck_assert_msg(loss[i] == 0.0f, "ignored target has loss %g", loss[i]);
-            cross_entropy_backward(dx, x, t, dl, n, V);
+            cross_entropy_backward(dx, x, NULL, t, dl, n, V);
             ref_cross_entropy_backward(dx64, x64, t, dl64, n, V);
+            cross_entropy_backward(dx2, x, st, t, dl, n, V);  // forward's stats: the bits of recomputing them
+            ck_assert_msg(memcmp(dx, dx2, nv * 4) == 0, "bwd with stats %s %dx%d", lv, n, V);
             ck_assert_msg(tu_rel_err_f64(dx, dx64, nv) < TOL_F32, "bwd %s %dx%d: %g", lv, n, V,
                           tu_rel_err_f64(dx, dx64, nv));
             for (int i = 0; i < n; i++)
                 for (int j = 0; t[i] < 0 && j < V; j++)
                     ck_assert_msg(dx[(size_t)i * V + j] == 0.0f, "ignored row has a gradient");
-            // In place over the logits: same bits as the out-of-place call.
-            cross_entropy_backward(x, x, t, dl, n, V);
+            // In place over the logits: same bits as the out-of-place call (with the stats, as the model runs it).
+            cross_entropy_backward(x, x, st, t, dl, n, V);
             ck_assert_msg(memcmp(x, dx, nv * 4) == 0, "in-place bwd %s %dx%d", lv, n, V);
             free(t), free(x), free(dx), free(loss), free(dl), free(x64), free(dx64), free(loss64), free(dl64);
+            free(dx2), free(loss2), free(st);
         }
     }
     simd_set(simd_best());
@@ -63,8 +69,8 @@ START_TEST(test_edges) {
     // V = 1: loss 0 and gradient 0 whatever the logit.
     float x1 = 42.0f, l1, d1, one = 1.0f;
     int t0 = 0;
-    cross_entropy_forward(&l1, &x1, &t0, 1, 1);
-    cross_entropy_backward(&d1, &x1, &t0, &one, 1, 1);
+    cross_entropy_forward(&l1, NULL, &x1, &t0, 1, 1);
+    cross_entropy_backward(&d1, &x1, NULL, &t0, &one, 1, 1);
     ck_assert_float_eq_tol(l1, 0.0f, 1e-6f);
     ck_assert_float_eq_tol(d1, 0.0f, 1e-6f);
     // Uniform logits: loss = log V, rows of the gradient sum to 0.
@@ -72,9 +78,12 @@ START_TEST(test_edges) {
     float x[V], d[V], l;
     for (int j = 0; j < V; j++) x[j] = 3.0f;
     int t = 17;
-    cross_entropy_forward(&l, x, &t, 1, V);
+    float st[2];
+    cross_entropy_forward(&l, st, x, &t, 1, V);
     ck_assert_float_eq_tol(l, logf((float)V), 1e-5f);
-    cross_entropy_backward(d, x, &t, &one, 1, V);
+    ck_assert(st[0] == 3.0f);                          // the row's max
+    ck_assert_float_eq_tol(st[1], (float)V, 1e-4f);  // and exp(0) V times
+    cross_entropy_backward(d, x, st, &t, &one, 1, V);
     double s = 0;
     for (int j = 0; j < V; j++) s += d[j];
     ck_assert_double_eq_tol(s, 0.0, 1e-6);
@@ -82,9 +91,9 @@ START_TEST(test_edges) {
     // Huge logits stay finite (max subtraction).
     for (int j = 0; j < V; j++) x[j] = 1e4f * (float)j;
     t = 0;
-    cross_entropy_forward(&l, x, &t, 1, V);
+    cross_entropy_forward(&l, st, x, &t, 1, V);
     ck_assert_float_eq_tol(l, 1e4f * (V - 1), 1.0f);
-    cross_entropy_backward(d, x, &t, &one, 1, V);
+    cross_entropy_backward(d, x, st, &t, &one, 1, V);
     ck_assert_float_eq_tol(d[0], -1.0f, 1e-6f);
     ck_assert_float_eq_tol(d[V - 1], 1.0f, 1e-6f);
 
@@ -101,7 +110,7 @@ START_TEST(test_edges) {
     ref_cross_entropy_forward(ls64, xs64, ts, N, W);
     for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
         ck_assert_int_eq(simd_set((simd_level)level), 0);
-        cross_entropy_forward(ls, xs, ts, N, W);
+        cross_entropy_forward(ls, NULL, xs, ts, N, W);
         ck_assert_msg(tu_rel_err_f64(ls, ls64, N) < TOL_F32, "offset logits %s: %g", simd_name((simd_level)level),
                       tu_rel_err_f64(ls, ls64, N));
     }

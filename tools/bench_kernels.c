@@ -195,11 +195,11 @@ static void ew_rope_bwd(void *p) {
 }
 static void ew_ce_fwd(void *p) {
     ew_ctx *c = p;
-    cross_entropy_forward(c->small, c->a, c->ints, EN / VOCAB, VOCAB);
+    cross_entropy_forward(c->small, c->e, c->a, c->ints, EN / VOCAB, VOCAB);
 }
 static void ew_ce_bwd(void *p) {
     ew_ctx *c = p;
-    cross_entropy_backward(c->c, c->a, c->ints, c->small, EN / VOCAB, VOCAB);
+    cross_entropy_backward(c->c, c->a, c->e, c->ints, c->small, EN / VOCAB, VOCAB);  // forward's stats in e
 }
 
 static void ew_adamw(void *p) {

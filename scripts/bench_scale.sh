@@ -230,6 +230,14 @@ if "kernels" in parts:
             row(f"{w} decode: share of the read rate right after each run (median of {len(shares)}; min-max)",
                 f"{m:.2f} ({min(shares):.2f}-{max(shares):.2f}; {med(toks):.0f} tokens/s{extra})", f">= {goal}",
                 m >= goal)
+        # decode's products alone against a plain read of their bytes, same run (infer_probe)
+        probes = [d for d in all_of(f"decode_{w}_*.json") if "probe_read_gbs" in d]
+        if probes:
+            k = lambda key: med([d[key] for d in probes])
+            row(f"{w} decode's products alone / a plain read of their bytes ({k('probe_read_gbs'):.1f} GB/s), "
+                "medians of the runs: no meetings, contiguous halves, with decode's meetings; decode itself",
+                f"{k('probe_products_share'):.2f}, {k('probe_halves_share'):.2f}, {k('probe_meetings_share'):.2f}; "
+                f"{k('probe_decode_share'):.2f}")
 print(f"bench-S, {threads} threads, OPENBLAS_CORETYPE={coretype}, OMP_WAIT_POLICY=PASSIVE, commit {commit}, {when}")
 print()
 print("| figure | measured | goal | holds |")

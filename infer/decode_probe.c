@@ -7,7 +7,7 @@
 // and the output; each step's rows go to the threads in decode's guided chunks
 // (decode_take) or in one contiguous share each. Between steps the threads meet where
 // decode meets (twice after q/k/v: attention's step has no product here), or not at
-// all. Experts are chosen in turn (token t, layer l: experts (k t + 3 l + j) mod E), so
+// all; in one parallel region for all the tokens, or one a token as decode_one forks. Experts are chosen in turn (token t, layer l: experts (k t + 3 l + j) mod E), so
 // that successive tokens read different experts and the weights come from memory, not
 // from the cache, as in decode.
 #include "infer/infer_ctx.h"
@@ -139,13 +139,14 @@ static void probe_thread(probe *pr, infer_probe_mode mode, int t0, int t1, int t
                 while (decode_take(&pr->work[(size_t)tok * pr->steps + i], st->rows, st->align, st->min, nt, &lo, &hi))
                     sum += step_rows(st, lo, hi, pr->x, y, read);
             }
-            for (int m = 0; mode == INFER_PROBE_MEETINGS && m < st->meetings; m++) spin_barrier_wait(&pr->bar, nt, &phase);
+            const int meet = mode == INFER_PROBE_MEETINGS || mode == INFER_PROBE_REGIONS;
+            for (int m = 0; meet && m < st->meetings; m++) spin_barrier_wait(&pr->bar, nt, &phase);
         }
     if (read) atomic_fetch_add_explicit(&pr->sink, sum, memory_order_relaxed);
 }
 
 const char *infer_probe_name(infer_probe_mode mode) {
-    static const char *const names[] = {"read", "products", "halves", "meetings"};
+    static const char *const names[] = {"read", "products", "halves", "meetings", "regions"};
     return mode >= 0 && mode < INFER_PROBE_MODES ? names[mode] : "?";
 }
 
@@ -178,7 +179,8 @@ int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes)
     for (int i = 0; i < cols; i++) x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
     pr.x = x;
     const double t0 = now_seconds();
-    if (mode == INFER_PROBE_MEETINGS) {  // as decode: a parallel region a token
+    spin_barrier_reset(&pr.bar);
+    if (mode == INFER_PROBE_REGIONS) {  // as decode: a parallel region a token
         for (int tok = 0; tok < INFER_PROBE_TOKENS; tok++) {
             spin_barrier_reset(&pr.bar);
 #pragma omp parallel num_threads(nt)

@@ -100,7 +100,8 @@ typedef enum {
     INFER_PROBE_READ,      // a plain read (a sum) of the same bytes in decode's chunks: the products' roofline
     INFER_PROBE_PRODUCTS,  // the products in decode's chunks (the threads take them as they go), no meetings
     INFER_PROBE_HALVES,    // the products, each thread one contiguous share of every step, no meetings
-    INFER_PROBE_MEETINGS,  // the products in decode's chunks, meeting where decode meets, a parallel region a token
+    INFER_PROBE_MEETINGS,  // the products in decode's chunks, meeting where decode meets (41 times a bench-S token)
+    INFER_PROBE_REGIONS,   // the same in a parallel region a token, as decode forks one
     INFER_PROBE_MODES
 } infer_probe_mode;
 #define INFER_PROBE_TOKENS 16
@@ -109,7 +110,7 @@ typedef enum {
 // norms and embedding row). Returns 0, or -1 with a message when out of memory or when a
 // layer's token passes through more than 13 FFNs.
 int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes);
-// The mode's name for tables: "read", "products", "halves", "meetings".
+// The mode's name for tables: "read", "products", "halves", "meetings", "regions".
 const char *infer_probe_name(infer_probe_mode mode);
 
 // Restricts routing in every MoE layer to experts[0..n) (n = 0: all experts again). A

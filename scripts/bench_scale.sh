@@ -234,9 +234,12 @@ if "kernels" in parts:
         probes = [d for d in all_of(f"decode_{w}_*.json") if "probe_read_gbs" in d]
         if probes:
             k = lambda key: med([d[key] for d in probes])
+            regions = f", {k('probe_regions_share'):.2f}" if all("probe_regions_share" in d for d in probes) else ""
             row(f"{w} decode's products alone / a plain read of their bytes ({k('probe_read_gbs'):.1f} GB/s), "
-                "medians of the runs: no meetings, contiguous halves, with decode's meetings; decode itself",
-                f"{k('probe_products_share'):.2f}, {k('probe_halves_share'):.2f}, {k('probe_meetings_share'):.2f}; "
+                "medians of the runs: no meetings, contiguous halves, with decode's meetings, and a parallel region "
+                "a token; decode itself",
+                f"{k('probe_products_share'):.2f}, {k('probe_halves_share'):.2f}, {k('probe_meetings_share'):.2f}"
+                f"{regions}; "
                 f"{k('probe_decode_share'):.2f}")
 print(f"bench-S, {threads} threads, OPENBLAS_CORETYPE={coretype}, OMP_WAIT_POLICY=PASSIVE, commit {commit}, {when}")
 print()

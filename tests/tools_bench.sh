@@ -34,7 +34,7 @@ assert i["bench"] == "infer" and i["batch"] == 1 and i["decode_weight_bytes_per_
 assert i["prefill_tokens"] + i["decode_tokens"] <= 256, i  # tiny's max_seq_len
 assert i["weights"] == "f32" and 0 < i["decode_roofline_share"], i
 # decode's products alone beside a plain read of their bytes (infer_probe)
-for m in ("read", "products", "halves", "meetings"):
+for m in ("read", "products", "halves", "meetings", "regions"):
     assert i[f"probe_{m}_gbs"] > 0 and i[f"probe_{m}_share"] > 0, (m, i)
 assert i["probe_read_share"] == 1 and i["probe_decode_share"] > 0, i
 PY

@@ -42,8 +42,8 @@ static const char usage[] =
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
     "and memory rates measured in the same run. Then decode's matrix-vector products alone (16\n"
-    "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: with and\n"
-    "without decode's meetings, in its chunks and in contiguous halves.\n"
+    "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: in decode's\n"
+    "chunks and in contiguous halves, with decode's meetings, and with a parallel region a token.\n"
     "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
@@ -409,11 +409,11 @@ int bench_infer(int argc, char **argv) {
                    "over %d positions (bf16 prefill, then decode through the bf16 KV cache)\n",
                    dacc.max_abs, dacc.mean_abs, dacc.logit_rms, 100 * dacc.top1, D + 1);
         printf("  products alone        %.1f GB/s read of their bytes in decode's chunks (median of %d rounds); "
-               "over it:\n                        products %.2f, contiguous halves %.2f, with decode's meetings %.2f; "
-               "decode %.2f\n",
+               "over it:\n                        products %.2f, contiguous halves %.2f, with decode's meetings %.2f, "
+               "and a region a token %.2f; decode %.2f\n",
                median(probe[INFER_PROBE_READ], PROBE_ROUNDS), PROBE_ROUNDS,
                median(probe_share[INFER_PROBE_PRODUCTS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_HALVES], PROBE_ROUNDS),
-               median(probe_share[INFER_PROBE_MEETINGS], PROBE_ROUNDS),
+               median(probe_share[INFER_PROBE_MEETINGS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_REGIONS], PROBE_ROUNDS),
                decode_bytes_gbs / median(probe[INFER_PROBE_READ], PROBE_ROUNDS));
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);

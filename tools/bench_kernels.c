@@ -6,7 +6,8 @@
 // - The experts' SwiGLU FFN of a bench-S layer (the rows even), forward + backward, fp32
 //   and bf16: each expert's whole FFN one task (ffn_forward's default) against one
 //   grouped call per product (ffn_set_chained(0)); the same bits, timed in turns.
-// - Causal attention forward and backward at B 8, T 256, 8 heads of 64 (useful FLOPs:
+// - Causal attention forward and backward at B 8, T 256, 8 heads of 64, fp32 and with
+//   --precision bf16's products where the CPU runs them (useful FLOPs:
 //   the causal half of each product).
 // - The elementwise ops in GB/s (each array read or written once, STREAM's counting),
 //   against the memory bandwidth measured in the same run.
@@ -139,6 +140,18 @@ static void run_att_bwd(void *p) {
                        c->dv);
 }
 
+// --precision bf16's attention: the same with its products in bf16
+static void run_att_fwd_bf16(void *p) {
+    att_ctx *c = p;
+    attention_forward_bf16(&(mo_attention){AB, AT, ANH, ANH, AHD, c->q, c->k, c->v, c->out, c->lse});
+}
+
+static void run_att_bwd_bf16(void *p) {
+    att_ctx *c = p;
+    attention_backward_bf16(&(mo_attention){AB, AT, ANH, ANH, AHD, c->q, c->k, c->v, c->out, c->lse}, c->dout, c->dq,
+                            c->dk, c->dv);
+}
+
 // ---------------------------------------------------------------------------- elementwise
 
 // 32M floats (128 MiB) per array, past the last-level cache even for the in-place ops
@@ -248,7 +261,7 @@ int bench_kernels(int argc, char **argv) {
     static const char *split_names[] = {"even", "skewed", "hot"};
     static const char *strat_names[] = {"auto", "blas-parallel", "block-parallel"};
     const int *splits[] = {even, skew, hot};
-    double dense_gf[3], grouped_gf[3][3][3], att_gf[2], ew_gbs[N_EW], ffn_gf[2][2] = {{0}};  // [bf16][chained]
+    double dense_gf[3], grouped_gf[3][3][3], att_gf[4] = {0}, ew_gbs[N_EW], ffn_gf[2][2] = {{0}};  // [bf16][chained]
 
     gemm_ctx g = {0};
     att_ctx a = {0};
@@ -305,10 +318,11 @@ int bench_kernels(int argc, char **argv) {
     a.dq = falloc(nq), a.dk = falloc(nq), a.dv = falloc(nq), a.lse = falloc((size_t)AB * ANH * AT);
     if (!a.q || !a.k || !a.v || !a.out || !a.dout || !a.dq || !a.dk || !a.dv || !a.lse) goto err;
     double att_flops = 2.0 * AHD * AT * (AT + 1.0) * AB * ANH;  // two causal products of 2*hd*T(T+1)/2 each
-    timed ta[2] = {{run_att_fwd, &a, 0}, {run_att_bwd, &a, 0}};
-    time_interleaved(ta, 2, 2 * REP_SECONDS);
-    att_gf[0] = att_flops / ta[0].best * 1e-9;
-    att_gf[1] = 2 * att_flops / ta[1].best * 1e-9;  // four products
+    // fp32, and where its products run in bf16 (AVX512_BF16) the bf16 calls, in turns
+    timed ta[4] = {{run_att_fwd, &a, 0}, {run_att_bwd, &a, 0}, {run_att_fwd_bf16, &a, 0}, {run_att_bwd_bf16, &a, 0}};
+    int n_att = attention_bf16_takes(AHD) ? 4 : 2;
+    time_interleaved(ta, n_att, n_att * REP_SECONDS);
+    for (int i = 0; i < n_att; i++) att_gf[i] = (i % 2 ? 2 : 1) * att_flops / ta[i].best * 1e-9;  // bwd: four products
 
     stage = "elementwise buffers";
     w.a = falloc(EN), w.b = falloc(EN), w.c = falloc(EN), w.d = falloc(EN), w.e = falloc(EN);
@@ -349,8 +363,9 @@ int bench_kernels(int argc, char **argv) {
         printf("],\n \"expert_ffn\": {\"fp32_chained_gflops\": %.1f, \"fp32_per_product_gflops\": %.1f, "
                "\"bf16_chained_gflops\": %.1f, \"bf16_per_product_gflops\": %.1f}",
                ffn_gf[0][1], ffn_gf[0][0], ffn_gf[1][1], ffn_gf[1][0]);
-        printf(",\n \"attention\": {\"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f},\n \"elementwise\": [", att_gf[0],
-               att_gf[1]);
+        printf(",\n \"attention\": {\"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"bf16_fwd_gflops\": %.1f, "
+               "\"bf16_bwd_gflops\": %.1f},\n \"elementwise\": [",
+               att_gf[0], att_gf[1], att_gf[2], att_gf[3]);
         for (int i = 0; i < N_EW; i++)
             printf("%s\n  {\"op\": \"%s\", \"gbs\": %.1f}", i ? "," : "", ew_ops[i].name, ew_gbs[i]);
         printf("]}\n");
@@ -379,8 +394,12 @@ int bench_kernels(int argc, char **argv) {
         if (ffn_gf[1][0] > 0)
             printf("  bf16 %.1f / %.1f (%.3fx)\n", ffn_gf[1][1], ffn_gf[1][0], ffn_gf[1][1] / ffn_gf[1][0]);
         printf("\nattention B %d T %d heads %d (kv %d) hd %d: forward %.1f GFLOP/s, backward %.1f GFLOP/s "
-               "(%.0f%% / %.0f%% of sgemm)\n\n",
+               "(%.0f%% / %.0f%% of sgemm)\n",
                AB, AT, ANH, ANH, AHD, att_gf[0], att_gf[1], 100 * att_gf[0] / sgemm_gf, 100 * att_gf[1] / sgemm_gf);
+        if (att_gf[2] > 0)
+            printf("  with --precision bf16's products: forward %.1f, backward %.1f GFLOP/s (%.2fx / %.2fx fp32)\n",
+                   att_gf[2], att_gf[3], att_gf[2] / att_gf[0], att_gf[3] / att_gf[1]);
+        printf("\n");
         printf("elementwise, %d floats per array: GB/s (%% of memory bandwidth)\n", EN);
         for (int i = 0; i < N_EW; i++)
             printf("  %-14s %6.1f (%3.0f%%)\n", ew_ops[i].name, ew_gbs[i], 100 * ew_gbs[i] / membw);

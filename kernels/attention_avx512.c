@@ -186,6 +186,19 @@ static inline void prefetch_rows(const float *y, int ldy, int n, int hd) {
         for (int c = 0; c < hd; c += 16) _mm_prefetch((const char *)(y + (size_t)i * ldy + c), _MM_HINT_T0);
 }
 
+// The K and V rows of the tile after the one at c0 (of a block ending at r1), asked for
+// while this tile computes: at long sequences a block meets tiles that left L2 long ago.
+static inline void prefetch_next_tile(const float *kt, const float *vt, int ldkv, int c0, int r1, int hd) {
+    int next = r1 - (c0 + KT);
+    if (next <= 0) return;
+    next = next < KT ? next : KT;
+    for (int i = 0; i < next; i++)  // into L2: L1 holds this tile's working set
+        for (int c = 0; c < hd; c += 16) {
+            _mm_prefetch((const char *)(kt + (size_t)(KT + i) * ldkv + c), _MM_HINT_T1);
+            _mm_prefetch((const char *)(vt + (size_t)(KT + i) * ldkv + c), _MM_HINT_T1);
+        }
+}
+
 // dst[i][0, hd) = y[i * ldy + 0, hd) for i < n: a contiguous copy of strided rows. The
 // rows of one head are heads * hd floats apart (2 KB at bench-S), which maps them onto a
 // few sets of the L1 cache; read 64 at a time they evict each other.
@@ -216,6 +229,7 @@ T512 void attention_forward_head_avx512(float *out, float *lse, const float *q, 
         for (int c0 = 0; c0 < r1; c0 += KT) {
             int bc = r1 - c0 < KT ? r1 - c0 : KT;
             const float *kt = k + (size_t)c0 * ldkv, *vt = v + (size_t)c0 * ldkv;
+            prefetch_next_tile(kt, vt, ldkv, c0, r1, hd);
             if (bf16) {
                 att_bf16_rows(kb.b.rows, hd, kt, ldkv, bc, hd);
                 att_bf16_pack_pairs(vb.b.pairs, hd, vt, ldkv, bc, hd);
@@ -315,6 +329,7 @@ T512 void attention_backward_head_avx512(float *dq, float *dk, float *dv, const 
         for (int c0 = 0; c0 < r1; c0 += KT) {
             int bc = r1 - c0 < KT ? r1 - c0 : KT;
             const float *kt = k + (size_t)c0 * ldkv, *vt = v + (size_t)c0 * ldkv;
+            prefetch_next_tile(kt, vt, ldkv, c0, r1, hd);
             if (bf16) {
                 att_bf16_rows(kb.b.rows, hd, kt, ldkv, bc, hd);
                 att_bf16_pack_pairs(kb.b.pairs, hd, kt, ldkv, bc, hd);

@@ -93,7 +93,7 @@ def gap_tables():
             ("plug-90, branches re-warmed 2e-3 to 2e-4", "v90_rewarm"),
             ("plug-90, branches at 1e-4 constant", "v90_lrlow"),
             ("plug-90, branches 24, router 4", "v90_r4"),
-            ("plug-95 (branches 11, router 6)", "v95"),
+            ("plug-95 (branches 11, router 6 per 1,000 steps)", "v95"),
             ("plug-95, branches 12, router 2", "v95_r2"),
             ("plug-95, --seed 2 (from dense --seed 2)", "plug95_2"),
             ("seed 95%, --seed 2", "seed95_2"),

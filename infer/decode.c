@@ -11,6 +11,7 @@
 #include "infer/infer_ctx.h"
 
 #include "engine/base/error.h"
+#include "engine/base/huge.h"
 #include "engine/router.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
@@ -25,44 +26,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25  // Linux 6.1 (asm-generic/mman-common.h); older kernels refuse it, harmlessly
-#endif
 
 // ---------------------------------------------------------------------------- huge pages
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
-// Asks the kernel to back the whole 2 MiB pages inside [p, p + bytes) with huge pages:
-// decode streams ~150 MB of weights per token, and on this VM (nested paging) the TLB
-// misses of 4 KiB pages cost a large share of the memory rate (measured below in
-// docs/benchmarks.md). `collapse`: also merge pages already written (MADV_COLLAPSE,
-// Linux 6.1+, copies them, about 1 s per GB), else only pages touched later are huge.
-// Only a hint: the contents stay the same and a refusal changes nothing. The environment
-// variable MONOLITH_NO_HUGE (any value) turns it off, to measure what it brings.
-static void advise_huge(const void *p, size_t bytes, int collapse) {
-    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-    uintptr_t b = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_PAGE - 1);
-    if (b <= a || getenv("MONOLITH_NO_HUGE")) return;
-    madvise((void *)a, b - a, MADV_HUGEPAGE);
-    if (collapse) madvise((void *)a, b - a, MADV_COLLAPSE);
-}
-
-// A buffer of `bytes` on huge pages where the kernel allows (aligned to 2 MiB, advised
-// before its first write), freed with free().
-static void *alloc_huge(size_t bytes) {
-    size_t n = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    void *p = aligned_alloc(HUGE_PAGE, n ? n : HUGE_PAGE);
-    if (p) advise_huge(p, n, 0);
-    return p;
-}
+// Decode streams ~150 MB of weights per token, and on this VM (nested paging) the TLB
+// misses of 4 KiB pages cost a large share of the memory rate (docs/benchmarks.md): the
+// weights, the 8-bit copies and the cache go on huge pages (engine/base/huge.h).
 
 // The cache's K and V: not written yet, so huge from their first write.
 static void advise_huge_cache(const kv_cache *kv) {
-    advise_huge(kv->k, kvcache_bytes(kv) / 2, 0);
-    advise_huge(kv->v, kvcache_bytes(kv) / 2, 0);
+    mo_advise_huge(kv->k, kvcache_bytes(kv) / 2, 0);
+    mo_advise_huge(kv->v, kvcache_bytes(kv) / 2, 0);
 }
 
 // ---------------------------------------------------------------------------- products
@@ -383,7 +357,7 @@ static int set_weights(infer_ctx *s, infer_weights w) {
             ns += pt->t[i].numel / tensor_cols(&pt->t[i]) * q8_blocks(tensor_cols(&pt->t[i]));
             if (pt->t[i].kind != PK_OUTPUT && pt->t[i].numel > most) most = pt->t[i].numel;
         }
-    s->q8 = alloc_huge(nq);
+    s->q8 = mo_alloc_huge(nq);
     s->q8_bytes = nq;
     s->q8_scale = malloc((ns ? ns : 1) * sizeof(float));
     s->deq = malloc((most ? most : 1) * sizeof(float));
@@ -578,7 +552,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     }
     rope_tables(s->rope_cos, s->rope_sin, max_seq, c->head_dim, c->rope_theta);
     for (int i = 0; i < pt->n; i++) s->w[i] = (gemv_w){.f = params + pt->t[i].offset};
-    advise_huge(params, pt->numel * sizeof(float), 1);
+    mo_advise_huge(params, pt->numel * sizeof(float), 1);
     advise_huge_cache(&s->kv);
     memset(s->allowed, 1, E);
     s->n_allowed = (int)E;

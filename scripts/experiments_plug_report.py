@@ -97,7 +97,7 @@ def gap_tables():
             ("plug-95, branches 12, router 2", "v95_r2"),
             ("plug-95, --seed 2 (from dense --seed 2)", "plug95_2"),
             ("seed 95%, --seed 2", "seed95_2"),
-            ("plug-90, branches of batch 2 x 88 steps (4x the updates)", "v90_b2"),
+            ("plug-90, branches of batch 2 x 88 steps per 1,000 (4x the updates)", "v90_b2"),
             ("control: dense from step 900, its FFN alone on the mixture", "ffn_only90")]
     if not any(load(f) for _, f in rows[1:]):
         return
@@ -119,7 +119,7 @@ def gap_tables():
               ("plug-90 branches 24, router 4", "v90_r4", "dense"), ("plug-95", "v95", "dense"),
               ("plug-95, branches 12, router 2", "v95_r2", "dense"),
               ("plug-95, seed 2", "plug95_2", "dense2"),
-              ("plug-90, branches of batch 2 x 88", "v90_b2", "dense"),
+              ("plug-90, branches of batch 2 x 88 per 1,000", "v90_b2", "dense"),
               ("control: dense's FFN alone from step 900", "ffn_only90", "dense")]
     minus_table("paired: plug minus the dense run its seed was taken from", "plug minus its own dense", paired)
     vs_moe = [("plug-90, seed 1", "plug90", "moe"), ("plug-90, seed 2", "plug90_2", "moe2"),

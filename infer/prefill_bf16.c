@@ -9,11 +9,11 @@
 #include "infer/prefill_bf16.h"
 
 #include "engine/base/error.h"
+#include "engine/base/huge.h"
 #include "kernels/bf16.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 typedef struct {
     const char *start;  // first byte of the tensor's current weights (w[i].f or w[i].q)
@@ -64,9 +64,7 @@ pf_bf16 *pf_bf16_new(const mo_param_table *pt, const gemv_w *w, int max_rows) {
             if (!w[i].f) most = max2(most, pt->t[i].numel);
         }
     // On 2 MiB pages where the kernel allows: the GEMMs stream these copies.
-    const size_t huge = (size_t)2 << 20, bytes = (b->arena_numel * sizeof(mo_bf16) + huge - 1) / huge * huge;
-    b->arena = aligned_alloc(huge, bytes ? bytes : huge);
-    if (b->arena && bytes) madvise(b->arena, bytes, MADV_HUGEPAGE);
+    b->arena = mo_alloc_huge(b->arena_numel * sizeof(mo_bf16));
     b->xb = aligned_alloc(64, ((b->xb_numel * sizeof(mo_bf16)) + 63) & ~(size_t)63);
     b->t = calloc((size_t)pt->n, sizeof *b->t);
     if (most) deq = malloc(most * sizeof(float));

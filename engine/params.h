@@ -109,7 +109,7 @@ void params_arena_free_sparse(const mo_param_table *pt, float *a);
 // Gives the memory of the whole pages inside [offset, offset + n) of an arena (either kind)
 // back to the OS: they read as zeros afterwards and take memory again only when written.
 // The partial pages at the ends keep their contents. For an expert-parallel rank's copy
-// of the experts it does not hold (train/trainer.c).
+// of the experts it does not hold (train/trainer_open.c).
 void params_arena_release(float *a, size_t offset, size_t n);
 
 // The initialization of docs/design.md section 6: normal with std 0.02 drawn from mo_rng seeded with `seed`,

@@ -58,7 +58,7 @@ typedef struct {
     char precision[8];  // fp32 or bf16 (engine/model.h model_set_precision)
     int shard_optimizer;  // under mpirun: AdamW's m and v sharded over the ranks (train/dist.h)
     int recompute;      // activation checkpointing per layer (engine/model.h mo_model_opts)
-    int frozen_fp32;    // bf16 fine-tune: keep the frozen weights' fp32 copy too (train/trainer.c held_load)
+    int frozen_fp32;    // bf16 fine-tune: keep the frozen weights' fp32 copy too (train/trainer_open.c held_load)
     int expert_parallel;  // under mpirun: experts split over groups of this many ranks (engine/moe_ep.h; <= 1: off)
 } train_opts;
 

@@ -1,5 +1,5 @@
 // hash.h: a 64-bit content hash (FNV-1a over 64-bit words, then the tail bytes), for
-// fingerprints that compare files across processes (train/trainer.c: every rank of a
+// fingerprints that compare files across processes (train/trainer_open.c: every rank of a
 // distributed run must hold the same data, config, tokenizer and binary). Not for
 // security; stable across runs and machines of the same byte order.
 #ifndef MONOLITH_HASH_H

@@ -95,6 +95,23 @@ START_TEST(test_masks_cover_exactly) {
 }
 END_TEST
 
+// "all" is every parameter, the buffers (router_bias, in no mask) aside: train and bench
+// train then take the whole-arena path (model_backward_first, no zeroing pass).
+START_TEST(test_all_is_all) {
+    const char *part[] = {"router", "experts=1,3", "norms,embeddings,attention,dense,shared"};
+    train_mask m;
+    ck_assert_int_eq(freeze_parse(&pt, "all", &m), 0);
+    ck_assert(train_mask_is_all(&m, &pt));
+    ck_assert_uint_lt(m.numel, pt.numel);  // the router_bias buffer is in the table, not the mask
+    train_mask_free(&m);
+    for (size_t i = 0; i < sizeof part / sizeof *part; i++) {
+        ck_assert_msg(freeze_parse(&pt, part[i], &m) == 0, "%s", mo_error());
+        ck_assert_msg(!train_mask_is_all(&m, &pt), "%s", part[i]);
+        train_mask_free(&m);
+    }
+}
+END_TEST
+
 static void check_error(const char *spec, const char *needle) {
     train_mask m;
     ck_assert_msg(freeze_parse(&pt, spec, &m) == -1, "'%s' should fail", spec);
@@ -142,6 +159,7 @@ int main(void) {
     TCase *tc = tcase_create("freeze");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_masks_cover_exactly);
+    tcase_add_test(tc, test_all_is_all);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_dense_model_has_no_experts);
     suite_add_tcase(s, tc);

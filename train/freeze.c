@@ -249,4 +249,9 @@ void train_mask_zero(const train_mask *m, float *grads) {
     for (size_t i = 0; i < m->n; i++) memset(grads + m->r[i].offset, 0, m->r[i].length * sizeof *grads);
 }
 
-int train_mask_is_all(const train_mask *m, const mo_param_table *pt) { return m->numel == pt->numel; }
+int train_mask_is_all(const train_mask *m, const mo_param_table *pt) {
+    size_t trainable = 0;  // buffers (router_bias) are never in a mask
+    for (int i = 0; i < pt->n; i++)
+        if (!pt->t[i].no_grad) trainable += pt->t[i].numel;
+    return m->numel == trainable;
+}

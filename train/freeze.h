@@ -57,7 +57,8 @@ int train_mask_any(void *mask, size_t offset, size_t length);
 // matters: only trained gradients are read.
 void train_mask_zero(const train_mask *m, float *grads);
 
-// True if the mask trains every parameter of the table.
+// True if the mask trains every parameter of the table (every tensor but the buffers,
+// no_grad, which no mask holds).
 int train_mask_is_all(const train_mask *m, const mo_param_table *pt);
 
 #endif

@@ -10,6 +10,8 @@
 //   - `pipeline plug`: modules carry the seed's trunk hash, their data's hash and steps; the
 //     plugged model keeps the seed's trunk bit for bit; a branch run alone from the seed
 //     file makes the same module; compose refuses a module on another seed (seed_hash);
+//   - `pipeline plug` from a MoE seed: each branch trains one chosen expert; the modules go
+//     over those experts or beside the seed's, the rest bit for bit the seed's;
 //   - each expert's steps survive add and remove; a random expert needs data for its row.
 #include "data/tokenizer.h"
 #include "data/tokens.h"
@@ -20,6 +22,8 @@
 #include "tests/h5same.h"
 #include "tests/testutil.h"
 #include "train/pipeline_btx.h"
+
+#include <cjson/cJSON.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -589,6 +593,157 @@ START_TEST(plug_continues_the_seeds_schedule) {
 }
 END_TEST
 
+// 1 if expert e of MoE layer l (its w1, w3, w2 slices and router row) is the same, bit for
+// bit, in checkpoints a (expert ea) and b (expert eb).
+static int same_expert(const mo_checkpoint *a, int ea, const mo_checkpoint *b, int eb, int l) {
+    const mo_param_table *pa = &a->table, *pb = &b->table;
+    const size_t fn = (size_t)pa->cfg.d_ff * pa->cfg.d_model, d = (size_t)pa->cfg.d_model;
+    const size_t w[3][2] = {{pa->layer[l].w1, pb->layer[l].w1}, {pa->layer[l].w3, pb->layer[l].w3},
+                            {pa->layer[l].w2, pb->layer[l].w2}};
+    for (int i = 0; i < 3; i++)
+        if (memcmp(params_at(pa, a->params, w[i][0]) + ea * fn, params_at(pb, b->params, w[i][1]) + eb * fn,
+                   fn * sizeof(float)))
+            return 0;
+    return !memcmp(params_at(pa, a->params, pa->layer[l].router) + ea * d,
+                   params_at(pb, b->params, pb->layer[l].router) + eb * d, d * sizeof(float));
+}
+
+// Writes a plug INI over a MoE seed: [plug] lines `plug_lines`, 3-step branches, 2-step router.
+static void write_moe_plug_ini(const char *path, const char *out, const char *seed, const char *plug_lines) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "[pipeline]\nout = %s\n\n[train]\ntokenizer = %s\ndata = alpha=%s\ndata = beta=%s\nbatch = 2\nseq = 32\n"
+            "lr = 1e-2\nwarmup = 1\neval-every = 0\neval-batches = 1\nsave-every = 0\nthreads = 2\n\n"
+            "[seed]\ninit = %s\n\n[branch]\nsteps = 3\n\n[plug]\n%s\n\n[router]\nsteps = 2\n",
+            out, tok_path, set_a, set_b, seed, plug_lines);
+    fclose(f);
+}
+
+// A MoE seed (tiny: 4 experts, top-2): each branch trains one chosen expert of the seed; the
+// plug stage puts module d over that expert (into = replace: every other expert and router
+// row the seed's, bit for bit) or beside the seed's experts (into = add: 6 experts, top-2,
+// the old four untouched, the new rows below them so the plugged model's losses are the
+// seed's); a lone branch makes the same module; bad expert_of / into / top_k are refused
+// naming the field.
+START_TEST(plug_from_a_moe_seed) {
+    char *err;
+    int rc = tu_monolith(NULL, &err, "train --preset tiny --vocab-size 257 --tokenizer %s --data alpha=%s --data beta=%s "
+                         "--batch 2 --seq 32 --lr 1e-2 --warmup 1 --steps 4 --save-every 0 --eval-every 0 --threads 2 "
+                         "--out moe_seed",
+                         tok_path, set_a, set_b);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    char seed_path[600], ini[512], out[512], p[1800];
+    snprintf(seed_path, sizeof seed_path, "%s/moe_seed/ckpt-00000004.h5", tu_scratch());
+    btx_summary *s = malloc(sizeof *s);
+    path_in(ini, "moe_rep.ini"), path_in(out, "moe_rep");
+    write_moe_plug_ini(ini, out, seed_path, "expert_of = alpha=2, beta=0");
+    ck_assert_int_eq(run_plug(ini, NULL, s), 0);
+    ck_assert_int_eq(s->n, 5);  // seed, 2 branches, plug, router
+    mo_checkpoint seed, plugged;
+    ck_assert_int_eq(ckpt_load(seed_path, &seed), 0);
+    mo_expert alpha, beta;
+    snprintf(p, sizeof p, "%s/modules/alpha.h5", out);
+    ck_assert_msg(expert_load(p, &alpha) == 0, "%s", mo_error());
+    ck_assert_msg(strstr(alpha.provenance, "\"seed_expert\":2"), "%s", alpha.provenance);
+    snprintf(p, sizeof p, "%s/modules/beta.h5", out);
+    ck_assert_int_eq(expert_load(p, &beta), 0);
+    // replace: experts 2 and 0 are the modules (w1 of layer 1 compared), 1 and 3 the seed's.
+    ck_assert_int_eq(ckpt_load(s->s[3].ckpt, &plugged), 0);
+    const mo_param_table *pt = &plugged.table;
+    const size_t fn = (size_t)pt->cfg.d_ff * pt->cfg.d_model;
+    ck_assert_int_eq(pt->cfg.n_experts, 4);
+    ck_assert_int_eq(pt->cfg.top_k, 2);
+    ck_assert(!memcmp(params_at(pt, plugged.params, pt->layer[1].w1) + 2 * fn, expert_w1(&alpha, alpha.w, 1),
+                      fn * sizeof(float)));
+    ck_assert(!memcmp(params_at(pt, plugged.params, pt->layer[1].w1), expert_w1(&beta, beta.w, 1), fn * sizeof(float)));
+    ck_assert(memcmp(params_at(pt, plugged.params, pt->layer[1].w1), params_at(&seed.table, seed.params, pt->layer[1].w1),
+                     fn * sizeof(float)));  // the branch moved it
+    char h[MO_HASH_HEX], trunk[MO_HASH_HEX];
+    expert_trunk_hash(&seed, trunk), expert_trunk_hash(&plugged, h);
+    ck_assert_str_eq(h, trunk);
+    for (int l = 0; l < 2; l++) ck_assert(same_expert(&seed, 1, &plugged, 1, l) && same_expert(&seed, 3, &plugged, 3, l));
+    ckpt_free(&plugged);
+
+    // add: the same modules (taken from the replace run's folder) beside the seed's four.
+    char ini_add[512], out_add[512];
+    path_in(ini_add, "moe_add.ini"), path_in(out_add, "moe_add");
+    write_moe_plug_ini(ini_add, out_add, seed_path, "expert_of = alpha=2, beta=0\ninto = add");
+    snprintf(p, sizeof p, "mkdir -p %s/modules && cp %s/modules/*.h5 %s/modules/", out_add, out, out_add);
+    ck_assert_int_eq(system(p), 0);
+    ck_assert_int_eq(run_plug(ini_add, NULL, s), 0);
+    ck_assert_int_eq(ckpt_load(s->s[3].ckpt, &plugged), 0);
+    ck_assert_int_eq(pt->cfg.n_experts, 6);
+    ck_assert_int_eq(pt->cfg.top_k, 2);
+    for (int l = 0; l < 2; l++)
+        for (int e = 0; e < 4; e++) ck_assert(same_expert(&seed, e, &plugged, e, l));
+    ck_assert(!memcmp(params_at(pt, plugged.params, pt->layer[1].w1) + 4 * fn, expert_w1(&alpha, alpha.w, 1),
+                      fn * sizeof(float)));
+    ck_assert_str_eq(plugged.experts.domain[5], "beta");
+    ckpt_free(&plugged);
+    // The new rows start below the trained ones: they take (almost) no validation token of
+    // either domain (the rows are placed on training windows; a row drawn at random would
+    // enter about half the tokens' top-2).
+    char *json;
+    ck_assert_int_eq(tu_monolith(&json, NULL, "eval --checkpoint moe_add/plug.h5 --data alpha=%s --data beta=%s --batch 2 "
+                                 "--seq 32 --batches 1 --json", set_a, set_b), 0);
+    cJSON *j = cJSON_Parse(json), *share = cJSON_GetObjectItem(j, "routing_share");
+    ck_assert_ptr_nonnull(share);
+    for (int d = 0; d < 2; d++) {
+        cJSON *mean = cJSON_GetObjectItem(cJSON_GetObjectItem(share, d ? "beta" : "alpha"), "mean");
+        ck_assert_int_eq(cJSON_GetArraySize(mean), 6);
+        for (int e = 4; e < 6; e++)
+            ck_assert_msg(cJSON_GetArrayItem(mean, e)->valuedouble < 0.05, "domain %d: new expert %d takes %.3f", d, e,
+                          cJSON_GetArrayItem(mean, e)->valuedouble);
+    }
+    cJSON_Delete(j);
+    free(json);
+
+    // A lone branch from the seed file alone makes the same module.
+    char ini_b[512], out_b[512];
+    path_in(ini_b, "moe_b.ini"), path_in(out_b, "moe_b");
+    write_moe_plug_ini(ini_b, out_b, seed_path, "expert_of = alpha=2, beta=0");
+    ck_assert_int_eq(run_plug(ini_b, "beta", s), 0);
+    mo_expert beta_b;
+    snprintf(p, sizeof p, "%s/modules/beta.h5", out_b);
+    ck_assert_int_eq(expert_load(p, &beta_b), 0);
+    ck_assert(!memcmp(beta.w, beta_b.w, (size_t)beta.n_moe * beta.layer_numel * sizeof(float)));
+    expert_free(&alpha), expert_free(&beta), expert_free(&beta_b);
+    ckpt_free(&seed);
+
+    // Refusals, each naming its field.
+    char dense_path[600];
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "init --preset tiny --vocab-size 257 --moe-layers 0,0 -o moe_dense.h5"), 0);
+    snprintf(dense_path, sizeof dense_path, "%s/moe_dense.h5", tu_scratch());
+    const char *bad[][3] = {
+        {"expert_of = alpha=4, beta=0", "seed", "expert_of: alpha=4 is not an expert"},
+        {"expert_of = alpha=1, beta=1", "seed", "both replace expert 1"},
+        {"expert_of = alpha=1", "seed", "no expert for domain beta"},
+        {"expert_of = gamma=1, beta=0", "seed", "'gamma' is no domain"},
+        {"top_k = 1", "seed", "top_k = 1"},
+        {"expert_of = alpha=0, beta=1", "dense", "[plug] expert_of: the seed"},
+        {"into = add", "dense", "[plug] into: the seed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        path_in(out, "moe_bad");
+        write_moe_plug_ini(ini, out, strcmp(bad[i][1], "seed") ? dense_path : seed_path, bad[i][0]);
+        btx_config *c = malloc(sizeof *c);
+        ck_assert_msg(plug_load(ini, c) == 0, "case %zu: %s", i, mo_error());
+        ck_assert_int_eq(btx_run(c, NULL, s), -1);
+        ck_assert_msg(strstr(mo_error(), bad[i][2]) && !strchr(mo_error(), '\n'), "case %zu: %s", i, mo_error());
+        free(c);
+    }
+    path_in(out, "moe_bad");
+    write_moe_plug_ini(ini, out, seed_path, "into = beside");
+    btx_config *c = malloc(sizeof *c);
+    ck_assert_int_eq(plug_load(ini, c), -1);
+    ck_assert_msg(strstr(mo_error(), "into takes replace"), "%s", mo_error());
+    free(c);
+    free(s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tools_expert");
     TCase *tc = tcase_create("cli");
@@ -598,6 +753,7 @@ int main(void) {
     tcase_add_test(tc, btx_end_to_end_and_resumed);
     tcase_add_test(tc, plug_pipeline_and_provenance);
     tcase_add_test(tc, plug_continues_the_seeds_schedule);
+    tcase_add_test(tc, plug_from_a_moe_seed);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_NOFORK);  // OpenMP's thread pool does not survive fork
 }

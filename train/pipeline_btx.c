@@ -4,10 +4,12 @@
 #include "engine/base/clock.h"
 #include "engine/base/error.h"
 #include "engine/base/file.h"
+#include "engine/base/h5io.h"
 #include "engine/checkpoint.h"
 #include "engine/compose.h"
 #include "engine/expert_file.h"
 #include "engine/expert_module.h"
+#include "engine/expert_remap.h"
 #include "train/evaluate.h"
 #include "train/ini_value.h"
 #include "train/router_init.h"
@@ -91,6 +93,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
                 return 0;
             }
             c->top_k = (int)v;
+            c->top_k_set = 1;
         } else if (!strcmp(name, "seed")) {
             unsigned long long v = strtoull(value, &end, 10);
             if (!*value || *end || *value == '-') {
@@ -108,10 +111,29 @@ static int on_ini(void *user, const char *section, const char *name, const char 
                 return 0;
             }
             c->router_init = !strcmp(value, "mean");
+            c->router_init_set = 1;
+        } else if (plug && (!strcmp(name, "expert_of") || !strcmp(name, "expert-of"))) {
+            if (strlen(value) >= sizeof c->expert_of) {
+                x->failed = 1;
+                mo_errorf("%s: expert_of is too long", origin);
+                return 0;
+            }
+            snprintf(c->expert_of, sizeof c->expert_of, "%s", value);
+            snprintf(c->expert_of_origin, sizeof c->expert_of_origin, "%s", origin);
+        } else if (plug && !strcmp(name, "into")) {
+            if (strcmp(value, "replace") && strcmp(value, "add")) {
+                x->failed = 1;
+                mo_errorf("%s: into takes replace (module d over the seed's expert E_d) or add (beside the seed's "
+                          "experts), not '%s'",
+                          origin, value);
+                return 0;
+            }
+            c->plug_add = !strcmp(value, "add");
+            c->plug_into_set = 1;
         } else {
             x->failed = 1;
             mo_errorf("%s: unknown key '%s' in [%s] (it has: top_k, seed%s)", origin, name, plug ? "plug" : "mix",
-                      plug ? ", router_init" : "");
+                      plug ? ", router_init, expert_of, into" : "");
             return 0;
         }
         return 1;
@@ -334,10 +356,11 @@ done:
 
 // ---------------------------------------------------------------------------- plug
 
-// Writes the module of a plug branch: the FFN of the branch's final checkpoint, named after
-// its domain, with the seed's trunk hash, the hash of the domain's token set and the steps.
-// Refuses a branch whose trunk moved (it trained more than its FFN).
-static int branch_module(const char *ckpt, const char *seed, const loader_spec *data, int64_t steps,
+// Writes the module of a plug branch: the FFN of the branch's final checkpoint (of a MoE
+// seed: its expert `expert`, else expert < 0), named after its domain, with the seed's
+// trunk hash, the hash of the domain's token set and the steps. Refuses a branch whose
+// trunk moved (it trained more than its FFN).
+static int branch_module(const char *ckpt, const char *seed, const loader_spec *data, int64_t steps, int expert,
                          const char *mod_path) {
     mo_checkpoint bk = {0}, sk = {0};
     mo_expert x = {0};
@@ -346,7 +369,7 @@ static int branch_module(const char *ckpt, const char *seed, const loader_spec *
     if (ckpt_load(seed, &sk)) return -1;
     expert_trunk_hash(&sk, seed_trunk);
     ckpt_free(&sk);
-    if (ckpt_load(ckpt, &bk) || expert_extract(&bk, NULL, NULL, 0, &x)) goto done;
+    if (ckpt_load(ckpt, &bk) || expert_extract(&bk, NULL, NULL, expert < 0 ? 0 : expert, &x)) goto done;
     if (strcmp(x.seed_hash, seed_trunk)) {
         mo_errorf("%s: its trunk (embeddings, attention, norms) is no longer the seed's %s (seed_hash %s vs %s): a plug "
                   "branch trains only its FFN; set [branch] train = dense (or use pipeline btx)",
@@ -361,7 +384,8 @@ static int branch_module(const char *ckpt, const char *seed, const loader_spec *
     if (j && cJSON_AddStringToObject(j, "plug_branch", data->name) && cJSON_AddStringToObject(j, "seed", seed) &&
         cJSON_AddStringToObject(j, "seed_hash", x.seed_hash) && cJSON_AddStringToObject(j, "data", data->path) &&
         cJSON_AddStringToObject(j, "data_hash", x.data_hash) &&
-        cJSON_AddNumberToObject(j, "steps_trained", (double)steps))
+        cJSON_AddNumberToObject(j, "steps_trained", (double)steps) &&
+        (expert < 0 || cJSON_AddNumberToObject(j, "seed_expert", expert)))
         prov = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     free(x.name), free(x.domain), free(x.provenance);
@@ -377,14 +401,133 @@ done:
     return rc;
 }
 
+// What the plug stages need to know of the seed: whether it is a MoE, and then which of
+// its experts each domain's branch trains.
+typedef struct {
+    int moe;  // the seed has MoE layers
+    int n_experts, top_k;
+    int expert_of[TRAIN_MAX_DOMAINS];  // the seed expert domain d's branch trains (moe only)
+} plug_seed;
+
+// Reads the seed's config and checks [plug] expert_of / into / top_k / router_init against
+// it (each refusal names the field). expert_of is "NAME=E,NAME=E,..." with every domain of
+// [train]; without it domain d trains expert d.
+static int plug_seed_load(const btx_config *c, const train_opts *common, const char *seed, plug_seed *ps) {
+    memset(ps, 0, sizeof *ps);
+    hid_t f = ckpt_open(seed);
+    if (f < 0) return mo_errorf("stage seed: %s", mo_error());
+    mo_checkpoint ck = {0};
+    int rc = ckpt_load_meta_from(f, &ck);
+    h5_close(f);
+    if (rc) return mo_errorf("stage seed: %s", mo_error());
+    ps->moe = config_n_moe_layers(&ck.table.cfg) > 0;
+    ps->n_experts = ck.table.cfg.n_experts, ps->top_k = ck.table.cfg.top_k;
+    ckpt_free(&ck);
+    const char *at = *c->expert_of_origin ? c->expert_of_origin : c->path;
+    if (!ps->moe) {
+        if (*c->expert_of || c->plug_into_set)
+            return mo_errorf("%s: [plug] %s: the seed %s has no MoE layers, so its branches start from its FFN; remove "
+                             "expert_of and into (or give [seed] init = a MoE checkpoint)",
+                             at, *c->expert_of ? "expert_of" : "into", seed);
+        return 0;
+    }
+    if (c->top_k_set && c->top_k != ps->top_k)
+        return mo_errorf("%s: [plug] top_k = %d: a MoE seed keeps its own top_k (%d in %s); remove top_k", c->path,
+                         c->top_k, ps->top_k, seed);
+    if (c->router_init_set)
+        return mo_errorf("%s: [plug] router_init: with a MoE seed the plugged rows are the branches' (into = replace) "
+                         "or start below the trained rows (into = add); remove router_init",
+                         c->path);
+    const int nd = common->n_data, E = ps->n_experts;
+    for (int d = 0; d < nd; d++) ps->expert_of[d] = *c->expert_of ? -1 : d;
+    if (!*c->expert_of && nd > E)
+        return mo_errorf("%s: [plug] expert_of: %d domains and the seed %s has %d experts; give expert_of = "
+                         "NAME=E,... (which expert each domain's branch starts from)",
+                         at, nd, seed, E);
+    char buf[sizeof c->expert_of], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", c->expert_of);
+    for (char *item = strtok_r(buf, ",", &save); *c->expert_of && item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t') item++;
+        char *eq = strchr(item, '='), *end;
+        if (!eq) return mo_errorf("%s: [plug] expert_of: '%s' is not NAME=E", at, item);
+        *eq = 0;
+        for (char *t = eq; t > item && (t[-1] == ' ' || t[-1] == '\t');) *--t = 0;
+        int d = -1;
+        for (int i = 0; i < nd; i++)
+            if (!strcmp(common->data[i].name, item)) d = i;
+        if (d < 0) return mo_errorf("%s: [plug] expert_of: '%s' is no domain of [train]'s data lines", at, item);
+        errno = 0;
+        long e = strtol(eq + 1, &end, 10);
+        while (*end == ' ' || *end == '\t') end++;
+        if (errno || end == eq + 1 || *end || e < 0 || e >= E)
+            return mo_errorf("%s: [plug] expert_of: %s=%s is not an expert of the seed %s (0 to %d)", at, item, eq + 1,
+                             seed, E - 1);
+        if (ps->expert_of[d] >= 0) return mo_errorf("%s: [plug] expert_of: %s is given twice", at, item);
+        ps->expert_of[d] = (int)e;
+    }
+    for (int d = 0; d < nd; d++) {
+        if (ps->expert_of[d] < 0)
+            return mo_errorf("%s: [plug] expert_of: no expert for domain %s (give every domain of [train])", at,
+                             common->data[d].name);
+        for (int j = 0; j < d && !c->plug_add; j++)
+            if (ps->expert_of[j] == ps->expert_of[d])
+                return mo_errorf("%s: [plug] expert_of: %s and %s both replace expert %d (into = replace needs one "
+                                 "expert per domain; into = add allows it)",
+                                 at, common->data[j].name, common->data[d].name, ps->expert_of[d]);
+    }
+    return 0;
+}
+
+// Plugs the modules into a MoE seed (plug_seed.moe): the seed's trunk, router and other
+// experts; module d over expert expert_of[d] (into = replace, with the router rows its branch
+// trained) or as expert E + d (into = add; its router rows below the trained rows' logits on
+// every domain's sampled tokens, so the plugged model computes the seed's function there
+// until the router stage lifts them). Fills `out`.
+static int plug_moe(const btx_config *c, const train_opts *common, const plug_seed *ps, mo_checkpoint *sk,
+                    const char *seed, mo_expert *x, const char *const *names, int nd, const char *path,
+                    mo_checkpoint *out) {
+    const int E = ps->n_experts, E_new = c->plug_add ? E + nd : E;
+    int *map = calloc((size_t)E_new, sizeof *map);
+    unsigned char *is_new = calloc((size_t)E_new, 1);
+    int rc = -1;
+    if (!map || !is_new) {
+        mo_errorf("out of memory");
+        goto done;
+    }
+    for (int j = 0; j < E_new; j++) map[j] = j < E ? j : -1;
+    if (expert_remap(sk, NULL, NULL, map, E_new, out, NULL, NULL)) goto done;
+    for (int d = 0; d < nd; d++) {
+        const int slot = c->plug_add ? E + d : ps->expert_of[d];
+        if (expert_seed_check(&x[d], names[d], sk, &seed, 1) || expert_insert(out, NULL, NULL, slot, &x[d], path, names[d]))
+            goto done;
+        is_new[slot] = (unsigned char)c->plug_add;
+    }
+    if (c->plug_add) {
+        router_init_opts ro = {.mode = ROUTER_INIT_BELOW, .data = common->data, .n_data = common->n_data,
+                               .batch = common->batch, .seq = common->seq, .batches = 2, .seed = c->mix_seed,
+                               .every_domain_old = 1};
+        router_init_report rep;
+        if (router_init_rows(out, path, is_new, &ro, &rep)) goto done;
+    }
+    rc = 0;
+done:
+    free(map), free(is_new);
+    return rc;
+}
+
 // Plugs the modules into the seed: the seed's trunk, module d as expert d, router rows
 // from the domains' mean router inputs (or fresh). Writes `path`.
-static int plug(const btx_config *c, const train_opts *common, const char *seed, char (*mods)[TRAIN_PATH_MAX + 64],
-                int nd, const char *path, const btx_hooks *h, int index, int n_stages, btx_stage_result *r) {
+static int plug(const btx_config *c, const train_opts *common, const plug_seed *ps, const char *seed,
+                char (*mods)[TRAIN_PATH_MAX + 64], int nd, const char *path, const btx_hooks *h, int index,
+                int n_stages, btx_stage_result *r) {
     if (made_already(path, "plug", h, index, n_stages, r)) return 0;
     char what[TRAIN_PATH_MAX + 128];
-    snprintf(what, sizeof what, "%d modules into the seed's trunk, router rows %s, top_k %d", nd,
-             c->router_init ? "from the domains' mean router inputs" : "fresh", c->top_k);
+    if (ps->moe)
+        snprintf(what, sizeof what, "%d modules %s the seed's %d experts, top_k %d", nd,
+                 c->plug_add ? "beside" : "over", ps->n_experts, ps->top_k);
+    else
+        snprintf(what, sizeof what, "%d modules into the seed's trunk, router rows %s, top_k %d", nd,
+                 c->router_init ? "from the domains' mean router inputs" : "fresh", c->top_k);
     if (h && h->on_stage) h->on_stage(h->ctx, index, n_stages, "plug", what);
     double t0 = now_seconds();
     mo_checkpoint sk = {0}, out = {0};
@@ -401,6 +544,12 @@ static int plug(const btx_config *c, const train_opts *common, const char *seed,
         names[i] = mods[i];
         is_new[i] = 1;
         if (expert_load(mods[i], &x[i])) goto done;
+    }
+    if (ps->moe) {
+        if (plug_moe(c, common, ps, &sk, seed, x, names, nd, path, &out) || ckpt_save(path, &out)) goto done;
+        r->status = "plugged";
+        rc = 0;
+        goto done;
     }
     compose_opts co = {.fresh_router = 1, .top_k = c->top_k, .seed = c->mix_seed};
     if (compose_checkpoint(&sk, &seed, 1, x, names, nd, &co, &out)) goto done;
@@ -552,6 +701,8 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     sum->n = ++k;
     seed_schedule ss = {0};
     if (c->continue_seed && seed_schedule_load(seed->ckpt, &ss)) return -1;
+    plug_seed ps = {0};
+    if (plugm && plug_seed_load(c, &common, seed->ckpt, &ps)) return -1;
 
     // branches
     int first_branch = k;
@@ -573,7 +724,11 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         snprintf(name, sizeof name, "branch-%s", common.data[d].name);
         if (fmt(dir, sizeof dir, "%s/%s", c->out, name)) return -1;
         if (plugm) {
-            if (!section_sets(c, BTX_BRANCH, "train")) snprintf(o.train, sizeof o.train, "dense");
+            // The seed's FFN (dense) or its expert expert_of[d] trains; everything else is frozen.
+            if (!section_sets(c, BTX_BRANCH, "train")) {
+                if (ps.moe) snprintf(o.train, sizeof o.train, "experts=%d", ps.expert_of[d]);
+                else snprintf(o.train, sizeof o.train, "dense");
+            }
             if (fmt(mods[d], sizeof mods[d], "%s/modules/%s.h5", c->out, common.data[d].name)) return -1;
             btx_stage_result *r = &sum->s[k];
             if (file_exists(mods[d])) {
@@ -588,7 +743,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
                 if (h && h->on_stage) h->on_stage(h->ctx, k, n_stages, name, what);
             } else {
                 if ((rc = run_stage(&o, dir, h, k, n_stages, name, r))) return rc;
-                if (branch_module(r->ckpt, seed->ckpt, &common.data[d], o.steps, mods[d]))
+                if (branch_module(r->ckpt, seed->ckpt, &common.data[d], o.steps, ps.moe ? ps.expert_of[d] : -1, mods[d]))
                     return mo_errorf("stage %s: %s", name, mo_error());
             }
         } else if ((rc = run_stage(&o, dir, h, k, n_stages, name, &sum->s[k]))) {
@@ -606,7 +761,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     // mix, or plug
     char mix_path[TRAIN_PATH_MAX + 16];
     snprintf(mix_path, sizeof mix_path, "%s/%s.h5", c->out, plugm ? "plug" : "mix");
-    if (plugm ? plug(c, &common, seed->ckpt, mods, nd, mix_path, h, k, n_stages, &sum->s[k])
+    if (plugm ? plug(c, &common, &ps, seed->ckpt, mods, nd, mix_path, h, k, n_stages, &sum->s[k])
               : mix(c, &common, &sum->s[first_branch], nd, mix_path, h, k, n_stages, &sum->s[k]))
         return -1;
     sum->n = ++k;

@@ -35,6 +35,13 @@
 //            the domains' mean router inputs ([plug] router_init = mean, or fresh: normal
 //            std 0.02; train/router_init.h)
 //   router   the router alone on the mixture; all: optional, as above
+// A MoE seed (plug): each domain's branch trains one of the seed's experts ([plug] expert_of
+// = NAME=E,... ; default domain d -> expert d) with everything else frozen ([branch] train,
+// default experts=E) and its module is that expert; the plug stage puts module d into the
+// seed either over expert E_d ([plug] into = replace, the default: the rows the branch
+// trained come along) or beside the seed's experts ([plug] into = add: n_experts + n_domains,
+// top_k unchanged, new router rows below the trained rows' logits on every domain's
+// tokens, train/router_init.h). A MoE seed keeps its own top_k.
 // [seed] continue = true (both methods): the seed is a training checkpoint taken mid-run,
 // and the stages after it continue its learning-rate schedule (from its /train state):
 // each branch and the router stage start at the seed run's rate at the seed's step and
@@ -73,6 +80,13 @@ typedef struct {
     int router_init;            // [plug] router_init: 1 mean (default), 0 fresh
     char branch_only[128];      // plug: run only this domain's branch ("" = everything)
     int continue_seed;          // [seed] continue: the later stages continue the seed's lr schedule
+    int top_k_set;              // [plug] / [mix] top_k given
+    int router_init_set;        // [plug] router_init given
+    // plug from a MoE seed ([plug] expert_of, into; docs/modules.md):
+    char expert_of[TRAIN_PATH_MAX];  // "NAME=E,NAME=E,...": the seed expert each domain's branch trains ("": d -> d)
+    char expert_of_origin[320];      // "plug.ini:12" of the expert_of line, for messages
+    int plug_into_set;          // [plug] into given
+    int plug_add;               // [plug] into: 0 replace (module d overwrites expert E_d), 1 add (beside the seed's)
 } btx_config;
 
 // Reads and checks the INI file: unknown sections or keys, bad values and a stage whose

@@ -263,7 +263,7 @@ int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char
     for (int j = 0; j < s.nd; j++) {
         dom_of[expert_of[j]] = j;
         rep->is_new_domain[j] = is_new[expert_of[j]] != 0;
-        old_dom[j] = !rep->is_new_domain[j];
+        old_dom[j] = o->every_domain_old || !rep->is_new_domain[j];
     }
     for (int e = 0; e < E; e++)
         if (is_new[e] && dom_of[e] < 0 && o->mode == ROUTER_INIT_MEAN) {

@@ -39,6 +39,9 @@ typedef struct {
     int batches;              // forward passes per domain (0: 2)
     double margin;            // logit margin (0: 1.0)
     uint64_t seed;            // of the sampled windows
+    int every_domain_old;     // below: every domain's tokens count as old ones, those of domains routed
+                              // to a new row too (plugging new experts beside a MoE's: none takes a
+                              // sampled token until the router is trained)
 } router_init_opts;
 
 typedef struct {

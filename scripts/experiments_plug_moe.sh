@@ -1,0 +1,140 @@
+#!/bin/bash
+# experiments_plug_moe.sh: the numbers of docs/experiments.md, "Branch-train-plug from a MoE
+# seed" (issue 16): plug whose seed is the MoE-from-scratch run itself at 95% of its steps,
+# each domain's branch training one of that MoE's experts, at the budget of
+# experiments_plug_late.sh --steps 3000 (its dense, moe and plug-95 are the baselines; run
+# that script's parts dense and moe first, into the same OUT).
+#
+#   scripts/experiments_plug_moe.sh        (from the repository root, after a build, the
+#                                           four token sets of docs/data.md and
+#                                           `scripts/experiments_plug_late.sh --steps 3000
+#                                           --out runs/plug_3000 --parts "dense moe"`)
+#
+# Parts (PARTS, default all of them and "report"):
+#   moe_seed   the MoE run (OUT/moe: small preset, 4 experts of d_ff 512, top-2) again from
+#              its checkpoint at step 1013 with the same run.ini, checkpoints every 950 steps:
+#              its step 2850 is the seed (95% of 3,000) and its step 3000 is the MoE baseline
+#              of this table (resume continues the same cosine schedule: --save-every only
+#              decides which steps are written). Needs OUT/moe/ckpt-00001013.h5 (the run was
+#              stopped there by a signal); from a fresh MoE run use any checkpoint below 2850.
+#   assign     the seed's routing shares on the whole val splits (eval_moeseed95.json) and
+#              expert_of: the one-to-one domain -> expert map with the largest summed share
+#              (mean over the MoE layers), into OUT/moe95_expert_of.txt
+#   pmoe95     monolith pipeline plug from the seed: four branches of 33 steps (one chosen
+#              expert each, --train experts=E, on its own domain, separate runs), plug into =
+#              replace (module d over expert E_d), router 18 steps on the mixture with the
+#              language-model loss (top-2 gates train it), continuing the seed's rate;
+#              4 x 33 + 18 = 150 steps = the MoE run's last 5%
+#   pmoe95_add the same modules beside the seed's four experts (8 experts, top-2: the same
+#              active FLOPs per token), new rows below, router 18 steps taught the domains
+#              with the router term of forced routing (--route-by-domain --router-ce 0.1)
+#   fifth      the fifth domain (Python's standard library) on pmoe95: a branch of the seed
+#              on python training the expert python's tokens route to most (alone, --branch
+#              python), `expert add --router-init below`, then the row fitted with the router
+#              term on the five domains (26 steps, as plug's fifth domain before); the old
+#              four's movement against pmoe95 on the five val splits
+#   eval       every model on the whole val splits (EVAL_BATCHES=0) with its routing shares
+# Environment: MONOLITH (default build/monolith), OUT (default runs/plug_3000), THREADS
+# (default 1), EVAL_BATCHES (default 0), PARTS. Each run is skipped when its output exists.
+set -euo pipefail
+M=${MONOLITH:-build/monolith}
+OUT=${OUT:-runs/plug_3000}
+STEPS=3000
+THREADS=${THREADS:-1}
+PARTS=" ${PARTS:-moe_seed assign pmoe95 pmoe95_add fifth eval report} "
+EVAL_BATCHES=${EVAL_BATCHES:-0}
+EB=$EVAL_BATCHES
+NAME=experiments_plug_moe
+source "$(dirname "$0")/experiments_lib.sh"
+SEED_RUN=$OUT/moe_to2850
+SEED=$(ckpt $SEED_RUN 2850)
+B=33 R=18
+# branches + router spend the MoE run's last 5%
+[ $((4 * B + R)) = $((STEPS - 2850)) ] || { echo "$NAME: 4 x $B + $R is not $((STEPS - 2850))" >&2; exit 1; }
+
+if part moe_seed && [ ! -e $(ckpt $SEED_RUN $STEPS) ]; then
+    if [ ! -e $SEED_RUN/run.ini ]; then
+        [ -e $OUT/moe/ckpt-00001013.h5 ] || { echo "$NAME: needs $OUT/moe/ckpt-00001013.h5" >&2; exit 1; }
+        mkdir -p $SEED_RUN
+        cp $OUT/moe/ckpt-00001013.h5 $SEED_RUN/
+        sed -e 's/^save-every = 0$/save-every = 950/' -e "s#^out = .*#out = $SEED_RUN#" $OUT/moe/run.ini > $SEED_RUN/run.ini
+        # the metrics up to the checkpoint (a resumed run drops later lines anyway)
+        python3 -c "import json,sys; [sys.stdout.write(l) for l in open('$OUT/moe/metrics.jsonl') if json.loads(l).get('step', 0) <= 1013]" \
+            > $SEED_RUN/metrics.jsonl
+    fi
+    echo "resume $SEED_RUN $(date -u +%H:%M:%S)"
+    "$M" train --resume $SEED_RUN --threads $THREADS
+fi
+
+# the plug INI over the seed: ini_plug NAME INTO EXPERT_OF [EXTRA DATA LINE]
+ini_plug() {
+    local name=$1 into=$2 of=$3 extra=${4:-}
+    ini_train $OUT/$name "$extra"
+    printf '[seed]\ninit = %s\ncontinue = true\n\n[branch]\nsteps = %s\n\n' $SEED $B
+    printf '[plug]\nexpert_of = %s\ninto = %s\n\n[router]\nsteps = %s\n' "$of" $into $R
+    # add: the new rows start below and take no token, so the language-model loss cannot
+    # lift them: the router term of forced routing teaches them the domains (a new part:
+    # the peak rate, as plug-95's router)
+    if [ $into = add ]; then printf 'route-by-domain = true\nrouter-ce = 0.1\nlr = 2e-3\n'; fi
+    return 0
+}
+of_file=$OUT/moe95_expert_of.txt
+if part assign; then
+    ev moeseed95 $SEED
+    [ -e $of_file ] || python3 - $OUT/eval_moeseed95.json > $of_file <<'EOF'
+import itertools, json, sys
+share = json.load(open(sys.argv[1]))["routing_share"]
+doms = ["code", "math", "legal", "speeches"]
+best = max(itertools.permutations(range(4)), key=lambda p: sum(share[d]["mean"][p[i]] for i, d in enumerate(doms)))
+print(", ".join(f"{d}={e}" for d, e in zip(doms, best)))
+EOF
+fi
+OF=$(cat $of_file 2>/dev/null || true)
+plug_run() {  # plug_run NAME INTO
+    [ -n "$OF" ] || { echo "$NAME: part assign first ($of_file)" >&2; exit 1; }
+    ini_plug $1 $2 "$OF" > $OUT/$1.ini
+    if grep -qs '^final model' $OUT/$1_summary.txt; then echo "skip $1"; return; fi
+    echo "pipeline plug $1 $(date -u +%H:%M:%S)"
+    "$M" pipeline plug --config $OUT/$1.ini > $OUT/$1_summary.txt
+}
+if part pmoe95; then plug_run pmoe95 replace; fi
+if part pmoe95_add; then
+    # the same modules (made by pmoe95's branches, taken as modules from elsewhere would be)
+    mkdir -p $OUT/pmoe95_add/modules
+    for d in $DOMAINS; do ln -sf ../../pmoe95/modules/$d.h5 $OUT/pmoe95_add/modules/$d.h5; done
+    plug_run pmoe95_add add
+fi
+
+# the fifth domain on pmoe95: python's branch trains the seed's expert python routes to most
+D5="$DATA --data python=$OUT/python.h5"
+PM=$(ckpt $OUT/pmoe95/router $R)
+FIT5=26
+if part fifth; then
+    python_set
+    DATA=$D5 ev moeseed95_5 $SEED
+    pe=$(python3 -c "import json; m=json.load(open('$OUT/eval_moeseed95_5.json'))['routing_share']['python']['mean']; print(m.index(max(m)))")
+    ini_plug python_moe95 replace "python=$pe" python=$OUT/python.h5 > $OUT/python_moe95.ini
+    # expert_of names python alone: the lone branch reads no other domain
+    sed -i "s/^expert_of = .*/expert_of = $OF, python=$pe/; s/^into = .*/into = add/" $OUT/python_moe95.ini
+    [ -e $OUT/python_moe95/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python_moe95.ini --branch python \
+        > $OUT/python_moe95_summary.txt
+    [ -e $OUT/pmoe95_py_below.h5 ] || "$M" expert add $PM $OUT/python_moe95/modules/python.h5 --router-init below \
+        $D5 -o $OUT/pmoe95_py_below.h5 | tee $OUT/pmoe95_py_below.txt
+    DATA=$D5 ev pmoe95_5 $PM
+    train $OUT/fit_pmoe95 $FIT5 --init $OUT/pmoe95_py_below.h5 $D5 --route-by-domain --router-ce 0.1 --train router=4 \
+        --warmup 0 --save-every 0 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 \
+        --eval-batches 1 --threads $THREADS --log-every 50
+    DATA=$D5 ev fit_pmoe95 $(ckpt $OUT/fit_pmoe95 $FIT5)
+fi
+
+if part eval; then
+    ev moe_rerun $(ckpt $SEED_RUN $STEPS)
+    ev moeseed95 $SEED
+    ev pmoe95_plugged $OUT/pmoe95/plug.h5
+    ev pmoe95 $PM
+    ev pmoe95_add_plugged $OUT/pmoe95_add/plug.h5
+    ev pmoe95_add $(ckpt $OUT/pmoe95_add/router $R)
+fi
+if part report; then
+    /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT"
+fi

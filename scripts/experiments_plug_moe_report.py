@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""experiments_plug_moe_report.py OUT: the markdown tables of scripts/experiments_plug_moe.sh
+(docs/experiments.md, "Branch-train-plug from a MoE seed") from the eval_*.json files in
+OUT, beside experiments_plug_late.sh's dense, MoE and plug-95 at 3,000 steps; what has not
+been evaluated is left out."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import experiments_plug_report as rep  # noqa: E402  (its tables, over the same eval files)
+
+DOMS = rep.DOMS
+
+
+def main():
+    rep.out = sys.argv[1]
+    print("\nvalidation loss, whole val splits (3,000 steps, 6,144,000 tokens per method)\n")
+    rep.loss_table([
+        ("dense", "dense"),
+        ("MoE from scratch (4 x 512, top-2)", "moe"),
+        ("MoE from scratch, resumed again from step 1013", "moe_rerun"),
+        ("plug-95 (dense seed at 2850)", "v95"),
+        ("MoE seed (the MoE run at 2850)", "moeseed95"),
+        ("plug-MoE-95, replace, before the router", "pmoe95_plugged"),
+        ("plug-MoE-95, replace (4 experts, top-2)", "pmoe95"),
+        ("plug-MoE-95, add, before the router", "pmoe95_add_plugged"),
+        ("plug-MoE-95, add (8 experts, top-2)", "pmoe95_add"),
+    ], ["dense", "moe_rerun", "moe"])
+    rep.minus_table("per domain against the MoE from scratch (the same run's own step 3000)", "method - MoE", [
+        ("plug-MoE-95 replace", "pmoe95", "moe_rerun"),
+        ("plug-MoE-95 add", "pmoe95_add", "moe_rerun"),
+        ("the MoE's own last 5% (step 3000 - 2850)", "moe_rerun", "moeseed95"),
+        ("the rerun - the original MoE run", "moe_rerun", "moe"),
+    ])
+    rep.minus_table("per domain against dense", "method - dense", [
+        ("plug-MoE-95 replace", "pmoe95", "dense"),
+        ("plug-MoE-95 add", "pmoe95_add", "dense"),
+        ("MoE from scratch (rerun)", "moe_rerun", "dense"),
+    ])
+    for label, f in [("the MoE seed (step 2850)", "moeseed95"), ("plug-MoE-95 replace", "pmoe95"),
+                     ("plug-MoE-95 add", "pmoe95_add")]:
+        rep.routing(label, f, DOMS)
+    # the fifth domain: the old four on the five val splits before and after
+    before, after, added = rep.load("pmoe95_5"), rep.load("fit_pmoe95"), rep.load("pmoe95_py_below")
+    if before and after:
+        ds = DOMS + ["python"]
+        print("\nthe fifth domain on plug-MoE-95 replace (python's branch, row below, fitted 26 steps on five domains)\n")
+        print("| model | " + " | ".join(ds) + " |")
+        print("|---|" + "---:|" * len(ds))
+        for label, j in [("before (4 experts)", before), ("python added, row fitted", after)]:
+            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.4f}" for d in ds) + " |")
+        print("| old four's movement | " + " | ".join(
+            f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
+        rep.routing("python added, row fitted", "fit_pmoe95", ds)
+    rep.summaries(rep.out, ["pmoe95", "pmoe95_add"], "pmoe95")
+
+
+if __name__ == "__main__":
+    main()

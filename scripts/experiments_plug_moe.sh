@@ -17,9 +17,10 @@
 #              of this table (resume continues the same cosine schedule: --save-every only
 #              decides which steps are written). Needs OUT/moe/ckpt-00001013.h5 (the run was
 #              stopped there by a signal); from a fresh MoE run use any checkpoint below 2850.
-#   assign     the seed's routing shares on the whole val splits (eval_moeseed95.json) and
-#              expert_of: the one-to-one domain -> expert map with the largest summed share
-#              (mean over the MoE layers), into OUT/moe95_expert_of.txt
+#   assign     the seed's routing shares on the first 16 val batches of each domain
+#              (eval_moeseed95_assign.json) and expert_of: the one-to-one domain -> expert map
+#              with the largest summed share (mean over the MoE layers), into
+#              OUT/moe95_expert_of.txt
 #   pmoe95     monolith pipeline plug from the seed: four branches of 33 steps (one chosen
 #              expert each, --train experts=E, on its own domain, separate runs), plug into =
 #              replace (module d over expert E_d), router 18 steps on the mixture with the
@@ -80,8 +81,8 @@ ini_plug() {
 }
 of_file=$OUT/moe95_expert_of.txt
 if part assign; then
-    ev moeseed95 $SEED
-    [ -e $of_file ] || python3 - $OUT/eval_moeseed95.json > $of_file <<'EOF'
+    EB=16 ev moeseed95_assign $SEED
+    [ -e $of_file ] || python3 - $OUT/eval_moeseed95_assign.json > $of_file <<'EOF'
 import itertools, json, sys
 share = json.load(open(sys.argv[1]))["routing_share"]
 doms = ["code", "math", "legal", "speeches"]
@@ -111,11 +112,11 @@ PM=$(ckpt $OUT/pmoe95/router $R)
 FIT5=26
 if part fifth; then
     python_set
-    DATA=$D5 ev moeseed95_5 $SEED
-    pe=$(python3 -c "import json; m=json.load(open('$OUT/eval_moeseed95_5.json'))['routing_share']['python']['mean']; print(m.index(max(m)))")
-    ini_plug python_moe95 replace "python=$pe" python=$OUT/python.h5 > $OUT/python_moe95.ini
-    # expert_of names python alone: the lone branch reads no other domain
-    sed -i "s/^expert_of = .*/expert_of = $OF, python=$pe/; s/^into = .*/into = add/" $OUT/python_moe95.ini
+    DATA=$D5 EB=16 ev moeseed95_5_assign $SEED
+    pe=$(python3 -c "import json; m=json.load(open('$OUT/eval_moeseed95_5_assign.json'))['routing_share']['python']['mean']; print(m.index(max(m)))")
+    # every domain of [train] needs an expert in expert_of, and python's may be one an old
+    # domain also trains (into = add allows that); the lone branch reads python's data alone
+    ini_plug python_moe95 add "$OF, python=$pe" python=$OUT/python.h5 > $OUT/python_moe95.ini
     [ -e $OUT/python_moe95/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python_moe95.ini --branch python \
         > $OUT/python_moe95_summary.txt
     [ -e $OUT/pmoe95_py_below.h5 ] || "$M" expert add $PM $OUT/python_moe95/modules/python.h5 --router-init below \

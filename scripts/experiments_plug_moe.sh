@@ -35,6 +35,11 @@
 #              term on the five domains (26 steps, as plug's fifth domain before); the old
 #              four's movement against pmoe95 on the five val splits
 #   eval       every model on the whole val splits (EVAL_BATCHES=0) with its routing shares
+#   pilot      (not in the default PARTS) the same at the tiny preset and 1,000 steps, in
+#              OUT/pilot_tiny: a MoE from scratch (tiny: 4 experts, top-2) with checkpoints
+#              every 50 steps, plug from its step 950 (branches 11, router 6: its last 5%),
+#              replace and add, each evaluated on the whole val splits against the MoE's own
+#              step 1000
 # Environment: MONOLITH (default build/monolith), OUT (default runs/plug_3000), THREADS
 # (default 1), EVAL_BATCHES (default 0), PARTS. Each run is skipped when its output exists.
 set -euo pipefail
@@ -79,20 +84,22 @@ ini_plug() {
     if [ $into = add ]; then printf 'route-by-domain = true\nrouter-ce = 0.1\nlr = 2e-3\n'; fi
     return 0
 }
-of_file=$OUT/moe95_expert_of.txt
-if part assign; then
+# assign: the seed's shares on 16 val batches per domain, then the one-to-one domain ->
+# expert map with the largest summed share into OUT/moe95_expert_of.txt
+assign() {
     EB=16 ev moeseed95_assign $SEED
-    [ -e $of_file ] || python3 - $OUT/eval_moeseed95_assign.json > $of_file <<'EOF'
+    [ -e $OUT/moe95_expert_of.txt ] || python3 - $OUT/eval_moeseed95_assign.json > $OUT/moe95_expert_of.txt <<'EOF'
 import itertools, json, sys
 share = json.load(open(sys.argv[1]))["routing_share"]
 doms = ["code", "math", "legal", "speeches"]
 best = max(itertools.permutations(range(4)), key=lambda p: sum(share[d]["mean"][p[i]] for i, d in enumerate(doms)))
 print(", ".join(f"{d}={e}" for d, e in zip(doms, best)))
 EOF
-fi
-OF=$(cat $of_file 2>/dev/null || true)
+}
+if part assign; then assign; fi
+OF=$(cat $OUT/moe95_expert_of.txt 2>/dev/null || true)
 plug_run() {  # plug_run NAME INTO
-    [ -n "$OF" ] || { echo "$NAME: part assign first ($of_file)" >&2; exit 1; }
+    [ -n "$OF" ] || { echo "$NAME: part assign first ($OUT/moe95_expert_of.txt)" >&2; exit 1; }
     ini_plug $1 $2 "$OF" > $OUT/$1.ini
     if grep -qs '^final model' $OUT/$1_summary.txt; then echo "skip $1"; return; fi
     echo "pipeline plug $1 $(date -u +%H:%M:%S)"
@@ -135,6 +142,28 @@ if part eval; then
     ev pmoe95 $PM
     ev pmoe95_add_plugged $OUT/pmoe95_add/plug.h5
     ev pmoe95_add $(ckpt $OUT/pmoe95_add/router $R)
+fi
+# the pilot: the same steps at the tiny preset and a third of the budget (minutes, not hours)
+if part pilot; then
+    OUT=$OUT/pilot_tiny
+    mkdir -p $OUT
+    train $OUT/moe 1000 --preset tiny --vocab-size 8192 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 \
+        --lr 2e-3 --warmup 100 --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 100 --save-every 50 \
+        --keep 3 $DATA
+    SEED=$(ckpt $OUT/moe 950) B=11 R=6
+    assign
+    OF=$(cat $OUT/moe95_expert_of.txt)
+    plug_run pmoe95 replace
+    mkdir -p $OUT/pmoe95_add/modules
+    for d in $DOMAINS; do ln -sf ../../pmoe95/modules/$d.h5 $OUT/pmoe95_add/modules/$d.h5; done
+    plug_run pmoe95_add add
+    ev moe_rerun $(ckpt $OUT/moe 1000)
+    ev moeseed95 $SEED
+    ev pmoe95_plugged $OUT/pmoe95/plug.h5
+    ev pmoe95 $(ckpt $OUT/pmoe95/router $R)
+    ev pmoe95_add_plugged $OUT/pmoe95_add/plug.h5
+    ev pmoe95_add $(ckpt $OUT/pmoe95_add/router $R)
+    /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT" > $OUT/report.md
 fi
 if part report; then
     /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT"

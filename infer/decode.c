@@ -542,8 +542,7 @@ infer_ctx *infer_new(const mo_param_table *pt, const float *params, int max_batc
     s->tstride = (int)(pad16(d) + pad16(2 * E + k) + pad16(k)), s->kstride = (int)pad16(k);
     s->tbuf = aligned_alloc(64, sizeof(float) * (size_t)s->max_threads * s->tstride);  // a cache line per thread
     s->tidx = aligned_alloc(64, sizeof(int) * (size_t)s->max_threads * s->kstride);
-    s->work = aligned_alloc(64, sizeof(work_counter) * (size_t)(c->n_layers * STEPS_PER_LAYER + 1));
-    fail |= !s->tbuf || !s->tidx || !s->work;
+    fail |= !s->tbuf || !s->tidx;
     if (fail || !s->allowed) {
         infer_free(s);
         mo_errorf("inference: out of memory for the scratch buffers (batch %d, max_seq %d); use a shorter max_seq",
@@ -567,7 +566,7 @@ void infer_free(infer_ctx *s) {
                     s->q,        s->o,        s->k,        s->v,        s->lse,      s->scores,   s->probs,
                     s->tk_idx,   s->tk_val,   s->offs,     s->fill,     s->slot_row, s->slot_gate, s->xs,
                     s->ys,       s->h1,       s->h3,       s->last,     s->lastn,    s->allowed,  s->route_idx,
-                    s->route_gate, s->w, s->tbuf, s->tidx, s->work, s->q8, s->q8_scale, s->deq};
+                    s->route_gate, s->w, s->tbuf, s->tidx, s->q8, s->q8_scale, s->deq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     pf_bf16_free(s->bf16);
     free(s);

@@ -1,6 +1,6 @@
 // decode_one.c: the decode step of ONE sequence, one token: the whole token in one
-// parallel region, matrix-vector products (kernels/gemv.h) whose rows the threads take
-// in guided chunks as they go, meeting at a spin barrier between dependent steps
+// parallel region, matrix-vector products (kernels/gemv.h) whose rows each thread takes
+// one contiguous share of, meeting at a spin barrier between dependent steps
 // (docs/threading.md). Only the k experts the token chose are read.
 #include "infer/infer_ctx.h"
 
@@ -11,38 +11,24 @@
 #include <omp.h>
 #include <string.h>
 
-// A step's rows (or heads) are handed out in guided chunks: each take gets 1/(2 nt) of
-// the rows still left, rounded down to a multiple of `align`, and at least `min` rows.
-// The first chunks are long (a quarter of the product each on 2 threads), the last ones
-// short: long chunks keep memory's streams going (a micro-benchmark of decode's products
-// read 47 GB/s in chunks of 128 KB against 52-56 in chunks of 512 KB-2 MB), short ones
-// end a step with the threads close together. The threads take chunks as they finish
-// the last one, so a thread slowed down (by another job on its core, or by its share of
-// memory) does less of the step instead of keeping the others waiting at the meeting.
-// Which thread computes a row changes nothing in it (kernels/gemv.h). Returns 0 when
-// none is left.
-int decode_take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
-    int cur = atomic_load_explicit(&work->next, memory_order_relaxed), size;
-    do {
-        if (cur >= n) return 0;
-        size = (n - cur) / (2 * nt) / align * align;
-        if (size < min) size = min;
-    } while (!atomic_compare_exchange_weak_explicit(&work->next, &cur, cur + size, memory_order_relaxed,
-                                                    memory_order_relaxed));
-    *lo = cur;
-    *hi = n - cur < size ? n : cur + size;
-    return 1;
+// Thread t's share [*lo, *hi) of a step's n rows: one contiguous range, cut at the
+// multiples of `align` nearest to n t / nt and n (t + 1) / nt. Every row of a step reads
+// the same bytes (q, k, v by heads of d columns; wo, down and the output by rows of their
+// output; gate and up by hidden units), so equal rows are equal work and the threads
+// finish a step together on a quiet machine. A contiguous range is one memory stream a
+// matrix per thread: decode's products ran 1.09-1.17x (fp32) and 1.22-1.30x (8-bit)
+// faster so than in the guided chunks taken as the threads went, which restarted the
+// streams at every chunk (docs/benchmarks.md, the decode probe's `halves`). Which thread
+// computes a row changes nothing in it (kernels/gemv.h).
+static int share_cut(int n, int align, int t, int nt) {
+    if (t >= nt) return n;
+    const int c = (int)(((long)n * t + (long)nt * align / 2) / ((long)nt * align)) * align;
+    return c < n ? c : n;
 }
 
-// The shortest chunk of rows of `cols` columns: about DECODE_MIN_CHUNK_BYTES of weights,
-// a multiple of 16 rows (so that threads writing neighbouring outputs never share a
-// cache line).
-#define DECODE_MIN_CHUNK_BYTES 65536.0
-
-int decode_min_rows(const infer_ctx *s, int cols) {
-    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
-    const int r = (int)(DECODE_MIN_CHUNK_BYTES / row) / 16 * 16;
-    return r > 16 ? r : 16;
+void decode_share(int n, int align, int t, int nt, int *lo, int *hi) {
+    *lo = share_cut(n, align, t, nt);
+    *hi = share_cut(n, align, t + 1, nt);
 }
 
 // How many FFNs a token passes through in layer l when its router chose idx[k] with
@@ -92,15 +78,49 @@ static void ffn_gate_up(infer_ctx *s, int l, const int *idx, const float *gates,
     }
 }
 
+// q, k and v of heads [lo, hi) of the nh + 2 nkv heads of layer l (q's, then k's, then
+// v's) from the normed input a: rotated where computed; k and v into their cache slots.
+static void qkv_heads(infer_ctx *s, const mo_layer_ids *L, int l, int seq, int pos, const float *a, int lo, int hi) {
+    const mo_config *c = &s->c;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const int q0 = lo, q1 = hi < nh ? hi : nh;
+    const int k0 = (lo > nh ? lo : nh) - nh, k1 = (hi < nh + nkv ? hi : nh + nkv) - nh;
+    const int v0 = (lo > nh + nkv ? lo : nh + nkv) - nh - nkv, v1 = hi - nh - nkv;
+    if (q1 > q0) {
+        gemv(s->q + (size_t)q0 * hd, gemv_w_rows(Wt(s, L->wq), (size_t)q0 * hd, d), a, (q1 - q0) * hd, d, 1.0f, 0);
+        rope_forward(s->q + (size_t)q0 * hd, &pos, s->rope_cos, s->rope_sin, 1, q1 - q0, hd);
+    }
+    if (k1 > k0) {
+        gemv(s->k + (size_t)k0 * hd, gemv_w_rows(Wt(s, L->wk), (size_t)k0 * hd, d), a, (k1 - k0) * hd, d, 1.0f, 0);
+        rope_forward(s->k + (size_t)k0 * hd, &pos, s->rope_cos, s->rope_sin, 1, k1 - k0, hd);
+        for (int g = k0; g < k1; g++) kvcache_put(&s->kv, KV_K, l, seq, g, pos, s->k + (size_t)g * hd);
+    }
+    if (v1 > v0) {
+        gemv(s->v + (size_t)v0 * hd, gemv_w_rows(Wt(s, L->wv), (size_t)v0 * hd, d), a, (v1 - v0) * hd, d, 1.0f, 0);
+        for (int g = v0; g < v1; g++) kvcache_put(&s->kv, KV_V, l, seq, g, pos, s->v + (size_t)g * hd);
+    }
+}
+
+// Attention of query heads [lo, hi) of layer l over the cache's pos + 1 positions.
+static void attend_heads(infer_ctx *s, int l, int seq, int pos, int lo, int hi) {
+    const int hd = s->c.head_dim, group = s->c.n_heads / s->c.n_kv_heads;
+    for (int h = lo; h < hi; h++)
+        kvcache_attend(&s->kv, l, seq, h / group, pos + 1, s->q + (size_t)h * hd, s->o + (size_t)h * hd,
+                       s->scores + (size_t)h * s->max_seq);
+}
+
 // Thread t computes its part of one token's step: sequence `seq` at position `pos`,
-// s->x holding the embedded token; leaves logits[V]. Every step hands out its rows (or
-// heads) in chunks (decode_take), and each output row is computed by one thread in the same
-// way whichever it is, so the logits do not depend on the thread count. Between
-// dependent steps the threads meet at s->bar; the small serial steps (norms, router,
-// top-k) run on every thread into its own buffers, which saves a meeting.
+// s->x holding the embedded token; leaves logits[V]. Every step gives each thread one
+// contiguous share of its rows (or heads) (decode_share), and each output row is computed
+// by one thread in the same way whichever it is, so the logits do not depend on the
+// thread count. Between dependent steps the threads meet at s->bar; the small serial
+// steps (norms, router, top-k) run on every thread into its own buffers, which saves a
+// meeting. When the kv heads split evenly over the threads, a thread computes the q, k
+// and v of its own kv heads and then their attention, which needs nothing from the other
+// threads: one meeting fewer a layer (4, else 5).
 static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int t, int nt) {
     const mo_config *c = &s->c;
-    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, S = s->max_seq;
+    const int d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const int group = nh / nkv, E = c->n_experts, qd = nh * hd;
     const float eps = (float)c->norm_eps;
     const int k_max = c->top_k;
@@ -110,39 +130,23 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
     for (int l = 0; l < c->n_layers; l++) {
         const mo_layer_ids *L = &s->pt->layer[l];
         rmsnorm_forward(a, &rstd, s->x, P(s, L->attn_norm), 1, d, eps);
-        // q, k, v by heads (nh + 2 nkv of them, q's then k's then v's): rotated where
-        // computed; k and v into their cache slots.
-        while (decode_take(&s->work[phase], nh + 2 * nkv, 1, 1, nt, &lo, &hi)) {
-            const int q0 = lo, q1 = hi < nh ? hi : nh;
-            const int k0 = (lo > nh ? lo : nh) - nh, k1 = (hi < nh + nkv ? hi : nh + nkv) - nh;
-            const int v0 = (lo > nh + nkv ? lo : nh + nkv) - nh - nkv, v1 = hi - nh - nkv;
-            if (q1 > q0) {
-                gemv(s->q + (size_t)q0 * hd, gemv_w_rows(Wt(s, L->wq), (size_t)q0 * hd, d), a, (q1 - q0) * hd, d,
-                     1.0f, 0);
-                rope_forward(s->q + (size_t)q0 * hd, &pos, s->rope_cos, s->rope_sin, 1, q1 - q0, hd);
-            }
-            if (k1 > k0) {
-                gemv(s->k + (size_t)k0 * hd, gemv_w_rows(Wt(s, L->wk), (size_t)k0 * hd, d), a, (k1 - k0) * hd, d,
-                     1.0f, 0);
-                rope_forward(s->k + (size_t)k0 * hd, &pos, s->rope_cos, s->rope_sin, 1, k1 - k0, hd);
-                for (int g = k0; g < k1; g++) kvcache_put(&s->kv, KV_K, l, seq, g, pos, s->k + (size_t)g * hd);
-            }
-            if (v1 > v0) {
-                gemv(s->v + (size_t)v0 * hd, gemv_w_rows(Wt(s, L->wv), (size_t)v0 * hd, d), a, (v1 - v0) * hd, d,
-                     1.0f, 0);
-                for (int g = v0; g < v1; g++) kvcache_put(&s->kv, KV_V, l, seq, g, pos, s->v + (size_t)g * hd);
-            }
+        if (nkv % nt == 0) {  // kv heads [lo, hi): their q heads, k, v, then attention
+            decode_share(nkv, 1, t, nt, &lo, &hi);
+            qkv_heads(s, L, l, seq, pos, a, lo * group, hi * group);
+            qkv_heads(s, L, l, seq, pos, a, nh + lo, nh + hi);
+            qkv_heads(s, L, l, seq, pos, a, nh + nkv + lo, nh + nkv + hi);
+            attend_heads(s, l, seq, pos, lo * group, hi * group);
+        } else {  // q, k, v by heads, then attention by query heads
+            decode_share(nh + 2 * nkv, 1, t, nt, &lo, &hi);
+            qkv_heads(s, L, l, seq, pos, a, lo, hi);
+            spin_barrier_wait(&s->bar, nt, &phase);
+            decode_share(nh, 1, t, nt, &lo, &hi);
+            attend_heads(s, l, seq, pos, lo, hi);
         }
         spin_barrier_wait(&s->bar, nt, &phase);
-        // attention by query heads (consecutive heads share a kv head)
-        while (decode_take(&s->work[phase], nh, 1, 1, nt, &lo, &hi))
-            for (int h = lo; h < hi; h++)
-                kvcache_attend(&s->kv, l, seq, h / group, pos + 1, s->q + (size_t)h * hd, s->o + (size_t)h * hd,
-                               s->scores + (size_t)h * S);
-        spin_barrier_wait(&s->bar, nt, &phase);
         // x += wo o, by rows of x
-        while (decode_take(&s->work[phase], d, 16, decode_min_rows(s, qd), nt, &lo, &hi))
-            gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
+        decode_share(d, 16, t, nt, &lo, &hi);
+        if (hi > lo) gemv(s->x + lo, gemv_w_rows(Wt(s, L->wo), (size_t)lo, qd), s->o, hi - lo, qd, 1.0f, 1);
         spin_barrier_wait(&s->bar, nt, &phase);
         rmsnorm_forward(a, &rstd, s->x, P(s, L->ffn_norm), 1, d, eps);
         int k = 0;
@@ -154,21 +158,21 @@ static void decode_one_thread(infer_ctx *s, int seq, int pos, float *logits, int
             const int w = token_ffn_at(s, l, idx, gates, k, f).width;
             units += w, unit_slots += slots(w);
         }
-        while (decode_take(&s->work[phase], unit_slots, 16, decode_min_rows(s, 2 * d), nt, &lo, &hi))
-            ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
+        decode_share(unit_slots, 16, t, nt, &lo, &hi);
+        if (hi > lo) ffn_gate_up(s, l, idx, gates, k, nf, a, lo, hi);
         spin_barrier_wait(&s->bar, nt, &phase);
         // down: x += sum over the FFNs of gate * w2 h, by rows of x
-        while (decode_take(&s->work[phase], d, 16, decode_min_rows(s, units), nt, &lo, &hi))
-            for (int f = 0, base = 0; f < nf; f++) {
-                const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
-                gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
-                base += F.width;
-            }
+        decode_share(d, 16, t, nt, &lo, &hi);
+        for (int f = 0, base = 0; f < nf && hi > lo; f++) {
+            const token_ffn F = token_ffn_at(s, l, idx, gates, k, f);
+            gemv(s->x + lo, gemv_w_rows(F.w2, (size_t)lo, F.width), s->h1 + base, hi - lo, F.width, F.gate, 1);
+            base += F.width;
+        }
         spin_barrier_wait(&s->bar, nt, &phase);
     }
     rmsnorm_forward(a, &rstd, s->x, P(s, s->pt->norm), 1, d, eps);
-    while (decode_take(&s->work[phase], c->vocab_size, 16, decode_min_rows(s, d), nt, &lo, &hi))
-        gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
+    decode_share(c->vocab_size, 16, t, nt, &lo, &hi);
+    if (hi > lo) gemv(logits + lo, gemv_w_rows(Wt(s, s->pt->output), (size_t)lo, d), a, hi - lo, d, 1.0f, 0);
 }
 
 // The whole step in one parallel region (see decode_one_thread), instead of a fork and
@@ -179,8 +183,6 @@ void decode_one(infer_ctx *s, int seq, int token, float *logits) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt > s->max_threads) nt = s->max_threads;
     spin_barrier_reset(&s->bar);
-    for (int i = 0; i <= s->c.n_layers * STEPS_PER_LAYER; i++)
-        atomic_store_explicit(&s->work[i].next, 0, memory_order_relaxed);
 #pragma omp parallel num_threads(nt)
     decode_one_thread(s, seq, pos, logits, omp_get_thread_num(), omp_get_num_threads());
 }

@@ -4,12 +4,15 @@
 //
 // A token's products are laid out as decode_one_thread (infer/decode_one.c) runs them,
 // as steps: q/k/v (cut at heads), wo, the gate and up of the token's FFNs, their down,
-// and the output; each step's rows go to the threads in decode's guided chunks
-// (decode_take) or in one contiguous share each. Between steps the threads meet where
-// decode meets (twice after q/k/v: attention's step has no product here), or not at
-// all; in one parallel region for all the tokens, or one a token as decode_one forks. Experts are chosen in turn (token t, layer l: experts (k t + 3 l + j) mod E), so
-// that successive tokens read different experts and the weights come from memory, not
-// from the cache, as in decode.
+// and the output; each step's rows go to the threads as decode hands them out (one
+// contiguous share each, decode_share) or, for comparison, in the guided chunks decode
+// took until 2026-12-07 (the threads taking chunks of a shrinking size as they go,
+// decode_take below). Between steps the threads meet where decode meets (after q/k/v
+// and attention, once more between them when the kv heads do not split evenly over the
+// threads; attention's step has no product here), or not at all; in one parallel region
+// for all the tokens, or one a token as decode_one forks. Experts are chosen in turn
+// (token t, layer l: experts (k t + 3 l + j) mod E), so that successive tokens read
+// different experts and the weights come from memory, not from the cache, as in decode.
 #include "infer/infer_ctx.h"
 
 #include "engine/base/clock.h"
@@ -20,6 +23,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The next chunk of a step's rows to hand out, on a cache line of its own.
+typedef struct {
+    _Alignas(64) atomic_int next;
+} work_counter;
+
+// Guided chunks: each take gets 1/(2 nt) of the rows still left, rounded down to a
+// multiple of `align`, and at least `min` rows; the threads take chunks as they finish
+// the last one. Returns 0 when none is left, else the chunk [*lo, *hi).
+static int decode_take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi) {
+    int cur = atomic_load_explicit(&work->next, memory_order_relaxed), size;
+    do {
+        if (cur >= n) return 0;
+        size = (n - cur) / (2 * nt) / align * align;
+        if (size < min) size = min;
+    } while (!atomic_compare_exchange_weak_explicit(&work->next, &cur, cur + size, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    *lo = cur;
+    *hi = n - cur < size ? n : cur + size;
+    return 1;
+}
+
+// The shortest guided chunk of rows of `cols` columns: about 64 KB of weights, a
+// multiple of 16 rows.
+static int decode_min_rows(const infer_ctx *s, int cols) {
+    const double row = cols * (s->weights == INFER_WEIGHTS_INT8 ? 1.0 + 4.0 / Q8_BLOCK : 4.0);
+    const int r = (int)(65536.0 / row) / 16 * 16;
+    return r > 16 ? r : 16;
+}
+
 // A part of a step: for each of its `rows` rows, row r of each of its n matrices (cols[i]
 // columns each): q, k or v; wo; the gate and up of one FFN; the down of every FFN.
 #define PROBE_MAX_TERMS 16
@@ -29,8 +61,10 @@ typedef struct {
     int n, rows;
 } probe_part;
 
-// A step: its parts' rows one after the other, cut into chunks at multiples of `align`
-// (at least `min` rows), and how many meetings follow it in decode.
+// A step: its parts' rows one after the other, cut into shares or chunks at multiples of
+// `align` (guided chunks of at least `min` rows), and how many meetings follow it in
+// decode (q/k/v's step: 2, of which the one between q/k/v and attention only when the kv
+// heads do not split evenly over the threads).
 #define PROBE_MAX_PARTS 16
 typedef struct {
     probe_part p[PROBE_MAX_PARTS];
@@ -40,6 +74,7 @@ typedef struct {
 typedef struct {
     probe_step *step;  // [INFER_PROBE_TOKENS * steps]
     int steps;         // per token
+    int n_kv_heads;
     work_counter *work;  // one per step of every token
     const float *x;      // the input of every product
     float *y;            // [threads, ystride] each thread's outputs
@@ -131,16 +166,16 @@ static void probe_thread(probe *pr, infer_probe_mode mode, int t0, int t1, int t
     for (int tok = t0; tok < t1; tok++)
         for (int i = 0; i < pr->steps; i++) {
             const probe_step *st = &pr->step[(size_t)tok * pr->steps + i];
-            if (mode == INFER_PROBE_HALVES) {
-                const int a = st->align;
-                lo = (int)((long)st->rows * t / nt / a * a), hi = t == nt - 1 ? st->rows : (int)((long)st->rows * (t + 1) / nt / a * a);
-                sum += step_rows(st, lo, hi, pr->x, y, 0);
-            } else {
+            if (mode == INFER_PROBE_PRODUCTS) {
                 while (decode_take(&pr->work[(size_t)tok * pr->steps + i], st->rows, st->align, st->min, nt, &lo, &hi))
-                    sum += step_rows(st, lo, hi, pr->x, y, read);
+                    sum += step_rows(st, lo, hi, pr->x, y, 0);
+            } else {
+                decode_share(st->rows, st->align, t, nt, &lo, &hi);
+                sum += step_rows(st, lo, hi, pr->x, y, read);
             }
             const int meet = mode == INFER_PROBE_MEETINGS || mode == INFER_PROBE_REGIONS;
-            for (int m = 0; meet && m < st->meetings; m++) spin_barrier_wait(&pr->bar, nt, &phase);
+            const int meetings = st->meetings - (st->meetings == 2 && pr->n_kv_heads % nt == 0);
+            for (int m = 0; meet && m < meetings; m++) spin_barrier_wait(&pr->bar, nt, &phase);
         }
     if (read) atomic_fetch_add_explicit(&pr->sink, sum, memory_order_relaxed);
 }
@@ -158,7 +193,7 @@ int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes)
         if (token_ffn_count(s, l, s->route_k) + 3 > PROBE_MAX_PARTS)
             return mo_errorf("the decode probe takes up to %d FFNs a token, layer %d has %d", PROBE_MAX_PARTS - 3, l,
                              token_ffn_count(s, l, s->route_k));
-    probe pr = {.steps = 4 * c->n_layers + 1};
+    probe pr = {.steps = 4 * c->n_layers + 1, .n_kv_heads = c->n_kv_heads};
     const size_t nsteps = (size_t)INFER_PROBE_TOKENS * pr.steps;
     pr.step = malloc(sizeof *pr.step * nsteps);
     pr.work = aligned_alloc(64, sizeof *pr.work * nsteps);

@@ -97,10 +97,12 @@ const void *infer_weight_buffer(const infer_ctx *s, size_t *bytes);
 // different experts as decode's do, shared or dense FFNs, the output) at the current
 // weights, with nothing between them, on the threads decode uses, in one of these modes:
 typedef enum {
-    INFER_PROBE_READ,      // a plain read (a sum) of the same bytes in decode's chunks: the products' roofline
-    INFER_PROBE_PRODUCTS,  // the products in decode's chunks (the threads take them as they go), no meetings
-    INFER_PROBE_HALVES,    // the products, each thread one contiguous share of every step, no meetings
-    INFER_PROBE_MEETINGS,  // the products in decode's chunks, meeting where decode meets (41 times a bench-S token)
+    INFER_PROBE_READ,      // a plain read (a sum) of the same bytes, each thread one contiguous share of every
+                           // step as decode reads them: the products' roofline
+    INFER_PROBE_PRODUCTS,  // the products in guided chunks the threads take as they go (decode's until
+                           // 2026-12-07, kept for comparison), no meetings
+    INFER_PROBE_HALVES,    // the products, each thread one contiguous share of every step (decode's), no meetings
+    INFER_PROBE_MEETINGS,  // `halves` meeting where decode meets (33 times a bench-S token on 2 threads)
     INFER_PROBE_REGIONS,   // the same in a parallel region a token, as decode forks one
     INFER_PROBE_MODES
 } infer_probe_mode;

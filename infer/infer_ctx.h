@@ -15,14 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The next chunk of a step's rows to hand out, on a cache line of its own.
-typedef struct {
-    _Alignas(64) atomic_int next;
-} work_counter;
-
-// Steps of a decode token per layer, each ended by a meeting of the threads (decode_one_thread).
-#define STEPS_PER_LAYER 5
-
 struct infer_ctx {
     const mo_param_table *pt;
     const float *params;
@@ -76,7 +68,6 @@ struct infer_ctx {
     float *tbuf;                 // per thread: a [d], router scratch [2E + k], gates [k], each padded
     int *tidx;                   // per thread: chosen experts [k], padded
     spin_barrier bar;
-    work_counter *work;          // [n_layers * STEPS_PER_LAYER + 1] one per step of a token
 };
 
 // The fp32 values of tensor `id` (norms, router, embeddings: never quantized).
@@ -99,10 +90,9 @@ int infer_route(infer_ctx *s, int l, int rows, const float *a, float *scratch, i
 void decode_one(infer_ctx *s, int seq, int token, float *logits);
 
 // The pieces of decode_one that infer/decode_probe.c shares (infer/decode_one.c):
-// the next chunk [*lo, *hi) of a step's n rows (0 when none is left), ...
-int decode_take(work_counter *work, int n, int align, int min, int nt, int *lo, int *hi);
-// ... the shortest chunk of rows of `cols` columns, ...
-int decode_min_rows(const infer_ctx *s, int cols);
+// thread t's contiguous share [*lo, *hi) of a step's n rows on nt threads, cut at
+// multiples of `align`, ...
+void decode_share(int n, int align, int t, int nt, int *lo, int *hi);
 
 // ... and the FFNs a token passes through in layer l: its weights (views of the rows of
 // the chosen expert), hidden width and gate; how many when its router chose idx[k] with

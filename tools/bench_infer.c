@@ -42,7 +42,7 @@ static const char usage[] =
     "Prefill 256 tokens, then decode 128 tokens one at a time (greedy, KV cache), batch 1, with a\n"
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
     "and memory rates measured in the same run. Then decode's matrix-vector products alone (16\n"
-    "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: in decode's\n"
+    "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: in guided\n"
     "chunks and in contiguous halves, with decode's meetings, and with a parallel region a token.\n"
     "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
@@ -408,8 +408,8 @@ int bench_infer(int argc, char **argv) {
             printf("  bf16 vs fp32 decode   max |diff| %.4f, mean %.5f (fp32 logits RMS %.4f); top-1 agreement %.1f%% "
                    "over %d positions (bf16 prefill, then decode through the bf16 KV cache)\n",
                    dacc.max_abs, dacc.mean_abs, dacc.logit_rms, 100 * dacc.top1, D + 1);
-        printf("  products alone        %.1f GB/s read of their bytes in decode's chunks (median of %d rounds); "
-               "over it:\n                        products %.2f, contiguous halves %.2f, with decode's meetings %.2f, "
+        printf("  products alone        %.1f GB/s read of their bytes in contiguous halves (median of %d rounds); "
+               "over it:\n                        guided chunks %.2f, contiguous halves %.2f, with decode's meetings %.2f, "
                "and a region a token %.2f; decode %.2f\n",
                median(probe[INFER_PROBE_READ], PROBE_ROUNDS), PROBE_ROUNDS,
                median(probe_share[INFER_PROBE_PRODUCTS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_HALVES], PROBE_ROUNDS),

@@ -16,13 +16,13 @@
 #include <omp.h>
 
 #define RMS_FWD_BODY(L)                                                          \
-    _Pragma("omp parallel for schedule(static) if ((size_t)n * d >= MO_ROWS_PAR_MIN)") \
+    MO_PAR_ROWS((size_t)n * d >= MO_ROWS_PAR_MIN,                                \
     for (int i = 0; i < n; i++) {                                                \
         const float *xr = x + (size_t)i * d;                                     \
         float r = 1.0f / sqrtf(row_dot_##L(xr, xr, (size_t)d) / (float)d + eps); \
         rstd[i] = r;                                                             \
         rms_fwd_row_##L(out + (size_t)i * d, xr, w, (size_t)d, r);               \
-    }
+    })
 
 // Backward is one pass over memory: rows in blocks of RMS_BWD_ROWS, in one parallel
 // region; in each block a thread computes dx for its share of the rows, then dw for its

@@ -9,6 +9,7 @@
 #include "kernels/rope.h"
 
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -32,11 +33,11 @@ void rope_tables(float *cos_tab, float *sin_tab, int max_seq, int head_dim, doub
 // Rows (one position each) run on OpenMP threads when the call is large.
 #define ROPE_BODY(row_fn)                                                        \
     int half = head_dim / 2;                                                     \
-    _Pragma("omp parallel for schedule(static) if ((size_t)n * n_heads * head_dim >= ((size_t)1 << 16))") \
+    MO_PAR_ROWS((size_t)n * n_heads * head_dim >= ((size_t)1 << 16),           \
     for (int r = 0; r < n; r++) {                                                \
         const float *c = cos_tab + (size_t)pos[r] * half, *s = sin_tab + (size_t)pos[r] * half; \
         for (int h = 0; h < n_heads; h++) row_fn(x + ((size_t)r * n_heads + h) * head_dim, c, s, (size_t)half); \
-    }
+    })
 
 // ---------------------------------------------------------------------------- scalar
 

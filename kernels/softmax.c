@@ -5,6 +5,7 @@
 #include "kernels/softmax.h"
 
 #include "kernels/simd_rows.h"
+#include "kernels/threads.h"
 
 // One version of each row loop per SIMD level, from the same body: L is the level suffix.
 // One row: o = softmax(xr) over n, max-subtracted (o may be xr).
@@ -16,9 +17,9 @@
     } while (0)
 
 #define SOFTMAX_FWD_BODY(L)                                                     \
-    _Pragma("omp parallel for schedule(static) if ((size_t)rows * cols >= MO_ROWS_PAR_MIN)") \
+    MO_PAR_ROWS((size_t)rows * cols >= MO_ROWS_PAR_MIN,                         \
     for (int r = 0; r < rows; r++)                                              \
-        SOFTMAX_ROW(L, out + (size_t)r * cols, x + (size_t)r * cols, (size_t)cols);
+        SOFTMAX_ROW(L, out + (size_t)r * cols, x + (size_t)r * cols, (size_t)cols);)
 
 // dx = out * (dout - <dout, out>): the dot is taken before dx (which may be dout) is written.
 #define SOFTMAX_BWD_BODY(L)                                                     \

@@ -5,11 +5,13 @@
 // Comparisons only, no arithmetic: the result is the same at every SIMD level.
 #include "kernels/topk.h"
 
+#include "kernels/threads.h"
+
 #include <stddef.h>
 
 void topk_forward(int *idx, float *val, const float *x, int n, int E, int k) {
     if (k <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)n * E >= ((size_t)1 << 16))
+    MO_PAR_ROWS((size_t)n * E >= ((size_t)1 << 16),
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * E;
         int *ir = idx + (size_t)r * k;
@@ -27,7 +29,7 @@ void topk_forward(int *idx, float *val, const float *x, int n, int E, int k) {
             vr[p] = v;
             ir[p] = j;
         }
-    }
+    });
 }
 
 void topk_backward(float *dx, const float *dval, const int *idx, int n, int E, int k) {

@@ -262,7 +262,7 @@ static int bf16_kind(mo_param_kind k) {
 
 int model_set_precision(mo_model *m, mo_precision p) {
     free(m->bf16_arena);
-    m->bf16_arena = NULL, m->bf16_bytes = 0, m->bf16 = 0, m->wb = m->bx = m->bg = NULL;
+    m->bf16_arena = NULL, m->bf16_bytes = 0, m->bf16 = 0, m->wb = m->bx = m->bg = m->bh = NULL;
     if (p == MO_PRECISION_FP32) return 0;
     if (!bf16_supported())
         return mo_errorf("--precision bf16: this CPU has no AVX512_BF16 (bf16 products would run slower than fp32); "
@@ -273,9 +273,10 @@ int model_set_precision(mo_model *m, mo_precision p) {
     const size_t wide = (size_t)c->d_ff * kk > (size_t)c->d_ff_dense ? (size_t)c->d_ff * kk : (size_t)c->d_ff_dense;
     const size_t sh = (size_t)c->n_shared_experts * c->d_ff_shared;
     size_t nx = N * kk * (d > qd ? d : qd), ng = N * max3(V, d > qd ? d : qd, wide > sh ? wide : sh);
+    size_t nh = N * (wide > sh ? wide : sh);
     size_t nw = (m->pt->numel + 31) & ~(size_t)31;
-    nx = (nx + 31) & ~(size_t)31;
-    m->bf16_bytes = (nw + nx + ng) * sizeof(mo_bf16);
+    nx = (nx + 31) & ~(size_t)31, ng = (ng + 31) & ~(size_t)31;
+    m->bf16_bytes = (nw + nx + ng + nh) * sizeof(mo_bf16);
     m->bf16_arena = mo_alloc_huge(m->bf16_bytes);
     if (!m->bf16_arena) {
         size_t mb = m->bf16_bytes >> 20;
@@ -286,6 +287,7 @@ int model_set_precision(mo_model *m, mo_precision p) {
     m->wb = m->bf16_arena;
     m->bx = m->wb + nw;
     m->bg = m->bx + nx;
+    m->bh = m->bg + ng;
     m->bf16 = 1;
     m->wb_frozen_ready = 0, m->wb_current = 0;
     return 0;
@@ -409,7 +411,7 @@ static void lin_backward(const mo_model *m, float *dx, float *dW, mo_lin dy, mo_
 static mo_ffn_weights ffn_weights(const mo_model *m, const float *params, int w1, int w3, int w2, size_t at) {
     mo_ffn_weights w = {.w1 = params_at_c(m->pt, params, w1) + at, .w3 = params_at_c(m->pt, params, w3) + at,
                         .w2 = params_at_c(m->pt, params, w2) + at};
-    if (m->bf16) w.b1 = WB(w1) + at, w.b3 = WB(w3) + at, w.b2 = WB(w2) + at, w.s0 = m->bx, w.s1 = m->bg;
+    if (m->bf16) w.b1 = WB(w1) + at, w.b3 = WB(w3) + at, w.b2 = WB(w2) + at, w.s0 = m->bx, w.s1 = m->bg, w.s2 = m->bh;
     return w;
 }
 

@@ -108,6 +108,7 @@ typedef struct {
                          //   (or by the optimizer: model_bf16_weights_current)
     mo_bf16 *bx, *bg;    // GEMM inputs rounded to bf16: activations [N*max(k,1)*max(d, nh*hd)],
                          //   gradients and FFN hidden rows [N*max(V, d, nh*hd, widest FFN hidden)]
+    mo_bf16 *bh;         // the FFN's second hidden rows in bf16 (dh3 beside dh1) [N*widest FFN hidden]
     void *bf16_arena;
     size_t bf16_bytes;
 } mo_model;

@@ -45,17 +45,18 @@ void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k
 // The weights of one SwiGLU FFN call over G groups of rows, in the precision its GEMMs
 // run in: w1, w3 [G, f, dm] and w2 [G, dm, f] in fp32, and for bf16 compute
 // (model_set_precision) their bf16 copies b1, b3, b2 with scratch for the rounded GEMM
-// inputs, s0 [R, dm] and s1 [R, f] (fp32 accumulation and outputs). b1 == NULL: fp32.
+// inputs, s0 [R, dm] and s1, s2 [R, f] (fp32 accumulation and outputs). b1 == NULL: fp32.
 typedef struct {
     const float *w1, *w3, *w2;
     const mo_bf16 *b1, *b3, *b2;
-    mo_bf16 *s0, *s1;
+    mo_bf16 *s0, *s1, *s2;
 } mo_ffn_weights;
 
 // One call's rows: G groups (offs[G+1], group g uses expert g of the stacked weights) of
-// width dm in and out, f hidden. Forward keeps h1, h3 [R, f] for backward, which
-// overwrites them with their gradients (forward's caches are used up); act and dact
-// [R, f] are scratch (dact: backward only).
+// width dm in and out, f hidden. Forward keeps h1, h3 [R, f] for backward, which in fp32
+// overwrites them with their gradients (forward's caches are used up; in bf16 the
+// SwiGLU's outputs go to s1 and s2 in bf16 only); act and dact [R, f] are scratch (dact:
+// backward only; act: fp32 only).
 //
 // xrow (NULL: xs holds the rows, sorted) reads the rows in place instead: row p is
 // xs + (xrow[p] / xdiv) * dm, e.g. the layer's input through the dispatch (perm, top_k),

@@ -1,12 +1,13 @@
 // bf16.c: float32 <-> bfloat16 conversion (scalar, AVX2, AVX-512) and bf16 GEMMs over
 // oneDNN's dnnl_gemm_bf16bf16f32 (see bf16.h).
 //
-// The rounding is done on the bit patterns (add 0x7FFF plus the lowest kept bit, drop
-// the low 16 bits), the same at every level, rather than with AVX512_BF16's
-// vcvtneps2bf16, which flushes subnormal inputs to zero: conversion is memory bound,
-// so the integer form costs nothing and the result never depends on the CPU.
+// The rounding is done on the bit patterns (kernels/bf16_round.h), the same at every
+// level, rather than with AVX512_BF16's vcvtneps2bf16, which flushes subnormal inputs to
+// zero: conversion is memory bound, so the integer form costs nothing and the result
+// never depends on the CPU.
 #include "kernels/bf16.h"
 
+#include "kernels/bf16_round.h"
 #include "kernels/matmul.h"
 #include "kernels/simd.h"
 
@@ -38,15 +39,8 @@ int bf16_supported(void) {
 #define BF16_PAR_MIN ((size_t)1 << 16)  // elements below which one thread converts
 #define BF16_CHUNK ((size_t)1 << 14)    // elements per parallel chunk
 
-static inline mo_bf16 round_one(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (mo_bf16)((u >> 16) | 0x40);  // NaN: keep it quiet
-    return (mo_bf16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 static void from_f32_scalar(mo_bf16 *dst, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = round_one(x[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_round_one(x[i]);
 }
 
 static void to_f32_scalar(float *dst, const mo_bf16 *x, size_t n) {
@@ -58,17 +52,8 @@ static void to_f32_scalar(float *dst, const mo_bf16 *x, size_t n) {
 
 #if MO_HAVE_X86
 static MO_TARGET_AVX512 void from_f32_avx512(mo_bf16 *dst, const float *x, size_t n) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff), quiet = _mm512_set1_epi32(0x40);
-    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512i u = _mm512_loadu_si512((const void *)(x + i));
-        __m512i hi = _mm512_srli_epi32(u, 16);
-        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
-        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(r));
-    }
+    for (; i + 16 <= n; i += 16) bf16_store16_avx512(dst + i, _mm512_loadu_ps(x + i));
     from_f32_scalar(dst + i, x + i, n - i);
 }
 
@@ -81,20 +66,11 @@ static MO_TARGET_AVX512 void to_f32_avx512(float *dst, const mo_bf16 *x, size_t 
     to_f32_scalar(dst + i, x + i, n - i);
 }
 
-static inline MO_TARGET_AVX2 __m256i round8_avx2(__m256i u) {
-    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
-    const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
-    __m256i hi = _mm256_srli_epi32(u, 16);
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(hi, one))), 16);
-    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);  // both sides are non-negative
-    return _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), nan);
-}
-
 static MO_TARGET_AVX2 void from_f32_avx2(mo_bf16 *dst, const float *x, size_t n) {
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m256i a = round8_avx2(_mm256_loadu_si256((const __m256i *)(x + i)));
-        __m256i b = round8_avx2(_mm256_loadu_si256((const __m256i *)(x + i + 8)));
+        __m256i a = bf16_round_lanes256(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m256i b = bf16_round_lanes256(_mm256_loadu_si256((const __m256i *)(x + i + 8)));
         // packus works per 128-bit lane: a0 b0 a1 b1 -> reorder the 64-bit quarters to a0 a1 b0 b1
         __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
         _mm256_storeu_si256((__m256i *)(dst + i), p);

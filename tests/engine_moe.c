@@ -173,7 +173,7 @@ START_TEST(test_chained_same_bits) {
     tu_fill(w1, n_w, 11, 0.1f), tu_fill(w3, n_w, 12, 0.1f), tu_fill(w2, n_w, 13, 0.1f);
     tu_fill(xs, n_x, 14, 1.0f), tu_fill(dys, n_x, 15, 1.0f);
     mo_bf16 *b1 = malloc(n_w * 2), *b3 = malloc(n_w * 2), *b2 = malloc(n_w * 2);
-    mo_bf16 *s0 = malloc(n_x * 2), *s1 = malloc(n_h * 2);
+    mo_bf16 *s0 = malloc(n_x * 2), *s1 = malloc(n_h * 2), *s2 = malloc(n_h * 2);
     bf16_from_f32(b1, w1, n_w), bf16_from_f32(b3, w3, n_w), bf16_from_f32(b2, w2, n_w);
     const size_t sizes[7] = {n_x, n_h, n_h, n_x, n_w, n_w, n_w};
     ffn_out o[2];
@@ -187,7 +187,7 @@ START_TEST(test_chained_same_bits) {
             for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
                 const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3;
                 omp_set_num_threads(threads[t]);
-                mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1};
+                mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2};
                 for (int c = 0; c < 2; c++) {
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
@@ -209,7 +209,7 @@ START_TEST(test_chained_same_bits) {
         float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
         for (int i = 0; i < 7; i++) free(p[i]);
     }
-    free(w1), free(w3), free(w2), free(xs), free(dys), free(b1), free(b3), free(b2), free(s0), free(s1);
+    free(w1), free(w3), free(w2), free(xs), free(dys), free(b1), free(b3), free(b2), free(s0), free(s1), free(s2);
 }
 END_TEST
 

@@ -1,6 +1,8 @@
 // kernels_swiglu.c: SiLU and SwiGLU against kernels/ref at every SIMD level, the same
 // bits on 1, 2 and 3 threads for calls large enough to be split over them, and the
-// reference backward against central finite differences in double.
+// reference backward against central finite differences in double; the bf16-output
+// forms against the float ones rounded (bit for bit) and against their reference.
+#include "kernels/bf16.h"
 #include "kernels/ref/ref.h"
 #include "kernels/simd.h"
 #include "kernels/swiglu.h"
@@ -149,6 +151,57 @@ START_TEST(test_same_bits_any_threads) {
 }
 END_TEST
 
+// n bf16 values as floats.
+static float *widen(const mo_bf16 *x, size_t n) {
+    float *f = malloc(n * sizeof *f);
+    bf16_to_f32(f, x, n);
+    return f;
+}
+
+// swiglu_forward_bf16 / swiglu_backward_bf16 give the float kernels' results rounded by
+// bf16_from_f32, bit for bit, at every level and size (tails included) and on 1, 2 and 3
+// threads (the large size is split), and stay within a bf16 rounding of the reference.
+START_TEST(test_bf16_outputs) {
+    const int threads[] = {1, 2, 3}, before = omp_get_max_threads();
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        const char *lv = simd_name((simd_level)level);
+        for (size_t s = 0; s < N_SIZES; s++) {
+            const size_t n = sizes[s];
+            bufs B = alloc_bufs(n, 300 + s);
+            mo_bf16 *want = malloc(3 * n * sizeof *want), *got = malloc(3 * n * sizeof *got);
+            swiglu_forward(B.out, B.a, B.b, n);
+            bf16_from_f32(want, B.out, n);
+            swiglu_backward(B.da, B.db, B.g, B.a, B.b, n);
+            bf16_from_f32(want + n, B.da, n), bf16_from_f32(want + 2 * n, B.db, n);
+            for (int t = 0; t < 3; t++) {
+                omp_set_num_threads(threads[t]);
+                memset(got, 0xff, 3 * n * sizeof *got);
+                swiglu_forward_bf16(got, B.a, B.b, n);
+                swiglu_backward_bf16(got + n, got + 2 * n, B.g, B.a, B.b, n);
+                ck_assert_msg(!memcmp(got, want, n * sizeof *got), "swiglu fwd bf16 %s n=%zu, %d threads", lv, n,
+                              threads[t]);
+                ck_assert_msg(!memcmp(got + n, want + n, 2 * n * sizeof *got), "swiglu bwd bf16 %s n=%zu, %d threads",
+                              lv, n, threads[t]);
+            }
+            omp_set_num_threads(before);
+            ref_swiglu_forward_bf16(B.out64, B.a64, B.b64, n);
+            ref_swiglu_backward_bf16(B.da64, B.db64, B.g64, B.a64, B.b64, n);
+            const double *ref[3] = {B.out64, B.da64, B.db64};
+            for (int k = 0; k < 3; k++) {  // a float result and the double one may round to neighbouring bf16s
+                float *f = widen(got + k * n, n);
+                ck_assert_msg(tu_rel_err_f64(f, ref[k], n) < 4e-3, "bf16 output %d %s n=%zu: %g", k, lv, n,
+                              tu_rel_err_f64(f, ref[k], n));
+                free(f);
+            }
+            free(want), free(got);
+            free_bufs(&B);
+        }
+    }
+    simd_set(simd_best());
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels_swiglu");
     TCase *tc = tcase_create("swiglu");
@@ -156,6 +209,7 @@ int main(void) {
     tcase_add_test(tc, test_in_place);
     tcase_add_test(tc, test_same_bits_any_threads);
     tcase_add_test(tc, test_ref_backward_finite_differences);
+    tcase_add_test(tc, test_bf16_outputs);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);
 }

@@ -38,6 +38,10 @@ void ref_silu_forward(double *out, const double *x, size_t n);
 void ref_silu_backward(double *dx, const double *dout, const double *x, size_t n);
 void ref_swiglu_forward(double *out, const double *a, const double *b, size_t n);
 void ref_swiglu_backward(double *da, double *db, const double *dout, const double *a, const double *b, size_t n);
+// The bf16 outputs (swiglu_forward_bf16, swiglu_backward_bf16): the above, each rounded
+// to bf16 (ref_bf16_round).
+void ref_swiglu_forward_bf16(double *out, const double *a, const double *b, size_t n);
+void ref_swiglu_backward_bf16(double *da, double *db, const double *dout, const double *a, const double *b, size_t n);
 
 // softmax.h
 void ref_softmax_forward(double *out, const double *x, int rows, int cols);

@@ -29,3 +29,13 @@ void ref_swiglu_backward(double *da, double *db, const double *dout, const doubl
         db[i] = dbi;
     }
 }
+
+void ref_swiglu_forward_bf16(double *out, const double *a, const double *b, size_t n) {
+    ref_swiglu_forward(out, a, b, n);
+    for (size_t i = 0; i < n; i++) out[i] = ref_bf16_round(out[i]);
+}
+
+void ref_swiglu_backward_bf16(double *da, double *db, const double *dout, const double *a, const double *b, size_t n) {
+    ref_swiglu_backward(da, db, dout, a, b, n);
+    for (size_t i = 0; i < n; i++) da[i] = ref_bf16_round(da[i]), db[i] = ref_bf16_round(db[i]);
+}

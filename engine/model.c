@@ -697,12 +697,15 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     const int N = m->N, d = c->d_model, V = c->vocab_size;
     for (int i = 0; i < N; i++)
         m->dloss[i] = m->targets[i] >= 0 && m->n_targets ? loss_scale / (float)m->n_targets : 0.0f;
-    // logits <- dlogits, with the rows' max and sum forward kept (rows without a target read none)
-    cross_entropy_backward(m->logits, m->logits, m->ce_stats, m->targets, m->dloss, N, V);
+    // dlogits, with the rows' max and sum forward kept (rows without a target read none):
+    // over the logits in place, or with bf16 compute straight into their bf16 scratch (only
+    // the products read them)
+    mo_lin dl = {m->logits, NULL};
+    if (m->bf16) cross_entropy_backward_bf16(m->bg, m->logits, m->ce_stats, m->targets, m->dloss, N, V), dl.b = m->bg;
+    else cross_entropy_backward(m->logits, m->logits, m->ce_stats, m->targets, m->dloss, N, V);
     // doutput [V, d] += dl^T hf; dhf = dl output
-    lin_backward(m, m->dnorm, G(m->pt->output), lin_x(m, m->bg, m->logits, (size_t)N * V),
-                 lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d), lin_w(m, params, m->pt->output), N, V,
-                 d, 0);
+    lin_backward(m, m->dnorm, G(m->pt->output), dl, lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d),
+                 lin_w(m, params, m->pt->output), N, V, d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {

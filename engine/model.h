@@ -69,7 +69,7 @@ typedef struct {
     float *x_final;               // [N, d] x_attn[L], the last residual stream (alias)
     float *hf;                    // [N, d] final rmsnorm output
     float *hf_rstd;               // [N]
-    float *logits;                // [N, V]; model_backward overwrites it with d loss / d logits
+    float *logits;                // [N, V]; model_backward overwrites it with d loss / d logits (fp32)
     float *losses;                // [N] per-row cross-entropy
     float *ce_stats;              // [2N] each row's logit max and sum of exps (cross_entropy_forward)
 
@@ -232,7 +232,8 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
 // Backward of the last forward (which must have had targets): ACCUMULATES
 // loss_scale * d loss / d params into `grads` (an arena of the parameter table), so
 // gradient accumulation over micro-batches is forward/backward with loss_scale
-// 1/n_micro and zeroing is one memset. Overwrites m->logits and the h1/h3 caches.
+// 1/n_micro and zeroing is one memset. Overwrites m->logits (fp32; bf16 compute writes
+// their gradient to its bf16 scratch instead) and the h1/h3 caches.
 // Returns 0 (the int is kept for errors a later change may add).
 int model_backward(mo_model *m, const float *params, float *grads, float loss_scale);
 

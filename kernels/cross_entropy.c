@@ -5,6 +5,7 @@
 // the last pass. Rows run on OpenMP threads when the call is large.
 #include "kernels/cross_entropy.h"
 
+#include "kernels/bf16_round.h"
 #include "kernels/simd_rows.h"
 
 #include <string.h>
@@ -44,11 +45,34 @@
         d[t] = dloss[i] * (pt - 1.0f);                                          \
     }
 
+// The same with dlogits in bf16 (cross_entropy_backward_bf16): each value computed as
+// above, then rounded. No alias: the target's logit is read from the float row.
+#define CE_BWD_BF16_BODY(L)                                                     \
+    _Pragma("omp parallel for schedule(static) if ((size_t)n * V >= MO_ROWS_PAR_MIN)") \
+    for (int i = 0; i < n; i++) {                                               \
+        const float *x = logits + (size_t)i * V;                                \
+        mo_bf16 *d = dlogits + (size_t)i * V;                                   \
+        int t = targets[i];                                                     \
+        if (t < 0) {                                                            \
+            memset(d, 0, (size_t)V * sizeof *d);                                \
+            continue;                                                           \
+        }                                                                       \
+        float m = stats ? stats[2 * i] : row_max_##L(x, (size_t)V);             \
+        float s = stats ? stats[2 * i + 1] : row_sumexp_##L(x, (size_t)V, m);   \
+        float pt = expf(x[t] - m) / s;                                          \
+        row_expscale_bf16_##L(d, x, (size_t)V, m, dloss[i] / s);                \
+        d[t] = bf16_round_one(dloss[i] * (pt - 1.0f));                          \
+    }
+
 // ---------------------------------------------------------------------------- scalar
 
 // d_j = exp(x_j - m) * c. d may alias x.
 static inline void row_expscale_scalar(float *d, const float *x, size_t n, float m, float c) {
     for (size_t j = 0; j < n; j++) d[j] = expf(x[j] - m) * c;
+}
+
+static inline void row_expscale_bf16_scalar(mo_bf16 *d, const float *x, size_t n, float m, float c) {
+    for (size_t j = 0; j < n; j++) d[j] = bf16_round_one(expf(x[j] - m) * c);
 }
 
 static void ce_fwd_scalar(float *losses, float *stats, const float *logits, const int *targets, int n, int V) {
@@ -57,6 +81,10 @@ static void ce_fwd_scalar(float *losses, float *stats, const float *logits, cons
 static void ce_bwd_scalar(float *dlogits, const float *logits, const float *stats, const int *targets,
                           const float *dloss, int n, int V) {
     CE_BWD_BODY(scalar)
+}
+static void ce_bwd_bf16_scalar(mo_bf16 *dlogits, const float *logits, const float *stats, const int *targets,
+                               const float *dloss, int n, int V) {
+    CE_BWD_BF16_BODY(scalar)
 }
 
 #if MO_HAVE_X86
@@ -70,6 +98,15 @@ static inline MO_TARGET_AVX512 void row_expscale_avx512(float *d, const float *x
     row_expscale_scalar(d + j, x + j, n - j, m, c);
 }
 
+static inline MO_TARGET_AVX512 void row_expscale_bf16_avx512(mo_bf16 *d, const float *x, size_t n, float m,
+                                                              float c) {
+    __m512 vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        bf16_store16_avx512(d + j, _mm512_mul_ps(mo_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm)), vc));
+    row_expscale_bf16_scalar(d + j, x + j, n - j, m, c);
+}
+
 static MO_TARGET_AVX512 void ce_fwd_avx512(float *losses, float *stats, const float *logits, const int *targets, int n,
                                            int V) {
     CE_FWD_BODY(avx512)
@@ -77,6 +114,10 @@ static MO_TARGET_AVX512 void ce_fwd_avx512(float *losses, float *stats, const fl
 static MO_TARGET_AVX512 void ce_bwd_avx512(float *dlogits, const float *logits, const float *stats,
                                            const int *targets, const float *dloss, int n, int V) {
     CE_BWD_BODY(avx512)
+}
+static MO_TARGET_AVX512 void ce_bwd_bf16_avx512(mo_bf16 *dlogits, const float *logits, const float *stats,
+                                                const int *targets, const float *dloss, int n, int V) {
+    CE_BWD_BF16_BODY(avx512)
 }
 
 // ---------------------------------------------------------------------------- AVX2
@@ -89,6 +130,14 @@ static inline MO_TARGET_AVX2 void row_expscale_avx2(float *d, const float *x, si
     row_expscale_scalar(d + j, x + j, n - j, m, c);
 }
 
+static inline MO_TARGET_AVX2 void row_expscale_bf16_avx2(mo_bf16 *d, const float *x, size_t n, float m, float c) {
+    __m256 vm = _mm256_set1_ps(m), vc = _mm256_set1_ps(c);
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        bf16_store8_avx2(d + j, _mm256_mul_ps(mo_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm)), vc));
+    row_expscale_bf16_scalar(d + j, x + j, n - j, m, c);
+}
+
 static MO_TARGET_AVX2 void ce_fwd_avx2(float *losses, float *stats, const float *logits, const int *targets, int n,
                                        int V) {
     CE_FWD_BODY(avx2)
@@ -96,6 +145,10 @@ static MO_TARGET_AVX2 void ce_fwd_avx2(float *losses, float *stats, const float 
 static MO_TARGET_AVX2 void ce_bwd_avx2(float *dlogits, const float *logits, const float *stats,
                                        const int *targets, const float *dloss, int n, int V) {
     CE_BWD_BODY(avx2)
+}
+static MO_TARGET_AVX2 void ce_bwd_bf16_avx2(mo_bf16 *dlogits, const float *logits, const float *stats,
+                                            const int *targets, const float *dloss, int n, int V) {
+    CE_BWD_BF16_BODY(avx2)
 }
 #endif
 
@@ -108,4 +161,9 @@ void cross_entropy_forward(float *losses, float *stats, const float *logits, con
 void cross_entropy_backward(float *dlogits, const float *logits, const float *stats, const int *targets,
                             const float *dloss, int n, int V) {
     MO_SIMD_DISPATCH(ce_bwd, dlogits, logits, stats, targets, dloss, n, V);
+}
+
+void cross_entropy_backward_bf16(mo_bf16 *dlogits, const float *logits, const float *stats, const int *targets,
+                                 const float *dloss, int n, int V) {
+    MO_SIMD_DISPATCH(ce_bwd_bf16, dlogits, logits, stats, targets, dloss, n, V);
 }

@@ -9,6 +9,8 @@
 #ifndef MONOLITH_CROSS_ENTROPY_H
 #define MONOLITH_CROSS_ENTROPY_H
 
+#include "kernels/bf16.h"
+
 // losses[n] from logits[n, V] and targets[n]; `stats` [2n] (or NULL): row i's max and
 // sum of exps at 2i, 2i + 1 (not written where the target is ignored).
 void cross_entropy_forward(float *losses, float *stats, const float *logits, const int *targets, int n, int V);
@@ -16,5 +18,10 @@ void cross_entropy_forward(float *losses, float *stats, const float *logits, con
 // of these logits, or NULL. The same bits either way.
 void cross_entropy_backward(float *dlogits, const float *logits, const float *stats, const int *targets,
                             const float *dloss, int n, int V);
+// The same dlogits rounded to bf16 (bf16_from_f32's rounding, bit for bit), for bf16
+// compute, where only the output layer's products read them: no [n, V] float gradient
+// written and read back. dlogits does not alias logits.
+void cross_entropy_backward_bf16(mo_bf16 *dlogits, const float *logits, const float *stats, const int *targets,
+                                 const float *dloss, int n, int V);
 
 #endif

@@ -1,7 +1,8 @@
 // kernels_cross_entropy.c: fused cross-entropy against kernels/ref at every SIMD level
 // over odd vocabulary sizes with ignored targets, the in-place backward over the
 // logits, backward with forward's row stats bit for bit the one that recomputes them, and the reference backward against central finite differences in double on
-// a random-weighted sum of the losses (the weights play dloss).
+// a random-weighted sum of the losses (the weights play dloss); the bf16 backward is
+// the float one rounded, bit for bit.
 #include "kernels/cross_entropy.h"
 #include "kernels/ref/ref.h"
 #include "kernels/simd.h"
@@ -54,6 +55,21 @@ START_TEST(test_matches_ref_every_level) {
             for (int i = 0; i < n; i++)
                 for (int j = 0; t[i] < 0 && j < V; j++)
                     ck_assert_msg(dx[(size_t)i * V + j] == 0.0f, "ignored row has a gradient");
+            // bf16 dlogits: the float ones rounded, bit for bit, with or without the stats,
+            // and within a bf16 rounding of the rounded reference.
+            mo_bf16 *db = malloc(nv * 2), *want = malloc(nv * 2);
+            float *wide = malloc(nv * 4);
+            bf16_from_f32(want, dx, nv);
+            for (int k = 0; k < 2; k++) {
+                memset(db, 0xff, nv * 2);
+                cross_entropy_backward_bf16(db, x, k ? st : NULL, t, dl, n, V);
+                ck_assert_msg(memcmp(db, want, nv * 2) == 0, "bf16 bwd %s %dx%d, stats %d", lv, n, V, k);
+            }
+            ref_cross_entropy_backward_bf16(dx64, x64, t, dl64, n, V);
+            bf16_to_f32(wide, db, nv);
+            ck_assert_msg(tu_rel_err_f64(wide, dx64, nv) < 4e-3, "bf16 bwd %s %dx%d: %g", lv, n, V,
+                          tu_rel_err_f64(wide, dx64, nv));
+            free(db), free(want), free(wide);
             // In place over the logits: same bits as the out-of-place call (with the stats, as the model runs it).
             cross_entropy_backward(x, x, st, t, dl, n, V);
             ck_assert_msg(memcmp(x, dx, nv * 4) == 0, "in-place bwd %s %dx%d", lv, n, V);

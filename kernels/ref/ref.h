@@ -52,6 +52,9 @@ void ref_logsumexp_rows(double *lse, const double *x, int rows, int cols);
 void ref_cross_entropy_forward(double *losses, const double *logits, const int *targets, int n, int V);
 void ref_cross_entropy_backward(double *dlogits, const double *logits, const int *targets, const double *dloss, int n,
                                 int V);
+// The bf16 form (cross_entropy_backward_bf16): the above rounded to bf16 (ref_bf16_round).
+void ref_cross_entropy_backward_bf16(double *dlogits, const double *logits, const int *targets, const double *dloss,
+                                     int n, int V);
 
 // topk.h
 void ref_topk_forward(int *idx, double *val, const double *x, int n, int E, int k);

@@ -27,3 +27,9 @@ void ref_cross_entropy_backward(double *dlogits, const double *logits, const int
         for (int j = 0; j < V; j++) d[j] = t < 0 ? 0.0 : dloss[i] * (exp(x[j] - lse) - (j == t ? 1.0 : 0.0));
     }
 }
+
+void ref_cross_entropy_backward_bf16(double *dlogits, const double *logits, const int *targets, const double *dloss,
+                                     int n, int V) {
+    ref_cross_entropy_backward(dlogits, logits, targets, dloss, n, V);
+    for (size_t i = 0; i < (size_t)n * (size_t)V; i++) dlogits[i] = ref_bf16_round(dlogits[i]);
+}

@@ -59,11 +59,23 @@ INLINE MO_TARGET_AVX512 __m512 load16(const void *X, int i, __mmask16 m, int bf1
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// Each K or V row's cache lines are prefetched ATT_PREFETCH bytes ahead (16 rows of a
+// 64-wide fp32 head). A key costs about a dozen vector instructions (the FMAs and the
+// reduction), which fill the core's window of instructions in flight before enough loads
+// are out to keep memory busy: out of cache, 2 threads each reading heads of 320
+// positions, the prefetches made a head 1.14-1.55x faster (median 1.45; 12 alternating
+// rounds, load 9-10, rates over each thread's CPU time; 2 KB ahead: 1.30-1.52, 512 B:
+// 0.98-1.31). A prefetch past the end of the cache never faults; it reads at most the
+// next head's first lines, usually the next one the thread attends.
+#define ATT_PREFETCH 4096
+
 // One key at a time: 16 lanes over hd (the tail masked), then one reduction.
 INLINE MO_TARGET_AVX512 void scores_body_avx512(float *p, const float *q, const void *K, int n, int hd, float scale,
                                                 int bf16) {
+    const int row_bytes = hd * (bf16 ? (int)sizeof(mo_bf16) : (int)sizeof(float));
     for (int j = 0; j < n; j++) {
         const void *k = kv_row(K, (size_t)j, hd, bf16);
+        for (int b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)k + ATT_PREFETCH + b, _MM_HINT_T0);
         __m512 a = _mm512_setzero_ps();
         int i = 0;
         for (; i + 16 <= hd; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(k, i, 0xFFFF, bf16), a);
@@ -78,6 +90,7 @@ INLINE MO_TARGET_AVX512 void scores_body_avx512(float *p, const float *q, const 
 // out = sum_j p_j V_j, hd in chunks of 64 columns held in four registers across all j.
 INLINE MO_TARGET_AVX512 void weighted_sum_body_avx512(float *out, const float *p, const void *V, int n, int hd,
                                                       int bf16) {
+    const int row_bytes = hd * (bf16 ? (int)sizeof(mo_bf16) : (int)sizeof(float));
     for (int c0 = 0; c0 < hd; c0 += 64) {
         const int w = hd - c0 < 64 ? hd - c0 : 64;
         __mmask16 m[4];
@@ -88,6 +101,8 @@ INLINE MO_TARGET_AVX512 void weighted_sum_body_avx512(float *out, const float *p
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int j = 0; j < n; j++) {
             const void *v = kv_row(V, (size_t)j, hd, bf16);
+            if (c0 == 0)  // the whole row's lines, once
+                for (int b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)v + ATT_PREFETCH + b, _MM_HINT_T0);
             __m512 pj = _mm512_set1_ps(p[j]);
             a0 = _mm512_fmadd_ps(pj, load16(v, c0, m[0], bf16), a0);
             a1 = _mm512_fmadd_ps(pj, load16(v, c0 + 16, m[1], bf16), a1);

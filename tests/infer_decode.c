@@ -14,6 +14,7 @@
 #include "engine/model.h"
 #include "engine/params.h"
 #include "infer/infer.h"
+#include "infer/infer_ctx.h"
 #include "kernels/gemv.h"
 #include "kernels/ref/ref.h"
 #include "kernels/threads.h"
@@ -513,6 +514,32 @@ START_TEST(test_errors) {
 }
 END_TEST
 
+START_TEST(test_decode_share) {
+    // Each thread's share of a decode step: the shares of threads 0..nt-1 tile [0, n) in
+    // order, every cut short of n a multiple of `align`, and no share longer than another by
+    // more than `align` rows (the threads finish a step together).
+    const int ns[] = {0, 1, 8, 15, 24, 512, 1000, 2048, 8192, 8200}, aligns[] = {1, 16};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        for (int a = 0; a < 2; a++)
+            for (int nt = 1; nt <= 5; nt++) {
+                const int n = ns[i], align = aligns[a];
+                int prev = 0, shortest = n, longest = 0;
+                for (int t = 0; t < nt; t++) {
+                    int lo, hi;
+                    decode_share(n, align, t, nt, &lo, &hi);
+                    ck_assert_msg(lo == prev && hi >= lo, "n %d align %d nt %d: thread %d has [%d, %d) after %d", n,
+                                  align, nt, t, lo, hi, prev);
+                    ck_assert_msg(hi == n || hi % align == 0, "n %d align %d nt %d: cut at %d", n, align, nt, hi);
+                    shortest = hi - lo < shortest ? hi - lo : shortest, longest = hi - lo > longest ? hi - lo : longest;
+                    prev = hi;
+                }
+                ck_assert_int_eq(prev, n);
+                ck_assert_msg(longest - shortest <= align, "n %d align %d nt %d: shares of %d to %d rows", n, align,
+                              nt, shortest, longest);
+            }
+}
+END_TEST
+
 // The decode probe (infer_probe) reads what a decode step's products read: the weights
 // infer_decode_weight_bytes counts but the routers, norms and embedding row, in every mode,
 // for MoE, shared and dense FFNs at both precisions.
@@ -562,6 +589,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_batched_past_four);
     tcase_add_test(tc, test_int8_accuracy_vs_f32);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_decode_share);
     tcase_add_test(tc, test_probe_reads_decodes_bytes);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);

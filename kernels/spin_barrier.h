@@ -2,7 +2,7 @@
 // arrive close together.
 //
 // Decode at batch 1 (infer/decode.c) runs a whole token in one OpenMP region and meets
-// about five times per layer, every few tens of microseconds. libgomp's own barrier
+// four or five times per layer, every few tens of microseconds. libgomp's own barrier
 // sleeps in the kernel (a futex) as soon as a thread waits when OMP_WAIT_POLICY=PASSIVE,
 // and a futex wake-up costs about as much as the work between two meetings. This one
 // spins on a shared counter with the `pause` instruction for a bounded time (about

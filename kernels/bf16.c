@@ -88,6 +88,36 @@ static MO_TARGET_AVX2 void to_f32_avx2(float *dst, const mo_bf16 *x, size_t n) {
 }
 #endif
 
+// The same rounding with non-temporal stores (bf16_from_f32_stream): scalar up to the
+// first aligned vector, then whole aligned vectors, then the tail.
+static void stream_scalar(mo_bf16 *dst, const float *x, size_t n) { from_f32_scalar(dst, x, n); }
+
+#if MO_HAVE_X86
+static MO_TARGET_AVX512 void stream_avx512(mo_bf16 *dst, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++) dst[i] = bf16_round_one(x[i]);
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_castps_si512(_mm512_loadu_ps(x + i));
+        _mm256_stream_si256((__m256i *)(dst + i), _mm512_cvtepi32_epi16(bf16_round_lanes512(u)));
+    }
+    from_f32_scalar(dst + i, x + i, n - i);
+    _mm_sfence();  // the streamed stores are seen before anything this thread does next
+}
+
+static MO_TARGET_AVX2 void stream_avx2(mo_bf16 *dst, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = bf16_round_one(x[i]);
+    for (; i + 8 <= n; i += 8) {
+        __m256i r = bf16_round_lanes256(_mm256_loadu_si256((const __m256i *)(x + i)));
+        _mm_stream_si128((__m128i *)(dst + i), _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    }
+    from_f32_scalar(dst + i, x + i, n - i);
+    _mm_sfence();
+}
+#endif
+
+void bf16_from_f32_stream(mo_bf16 *dst, const float *x, size_t n) { MO_SIMD_DISPATCH(stream, dst, x, n); }
+
 static void from_f32_run(mo_bf16 *dst, const float *x, size_t n) { MO_SIMD_DISPATCH(from_f32, dst, x, n); }
 static void to_f32_run(float *dst, const mo_bf16 *x, size_t n) { MO_SIMD_DISPATCH(to_f32, dst, x, n); }
 

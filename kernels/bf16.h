@@ -27,6 +27,10 @@ int bf16_supported(void);
 // overflow rounds to infinity, subnormals round like any other value). Every SIMD level
 // gives the same bits. Threads over large arrays.
 void bf16_from_f32(mo_bf16 *dst, const float *x, size_t n);
+// The same bits with non-temporal stores, on the calling thread: for a copy that is
+// written now and read much later (AdamW's bf16 copy of the weights, read by the next
+// forward), whose cache lines need not be read in before they are written.
+void bf16_from_f32_stream(mo_bf16 *dst, const float *x, size_t n);
 // dst[i] = the float of x[i] (exact).
 void bf16_to_f32(float *dst, const mo_bf16 *x, size_t n);
 

@@ -1,5 +1,6 @@
 // kernels_bf16.c: bf16 rounding bit for bit against kernels/ref at every SIMD level
-// (ties, subnormals, overflow, NaN, odd lengths, the threaded path), the exact way back,
+// (ties, subnormals, overflow, NaN, odd lengths, the threaded path, the streaming form at
+// every alignment), the exact way back,
 // and the bf16 products (dense and grouped, every form, acc 0 and 1, empty shapes and
 // blocks, each grouped strategy, inside a parallel region) against ref_matmul_* of the
 // rounded inputs in double.
@@ -58,6 +59,16 @@ START_TEST(test_round_matches_ref_every_level) {
             ck_assert_msg(b[n] == 0xabab, "%s: wrote past n = %zu", ln, n);
         }
         bf16_from_f32(b, x, n_big);
+        check_round(x, b, n_big, ln);
+        for (size_t at = 0; at < 17; at++)  // the streaming form: every alignment of dst, every tail
+            for (size_t n = 0; n <= 67; n += at % 2 ? 1 : 5) {
+                memset(b, 0xab, 90 * 2);
+                bf16_from_f32_stream(b + at, x, n);
+                check_round(x, b + at, n, ln);
+                for (size_t i = 0; i < at; i++) ck_assert_msg(b[i] == 0xabab, "%s: stream wrote before dst", ln);
+                ck_assert_msg(b[at + n] == 0xabab, "%s: stream wrote past n = %zu (at %zu)", ln, n, at);
+            }
+        bf16_from_f32_stream(b, x, n_big);
         check_round(x, b, n_big, ln);
     }
     simd_set(simd_best());

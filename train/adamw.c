@@ -112,8 +112,9 @@ void adamw_apply(float *params, const float *grads, float *m, float *v, const ad
     adamw_apply_bf16(params, grads, m, v, NULL, ranges, n_ranges, s);
 }
 
-// Floats updated before their bf16 copy is written: 8 KB of p, still in L1 when rounded
-// (and below bf16_from_f32's threshold for threads of its own).
+// Floats updated before their bf16 copy is written: 8 KB of p, still in L1 when rounded.
+// The copy goes out with non-temporal stores: no reading in of its 235 MB (bench-S)
+// before they are overwritten.
 #define ADAMW_CHUNK 2048
 
 void adamw_apply_bf16(float *params, const float *grads, float *m, float *v, mo_bf16 *wb,
@@ -131,7 +132,7 @@ void adamw_apply_bf16(float *params, const float *grads, float *m, float *v, mo_
         for (size_t i = o; i < o + n; i += ADAMW_CHUNK) {
             size_t k = o + n - i < ADAMW_CHUNK ? o + n - i : ADAMW_CHUNK;
             adamw_run(params + i, grads + i, m + i, v + i, k, c);
-            bf16_from_f32(wb + i, params + i, k);
+            bf16_from_f32_stream(wb + i, params + i, k);  // read by the next forward, long after
         }
     }
 }

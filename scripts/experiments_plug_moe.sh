@@ -163,7 +163,8 @@ if part pilot; then
     ev pmoe95 $(ckpt $OUT/pmoe95/router $R)
     ev pmoe95_add_plugged $OUT/pmoe95_add/plug.h5
     ev pmoe95_add $(ckpt $OUT/pmoe95_add/router $R)
-    /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT" > $OUT/report.md
+    /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT" "tiny, 1,000 steps, 2,048,000 tokens" \
+        > $OUT/report.md
 fi
 if part report; then
     /usr/bin/python3 "$(dirname "$0")/experiments_plug_moe_report.py" "$OUT"

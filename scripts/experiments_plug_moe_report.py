@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""experiments_plug_moe_report.py OUT: the markdown tables of scripts/experiments_plug_moe.sh
+"""experiments_plug_moe_report.py OUT [BUDGET]: the markdown tables of scripts/experiments_plug_moe.sh
 (docs/experiments.md, "Branch-train-plug from a MoE seed") from the eval_*.json files in
 OUT, beside experiments_plug_late.sh's dense, MoE and plug-95 at 3,000 steps; what has not
-been evaluated is left out."""
+been evaluated is left out. BUDGET labels the first table (default: the 3,000-step round)."""
 import os
 import sys
 
@@ -14,13 +14,14 @@ DOMS = rep.DOMS
 
 def main():
     rep.out = sys.argv[1]
-    print("\nvalidation loss, whole val splits (3,000 steps, 6,144,000 tokens per method)\n")
+    budget = sys.argv[2] if len(sys.argv) > 2 else "3,000 steps, 6,144,000 tokens per method"
+    print(f"\nvalidation loss, whole val splits ({budget})\n")
     rep.loss_table([
         ("dense", "dense"),
         ("MoE from scratch (4 x 512, top-2)", "moe"),
-        ("MoE from scratch, resumed again from step 1013", "moe_rerun"),
+        ("MoE from scratch (the seed's own run to the end)", "moe_rerun"),
         ("plug-95 (dense seed at 2850)", "v95"),
-        ("MoE seed (the MoE run at 2850)", "moeseed95"),
+        ("MoE seed (the MoE run at 95% of its steps)", "moeseed95"),
         ("plug-MoE-95, replace, before the router", "pmoe95_plugged"),
         ("plug-MoE-95, replace (4 experts, top-2)", "pmoe95"),
         ("plug-MoE-95, add, before the router", "pmoe95_add_plugged"),
@@ -29,7 +30,7 @@ def main():
     rep.minus_table("per domain against the MoE from scratch (the same run's own step 3000)", "method - MoE", [
         ("plug-MoE-95 replace", "pmoe95", "moe_rerun"),
         ("plug-MoE-95 add", "pmoe95_add", "moe_rerun"),
-        ("the MoE's own last 5% (step 3000 - 2850)", "moe_rerun", "moeseed95"),
+        ("the MoE's own last 5% (its end - the seed)", "moe_rerun", "moeseed95"),
         ("the rerun - the original MoE run", "moe_rerun", "moe"),
     ])
     rep.minus_table("per domain against dense", "method - dense", [
@@ -37,7 +38,7 @@ def main():
         ("plug-MoE-95 add", "pmoe95_add", "dense"),
         ("MoE from scratch (rerun)", "moe_rerun", "dense"),
     ])
-    for label, f in [("the MoE seed (step 2850)", "moeseed95"), ("plug-MoE-95 replace", "pmoe95"),
+    for label, f in [("the MoE seed", "moeseed95"), ("plug-MoE-95 replace", "pmoe95"),
                      ("plug-MoE-95 add", "pmoe95_add")]:
         rep.routing(label, f, DOMS)
     # the fifth domain: the old four on the five val splits before and after

@@ -131,20 +131,29 @@ void matmul_grouped(const matmul_dense_ops *ops, matmul_form form, float *C, con
     matmul_grouped_some(ops, form, C, A, B, offs, G, N, K, acc, NULL);
 }
 
-// A block whose product has a small dimension (fine-grained experts' d_ff) runs in
-// matmul_small's kernel, the others in BLAS. The choice depends on the shape's N and K
-// only, never on the block's row count, so a row gets the same bits in any grouping.
-static void f32_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+// A product with a small dimension (fine-grained experts' d_ff, the router's n_experts)
+// runs in matmul_small's kernel, the others in BLAS. The choice depends on the shape's N
+// and K only, never on a block's row count, so a row gets the same bits in any grouping.
+void matmul_auto_nt(float *C, const float *A, const float *B, int M, int N, int K, int acc) {
     if (matmul_small_use(MATMUL_SMALL_NT, M, N, K)) matmul_small_nt(C, A, B, M, N, K, acc);
     else matmul_nt(C, A, B, M, N, K, acc);
 }
-static void f32_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+void matmul_auto_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc) {
     if (matmul_small_use(MATMUL_SMALL_NN, M, N, K)) matmul_small_nn(C, A, B, M, N, K, acc);
     else matmul_nn(C, A, B, M, N, K, acc);
 }
-static void f32_tn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+void matmul_auto_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc) {
     if (matmul_small_use(MATMUL_SMALL_TN, M, N, K)) matmul_small_tn(C, A, B, M, N, K, acc);
     else matmul_tn(C, A, B, M, N, K, acc);
+}
+static void f32_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_auto_nt(C, A, B, M, N, K, acc);
+}
+static void f32_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_auto_nn(C, A, B, M, N, K, acc);
+}
+static void f32_tn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    matmul_auto_tn(C, A, B, M, N, K, acc);
 }
 static const matmul_dense_ops f32_ops = {f32_nt, f32_nn, f32_tn, sizeof(float)};
 

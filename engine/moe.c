@@ -250,43 +250,14 @@ static void forward_chain(const void *ctx, int q) {
     const mo_ffn_weights *w = a->w;
     const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
-    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *act = r->act + r0 * f, *ys = a->out + r0 * dm;
+    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *ys = a->out + r0 * dm;
     const float *xs = a->in + r0 * dm;
-    if (!w->b1) {
-        matmul_nt(h1, xs, w->w1 + q * fd, n, f, dm, 0);
-        matmul_nt(h3, xs, w->w3 + q * fd, n, f, dm, 0);
-        swiglu_forward(act, h1, h3, rf);
-        matmul_nt(ys, act, w->w2 + q * fd, n, dm, f, a->acc);
-        return;
-    }
     mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f;
     bf16_from_f32(s0, xs, (size_t)n * dm);
     matmul_bf16_nt(h1, s0, w->b1 + q * fd, n, f, dm, 0);
     matmul_bf16_nt(h3, s0, w->b3 + q * fd, n, f, dm, 0);
     swiglu_forward_bf16(s1, h1, h3, rf);
     matmul_bf16_nt(ys, s1, w->b2 + q * fd, n, dm, f, a->acc);
-}
-
-static void backward_chain_f32(const chain_args *a, int q) {
-    const mo_ffn_rows *r = a->r;
-    const mo_ffn_weights *w = a->w;
-    const mo_ffn_grads *g = a->g;
-    const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm, acc = !g->dw_set;
-    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
-    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *act = r->act + r0 * f, *dact = r->dact + r0 * f;
-    const float *dys = a->in + r0 * dm, *xs = a->xs + r0 * dm;
-    matmul_nn(dact, dys, w->w2 + q * fd, n, f, dm, 0);  // d act = dys w2_g
-    if (g->dw2) {
-        swiglu_forward(act, h1, h3, rf);
-        matmul_tn(g->dw2 + q * fd, dys, act, dm, f, n, acc);  // dw2_g (+)= dys_g^T act_g
-    }
-    swiglu_backward(h1, h3, dact, h1, h3, rf);
-    if (g->dw1) matmul_tn(g->dw1 + q * fd, h1, xs, f, dm, n, acc);  // dw1_g (+)= dh1_g^T xs_g
-    if (g->dw3) matmul_tn(g->dw3 + q * fd, h3, xs, f, dm, n, acc);
-    if (!a->out) return;
-    float *dxs = a->out + r0 * dm;  // may be dys: read up above
-    matmul_nn(dxs, h1, w->w1 + q * fd, n, dm, f, a->acc);  // dxs = dh1 w1_g + dh3 w3_g
-    matmul_nn(dxs, h3, w->w3 + q * fd, n, dm, f, 1);
 }
 
 static void backward_chain_bf16(const chain_args *a, int q) {
@@ -314,10 +285,94 @@ static void backward_chain_bf16(const chain_args *a, int q) {
     if (dxs) matmul_bf16_nn(dxs, s2, w->b3 + q * fd, n, dm, f, 1);
 }
 
-static void backward_chain(const void *ctx, int q) {
-    const chain_args *a = ctx;
-    if (a->w->b1) backward_chain_bf16(a, q);
-    else backward_chain_f32(a, q);
+static void backward_chain(const void *ctx, int q) { backward_chain_bf16(ctx, q); }
+
+// ---------------------------------------------------------------------------- phases, fp32
+
+// fp32 (where chains_fit) runs the FFN in phases instead of one task per group: the
+// products that need nothing of each other (h1 and h3 of every group; then ys; in
+// backward dact and dw2 of every group, then dw1, dw3 and dxs) are the tasks of one
+// matmul_grouped_schedule call, P products x G groups, largest groups first, and each
+// SwiGLU pass runs once over all rows on every thread between them. With one task per
+// group the threads' last tasks were whole FFNs, so bench-S's uneven groups (160-1070
+// rows of 4096) left one thread waiting 2% of the experts' time; with single products
+// as tasks 0.7% (docs/benchmarks.md). The same BLAS call per group and product on the
+// same operands, and SwiGLU vectors starting where a group's call would (f % 16 == 0):
+// the same bits as the chains and as one grouped call per product.
+enum { PHASE_MAX_PRODUCTS = 3, PHASE_MAX_TASKS = 1024 };
+typedef enum { P_H1, P_H3, P_DACT, P_DW2, P_DW1, P_DW3, P_DXS } phase_product;
+typedef struct {
+    const chain_args *a;
+    int G, P;
+    phase_product prod[PHASE_MAX_PRODUCTS];
+} phase_args;
+
+static void phase_task(const void *ctx, int t) {
+    const phase_args *ph = ctx;
+    const chain_args *a = ph->a;
+    const mo_ffn_rows *r = a->r;
+    const mo_ffn_weights *w = a->w;
+    const mo_ffn_grads *g = a->g;
+    const int q = t % ph->G, n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
+    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, at = q * fd;
+    float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f;
+    switch (ph->prod[t / ph->G]) {
+    case P_H1: matmul_nt(h1, a->in + r0 * dm, w->w1 + at, n, f, dm, 0); break;  // h1 = xs w1_g^T
+    case P_H3: matmul_nt(h3, a->in + r0 * dm, w->w3 + at, n, f, dm, 0); break;
+    case P_DACT: matmul_nn(r->dact + r0 * f, a->in + r0 * dm, w->w2 + at, n, f, dm, 0); break;  // d act = dys w2_g
+    case P_DW2: matmul_tn(g->dw2 + at, a->in + r0 * dm, r->act + r0 * f, dm, f, n, !g->dw_set); break;  // dys^T act
+    case P_DW1: matmul_tn(g->dw1 + at, h1, a->xs + r0 * dm, f, dm, n, !g->dw_set); break;  // dh1^T xs
+    case P_DW3: matmul_tn(g->dw3 + at, h3, a->xs + r0 * dm, f, dm, n, !g->dw_set); break;
+    case P_DXS:  // dxs = dh1 w1_g + dh3 w3_g (dxs may be dys: read up in the phase before)
+        matmul_nn(a->out + r0 * dm, h1, w->w1 + at, n, dm, f, a->acc);
+        matmul_nn(a->out + r0 * dm, h3, w->w3 + at, n, dm, f, 1);
+        break;
+    }
+}
+
+// Runs the P products of ph for every group as P x G tasks; task t is product t / G of
+// group t % G, sized by the group's rows. Returns 0 when there are too many tasks.
+static int phase_run(phase_args *ph) {
+    const int *offs = ph->a->r->offs, G = ph->G, T = ph->P * G;
+    if (ph->P == 0) return 1;
+    if (T > PHASE_MAX_TASKS) return 0;
+    int toffs[PHASE_MAX_TASKS + 1];
+    unsigned char on[PHASE_MAX_TASKS];
+    toffs[0] = 0;
+    for (int t = 0; t < T; t++) toffs[t + 1] = toffs[t] + offs[t % G + 1] - offs[t % G], on[t] = 1;
+    // A group the grouped products would run alone (every thread inside BLAS) runs so
+    // here too, first, its products in turn: BLAS's bits can depend on its thread count.
+    for (int q = 0; q < G; q++)
+        if (matmul_grouped_alone(offs, G, q))
+            for (int t = q; t < T; t += G) phase_task(ph, t), on[t] = 0;
+    matmul_grouped_schedule(toffs, T, on, phase_task, ph);
+    return 1;
+}
+
+static int phases_fit(const mo_ffn_rows *r) { return r->G * PHASE_MAX_PRODUCTS <= PHASE_MAX_TASKS; }
+
+static void ffn_forward_phased(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
+    const chain_args a = {w, r, NULL, ys, xs, NULL, acc};
+    phase_args ph = {&a, r->G, 2, {P_H1, P_H3}};
+    phase_run(&ph);
+    swiglu_forward(r->act, r->h1, r->h3, (size_t)r->offs[r->G] * (size_t)r->f);
+    matmul_grouped_nt(ys, r->act, w->w2, r->offs, r->G, r->dm, r->f, acc);  // ys = act w2_g^T
+}
+
+static void ffn_backward_phased(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
+                                const mo_ffn_rows *r, const mo_ffn_grads *g, int acc) {
+    const size_t rf = (size_t)r->offs[r->G] * (size_t)r->f;
+    const chain_args a = {w, r, g, dxs, dys, xs, acc};
+    if (g->dw2) swiglu_forward(r->act, r->h1, r->h3, rf);  // recomputed instead of kept per layer
+    phase_args ph = {&a, r->G, 1, {P_DACT}};
+    if (g->dw2) ph.prod[ph.P++] = P_DW2;
+    phase_run(&ph);
+    swiglu_backward(r->h1, r->h3, r->dact, r->h1, r->h3, rf);  // h1, h3 <- dh1, dh3
+    ph.P = 0;
+    if (g->dw1) ph.prod[ph.P++] = P_DW1;
+    if (g->dw3) ph.prod[ph.P++] = P_DW3;
+    if (dxs) ph.prod[ph.P++] = P_DXS;
+    phase_run(&ph);
 }
 
 // ---------------------------------------------------------------------------- the view's precision
@@ -331,7 +386,8 @@ int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm) {
 }
 
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
-    if (chains_fit(w, r, NULL)) {
+    if (!w->b1 && chains_fit(w, r, NULL) && phases_fit(r)) ffn_forward_phased(ys, xs, w, r, acc);
+    else if (w->b1 && chains_fit(w, r, NULL)) {
         const chain_args a = {w, r, NULL, ys, xs, NULL, acc};
         matmul_grouped_schedule(r->offs, r->G, NULL, forward_chain, &a);
     } else if (w->b1) ffn_forward_bf16(ys, xs, w, r, acc);
@@ -340,7 +396,8 @@ void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_f
 
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc) {
-    if (chains_fit(w, r, g)) {
+    if (!w->b1 && chains_fit(w, r, g) && phases_fit(r)) ffn_backward_phased(dxs, dys, xs, w, r, g, acc);
+    else if (w->b1 && chains_fit(w, r, g)) {
         const chain_args a = {w, r, g, dxs, dys, xs, acc};
         matmul_grouped_schedule(r->offs, r->G, NULL, backward_chain, &a);
     } else if (w->b1) ffn_backward_bf16(dxs, dys, xs, w, r, g, acc);

@@ -91,18 +91,31 @@ static void sort_by_rows(int *order, int G, const int *offs) {
 // per-call thread start-up on many small blocks. Measured in docs/threading.md.
 // `on` (NULL: all) marks the blocks to run; whether a block is big counts all G, so a
 // block runs exactly as it would among all of them (same bits).
+static matmul_grouped_strategy strategy_here(void) {
+    // One thread, or inside a parallel region: a plain loop either way.
+    return omp_get_max_threads() <= 1 || omp_in_parallel() ? MATMUL_GROUPED_BLAS_PARALLEL : grouped_strategy;
+}
+
+// AUTO's big block: more than its share of the rows.
+static int grouped_big(matmul_grouped_strategy s, int nt, const int *offs, int G, int g) {
+    return s == MATMUL_GROUPED_AUTO && (long long)(offs[g + 1] - offs[g]) * nt > offs[G] - offs[0];
+}
+
+int matmul_grouped_alone(const int *offs, int G, int g) {
+    const matmul_grouped_strategy s = strategy_here();
+    return s == MATMUL_GROUPED_BLAS_PARALLEL || grouped_big(s, omp_get_max_threads(), offs, G, g);
+}
+
 void matmul_grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
                              const void *ctx) {
-    matmul_grouped_strategy s = grouped_strategy;
-    const int nt = omp_get_max_threads(), total = offs[G] - offs[0];
-    if (nt <= 1 || omp_in_parallel()) s = MATMUL_GROUPED_BLAS_PARALLEL;  // a plain loop either way
+    const matmul_grouped_strategy s = strategy_here();  // before the parallel region below
+    const int nt = omp_get_max_threads();
     if (s == MATMUL_GROUPED_BLAS_PARALLEL) {
         for (int g = 0; g < G; g++)
             if (!on || on[g]) block(ctx, g);
         return;
     }
-    const int auto_split = s == MATMUL_GROUPED_AUTO;
-#define GROUPED_BIG(g) (auto_split && (long long)(offs[(g) + 1] - offs[(g)]) * nt > total)
+#define GROUPED_BIG(g) grouped_big(s, nt, offs, G, (g))
     for (int g = 0; g < G; g++)
         if ((!on || on[g]) && GROUPED_BIG(g)) block(ctx, g);
     // The threads take the blocks largest first, so that the last ones taken, which

@@ -59,6 +59,11 @@ void matmul_grouped_set_strategy(matmul_grouped_strategy s);
 // ones of matmul_small.h too).
 void matmul_grouped_schedule(const int *offs, int G, const unsigned char *on, void (*block)(const void *ctx, int g),
                              const void *ctx);
+// 1 when block g of offs[] runs by itself with every thread inside BLAS under the policy
+// above (AUTO's big block, or BLAS_PARALLEL, or one thread / inside a parallel region),
+// 0 when it is one of the blocks spread over the threads. BLAS's bits can depend on its
+// thread count, so a caller that schedules a block's products itself asks this.
+int matmul_grouped_alone(const int *offs, int G, int g);
 
 // The grouped products of any element type (float here, bf16 in bf16.h) are one
 // scaffold: the three dense products of that type, and block g cut out of A, B and C by

@@ -95,9 +95,10 @@ void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_f
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc);
 
-// Where the products are BLAS's or oneDNN's, ffn_forward/ffn_backward run each group's
-// whole FFN as one task (moe.c); the same bits as one grouped call per product, which
-// ffn_set_chained(0) restores for the tests and benchmarks that compare the two.
+// Where the products are BLAS's or oneDNN's, ffn_forward/ffn_backward schedule the
+// groups' products themselves (moe.c): fp32 in phases of single products over all
+// groups, bf16 each group's whole FFN as one task; the same bits as one grouped call per
+// product, which ffn_set_chained(0) restores for the tests and benchmarks that compare them.
 void ffn_set_chained(int on);
 
 #endif

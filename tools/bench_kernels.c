@@ -3,8 +3,9 @@
 // - Grouped expert GEMM at the bench-S expert shapes (8 experts, d 512, d_ff 1024,
 //   8*256*2 routed rows split evenly, skewed, and with one expert taking over half), in each threading strategy, against
 //   ONE dense sgemm of the same shape and FLOPs.
-// - The experts' SwiGLU FFN of a bench-S layer (the rows even), forward + backward, fp32
-//   and bf16: each expert's whole FFN one task (ffn_forward's default) against one
+// - The experts' SwiGLU FFN of a bench-S layer (the rows even, and as uneven as one layer
+//   of a bench-S step had them), forward + backward, fp32 and bf16: ffn_forward's default
+//   (fp32: phases of single products; bf16: each expert's whole FFN one task) against one
 //   grouped call per product (ffn_set_chained(0)); the same bits, timed in turns.
 // - Causal attention forward and backward at B 8, T 256, 8 heads of 64, fp32 and with
 //   --precision bf16's products where the CPU runs them (useful FLOPs:
@@ -258,10 +259,12 @@ int bench_kernels(int argc, char **argv) {
     static const int even[E + 1] = {0, 512, 1024, 1536, 2048, 2560, 3072, 3584, 4096};
     static const int skew[E + 1] = {0, 1536, 2560, 3072, 3456, 3712, 3904, 4032, 4096};  // 1536 .. 64 rows
     static const int hot[E + 1] = {0, 2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096};   // one expert > 1/2
+    // The rows of one layer of a bench-S training step (337 .. 1074): the FFN's uneven case.
+    static const int uneven[E + 1] = {0, 337, 1005, 1333, 1727, 2333, 2732, 3022, 4096};
     static const char *split_names[] = {"even", "skewed", "hot"};
     static const char *strat_names[] = {"auto", "blas-parallel", "block-parallel"};
     const int *splits[] = {even, skew, hot};
-    double dense_gf[3], grouped_gf[3][3][3], att_gf[4] = {0}, ew_gbs[N_EW], ffn_gf[2][2] = {{0}};  // [bf16][chained]
+    double dense_gf[3], grouped_gf[3][3][3], att_gf[4] = {0}, ew_gbs[N_EW], ffn_gf[2][2][2] = {{{0}}};  // [uneven][bf16][default path]
 
     gemm_ctx g = {0};
     att_ctx a = {0};
@@ -303,11 +306,14 @@ int bench_kernels(int argc, char **argv) {
             bf16_from_f32(bw, g.w, nw), bf16_from_f32(bw + nw, w3, nw), bf16_from_f32(bw + 2 * nw, w2, nw);
             fc.w.b1 = bw, fc.w.b3 = bw + nw, fc.w.b2 = bw + 2 * nw;
         }
-        ffn_ctx v[2] = {fc, fc};
-        v[1].chained = 1;
-        timed t[2] = {{run_ffn, &v[0], 0}, {run_ffn, &v[1], 0}};
-        time_interleaved(t, 2, 8 * REP_SECONDS);
-        for (int c = 0; c < 2; c++) ffn_gf[bf][c] = 3 * 6.0 * ROWS * D * DFF / t[c].best * 1e-9;  // 3 products, x3
+        for (int u = 0; u < 2; u++) {
+            ffn_ctx v[2] = {fc, fc};
+            v[0].offs = v[1].offs = u ? uneven : even;
+            v[1].chained = 1;
+            timed t[2] = {{run_ffn, &v[0], 0}, {run_ffn, &v[1], 0}};
+            time_interleaved(t, 2, 8 * REP_SECONDS);
+            for (int c = 0; c < 2; c++) ffn_gf[u][bf][c] = 3 * 6.0 * ROWS * D * DFF / t[c].best * 1e-9;  // 3 products, x3
+        }
     }
     free(fc.ys), free(fc.dxs), free(fc.h3), free(fc.act), free(fc.dact), free(fc.dw3), free(fc.dw2);
     free(w3), free(w2), free(bw), free(bs);
@@ -360,9 +366,12 @@ int bench_kernels(int argc, char **argv) {
                            "\"dense_gflops\": %.1f}",
                            op + s + st ? "," : "", gemm_op_keys[op], split_names[s], strat_names[st],
                            grouped_gf[op][s][st], dense_gf[op]);
-        printf("],\n \"expert_ffn\": {\"fp32_chained_gflops\": %.1f, \"fp32_per_product_gflops\": %.1f, "
-               "\"bf16_chained_gflops\": %.1f, \"bf16_per_product_gflops\": %.1f}",
-               ffn_gf[0][1], ffn_gf[0][0], ffn_gf[1][1], ffn_gf[1][0]);
+        printf("],\n \"expert_ffn\": {\"fp32_default_gflops\": %.1f, \"fp32_per_product_gflops\": %.1f, "
+               "\"bf16_default_gflops\": %.1f, \"bf16_per_product_gflops\": %.1f, "
+               "\"uneven_fp32_default_gflops\": %.1f, \"uneven_fp32_per_product_gflops\": %.1f, "
+               "\"uneven_bf16_default_gflops\": %.1f, \"uneven_bf16_per_product_gflops\": %.1f}",
+               ffn_gf[0][0][1], ffn_gf[0][0][0], ffn_gf[0][1][1], ffn_gf[0][1][0], ffn_gf[1][0][1], ffn_gf[1][0][0],
+               ffn_gf[1][1][1], ffn_gf[1][1][0]);
         printf(",\n \"attention\": {\"fwd_gflops\": %.1f, \"bwd_gflops\": %.1f, \"bf16_fwd_gflops\": %.1f, "
                "\"bf16_bwd_gflops\": %.1f},\n \"elementwise\": [",
                att_gf[0], att_gf[1], att_gf[2], att_gf[3]);
@@ -388,11 +397,15 @@ int bench_kernels(int argc, char **argv) {
                     printf(" %8.1f (%3.0f%%)", grouped_gf[op][s][st], 100 * grouped_gf[op][s][st] / dense_gf[op]);
                 printf("\n");
             }
-        printf("\nexperts' SwiGLU FFN, forward + backward, even split: GFLOP/s, one task per expert / one call per "
-               "product\n  fp32 %.1f / %.1f (%.3fx)\n",
-               ffn_gf[0][1], ffn_gf[0][0], ffn_gf[0][1] / ffn_gf[0][0]);
-        if (ffn_gf[1][0] > 0)
-            printf("  bf16 %.1f / %.1f (%.3fx)\n", ffn_gf[1][1], ffn_gf[1][0], ffn_gf[1][1] / ffn_gf[1][0]);
+        printf("\nexperts' SwiGLU FFN, forward + backward: GFLOP/s, the default path (fp32: phases of single "
+               "products; bf16: one task per expert) / one call per product\n");
+        for (int u = 0; u < 2; u++) {
+            printf("  %-7s fp32 %.1f / %.1f (%.3fx)", u ? "uneven" : "even", ffn_gf[u][0][1], ffn_gf[u][0][0],
+                   ffn_gf[u][0][1] / ffn_gf[u][0][0]);
+            if (ffn_gf[u][1][0] > 0)
+                printf("  bf16 %.1f / %.1f (%.3fx)", ffn_gf[u][1][1], ffn_gf[u][1][0], ffn_gf[u][1][1] / ffn_gf[u][1][0]);
+            printf("\n");
+        }
         printf("\nattention B %d T %d heads %d (kv %d) hd %d: forward %.1f GFLOP/s, backward %.1f GFLOP/s "
                "(%.0f%% / %.0f%% of sgemm)\n",
                AB, AT, ANH, ANH, AHD, att_gf[0], att_gf[1], 100 * att_gf[0] / sgemm_gf, 100 * att_gf[1] / sgemm_gf);

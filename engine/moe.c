@@ -212,10 +212,10 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
 // ---------------------------------------------------------------------------- one task per group
 
 // Where the products are BLAS's or oneDNN's (not matmul_small's) and every group starts
-// on a multiple of 16 elements of the [R, f] arrays, each group's whole FFN runs as one
-// task of matmul_grouped_schedule: its products in the order the per-product calls
-// above make them, on the same operands, with the SwiGLU and the bf16 rounding over its
-// own rows. One wait for the threads a call instead of one a product, and a group's h1,
+// on a multiple of 16 elements of the [R, f] arrays (chains_fit), bf16 runs each group's
+// whole FFN as one task of matmul_grouped_schedule (fp32 runs in phases, below): its
+// products in the order the per-product calls above make them, on the same operands,
+// with the SwiGLU and the bf16 rounding over its own rows. One wait for the threads a call instead of one a product, and a group's h1,
 // h3 and act are still in cache when the next product reads them. The same bits as the
 // per-product path: the same BLAS call per group and product (the block policy of
 // matmul_grouped_schedule decides serial or all-thread BLAS per group, as it did per

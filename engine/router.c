@@ -88,7 +88,7 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
                     const float *b, int N, const int *forced, mo_rng *noise) {
     const int E = c->n_experts, k = c->top_k, d = c->d_model;
     const int sigmoid = c->router_score == MO_SCORE_SIGMOID;
-    matmul_auto_nt(a->logits, x, w, N, E, d, 0);  // E outputs: matmul_small's kernel at AVX-512
+    matmul_nt(a->logits, x, w, N, E, d, 0);
     logsumexp_rows(a->lse, a->logits, N, E);
     a->noisy = noise && c->router_noise > 0;
     if (a->noisy) {
@@ -235,8 +235,7 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
             dl[f] -= s;
         }
     }
-    if (dw) matmul_auto_tn(dw, dlogits, x, E, d, N, 1);  // NULL: a frozen router
-    // BLAS's nn stays: at depth E its product was as fast or faster (docs/benchmarks.md)
+    if (dw) matmul_tn(dw, dlogits, x, E, d, N, 1);  // NULL: a frozen router
     if (dx) matmul_nn(dx, dlogits, w, N, d, E, 1);  // NULL: nothing below needs it
 }
 

@@ -18,9 +18,8 @@ void matmul_nt(float *C, const float *A, const float *B, int M, int N, int K, in
 // C[M,N] (+)= A[K,M]^T B[K,N]
 void matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 // The same three products on matmul_small.h's kernel when the shape has a dimension small
-// enough for it to be the faster path (matmul_small_use: e.g. the router's n_experts
-// outputs, where BLAS's packing and its threads' start-up cost more than the arithmetic),
-// else the BLAS ones above. The choice depends on the shape only.
+// enough for it to be the faster path (matmul_small_use: fine-grained experts' d_ff, where
+// BLAS's packing costs more than the arithmetic), else the BLAS ones above. The choice depends on the shape only.
 void matmul_auto_nt(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 void matmul_auto_nn(float *C, const float *A, const float *B, int M, int N, int K, int acc);
 void matmul_auto_tn(float *C, const float *A, const float *B, int M, int N, int K, int acc);

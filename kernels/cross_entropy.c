@@ -27,12 +27,15 @@
         losses[i] = (m - x[t]) + logf(s);                                       \
     }
 
-// The target's logit is read before the row is overwritten (dlogits may be logits).
-#define CE_BWD_BODY(L)                                                          \
+// d loss / d logits of each row into T *dlogits: T float (dlogits may be logits: the
+// target's logit is read before the row is overwritten) or mo_bf16 with B = _bf16
+// (cross_entropy_backward_bf16: each value computed as for float, then rounded by ONE; the
+// target's logit is read from the float row). B is empty for float, ONE then nothing.
+#define CE_BWD_BODY(L, T, B, ONE)                                               \
     _Pragma("omp parallel for schedule(static) if ((size_t)n * V >= MO_ROWS_PAR_MIN)") \
     for (int i = 0; i < n; i++) {                                               \
         const float *x = logits + (size_t)i * V;                                \
-        float *d = dlogits + (size_t)i * V;                                     \
+        T *d = dlogits + (size_t)i * V;                                         \
         int t = targets[i];                                                     \
         if (t < 0) {                                                            \
             memset(d, 0, (size_t)V * sizeof *d);                                \
@@ -41,27 +44,8 @@
         float m = stats ? stats[2 * i] : row_max_##L(x, (size_t)V);             \
         float s = stats ? stats[2 * i + 1] : row_sumexp_##L(x, (size_t)V, m);   \
         float pt = expf(x[t] - m) / s;                                          \
-        row_expscale_##L(d, x, (size_t)V, m, dloss[i] / s);                     \
-        d[t] = dloss[i] * (pt - 1.0f);                                          \
-    }
-
-// The same with dlogits in bf16 (cross_entropy_backward_bf16): each value computed as
-// above, then rounded. No alias: the target's logit is read from the float row.
-#define CE_BWD_BF16_BODY(L)                                                     \
-    _Pragma("omp parallel for schedule(static) if ((size_t)n * V >= MO_ROWS_PAR_MIN)") \
-    for (int i = 0; i < n; i++) {                                               \
-        const float *x = logits + (size_t)i * V;                                \
-        mo_bf16 *d = dlogits + (size_t)i * V;                                   \
-        int t = targets[i];                                                     \
-        if (t < 0) {                                                            \
-            memset(d, 0, (size_t)V * sizeof *d);                                \
-            continue;                                                           \
-        }                                                                       \
-        float m = stats ? stats[2 * i] : row_max_##L(x, (size_t)V);             \
-        float s = stats ? stats[2 * i + 1] : row_sumexp_##L(x, (size_t)V, m);   \
-        float pt = expf(x[t] - m) / s;                                          \
-        row_expscale_bf16_##L(d, x, (size_t)V, m, dloss[i] / s);                \
-        d[t] = bf16_round_one(dloss[i] * (pt - 1.0f));                          \
+        row_expscale##B##_##L(d, x, (size_t)V, m, dloss[i] / s);                \
+        d[t] = ONE(dloss[i] * (pt - 1.0f));                                     \
     }
 
 // ---------------------------------------------------------------------------- scalar
@@ -80,11 +64,11 @@ static void ce_fwd_scalar(float *losses, float *stats, const float *logits, cons
 }
 static void ce_bwd_scalar(float *dlogits, const float *logits, const float *stats, const int *targets,
                           const float *dloss, int n, int V) {
-    CE_BWD_BODY(scalar)
+    CE_BWD_BODY(scalar, float, , )
 }
 static void ce_bwd_bf16_scalar(mo_bf16 *dlogits, const float *logits, const float *stats, const int *targets,
                                const float *dloss, int n, int V) {
-    CE_BWD_BF16_BODY(scalar)
+    CE_BWD_BODY(scalar, mo_bf16, _bf16, bf16_round_one)
 }
 
 #if MO_HAVE_X86
@@ -113,11 +97,11 @@ static MO_TARGET_AVX512 void ce_fwd_avx512(float *losses, float *stats, const fl
 }
 static MO_TARGET_AVX512 void ce_bwd_avx512(float *dlogits, const float *logits, const float *stats,
                                            const int *targets, const float *dloss, int n, int V) {
-    CE_BWD_BODY(avx512)
+    CE_BWD_BODY(avx512, float, , )
 }
 static MO_TARGET_AVX512 void ce_bwd_bf16_avx512(mo_bf16 *dlogits, const float *logits, const float *stats,
                                                 const int *targets, const float *dloss, int n, int V) {
-    CE_BWD_BF16_BODY(avx512)
+    CE_BWD_BODY(avx512, mo_bf16, _bf16, bf16_round_one)
 }
 
 // ---------------------------------------------------------------------------- AVX2
@@ -144,11 +128,11 @@ static MO_TARGET_AVX2 void ce_fwd_avx2(float *losses, float *stats, const float 
 }
 static MO_TARGET_AVX2 void ce_bwd_avx2(float *dlogits, const float *logits, const float *stats,
                                        const int *targets, const float *dloss, int n, int V) {
-    CE_BWD_BODY(avx2)
+    CE_BWD_BODY(avx2, float, , )
 }
 static MO_TARGET_AVX2 void ce_bwd_bf16_avx2(mo_bf16 *dlogits, const float *logits, const float *stats,
                                             const int *targets, const float *dloss, int n, int V) {
-    CE_BWD_BF16_BODY(avx2)
+    CE_BWD_BODY(avx2, mo_bf16, _bf16, bf16_round_one)
 }
 #endif
 

@@ -58,6 +58,14 @@ B=33 R=18
 # branches + router spend the MoE run's last 5%
 [ $((4 * B + R)) = $((STEPS - 2850)) ] || { echo "$NAME: 4 x $B + $R is not $((STEPS - 2850))" >&2; exit 1; }
 
+# the second seed: the MoE from scratch again with --seed 2 (another initialisation and data
+# order), checkpoints every 950 steps so that its step 2850 is the seed of the paired plug runs
+if part moe2; then
+    train $OUT/moe2_to2850 $STEPS --preset small --vocab-size 8192 --n-experts 4 --tokenizer $TOK --precision bf16 \
+        --batch 8 --seq 256 --lr 2e-3 --warmup $((STEPS / 10)) --eval-every 0 --eval-batches 1 --threads $THREADS \
+        --log-every 50 --save-every 950 --keep 3 --seed 2 $DATA
+fi
+
 if part moe_seed && [ ! -e $(ckpt $SEED_RUN $STEPS) ]; then
     if [ ! -e $SEED_RUN/run.ini ]; then
         [ -e $OUT/moe/ckpt-00001013.h5 ] || { echo "$NAME: needs $OUT/moe/ckpt-00001013.h5" >&2; exit 1; }
@@ -78,6 +86,8 @@ ini_plug() {
     ini_train $OUT/$name "$extra"
     printf '[seed]\ninit = %s\ncontinue = true\n\n[branch]\nsteps = %s\n\n' $SEED $B
     printf '[plug]\nexpert_of = %s\ninto = %s\n\n[router]\nsteps = %s\n' "$of" $into $R
+    # the all-parameter stage (parts pall_*): at the seed run's floor rate, constant
+    if [ "${A:-0}" -gt 0 ]; then printf '\n[all]\nsteps = %s\n' $A; fi
     # add: the new rows start below and take no token, so the language-model loss cannot
     # lift them: the router term of forced routing teaches them the domains (a new part:
     # the peak rate, as plug-95's router)
@@ -111,6 +121,33 @@ if part pmoe95_add; then
     mkdir -p $OUT/pmoe95_add/modules
     for d in $DOMAINS; do ln -sf ../../pmoe95/modules/$d.h5 $OUT/pmoe95_add/modules/$d.h5; done
     plug_run pmoe95_add add
+fi
+
+# Branch-train-plug + an all-parameter stage: the same 150-step tail spent as branches of B
+# steps, a router stage of R (0: none) and every parameter on the mixture for A steps (the
+# [all] stage: from the plugged model, at the seed run's floor rate 2e-4, constant, fresh
+# Adam), 4 B + R + A = 150. plug_tail NAME B R A [FOLDER whose modules are taken]
+plug_tail() {
+    local name=$1 from=${5:-}
+    [ $((4 * $2 + $3 + $4)) = $((STEPS - 2850)) ] || { echo "$NAME: $name: 4 x $2 + $3 + $4 is not 150" >&2; exit 1; }
+    if [ -n "$from" ]; then
+        mkdir -p $OUT/$name/modules
+        for d in $DOMAINS; do ln -sf ../../$from/modules/$d.h5 $OUT/$name/modules/$d.h5; done
+    fi
+    B=$2 R=$3 A=$4 plug_run $name replace
+    ev $name "$(sed -n 's/^final model: //p' $OUT/${name}_summary.txt)"
+}
+# branches 33 (pmoe95's modules), no router stage, all 18
+if part pall_33_18; then plug_tail pall_33_18 33 0 18 pmoe95; fi
+# branches 25, all 50
+if part pall_25_50; then plug_tail pall_25_50 25 0 50; fi
+# the control: all 150 steps from the seed itself, as the [all] stage runs them (fresh Adam,
+# constant 2e-4); against the MoE run's own last 150 steps (its Adam state, the cosine's
+# last 150 steps) it says what the [all] stage's restart costs
+if part all150; then
+    train $OUT/all150 150 --init $SEED $DATA --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-4 \
+        --schedule constant --warmup 0 --eval-every 0 --eval-batches 1 --save-every 0 --threads $THREADS --log-every 50
+    ev all150 $(ckpt $OUT/all150 150)
 fi
 
 # the fifth domain on pmoe95: python's branch trains the seed's expert python routes to most

@@ -11,7 +11,8 @@
 //     plugged model keeps the seed's trunk bit for bit; a branch run alone from the seed
 //     file makes the same module; compose refuses a module on another seed (seed_hash);
 //   - `pipeline plug` from a MoE seed: each branch trains one chosen expert; the modules go
-//     over those experts or beside the seed's, the rest bit for bit the seed's;
+//     over those experts or beside the seed's, the rest bit for bit the seed's; [router]
+//     steps = 0 leaves the router stage out, [all] then starts from plug.h5;
 //   - each expert's steps survive add and remove; a random expert needs data for its row.
 #include "data/tokenizer.h"
 #include "data/tokens.h"
@@ -699,6 +700,28 @@ START_TEST(plug_from_a_moe_seed) {
     }
     cJSON_Delete(j);
     free(json);
+
+    // [router] steps = 0 with [all]: no router stage; the all stage starts from plug.h5 and
+    // moves the trunk too.
+    char ini_all[512], out_all[512], cmd[2800];
+    path_in(ini_all, "moe_all.ini"), path_in(out_all, "moe_all");
+    write_moe_plug_ini(ini_all, out_all, seed_path, "expert_of = alpha=2, beta=0");
+    snprintf(cmd, sizeof cmd,
+             "sed -i '$ s/^steps = 2$/steps = 0/' %s && printf '\\n[all]\\nsteps = 1\\n' >> %s && mkdir -p %s/modules "
+             "&& cp %s/modules/*.h5 %s/modules/",
+             ini_all, ini_all, out_all, out, out_all);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(run_plug(ini_all, NULL, s), 0);
+    ck_assert_int_eq(s->n, 5);  // seed, 2 branches (modules taken), plug, all
+    ck_assert_str_eq(s->s[4].name, "all");
+    snprintf(p, sizeof p, "%s/router", out_all);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "grep -qx 'init = %s/plug.h5' %s/all/run.ini", out_all, out_all);
+    ck_assert_msg(system(p) == 0, "%s", p);
+    ck_assert_int_eq(ckpt_load(s->s[4].ckpt, &plugged), 0);
+    expert_trunk_hash(&plugged, h);
+    ck_assert_str_ne(h, trunk);
+    ckpt_free(&plugged);
 
     // A lone branch from the seed file alone makes the same module.
     char ini_b[512], out_b[512];

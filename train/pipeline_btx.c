@@ -660,6 +660,9 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
     int64_t all_steps = 0;
     if (stage_opts(c, BTX_ALL, &o)) return -1;
     all_steps = section_sets(c, BTX_ALL, "steps") ? o.steps : 0;
+    // [router] steps = 0: no router stage ([all], if any, starts from the mix or plug).
+    if (stage_opts(c, BTX_ROUTER, &o)) return -1;
+    const int no_router = section_sets(c, BTX_ROUTER, "steps") && o.steps == 0;
     const int plugm = c->method == BTX_METHOD_PLUG;
     int only = -1;
     if (c->branch_only[0]) {
@@ -669,7 +672,7 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
             return mo_errorf("--branch %s: %s", c->branch_only,
                              plugm ? "no data = line of [train] has that domain name" : "only pipeline plug has it");
     }
-    const int n_stages = only >= 0 ? 2 : 1 + nd + 1 + 1 + (all_steps > 0);
+    const int n_stages = only >= 0 ? 2 : 1 + nd + 1 + !no_router + (all_steps > 0);
     if (make_dir(c->out)) return -1;
     char dir[TRAIN_PATH_MAX + 64];
     int k = 0, rc;
@@ -766,9 +769,10 @@ int btx_run(const btx_config *c, const btx_hooks *h, btx_summary *sum) {
         return -1;
     sum->n = ++k;
 
-    // router, then optionally all
+    // router (unless [router] steps = 0), then optionally all
     for (int sec = BTX_ROUTER; sec <= BTX_ALL; sec++) {
         if (sec == BTX_ALL && all_steps <= 0) break;
+        if (sec == BTX_ROUTER && no_router) continue;
         if (stage_opts(c, sec, &o)) return -1;
         if (!section_sets(c, sec, "train")) snprintf(o.train, sizeof o.train, "%s", sec == BTX_ROUTER ? "router" : "all");
         if (sec == BTX_ROUTER && c->continue_seed) stage_continues(c, BTX_ROUTER, &ss, &o);

@@ -9,8 +9,9 @@
 //   mix      mix.h5: expert d of every layer = branch d's FFN; embeddings, attention, norms
 //            and output = the mean over the branches; a fresh router
 //   router   the mix trained on the mixture with only the router learning ([router] train,
-//            default "router")
-//   all      optional ([all] steps > 0): then everything trained on the mixture
+//            default "router"); [router] steps = 0 leaves it out
+//   all      optional ([all] steps > 0): then everything trained on the mixture, from the
+//            router stage's output (or the mix's, without a router stage)
 // Training stages run the library behind `monolith train` (train/trainer.h) in run
 // folders of their own, so each is resumable with the same exactness: a stage whose final
 // checkpoint exists is skipped, one with earlier checkpoints is resumed, and mix.h5 is

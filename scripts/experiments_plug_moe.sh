@@ -86,8 +86,11 @@ ini_plug() {
     ini_train $OUT/$name "$extra"
     printf '[seed]\ninit = %s\ncontinue = true\n\n[branch]\nsteps = %s\n\n' $SEED $B
     printf '[plug]\nexpert_of = %s\ninto = %s\n\n[router]\nsteps = %s\n' "$of" $into $R
-    # the all-parameter stage (parts pall_*): at the seed run's floor rate, constant
+    # the all-parameter stage (parts pall_*): at the seed run's floor rate, constant; MOM=all
+    # or MOM=both: Adam's moments (and step count) continued from the seed (--moments-from)
     if [ "${A:-0}" -gt 0 ]; then printf '\n[all]\nsteps = %s\n' $A; fi
+    if [ "${A:-0}" -gt 0 ] && [ "${MOM:-}" ]; then printf 'moments-from = %s\n' $SEED; fi
+    if [ "${MOM:-}" = both ]; then printf '\n[branch]\nmoments-from = %s\n' $SEED; fi
     # add: the new rows start below and take no token, so the language-model loss cannot
     # lift them: the router term of forced routing teaches them the domains (a new part:
     # the peak rate, as plug-95's router)
@@ -141,6 +144,11 @@ plug_tail() {
 if part pall_33_18; then plug_tail pall_33_18 33 0 18 pmoe95; fi
 # branches 25, all 50
 if part pall_25_50; then plug_tail pall_25_50 25 0 50; fi
+# the same with the seed's Adam moments in the all stage (m), and in the branches too (bm)
+if part pall_33_18m; then MOM=all plug_tail pall_33_18m 33 0 18 pmoe95; fi
+if part pall_25_50m; then MOM=all plug_tail pall_25_50m 25 0 50 pall_25_50; fi
+if part pall_25_50bm; then MOM=both plug_tail pall_25_50bm 25 0 50; fi
+if part pmoe95bm; then MOM=both plug_tail pmoe95bm 33 18 0; fi
 # the control: all 150 steps from the seed itself, as the [all] stage runs them (fresh Adam,
 # constant 2e-4); against the MoE run's own last 150 steps (its Adam state, the cosine's
 # last 150 steps) it says what the [all] stage's restart costs
@@ -148,6 +156,14 @@ if part all150; then
     train $OUT/all150 150 --init $SEED $DATA --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-4 \
         --schedule constant --warmup 0 --eval-every 0 --eval-batches 1 --save-every 0 --threads $THREADS --log-every 50
     ev all150 $(ckpt $OUT/all150 150)
+fi
+# and with the seed's moments: the MoE run's own last 150 steps but for the rate (constant at
+# the floor instead of the cosine's last 150 steps) and the data order (a new run's)
+if part all150m; then
+    train $OUT/all150m 150 --init $SEED --moments-from $SEED $DATA --tokenizer $TOK --precision bf16 --batch 8 \
+        --seq 256 --lr 2e-4 --schedule constant --warmup 0 --eval-every 0 --eval-batches 1 --save-every 0 \
+        --threads $THREADS --log-every 50
+    ev all150m $(ckpt $OUT/all150m 150)
 fi
 
 # the fifth domain on pmoe95: python's branch trains the seed's expert python routes to most

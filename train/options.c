@@ -35,6 +35,7 @@ static const opt_def opts[] = {
     {"resume", OT_STR, S(resume), 1, "DIR", "continue the run in DIR from its newest checkpoint"},
     {"preset", OT_STR, S(preset), 0, "NAME", "new model from a preset: tiny, small, bench-S, fine-S"},
     {"init", OT_STR, S(init), 0, "CKPT", "start from this checkpoint's weights (fresh optimizer)"},
+    {"moments-from", OT_STR, S(moments_from), 0, "CKPT", "with --init: Adam's m and v, and its step count, from this training checkpoint of the same shapes (continue a run's optimizer state on other weights)"},
     {"tokenizer", OT_STR, S(tokenizer), 0, "FILE", ".tiktoken the token sets were made with (--init: optional)"},
     {"data", OT_DATA, F(data), 0, 0, "NAME=FILE[:W]", "a domain's token set and sampling weight (repeat)"},
     {"route-by-domain", OT_FLAG, F(route_by_domain), 0, 0, 0, "DEMix: each domain's tokens go to its expert (by /experts domain or name, else domain i to expert i)"},

@@ -32,6 +32,7 @@ typedef struct {
     // The model.
     char preset[32];
     char init[TRAIN_PATH_MAX];
+    char moments_from[TRAIN_PATH_MAX];  // with init: Adam's m, v and step count from this training checkpoint
     train_override overrides[TRAIN_MAX_OVERRIDES];
     int n_overrides;
     char tokenizer[TRAIN_PATH_MAX];

@@ -41,6 +41,7 @@ int train_state_save_from(const char *path, const mo_checkpoint *ck, const float
         h5_attr_set_f64(f, g, "clip", st->clip) || h5_attr_set_u64s(f, g, "seed", &st->seed, 1) ||
         h5_attr_set_str(f, g, "train_mask", st->mask) || h5_attr_set_i64(f, g, "ranks", st->ranks) ||
         h5_attr_set_i64(f, g, "micro_batches", st->micro_batches) ||
+        (st->adam_step0 && h5_attr_set_i64(f, g, "adam_step0", st->adam_step0)) ||
         (options_ini && h5_attr_set_str(f, g, "options", options_ini)))
         goto err;
     return h5_finish(f, path);
@@ -100,8 +101,13 @@ static int state_load(const char *path, mo_checkpoint *ck, float **m, float **v,
     // Checkpoints from before distributed training: one process; micro-batches from run.ini.
     st->ranks = 1;
     if ((h5_attr_exists(f, g, "ranks") > 0 && h5_attr_get_i64(f, g, "ranks", &st->ranks)) ||
-        (h5_attr_exists(f, g, "micro_batches") > 0 && h5_attr_get_i64(f, g, "micro_batches", &st->micro_batches)))
+        (h5_attr_exists(f, g, "micro_batches") > 0 && h5_attr_get_i64(f, g, "micro_batches", &st->micro_batches)) ||
+        (h5_attr_exists(f, g, "adam_step0") > 0 && h5_attr_get_i64(f, g, "adam_step0", &st->adam_step0)))
         goto err;
+    if (st->adam_step0 < 0) {
+        mo_errorf("%s: /train adam_step0 %lld is negative; the file is damaged", path, (long long)st->adam_step0);
+        goto err;
+    }
     // xoshiro256** never leaves the all-zero state: a run resumed from it would draw zeros
     // forever (the same window, the same dropout of nothing) without a word.
     static const uint64_t zero[4];

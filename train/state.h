@@ -25,6 +25,7 @@ typedef struct {
     char mask[256];         // --train
     int64_t ranks;          // processes that trained the last step (1 without mpirun)
     int64_t micro_batches;  // micro-batches per step over all ranks (ranks x --grad-accum); 0: not stored
+    int64_t adam_step0;     // Adam's steps before this run (--moments-from): its bias correction counts them
 } train_state;
 
 // Writes ck (model, config, experts, tokenizer), m and v (arenas of ck's table) and `st`

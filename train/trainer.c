@@ -315,7 +315,7 @@ int trainer_run(trainer *t, const train_hooks *h) {
                              (long long)t->st.step + 1, what, isnan(bad) ? "NaN" : "Inf", (long long)t->st.step, path);
         }
         t->opt.lr = lr;
-        t->opt.t = t->st.step + 1;
+        t->opt.t = t->st.adam_step0 + t->st.step + 1;
         // One process: AdamW's pass also writes the bf16 copy the next forward reads.
         mo_bf16 *wb = t->ranks == 1 ? model_bf16_weights(&t->model) : NULL;
         if (dist_apply(&t->dist, t->ck.params, t->grads, wb, &t->opt)) goto fail;

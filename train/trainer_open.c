@@ -224,6 +224,32 @@ static int build_model(trainer *t) {
     return 0;
 }
 
+// --moments-from CKPT: Adam's m and v from another run's training checkpoint whose tensors
+// have the shapes of the model --init built, and the Adam steps behind them (*step0), so
+// that the bias correction goes on where that run stopped. A stage that continues another
+// run's training on other weights (pipeline plug's [all] after a MoE seed) then starts
+// with moments that fit, not zeros whose first steps move every weight by the full rate.
+static int load_moments(trainer *t, int64_t *step0) {
+    const train_opts *o = &t->o;
+    if (!*o->init) return mo_errorf("--moments-from %s needs --init (the run's weights)", o->moments_from);
+    if (t->ranks > 1 || o->expert_parallel > 1)
+        return mo_errorf("--moments-from: one process only (not under mpirun, not with --expert-parallel)");
+    mo_checkpoint ck;
+    train_state st;
+    if (train_state_load(o->moments_from, &ck, &t->m, &t->v, &st)) return mo_errorf("--moments-from: %s", mo_error());
+    const int same = same_shapes(&ck.table, &t->ck.table);
+    ckpt_free(&ck);
+    if (!same) {
+        free(t->m), free(t->v);
+        t->m = t->v = NULL;
+        return mo_errorf("--moments-from %s: its tensors do not have the shapes of --init %s's model; take the moments "
+                         "of a checkpoint of the same shape (e.g. the run --init's weights came from)",
+                         o->moments_from, o->init);
+    }
+    *step0 = st.adam_step0 + st.step;
+    return 0;
+}
+
 // The ranges of [at, end) (one tensor) the mask does not train, from mask range *k on
 // (ranges are sorted, each inside one tensor): each added to `a`, with its values and
 // then given back to the OS when `arena` is given, as zeros when it is NULL.
@@ -508,6 +534,7 @@ trainer *trainer_open(const train_opts *cli) {
     }
     t->lock = RUN_LOCK_NONE;
     int resume = *cli->resume != 0;
+    int64_t step0 = 0;  // --moments-from: Adam's steps behind the moments
     if (resume) {
         if (open_resume(t, cli)) goto err;
         if (t->restart) resume = 0;  // the folder is claimed already; from here on a new run
@@ -562,6 +589,7 @@ trainer *trainer_open(const train_opts *cli) {
             if (open_tokenizer(t) || build_model(t)) goto err;
         }
         if (tokenizer_blob(t->tok, &t->ck.tokenizer)) goto err;  // the checkpoint alone can generate
+        if (*o->moments_from && load_moments(t, &step0)) goto err;
     }
     const mo_config *c = &t->ck.table.cfg;
     if (o->seq > c->max_seq_len) {
@@ -616,7 +644,7 @@ trainer *trainer_open(const train_opts *cli) {
     if (resume) {
         if (trainer_loader_state_set(t->ld, t->st.loader, t->st.n_loader)) goto err;
     } else {
-        t->st = (train_state){.step = 0, .clip = o->clip, .seed = o->seed};
+        t->st = (train_state){.step = 0, .clip = o->clip, .seed = o->seed, .adam_step0 = step0};
         mo_rng r;
         mo_rng_seed(&r, o->seed ^ 0x7472616e);  // "tran": the loop's own stream
         memcpy(t->st.rng, r.s, sizeof r.s);
@@ -639,6 +667,8 @@ trainer *trainer_open(const train_opts *cli) {
         for (int i = 0; i < abs.n_data; i++)
             if (realpath(abs.data[i].path, buf)) snprintf(abs.data[i].path, sizeof abs.data[i].path, "%s", buf);
         if (*abs.init && realpath(abs.init, buf)) snprintf(abs.init, sizeof abs.init, "%s", buf);
+        if (*abs.moments_from && realpath(abs.moments_from, buf))
+            snprintf(abs.moments_from, sizeof abs.moments_from, "%s", buf);
         if (*abs.tokenizer && realpath(abs.tokenizer, buf)) snprintf(abs.tokenizer, sizeof abs.tokenizer, "%s", buf);
         abs.threads = threads_count();  // --resume continues with the same count (same sums)
         if (train_opts_write_ini(&abs, ini)) goto err;

@@ -13,7 +13,8 @@
 //   - `pipeline plug` from a MoE seed: each branch trains one chosen expert; the modules go
 //     over those experts or beside the seed's, the rest bit for bit the seed's; [router]
 //     steps = 0 leaves the router stage out, [all] then starts from plug.h5;
-//   - each expert's steps survive add and remove; a random expert needs data for its row.
+//   - each expert's steps survive add and remove; a random expert needs data for its row;
+//   - train --moments-from continues another checkpoint's Adam moments and step count.
 #include "data/tokenizer.h"
 #include "data/tokens.h"
 #include "engine/base/error.h"
@@ -23,6 +24,7 @@
 #include "tests/h5same.h"
 #include "tests/testutil.h"
 #include "train/pipeline_btx.h"
+#include "train/state.h"
 
 #include <cjson/cJSON.h>
 
@@ -767,6 +769,72 @@ START_TEST(plug_from_a_moe_seed) {
 }
 END_TEST
 
+// train --moments-from: a run from checkpoint A's weights with A's Adam moments takes one
+// step exactly as A's optimizer would (m = b1 m_A + (1 - b1) g, v likewise, the bias
+// correction at A's step + 1), where g is the gradient a fresh run from A's weights sees on
+// the same batch (its m is (1 - b1) g); the step count is kept (/train adam_step0);
+// moments of another shape and a run without --init are refused.
+START_TEST(moments_from_continue_adam) {
+    const char *f = "--batch 2 --seq 32 --lr 1e-3 --schedule constant --warmup 0 --eval-every 0 --threads 2 --seed 5";
+    char *err;
+    int rc = tu_monolith(NULL, &err, "train --preset tiny --vocab-size 257 --tokenizer %s --data alpha=%s %s --steps 3 "
+                         "--out mf_a", tok_path, set_a, f);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    rc = tu_monolith(NULL, &err, "train --init mf_a/ckpt-00000003.h5 --moments-from mf_a/ckpt-00000003.h5 --data "
+                     "alpha=%s %s --steps 1 --out mf_b", set_a, f);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "train --init mf_a/ckpt-00000003.h5 --data alpha=%s %s --steps 1 --out mf_c",
+                                 set_a, f), 0);
+    char p[3][600];
+    const char *run[3] = {"mf_a/ckpt-00000003.h5", "mf_b/ckpt-00000001.h5", "mf_c/ckpt-00000001.h5"};
+    mo_checkpoint ck[3];
+    float *m[3], *v[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p[i], sizeof p[i], "%s/%s", tu_scratch(), run[i]);
+        ck_assert_msg(ckpt_load_optim(p[i], &ck[i], &m[i], &v[i]) == 0, "%s", mo_error());
+    }
+    const mo_param_table *pt = &ck[0].table;
+    double mmax = 0, vmax = 0, dm = 0, dv = 0;
+    for (size_t j = 0; j < pt->numel; j++) {
+        mmax = fmax(mmax, fabs(m[1][j])), vmax = fmax(vmax, v[1][j]);
+        dm = fmax(dm, fabs(m[1][j] - (0.9 * m[0][j] + m[2][j])));
+        dv = fmax(dv, fabs(v[1][j] - (0.95 * v[0][j] + v[2][j])));
+    }
+    ck_assert_msg(mmax > 0 && dm <= 1e-6 * mmax && dv <= 1e-6 * vmax, "m %g of %g, v %g of %g", dm, mmax, dv, vmax);
+    // wq of layer 0 (decayed): the step at Adam's step 4, not 1.
+    const int wq = pt->layer[0].wq;
+    const float *pa = params_at(pt, ck[0].params, wq), *pb = params_at(pt, ck[1].params, wq);
+    const float *mb = params_at(pt, m[1], wq), *vb = params_at(pt, v[1], wq);
+    double worst = 0, step = 0;
+    for (size_t j = 0; j < pt->t[wq].numel; j++) {
+        double want = pa[j] * (1 - 1e-3 * 0.1) -
+                      1e-3 / (1 - pow(0.9, 4)) * mb[j] / (sqrt(vb[j]) / sqrt(1 - pow(0.95, 4)) + 1e-8);
+        worst = fmax(worst, fabs(pb[j] - want)), step = fmax(step, fabs(pb[j] - pa[j]));
+    }
+    ck_assert_msg(step > 0 && worst <= 1e-4 * step, "wq: off by %g of a step of %g", worst, step);
+    for (int i = 0; i < 3; i++) ckpt_free(&ck[i]), free(m[i]), free(v[i]);
+    mo_checkpoint sc;
+    float *sm, *sv;
+    train_state st;
+    ck_assert_int_eq(train_state_load(p[1], &sc, &sm, &sv, &st), 0);
+    ck_assert_int_eq((int)st.adam_step0, 3);
+    ckpt_free(&sc), free(sm), free(sv);
+
+    ck_assert_int_eq(tu_monolith(NULL, NULL, "train --preset tiny --vocab-size 257 --moe-layers 0,0 --tokenizer %s "
+                                 "--data alpha=%s %s --steps 1 --out mf_dense", tok_path, set_a, f), 0);
+    ck_assert_int_ne(tu_monolith(NULL, &err, "train --init mf_a/ckpt-00000003.h5 --moments-from "
+                                 "mf_dense/ckpt-00000001.h5 --data alpha=%s %s --steps 1 --out mf_bad", set_a, f), 0);
+    ck_assert_msg(strstr(err, "--moments-from") && strstr(err, "shapes"), "%s", err);
+    free(err);
+    ck_assert_int_ne(tu_monolith(NULL, &err, "train --preset tiny --vocab-size 257 --tokenizer %s --moments-from "
+                                 "mf_a/ckpt-00000003.h5 --data alpha=%s %s --steps 1 --out mf_bad2", tok_path, set_a, f), 0);
+    ck_assert_msg(strstr(err, "needs --init"), "%s", err);
+    free(err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tools_expert");
     TCase *tc = tcase_create("cli");
@@ -777,6 +845,7 @@ int main(void) {
     tcase_add_test(tc, plug_pipeline_and_provenance);
     tcase_add_test(tc, plug_continues_the_seeds_schedule);
     tcase_add_test(tc, plug_from_a_moe_seed);
+    tcase_add_test(tc, moments_from_continue_adam);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_NOFORK);  // OpenMP's thread pool does not survive fork
 }

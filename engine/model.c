@@ -260,9 +260,39 @@ static int bf16_kind(mo_param_kind k) {
            k == PK_DENSE_W2 || k == PK_OUTPUT;
 }
 
+// The per-layer bf16 GEMM inputs kept from forward for backward (mo_layer_acts.ab, ob,
+// xb, actb) carved from `at` (NULL: only measured); returns their count of bf16 values.
+// Under --recompute layers of a kind share them as they share their fp32 activations;
+// under expert parallelism the experts' rows are not kept (their layout is per source).
+static size_t keep_bf16(mo_model *m, mo_bf16 *at) {
+    const mo_config *c = &m->pt->cfg;
+    const size_t N = (size_t)m->N, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim;
+    const size_t k = (size_t)c->top_k, f = (size_t)c->d_ff;
+    size_t n = 0;
+    int first_of_kind[2] = {-1, -1};
+    for (int l = 0; l < c->n_layers; l++) {
+        mo_layer_acts *L = &m->layer[l];
+        const int kind = c->moe_layers[l] != 0;
+        if (m->recompute && first_of_kind[kind] >= 0) {
+            const mo_layer_acts *F = &m->layer[first_of_kind[kind]];
+            L->ab = F->ab, L->ob = F->ob, L->xb = F->xb, L->actb = F->actb;
+            continue;
+        }
+        first_of_kind[kind] = l;
+        const size_t moe = kind && m->ep.size <= 1, sizes[4] = {N * d, N * qd, moe * N * k * d, moe * N * k * f};
+        mo_bf16 **ptr[4] = {&L->ab, &L->ob, &L->xb, &L->actb};
+        for (int i = 0; i < 4; i++) {
+            *ptr[i] = at && sizes[i] ? at + n : NULL;
+            n += (sizes[i] + 31) & ~(size_t)31;
+        }
+    }
+    return n;
+}
+
 int model_set_precision(mo_model *m, mo_precision p) {
     free(m->bf16_arena);
     m->bf16_arena = NULL, m->bf16_bytes = 0, m->bf16 = 0, m->wb = m->bx = m->bg = m->bh = NULL;
+    for (int l = 0; l < MO_MAX_LAYERS; l++) m->layer[l].ab = m->layer[l].ob = m->layer[l].xb = m->layer[l].actb = NULL;
     if (p == MO_PRECISION_FP32) return 0;
     if (!bf16_supported())
         return mo_errorf("--precision bf16: this CPU has no AVX512_BF16 (bf16 products would run slower than fp32); "
@@ -275,8 +305,9 @@ int model_set_precision(mo_model *m, mo_precision p) {
     size_t nx = N * kk * (d > qd ? d : qd), ng = N * max3(V, d > qd ? d : qd, wide > sh ? wide : sh);
     size_t nh = N * (wide > sh ? wide : sh);
     size_t nw = (m->pt->numel + 31) & ~(size_t)31;
-    nx = (nx + 31) & ~(size_t)31, ng = (ng + 31) & ~(size_t)31;
-    m->bf16_bytes = (nw + nx + ng + nh) * sizeof(mo_bf16);
+    nx = (nx + 31) & ~(size_t)31, ng = (ng + 31) & ~(size_t)31, nh = (nh + 31) & ~(size_t)31;
+    const size_t nk = keep_bf16(m, NULL);
+    m->bf16_bytes = (nw + nx + ng + nh + nk) * sizeof(mo_bf16);
     m->bf16_arena = mo_alloc_huge(m->bf16_bytes);
     if (!m->bf16_arena) {
         size_t mb = m->bf16_bytes >> 20;
@@ -288,6 +319,7 @@ int model_set_precision(mo_model *m, mo_precision p) {
     m->bx = m->wb + nw;
     m->bg = m->bx + nx;
     m->bh = m->bg + ng;
+    keep_bf16(m, m->bh + nh);
     m->bf16 = 1;
     m->wb_frozen_ready = 0, m->wb_current = 0;
     return 0;
@@ -388,8 +420,11 @@ static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int a
 // dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
 // The x operand of a backward, which only the weight gradient reads: not rounded to bf16
 // when the weight is frozen (dW NULL).
-static mo_lin lin_x_dw(const mo_model *m, const float *dW, mo_bf16 *scratch, const float *x, size_t n) {
-    return dW ? lin_x(m, scratch, x, n) : (mo_lin){x, NULL};
+// kept: x rounded by forward (mo_layer_acts.ab, ob), used as it is; NULL: rounded now.
+static mo_lin lin_x_dw(const mo_model *m, const float *dW, mo_bf16 *scratch, const mo_bf16 *kept, const float *x,
+                       size_t n) {
+    if (!dW) return (mo_lin){x, NULL};
+    return kept ? (mo_lin){x, kept} : lin_x(m, scratch, x, n);
 }
 // dW is written instead (beta 0) when the model's backward sets the gradients
 // (model_backward_first).
@@ -430,7 +465,7 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     mo_layer_acts *L = &m->layer[l];
     const int N = m->N, d = c->d_model, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     rmsnorm_forward(L->a, L->a_rstd, L->x_attn, P(id->attn_norm), N, d, (float)c->norm_eps);
-    const mo_lin a = lin_x(m, m->bx, L->a, (size_t)N * d);
+    const mo_lin a = lin_x(m, L->ab ? L->ab : m->bx, L->a, (size_t)N * d);  // bf16: kept for backward
     lin_forward(L->q, a, lin_w(m, params, id->wq), N, nh * hd, d, 0);   // [N, nh*hd]
     lin_forward(L->k, a, lin_w(m, params, id->wk), N, nkv * hd, d, 0);  // [N, nkv*hd]
     lin_forward(L->v, a, lin_w(m, params, id->wv), N, nkv * hd, d, 0);
@@ -439,8 +474,8 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     const mo_attention at = {m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse};
     (m->bf16 ? attention_forward_bf16 : attention_forward)(&at);  // bf16: its products too (design.md 9)
     memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
-    lin_forward(L->x_ffn, lin_x(m, m->bx, L->o, (size_t)N * nh * hd), lin_w(m, params, id->wo), N, d, nh * hd,
-                1);  // x_ffn = x_attn + o wo^T
+    lin_forward(L->x_ffn, lin_x(m, L->ob ? L->ob : m->bx, L->o, (size_t)N * nh * hd), lin_w(m, params, id->wo), N, d,
+                nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
 
 // The routed experts' weights from expert `first` on.
@@ -470,6 +505,7 @@ static int routed_experts_forward(mo_model *m, const float *params, int l) {
     const int f = c->d_ff, d = c->d_model;
     if (m->ep.size <= 1) {
         mo_ffn_weights w = experts_from(m, params, id, 0);
+        w.xk = L->xb, w.ak = L->actb;  // bf16: kept for backward
         if (ffn_reads_mapped(&w, f, d)) {
             experts_forward(m, &w, L->ys, L->h1, L->h3, L->m, L->disp.offs, c->n_experts, L->disp.perm);
             return 0;
@@ -607,6 +643,8 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
         dys = m->xs, xs = L->xr, blocks = ep->size;
     } else if (ffn_backward_mapped(&w, f, d)) {  // read in place, as forward did
         xs = L->m, xrow = L->disp.perm;
+    } else if (L->xb) {  // bf16: forward's rounded rows and SwiGLU output, kept
+        w.xk = L->xb, w.ak = L->actb;
     } else {
         moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // regathered instead of kept per layer
     }
@@ -677,7 +715,7 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     float *dy = m->dres;
     // dwo [d, qd] += dy^T o; do [N, qd] = dy wo
     lin_backward(m, m->dout, G(id->wo), lin_x(m, m->bg, dy, (size_t)N * d),
-                 lin_x_dw(m, G(id->wo), m->bx, L->o, (size_t)N * qd), lin_w(m, params, id->wo), N, d, qd, 0);
+                 lin_x_dw(m, G(id->wo), m->bx, L->ob, L->o, (size_t)N * qd), lin_w(m, params, id->wo), N, d, qd, 0);
     const mo_attention at = {m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse};
     (m->bf16 ? attention_backward_bf16 : attention_backward)(&at, m->dout, m->dq, m->dk, m->dv);
     rope_backward(m->dq, m->pos, m->rope_cos, m->rope_sin, N, nh, hd);
@@ -685,7 +723,7 @@ static void attention_block_backward(mo_model *m, const float *params, float *gr
     // dwq [qd, d] += dq^T a (and wk, wv alike); da = dq wq + dk wk + dv wv
     float *da = m->dnorm;
     const float *any_dw = G(id->wq) ? G(id->wq) : G(id->wk) ? G(id->wk) : G(id->wv);
-    const mo_lin a = lin_x_dw(m, any_dw, m->bx, L->a, (size_t)N * d);
+    const mo_lin a = lin_x_dw(m, any_dw, m->bx, L->ab, L->a, (size_t)N * d);
     lin_backward(m, da, G(id->wq), lin_x(m, m->bg, m->dq, (size_t)N * qd), a, lin_w(m, params, id->wq), N, qd, d, 0);
     lin_backward(m, da, G(id->wk), lin_x(m, m->bg, m->dk, (size_t)N * kvd), a, lin_w(m, params, id->wk), N, kvd, d, 1);
     lin_backward(m, da, G(id->wv), lin_x(m, m->bg, m->dv, (size_t)N * kvd), a, lin_w(m, params, id->wv), N, kvd, d, 1);
@@ -704,7 +742,7 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     if (m->bf16) cross_entropy_backward_bf16(m->bg, m->logits, m->ce_stats, m->targets, m->dloss, N, V), dl.b = m->bg;
     else cross_entropy_backward(m->logits, m->logits, m->ce_stats, m->targets, m->dloss, N, V);
     // doutput [V, d] += dl^T hf; dhf = dl output
-    lin_backward(m, m->dnorm, G(m->pt->output), dl, lin_x_dw(m, G(m->pt->output), m->bx, m->hf, (size_t)N * d),
+    lin_backward(m, m->dnorm, G(m->pt->output), dl, lin_x_dw(m, G(m->pt->output), m->bx, NULL, m->hf, (size_t)N * d),
                  lin_w(m, params, m->pt->output), N, V, d, 0);
     memset(m->dres, 0, (size_t)N * d * sizeof(float));
     rmsnorm_backward(m->dres, G(m->pt->norm), m->dnorm, m->x_final, P(m->pt->norm), m->hf_rstd, N, d);

@@ -52,6 +52,11 @@ typedef struct {
     mo_router_acts r;  // MoE
     mo_router_stats stats;
     mo_dispatch disp;
+    // bf16 compute (model_set_precision; NULL in fp32): GEMM inputs rounded in forward and
+    // kept for backward's weight gradients instead of rounded (and, for the experts,
+    // gathered and recomputed) again: a and o [N, d], [N, nh*hd]; routed experts' input
+    // rows xb [N*k, d] and SwiGLU output actb [N*k, d_ff] (NULL under expert parallelism).
+    mo_bf16 *ab, *ob, *xb, *actb;
 } mo_layer_acts;
 
 typedef struct {

@@ -176,11 +176,12 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
 static void ffn_forward_bf16(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
-    bf16_from_f32(w->s0, xs, R * (size_t)dm);
-    matmul_bf16_grouped_nt(r->h1, w->s0, w->b1, offs, G, f, dm, 0);
-    matmul_bf16_grouped_nt(r->h3, w->s0, w->b3, offs, G, f, dm, 0);
-    swiglu_forward_bf16(w->s1, r->h1, r->h3, R * (size_t)f);  // act, only ever read rounded
-    matmul_bf16_grouped_nt(ys, w->s1, w->b2, offs, G, dm, f, acc);
+    mo_bf16 *x = w->xk ? w->xk : w->s0, *act = w->ak ? w->ak : w->s1;
+    bf16_from_f32(x, xs, R * (size_t)dm);
+    matmul_bf16_grouped_nt(r->h1, x, w->b1, offs, G, f, dm, 0);
+    matmul_bf16_grouped_nt(r->h3, x, w->b3, offs, G, f, dm, 0);
+    swiglu_forward_bf16(act, r->h1, r->h3, R * (size_t)f);  // act, only ever read rounded
+    matmul_bf16_grouped_nt(ys, act, w->b2, offs, G, dm, f, acc);
 }
 
 // The SwiGLU's outputs (act, dh1, dh3) are written in bf16 only (swiglu_*_bf16): the
@@ -196,16 +197,18 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
     bf16_from_f32(w->s0, dys, rd);
     matmul_bf16_grouped_nn_some(r->dact, w->s0, w->b2, offs, G, f, dm, 0, need);  // d act = dys w2_g
     if (g->dw2) {
-        for (int q = 0; q < G; q++)
+        const mo_bf16 *act = w->ak;  // kept from forward, or recomputed instead of kept
+        for (int q = 0; !act && q < G; q++)
             if (span_at(&trained, q, &s, &e)) swiglu_forward_bf16(w->s1 + s, h1 + s, h3 + s, e - s);
-        matmul_bf16_grouped_tn_some(g->dw2, w->s0, w->s1, offs, G, dm, f, !g->dw_set, g->dw_groups);  // dw2_g += dys_g^T act_g
+        matmul_bf16_grouped_tn_some(g->dw2, w->s0, act ? act : w->s1, offs, G, dm, f, !g->dw_set, g->dw_groups);  // dw2_g += dys_g^T act_g
     }
     for (int q = 0; q < G; q++)  // s1, s2 <- dh1, dh3
         if (span_at(&needed, q, &s, &e)) swiglu_backward_bf16(w->s1 + s, w->s2 + s, r->dact + s, h1 + s, h3 + s, e - s);
-    bf16_from_f32(w->s0, xs, rd);  // dys is used up (dxs may alias it)
-    if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, w->s0, offs, G, f, dm, !g->dw_set, g->dw_groups);  // dw1_g += dh1_g^T xs_g
+    const mo_bf16 *x = w->xk;  // kept from forward, or rounded again
+    if (!x) bf16_from_f32(w->s0, xs, rd), x = w->s0;  // dys is used up (dxs may alias it)
+    if (g->dw1) matmul_bf16_grouped_tn_some(g->dw1, w->s1, x, offs, G, f, dm, !g->dw_set, g->dw_groups);  // dw1_g += dh1_g^T xs_g
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s1, w->b1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
-    if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s2, w->s0, offs, G, f, dm, !g->dw_set, g->dw_groups);
+    if (g->dw3) matmul_bf16_grouped_tn_some(g->dw3, w->s2, x, offs, G, f, dm, !g->dw_set, g->dw_groups);
     if (dxs) matmul_bf16_grouped_nn(dxs, w->s2, w->b3, offs, G, dm, f, 1);
 }
 
@@ -252,7 +255,7 @@ static void forward_chain(const void *ctx, int q) {
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
     float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *ys = a->out + r0 * dm;
     const float *xs = a->in + r0 * dm;
-    mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f;
+    mo_bf16 *s0 = (w->xk ? w->xk : w->s0) + r0 * dm, *s1 = (w->ak ? w->ak : w->s1) + r0 * f;
     bf16_from_f32(s0, xs, (size_t)n * dm);
     matmul_bf16_nt(h1, s0, w->b1 + q * fd, n, f, dm, 0);
     matmul_bf16_nt(h3, s0, w->b3 + q * fd, n, f, dm, 0);
@@ -268,20 +271,22 @@ static void backward_chain_bf16(const chain_args *a, int q) {
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f, rd = (size_t)n * dm;
     const float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f;
     float *dact = r->dact + r0 * f;
-    const float *dys = a->in + r0 * dm, *xs = a->xs + r0 * dm;
+    const float *dys = a->in + r0 * dm, *xs = a->xs ? a->xs + r0 * dm : NULL;  // NULL: w->xk kept
     mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f, *s2 = w->s2 + r0 * f;
     bf16_from_f32(s0, dys, rd);
     matmul_bf16_nn(dact, s0, w->b2 + q * fd, n, f, dm, 0);
     if (g->dw2) {
-        swiglu_forward_bf16(s1, h1, h3, rf);
-        matmul_bf16_tn(g->dw2 + q * fd, s0, s1, dm, f, n, acc);
+        const mo_bf16 *act = w->ak ? w->ak + r0 * f : s1;  // kept from forward, or recomputed
+        if (!w->ak) swiglu_forward_bf16(s1, h1, h3, rf);
+        matmul_bf16_tn(g->dw2 + q * fd, s0, act, dm, f, n, acc);
     }
     swiglu_backward_bf16(s1, s2, dact, h1, h3, rf);
-    bf16_from_f32(s0, xs, rd);  // dys is used up (dxs may alias it)
-    if (g->dw1) matmul_bf16_tn(g->dw1 + q * fd, s1, s0, f, dm, n, acc);
+    const mo_bf16 *x = w->xk ? w->xk + r0 * dm : s0;  // kept from forward, or rounded again
+    if (!w->xk) bf16_from_f32(s0, xs, rd);           // dys is used up (dxs may alias it)
+    if (g->dw1) matmul_bf16_tn(g->dw1 + q * fd, s1, x, f, dm, n, acc);
     float *dxs = a->out ? a->out + r0 * dm : NULL;
     if (dxs) matmul_bf16_nn(dxs, s1, w->b1 + q * fd, n, dm, f, a->acc);
-    if (g->dw3) matmul_bf16_tn(g->dw3 + q * fd, s2, s0, f, dm, n, acc);
+    if (g->dw3) matmul_bf16_tn(g->dw3 + q * fd, s2, x, f, dm, n, acc);
     if (dxs) matmul_bf16_nn(dxs, s2, w->b3 + q * fd, n, dm, f, 1);
 }
 

@@ -46,10 +46,14 @@ void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k
 // run in: w1, w3 [G, f, dm] and w2 [G, dm, f] in fp32, and for bf16 compute
 // (model_set_precision) their bf16 copies b1, b3, b2 with scratch for the rounded GEMM
 // inputs, s0 [R, dm] and s1, s2 [R, f] (fp32 accumulation and outputs). b1 == NULL: fp32.
+// With bf16, xk [R, dm] and ak [R, f] (both or neither) keep forward's rounded input rows
+// and SwiGLU output for backward, which then reads them instead of rounding xs again and
+// recomputing the SwiGLU (same bits: design.md 9); xs is not read by such a backward.
 typedef struct {
     const float *w1, *w3, *w2;
     const mo_bf16 *b1, *b3, *b2;
     mo_bf16 *s0, *s1, *s2;
+    mo_bf16 *xk, *ak;
 } mo_ffn_weights;
 
 // One call's rows: G groups (offs[G+1], group g uses expert g of the stacked weights) of

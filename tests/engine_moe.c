@@ -147,7 +147,8 @@ END_TEST
 // per product: widths past matmul_small's (BLAS and oneDNN products), groups of uneven
 // sizes with an empty one and one big enough to run alone on all threads (its share of
 // the rows is over 1/threads), fp32 and bf16, 1 and 2 threads, accumulating or not,
-// weight gradients written (dw_set) or added, dxs in place over dys or not wanted.
+// weight gradients written (dw_set) or added, dxs in place over dys or not wanted; in bf16
+// also with forward's rounded rows and SwiGLU output kept for backward (xk, ak).
 typedef struct {
     float *ys, *h1, *h3, *dxs, *dw1, *dw3, *dw2;
 } ffn_out;
@@ -160,7 +161,7 @@ static void ffn_run(ffn_out *o, const float *xs, const float *dys, const mo_ffn_
     mo_ffn_grads g = {o->dw1, o->dw3, o->dw2, NULL, dw_set};
     ffn_forward(o->ys, xs, w, &r, acc);
     memcpy(o->dxs, dys, (size_t)R * dm * sizeof(float));  // dxs overwrites dys in place, as the experts run it
-    ffn_backward(want_dx ? o->dxs : NULL, o->dxs, xs, w, &r, &g, acc);
+    ffn_backward(want_dx ? o->dxs : NULL, o->dxs, w->xk ? NULL : xs, w, &r, &g, acc);  // kept rows: xs unread
     free(act), free(dact);
 }
 
@@ -175,9 +176,10 @@ START_TEST(test_chained_same_bits) {
     mo_bf16 *b1 = malloc(n_w * 2), *b3 = malloc(n_w * 2), *b2 = malloc(n_w * 2);
     mo_bf16 *s0 = malloc(n_x * 2), *s1 = malloc(n_h * 2), *s2 = malloc(n_h * 2);
     bf16_from_f32(b1, w1, n_w), bf16_from_f32(b3, w3, n_w), bf16_from_f32(b2, w2, n_w);
+    mo_bf16 *xk = malloc(n_x * 2), *ak = malloc(n_h * 2);  // bf16: forward's rows and act kept for backward
     const size_t sizes[7] = {n_x, n_h, n_h, n_x, n_w, n_w, n_w};
-    ffn_out o[2];
-    for (int c = 0; c < 2; c++) {
+    ffn_out o[4];  // [chained + 2 kept]: each against o[0], per product and nothing kept
+    for (int c = 0; c < 4; c++) {
         float **p[7] = {&o[c].ys, &o[c].h1, &o[c].h3, &o[c].dxs, &o[c].dw1, &o[c].dw3, &o[c].dw2};
         for (int i = 0; i < 7; i++) *p[i] = malloc(sizes[i] * sizeof(float));
     }
@@ -187,29 +189,31 @@ START_TEST(test_chained_same_bits) {
             for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
                 const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3;
                 omp_set_num_threads(threads[t]);
-                mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2};
-                for (int c = 0; c < 2; c++) {
+                for (int c = 0; c < 2 + 2 * bf; c++) {
+                    const int kept = c >> 1;  // 0: backward rounds xs and recomputes act; 1: xk, ak
+                    mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2,
+                                        kept ? xk : NULL, kept ? ak : NULL};
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
-                    ffn_set_chained(c);
+                    ffn_set_chained(c & 1);
                     ffn_run(&o[c], xs, dys, &w, offs, G, F, DM, acc, dw_set, want_dx);
-                }
-                ffn_set_chained(1);
-                const char *names[7] = {"ys", "dh1", "dh3", "dxs", "dw1", "dw3", "dw2"};
-                for (int i = 0; i < 7; i++) {
+                    ffn_set_chained(1);
+                    if (!c) continue;
+                    const char *names[7] = {"ys", "dh1", "dh3", "dxs", "dw1", "dw3", "dw2"};
                     const float *a[7] = {o[0].ys, o[0].h1, o[0].h3, o[0].dxs, o[0].dw1, o[0].dw3, o[0].dw2};
-                    const float *b[7] = {o[1].ys, o[1].h1, o[1].h3, o[1].dxs, o[1].dw1, o[1].dw3, o[1].dw2};
-                    ck_assert_msg(!memcmp(a[i], b[i], sizes[i] * sizeof(float)),
-                                  "%s, %d threads, acc %d, dw_set %d, dx %d: %s differs", bf ? "bf16" : "fp32",
-                                  threads[t], acc, dw_set, want_dx, names[i]);
+                    for (int i = 0; i < 7; i++)
+                        ck_assert_msg(!memcmp(a[i], p[i], sizes[i] * sizeof(float)),
+                                      "%s, %d threads, acc %d, dw_set %d, dx %d, chained %d, kept %d: %s differs",
+                                      bf ? "bf16" : "fp32", threads[t], acc, dw_set, want_dx, c & 1, kept, names[i]);
                 }
             }
     omp_set_num_threads(before);
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < 4; c++) {
         float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
         for (int i = 0; i < 7; i++) free(p[i]);
     }
     free(w1), free(w3), free(w2), free(xs), free(dys), free(b1), free(b3), free(b2), free(s0), free(s1), free(s2);
+    free(xk), free(ak);
 }
 END_TEST
 

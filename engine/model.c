@@ -8,6 +8,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_packed.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 
@@ -27,6 +28,10 @@ static void *take(carver *c, size_t bytes) {
     c->off = o + bytes;
     return c->base ? c->base + o : NULL;
 }
+// Models whose two packed copies of the weights (8 bytes a parameter) would take more than
+// this keep BLAS's products: e.g. the 2B-parameter fine-tune.
+#define MODEL_PACKED_MAX_BYTES (4.0 * 1024 * 1024 * 1024)
+
 #define TAKE_F(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
 #define TAKE_I(c, n) ((int *)take(c, (size_t)(n) * sizeof(int)))
 
@@ -189,6 +194,9 @@ int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const 
     carve(m, &cv);
     for (int i = 0; i < m->N; i++) m->pos[i] = i % T;
     rope_tables(m->rope_cos, m->rope_sin, T, c->head_dim, c->rope_theta);
+    // Two packed copies of the weights (forward's and the input gradient's layouts) beside
+    // the parameters, where they fit (docs/design.md 10.2).
+    m->packed = (double)pt->numel * sizeof(float) * 2 <= MODEL_PACKED_MAX_BYTES && matmul_packed_available();
     return 0;
 }
 
@@ -397,24 +405,25 @@ void model_bf16_hold_frozen(mo_model *m, float *params, int i) {
 typedef struct {
     const float *f;
     const mo_bf16 *b;
+    int packed;  // W of an fp32 product: oneDNN's packed copy (matmul_packed.h), else BLAS
 } mo_lin;
 
 // An activation x[n]: with bf16 compute rounded into scratch.
 static mo_lin lin_x(const mo_model *m, mo_bf16 *scratch, const float *x, size_t n) {
-    mo_lin o = {x, NULL};
+    mo_lin o = {x, NULL, 0};
     if (m->bf16) bf16_from_f32(scratch, x, n), o.b = scratch;
     return o;
 }
 
 // The parameter of table index w, with its bf16 copy under bf16 compute.
 static mo_lin lin_w(const mo_model *m, const float *params, int w) {
-    return (mo_lin){params_at_c(m->pt, params, w), m->bf16 ? WB(w) : NULL};
+    return (mo_lin){params_at_c(m->pt, params, w), m->bf16 ? WB(w) : NULL, m->packed};
 }
 
 // y[M,N] (+)= x[M,K] W^T, W [N, K].
 static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
     if (x.b) matmul_bf16_nt(y, x.b, W.b, M, N, K, acc);
-    else matmul_nt(y, x.f, W.f, M, N, K, acc);
+    else if (!W.packed || matmul_packed_nt(y, x.f, W.f, M, N, K, acc)) matmul_nt(y, x.f, W.f, M, N, K, acc);
 }
 
 // dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
@@ -423,8 +432,8 @@ static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int a
 // kept: x rounded by forward (mo_layer_acts.ab, ob), used as it is; NULL: rounded now.
 static mo_lin lin_x_dw(const mo_model *m, const float *dW, mo_bf16 *scratch, const mo_bf16 *kept, const float *x,
                        size_t n) {
-    if (!dW) return (mo_lin){x, NULL};
-    return kept ? (mo_lin){x, kept} : lin_x(m, scratch, x, n);
+    if (!dW) return (mo_lin){x, NULL, 0};
+    return kept ? (mo_lin){x, kept, 0} : lin_x(m, scratch, x, n);
 }
 // dW is written instead (beta 0) when the model's backward sets the gradients
 // (model_backward_first).
@@ -435,7 +444,7 @@ static void lin_backward(const mo_model *m, float *dx, float *dW, mo_lin dy, mo_
         matmul_bf16_nn(dx, dy.b, W.b, M, K, N, acc);
     } else {
         if (dW) matmul_tn(dW, dy.f, x.f, N, K, M, !m->dw_set);
-        matmul_nn(dx, dy.f, W.f, M, K, N, acc);
+        if (!W.packed || matmul_packed_nn(dx, dy.f, W.f, M, K, N, acc)) matmul_nn(dx, dy.f, W.f, M, K, N, acc);
     }
 }
 
@@ -447,6 +456,7 @@ static mo_ffn_weights ffn_weights(const mo_model *m, const float *params, int w1
     mo_ffn_weights w = {.w1 = params_at_c(m->pt, params, w1) + at, .w3 = params_at_c(m->pt, params, w3) + at,
                         .w2 = params_at_c(m->pt, params, w2) + at};
     if (m->bf16) w.b1 = WB(w1) + at, w.b3 = WB(w3) + at, w.b2 = WB(w2) + at, w.s0 = m->bx, w.s1 = m->bg, w.s2 = m->bh;
+    else w.packed = m->packed;
     return w;
 }
 
@@ -578,6 +588,7 @@ int model_forward(mo_model *m, const float *params, const int *tokens, const int
     // Rounded here unless the optimizer's pass has just written them (only for this forward).
     if (m->bf16 && !(m->wb_current && m->wb_frozen_ready)) refresh_bf16_weights(m, params);
     m->wb_current = 0;
+    if (m->packed) matmul_packed_stale();  // the weights may have changed since the last forward
     embedding_forward(m->layer[0].x_attn, m->tokens, P(m->pt->tok_embeddings), N, d);
     for (int l = 0; l < c->n_layers; l++) {
         attention_block_forward(m, params, l);
@@ -738,7 +749,7 @@ int model_backward(mo_model *m, const float *params, float *grads, float loss_sc
     // dlogits, with the rows' max and sum forward kept (rows without a target read none):
     // over the logits in place, or with bf16 compute straight into their bf16 scratch (only
     // the products read them)
-    mo_lin dl = {m->logits, NULL};
+    mo_lin dl = {m->logits, NULL, 0};
     if (m->bf16) cross_entropy_backward_bf16(m->bg, m->logits, m->ce_stats, m->targets, m->dloss, N, V), dl.b = m->bg;
     else cross_entropy_backward(m->logits, m->logits, m->ce_stats, m->targets, m->dloss, N, V);
     // doutput [V, d] += dl^T hf; dhf = dl output

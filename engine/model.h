@@ -99,6 +99,7 @@ typedef struct {
     int wb_frozen_ready;           // bf16: the frozen tensors' bf16 copies are current
     int wb_current;                // bf16: the next forward uses wb as it is (model_bf16_weights_current)
     int dw_set;                    // inside model_backward_first: GEMM weight gradients are written, not added
+    int packed;                    // fp32 products read weights packed by oneDNN (kernels/matmul_packed.h)
 
     double ce, aux, z, loss;  // of the last forward
     double router_ce;         // of the last forward: mean over MoE layers of router_ce (0: none forced)

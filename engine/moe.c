@@ -3,6 +3,7 @@
 #include "engine/moe.h"
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_packed.h"
 #include "kernels/matmul_small.h"
 #include "kernels/swiglu.h"
 
@@ -129,6 +130,36 @@ static int span_at(const group_spans *sp, int q, size_t *s, size_t *e) {
     return sp->on[q] && *e > *s;
 }
 
+// The products that read a weight: on its packed copy where the view says so (and oneDNN
+// succeeds), else BLAS. The grouped ones keep matmul_small's kernel where it is chosen
+// (matmul_grouped_nt/nn: fine-grained widths).
+static void weight_nt(const mo_ffn_weights *w, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    if (!w->packed || matmul_packed_nt(C, A, W, M, N, K, acc)) matmul_nt(C, A, W, M, N, K, acc);
+}
+static void weight_nn(const mo_ffn_weights *w, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    if (!w->packed || matmul_packed_nn(C, A, W, M, N, K, acc)) matmul_nn(C, A, W, M, N, K, acc);
+}
+static const mo_ffn_weights packed_view = {.packed = 1};
+static void packed_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    weight_nt(&packed_view, C, A, B, M, N, K, acc);
+}
+static void packed_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
+    weight_nn(&packed_view, C, A, B, M, N, K, acc);
+}
+static const matmul_dense_ops packed_ops = {packed_nt, packed_nn, NULL, sizeof(float)};
+static void grouped_weight_nt(const mo_ffn_weights *w, float *C, const float *A, const float *B, const int *offs, int G,
+                              int N, int K, int acc) {
+    if (w->packed && !matmul_small_use(MATMUL_SMALL_NT, 0, N, K))
+        matmul_grouped(&packed_ops, MATMUL_NT, C, A, B, offs, G, N, K, acc);
+    else matmul_grouped_nt(C, A, B, offs, G, N, K, acc);
+}
+static void grouped_weight_nn(const mo_ffn_weights *w, float *C, const float *A, const float *B, const int *offs, int G,
+                              int N, int K, int acc, const unsigned char *on) {
+    if (w->packed && !matmul_small_use(MATMUL_SMALL_NN, 0, N, K))
+        matmul_grouped_some(&packed_ops, MATMUL_NN, C, A, B, offs, G, N, K, acc, on);
+    else matmul_grouped_nn_some(C, A, B, offs, G, N, K, acc, on);
+}
+
 static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
@@ -136,11 +167,11 @@ static void ffn_forward_f32(float *ys, const float *xs, const mo_ffn_weights *w,
         const matmul_rows map = {r->xrow, r->xdiv};
         matmul_small_grouped_nt2(r->h1, r->h3, xs, &map, w->w1, w->w3, offs, G, f, dm, 0);
     } else {
-        matmul_grouped_nt(r->h1, xs, w->w1, offs, G, f, dm, 0);  // [R, f] = xs w1_g^T
-        matmul_grouped_nt(r->h3, xs, w->w3, offs, G, f, dm, 0);  // [R, f] = xs w3_g^T
+        grouped_weight_nt(w, r->h1, xs, w->w1, offs, G, f, dm, 0);  // [R, f] = xs w1_g^T
+        grouped_weight_nt(w, r->h3, xs, w->w3, offs, G, f, dm, 0);  // [R, f] = xs w3_g^T
     }
     swiglu_forward(r->act, r->h1, r->h3, R * (size_t)f);      // silu(h1) * h3
-    matmul_grouped_nt(ys, r->act, w->w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
+    grouped_weight_nt(w, ys, r->act, w->w2, offs, G, dm, f, acc);  // [R, dm] = act w2_g^T
 }
 
 static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
@@ -150,7 +181,7 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     const unsigned char *need = dxs ? NULL : g->dw_groups;  // the groups whose dh1, dh3 are needed
     const group_spans trained = spans_of(r, g->dw_groups), needed = spans_of(r, need);
     size_t s, e;
-    matmul_grouped_nn_some(r->dact, dys, w->w2, offs, G, f, dm, 0, need);  // d act [R, f] = dys w2_g
+    grouped_weight_nn(w, r->dact, dys, w->w2, offs, G, f, dm, 0, need);  // d act [R, f] = dys w2_g
     if (g->dw2) {
         for (int q = 0; q < G; q++)  // recomputed instead of kept per layer
             if (span_at(&trained, q, &s, &e)) swiglu_forward(r->act + s, h1 + s, h3 + s, e - s);
@@ -167,8 +198,8 @@ static void ffn_backward_f32(float *dxs, const float *dys, const float *xs, cons
     if (g->dw1) matmul_grouped_tn_some(g->dw1, h1, xs, offs, G, f, dm, !g->dw_set, g->dw_groups);  // dw1_g [f, dm] += dh1_g^T xs_g
     if (g->dw3) matmul_grouped_tn_some(g->dw3, h3, xs, offs, G, f, dm, !g->dw_set, g->dw_groups);
     if (!dxs) return;
-    matmul_grouped_nn(dxs, h1, w->w1, offs, G, dm, f, acc);  // dxs = dh1 w1_g + dh3 w3_g
-    matmul_grouped_nn(dxs, h3, w->w3, offs, G, dm, f, 1);
+    grouped_weight_nn(w, dxs, h1, w->w1, offs, G, dm, f, acc, NULL);  // dxs = dh1 w1_g + dh3 w3_g
+    grouped_weight_nn(w, dxs, h3, w->w3, offs, G, dm, f, 1, NULL);
 }
 
 // ---------------------------------------------------------------------------- SwiGLU FFN, bf16
@@ -305,7 +336,7 @@ static void backward_chain(const void *ctx, int q) { backward_chain_bf16(ctx, q)
 // same operands, and SwiGLU vectors starting where a group's call would (f % 16 == 0):
 // the same bits as the chains and as one grouped call per product.
 enum { PHASE_MAX_PRODUCTS = 3, PHASE_MAX_TASKS = 1024 };
-typedef enum { P_H1, P_H3, P_DACT, P_DW2, P_DW1, P_DW3, P_DXS } phase_product;
+typedef enum { P_H1, P_H3, P_YS, P_DACT, P_DW2, P_DW1, P_DW3, P_DXS } phase_product;
 typedef struct {
     const chain_args *a;
     int G, P;
@@ -322,15 +353,16 @@ static void phase_task(const void *ctx, int t) {
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, at = q * fd;
     float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f;
     switch (ph->prod[t / ph->G]) {
-    case P_H1: matmul_nt(h1, a->in + r0 * dm, w->w1 + at, n, f, dm, 0); break;  // h1 = xs w1_g^T
-    case P_H3: matmul_nt(h3, a->in + r0 * dm, w->w3 + at, n, f, dm, 0); break;
-    case P_DACT: matmul_nn(r->dact + r0 * f, a->in + r0 * dm, w->w2 + at, n, f, dm, 0); break;  // d act = dys w2_g
+    case P_H1: weight_nt(w, h1, a->in + r0 * dm, w->w1 + at, n, f, dm, 0); break;  // h1 = xs w1_g^T
+    case P_H3: weight_nt(w, h3, a->in + r0 * dm, w->w3 + at, n, f, dm, 0); break;
+    case P_YS: weight_nt(w, a->out + r0 * dm, r->act + r0 * f, w->w2 + at, n, dm, f, a->acc); break;  // ys = act w2_g^T
+    case P_DACT: weight_nn(w, r->dact + r0 * f, a->in + r0 * dm, w->w2 + at, n, f, dm, 0); break;  // d act = dys w2_g
     case P_DW2: matmul_tn(g->dw2 + at, a->in + r0 * dm, r->act + r0 * f, dm, f, n, !g->dw_set); break;  // dys^T act
     case P_DW1: matmul_tn(g->dw1 + at, h1, a->xs + r0 * dm, f, dm, n, !g->dw_set); break;  // dh1^T xs
     case P_DW3: matmul_tn(g->dw3 + at, h3, a->xs + r0 * dm, f, dm, n, !g->dw_set); break;
     case P_DXS:  // dxs = dh1 w1_g + dh3 w3_g (dxs may be dys: read up in the phase before)
-        matmul_nn(a->out + r0 * dm, h1, w->w1 + at, n, dm, f, a->acc);
-        matmul_nn(a->out + r0 * dm, h3, w->w3 + at, n, dm, f, 1);
+        weight_nn(w, a->out + r0 * dm, h1, w->w1 + at, n, dm, f, a->acc);
+        weight_nn(w, a->out + r0 * dm, h3, w->w3 + at, n, dm, f, 1);
         break;
     }
 }
@@ -361,7 +393,8 @@ static void ffn_forward_phased(float *ys, const float *xs, const mo_ffn_weights 
     phase_args ph = {&a, r->G, 2, {P_H1, P_H3}};
     phase_run(&ph);
     swiglu_forward(r->act, r->h1, r->h3, (size_t)r->offs[r->G] * (size_t)r->f);
-    matmul_grouped_nt(ys, r->act, w->w2, r->offs, r->G, r->dm, r->f, acc);  // ys = act w2_g^T
+    ph.P = 1, ph.prod[0] = P_YS;  // the same calls as matmul_grouped_nt's
+    phase_run(&ph);
 }
 
 static void ffn_backward_phased(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,

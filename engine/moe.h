@@ -54,6 +54,7 @@ typedef struct {
     const mo_bf16 *b1, *b3, *b2;
     mo_bf16 *s0, *s1, *s2;
     mo_bf16 *xk, *ak;
+    int packed;  // fp32: the products that read w1, w3, w2 use oneDNN's packed copies (kernels/matmul_packed.h)
 } mo_ffn_weights;
 
 // One call's rows: G groups (offs[G+1], group g uses expert g of the stacked weights) of

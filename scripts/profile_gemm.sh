@@ -85,7 +85,7 @@ threads, steps = int(sys.argv[2]), int(sys.argv[3]) + 1  # the warm-up counts
 # The rate bench train compares with: its 1024^3 calls (outside any parallel region); the
 # mean over them here, a little below the best call that bench train reports.
 ref = [r for r in rows if r[:5] == ["nn", "1024", "1024", "1024", "0"]]
-ref_gf = sum(2 * 1024**3 * int(r[6]) for r in ref) / sum(float(r[7]) for r in ref) / 1e9 if ref else float("nan")
+ref_gf = sum(2 * 1024**3 * int(r[5]) for r in ref) / sum(float(r[6]) for r in ref) / 1e9 if ref else float("nan")
 agg = collections.defaultdict(lambda: [0, 0.0, 0.0, set()])
 for form, M, N, K, par, n, s in rows:
     M, N, K, par, n, s = int(M), int(N), int(K), int(par), int(n), float(s)

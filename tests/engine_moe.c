@@ -3,6 +3,7 @@
 // slots and empty experts; the FFN run as one task per group (ffn_set_chained) against
 // one grouped call per product, bit for bit; and the router's forced-expert hook.
 #include "engine/moe.h"
+#include "kernels/matmul_packed.h"
 #include "engine/router.h"
 #include "tests/testutil.h"
 
@@ -184,15 +185,19 @@ START_TEST(test_chained_same_bits) {
         for (int i = 0; i < 7; i++) *p[i] = malloc(sizes[i] * sizeof(float));
     }
     const int threads[2] = {1, 2}, before = omp_get_max_threads();
-    for (int bf = 0; bf < 1 + bf16_supported(); bf++)
+    matmul_packed_stale();  // w1, w3, w2 are new weights
+    // fp32 on BLAS, fp32 on oneDNN's packed weights (kernels/matmul_packed.h), bf16.
+    const char *kinds[3] = {"fp32", "fp32 packed", "bf16"};
+    for (int kind = 0; kind < 3; kind++)
         for (int t = 0; t < 2; t++)
             for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
-                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3;
+                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind == 2;
+                if ((kind == 1 && !matmul_packed_available()) || (bf && !bf16_supported())) continue;
                 omp_set_num_threads(threads[t]);
                 for (int c = 0; c < 2 + 2 * bf; c++) {
                     const int kept = c >> 1;  // 0: backward rounds xs and recomputes act; 1: xk, ak
                     mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2,
-                                        kept ? xk : NULL, kept ? ak : NULL};
+                                        kept ? xk : NULL, kept ? ak : NULL, kind == 1};
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
                     ffn_set_chained(c & 1);
@@ -204,7 +209,7 @@ START_TEST(test_chained_same_bits) {
                     for (int i = 0; i < 7; i++)
                         ck_assert_msg(!memcmp(a[i], p[i], sizes[i] * sizeof(float)),
                                       "%s, %d threads, acc %d, dw_set %d, dx %d, chained %d, kept %d: %s differs",
-                                      bf ? "bf16" : "fp32", threads[t], acc, dw_set, want_dx, c & 1, kept, names[i]);
+                                      kinds[kind], threads[t], acc, dw_set, want_dx, c & 1, kept, names[i]);
                 }
             }
     omp_set_num_threads(before);

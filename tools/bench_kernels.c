@@ -21,6 +21,7 @@
 #include "kernels/bf16.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_packed.h"
 #include "kernels/residual.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/roofline.h"
@@ -299,7 +300,8 @@ int bench_kernels(int argc, char **argv) {
     fc.act = falloc(nh), fc.dact = falloc(nh), fc.dw1 = g.dw, fc.dw3 = falloc(nw), fc.dw2 = falloc(nw);
     float *w3 = falloc(nw), *w2 = falloc(nw);
     mo_bf16 *bw = malloc(3 * nw * sizeof *bw), *bs = malloc((nx + 2 * nh) * sizeof *bs);
-    fc.w = (mo_ffn_weights){g.w, w3, w2, NULL, NULL, NULL, bs, bs + nx, bs + nx + nh, NULL, NULL};
+    // fp32 on oneDNN's packed weights where the model uses them (kernels/matmul_packed.h)
+    fc.w = (mo_ffn_weights){g.w, w3, w2, NULL, NULL, NULL, bs, bs + nx, bs + nx + nh, NULL, NULL, matmul_packed_available()};
     int ffn_ok = fc.ys && fc.dxs && fc.h3 && fc.act && fc.dact && fc.dw3 && fc.dw2 && w3 && w2 && bw && bs;
     for (int bf = 0; ffn_ok && bf < 1 + bf16_supported(); bf++) {
         if (bf) {

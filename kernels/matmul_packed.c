@@ -1,0 +1,343 @@
+// matmul_packed.c: oneDNN matmul primitives (fp32, brgemm) over weights packed once per
+// matmul_packed_stale() (see matmul_packed.h).
+//
+// A shape (form, N, K, threads) owns the packed weights' layout, the reorder that packs a
+// weight into it, and one primitive per row count 16, 32, .., MATMUL_PACKED_ROWS and per
+// acc (a sum post-op adds into C). "threads" is the team a primitive was made for: 1
+// inside a parallel region (oneDNN runs there on the calling thread only), else the
+// OpenMP thread count, so a primitive always runs in the context it was made for.
+// Primitives use a scratchpad the caller passes (each thread its own), so the threads of
+// a grouped product can run the same primitive at once.
+#include "kernels/matmul_packed.h"
+
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { FORM_NT = 0, FORM_NN = 1, ROW_STEP = 16, N_BUCKETS = MATMUL_PACKED_ROWS / ROW_STEP, UNUSED_STALES = 3 };
+
+typedef struct {
+    dnnl_primitive_t prim;
+    size_t scratch;  // bytes of its scratchpad
+} bucket;
+
+typedef struct shape {
+    int form, N, K, nthr;
+    dnnl_memory_desc_t plain, packed;  // the weight {K, N}: as the caller holds it, as oneDNN reads it
+    dnnl_primitive_t reorder;
+    bucket b[2][N_BUCKETS];  // [acc][rows / 16 - 1], made at first use
+    struct shape *next;
+} shape;
+
+typedef struct entry {
+    const float *W;
+    int form, N, K;
+    dnnl_memory_t mem;  // the packed copy
+    size_t bytes;
+    unsigned long stamp, used;  // the generation it was packed in / last used in
+    pthread_mutex_t mu;
+    struct entry *next;
+} entry;
+
+enum { TABLE = 4096 };  // hash buckets of the weight entries (chained)
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;  // shapes, the table, the byte count
+static dnnl_engine_t engine;
+static int avail = -1;
+static shape *shapes;
+static entry *table[TABLE];
+static unsigned long gen = 1;
+static size_t held;
+
+// Per thread: its stream, scratchpad, and the padded rows of a last short chunk.
+static _Thread_local dnnl_stream_t t_stream;
+static _Thread_local void *t_scratch, *t_pad;
+static _Thread_local size_t t_scratch_n, t_pad_n;
+
+static int ok(dnnl_status_t s) { return s == dnnl_success; }
+
+static void *grow(void **p, size_t *have, size_t want) {
+    if (*have >= want) return *p;
+    void *q = NULL;
+    if (posix_memalign(&q, 64, want ? want : 64)) return NULL;
+    memset(q, 0, want);  // rows past a short chunk's end are read: finite, never used
+    free(*p);
+    *p = q, *have = want;
+    return q;
+}
+
+static dnnl_stream_t stream_here(void) {
+    if (!t_stream && !ok(dnnl_stream_create(&t_stream, engine, dnnl_stream_default_flags))) t_stream = NULL;
+    return t_stream;
+}
+
+static int nthr_here(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+static int md2(dnnl_memory_desc_t *md, int r, int c, dnnl_format_tag_t tag) {
+    dnnl_dims_t d = {r, c};
+    return ok(dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, tag));
+}
+
+// The primitive for `rows` rows of shape s, with the weights in `wmd` (s->packed, or
+// format any for the first one, which decides s->packed). NULL on failure.
+static dnnl_primitive_desc_t make_pd(const shape *s, int rows, int acc, const dnnl_memory_desc_t *wmd) {
+    dnnl_memory_desc_t src, dst;
+    if (!md2(&src, rows, s->K, dnnl_ab) || !md2(&dst, rows, s->N, dnnl_ab)) return NULL;
+    dnnl_matmul_desc_t d;
+    if (!ok(dnnl_matmul_desc_init(&d, &src, wmd, NULL, &dst))) return NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int good = ok(dnnl_primitive_attr_create(&attr)) &&
+               ok(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (good && acc)
+        good = ok(dnnl_post_ops_create(&po)) && ok(dnnl_post_ops_append_sum(po, 1.0f)) &&
+               ok(dnnl_primitive_attr_set_post_ops(attr, po));
+    if (good && !ok(dnnl_primitive_desc_create(&pd, &d, attr, engine, NULL))) pd = NULL;
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    const char *impl = NULL;
+    // Only the brgemm kernels read packed weights; anything else would pack per call again.
+    if (pd && (!ok(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) || !impl ||
+               !strstr(impl, "brg"))) {
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+    }
+    return pd;
+}
+
+static int make_bucket(shape *s, int acc, int k) {
+    bucket *b = &s->b[acc][k];
+    dnnl_primitive_desc_t pd = make_pd(s, (k + 1) * ROW_STEP, acc, &s->packed);
+    if (!pd) return -1;
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    b->scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    int r = ok(dnnl_primitive_create(&b->prim, pd)) ? 0 : -1;
+    if (r) b->prim = NULL;
+    dnnl_primitive_desc_destroy(pd);
+    return r;
+}
+
+// The shape (form, N, K) for the calling context's threads, made at first use. Under mu.
+static shape *shape_get(int form, int N, int K) {
+    const int nthr = nthr_here();
+    for (shape *s = shapes; s; s = s->next)
+        if (s->form == form && s->N == N && s->K == K && s->nthr == nthr) return s;
+    shape *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->form = form, s->N = N, s->K = K, s->nthr = nthr;
+    dnnl_memory_desc_t any;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    // W [N, K] (nt) is {K, N} column-major to oneDNN ("ba"); W [K, N] (nn) row-major ("ab").
+    int good = md2(&s->plain, K, N, form == FORM_NT ? dnnl_ba : dnnl_ab) && md2(&any, K, N, dnnl_format_tag_any) &&
+               (pd = make_pd(s, MATMUL_PACKED_ROWS, 0, &any)) != NULL;
+    if (good) {
+        s->packed = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        good = ok(dnnl_reorder_primitive_desc_create(&rpd, &s->plain, engine, &s->packed, engine, NULL)) &&
+               ok(dnnl_primitive_create(&s->reorder, rpd));
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (!good) {
+        free(s);
+        return NULL;
+    }
+    s->next = shapes, shapes = s;
+    return s;
+}
+
+int matmul_packed_available(void) {
+    pthread_mutex_lock(&mu);
+    if (avail < 0) {
+        const char *env = getenv("MONOLITH_PACKED");
+        avail = 0;
+        if (!(env && !strcmp(env, "0")) && ok(dnnl_engine_create(&engine, dnnl_cpu, 0))) {
+            // A probe shape: oneDNN picks its brgemm kernels on this CPU, or we do not use it.
+            int save = avail;
+            avail = 1;
+            if (!shape_get(FORM_NT, 64, 64)) avail = save;
+        }
+    }
+    const int a = avail;
+    pthread_mutex_unlock(&mu);
+    return a;
+}
+
+static void entry_free(entry *e) {
+    if (e->mem) dnnl_memory_destroy(e->mem);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+void matmul_packed_stale(void) {
+    pthread_mutex_lock(&mu);
+    gen++;
+    for (int h = 0; h < TABLE; h++)
+        for (entry **p = &table[h]; *p;) {
+            entry *e = *p;
+            if (e->used + UNUSED_STALES < gen) {
+                *p = e->next, held -= e->bytes;
+                entry_free(e);
+            } else p = &e->next;
+        }
+    pthread_mutex_unlock(&mu);
+}
+
+size_t matmul_packed_bytes(void) {
+    pthread_mutex_lock(&mu);
+    size_t b = held;
+    pthread_mutex_unlock(&mu);
+    return b;
+}
+
+void matmul_packed_release(void) {
+    pthread_mutex_lock(&mu);
+    for (int h = 0; h < TABLE; h++) {
+        while (table[h]) {
+            entry *e = table[h];
+            table[h] = e->next;
+            entry_free(e);
+        }
+    }
+    held = 0;
+    while (shapes) {
+        shape *s = shapes;
+        shapes = s->next;
+        for (int a = 0; a < 2; a++)
+            for (int k = 0; k < N_BUCKETS; k++)
+                if (s->b[a][k].prim) dnnl_primitive_destroy(s->b[a][k].prim);
+        if (s->reorder) dnnl_primitive_destroy(s->reorder);
+        free(s);
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+// W's packed copy for shape s, packed now if the weights may have changed since; NULL
+// on failure.
+static entry *entry_get(shape *s, const float *W) {
+    const size_t h = (((uintptr_t)W >> 6) ^ (size_t)s->form * 7919u ^ (size_t)s->N * 31u ^ (size_t)s->K) % TABLE;
+    pthread_mutex_lock(&mu);
+    entry *e = table[h];
+    while (e && !(e->W == W && e->form == s->form && e->N == s->N && e->K == s->K)) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+        e->W = W, e->form = s->form, e->N = s->N, e->K = s->K;
+        pthread_mutex_init(&e->mu, NULL);
+        e->next = table[h], table[h] = e;
+    }
+    const unsigned long now = gen;
+    if (e) e->used = now;
+    pthread_mutex_unlock(&mu);
+    if (!e) return NULL;
+    pthread_mutex_lock(&e->mu);
+    if (e->stamp != now || !e->mem) {
+        dnnl_memory_t src = NULL;
+        dnnl_stream_t st = stream_here();
+        int good = st && (e->mem || ok(dnnl_memory_create(&e->mem, &s->packed, engine, DNNL_MEMORY_ALLOCATE))) &&
+                   ok(dnnl_memory_create(&src, &s->plain, engine, (void *)W));
+        if (good) {
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, e->mem}};
+            good = ok(dnnl_primitive_execute(s->reorder, st, 2, args)) && ok(dnnl_stream_wait(st));
+        }
+        if (src) dnnl_memory_destroy(src);
+        if (!good) {
+            pthread_mutex_unlock(&e->mu);
+            return NULL;
+        }
+        if (!e->bytes) {
+            e->bytes = dnnl_memory_desc_get_size(&s->packed);
+            pthread_mutex_lock(&mu);
+            held += e->bytes;
+            pthread_mutex_unlock(&mu);
+        }
+        e->stamp = now;
+    }
+    // Products only read the copy, and it is repacked only after matmul_packed_stale(),
+    // which no product overlaps.
+    pthread_mutex_unlock(&e->mu);
+    return e;
+}
+
+// The primitive for `rows` rows (a multiple of 16, at most MATMUL_PACKED_ROWS) made, and
+// this thread's scratchpad big enough for it.
+static int ready(shape *s, int rows, int acc) {
+    const int k = rows / ROW_STEP - 1;
+    bucket *b = &s->b[acc][k];
+    if (!b->prim) {
+        pthread_mutex_lock(&mu);
+        int r = b->prim ? 0 : make_bucket(s, acc, k);
+        pthread_mutex_unlock(&mu);
+        if (r) return -1;
+    }
+    return stream_here() && (!b->scratch || grow(&t_scratch, &t_scratch_n, b->scratch)) ? 0 : -1;
+}
+
+// One primitive call: rows (ready()) of A into C.
+static int run(shape *s, const entry *e, float *C, const float *A, int rows, int acc) {
+    const bucket *b = &s->b[acc][rows / ROW_STEP - 1];
+    dnnl_stream_t st = t_stream;
+    void *scratch = t_scratch;
+    dnnl_memory_desc_t smd, dmd, pmd;
+    dnnl_memory_t src = NULL, dst = NULL, pad = NULL;
+    int good = md2(&smd, rows, s->K, dnnl_ab) && md2(&dmd, rows, s->N, dnnl_ab) &&
+               ok(dnnl_memory_create(&src, &smd, engine, (void *)A)) && ok(dnnl_memory_create(&dst, &dmd, engine, C));
+    if (good && b->scratch) {
+        dnnl_dims_t d = {(dnnl_dim_t)b->scratch};
+        good = ok(dnnl_memory_desc_init_by_tag(&pmd, 1, d, dnnl_u8, dnnl_a)) &&
+               ok(dnnl_memory_create(&pad, &pmd, engine, scratch));
+    }
+    if (good) {
+        dnnl_exec_arg_t args[4] = {
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, e->mem}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
+        good = ok(dnnl_primitive_execute(b->prim, st, pad ? 4 : 3, args)) && ok(dnnl_stream_wait(st));
+    }
+    if (src) dnnl_memory_destroy(src);
+    if (dst) dnnl_memory_destroy(dst);
+    if (pad) dnnl_memory_destroy(pad);
+    return good ? 0 : -1;
+}
+
+static int product(int form, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) {
+        if (!acc) memset(C, 0, (size_t)M * (size_t)N * sizeof *C);
+        return 0;
+    }
+    if (matmul_packed_available() != 1) return -1;
+    pthread_mutex_lock(&mu);
+    shape *s = shape_get(form, N, K);
+    pthread_mutex_unlock(&mu);
+    if (!s) return -1;
+    // Whole chunks, then the rest's multiple of 16 rows in place, then the last 1..15 rows
+    // through a padded copy of 16 rows ([16, K] of A, then [16, N] of C). Everything
+    // that can fail is made first: C is untouched on failure.
+    const int whole = M / MATMUL_PACKED_ROWS, rest = M % MATMUL_PACKED_ROWS / ROW_STEP * ROW_STEP;
+    const size_t tail = (size_t)(M % ROW_STEP);
+    if ((whole && ready(s, MATMUL_PACKED_ROWS, acc)) || (rest && ready(s, rest, acc)) ||
+        (tail && (ready(s, ROW_STEP, acc) || !grow(&t_pad, &t_pad_n, (size_t)ROW_STEP * (K + N) * sizeof(float)))))
+        return -1;
+    entry *e = entry_get(s, W);
+    if (!e) return -1;
+    int r = 0, m = 0;
+    for (; r == 0 && M - m >= ROW_STEP; m += M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest)
+        r = run(s, e, C + (size_t)m * N, A + (size_t)m * K, M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest,
+                acc);
+    if (r == 0 && tail) {
+        float *pa = t_pad, *pc = pa + (size_t)ROW_STEP * K;
+        memcpy(pa, A + (size_t)m * K, tail * K * sizeof *pa);
+        if (acc) memcpy(pc, C + (size_t)m * N, tail * N * sizeof *pc);
+        r = run(s, e, pc, pa, ROW_STEP, acc);
+        if (r == 0) memcpy(C + (size_t)m * N, pc, tail * N * sizeof *pc);
+    }
+    return r;
+}
+
+int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    return product(FORM_NT, C, A, W, M, N, K, acc);
+}
+
+int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    return product(FORM_NN, C, A, W, M, N, K, acc);
+}

@@ -1,0 +1,45 @@
+// matmul_packed.h: fp32 products with a weight operand that oneDNN packs once into its
+// own layout (docs/design.md 10.2, "Packed weights"), where BLAS packs it on every call.
+//
+//   forward          C[M,N] (+)= A[M,K] W[N,K]^T     matmul_packed_nt
+//   input gradient   C[M,N] (+)= A[M,K] W[K,N]       matmul_packed_nn
+//
+// W is a weight: the same pointer holds the same values from one matmul_packed_stale()
+// to the next. Each (W, form) gets its packed copy at its first use after the last
+// matmul_packed_stale() (the model's forward calls it: the weights may have changed since
+// the step before), so a step packs each weight once per form instead of BLAS packing it
+// in every call. A copy not used for a few stale() calls is freed.
+//
+// The rows are cut into chunks of MATMUL_PACKED_ROWS, each one oneDNN matmul (its brgemm
+// kernels); a last chunk of fewer rows runs padded to a multiple of 16 rows through a
+// scratch copy, so a shape needs at most MATMUL_PACKED_ROWS / 16 primitives, made at its
+// first use. A row's result depends on that row of A and on W only, never on M or on
+// which rows share its call (tests/kernels_matmul_packed.c), as for the BLAS products: a
+// token gets the same bits in any grouping, thread count or rank split. They are not
+// BLAS's bits (another order of the same sums, within rounding).
+//
+// Called inside a parallel region a product runs on the calling thread; outside, on every
+// thread. Thread-safe: the blocks of a grouped product may run on several threads.
+#ifndef MONOLITH_MATMUL_PACKED_H
+#define MONOLITH_MATMUL_PACKED_H
+
+#include <stddef.h>
+
+enum { MATMUL_PACKED_ROWS = 512 };
+
+// 1 when this CPU runs oneDNN's packed fp32 matmul (brgemm; AVX-512) and the environment
+// does not turn it off (MONOLITH_PACKED=0); decided once.
+int matmul_packed_available(void);
+// Every packed copy is out of date (call outside any parallel region); copies unused for
+// the last few calls are freed.
+void matmul_packed_stale(void);
+// The products. Return 0, or -1 when oneDNN failed (out of memory): C is then untouched
+// and the caller runs the BLAS product instead.
+int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int K, int acc);
+int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int K, int acc);
+// Bytes of packed weights held now.
+size_t matmul_packed_bytes(void);
+// Frees every packed copy and primitive (outside any parallel region; e.g. before exit).
+void matmul_packed_release(void);
+
+#endif

@@ -28,9 +28,9 @@ static void *take(carver *c, size_t bytes) {
     c->off = o + bytes;
     return c->base ? c->base + o : NULL;
 }
-// Models whose two packed copies of the weights (8 bytes a parameter) would take more than
-// this keep BLAS's products: e.g. the 2B-parameter fine-tune.
-#define MODEL_PACKED_MAX_BYTES (4.0 * 1024 * 1024 * 1024)
+// Models whose packed copy of the weights (4 bytes a parameter) would take more than this
+// keep BLAS's products: e.g. the 2B-parameter fine-tune.
+#define MODEL_PACKED_MAX_BYTES (2.0 * 1024 * 1024 * 1024)
 
 #define TAKE_F(c, n) ((float *)take(c, (size_t)(n) * sizeof(float)))
 #define TAKE_I(c, n) ((int *)take(c, (size_t)(n) * sizeof(int)))
@@ -194,9 +194,8 @@ int model_alloc_opts(mo_model *m, const mo_param_table *pt, int B, int T, const 
     carve(m, &cv);
     for (int i = 0; i < m->N; i++) m->pos[i] = i % T;
     rope_tables(m->rope_cos, m->rope_sin, T, c->head_dim, c->rope_theta);
-    // Two packed copies of the weights (forward's and the input gradient's layouts) beside
-    // the parameters, where they fit (docs/design.md 10.2).
-    m->packed = (double)pt->numel * sizeof(float) * 2 <= MODEL_PACKED_MAX_BYTES && matmul_packed_available();
+    // A packed copy of the weights beside the parameters, where it fits (docs/design.md 10.2).
+    m->packed = (double)pt->numel * sizeof(float) <= MODEL_PACKED_MAX_BYTES && matmul_packed_available();
     return 0;
 }
 

@@ -32,13 +32,17 @@ typedef struct shape {
     struct shape *next;
 } shape;
 
+// One weight's packed copy, in the layout of the shape (and so the form) it was last
+// packed for: forward's products read the nt layout, backward's the nn one, so one buffer
+// a weight serves both (repacked when the other is asked for) and a step packs each
+// weight twice while holding one copy of the weights.
 typedef struct entry {
     const float *W;
-    int form, N, K;
-    dnnl_memory_t mem;  // the packed copy
+    const shape *s;  // the layout it holds
+    void *buf;
     size_t bytes;
     unsigned long stamp, used;  // the generation it was packed in / last used in
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;         // held while packing or reading it
     struct entry *next;
 } entry;
 
@@ -167,7 +171,7 @@ int matmul_packed_available(void) {
 }
 
 static void entry_free(entry *e) {
-    if (e->mem) dnnl_memory_destroy(e->mem);
+    free(e->buf);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -215,15 +219,15 @@ void matmul_packed_release(void) {
     pthread_mutex_unlock(&mu);
 }
 
-// W's packed copy for shape s, packed now if the weights may have changed since; NULL
-// on failure.
+// W's copy packed for shape s (packed now if the weights may have changed since, or it
+// holds the other form's layout), returned with e->mu held; NULL on failure.
 static entry *entry_get(shape *s, const float *W) {
-    const size_t h = (((uintptr_t)W >> 6) ^ (size_t)s->form * 7919u ^ (size_t)s->N * 31u ^ (size_t)s->K) % TABLE;
+    const size_t h = ((uintptr_t)W >> 6) % TABLE;
     pthread_mutex_lock(&mu);
     entry *e = table[h];
-    while (e && !(e->W == W && e->form == s->form && e->N == s->N && e->K == s->K)) e = e->next;
+    while (e && e->W != W) e = e->next;
     if (!e && (e = calloc(1, sizeof *e)) != NULL) {
-        e->W = W, e->form = s->form, e->N = s->N, e->K = s->K;
+        e->W = W;
         pthread_mutex_init(&e->mu, NULL);
         e->next = table[h], table[h] = e;
     }
@@ -232,31 +236,36 @@ static entry *entry_get(shape *s, const float *W) {
     pthread_mutex_unlock(&mu);
     if (!e) return NULL;
     pthread_mutex_lock(&e->mu);
-    if (e->stamp != now || !e->mem) {
-        dnnl_memory_t src = NULL;
-        dnnl_stream_t st = stream_here();
-        int good = st && (e->mem || ok(dnnl_memory_create(&e->mem, &s->packed, engine, DNNL_MEMORY_ALLOCATE))) &&
-                   ok(dnnl_memory_create(&src, &s->plain, engine, (void *)W));
-        if (good) {
-            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, e->mem}};
-            good = ok(dnnl_primitive_execute(s->reorder, st, 2, args)) && ok(dnnl_stream_wait(st));
-        }
-        if (src) dnnl_memory_destroy(src);
-        if (!good) {
+    if (e->stamp == now && e->s == s) return e;
+    const size_t need = dnnl_memory_desc_get_size(&s->packed);
+    if (need > e->bytes) {
+        void *b = NULL;
+        if (posix_memalign(&b, 64, need)) {
             pthread_mutex_unlock(&e->mu);
             return NULL;
         }
-        if (!e->bytes) {
-            e->bytes = dnnl_memory_desc_get_size(&s->packed);
-            pthread_mutex_lock(&mu);
-            held += e->bytes;
-            pthread_mutex_unlock(&mu);
-        }
-        e->stamp = now;
+        free(e->buf);
+        pthread_mutex_lock(&mu);
+        held += need - e->bytes;
+        pthread_mutex_unlock(&mu);
+        e->buf = b, e->bytes = need;
     }
-    // Products only read the copy, and it is repacked only after matmul_packed_stale(),
-    // which no product overlaps.
-    pthread_mutex_unlock(&e->mu);
+    e->s = NULL;  // until the reorder below succeeds
+    dnnl_memory_t src = NULL, dst = NULL;
+    dnnl_stream_t st = stream_here();
+    int good = st && ok(dnnl_memory_create(&src, &s->plain, engine, (void *)W)) &&
+               ok(dnnl_memory_create(&dst, &s->packed, engine, e->buf));
+    if (good) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+        good = ok(dnnl_primitive_execute(s->reorder, st, 2, args)) && ok(dnnl_stream_wait(st));
+    }
+    if (src) dnnl_memory_destroy(src);
+    if (dst) dnnl_memory_destroy(dst);
+    if (!good) {
+        pthread_mutex_unlock(&e->mu);
+        return NULL;
+    }
+    e->s = s, e->stamp = now;
     return e;
 }
 
@@ -280,9 +289,10 @@ static int run(shape *s, const entry *e, float *C, const float *A, int rows, int
     dnnl_stream_t st = t_stream;
     void *scratch = t_scratch;
     dnnl_memory_desc_t smd, dmd, pmd;
-    dnnl_memory_t src = NULL, dst = NULL, pad = NULL;
+    dnnl_memory_t src = NULL, dst = NULL, wei = NULL, pad = NULL;
     int good = md2(&smd, rows, s->K, dnnl_ab) && md2(&dmd, rows, s->N, dnnl_ab) &&
-               ok(dnnl_memory_create(&src, &smd, engine, (void *)A)) && ok(dnnl_memory_create(&dst, &dmd, engine, C));
+               ok(dnnl_memory_create(&src, &smd, engine, (void *)A)) && ok(dnnl_memory_create(&dst, &dmd, engine, C)) &&
+               ok(dnnl_memory_create(&wei, &s->packed, engine, e->buf));
     if (good && b->scratch) {
         dnnl_dims_t d = {(dnnl_dim_t)b->scratch};
         good = ok(dnnl_memory_desc_init_by_tag(&pmd, 1, d, dnnl_u8, dnnl_a)) &&
@@ -290,11 +300,12 @@ static int run(shape *s, const entry *e, float *C, const float *A, int rows, int
     }
     if (good) {
         dnnl_exec_arg_t args[4] = {
-            {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, e->mem}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}};
         good = ok(dnnl_primitive_execute(b->prim, st, pad ? 4 : 3, args)) && ok(dnnl_stream_wait(st));
     }
     if (src) dnnl_memory_destroy(src);
     if (dst) dnnl_memory_destroy(dst);
+    if (wei) dnnl_memory_destroy(wei);
     if (pad) dnnl_memory_destroy(pad);
     return good ? 0 : -1;
 }
@@ -331,6 +342,7 @@ static int product(int form, float *C, const float *A, const float *W, int M, in
         r = run(s, e, pc, pa, ROW_STEP, acc);
         if (r == 0) memcpy(C + (size_t)m * N, pc, tail * N * sizeof *pc);
     }
+    pthread_mutex_unlock(&e->mu);
     return r;
 }
 

@@ -5,10 +5,12 @@
 //   input gradient   C[M,N] (+)= A[M,K] W[K,N]       matmul_packed_nn
 //
 // W is a weight: the same pointer holds the same values from one matmul_packed_stale()
-// to the next. Each (W, form) gets its packed copy at its first use after the last
+// to the next. W gets one packed copy, packed at its first use after the last
 // matmul_packed_stale() (the model's forward calls it: the weights may have changed since
-// the step before), so a step packs each weight once per form instead of BLAS packing it
-// in every call. A copy not used for a few stale() calls is freed.
+// the step before) and again when the other form is asked for: a training step packs
+// each weight twice (forward's layout, then backward's), where BLAS packed it in every
+// call, and holds one copy of the weights. A copy not used for a few stale() calls is freed.
+// Products on the same W from several threads at once run one after the other.
 //
 // The rows are cut into chunks of MATMUL_PACKED_ROWS, each one oneDNN matmul (its brgemm
 // kernels); a last chunk of fewer rows runs padded to a multiple of 16 rows through a

@@ -12,6 +12,9 @@
 # 1024^3 rate `bench train` measures after its steps (its calls are in the same table);
 # a call inside a parallel region is compared with that rate divided by the threads.
 # The warm-up step is counted too. Needs a C compiler (the library is built on the fly).
+# The fp32 products over packed weights (kernels/matmul_packed.h: the projections, the
+# output layer, the experts' h1, h3, ys, dact, dxs) are oneDNN's, not sgemm calls, and do
+# not show; MONOLITH_PACKED=0 in the environment puts every product back on sgemm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${MONOLITH_BIN:-build/monolith}

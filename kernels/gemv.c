@@ -94,16 +94,26 @@ static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const int1
 // of a plain read, which this machine's prefetchers follow at the read's rate (rows r and
 // r + rows/2 side by side, two streams, read at 0.80-0.95 of a plain read of the same
 // chunks out of cache, one stream at 0.99-1.0: docs/benchmarks.md).
-static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x, int cols) {
+// pf (gemv_next): a line prefetched at pf + 4 c for every line read at w + c; NULL, none
+// (constant in every caller, so the test is folded away). The sums are the same.
+static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x, int cols, const char *pf) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int c = 0;
     for (; c + 64 <= cols; c += 64) {
+        if (pf) {
+            const char *f = pf + 4 * (size_t)c;
+            _mm_prefetch(f, _MM_HINT_T0), _mm_prefetch(f + 64, _MM_HINT_T0);
+            _mm_prefetch(f + 128, _MM_HINT_T0), _mm_prefetch(f + 192, _MM_HINT_T0);
+        }
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 32), _mm512_loadu_ps(x + c + 32), a2);
         a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 48), _mm512_loadu_ps(x + c + 48), a3);
     }
-    for (; c + 16 <= cols; c += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+    for (; c + 16 <= cols; c += 16) {
+        if (pf) _mm_prefetch(pf + 4 * (size_t)c, _MM_HINT_T0);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+    }
     if (c < cols) {
         __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);
         a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + c), _mm512_maskz_loadu_ps(m, x + c), a0);
@@ -114,7 +124,20 @@ static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x,
 static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
                                              size_t ld, float alpha, int acc) {
     for (int r = 0; r < rows; r++) {
-        const float s = alpha * dot_f32_512(W + (size_t)r * ld, x, cols);
+        const float s = alpha * dot_f32_512(W + (size_t)r * ld, x, cols, NULL);
+        y[r] = acc ? y[r] + s : s;
+    }
+}
+
+// gemv_f32_avx512 of contiguous rows whose last GEMV_NEXT_BYTES (whole rows) prefetch as
+// many bytes from `next` on, line for line.
+static MO_TARGET_AVX512 void gemv_next_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
+                                                  float alpha, int acc, const char *next) {
+    const size_t row = 4 * (size_t)cols;
+    const int tail = (int)((GEMV_NEXT_BYTES + row - 1) / row), r0 = rows > tail ? rows - tail : 0;
+    gemv_f32_avx512(y, W, x, r0, cols, (size_t)cols, alpha, acc);
+    for (int r = r0; r < rows; r++) {
+        const float s = alpha * dot_f32_512(W + (size_t)r * cols, x, cols, next + (size_t)(r - r0) * row);
         y[r] = acc ? y[r] + s : s;
     }
 }
@@ -408,6 +431,17 @@ void gemv_ld(float *y, gemv_w W, size_t ld, const float *x, int rows, int cols, 
 
 void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc) {
     gemv_ld(y, W, (size_t)cols, x, rows, cols, alpha, acc);
+}
+
+void gemv_next(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc, const void *next) {
+#if MO_HAVE_X86
+    if (next && W.f && rows > 0 && cols > 0 && simd_active() == SIMD_AVX512) {
+        gemv_next_f32_avx512(y, W.f, x, rows, cols, alpha, acc, next);
+        return;
+    }
+#endif
+    (void)next;
+    gemv(y, W, x, rows, cols, alpha, acc);
 }
 
 // ---------------------------------------------------------------------------- runner

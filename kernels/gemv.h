@@ -64,6 +64,15 @@ void q8_dequantize(float *W, const int8_t *q, const float *scale, size_t rows, i
 // NaN). y must not overlap W or x.
 void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc);
 
+// gemv, and while it reads the last GEMV_NEXT_BYTES of W's rows it prefetches the first
+// GEMV_NEXT_BYTES at `next` (NULL: none): the rows the calling thread reads next, in
+// another matrix or another part of this one. A product's stream then starts with its
+// first lines on their way instead of waiting for the hardware prefetcher to notice it,
+// which costs every short stream (docs/benchmarks.md, "Decode's stream starts"). Only
+// the AVX-512 fp32 rows prefetch (contiguous rows, as gemv's); y is gemv's to the bit.
+#define GEMV_NEXT_BYTES 8192
+void gemv_next(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc, const void *next);
+
 // The same over a column slice: rows r of W start ld elements apart (ld >= cols), as
 // W = gemv_w_cols(M, c0, ld) views columns c0 .. c0+cols-1 of a matrix M[rows, ld]. For
 // 8-bit weights c0 must be a multiple of Q8_BLOCK, and cols too unless the slice ends

@@ -9,8 +9,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 static inline void cpu_relax(void) { _mm_pause(); }
+static inline void prefetch_l2(const char *p) { _mm_prefetch(p, _MM_HINT_T1); }
 #else
 static inline void cpu_relax(void) {}
+static inline void prefetch_l2(const char *p) { __builtin_prefetch(p, 0, 2); }
 #endif
 
 // atomic_int has the size and representation of int (C11 7.17.6), as futex needs.
@@ -26,7 +28,9 @@ void spin_barrier_reset(spin_barrier *b) {
     atomic_store(&b->sleepers, 0);
 }
 
-void spin_barrier_wait(spin_barrier *b, int n, int *phase) {
+void spin_barrier_wait(spin_barrier *b, int n, int *phase) { spin_barrier_wait_prefetch(b, n, phase, NULL, 0); }
+
+void spin_barrier_wait_prefetch(spin_barrier *b, int n, int *phase, const void *p, size_t bytes) {
     const int mine = (*phase)++;
     if (n <= 1) return;
     // The last thread to arrive sees every other thread's writes (acq_rel), and its
@@ -37,9 +41,18 @@ void spin_barrier_wait(spin_barrier *b, int n, int *phase) {
         if (atomic_load(&b->sleepers) > 0) futex_wake_all(&b->phase);
         return;
     }
-    for (int spins = 0; spins < SPIN_BARRIER_SPINS; spins++) {
+    // Prefetching spins do not count towards the spins before sleeping: they are work.
+    const char *next = p;
+    size_t done = 0;
+    if (!next || bytes > SPIN_BARRIER_PREFETCH) bytes = next ? SPIN_BARRIER_PREFETCH : 0;
+    for (int spins = 0; spins < SPIN_BARRIER_SPINS;) {
         if (atomic_load_explicit(&b->phase, memory_order_acquire) != mine) return;
-        cpu_relax();
+        if (done < bytes) {
+            for (int i = 0; i < 4 && done < bytes; i++, done += 64) prefetch_l2(next + done);
+        } else {
+            cpu_relax();
+            spins++;
+        }
     }
     // Sleep. A waker that read sleepers == 0 stored the new phase before that read, and
     // our increment comes after it, so futex_wait sees the new phase and returns at once:

@@ -19,6 +19,7 @@
 #define MONOLITH_SPIN_BARRIER_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #define SPIN_BARRIER_SPINS 2048
 
@@ -35,5 +36,12 @@ void spin_barrier_reset(spin_barrier *b);
 // Waits until all n threads have called it for phase *phase, then increments *phase.
 // n == 1 returns at once.
 void spin_barrier_wait(spin_barrier *b, int n, int *phase);
+
+// spin_barrier_wait that, while it spins, prefetches the lines of [p, p + bytes) into L2
+// (a few a spin, at most SPIN_BARRIER_PREFETCH bytes): the rows the thread reads after
+// the meeting, so that memory keeps working for a thread that waits for another, and its
+// next stream starts in cache (infer/decode_one.c). p NULL or bytes 0: spin_barrier_wait.
+#define SPIN_BARRIER_PREFETCH (256 << 10)
+void spin_barrier_wait_prefetch(spin_barrier *b, int n, int *phase, const void *p, size_t bytes);
 
 #endif

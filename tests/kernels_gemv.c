@@ -202,6 +202,38 @@ START_TEST(test_gemv_rows_independent_of_range) {
 }
 END_TEST
 
+// gemv_next gives gemv's bits whatever it prefetches (its tail rows go through the
+// prefetching dot product): fp32 and 8-bit, every level, rows shorter and longer than
+// the prefetched tail, a next pointer or none.
+START_TEST(test_gemv_next_same_bits) {
+    const int shapes[][2] = {{1, 7}, {3, 512}, {5, 100}, {9, 1000}, {37, 512}, {64, 1024}};
+    float *other = malloc(sizeof(float) * 65536);
+    tu_fill(other, 65536, 5, 1.0f);
+    for (int level = SIMD_SCALAR; level <= (int)simd_best(); level++) {
+        ck_assert_int_eq(simd_set((simd_level)level), 0);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const int rows = shapes[i][0], cols = shapes[i][1];
+            bufs B = make(rows, cols, 41 + i);
+            float *y0 = malloc(sizeof(float) * rows), *y1 = malloc(sizeof(float) * rows);
+            for (int w = 0; w <= 1; w++)
+                for (int acc = 0; acc <= 1; acc++)
+                    for (int nx = 0; nx <= 1; nx++) {
+                        const gemv_w W = w ? (gemv_w){.q = B.q, .scale = B.s} : (gemv_w){.f = B.W};
+                        memcpy(y0, B.y, sizeof(float) * rows), memcpy(y1, B.y, sizeof(float) * rows);
+                        gemv(y0, W, B.x, rows, cols, -0.5f, acc);
+                        gemv_next(y1, W, B.x, rows, cols, -0.5f, acc, nx ? other : NULL);
+                        ck_assert_msg(!memcmp(y0, y1, sizeof(float) * rows), "%s %s %d x %d acc %d next %d: bits differ",
+                                      w ? "q8" : "fp32", simd_name((simd_level)level), rows, cols, acc, nx);
+                    }
+            free(y0), free(y1);
+            unmake(&B);
+        }
+    }
+    simd_set(simd_best());
+    free(other);
+}
+END_TEST
+
 // gemv_ld over column slices of a wider matrix, against the oracle on the slice copied
 // out: fp32 at any column, 8-bit on block boundaries (a slice inside the row, and one
 // that ends it with a short last block), every level.
@@ -328,6 +360,7 @@ int main(void) {
     tcase_add_test(tc, test_q8_x_rounding);
     tcase_add_test(tc, test_gemv_rows_independent_of_range);
     tcase_add_test(tc, test_gemv_column_slices);
+    tcase_add_test(tc, test_gemv_next_same_bits);
     tcase_add_test(tc, test_gemv_run_tasks_and_threads);
     tcase_add_test(tc, test_attention_decode_every_level);
     suite_add_tcase(s, tc);

@@ -32,7 +32,9 @@ INLINE const void *kv_row(const void *X, size_t j, int hd, int bf16) {
     return (const char *)X + j * hd * (bf16 ? sizeof(mo_bf16) : sizeof(float));
 }
 
-INLINE void scores_body_scalar(float *p, const float *q, const void *K, int n, int hd, float scale, int bf16) {
+INLINE void scores_body_scalar(float *p, const float *q, const void *K, int n, int hd, float scale, int bf16,
+                               const void *V) {
+    (void)V;
     for (int j = 0; j < n; j++) {
         const void *k = kv_row(K, (size_t)j, hd, bf16);
         double s = 0;
@@ -65,17 +67,24 @@ INLINE MO_TARGET_AVX512 __m512 load16(const void *X, int i, __mmask16 m, int bf1
 // are out to keep memory busy: out of cache, 2 threads each reading heads of 320
 // positions, the prefetches made a head 1.14-1.55x faster (median 1.45; 12 alternating
 // rounds, load 9-10, rates over each thread's CPU time; 2 KB ahead: 1.30-1.52, 512 B:
-// 0.98-1.31). A prefetch past the end of the cache never faults; it reads at most the
-// next head's first lines, usually the next one the thread attends.
+// 0.98-1.31). The first ATT_PREFETCH bytes of K are prefetched at once when a head
+// starts, the keys' last rows prefetch the first ones of V instead of the cache rows past
+// the position (which nobody reads), and the values' last rows nothing: a head reads two
+// short streams (80 KB each at 320 positions), whose starts would otherwise wait on
+// memory's latency with few loads out.
 #define ATT_PREFETCH 4096
 
 // One key at a time: 16 lanes over hd (the tail masked), then one reduction.
 INLINE MO_TARGET_AVX512 void scores_body_avx512(float *p, const float *q, const void *K, int n, int hd, float scale,
-                                                int bf16) {
+                                                int bf16, const void *V) {
     const int row_bytes = hd * (bf16 ? (int)sizeof(mo_bf16) : (int)sizeof(float));
+    const size_t all = (size_t)n * row_bytes;
+    for (size_t b = 0; b < ATT_PREFETCH && b < all; b += 64) _mm_prefetch((const char *)K + b, _MM_HINT_T0);
     for (int j = 0; j < n; j++) {
         const void *k = kv_row(K, (size_t)j, hd, bf16);
-        for (int b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)k + ATT_PREFETCH + b, _MM_HINT_T0);
+        const size_t ahead = (size_t)j * row_bytes + ATT_PREFETCH;
+        const char *f = ahead < all ? (const char *)k + ATT_PREFETCH : (const char *)V + (ahead - all);
+        for (int b = 0; b < row_bytes; b += 64) _mm_prefetch(f + b, _MM_HINT_T0);
         __m512 a = _mm512_setzero_ps();
         int i = 0;
         for (; i + 16 <= hd; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(k, i, 0xFFFF, bf16), a);
@@ -101,7 +110,7 @@ INLINE MO_TARGET_AVX512 void weighted_sum_body_avx512(float *out, const float *p
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int j = 0; j < n; j++) {
             const void *v = kv_row(V, (size_t)j, hd, bf16);
-            if (c0 == 0)  // the whole row's lines, once
+            if (c0 == 0 && (size_t)(j + ATT_PREFETCH / row_bytes) < (size_t)n)  // the whole row's lines, once
                 for (int b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)v + ATT_PREFETCH + b, _MM_HINT_T0);
             __m512 pj = _mm512_set1_ps(p[j]);
             a0 = _mm512_fmadd_ps(pj, load16(v, c0, m[0], bf16), a0);
@@ -126,7 +135,8 @@ INLINE MO_TARGET_AVX2 __m256 load8(const void *X, int i, int bf16) {
 }
 
 INLINE MO_TARGET_AVX2 void scores_body_avx2(float *p, const float *q, const void *K, int n, int hd, float scale,
-                                            int bf16) {
+                                            int bf16, const void *V) {
+    (void)V;
     for (int j = 0; j < n; j++) {
         const void *k = kv_row(K, (size_t)j, hd, bf16);
         __m256 a = _mm256_setzero_ps();
@@ -168,11 +178,13 @@ INLINE MO_TARGET_AVX2 void weighted_sum_body_avx2(float *out, const float *p, co
 
 // The two storages of every level: name##_f32_LEVEL and name##_bf16_LEVEL.
 #define KV_VARIANTS(level, target)                                                                             \
-    static target void scores_f32_##level(float *p, const float *q, const void *K, int n, int hd, float s) {    \
-        scores_body_##level(p, q, K, n, hd, s, 0);                                                              \
+    static target void scores_f32_##level(float *p, const float *q, const void *K, int n, int hd, float s,      \
+                                          const void *V) {                                                      \
+        scores_body_##level(p, q, K, n, hd, s, 0, V);                                                           \
     }                                                                                                           \
-    static target void scores_bf16_##level(float *p, const float *q, const void *K, int n, int hd, float s) {   \
-        scores_body_##level(p, q, K, n, hd, s, 1);                                                              \
+    static target void scores_bf16_##level(float *p, const float *q, const void *K, int n, int hd, float s,     \
+                                           const void *V) {                                                     \
+        scores_body_##level(p, q, K, n, hd, s, 1, V);                                                           \
     }                                                                                                           \
     static target void weighted_sum_f32_##level(float *out, const float *p, const void *V, int n, int hd) {     \
         weighted_sum_body_##level(out, p, V, n, hd, 0);                                                         \
@@ -187,11 +199,12 @@ KV_VARIANTS(avx2, MO_TARGET_AVX2)
 KV_VARIANTS(avx512, MO_TARGET_AVX512)
 #endif
 
-static void scores_f32(float *p, const float *q, const void *K, int n, int hd, float scale) {
-    MO_SIMD_DISPATCH(scores_f32, p, q, K, n, hd, scale);
+// V: the values the head reads next (the AVX-512 keys prefetch their first lines).
+static void scores_f32(float *p, const float *q, const void *K, int n, int hd, float scale, const void *V) {
+    MO_SIMD_DISPATCH(scores_f32, p, q, K, n, hd, scale, V);
 }
-static void scores_bf16(float *p, const float *q, const void *K, int n, int hd, float scale) {
-    MO_SIMD_DISPATCH(scores_bf16, p, q, K, n, hd, scale);
+static void scores_bf16(float *p, const float *q, const void *K, int n, int hd, float scale, const void *V) {
+    MO_SIMD_DISPATCH(scores_bf16, p, q, K, n, hd, scale, V);
 }
 static void weighted_sum_f32(float *out, const float *p, const void *V, int n, int hd) {
     MO_SIMD_DISPATCH(weighted_sum_f32, out, p, V, n, hd);
@@ -201,14 +214,14 @@ static void weighted_sum_bf16(float *out, const float *p, const void *V, int n, 
 }
 
 void attention_decode_head(float *out, float *p, const float *q, const float *K, const float *V, int n, int hd) {
-    scores_f32(p, q, K, n, hd, 1.0f / sqrtf((float)hd));
+    scores_f32(p, q, K, n, hd, 1.0f / sqrtf((float)hd), V);
     softmax_row(p, n);
     weighted_sum_f32(out, p, V, n, hd);
 }
 
 void attention_decode_head_bf16(float *out, float *p, const float *q, const mo_bf16 *K, const mo_bf16 *V, int n,
                                 int hd) {
-    scores_bf16(p, q, K, n, hd, 1.0f / sqrtf((float)hd));
+    scores_bf16(p, q, K, n, hd, 1.0f / sqrtf((float)hd), V);
     softmax_row(p, n);
     weighted_sum_bf16(out, p, V, n, hd);
 }

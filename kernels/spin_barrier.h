@@ -37,11 +37,12 @@ void spin_barrier_reset(spin_barrier *b);
 // n == 1 returns at once.
 void spin_barrier_wait(spin_barrier *b, int n, int *phase);
 
-// spin_barrier_wait that, while it spins, prefetches the lines of [p, p + bytes) into L2
-// (a few a spin, at most SPIN_BARRIER_PREFETCH bytes): the rows the thread reads after
-// the meeting, so that memory keeps working for a thread that waits for another, and its
-// next stream starts in cache (infer/decode_one.c). p NULL or bytes 0: spin_barrier_wait.
-#define SPIN_BARRIER_PREFETCH (256 << 10)
+// spin_barrier_wait that, while it spins, prefetches the lines of [p, p + bytes) (a few
+// a spin, at most SPIN_BARRIER_PREFETCH bytes): the start of the rows the thread reads
+// after the meeting (infer/decode_one.c), whose stream would otherwise begin with loads
+// waiting on memory's latency. No more than that: while it waits, its partner is still
+// reading, and the two share the memory's rate. p NULL or bytes 0: spin_barrier_wait.
+#define SPIN_BARRIER_PREFETCH (32 << 10)
 void spin_barrier_wait_prefetch(spin_barrier *b, int n, int *phase, const void *p, size_t bytes);
 
 #endif

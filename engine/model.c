@@ -519,6 +519,12 @@ static int routed_experts_forward(mo_model *m, const float *params, int l) {
             experts_forward(m, &w, L->ys, L->h1, L->h3, L->m, L->disp.offs, c->n_experts, L->disp.perm);
             return 0;
         }
+        if (w.xk) {  // bf16: the rows rounded once (N of them, not N k), gathered as bf16 into w.xk
+            bf16_from_f32(m->bx, L->m, (size_t)m->N * d);
+            moe_gather_bf16(w.xk, m->bx, &L->disp, c->n_experts, c->top_k, d);
+            experts_forward(m, &w, L->ys, L->h1, L->h3, NULL, L->disp.offs, c->n_experts, NULL);
+            return 0;
+        }
         moe_gather(m->xs, L->m, &L->disp, c->n_experts, c->top_k, d);  // [R, d] rows sorted by expert
         experts_forward(m, &w, L->ys, L->h1, L->h3, m->xs, L->disp.offs, c->n_experts, NULL);
         return 0;

@@ -36,11 +36,19 @@ void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E)
     d->offs[0] = 0;
 }
 
-void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm) {
+// Rows of `row` bytes: dst row p = src row perm[p] / k.
+static void gather_rows(char *dst, const char *src, size_t row, const mo_dispatch *d, int E, int k) {
     const int R = d->offs[E];
-    const size_t row = (size_t)dm * sizeof(float);
-#pragma omp parallel for schedule(static) if ((size_t)R * dm >= MOE_PAR_MIN)
-    for (int p = 0; p < R; p++) memcpy(xs + (size_t)p * dm, x + (size_t)(d->perm[p] / k) * dm, row);
+#pragma omp parallel for schedule(static) if ((size_t)R * row >= MOE_PAR_MIN * sizeof(float))
+    for (int p = 0; p < R; p++) memcpy(dst + (size_t)p * row, src + (size_t)(d->perm[p] / k) * row, row);
+}
+
+void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm) {
+    gather_rows((char *)xs, (const char *)x, (size_t)dm * sizeof *xs, d, E, k);
+}
+
+void moe_gather_bf16(mo_bf16 *xs, const mo_bf16 *x, const mo_dispatch *d, int E, int k, int dm) {
+    gather_rows((char *)xs, (const char *)x, (size_t)dm * sizeof *xs, d, E, k);
 }
 
 void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatch *d, int N, int k, int dm) {
@@ -208,7 +216,7 @@ static void ffn_forward_bf16(float *ys, const float *xs, const mo_ffn_weights *w
     const int *offs = r->offs, G = r->G, f = r->f, dm = r->dm;
     const size_t R = (size_t)offs[G];
     mo_bf16 *x = w->xk ? w->xk : w->s0, *act = w->ak ? w->ak : w->s1;
-    bf16_from_f32(x, xs, R * (size_t)dm);
+    if (xs) bf16_from_f32(x, xs, R * (size_t)dm);  // NULL: w->xk holds them rounded
     matmul_bf16_grouped_nt(r->h1, x, w->b1, offs, G, f, dm, 0);
     matmul_bf16_grouped_nt(r->h3, x, w->b3, offs, G, f, dm, 0);
     swiglu_forward_bf16(act, r->h1, r->h3, R * (size_t)f);  // act, only ever read rounded
@@ -285,9 +293,8 @@ static void forward_chain(const void *ctx, int q) {
     const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, rf = (size_t)n * f;
     float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f, *ys = a->out + r0 * dm;
-    const float *xs = a->in + r0 * dm;
     mo_bf16 *s0 = (w->xk ? w->xk : w->s0) + r0 * dm, *s1 = (w->ak ? w->ak : w->s1) + r0 * f;
-    bf16_from_f32(s0, xs, (size_t)n * dm);
+    if (a->in) bf16_from_f32(s0, a->in + r0 * dm, (size_t)n * dm);  // NULL: w->xk holds them rounded
     matmul_bf16_nt(h1, s0, w->b1 + q * fd, n, f, dm, 0);
     matmul_bf16_nt(h3, s0, w->b3 + q * fd, n, f, dm, 0);
     swiglu_forward_bf16(s1, h1, h3, rf);

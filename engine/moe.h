@@ -32,8 +32,9 @@ typedef struct {
 // Counting sort of experts[N, k] (-1 = dropped) into `d`.
 void moe_dispatch_build(mo_dispatch *d, const int *experts, int N, int k, int E);
 
-// xs[p, :] = x[perm[p] / k, :] for the R = offs[E] live rows.
+// xs[p, :] = x[perm[p] / k, :] for the R = offs[E] live rows; the same for bf16 rows.
 void moe_gather(float *xs, const float *x, const mo_dispatch *d, int E, int k, int dm);
+void moe_gather_bf16(mo_bf16 *xs, const mo_bf16 *x, const mo_dispatch *d, int E, int k, int dm);
 // y[i, :] += sum_j gates[i, j] * ys[pos[i*k+j], :], over live slots.
 void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatch *d, int N, int k, int dm);
 // dys[pos, :] = gates[i, j] * dy[i, :]; dgates[i, j] = dy[i, :] . ys[pos, :] (0 for a dropped slot).
@@ -91,7 +92,7 @@ typedef struct {
 } mo_ffn_grads;
 
 // SwiGLU FFN: ys = (silu(xs w1_g^T) * (xs w3_g^T)) w2_g^T per group; writes ys[R, dm]
-// (acc = 0) or adds into it (acc = 1).
+// (acc = 0) or adds into it (acc = 1). xs NULL: w->xk holds the rows already rounded (bf16).
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc);
 // Backward from dys[R, dm]: accumulates the weight gradients into g, writes dxs[R, dm]
 // (acc = 0) or adds into it (acc = 1). dxs may alias dys. dxs NULL: no data gradient is

@@ -149,18 +149,21 @@ END_TEST
 // sizes with an empty one and one big enough to run alone on all threads (its share of
 // the rows is over 1/threads), fp32 and bf16, 1 and 2 threads, accumulating or not,
 // weight gradients written (dw_set) or added, dxs in place over dys or not wanted; in bf16
-// also with forward's rounded rows and SwiGLU output kept for backward (xk, ak).
+// also with forward's rounded rows and SwiGLU output kept for backward (xk, ak), the rows
+// rounded by forward or before it.
 typedef struct {
     float *ys, *h1, *h3, *dxs, *dw1, *dw3, *dw2;
 } ffn_out;
 
+// rounded: the rows go to forward rounded in w->xk (xs NULL), as the model's experts do.
 static void ffn_run(ffn_out *o, const float *xs, const float *dys, const mo_ffn_weights *w, const int *offs, int G,
-                    int f, int dm, int acc, int dw_set, int want_dx) {
+                    int f, int dm, int acc, int dw_set, int want_dx, int rounded) {
     const int R = offs[G];
     float *act = malloc((size_t)R * f * sizeof(float)), *dact = malloc((size_t)R * f * sizeof(float));
     mo_ffn_rows r = {offs, G, f, dm, o->h1, o->h3, act, dact, NULL, 1};
     mo_ffn_grads g = {o->dw1, o->dw3, o->dw2, NULL, dw_set};
-    ffn_forward(o->ys, xs, w, &r, acc);
+    if (rounded) bf16_from_f32(w->xk, xs, (size_t)R * dm);
+    ffn_forward(o->ys, rounded ? NULL : xs, w, &r, acc);
     memcpy(o->dxs, dys, (size_t)R * dm * sizeof(float));  // dxs overwrites dys in place, as the experts run it
     ffn_backward(want_dx ? o->dxs : NULL, o->dxs, w->xk ? NULL : xs, w, &r, &g, acc);  // kept rows: xs unread
     free(act), free(dact);
@@ -179,8 +182,8 @@ START_TEST(test_chained_same_bits) {
     bf16_from_f32(b1, w1, n_w), bf16_from_f32(b3, w3, n_w), bf16_from_f32(b2, w2, n_w);
     mo_bf16 *xk = malloc(n_x * 2), *ak = malloc(n_h * 2);  // bf16: forward's rows and act kept for backward
     const size_t sizes[7] = {n_x, n_h, n_h, n_x, n_w, n_w, n_w};
-    ffn_out o[4];  // [chained + 2 kept]: each against o[0], per product and nothing kept
-    for (int c = 0; c < 4; c++) {
+    ffn_out o[6];  // [chained + 2 kept]: each against o[0], per product and nothing kept
+    for (int c = 0; c < 6; c++) {
         float **p[7] = {&o[c].ys, &o[c].h1, &o[c].h3, &o[c].dxs, &o[c].dw1, &o[c].dw3, &o[c].dw2};
         for (int i = 0; i < 7; i++) *p[i] = malloc(sizes[i] * sizeof(float));
     }
@@ -194,14 +197,16 @@ START_TEST(test_chained_same_bits) {
                 const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind == 2;
                 if ((kind == 1 && !matmul_packed_available()) || (bf && !bf16_supported())) continue;
                 omp_set_num_threads(threads[t]);
-                for (int c = 0; c < 2 + 2 * bf; c++) {
-                    const int kept = c >> 1;  // 0: backward rounds xs and recomputes act; 1: xk, ak
+                for (int c = 0; c < 2 + 4 * bf; c++) {
+                    // kept 0: backward rounds xs and recomputes act; 1: xk, ak; 2: the same,
+                    // with the rows rounded into xk before forward (xs NULL)
+                    const int kept = c >> 1;
                     mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2,
                                         kept ? xk : NULL, kept ? ak : NULL, kind == 1};
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
                     ffn_set_chained(c & 1);
-                    ffn_run(&o[c], xs, dys, &w, offs, G, F, DM, acc, dw_set, want_dx);
+                    ffn_run(&o[c], xs, dys, &w, offs, G, F, DM, acc, dw_set, want_dx, kept == 2);
                     ffn_set_chained(1);
                     if (!c) continue;
                     const char *names[7] = {"ys", "dh1", "dh3", "dxs", "dw1", "dw3", "dw2"};
@@ -213,7 +218,7 @@ START_TEST(test_chained_same_bits) {
                 }
             }
     omp_set_num_threads(before);
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 6; c++) {
         float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
         for (int i = 0; i < 7; i++) free(p[i]);
     }

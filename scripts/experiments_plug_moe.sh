@@ -35,6 +35,24 @@
 #              term on the five domains (26 steps, as plug's fifth domain before); the old
 #              four's movement against pmoe95 on the five val splits
 #   eval       every model on the whole val splits (EVAL_BATCHES=0) with its routing shares
+#   pall_33_18, pall_25_50
+#              branch-train-plug + an all-parameter stage: the same 150 steps as branches of
+#              33 / 25 steps, no router stage ([router] steps = 0), [all] 18 / 50 steps at the
+#              seed run's floor rate with fresh Adam moments (each evaluated whole)
+#   pall_33_18m, pall_25_50m
+#              the same with [all] moments-from = the seed (its Adam moments and step count)
+#   pall_12_102m
+#              branches 12, all 102 (the seed's moments)
+#   pall_25_50bm, pmoe95bm
+#              the seed's moments in the branches too (with all 50; with router 18)
+#   all150, all150m
+#              controls: every parameter for 150 steps from the seed (fresh Adam; the seed's
+#              moments), the [all] stage's rate
+#   fifth_all  the fifth domain on pall_25_50m (FIFTH_ON): python's branch from that final
+#              model (its trunk moved), expert add below, the row fitted 26 steps
+#   moe2       (not in the default PARTS) the MoE from scratch with --seed 2, checkpoints every
+#              950 steps (over an hour on one core)
+#   seed2      pall_25_50m from moe2's step 2850 against moe2's step 3000
 #   pilot      (not in the default PARTS) the same at the tiny preset and 1,000 steps, in
 #              OUT/pilot_tiny: a MoE from scratch (tiny: 4 experts, top-2) with checkpoints
 #              every 50 steps, plug from its step 950 (branches 11, router 6: its last 5%),
@@ -99,9 +117,10 @@ ini_plug() {
 }
 # assign: the seed's shares on 16 val batches per domain, then the one-to-one domain ->
 # expert map with the largest summed share into OUT/moe95_expert_of.txt
-assign() {
-    EB=16 ev moeseed95_assign $SEED
-    [ -e $OUT/moe95_expert_of.txt ] || python3 - $OUT/eval_moeseed95_assign.json > $OUT/moe95_expert_of.txt <<'EOF'
+assign() {  # assign [SEED TAG FILE]: defaults $SEED, moeseed95, OUT/moe95_expert_of.txt
+    local seed=${1:-$SEED} tag=${2:-moeseed95} of=${3:-$OUT/moe95_expert_of.txt}
+    EB=16 ev ${tag}_assign $seed
+    [ -e $of ] || python3 - $OUT/eval_${tag}_assign.json > $of <<'EOF'
 import itertools, json, sys
 share = json.load(open(sys.argv[1]))["routing_share"]
 doms = ["code", "math", "legal", "speeches"]
@@ -147,6 +166,8 @@ if part pall_25_50; then plug_tail pall_25_50 25 0 50; fi
 # the same with the seed's Adam moments in the all stage (m), and in the branches too (bm)
 if part pall_33_18m; then MOM=all plug_tail pall_33_18m 33 0 18 pmoe95; fi
 if part pall_25_50m; then MOM=all plug_tail pall_25_50m 25 0 50 pall_25_50; fi
+# a third of the tail in branches: branches 12, all 102 (the seed's moments)
+if part pall_12_102m; then MOM=all plug_tail pall_12_102m 12 0 102; fi
 if part pall_25_50bm; then MOM=both plug_tail pall_25_50bm 25 0 50; fi
 if part pmoe95bm; then MOM=both plug_tail pmoe95bm 33 18 0; fi
 # the control: all 150 steps from the seed itself, as the [all] stage runs them (fresh Adam,
@@ -186,6 +207,43 @@ if part fifth; then
         --warmup 0 --save-every 0 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 \
         --eval-batches 1 --threads $THREADS --log-every 50
     DATA=$D5 ev fit_pmoe95 $(ckpt $OUT/fit_pmoe95 $FIT5)
+fi
+
+# the fifth domain on a plugged model whose all stage moved the trunk (pall_25_50m): its
+# modules' seed_hash is no longer the model's trunk, so python's branch starts from the
+# final model itself ([seed] init = it, the expert python's tokens route to most there,
+# 33 steps, a separate run that reads that file and python's data only), then `expert add
+# --router-init below` and the row fitted as above; the old four's movement against that
+# model on the five val splits
+FIFTH_ON=${FIFTH_ON:-pall_25_50m}
+if part fifth_all; then
+    python_set
+    FIN=$(sed -n 's/^final model: //p' $OUT/${FIFTH_ON}_summary.txt)
+    [ -e "$FIN" ] || { echo "$NAME: fifth_all needs $FIFTH_ON's final model (part $FIFTH_ON)" >&2; exit 1; }
+    DATA=$D5 EB=16 ev ${FIFTH_ON}_5_assign $FIN
+    pe=$(python3 -c "import json; m=json.load(open('$OUT/eval_${FIFTH_ON}_5_assign.json'))['routing_share']['python']['mean']; print(m.index(max(m)))")
+    SEED=$FIN ini_plug python_$FIFTH_ON add "$OF, python=$pe" python=$OUT/python.h5 > $OUT/python_$FIFTH_ON.ini
+    [ -e $OUT/python_$FIFTH_ON/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python_$FIFTH_ON.ini \
+        --branch python > $OUT/python_${FIFTH_ON}_summary.txt
+    [ -e $OUT/${FIFTH_ON}_py_below.h5 ] || "$M" expert add $FIN $OUT/python_$FIFTH_ON/modules/python.h5 \
+        --router-init below $D5 -o $OUT/${FIFTH_ON}_py_below.h5 | tee $OUT/${FIFTH_ON}_py_below.txt
+    DATA=$D5 ev ${FIFTH_ON}_5 $FIN
+    train $OUT/fit_$FIFTH_ON $FIT5 --init $OUT/${FIFTH_ON}_py_below.h5 $D5 --route-by-domain --router-ce 0.1 \
+        --train router=4 --warmup 0 --save-every 0 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 \
+        --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50
+    DATA=$D5 ev fit_$FIFTH_ON $(ckpt $OUT/fit_$FIFTH_ON $FIT5)
+fi
+
+# the second seed (part moe2 first): the best variant (branches 25, all 50 with the seed's
+# moments) from the seed-2 MoE's own step 2850, its expert_of chosen the same way, against
+# that run's own step 3000
+if part seed2; then
+    SEED2=$(ckpt $OUT/moe2_to2850 2850)
+    [ -e $SEED2 ] || { echo "$NAME: seed2 needs $SEED2 (part moe2)" >&2; exit 1; }
+    assign $SEED2 moeseed95_2 $OUT/moe95_2_expert_of.txt
+    SEED=$SEED2 OF=$(cat $OUT/moe95_2_expert_of.txt) MOM=all plug_tail pall_25_50m_2 25 0 50
+    ev moe2 $(ckpt $OUT/moe2_to2850 $STEPS)
+    ev moeseed95_2 $SEED2
 fi
 
 if part eval; then

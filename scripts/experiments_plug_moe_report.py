@@ -59,7 +59,7 @@ def main():
         ("MoE from scratch (rerun)", "moe_rerun", "dense"),
     ])
     for label, f in [("the MoE seed", "moeseed95"), ("plug-MoE-95 replace", "pmoe95"),
-                     ("plug-MoE-95 add", "pmoe95_add")]:
+                     ("plug-MoE-95 add", "pmoe95_add"), ("branches 25, all 50 (moments)", "pall_25_50m")]:
         rep.routing(label, f, DOMS)
     # the fifth domain: the old four on the five val splits before and after
     before, after, added = rep.load("pmoe95_5"), rep.load("fit_pmoe95"), rep.load("pmoe95_py_below")
@@ -73,7 +73,26 @@ def main():
         print("| old four's movement | " + " | ".join(
             f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
         rep.routing("python added, row fitted", "fit_pmoe95", ds)
-    rep.summaries(rep.out, ["pmoe95", "pmoe95_add"], "pmoe95")
+    # the fifth domain on branches 25 + all 50 (moments): python's branch from that model
+    before, after = rep.load("pall_25_50m_5"), rep.load("fit_pall_25_50m")
+    if before and after:
+        ds = DOMS + ["python"]
+        print("\nthe fifth domain on branches 25 + all 50 (python's branch from that model, row below, fitted 26 steps)\n")
+        print("| model | " + " | ".join(ds) + " |")
+        print("|---|" + "---:|" * len(ds))
+        for label, j in [("before (4 experts)", before), ("python added, row fitted", after)]:
+            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.4f}" for d in ds) + " |")
+        print("| old four's movement | " + " | ".join(
+            f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
+        rep.routing("python added to branches 25 + all 50, row fitted", "fit_pall_25_50m", ds)
+    # the second seed
+    rep.minus_table("the second seed (--seed 2): branches 25 + all 50 (moments) against its own MoE", "method - MoE", [
+        ("seed 2: branches 25, all 50 (moments)", "pall_25_50m_2", "moe2"),
+        ("seed 2: the MoE's own last 5%", "moe2", "moeseed95_2"),
+        ("seed 1: branches 25, all 50 (moments)", "pall_25_50m", "moe_rerun"),
+        ("seed 2 MoE - seed 1 MoE (rerun)", "moe2", "moe_rerun"),
+    ])
+    rep.summaries(rep.out, ["pmoe95", "pmoe95_add", "pall_25_50m"], "pmoe95")
 
 
 if __name__ == "__main__":

@@ -216,6 +216,9 @@ fi
 # --router-init below` and the row fitted as above; the old four's movement against that
 # model on the five val splits
 FIFTH_ON=${FIFTH_ON:-pall_25_50m}
+# FIFTH_INIT: where python's router row starts (below, the default; mean: at python's mean
+# router input, the row's norm bounded; outputs ..._py_mean.h5, fit_..._mean)
+FIFTH_INIT=${FIFTH_INIT:-below}
 if part fifth_all; then
     python_set
     FIN=$(sed -n 's/^final model: //p' $OUT/${FIFTH_ON}_summary.txt)
@@ -225,13 +228,15 @@ if part fifth_all; then
     SEED=$FIN ini_plug python_$FIFTH_ON add "$OF, python=$pe" python=$OUT/python.h5 > $OUT/python_$FIFTH_ON.ini
     [ -e $OUT/python_$FIFTH_ON/modules/python.h5 ] || "$M" pipeline plug --config $OUT/python_$FIFTH_ON.ini \
         --branch python > $OUT/python_${FIFTH_ON}_summary.txt
-    [ -e $OUT/${FIFTH_ON}_py_below.h5 ] || "$M" expert add $FIN $OUT/python_$FIFTH_ON/modules/python.h5 \
-        --router-init below $D5 -o $OUT/${FIFTH_ON}_py_below.h5 | tee $OUT/${FIFTH_ON}_py_below.txt
+    added=$OUT/${FIFTH_ON}_py_$FIFTH_INIT.h5 fit=$OUT/fit_$FIFTH_ON
+    [ $FIFTH_INIT = below ] || fit=${fit}_$FIFTH_INIT
+    [ -e $added ] || "$M" expert add $FIN $OUT/python_$FIFTH_ON/modules/python.h5 --router-init $FIFTH_INIT $D5 \
+        -o $added | tee ${added%.h5}.txt
     DATA=$D5 ev ${FIFTH_ON}_5 $FIN
-    train $OUT/fit_$FIFTH_ON $FIT5 --init $OUT/${FIFTH_ON}_py_below.h5 $D5 --route-by-domain --router-ce 0.1 \
-        --train router=4 --warmup 0 --save-every 0 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 \
-        --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50
-    DATA=$D5 ev fit_$FIFTH_ON $(ckpt $OUT/fit_$FIFTH_ON $FIT5)
+    train $fit $FIT5 --init $added $D5 --route-by-domain --router-ce 0.1 --train router=4 --warmup 0 --save-every 0 \
+        --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 --eval-batches 1 \
+        --threads $THREADS --log-every 50
+    DATA=$D5 ev ${fit#$OUT/} $(ckpt $fit $FIT5)
 fi
 
 # the second seed (part moe2 first): the best variant (branches 25, all 50 with the seed's

@@ -12,6 +12,22 @@ import experiments_plug_report as rep  # noqa: E402  (its tables, over the same 
 DOMS = rep.DOMS
 
 
+def fifth(title, before_name, after_name, routing_label):
+    """The fifth domain's table: the five val splits before and after, the old four's movement."""
+    before, after = rep.load(before_name), rep.load(after_name)
+    if not (before and after):
+        return
+    ds = DOMS + ["python"]
+    print(f"\nthe fifth domain on {title}\n")
+    print("| model | " + " | ".join(ds) + " |")
+    print("|---|" + "---:|" * len(ds))
+    for label, j in [("before (4 experts)", before), ("python added, row fitted", after)]:
+        print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.4f}" for d in ds) + " |")
+    print("| old four's movement | " + " | ".join(
+        f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
+    rep.routing(routing_label, after_name, ds)
+
+
 def main():
     rep.out = sys.argv[1]
     budget = sys.argv[2] if len(sys.argv) > 2 else "3,000 steps, 6,144,000 tokens per method"
@@ -32,6 +48,7 @@ def main():
         ("branches 25, all 50 (the seed's moments)", "pall_25_50m"),
         ("branches 33 (the seed's moments), router 18", "pmoe95bm"),
         ("branches 25 (the seed's moments), all 50 (the seed's moments)", "pall_25_50bm"),
+        ("branches 12, all 102 (the seed's moments)", "pall_12_102m"),
         ("control: all 150 from the seed (fresh Adam)", "all150"),
         ("control: all 150 from the seed (the seed's moments)", "all150m"),
     ], ["dense", "moe_rerun", "moe"])
@@ -44,6 +61,9 @@ def main():
         ("branches 25, all 50 (moments)", "pall_25_50m", "moe_rerun"),
         ("branches 33 (moments), router 18", "pmoe95bm", "moe_rerun"),
         ("branches 25 (moments), all 50 (moments)", "pall_25_50bm", "moe_rerun"),
+        ("branches 12, all 102 (moments)", "pall_12_102m", "moe_rerun"),
+        ("branches 25, all 50 (moments) - the control", "pall_25_50m", "all150m"),
+        ("branches 12, all 102 (moments) - the control", "pall_12_102m", "all150m"),
         ("all 150 from the seed (fresh Adam)", "all150", "moe_rerun"),
         ("all 150 from the seed (moments)", "all150m", "moe_rerun"),
         ("the MoE's own last 5% (its end - the seed)", "moe_rerun", "moeseed95"),
@@ -56,35 +76,19 @@ def main():
         ("branches 25, all 50 (moments)", "pall_25_50m", "dense"),
         ("branches 33 (moments), router 18", "pmoe95bm", "dense"),
         ("branches 25 (moments), all 50 (moments)", "pall_25_50bm", "dense"),
+        ("branches 12, all 102 (moments)", "pall_12_102m", "dense"),
         ("MoE from scratch (rerun)", "moe_rerun", "dense"),
     ])
     for label, f in [("the MoE seed", "moeseed95"), ("plug-MoE-95 replace", "pmoe95"),
                      ("plug-MoE-95 add", "pmoe95_add"), ("branches 25, all 50 (moments)", "pall_25_50m")]:
         rep.routing(label, f, DOMS)
     # the fifth domain: the old four on the five val splits before and after
-    before, after, added = rep.load("pmoe95_5"), rep.load("fit_pmoe95"), rep.load("pmoe95_py_below")
-    if before and after:
-        ds = DOMS + ["python"]
-        print("\nthe fifth domain on plug-MoE-95 replace (python's branch, row below, fitted 26 steps on five domains)\n")
-        print("| model | " + " | ".join(ds) + " |")
-        print("|---|" + "---:|" * len(ds))
-        for label, j in [("before (4 experts)", before), ("python added, row fitted", after)]:
-            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.4f}" for d in ds) + " |")
-        print("| old four's movement | " + " | ".join(
-            f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
-        rep.routing("python added, row fitted", "fit_pmoe95", ds)
-    # the fifth domain on branches 25 + all 50 (moments): python's branch from that model
-    before, after = rep.load("pall_25_50m_5"), rep.load("fit_pall_25_50m")
-    if before and after:
-        ds = DOMS + ["python"]
-        print("\nthe fifth domain on branches 25 + all 50 (python's branch from that model, row below, fitted 26 steps)\n")
-        print("| model | " + " | ".join(ds) + " |")
-        print("|---|" + "---:|" * len(ds))
-        for label, j in [("before (4 experts)", before), ("python added, row fitted", after)]:
-            print(f"| {label} | " + " | ".join(f"{j['val'][d]['loss']:.4f}" for d in ds) + " |")
-        print("| old four's movement | " + " | ".join(
-            f"{100 * (after['val'][d]['loss'] / before['val'][d]['loss'] - 1):+.2f}%" for d in DOMS) + " | |")
-        rep.routing("python added to branches 25 + all 50, row fitted", "fit_pall_25_50m", ds)
+    fifth("plug-MoE-95 replace (python's branch, row below, fitted 26 steps on five domains)",
+          "pmoe95_5", "fit_pmoe95", "python added, row fitted")
+    # on branches 25 + all 50 (moments): python's branch from that model
+    for how, fit in [("below", "fit_pall_25_50m"), ("mean", "fit_pall_25_50m_mean")]:
+        fifth(f"branches 25 + all 50 (python's branch from that model, row {how}, fitted 26 steps)",
+              "pall_25_50m_5", fit, f"python added to branches 25 + all 50, row {how}, fitted")
     # the second seed
     rep.minus_table("the second seed (--seed 2): branches 25 + all 50 (moments) against its own MoE", "method - MoE", [
         ("seed 2: branches 25, all 50 (moments)", "pall_25_50m_2", "moe2"),

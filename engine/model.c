@@ -422,7 +422,7 @@ static mo_lin lin_w(const mo_model *m, const float *params, int w) {
 // y[M,N] (+)= x[M,K] W^T, W [N, K].
 static void lin_forward(float *y, mo_lin x, mo_lin W, int M, int N, int K, int acc) {
     if (x.b) matmul_bf16_nt(y, x.b, W.b, M, N, K, acc);
-    else if (!W.packed || matmul_packed_nt(y, x.f, W.f, M, N, K, acc)) matmul_nt(y, x.f, W.f, M, N, K, acc);
+    else matmul_weight_nt(W.packed, y, x.f, W.f, M, N, K, acc);
 }
 
 // dx[M,K] (+)= dy[M,N] W and dW[N,K] += dy^T x (dW NULL: frozen, skipped).
@@ -443,7 +443,7 @@ static void lin_backward(const mo_model *m, float *dx, float *dW, mo_lin dy, mo_
         matmul_bf16_nn(dx, dy.b, W.b, M, K, N, acc);
     } else {
         if (dW) matmul_tn(dW, dy.f, x.f, N, K, M, !m->dw_set);
-        if (!W.packed || matmul_packed_nn(dx, dy.f, W.f, M, K, N, acc)) matmul_nn(dx, dy.f, W.f, M, K, N, acc);
+        matmul_weight_nn(W.packed, dx, dy.f, W.f, M, K, N, acc);
     }
 }
 

@@ -139,20 +139,19 @@ static int span_at(const group_spans *sp, int q, size_t *s, size_t *e) {
 }
 
 // The products that read a weight: on its packed copy where the view says so (and oneDNN
-// succeeds), else BLAS. The grouped ones keep matmul_small's kernel where it is chosen
-// (matmul_grouped_nt/nn: fine-grained widths).
+// succeeds), else BLAS (matmul_weight_*). The grouped ones keep matmul_small's kernel
+// where it is chosen (matmul_grouped_nt/nn: fine-grained widths).
 static void weight_nt(const mo_ffn_weights *w, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
-    if (!w->packed || matmul_packed_nt(C, A, W, M, N, K, acc)) matmul_nt(C, A, W, M, N, K, acc);
+    matmul_weight_nt(w->packed, C, A, W, M, N, K, acc);
 }
 static void weight_nn(const mo_ffn_weights *w, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
-    if (!w->packed || matmul_packed_nn(C, A, W, M, N, K, acc)) matmul_nn(C, A, W, M, N, K, acc);
+    matmul_weight_nn(w->packed, C, A, W, M, N, K, acc);
 }
-static const mo_ffn_weights packed_view = {.packed = 1};
 static void packed_nt(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
-    weight_nt(&packed_view, C, A, B, M, N, K, acc);
+    matmul_weight_nt(1, C, A, B, M, N, K, acc);
 }
 static void packed_nn(float *C, const void *A, const void *B, int M, int N, int K, int acc) {
-    weight_nn(&packed_view, C, A, B, M, N, K, acc);
+    matmul_weight_nn(1, C, A, B, M, N, K, acc);
 }
 static const matmul_dense_ops packed_ops = {packed_nt, packed_nn, NULL, sizeof(float)};
 static void grouped_weight_nt(const mo_ffn_weights *w, float *C, const float *A, const float *B, const int *offs, int G,

@@ -10,6 +10,8 @@
 // a grouped product can run the same primitive at once.
 #include "kernels/matmul_packed.h"
 
+#include "kernels/matmul.h"
+
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -352,4 +354,12 @@ int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int
 
 int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int K, int acc) {
     return product(FORM_NN, C, A, W, M, N, K, acc);
+}
+
+void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    if (!packed || product(FORM_NT, C, A, W, M, N, K, acc)) matmul_nt(C, A, W, M, N, K, acc);
+}
+
+void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
+    if (!packed || product(FORM_NN, C, A, W, M, N, K, acc)) matmul_nn(C, A, W, M, N, K, acc);
 }

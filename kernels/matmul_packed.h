@@ -39,6 +39,10 @@ void matmul_packed_stale(void);
 // and the caller runs the BLAS product instead.
 int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int K, int acc);
 int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int K, int acc);
+// The same products where `packed` is set and oneDNN runs them, else BLAS's matmul_nt /
+// matmul_nn (kernels/matmul.h): what a caller holding a weight calls.
+void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
+void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
 // Bytes of packed weights held now.
 size_t matmul_packed_bytes(void);
 // Frees every packed copy and primitive (outside any parallel region; e.g. before exit).

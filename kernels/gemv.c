@@ -10,7 +10,25 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+// ---------------------------------------------------------------------------- fp32 access
+
+static _Atomic int pairs = -1;  // -1: not read from the environment yet
+
+void gemv_set_f32_pairs(int on) { atomic_store_explicit(&pairs, on != 0, memory_order_relaxed); }
+
+int gemv_f32_pairs(void) {
+    int p = atomic_load_explicit(&pairs, memory_order_relaxed);
+    if (p < 0) {
+        const char *env = getenv("MONOLITH_GEMV_PAIRS");
+        p = !(env && !strcmp(env, "0"));
+        atomic_store_explicit(&pairs, p, memory_order_relaxed);
+    }
+    return p;
+}
 
 // ---------------------------------------------------------------------------- quantize
 
@@ -89,11 +107,9 @@ static void gemv_q8_scalar(float *y, const int8_t *Q, const float *S, const int1
 
 // ---------------------------------------------------------------------------- AVX-512
 
-// fp32 rows are read one after the other, as one sequential stream, 64 columns per step
-// into four 16-lane accumulators, then 16 at a time, the tail under a mask: the access
-// of a plain read, which this machine's prefetchers follow at the read's rate (rows r and
-// r + rows/2 side by side, two streams, read at 0.80-0.95 of a plain read of the same
-// chunks out of cache, one stream at 0.99-1.0: docs/benchmarks.md).
+// A fp32 row: 64 columns per step into four 16-lane accumulators, then 16 at a time, the
+// tail under a mask. Rows go in pairs (dot2_f32_512, the default) or one after the other
+// (MONOLITH_GEMV_PAIRS=0, one stream as a plain read streams); the sums are the same.
 // pf (gemv_next): a line prefetched at pf + 4 c for every line read at w + c; NULL, none
 // (constant in every caller, so the test is folded away). The sums are the same.
 static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x, int cols, const char *pf) {
@@ -121,9 +137,65 @@ static inline MO_TARGET_AVX512 float dot_f32_512(const float *w, const float *x,
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+// dot_f32_512 of two rows (p, q) at once, each row's sums exactly dot_f32_512's (the same
+// accumulators, steps and order), each row's lines prefetched GEMV_PAIR_PREFETCH bytes
+// ahead: the 8-bit kernel's access, two streams a thread (rows r and r + rows/2), each
+// prefetched. Decode in one process alternating the two accesses, bench-S, 64 tokens a
+// round: 1.14x the tokens/s of one stream at 2 threads (wins 14 of 20 rounds), 1.10x at
+// one thread (13 of 14), at load 5-7 (docs/benchmarks.md, "fp32 rows in pairs"); two
+// streams without the prefetches had read slower than one (0.80-0.96 of a plain read).
+#define GEMV_PAIR_PREFETCH 2048
+static inline MO_TARGET_AVX512 void dot2_f32_512(float *yp, float *yq, const float *p, const float *q,
+                                                 const float *x, int cols) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int c = 0;
+    for (; c + 64 <= cols; c += 64) {
+        const char *f = (const char *)(p + c) + GEMV_PAIR_PREFETCH, *g = (const char *)(q + c) + GEMV_PAIR_PREFETCH;
+        _mm_prefetch(f, _MM_HINT_T0), _mm_prefetch(f + 64, _MM_HINT_T0);
+        _mm_prefetch(f + 128, _MM_HINT_T0), _mm_prefetch(f + 192, _MM_HINT_T0);
+        _mm_prefetch(g, _MM_HINT_T0), _mm_prefetch(g + 64, _MM_HINT_T0);
+        _mm_prefetch(g + 128, _MM_HINT_T0), _mm_prefetch(g + 192, _MM_HINT_T0);
+        const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+        const __m512 x2 = _mm512_loadu_ps(x + c + 32), x3 = _mm512_loadu_ps(x + c + 48);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p + c), x0, a0);
+        b0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), x0, b0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p + c + 16), x1, a1);
+        b1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 16), x1, b1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p + c + 32), x2, a2);
+        b2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 32), x2, b2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p + c + 48), x3, a3);
+        b3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c + 48), x3, b3);
+    }
+    for (; c + 16 <= cols; c += 16) {
+        const __m512 xc = _mm512_loadu_ps(x + c);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p + c), xc, a0);
+        b0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), xc, b0);
+    }
+    if (c < cols) {
+        const __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);
+        const __m512 xc = _mm512_maskz_loadu_ps(m, x + c);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p + c), xc, a0);
+        b0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + c), xc, b0);
+    }
+    *yp = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    *yq = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)));
+}
+
 static MO_TARGET_AVX512 void gemv_f32_avx512(float *y, const float *W, const float *x, int rows, int cols,
                                              size_t ld, float alpha, int acc) {
-    for (int r = 0; r < rows; r++) {
+    int r = 0;
+    if (rows >= 2 && gemv_f32_pairs()) {  // rows r and r + h side by side
+        const int h = rows / 2;
+        for (; r < h; r++) {
+            float sp, sq;
+            dot2_f32_512(&sp, &sq, W + (size_t)r * ld, W + (size_t)(r + h) * ld, x, cols);
+            sp *= alpha, sq *= alpha;
+            y[r] = acc ? y[r] + sp : sp;
+            y[r + h] = acc ? y[r + h] + sq : sq;
+        }
+        r = 2 * h;
+    }
+    for (; r < rows; r++) {
         const float s = alpha * dot_f32_512(W + (size_t)r * ld, x, cols, NULL);
         y[r] = acc ? y[r] + s : s;
     }

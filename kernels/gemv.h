@@ -3,9 +3,8 @@
 // A decode step at batch 1 multiplies each weight matrix W[rows, cols] (row-major, the
 // `[out, in]` layout of every linear weight) by one vector: the time is the time to
 // stream W from memory once. These kernels read each weight once, with SIMD
-// accumulators over the columns (x stays in L1): fp32 rows one after the other, as a
-// plain read streams; the AVX-512 8-bit one reads two rows far apart side by side,
-// prefetching ahead in both. Each row is summed as it would be alone, so a row's result
+// accumulators over the columns (x stays in L1); the AVX-512 kernels read two rows far
+// apart side by side (r and r + rows/2), prefetching ahead in both. Each row is summed as it would be alone, so a row's result
 // does not depend on which rows it is computed with. gemv_run splits the
 // rows of several products over the threads in ONE parallel region, so that e.g. the
 // gate and up projections of both chosen experts cost one fork/join.
@@ -72,6 +71,15 @@ void gemv(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, i
 // the AVX-512 fp32 rows prefetch (contiguous rows, as gemv's); y is gemv's to the bit.
 #define GEMV_NEXT_BYTES 8192
 void gemv_next(float *y, gemv_w W, const float *x, int rows, int cols, float alpha, int acc, const void *next);
+
+// How the AVX-512 fp32 products read their rows: 1 (the default), rows r and r + rows/2
+// side by side, each prefetched 2 KB ahead, as the 8-bit products read; 0
+// (MONOLITH_GEMV_PAIRS=0), one row after the other, one stream a thread, as a plain read.
+// Read once from the environment. Either way each row's sum is the same (the same bits),
+// so this is a benchmark switch, not a numerical one (docs/benchmarks.md). gemv_set_f32_pairs sets it
+// for the process (tests; not while products run).
+int gemv_f32_pairs(void);
+void gemv_set_f32_pairs(int on);
 
 // The same over a column slice: rows r of W start ld elements apart (ld >= cols), as
 // W = gemv_w_cols(M, c0, ld) views columns c0 .. c0+cols-1 of a matrix M[rows, ld]. For

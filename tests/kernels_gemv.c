@@ -204,7 +204,9 @@ END_TEST
 
 // gemv_next gives gemv's bits whatever it prefetches (its tail rows go through the
 // prefetching dot product): fp32 and 8-bit, every level, rows shorter and longer than
-// the prefetched tail, a next pointer or none.
+// the prefetched tail, a next pointer or none; and gemv and gemv_next with the fp32 rows
+// in pairs (the default) give the bits of one row after the other (odd row counts leave
+// a last row alone).
 START_TEST(test_gemv_next_same_bits) {
     const int shapes[][2] = {{1, 7}, {3, 512}, {5, 100}, {9, 1000}, {37, 512}, {64, 1024}};
     float *other = malloc(sizeof(float) * 65536);
@@ -217,19 +219,25 @@ START_TEST(test_gemv_next_same_bits) {
             float *y0 = malloc(sizeof(float) * rows), *y1 = malloc(sizeof(float) * rows);
             for (int w = 0; w <= 1; w++)
                 for (int acc = 0; acc <= 1; acc++)
-                    for (int nx = 0; nx <= 1; nx++) {
-                        const gemv_w W = w ? (gemv_w){.q = B.q, .scale = B.s} : (gemv_w){.f = B.W};
-                        memcpy(y0, B.y, sizeof(float) * rows), memcpy(y1, B.y, sizeof(float) * rows);
-                        gemv(y0, W, B.x, rows, cols, -0.5f, acc);
-                        gemv_next(y1, W, B.x, rows, cols, -0.5f, acc, nx ? other : NULL);
-                        ck_assert_msg(!memcmp(y0, y1, sizeof(float) * rows), "%s %s %d x %d acc %d next %d: bits differ",
-                                      w ? "q8" : "fp32", simd_name((simd_level)level), rows, cols, acc, nx);
-                    }
+                    for (int pairs = 0; pairs <= 1; pairs++)
+                        for (int nx = 0; nx <= 2; nx++) {  // 2: gemv itself
+                            const gemv_w W = w ? (gemv_w){.q = B.q, .scale = B.s} : (gemv_w){.f = B.W};
+                            memcpy(y0, B.y, sizeof(float) * rows), memcpy(y1, B.y, sizeof(float) * rows);
+                            gemv_set_f32_pairs(0);  // one row after the other
+                            gemv(y0, W, B.x, rows, cols, -0.5f, acc);
+                            gemv_set_f32_pairs(pairs);
+                            if (nx == 2) gemv(y1, W, B.x, rows, cols, -0.5f, acc);
+                            else gemv_next(y1, W, B.x, rows, cols, -0.5f, acc, nx ? other : NULL);
+                            ck_assert_msg(!memcmp(y0, y1, sizeof(float) * rows),
+                                          "%s %s %d x %d acc %d pairs %d next %d: bits differ", w ? "q8" : "fp32",
+                                          simd_name((simd_level)level), rows, cols, acc, pairs, nx);
+                        }
             free(y0), free(y1);
             unmake(&B);
         }
     }
     simd_set(simd_best());
+    gemv_set_f32_pairs(1);
     free(other);
 }
 END_TEST

@@ -208,6 +208,8 @@ void model_free(mo_model *m) {
 
 void model_set_forced_experts(mo_model *m, const int *forced) { m->forced = forced; }
 
+void model_set_forced_targets_only(mo_model *m, int on) { m->forced_targets_only = on; }
+
 int model_set_trainable(mo_model *m, int (*any)(void *ctx, size_t offset, size_t length), void *ctx) {
     const mo_param_table *pt = m->pt;
     const mo_config *c = &pt->cfg;
@@ -559,7 +561,8 @@ static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *no
         ffn_forward(out, L->m, &w, &r, 1);
         return 0;
     }
-    router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, noise);
+    router_forward(c, &L->r, &L->stats, L->m, P(id->router), P(id->router_bias), N, m->forced, m->forced_targets_only,
+                  noise);
     moe_dispatch_build(&L->disp, L->r.experts, N, k, E);
     if (routed_experts_forward(m, params, l)) return -1;
     moe_combine(out, L->ys, L->r.gates, &L->disp, N, k, d);  // out += sum_j g_j ys

@@ -68,6 +68,7 @@ typedef struct {
 
     int *tokens, *targets, *pos;  // [N] inputs, targets (-1: no target), positions t in 0..T-1
     const int *forced;            // [N] forced expert per row (route-by-domain), or NULL
+    int forced_targets_only;      // forced experts are router_ce's targets only; routing stays top-k
     double router_ce_coef;        // weight of router_ce in the loss under forced routing (0: off)
     float *rope_cos, *rope_sin;   // [T, hd/2]
     mo_layer_acts layer[MO_MAX_LAYERS + 1];  // layer[n_layers] holds only x_attn: the final stream
@@ -206,6 +207,12 @@ void model_free(mo_model *m);
 // Forces the expert of each row (route-by-domain, DEMix): forced[N], -1 = route normally;
 // NULL turns it off. The array is read by every later forward and must stay alive.
 void model_set_forced_experts(mo_model *m, const int *forced);
+
+// Supervised routing (`train --route-by-domain=targets`): with on = 1 the forced experts
+// are only router_ce's targets, and every row keeps the router's own top-k and gates, so
+// the language-model loss trains the router as without forcing and the term pulls each
+// row's probability toward its domain's expert. 0 (the default) forces the rows.
+void model_set_forced_targets_only(mo_model *m, int on);
 
 // Weight of the router supervision term under forced routing: loss += coef * router_ce,
 // the mean over MoE layers of each layer's mean -log p_{i, forced[i]} over the forced rows

@@ -85,7 +85,7 @@ static int64_t apply_capacity(const mo_config *c, mo_router_acts *a, int N, int6
 }
 
 void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
-                    const float *b, int N, const int *forced, mo_rng *noise) {
+                    const float *b, int N, const int *forced, int targets_only, mo_rng *noise) {
     const int E = c->n_experts, k = c->top_k, d = c->d_model;
     const int sigmoid = c->router_score == MO_SCORE_SIGMOID;
     matmul_nt(a->logits, x, w, N, E, d, 0);
@@ -101,16 +101,19 @@ void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, 
     }
     router_choose(c, b, NULL, a->probs, a->key, N, k, a->sel, a->topv, a->gates);
     a->forced = forced;
+    a->targets_only = forced && targets_only;
 
     double rce = 0;
     int n_forced = 0;
     if (forced)
         for (int i = 0; i < N; i++) {
             if (forced[i] < 0) continue;
-            int *ei = a->sel + (size_t)i * k;
-            float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k;
-            ei[0] = forced[i], vi[0] = a->probs[(size_t)i * E + forced[i]], gi[0] = 1.0f;
-            for (int j = 1; j < k; j++) ei[j] = -1, vi[j] = 0.0f, gi[j] = 0.0f;
+            if (!a->targets_only) {
+                int *ei = a->sel + (size_t)i * k;
+                float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k;
+                ei[0] = forced[i], vi[0] = a->probs[(size_t)i * E + forced[i]], gi[0] = 1.0f;
+                for (int j = 1; j < k; j++) ei[j] = -1, vi[j] = 0.0f, gi[j] = 0.0f;
+            }
             // -log softmax(l) from the logits (finite even where p underflows to 0).
             rce += (double)a->lse[i] - (double)a->logits[(size_t)i * E + forced[i]];
             n_forced++;
@@ -197,7 +200,8 @@ void router_backward(const mo_config *c, const mo_router_acts *a, const mo_route
         }
         const int *ei = a->sel + (size_t)i * k;
         const float *vi = a->topv + (size_t)i * k, *gi = a->gates + (size_t)i * k, *dg = dgates + (size_t)i * k;
-        if (a->forced && a->forced[i] >= 0) continue;  // a forced gate is the constant 1: nothing flows
+        // A forced gate is the constant 1: nothing flows (targets only: the router's own gates).
+        if (a->forced && !a->targets_only && a->forced[i] >= 0) continue;
         // Gates over the chosen slots S (a slot capacity dropped is in S's sum, with gate
         // and dg 0): g_j = scale v_j / sum_S v (norm_topk) or scale v_j.
         if (c->norm_topk) {

@@ -51,6 +51,7 @@ typedef struct {
     float *topv;    // [N, k] the chosen scores s (0 for an unused slot)
     float *gates;   // [N, k] g (0 for an unused or dropped slot)
     const int *forced;  // [N] the forced expert per row given to the last forward, or NULL
+    int targets_only;   // forced experts are router_ce's targets only: the rows keep the router's top-k
     int noisy;          // the last forward added noise
 } mo_router_acts;
 
@@ -81,10 +82,12 @@ void router_choose(const mo_config *c, const float *bias, const unsigned char *a
 
 // Forward for N rows x[N, d] with router weights w[E, d] and bias b[E] (NULL: zeros).
 // Fills `a` and `st`. `forced` may be NULL (normal routing) or hold one expert per row
-// (-1: route this row normally). `noise` is the run's RNG when this is a training
-// forward (router_noise draws N*E normals from it, row by row), else NULL: no noise.
+// (-1: route this row normally); with `targets_only` the forced experts are only the
+// targets of router_ce and every row keeps the router's own top-k (supervised routing).
+// `noise` is the run's RNG when this is a training forward (router_noise draws N*E
+// normals from it, row by row), else NULL: no noise.
 void router_forward(const mo_config *c, mo_router_acts *a, mo_router_stats *st, const float *x, const float *w,
-                    const float *b, int N, const int *forced, mo_rng *noise);
+                    const float *b, int N, const int *forced, int targets_only, mo_rng *noise);
 
 // Backward. dgates[N, k] is d loss / d g (0 where a slot is dropped); daux, dz and dce
 // are the weights of this layer's aux, z and router_ce in the loss (aux_coef /

@@ -31,6 +31,7 @@ typedef struct {
     int *tokens, *targets;
     const int *forced;
     double router_ce;
+    int targets_only;
 } fd_ctx;
 
 // Router noise (router_noise > 0) of every forward, the model's and the reference's: the
@@ -40,7 +41,7 @@ typedef struct {
 static ref_model_result ref_at(const fd_ctx *c) {
     mo_rng noise;
     mo_rng_seed(&noise, NOISE_SEED);
-    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, c->router_ce, B_, T_,
+    return ref_model_forward(c->pt, c->p, c->tokens, c->targets, c->forced, c->router_ce, c->targets_only, B_, T_,
                              c->pt->cfg.router_noise > 0 ? &noise : NULL);
 }
 
@@ -66,7 +67,8 @@ static void draw(const mo_param_table *pt, float *params, int *tokens, int *targ
     }
 }
 
-static void run_config(const char *what, const char *const *overrides, const int *forced, double router_ce) {
+static void run_config_t(const char *what, const char *const *overrides, const int *forced, double router_ce,
+                         int targets_only) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
     for (int i = 0; overrides[i]; i += 2) ck_assert_int_eq(config_set(&c, overrides[i], overrides[i + 1]), 0);
@@ -79,7 +81,7 @@ static void run_config(const char *what, const char *const *overrides, const int
 
     // Seeds in order until no token is near a top-k tie.
     ref_model_result ref;
-    fd_ctx ctx = {&pt, p64, tokens, targets, forced, router_ce};
+    fd_ctx ctx = {&pt, p64, tokens, targets, forced, router_ce, targets_only};
     uint64_t seed = 100;
     for (;; seed++) {
         ck_assert_msg(seed < 200, "%s: no seed in 100..199 keeps every token %g from a top-k tie", what, MARGIN);
@@ -94,6 +96,7 @@ static void run_config(const char *what, const char *const *overrides, const int
     ck_assert_msg(model_alloc(&m, &pt, B_, T_) == 0, "%s", mo_error());
     model_set_forced_experts(&m, forced);
     model_set_router_ce(&m, router_ce);
+    model_set_forced_targets_only(&m, targets_only);
     mo_rng noise;
     mo_rng_seed(&noise, NOISE_SEED);
     if (c.router_noise > 0) model_set_noise(&m, &noise);
@@ -151,6 +154,10 @@ static void run_config(const char *what, const char *const *overrides, const int
     model_free(&m);
     free(params), free(grads), free(p64);
     params_table_free(&pt);
+}
+
+static void run_config(const char *what, const char *const *overrides, const int *forced, double router_ce) {
+    run_config_t(what, overrides, forced, router_ce, 0);
 }
 
 START_TEST(test_fd_tiny) { run_config("tiny", (const char *const[]){NULL}, NULL, 0); }
@@ -230,6 +237,17 @@ START_TEST(test_fd_forced_router_ce) {
 }
 END_TEST
 
+// Supervised routing: the same forced rows as targets of the router term only, every row
+// routed by the router's own top-k (its gates train the router through the language-model
+// loss as well).
+START_TEST(test_fd_supervised_routing) {
+    int forced[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++) forced[i] = i < T_ ? i % 4 : (i % 2 ? -1 : (i % 4 == 0 ? 3 : 1));
+    run_config_t("tiny, forced rows as targets only, router_ce 0.7",
+                 (const char *const[]){"aux-coef", "0.1", "z-coef", "0.01", NULL}, forced, 0.7, 1);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("engine_model_fd");
     TCase *tc = tcase_create("fd");
@@ -244,6 +262,7 @@ int main(void) {
     tcase_add_test(tc, test_fd_top1);
     tcase_add_test(tc, test_fd_forced_rows);
     tcase_add_test(tc, test_fd_forced_router_ce);
+    tcase_add_test(tc, test_fd_supervised_routing);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_NOFORK);
 }

@@ -242,7 +242,7 @@ START_TEST(test_router_forced_rows) {
                         .topv = topv, .gates = gates};
     mo_router_stats st = {.counts = counts, .chosen = chosen};
     for (int i = 0; i < N; i++) forced[i] = i % 3 == 0 ? i % E : -1;
-    router_forward(&c, &a, &st, x, w, NULL, N, forced, NULL);
+    router_forward(&c, &a, &st, x, w, NULL, N, forced, 0, NULL);
     int64_t slots = 0;
     for (int i = 0; i < N; i++) {
         if (forced[i] >= 0) {

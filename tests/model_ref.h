@@ -17,6 +17,8 @@
 // forced[i] >= 0 goes to that expert alone with gate 1 and counts one routed slot, and
 // router_ce_coef weighs the router's cross-entropy against the forced experts (mean
 // -log p_forced over the forced rows of a layer, averaged over MoE layers) in the loss.
+// With `targets_only` the forced experts are that term's targets only and every row is
+// routed normally (supervised routing, model_set_forced_targets_only).
 #ifndef MONOLITH_MODEL_REF_H
 #define MONOLITH_MODEL_REF_H
 
@@ -49,8 +51,8 @@ static void ref_model_ffn(double *y, const double *x, const double *w1, const do
 
 // Loss of tokens/targets [B*T] under parameters `p` (a double arena laid out by `pt`).
 static ref_model_result ref_model_forward(const mo_param_table *pt, const double *p, const int *tokens,
-                                          const int *targets, const int *forced, double router_ce_coef, int B,
-                                          int T, mo_rng *noise) {
+                                          const int *targets, const int *forced, double router_ce_coef,
+                                          int targets_only, int B, int T, mo_rng *noise) {
     const mo_config *c = &pt->cfg;
     const int N = B * T, d = c->d_model, V = c->vocab_size, nh = c->n_heads, nkv = c->n_kv_heads;
     const int hd = c->head_dim, qd = nh * hd, kvd = nkv * hd, E = c->n_experts, k = c->top_k;
@@ -119,10 +121,12 @@ static ref_model_result ref_model_forward(const mo_param_table *pt, const double
                     if (c->router_top_p > 0 && j < k - 1) res.min_margin = fmin(res.min_margin, fabs(cum - c->router_top_p));
                 }
                 if (forced && forced[i] >= 0) {
-                    si[0] = forced[i], gi[0] = 1.0;
-                    for (int j = 1; j < k; j++) si[j] = -1, gi[j] = 0;
                     rce += lse[i] - logits[(size_t)i * E + forced[i]];
                     n_forced++;
+                }
+                if (forced && forced[i] >= 0 && !targets_only) {
+                    si[0] = forced[i], gi[0] = 1.0;
+                    for (int j = 1; j < k; j++) si[j] = -1, gi[j] = 0;
                 } else {
                     if (k < E) res.min_margin = fmin(res.min_margin, val[k - 1] - val[k]);
                     for (int j = 0; j + 1 < k; j++) res.min_margin = fmin(res.min_margin, val[j] - val[j + 1]);

@@ -4,7 +4,10 @@
 // `--train router` mask, AdamW) for a few steps. Then, with normal routing, the router's
 // argmax must be the domain's expert for most tokens of every MoE layer. The same run
 // with the term off (router_ce 0: the router sees only aux and z, and a forced gate is
-// the constant 1) must not get there, so the test fails without the term.
+// the constant 1) must not get there, so the test fails without the term. Supervised
+// routing (model_set_forced_targets_only: the forced experts are the term's targets, every
+// token keeps the router's top-k) must get there too, while routing each step as the
+// router would without forcing.
 #include "engine/base/error.h"
 #include "engine/base/rng.h"
 #include "engine/model.h"
@@ -34,7 +37,7 @@ static void batch(mo_rng *r, int *tokens, int *targets, int *forced) {
 // Trains the router for STEPS steps with router_ce weight `coef`, then returns the worst
 // (over MoE layers) share of a fresh batch's tokens whose argmax expert, under normal
 // routing, is their domain's.
-static double train_and_match(double coef) {
+static double train_and_match(double coef, int targets_only) {
     mo_config c;
     ck_assert_int_eq(config_preset(&c, "tiny"), 0);
     ck_assert_int_eq(config_set(&c, "vocab-size", "64"), 0);
@@ -52,6 +55,7 @@ static double train_and_match(double coef) {
     int tokens[B_ * T_], targets[B_ * T_], forced[B_ * T_];
     model_set_forced_experts(&m, forced);
     model_set_router_ce(&m, coef);
+    model_set_forced_targets_only(&m, targets_only);
     adamw_step s = adamw_defaults();
     s.lr = 3e-2;
     mo_rng r;
@@ -59,6 +63,19 @@ static double train_and_match(double coef) {
     double first = 0;
     for (int step = 1; step <= STEPS; step++) {
         batch(&r, tokens, targets, forced);
+        if (targets_only && (step == 1 || step == STEPS)) {
+            // The routing of an unforced forward of the same batch: the supervised one must equal it.
+            model_set_forced_experts(&m, NULL);
+            ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
+            double ce = m.ce;
+            int *free_sel = malloc((size_t)B_ * T_ * c.top_k * sizeof *free_sel);
+            memcpy(free_sel, m.layer[0].r.experts, (size_t)B_ * T_ * c.top_k * sizeof *free_sel);
+            model_set_forced_experts(&m, forced);
+            ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
+            ck_assert(m.ce == ce && m.router_ce > 0);
+            ck_assert(!memcmp(free_sel, m.layer[0].r.experts, (size_t)B_ * T_ * c.top_k * sizeof *free_sel));
+            free(free_sel);
+        }
         ck_assert_int_eq(model_forward(&m, params, tokens, targets), 0);
         if (step == 1) first = m.router_ce;
         ck_assert(coef == 0 || fabs(m.loss - (m.ce + c.aux_coef * m.aux + c.z_coef * m.z + coef * m.router_ce)) < 1e-9);
@@ -80,9 +97,9 @@ static double train_and_match(double coef) {
         for (int i = 0; i < B_ * T_; i++) hit += m.layer[l].r.experts[(size_t)i * c.top_k] == forced[i];
         worst = fmin(worst, (double)hit / (B_ * T_));
     }
-    printf("router_ce %.1f: router_ce %.3f -> %.3f over %d router-only steps; argmax = forced expert for %.0f%% of "
+    printf("router_ce %.1f%s: router_ce %.3f -> %.3f over %d router-only steps; argmax = forced expert for %.0f%% of "
            "tokens (worst layer)\n",
-           coef, first, last, STEPS, 100 * worst);
+           coef, targets_only ? " (targets only)" : "", first, last, STEPS, 100 * worst);
     model_free(&m);
     train_mask_free(&mask);
     free(params), free(grads), free(m1), free(m2);
@@ -91,8 +108,10 @@ static double train_and_match(double coef) {
 }
 
 START_TEST(test_router_learns_forced_experts) {
-    double with = train_and_match(1.0), without = train_and_match(0.0);
+    double with = train_and_match(1.0, 0), without = train_and_match(0.0, 0), supervised = train_and_match(1.0, 1);
     ck_assert_msg(with >= 0.9, "with the router term, argmax matches the forced expert for only %.0f%%", 100 * with);
+    ck_assert_msg(supervised >= 0.9, "supervised routing: argmax matches the domain's expert for only %.0f%%",
+                  100 * supervised);
     ck_assert_msg(without < 0.6, "without the term the router should not find the experts (%.0f%%)", 100 * without);
 }
 END_TEST

@@ -39,6 +39,7 @@ static const opt_def opts[] = {
     {"tokenizer", OT_STR, S(tokenizer), 0, "FILE", ".tiktoken the token sets were made with (--init: optional)"},
     {"data", OT_DATA, F(data), 0, 0, "NAME=FILE[:W]", "a domain's token set and sampling weight (repeat)"},
     {"route-by-domain", OT_FLAG, F(route_by_domain), 0, 0, 0, "DEMix: each domain's tokens go to its expert (by /experts domain or name, else domain i to expert i)"},
+    {"supervise-routing", OT_FLAG, F(supervise_routing), 0, 0, 0, "with --route-by-domain: the domains' experts are only the targets of the router's cross-entropy (--router-ce); every token keeps the router's own top-k"},
     {"router-ce", OT_F64, F(router_ce), 0, 0, "COEF", "with --route-by-domain: weight of the router's cross-entropy against the forced experts (teaches the router the domains; 0: off)"},
     {"steps", OT_I64, F(steps), 0, 0, "N", "optimizer steps of the run"},
     {"batch", OT_INT, F(batch), 0, 0, "B", "sequences per micro-batch"},

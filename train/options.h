@@ -40,6 +40,7 @@ typedef struct {
     train_data_spec data[TRAIN_MAX_DOMAINS];
     int n_data;
     int route_by_domain;
+    int supervise_routing;  // route-by-domain: the experts are router_ce's targets only (routing stays top-k)
     double router_ce;  // route-by-domain: weight of the router's cross-entropy against the forced experts
     // Steps and batches.
     int64_t steps;

@@ -34,6 +34,9 @@ static int validate_numbers(const train_opts *o) {
     if (!(o->eps > 0)) return mo_errorf("--eps must be positive, not %g", o->eps);
     if (o->clip < 0) return mo_errorf("--clip must be >= 0 (0: off), not %g", o->clip);
     if (o->router_ce < 0) return mo_errorf("--router-ce must be >= 0 (0: off), not %g", o->router_ce);
+    if (o->supervise_routing && (!o->route_by_domain || o->router_ce <= 0))
+        return mo_errorf("--supervise-routing needs --route-by-domain (the domains' experts) and --router-ce > 0 (the "
+                         "term that teaches them); add both");
     if (o->keep < 1) return mo_errorf("--keep must be at least 1, not %d", o->keep);
     if (o->eval_every < 0) return mo_errorf("--eval-every must be >= 0, not %lld", (long long)o->eval_every);
     if (o->eval_batches < 1) return mo_errorf("--eval-batches must be at least 1, not %lld", (long long)o->eval_batches);
@@ -395,6 +398,7 @@ static int allocate(trainer *t) {
     if (t->ck.sparse && read_held(t)) return -1;
     if (part && t->ranks == 1 && o->expert_parallel <= 1 && !t->resumed && untrained_moments_zero(t)) return -1;
     if (o->route_by_domain) model_set_forced_experts(&t->model, t->forced), model_set_router_ce(&t->model, o->router_ce);
+    model_set_forced_targets_only(&t->model, o->supervise_routing);
     return 0;
 }
 

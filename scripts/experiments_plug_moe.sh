@@ -50,6 +50,12 @@
 #              moments), the [all] stage's rate
 #   fifth_all  the fifth domain on pall_25_50m (FIFTH_ON): python's branch from that final
 #              model (its trunk moved), expert add below, the row fitted 26 steps
+#   fifth_fit  the fifth domain on FIFTH_ON with `expert add --router-init fit`, then the row
+#              refined 26 steps by the router term under supervised routing
+#   moesup     a seed whose router separates the domains: the MoE run again from its step
+#              1900 with supervised routing (--route-by-domain --supervise-routing), to 3000
+#   sup_plug   branches 25 + all 50 (the seed's moments) from moesup's step 2850, against
+#              the MoE from scratch and moesup's own step 3000
 #   moe2       (not in the default PARTS) the MoE from scratch with --seed 2, checkpoints every
 #              950 steps (over an hour on one core)
 #   seed2      pall_25_50m from moe2's step 2850 against moe2's step 3000
@@ -237,6 +243,58 @@ if part fifth_all; then
         --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 --eval-every 0 --eval-batches 1 \
         --threads $THREADS --log-every 50
     DATA=$D5 ev ${fit#$OUT/} $(ckpt $fit $FIT5)
+fi
+
+# the fifth domain with a fitted row (part fifth_all first, for python's module and the
+# 4-expert model's evaluation): `expert add --router-init fit` (the row's logit above the
+# trained rows' on python's sampled tokens and below the k-th on the old four's, a
+# regularised logistic fit on 8 batches per domain; a layer where it does not separate
+# leaves the expert out), evaluated as it is; then the row refined by the router term with
+# supervised routing (the domains' experts as targets, routing stays top-2, row 4 alone)
+if part fifth_fit; then
+    FIN=$(sed -n 's/^final model: //p' $OUT/${FIFTH_ON}_summary.txt)
+    added=$OUT/${FIFTH_ON}_py_fit.h5
+    [ -e $added ] || "$M" expert add $FIN $OUT/python_$FIFTH_ON/modules/python.h5 --router-init fit --batches 8 $D5 \
+        -o $added | tee ${added%.h5}.txt
+    DATA=$D5 ev ${FIFTH_ON}_py_fit $added
+    train $OUT/fit_${FIFTH_ON}_fit_sup $FIT5 --init $added $D5 --route-by-domain --supervise-routing --router-ce 1 \
+        --train router=4 --warmup 0 --save-every 0 --tokenizer $TOK --precision bf16 --batch 8 --seq 256 --lr 2e-3 \
+        --eval-every 0 --eval-batches 1 --threads $THREADS --log-every 50
+    DATA=$D5 ev fit_${FIFTH_ON}_fit_sup $(ckpt $OUT/fit_${FIFTH_ON}_fit_sup $FIT5)
+fi
+
+# A seed whose router separates the domains: the MoE run continued from its step 1900 (a
+# copy of the run folder, resumed: the same cosine schedule, data stream and Adam state)
+# with supervised routing (--route-by-domain --supervise-routing --router-ce 0.1: domain d's
+# tokens are the router term's targets for expert d, routing stays top-2), checkpoints every
+# 950 steps; its step 2850 is the seed of the best variant (branches 25, all 50 with the
+# seed's moments, expert_of from its own routing), its step 3000 the supervised MoE itself.
+# The seed's tokens are the MoE run's: steps 1 to 1900 as it ran, 1901 to 2850 supervised.
+# SUP_CE: the router term's weight (default 0.1; another value adds its digits to every
+# name: SUP_CE=0.03 -> moesup003_to2850, pall_25_50m_sup003, ...)
+SUP_CE=${SUP_CE:-0.1}
+SUP=$( [ "$SUP_CE" = 0.1 ] || echo "$SUP_CE" | tr -d .)
+SUP_RUN=$OUT/moesup${SUP}_to2850
+if part moesup && [ ! -e $(ckpt $SUP_RUN 2850) ]; then
+    if [ ! -e $SUP_RUN/run.ini ]; then
+        mkdir -p $SUP_RUN
+        cp $SEED_RUN/ckpt-00001900.h5 $SUP_RUN/
+        sed -e 's/^route-by-domain = false$/route-by-domain = true\nsupervise-routing = true/' \
+            -e "s#^out = .*#out = $SUP_RUN#" -e "s/^router-ce = .*/router-ce = $SUP_CE/" $SEED_RUN/run.ini \
+            > $SUP_RUN/run.ini
+        python3 -c "import json,sys; [sys.stdout.write(l) for l in open('$SEED_RUN/metrics.jsonl') if json.loads(l).get('step', 0) <= 1900]" \
+            > $SUP_RUN/metrics.jsonl
+    fi
+    echo "resume $SUP_RUN $(date -u +%H:%M:%S)"
+    "$M" train --resume $SUP_RUN --threads $THREADS
+fi
+if part sup_plug; then
+    SEEDS=$(ckpt $SUP_RUN 2850)
+    [ -e $SEEDS ] || { echo "$NAME: sup_plug needs $SEEDS (part moesup)" >&2; exit 1; }
+    assign $SEEDS moesup${SUP}seed95 $OUT/moesup${SUP}95_expert_of.txt
+    SEED=$SEEDS OF=$(cat $OUT/moesup${SUP}95_expert_of.txt) MOM=all plug_tail pall_25_50m_sup$SUP 25 0 50
+    ev moesup$SUP $(ckpt $SUP_RUN $STEPS)
+    ev moesup${SUP}seed95 $SEEDS
 fi
 
 # the second seed (part moe2 first): the best variant (branches 25, all 50 with the seed's

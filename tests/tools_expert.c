@@ -669,6 +669,38 @@ START_TEST(plug_from_a_moe_seed) {
     for (int l = 0; l < 2; l++) ck_assert(same_expert(&seed, 1, &plugged, 1, l) && same_expert(&seed, 3, &plugged, 3, l));
     ckpt_free(&plugged);
 
+    // A third domain added with --router-init fit: its row takes gamma's sampled tokens and
+    // stays off alpha's and beta's (at most 5% per layer, else the layer leaves the expert
+    // out with router_bias -1); the old rows and experts are the plugged model's.
+    char *listed;
+    rc = tu_monolith(&listed, &err, "expert add moe_rep/router/ckpt-00000002.h5 --init random --name gamma --domain gamma "
+                     "--router-init fit --data alpha=%s --data beta=%s --data gamma=%s --seq 32 --batches 4 -o fit3.h5",
+                     set_a, set_b, set_c);
+    ck_assert_msg(rc == 0, "%s", err);
+    free(err);
+    double fshare[3] = {-1, -1, -1};
+    const char *at = strstr(listed, "holds expert 4:");
+    ck_assert_msg(at && sscanf(at, "holds expert 4: alpha %lf beta %lf gamma %lf", &fshare[0], &fshare[1], &fshare[2]) == 3,
+                  "%s", listed);
+    // (here layer 0, whose input is the token embedding, is left out; layer 1 takes about
+    // half of gamma's tokens, a share of 0.24 over the two layers)
+    ck_assert_msg(fshare[0] <= 0.05 && fshare[1] <= 0.05 && fshare[2] >= 0.2, "fit: alpha %.3f beta %.3f gamma %.3f",
+                  fshare[0], fshare[1], fshare[2]);
+    const char *off = strstr(listed, "(router_bias -1): layer");
+    mo_checkpoint fit3;
+    snprintf(p, sizeof p, "%s/fit3.h5", tu_scratch());
+    ck_assert_int_eq(ckpt_load(p, &fit3), 0);
+    for (int l = 0; l < 2; l++) {
+        const float *b = params_at(&fit3.table, fit3.params, fit3.table.layer[l].router_bias);
+        char tag[16];
+        snprintf(tag, sizeof tag, " %d\n", l);
+        const int listed_off = off && strstr(off, tag) != NULL;
+        ck_assert_msg(b[4] == (listed_off ? -1.0f : 0.0f), "layer %d: bias %g, listed as left out %d", l, b[4], listed_off);
+        for (int e = 0; e < 4; e++) ck_assert(b[e] == 0);
+    }
+    free(listed);
+    ckpt_free(&fit3);
+
     // add: the same modules (taken from the replace run's folder) beside the seed's four.
     char ini_add[512], out_add[512];
     path_in(ini_add, "moe_add.ini"), path_in(out_add, "moe_add");

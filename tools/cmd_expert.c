@@ -38,10 +38,15 @@ static const char expert_usage[] =
     "  --router-init R         (add) where the new router row starts: below (under the trained rows'\n"
     "                          logits on --data's tokens: it takes no token until trained; the default\n"
     "                          for --init random and modules without router rows), mean (from the new\n"
-    "                          domain's mean router input, --data must hold it), keep (the module's or\n"
-    "                          the copied expert's row: the default for those), random (std 0.02)\n"
+    "                          domain's mean router input, --data must hold it), fit (above the trained\n"
+    "                          rows' logits on the new domain's tokens, below them on the others': a\n"
+    "                          regularised logistic fit, for top-k MoEs whose routing is near uniform),\n"
+    "                          keep (the module's or the copied expert's row: the default for those),\n"
+    "                          random (std 0.02)\n"
     "  --data NAME=FILE.h5     (add, repeat) token sets whose training windows place the row\n"
     "  --seq T                 (add) window length for --data (default: min(max_seq_len, 256))\n"
+    "  --batches N             (add) batches of 8 windows sampled per domain for --data (default 8 for\n"
+    "                          fit, 2 for below and mean)\n"
     "\n"
     "An expert's name, domain and provenance travel with it (/experts in a checkpoint, root\n"
     "attributes in a module), and so do its steps (\"steps_trained\" in its provenance). insert\n"
@@ -312,7 +317,7 @@ typedef struct {
     const char *init;         // --init: copy:E or random, or NULL (a module)
     const char *router_init;  // --router-init, or NULL (the default for the source)
     const loader_spec *data;
-    int n_data, seq;
+    int n_data, seq, batches;
     uint64_t seed;
     const char *name, *domain;
 } add_opts;
@@ -344,18 +349,20 @@ static int do_add(const char *path, const char *mod, const add_opts *ao, const c
     router_init_mode mode = ROUTER_INIT_BELOW;
     int fit = strcmp(ri, "keep") && strcmp(ri, "random");
     if (fit && router_init_parse(ri, "--router-init", &mode)) {
-        mo_errorf("--router-init %s: use below, mean, keep or random", ri);
+        mo_errorf("--router-init %s: use below, mean, fit, keep or random", ri);
         goto done;
     }
     if (!strcmp(ri, "keep") && !(copy >= 0 || (mod && x.has_router))) {
-        mo_errorf("--router-init keep: the new expert has no router row to keep (use below, mean or random)");
+        mo_errorf("--router-init keep: the new expert has no router row to keep (use below, mean, fit or random)");
         goto done;
     }
     if (fit && !ao->n_data) {
         mo_errorf("expert add: the new router row starts %s, which needs --data NAME=FILE.h5 (the old domains' "
                   "token sets, and the new domain's for mean); or --router-init random for a row drawn at random "
                   "(it takes tokens from every domain at once)",
-                  mode == ROUTER_INIT_BELOW ? "below the trained rows' logits" : "at the new domain's mean router input");
+                  mode == ROUTER_INIT_BELOW ? "below the trained rows' logits"
+                  : mode == ROUTER_INIT_MEAN ? "at the new domain's mean router input"
+                                             : "fitted to the domains' tokens");
         goto done;
     }
     for (int j = 0; j < E; j++) map[j] = j;
@@ -382,7 +389,8 @@ static int do_add(const char *path, const char *mod, const add_opts *ao, const c
     router_init_report rep = {0};
     if (fit) {
         is_new[E] = 1;
-        router_init_opts ro = {.mode = mode, .data = ao->data, .n_data = ao->n_data, .seq = ao->seq, .seed = ao->seed};
+        router_init_opts ro = {.mode = mode, .data = ao->data, .n_data = ao->n_data, .seq = ao->seq,
+                               .batches = ao->batches, .seed = ao->seed};
         if (router_init_rows(&nk, out, is_new, &ro, &rep)) goto done;
     }
     if (ckpt_save(out, &nk)) goto done;
@@ -393,6 +401,11 @@ static int do_add(const char *path, const char *mod, const add_opts *ao, const c
         printf("share of sampled tokens whose top-%d holds expert %d:", nk.table.cfg.top_k, E);
         for (int d = 0; d < rep.n_domains; d++) printf(" %s %.3f", rep.names[d], rep.new_share[d]);
         printf("\n");
+        if (rep.n_off) {
+            printf("left out where its row does not keep off the other domains (router_bias -1): layer");
+            for (int i = 0; i < rep.n_off && i < ROUTER_INIT_MAX_OFF; i++) printf(" %d", rep.off_layer[i]);
+            printf("\n");
+        }
     }
     rc = 0;
 done:
@@ -444,11 +457,11 @@ int cmd_expert(int argc, char **argv) {
                                        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
                                        {"router-init", required_argument, 0, 'R'},
                                        {"data", required_argument, 0, 'D'},   {"seq", required_argument, 0, 'T'},
-                                       {0}};
+                                       {"batches", required_argument, 0, 'B'}, {0}};
     const char *which = NULL, *init = NULL, *name = NULL, *domain = NULL, *out = NULL, *router_init = NULL;
     static loader_spec data[LOADER_MAX_DOMAINS];
     int n_data = 0;
-    long seq = 0;
+    long seq = 0, batches = 0;
     long slot = -1;
     uint64_t seed = 1;
     optind = 1;
@@ -481,6 +494,9 @@ int cmd_expert(int argc, char **argv) {
         case 'T':
             if (cli_whole("expert", "--seq", optarg, 1, 1 << 20, "a whole number >= 1", &seq)) return 2;
             break;
+        case 'B':
+            if (cli_whole("expert", "--batches", optarg, 1, 1 << 16, "a whole number >= 1", &batches)) return 2;
+            break;
         case 'd': domain = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(expert_usage, stdout); return 0;
@@ -511,7 +527,7 @@ int cmd_expert(int argc, char **argv) {
         NEED((npos == 2) + !!init == 1 && npos >= 1 && out,
              "give CKPT and one of MOD.h5, --init copy:E or --init random, and -o OUT.h5");
         add_opts ao = {.init = init, .router_init = router_init, .data = data, .n_data = n_data, .seq = (int)seq,
-                       .seed = seed, .name = name, .domain = domain};
+                       .batches = (int)batches, .seed = seed, .name = name, .domain = domain};
         return do_add(pos[0], npos == 2 ? pos[1] : NULL, &ao, out);
     }
     if (!strcmp(action, "remove")) {

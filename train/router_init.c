@@ -14,7 +14,9 @@
 int router_init_parse(const char *s, const char *flag, router_init_mode *mode) {
     if (!strcmp(s, "below")) *mode = ROUTER_INIT_BELOW;
     else if (!strcmp(s, "mean")) *mode = ROUTER_INIT_MEAN;
-    else return mo_errorf("%s %s: use below (under the trained rows' logits) or mean (the domain's mean router input)",
+    else if (!strcmp(s, "fit")) *mode = ROUTER_INIT_FIT;
+    else return mo_errorf("%s %s: use below (under the trained rows' logits), mean (the domain's mean router input) or "
+                          "fit (above them on the domain's tokens, below on the others')",
                           flag, s);
     return 0;
 }
@@ -65,6 +67,94 @@ static int collect(samples *s, mo_model *m, const float *params, int l, int *tok
     return 0;
 }
 
+static double softplus(double z) { return z > 30 ? z : log1p(exp(z)); }
+static double sigm(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+// fit: row e of R [E, d] by a regularised logistic fit on the sampled router inputs. Its
+// domain's tokens should score `margin` above their largest trained logit (the new expert
+// first among their top-k), every other domain's tokens `margin` below their k-th largest
+// trained logit (out of their top-k):
+//   L(r) = sum over domains j of w_j/n_j sum_i softplus(s_ji (t_i - r.x_i))  / n_domains
+//          + lambda |r|^2 mean |x|^2
+// with s = +1, t = largest + margin, w = 1 for the row's domain and s = -1, t = k-th -
+// margin, w = FIT_W_OTHER for the others (a token of another domain that the new expert
+// takes is what moves the old domains' losses); each domain's tokens are averaged, so its
+// size does not weigh. Convex in r; Adam from 0,
+// FIT_ITERS full-batch steps, the rate 0.5 / mean |x|_1 (a logit moves by at most about 0.5
+// per step), cosine to 1%.
+#define FIT_ITERS 400
+#define FIT_LAMBDA 1e-3
+#define FIT_W_OTHER 4.0
+static int fit_row(const samples *s, float *R, int E, int k, const unsigned char *is_new, int e, int dom, double margin,
+                   int l) {
+    const int d = s->d;
+    const size_t n = rows_of(s), all = n * (size_t)s->nd;
+    if (s->nd < 2)
+        return mo_errorf("--router-init fit needs the other domains' token sets in --data too (tokens the row must "
+                         "stay off), not only its own");
+    double *t = malloc(all * sizeof *t), *logit = malloc((size_t)E * sizeof *logit);
+    double *r = calloc((size_t)d, sizeof *r), *g = malloc((size_t)d * sizeof *g);
+    double *m1 = calloc((size_t)d, sizeof *m1), *m2 = calloc((size_t)d, sizeof *m2);
+    if (!t || !logit || !r || !g || !m1 || !m2) {
+        free(t), free(logit), free(r), free(g), free(m1), free(m2);
+        return mo_errorf("out of memory");
+    }
+    double xx = 0, x1 = 0;
+    for (size_t i = 0; i < all; i++) {
+        const float *x = s->x + i * d;
+        const int j = (int)(i / n);
+        int n_tr = 0;
+        for (int q = 0; q < E; q++) {
+            if (is_new[q]) continue;
+            double z = 0;
+            for (int c = 0; c < d; c++) z += (double)R[(size_t)q * d + c] * x[c];
+            logit[n_tr++] = z;
+        }
+        double kv = -INFINITY, top = -INFINITY;
+        for (int p = 0; p < k && p < n_tr; p++) {
+            int best = 0;
+            for (int q = 1; q < n_tr; q++)
+                if (logit[q] > logit[best]) best = q;
+            if (p == 0) top = logit[best];
+            kv = logit[best];
+            logit[best] = -INFINITY;
+        }
+        t[i] = j == dom ? top + margin : kv - margin;
+        for (int c = 0; c < d; c++) xx += (double)x[c] * x[c], x1 += fabs((double)x[c]);
+    }
+    xx /= (double)all, x1 /= (double)all;
+    const double lr0 = 0.5 / (x1 > 0 ? x1 : 1), lambda = FIT_LAMBDA * xx;
+    double loss = 0;
+    for (int it = 0; it <= FIT_ITERS; it++) {
+        for (int c = 0; c < d; c++) g[c] = 2 * lambda * r[c];
+        loss = 0;
+        for (int c = 0; c < d; c++) loss += lambda * r[c] * r[c];
+        for (int j = 0; j < s->nd; j++) {
+            const double sg = j == dom ? 1.0 : -1.0, w = (j == dom ? 1.0 : FIT_W_OTHER) / ((double)n * s->nd);
+            for (size_t i = j * n; i < (j + 1) * n; i++) {
+                const float *x = s->x + i * d;
+                const double z = sg * (t[i] - dot(x, r, d));
+                loss += w * softplus(z);
+                const double dz = -sg * w * sigm(z);  // d softplus(z) / d r = sigma(z) dz/dr, dz/dr = -sg x
+                for (int c = 0; c < d; c++) g[c] += dz * x[c];
+            }
+        }
+        if (it == FIT_ITERS) break;
+        const double lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + cos(M_PI * it / FIT_ITERS)));
+        const double b1 = 0.9, b2 = 0.999, c1 = 1 - pow(b1, it + 1), c2 = 1 - pow(b2, it + 1);
+        for (int c = 0; c < d; c++) {
+            m1[c] = b1 * m1[c] + (1 - b1) * g[c], m2[c] = b2 * m2[c] + (1 - b2) * g[c] * g[c];
+            r[c] -= lr * (m1[c] / c1) / (sqrt(m2[c] / c2) + 1e-12);
+        }
+    }
+    int rc = 0;
+    if (!isfinite(loss)) rc = mo_errorf("layer %d: the fit of expert %d's row did not converge (loss %g)", l, e, loss);
+    else
+        for (int c = 0; c < d; c++) R[(size_t)e * d + c] = (float)r[c];
+    free(t), free(logit), free(r), free(g), free(m1), free(m2);
+    return rc;
+}
+
 // Sets the new rows of one layer's router R [E, d].
 static int set_rows(const samples *s, float *R, int E, int k, const unsigned char *is_new, const int *dom_of,
                     const int *old_dom, const router_init_opts *o, double margin, int l) {
@@ -75,7 +165,10 @@ static int set_rows(const samples *s, float *R, int E, int k, const unsigned cha
         return mo_errorf("out of memory");
     }
     int rc = 0;
-    if (o->mode == ROUTER_INIT_MEAN) {
+    if (o->mode == ROUTER_INIT_FIT) {
+        for (int e = 0; e < E && !rc; e++)
+            if (is_new[e]) rc = fit_row(s, R, E, k, is_new, e, dom_of[e], margin, l);
+    } else if (o->mode == ROUTER_INIT_MEAN) {
         for (int e = 0; e < E && !rc; e++) {
             if (!is_new[e]) continue;
             int dom = dom_of[e], others = 0;
@@ -204,8 +297,8 @@ static int set_rows(const samples *s, float *R, int E, int k, const unsigned cha
 }
 
 // Adds, per domain, the share of sampled tokens whose top-k holds a new expert.
-static void measure(const samples *s, const float *R, int E, int k, const unsigned char *is_new, double scale,
-                    double *share) {
+static void measure(const samples *s, const float *R, const float *bias, int E, int k, const unsigned char *is_new,
+                    double scale, double *share) {
     const int d = s->d;
     double *logit = malloc((size_t)E * sizeof *logit);
     if (!logit) return;
@@ -219,12 +312,45 @@ static void measure(const samples *s, const float *R, int E, int k, const unsign
                 logit[e] = z;
             }
             int any = 0;
-            for (int e = 0; e < E && !any; e++) any = is_new[e] && in_top_k(logit, E, k, e);
+            for (int e = 0; e < E && !any; e++) any = is_new[e] && !(bias && bias[e] < 0) && in_top_k(logit, E, k, e);
             hit += (size_t)any;
         }
         share[j] += scale * (double)hit / (double)rows_of(s);
     }
     free(logit);
+}
+
+// fit: a layer whose fitted row still puts a new expert into the top-k of more than
+// FIT_MAX_SHARE of another domain's sampled tokens leaves that expert out of the layer:
+// router_bias[e] = -1, so its selection key s_e - 1 < 0 < every other expert's s (the bias
+// only selects; gates, aux and z do not see it). The layer then computes what it computed
+// before the expert was added, for every token.
+#define FIT_MAX_SHARE 0.05
+static int gate_layer(const samples *s, const float *R, float *bias, int E, int k, const unsigned char *is_new,
+                      const int *dom_of, int l, router_init_report *rep) {
+    double *share = malloc((size_t)s->nd * sizeof *share);
+    unsigned char *one = calloc((size_t)E, 1);
+    if (!share || !one) {
+        free(share), free(one);
+        return mo_errorf("out of memory");
+    }
+    for (int e = 0; e < E; e++) {
+        if (!is_new[e]) continue;
+        memset(one, 0, (size_t)E);
+        one[e] = 1;
+        memset(share, 0, (size_t)s->nd * sizeof *share);
+        measure(s, R, NULL, E, k, one, 1.0, share);
+        double worst = 0;
+        for (int j = 0; j < s->nd; j++)
+            if (j != dom_of[e] && share[j] > worst) worst = share[j];
+        if (worst > FIT_MAX_SHARE) {
+            bias[e] = -1.0f;
+            if (rep->n_off < ROUTER_INIT_MAX_OFF) rep->off_layer[rep->n_off] = l, rep->off_expert[rep->n_off] = e;
+            rep->n_off++;
+        }
+    }
+    free(share), free(one);
+    return 0;
 }
 
 int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char *is_new, const router_init_opts *o,
@@ -236,12 +362,16 @@ int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char
     int n_new = 0;
     for (int e = 0; e < E; e++) n_new += is_new[e] != 0;
     if (!n_new) return 0;
-    if (o->mode == ROUTER_INIT_BELOW && E - n_new < k)
-        return mo_errorf("--router-init below puts new rows under the k-th largest trained logit, but %s has %d trained "
+    if (o->mode != ROUTER_INIT_MEAN && E - n_new < k)
+        return mo_errorf("--router-init below or fit puts new rows under the k-th largest trained logit, but %s has %d trained "
                          "rows for top_k %d; use mean",
                          ck_name, E - n_new, k);
     if (!o->n_data) return mo_errorf("router rows from data need --data NAME=FILE.h5 (the domains, the new one included)");
-    samples s = {.B = o->batch > 0 ? o->batch : 8, .nb = o->batches > 0 ? o->batches : 2, .d = c->d_model};
+    // fit learns a row from the samples (8 batches: with 2 it fitted python's windows and took
+    // more of code's validation tokens); below and mean only take means and bounds (2)
+    samples s = {.B = o->batch > 0 ? o->batch : 8,
+                 .nb = o->batches > 0 ? o->batches : o->mode == ROUTER_INIT_FIT ? 8 : 2,
+                 .d = c->d_model};
     s.T = o->seq > 0 ? o->seq : (c->max_seq_len < 256 ? c->max_seq_len : 256);
     if (s.T > c->max_seq_len) return mo_errorf("--seq %d is above the model's max_seq_len %d", s.T, c->max_seq_len);
     const double margin = o->margin > 0 ? o->margin : 1.0;
@@ -266,7 +396,7 @@ int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char
         old_dom[j] = o->every_domain_old || !rep->is_new_domain[j];
     }
     for (int e = 0; e < E; e++)
-        if (is_new[e] && dom_of[e] < 0 && o->mode == ROUTER_INIT_MEAN) {
+        if (is_new[e] && dom_of[e] < 0 && o->mode != ROUTER_INIT_BELOW) {
             mo_errorf("expert %d (%s, domain '%s') is new but no --data domain routes to it; give its domain's token "
                       "set as --data %s=FILE.h5",
                       e, ck->experts.name[e], ck->experts.domain[e],
@@ -297,7 +427,9 @@ int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char
         if (collect(&s, &m, ck->params, l, tokens, targets) ||
             set_rows(&s, R, E, k, is_new, dom_of, old_dom, o, margin, l))
             goto done;
-        measure(&s, R, E, k, is_new, 1.0 / n_moe, rep->new_share);
+        float *bias = params_at(&ck->table, ck->params, ck->table.layer[l].router_bias);
+        if (o->mode == ROUTER_INIT_FIT && gate_layer(&s, R, bias, E, k, is_new, dom_of, l, rep)) goto done;
+        measure(&s, R, bias, E, k, is_new, 1.0 / n_moe, rep->new_share);
     }
     rc = 0;
 done:

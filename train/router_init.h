@@ -17,6 +17,12 @@
 //          v = mu_d - mu_rest: mu_d the mean router input of the row's domain, mu_rest the
 //          mean of the other domains' means. The row's logit is `margin` higher at its
 //          domain's mean than at the others'.
+//   fit    (rows beside trained ones) a regularised logistic fit of the row on the sampled
+//          inputs: `margin` above the largest trained logit on its domain's tokens, `margin`
+//          below the k-th largest on every other domain's, each domain weighed equally, an
+//          L2 penalty keeping the row's logits within the trained rows' range. Where neither
+//          bound can hold (a near-uniform top-k router), it trades the two off instead of
+//          growing without bound as below does.
 //
 // Each new row needs a domain in the data: the domain whose route (train/route_map.h: the
 // /experts domain, else name, else position) is that expert. Rows are set layer by layer,
@@ -29,20 +35,22 @@
 
 #include <stdint.h>
 
-typedef enum { ROUTER_INIT_BELOW, ROUTER_INIT_MEAN } router_init_mode;
+typedef enum { ROUTER_INIT_BELOW, ROUTER_INIT_MEAN, ROUTER_INIT_FIT } router_init_mode;
 
 typedef struct {
     router_init_mode mode;
     const loader_spec *data;  // the domains (train splits are sampled)
     int n_data;
     int batch, seq;           // windows per forward pass and their length (seq 0: min(max_seq_len, 256))
-    int batches;              // forward passes per domain (0: 2)
+    int batches;              // forward passes per domain (0: 8 for fit, else 2)
     double margin;            // logit margin (0: 1.0)
     uint64_t seed;            // of the sampled windows
     int every_domain_old;     // below: every domain's tokens count as old ones, those of domains routed
                               // to a new row too (plugging new experts beside a MoE's: none takes a
                               // sampled token until the router is trained)
 } router_init_opts;
+
+#define ROUTER_INIT_MAX_OFF 64
 
 typedef struct {
     int n_domains;
@@ -51,6 +59,10 @@ typedef struct {
     // Share of each domain's sampled tokens whose top-k includes a new expert, averaged
     // over the MoE layers, measured with the rows just set.
     double new_share[LOADER_MAX_DOMAINS];
+    // fit: the (layer, expert) pairs left out because the row did not separate there
+    // (router_bias -1); n_off may exceed ROUTER_INIT_MAX_OFF, the lists hold the first ones.
+    int n_off;
+    int off_layer[ROUTER_INIT_MAX_OFF], off_expert[ROUTER_INIT_MAX_OFF];
 } router_init_report;
 
 // Sets row e of every MoE layer's router for each e with is_new[e] (n_experts entries),
@@ -60,7 +72,7 @@ typedef struct {
 int router_init_rows(mo_checkpoint *ck, const char *ck_name, const unsigned char *is_new, const router_init_opts *o,
                      router_init_report *rep);
 
-// Parses "below" or "mean". Returns 0, or -1 with a message naming `flag`.
+// Parses "below", "mean" or "fit". Returns 0, or -1 with a message naming `flag`.
 int router_init_parse(const char *s, const char *flag, router_init_mode *mode);
 
 #endif

@@ -34,6 +34,30 @@ static int in_top_k(const double *logits, int E, int k, int e) {
     return above < k;
 }
 
+// The k-th largest (returned) and the largest (*top) of the trained rows' logits at x;
+// logit [E] is scratch.
+static double trained_kth(const float *R, int E, int k, const unsigned char *is_new, const float *x, int d,
+                          double *logit, double *top) {
+    int n_tr = 0;
+    for (int e = 0; e < E; e++) {
+        if (is_new[e]) continue;
+        double z = 0;
+        for (int c = 0; c < d; c++) z += (double)R[(size_t)e * d + c] * x[c];
+        logit[n_tr++] = z;
+    }
+    double kv = -INFINITY;
+    *top = -INFINITY;
+    for (int t = 0; t < k && t < n_tr; t++) {  // k is small: k passes of max
+        int best = 0;
+        for (int q = 1; q < n_tr; q++)
+            if (logit[q] > logit[best]) best = q;
+        if (t == 0) *top = logit[best];
+        kv = logit[best];
+        logit[best] = -INFINITY;
+    }
+    return kv;
+}
+
 typedef struct {
     int nd, B, T, nb, d;
     int *windows;  // [nd][nb][B*(T+1)] the sampled training windows
@@ -103,22 +127,7 @@ static int fit_row(const samples *s, float *R, int E, int k, const unsigned char
     for (size_t i = 0; i < all; i++) {
         const float *x = s->x + i * d;
         const int j = (int)(i / n);
-        int n_tr = 0;
-        for (int q = 0; q < E; q++) {
-            if (is_new[q]) continue;
-            double z = 0;
-            for (int c = 0; c < d; c++) z += (double)R[(size_t)q * d + c] * x[c];
-            logit[n_tr++] = z;
-        }
-        double kv = -INFINITY, top = -INFINITY;
-        for (int p = 0; p < k && p < n_tr; p++) {
-            int best = 0;
-            for (int q = 1; q < n_tr; q++)
-                if (logit[q] > logit[best]) best = q;
-            if (p == 0) top = logit[best];
-            kv = logit[best];
-            logit[best] = -INFINITY;
-        }
+        double top, kv = trained_kth(R, E, k, is_new, x, d, logit, &top);
         t[i] = j == dom ? top + margin : kv - margin;
         for (int c = 0; c < d; c++) xx += (double)x[c] * x[c], x1 += fabs((double)x[c]);
     }
@@ -222,21 +231,7 @@ static int set_rows(const samples *s, float *R, int E, int k, const unsigned cha
             if (!old_dom[j]) continue;
             for (size_t i = 0; i < rows_of(s); i++, at++) {
                 const float *x = s->x + ((size_t)j * rows_of(s) + i) * d;
-                int n_tr = 0;
-                for (int e = 0; e < E; e++) {
-                    if (is_new[e]) continue;
-                    double z = 0;
-                    for (int c = 0; c < d; c++) z += (double)R[(size_t)e * d + c] * x[c];
-                    logit[n_tr++] = z;
-                }
-                double kv = -INFINITY;
-                for (int t = 0; t < k; t++) {  // k is small: k passes of max
-                    int best = 0;
-                    for (int q = 1; q < n_tr; q++)
-                        if (logit[q] > logit[best]) best = q;
-                    kv = logit[best];
-                    logit[best] = -INFINITY;
-                }
+                double top, kv = trained_kth(R, E, k, is_new, x, d, logit, &top);
                 kth[at] = kv, xs[at] = x;
             }
         }

@@ -181,7 +181,7 @@ static void probe_thread(probe *pr, infer_probe_mode mode, int t0, int t1, int t
 }
 
 const char *infer_probe_name(infer_probe_mode mode) {
-    static const char *const names[] = {"read", "products", "halves", "meetings", "regions"};
+    static const char *const names[] = {"read", "products", "halves", "meetings", "regions", "stream"};
     return mode >= 0 && mode < INFER_PROBE_MODES ? names[mode] : "?";
 }
 
@@ -213,6 +213,8 @@ int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes)
     if (!x || !pr.y) goto oom;
     for (int i = 0; i < cols; i++) x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
     pr.x = x;
+    const int pairs = gemv_f32_pairs();  // `stream`: the fp32 rows one after the other, for this call
+    if (mode == INFER_PROBE_STREAM) gemv_set_f32_pairs(0);
     const double t0 = now_seconds();
     spin_barrier_reset(&pr.bar);
     if (mode == INFER_PROBE_REGIONS) {  // as decode: a parallel region a token
@@ -226,6 +228,7 @@ int infer_probe(infer_ctx *s, infer_probe_mode mode, double *gbs, double *bytes)
         probe_thread(&pr, mode, 0, INFER_PROBE_TOKENS, omp_get_thread_num(), omp_get_num_threads());
     }
     *gbs = pr.bytes / (now_seconds() - t0) / 1e9;
+    gemv_set_f32_pairs(pairs);
     if (bytes) *bytes = pr.bytes / INFER_PROBE_TOKENS;
     rc = 0;
     goto out;

@@ -104,6 +104,8 @@ typedef enum {
     INFER_PROBE_HALVES,    // the products, each thread one contiguous share of every step (decode's), no meetings
     INFER_PROBE_MEETINGS,  // `halves` meeting where decode meets (33 times a bench-S token on 2 threads)
     INFER_PROBE_REGIONS,   // the same in a parallel region a token, as decode forks one
+    INFER_PROBE_STREAM,    // `halves` with the fp32 rows one after the other (decode's until 2026-12-07,
+                           // MONOLITH_GEMV_PAIRS=0; kernels/gemv.h) instead of in pairs
     INFER_PROBE_MODES
 } infer_probe_mode;
 #define INFER_PROBE_TOKENS 16

@@ -235,12 +235,14 @@ if "kernels" in parts:
         if probes:
             k = lambda key: med([d[key] for d in probes])
             regions = f", {k('probe_regions_share'):.2f}" if all("probe_regions_share" in d for d in probes) else ""
+            stream = (f"; halves with the fp32 rows one after the other (decode's until 2026-12-07) "
+                      f"{k('probe_stream_share'):.2f}" if all("probe_stream_share" in d for d in probes) else "")
             row(f"{w} decode's products alone / a plain read of their bytes ({k('probe_read_gbs'):.1f} GB/s), "
                 "medians of the runs: in guided chunks (decode's until 2026-12-07), in contiguous halves (decode's), "
                 "with decode's meetings, and a parallel region a token; decode itself",
                 f"{k('probe_products_share'):.2f}, {k('probe_halves_share'):.2f}, {k('probe_meetings_share'):.2f}"
                 f"{regions}; "
-                f"{k('probe_decode_share'):.2f}")
+                f"{k('probe_decode_share'):.2f}{stream}")
 print(f"bench-S, {threads} threads, OPENBLAS_CORETYPE={coretype}, OMP_WAIT_POLICY=PASSIVE, commit {commit}, {when}")
 print()
 print("| figure | measured | goal | holds |")

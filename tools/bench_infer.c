@@ -43,7 +43,8 @@ static const char usage[] =
     "randomly initialized model; median of 3 runs after one warm-up, beside this machine's sgemm\n"
     "and memory rates measured in the same run. Then decode's matrix-vector products alone (16\n"
     "tokens' worth, 5 alternating rounds) beside a plain read of the same bytes: in guided\n"
-    "chunks and in contiguous halves, with decode's meetings, and with a parallel region a token.\n"
+    "chunks and in contiguous halves, with decode's meetings, with a parallel region a token, and\n"
+    "in halves with the fp32 rows one after the other instead of in pairs.\n"
     "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --weights W     f32 (default) or int8 (8-bit weights quantized at load; also prints the\n"
     "                  logit difference to f32 and top-1 agreement along the f32 greedy text)\n"
@@ -410,11 +411,13 @@ int bench_infer(int argc, char **argv) {
                    dacc.max_abs, dacc.mean_abs, dacc.logit_rms, 100 * dacc.top1, D + 1);
         printf("  products alone        %.1f GB/s read of their bytes in contiguous halves (median of %d rounds); "
                "over it:\n                        guided chunks %.2f, contiguous halves %.2f, with decode's meetings %.2f, "
-               "and a region a token %.2f; decode %.2f\n",
+               "and a region a token %.2f; decode %.2f\n"
+               "                        halves with the fp32 rows one after the other instead of in pairs %.2f\n",
                median(probe[INFER_PROBE_READ], PROBE_ROUNDS), PROBE_ROUNDS,
                median(probe_share[INFER_PROBE_PRODUCTS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_HALVES], PROBE_ROUNDS),
                median(probe_share[INFER_PROBE_MEETINGS], PROBE_ROUNDS), median(probe_share[INFER_PROBE_REGIONS], PROBE_ROUNDS),
-               decode_bytes_gbs / median(probe[INFER_PROBE_READ], PROBE_ROUNDS));
+               decode_bytes_gbs / median(probe[INFER_PROBE_READ], PROBE_ROUNDS),
+               median(probe_share[INFER_PROBE_STREAM], PROBE_ROUNDS));
         printf("  per CPU-second        prefill %.1f tok, decode %.1f tok (all threads' CPU time)\n",
                prefill_tok_cpu, decode_tok_cpu);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024)\n", sgemm);

@@ -641,7 +641,7 @@ static float *grad_of(const mo_model *m, float *grads, int id) {
 // d loss / d xs (unless !need_dx: then only the weight gradients), and the experts'
 // weight gradients (this rank's experts under expert parallelism) are accumulated.
 // Returns 0 or -1 (communication).
-static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, int need_dx) {
+static int routed_experts_backward(mo_model *m, const float *params, float *grads, int l, int need_dx, int dys_bf16) {
     const mo_config *c = &m->pt->cfg;
     const mo_layer_ids *id = &m->pt->layer[l];
     mo_layer_acts *L = &m->layer[l];
@@ -654,6 +654,7 @@ static int routed_experts_backward(mo_model *m, const float *params, float *grad
     const unsigned char *some = m->expert_trains ? GE(id->w1) + first : NULL;
     const mo_ffn_grads g = {dw1, dw3, dw2, some, m->dw_set};
     mo_ffn_weights w = experts_from(m, params, id, first);
+    w.yk = dys_bf16;
     float *dys = m->dxs, *xs = m->xs, *h1 = L->h1, *h3 = L->h3;
     const int *xrow = NULL;
     int blocks = 1;
@@ -705,8 +706,12 @@ static int ffn_block_backward(mo_model *m, const float *params, float *grads, in
         ffn_backward(dmo, dy, L->m, &w, &r, &g, 0);
     } else {
         // Routed experts: dys = g dy in sorted order, the gate gradients, then the experts.
-        moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
-        if (routed_experts_backward(m, params, grads, l, need_dm)) return -1;
+        // With bf16 compute and no expert parallelism only the products read dys: written
+        // rounded, straight into the experts' bf16 scratch (mo_ffn_weights.s0, yk).
+        const int dys_bf16 = m->bf16 && m->ep.size <= 1;
+        if (dys_bf16) moe_combine_backward_bf16(m->bx, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
+        else moe_combine_backward(m->dxs, m->dgates, dy, L->ys, L->r.gates, &L->disp, N, k, d);
+        if (routed_experts_backward(m, params, grads, l, need_dm, dys_bf16)) return -1;
         if (need_dm) moe_scatter(dm, m->dxs, &L->disp, N, k, d);  // dm = sum over a token's slots
         if (sh) {
             mo_ffn_weights ws = ffn_weights(m, params, id->shared_w1, id->shared_w3, id->shared_w2, 0);

@@ -65,8 +65,9 @@ void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatc
     }
 }
 
-void moe_combine_backward(float *dys, float *dgates, const float *dy, const float *ys, const float *gates,
-                          const mo_dispatch *d, int N, int k, int dm) {
+// dys written as float32 (dysb NULL) or, for bf16 compute, rounded to bf16 only.
+static void combine_backward(float *dys, mo_bf16 *dysb, float *dgates, const float *dy, const float *ys,
+                             const float *gates, const mo_dispatch *d, int N, int k, int dm) {
 #pragma omp parallel for schedule(static) if ((size_t)N * k * dm >= MOE_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *restrict dyi = dy + (size_t)i * dm;
@@ -77,15 +78,32 @@ void moe_combine_backward(float *dys, float *dgates, const float *dy, const floa
                 continue;
             }
             const float g = gates[(size_t)i * k + j], *restrict yr = ys + (size_t)p * dm;
-            float *restrict dr = dys + (size_t)p * dm, dot = 0;
+            float dot = 0;
+            if (dysb) {
 #pragma omp simd reduction(+ : dot)
-            for (int c = 0; c < dm; c++) {
-                dot += dyi[c] * yr[c];
-                dr[c] = g * dyi[c];
+                for (int c = 0; c < dm; c++) dot += dyi[c] * yr[c];
+                bf16_from_f32_scaled(dysb + (size_t)p * dm, dyi, g, (size_t)dm);  // the bits of g dy rounded
+            } else {
+                float *restrict dr = dys + (size_t)p * dm;
+#pragma omp simd reduction(+ : dot)
+                for (int c = 0; c < dm; c++) {
+                    dot += dyi[c] * yr[c];
+                    dr[c] = g * dyi[c];
+                }
             }
             dgates[(size_t)i * k + j] = dot;
         }
     }
+}
+
+void moe_combine_backward(float *dys, float *dgates, const float *dy, const float *ys, const float *gates,
+                          const mo_dispatch *d, int N, int k, int dm) {
+    combine_backward(dys, NULL, dgates, dy, ys, gates, d, N, k, dm);
+}
+
+void moe_combine_backward_bf16(mo_bf16 *dys, float *dgates, const float *dy, const float *ys, const float *gates,
+                               const mo_dispatch *d, int N, int k, int dm) {
+    combine_backward(NULL, dys, dgates, dy, ys, gates, d, N, k, dm);
 }
 
 void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm) {
@@ -232,7 +250,7 @@ static void ffn_backward_bf16(float *dxs, const float *dys, const float *xs, con
     const unsigned char *need = dxs ? NULL : g->dw_groups;  // the groups whose dh1, dh3 are needed
     const group_spans trained = spans_of(r, g->dw_groups), needed = spans_of(r, need);
     size_t s, e;
-    bf16_from_f32(w->s0, dys, rd);
+    if (!w->yk) bf16_from_f32(w->s0, dys, rd);  // else moe_combine_backward_bf16 wrote them there
     matmul_bf16_grouped_nn_some(r->dact, w->s0, w->b2, offs, G, f, dm, 0, need);  // d act = dys w2_g
     if (g->dw2) {
         const mo_bf16 *act = w->ak;  // kept from forward, or recomputed instead of kept
@@ -310,7 +328,7 @@ static void backward_chain_bf16(const chain_args *a, int q) {
     float *dact = r->dact + r0 * f;
     const float *dys = a->in + r0 * dm, *xs = a->xs ? a->xs + r0 * dm : NULL;  // NULL: w->xk kept
     mo_bf16 *s0 = w->s0 + r0 * dm, *s1 = w->s1 + r0 * f, *s2 = w->s2 + r0 * f;
-    bf16_from_f32(s0, dys, rd);
+    if (!w->yk) bf16_from_f32(s0, dys, rd);  // else moe_combine_backward_bf16 wrote them there
     matmul_bf16_nn(dact, s0, w->b2 + q * fd, n, f, dm, 0);
     if (g->dw2) {
         const mo_bf16 *act = w->ak ? w->ak + r0 * f : s1;  // kept from forward, or recomputed

@@ -40,6 +40,10 @@ void moe_combine(float *y, const float *ys, const float *gates, const mo_dispatc
 // dys[pos, :] = gates[i, j] * dy[i, :]; dgates[i, j] = dy[i, :] . ys[pos, :] (0 for a dropped slot).
 void moe_combine_backward(float *dys, float *dgates, const float *dy, const float *ys, const float *gates,
                           const mo_dispatch *d, int N, int k, int dm);
+// The same with dys rounded to bf16 (bf16 compute, where only the products read dys):
+// the bits of moe_combine_backward then bf16_from_f32, without the float32 dys.
+void moe_combine_backward_bf16(mo_bf16 *dys, float *dgates, const float *dy, const float *ys, const float *gates,
+                               const mo_dispatch *d, int N, int k, int dm);
 // dx[i, :] = sum_j dxs[pos[i*k+j], :] (assigns; 0 for a token with no live slot).
 void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k, int dm);
 
@@ -50,11 +54,13 @@ void moe_scatter(float *dx, const float *dxs, const mo_dispatch *d, int N, int k
 // With bf16, xk [R, dm] and ak [R, f] (both or neither) keep forward's rounded input rows
 // and SwiGLU output for backward, which then reads them instead of rounding xs again and
 // recomputing the SwiGLU (same bits: design.md 9); xs is not read by such a backward.
+// yk: s0 already holds dys rounded (moe_combine_backward_bf16); dys is not read.
 typedef struct {
     const float *w1, *w3, *w2;
     const mo_bf16 *b1, *b3, *b2;
     mo_bf16 *s0, *s1, *s2;
     mo_bf16 *xk, *ak;
+    int yk;
     int packed;  // fp32: the products that read w1, w3, w2 use oneDNN's packed copies (kernels/matmul_packed.h)
 } mo_ffn_weights;
 

@@ -43,6 +43,10 @@ static void from_f32_scalar(mo_bf16 *dst, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = bf16_round_one(x[i]);
 }
 
+static void scaled_scalar(mo_bf16 *dst, const float *x, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_round_one(s * x[i]);
+}
+
 static void to_f32_scalar(float *dst, const mo_bf16 *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)x[i] << 16;
@@ -55,6 +59,13 @@ static MO_TARGET_AVX512 void from_f32_avx512(mo_bf16 *dst, const float *x, size_
     size_t i = 0;
     for (; i + 16 <= n; i += 16) bf16_store16_avx512(dst + i, _mm512_loadu_ps(x + i));
     from_f32_scalar(dst + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX512 void scaled_avx512(mo_bf16 *dst, const float *x, float s, size_t n) {
+    const __m512 vs = _mm512_set1_ps(s);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) bf16_store16_avx512(dst + i, _mm512_mul_ps(vs, _mm512_loadu_ps(x + i)));
+    scaled_scalar(dst + i, x + i, s, n - i);
 }
 
 static MO_TARGET_AVX512 void to_f32_avx512(float *dst, const mo_bf16 *x, size_t n) {
@@ -76,6 +87,13 @@ static MO_TARGET_AVX2 void from_f32_avx2(mo_bf16 *dst, const float *x, size_t n)
         _mm256_storeu_si256((__m256i *)(dst + i), p);
     }
     from_f32_scalar(dst + i, x + i, n - i);
+}
+
+static MO_TARGET_AVX2 void scaled_avx2(mo_bf16 *dst, const float *x, float s, size_t n) {
+    const __m256 vs = _mm256_set1_ps(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) bf16_store8_avx2(dst + i, _mm256_mul_ps(vs, _mm256_loadu_ps(x + i)));
+    scaled_scalar(dst + i, x + i, s, n - i);
 }
 
 static MO_TARGET_AVX2 void to_f32_avx2(float *dst, const mo_bf16 *x, size_t n) {
@@ -117,6 +135,8 @@ static MO_TARGET_AVX2 void stream_avx2(mo_bf16 *dst, const float *x, size_t n) {
 #endif
 
 void bf16_from_f32_stream(mo_bf16 *dst, const float *x, size_t n) { MO_SIMD_DISPATCH(stream, dst, x, n); }
+
+void bf16_from_f32_scaled(mo_bf16 *dst, const float *x, float s, size_t n) { MO_SIMD_DISPATCH(scaled, dst, x, s, n); }
 
 static void from_f32_run(mo_bf16 *dst, const float *x, size_t n) { MO_SIMD_DISPATCH(from_f32, dst, x, n); }
 static void to_f32_run(float *dst, const mo_bf16 *x, size_t n) { MO_SIMD_DISPATCH(to_f32, dst, x, n); }

@@ -31,6 +31,10 @@ void bf16_from_f32(mo_bf16 *dst, const float *x, size_t n);
 // written now and read much later (AdamW's bf16 copy of the weights, read by the next
 // forward), whose cache lines need not be read in before they are written.
 void bf16_from_f32_stream(mo_bf16 *dst, const float *x, size_t n);
+// dst[i] = (s * x[i]) rounded: the product in float32, then the rounding above, so the
+// bits of scaling into float32 and rounding that in a pass of its own; on the calling
+// thread (a row at a time, inside the caller's row loop).
+void bf16_from_f32_scaled(mo_bf16 *dst, const float *x, float s, size_t n);
 // dst[i] = the float of x[i] (exact).
 void bf16_to_f32(float *dst, const mo_bf16 *x, size_t n);
 

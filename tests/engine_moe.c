@@ -96,6 +96,15 @@ START_TEST(test_sorted_path_matches_per_token_loop) {
     ffn_forward(ys, xs, &fw, &fr, 0);
     moe_combine(y, ys, gates, &disp, N, k, d);
     moe_combine_backward(dxs, dgates, dy, ys, gates, &disp, N, k, d);
+    {  // the bf16 form: dys rounded as it is written, the same gate gradients
+        mo_bf16 *db = malloc(S * d * sizeof(mo_bf16)), *want = malloc(S * d * sizeof(mo_bf16));
+        float *dg = malloc(S * sizeof(float));
+        moe_combine_backward_bf16(db, dg, dy, ys, gates, &disp, N, k, d);
+        bf16_from_f32(want, dxs, (size_t)R * d);
+        ck_assert(!memcmp(db, want, (size_t)R * d * sizeof(mo_bf16)));
+        ck_assert(!memcmp(dg, dgates, S * sizeof(float)));
+        free(db), free(want), free(dg);
+    }
     ffn_backward(dxs, dxs, xs, &fw, &fr, &fg, 0);
     moe_scatter(dx, dxs, &disp, N, k, d);
 
@@ -165,6 +174,10 @@ static void ffn_run(ffn_out *o, const float *xs, const float *dys, const mo_ffn_
     if (rounded) bf16_from_f32(w->xk, xs, (size_t)R * dm);
     ffn_forward(o->ys, rounded ? NULL : xs, w, &r, acc);
     memcpy(o->dxs, dys, (size_t)R * dm * sizeof(float));  // dxs overwrites dys in place, as the experts run it
+    if (w->yk) {  // dys handed over rounded in s0 (moe_combine_backward_bf16); the float32 ones
+        bf16_from_f32(w->s0, dys, (size_t)R * dm);  // unread (with acc, dxs adds to what it holds)
+        for (size_t i = 0; !acc && i < (size_t)R * dm; i++) o->dxs[i] = NAN;
+    }
     ffn_backward(want_dx ? o->dxs : NULL, o->dxs, w->xk ? NULL : xs, w, &r, &g, acc);  // kept rows: xs unread
     free(act), free(dact);
 }
@@ -199,10 +212,11 @@ START_TEST(test_chained_same_bits) {
                 omp_set_num_threads(threads[t]);
                 for (int c = 0; c < 2 + 4 * bf; c++) {
                     // kept 0: backward rounds xs and recomputes act; 1: xk, ak; 2: the same,
-                    // with the rows rounded into xk before forward (xs NULL)
+                    // with the rows rounded into xk before forward (xs NULL) and dys into
+                    // s0 before backward (yk)
                     const int kept = c >> 1;
                     mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2,
-                                        kept ? xk : NULL, kept ? ak : NULL, kind == 1};
+                                        kept ? xk : NULL, kept ? ak : NULL, kept == 2, kind == 1};
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
                     ffn_set_chained(c & 1);

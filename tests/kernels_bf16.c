@@ -70,6 +70,17 @@ START_TEST(test_round_matches_ref_every_level) {
             }
         bf16_from_f32_stream(b, x, n_big);
         check_round(x, b, n_big, ln);
+        const float scales[3] = {1.0f, -0.37f, 3e20f};  // the scaled form: s x in float32, then rounded
+        for (int k = 0; k < 3; k++)
+            for (size_t n = 0; n <= 67; n += 3) {
+                memset(b, 0xab, 70 * 2);
+                bf16_from_f32_scaled(b, x, scales[k], n);
+                for (size_t i = 0; i < n; i++) {
+                    float want = scales[k] * x[i];
+                    check_round(&want, b + i, 1, ln);
+                }
+                ck_assert_msg(b[n] == 0xabab, "%s: scaled wrote past n = %zu", ln, n);
+            }
     }
     simd_set(simd_best());
     free(x), free(b);

@@ -301,7 +301,7 @@ int bench_kernels(int argc, char **argv) {
     float *w3 = falloc(nw), *w2 = falloc(nw);
     mo_bf16 *bw = malloc(3 * nw * sizeof *bw), *bs = malloc((nx + 2 * nh) * sizeof *bs);
     // fp32 on oneDNN's packed weights where the model uses them (kernels/matmul_packed.h)
-    fc.w = (mo_ffn_weights){g.w, w3, w2, NULL, NULL, NULL, bs, bs + nx, bs + nx + nh, NULL, NULL, matmul_packed_available()};
+    fc.w = (mo_ffn_weights){g.w, w3, w2, NULL, NULL, NULL, bs, bs + nx, bs + nx + nh, NULL, NULL, 0, matmul_packed_available()};
     int ffn_ok = fc.ys && fc.dxs && fc.h3 && fc.act && fc.dact && fc.dw3 && fc.dw2 && w3 && w2 && bw && bs;
     for (int bf = 0; ffn_ok && bf < 1 + bf16_supported(); bf++) {
         if (bf) {

@@ -9,6 +9,7 @@
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_packed.h"
+#include "kernels/residual.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 
@@ -484,7 +485,7 @@ static void attention_block_forward(mo_model *m, const float *params, int l) {
     rope_forward(L->k, m->pos, m->rope_cos, m->rope_sin, N, nkv, hd);
     const mo_attention at = {m->B, m->T, nh, nkv, hd, L->q, L->k, L->v, L->o, L->lse};
     (m->bf16 ? attention_forward_bf16 : attention_forward)(&at);  // bf16: its products too (design.md 9)
-    memcpy(L->x_ffn, L->x_attn, (size_t)N * d * sizeof(float));
+    residual_copy(L->x_ffn, L->x_attn, (size_t)N * d);
     lin_forward(L->x_ffn, lin_x(m, L->ob ? L->ob : m->bx, L->o, (size_t)N * nh * hd), lin_w(m, params, id->wo), N, d,
                 nh * hd, 1);  // x_ffn = x_attn + o wo^T
 }
@@ -554,7 +555,7 @@ static int ffn_block_forward(mo_model *m, const float *params, int l, mo_rng *no
     const int all_rows[2] = {0, N};  // one group holding every row: a dense FFN
     float *out = m->layer[l + 1].x_attn;
     rmsnorm_forward(L->m, L->m_rstd, L->x_ffn, P(id->ffn_norm), N, d, (float)c->norm_eps);
-    memcpy(out, L->x_ffn, (size_t)N * d * sizeof(float));
+    residual_copy(out, L->x_ffn, (size_t)N * d);
     if (!id->is_moe) {
         mo_ffn_weights w = ffn_weights(m, params, id->ffn_w1, id->ffn_w3, id->ffn_w2, 0);
         mo_ffn_rows r = ffn_rows(m, all_rows, 1, c->d_ff_dense, L->h1, L->h3);

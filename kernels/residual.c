@@ -6,6 +6,7 @@
 #include "kernels/threads.h"
 
 #include <omp.h>
+#include <string.h>
 
 #if MO_HAVE_X86
 #include <immintrin.h>
@@ -60,6 +61,19 @@ static void add(float *out, const float *a, const float *b, size_t n) {
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t n) { add(out, a, b, n); }
+
+void residual_copy(float *out, const float *a, size_t n) {
+    if (n < ADD_PAR_MIN || omp_in_parallel()) {
+        memcpy(out, a, n * sizeof *out);
+        return;
+    }
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        threads_share16(n, &lo, &hi);
+        if (hi > lo) memcpy(out + lo, a + lo, (hi - lo) * sizeof *out);
+    }
+}
 
 // Accumulating is an add in place; a NULL gradient is one nobody reads.
 void residual_backward(float *da, float *db, const float *dout, size_t n) {

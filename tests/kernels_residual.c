@@ -61,6 +61,15 @@ START_TEST(test_in_place) {
     memcpy(c, b, sizeof c);
     residual_forward(c, a, c, n);
     ck_assert(memcmp(c, want, sizeof c) == 0);
+    for (size_t s = 0; s < N_SIZES; s++) {  // the carried copy, small and on the threads
+        size_t m = sizes[s];
+        float *x = malloc((m + 1) * 4), *y = malloc((m + 1) * 4);
+        tu_fill(x, m, 60 + s, 1.0f);
+        y[m] = 7.0f;
+        residual_copy(y, x, m);
+        ck_assert(memcmp(x, y, m * 4) == 0 && y[m] == 7.0f);
+        free(x), free(y);
+    }
 }
 END_TEST
 

@@ -5,8 +5,15 @@
 #    two ranks compute): logits, losses, routing and every gradient within 1e-5 relative
 #    (per tensor, max |a-b| / max |a|), and bit-identical to plain data parallel on 2 ranks;
 #  - 20 training steps with --expert-parallel 2 against one process with --grad-accum 2
-#    (loss within 1e-6, parameters within 1e-5, the same routing counts) and bit-identical
-#    to plain data parallel on 2 ranks; one checkpoint file, read by eval and expert list;
+#    (loss within 1e-6, parameters within 1e-4, the same routing counts) and bit-identical
+#    to plain data parallel on 2 ranks; one checkpoint file, read by eval and expert list.
+#    1e-4, not 1e-5: the two sum the micro-batches' gradients in different orders, and over
+#    20 AdamW steps an element whose gradient is near zero can take a different sign of
+#    update; the corpus is this repository's engine/*.c, so any edit there changes which
+#    elements do. Measured (2026-12-07): every tensor within 1.1e-6 on main's sources, and
+#    tok_embeddings at 1.2e-5 to 2.0e-5 (the rest within 6e-7) on two edits of them. A
+#    wrong gradient moves parameters by far more; the dump above checks one batch's
+#    gradients within 1e-5;
 #  - 4 ranks in 2 groups of 2 (expert gradients summed over peers, evaluations on every
 #    rank): bit-identical to 4-rank data parallel;
 #  - the router variants (sigmoid + bias balancing + capacity + noise; top-p): expert
@@ -25,7 +32,7 @@ mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --out "$tmp/dp" >/d
 mpi 2 "$bin" train "${common[@]}" --steps 20 --save-every 10 --expert-parallel 2 --out "$tmp/ep" >/dev/null \
   2>"$tmp/ep.err" || fail "expert parallel run: $(cat "$tmp/ep.err")"
 grep -q "experts split over groups of 2 ranks (2 per rank" "$tmp/ep.err" || fail "the summary does not say: $(head -1 "$tmp/ep.err")"
-compare "$tmp/one" "$tmp/ep" 1e-6 1e-5 || fail "expert parallel differs from --grad-accum 2"
+compare "$tmp/one" "$tmp/ep" 1e-6 1e-4 || fail "expert parallel differs from --grad-accum 2"
 compare "$tmp/dp" "$tmp/ep" 0 0 || fail "expert parallel is not bit-identical to data parallel"
 [ "$(ls "$tmp/ep"/ckpt-*.h5 | wc -l)" -eq 2 ] || fail "expected the two checkpoints of one file each: $(ls "$tmp/ep")"
 "$bin" eval --checkpoint "$tmp/ep/latest.h5" --data "code=$tmp/code.h5" --seq 32 --batches 1 >/dev/null 2>"$tmp/ev.err" \

@@ -89,6 +89,30 @@ def main():
     for how, fit in [("below", "fit_pall_25_50m"), ("mean", "fit_pall_25_50m_mean")]:
         fifth(f"branches 25 + all 50 (python's branch from that model, row {how}, fitted 26 steps)",
               "pall_25_50m_5", fit, f"python added to branches 25 + all 50, row {how}, fitted")
+    # the fitted row (part fifth_fit): as it is, then refined with supervised routing
+    for how, fit in [("fit", "pall_25_50m_py_fit"), ("fit, then the router term (supervised routing)",
+                                                     "fit_pall_25_50m_fit_sup")]:
+        fifth(f"branches 25 + all 50 (python's branch from that model, row {how})",
+              "pall_25_50m_5", fit, f"python added to branches 25 + all 50, row {how}")
+    # a seed whose router separates the domains (parts moesup, sup_plug; SUP_CE=0.03 adds 003)
+    rep.loss_table([
+        ("supervised MoE, router-ce 0.1: its step 2850 (the seed)", "moesupseed95"),
+        ("supervised MoE, router-ce 0.1, to step 3000", "moesup"),
+        ("plug from it: branches 25, all 50 (moments)", "pall_25_50m_sup"),
+        ("supervised MoE, router-ce 0.03: its step 2850", "moesup003seed95"),
+        ("supervised MoE, router-ce 0.03, to step 3000", "moesup003"),
+        ("plug from it: branches 25, all 50 (moments)", "pall_25_50m_sup003"),
+    ], ["dense", "moe_rerun"])
+    rep.minus_table("a seed whose router separates the domains", "difference", [
+        ("plug (0.1 seed) - its own supervised MoE", "pall_25_50m_sup", "moesup"),
+        ("plug (0.03 seed) - its own supervised MoE", "pall_25_50m_sup003", "moesup003"),
+        ("supervised MoE (0.1) - MoE from scratch", "moesup", "moe_rerun"),
+        ("supervised MoE (0.03) - MoE from scratch", "moesup003", "moe_rerun"),
+        ("plug (0.03 seed) - dense", "pall_25_50m_sup003", "dense"),
+    ])
+    for label, f in [("the supervised MoE (0.1)", "moesup"), ("plug from it", "pall_25_50m_sup"),
+                     ("the supervised MoE (0.03)", "moesup003"), ("plug from it", "pall_25_50m_sup003")]:
+        rep.routing(label, f, DOMS)
     # the second seed
     rep.minus_table("the second seed (--seed 2): branches 25 + all 50 (moments) against its own MoE", "method - MoE", [
         ("seed 2: branches 25, all 50 (moments)", "pall_25_50m_2", "moe2"),

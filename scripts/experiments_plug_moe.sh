@@ -52,6 +52,7 @@
 #              model (its trunk moved), expert add below, the row fitted 26 steps
 #   fifth_fit  the fifth domain on FIFTH_ON with `expert add --router-init fit`, then the row
 #              refined 26 steps by the router term under supervised routing
+#              (FIFTH_ON=pall_25_50m_2 PARTS="fifth_all fifth_fit": on the seed-2 plug)
 #   moesup     a seed whose router separates the domains: the MoE run again from its step
 #              1900 with supervised routing (--route-by-domain --supervise-routing), to 3000
 #   sup_plug   branches 25 + all 50 (the seed's moments) from moesup's step 2850, against

@@ -90,10 +90,13 @@ def main():
         fifth(f"branches 25 + all 50 (python's branch from that model, row {how}, fitted 26 steps)",
               "pall_25_50m_5", fit, f"python added to branches 25 + all 50, row {how}, fitted")
     # the fitted row (part fifth_fit): as it is, then refined with supervised routing
-    for how, fit in [("fit", "pall_25_50m_py_fit"), ("fit, then the router term (supervised routing)",
-                                                     "fit_pall_25_50m_fit_sup")]:
-        fifth(f"branches 25 + all 50 (python's branch from that model, row {how})",
-              "pall_25_50m_5", fit, f"python added to branches 25 + all 50, row {how}")
+    # (FIFTH_ON=pall_25_50m_2 PARTS="fifth_all fifth_fit": the same on the seed-2 plug, suffix _2)
+    for sfx in ["", "_2"]:
+        for how, fit in [("below", f"fit_pall_25_50m{sfx}"), ("fit", f"pall_25_50m{sfx}_py_fit"),
+                         ("fit, then the router term (supervised routing)", f"fit_pall_25_50m{sfx}_fit_sup")]:
+            if sfx or how != "below":  # seed 1's below is in the table above
+                fifth(f"branches 25 + all 50{' (seed 2)' if sfx else ''} (python's branch from that model, row {how})",
+                      f"pall_25_50m{sfx}_5", fit, f"python added to branches 25 + all 50{sfx}, row {how}")
     # a seed whose router separates the domains (parts moesup, sup_plug; SUP_CE=0.03 adds 003)
     rep.loss_table([
         ("supervised MoE, router-ce 0.1: its step 2850 (the seed)", "moesupseed95"),

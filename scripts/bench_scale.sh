@@ -236,7 +236,7 @@ if "kernels" in parts:
             k = lambda key: med([d[key] for d in probes])
             regions = f", {k('probe_regions_share'):.2f}" if all("probe_regions_share" in d for d in probes) else ""
             stream = (f"; halves with the fp32 rows one after the other (decode's until 2026-12-07) "
-                      f"{k('probe_stream_share'):.2f}" if all("probe_stream_share" in d for d in probes) else "")
+                      f"{k('probe_stream_share'):.2f}" if w == "f32" and all("probe_stream_share" in d for d in probes) else "")
             row(f"{w} decode's products alone / a plain read of their bytes ({k('probe_read_gbs'):.1f} GB/s), "
                 "medians of the runs: in guided chunks (decode's until 2026-12-07), in contiguous halves (decode's), "
                 "with decode's meetings, and a parallel region a token; decode itself",

@@ -7,7 +7,6 @@
 #include "kernels/matmul_small.h"
 #include "kernels/swiglu.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 // Row loops fork threads only when they move enough data to pay for it. Their inner
@@ -291,20 +290,9 @@ typedef struct {
     int acc;
 } chain_args;
 
-static int chains_on = 1, bf16_phases = -1;  // -1: MONOLITH_BF16_PHASES not read yet
+static int chains_on = 1;
 
 void ffn_set_chained(int on) { chains_on = on; }
-
-void ffn_set_bf16_phases(int on) { bf16_phases = on; }
-
-// Read on the calling thread, outside any parallel region (ffn_forward/ffn_backward).
-static int bf16_phased(void) {
-    if (bf16_phases < 0) {
-        const char *e = getenv("MONOLITH_BF16_PHASES");
-        bf16_phases = e && !strcmp(e, "1");
-    }
-    return bf16_phases;
-}
 
 static int chains_fit(const mo_ffn_weights *w, const mo_ffn_rows *r, const mo_ffn_grads *g) {
     const int f = r->f, dm = r->dm;
@@ -379,33 +367,6 @@ typedef struct {
     phase_product prod[PHASE_MAX_PRODUCTS];
 } phase_args;
 
-// The same products in bf16, on the rows rounded over all groups before the phase: x the
-// input rows (xk, or s0 in forward and once dys is used up in backward), s0 dys, act (ak,
-// or s1) the SwiGLU's output, s1 and s2 dh1 and dh3. The calls of the chains above.
-static void phase_task_bf16(const phase_args *ph, int q, phase_product p) {
-    const chain_args *a = ph->a;
-    const mo_ffn_rows *r = a->r;
-    const mo_ffn_weights *w = a->w;
-    const mo_ffn_grads *g = a->g;
-    const int n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
-    const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, at = q * fd;
-    const mo_bf16 *x = (w->xk ? w->xk : w->s0) + r0 * dm, *act = (w->ak ? w->ak : w->s1) + r0 * f;
-    const mo_bf16 *dy = w->s0 + r0 * dm, *dh1 = w->s1 + r0 * f, *dh3 = w->s2 + r0 * f;
-    switch (p) {
-    case P_H1: matmul_bf16_nt(r->h1 + r0 * f, x, w->b1 + at, n, f, dm, 0); break;
-    case P_H3: matmul_bf16_nt(r->h3 + r0 * f, x, w->b3 + at, n, f, dm, 0); break;
-    case P_YS: matmul_bf16_nt(a->out + r0 * dm, act, w->b2 + at, n, dm, f, a->acc); break;
-    case P_DACT: matmul_bf16_nn(r->dact + r0 * f, dy, w->b2 + at, n, f, dm, 0); break;
-    case P_DW2: matmul_bf16_tn(g->dw2 + at, dy, act, dm, f, n, !g->dw_set); break;
-    case P_DW1: matmul_bf16_tn(g->dw1 + at, dh1, x, f, dm, n, !g->dw_set); break;
-    case P_DW3: matmul_bf16_tn(g->dw3 + at, dh3, x, f, dm, n, !g->dw_set); break;
-    case P_DXS:
-        matmul_bf16_nn(a->out + r0 * dm, dh1, w->b1 + at, n, dm, f, a->acc);
-        matmul_bf16_nn(a->out + r0 * dm, dh3, w->b3 + at, n, dm, f, 1);
-        break;
-    }
-}
-
 static void phase_task(const void *ctx, int t) {
     const phase_args *ph = ctx;
     const chain_args *a = ph->a;
@@ -415,10 +376,6 @@ static void phase_task(const void *ctx, int t) {
     const int q = t % ph->G, n = r->offs[q + 1] - r->offs[q], f = r->f, dm = r->dm;
     const size_t r0 = (size_t)r->offs[q], fd = (size_t)f * dm, at = q * fd;
     float *h1 = r->h1 + r0 * f, *h3 = r->h3 + r0 * f;
-    if (w->b1) {
-        phase_task_bf16(ph, q, ph->prod[t / ph->G]);
-        return;
-    }
     switch (ph->prod[t / ph->G]) {
     case P_H1: weight_nt(w, h1, a->in + r0 * dm, w->w1 + at, n, f, dm, 0); break;  // h1 = xs w1_g^T
     case P_H3: weight_nt(w, h3, a->in + r0 * dm, w->w3 + at, n, f, dm, 0); break;
@@ -480,41 +437,6 @@ static void ffn_backward_phased(float *dxs, const float *dys, const float *xs, c
     phase_run(&ph);
 }
 
-// bf16 in phases as fp32 (ffn_set_bf16_phases, MONOLITH_BF16_PHASES=1; the chains stay
-// the default until a quiet machine says otherwise): on a loaded machine the chains' one
-// task per group left the threads 3-5% of the experts' CPU time apart (docs/benchmarks.md).
-// Each elementwise pass (the rounding, the SwiGLU) runs once over all rows between the
-// phases, on every thread; the same calls per group, so the same bits.
-static void ffn_forward_phased_bf16(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
-                                    int acc) {
-    const size_t R = (size_t)r->offs[r->G];
-    const chain_args a = {w, r, NULL, ys, NULL, NULL, acc};
-    if (xs) bf16_from_f32(w->xk ? w->xk : w->s0, xs, R * (size_t)r->dm);  // NULL: w->xk holds them rounded
-    phase_args ph = {&a, r->G, 2, {P_H1, P_H3}};
-    phase_run(&ph);
-    swiglu_forward_bf16(w->ak ? w->ak : w->s1, r->h1, r->h3, R * (size_t)r->f);
-    ph.P = 1, ph.prod[0] = P_YS;
-    phase_run(&ph);
-}
-
-static void ffn_backward_phased_bf16(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w,
-                                     const mo_ffn_rows *r, const mo_ffn_grads *g, int acc) {
-    const size_t R = (size_t)r->offs[r->G], rf = R * (size_t)r->f, rd = R * (size_t)r->dm;
-    const chain_args a = {w, r, g, dxs, NULL, NULL, acc};
-    if (!w->yk) bf16_from_f32(w->s0, dys, rd);  // else moe_combine_backward_bf16 wrote them there
-    if (g->dw2 && !w->ak) swiglu_forward_bf16(w->s1, r->h1, r->h3, rf);  // recomputed instead of kept
-    phase_args ph = {&a, r->G, 1, {P_DACT}};
-    if (g->dw2) ph.prod[ph.P++] = P_DW2;
-    phase_run(&ph);
-    swiglu_backward_bf16(w->s1, w->s2, r->dact, r->h1, r->h3, rf);  // s1, s2 <- dh1, dh3
-    if (!w->xk) bf16_from_f32(w->s0, xs, rd);  // dys is used up (dxs may alias it)
-    ph.P = 0;
-    if (g->dw1) ph.prod[ph.P++] = P_DW1;
-    if (g->dw3) ph.prod[ph.P++] = P_DW3;
-    if (dxs) ph.prod[ph.P++] = P_DXS;
-    phase_run(&ph);
-}
-
 // ---------------------------------------------------------------------------- the view's precision
 
 int ffn_reads_mapped(const mo_ffn_weights *w, int f, int dm) {
@@ -527,7 +449,6 @@ int ffn_backward_mapped(const mo_ffn_weights *w, int f, int dm) {
 
 void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r, int acc) {
     if (!w->b1 && chains_fit(w, r, NULL) && phases_fit(r)) ffn_forward_phased(ys, xs, w, r, acc);
-    else if (w->b1 && chains_fit(w, r, NULL) && phases_fit(r) && bf16_phased()) ffn_forward_phased_bf16(ys, xs, w, r, acc);
     else if (w->b1 && chains_fit(w, r, NULL)) {
         const chain_args a = {w, r, NULL, ys, xs, NULL, acc};
         matmul_grouped_schedule(r->offs, r->G, NULL, forward_chain, &a);
@@ -538,8 +459,6 @@ void ffn_forward(float *ys, const float *xs, const mo_ffn_weights *w, const mo_f
 void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_weights *w, const mo_ffn_rows *r,
                   const mo_ffn_grads *g, int acc) {
     if (!w->b1 && chains_fit(w, r, g) && phases_fit(r)) ffn_backward_phased(dxs, dys, xs, w, r, g, acc);
-    else if (w->b1 && chains_fit(w, r, g) && phases_fit(r) && bf16_phased())
-        ffn_backward_phased_bf16(dxs, dys, xs, w, r, g, acc);
     else if (w->b1 && chains_fit(w, r, g)) {
         const chain_args a = {w, r, g, dxs, dys, xs, acc};
         matmul_grouped_schedule(r->offs, r->G, NULL, backward_chain, &a);

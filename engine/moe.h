@@ -112,9 +112,5 @@ void ffn_backward(float *dxs, const float *dys, const float *xs, const mo_ffn_we
 // groups, bf16 each group's whole FFN as one task; the same bits as one grouped call per
 // product, which ffn_set_chained(0) restores for the tests and benchmarks that compare them.
 void ffn_set_chained(int on);
-// bf16 in phases of single products over all groups as fp32 (1), or one task per group (0,
-// the default). MONOLITH_BF16_PHASES=1 in the environment sets 1 when no call did. The
-// same bits either way.
-void ffn_set_bf16_phases(int on);
 
 #endif

@@ -202,14 +202,12 @@ START_TEST(test_chained_same_bits) {
     }
     const int threads[2] = {1, 2}, before = omp_get_max_threads();
     matmul_packed_stale();  // w1, w3, w2 are new weights
-    // fp32 on BLAS, fp32 on oneDNN's packed weights (kernels/matmul_packed.h), bf16 in
-    // chains and in phases (ffn_set_bf16_phases).
-    const char *kinds[4] = {"fp32", "fp32 packed", "bf16", "bf16 phases"};
-    for (int kind = 0; kind < 4; kind++)
+    // fp32 on BLAS, fp32 on oneDNN's packed weights (kernels/matmul_packed.h), bf16.
+    const char *kinds[3] = {"fp32", "fp32 packed", "bf16"};
+    for (int kind = 0; kind < 3; kind++)
         for (int t = 0; t < 2; t++)
             for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
-                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind >= 2;
-                ffn_set_bf16_phases(kind == 3);
+                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind == 2;
                 if ((kind == 1 && !matmul_packed_available()) || (bf && !bf16_supported())) continue;
                 omp_set_num_threads(threads[t]);
                 for (int c = 0; c < 2 + 4 * bf; c++) {
@@ -234,7 +232,6 @@ START_TEST(test_chained_same_bits) {
                 }
             }
     omp_set_num_threads(before);
-    ffn_set_bf16_phases(0);
     for (int c = 0; c < 6; c++) {
         float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
         for (int i = 0; i < 7; i++) free(p[i]);

@@ -208,7 +208,7 @@ void model_free(mo_model *m);
 // NULL turns it off. The array is read by every later forward and must stay alive.
 void model_set_forced_experts(mo_model *m, const int *forced);
 
-// Supervised routing (`train --route-by-domain=targets`): with on = 1 the forced experts
+// Supervised routing (`train --route-by-domain --supervise-routing`): with on = 1 the forced experts
 // are only router_ce's targets, and every row keeps the router's own top-k and gates, so
 // the language-model loss trains the router as without forcing and the term pulls each
 // row's probability toward its domain's expert. 0 (the default) forces the rows.

@@ -15,6 +15,7 @@
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,16 @@ static _Thread_local void *t_scratch, *t_pad;
 static _Thread_local size_t t_scratch_n, t_pad_n;
 
 static int ok(dnnl_status_t s) { return s == dnnl_success; }
+
+// matmul_packed_fail_after(): primitive calls left before the one that fails; -1: none.
+static atomic_int fault_left = -1;
+
+void matmul_packed_fail_after(int calls) { atomic_store(&fault_left, calls); }
+
+// 1 for the call matmul_packed_fail_after() asked to fail (once).
+static int fault_now(void) {
+    return atomic_load_explicit(&fault_left, memory_order_relaxed) >= 0 && atomic_fetch_sub(&fault_left, 1) == 0;
+}
 
 static void *grow(void **p, size_t *have, size_t want) {
     if (*have >= want) return *p;
@@ -285,8 +296,11 @@ static int ready(shape *s, int rows, int acc) {
     return stream_here() && (!b->scratch || grow(&t_scratch, &t_scratch_n, b->scratch)) ? 0 : -1;
 }
 
-// One primitive call: rows (ready()) of A into C.
+// One primitive call: rows (ready()) of A into C. What fails here (making the memory
+// objects, oneDNN's checks of the arguments) fails before the kernels write C: C's rows
+// are done or untouched.
 static int run(shape *s, const entry *e, float *C, const float *A, int rows, int acc) {
+    if (fault_now()) return -1;
     const bucket *b = &s->b[acc][rows / ROW_STEP - 1];
     dnnl_stream_t st = t_stream;
     void *scratch = t_scratch;
@@ -312,40 +326,47 @@ static int run(shape *s, const entry *e, float *C, const float *A, int rows, int
     return good ? 0 : -1;
 }
 
+// The product's rows done: M, or on failure the rows before the failed call (their result
+// in C, the rows after untouched), so the caller finishes exactly the rest.
 static int product(int form, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
-    if (M <= 0 || N <= 0) return 0;
+    if (M <= 0) return 0;
+    if (N <= 0) return M;
     if (K <= 0) {
         if (!acc) memset(C, 0, (size_t)M * (size_t)N * sizeof *C);
-        return 0;
+        return M;
     }
-    if (matmul_packed_available() != 1) return -1;
+    if (matmul_packed_available() != 1) return 0;
     pthread_mutex_lock(&mu);
     shape *s = shape_get(form, N, K);
     pthread_mutex_unlock(&mu);
-    if (!s) return -1;
+    if (!s) return 0;
     // Whole chunks, then the rest's multiple of 16 rows in place, then the last 1..15 rows
-    // through a padded copy of 16 rows ([16, K] of A, then [16, N] of C). Everything
-    // that can fail is made first: C is untouched on failure.
+    // through a padded copy of 16 rows ([16, K] of A, then [16, N] of C). The primitives,
+    // scratchpads and packed weight are made first: only a primitive call can fail after.
     const int whole = M / MATMUL_PACKED_ROWS, rest = M % MATMUL_PACKED_ROWS / ROW_STEP * ROW_STEP;
     const size_t tail = (size_t)(M % ROW_STEP);
     if ((whole && ready(s, MATMUL_PACKED_ROWS, acc)) || (rest && ready(s, rest, acc)) ||
         (tail && (ready(s, ROW_STEP, acc) || !grow(&t_pad, &t_pad_n, (size_t)ROW_STEP * (K + N) * sizeof(float)))))
-        return -1;
+        return 0;
     entry *e = entry_get(s, W);
-    if (!e) return -1;
-    int r = 0, m = 0;
-    for (; r == 0 && M - m >= ROW_STEP; m += M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest)
-        r = run(s, e, C + (size_t)m * N, A + (size_t)m * K, M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest,
-                acc);
-    if (r == 0 && tail) {
+    if (!e) return 0;
+    int m = 0;
+    while (M - m >= ROW_STEP) {
+        const int rows = M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest;
+        if (run(s, e, C + (size_t)m * N, A + (size_t)m * K, rows, acc)) break;
+        m += rows;
+    }
+    if (m == M - (int)tail && tail) {
         float *pa = t_pad, *pc = pa + (size_t)ROW_STEP * K;
         memcpy(pa, A + (size_t)m * K, tail * K * sizeof *pa);
         if (acc) memcpy(pc, C + (size_t)m * N, tail * N * sizeof *pc);
-        r = run(s, e, pc, pa, ROW_STEP, acc);
-        if (r == 0) memcpy(C + (size_t)m * N, pc, tail * N * sizeof *pc);
+        if (run(s, e, pc, pa, ROW_STEP, acc) == 0) {
+            memcpy(C + (size_t)m * N, pc, tail * N * sizeof *pc);
+            m = M;
+        }
     }
     pthread_mutex_unlock(&e->mu);
-    return r;
+    return m;
 }
 
 int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int K, int acc) {
@@ -356,10 +377,13 @@ int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int
     return product(FORM_NN, C, A, W, M, N, K, acc);
 }
 
+// BLAS finishes what oneDNN did not: all of it, or the rows after a failed call.
 void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
-    if (!packed || product(FORM_NT, C, A, W, M, N, K, acc)) matmul_nt(C, A, W, M, N, K, acc);
+    const int done = packed ? product(FORM_NT, C, A, W, M, N, K, acc) : 0;
+    if (done < M) matmul_nt(C + (size_t)done * N, A + (size_t)done * K, W, M - done, N, K, acc);
 }
 
 void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc) {
-    if (!packed || product(FORM_NN, C, A, W, M, N, K, acc)) matmul_nn(C, A, W, M, N, K, acc);
+    const int done = packed ? product(FORM_NN, C, A, W, M, N, K, acc) : 0;
+    if (done < M) matmul_nn(C + (size_t)done * N, A + (size_t)done * K, W, M - done, N, K, acc);
 }

@@ -35,8 +35,9 @@ int matmul_packed_available(void);
 // Every packed copy is out of date (call outside any parallel region); copies unused for
 // the last few calls are freed.
 void matmul_packed_stale(void);
-// The products. Return 0, or -1 when oneDNN failed (out of memory): C is then untouched
-// and the caller runs the BLAS product instead.
+// The products. Return the leading rows of C done: M (0 when M <= 0), or fewer when
+// oneDNN failed (out of memory) or does not run here, the rows after them untouched: the
+// caller runs those with BLAS, as matmul_weight_nt / _nn do.
 int matmul_packed_nt(float *C, const float *A, const float *W, int M, int N, int K, int acc);
 int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int K, int acc);
 // The same products where `packed` is set and oneDNN runs them, else BLAS's matmul_nt /
@@ -45,6 +46,9 @@ void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int 
 void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
 // Bytes of packed weights held now.
 size_t matmul_packed_bytes(void);
+// Test hook: after `calls` more primitive calls (chunks of a product), the next one fails
+// as oneDNN out of memory would, once; -1 turns it off.
+void matmul_packed_fail_after(int calls);
 // Frees every packed copy and primitive (outside any parallel region; e.g. before exit).
 void matmul_packed_release(void);
 

@@ -5,7 +5,6 @@
 #include "kernels/simd.h"
 #include "kernels/threads.h"
 
-#include <omp.h>
 #include <string.h>
 
 #if MO_HAVE_X86
@@ -44,35 +43,30 @@ static MO_TARGET_AVX2 void add_avx2(float *out, const float *a, const float *b, 
 
 static void add_range(float *out, const float *a, const float *b, size_t n) { MO_SIMD_DISPATCH(add, out, a, b, n); }
 
-// Large adds (the [tokens, d] residual stream) split into one contiguous range per
-// OpenMP thread, each a multiple of 16 elements so that only the last has a tail.
+// Large calls (the [tokens, d] residual stream) on every OpenMP thread (threads_split16).
+typedef struct {
+    float *out;
+    const float *a, *b;
+} pass;
+
+static void add_part(void *ctx, size_t lo, size_t n) {
+    const pass *p = ctx;
+    add_range(p->out + lo, p->a + lo, p->b + lo, n);
+}
+
+static void copy_part(void *ctx, size_t lo, size_t n) {
+    const pass *p = ctx;
+    memcpy(p->out + lo, p->a + lo, n * sizeof *p->out);
+}
+
 static void add(float *out, const float *a, const float *b, size_t n) {
-    if (n < ADD_PAR_MIN) {
-        add_range(out, a, b, n);
-        return;
-    }
-    simd_active();  // decide the level before the threads read it
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        threads_share16(n, &lo, &hi);
-        if (hi > lo) add_range(out + lo, a + lo, b + lo, hi - lo);
-    }
+    threads_split16(n, ADD_PAR_MIN, add_part, &(pass){out, a, b});
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t n) { add(out, a, b, n); }
 
 void residual_copy(float *out, const float *a, size_t n) {
-    if (n < ADD_PAR_MIN || omp_in_parallel()) {
-        memcpy(out, a, n * sizeof *out);
-        return;
-    }
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        threads_share16(n, &lo, &hi);
-        if (hi > lo) memcpy(out + lo, a + lo, (hi - lo) * sizeof *out);
-    }
+    threads_split16(n, ADD_PAR_MIN, copy_part, &(pass){out, a, NULL});
 }
 
 // Accumulating is an add in place; a NULL gradient is one nobody reads.

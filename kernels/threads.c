@@ -3,6 +3,7 @@
 #include "kernels/threads.h"
 
 #include "engine/base/error.h"
+#include "kernels/simd.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -47,4 +48,18 @@ int threads_check_memory_limit(int n, double need, const char *what) {
     else if (need > 0) snprintf(beside, sizeof beside, "%s", what);
     return mo_errorf("%s%s need %.3g GB, more than the %.3g GB the address-space limit (ulimit -v) leaves; %s", who,
                      beside, (n * THREADS_BYTES_PER_THREAD + need) / 1e9, left / 1e9, fix);
+}
+
+void threads_split16(size_t n, size_t min, void (*part)(void *ctx, size_t lo, size_t len), void *ctx) {
+    if (n < min || omp_in_parallel()) {
+        part(ctx, 0, n);
+        return;
+    }
+    simd_active();  // decide the level before the threads read it
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        threads_share16(n, &lo, &hi);
+        if (hi > lo) part(ctx, lo, hi - lo);
+    }
 }

@@ -52,4 +52,10 @@ static inline void threads_share16(size_t n, size_t *lo, size_t *hi) {
     size_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
     *lo = t * per < n ? t * per : n, *hi = *lo + per < n ? *lo + per : n;
 }
+
+// Runs part(ctx, lo, len) over elements [0, n) of an elementwise pass: from `min`
+// elements, outside a parallel region, on every OpenMP thread, one threads_share16 range
+// each (the same bits as one call, for any thread count); else as one call on the
+// calling thread. The SIMD level is decided before the threads start.
+void threads_split16(size_t n, size_t min, void (*part)(void *ctx, size_t lo, size_t len), void *ctx);
 #endif

@@ -20,7 +20,9 @@ typedef uint16_t mo_bf16;
 
 // 1 when this CPU runs bf16 products natively (AVX512_BF16, as oneDNN sees it), else 0.
 // Without it oneDNN would emulate them at a fraction of the fp32 rate: callers refuse
-// bf16 compute instead (see model_set_precision).
+// bf16 compute instead (see model_set_precision). Native is not always faster than fp32:
+// Intel's cores without AMX run vdpbf16ps at half their FMAs' multiply-adds a cycle
+// (roofline_bf16_gflops measures it; docs/benchmarks.md).
 int bf16_supported(void);
 
 // dst[i] = x[i] rounded to the nearest bf16, ties to even (NaN stays a quiet NaN,

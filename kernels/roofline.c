@@ -1,5 +1,7 @@
-// roofline.c: in-run measurement of sgemm GFLOP/s and memory bandwidth.
+// roofline.c: in-run measurement of sgemm (and bf16 GEMM) GFLOP/s and memory bandwidth.
 #include "kernels/roofline.h"
+
+#include "kernels/bf16.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -7,26 +9,66 @@
 #include <string.h>
 #include <sys/mman.h>
 
-double roofline_sgemm_gflops(int n, double min_seconds) {
-    size_t nn = (size_t)n * n;
-    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
-    if (!a || !b || !c) {
-        free(a), free(b), free(c);
-        return 0.0;
-    }
-    for (size_t i = 0; i < nn; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);  // warm-up
+// The best rate of call(ctx), 2 n^3 FLOPs each, over at least 3 calls lasting
+// min_seconds in all, after one warm-up call.
+static double best_gflops(void (*call)(void *), void *ctx, int n, double min_seconds) {
+    call(ctx);  // warm-up
     double best = 0.0, start = now_seconds();
     int reps = 0;
     while (reps < 3 || now_seconds() - start < min_seconds) {
         double t0 = now_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        call(ctx);
         double dt = now_seconds() - t0;
         double rate = 2.0 * n * (double)n * n / dt * 1e-9;
         if (rate > best) best = rate;
         reps++;
     }
+    return best;
+}
+
+typedef struct {
+    int n;
+    const void *a, *b;
+    float *c;
+} square;
+
+static void sgemm_call(void *p) {
+    const square *q = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q->n, q->n, q->n, 1.0f, q->a, q->n, q->b, q->n, 0.0f, q->c,
+                q->n);
+}
+
+static void bf16_call(void *p) {
+    const square *q = p;
+    matmul_bf16_nn(q->c, q->a, q->b, q->n, q->n, q->n, 0);
+}
+
+double roofline_sgemm_gflops(int n, double min_seconds) {
+    size_t nn = (size_t)n * n;
+    float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
+    double best = 0.0;
+    if (a && b && c) {
+        for (size_t i = 0; i < nn; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+        best = best_gflops(sgemm_call, &(square){n, a, b, c}, n, min_seconds);
+    }
     free(a), free(b), free(c);
+    return best;
+}
+
+double roofline_bf16_gflops(int n, double min_seconds) {
+    if (!bf16_supported()) return 0.0;
+    size_t nn = (size_t)n * n;
+    float *f = malloc(nn * sizeof *f), *c = malloc(nn * sizeof *c);
+    mo_bf16 *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b);
+    double best = 0.0;
+    if (f && c && a && b) {
+        for (size_t i = 0; i < nn; i++) f[i] = (float)(i % 7) * 0.1f;
+        bf16_from_f32(a, f, nn);
+        for (size_t i = 0; i < nn; i++) f[i] = (float)(i % 5) * 0.1f;
+        bf16_from_f32(b, f, nn);
+        best = best_gflops(bf16_call, &(square){n, a, b, c}, n, min_seconds);
+    }
+    free(f), free(c), free(a), free(b);
     return best;
 }
 

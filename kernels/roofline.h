@@ -14,6 +14,13 @@
 // of several repetitions lasting at least `min_seconds` in all.
 double roofline_sgemm_gflops(int n, double min_seconds);
 
+// The same for the bf16 x bf16 -> fp32 product --precision bf16 runs (kernels/bf16.h,
+// matmul_bf16_nn), or 0 where the CPU has no AVX512_BF16. Beside the sgemm rate it is the
+// ceiling of bf16 training's speed-up on its products: a CPU whose vdpbf16ps does fewer
+// multiply-adds a cycle than its FMAs (docs/benchmarks.md, "bf16 on a CPU whose
+// vdpbf16ps is half its FMA rate") can give bf16 no speed-up at all.
+double roofline_bf16_gflops(int n, double min_seconds);
+
 // Memory bandwidth in GB/s (10^9 bytes): a parallel read-plus-write stream over buffers
 // far larger than the caches (STREAM's "scale" kernel; bytes counted = 2 per float moved
 // in each direction, as STREAM does), best of several repetitions.

@@ -19,7 +19,8 @@
 #                      finetune  `--train experts=0` against a full step, alternating: the
 #                                step-time ratio
 #                      kernels   fp32 training's share of the in-run sgemm rate, bf16 over
-#                                fp32, and fp32 / 8-bit decode against the read rate measured
+#                                fp32 (beside the bf16 product's rate over sgemm's in the
+#                                same runs: the ceiling this CPU sets), and fp32 / 8-bit decode against the read rate measured
 #                                right after each run (median of --decode-runs runs)
 #                      big       the 2.07B-parameter MoE, one expert fine-tuned: its peak
 #                                memory (about 9 GB and a few minutes; also --big), and
@@ -211,6 +212,10 @@ if "kernels" in parts and ref:
         ratios = [b["train_tok_s"] / a["train_tok_s"] for a, b in zip(f32, bf)]
         row("bf16 training / fp32 tokens/s (per round)", " ".join(f"{x:.2f}" for x in ratios) +
             f" (median {med(ratios):.2f})", ">= 1.9", med(ratios) >= 1.9)
+        prod = [b["bf16_gemm_gflops"] / b["sgemm_gflops"] for b in bf if "bf16_gemm_gflops" in b]
+        if prod:  # what this CPU's bf16 product gives over its sgemm: the ratio's ceiling on the products
+            row("bf16 / sgemm 1024^3 product rate, same bf16 runs (per round)", " ".join(f"{x:.2f}" for x in prod) +
+                f" (median {med(prod):.2f})")
 if "kernels" in parts:
     for w, goal in (("f32", 0.9), ("int8", 0.85)):
         shares, before, toks, huge = [], [], [], []

@@ -92,6 +92,7 @@ assert t["mem_bf16_mb"] > 0 and abs(t["mem_adam_mb"] - 2 * t["mem_params_mb"]) <
 parts = t["mem_params_mb"] + t["mem_grads_mb"] + t["mem_adam_mb"] + t["mem_activations_mb"] + t["mem_bf16_mb"]
 assert abs(parts - t["mem_computed_mb"]) < 0.5, t
 assert t["peak_rss_mb"] > 0.8 * t["mem_computed_mb"], t  # the arenas are touched at allocation
+assert t["bf16_gemm_gflops"] > 0 and t["sgemm_gflops"] > 0, t  # the products' own rates, same run
 PY
 else
   grep -q "AVX512_BF16" "$tmp/err" || { echo "bench train --precision bf16: $(cat "$tmp/err")"; exit 1; }

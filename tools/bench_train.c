@@ -11,7 +11,7 @@
 // counted the way the PyTorch peer does (scripts/peer_torch_moe.py): 6 x active parameters (every
 // matrix a token passes through; not the embedding table, a lookup) + 12 x n_layers x T x
 // d_model for attention. Both rates are set beside the sgemm GFLOP/s and memory GB/s
-// measured in the same run.
+// measured in the same run (under bf16 also the bf16 GEMM's, roofline_bf16_gflops).
 //
 // Under mpirun each rank trains its own random batch and the step is data parallel
 // (train/dist.h: all-reduce, or --shard-optimizer's reduce-scatter + all-gather): rank 0
@@ -54,7 +54,8 @@ static const char usage[] =
     "\n"
     "Tokens/s and GFLOP/s of training steps (forward, backward, AdamW) of a randomly initialized\n"
     "model on random tokens, median of the timed steps after one warm-up, beside this machine's\n"
-    "sgemm and memory rates measured in the same run, and the process's peak memory (RSS high-water).\n"
+    "sgemm and memory rates (under bf16 also the bf16 GEMM's) measured in the same run, and the\n"
+    "process's peak memory (RSS high-water).\n"
     "  --preset NAME   tiny, small, bench-S (default) or fine-S\n"
     "  --precision P   fp32 (default, the reference) or bf16: the big GEMMs in bf16 with fp32\n"
     "                  accumulation and fp32 master weights (needs AVX512_BF16)\n"
@@ -351,6 +352,9 @@ int bench_train(int argc, char **argv) {
     // The machine's own rates, right after the steps, with the same threads.
     // (rank 0 only: the other ranks would take cores from it).
     double sgemm = rank ? 1 : roofline_sgemm_gflops(1024, 1.0), membw = rank ? 1 : roofline_membw_gbs(1.0);
+    // Under bf16 also the bf16 product's rate: bf16 / sgemm is the ceiling of the speed-up
+    // over fp32 on the products, which this CPU's vdpbf16ps sets.
+    double bgemm = rank || prec != MO_PRECISION_BF16 ? 0 : roofline_bf16_gflops(1024, 1.0);
 
     size_t active = bench_flop_params(&pt);
     double flops_tok = 6.0 * (double)active + 12.0 * c.n_layers * T * c.d_model;
@@ -376,8 +380,10 @@ int bench_train(int argc, char **argv) {
                p_bytes / MB, g_bytes / MB, adam_bytes / MB, act_bytes / MB, bf_bytes / MB, computed / MB, peak / MB, held);
         printf(", \"train_tok_s\": %.1f, \"flops_per_token\": %.0f, \"params_active\": %zu, \"gflops\": %.1f, "
                "\"sgemm_gflops\": %.1f, \"membw_gbs\": %.1f, \"sgemm_share\": %.3f, \"loss_first\": %.4f, "
-               "\"loss_last\": %.4f}\n",
+               "\"loss_last\": %.4f",
                tok_s * ranks, flops_tok, active, gflops, sgemm, membw, gflops / sgemm, loss_first, loss_last);
+        if (bgemm > 0) printf(", \"bf16_gemm_gflops\": %.1f", bgemm);
+        printf("}\n");
     } else {
         printf("bench train  %s  %s  batch %d x seq %d  --train %s%s  threads %d\n", preset,
                prec == MO_PRECISION_BF16 ? "bf16" : "fp32", B, T, fl.train, fl.recompute ? "  --recompute" : "",
@@ -400,6 +406,8 @@ int bench_train(int argc, char **argv) {
                flops_tok / 1e6, active / 1e6, c.n_layers, T, c.d_model);
         printf("  sgemm, same run       %.1f GFLOP/s (n=1024): training at %.0f%% of it\n", sgemm,
                100 * gflops / sgemm);
+        if (bgemm > 0)
+            printf("  bf16 GEMM, same run   %.1f GFLOP/s (n=1024): %.2fx the sgemm rate\n", bgemm, bgemm / sgemm);
         printf("  memory, same run      %.1f GB/s\n", membw);
         printf("  step memory           %.0f MB computed = params %.0f%s + grads %.0f + AdamW m,v %.0f%s + activations %.0f"
                " + bf16 %.0f; peak RSS %.0f MB\n",

@@ -18,8 +18,10 @@ for k in ("train_tok_s", "gflops", "sgemm_gflops", "membw_gbs", "sgemm_share", "
     assert t[k] > 0, (k, t)
 assert t["bench"] == "train" and t["preset"] == "tiny" and t["batch"] == 8 and t["threads"] == 1, t
 assert len(t["step_s_all"]) == 3 and t["optimizer"] == "adamw", t
-# gflops and sgemm_gflops are printed to 0.1, so their ratio carries that rounding.
-assert abs(t["gflops"] / t["sgemm_gflops"] - t["sgemm_share"]) < 0.06 / t["sgemm_gflops"] + 2e-3, t
+# gflops and sgemm_gflops are printed to 0.1, so their ratio carries that rounding: up to
+# 0.05 (1 + share) / sgemm_gflops, past 1 when a loaded machine slows the in-run sgemm
+# more than the steps (a share of 2.83 at an sgemm of 24.5 GFLOP/s under ctest -j2).
+assert abs(t["gflops"] / t["sgemm_gflops"] - t["sgemm_share"]) < (0.05 * (1 + t["sgemm_share"]) + 0.01) / t["sgemm_gflops"] + 2e-3, t
 # tiny: 2 MoE layers, d 64, 4 heads and 2 kv heads of 16, 4 experts of 128, top-2, vocab 512, T 256.
 attn = 2 * 64 * 64 + 2 * 32 * 64
 active = 2 * (attn + 4 * 64 + 2 * 3 * 64 * 128 + 2 * 64) + 512 * 64

@@ -49,12 +49,12 @@ typedef struct {
     const float *a, *b;
 } pass;
 
-static void add_part(void *ctx, size_t lo, size_t n) {
+static void add_part(const void *ctx, size_t lo, size_t n) {
     const pass *p = ctx;
     add_range(p->out + lo, p->a + lo, p->b + lo, n);
 }
 
-static void copy_part(void *ctx, size_t lo, size_t n) {
+static void copy_part(const void *ctx, size_t lo, size_t n) {
     const pass *p = ctx;
     memcpy(p->out + lo, p->a + lo, n * sizeof *p->out);
 }

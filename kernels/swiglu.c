@@ -9,7 +9,6 @@
 #include "kernels/simd_math.h"
 
 #include <math.h>
-#include <omp.h>
 
 // ---------------------------------------------------------------------------- scalar
 
@@ -252,26 +251,15 @@ static void run(const op_call *c, size_t lo, size_t n) {
 }
 
 // A large call (an FFN's [rows, d_ff]: 4M elements a bench-S layer) made outside a
-// parallel region runs on every OpenMP thread: one contiguous range each, a multiple of
-// 16 elements from the start of the call, so that every element sits at the same place
-// in its vector as in one call and only the last range has the tail the whole call has:
-// the same bits as one call, for any thread count. Smaller calls, and calls from inside
-// a parallel region, run on the calling thread.
+// parallel region runs on every OpenMP thread, one threads_split16 range each (a multiple
+// of 16 elements from the call's start: every element sits at the same place in its
+// vector as in one call, so the same bits for any thread count). Smaller calls, and calls
+// from inside a parallel region, run on the calling thread.
 #define SWIGLU_PAR_MIN ((size_t)1 << 16)
 
-static void split(const op_call *c, size_t n) {
-    if (n < SWIGLU_PAR_MIN || omp_in_parallel()) {
-        run(c, 0, n);
-        return;
-    }
-    simd_active();  // decide the level before the threads read it
-#pragma omp parallel
-    {
-        size_t lo, hi;
-        threads_share16(n, &lo, &hi);
-        if (hi > lo) run(c, lo, hi - lo);
-    }
-}
+static void run_part(const void *c, size_t lo, size_t n) { run(c, lo, n); }
+
+static void split(const op_call *c, size_t n) { threads_split16(n, SWIGLU_PAR_MIN, run_part, c); }
 
 void silu_forward(float *out, const float *x, size_t n) { split(&(op_call){.op = SILU_FWD, .out = out, .in = x}, n); }
 

@@ -50,7 +50,7 @@ int threads_check_memory_limit(int n, double need, const char *what) {
                      beside, (n * THREADS_BYTES_PER_THREAD + need) / 1e9, left / 1e9, fix);
 }
 
-void threads_split16(size_t n, size_t min, void (*part)(void *ctx, size_t lo, size_t len), void *ctx) {
+void threads_split16(size_t n, size_t min, void (*part)(const void *ctx, size_t lo, size_t len), const void *ctx) {
     if (n < min || omp_in_parallel()) {
         part(ctx, 0, n);
         return;

@@ -57,5 +57,5 @@ static inline void threads_share16(size_t n, size_t *lo, size_t *hi) {
 // elements, outside a parallel region, on every OpenMP thread, one threads_share16 range
 // each (the same bits as one call, for any thread count); else as one call on the
 // calling thread. The SIMD level is decided before the threads start.
-void threads_split16(size_t n, size_t min, void (*part)(void *ctx, size_t lo, size_t len), void *ctx);
+void threads_split16(size_t n, size_t min, void (*part)(const void *ctx, size_t lo, size_t len), const void *ctx);
 #endif

@@ -8,21 +8,25 @@ stack; `perf script` unwinds them with the callers' DWARF CFI. oneDNN's JIT-gene
 kernels (brgemm, its reorders and GEMMs) have none, so a sample taken in one ends at the
 kernel and cannot be charged to the product that ran it. They are leaf functions called
 through a pointer from libdnnl's C++ code, and their prologue pushes rbx, rbp, r12-r15
-right below the return address: the return address is the first word above those six
-that points just after an indirect call instruction of a mapped file (a word nearer the
-stack pointer is a stale one in the kernel's own frame). For each such sample this
-rewrites the registers as the caller's right after the call returned (ip = that
-address, sp = the word after it, the six registers from where the prologue pushed them)
-and drops the stack words below, so that perf unwinds from the caller: the kernel's own
-frame is left out, everything above it is perf's own unwinding. Samples whose IP lies in
-a mapped file, and samples without user registers and stack, are left as they are.
-Prints how many samples were rewritten, and how many JIT samples it found no return
-address for.
+right below the return address: the return address is a word above those six that
+points just after an indirect call instruction of a mapped file. A kernel's frame may
+hold stale such words too, but only in some of its samples, while the true one stands at
+the same offset from the stack pointer in all of them: of each sample's first four
+candidates, the offset most samples of its kernel (its own anonymous mapping) share is
+taken, else its first. Such a sample's registers are rewritten as the caller's right
+after the call returned (ip = that address, sp = the word after it, the six registers
+from where the prologue pushed them) and the stack words below it dropped, so that perf
+unwinds from the caller: the kernel's own frame is left out, everything above it is
+perf's own unwinding. Samples in a mapped file's code that has no CFI (assembly kernels
+such as OpenBLAS's Prescott ones) get the same treatment, with the first candidate that
+points into the same file and no registers restored. Prints how many samples were
+rewritten and for how many no return address was found.
 
 Reads perf.data's layout as tools/perf/Documentation/perf.data-file-format.txt and
 include/uapi/linux/perf_event.h (Linux 6.1) give it; x86-64 only.
 """
 import bisect
+import collections
 import mmap
 import struct
 import sys
@@ -120,10 +124,11 @@ class Maps:
     mapping replaces what it overlaps). Anonymous ones (//anon: the JIT code) are left out."""
 
     def __init__(self):
-        self.by_pid, self.files = {}, {}
+        self.by_pid, self.files, self.anon = {}, {}, {}
 
     def add(self, pid, start, length, pgoff, name):
         if name.startswith("//"):
+            self.anon.setdefault(pid, []).append((start, start + length))
             return
         starts, maps = self.by_pid.setdefault(pid, ([], []))
         end = start + length
@@ -134,6 +139,13 @@ class Maps:
         i = bisect.bisect_right(starts, start)
         starts.insert(i, start)
         maps.insert(i, (start, end, pgoff, name))
+
+    def region(self, pid, addr):
+        """The anonymous executable mapping holding addr (one JIT kernel's code), or None."""
+        for r in reversed(self.anon.get(pid, ())):
+            if r[0] <= addr < r[1]:
+                return r
+        return None
 
     def find(self, pid, addr):
         starts, maps = self.by_pid.get(pid, ((), ()))
@@ -183,6 +195,7 @@ def main(path):
         sys.exit(f"perf_jit_callers.py: {path}: the user registers lack sp, ip or a callee-saved one")
     fixed = 8 * sum(1 for b in (IDENTIFIER, IP, TID, TIME, ADDR, ID, STREAM_ID, CPU, PERIOD) if sample_type & b)
     maps, rewritten, lost = Maps(), [0, 0], 0  # [no CFI, JIT]
+    todo, votes = [], {}  # the samples to rewrite; per JIT kernel, how often each offset is a candidate
     pos, end = data_off, data_off + data_size
     while pos + 8 <= end:
         rtype, _, size = struct.unpack_from("<IHH", buf, pos)
@@ -220,7 +233,7 @@ def main(path):
                 ip, sp = reg(IP_REG), reg(SP)
                 m = maps.find(pid, ip) if ip < 1 << 47 else False
                 if m is None or (m and not maps.has_cfi(m, ip)):
-                    jit, found = m is None, None
+                    jit, offs = m is None, []
                     for off in range(8 * len(PUSHED) if jit else 0, dyn - 7, 8):
                         v, = struct.unpack_from("<Q", buf, stack + off)
                         caller = maps.find(pid, v)
@@ -228,22 +241,34 @@ def main(path):
                             continue  # code without CFI is called from its own file
                         code = maps.code_before(caller, v)
                         if code and call_before(code, len(code)):
-                            found = off
-                            break
-                    if found is None:
-                        lost += 1
-                    else:
-                        v, = struct.unpack_from("<Q", buf, stack + found)
-                        for k, r in enumerate(PUSHED if jit else ()):
-                            struct.pack_into("<Q", buf, regs + 8 * reg_index[r],
-                                             struct.unpack_from("<Q", buf, stack + found - 8 * (k + 1))[0])
-                        shift = found + 8
-                        struct.pack_into("<Q", buf, regs + 8 * reg_index[IP_REG], v)
-                        struct.pack_into("<Q", buf, regs + 8 * reg_index[SP], sp + shift)
-                        buf[stack:stack + dyn - shift] = buf[stack + shift:stack + dyn]
-                        struct.pack_into("<Q", buf, dyn_at, dyn - shift)
-                        rewritten[jit] += 1
+                            offs.append(off)
+                            if len(offs) == 4:
+                                break
+                    key = (pid, maps.region(pid, ip)) if jit else None
+                    todo.append((regs, stack, dyn_at, dyn, sp, jit, offs, key))
+                    if key and key[1]:
+                        votes.setdefault(key, collections.Counter()).update(offs)
         pos += size
+    # A JIT kernel's stack pointer sits at the same depth below its return address in
+    # every sample (they run no pushes or calls in their bodies), while a stale word in
+    # its frame shows in some samples only: per kernel (its own mapping), the offset most
+    # samples have among their first candidates wins; else the first candidate.
+    best = {k: min(c, key=lambda o: (-c[o], o)) for k, c in votes.items()}
+    for regs, stack, dyn_at, dyn, sp, jit, offs, key in todo:
+        if not offs:
+            lost += 1
+            continue
+        found = best[key] if key in best and best[key] in offs else offs[0]
+        v, = struct.unpack_from("<Q", buf, stack + found)
+        for k, r in enumerate(PUSHED if jit else ()):
+            struct.pack_into("<Q", buf, regs + 8 * reg_index[r],
+                             struct.unpack_from("<Q", buf, stack + found - 8 * (k + 1))[0])
+        shift = found + 8
+        struct.pack_into("<Q", buf, regs + 8 * reg_index[IP_REG], v)
+        struct.pack_into("<Q", buf, regs + 8 * reg_index[SP], sp + shift)
+        buf[stack:stack + dyn - shift] = buf[stack + shift:stack + dyn]
+        struct.pack_into("<Q", buf, dyn_at, dyn - shift)
+        rewritten[jit] += 1
     buf.flush()
     print(f"perf_jit_callers.py: given their caller: {rewritten[1]} samples in JIT code, {rewritten[0]} in code "
           f"without CFI; {lost} found none")

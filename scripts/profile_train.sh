@@ -13,8 +13,8 @@
 # rate measurements, are left out). oneDNN's JIT kernels have no unwind information, so
 # perf alone stops at them: scripts/perf_jit_callers.py first rewrites each such sample
 # as its caller's (the return address above the kernel's stack pointer), and the rest is
-# perf's own unwinding. Only the calling thread's samples reach a phase: keep the
-# default --threads 1 for whole shares. Needs perf (linux-perf) and python3.
+# perf's own unwinding. With --threads above 1 the other threads' samples are charged to
+# the main thread's op of the moment (marked). Needs perf (linux-perf) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${MONOLITH_BIN:-build/monolith}
@@ -34,7 +34,7 @@ perf record -q -e cpu-clock -F 250 --call-graph dwarf,16384 -o "$tmp/perf.data" 
 cat "$tmp/bench.out" | grep -E 'bench train|step \(|tokens/s'
 echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 /usr/bin/python3 scripts/perf_jit_callers.py "$tmp/perf.data"
-perf script -i "$tmp/perf.data" -F ip,sym 2>/dev/null >"$tmp/stacks.txt"
+perf script -i "$tmp/perf.data" -F pid,tid,ip,sym 2>/dev/null >"$tmp/stacks.txt"
 python3 - "$tmp/stacks.txt" "${PROFILE_DEPTH:-3}" <<'PY'
 import collections, re, sys
 depth = int(sys.argv[2])
@@ -44,8 +44,9 @@ skip = re.compile(r"^(gemm|gemm_bf16|grouped_run|grouped_block.*|bf_block|matmul
                   r"cblas_sgemm|sgemm_.*|dnnl.*|.*dnnl::.*|params_at.*|backward_head|forward_head|softmax_row.*|"
                   r".*_avx512.*|.*_avx2.*|.*_scalar.*|_mm.*|sigmoid.*|exp.*|mo_exp.*|\[unknown\]|\?)$")
 count, per_phase = collections.Counter(), collections.Counter()
-def classify(stack):
-    """(phase, op) of one sample's stack (leaf first), or None outside the phases."""
+def classify(stack, main):
+    """(phase, op) of one sample's stack (leaf first) on the main thread or another, or
+    None outside the phases."""
     syms = [s.replace(" (inlined)", "") for s in stack]
     for i, s in enumerate(syms):
         if s in phases:
@@ -65,34 +66,42 @@ def classify(stack):
         return "gemm", "oneDNN making primitives (first use of a shape; stack cut)"
     # A sample in oneDNN's JIT code that perf_jit_callers.py found no caller for: only
     # the training steps call oneDNN (the rate measurements use OpenBLAS), so step time.
-    if syms and syms[0] == "[unknown]" and not any(x.startswith(("roofline", "params_", "mo_rng", "model_alloc"))
+    if main and syms and syms[0] == "[unknown]" and not any(x.startswith(("roofline", "params_", "mo_rng", "model_alloc"))
                                                    for x in syms):
         return "gemm", "oneDNN, caller not found"
     return None
 # The warm-up step (first use of every buffer and primitive: page faults, oneDNN's code
 # generation) is left out: it ends where the first forward after an AdamW begins.
-warm, after_adamw = True, False
-def flush(stack):
-    global warm, after_adamw
-    r = classify(stack)
+# With --threads above 1 the other threads' stacks start in OpenMP's pool, not in a phase:
+# their samples go to the op of the main thread's latest sample, marked "(other threads)".
+warm, after_adamw, main_op = True, False, None
+def flush(pid, tid, stack):
+    global warm, after_adamw, main_op
+    r = classify(stack, tid == pid)
+    if tid == pid:
+        main_op = r
+    elif r is None and main_op is not None:
+        r = (main_op[0], main_op[1] + " (other threads)")
     if r is None:
         return
-    if warm:
+    if warm and tid == pid:
         after_adamw = after_adamw or r[0] == "adamw"
         warm = not (after_adamw and r[0] == "fwd")
     if not warm:
         count[r] += 1
         per_phase[r[0]] += 1
-stack = []
+stack, who = [], None
 for line in open(sys.argv[1]):
     line = line.strip()
-    if not line:
-        if stack: flush(stack)
+    head = re.match(r"^(\d+)/(\d+)", line)
+    if head or not line:
+        if stack and who: flush(*who, stack)
         stack = []
+        if head: who = (int(head.group(1)), int(head.group(2)))
         continue
     parts = line.split(None, 1)
     stack.append(parts[1] if len(parts) > 1 else "?")
-if stack: flush(stack)
+if stack and who: flush(*who, stack)
 n = sum(per_phase.values())
 if not n:
     sys.exit("profile_train.sh: no samples in the steps after the warm-up (more --steps?)")

@@ -11,6 +11,10 @@
 #    --threads resumes with 1 and ends bitwise equal to the uninterrupted run.
 # 4. OpenMP's wait policy is PASSIVE when the user set none (libgomp reads it before
 #    main: tools/preinit.c runs the binary again with it), and the user's own is kept.
+# 5. OpenBLAS runs the kernels of this CPU's instructions when the user set no
+#    OPENBLAS_CORETYPE (tools/preinit.c sets it; OpenBLAS 0.3.21 would run SSE3 kernels on
+#    a Xeon model newer than its table), read here from /proc/cpuinfo on its own; on a CPU
+#    without AVX2 nothing is set; the user's own setting is kept.
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -97,4 +101,28 @@ got=$(policy -u OMP_WAIT_POLICY)
 got=$(policy OMP_WAIT_POLICY=ACTIVE)
 [ "$got" = "OMP_WAIT_POLICY=ACTIVEGOMP_SPINCOUNT=30000000000" ] || fail "the user's ACTIVE was not kept: '$got'"
 echo "wait policy: PASSIVE by default, the user's kept"
+
+# ---------------------------------------------------------------- 5. OpenBLAS's kernels
+flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+vendor=$(grep -m1 '^vendor_id' /proc/cpuinfo | tr -d ' \t' | cut -d: -f2)
+has() { for f; do [[ $flags == *" $f "* ]] || return 1; done; }
+want=unset
+if [ "$vendor" = GenuineIntel ] || [ "$vendor" = AuthenticAMD ]; then
+    if has avx512f avx512bw avx512dq avx512vl avx512_bf16; then want=Cooperlake
+    elif has avx512f avx512bw avx512dq avx512vl; then want=SkylakeX
+    elif has avx2 fma; then want=Haswell; [ "$vendor" = AuthenticAMD ] && want=Zen
+    fi
+fi
+kernels() { env "$@" "$bin" --version | sed -n 's/^OpenBLAS kernels \([^ ]*\) (OPENBLAS_CORETYPE=\([^;]*\);.*/\1 \2/p'; }
+for env_in in "-u OMP_WAIT_POLICY" "OMP_WAIT_POLICY=PASSIVE"; do  # with the policy to add, and alone
+    got=$(kernels -u OPENBLAS_CORETYPE $env_in)
+    if [ $want = unset ]; then
+        [ "${got#* }" = unset ] || fail "this CPU ($vendor) has no AVX2, yet OPENBLAS_CORETYPE was set: '$got'"
+    else
+        [ "$got" = "$want $want" ] || fail "OPENBLAS_CORETYPE unset ($env_in): OpenBLAS ran '$got', not $want's kernels"
+    fi
+done
+got=$(kernels OPENBLAS_CORETYPE=Prescott)
+[ "$got" = "Prescott Prescott" ] || fail "the user's OPENBLAS_CORETYPE=Prescott was not kept: '$got'"
+echo "OpenBLAS kernels: $want when unset (this CPU), the user's kept"
 echo "reliability_threads: ok"

@@ -15,6 +15,7 @@
 // Every rate is the best of several repetitions lasting about REP_SECONDS in all.
 #include "tools/bench.h"
 #include "tools/commands.h"
+#include "tools/preinit.h"
 
 #include "engine/moe.h"
 #include "kernels/attention.h"
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REP_SECONDS 0.25
 
@@ -383,10 +385,11 @@ int bench_kernels(int argc, char **argv) {
     } else {
         printf("threads %d   simd %s   OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", threads_count(),
                simd_name(simd_active()), core, ct ? ct : "unset");
-        if (ct && *ct)
-            printf("note: OPENBLAS_CORETYPE=%s overrides OpenBLAS's choice of kernels for this CPU (Haswell, for\n"
+        const char *pick = openblas_core();  // what the binary sets when the user sets nothing
+        if (ct && *ct && (!pick || strcasecmp(ct, pick)))
+            printf("note: OPENBLAS_CORETYPE=%s overrides the kernels chosen for this CPU (%s; Haswell, for\n"
                    "      one, means AVX2 kernels on an AVX-512 CPU); run again with it unset to compare\n",
-                   ct);
+                   ct, pick ? pick : "OpenBLAS's own choice");
         printf("machine: sgemm %.1f GFLOP/s (n=1024)   memory %.1f GB/s\n\n", sgemm_gf, membw);
         printf("grouped expert GEMM, %d experts, d %d, d_ff %d, %d rows; GFLOP/s (%% of one dense sgemm)\n", E, D,
                DFF, ROWS);

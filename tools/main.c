@@ -1,11 +1,13 @@
 // main.c: `monolith <command> [flags]`, dispatched from the table in commands.h.
 #include "tools/commands.h"
+#include "tools/preinit.h"
 
 #include "engine/base/error.h"
 #include "engine/base/file.h"
 #include "engine/comm.h"
 #include "kernels/threads.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -122,8 +124,22 @@ static void usage(FILE *out) {
     for (int i = 0; i < n_commands; i++) fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "  %-12s %s\n", "help", "this list");
     fprintf(out, "  %-12s %s\n", "--version", "print the version");
-    fprintf(out, "\nenvironment: OMP_WAIT_POLICY is PASSIVE unless you set it (threads sleep at a meeting instead\n"
-                 "of spinning; see docs/threading.md); OPENBLAS_CORETYPE picks OpenBLAS's kernels (unset: its own choice)\n");
+    const char *core = openblas_core();
+    fprintf(out, "\nenvironment (set before the libraries start when you set none; docs/threading.md):\n"
+                 "  OMP_WAIT_POLICY    PASSIVE: threads sleep at a meeting instead of spinning\n");
+    if (core)
+        fprintf(out, "  OPENBLAS_CORETYPE  %s on this CPU: the kernels of its instructions (OpenBLAS falls back\n"
+                     "                     to SSE3 kernels on CPU models newer than it knows)\n", core);
+    else
+        fprintf(out, "  OPENBLAS_CORETYPE  left to OpenBLAS on this CPU\n");
+}
+
+// `--version`: the version, and which OpenBLAS kernels run (tests/reliability_threads.sh reads it).
+static void version(void) {
+    const char *ct = getenv("OPENBLAS_CORETYPE"), *core = openblas_core();
+    printf("monolith %s\n", MONOLITH_VERSION);
+    printf("OpenBLAS kernels %s (OPENBLAS_CORETYPE=%s; monolith's choice on this CPU: %s)\n", openblas_get_corename(),
+           ct ? ct : "unset", core ? core : "none, OpenBLAS's own");
 }
 
 static int run(int argc, char **argv) {
@@ -137,7 +153,7 @@ static int run(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(name, "--version") || !strcmp(name, "version")) {
-        printf("monolith %s\n", MONOLITH_VERSION);
+        version();
         return 0;
     }
     for (int i = 0; i < n_commands; i++)

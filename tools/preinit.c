@@ -1,7 +1,7 @@
 // preinit.c: what must happen before any shared library starts (ELF .preinit_array,
 // run by the dynamic linker before every library initializer; executables only).
 //
-// Two defaults that libraries read from the environment in their own initializers,
+// Three defaults that libraries read from the environment in their own initializers,
 // before main. A setenv here does not reach them: libc's initializer, which runs after
 // this, resets environ to the process's original array. So when one of them is missing
 // the process runs itself again (execve of its own file, found through /proc/self/exe,
@@ -13,12 +13,20 @@
 //   jobs share that spinning takes the time the other threads need (docs/threading.md,
 //   "Fast by default"); PASSIVE is what docs/threading.md recommends and what the
 //   benchmarks of docs/benchmarks.md ran with. `monolith help` says so.
+// - OPENBLAS_CORETYPE unless the user set it: the kernels OpenBLAS picks for a CPU of the
+//   same instructions when it knows the model (openblas_core below). OpenBLAS chooses by a
+//   table of CPU models and, on a model newer than its table, falls back silently to its
+//   SSE3 "Prescott" kernels: Debian's 0.3.21 does so on an Emerald Rapids Xeon (family 6,
+//   model 207), where a bench-S training step then takes twice the CPU time
+//   (docs/benchmarks.md, "Fast by default: OpenBLAS's kernels").
 // - OpenBLAS's initializer allocates a 128 MB buffer for every core, and when an
 //   address-space limit (ulimit -v) refuses one it retries forever: a spin before main.
 //   So, under such a limit only: OpenBLAS starts with one thread (OPENBLAS_NUM_THREADS=1
 //   unless the user set it; threads_init raises the count after
 //   threads_check_memory_limit found room), and a limit too small even for that is
 //   refused here with one line.
+#include "preinit.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,11 +56,36 @@ static int has_var(char **envp, const char *name) {
     return 0;
 }
 
+// The rungs of OpenBLAS's own choice for a model it knows (0.3.21's get_coretype): AVX512_BF16
+// with AVX512VL Cooperlake, AVX512VL SkylakeX, AVX2 Haswell (Zen on AMD); each rung only when
+// the OS saves the registers (libgcc's tests read XCR0, as OpenBLAS's do). So on every CPU
+// OpenBLAS recognises, this names the core it would pick anyway, and on one it does not, the
+// core it would pick if it did. Other vendors and older CPUs: NULL, OpenBLAS's own choice.
+// (A newer OpenBLAS picks SapphireRapids on AMX CPUs: the same sgemm kernels as Cooperlake,
+// it adds AMX only to sbgemm, which monolith does not call.)
+const char *openblas_core(void) {
+    __builtin_cpu_init();  // libgcc's CPU table (linked in statically); its constructor has not run yet
+    int intel = __builtin_cpu_is("intel"), amd = __builtin_cpu_is("amd");
+    if (!intel && !amd) return NULL;
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    if (avx512 && __builtin_cpu_supports("avx512bf16")) return "Cooperlake";
+    if (avx512) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return intel ? "Haswell" : "Zen";
+    return NULL;
+}
+
 static void before_libraries(int argc, char **argv, char **envp) {
     (void)argc;
-    const char *add[2];
+    const char *add[3];
     int n_add = 0;
+    char core[64];
     if (!has_var(envp, "OMP_WAIT_POLICY")) add[n_add++] = "OMP_WAIT_POLICY=PASSIVE";
+    const char *pick = has_var(envp, "OPENBLAS_CORETYPE") ? NULL : openblas_core();
+    if (pick) {
+        snprintf(core, sizeof core, "OPENBLAS_CORETYPE=%s", pick);
+        add[n_add++] = core;
+    }
     struct rlimit rl;
     if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY) {
         if (!has_var(envp, "OPENBLAS_NUM_THREADS")) add[n_add++] = "OPENBLAS_NUM_THREADS=1";

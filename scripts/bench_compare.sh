@@ -7,8 +7,8 @@
 #                            [--seq T] [--batch B] [--steps S] [--attention full|chunked]
 #
 #   --threads N      threads for both programs (default 2)
-#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice
-#                    on this CPU; the shell environment here exports Haswell)
+#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, what monolith sets on
+#                    AVX512_BF16 CPUs when unset, docs/threading.md; the shell here exports Haswell)
 #   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
 #   --precision P    monolith's precision, fp32 and/or bf16 (repeatable; default both);
 #                    the peer always runs fp32, the reference

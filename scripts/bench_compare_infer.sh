@@ -8,8 +8,8 @@
 #   scripts/bench_compare_infer.sh [--threads N] [--coretype NAME] [--rounds R] [--weights W]...
 #
 #   --threads N      threads for both programs (default 2)
-#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, OpenBLAS's own choice on
-#                    this CPU; the shell environment here exports Haswell)
+#   --coretype NAME  OPENBLAS_CORETYPE for both (default Cooperlake, what monolith sets on
+#                    AVX512_BF16 CPUs when unset, docs/threading.md; the shell here exports Haswell)
 #   --rounds R       rounds of (peer, monolith) (default 1); each program's best round is kept
 #   --weights W      monolith's variant: f32 or int8 weights, bf16 (f32 weights, --precision bf16:
 #                    bf16 prefill and KV cache) or int8-bf16 (int8 weights, --precision bf16)

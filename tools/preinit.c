@@ -62,7 +62,8 @@ static int has_var(char **envp, const char *name) {
 // OpenBLAS recognises, this names the core it would pick anyway, and on one it does not, the
 // core it would pick if it did. Other vendors and older CPUs: NULL, OpenBLAS's own choice.
 // (A newer OpenBLAS picks SapphireRapids on AMX CPUs: the same sgemm kernels as Cooperlake,
-// it adds AMX only to sbgemm, which monolith does not call.)
+// it adds AMX only to sbgemm, which monolith does not call. An OpenBLAS older than its
+// Cooperlake core, added in 2020, would refuse that name and fall back to Prescott.)
 const char *openblas_core(void) {
     __builtin_cpu_init();  // libgcc's CPU table (linked in statically); its constructor has not run yet
     int intel = __builtin_cpu_is("intel"), amd = __builtin_cpu_is("amd");

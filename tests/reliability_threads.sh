@@ -14,7 +14,8 @@
 # 5. OpenBLAS runs the kernels of this CPU's instructions when the user set no
 #    OPENBLAS_CORETYPE (tools/preinit.c sets it; OpenBLAS 0.3.21 would run SSE3 kernels on
 #    a Xeon model newer than its table), read here from /proc/cpuinfo on its own; on a CPU
-#    without AVX2 nothing is set; the user's own setting is kept.
+#    without AVX2 nothing is set; the user's own setting is kept; one re-execution adds
+#    both variables (strace, where it can trace).
 set -euo pipefail
 bin=${MONOLITH_BIN:?}
 src=${MONOLITH_SOURCE_DIR:?}
@@ -122,6 +123,12 @@ for env_in in "-u OMP_WAIT_POLICY" "OMP_WAIT_POLICY=PASSIVE"; do  # with the pol
         [ "$got" = "$want $want" ] || fail "OPENBLAS_CORETYPE unset ($env_in): OpenBLAS ran '$got', not $want's kernels"
     fi
 done
+# both added in one re-execution, not one each (where strace may trace)
+if command -v strace >/dev/null &&
+    env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY strace -f -qq -e trace=execve -o "$tmp/exec" "$bin" --version >/dev/null 2>&1; then
+    n=$(grep -c 'execve(.*= 0$' "$tmp/exec" || true)
+    [ "$n" = 2 ] || fail "with neither variable set the binary started $n programs, not 2 (itself, then once again): $(cat "$tmp/exec")"
+fi
 got=$(kernels OPENBLAS_CORETYPE=Prescott)
 [ "$got" = "Prescott Prescott" ] || fail "the user's OPENBLAS_CORETYPE=Prescott was not kept: '$got'"
 echo "OpenBLAS kernels: $want when unset (this CPU), the user's kept"

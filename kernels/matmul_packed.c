@@ -28,9 +28,9 @@ typedef struct {
 } bucket;
 
 typedef struct shape {
-    int form, N, K, nthr;
+    int form, N, K, nthr, copy;  // copy: the weight packed into s->packed (else read in place)
     dnnl_memory_desc_t plain, packed;  // the weight {K, N}: as the caller holds it, as oneDNN reads it
-    dnnl_primitive_t reorder;
+    dnnl_primitive_t reorder;  // NULL when the weight is read in place
     bucket b[2][N_BUCKETS];  // [acc][rows / 16 - 1], made at first use
     struct shape *next;
 } shape;
@@ -54,6 +54,10 @@ enum { TABLE = 4096 };  // hash buckets of the weight entries (chained)
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;  // shapes, the table, the byte count
 static dnnl_engine_t engine;
 static int avail = -1;
+// 1: packed copies of the weights; 0: oneDNN reads each weight in place (the default:
+// each weight is read once per form and step, so the copy's packing pass bought nothing
+// on Emerald Rapids; docs/benchmarks.md "fp32 training on Emerald Rapids").
+static int copies = -1;
 static shape *shapes;
 static entry *table[TABLE];
 static unsigned long gen = 1;
@@ -117,7 +121,8 @@ static dnnl_primitive_desc_t make_pd(const shape *s, int rows, int acc, const dn
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
     const char *impl = NULL;
-    // Only the brgemm kernels read packed weights; anything else would pack per call again.
+    // Only the brgemm kernels, the ones measured (docs/benchmarks.md): oneDNN's others here
+    // run on its own gemm, which packs like BLAS.
     if (pd && (!ok(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) || !impl ||
                !strstr(impl, "brg"))) {
         dnnl_primitive_desc_destroy(pd);
@@ -140,18 +145,20 @@ static int make_bucket(shape *s, int acc, int k) {
 
 // The shape (form, N, K) for the calling context's threads, made at first use. Under mu.
 static shape *shape_get(int form, int N, int K) {
+    const int copy = copies;
     const int nthr = nthr_here();
     for (shape *s = shapes; s; s = s->next)
-        if (s->form == form && s->N == N && s->K == K && s->nthr == nthr) return s;
+        if (s->form == form && s->N == N && s->K == K && s->nthr == nthr && s->copy == copy) return s;
     shape *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->form = form, s->N = N, s->K = K, s->nthr = nthr;
+    s->form = form, s->N = N, s->K = K, s->nthr = nthr, s->copy = copy;
     dnnl_memory_desc_t any;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
     // W [N, K] (nt) is {K, N} column-major to oneDNN ("ba"); W [K, N] (nn) row-major ("ab").
     int good = md2(&s->plain, K, N, form == FORM_NT ? dnnl_ba : dnnl_ab) && md2(&any, K, N, dnnl_format_tag_any) &&
-               (pd = make_pd(s, MATMUL_PACKED_ROWS, 0, &any)) != NULL;
-    if (good) {
+               (pd = make_pd(s, MATMUL_PACKED_ROWS, 0, copy ? &any : &s->plain)) != NULL;
+    if (good && !copy) s->packed = s->plain;  // the primitives read W as the caller holds it
+    else if (good) {
         s->packed = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         good = ok(dnnl_reorder_primitive_desc_create(&rpd, &s->plain, engine, &s->packed, engine, NULL)) &&
                ok(dnnl_primitive_create(&s->reorder, rpd));
@@ -170,6 +177,7 @@ int matmul_packed_available(void) {
     pthread_mutex_lock(&mu);
     if (avail < 0) {
         const char *env = getenv("MONOLITH_PACKED");
+        if (copies < 0) copies = env && !strcmp(env, "copy");
         avail = 0;
         if (!(env && !strcmp(env, "0")) && ok(dnnl_engine_create(&engine, dnnl_cpu, 0))) {
             // A probe shape: oneDNN picks its brgemm kernels on this CPU, or we do not use it.
@@ -200,6 +208,12 @@ void matmul_packed_stale(void) {
                 entry_free(e);
             } else p = &e->next;
         }
+    pthread_mutex_unlock(&mu);
+}
+
+void matmul_packed_set_copies(int on) {
+    pthread_mutex_lock(&mu);
+    copies = on != 0;
     pthread_mutex_unlock(&mu);
 }
 
@@ -299,7 +313,7 @@ static int ready(shape *s, int rows, int acc) {
 // One primitive call: rows (ready()) of A into C. What fails here (making the memory
 // objects, oneDNN's checks of the arguments) fails before the kernels write C: C's rows
 // are done or untouched.
-static int run(shape *s, const entry *e, float *C, const float *A, int rows, int acc) {
+static int run(shape *s, void *wbuf, float *C, const float *A, int rows, int acc) {
     if (fault_now()) return -1;
     const bucket *b = &s->b[acc][rows / ROW_STEP - 1];
     dnnl_stream_t st = t_stream;
@@ -308,7 +322,7 @@ static int run(shape *s, const entry *e, float *C, const float *A, int rows, int
     dnnl_memory_t src = NULL, dst = NULL, wei = NULL, pad = NULL;
     int good = md2(&smd, rows, s->K, dnnl_ab) && md2(&dmd, rows, s->N, dnnl_ab) &&
                ok(dnnl_memory_create(&src, &smd, engine, (void *)A)) && ok(dnnl_memory_create(&dst, &dmd, engine, C)) &&
-               ok(dnnl_memory_create(&wei, &s->packed, engine, e->buf));
+               ok(dnnl_memory_create(&wei, &s->packed, engine, wbuf));
     if (good && b->scratch) {
         dnnl_dims_t d = {(dnnl_dim_t)b->scratch};
         good = ok(dnnl_memory_desc_init_by_tag(&pmd, 1, d, dnnl_u8, dnnl_a)) &&
@@ -348,24 +362,26 @@ static int product(int form, float *C, const float *A, const float *W, int M, in
     if ((whole && ready(s, MATMUL_PACKED_ROWS, acc)) || (rest && ready(s, rest, acc)) ||
         (tail && (ready(s, ROW_STEP, acc) || !grow(&t_pad, &t_pad_n, (size_t)ROW_STEP * (K + N) * sizeof(float)))))
         return 0;
-    entry *e = entry_get(s, W);
-    if (!e) return 0;
+    // The packed copy (held locked until the product is done), or W itself.
+    entry *e = NULL;
+    if (s->copy && !(e = entry_get(s, W))) return 0;
+    void *wbuf = e ? e->buf : (void *)W;
     int m = 0;
     while (M - m >= ROW_STEP) {
         const int rows = M - m >= MATMUL_PACKED_ROWS ? MATMUL_PACKED_ROWS : rest;
-        if (run(s, e, C + (size_t)m * N, A + (size_t)m * K, rows, acc)) break;
+        if (run(s, wbuf, C + (size_t)m * N, A + (size_t)m * K, rows, acc)) break;
         m += rows;
     }
     if (m == M - (int)tail && tail) {
         float *pa = t_pad, *pc = pa + (size_t)ROW_STEP * K;
         memcpy(pa, A + (size_t)m * K, tail * K * sizeof *pa);
         if (acc) memcpy(pc, C + (size_t)m * N, tail * N * sizeof *pc);
-        if (run(s, e, pc, pa, ROW_STEP, acc) == 0) {
+        if (run(s, wbuf, pc, pa, ROW_STEP, acc) == 0) {
             memcpy(C + (size_t)m * N, pc, tail * N * sizeof *pc);
             m = M;
         }
     }
-    pthread_mutex_unlock(&e->mu);
+    if (e) pthread_mutex_unlock(&e->mu);
     return m;
 }
 

@@ -1,16 +1,18 @@
-// matmul_packed.h: fp32 products with a weight operand that oneDNN packs once into its
-// own layout (docs/design.md 10.2, "Packed weights"), where BLAS packs it on every call.
+// matmul_packed.h: fp32 products with a weight operand on oneDNN's matmul (its brgemm
+// kernels; docs/design.md 10.2, "Packed weights"), reading the weight in place (the
+// default) or from a copy packed once into oneDNN's own layout (MONOLITH_PACKED=copy).
 //
 //   forward          C[M,N] (+)= A[M,K] W[N,K]^T     matmul_packed_nt
 //   input gradient   C[M,N] (+)= A[M,K] W[K,N]       matmul_packed_nn
 //
 // W is a weight: the same pointer holds the same values from one matmul_packed_stale()
-// to the next. W gets one packed copy, packed at its first use after the last
+// to the next. With copies, W gets one packed copy, packed at its first use after the last
 // matmul_packed_stale() (the model's forward calls it: the weights may have changed since
 // the step before) and again when the other form is asked for: a training step packs
 // each weight twice (forward's layout, then backward's), where BLAS packed it in every
 // call, and holds one copy of the weights. A copy not used for a few stale() calls is freed.
-// Products on the same W from several threads at once run one after the other.
+// Products on the same copy from several threads at once run one after the other (read in
+// place, W is only read: they run at once).
 //
 // The rows are cut into chunks of MATMUL_PACKED_ROWS, each one oneDNN matmul (its brgemm
 // kernels); a last chunk of fewer rows runs padded to a multiple of 16 rows through a
@@ -44,6 +46,10 @@ int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int
 // matmul_nn (kernels/matmul.h): what a caller holding a weight calls.
 void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
 void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
+// 1: packed copies of the weights; 0: read in place. Decided by MONOLITH_PACKED=copy at
+// the first matmul_packed_available() unless set before; tests set both. The products'
+// bits differ between the two (another order of the same sums).
+void matmul_packed_set_copies(int on);
 // Bytes of packed weights held now.
 size_t matmul_packed_bytes(void);
 // Test hook: after `calls` more primitive calls (chunks of a product), the next one fails

@@ -54,10 +54,7 @@ enum { TABLE = 4096 };  // hash buckets of the weight entries (chained)
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;  // shapes, the table, the byte count
 static dnnl_engine_t engine;
 static int avail = -1;
-// 1: packed copies of the weights; 0: oneDNN reads each weight in place (the default:
-// each weight is read once per form and step, so the copy's packing pass bought nothing
-// on Emerald Rapids; docs/benchmarks.md "fp32 training on Emerald Rapids").
-static int copies = -1;
+static int mode = -1;  // matmul_packed_mode: set, or decided at the first available()
 static shape *shapes;
 static entry *table[TABLE];
 static unsigned long gen = 1;
@@ -145,7 +142,7 @@ static int make_bucket(shape *s, int acc, int k) {
 
 // The shape (form, N, K) for the calling context's threads, made at first use. Under mu.
 static shape *shape_get(int form, int N, int K) {
-    const int copy = copies;
+    const int copy = mode == MATMUL_PACKED_COPY;
     const int nthr = nthr_here();
     for (shape *s = shapes; s; s = s->next)
         if (s->form == form && s->N == N && s->K == K && s->nthr == nthr && s->copy == copy) return s;
@@ -173,13 +170,23 @@ static shape *shape_get(int form, int N, int K) {
     return s;
 }
 
+// MONOLITH_PACKED: 0 off, copy, anything else in place. Unset: by the CPU, as measured
+// in docs/benchmarks.md ("fp32 training on Emerald Rapids"): the packed copies on AMD
+// (Zen 4: the fp32 step 25% less CPU than BLAS), BLAS on Intel (Emerald Rapids: 2-3% less
+// CPU a step than in place, 4% less than the copies).
+static int mode_default(void) {
+    const char *env = getenv("MONOLITH_PACKED");
+    if (env) return !strcmp(env, "0") ? MATMUL_PACKED_OFF : !strcmp(env, "copy") ? MATMUL_PACKED_COPY : MATMUL_PACKED_IN_PLACE;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? MATMUL_PACKED_COPY : MATMUL_PACKED_OFF;
+}
+
 int matmul_packed_available(void) {
     pthread_mutex_lock(&mu);
     if (avail < 0) {
-        const char *env = getenv("MONOLITH_PACKED");
-        if (copies < 0) copies = env && !strcmp(env, "copy");
+        if (mode < 0) mode = mode_default();
         avail = 0;
-        if (!(env && !strcmp(env, "0")) && ok(dnnl_engine_create(&engine, dnnl_cpu, 0))) {
+        if (mode != MATMUL_PACKED_OFF && (engine || ok(dnnl_engine_create(&engine, dnnl_cpu, 0)))) {
             // A probe shape: oneDNN picks its brgemm kernels on this CPU, or we do not use it.
             int save = avail;
             avail = 1;
@@ -211,9 +218,10 @@ void matmul_packed_stale(void) {
     pthread_mutex_unlock(&mu);
 }
 
-void matmul_packed_set_copies(int on) {
+void matmul_packed_set_mode(int m) {
     pthread_mutex_lock(&mu);
-    copies = on != 0;
+    mode = m;
+    avail = m == MATMUL_PACKED_OFF ? 0 : -1;  // probed again at the next available()
     pthread_mutex_unlock(&mu);
 }
 

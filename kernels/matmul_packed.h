@@ -1,6 +1,6 @@
 // matmul_packed.h: fp32 products with a weight operand on oneDNN's matmul (its brgemm
-// kernels; docs/design.md 10.2, "Packed weights"), reading the weight in place (the
-// default) or from a copy packed once into oneDNN's own layout (MONOLITH_PACKED=copy).
+// kernels; docs/design.md 10.2, "Packed weights"), reading the weight in place or from a
+// copy packed once into oneDNN's own layout; or off, BLAS (matmul_packed_set_mode).
 //
 //   forward          C[M,N] (+)= A[M,K] W[N,K]^T     matmul_packed_nt
 //   input gradient   C[M,N] (+)= A[M,K] W[K,N]       matmul_packed_nn
@@ -46,10 +46,12 @@ int matmul_packed_nn(float *C, const float *A, const float *W, int M, int N, int
 // matmul_nn (kernels/matmul.h): what a caller holding a weight calls.
 void matmul_weight_nt(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
 void matmul_weight_nn(int packed, float *C, const float *A, const float *W, int M, int N, int K, int acc);
-// 1: packed copies of the weights; 0: read in place. Decided by MONOLITH_PACKED=copy at
-// the first matmul_packed_available() unless set before; tests set both. The products'
-// bits differ between the two (another order of the same sums).
-void matmul_packed_set_copies(int on);
+// Off (BLAS), weights read in place, or packed copies. Decided at the first
+// matmul_packed_available() unless set before: MONOLITH_PACKED=0 / 1 / copy, else by the
+// CPU (the copies on AMD, off on Intel: matmul_packed.c). Tests set each. The two oneDNN
+// modes give different bits (another order of the same sums).
+enum { MATMUL_PACKED_OFF = 0, MATMUL_PACKED_IN_PLACE = 1, MATMUL_PACKED_COPY = 2 };
+void matmul_packed_set_mode(int mode);
 // Bytes of packed weights held now.
 size_t matmul_packed_bytes(void);
 // Test hook: after `calls` more primitive calls (chunks of a product), the next one fails

@@ -18,9 +18,10 @@
 # process's outside: GFLOP a CPU-second) is the figure to read on a busy machine, where
 # the wall clock also counts the time other programs held the cores. The warm-up step is
 # counted too. Needs a C compiler (the library is built on the fly).
-# The fp32 products over packed weights (kernels/matmul_packed.h: the projections, the
-# output layer, the experts' h1, h3, ys, dact, dxs) are oneDNN's, not sgemm calls, and do
-# not show; MONOLITH_PACKED=0 in the environment puts every product back on sgemm.
+# Where oneDNN runs the fp32 products that read a weight (kernels/matmul_packed.h: the
+# projections, the output layer, the experts' h1, h3, ys, dact, dxs; the default on AMD),
+# they are not sgemm calls and do not show; MONOLITH_PACKED=0 in the environment puts
+# every product on sgemm (the default on Intel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${MONOLITH_BIN:-build/monolith}

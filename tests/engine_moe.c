@@ -202,13 +202,16 @@ START_TEST(test_chained_same_bits) {
     }
     const int threads[2] = {1, 2}, before = omp_get_max_threads();
     matmul_packed_stale();  // w1, w3, w2 are new weights
-    // fp32 on BLAS, fp32 on oneDNN's packed weights (kernels/matmul_packed.h), bf16.
-    const char *kinds[3] = {"fp32", "fp32 packed", "bf16"};
-    for (int kind = 0; kind < 3; kind++)
+    // fp32 on BLAS, fp32 on oneDNN (kernels/matmul_packed.h) reading the weights in place
+    // and from packed copies, whichever the CPU's default, bf16.
+    const char *kinds[4] = {"fp32", "fp32 oneDNN in place", "fp32 oneDNN packed copies", "bf16"};
+    for (int kind = 0; kind < 4; kind++) {
+        const int packed = kind == 1 || kind == 2;
+        if (packed) matmul_packed_set_mode(kind == 1 ? MATMUL_PACKED_IN_PLACE : MATMUL_PACKED_COPY);
         for (int t = 0; t < 2; t++)
             for (int v = 0; v < 4; v++) {  // (acc, dw_set, want_dx): 4 of the 8
-                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind == 2;
-                if ((kind == 1 && !matmul_packed_available()) || (bf && !bf16_supported())) continue;
+                const int acc = v & 1, dw_set = v >> 1 & 1, want_dx = v != 3, bf = kind == 3;
+                if ((packed && !matmul_packed_available()) || (bf && !bf16_supported())) continue;
                 omp_set_num_threads(threads[t]);
                 for (int c = 0; c < 2 + 4 * bf; c++) {
                     // kept 0: backward rounds xs and recomputes act; 1: xk, ak; 2: the same,
@@ -216,7 +219,7 @@ START_TEST(test_chained_same_bits) {
                     // s0 before backward (yk)
                     const int kept = c >> 1;
                     mo_ffn_weights w = {w1, w3, w2, bf ? b1 : NULL, bf ? b3 : NULL, bf ? b2 : NULL, s0, s1, s2,
-                                        kept ? xk : NULL, kept ? ak : NULL, kept == 2, kind == 1};
+                                        kept ? xk : NULL, kept ? ak : NULL, kept == 2, packed};
                     float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};
                     for (int i = 0; i < 7; i++) tu_fill(p[i], sizes[i], 20 + i, 1.0f);  // what acc adds to
                     ffn_set_chained(c & 1);
@@ -231,6 +234,7 @@ START_TEST(test_chained_same_bits) {
                                       kinds[kind], threads[t], acc, dw_set, want_dx, c & 1, kept, names[i]);
                 }
             }
+    }
     omp_set_num_threads(before);
     for (int c = 0; c < 6; c++) {
         float *p[7] = {o[c].ys, o[c].h1, o[c].h3, o[c].dxs, o[c].dw1, o[c].dw3, o[c].dw2};

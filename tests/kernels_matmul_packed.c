@@ -4,7 +4,7 @@
 // changed after matmul_packed_stale() is packed again; a call failing midway leaves only
 // the rows after it to BLAS. On a CPU without oneDNN's brgemm kernels the products do no
 // rows and the callers keep BLAS: checked too. Each test runs twice: the weights read in
-// place (_i = 0, the default) and from packed copies (_i = 1, MONOLITH_PACKED=copy).
+// place (_i = 0, MONOLITH_PACKED=1) and from packed copies (_i = 1, MONOLITH_PACKED=copy).
 #include "kernels/matmul.h"
 #include "kernels/matmul_packed.h"
 #include "kernels/ref/ref.h"
@@ -28,7 +28,7 @@ static const struct {
              {"nn", matmul_packed_nn, ref_matmul_nn, matmul_weight_nn, matmul_nn}};
 
 START_TEST(test_packed_matches_ref) {
-    matmul_packed_set_copies(_i);
+    matmul_packed_set_mode(_i ? MATMUL_PACKED_COPY : MATMUL_PACKED_IN_PLACE);
     if (!matmul_packed_available()) {
         float C = 0, A = 1, W = 1;
         ck_assert_int_eq(matmul_packed_nt(&C, &A, &W, 1, 1, 1, 0), 0);
@@ -65,7 +65,7 @@ END_TEST
 // One call over 1100 rows against the same rows cut into blocks of 7, 300, 16, 777 rows,
 // run one after the other and then as the blocks of a parallel loop: the same bits.
 START_TEST(test_packed_rows_independent) {
-    matmul_packed_set_copies(_i);
+    matmul_packed_set_mode(_i ? MATMUL_PACKED_COPY : MATMUL_PACKED_IN_PLACE);
     if (!matmul_packed_available()) return;
     const int M = 1100, N = 192, K = 320, cut[] = {0, 7, 307, 323, 1100};
     const size_t nc = (size_t)M * N;
@@ -98,7 +98,7 @@ END_TEST
 // W changed in place: after matmul_packed_stale() the product is the new W's (packed
 // again, or read in place).
 START_TEST(test_packed_stale_repacks) {
-    matmul_packed_set_copies(_i);
+    matmul_packed_set_mode(_i ? MATMUL_PACKED_COPY : MATMUL_PACKED_IN_PLACE);
     if (!matmul_packed_available()) return;
     const int M = 40, N = 48, K = 64;
     float *A = malloc(M * K * 4), *W = malloc(N * K * 4), *C = malloc(M * N * 4);
@@ -124,7 +124,7 @@ END_TEST
 // are added once (the defect this guards against redid the whole product and added them
 // twice). Against the clean packed product, BLAS on the rest, and the double oracle.
 START_TEST(test_packed_failure_midway) {
-    matmul_packed_set_copies(_i);
+    matmul_packed_set_mode(_i ? MATMUL_PACKED_COPY : MATMUL_PACKED_IN_PLACE);
     if (!matmul_packed_available()) return;
     const int M = 1100, N = 48, K = 80, done_at[] = {0, 512, 1024, 1088};
     const size_t nc = (size_t)M * N;
@@ -166,6 +166,18 @@ START_TEST(test_packed_failure_midway) {
 }
 END_TEST
 
+// Off (MONOLITH_PACKED=0, and the default on Intel): no rows, the callers keep BLAS.
+START_TEST(test_packed_off) {
+    matmul_packed_set_mode(MATMUL_PACKED_OFF);
+    ck_assert_int_eq(matmul_packed_available(), 0);
+    float C = 0, A = 1, W = 1;
+    ck_assert_int_eq(matmul_packed_nt(&C, &A, &W, 1, 1, 1, 0), 0);
+    ck_assert(C == 0);
+    matmul_weight_nt(1, &C, &A, &W, 1, 1, 1, 0);
+    ck_assert(C == 1);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels_matmul_packed");
     TCase *tc = tcase_create("matmul_packed");
@@ -173,6 +185,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_packed_rows_independent, 0, 2);
     tcase_add_loop_test(tc, test_packed_stale_repacks, 0, 2);
     tcase_add_loop_test(tc, test_packed_failure_midway, 0, 2);
+    tcase_add_test(tc, test_packed_off);
     suite_add_tcase(s, tc);
     return tu_run_suite(s, CK_FORK_GETENV);
 }
